@@ -1,1 +1,20 @@
+"""Storage: `api` (the interface) and backends (`sqlite`, `postgres`); `open_store(url)` picks one."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailhouse.store.api import Store
+
+
+def open_store(url: str, data_dir: Path) -> Store:
+    """Return an (unopened) store for URL: sqlite:///path or postgresql://…"""
+    if url.startswith("sqlite://"):
+        from mailhouse.store.sqlite.backend import SqliteStore
+
+        return SqliteStore(Path(url.removeprefix("sqlite://")), data_dir / "blobs")
+    if url.startswith(("postgresql://", "postgres://")):
+        from mailhouse.store.postgres.backend import PostgresStore  # type: ignore[import-not-found,unused-ignore]
+
+        return PostgresStore(url, data_dir)  # type: ignore[no-any-return,unused-ignore]
+    raise ValueError(f"unknown store url {url!r}")

@@ -1,0 +1,269 @@
+"""Mailhouse configuration: TOML file → typed, validated `Config`.
+
+Keys (DESIGN.md §Operator interface): `hostname`, `data_dir`; `[listen]` with one key per
+service (`"host:port"` or a list of them — a missing key means that service is off);
+`[tls] cert`, `key`; `[store] url`; `[dns] nameservers`. Without a config file every
+service listens on 127.0.0.1 at an unprivileged port so a first try just works.
+
+Invariant: every error names the file, the key and what is wrong (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SERVICES = (
+    "smtp",
+    "submission",
+    "submissions",
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+    "managesieve",
+    "http",
+)
+
+# Unprivileged defaults so `mailhouse serve` runs without root (the standard ports are
+# 25/587/465/143/993/110/995/4190/443; configure them in production).
+DEFAULT_LISTEN: dict[str, list[tuple[str, int]]] = {
+    "smtp": [("127.0.0.1", 2525)],
+    "submission": [("127.0.0.1", 2587)],
+    "submissions": [("127.0.0.1", 2465)],
+    "imap": [("127.0.0.1", 2143)],
+    "imaps": [("127.0.0.1", 2993)],
+    "pop3": [("127.0.0.1", 2110)],
+    "pop3s": [("127.0.0.1", 2995)],
+    "http": [("127.0.0.1", 8080)],
+}
+
+DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024  # Postfix's message_size_limit is 10 MiB; 50 MiB suits attachments today
+DEFAULT_MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8: servers must accept at least 100 recipients
+
+
+class ConfigError(Exception):
+    """A configuration problem, naming file, key and what is wrong."""
+
+    def __init__(self, path: str, key: str, problem: str) -> None:
+        super().__init__(f"{path}: {key}: {problem}")
+        self.path, self.key, self.problem = path, key, problem
+
+
+@dataclass(slots=True)
+class Route:
+    """Where mail for a destination domain goes instead of its MX (like Postfix transport_maps)."""
+
+    host: str
+    port: int = 25
+    username: str | None = None
+    password: str | None = None
+    tls: str = "opportunistic"  # "opportunistic" | "required" | "implicit" | "none"
+
+
+@dataclass(slots=True)
+class Config:
+    hostname: str
+    data_dir: Path
+    listen: dict[str, list[tuple[str, int]]]
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    store_url: str = ""
+    dns_nameservers: list[tuple[str, int]] = field(default_factory=list)
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    allow_plaintext_auth: bool = False  # AUTH/LOGIN/USER over unencrypted connections (never by default)
+    workers: int = 1  # processes sharing the listening sockets (SO_REUSEPORT) and one store
+    smtp_idle_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: server timeout ≥ 5 minutes
+    imap_idle_timeout: float = 1800.0  # RFC 9051 §5.4: autologout timer ≥ 30 minutes
+    pop3_idle_timeout: float = 600.0  # RFC 1939 §3: autologout timer ≥ 10 minutes
+    queue_lifetime: float = 5 * 86400.0  # Postfix maximal_queue_lifetime = 5d
+    queue_delay_warning: float = 4 * 3600.0  # Postfix delay_warning_time = 4h
+    queue_retry_base: float = 300.0
+    queue_retry_max: float = 4000.0
+    relayhost: Route | None = None
+    routes: dict[str, Route] = field(default_factory=dict)
+    dkim_selector: str = "mailhouse"
+    outbound_port: int = 25  # TCP port used for MX delivery (tests point it elsewhere)
+    source_path: str = "<defaults>"
+
+    @property
+    def store(self) -> str:
+        return self.store_url or f"sqlite:///{self.data_dir / 'mailhouse.db'}"
+
+
+def parse_hostport(value: str, path: str, key: str) -> tuple[str, int]:
+    """`"host:port"`, `"[v6]:port"` → (host, port)."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(path, key, f"expected \"host:port\", got {value!r}")
+    host, _, port_s = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError(path, key, f"port {port_s!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(path, key, f"port {port} out of range 0-65535")
+    if not host:
+        raise ConfigError(path, key, "host is empty")
+    return host, port
+
+
+def _nameserver(value: str, path: str, key: str) -> tuple[str, int]:
+    if not isinstance(value, str):
+        raise ConfigError(path, key, f"expected a string, got {value!r}")
+    if value.count(":") == 1:
+        return parse_hostport(value, path, key)
+    return value.strip("[]"), 53
+
+
+def _route(value: Any, path: str, key: str) -> Route:
+    if isinstance(value, str):
+        host, port = parse_hostport(value if ":" in value else value + ":25", path, key)
+        return Route(host, port)
+    if not isinstance(value, dict) or "host" not in value:
+        raise ConfigError(path, key, "expected \"host:port\" or a table with host, port, username, password, tls")
+    r = Route(str(value["host"]), int(value.get("port", 25)))
+    r.username = value.get("username")
+    r.password = value.get("password")
+    r.tls = str(value.get("tls", "opportunistic"))
+    if r.tls not in ("opportunistic", "required", "implicit", "none"):
+        raise ConfigError(path, f"{key}.tls", f"unknown TLS mode {r.tls!r}")
+    return r
+
+
+def default_config(data_dir: str | Path = "mailhouse-data") -> Config:
+    return Config(
+        hostname=socket.getfqdn() or "localhost",
+        data_dir=Path(data_dir).resolve(),
+        listen={k: list(v) for k, v in DEFAULT_LISTEN.items()},
+    )
+
+
+def load(path: str | None = None) -> Config:
+    """Load config from PATH, else $MAILHOUSE_CONFIG, else built-in defaults."""
+    path = path or os.environ.get("MAILHOUSE_CONFIG")
+    if not path:
+        return default_config()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(path, "-", "file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, "-", f"invalid TOML: {e}") from None
+    return from_dict(data, path)
+
+
+_TOP_KEYS = {
+    "hostname", "data_dir", "listen", "tls", "store", "dns", "limits", "auth", "server",
+    "queue", "relayhost", "routes", "dkim", "delivery",
+}
+
+
+def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
+    for k in data:
+        if k not in _TOP_KEYS:
+            raise ConfigError(path, k, "unknown key")
+    base = Path(path).parent if path not in ("<dict>", "<defaults>") else Path.cwd()
+    cfg = default_config()
+    cfg.source_path = path
+    if "hostname" in data:
+        if not isinstance(data["hostname"], str) or not data["hostname"]:
+            raise ConfigError(path, "hostname", "must be a non-empty string")
+        cfg.hostname = data["hostname"]
+    if "data_dir" in data:
+        if not isinstance(data["data_dir"], str):
+            raise ConfigError(path, "data_dir", "must be a string path")
+        cfg.data_dir = (base / data["data_dir"]).resolve()
+    if "listen" in data:
+        listen = data["listen"]
+        if not isinstance(listen, dict):
+            raise ConfigError(path, "listen", "must be a table")
+        cfg.listen = {}
+        for svc, val in listen.items():
+            if svc not in SERVICES:
+                raise ConfigError(path, f"listen.{svc}", f"unknown service (known: {', '.join(SERVICES)})")
+            vals = val if isinstance(val, list) else [val]
+            cfg.listen[svc] = [parse_hostport(v, path, f"listen.{svc}") for v in vals]
+    tls = _table(data, "tls", path)
+    if "cert" in tls or "key" in tls:
+        if not ("cert" in tls and "key" in tls):
+            raise ConfigError(path, "tls", "cert and key must be given together")
+        cfg.tls_cert, cfg.tls_key = (base / tls["cert"]).resolve(), (base / tls["key"]).resolve()
+        for k, p in (("tls.cert", cfg.tls_cert), ("tls.key", cfg.tls_key)):
+            if not p.is_file():
+                raise ConfigError(path, k, f"file {p} does not exist")
+    store = _table(data, "store", path)
+    if "url" in store:
+        url = store["url"]
+        if not isinstance(url, str) or not url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ConfigError(path, "store.url", "must start with sqlite:/// or postgresql://")
+        cfg.store_url = url
+    dns = _table(data, "dns", path)
+    if "nameservers" in dns:
+        ns = dns["nameservers"]
+        if not isinstance(ns, list):
+            raise ConfigError(path, "dns.nameservers", "must be a list of \"IP\" or \"IP:port\"")
+        cfg.dns_nameservers = [_nameserver(v, path, "dns.nameservers") for v in ns]
+    limits = _table(data, "limits", path)
+    for key, attr in (("max_message_size", "max_message_size"), ("max_recipients", "max_recipients")):
+        if key in limits:
+            v = limits[key]
+            if not isinstance(v, int) or v <= 0:
+                raise ConfigError(path, f"limits.{key}", "must be a positive integer")
+            setattr(cfg, attr, v)
+    auth = _table(data, "auth", path)
+    if "allow_plaintext" in auth:
+        cfg.allow_plaintext_auth = _bool(auth["allow_plaintext"], path, "auth.allow_plaintext")
+    server = _table(data, "server", path)
+    if "workers" in server:
+        w = server["workers"]
+        if not isinstance(w, int) or not 1 <= w <= 64:
+            raise ConfigError(path, "server.workers", "must be an integer 1-64")
+        cfg.workers = w
+    for key in ("smtp_idle_timeout", "imap_idle_timeout", "pop3_idle_timeout"):
+        if key in server:
+            setattr(cfg, key, _pos_number(server[key], path, f"server.{key}"))
+    queue = _table(data, "queue", path)
+    for key, attr in (
+        ("lifetime", "queue_lifetime"),
+        ("delay_warning", "queue_delay_warning"),
+        ("retry_base", "queue_retry_base"),
+        ("retry_max", "queue_retry_max"),
+    ):
+        if key in queue:
+            setattr(cfg, attr, _pos_number(queue[key], path, f"queue.{key}"))
+    if "outbound_port" in queue:
+        cfg.outbound_port = int(_pos_number(queue["outbound_port"], path, "queue.outbound_port"))
+    if "relayhost" in data:
+        cfg.relayhost = _route(data["relayhost"], path, "relayhost")
+    routes = _table(data, "routes", path)
+    cfg.routes = {d.lower().rstrip("."): _route(v, path, f"routes.{d}") for d, v in routes.items()}
+    dkim = _table(data, "dkim", path)
+    if "selector" in dkim:
+        cfg.dkim_selector = str(dkim["selector"])
+    return cfg
+
+
+def _table(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    v = data.get(key, {})
+    if not isinstance(v, dict):
+        raise ConfigError(path, key, "must be a table")
+    return v
+
+
+def _bool(v: Any, path: str, key: str) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(path, key, "must be true or false")
+    return v
+
+
+def _pos_number(v: Any, path: str, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+        raise ConfigError(path, key, "must be a positive number")
+    return float(v)

@@ -1,0 +1,278 @@
+"""The one storage interface of Mailhouse: narrow async Protocols every backend implements.
+
+Backends: `store.sqlite` (embedded default: SQLite WAL index + blob files) and
+`store.postgres` (scale-out). Everything above `store/` speaks only these types.
+
+Semantics every backend must honour (pinned down by `tests/store/contract.py`):
+- UIDs are strictly increasing per mailbox and never reused (RFC 9051 §2.3.1.1);
+  UIDVALIDITY is fixed for a mailbox's life and differs between a deleted mailbox and
+  its re-creation; `uidnext` is one above the last UID ever assigned.
+- MODSEQ (RFC 7162 §3.1) is per mailbox, strictly increasing: each append, flag change
+  and expunge gets a new modseq greater than all before; `highestmodseq` is the max.
+- Expunged UIDs are remembered with the modseq of their expunge (for QRESYNC VANISHED).
+- A call that changes data returns only after the change is durable (committed, and
+  blobs fsynced before the index row pointing at them is committed).
+- Changes are published on the change feed only after commit.
+- `append` with a `delivery_key` already used in that mailbox is a no-op returning the
+  existing UID: redelivery after a crash never yields two copies.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+SPECIAL_MAILBOXES: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),  # RFC 6154 §2
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+)
+
+
+class StoreError(Exception):
+    """Base of store errors."""
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    """A concurrent change made this operation impossible (retry may succeed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    id: int
+    name: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScramKeys:
+    salt: bytes
+    iterations: int
+    stored_key: bytes
+    server_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    address: str
+    domain_id: int
+    password_hash: str
+    quota_bytes: int  # 0: unlimited
+    quota_messages: int  # 0: unlimited
+    is_admin: bool
+    scram: ScramKeys | None
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    id: int
+    source: str  # "sales@example.org", or "@example.org" for a catch-all
+    destination: str  # an address (local or remote)
+
+
+@dataclass(frozen=True, slots=True)
+class DkimKey:
+    domain: str
+    selector: str
+    algorithm: str  # "rsa-sha256" | "ed25519-sha256"
+    private_key: bytes  # PEM (rsa) or raw base64 seed (ed25519), as dkimpy takes it
+    public_record: str  # the TXT record value to publish
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    account_id: int
+    name: str  # hierarchy delimiter "/", UTF-8
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    special_use: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    mailbox_id: int
+    uid: int
+    modseq: int
+    flags: frozenset[str]  # system flags ("\\Seen") and keywords
+    internaldate: float  # seconds since the epoch
+    size: int
+    blob_key: str
+    saved: float = 0.0  # when it landed in this mailbox (SAVEDATE, RFC 8514)
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    mailbox_id: int
+    blob_key: str
+    size: int
+    flags: frozenset[str] = frozenset()
+    internaldate: float = 0.0
+    delivery_key: str | None = None  # idempotency key (queue id + recipient)
+
+
+class FlagMode(enum.Enum):
+    ADD = "+"
+    REMOVE = "-"
+    REPLACE = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FlagResult:
+    updated: list[MessageRecord]
+    failed_uids: list[int]  # UNCHANGEDSINCE conflicts (RFC 7162 §3.1.3)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One committed change, as the change feed broadcasts it (IDLE/NOTIFY wake-ups)."""
+
+    account_id: int
+    mailbox_id: int
+    kind: str  # "append" | "flags" | "expunge" | "mailbox"
+    modseq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    bytes: int
+    messages: int
+
+
+@dataclass(slots=True)
+class QueueRecipient:
+    address: str
+    status: str = "pending"  # pending | deferred | delivered | failed
+    last_reply: str = ""
+    notify: str = ""  # DSN NOTIFY (RFC 3461 §4.1), comma list; "" = default
+    orcpt: str = ""  # DSN ORCPT (RFC 3461 §4.2)
+
+
+@dataclass(slots=True)
+class QueueEntry:
+    id: str
+    sender: str  # "" for the null sender
+    recipients: list[QueueRecipient]
+    blob_key: str
+    size: int
+    created: float
+    next_attempt: float
+    attempts: int = 0
+    ret: str = ""  # DSN RET=FULL|HDRS
+    envid: str = ""  # DSN ENVID
+    warned: bool = False
+    lease_owner: str = ""
+    lease_until: float = 0.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Directory(Protocol):
+    async def add_domain(self, name: str) -> Domain: ...
+    async def get_domain(self, name: str) -> Domain | None: ...
+    async def list_domains(self) -> list[Domain]: ...
+    async def remove_domain(self, name: str) -> None: ...
+
+    async def add_account(
+        self,
+        address: str,
+        password_hash: str,
+        *,
+        quota_bytes: int = 0,
+        quota_messages: int = 0,
+        is_admin: bool = False,
+        scram: ScramKeys | None = None,
+    ) -> Account: ...
+    async def get_account(self, address: str) -> Account | None: ...
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
+    async def list_accounts(self, domain: str | None = None) -> list[Account]: ...
+    async def set_password(self, address: str, password_hash: str, scram: ScramKeys | None) -> None: ...
+    async def set_quota(self, address: str, quota_bytes: int, quota_messages: int) -> None: ...
+    async def remove_account(self, address: str) -> None: ...
+
+    async def add_alias(self, source: str, destination: str) -> Alias: ...
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]: ...
+    async def aliases_for(self, source: str) -> list[Alias]: ...
+    async def remove_alias(self, source: str, destination: str | None = None) -> None: ...
+
+    async def set_dkim_key(self, key: DkimKey) -> None: ...
+    async def get_dkim_keys(self, domain: str) -> list[DkimKey]: ...
+
+
+class MailIndex(Protocol):
+    async def create_mailbox(self, account_id: int, name: str, special_use: str | None = None) -> Mailbox: ...
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None: ...
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]: ...
+    async def rename_mailbox(self, mailbox_id: int, new_name: str) -> Mailbox: ...
+    async def delete_mailbox(self, mailbox_id: int) -> list[str]: ...  # returns blob keys now unreferenced
+    async def subscriptions(self, account_id: int) -> list[str]: ...
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None: ...
+
+    async def append(self, messages: Sequence[NewMessage]) -> list[MessageRecord]: ...
+    async def list_messages(self, mailbox_id: int) -> list[MessageRecord]: ...
+    async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]: ...
+    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]: ...
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        mode: FlagMode,
+        flags: frozenset[str],
+        unchanged_since: int | None = None,
+    ) -> FlagResult: ...
+    async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> tuple[list[int], list[str]]: ...
+    # returns (expunged uids, blob keys now unreferenced)
+    async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int) -> list[tuple[int, int]]: ...
+    async def move(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
+    ) -> list[tuple[int, int]]: ...
+    async def usage(self, account_id: int) -> Usage: ...
+    async def get_metadata(self, account_id: int, mailbox: str, key: str) -> str | None: ...
+    async def set_metadata(self, account_id: int, mailbox: str, key: str, value: str | None) -> None: ...
+
+
+class BlobStore(Protocol):
+    async def put(self, data: bytes) -> str: ...  # durable before it returns; returns a new unique key
+    async def get(self, key: str) -> bytes: ...
+    async def delete(self, keys: Sequence[str]) -> None: ...
+
+
+class Queue(Protocol):
+    async def enqueue(self, entry: QueueEntry) -> None: ...
+    async def claim_due(self, now: float, owner: str, lease_seconds: float, limit: int) -> list[QueueEntry]: ...
+    async def update(self, entry: QueueEntry) -> None: ...  # persists status, attempts, next_attempt; releases lease
+    async def remove(self, entry_id: str) -> list[str]: ...  # returns unreferenced blob keys
+    async def get(self, entry_id: str) -> QueueEntry | None: ...
+    async def list(self) -> list[QueueEntry]: ...
+
+
+class ChangeFeed(Protocol):
+    def subscribe(self, account_id: int) -> AsyncIterator[Change]: ...
+
+
+class Store(Directory, MailIndex, Queue, ChangeFeed, Protocol):
+    """Everything a Mailhouse node needs; `blobs` is the blob store."""
+
+    @property
+    def blobs(self) -> BlobStore: ...
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def deliver(self, blob: bytes, messages: Sequence[NewMessage]) -> list[MessageRecord]: ...
+    # convenience: put blob, then append rows referencing it (blob_key filled in)

@@ -1,0 +1,50 @@
+"""Versioned schema migrations for the SQLite backend.
+
+Each entry of `MIGRATIONS` moves the schema from version i to i+1; `PRAGMA user_version`
+records where a database stands. Migrations only ever append: never edit a released one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: directory, mail index, change feed, queue
+    """
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE domains(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
+    CREATE TABLE accounts(
+        id INTEGER PRIMARY KEY, address TEXT UNIQUE NOT NULL,
+        domain_id INTEGER NOT NULL REFERENCES domains(id),
+        password_hash TEXT NOT NULL, quota_bytes INTEGER NOT NULL DEFAULT 0,
+        quota_messages INTEGER NOT NULL DEFAULT 0, is_admin INTEGER NOT NULL DEFAULT 0,
+        scram_salt BLOB, scram_iter INTEGER, scram_stored BLOB, scram_server BLOB,
+        used_bytes INTEGER NOT NULL DEFAULT 0, used_messages INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL);
+    CREATE TABLE aliases(id INTEGER PRIMARY KEY, source TEXT NOT NULL, destination TEXT NOT NULL,
+        UNIQUE(source, destination));
+    CREATE TABLE dkim_keys(domain TEXT NOT NULL, selector TEXT NOT NULL, algorithm TEXT NOT NULL,
+        private_key BLOB NOT NULL, public_record TEXT NOT NULL, PRIMARY KEY(domain, selector));
+    CREATE TABLE mailboxes(id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL REFERENCES accounts(id),
+        name TEXT NOT NULL, uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL,
+        highestmodseq INTEGER NOT NULL, special_use TEXT, UNIQUE(account_id, name));
+    CREATE TABLE messages(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,
+        flags TEXT NOT NULL, internaldate REAL NOT NULL, size INTEGER NOT NULL, blob_key TEXT NOT NULL,
+        saved REAL NOT NULL, delivery_key TEXT, PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;
+    CREATE UNIQUE INDEX messages_delivery ON messages(mailbox_id, delivery_key) WHERE delivery_key IS NOT NULL;
+    CREATE INDEX messages_blob ON messages(blob_key);
+    CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+    CREATE TABLE expunged(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,
+        PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;
+    CREATE TABLE subscriptions(account_id INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY(account_id, name));
+    CREATE TABLE metadata(account_id INTEGER NOT NULL, mailbox TEXT NOT NULL, key TEXT NOT NULL,
+        value TEXT NOT NULL, PRIMARY KEY(account_id, mailbox, key));
+    CREATE TABLE changes(id INTEGER PRIMARY KEY AUTOINCREMENT, account_id INTEGER NOT NULL,
+        mailbox_id INTEGER NOT NULL, kind TEXT NOT NULL, modseq INTEGER NOT NULL, at REAL NOT NULL);
+    CREATE TABLE queue(id TEXT PRIMARY KEY, sender TEXT NOT NULL, recipients TEXT NOT NULL,
+        blob_key TEXT NOT NULL, size INTEGER NOT NULL, created REAL NOT NULL, next_attempt REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, ret TEXT NOT NULL DEFAULT '', envid TEXT NOT NULL DEFAULT '',
+        warned INTEGER NOT NULL DEFAULT 0, lease_owner TEXT NOT NULL DEFAULT '',
+        lease_until REAL NOT NULL DEFAULT 0, extra TEXT NOT NULL DEFAULT '{}');
+    CREATE INDEX queue_due ON queue(next_attempt);
+    CREATE INDEX queue_blob ON queue(blob_key);
+    """,
+]

@@ -1,0 +1,75 @@
+"""TLS contexts for every listener and the outbound client.
+
+A self-signed certificate (cryptography) is made in `data_dir/tls/` on first start when
+none is configured, so TLS works everywhere from the first run. Server contexts allow
+TLS 1.2+ only (RFC 8996 deprecates 1.0/1.1; RFC 8314 §4.1).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+def ensure_self_signed(data_dir: Path, hostname: str) -> tuple[Path, Path]:
+    """Return (cert, key) paths under data_dir/tls, creating a self-signed pair if absent."""
+    tls_dir = data_dir / "tls"
+    cert_p, key_p = tls_dir / "cert.pem", tls_dir / "key.pem"
+    if cert_p.is_file() and key_p.is_file():
+        return cert_p, key_p
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64])])
+    now = datetime.datetime.now(datetime.UTC)
+    sans: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost")]
+    sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    tmp_key = key_p.with_suffix(".tmp")
+    fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    os.replace(tmp_key, key_p)
+    cert_p.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_p, key_p
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    ctx.options |= ssl.OP_NO_COMPRESSION  # CRIME
+    return ctx
+
+
+def client_context(verify: bool = False) -> ssl.SSLContext:
+    """Outbound SMTP: opportunistic TLS does not verify (RFC 7435); MTA-STS/DANE would."""
+    ctx = ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx

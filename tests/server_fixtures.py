@@ -1,0 +1,1 @@
+"""Fixtures that start Mailhouse itself (filled in by the server tests)."""

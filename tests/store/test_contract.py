@@ -1,0 +1,209 @@
+"""The store contract: every backend must pass these (DESIGN.md §store)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mailhouse.store import open_store
+from mailhouse.store.api import AlreadyExists, FlagMode, NewMessage, NotFound, QueueEntry, QueueRecipient, Store
+
+
+@pytest.fixture
+async def store(store_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if store_backend == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path / 'mh.db'}", tmp_path)
+    else:
+        pg = request.getfixturevalue("postgres_db_url")
+        s = open_store(pg, tmp_path)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def _account(store: Store, addr: str = "alice@example.org") -> int:
+    domain = addr.split("@")[1]
+    if not await store.get_domain(domain):
+        await store.add_domain(domain)
+    acc = await store.add_account(addr, "hash")
+    return acc.id
+
+
+async def test_domains(store: Store) -> None:
+    await store.add_domain("example.org")
+    with pytest.raises(AlreadyExists):
+        await store.add_domain("example.org")
+    assert [d.name for d in await store.list_domains()] == ["example.org"]
+    await store.remove_domain("example.org")
+    assert await store.get_domain("example.org") is None
+    with pytest.raises(NotFound):
+        await store.remove_domain("example.org")
+
+
+async def test_account_gets_special_mailboxes(store: Store) -> None:
+    acc = await _account(store)
+    boxes = {m.name: m.special_use for m in await store.list_mailboxes(acc)}
+    assert boxes == {
+        "INBOX": None, "Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
+        "Archive": "\\Archive",
+    }
+    with pytest.raises(AlreadyExists):
+        await store.add_account("alice@example.org", "x")
+    with pytest.raises(NotFound):
+        await store.add_account("bob@nowhere.test", "x")
+
+
+async def test_domain_with_accounts_cannot_be_removed(store: Store) -> None:
+    await _account(store)
+    with pytest.raises(AlreadyExists):
+        await store.remove_domain("example.org")
+
+
+async def test_uids_increase_and_modseq(store: Store) -> None:
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    assert inbox is not None
+    recs = await store.deliver(b"Subject: a\r\n\r\nbody\r\n", [NewMessage(inbox.id, "", 0)])
+    recs += await store.deliver(b"Subject: b\r\n\r\nbody\r\n", [NewMessage(inbox.id, "", 0)])
+    assert [r.uid for r in recs] == [1, 2]
+    assert recs[1].modseq > recs[0].modseq
+    assert recs[0].size == len(b"Subject: a\r\n\r\nbody\r\n")
+    assert await store.blobs.get(recs[0].blob_key) == b"Subject: a\r\n\r\nbody\r\n"
+    mb = await store.get_mailbox_by_id(inbox.id)
+    assert mb is not None and mb.uidnext == 3 and mb.highestmodseq == recs[1].modseq
+    # expunge the last one: its UID is never reused
+    gone, keys = await store.expunge(inbox.id, [2])
+    assert gone == [2] and keys == [recs[1].blob_key]
+    with pytest.raises(FileNotFoundError):
+        await store.blobs.get(recs[1].blob_key)
+    r3 = await store.deliver(b"x\r\n", [NewMessage(inbox.id, "", 0)])
+    assert r3[0].uid == 3
+    assert await store.expunged_since(inbox.id, recs[1].modseq) == [2]
+
+
+async def test_delivery_key_is_idempotent(store: Store) -> None:
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    assert inbox
+    a = await store.deliver(b"m\r\n", [NewMessage(inbox.id, "", 0, delivery_key="Q1:alice")])
+    b = await store.deliver(b"m\r\n", [NewMessage(inbox.id, "", 0, delivery_key="Q1:alice")])
+    assert a[0].uid == b[0].uid
+    assert len(await store.list_messages(inbox.id)) == 1
+    assert (await store.usage(acc)).messages == 1
+
+
+async def test_flags_and_unchangedsince(store: Store) -> None:
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    assert inbox
+    recs = await store.deliver(b"m\r\n", [NewMessage(inbox.id, "", 0, flags=frozenset({"\\Seen"}))])
+    uid, m0 = recs[0].uid, recs[0].modseq
+    res = await store.store_flags(inbox.id, [uid], FlagMode.ADD, frozenset({"\\Flagged", "$Label1"}))
+    assert res.updated[0].flags == {"\\Seen", "\\Flagged", "$Label1"} and res.updated[0].modseq > m0
+    res2 = await store.store_flags(inbox.id, [uid], FlagMode.REMOVE, frozenset({"\\Seen"}), unchanged_since=m0)
+    assert res2.failed_uids == [uid] and not res2.updated
+    res3 = await store.store_flags(inbox.id, [uid], FlagMode.REPLACE, frozenset({"\\Answered"}))
+    assert res3.updated[0].flags == {"\\Answered"}
+    changed = await store.changed_since(inbox.id, m0)
+    assert [c.uid for c in changed] == [uid]
+
+
+async def test_copy_move_and_usage(store: Store) -> None:
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    arch = await store.get_mailbox(acc, "Archive")
+    assert inbox and arch
+    recs = await store.deliver(b"hello\r\n", [NewMessage(inbox.id, "", 0, flags=frozenset({"\\Seen"}))])
+    pairs = await store.copy(inbox.id, [recs[0].uid], arch.id)
+    assert pairs == [(1, 1)]
+    assert (await store.usage(acc)).messages == 2
+    moved = await store.move(inbox.id, [1], arch.id)
+    assert moved == [(1, 2)]
+    assert await store.list_messages(inbox.id) == []
+    in_arch = await store.list_messages(arch.id)
+    assert [m.flags for m in in_arch] == [frozenset({"\\Seen"})] * 2
+    assert (await store.usage(acc)).messages == 2
+    # the blob survives while a copy references it
+    assert await store.blobs.get(in_arch[0].blob_key) == b"hello\r\n"
+
+
+async def test_mailbox_lifecycle_new_uidvalidity(store: Store) -> None:
+    acc = await _account(store)
+    mb = await store.create_mailbox(acc, "Projects/X")
+    with pytest.raises(AlreadyExists):
+        await store.create_mailbox(acc, "Projects/X")
+    await store.deliver(b"x\r\n", [NewMessage(mb.id, "", 0)])
+    renamed = await store.rename_mailbox(mb.id, "Projects/Y")
+    assert renamed.uidvalidity == mb.uidvalidity
+    await store.delete_mailbox(mb.id)
+    again = await store.create_mailbox(acc, "Projects/Y")
+    assert again.uidvalidity > mb.uidvalidity
+    assert (await store.usage(acc)).messages == 0
+
+
+async def test_accounts_are_isolated(store: Store) -> None:
+    a = await _account(store, "a@example.org")
+    b = await _account(store, "b@example.org")
+    assert {m.id for m in await store.list_mailboxes(a)}.isdisjoint({m.id for m in await store.list_mailboxes(b)})
+    assert await store.get_mailbox(a, "INBOX") != await store.get_mailbox(b, "INBOX")
+
+
+async def test_aliases(store: Store) -> None:
+    await _account(store)
+    await store.add_alias("sales@example.org", "alice@example.org")
+    await store.add_alias("@example.org", "alice@example.org")
+    with pytest.raises(AlreadyExists):
+        await store.add_alias("sales@example.org", "alice@example.org")
+    with pytest.raises(NotFound):
+        await store.add_alias("x@elsewhere.test", "alice@example.org")
+    assert [a.destination for a in await store.aliases_for("sales@example.org")] == ["alice@example.org"]
+    assert len(await store.list_aliases("example.org")) == 2
+    await store.remove_alias("sales@example.org")
+    assert await store.aliases_for("sales@example.org") == []
+
+
+async def test_change_feed_reports_delivery(store: Store) -> None:
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    assert inbox
+    feed = store.subscribe(acc)
+    first = asyncio.ensure_future(feed.__anext__())
+    await asyncio.sleep(0.2)
+    await store.deliver(b"x\r\n", [NewMessage(inbox.id, "", 0)])
+    change = await asyncio.wait_for(first, 2.0)
+    assert change.mailbox_id == inbox.id and change.kind == "append"
+    await feed.aclose()  # type: ignore[attr-defined]
+
+
+async def test_queue_claims_are_exclusive(store: Store) -> None:
+    key = await store.blobs.put(b"queued\r\n")
+    e = QueueEntry("Q1", "a@example.org", [QueueRecipient("x@remote.test")], key, 8, 1.0, 0.0)
+    await store.enqueue(e)
+    got = await store.claim_due(10.0, "node-a", 60.0, 10)
+    assert [g.id for g in got] == ["Q1"]
+    assert await store.claim_due(10.0, "node-b", 60.0, 10) == []
+    # lease expired: another node takes it over
+    assert [g.id for g in await store.claim_due(100.0, "node-b", 60.0, 10)] == ["Q1"]
+    got[0].recipients[0].status = "delivered"
+    got[0].next_attempt = 500.0
+    await store.update(got[0])
+    loaded = await store.get("Q1")
+    assert loaded and loaded.recipients[0].status == "delivered" and loaded.next_attempt == 500.0
+    assert await store.remove("Q1") == [key]
+    assert await store.list() == []
+
+
+async def test_concurrent_appends_get_unique_uids(store: Store) -> None:
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    assert inbox
+    results = await asyncio.gather(
+        *[store.deliver(f"m{i}\r\n".encode(), [NewMessage(inbox.id, "", 0)]) for i in range(50)]
+    )
+    uids = sorted(r[0].uid for r in results)
+    assert uids == list(range(1, 51))
