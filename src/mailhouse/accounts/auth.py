@@ -1,0 +1,29 @@
+"""Authentication service used by every protocol: password check + shared throttle."""
+
+from __future__ import annotations
+
+import logging
+
+from mailhouse.accounts.passwords import verify_password_async
+from mailhouse.accounts.throttle import LoginThrottle, throttle
+from mailhouse.store.api import Account, Store
+
+log = logging.getLogger(__name__)
+
+
+class Authenticator:
+    def __init__(self, store: Store, limiter: LoginThrottle = throttle) -> None:
+        self.store = store
+        self.limiter = limiter
+
+    async def check(self, username: str, password: str, ip: str) -> Account | None:
+        """Return the account if USERNAME/PASSWORD are right; waits the per-IP penalty first."""
+        await self.limiter.wait(ip)
+        acc = await self.store.get_account(username.strip().lower())
+        ok = await verify_password_async(acc.password_hash if acc else None, password)
+        if acc is not None and ok:
+            self.limiter.succeeded(ip)
+            return acc
+        self.limiter.failed(ip)
+        log.info("authentication failed for ip=%s", ip)  # never the password, nor the username casing
+        return None

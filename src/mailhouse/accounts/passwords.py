@@ -1,0 +1,52 @@
+"""Password hashing: argon2id (RFC 9106) via argon2-cffi, plus SCRAM-SHA-256 keys.
+
+Invariant: plaintext passwords are never stored or logged; only the argon2id hash and,
+for SCRAM (RFC 5802/7677), salt + StoredKey + ServerKey derived at set time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from mailhouse.store.api import ScramKeys
+
+# RFC 9106 §4 second recommended option (64 MiB, t=3, p=4) — argon2-cffi's defaults.
+_hasher = PasswordHasher()
+SCRAM_ITERATIONS = 10_000  # RFC 7677 §4 recommends ≥ 4096; 10k is Dovecot's default too
+# A real hash so that logins for unknown users spend the same time (no user enumeration).
+_DUMMY_HASH = _hasher.hash("mailhouse-dummy-password")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+async def verify_password_async(stored_hash: str | None, password: str) -> bool:
+    """argon2id costs ~50 ms of CPU: run it off the event loop."""
+    return await asyncio.to_thread(verify_password, stored_hash, password)
+
+
+def scram_keys(password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> ScramKeys:
+    salt = salt or os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)  # RFC 5802 §3 Hi()
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    return ScramKeys(salt, iterations, stored_key, server_key)
+
+
+def make_credentials(password: str) -> tuple[str, ScramKeys]:
+    return hash_password(password), scram_keys(password)

@@ -1,0 +1,164 @@
+"""`mailhouse serve`: start every configured listener in one foreground process.
+
+Each service of `[listen]` maps to an adapter's `listen(services, name, host, port)`.
+With `[server] workers = N > 1` the process forks N workers that each bind the same
+addresses with SO_REUSEPORT and open the same store, so ingest uses every core.
+SIGTERM (and SIGINT) stop accepting, let sessions finish for `DRAIN_SECONDS`, then
+exit 0; SIGHUP re-reads the configuration file and reports problems without stopping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+from typing import Any
+
+from mailhouse import config as config_mod
+from mailhouse.config import Config
+
+log = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 10.0
+
+LISTENERS: dict[str, str] = {
+    "smtp": "mailhouse.smtpserver.server:listen",
+    "submission": "mailhouse.smtpserver.server:listen",
+    "submissions": "mailhouse.smtpserver.server:listen",
+    "imap": "mailhouse.imapserver.server:listen",
+    "imaps": "mailhouse.imapserver.server:listen",
+    "pop3": "mailhouse.pop3server.server:listen",
+    "pop3s": "mailhouse.pop3server.server:listen",
+    "managesieve": "mailhouse.managesieve.server:listen",
+    "http": "mailhouse.web.server:listen",
+}
+
+
+def _factory(name: str) -> Any | None:
+    mod_name, _, fn = LISTENERS[name].partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
+        if e.name == mod_name:
+            return None
+        raise
+    return getattr(mod, fn, None)
+
+
+async def run_node(cfg: Config, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> int:
+    from mailhouse.services import build
+
+    svc = await build(cfg)
+    servers: list[Any] = []
+    try:
+        for name, addrs in cfg.listen.items():
+            factory = _factory(name)
+            if factory is None:
+                log.warning("service %s is not available in this build; not listening", name)
+                continue
+            for host, port in addrs:
+                servers.append(await factory(svc, name, host, port))
+                log.info("%s listening on %s:%d", name, host, port)
+        if svc.outbound is not None:
+            await svc.outbound.start()
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        try:
+            loop.add_signal_handler(signal.SIGHUP, _reload, cfg)
+        except (NotImplementedError, RuntimeError):
+            pass
+        log.info("Mailhouse %s ready (pid %d, store %s)", cfg.hostname, os.getpid(), cfg.store.split("://")[0])
+        if ready:
+            ready.set()
+        await stop.wait()
+        log.info("stopping: no new connections, draining %d session(s)", len(svc.sessions))
+        svc.draining = True
+        for s in servers:
+            s.close()
+        if svc.sessions:
+            _, pending = await asyncio.wait(set(svc.sessions), timeout=DRAIN_SECONDS)
+            for t in pending:
+                t.cancel()
+        if svc.outbound is not None:
+            await svc.outbound.stop()
+        return 0
+    finally:
+        for s in servers:
+            s.close()
+        await svc.store.close()
+
+
+def _reload(cfg: Config) -> None:
+    try:
+        new = config_mod.load(cfg.source_path if cfg.source_path != "<defaults>" else None)
+    except config_mod.ConfigError as e:
+        log.error("reload failed, keeping the running configuration: %s", e)
+        return
+    # Limits and timeouts apply to new sessions at once; listeners and store need a restart.
+    for attr in ("max_message_size", "max_recipients", "smtp_idle_timeout", "imap_idle_timeout",
+                 "pop3_idle_timeout", "routes", "relayhost", "allow_plaintext_auth"):
+        setattr(cfg, attr, getattr(new, attr))
+    log.info("configuration reloaded from %s", cfg.source_path)
+
+
+async def serve(cfg: Config) -> int:
+    if cfg.workers <= 1:
+        return await run_node(cfg)
+    return await _serve_workers(cfg)
+
+
+async def _serve_workers(cfg: Config) -> int:
+    """Fork `cfg.workers` children, each a full node on SO_REUSEPORT sockets."""
+    from mailhouse.services import build
+
+    # Create the data dir, certificate and schema once before forking.
+    svc = await build(cfg)
+    await svc.store.close()
+    pids = []
+    for _ in range(cfg.workers):
+        pid = os.fork()
+        if pid == 0:  # child: a fresh event loop
+            os.environ["MAILHOUSE_WORKER"] = "1"
+            code = 0
+            try:
+                code = _run_child(cfg)
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: [os.kill(p, signal.SIGHUP) for p in pids])
+    waiter = asyncio.ensure_future(asyncio.to_thread(os.wait))
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for p in pids:
+        try:
+            await asyncio.to_thread(os.waitpid, p, 0)
+        except ChildProcessError:
+            pass
+    stopper.cancel()
+    return 0
+
+
+def _run_child(cfg: Config) -> int:
+    asyncio.set_event_loop(None)
+    return asyncio.run(run_node(cfg))
+
+
+def reuse_port() -> bool:
+    """Listeners bind with SO_REUSEPORT when several workers share them."""
+    return os.environ.get("MAILHOUSE_WORKER") == "1"

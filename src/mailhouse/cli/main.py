@@ -1,0 +1,254 @@
+"""`mailhouse` command line: serve, quickstart, domain, user, alias, queue, dns, mail.
+
+Passwords are read from stdin (`--password-stdin`) or a prompt, never from argv.
+Errors are one line on stderr and exit status 1 (2 for usage and configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mailhouse import config as config_mod
+from mailhouse.accounts.admin import Admin, AdminError, generate_password
+from mailhouse.store import open_store
+from mailhouse.store.api import StoreError
+
+Handler = Callable[[argparse.Namespace, config_mod.Config], Awaitable[int]]
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if getattr(args, "password_stdin", False):
+        pw = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        pw = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != pw:
+            raise AdminError("passwords do not match")
+    else:
+        raise AdminError("no password: use --password-stdin or run on a terminal")
+    return pw
+
+
+async def _with_store(cfg: config_mod.Config, fn: Callable[[Any], Awaitable[int]]) -> int:
+    store = open_store(cfg.store, cfg.data_dir)
+    await store.open()
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+async def cmd_domain(args: argparse.Namespace, cfg: config_mod.Config) -> int:
+    async def run(store: Any) -> int:
+        admin = Admin(store, cfg.dkim_selector)
+        if args.action == "add":
+            d = await admin.add_domain(args.name)
+            print(f"domain {d.name} added; publish its DNS records: mailhouse dns {d.name}")
+        elif args.action == "list":
+            for d in await store.list_domains():
+                print(d.name)
+        elif args.action == "remove":
+            await store.remove_domain(args.name.lower().rstrip("."))
+            print(f"domain {args.name} removed")
+        return 0
+
+    return await _with_store(cfg, run)
+
+
+async def cmd_user(args: argparse.Namespace, cfg: config_mod.Config) -> int:
+    async def run(store: Any) -> int:
+        admin = Admin(store, cfg.dkim_selector)
+        if args.action == "add":
+            pw = _read_password(args)
+            acc = await admin.add_user(
+                args.address, pw, quota_bytes=args.quota_bytes, quota_messages=args.quota_messages, is_admin=args.admin
+            )
+            print(f"user {acc.address} added")
+        elif args.action == "passwd":
+            await admin.set_password(args.address, _read_password(args))
+            print(f"password of {args.address} changed")
+        elif args.action == "list":
+            for acc in await store.list_accounts(args.address):
+                usage = await store.usage(acc.id)
+                quota = f"{acc.quota_bytes}" if acc.quota_bytes else "unlimited"
+                admin_mark = " admin" if acc.is_admin else ""
+                print(f"{acc.address}\t{usage.messages} messages\t{usage.bytes} bytes\tquota {quota}{admin_mark}")
+        elif args.action == "remove":
+            await store.remove_account(args.address.lower())
+            print(f"user {args.address} removed")
+        return 0
+
+    return await _with_store(cfg, run)
+
+
+async def cmd_alias(args: argparse.Namespace, cfg: config_mod.Config) -> int:
+    async def run(store: Any) -> int:
+        admin = Admin(store, cfg.dkim_selector)
+        if args.action == "add":
+            if not args.destination:
+                raise AdminError("alias add needs SOURCE and DESTINATION")
+            a = await admin.add_alias(args.source, args.destination)
+            print(f"alias {a.source} → {a.destination} added")
+        elif args.action == "list":
+            for a in await store.list_aliases(args.source):
+                print(f"{a.source}\t{a.destination}")
+        elif args.action == "remove":
+            await store.remove_alias(args.source.lower(), args.destination.lower() if args.destination else None)
+            print(f"alias {args.source} removed")
+        return 0
+
+    return await _with_store(cfg, run)
+
+
+def _settings_text(cfg: config_mod.Config, address: str) -> str:
+    def port(svc: str) -> str:
+        ls = cfg.listen.get(svc)
+        return str(ls[0][1]) if ls else "off"
+
+    return (
+        f"  Username:   {address}\n"
+        f"  IMAP:       {cfg.hostname} port {port('imaps')} (TLS) or {port('imap')} (STARTTLS)\n"
+        f"  POP3:       {cfg.hostname} port {port('pop3s')} (TLS) or {port('pop3')} (STARTTLS)\n"
+        f"  SMTP:       {cfg.hostname} port {port('submissions')} (TLS) or {port('submission')} (STARTTLS),"
+        " normal password\n"
+        f"  Webmail:    http://{cfg.hostname}:{port('http')}/\n"
+        f"  Incoming mail from other servers: port {port('smtp')}\n"
+    )
+
+
+async def cmd_quickstart(args: argparse.Namespace, cfg: config_mod.Config) -> int:
+    async def run(store: Any) -> int:
+        admin = Admin(store, cfg.dkim_selector)
+        domain = args.address.rpartition("@")[2].lower()
+        if await store.get_domain(domain) is None:
+            await admin.add_domain(domain)
+        password = generate_password()
+        acc = await admin.add_user(args.address, password, is_admin=True)
+        print(f"Mailhouse is set up for {acc.address}.\n")
+        print(f"  Password:   {password}\n")
+        print(_settings_text(cfg, acc.address))
+        print(f"Start the server with `mailhouse serve`; DNS records to publish: `mailhouse dns {domain}`.")
+        return 0
+
+    return await _with_store(cfg, run)
+
+
+async def cmd_dns(args: argparse.Namespace, cfg: config_mod.Config) -> int:
+    from mailhouse.mailauth.dnsrecords import records
+
+    async def run(store: Any) -> int:
+        domain = args.domain.lower().rstrip(".")
+        if await store.get_domain(domain) is None:
+            raise AdminError(f"domain {domain} is not hosted here")
+        for r in records(domain, cfg.hostname, await store.get_dkim_keys(domain)):
+            print(f"; {r.note}")
+            print(r.zone_line())
+        return 0
+
+    return await _with_store(cfg, run)
+
+
+async def cmd_serve(args: argparse.Namespace, cfg: config_mod.Config) -> int:
+    from mailhouse.app import serve
+
+    return await serve(cfg)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mailhouse", description="Mailhouse: a complete, self-hostable mail system")
+    p.add_argument("--config", help="TOML config file (default: $MAILHOUSE_CONFIG, else built-in defaults)")
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="run every configured listener in the foreground").set_defaults(fn=cmd_serve)
+
+    q = sub.add_parser("quickstart", help="create a domain and an admin account, print client settings")
+    q.add_argument("address")
+    q.set_defaults(fn=cmd_quickstart)
+
+    d = sub.add_parser("domain", help="hosted domains")
+    d.add_argument("action", choices=["add", "list", "remove"])
+    d.add_argument("name", nargs="?")
+    d.set_defaults(fn=cmd_domain)
+
+    u = sub.add_parser("user", help="accounts")
+    u.add_argument("action", choices=["add", "passwd", "list", "remove"])
+    u.add_argument("address", nargs="?", help="ADDRESS (for list: a domain to filter on)")
+    u.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    u.add_argument("--quota-bytes", type=int, default=0)
+    u.add_argument("--quota-messages", type=int, default=0)
+    u.add_argument("--admin", action="store_true", help="may use the web admin pages")
+    u.set_defaults(fn=cmd_user)
+
+    a = sub.add_parser("alias", help="aliases (SOURCE may be @domain for a catch-all)")
+    a.add_argument("action", choices=["add", "list", "remove"])
+    a.add_argument("source", nargs="?")
+    a.add_argument("destination", nargs="?")
+    a.set_defaults(fn=cmd_alias)
+
+    n = sub.add_parser("dns", help="DNS records to publish for a domain")
+    n.add_argument("domain")
+    n.set_defaults(fn=cmd_dns)
+
+    for extra in _extra_commands:
+        extra(sub)
+    return p
+
+
+# Other faces (queue, mail, store) register their sub-commands here.
+_extra_commands: list[Callable[[Any], None]] = []
+
+
+def _needs_arg(args: argparse.Namespace) -> str | None:
+    if args.command in ("domain",) and args.action in ("add", "remove") and not args.name:
+        return f"domain {args.action} needs a domain name"
+    if args.command == "user" and args.action in ("add", "passwd", "remove") and not args.address:
+        return f"user {args.action} needs an ADDRESS"
+    if args.command == "alias" and args.action in ("add", "remove") and not args.source:
+        return f"alias {args.action} needs a SOURCE"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_extras()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from mailhouse import log
+
+    log.setup(args.log_level)
+    problem = _needs_arg(args)
+    if problem:
+        parser.error(problem)
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as e:
+        print(f"mailhouse: configuration error: {e}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop  # the fast event loop where available (DESIGN.md §Conventions 6)
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        return asyncio.run(args.fn(args, cfg))
+    except (AdminError, StoreError) as e:
+        print(f"mailhouse: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load_extras() -> None:
+    import importlib
+
+    for mod in ("mailhouse.cli.queue", "mailhouse.cli.mail", "mailhouse.cli.store"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise

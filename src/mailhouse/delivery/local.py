@@ -1,0 +1,81 @@
+"""Local delivery (MDA): a message accepted for hosted recipients lands in their INBOX.
+
+RFC 5321 §4.4: `Return-Path:` is added by the final delivery. Recipients resolve through
+aliases, plus-addressing and catch-all (`accounts.resolve`). Quota is checked at RCPT
+(`452 4.2.2`) and again with the real size at delivery; a recipient found over quota
+then gets a bounce (DSN) instead of the message.
+
+Invariants: `deliver` returns only after the blob is fsynced and the index committed;
+the delivery key `<queue id>:<account id>` makes a repeated delivery of the same
+message (recovery after a crash) a no-op, so nobody ever gets two copies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mailhouse.store.api import Account, MessageRecord, NewMessage
+
+if TYPE_CHECKING:
+    from mailhouse.services import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaState:
+    over: bool
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class DeliveryResult:
+    delivered: list[tuple[Account, MessageRecord]]
+    over_quota: list[Account]
+
+
+class LocalDelivery:
+    def __init__(self, services: Services) -> None:
+        self.svc = services
+        self.store = services.store
+
+    async def quota_state(self, account: Account, incoming: int = 0) -> QuotaState:
+        if not account.quota_bytes and not account.quota_messages:
+            return QuotaState(False)
+        usage = await self.store.usage(account.id)
+        if account.quota_messages and usage.messages + 1 > account.quota_messages:
+            return QuotaState(True, "message count quota exceeded")
+        if account.quota_bytes and usage.bytes + incoming > account.quota_bytes:
+            return QuotaState(True, "storage quota exceeded")
+        return QuotaState(False)
+
+    async def deliver(
+        self, data: bytes, sender: str, accounts: list[Account], queue_id: str, mailbox: str = "INBOX"
+    ) -> DeliveryResult:
+        """File DATA (already carrying Received:) into each account's MAILBOX, durably."""
+        blob = b"Return-Path: <" + sender.encode("utf-8") + b">\r\n" + data  # RFC 5321 §4.4
+        targets: list[tuple[Account, NewMessage]] = []
+        over: list[Account] = []
+        now = time.time()
+        for acc in accounts:
+            if (await self.quota_state(acc, len(blob))).over:
+                over.append(acc)
+                continue
+            mb = await self.store.get_mailbox(acc.id, mailbox) or await self.store.get_mailbox(acc.id, "INBOX")
+            if mb is None:
+                mb = await self.store.create_mailbox(acc.id, "INBOX")
+            targets.append(
+                (acc, NewMessage(mb.id, "", len(blob), internaldate=now, delivery_key=f"{queue_id}:{acc.id}"))
+            )
+        delivered: list[tuple[Account, MessageRecord]] = []
+        if targets:
+            recs = await self.store.deliver(blob, [t[1] for t in targets])
+            delivered = [(t[0], r) for t, r in zip(targets, recs, strict=True)]
+            for acc, r in delivered:
+                log.info("[%s] delivered to %s uid=%d size=%d", queue_id, acc.address, r.uid, r.size)
+        for acc in over:
+            log.info("[%s] %s is over quota; bouncing", queue_id, acc.address)
+        return DeliveryResult(delivered, over)

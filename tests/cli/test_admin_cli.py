@@ -1,0 +1,85 @@
+"""The admin command line, run as a real subprocess (`python -m mailhouse`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(cfgfile: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MAILHOUSE_CONFIG=str(cfgfile))
+    return subprocess.run(
+        [sys.executable, "-m", "mailhouse", *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+@pytest.fixture
+def cfgfile(tmp_path: Path) -> Path:
+    p = tmp_path / "mailhouse.toml"
+    p.write_text(f'hostname = "mail.example.org"\ndata_dir = "{tmp_path / "data"}"\n')
+    return p
+
+
+def test_domain_user_alias_lifecycle(cfgfile: Path) -> None:
+    assert run(cfgfile, "domain", "add", "Example.ORG").returncode == 0
+    dup = run(cfgfile, "domain", "add", "example.org")
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    assert run(cfgfile, "domain", "list").stdout.split() == ["example.org"]
+
+    r = run(cfgfile, "user", "add", "alice@example.org", "--password-stdin", stdin="correct horse battery\n")
+    assert r.returncode == 0, r.stderr
+    assert "correct horse" not in r.stdout + r.stderr
+    bad = run(cfgfile, "user", "add", "bob@unknown.test", "--password-stdin", stdin="password123\n")
+    assert bad.returncode == 1 and "not hosted" in bad.stderr
+    inval = run(cfgfile, "user", "add", "not an address", "--password-stdin", stdin="password123\n")
+    assert inval.returncode == 1 and "invalid address" in inval.stderr
+    dupu = run(cfgfile, "user", "add", "alice@example.org", "--password-stdin", stdin="password123\n")
+    assert dupu.returncode == 1 and "already exists" in dupu.stderr
+    assert "alice@example.org" in run(cfgfile, "user", "list").stdout
+
+    assert run(cfgfile, "alias", "add", "sales@example.org", "alice@example.org").returncode == 0
+    assert run(cfgfile, "alias", "add", "@example.org", "alice@example.org").returncode == 0
+    listing = run(cfgfile, "alias", "list").stdout
+    assert "sales@example.org\talice@example.org" in listing and "@example.org\talice@example.org" in listing
+    assert run(cfgfile, "alias", "remove", "sales@example.org").returncode == 0
+    assert "sales@" not in run(cfgfile, "alias", "list").stdout
+
+    assert run(cfgfile, "user", "passwd", "alice@example.org", "--password-stdin", stdin="another pass 2\n").returncode == 0
+    busy = run(cfgfile, "domain", "remove", "example.org")
+    assert busy.returncode == 1 and "account" in busy.stderr
+    assert run(cfgfile, "user", "remove", "alice@example.org").returncode == 0
+    assert run(cfgfile, "user", "list").stdout.strip() == ""
+
+
+def test_password_never_from_argv(cfgfile: Path) -> None:
+    run(cfgfile, "domain", "add", "example.org")
+    r = run(cfgfile, "user", "add", "alice@example.org", "hunter22hunter")
+    assert r.returncode == 2  # argparse: unrecognised argument
+
+
+def test_quickstart_prints_password_and_settings(cfgfile: Path) -> None:
+    r = run(cfgfile, "quickstart", "me@example.net")
+    assert r.returncode == 0, r.stderr
+    assert "Password:" in r.stdout and "IMAP:" in r.stdout and "2993" in r.stdout and "2465" in r.stdout
+    assert "example.net" in run(cfgfile, "domain", "list").stdout
+
+
+def test_dns_records(cfgfile: Path) -> None:
+    run(cfgfile, "domain", "add", "example.org")
+    out = run(cfgfile, "dns", "example.org").stdout
+    assert "example.org. 3600 IN MX 10 mail.example.org." in out
+    assert "v=spf1 mx -all" in out
+    assert "mailhouser._domainkey.example.org. 3600 IN TXT" in out and "k=rsa" in out
+    assert "mailhousee._domainkey.example.org" in out and "k=ed25519" in out
+    assert "_dmarc.example.org" in out and "_submissions._tcp.example.org" in out
+
+
+def test_bad_config_exits_nonzero(tmp_path: Path) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text('[listen]\nsmtp = "x"\n')
+    r = run(p, "domain", "list")
+    assert r.returncode == 2 and str(p) in r.stderr and "listen.smtp" in r.stderr

@@ -1,0 +1,59 @@
+"""Configuration: defaults that just work, and errors that name file, key and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailhouse import config
+
+
+def test_defaults_listen_on_unprivileged_loopback_ports() -> None:
+    cfg = config.load(None) if not __import__("os").environ.get("MAILHOUSE_CONFIG") else config.default_config()
+    assert cfg.listen["smtp"] == [("127.0.0.1", 2525)]
+    assert cfg.listen["imaps"] == [("127.0.0.1", 2993)]
+    assert cfg.listen["http"] == [("127.0.0.1", 8080)]
+    assert cfg.data_dir.name == "mailhouse-data"
+    assert cfg.store.startswith("sqlite:///") and cfg.store.endswith("mailhouse.db")
+    assert cfg.hostname
+
+
+def test_full_file(tmp_path: Path) -> None:
+    p = tmp_path / "mailhouse.toml"
+    p.write_text(
+        'hostname = "mx.example.org"\ndata_dir = "data"\n'
+        '[listen]\nsmtp = "127.0.0.2:25"\nimap = ["127.0.0.1:143", "[::1]:143"]\n'
+        '[store]\nurl = "postgresql://u@127.0.0.1/mh"\n'
+        '[dns]\nnameservers = ["127.0.0.1:5353", "127.0.0.53"]\n'
+    )
+    cfg = config.load(str(p))
+    assert cfg.hostname == "mx.example.org"
+    assert cfg.data_dir == (tmp_path / "data").resolve()
+    assert cfg.listen == {"smtp": [("127.0.0.2", 25)], "imap": [("127.0.0.1", 143), ("::1", 143)]}
+    assert "pop3" not in cfg.listen  # a missing key means that service is off
+    assert cfg.store == "postgresql://u@127.0.0.1/mh"
+    assert cfg.dns_nameservers == [("127.0.0.1", 5353), ("127.0.0.53", 53)]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ('[listen]\nsmtp = "nonsense"\n', "listen.smtp", "host:port"),
+        ('[listen]\nsmtp = "127.0.0.1:99999"\n', "listen.smtp", "out of range"),
+        ('[listen]\nsmtpd = "127.0.0.1:25"\n', "listen.smtpd", "unknown service"),
+        ('[store]\nurl = "mysql://x"\n', "store.url", "sqlite"),
+        ('hostnme = "x"\n', "hostnme", "unknown key"),
+        ('[tls]\ncert = "missing.pem"\nkey = "missing.key"\n', "tls.cert", "does not exist"),
+        ("hostname = [1]\n", "hostname", "non-empty string"),
+        ("= broken", "-", "invalid TOML"),
+    ],
+)
+def test_errors_name_file_key_and_problem(tmp_path: Path, text: str, key: str, problem: str) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(config.ConfigError) as ei:
+        config.load(str(p))
+    assert ei.value.path == str(p)
+    assert ei.value.key == key
+    assert problem in str(ei.value)
