@@ -1,0 +1,238 @@
+"""FETCH BODY[section]<partial> and BINARY[section] (RFC 9051 §6.4.5; RFC 3516 BINARY).
+
+Section grammar handled (RFC 9051 §9 ``section-spec``)::
+
+    ""  |  HEADER  |  TEXT  |  HEADER.FIELDS (f ...)  |  HEADER.FIELDS.NOT (f ...)
+    1.2.3  [ "." ( MIME | HEADER | TEXT | HEADER.FIELDS (..) | HEADER.FIELDS.NOT (..) ) ]
+
+Part numbering rules (RFC 9051 §6.4.5):
+- the parts of a multipart are numbered from 1; a non-multipart message (or embedded message)
+  has one part, number 1, which is its body;
+- a number after a message/rfc822 (or message/global) part addresses the parts of the
+  embedded message, and HEADER/TEXT/HEADER.FIELDS after it refer to the embedded message;
+- MIME is the part's own MIME header (the blank line included);
+- HEADER.FIELDS returns the matching field lines in message order followed by CRLF; the match
+  is case-insensitive on the field name.
+- partial ``<start.len>``: octets start..start+len-1 of the result; start past the end gives
+  an empty string.
+
+Invariants: results are exact slices of the stored octets (only HEADER.FIELDS concatenates
+whole field lines and appends CRLF). Errors: :class:`SectionNotFound` for a part that does not
+exist or a spec that does not apply (the server answers with an empty/NIL body or NO), and
+:class:`UnknownCTE` from BINARY for an encoding we cannot decode (``NO [UNKNOWN-CTE]``,
+RFC 3516 §4.3 / RFC 9051 §7.1).
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from dataclasses import dataclass
+
+from mailhouse.message.parse import MessagePart
+
+__all__ = [
+    "SectionSpec",
+    "SectionNotFound",
+    "UnknownCTE",
+    "parse_section_spec",
+    "resolve_part",
+    "fetch_section",
+    "binary_section",
+    "binary_size",
+    "decode_transfer_encoding",
+]
+
+
+class SectionNotFound(LookupError):
+    """The section does not exist in this message or does not apply to the addressed part."""
+
+
+class UnknownCTE(ValueError):
+    """BINARY of a part whose Content-Transfer-Encoding we cannot decode (RFC 3516)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SectionSpec:
+    part: tuple[int, ...] = ()
+    # "", "HEADER", "TEXT", "MIME", "HEADER.FIELDS", "HEADER.FIELDS.NOT"
+    text: str = ""
+    fields: tuple[bytes, ...] = ()
+
+
+_SPEC_RE = re.compile(
+    r"^\s*((?:\d+)(?:\.\d+)*)?\.?((?:HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME))?\s*(?:\((.*)\))?\s*$",
+    re.I | re.S,
+)
+
+
+def parse_section_spec(spec: str | bytes) -> SectionSpec:
+    """Parse the text between ``[`` and ``]``. Raises ValueError on bad syntax."""
+    s = spec.decode("ascii", "replace") if isinstance(spec, bytes) else spec
+    m = _SPEC_RE.match(s)
+    if m is None:
+        raise ValueError(f"bad section spec {s!r}")
+    nums, text, flist = m.group(1), (m.group(2) or "").upper(), m.group(3)
+    part = tuple(int(x) for x in nums.split(".")) if nums else ()
+    if any(n == 0 for n in part):
+        raise ValueError("section part numbers start at 1")
+    if text == "MIME" and not part:
+        raise ValueError("MIME needs a part number")
+    if nums and not text and s.strip() != nums:
+        raise ValueError(f"bad section spec {s!r}")
+    if text.startswith("HEADER.FIELDS"):
+        if flist is None:
+            raise ValueError("HEADER.FIELDS needs a field list")
+        fields = tuple(f.strip('"').encode() for f in flist.split() if f.strip('"'))
+        if not fields:
+            raise ValueError("empty HEADER.FIELDS list")
+        return SectionSpec(part, text, fields)
+    if flist is not None:
+        raise ValueError(f"bad section spec {s!r}")
+    return SectionSpec(part, text)
+
+
+def _message_of(p: MessagePart) -> MessagePart:
+    emb = p.embedded
+    return emb if emb is not None else p
+
+
+def resolve_part(tree: MessagePart, path: tuple[int, ...]) -> MessagePart:
+    """The part addressed by ``path`` (RFC 9051 §6.4.5 numbering). ``()`` is the message."""
+    msg: MessagePart | None = tree  # "message context": the entity whose parts we number
+    cur = tree
+    for n in path:
+        if msg is None:
+            if cur.is_message:
+                msg = cur.children[0]
+            elif cur.is_multipart:
+                if n > len(cur.children):
+                    raise SectionNotFound(path)
+                cur = cur.children[n - 1]
+                continue
+            elif n == 1:
+                continue  # leaf part: "1" is itself (Dovecot is lenient here too)
+            else:
+                raise SectionNotFound(path)
+        if msg.is_multipart:
+            if n > len(msg.children):
+                raise SectionNotFound(path)
+            cur = msg.children[n - 1]
+        elif n == 1:
+            cur = msg  # part 1 of a non-multipart message is its body
+        else:
+            raise SectionNotFound(path)
+        msg = None
+    return cur
+
+
+def _header_fields(raw: bytes, m: MessagePart, names: tuple[bytes, ...], negate: bool) -> bytes:
+    want = {n.lower() for n in names}
+    out = [
+        raw[s:e]
+        for (n, _), (s, e) in zip(m.headers, m.header_spans, strict=True)
+        if (n.lower() in want) != negate
+    ]
+    # a last field without a line break (header-only message) still needs one
+    if out and not out[-1].endswith(b"\n"):
+        out[-1] += b"\r\n"
+    out.append(b"\r\n")  # RFC 9051 §6.4.5: the blank line is included
+    return b"".join(out)
+
+
+def _select(raw: bytes, tree: MessagePart, spec: SectionSpec) -> bytes:
+    if not spec.part:
+        m = tree
+    else:
+        p = resolve_part(tree, spec.part)
+        if spec.text == "":
+            return raw[p.body_start : p.body_end]
+        if spec.text == "MIME":
+            return raw[p.header_start : p.header_end]
+        if not p.is_message:
+            raise SectionNotFound(spec)  # HEADER/TEXT only apply to message/rfc822 parts
+        m = p.children[0]
+    if spec.text == "":
+        return raw[m.header_start : m.body_end]
+    if spec.text == "HEADER":
+        return raw[m.header_start : m.header_end]
+    if spec.text == "TEXT":
+        return raw[m.body_start : m.body_end]
+    if spec.text == "HEADER.FIELDS":
+        return _header_fields(raw, m, spec.fields, False)
+    if spec.text == "HEADER.FIELDS.NOT":
+        return _header_fields(raw, m, spec.fields, True)
+    raise SectionNotFound(spec)
+
+
+def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
+    if partial is None:
+        return data
+    start, length = partial
+    return data[start : start + length]
+
+
+def fetch_section(
+    raw: bytes,
+    msg_tree: MessagePart,
+    section_spec: str | bytes | SectionSpec = "",
+    partial: tuple[int, int] | None = None,
+    *,
+    missing_ok: bool = True,
+) -> bytes:
+    """Bytes of ``BODY[section_spec]<partial>``.
+
+    A section that does not exist yields ``b""`` (what Dovecot answers) unless ``missing_ok`` is
+    False, in which case SectionNotFound is raised. Bad syntax raises ValueError.
+    """
+    spec = section_spec if isinstance(section_spec, SectionSpec) else parse_section_spec(section_spec)
+    try:
+        data = _select(raw, msg_tree, spec)
+    except SectionNotFound:
+        if not missing_ok:
+            raise
+        return b""
+    return _partial(data, partial)
+
+
+_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def decode_transfer_encoding(data: bytes, cte: str) -> bytes:
+    """Decode a body per RFC 2045 §6; raises UnknownCTE for encodings other than the five."""
+    cte = cte.lower()
+    if cte in ("7bit", "8bit", "binary", ""):
+        return data
+    if cte == "base64":
+        clean = _B64_JUNK.sub(b"", data.split(b"=", 1)[0])  # RFC 2045 §6.8: ignore non-alphabet
+        clean = clean[: len(clean) - (len(clean) % 4 == 1)]  # a lone trailing sextet is garbage
+        try:
+            return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
+        except binascii.Error:
+            return b""
+    if cte == "quoted-printable":
+        # RFC 2045 §6.7: soft line breaks "=" CRLF; keep hard line breaks as they are.
+        return binascii.a2b_qp(data)
+    raise UnknownCTE(cte)
+
+
+def binary_section(
+    raw: bytes, msg_tree: MessagePart, part: tuple[int, ...] = (), partial: tuple[int, int] | None = None
+) -> bytes:
+    """``BINARY[part]<partial>`` (RFC 3516 §4.2): the part body with its CTE removed.
+
+    ``part == ()`` is the whole message, unchanged. Multipart and message parts are returned
+    as stored (they cannot carry a transfer encoding other than 7bit/8bit/binary).
+    """
+    if not part:
+        return _partial(raw, partial)
+    p = resolve_part(msg_tree, part)
+    data = raw[p.body_start : p.body_end]
+    if not p.is_multipart and not p.is_message:
+        data = decode_transfer_encoding(data, p.cte)
+    return _partial(data, partial)
+
+
+def binary_size(raw: bytes, msg_tree: MessagePart, part: tuple[int, ...] = ()) -> int:
+    """``BINARY.SIZE[part]`` (RFC 3516 §4.3)."""
+    return len(binary_section(raw, msg_tree, part))
