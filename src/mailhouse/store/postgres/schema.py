@@ -1,0 +1,70 @@
+"""Versioned schema migrations for the PostgreSQL backend.
+
+Each entry of `MIGRATIONS` moves the schema from version i to i+1; the one-row table
+`schema_version` records where a database stands. Migrations only ever append: never
+edit a released one.
+
+Invariants:
+- Migrations run inside one transaction that first takes `pg_advisory_xact_lock(MIGRATION_LOCK)`,
+  so several nodes starting at once apply each migration exactly once (the others wait,
+  then see the new version and do nothing). PostgreSQL DDL is transactional: a failed
+  migration leaves the database at the previous version.
+- Text columns that are sorted or compared for listing (`name`, `address`, `source`, …)
+  use the "C" collation, so ordering is bytewise as in the SQLite backend and does not
+  depend on the server's locale.
+"""
+
+from __future__ import annotations
+
+MIGRATION_LOCK = 0x6D61696C686F7573  # "mailhous": advisory-lock key for schema changes
+
+BOOTSTRAP = "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)"
+
+MIGRATIONS: list[str] = [
+    # 1: directory, mail index, queue, blobs
+    """
+    CREATE TABLE counters(name TEXT COLLATE "C" PRIMARY KEY, value BIGINT NOT NULL);
+    CREATE TABLE domains(id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name TEXT COLLATE "C" UNIQUE NOT NULL, created DOUBLE PRECISION NOT NULL);
+    CREATE TABLE accounts(
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, address TEXT COLLATE "C" UNIQUE NOT NULL,
+        domain_id BIGINT NOT NULL REFERENCES domains(id),
+        password_hash TEXT NOT NULL, quota_bytes BIGINT NOT NULL DEFAULT 0,
+        quota_messages BIGINT NOT NULL DEFAULT 0, is_admin BOOLEAN NOT NULL DEFAULT false,
+        scram_salt BYTEA, scram_iter INTEGER, scram_stored BYTEA, scram_server BYTEA,
+        used_bytes BIGINT NOT NULL DEFAULT 0, used_messages BIGINT NOT NULL DEFAULT 0,
+        created DOUBLE PRECISION NOT NULL);
+    CREATE TABLE aliases(id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        source TEXT COLLATE "C" NOT NULL, destination TEXT COLLATE "C" NOT NULL,
+        UNIQUE(source, destination));
+    CREATE TABLE dkim_keys(domain TEXT COLLATE "C" NOT NULL, selector TEXT COLLATE "C" NOT NULL,
+        algorithm TEXT COLLATE "C" NOT NULL, private_key BYTEA NOT NULL, public_record TEXT NOT NULL,
+        PRIMARY KEY(domain, selector));
+    CREATE TABLE mailboxes(id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account_id BIGINT NOT NULL REFERENCES accounts(id),
+        name TEXT COLLATE "C" NOT NULL, uidvalidity BIGINT NOT NULL, uidnext BIGINT NOT NULL,
+        highestmodseq BIGINT NOT NULL, special_use TEXT, UNIQUE(account_id, name));
+    CREATE TABLE messages(mailbox_id BIGINT NOT NULL, uid BIGINT NOT NULL, modseq BIGINT NOT NULL,
+        flags TEXT[] NOT NULL, internaldate DOUBLE PRECISION NOT NULL, size BIGINT NOT NULL,
+        blob_key TEXT COLLATE "C" NOT NULL, saved DOUBLE PRECISION NOT NULL, delivery_key TEXT,
+        PRIMARY KEY(mailbox_id, uid));
+    CREATE UNIQUE INDEX messages_delivery ON messages(mailbox_id, delivery_key) WHERE delivery_key IS NOT NULL;
+    CREATE INDEX messages_blob ON messages(blob_key);
+    CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+    CREATE TABLE expunged(mailbox_id BIGINT NOT NULL, uid BIGINT NOT NULL, modseq BIGINT NOT NULL,
+        PRIMARY KEY(mailbox_id, uid));
+    CREATE TABLE subscriptions(account_id BIGINT NOT NULL, name TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY(account_id, name));
+    CREATE TABLE metadata(account_id BIGINT NOT NULL, mailbox TEXT COLLATE "C" NOT NULL,
+        key TEXT COLLATE "C" NOT NULL, value TEXT NOT NULL, PRIMARY KEY(account_id, mailbox, key));
+    CREATE TABLE queue(id TEXT COLLATE "C" PRIMARY KEY, sender TEXT NOT NULL, recipients JSONB NOT NULL,
+        blob_key TEXT COLLATE "C" NOT NULL, size BIGINT NOT NULL, created DOUBLE PRECISION NOT NULL,
+        next_attempt DOUBLE PRECISION NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        ret TEXT NOT NULL DEFAULT '', envid TEXT NOT NULL DEFAULT '', warned BOOLEAN NOT NULL DEFAULT false,
+        lease_owner TEXT NOT NULL DEFAULT '', lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+        extra JSONB NOT NULL DEFAULT '{}');
+    CREATE INDEX queue_due ON queue(next_attempt);
+    CREATE INDEX queue_blob ON queue(blob_key);
+    CREATE TABLE blobs(key TEXT COLLATE "C" PRIMARY KEY, data BYTEA NOT NULL);
+    """,
+]
