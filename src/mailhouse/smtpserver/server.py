@@ -1,0 +1,421 @@
+"""SMTP listeners: `smtp` (inbound MTA, port 25), `submission` (587, STARTTLS then AUTH)
+and `submissions` (465, implicit TLS, RFC 8314). One asyncio adapter over the sans-IO
+core `proto.smtp`: it reads bytes, feeds the core, asks policy and delivery, writes
+replies.
+
+Invariants:
+- A `250` after DATA/BDAT is sent only after local delivery and queueing committed.
+- Errors are caught once per event (`_dispatch`): a bug in one command answers
+  `451 4.3.0` and is logged with its traceback; the session and the server go on.
+- Plaintext pipelined after STARTTLS is discarded by the core (CVE-2011-0411).
+- A client that speaks before the greeting is refused (`554 5.5.1`), as postscreen does.
+- Untrusted text (HELO, addresses) reaches headers and logs only escaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+from mailhouse import app
+from mailhouse.accounts import sasl_flow
+from mailhouse.log import ConnLogger, safe
+from mailhouse.proto import sasl
+from mailhouse.proto import smtp as core
+from mailhouse.proto.smtp import Reply
+from mailhouse.smtpserver.policy import NOT_OWNER, SmtpPolicy
+from mailhouse.store.api import Account
+
+if TYPE_CHECKING:
+    from mailhouse.services import Services
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+MAX_BUFFERED = 1024 * 1024  # stop reading while the core holds this much unparsed input
+PREGREET_WAIT = 0.2  # seconds the smtp listener listens before greeting (postscreen's pregreet test)
+TLS_HANDSHAKE_TIMEOUT = 30.0
+
+
+def new_queue_id() -> str:
+    """Postfix-style queue id: 12 upper-case hex digits."""
+    return secrets.token_hex(6).upper()
+
+
+class SmtpSession:
+    def __init__(self, svc: Services, mode: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.svc = svc
+        self.cfg = svc.cfg
+        self.mode = mode  # "smtp" | "submission" | "submissions"
+        self.reader = reader
+        self.writer = writer
+        self.core = core.SMTPServerProtocol(max_message_size=self.cfg.max_message_size)
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.ip = str(peer[0])
+        self.cid = secrets.token_hex(4)
+        self.log = ConnLogger(log, {"cid": self.cid})
+        self.policy = SmtpPolicy(svc)
+        self.tls = writer.get_extra_info("sslcontext") is not None
+        self.user: Account | None = None
+        self.closing = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sender: str | None = None
+        self.mail_params: dict[str, str | None] = {}
+        self.local: dict[int, Account] = {}
+        self.remote: list[tuple[str, dict[str, str | None]]] = []
+        self.rcpt_for_header: list[str] = []
+        self.chunks: list[bytes] = []
+        self.queue_id = new_queue_id()
+
+    # ---------------------------------------------------------------- I/O
+    async def write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def reply(self, r: Reply) -> None:
+        await self.write(self.core.send(r))
+
+    async def _read(self) -> bytes:
+        timeout = self.cfg.smtp_idle_timeout
+        try:
+            return await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+        except TimeoutError:
+            # RFC 5321 §4.5.3.2.7 / §3.8: on timeout, reply 421 and close
+            await self.write(self.core.send(Reply(421, "4.4.2", f"{self.cfg.hostname} Error: timeout exceeded")))
+            self.closing = True
+            return b""
+
+    async def run(self) -> None:
+        self.log.info("connect from %s mode=%s", self.ip, self.mode)
+        try:
+            if self.mode == "smtp" and PREGREET_WAIT > 0:
+                try:
+                    early = await asyncio.wait_for(self.reader.read(READ_SIZE), PREGREET_WAIT)
+                except TimeoutError:
+                    early = b""
+                if early:
+                    self.core.receive_data(early)  # marks spoke_before_greeting
+                    self.log.info("client spoke before the greeting; refused")
+                    await self.write(b"554 5.5.1 Error: you talked before the greeting\r\n")
+                    return
+            await self.write(self.core.greeting(self.cfg.hostname, "ESMTP Mailhouse"))
+            await self._loop()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as e:
+            self.log.info("connection lost: %s", type(e).__name__)
+        finally:
+            self.writer.close()
+            try:
+                await asyncio.wait_for(self.writer.wait_closed(), 2.0)
+            except (TimeoutError, ConnectionError, ssl.SSLError):
+                pass
+            self.log.info("disconnect from %s", self.ip)
+
+    async def _loop(self) -> None:
+        while not self.closing and not self.core.closed:
+            ev = self.core.next_event()
+            if ev is core.NEED_DATA:
+                if self.svc.draining and not self.core.in_message:
+                    await self.reply(Reply(421, "4.3.2", f"{self.cfg.hostname} Service shutting down"))
+                    return
+                data = await self._read()
+                if not data:
+                    return
+                self.core.receive_data(data)
+                continue
+            await self._dispatch(ev)
+
+    async def _dispatch(self, ev: core.Event) -> None:
+        handler = self.COMMANDS.get(type(ev))
+        try:
+            assert handler is not None, f"no handler for {type(ev).__name__}"
+            await handler(self, ev)
+        except (ConnectionError, ssl.SSLError):
+            raise
+        except Exception:
+            self.log.exception("internal error handling %s", type(ev).__name__)
+            if not isinstance(ev, core.MessageChunk | core.Bdat):
+                await self.reply(Reply(451, "4.3.0", "Error: internal error, try again later"))
+
+    # ---------------------------------------------------------------- handlers
+    def _extensions(self) -> list[str]:
+        ext = [
+            "PIPELINING",  # RFC 2920
+            f"SIZE {self.cfg.max_message_size}",  # RFC 1870
+            "8BITMIME",  # RFC 6152
+            "ENHANCEDSTATUSCODES",  # RFC 2034
+            "SMTPUTF8",  # RFC 6531
+            "CHUNKING",  # RFC 3030
+            "BINARYMIME",  # RFC 3030 §3
+            "DSN",  # RFC 3461
+        ]
+        if not self.tls:
+            ext.append("STARTTLS")  # RFC 3207
+        if self.mode != "smtp" and (self.tls or self.cfg.allow_plaintext_auth):
+            ext.append("AUTH " + " ".join(sasl_flow.MECHANISMS))  # RFC 4954; never over plaintext
+        return ext
+
+    async def on_helo(self, ev: core.Helo) -> None:
+        name = ev.name.strip()
+        if not name:
+            await self.reply(Reply(501, "5.5.4", "Syntax: HELO hostname"))
+            return
+        self._reset()
+        if ev.extended:
+            await self.reply(Reply(250, None, [self.cfg.hostname, *self._extensions()]))
+        else:
+            await self.reply(Reply(250, None, self.cfg.hostname))
+
+    async def on_mail(self, ev: core.Mail) -> None:
+        if self.mode != "smtp" and self.user is None:
+            await self.reply(Reply(530, "5.7.0", "Authentication required"))  # RFC 4954 §6
+            return
+        sender = ev.path.mailbox if ev.path is not None else ""
+        if self.user is not None and sender and not await self.policy.may_send_as(self.user, sender):
+            self.log.info("sender %s refused for %s", safe(sender), self.user.address)
+            await self.reply(NOT_OWNER)
+            return
+        self._reset()
+        self.sender = sender
+        self.mail_params = ev.params
+        self.log.info("from=<%s> size=%s", safe(sender), ev.params.get("SIZE"))
+        await self.reply(Reply(250, "2.1.0", "Ok"))
+
+    async def on_rcpt(self, ev: core.Rcpt) -> None:
+        if ev.path is None:
+            await self.reply(core.REPLY_BAD_RECIPIENT)
+            return
+        if len(self.local) + len(self.remote) >= self.cfg.max_recipients:
+            await self.reply(Reply(452, "4.5.3", "Error: too many recipients"))  # RFC 5321 §4.5.3.1.10
+            return
+        size = int(self.mail_params.get("SIZE") or 0)
+        verdict = await self.policy.check_recipient(ev.path, self.user, size)
+        self.log.info("to=<%s> %d %s", safe(ev.path.mailbox), verdict.reply.code, verdict.reply.enhanced)
+        if verdict.reply.code == 250:
+            if verdict.remote and self.svc.outbound is None:
+                await self.reply(Reply(451, "4.3.2", "Error: outbound delivery is not available"))
+                return
+            for acc in verdict.local:
+                self.local[acc.id] = acc
+            for addr in verdict.remote:
+                self.remote.append((addr, ev.params))
+            self.rcpt_for_header.append(ev.path.mailbox)
+        await self.reply(verdict.reply)
+
+    async def on_data(self, ev: core.Data) -> None:
+        await self.reply(core.REPLY_START_DATA)
+
+    async def on_chunk(self, ev: core.MessageChunk) -> None:
+        self.chunks.append(ev.data)
+
+    async def on_bdat(self, ev: core.Bdat) -> None:
+        return None  # chunk bytes follow as MessageChunk events
+
+    async def on_bdat_chunk_end(self, ev: core.BdatChunkEnd) -> None:
+        if ev.too_big:
+            await self.reply(core.REPLY_TOO_BIG)
+            self.chunks.clear()
+            return
+        await self.reply(Reply(250, "2.0.0", f"Ok: {ev.size} octets received"))
+
+    async def on_message_end(self, ev: core.MessageEnd) -> None:
+        data = b"".join(self.chunks)
+        self.chunks = []
+        if ev.too_big:
+            await self.reply(core.REPLY_TOO_BIG)  # RFC 1870 §6.3 / RFC 3463 5.3.4
+            self._reset()
+            return
+        if ev.bare_newline:
+            await self.reply(core.REPLY_BARE_NEWLINE)
+            self._reset()
+            return
+        if not self.local and not self.remote:
+            await self.reply(Reply(554, "5.5.1", "Error: no valid recipients"))
+            self._reset()
+            return
+        reply = await self._accept(data)
+        await self.reply(reply)
+        self._reset()
+
+    def _received(self) -> bytes:
+        """RFC 5321 §4.4 trace header; RFC 3848 `with` keywords."""
+        proto = "UTF8SMTP" if "SMTPUTF8" in self.mail_params else "ESMTP"
+        if not self.core.extended:
+            proto = "SMTP"
+        if self.tls:
+            proto += "S"
+        if self.user is not None:
+            proto += "A"
+        helo = core.sanitize_for_header(self.core.helo_name or b"unknown")
+        rcpt = self.rcpt_for_header[0] if len(self.rcpt_for_header) == 1 else None
+        for_part = f"\r\n\tfor <{core.sanitize_for_header(rcpt.encode())}>" if rcpt else ""
+        return (
+            f"Received: from {helo} ([{self.ip}])\r\n\tby {self.cfg.hostname} (Mailhouse) with {proto} id "
+            f"{self.queue_id}{for_part};\r\n\t{formatdate(localtime=False)}\r\n"
+        ).encode()
+
+    async def _accept(self, body: bytes) -> Reply:
+        message = self._received() + body
+        sender = self.sender or ""
+        if self.mode != "smtp" and self.svc.outbound is not None:
+            # RFC 6409 §8: the MSA checks and repairs, then signs, before anything is delivered
+            prepared = await self.svc.outbound.prepare_submission(message, self.user, sender)
+            if isinstance(prepared, Reply):
+                return prepared
+            message = prepared
+        if self.local:
+            result = await self.svc.delivery.deliver(message, sender, list(self.local.values()), self.queue_id)
+            if result.over_quota and not result.delivered and not self.remote:
+                return Reply(452, "4.2.2", "Error: mailbox full")
+            if result.over_quota and self.svc.outbound is not None:
+                await self.svc.outbound.bounce_local(
+                    message, sender, [a.address for a in result.over_quota], "552 5.2.2 Mailbox full"
+                )
+        if self.remote:
+            await self.svc.outbound.enqueue(self.queue_id, sender, self.remote, message, self.mail_params)
+        self.log.info("queued as %s (%d octets)", self.queue_id, len(message))
+        return Reply(250, "2.0.0", f"Ok: queued as {self.queue_id}")
+
+    async def on_rset(self, ev: core.Rset) -> None:
+        self._reset()
+        await self.reply(Reply(250, "2.0.0", "Ok"))
+
+    async def on_noop(self, ev: core.Noop) -> None:
+        await self.reply(Reply(250, "2.0.0", "Ok"))
+
+    async def on_quit(self, ev: core.Quit) -> None:
+        await self.reply(core.REPLY_BYE)
+        self.closing = True
+
+    async def on_vrfy(self, ev: core.Vrfy) -> None:
+        # RFC 5321 §3.5.3: 252 — no address harvesting
+        await self.reply(Reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"))
+
+    async def on_help(self, ev: core.Help) -> None:
+        await self.reply(Reply(214, "2.0.0", "See https://www.rfc-editor.org/rfc/rfc5321"))
+
+    async def on_starttls(self, ev: core.StartTLS) -> None:
+        if self.tls:
+            await self.reply(Reply(503, "5.5.1", "Error: TLS already active"))
+            return
+        await self.reply(core.REPLY_READY_TLS)
+        try:
+            await asyncio.wait_for(
+                self.writer.start_tls(self.svc.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT),
+                TLS_HANDSHAKE_TIMEOUT + 5,
+            )
+        except (ssl.SSLError, TimeoutError, ConnectionError) as e:
+            self.log.info("TLS handshake failed: %s", type(e).__name__)
+            self.closing = True
+            return
+        self.tls = True
+        discarded = self.core.pending_plaintext_discarded
+        self.core.start_tls_done()  # RFC 3207 §4.2: back to the start, plaintext forgotten
+        if discarded:
+            self.log.info("discarded %d octets of plaintext pipelined after STARTTLS", discarded)
+        self._reset()
+        self.user = None
+
+    async def on_auth(self, ev: core.Auth) -> None:
+        if self.mode == "smtp":
+            await self.reply(Reply(503, "5.5.1", "Error: authentication not enabled"))
+            return
+        if not self.tls and not self.cfg.allow_plaintext_auth:
+            await self.reply(Reply(530, "5.7.0", "Must issue a STARTTLS command first"))  # RFC 3207 §4
+            return
+        if self.user is not None:
+            await self.reply(Reply(503, "5.5.1", "Error: already authenticated"))  # RFC 4954 §4
+            return
+        if ev.mechanism not in sasl_flow.MECHANISMS:
+            await self.reply(Reply(504, "5.5.4", "Unrecognized authentication type"))
+            return
+
+        async def send_challenge(b64: bytes) -> None:
+            await self.reply(Reply(334, None, b64.decode("ascii") if b64 else ""))
+
+        try:
+            account = await sasl_flow.authenticate(
+                self.svc.auth, ev.mechanism, ev.initial, send_challenge, self._auth_line, self.ip
+            )
+        except sasl.SaslCancelled:
+            await self.reply(Reply(501, "5.0.0", "Authentication cancelled"))  # RFC 4954 §4
+            return
+        except sasl.SaslError:
+            await self.reply(Reply(501, "5.5.2", "Cannot decode response"))  # RFC 4954 §4
+            return
+        if account is None:
+            await self.reply(Reply(535, "5.7.8", "Authentication credentials invalid"))  # RFC 4954 §6
+            return
+        self.user = account
+        self.log.info("authenticated as %s", account.address)
+        await self.reply(Reply(235, "2.7.0", "Authentication successful"))
+
+    async def _auth_line(self) -> bytes:
+        while True:
+            ev = self.core.next_event()
+            if isinstance(ev, core.AuthResponse):
+                return ev.line  # answered by the driver's next challenge or final reply
+            if isinstance(ev, core.CommandError):
+                raise sasl.SaslError("auth line error")
+            if ev is core.NEED_DATA:
+                data = await self._read()
+                if not data:
+                    raise ConnectionError("closed during AUTH")
+                self.core.receive_data(data)
+                continue
+            raise sasl.SaslError("unexpected event during AUTH")
+
+    async def on_command_error(self, ev: core.CommandError) -> None:
+        await self.reply(ev.reply)
+
+    async def on_too_many_errors(self, ev: core.TooManyErrors) -> None:
+        await self.reply(ev.reply)
+        self.closing = True
+
+    COMMANDS: dict[type, Callable[[SmtpSession, Any], Awaitable[None]]] = {
+        core.Helo: on_helo,
+        core.Mail: on_mail,
+        core.Rcpt: on_rcpt,
+        core.Data: on_data,
+        core.MessageChunk: on_chunk,
+        core.MessageEnd: on_message_end,
+        core.Bdat: on_bdat,
+        core.BdatChunkEnd: on_bdat_chunk_end,
+        core.Rset: on_rset,
+        core.Noop: on_noop,
+        core.Quit: on_quit,
+        core.Vrfy: on_vrfy,
+        core.Help: on_help,
+        core.StartTLS: on_starttls,
+        core.Auth: on_auth,
+        core.CommandError: on_command_error,
+        core.TooManyErrors: on_too_many_errors,
+    }
+
+
+async def listen(svc: Services, name: str, host: str, port: int) -> asyncio.base_events.Server:
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            svc.track(task)
+        await SmtpSession(svc, name, reader, writer).run()
+
+    ssl_ctx = svc.tls if name == "submissions" else None  # RFC 8314 §3.3: implicit TLS
+    return await asyncio.start_server(
+        on_connect,
+        host,
+        port,
+        ssl=ssl_ctx,
+        reuse_port=app.reuse_port(),
+        family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_ctx else None,
+        limit=READ_SIZE,
+    )
+
