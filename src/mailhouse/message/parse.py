@@ -391,10 +391,21 @@ def _make_opaque(part: MessagePart) -> None:
     part.children = []
 
 
-def _find_delimiters(raw: bytes, boundary: bytes, start: int, end: int) -> list[tuple[int, int, bool]]:
-    """RFC 2046 §5.1.1 delimiter lines in raw[start:end]: (line_start, line_next, is_close)."""
-    # "--" boundary, optional "--", transport padding (LWSP), then end of line.
-    pat = re.compile(rb"^--" + re.escape(boundary) + rb"(--)?[ \t]*\r?$", re.M)
+_BOUNDARY_PARAM_RE = re.compile(rb'boundary\s*=\s*"?([^";\s]+)', re.I)
+
+
+def _find_delimiters(
+    raw: bytes, boundary: bytes, start: int, end: int, longer: list[bytes]
+) -> list[tuple[int, int, bool]]:
+    """RFC 2046 §5.1.1 delimiter lines in raw[start:end]: (line_start, line_next, is_close).
+
+    ``longer``: other boundaries in the message that start with ``boundary``. A line that only
+    prefix-matches ours but fully starts with one of those belongs to a nested multipart
+    (Dovecot gets the same result by trying the innermost boundary first).
+    """
+    # RFC 2046 §5.1.1 note to implementors: compare the boundary with the beginning of each
+    # line; an exact match of the entire line is not required (Dovecot does the same).
+    pat = re.compile(rb"^--" + re.escape(boundary) + rb"(--)?", re.M)
     out: list[tuple[int, int, bool]] = []
     pos = start
     while pos <= end:
@@ -407,6 +418,11 @@ def _find_delimiters(raw: bytes, boundary: bytes, start: int, end: int) -> list[
             continue
         nl = raw.find(b"\n", m.end(), end)
         nxt = end if nl < 0 else nl + 1
+        if longer and any(raw.startswith(b"--" + lb, ms) for lb in longer):
+            pos = nxt
+            if nxt >= end:
+                break
+            continue
         close = m.group(1) is not None
         out.append((ms, nxt, close))
         if close:
@@ -430,10 +446,15 @@ def parse_message(raw: bytes) -> MessagePart:
     """Parse ``raw`` into a :class:`MessagePart` tree. Never raises for any ``bytes`` input."""
     root = MessagePart(header_start=0)
     count = 1
-    # work item: (part, end, is_message_root, default_digest)
-    work: list[tuple[MessagePart, int, bool, bool]] = [(root, len(raw), True, False)]
+    known_boundaries: set[bytes] | None = None
+    # work item: (part, end, is_message_root, default_digest, slack, co-ending parts).
+    # ``slack`` is the length of the line break stripped before the next enclosing delimiter;
+    # see _extend_over_close().
+    work: list[tuple[MessagePart, int, bool, bool, int, list[MessagePart]]] = [
+        (root, len(raw), True, False, 0, [root])
+    ]
     while work:
-        part, end, is_root, digest = work.pop()
+        part, end, is_root, digest, slack, coend = work.pop()
         fields, spans, hend = split_header_block(raw, part.header_start, end)
         part.headers, part.header_spans = fields, spans
         part.header_end = part.body_start = hend
@@ -452,21 +473,35 @@ def parse_message(raw: bytes) -> MessagePart:
             if not boundary or part.depth >= MAX_DEPTH or count >= MAX_PARTS:
                 _make_opaque(part)
                 continue
-            delims = _find_delimiters(raw, boundary, part.body_start, end)
+            if known_boundaries is None:
+                known_boundaries = set(_BOUNDARY_PARAM_RE.findall(raw))
+            longer = [b for b in known_boundaries if len(b) > len(boundary) and b.startswith(boundary)]
+            delims = _find_delimiters(raw, boundary, part.body_start, end, longer)
             if not delims:
                 _make_opaque(part)  # no delimiter at all: nothing to split (RFC 2046 §5.1.1)
                 continue
-            ranges: list[tuple[int, int]] = []
+            last_ls, last_nxt, last_close = delims[-1]
+            if slack and last_close and last_nxt == end and raw[end - 1] != 0x0A:
+                # The close delimiter is the last line and its line break was taken as the
+                # enclosing delimiter's leading CRLF. Dovecot counts that line break in this
+                # part (and in a message/rfc822 part wrapping it); do the same so sizes, line
+                # counts and BODY[n] agree with it.
+                end += slack
+                for p in coend:
+                    p.body_end = end
+            ranges: list[tuple[int, int, int]] = []
             for idx, (_ls, nxt, close) in enumerate(delims):
                 if close:
                     break
                 if idx + 1 < len(delims):
-                    pend = max(nxt, _line_break_before(raw, delims[idx + 1][0], nxt))
+                    nstart = delims[idx + 1][0]
+                    pend = max(nxt, _line_break_before(raw, nstart, nxt))
+                    ranges.append((nxt, pend, nstart - pend))
                 else:
-                    pend = end  # RFC 2046: missing close delimiter tolerated; rest is the last part
-                ranges.append((nxt, pend))
+                    # RFC 2046: missing close delimiter tolerated; the rest is the last part
+                    ranges.append((nxt, end, 0))
             child_digest = part.subtype == "digest"
-            for s, e in ranges:
+            for s, e, sl in ranges:
                 if count >= MAX_PARTS:
                     # limit reached: the last created child absorbs the remaining octets
                     if part.children:
@@ -474,13 +509,13 @@ def parse_message(raw: bytes) -> MessagePart:
                         last.body_end = ranges[-1][1]
                         for j, item in enumerate(work):
                             if item[0] is last:
-                                work[j] = (last, ranges[-1][1], item[2], item[3])
+                                work[j] = (last, ranges[-1][1], item[2], item[3], 0, item[5])
                     break
                 child = MessagePart(header_start=s, depth=part.depth + 1)
                 child.header_end = child.body_start = child.body_end = e
                 part.children.append(child)
                 count += 1
-                work.append((child, e, False, child_digest))
+                work.append((child, e, False, child_digest, sl, [child]))
             # process children in document order (stack is LIFO)
             k = len(part.children)
             if k > 1:
@@ -494,5 +529,5 @@ def parse_message(raw: bytes) -> MessagePart:
             child.header_end = child.body_start = child.body_end = end
             part.children.append(child)
             count += 1
-            work.append((child, end, True, False))
+            work.append((child, end, True, False, slack, [*coend, child]))
     return root
