@@ -1,0 +1,123 @@
+"""Start real `mailhouse serve` processes for end-to-end tests and benchmarks.
+
+No pytest dependency: benchmarks use `MailhouseProcess` too. Every listener binds a free
+port on the chosen loopback address; the process is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.peers.ports import free_port, wait_port
+
+SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
+PASSWORD = "correct-horse-42"
+
+
+class MailhouseProcess:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        host: str = "127.0.0.1",
+        hostname: str = "mail.example.org",
+        services: tuple[str, ...] = SERVICES,
+        ports: dict[str, int] | None = None,
+        extra: str = "",
+        store_url: str | None = None,
+    ) -> None:
+        self.root = root
+        self.host = host
+        self.hostname = hostname
+        self.data_dir = root / "data"
+        self.ports = dict(ports or {})
+        for svc in services:
+            self.ports.setdefault(svc, free_port(host))
+        self.cfgfile = root / "mailhouse.toml"
+        listen = "\n".join(f'{svc} = "{host}:{port}"' for svc, port in self.ports.items())
+        store = f'[store]\nurl = "{store_url}"\n' if store_url else ""
+        self.cfgfile.write_text(
+            f'hostname = "{hostname}"\ndata_dir = "{self.data_dir}"\n{extra}\n[listen]\n{listen}\n{store}'
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = root / "serve.log"
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, MAILHOUSE_CONFIG=str(self.cfgfile), PYTHONUNBUFFERED="1")
+
+    def cli(self, *args: str, stdin: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(
+            [sys.executable, "-m", "mailhouse", *args], input=stdin, capture_output=True, text=True,
+            env=self.env(), timeout=120,
+        )
+        if check and r.returncode != 0:
+            raise RuntimeError(f"mailhouse {' '.join(args)} failed: {r.stderr}")
+        return r
+
+    def add_domain(self, domain: str) -> None:
+        self.cli("domain", "add", domain)
+
+    def add_user(self, address: str, password: str = PASSWORD, *extra: str) -> None:
+        self.cli("user", "add", address, "--password-stdin", *extra, stdin=password + "\n")
+
+    def start(self, timeout: float = 30.0) -> MailhouseProcess:
+        logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mailhouse", "serve"], env=self.env(), stdout=logf, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for svc, port in self.ports.items():
+            try:
+                wait_port(self.host, port, timeout=timeout, proc=self.proc)
+            except Exception as e:
+                raise RuntimeError(f"mailhouse did not open {svc}: {e}\n{self.log.read_text()[-3000:]}") from e
+        return self
+
+    def addr(self, svc: str) -> tuple[str, int]:
+        return self.host, self.ports[svc]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
+
+    def logtext(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_log(self, needle: str, timeout: float = 10.0) -> bool:
+        end = time.time() + timeout
+        while time.time() < end:
+            if needle in self.logtext():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def __enter__(self) -> MailhouseProcess:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
