@@ -107,8 +107,14 @@ _Q_COLS = (
 
 def _msg(r: Row) -> MessageRecord:
     return MessageRecord(
-        mailbox_id=int(r[0]), uid=int(r[1]), modseq=int(r[2]), flags=frozenset(r[3]),
-        internaldate=float(r[4]), size=int(r[5]), blob_key=str(r[6]), saved=float(r[7]),
+        mailbox_id=int(r[0]),
+        uid=int(r[1]),
+        modseq=int(r[2]),
+        flags=frozenset(r[3]),
+        internaldate=float(r[4]),
+        size=int(r[5]),
+        blob_key=str(r[6]),
+        saved=float(r[7]),
     )
 
 
@@ -125,15 +131,32 @@ def _account(r: Row) -> Account:
 
 def _entry(r: Row) -> QueueEntry:
     return QueueEntry(
-        id=r[0], sender=r[1], recipients=[QueueRecipient(**d) for d in r[2]], blob_key=r[3], size=int(r[4]),
-        created=float(r[5]), next_attempt=float(r[6]), attempts=int(r[7]), ret=r[8], envid=r[9],
-        warned=bool(r[10]), lease_owner=r[11], lease_until=float(r[12]), extra=dict(r[13]),
+        id=r[0],
+        sender=r[1],
+        recipients=[QueueRecipient(**d) for d in r[2]],
+        blob_key=r[3],
+        size=int(r[4]),
+        created=float(r[5]),
+        next_attempt=float(r[6]),
+        attempts=int(r[7]),
+        ret=r[8],
+        envid=r[9],
+        warned=bool(r[10]),
+        lease_owner=r[11],
+        lease_until=float(r[12]),
+        extra=dict(r[13]),
     )
 
 
 def _rcpts(e: QueueEntry) -> list[dict[str, str]]:
     return [
-        {"address": r.address, "status": r.status, "last_reply": r.last_reply, "notify": r.notify, "orcpt": r.orcpt}
+        {
+            "address": r.address,
+            "status": r.status,
+            "last_reply": r.last_reply,
+            "notify": r.notify,
+            "orcpt": r.orcpt,
+        }
         for r in e.recipients
     ]
 
@@ -318,7 +341,9 @@ class PostgresStore:
         """Lock mailbox rows in ascending id order (the global lock order of this backend)."""
         wanted = sorted(set(ids))
         if wanted:
-            await c.execute("SELECT id FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", wanted)
+            await c.execute(
+                "SELECT id FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", wanted
+            )
 
     @staticmethod
     async def _adjust_usage(c: Conn, deltas: dict[int, tuple[int, int]]) -> None:
@@ -328,7 +353,9 @@ class PostgresStore:
             if n or size:
                 await c.execute(
                     "UPDATE accounts SET used_messages=used_messages+$1, used_bytes=used_bytes+$2 WHERE id=$3",
-                    n, size, acc,
+                    n,
+                    size,
+                    acc,
                 )
 
     async def _unreferenced(self, c: Conn, keys: Iterable[str]) -> list[str]:
@@ -416,7 +443,9 @@ class PostgresStore:
     async def add_domain(self, name: str) -> Domain:
         now = time.time()
         try:
-            did = await self._pool_().fetchval("INSERT INTO domains(name, created) VALUES ($1,$2) RETURNING id", name, now)
+            did = await self._pool_().fetchval(
+                "INSERT INTO domains(name, created) VALUES ($1,$2) RETURNING id", name, now
+            )
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"domain {name} already exists") from None
         return Domain(int(did), name, now)
@@ -466,17 +495,35 @@ class PostgresStore:
                     "INSERT INTO accounts(address, domain_id, password_hash, quota_bytes, quota_messages, is_admin,"
                     " scram_salt, scram_iter, scram_stored, scram_server, created)"
                     " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id",
-                    address, did, password_hash, quota_bytes, quota_messages, is_admin,
-                    scram.salt if scram else None, scram.iterations if scram else None,
-                    scram.stored_key if scram else None, scram.server_key if scram else None, now,
+                    address,
+                    did,
+                    password_hash,
+                    quota_bytes,
+                    quota_messages,
+                    is_admin,
+                    scram.salt if scram else None,
+                    scram.iterations if scram else None,
+                    scram.stored_key if scram else None,
+                    scram.server_key if scram else None,
+                    now,
                 )
             except asyncpg.UniqueViolationError:
                 raise AlreadyExists(f"account {address} already exists") from None
             for name, use in SPECIAL_MAILBOXES:
                 await self._create_mailbox(c, int(acc_id), name, use)
-                await c.execute("INSERT INTO subscriptions VALUES ($1,$2) ON CONFLICT DO NOTHING", acc_id, name)
+                await c.execute(
+                    "INSERT INTO subscriptions VALUES ($1,$2) ON CONFLICT DO NOTHING", acc_id, name
+                )
             return Account(
-                int(acc_id), address, int(did), password_hash, quota_bytes, quota_messages, is_admin, scram, now
+                int(acc_id),
+                address,
+                int(did),
+                password_hash,
+                quota_bytes,
+                quota_messages,
+                is_admin,
+                scram,
+                now,
             )
 
         return await self._tx(fn)
@@ -492,7 +539,8 @@ class PostgresStore:
     async def list_accounts(self, domain: str | None = None) -> list[Account]:
         if domain:
             rows = await self._fetch(
-                f"SELECT {_ACC_COLS} FROM accounts WHERE address ILIKE $1 ORDER BY address", _suffix_pattern(domain)
+                f"SELECT {_ACC_COLS} FROM accounts WHERE address ILIKE $1 ORDER BY address",
+                _suffix_pattern(domain),
             )
         else:
             rows = await self._fetch(f"SELECT {_ACC_COLS} FROM accounts ORDER BY address")
@@ -502,15 +550,22 @@ class PostgresStore:
         status = await self._pool_().execute(
             "UPDATE accounts SET password_hash=$1, scram_salt=$2, scram_iter=$3, scram_stored=$4, scram_server=$5"
             " WHERE address=$6",
-            password_hash, scram.salt if scram else None, scram.iterations if scram else None,
-            scram.stored_key if scram else None, scram.server_key if scram else None, address,
+            password_hash,
+            scram.salt if scram else None,
+            scram.iterations if scram else None,
+            scram.stored_key if scram else None,
+            scram.server_key if scram else None,
+            address,
         )
         if _count(status) == 0:
             raise NotFound(f"account {address} does not exist")
 
     async def set_quota(self, address: str, quota_bytes: int, quota_messages: int) -> None:
         status = await self._pool_().execute(
-            "UPDATE accounts SET quota_bytes=$1, quota_messages=$2 WHERE address=$3", quota_bytes, quota_messages, address
+            "UPDATE accounts SET quota_bytes=$1, quota_messages=$2 WHERE address=$3",
+            quota_bytes,
+            quota_messages,
+            address,
         )
         if _count(status) == 0:
             raise NotFound(f"account {address} does not exist")
@@ -522,7 +577,9 @@ class PostgresStore:
                 raise NotFound(f"account {address} does not exist")
             ids = [r[0] for r in await c.fetch("SELECT id FROM mailboxes WHERE account_id=$1", acc)]
             await self._lock_mailboxes(c, ids)
-            rows = await c.fetch("DELETE FROM messages WHERE mailbox_id = ANY($1::bigint[]) RETURNING blob_key", ids)
+            rows = await c.fetch(
+                "DELETE FROM messages WHERE mailbox_id = ANY($1::bigint[]) RETURNING blob_key", ids
+            )
             await c.execute("DELETE FROM expunged WHERE mailbox_id = ANY($1::bigint[])", ids)
             await c.execute("DELETE FROM mailboxes WHERE account_id=$1", acc)
             await c.execute("DELETE FROM subscriptions WHERE account_id=$1", acc)
@@ -542,7 +599,9 @@ class PostgresStore:
                 raise NotFound(f"domain {domain} is not hosted here")
             try:
                 aid = await c.fetchval(
-                    "INSERT INTO aliases(source, destination) VALUES ($1,$2) RETURNING id", source, destination
+                    "INSERT INTO aliases(source, destination) VALUES ($1,$2) RETURNING id",
+                    source,
+                    destination,
                 )
             except asyncpg.UniqueViolationError:
                 raise AlreadyExists(f"alias {source} → {destination} already exists") from None
@@ -557,11 +616,15 @@ class PostgresStore:
                 _suffix_pattern(domain),
             )
         else:
-            rows = await self._fetch("SELECT id, source, destination FROM aliases ORDER BY source, destination")
+            rows = await self._fetch(
+                "SELECT id, source, destination FROM aliases ORDER BY source, destination"
+            )
         return [Alias(int(r[0]), r[1], r[2]) for r in rows]
 
     async def aliases_for(self, source: str) -> list[Alias]:
-        rows = await self._fetch("SELECT id, source, destination FROM aliases WHERE source=$1 ORDER BY id", source)
+        rows = await self._fetch(
+            "SELECT id, source, destination FROM aliases WHERE source=$1 ORDER BY id", source
+        )
         return [Alias(int(r[0]), r[1], r[2]) for r in rows]
 
     async def remove_alias(self, source: str, destination: str | None = None) -> None:
@@ -578,7 +641,11 @@ class PostgresStore:
         await self._pool_().execute(
             "INSERT INTO dkim_keys VALUES ($1,$2,$3,$4,$5) ON CONFLICT (domain, selector) DO UPDATE"
             " SET algorithm=excluded.algorithm, private_key=excluded.private_key, public_record=excluded.public_record",
-            key.domain, key.selector, key.algorithm, key.private_key, key.public_record,
+            key.domain,
+            key.selector,
+            key.algorithm,
+            key.private_key,
+            key.public_record,
         )
 
     async def get_dkim_keys(self, domain: str) -> list[DkimKey]:
@@ -606,7 +673,10 @@ class PostgresStore:
             mid = await c.fetchval(
                 "INSERT INTO mailboxes(account_id, name, uidvalidity, uidnext, highestmodseq, special_use)"
                 " VALUES ($1,$2,$3,1,1,$4) RETURNING id",
-                account_id, name, uv, special_use,
+                account_id,
+                name,
+                uv,
+                special_use,
             )
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"mailbox {name} already exists") from None
@@ -623,7 +693,9 @@ class PostgresStore:
         return await self._tx(fn)
 
     async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
-        r = await self._fetchrow(f"SELECT {_MB_COLS} FROM mailboxes WHERE account_id=$1 AND name=$2", account_id, name)
+        r = await self._fetchrow(
+            f"SELECT {_MB_COLS} FROM mailboxes WHERE account_id=$1 AND name=$2", account_id, name
+        )
         return _mailbox(r) if r else None
 
     async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
@@ -631,13 +703,17 @@ class PostgresStore:
         return _mailbox(r) if r else None
 
     async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
-        rows = await self._fetch(f"SELECT {_MB_COLS} FROM mailboxes WHERE account_id=$1 ORDER BY name", account_id)
+        rows = await self._fetch(
+            f"SELECT {_MB_COLS} FROM mailboxes WHERE account_id=$1 ORDER BY name", account_id
+        )
         return [_mailbox(r) for r in rows]
 
     async def rename_mailbox(self, mailbox_id: int, new_name: str) -> Mailbox:
         async def fn(c: Conn) -> Mailbox:
             try:
-                r = await c.fetchrow(f"UPDATE mailboxes SET name=$1 WHERE id=$2 RETURNING {_MB_COLS}", new_name, mailbox_id)
+                r = await c.fetchrow(
+                    f"UPDATE mailboxes SET name=$1 WHERE id=$2 RETURNING {_MB_COLS}", new_name, mailbox_id
+                )
             except asyncpg.UniqueViolationError:
                 raise AlreadyExists(f"mailbox {new_name} already exists") from None
             if r is None:
@@ -652,7 +728,9 @@ class PostgresStore:
             acc = await c.fetchval("SELECT account_id FROM mailboxes WHERE id=$1 FOR UPDATE", mailbox_id)
             if acc is None:
                 raise NotFound("no such mailbox")
-            rows = await c.fetch("DELETE FROM messages WHERE mailbox_id=$1 RETURNING blob_key, size", mailbox_id)
+            rows = await c.fetch(
+                "DELETE FROM messages WHERE mailbox_id=$1 RETURNING blob_key, size", mailbox_id
+            )
             await c.execute("DELETE FROM expunged WHERE mailbox_id=$1", mailbox_id)
             await c.execute("DELETE FROM mailboxes WHERE id=$1", mailbox_id)
             await self._adjust_usage(c, {int(acc): (-len(rows), -sum(int(r[1]) for r in rows))})
@@ -664,7 +742,9 @@ class PostgresStore:
         return keys
 
     async def subscriptions(self, account_id: int) -> list[str]:
-        rows = await self._fetch("SELECT name FROM subscriptions WHERE account_id=$1 ORDER BY name", account_id)
+        rows = await self._fetch(
+            "SELECT name FROM subscriptions WHERE account_id=$1 ORDER BY name", account_id
+        )
         return [str(r[0]) for r in rows]
 
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
@@ -673,7 +753,9 @@ class PostgresStore:
                 "INSERT INTO subscriptions VALUES ($1,$2) ON CONFLICT DO NOTHING", account_id, name
             )
         else:
-            await self._pool_().execute("DELETE FROM subscriptions WHERE account_id=$1 AND name=$2", account_id, name)
+            await self._pool_().execute(
+                "DELETE FROM subscriptions WHERE account_id=$1 AND name=$2", account_id, name
+            )
 
     # ---------------------------------------------------------------- messages
     @staticmethod
@@ -685,7 +767,8 @@ class PostgresStore:
         r = await c.fetchrow(
             "UPDATE mailboxes SET uidnext=uidnext+$2, highestmodseq=highestmodseq+1 WHERE id=$1"
             " RETURNING account_id, uidnext-$2, highestmodseq",
-            mailbox_id, uids,
+            mailbox_id,
+            uids,
         )
         if r is None:
             raise NotFound(f"mailbox {mailbox_id} does not exist")
@@ -700,17 +783,27 @@ class PostgresStore:
             if m.delivery_key is not None:
                 r = await c.fetchrow(
                     f"SELECT {_MSG_COLS} FROM messages WHERE mailbox_id=$1 AND delivery_key=$2",
-                    m.mailbox_id, m.delivery_key,
+                    m.mailbox_id,
+                    m.delivery_key,
                 )
                 if r is not None:
                     out.append(_msg(r))
                     continue
             acc, uid, modseq = await self._bump(c, m.mailbox_id, 1)
-            rec = MessageRecord(m.mailbox_id, uid, modseq, m.flags, m.internaldate or now, m.size, m.blob_key, now)
+            rec = MessageRecord(
+                m.mailbox_id, uid, modseq, m.flags, m.internaldate or now, m.size, m.blob_key, now
+            )
             await c.execute(
                 f"INSERT INTO messages({_MSG_COLS}, delivery_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-                rec.mailbox_id, uid, modseq, _sorted_flags(rec.flags), rec.internaldate, rec.size, rec.blob_key,
-                now, m.delivery_key,
+                rec.mailbox_id,
+                uid,
+                modseq,
+                _sorted_flags(rec.flags),
+                rec.internaldate,
+                rec.size,
+                rec.blob_key,
+                now,
+                m.delivery_key,
             )
             n, size = usage.get(acc, (0, 0))
             usage[acc] = (n + 1, size + m.size)
@@ -739,12 +832,16 @@ class PostgresStore:
         return await self._tx(fn)
 
     async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
-        rows = await self._fetch(f"SELECT {_MSG_COLS} FROM messages WHERE mailbox_id=$1 ORDER BY uid", mailbox_id)
+        rows = await self._fetch(
+            f"SELECT {_MSG_COLS} FROM messages WHERE mailbox_id=$1 ORDER BY uid", mailbox_id
+        )
         return [_msg(r) for r in rows]
 
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         rows = await self._fetch(
-            f"SELECT {_MSG_COLS} FROM messages WHERE mailbox_id=$1 AND modseq>$2 ORDER BY uid", mailbox_id, modseq
+            f"SELECT {_MSG_COLS} FROM messages WHERE mailbox_id=$1 AND modseq>$2 ORDER BY uid",
+            mailbox_id,
+            modseq,
         )
         return [_msg(r) for r in rows]
 
@@ -768,7 +865,8 @@ class PostgresStore:
             await self._lock_mailboxes(c, [mailbox_id])
             rows = await c.fetch(
                 f"SELECT {_MSG_COLS} FROM messages WHERE mailbox_id=$1 AND uid = ANY($2::bigint[])",
-                mailbox_id, wanted,
+                mailbox_id,
+                wanted,
             )
             have = {int(r[1]): _msg(r) for r in rows}
             updated: list[MessageRecord] = []
@@ -803,11 +901,14 @@ class PostgresStore:
 
         return await self._tx(fn)
 
-    async def _expunge_rows(self, c: Conn, mailbox_id: int, uids: Sequence[int]) -> tuple[list[int], list[str]]:
+    async def _expunge_rows(
+        self, c: Conn, mailbox_id: int, uids: Sequence[int]
+    ) -> tuple[list[int], list[str]]:
         """Delete UIDS from the mailbox (already locked by the caller); returns (gone, unreferenced keys)."""
         rows = await c.fetch(
             "DELETE FROM messages WHERE mailbox_id=$1 AND uid = ANY($2::bigint[]) RETURNING uid, blob_key, size",
-            mailbox_id, list(uids),
+            mailbox_id,
+            list(uids),
         )
         if not rows:
             return [], []
@@ -818,7 +919,9 @@ class PostgresStore:
         await c.execute(
             "INSERT INTO expunged(mailbox_id, uid, modseq) SELECT $1, u, $3 FROM unnest($2::bigint[]) AS u"
             " ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq=excluded.modseq",
-            mailbox_id, gone, modseq,
+            mailbox_id,
+            gone,
+            modseq,
         )
         await self._adjust_usage(c, {acc: (-len(gone), -sum(int(r[2]) for r in rows))})
         await self._notify(c, acc, mailbox_id, "expunge", modseq)
@@ -837,7 +940,8 @@ class PostgresStore:
         # FOR SHARE: a concurrent expunge of the source cannot free the blobs we are about to reference.
         rows = await c.fetch(
             f"SELECT {_MSG_COLS} FROM messages WHERE mailbox_id=$1 AND uid = ANY($2::bigint[]) FOR SHARE",
-            src, list(uids),
+            src,
+            list(uids),
         )
         have = {int(r[1]): _msg(r) for r in rows}
         recs = [have[u] for u in dict.fromkeys(uids) if u in have]
@@ -848,14 +952,18 @@ class PostgresStore:
         )
         return [(r.uid, n.uid) for r, n in zip(recs, new, strict=True)]
 
-    async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int) -> list[tuple[int, int]]:
+    async def copy(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
+    ) -> list[tuple[int, int]]:
         async def fn(c: Conn) -> list[tuple[int, int]]:
             await self._lock_mailboxes(c, [src_mailbox_id, dst_mailbox_id])
             return await self._copy_rows(c, src_mailbox_id, uids, dst_mailbox_id)
 
         return await self._tx(fn)
 
-    async def move(self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int) -> list[tuple[int, int]]:
+    async def move(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
+    ) -> list[tuple[int, int]]:
         async def fn(c: Conn) -> list[tuple[int, int]]:
             await self._lock_mailboxes(c, [src_mailbox_id, dst_mailbox_id])
             pairs = await self._copy_rows(c, src_mailbox_id, uids, dst_mailbox_id)  # RFC 6851 §3.3: atomic
@@ -872,7 +980,10 @@ class PostgresStore:
 
     async def get_metadata(self, account_id: int, mailbox: str, key: str) -> str | None:
         v = await self._pool_().fetchval(
-            "SELECT value FROM metadata WHERE account_id=$1 AND mailbox=$2 AND key=$3", account_id, mailbox, key
+            "SELECT value FROM metadata WHERE account_id=$1 AND mailbox=$2 AND key=$3",
+            account_id,
+            mailbox,
+            key,
         )
         return None if v is None else str(v)
 
@@ -885,7 +996,10 @@ class PostgresStore:
             await self._pool_().execute(
                 "INSERT INTO metadata VALUES ($1,$2,$3,$4) ON CONFLICT (account_id, mailbox, key)"
                 " DO UPDATE SET value=excluded.value",
-                account_id, mailbox, key, value,
+                account_id,
+                mailbox,
+                key,
+                value,
             )
 
     # ---------------------------------------------------------------- queue
@@ -893,9 +1007,20 @@ class PostgresStore:
         try:
             await self._pool_().execute(
                 f"INSERT INTO queue({_Q_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
-                entry.id, entry.sender, _rcpts(entry), entry.blob_key, entry.size, entry.created,
-                entry.next_attempt, entry.attempts, entry.ret, entry.envid, entry.warned, entry.lease_owner,
-                entry.lease_until, entry.extra,
+                entry.id,
+                entry.sender,
+                _rcpts(entry),
+                entry.blob_key,
+                entry.size,
+                entry.created,
+                entry.next_attempt,
+                entry.attempts,
+                entry.ret,
+                entry.envid,
+                entry.warned,
+                entry.lease_owner,
+                entry.lease_until,
+                entry.extra,
             )
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"queue entry {entry.id} already exists") from None
@@ -908,7 +1033,10 @@ class PostgresStore:
             " SELECT id FROM queue WHERE next_attempt<=$1 AND lease_until<$1"
             " ORDER BY next_attempt LIMIT $4 FOR UPDATE SKIP LOCKED)"
             f" RETURNING {_Q_COLS}",
-            now, owner, now + lease_seconds, limit,
+            now,
+            owner,
+            now + lease_seconds,
+            limit,
         )
         return sorted((_entry(r) for r in rows), key=lambda e: (e.next_attempt, e.id))
 
@@ -916,7 +1044,12 @@ class PostgresStore:
         await self._pool_().execute(
             "UPDATE queue SET recipients=$1, next_attempt=$2, attempts=$3, warned=$4, lease_owner='', lease_until=0,"
             " extra=$5 WHERE id=$6",
-            _rcpts(entry), entry.next_attempt, entry.attempts, entry.warned, entry.extra, entry.id,
+            _rcpts(entry),
+            entry.next_attempt,
+            entry.attempts,
+            entry.warned,
+            entry.extra,
+            entry.id,
         )
 
     async def remove(self, entry_id: str) -> list[str]:

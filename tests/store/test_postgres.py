@@ -1,0 +1,207 @@
+"""What only the PostgreSQL backend has: several nodes (store instances) on one database.
+
+Two `PostgresStore` instances on one database stand for two Mailhouse nodes: each has its
+own pool and its own LISTEN connection, exactly as two processes on two machines would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from mailhouse.store import open_store
+from mailhouse.store.api import Change, NewMessage, QueueEntry, QueueRecipient
+from mailhouse.store.postgres.backend import PostgresStore
+from mailhouse.store.postgres.schema import MIGRATIONS
+
+
+def _node(url: str, tmp_path: Path, name: str) -> PostgresStore:
+    s = open_store(url, tmp_path / name)
+    assert isinstance(s, PostgresStore)
+    return s
+
+
+@pytest.fixture
+async def nodes(postgres_db_url: str, tmp_path: Path) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    a = _node(postgres_db_url, tmp_path, "a")
+    b = _node(postgres_db_url, tmp_path, "b")
+    await a.open()
+    await b.open()
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _inbox(store: PostgresStore, addr: str = "alice@example.org") -> tuple[int, int]:
+    domain = addr.split("@")[1]
+    if not await store.get_domain(domain):
+        await store.add_domain(domain)
+    acc = await store.add_account(addr, "hash")
+    inbox = await store.get_mailbox(acc.id, "INBOX")
+    assert inbox is not None
+    return acc.id, inbox.id
+
+
+async def test_two_nodes_deliver_concurrently_unique_increasing_uids(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = nodes
+    acc, inbox = await _inbox(a)
+    n = 40
+    results = await asyncio.gather(
+        *[
+            (a if i % 2 else b).deliver(f"Subject: {i}\r\n\r\nm\r\n".encode(), [NewMessage(inbox, "", 0)])
+            for i in range(2 * n)
+        ]
+    )
+    recs = [r[0] for r in results]
+    assert sorted(r.uid for r in recs) == list(range(1, 2 * n + 1))
+    # allocation order is commit order: UID order and MODSEQ order agree, and modseqs are unique
+    by_uid = sorted(recs, key=lambda r: r.uid)
+    assert [r.modseq for r in by_uid] == sorted({r.modseq for r in recs})
+    listed = await b.list_messages(inbox)
+    assert [m.uid for m in listed] == list(range(1, 2 * n + 1))
+    mb = await a.get_mailbox_by_id(inbox)
+    assert mb is not None and mb.uidnext == 2 * n + 1 and mb.highestmodseq == by_uid[-1].modseq
+    assert (await b.usage(acc)).messages == 2 * n
+    # every message's blob is readable from either node
+    assert await a.blobs.get(by_uid[-1].blob_key) == await b.blobs.get(by_uid[-1].blob_key)
+
+
+async def test_same_delivery_key_from_two_nodes_stores_one_copy(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = nodes
+    acc, inbox = await _inbox(a)
+    results = await asyncio.gather(
+        *[
+            (a if i % 2 else b).deliver(b"m\r\n", [NewMessage(inbox, "", 0, delivery_key="Q9:alice")])
+            for i in range(10)
+        ]
+    )
+    assert len({r[0].uid for r in results}) == 1
+    assert len(await a.list_messages(inbox)) == 1
+    assert (await a.usage(acc)).messages == 1
+    # the redeliveries' blobs were not left behind
+    conn = await asyncpg.connect(a._dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM blobs") == 1
+    finally:
+        await conn.close()
+
+
+async def test_change_on_node_b_reaches_subscriber_on_node_a(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = nodes
+    acc, inbox = await _inbox(a)
+    other_acc, other_inbox = await _inbox(a, "bob@example.org")
+    feed = a.subscribe(acc)
+    first = asyncio.ensure_future(feed.__anext__())
+    await asyncio.sleep(0.2)  # the subscription (and node A's LISTEN) is in place
+    await b.deliver(b"x\r\n", [NewMessage(other_inbox, "", 0)])  # another account: not for us
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    recs = await b.deliver(b"y\r\n", [NewMessage(inbox, "", 0)])
+    change = await asyncio.wait_for(first, 1.0)
+    assert loop.time() - t0 < 1.0
+    assert change == Change(acc, inbox, "append", recs[0].modseq)
+    # flag changes and expunges travel too, in commit order
+    nxt = asyncio.ensure_future(feed.__anext__())
+    from mailhouse.store.api import FlagMode
+
+    res = await b.store_flags(inbox, [recs[0].uid], FlagMode.ADD, frozenset({"\\Seen"}))
+    assert await asyncio.wait_for(nxt, 1.0) == Change(acc, inbox, "flags", res.updated[0].modseq)
+    await feed.aclose()  # type: ignore[attr-defined]
+    assert other_acc != acc
+
+
+async def test_feed_survives_lost_listen_connection(nodes: tuple[PostgresStore, PostgresStore]) -> None:
+    a, b = nodes
+    acc, inbox = await _inbox(a)
+    feed = a.subscribe(acc)
+    first = asyncio.ensure_future(feed.__anext__())
+    await asyncio.sleep(0.2)
+    conn = await asyncpg.connect(a._dsn)
+    try:
+        pid = a._listen_conn.get_server_pid()
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+    # first the "you may have missed something" wake-up, then live changes again
+    assert await asyncio.wait_for(first, 5.0) == Change(acc, 0, "mailbox", 0)
+    nxt = asyncio.ensure_future(feed.__anext__())
+    recs = await b.deliver(b"z\r\n", [NewMessage(inbox, "", 0)])
+    assert await asyncio.wait_for(nxt, 2.0) == Change(acc, inbox, "append", recs[0].modseq)
+    await feed.aclose()  # type: ignore[attr-defined]
+
+
+async def test_queue_claims_exclusive_across_nodes(nodes: tuple[PostgresStore, PostgresStore]) -> None:
+    a, b = nodes
+    key = await a.blobs.put(b"queued\r\n")
+    n = 60
+    for i in range(n):
+        await a.enqueue(
+            QueueEntry(f"Q{i:03}", "s@example.org", [QueueRecipient("x@remote.test")], key, 8, 1.0, 0.0)
+        )
+
+    async def claimer(store: PostgresStore, owner: str) -> list[str]:
+        got: list[str] = []
+        while True:
+            batch = await store.claim_due(10.0, owner, 60.0, 7)
+            if not batch:
+                return got
+            assert all(e.lease_owner == owner and e.lease_until == 70.0 for e in batch)
+            got += [e.id for e in batch]
+
+    claims = await asyncio.gather(
+        *[claimer(s, f"{name}-{k}") for k in range(3) for s, name in ((a, "a"), (b, "b"))]
+    )
+    flat = [i for c in claims for i in c]
+    assert sorted(flat) == [f"Q{i:03}" for i in range(n)]  # every entry claimed exactly once
+    # a dead node's claims are taken over once the lease expires (and not before)
+    assert await b.claim_due(69.0, "b-new", 60.0, 100) == []
+    taken = await b.claim_due(71.0, "b-new", 60.0, 100)
+    assert len(taken) == n
+    stored = await a.get("Q000")
+    assert stored is not None and stored.lease_owner == "b-new"
+
+
+async def test_migrations_idempotent_when_nodes_open_at_once(postgres_db_url: str, tmp_path: Path) -> None:
+    stores = [_node(postgres_db_url, tmp_path, f"n{i}") for i in range(4)]
+    await asyncio.gather(*[s.open() for s in stores])
+    try:
+        again = _node(postgres_db_url, tmp_path, "late")
+        await again.open()  # already at the latest version: nothing to do
+        await again.close()
+        conn = await asyncpg.connect(stores[0]._dsn)
+        try:
+            assert await conn.fetch("SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
+        finally:
+            await conn.close()
+        # and the schema works from every node
+        await stores[0].add_domain("example.org")
+        assert [d.name for d in await stores[3].list_domains()] == ["example.org"]
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_url_options_are_ours_and_rest_passes_through(postgres_db_url: str, tmp_path: Path) -> None:
+    s = _node(postgres_db_url + "?pool_min=1&pool_max=2&application_name=mh-test", tmp_path, "x")
+    await s.open()
+    try:
+        await _inbox(s)  # works with a tiny pool
+        conn = await asyncpg.connect(s._dsn)
+        try:
+            assert await conn.fetchval("SELECT current_setting('application_name')") == "mh-test"
+        finally:
+            await conn.close()
+    finally:
+        await s.close()
