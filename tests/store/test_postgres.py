@@ -205,3 +205,19 @@ async def test_url_options_are_ours_and_rest_passes_through(postgres_db_url: str
             await conn.close()
     finally:
         await s.close()
+
+
+async def test_commits_are_synchronous_even_if_server_says_off(postgres_db_url: str, tmp_path: Path) -> None:
+    # the test server runs with synchronous_commit=off; a store must not inherit that
+    s = _node(postgres_db_url, tmp_path, "x")
+    await s.open()
+    try:
+        assert await s._pool_().fetchval("SHOW synchronous_commit") == "on"
+    finally:
+        await s.close()
+    s = _node(postgres_db_url + "?synchronous_commit=remote_apply", tmp_path, "y")
+    await s.open()
+    try:
+        assert await s._pool_().fetchval("SHOW synchronous_commit") == "remote_apply"
+    finally:
+        await s.close()

@@ -184,7 +184,12 @@ async def _init_conn(conn: Conn) -> None:
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
-    """Split our own query parameters (pool_min, pool_max, blobs) off a postgresql:// URL."""
+    """Split our own query parameters (pool_min, pool_max, blobs) off a postgresql:// URL.
+
+    The DSN returned asks for ``synchronous_commit=on`` unless the URL names a level itself
+    (e.g. ``remote_apply`` with synchronous standbys): a server configured with
+    ``synchronous_commit=off`` must not make us acknowledge mail before it is durable.
+    """
     parts = urlsplit(url)
     ours: dict[str, str] = {}
     rest: list[tuple[str, str]] = []
@@ -193,6 +198,8 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
             ours[k] = v
         else:
             rest.append((k, v))
+    if not any(k == "synchronous_commit" for k, _ in rest):
+        rest.append(("synchronous_commit", "on"))  # DESIGN.md §Durability
     return urlunsplit(parts._replace(query=urlencode(rest))), ours
 
 
@@ -288,6 +295,12 @@ class PostgresStore:
             if version is None:
                 await c.execute("INSERT INTO schema_version(version) VALUES (0)")
                 version = 0
+            if int(version) > len(MIGRATIONS):
+                log.warning(
+                    "store: database schema version %d is newer than this Mailhouse knows (%d)",
+                    version,
+                    len(MIGRATIONS),
+                )
             for i in range(int(version), len(MIGRATIONS)):
                 log.info("store: migrating PostgreSQL schema to version %d", i + 1)
                 await c.execute(MIGRATIONS[i])
