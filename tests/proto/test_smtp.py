@@ -120,7 +120,14 @@ def test_unknown_command_and_syntax() -> None:
     ev = three_ways(
         b"EHLO c\r\nFOO bar\r\nGET / HTTP/1.1\r\n\r\nEHLO\r\nMAIL TO:<a@b.test>\r\nEXPN list\r\nNOOP x\r\n"
     )
-    assert codes(ev) == [(500, "5.5.2"), (500, "5.5.2"), (500, "5.5.2"), (501, "5.5.4"), (501, "5.5.4"), (502, "5.5.1")]
+    assert codes(ev) == [
+        (500, "5.5.2"),
+        (500, "5.5.2"),
+        (500, "5.5.2"),
+        (501, "5.5.4"),
+        (501, "5.5.4"),
+        (502, "5.5.1"),
+    ]
     assert isinstance(ev[-1], Noop)
 
 
@@ -177,7 +184,13 @@ def test_esmtp_params() -> None:
         b"RCPT TO:<c@y.test>NOTIFY=NEVER\r\n"
     )
     assert isinstance(ev[1], Mail)
-    assert ev[1].params == {"SIZE": "100", "BODY": "8BITMIME", "RET": "HDRS", "ENVID": "QQ+ZZ", "AUTH": "a+b@x.test"}
+    assert ev[1].params == {
+        "SIZE": "100",
+        "BODY": "8BITMIME",
+        "RET": "HDRS",
+        "ENVID": "QQ+ZZ",
+        "AUTH": "a+b@x.test",
+    }
     assert isinstance(ev[2], Rcpt)
     assert ev[2].params == {"NOTIFY": "SUCCESS,DELAY", "ORCPT": "rfc822;b@y.test"}
     assert codes(ev) == [(501, "5.5.4"), (555, "5.5.4"), (501, "5.5.4"), (501, "5.5.4"), (501, "5.5.4")]
@@ -192,7 +205,13 @@ def test_xtext_roundtrip() -> None:
 def test_smtputf8() -> None:
     utf = "üser@bücher.test".encode()
     ev = three_ways(
-        b"EHLO c\r\nMAIL FROM:<" + utf + b">\r\nMAIL FROM:<" + utf + b"> SMTPUTF8\r\nRCPT TO:<" + utf + b">\r\n"
+        b"EHLO c\r\nMAIL FROM:<"
+        + utf
+        + b">\r\nMAIL FROM:<"
+        + utf
+        + b"> SMTPUTF8\r\nRCPT TO:<"
+        + utf
+        + b">\r\n"
     )
     assert codes(ev) == [(553, "5.6.7")]
     assert isinstance(ev[2], Mail) and ev[2].path is not None and ev[2].path.local_part == "üser"
@@ -231,7 +250,14 @@ def test_bad_addresses() -> None:
         b"EHLO c\r\nMAIL FROM:<a@>\r\nMAIL FROM:<a b@x.test>\r\nMAIL FROM:<postmaster>\r\n"
         b"MAIL FROM:<a@x.test>\r\nRCPT TO:<a@-bad.test>\r\nRCPT TO:<a@[1.2.3]>\r\nRCPT TO:<@x:>\r\n"
     )
-    assert codes(ev) == [(501, "5.1.7"), (501, "5.1.7"), (501, "5.1.7"), (501, "5.1.3"), (501, "5.1.3"), (501, "5.1.3")]
+    assert codes(ev) == [
+        (501, "5.1.7"),
+        (501, "5.1.7"),
+        (501, "5.1.7"),
+        (501, "5.1.3"),
+        (501, "5.1.3"),
+        (501, "5.1.3"),
+    ]
 
 
 def test_size_exceeded_then_commands_still_parsed() -> None:
@@ -246,7 +272,10 @@ def test_size_exceeded_then_commands_still_parsed() -> None:
 
 
 def test_size_param_over_limit() -> None:
-    ev = three_ways(b"EHLO c\r\nMAIL FROM:<a@x.test> SIZE=5000\r\nMAIL FROM:<a@x.test> SIZE=500\r\n", max_message_size=1000)
+    ev = three_ways(
+        b"EHLO c\r\nMAIL FROM:<a@x.test> SIZE=5000\r\nMAIL FROM:<a@x.test> SIZE=500\r\n",
+        max_message_size=1000,
+    )
     assert codes(ev) == [(552, "5.3.4")]
     assert isinstance(ev[2], Mail)
 
@@ -269,7 +298,9 @@ def test_size_exceeded_memory_bounded() -> None:
 
 
 def test_message_state_reset_after_message_end() -> None:
-    ev = three_ways(EHLO + TXN + b"DATA\r\nx\r\n.\r\nRCPT TO:<a@b.test>\r\nDATA\r\n" + TXN + b"DATA\r\ny\r\n.\r\n")
+    ev = three_ways(
+        EHLO + TXN + b"DATA\r\nx\r\n.\r\nRCPT TO:<a@b.test>\r\nDATA\r\n" + TXN + b"DATA\r\ny\r\n.\r\n"
+    )
     assert types(ev) == [Helo, Mail, Rcpt, Data, MessageChunk, MessageEnd, CommandError, CommandError,
                          Mail, Rcpt, Data, MessageChunk, MessageEnd]  # fmt: skip
 
@@ -291,7 +322,18 @@ def test_bdat_binary_with_end_marker_inside() -> None:
         + b"QUIT\r\n"
     )  # fmt: skip
     ev = three_ways(data)
-    assert types(ev) == [Helo, Mail, Rcpt, Bdat, MessageChunk, BdatChunkEnd, Bdat, MessageChunk, MessageEnd, Quit]
+    assert types(ev) == [
+        Helo,
+        Mail,
+        Rcpt,
+        Bdat,
+        MessageChunk,
+        BdatChunkEnd,
+        Bdat,
+        MessageChunk,
+        MessageEnd,
+        Quit,
+    ]
     assert ev[3] == Bdat(len(chunk1), False)
     assert ev[5] == BdatChunkEnd(len(chunk1), False)
     assert body(ev) == chunk1 + chunk2
@@ -320,7 +362,9 @@ def test_bdat_failed_chunk_fails_transaction() -> None:
 
 
 def test_bdat_too_big() -> None:
-    ev = three_ways(EHLO + TXN + b"BDAT 600\r\n" + b"a" * 600 + b"BDAT 600 LAST\r\n" + b"b" * 600, max_message_size=1000)
+    ev = three_ways(
+        EHLO + TXN + b"BDAT 600\r\n" + b"a" * 600 + b"BDAT 600 LAST\r\n" + b"b" * 600, max_message_size=1000
+    )
     assert ev[5] == BdatChunkEnd(600, False)
     assert ev[-1] == MessageEnd(1200, True, False)
     assert len(body(ev)) == 1000
@@ -403,7 +447,9 @@ def test_adapter_rejections_count_as_errors() -> None:
     def responder(ev: Event) -> Reply | None:
         return Reply(550, "5.1.1", "unknown") if isinstance(ev, Rcpt) else None
 
-    ev = three_ways(EHLO + b"MAIL FROM:<a@x.test>\r\n" + b"RCPT TO:<u@ourdomain>\r\n" * 10, responder, max_errors=3)
+    ev = three_ways(
+        EHLO + b"MAIL FROM:<a@x.test>\r\n" + b"RCPT TO:<u@ourdomain>\r\n" * 10, responder, max_errors=3
+    )
     assert types(ev) == [Helo, Mail, Rcpt, Rcpt, Rcpt, TooManyErrors]
 
 
@@ -412,7 +458,10 @@ def test_auth_continuation() -> None:
     assert types(ev) == [CommandError, Helo, Auth, AuthResponse, CommandError]
     assert ev[2] == Auth("PLAIN", None)
     assert ev[3] == AuthResponse(b"AHVzZXIAcGFzcw==")
-    _, p, _ = drive([b"EHLO c\r\nAUTH PLAIN AHVzZXIAcGFzcw==\r\n"], lambda e: Reply(235, "2.7.0", "ok") if isinstance(e, Auth) else None)
+    _, p, _ = drive(
+        [b"EHLO c\r\nAUTH PLAIN AHVzZXIAcGFzcw==\r\n"],
+        lambda e: Reply(235, "2.7.0", "ok") if isinstance(e, Auth) else None,
+    )
     assert p.authenticated
 
 

@@ -20,7 +20,11 @@ def replies(c: SMTPClientProtocol, data: bytes, bytewise: bool = False) -> list[
 def test_session_and_ehlo_extensions(bytewise: bool) -> None:
     c = SMTPClientProtocol()
     assert c.ehlo("me.test") == b"EHLO me.test\r\n"
-    ev = replies(c, b"220 mx.test ESMTP\r\n250-mx.test\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250 AUTH PLAIN LOGIN\r\nextra", bytewise)
+    ev = replies(
+        c,
+        b"220 mx.test ESMTP\r\n250-mx.test\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250 AUTH PLAIN LOGIN\r\nextra",
+        bytewise,
+    )
     assert ev == [
         ServerReply(220, None, ("mx.test ESMTP",)),
         ServerReply(250, None, ("mx.test", "SIZE 1000", "8BITMIME", "AUTH PLAIN LOGIN")),
@@ -31,7 +35,9 @@ def test_session_and_ehlo_extensions(bytewise: bool) -> None:
 
 def test_enhanced_codes_and_commands() -> None:
     c = SMTPClientProtocol()
-    assert c.mail("a@x.test", {"size": "10", "SMTPUTF8": None}) == b"MAIL FROM:<a@x.test> SIZE=10 SMTPUTF8\r\n"
+    assert (
+        c.mail("a@x.test", {"size": "10", "SMTPUTF8": None}) == b"MAIL FROM:<a@x.test> SIZE=10 SMTPUTF8\r\n"
+    )
     assert c.rcpt("b@y.test", {"NOTIFY": "NEVER"}) == b"RCPT TO:<b@y.test> NOTIFY=NEVER\r\n"
     assert c.bdat(b"abc", last=True) == b"BDAT 3 LAST\r\nabc"
     assert c.auth("plain", b"") == b"AUTH PLAIN =\r\n"

@@ -78,7 +78,9 @@ def reference_data(raw: bytes) -> tuple[bytes, bool] | None:
 
 @FUZZ
 @given(
-    st.lists(st.sampled_from([b"\r", b"\n", b".", b"a", b"\r\n", b"\r\n.", b".\r\n", b"\r\n.\r\n"]), max_size=40).map(b"".join),
+    st.lists(
+        st.sampled_from([b"\r", b"\n", b".", b"a", b"\r\n", b"\r\n.", b".\r\n", b"\r\n.\r\n"]), max_size=40
+    ).map(b"".join),
     st.lists(st.integers(min_value=0), max_size=10),
 )
 def test_data_reader_matches_model(raw: bytes, cuts: list[int]) -> None:
@@ -132,4 +134,7 @@ def test_parse_path_total(raw: bytes, utf8: bool) -> None:
     if addr is not None:
         assert addr.domain == addr.domain.encode().lower().decode()
         relay_tricks(addr)
-        assert parse_path(b"<" + addr.mailbox.encode() + b">", smtputf8=True) is not None or addr.had_source_route
+        assert (
+            parse_path(b"<" + addr.mailbox.encode() + b">", smtputf8=True) is not None
+            or addr.had_source_route
+        )

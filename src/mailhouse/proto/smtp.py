@@ -1,4 +1,4 @@
-'''Sans-IO SMTP server protocol core (RFC 5321 + ESMTP extensions), stdlib only.
+"""Sans-IO SMTP server protocol core (RFC 5321 + ESMTP extensions), stdlib only.
 
 Purpose
     Turn the bytes an SMTP client sends into typed events, and typed replies into
@@ -77,7 +77,7 @@ Why hand-written
     variants and have no CHUNKING or DSN parameter handling; no maintained
     Python library provides a sans-IO SMTP core with BDAT, DSN, SMTPUTF8 and the
     smuggling rules (DESIGN.md convention 6).
-'''
+"""
 
 from __future__ import annotations
 
@@ -412,9 +412,7 @@ def xtext_decode(value: bytes) -> bytes | None:
 
 def xtext_encode(value: bytes) -> bytes:
     """RFC 3461 §4: encode everything outside xchar as +XX."""
-    return b"".join(
-        bytes([b]) if 33 <= b <= 126 and b not in (0x2B, 0x3D) else b"+%02X" % b for b in value
-    )
+    return b"".join(bytes([b]) if 33 <= b <= 126 and b not in (0x2B, 0x3D) else b"+%02X" % b for b in value)
 
 
 def sanitize_for_header(raw: bytes, limit: int = MAX_HEADER_TEXT) -> str:
@@ -809,7 +807,9 @@ class SMTPServerProtocol:
             value: str | None = None
             if eq:
                 # esmtp-value = 1*(%d33-60 / %d62-126); RFC 6531 §3.3 adds UTF-8 with SMTPUTF8
-                if not val_b or any(b < 33 or b in (0x3D, 0x7F) or (b >= 0x80 and not smtputf8) for b in val_b):
+                if not val_b or any(
+                    b < 33 or b in (0x3D, 0x7F) or (b >= 0x80 and not smtputf8) for b in val_b
+                ):
                     return Reply(501, "5.5.4", f"Error: bad {key} parameter value")
                 try:
                     value = val_b.decode("utf-8")

@@ -1,4 +1,4 @@
-'''Sans-IO SMTP client core (for the outbound MTA and test peers), stdlib only.
+"""Sans-IO SMTP client core (for the outbound MTA and test peers), stdlib only.
 
 Purpose
     Assemble server replies from bytes into ``ServerReply`` events and produce
@@ -29,7 +29,7 @@ Why hand-written
     ``smtplib``/``aiosmtplib`` own their sockets and do not expose BDAT framing,
     bare-CR normalisation before dot-stuffing, or the STARTTLS buffer check in a
     sans-IO form (DESIGN.md convention 6).
-'''
+"""
 
 from __future__ import annotations
 
@@ -153,7 +153,9 @@ def _arg(value: str | bytes) -> bytes:
 class SMTPClientProtocol:
     """Sans-IO SMTP client core: bytes from the server in, ``ServerReply`` out."""
 
-    def __init__(self, *, max_reply_line: int = MAX_REPLY_LINE, max_reply_lines: int = MAX_REPLY_LINES) -> None:
+    def __init__(
+        self, *, max_reply_line: int = MAX_REPLY_LINE, max_reply_lines: int = MAX_REPLY_LINES
+    ) -> None:
         self.max_reply_line = max_reply_line
         self.max_reply_lines = max_reply_lines
         self._buf = bytearray()
