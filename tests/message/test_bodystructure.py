@@ -12,24 +12,69 @@ def bs(raw):
 def test_simple_text(corpus):
     raw = corpus("simple.eml")
     # RFC 9051 §7.5.2: type subtype params id desc enc size lines | md5 dsp lang loc
-    assert bs(raw) == [b"TEXT", b"PLAIN", [b"CHARSET", b"US-ASCII"], None, None, b"7bit", 55, 1, None, None, None, None]
-    assert body(raw, parse_message(raw)) == [b"TEXT", b"PLAIN", [b"CHARSET", b"US-ASCII"], None, None, b"7bit", 55, 1]
+    assert bs(raw) == [
+        b"TEXT",
+        b"PLAIN",
+        [b"CHARSET", b"US-ASCII"],
+        None,
+        None,
+        b"7bit",
+        55,
+        1,
+        None,
+        None,
+        None,
+        None,
+    ]
+    assert body(raw, parse_message(raw)) == [
+        b"TEXT",
+        b"PLAIN",
+        [b"CHARSET", b"US-ASCII"],
+        None,
+        None,
+        b"7bit",
+        55,
+        1,
+    ]
 
 
 def test_multipart_alternative_attachment(corpus):
     raw = corpus("alternative_attach.eml")
-    plain = [b"text", b"plain", [b"charset", b"utf-8"], None, None, b"quoted-printable", 26, 0, None, None, None, None]
+    plain = [
+        b"text",
+        b"plain",
+        [b"charset", b"utf-8"],
+        None,
+        None,
+        b"quoted-printable",
+        26,
+        0,
+        None,
+        None,
+        None,
+        None,
+    ]
     html = [b"text", b"html", [b"charset", b"utf-8"], None, None, b"8bit", 29, 0, None, None, None, None]
     alt = [plain, html, b"alternative", [b"boundary", b"inner"], None, None, None]
     pdf = [
-        b"application", b"pdf", [b"name", b"report.pdf"], b"<pdf1@example.org>", b"The report", b"base64", 12,
-        b"Q2hlY2sgSW50ZWdyaXR5IQ==", [b"attachment", [b"filename", b"report.pdf"]], [b"en", b"de"],
+        b"application",
+        b"pdf",
+        [b"name", b"report.pdf"],
+        b"<pdf1@example.org>",
+        b"The report",
+        b"base64",
+        12,
+        b"Q2hlY2sgSW50ZWdyaXR5IQ==",
+        [b"attachment", [b"filename", b"report.pdf"]],
+        [b"en", b"de"],
         b"http://example.org/report.pdf",
     ]
     assert bs(raw) == [alt, pdf, b"mixed", [b"boundary", b"outer"], None, None, None]
     wire = imap_encode(bs(raw))
     # multipart bodies are written back to back: "(...)(...) "mixed""
-    assert wire.startswith(b'((("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 26 0 NIL NIL NIL NIL)("text"')
+    assert wire.startswith(
+        b'((("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 26 0 NIL NIL NIL NIL)("text"'
+    )
     assert b'"alternative" ("boundary" "inner") NIL NIL NIL)("application" "pdf"' in wire
 
 
@@ -45,7 +90,11 @@ def test_nested_message_rfc822(corpus):
     assert msg[8] == [
         [b"text", b"plain", US_ASCII, None, None, b"7bit", 13, 0, None, None, None, None],
         [b"text", b"html", US_ASCII, None, None, b"7bit", 15, 0, None, None, None, None],
-        b"alternative", [b"boundary", b"b2"], None, None, None,
+        b"alternative",
+        [b"boundary", b"b2"],
+        None,
+        None,
+        None,
     ]
     assert msg[9] == 16  # lines of the encapsulated message
     assert msg[10:] == [None, None, None, None]
@@ -55,15 +104,49 @@ def test_nested_message_rfc822(corpus):
 def test_rfc2231_kept_encoded(corpus):
     s = bs(corpus("rfc2231.eml"))
     assert s == [
-        b"application", b"x-stuff",
+        b"application",
+        b"x-stuff",
         [b"title*", b"us-ascii'en'This%20is%20even%20more%20%2A%2A%2Afun%2A%2A%2A%20isn't it!"],
-        None, None, b"7bit", 6, None, [b"attachment", [b"filename*", b"UTF-8''na%C3%AFve%20file.txt"]], None, None,
+        None,
+        None,
+        b"7bit",
+        6,
+        None,
+        [b"attachment", [b"filename*", b"UTF-8''na%C3%AFve%20file.txt"]],
+        None,
+        None,
     ]
 
 
 def test_non_mime_defaults(corpus):
-    assert bs(corpus("no_mime_cte_only.eml")) == [b"text", b"plain", US_ASCII, None, None, b"7bit", 10, 1, None, None, None, None]
-    assert bs(corpus("empty_body.eml")) == [b"text", b"plain", US_ASCII, None, None, b"7bit", 0, 0, None, None, None, None]
+    assert bs(corpus("no_mime_cte_only.eml")) == [
+        b"text",
+        b"plain",
+        US_ASCII,
+        None,
+        None,
+        b"7bit",
+        10,
+        1,
+        None,
+        None,
+        None,
+        None,
+    ]
+    assert bs(corpus("empty_body.eml")) == [
+        b"text",
+        b"plain",
+        US_ASCII,
+        None,
+        None,
+        b"7bit",
+        0,
+        0,
+        None,
+        None,
+        None,
+        None,
+    ]
 
 
 def test_broken_boundary(corpus):

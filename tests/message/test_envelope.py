@@ -44,8 +44,16 @@ def test_address_edge_cases():
     assert parse_addresses(b"user@host (Real Name)") == [[b"Real Name", None, b"user", b"host"]]
     assert parse_addresses(b"root") == [[None, None, b"root", b"MISSING_DOMAIN"]]
     assert parse_addresses(b'"a \\"q\\" b" <x@y>') == [[b'a "q" b', None, b"x", b"y"]]
-    assert parse_addresses(b"G: ;, z@w") == [[None, None, b"G", None], [None, None, None, None], [None, None, b"z", b"w"]]
-    assert parse_addresses(b"G: a@b") == [[None, None, b"G", None], [None, None, b"a", b"b"], [None, None, None, None]]
+    assert parse_addresses(b"G: ;, z@w") == [
+        [None, None, b"G", None],
+        [None, None, None, None],
+        [None, None, b"z", b"w"],
+    ]
+    assert parse_addresses(b"G: a@b") == [
+        [None, None, b"G", None],
+        [None, None, b"a", b"b"],
+        [None, None, None, None],
+    ]
 
 
 def test_imap_encode():

@@ -23,7 +23,13 @@ def test_simple_defaults_and_case(corpus):
     assert body(raw, t) == b"Hello Joe, do you think we can meet at 3:30 tomorrow?\r\n"
     assert raw[t.header_start : t.header_end].endswith(b"CHARSET=US-ASCII\r\n\r\n")
     assert [n for n, _ in t.headers] == [
-        b"Date", b"From", b"Subject", b"To", b"Message-Id", b"MIME-Version", b"Content-Type"
+        b"Date",
+        b"From",
+        b"Subject",
+        b"To",
+        b"Message-Id",
+        b"MIME-Version",
+        b"Content-Type",
     ]
     assert t.get("subject") == b"afternoon meeting"
 
@@ -71,7 +77,9 @@ def test_rfc2231_params(corpus):
     t = parse_message(raw)
     assert t.mime_type == "application/x-stuff"
     assert t.params == {"title": "This is even more ***fun*** isn't it!"}
-    assert t.params_raw == [(b"title*", b"us-ascii'en'This%20is%20even%20more%20%2A%2A%2Afun%2A%2A%2A%20isn't it!")]
+    assert t.params_raw == [
+        (b"title*", b"us-ascii'en'This%20is%20even%20more%20%2A%2A%2Afun%2A%2A%2A%20isn't it!")
+    ]
     assert t.disposition_params == {"filename": "naïve file.txt"}
     assert t.disposition_params_raw == [(b"filename*", b"UTF-8''na%C3%AFve%20file.txt")]
 
@@ -130,9 +138,11 @@ def test_part_limit(monkeypatch):
     import mailhouse.message.parse as parse_mod
 
     monkeypatch.setattr(parse_mod, "MAX_PARTS", 3)
-    raw = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n" + b"".join(
-        b"--x\r\n\r\npart%d\r\n" % i for i in range(5)
-    ) + b"--x--\r\n"
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=x\r\n\r\n"
+        + b"".join(b"--x\r\n\r\npart%d\r\n" % i for i in range(5))
+        + b"--x--\r\n"
+    )
     t = parse_mod.parse_message(raw)
     assert len(t.children) == 2
     assert raw[t.children[1].body_start : t.children[1].body_end].endswith(b"part4")
@@ -164,14 +174,32 @@ def test_corpus_ranges():
 
 
 _pieces = st.sampled_from(
-    [b"\r\n", b"\n", b"--b\r\n", b"--b--\r\n", b"Content-Type: multipart/mixed; boundary=b\r\n",
-     b"Content-Type: message/rfc822\r\n", b"\r\n\r\n", b"X: y\r\n", b" folded\r\n", b"=?utf-8?q?x?=",
-     b"Content-Type: text/plain; a*0*=utf-8''%C3; a*1=x\r\n", b"(", b"\"", b"\x00\xff"]
+    [
+        b"\r\n",
+        b"\n",
+        b"--b\r\n",
+        b"--b--\r\n",
+        b"Content-Type: multipart/mixed; boundary=b\r\n",
+        b"Content-Type: message/rfc822\r\n",
+        b"\r\n\r\n",
+        b"X: y\r\n",
+        b" folded\r\n",
+        b"=?utf-8?q?x?=",
+        b"Content-Type: text/plain; a*0*=utf-8''%C3; a*1=x\r\n",
+        b"(",
+        b'"',
+        b"\x00\xff",
+    ]
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.one_of(st.binary(max_size=2000), st.lists(st.one_of(_pieces, st.binary(max_size=20)), max_size=60).map(b"".join)))
+@given(
+    st.one_of(
+        st.binary(max_size=2000),
+        st.lists(st.one_of(_pieces, st.binary(max_size=20)), max_size=60).map(b"".join),
+    )
+)
 def test_parse_never_raises(raw):
     t = parse_message(raw)
     _check_ranges(raw, t)

@@ -1,0 +1,111 @@
+import pytest
+
+from mailhouse.message.parse import parse_message
+from mailhouse.message.sections import (
+    SectionNotFound,
+    SectionSpec,
+    UnknownCTE,
+    binary_section,
+    binary_size,
+    fetch_section,
+    parse_section_spec,
+)
+
+
+@pytest.fixture
+def nested(corpus):
+    raw = corpus("nested_rfc822.eml")
+    return raw, parse_message(raw)
+
+
+def test_whole_header_text(nested):
+    raw, t = nested
+    assert fetch_section(raw, t, "") == raw
+    hdr = fetch_section(raw, t, "HEADER")
+    assert hdr.startswith(b"From: list@example.com\r\n") and hdr.endswith(b'boundary="b1"\r\n\r\n')
+    assert hdr + fetch_section(raw, t, "TEXT") == raw
+
+
+def test_parts_and_mime(nested):
+    raw, t = nested
+    assert fetch_section(raw, t, "1") == b"See attached."
+    assert fetch_section(raw, t, "1.MIME") == b"Content-Type: text/plain\r\n\r\n"
+    assert fetch_section(raw, t, "2.MIME") == b"Content-Type: message/rfc822\r\n\r\n"
+    # HEADER/TEXT of a message/rfc822 part are those of the embedded message (RFC 9051 §6.4.5)
+    assert fetch_section(raw, t, "2.HEADER").startswith(b'From: "Original Sender"')
+    assert fetch_section(raw, t, "2.HEADER").endswith(b'boundary="b2"\r\n\r\n')
+    assert fetch_section(raw, t, "2.TEXT").startswith(b"--b2\r\n")
+    # numbers after a message/rfc822 part address the embedded message's parts
+    assert fetch_section(raw, t, "2.1") == b"original text"
+    assert fetch_section(raw, t, "2.2") == b"<b>original</b>"
+    assert fetch_section(raw, t, "2.2.MIME") == b"Content-Type: text/html\r\n\r\n"
+
+
+def test_header_fields(nested):
+    raw, t = nested
+    assert (
+        fetch_section(raw, t, "HEADER.FIELDS (subject TO)")
+        == b"To: reader@example.com\r\nSubject: Fwd: digest\r\n\r\n"
+    )
+    assert fetch_section(raw, t, "HEADER.FIELDS (X-None)") == b"\r\n"
+    notf = fetch_section(raw, t, "HEADER.FIELDS.NOT (From To Subject MIME-Version)")
+    assert notf == b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+    assert fetch_section(raw, t, "2.HEADER.FIELDS (Message-ID)") == b"Message-ID: <orig@example.com>\r\n\r\n"
+
+
+def test_folded_header_field_kept_whole(corpus):
+    raw = corpus("encoded_words.eml")
+    t = parse_message(raw)
+    assert fetch_section(raw, t, "HEADER.FIELDS (Subject)") == (
+        b"Subject: =?UTF-8?B?SGVsbG8g?=\r\n =?UTF-8?B?V8O2cmxk?= and =?iso-8859-1?q?caf=E9?=\r\n\r\n"
+    )
+
+
+def test_single_part_numbering(corpus):
+    raw = corpus("simple.eml")
+    t = parse_message(raw)
+    # part 1 of a non-multipart message is its body
+    assert fetch_section(raw, t, "1") == fetch_section(raw, t, "TEXT")
+    assert fetch_section(raw, t, "1.MIME") == fetch_section(raw, t, "HEADER")
+
+
+def test_missing_sections(nested):
+    raw, t = nested
+    assert fetch_section(raw, t, "3") == b""  # Dovecot answers an empty string
+    assert fetch_section(raw, t, "1.HEADER") == b""
+    with pytest.raises(SectionNotFound):
+        fetch_section(raw, t, "9.1", missing_ok=False)
+
+
+def test_partial(nested):
+    raw, t = nested
+    assert fetch_section(raw, t, "", (0, 4)) == b"From"
+    assert fetch_section(raw, t, "1", (4, 100)) == b"attached."
+    assert fetch_section(raw, t, "1", (1000, 5)) == b""
+
+
+def test_spec_parsing():
+    assert parse_section_spec("1.2.HEADER.FIELDS (a b)") == SectionSpec((1, 2), "HEADER.FIELDS", (b"a", b"b"))
+    assert parse_section_spec(b'header.fields.not ("x")') == SectionSpec((), "HEADER.FIELDS.NOT", (b"x",))
+    assert parse_section_spec("3") == SectionSpec((3,), "")
+    for bad in ("MIME", "0", "HEADER.FIELDS", "1.FOO", "TEXT (a)"):
+        with pytest.raises(ValueError):
+            parse_section_spec(bad)
+
+
+def test_binary(corpus):
+    raw = corpus("alternative_attach.eml")
+    t = parse_message(raw)
+    assert binary_section(raw, t, (1, 1)) == "Café report attached.".encode()
+    assert binary_section(raw, t, (2,)) == b"%PDF-1.4\n"
+    assert binary_size(raw, t, (2,)) == 9
+    assert binary_section(raw, t, (1, 2)) == "<p>Café report attached.</p>".encode()
+    assert binary_section(raw, t, (2,), (1, 3)) == b"PDF"
+    assert binary_section(raw, t) == raw
+
+
+def test_binary_unknown_cte():
+    raw = b"Content-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n"
+    t = parse_message(raw)
+    with pytest.raises(UnknownCTE):
+        binary_section(raw, t, (1,))
