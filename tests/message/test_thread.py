@@ -104,7 +104,7 @@ def test_sort_keys_and_sort():
     assert sort_ids(items, ["DATE"], key_of) == [1, 2, 3]  # compared in UTC: 2 is Jan 2 01:00Z
     assert sort_ids(items, ["REVERSE", "DATE"], key_of) == [3, 2, 1]
     assert sort_ids(items, ["ARRIVAL"], key_of) == [1, 2, 3]  # ties → id order
-    assert sort_ids(items, ["CC", "REVERSE", "SIZE"], key_of)[0] == 3
+    assert sort_ids(items, ["CC", "REVERSE", "SIZE"], key_of) == [1, 2, 3]  # no Cc: by size, largest first
     assert base_subject("[fwd: Gamma]") == "Gamma"
     with pytest.raises(ValueError):
         sort_ids(items, ["BOGUS"], key_of)
