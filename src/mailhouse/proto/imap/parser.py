@@ -119,8 +119,8 @@ DEFAULT_MAX_COMMAND_OCTETS = 128 * 1024 * 1024
 LITERAL_MINUS_MAX = 4096
 # RFC 2971 §3.3: a client MUST NOT send more than 30 field-value pairs.
 MAX_ID_PARAMS = 30
-# Longest literal marker "~{" + 20 digits + "+}" we look for at the end of a line; more
-# digits than number64 allows (RFC 9051 §9) is a syntax error anyway.
+# Tail of a discarded line kept to spot a literal marker ("~{" + 19 digits + "+}" fits);
+# a longer size is larger than every limit anyway (number64, RFC 9051 §9).
 _MAX_MARKER = 32
 
 CONTINUE_LITERAL = b"+ Ready for literal data\r\n"  # RFC 9051 §7.5
@@ -1273,6 +1273,25 @@ def parse_command(segs: list[bytes | _Literal], utf8: bool = False) -> Command:
     return Command(tag, f"UID {name}" if uid else name, args)
 
 
+_DIGITS_NONSYNC_TAIL = re.compile(rb"[0-9]+\+\}")
+
+
+def _find_marker(line: bytes) -> tuple[int, bool, bytes, bool] | None:
+    """A literal marker ending ``line``: (start, literal8?, size digits, non-synchronising?).
+
+    Scans back to the last "{" so that an absurdly long size is still recognised (and refused)
+    rather than mistaken for the end of the command."""
+    if not line.endswith(b"}"):
+        return None
+    brace = line.rfind(b"{")
+    if brace < 0:
+        return None
+    m = _MARKER.match(line, brace - 1 if brace > 0 and line[brace - 1] == 0x7E else brace)
+    if m is None:
+        return None
+    return m.start(), m.group(1) == b"~", m.group(2), m.group(3) == b"+"
+
+
 def _tag_of(line: bytes) -> str | None:
     """The tag at the start of ``line`` if it is a valid one (for error replies)."""
     m = _TAG.match(line)
@@ -1435,13 +1454,14 @@ class IMAPServerProtocol:
                 self._events.append(CommandError(tag, _reply(tag, "BAD", "Expected DONE")))
             return True
         self._line_octets += len(line) + 2
-        m = _MARKER.search(line, max(0, len(line) - _MAX_MARKER))
-        if m is None:
+        marker = _find_marker(line)
+        if marker is None:
             self._segs.append(line)
             self._finish_command()
             return True
-        self._segs.append(line[: m.start()])
-        self._begin_literal(m.group(1) == b"~", m.group(2), m.group(3) == b"+")
+        start, binary, digits, nonsync = marker
+        self._segs.append(line[:start])
+        self._begin_literal(binary, digits, nonsync)
         return True
 
     def _begin_literal(self, binary: bool, digits: bytes, nonsync: bool) -> None:
@@ -1527,12 +1547,18 @@ class IMAPServerProtocol:
 
     def _after_discarded_line(self) -> None:
         """A discarded line ended: skip a following non-synchronising literal, else resume."""
-        m = _MARKER.search(self._discard_tail)
-        self._discard_tail = b""
-        if m is not None and m.group(3) == b"+":
-            digits = m.group(2)
+        tail, self._discard_tail = self._discard_tail, b""
+        marker = _find_marker(tail)
+        if marker is not None and marker[3]:
+            digits = marker[2]
             self._skip = int(digits) if len(digits) <= 19 else _MAX_NUMBER64
             self._mode = _Mode.SKIP_LITERAL if self._skip else _Mode.DISCARD
+            return
+        if marker is None and _DIGITS_NONSYNC_TAIL.fullmatch(tail):
+            # A non-synchronising literal whose size has more digits than we kept: larger than
+            # any limit. Skip "forever"; the adapter closes the connection (module docstring).
+            self._skip = _MAX_NUMBER64
+            self._mode = _Mode.SKIP_LITERAL
             return
         # A synchronising literal is never sent: we send no "+" for a refused command.
         self._reset_command()
