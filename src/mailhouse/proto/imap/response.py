@@ -199,7 +199,7 @@ def continuation_data(data: bytes) -> bytes:
 
 
 def flags(items: Iterable[str], *, rev2: bool = False) -> list[Value]:
-    """A flag list; ``\\Recent`` dropped for rev2 (RFC 9051 Appendix E item 6)."""
+    """A flag list; ``\\Recent`` dropped for rev2 (RFC 9051 Appendix E)."""
     return [Atom(f) for f in items if not (rev2 and f.upper() == "\\RECENT")]
 
 
