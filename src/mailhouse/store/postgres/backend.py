@@ -249,7 +249,7 @@ class PostgresStore:
         self.blobs: BlobStore
         blob_url = opts.get("blobs", "")
         if blob_url.startswith("s3://"):
-            from mailhouse.store.postgres.blobs_s3 import S3BlobStore  # type: ignore[import-not-found,unused-ignore]
+            from mailhouse.store.postgres.blobs_s3 import S3BlobStore
 
             self.blobs = S3BlobStore(blob_url)
         elif blob_url in ("", "postgresql", "db"):
