@@ -226,6 +226,12 @@ def verify(
         v = dkimpy.DKIM(message, timeout=int(timeout))
         try:
             ok = v.verify(idx=idx, dnsfunc=tracking)
+        except dkimpy.ValidationError as e:
+            # RFC 6376 §6.1.3: a body hash mismatch is a failed signature; RFC 8601 §2.7.1
+            # keeps permerror for signatures that cannot be evaluated (bad tags, expired)
+            res = "fail" if str(e).startswith("body hash mismatch") else "permerror"
+            results.append(DkimResult(res, d, s, a, str(e)))
+            continue
         except dkimpy.DKIMException as e:
             results.append(DkimResult("permerror", d, s, a, str(e)))
             continue
