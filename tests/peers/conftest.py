@@ -1,6 +1,6 @@
 # Load the peer fixtures for tests in this directory, unless tests/conftest.py already
-# registered them suite-wide via pytest_plugins = ["tests.peers.fixtures"].
+# registered them suite-wide (pytest_plugins = ["tests.peers.fixtures"] or ["peers.fixtures"]).
 import sys
 
-if "tests.peers.fixtures" not in sys.modules:
+if not {"tests.peers.fixtures", "peers.fixtures"} & set(sys.modules):
     from .fixtures import *  # noqa: F403
