@@ -6,6 +6,7 @@ port on the chosen loopback address; the process is stopped by PID.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -16,7 +17,16 @@ from typing import Any
 
 from tests.peers.ports import free_port, wait_port
 
-SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
+ALL_SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
+
+
+def _available(svc: str) -> bool:
+    from mailhouse.app import LISTENERS
+
+    return importlib.util.find_spec(LISTENERS[svc].partition(":")[0]) is not None
+
+
+SERVICES = tuple(s for s in ALL_SERVICES if _available(s))
 PASSWORD = "correct-horse-42"
 
 

@@ -7,6 +7,7 @@ TLS 1.2+ only (RFC 8996 deprecates 1.0/1.1; RFC 8314 §4.1).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import os
@@ -73,3 +74,21 @@ def client_context(verify: bool = False) -> ssl.SSLContext:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+async def upgrade_server_stream(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply: bytes, ctx: ssl.SSLContext, timeout: float
+) -> int:
+    """Send REPLY (the "go ahead" of STARTTLS/STLS) and switch the stream to TLS.
+
+    The reply is written and the switch begins with no await in between, so the
+    client's ClientHello can never land in the plaintext StreamReader buffer. Bytes
+    the client pipelined after the command (RFC 3207 §5, RFC 2595 §3.1: CVE-2011-0411)
+    still sitting in that buffer are discarded; their count is returned.
+    """
+    buffered = reader._buffer  # noqa: SLF001 - asyncio offers no public way to drop it
+    discarded = len(buffered)
+    buffered.clear()
+    writer.write(reply)
+    await asyncio.wait_for(writer.start_tls(ctx, ssl_handshake_timeout=timeout), timeout + 5)
+    return discarded

@@ -24,6 +24,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from mailhouse import app
+from mailhouse import tls as tls_mod
 from mailhouse.accounts import sasl_flow
 from mailhouse.log import ConnLogger, safe
 from mailhouse.proto import sasl
@@ -305,18 +306,16 @@ class SmtpSession:
         if self.tls:
             await self.reply(Reply(503, "5.5.1", "Error: TLS already active"))
             return
-        await self.reply(core.REPLY_READY_TLS)
         try:
-            await asyncio.wait_for(
-                self.writer.start_tls(self.svc.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT),
-                TLS_HANDSHAKE_TIMEOUT + 5,
+            dropped = await tls_mod.upgrade_server_stream(
+                self.reader, self.writer, self.core.send(core.REPLY_READY_TLS), self.svc.tls, TLS_HANDSHAKE_TIMEOUT
             )
         except (ssl.SSLError, TimeoutError, ConnectionError) as e:
             self.log.info("TLS handshake failed: %s", type(e).__name__)
             self.closing = True
             return
         self.tls = True
-        discarded = self.core.pending_plaintext_discarded
+        discarded = self.core.pending_plaintext_discarded + dropped
         self.core.start_tls_done()  # RFC 3207 §4.2: back to the start, plaintext forgotten
         if discarded:
             self.log.info("discarded %d octets of plaintext pipelined after STARTTLS", discarded)
