@@ -322,7 +322,14 @@ class PostfixInstance:
             wait_port(self.host, self.port, timeout=timeout, proc=self.proc)
         except Exception as e:
             self.stop(cleanup=False)
-            raise RuntimeError(f"postfix did not start: {e}\n{self.log()}") from e
+            # Fatal start-up errors go to syslog (postlogd isn't up yet); postconf shows config ones.
+            pc = subprocess.run(
+                [find_binary("postconf"), "-c", str(self.config_dir), "-n"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            raise RuntimeError(f"postfix did not start: {e}\n{self.log()}\npostconf: {pc.stderr}") from e
         return self
 
     def stop(self, cleanup: bool = True) -> None:
