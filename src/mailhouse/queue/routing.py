@@ -1,0 +1,156 @@
+"""Where mail for a destination domain goes: per-domain routes, relayhost, else MX.
+
+RFCs: RFC 5321 §5.1 (MX by preference, equal preferences in random order, implicit MX
+= the domain's own A/AAAA when there is no MX RRset, NXDOMAIN is permanent), RFC 7505
+(null MX `0 .` → bounce at once with `556 5.1.10`), RFC 3974 (IPv4 and IPv6 both).
+
+Invariants:
+- DNS goes only to `cfg.dns_nameservers` when configured (`configure=False`: never
+  /etc/resolv.conf), so tests and labs stay on their own DNS server.
+- Overrides win in this order, as Postfix's transport_maps then relayhost: exact domain
+  in `[routes]`, a parent domain in `[routes]` (`.example.org` style match on suffix),
+  `relayhost`, then MX. An override host is resolved by A/AAAA only (like `[host]`).
+- A transient DNS problem is a `RoutingError(permanent=False)` (the message is
+  deferred); only NXDOMAIN and null MX are permanent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from mailhouse.config import Config, Route
+
+DNS_LIFETIME = 10.0  # seconds for one whole lookup (Postfix: smtp_dns_... uses resolver defaults)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One host to try: name (for TLS SNI and Remote-MTA), its addresses, port, route."""
+
+    name: str
+    addresses: tuple[str, ...]
+    port: int
+    preference: int = 0
+    route: Route | None = None
+
+
+class RoutingError(Exception):
+    def __init__(self, reply: str, permanent: bool) -> None:
+        super().__init__(reply)
+        self.reply = reply  # "556 5.1.10 ..." style, for last_reply and the DSN
+        self.permanent = permanent
+
+
+def _is_ip(s: str) -> bool:
+    try:
+        ipaddress.ip_address(s)
+    except ValueError:
+        return False
+    return True
+
+
+class Router:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        if cfg.dns_nameservers:
+            r = dns.asyncresolver.Resolver(configure=False)
+            r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in cfg.dns_nameservers]
+        else:
+            r = dns.asyncresolver.Resolver()
+        r.lifetime = DNS_LIFETIME
+        self.resolver = r
+
+    def override(self, domain: str) -> Route | None:
+        domain = domain.lower().rstrip(".")
+        routes = self.cfg.routes
+        if domain in routes:
+            return routes[domain]
+        parts = domain.split(".")
+        for i in range(1, len(parts)):
+            suffix = "." + ".".join(parts[i:])
+            if suffix in routes:
+                return routes[suffix]
+        return self.cfg.relayhost
+
+    async def route(self, domain: str) -> list[Target]:
+        """Ordered targets for DOMAIN; raises RoutingError when none can be found."""
+        domain = domain.lower().rstrip(".")
+        route = self.override(domain)
+        if route is not None:
+            addrs = await self.addresses(route.host)
+            if not addrs:
+                raise RoutingError(f"451 4.4.3 cannot resolve route host {route.host}", permanent=False)
+            return [Target(route.host, tuple(addrs), route.port, 0, route)]
+        if domain.startswith("[") and domain.endswith("]"):
+            # RFC 5321 §4.1.3: address literal, no DNS
+            lit = domain[1:-1]
+            lit = lit[5:] if lit.lower().startswith("ipv6:") else lit
+            if not _is_ip(lit):
+                raise RoutingError("501 5.1.2 bad address literal", permanent=True)
+            return [Target(lit, (lit,), self.cfg.outbound_port)]
+        return await self.mx_targets(domain)
+
+    async def mx_targets(self, domain: str) -> list[Target]:
+        port = self.cfg.outbound_port
+        try:
+            answer = await self.resolver.resolve(domain, "MX", search=False)
+            mxs = [(int(rr.preference), rr.exchange.to_text(omit_final_dot=True).lower()) for rr in answer]
+        except dns.resolver.NXDOMAIN:
+            # RFC 5321 §5.1: a non-existent domain is a permanent error
+            raise RoutingError(f"550 5.1.2 domain {domain} not found", permanent=True) from None
+        except dns.resolver.NoAnswer:
+            mxs = []
+        except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout) as e:
+            raise RoutingError(
+                f"451 4.4.3 DNS lookup of MX for {domain} failed: {type(e).__name__}", False
+            ) from None
+        # RFC 7505 §3: a single MX "0 ." means the domain accepts no mail
+        if any(host in ("", ".") for _, host in mxs):
+            if len(mxs) == 1:
+                raise RoutingError(
+                    f"556 5.1.10 domain {domain} does not accept mail (null MX)", permanent=True
+                )
+            mxs = [(p, h) for p, h in mxs if h not in ("", ".")]
+        if not mxs:
+            # RFC 5321 §5.1: no MX RRs → the domain itself is the implicit MX (preference 0)
+            addrs = await self.addresses(domain)
+            if not addrs:
+                raise RoutingError(
+                    f"550 5.1.2 domain {domain} has no MX and no address record", permanent=True
+                )
+            return [Target(domain, tuple(addrs), port)]
+        # RFC 5321 §5.1: by preference, equal preference in random order (load spreading)
+        random.shuffle(mxs)
+        mxs.sort(key=lambda m: m[0])
+        targets: list[Target] = []
+        for pref, host in mxs:
+            addrs = await self.addresses(host)
+            if addrs:
+                targets.append(Target(host, tuple(addrs), port, pref))
+        if not targets:
+            raise RoutingError(f"451 4.4.3 no address for any MX host of {domain}", permanent=False)
+        return targets
+
+    async def addresses(self, host: str) -> list[str]:
+        """A and AAAA records of HOST (an IP literal is returned as is). Transient errors → []."""
+        host = host.strip("[]")
+        if _is_ip(host):
+            return [host]
+        out: list[str] = []
+        for rdtype in ("A", "AAAA"):  # RFC 3974: both families; IPv4 first (loopback labs are v4)
+            try:
+                answer = await self.resolver.resolve(host, rdtype, search=False)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                continue
+            except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout):
+                continue
+            out.extend(rr.to_text() for rr in answer)
+        return out

@@ -1,0 +1,465 @@
+"""The outbound MTA: durable queue hand-off, delivery passes, retries, DSNs.
+
+`QueueRunner(svc)` is `svc.outbound`. The SMTP server calls `prepare_submission`,
+`enqueue` and `bounce_local`; `app.run_node` calls `start`/`stop`. A background loop
+claims due entries with a lease (`store.claim_due`, so several processes or nodes can
+share one queue), groups their open recipients by destination domain and delivers each
+group concurrently: hosted domains through `svc.delivery`, others over SMTP via
+`queue.routing` and `smtpclient.client`.
+
+RFCs: RFC 5321 §4.5.4 (retry strategy), §5 (MX), §6.1 (bounces, null sender),
+RFC 3461/3464 (DSN), RFC 7505 (null MX).
+
+Invariants:
+- `enqueue` returns only when the blob and the queue row are durable (the 250 waits).
+- Recipient statuses are mutated in place during a pass and persisted once at its end
+  by `store.update` (which also releases the lease); on cancellation what was learnt so
+  far is persisted too.
+- Idempotency: local deliveries use the delivery key `<queue id>:<account id>`, so a
+  crash between delivery and update never makes a second copy; DSNs get a queue id
+  derived from (entry, kind, attempt), so a repeated pass does not queue a second DSN.
+  Remote SMTP cannot be made idempotent: if we crash after the remote `250` and before
+  the update, the next pass sends the message again (RFC 5321 §4.5.4.1 accepts this;
+  RFC 1047 describes the window). Statuses are persisted right after each pass to keep
+  the window short.
+- Never a DSN to the null sender (RFC 5321 §6.1), so bounces cannot loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from mailhouse import tls as tls_mod
+from mailhouse.log import ConnLogger, safe
+from mailhouse.queue import retry
+from mailhouse.queue.dsn import RecipientReport, build_dsn, status_of, wanted
+from mailhouse.queue.routing import Router, RoutingError
+from mailhouse.smtpclient.client import ConnectionPool, SmtpError
+from mailhouse.store.api import Account, NotFound, QueueEntry, QueueRecipient
+
+if TYPE_CHECKING:
+    from mailhouse.services import Services
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.5  # seconds between store polls (picks up `mailhouse queue retry` and other nodes' mail)
+LEASE_SECONDS = 900.0  # longer than any pass: RFC 5321 §4.5.3.2 timeouts total < 15 min per host
+# entries delivered at once by this process (Postfix qmgr_message_active_limit is 20000)
+MAX_IN_FLIGHT = 100
+STOP_GRACE = 10.0  # seconds in-flight passes get to finish on shutdown
+DEFER_ON_ERROR = 60.0  # retry delay after an internal error
+
+
+def dsn_id(entry_id: str, kind: str, attempt: int) -> str:
+    """Deterministic queue id of the DSN a pass generates (idempotent re-runs)."""
+    return hashlib.sha256(f"{entry_id}:{kind}:{attempt}".encode()).hexdigest()[:12].upper()
+
+
+class QueueRunner:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.cfg = svc.cfg
+        self.store = svc.store
+        self.router = Router(svc.cfg)
+        self.pool = ConnectionPool(svc.cfg.hostname, tls_mod.client_context())
+        self.owner = f"{svc.cfg.hostname}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+
+    # ---------------------------------------------------------------- API for the SMTP server
+    async def prepare_submission(self, message: bytes, user: Account | None, sender: str) -> Any:
+        """RFC 6409 §8 checks, repairs and DKIM signing (delivery.submission, when present)."""
+        try:
+            from mailhouse.delivery.submission import prepare_submission
+        except ModuleNotFoundError as e:
+            if e.name != "mailhouse.delivery.submission":
+                raise
+            return message  # MSA checks not built yet: pass the message through unchanged
+        return await prepare_submission(self.svc, message, user, sender)
+
+    async def enqueue(
+        self,
+        queue_id: str,
+        sender: str,
+        remote: list[tuple[str, dict[str, str | None]]],
+        message: bytes,
+        mail_params: dict[str, str | None],
+    ) -> None:
+        """Durably queue MESSAGE for the remote recipients (blob fsynced, row committed)."""
+        now = time.time()
+        blob_key = await self.store.blobs.put(message)
+        rcpts = [
+            QueueRecipient(addr, notify=params.get("NOTIFY") or "", orcpt=params.get("ORCPT") or "")
+            for addr, params in remote
+        ]
+        extra: dict[str, str] = {}
+        if "SMTPUTF8" in mail_params:
+            extra["smtputf8"] = "1"
+        if mail_params.get("BODY"):
+            extra["body"] = str(mail_params["BODY"])
+        entry = QueueEntry(
+            id=queue_id,
+            sender=sender,
+            recipients=rcpts,
+            blob_key=blob_key,
+            size=len(message),
+            created=now,
+            next_attempt=now,
+            ret=mail_params.get("RET") or "",
+            envid=mail_params.get("ENVID") or "",
+            extra=extra,
+        )
+        await self.store.enqueue(entry)
+        log.info("[%s] queued from=<%s> nrcpt=%d size=%d", queue_id, safe(sender), len(rcpts), len(message))
+        self.wake()
+
+    async def bounce_local(self, message: bytes, sender: str, failed: list[str], reason: str) -> None:
+        """A DSN to SENDER for local recipients that failed after acceptance (over quota)."""
+        if not sender:
+            return  # RFC 5321 §6.1: never a bounce to the null sender
+        now = time.time()
+        qid = secrets.token_hex(6).upper()
+        reports = [
+            RecipientReport(a, "failed", status_of(reason, True), reason, last_attempt=now) for a in failed
+        ]
+        dsn = build_dsn(
+            reporting_mta=self.cfg.hostname,
+            to=sender,
+            original=message,
+            reports=reports,
+            queue_id=qid,
+            arrival=now,
+        )
+        await self._send_dsn(qid, sender, dsn)
+
+    # ---------------------------------------------------------------- lifecycle
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task = asyncio.create_task(self._loop(), name="queue-runner")
+        log.info("queue runner started (owner %s)", self.owner)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._inflight:
+            _, pending = await asyncio.wait(set(self._inflight.values()), timeout=STOP_GRACE)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
+        await self.pool.close()
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                free = MAX_IN_FLIGHT - len(self._inflight)
+                if free > 0:
+                    for entry in await self.store.claim_due(time.time(), self.owner, LEASE_SECONDS, free):
+                        task = asyncio.create_task(self._run_entry(entry), name=f"queue-{entry.id}")
+                        self._inflight[entry.id] = task
+                        task.add_done_callback(self._done)
+                await self.pool.expire()
+            except Exception:
+                log.exception("queue runner: poll failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+            except TimeoutError:
+                pass
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        for k, t in list(self._inflight.items()):
+            if t is task:
+                del self._inflight[k]
+
+    async def _run_entry(self, entry: QueueEntry) -> None:
+        qlog = ConnLogger(log, {"cid": entry.id})
+        try:
+            await self.process(entry, qlog)
+        except asyncio.CancelledError:
+            # shutting down: keep what this pass learnt and release the lease
+            entry.next_attempt = time.time()
+            await asyncio.shield(self._safe_update(entry))
+            raise
+        except Exception:
+            qlog.exception("delivery pass failed")
+            entry.next_attempt = time.time() + DEFER_ON_ERROR
+            await self._safe_update(entry)
+
+    async def _safe_update(self, entry: QueueEntry) -> None:
+        try:
+            await self.store.update(entry)
+        except Exception:
+            log.exception("[%s] could not update the queue entry", entry.id)
+
+    # ---------------------------------------------------------------- one delivery pass
+    async def process(self, entry: QueueEntry, qlog: Any = log) -> None:
+        data = await self.store.blobs.get(entry.blob_key)
+        pending = [r for r in entry.recipients if r.status in ("pending", "deferred")]
+        info: dict[int, tuple[str, bool]] = {}  # id(recipient) → (remote MTA, peer offered DSN)
+        groups: dict[str, list[QueueRecipient]] = defaultdict(list)
+        for r in pending:
+            groups[r.address.rpartition("@")[2].lower()].append(r)
+        await asyncio.gather(
+            *(self._deliver_domain(entry, d, rs, data, info, qlog) for d, rs in groups.items())
+        )
+
+        now = time.time()
+        attempt = entry.attempts
+        entry.attempts += 1
+        failed = [r for r in pending if r.status == "failed"]
+        delivered = [r for r in pending if r.status == "delivered"]
+        remaining = [r for r in entry.recipients if r.status in ("pending", "deferred")]
+        if remaining and retry.expired(now, entry.created, self.cfg.queue_lifetime):
+            for r in remaining:
+                r.status = "failed"
+                r.last_reply = r.last_reply or "451 4.4.7 delivery time expired"
+                qlog.info("to=<%s> status=expired (%s)", safe(r.address), safe(r.last_reply))
+            failed += remaining
+            remaining = []
+            expired_ids = {id(r) for r in failed}
+        else:
+            expired_ids = set()
+
+        if entry.sender:
+            bounce = [r for r in failed if wanted(r.notify, "failed")]
+            if bounce:
+                reports = [
+                    RecipientReport(
+                        r.address,
+                        "failed",
+                        "4.4.7" if id(r) in expired_ids else status_of(r.last_reply, True),
+                        r.last_reply,
+                        info.get(id(r), ("", False))[0],
+                        r.orcpt,
+                        now,
+                    )
+                    for r in bounce
+                ]
+                await self._dsn(entry, data, "failed", attempt, reports)
+            success = [
+                r for r in delivered if "SUCCESS" in r.notify.upper() and not info.get(id(r), ("", True))[1]
+            ]
+            if success:
+                reports = [
+                    RecipientReport(
+                        r.address,
+                        "relayed" if info.get(id(r), ("", False))[0] else "delivered",
+                        "2.0.0",
+                        r.last_reply,
+                        info.get(id(r), ("", False))[0],
+                        r.orcpt,
+                        now,
+                    )
+                    for r in success
+                ]
+                await self._dsn(entry, data, "success", attempt, reports)
+            if remaining and not entry.warned and now - entry.created >= self.cfg.queue_delay_warning:
+                warn = [r for r in remaining if wanted(r.notify, "delayed")]
+                if warn:
+                    until = entry.created + self.cfg.queue_lifetime
+                    reports = [
+                        RecipientReport(
+                            r.address,
+                            "delayed",
+                            status_of(r.last_reply, False),
+                            r.last_reply,
+                            info.get(id(r), ("", False))[0],
+                            r.orcpt,
+                            now,
+                            until,
+                        )
+                        for r in warn
+                    ]
+                    await self._dsn(entry, data, "delayed", attempt, reports)
+                entry.warned = True  # RFC 3461 §6.2: once; later ones would only repeat it
+
+        if remaining:
+            entry.next_attempt = retry.next_attempt(
+                now,
+                entry.created,
+                entry.attempts,
+                self.cfg.queue_retry_base,
+                self.cfg.queue_retry_max,
+                self.cfg.queue_lifetime,
+            )
+            await self.store.update(entry)
+            qlog.info(
+                "deferred %d recipient(s); next attempt in %.0fs", len(remaining), entry.next_attempt - now
+            )
+        else:
+            try:
+                await self.store.remove(entry.id)
+            except NotFound:
+                pass  # deleted by `mailhouse queue delete` meanwhile
+            qlog.info("removed (delivered %d, failed %d)", len(delivered), len(failed))
+
+    async def _deliver_domain(
+        self,
+        entry: QueueEntry,
+        domain: str,
+        rcpts: list[QueueRecipient],
+        data: bytes,
+        info: dict[int, tuple[str, bool]],
+        qlog: Any,
+    ) -> None:
+        try:
+            if await self.svc.resolver.is_local_domain(domain):
+                await self._deliver_local(entry, rcpts, data, info, qlog)
+            else:
+                async with self.pool.limit(domain):  # per-destination concurrency
+                    await self._deliver_remote(entry, domain, rcpts, data, info, qlog)
+        except Exception:
+            qlog.exception("delivery to %s failed", safe(domain))
+            for r in rcpts:
+                if r.status in ("pending", "deferred"):
+                    r.status, r.last_reply = "deferred", "451 4.3.0 internal error"
+
+    async def _deliver_local(
+        self,
+        entry: QueueEntry,
+        rcpts: list[QueueRecipient],
+        data: bytes,
+        info: dict[int, tuple[str, bool]],
+        qlog: Any,
+    ) -> None:
+        """Hosted recipients produced inside the queue (bounces to local senders, aliases)."""
+        for r in rcpts:
+            res = await self.svc.resolver.resolve(r.address)
+            if res.empty:
+                r.status, r.last_reply = "failed", "550 5.1.1 no such user here"
+                continue
+            for addr in res.remote:  # an alias pointing elsewhere: forward in this entry
+                if addr != r.address and all(x.address != addr for x in entry.recipients):
+                    entry.recipients.append(QueueRecipient(addr, notify=r.notify, orcpt=r.orcpt))
+            if res.local:
+                result = await self.svc.delivery.deliver(data, entry.sender, res.local, entry.id)
+                if result.over_quota:
+                    r.status, r.last_reply = "deferred", "452 4.2.2 mailbox full"
+                    continue
+            r.status, r.last_reply = "delivered", "250 2.0.0 delivered locally"
+            info[id(r)] = ("", False)
+            qlog.info("to=<%s> status=delivered (local)", safe(r.address))
+
+    async def _deliver_remote(
+        self,
+        entry: QueueEntry,
+        domain: str,
+        rcpts: list[QueueRecipient],
+        data: bytes,
+        info: dict[int, tuple[str, bool]],
+        qlog: Any,
+    ) -> None:
+        try:
+            targets = await self.router.route(domain)
+        except RoutingError as e:
+            for r in rcpts:
+                r.status, r.last_reply = ("failed" if e.permanent else "deferred"), e.reply
+                qlog.info("to=<%s> status=%s (%s)", safe(r.address), r.status, e.reply)
+            return
+        last_error = "451 4.4.1 no reachable server"
+        smtputf8 = entry.extra.get("smtputf8") == "1"
+        body = entry.extra.get("body", "")
+        for target in targets:
+            route = target.route
+            for address in target.addresses:
+                try:
+                    conn = await self.pool.get(
+                        target.name,
+                        address,
+                        target.port,
+                        tls_mode=route.tls if route else "opportunistic",
+                        username=route.username if route else None,
+                        password=route.password if route else None,
+                    )
+                except SmtpError as e:
+                    # RFC 5321 §5.1: connection-level trouble → try the next address / MX
+                    last_error = e.reply
+                    qlog.info("%s[%s]:%d: %s", target.name, address, target.port, safe(e.reply))
+                    continue
+                where = f"{target.name}[{address}]:{target.port}"
+                has_dsn = "DSN" in conn.ext
+                try:
+                    results = await conn.send(
+                        entry.sender,
+                        [(r.address, conn.rcpt_params(r.notify, r.orcpt)) for r in rcpts],
+                        data,
+                        conn.mail_params(data, entry.ret, entry.envid, smtputf8, body),
+                        body,
+                    )
+                except SmtpError as e:
+                    if e.connection_ok:
+                        await self.pool.put(conn)
+                    for r in rcpts:
+                        r.status, r.last_reply = ("failed" if e.permanent else "deferred"), e.reply
+                        info[id(r)] = (target.name, has_dsn)
+                        qlog.info(
+                            "to=<%s> relay=%s status=%s (%s)", safe(r.address), where, r.status, safe(e.reply)
+                        )
+                    return
+                await self.pool.put(conn)
+                for r, res in zip(rcpts, results, strict=True):
+                    r.status = "delivered" if res.ok else "failed" if res.permanent else "deferred"
+                    r.last_reply = res.text
+                    info[id(r)] = (target.name, has_dsn)
+                    qlog.info(
+                        "to=<%s> relay=%s status=%s (%s)", safe(r.address), where, r.status, safe(res.text)
+                    )
+                return
+        for r in rcpts:
+            r.status, r.last_reply = "deferred", last_error
+            qlog.info("to=<%s> status=deferred (%s)", safe(r.address), safe(last_error))
+
+    # ---------------------------------------------------------------- DSNs
+    async def _dsn(
+        self, entry: QueueEntry, data: bytes, kind: str, attempt: int, reports: list[RecipientReport]
+    ) -> None:
+        qid = dsn_id(entry.id, kind, attempt)
+        dsn = build_dsn(
+            reporting_mta=self.cfg.hostname,
+            to=entry.sender,
+            original=data,
+            reports=reports,
+            queue_id=entry.id,
+            arrival=entry.created,
+            ret=entry.ret,
+            envid=entry.envid,
+        )
+        await self._send_dsn(qid, entry.sender, dsn)
+        log.info("[%s] %s DSN %s to <%s>", entry.id, kind, qid, safe(entry.sender))
+
+    async def _send_dsn(self, qid: str, to: str, dsn: bytes) -> None:
+        """Deliver a DSN from the null sender: locally when TO is hosted here, else queued."""
+        if not to:
+            return
+        domain = to.rpartition("@")[2].lower()
+        if await self.svc.resolver.is_local_domain(domain):
+            res = await self.svc.resolver.resolve(to)
+            if res.local:
+                await self.svc.delivery.deliver(dsn, "", res.local, qid)  # delivery key dedups re-runs
+            remote: list[tuple[str, dict[str, str | None]]] = [(a, {}) for a in res.remote]
+            if not remote:
+                return
+        else:
+            remote = [(to, {})]
+        if await self.store.get(qid) is not None:
+            return  # already queued by an earlier run of the same pass
+        await self.enqueue(qid, "", remote, dsn, {})
