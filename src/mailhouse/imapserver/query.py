@@ -1,0 +1,676 @@
+"""SEARCH, SORT and THREAD over a selected-mailbox view, and their result responses.
+
+RFCs: RFC 9051 §6.4.4 (SEARCH), §7.3.4 (ESEARCH in rev2); RFC 3501 §6.4.4, §7.2.5 (SEARCH
+response); RFC 4731 (ESEARCH RETURN MIN MAX ALL COUNT); RFC 5182 (SEARCHRES: SAVE and ``$``);
+RFC 5267 (CONTEXT=SEARCH, CONTEXT=SORT, ESORT, PARTIAL, UPDATE ADDTO/REMOVEFROM);
+RFC 9394 (PARTIAL with negative ranges); RFC 7162 §3.1.5 (MODSEQ search key and result);
+RFC 5032 (OLDER, YOUNGER); RFC 8514 (SAVEDBEFORE ...); RFC 5256 (SORT, THREAD=REFERENCES,
+THREAD=ORDEREDSUBJECT); RFC 5957 (SORT=DISPLAY).
+
+How the session uses this module (the adapter owns the mailbox state, this module owns none):
+
+* Build ``views``: one :class:`MessageView` per message of the selected mailbox, in
+  sequence-number order (``views[i].seq == i + 1``), with the ``\\Recent`` state of *this*
+  session. ``*`` in a sequence set means the last view.
+* ``load(record) -> bytes`` returns the raw message (the blob). It is only called for
+  messages whose fate the cheap keys (flags, UID, sequence, size, dates, MODSEQ) could not
+  decide, and at most once per message per call; parsed trees are cached for the call.
+* ``saved`` is the session's SEARCHRES result (RFC 5182) as a list of **UIDs**, or None when
+  nothing was saved yet (``$`` then matches nothing, RFC 5182 §2.1).
+* Errors are :class:`QueryError` (``status`` is ``"NO"`` or ``"BAD"``, ``code`` the response
+  code without brackets): answer ``tagged(tag, e.status, e.text, e.code)``. When a SEARCH
+  with ``RETURN (SAVE)`` fails, RFC 5182 §2.1 says the saved result becomes empty: set it to
+  ``[]``.
+
+Invariants:
+
+* Matching of text keys is case-insensitive over decoded text (RFC 2047 words, transfer
+  encodings and charsets removed) by :mod:`mailhouse.message.search`.
+* Internal-date keys (BEFORE/ON/SINCE) use the server's local time zone, like Dovecot;
+  SENT* keys use the Date header in its own zone (RFC 9051 §6.4.4), falling back to the
+  internal date when the header is missing or broken.
+* No recursion beyond the parser's search-key depth (``MAX_SEARCH_DEPTH``, 64).
+* Response lines come from :mod:`mailhouse.proto.imap.response` encoders or are plain ASCII
+  built here from integers only: nothing a client sent is echoed, except the tag (checked).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailhouse.message.headers import _codec
+from mailhouse.message.parse import MessagePart, parse_message
+from mailhouse.message.search import body_matches, header_matches, sent_date, text_matches
+from mailhouse.message.thread import (
+    format_threads,
+    record_from_message,
+    sort_ids,
+    sort_key,
+    thread_orderedsubject,
+    thread_references,
+)
+from mailhouse.proto.imap import response
+from mailhouse.proto.imap.commands import SearchReturnOption, SortCriterion
+from mailhouse.proto.imap.search import (
+    SearchAnd,
+    SearchDate,
+    SearchFlagKey,
+    SearchHeader,
+    SearchInterval,
+    SearchKey,
+    SearchKeyword,
+    SearchModSeq,
+    SearchNot,
+    SearchObjectId,
+    SearchOr,
+    SearchSequence,
+    SearchSize,
+    SearchText,
+)
+from mailhouse.proto.imap.sequence import SequenceSet
+from mailhouse.store.api import MessageRecord
+
+__all__ = [
+    "BADCHARSET_CODE",
+    "THREAD_ALGORITHMS",
+    "BadCharset",
+    "MessageView",
+    "QueryError",
+    "SearchContext",
+    "SearchOutcome",
+    "check_charset",
+    "esearch_items",
+    "format_search",
+    "format_sort",
+    "format_thread",
+    "search",
+    "sort",
+    "thread",
+    "uses_modseq",
+]
+
+Loader = Callable[[MessageRecord], Awaitable[bytes]]
+
+# RFC 9051 §6.4.4 / RFC 3501 §6.4.4: US-ASCII and UTF-8 MUST be supported; listed in BADCHARSET.
+SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
+BADCHARSET_CODE = "BADCHARSET (" + " ".join(SUPPORTED_CHARSETS) + ")"
+# RFC 5256 §3: the algorithms we advertise as THREAD=...
+THREAD_ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")
+# SORT keys that need the message itself (ARRIVAL and SIZE come from the index).
+_HEADER_SORT_KEYS = frozenset(("CC", "DATE", "FROM", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"))
+
+_SYSTEM_FLAG_KEYS = {
+    "ANSWERED": "\\Answered",
+    "DELETED": "\\Deleted",
+    "DRAFT": "\\Draft",
+    "FLAGGED": "\\Flagged",
+    "SEEN": "\\Seen",
+}
+
+
+class QueryError(Exception):
+    """A SEARCH/SORT/THREAD that must be refused: ``tag status [code] text``."""
+
+    def __init__(self, text: str, *, status: str = "NO", code: str | None = None) -> None:
+        super().__init__(text)
+        self.text = text
+        self.status = status
+        self.code = code
+
+
+class BadCharset(QueryError):
+    """RFC 9051 §6.4.4: unknown CHARSET → ``NO [BADCHARSET (UTF-8 US-ASCII)]``."""
+
+    def __init__(self, charset: str) -> None:
+        super().__init__(f"Unsupported charset {charset[:40]}", status="NO", code=BADCHARSET_CODE)
+
+
+@dataclass(slots=True)
+class MessageView:
+    """One message of the selected mailbox as this session sees it."""
+
+    seq: int
+    record: MessageRecord
+    recent: bool = False
+
+
+def check_charset(charset: str | None) -> str:
+    """The Python codec for a SEARCH/SORT/THREAD CHARSET, or :class:`BadCharset`.
+
+    Any charset Python knows is accepted (old clients send ISO-8859-1); BADCHARSET lists
+    the two the RFC requires.
+    """
+    if charset is None:
+        return "utf-8"
+    name = _codec(charset)
+    if name is None:
+        raise BadCharset(charset)
+    return "utf-8" if name == "ascii" else name  # ASCII ⊂ UTF-8; be generous with 8-bit needles
+
+
+def uses_modseq(key: SearchKey) -> bool:
+    """Does the program contain MODSEQ (RFC 7162 §3.1.5: then results carry MODSEQ)?"""
+    stack: list[SearchKey] = [key]
+    while stack:
+        k = stack.pop()
+        if isinstance(k, SearchModSeq):
+            return True
+        if isinstance(k, SearchNot):
+            stack.append(k.key)
+        elif isinstance(k, SearchOr):
+            stack += (k.left, k.right)
+        elif isinstance(k, SearchAnd):
+            stack.extend(k.keys)
+    return False
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+@dataclass(slots=True)
+class _Ctx:
+    views: Sequence[MessageView]
+    load: Loader
+    charset: str
+    saved_uids: frozenset[int]
+    max_seq: int
+    max_uid: int
+    now: float
+    cache: dict[int, tuple[bytes, MessagePart]] = field(default_factory=dict)
+
+    async def message(self, v: MessageView) -> tuple[bytes, MessagePart]:
+        got = self.cache.get(v.record.uid)
+        if got is None:
+            raw = await self.load(v.record)
+            got = (raw, parse_message(raw))
+            self.cache[v.record.uid] = got
+        return got
+
+
+def _local_date(ts: float) -> dt.date:
+    return dt.datetime.fromtimestamp(ts).date()
+
+
+def _date_cmp(key: str, have: dt.date, want: dt.date) -> bool:
+    if key.endswith("BEFORE"):
+        return have < want
+    if key.endswith("ON"):
+        return have == want
+    return have >= want  # SINCE: "within or later than the specified date"
+
+
+def _has_flag(flags: frozenset[str], flag: str) -> bool:
+    if flag in flags:
+        return True
+    f = flag.lower()  # RFC 9051 §2.3.2: flags match case-insensitively
+    return any(x.lower() == f for x in flags)
+
+
+def _seq_match(key: SearchSequence, v: MessageView, ctx: _Ctx) -> bool:
+    s = key.sequence
+    if s.saved:
+        # RFC 5182 §2.1: "$" is the saved set of messages, whichever numbering names it
+        if v.record.uid in ctx.saved_uids:
+            return True
+        if not s.ranges:
+            return False
+        s = SequenceSet(s.ranges)
+    if key.uid:
+        return s.contains(v.record.uid, ctx.max_uid)
+    return s.contains(v.seq, ctx.max_seq)
+
+
+def _cheap(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool | None:
+    """Three-valued evaluation without the message body: None = needs the message."""
+    r = v.record
+    if isinstance(key, SearchFlagKey):
+        k = key.key
+        if k in ("ALL", "SAVEDATESUPPORTED"):  # RFC 8514 §4.3: every mailbox keeps save dates
+            return True
+        if k in _SYSTEM_FLAG_KEYS:
+            return _has_flag(r.flags, _SYSTEM_FLAG_KEYS[k])
+        if k.startswith("UN") and k[2:] in _SYSTEM_FLAG_KEYS:
+            return not _has_flag(r.flags, _SYSTEM_FLAG_KEYS[k[2:]])
+        if k == "RECENT":
+            return v.recent
+        if k == "NEW":  # RFC 3501 §6.4.4: RECENT UNSEEN
+            return v.recent and not _has_flag(r.flags, "\\Seen")
+        if k == "OLD":
+            return not v.recent
+        raise QueryError(f"Unsupported search key {k}", status="BAD")
+    if isinstance(key, SearchKeyword):
+        return _has_flag(r.flags, key.flag) != key.negated
+    if isinstance(key, SearchSize):
+        return r.size > key.size if key.key == "LARGER" else r.size < key.size
+    if isinstance(key, SearchSequence):
+        return _seq_match(key, v, ctx)
+    if isinstance(key, SearchModSeq):
+        # RFC 7162 §3.1.5: per-flag entries share the message's modseq here (allowed: the
+        # server may use the message modseq for every metadata item).
+        return r.modseq >= key.modseq
+    if isinstance(key, SearchInterval):
+        age = ctx.now - r.internaldate
+        # RFC 5032 §3: OLDER n = at least n seconds old; YOUNGER n = at most n seconds old
+        return age >= key.seconds if key.key == "OLDER" else age <= key.seconds
+    if isinstance(key, SearchDate):
+        if key.key.startswith("SENT"):
+            return None
+        ts = r.saved if key.key.startswith("SAVED") else r.internaldate
+        if key.key.startswith("SAVED") and not ts:
+            ts = r.internaldate
+        return _date_cmp(key.key, _local_date(ts), key.date)
+    if isinstance(key, SearchObjectId):
+        # RFC 8474: we do not advertise OBJECTID; no message has such an id.
+        return False
+    if isinstance(key, SearchText | SearchHeader):
+        return None
+    if isinstance(key, SearchNot):
+        x = _cheap(key.key, v, ctx)
+        return None if x is None else not x
+    if isinstance(key, SearchOr):
+        a = _cheap(key.left, v, ctx)
+        if a is True:
+            return True
+        b = _cheap(key.right, v, ctx)
+        if b is True:
+            return True
+        return None if a is None or b is None else False
+    if isinstance(key, SearchAnd):
+        unknown = False
+        for sub in key.keys:
+            x = _cheap(sub, v, ctx)
+            if x is False:
+                return False
+            unknown = unknown or x is None
+        return None if unknown else True
+    raise QueryError("Unsupported search key", status="BAD")
+
+
+async def _full(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool:
+    """Complete evaluation, loading the message only where a key needs it."""
+    x = _cheap(key, v, ctx)
+    if x is not None:
+        return x
+    if isinstance(key, SearchText):
+        raw, tree = await ctx.message(v)
+        if key.key == "BODY":
+            return body_matches(raw, tree, key.value, ctx.charset)
+        if key.key == "TEXT":
+            return text_matches(raw, tree, key.value, ctx.charset)
+        return header_matches(raw, tree, key.key.lower(), key.value, ctx.charset)
+    if isinstance(key, SearchHeader):
+        raw, tree = await ctx.message(v)
+        return header_matches(raw, tree, key.field, key.value, ctx.charset)
+    if isinstance(key, SearchDate):  # SENTBEFORE SENTON SENTSINCE
+        _, tree = await ctx.message(v)
+        d = sent_date(tree) or _local_date(v.record.internaldate)
+        return _date_cmp(key.key, d, key.date)
+    if isinstance(key, SearchNot):
+        return not await _full(key.key, v, ctx)
+    if isinstance(key, SearchOr):
+        return await _full(key.left, v, ctx) or await _full(key.right, v, ctx)
+    if isinstance(key, SearchAnd):
+        # cheap conjuncts were all True or unknown; evaluate the unknown ones in order
+        for k in key.keys:
+            if not await _full(k, v, ctx):
+                return False
+        return True
+    raise QueryError("Unsupported search key", status="BAD")
+
+
+def _ctx(
+    views: Sequence[MessageView],
+    load: Loader,
+    saved: Sequence[int] | None,
+    charset: str | None,
+    now: float | None,
+) -> _Ctx:
+    return _Ctx(
+        views=views,
+        load=load,
+        charset=check_charset(charset),
+        saved_uids=frozenset(saved or ()),
+        max_seq=views[-1].seq if views else 0,
+        max_uid=views[-1].record.uid if views else 0,
+        now=time.time() if now is None else now,
+    )
+
+
+async def _search(views: Sequence[MessageView], criteria: SearchKey, ctx: _Ctx) -> list[MessageView]:
+    out: list[MessageView] = []
+    pending: list[MessageView] = []
+    for v in views:  # pass 1: index-only keys decide most messages
+        x = _cheap(criteria, v, ctx)
+        if x is True:
+            out.append(v)
+        elif x is None:
+            pending.append(v)
+    if pending:  # pass 2: load what is left
+        for v in pending:
+            if await _full(criteria, v, ctx):
+                out.append(v)
+        out.sort(key=lambda m: m.seq)
+    return out
+
+
+async def search(
+    views: Sequence[MessageView],
+    criteria: SearchKey,
+    *,
+    load: Loader,
+    saved: Sequence[int] | None = None,
+    charset: str | None = None,
+    now: float | None = None,
+) -> list[MessageView]:
+    """The views matching ``criteria``, in sequence order (RFC 9051 §6.4.4).
+
+    Raises :class:`BadCharset` for an unknown CHARSET, :class:`QueryError` (BAD) for a key
+    this server does not evaluate.
+    """
+    ctx = _ctx(views, load, saved, charset, now)
+    return await _search(views, criteria, ctx)
+
+
+# ---------------------------------------------------------------------------- SEARCH results
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOutcome:
+    """What the session sends and keeps after a SEARCH/SORT.
+
+    ``data``: untagged response(s), possibly empty (RFC 5182 §2.4: RETURN (SAVE) alone sends
+    no ESEARCH). ``save``: the new SEARCHRES result as UIDs when SAVE was requested, else None
+    (keep the old one).
+    """
+
+    data: bytes
+    save: list[int] | None = None
+
+
+def _partial(value: str, results: list[int]) -> tuple[str, list[int]]:
+    """RFC 5267 §4.4 / RFC 9394 §2: positions low:high (1-based) or -1:-n from the end."""
+    a_s, b_s = value.split(":", 1)
+    a, b = int(a_s), int(b_s)
+    n = len(results)
+    if (a < 0) != (b < 0):
+        raise QueryError("Bad PARTIAL range", status="BAD")
+    if a < 0:  # RFC 9394 §2: -1 is the last result
+        lo, hi = sorted((-a, -b))
+        sel = results[max(n - hi, 0) : max(n - lo + 1, 0)]
+        lo_txt, hi_txt = sorted((a, b), reverse=True)
+        return f"{lo_txt}:{hi_txt}", sel
+    lo, hi = sorted((a, b))
+    return f"{lo}:{hi}", results[lo - 1 : hi]
+
+
+def _ordered_set(numbers: Sequence[int]) -> str:
+    """A sequence set that keeps the given order (ESORT ALL, RFC 5267 §3): ranges only for
+    ascending runs."""
+    parts: list[str] = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        parts.append(str(numbers[i]) if i == j else f"{numbers[i]}:{numbers[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def esearch_items(
+    found: Sequence[MessageView],
+    options: Sequence[SearchReturnOption],
+    *,
+    uid: bool,
+    modseq: bool = False,
+    ordered: bool = False,
+) -> tuple[list[tuple[str, int | SequenceSet | str]], list[int] | None]:
+    """ESEARCH result items (RFC 4731 §3.1) and the SAVE result (UIDs, RFC 5182 §2.4).
+
+    ``ordered`` keeps the order of ``found`` (ESORT): MIN/MAX are the first/last in sort
+    order and ALL is written without reordering.
+    """
+    explicit = {o.name for o in options}
+    names = explicit & {"MIN", "MAX", "ALL", "COUNT", "PARTIAL"}
+    if not names:
+        names = {"ALL"}  # RFC 4731 §3.1: RETURN () means RETURN (ALL); so do CONTEXT/UPDATE alone
+    nums = [v.record.uid if uid else v.seq for v in found]
+    items: list[tuple[str, int | SequenceSet | str]] = []
+    if ordered:
+        first, last = (found[0], found[-1]) if found else (None, None)
+    else:
+        first = min(found, key=lambda v: v.seq) if found else None
+        last = max(found, key=lambda v: v.seq) if found else None
+
+    def pick(v: MessageView) -> int:
+        return v.record.uid if uid else v.seq
+
+    if "MIN" in names and first is not None:
+        items.append(("MIN", pick(first)))
+    if "MAX" in names and last is not None:
+        items.append(("MAX", pick(last)))
+    if "ALL" in names and nums:
+        items.append(("ALL", _ordered_set(nums) if ordered else SequenceSet.from_numbers(nums)))
+    if "COUNT" in names:
+        items.append(("COUNT", len(nums)))
+    for o in options:
+        if o.name == "PARTIAL" and o.value:
+            rng, sel = _partial(o.value, nums)
+            body = (_ordered_set(sel) if ordered else str(SequenceSet.from_numbers(sel))) if sel else "NIL"
+            items.append(("PARTIAL", f"({rng} {body})"))
+    # RFC 7162 §3.1.5 / RFC 4731 §3.2: MODSEQ of the messages returned (MIN/MAX only → just those)
+    if modseq and found:
+        if names & {"ALL", "COUNT", "PARTIAL"}:
+            ms = max(v.record.modseq for v in found)
+        else:
+            ms = max(v.record.modseq for v in (first, last) if v is not None)
+        items.append(("MODSEQ", ms))
+    save: list[int] | None = None
+    if "SAVE" in explicit:
+        # RFC 5182 §2.4: with MIN/MAX (and not ALL/COUNT) only those messages are saved
+        if explicit & {"MIN", "MAX"} and not explicit & {"ALL", "COUNT"}:
+            chosen = {
+                id(v): v
+                for v in (first if "MIN" in explicit else None, last if "MAX" in explicit else None)
+                if v
+            }
+            save = sorted(v.record.uid for v in chosen.values())
+        else:
+            save = sorted(v.record.uid for v in found)
+    return items, save
+
+
+def _esearch_line(tag: str | None, uid: bool, items: Sequence[tuple[str, int | SequenceSet | str]]) -> bytes:
+    """``* ESEARCH (TAG "t") [UID] name value ...``; values are numbers, sets or text built
+    here from numbers (PARTIAL, order-preserving ESORT ALL)."""
+    head = response.esearch(tag, uid, [])[:-2]  # checks the tag
+    return head + "".join(f" {k} {v}" for k, v in items).encode("ascii") + b"\r\n"
+
+
+def format_search(
+    tag: str,
+    found: Sequence[MessageView],
+    *,
+    uid: bool,
+    return_options: Sequence[SearchReturnOption] | None,
+    modseq: bool = False,
+) -> SearchOutcome:
+    """Untagged reply of SEARCH/UID SEARCH.
+
+    ``return_options`` None → ``* SEARCH ...`` (RFC 9051 §7.3.5 in rev1 mode; a rev2 session
+    should pass ``()`` so the reply is ESEARCH, RFC 9051 §6.4.4); otherwise ``* ESEARCH``.
+    ``modseq`` is :func:`uses_modseq` of the criteria.
+    """
+    if return_options is None:
+        nums = [v.record.uid if uid else v.seq for v in found]
+        ms = max((v.record.modseq for v in found), default=None) if modseq else None
+        return SearchOutcome(response.search(nums, modseq=ms))
+    items, save = esearch_items(found, return_options, uid=uid, modseq=modseq)
+    names = {o.name for o in return_options}
+    if names and not names - {"SAVE"}:  # RFC 5182 §2.4: SAVE alone → no ESEARCH response
+        return SearchOutcome(b"", save)
+    return SearchOutcome(_esearch_line(tag, uid, items), save)
+
+
+# ---------------------------------------------------------------------------- SEARCH CONTEXT
+
+
+@dataclass(slots=True)
+class SearchContext:
+    """A SEARCH with RETURN (UPDATE) (RFC 5267 §4.2): keep it on the session and, after every
+    mailbox change the session reports (new messages, flag changes, expunges), call
+    :meth:`refresh` and send the bytes it returns. Drop it on CANCELUPDATE, UNSELECT, CLOSE,
+    SELECT of another mailbox."""
+
+    tag: str
+    criteria: SearchKey
+    uid: bool
+    charset: str | None
+    current: set[int] = field(default_factory=set)  # UIDs in the result
+
+    async def refresh(
+        self, views: Sequence[MessageView], *, load: Loader, saved: Sequence[int] | None = None
+    ) -> bytes:
+        """``* ESEARCH (TAG t) [UID] ADDTO (0 set) REMOVEFROM (0 set)`` or b"" when unchanged.
+
+        RFC 5267 §4.3: for an unsorted SEARCH the position is 0. ``views`` must already reflect
+        the change (expunged messages gone), so sequence numbers are the new ones.
+        """
+        found = await search(views, self.criteria, load=load, saved=saved, charset=self.charset)
+        now = {v.record.uid for v in found}
+        added = sorted(now - self.current)
+        removed = sorted(self.current - now)
+        self.current = now
+        out = b""
+        if removed:
+            if self.uid:
+                out += self._line("REMOVEFROM", removed)
+            else:
+                # message numbers: an expunged message has none left and its EXPUNGE response
+                # already removes it from the client's result; report the others.
+                gone = set(removed)
+                seqs = [v.seq for v in views if v.record.uid in gone]
+                if seqs:
+                    out += self._line("REMOVEFROM", seqs)
+        if added:
+            new = set(added)
+            nums = added if self.uid else [v.seq for v in found if v.record.uid in new]
+            out += self._line("ADDTO", nums)
+        return out
+
+    def _line(self, what: str, nums: Sequence[int]) -> bytes:
+        head = response.esearch(self.tag, self.uid, [])[:-2]
+        return head + f" {what} (0 {SequenceSet.from_numbers(nums)})".encode("ascii") + b"\r\n"
+
+
+# ---------------------------------------------------------------------------- SORT
+
+
+async def sort(
+    views: Sequence[MessageView],
+    criteria: Sequence[SortCriterion],
+    search_key: SearchKey,
+    *,
+    load: Loader,
+    saved: Sequence[int] | None = None,
+    charset: str | None = None,
+    now: float | None = None,
+) -> list[MessageView]:
+    """Matching views sorted by ``criteria`` (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO);
+    ties in sequence order. Unknown criteria → QueryError BAD."""
+    ctx = _ctx(views, load, saved, charset, now)
+    plan: list[str] = []
+    for c in criteria:
+        k = c.key.upper()
+        if k not in ("ARRIVAL", "SIZE") and k not in _HEADER_SORT_KEYS:
+            raise QueryError(f"Unknown sort criterion {k[:40]}", status="BAD")
+        if c.reverse:
+            plan.append("REVERSE")
+        plan.append(k)
+    if not plan:
+        raise QueryError("Empty sort criteria", status="BAD")
+    found = await _search(views, search_key, ctx)
+    need_msg = any(k in _HEADER_SORT_KEYS for k in plan)
+    items: list[tuple[int, Any]] = []
+    for v in found:
+        if need_msg:
+            raw, tree = await ctx.message(v)
+        else:
+            raw, tree = b"", MessagePart(0)
+        items.append((v.seq, (v, raw, tree)))
+
+    def key_of(m: Any, crit: str) -> Any:
+        v, raw, tree = m
+        idate = dt.datetime.fromtimestamp(v.record.internaldate, dt.UTC)
+        return sort_key(crit, raw, tree, internaldate=idate, size=v.record.size)
+
+    order = sort_ids(items, plan, key_of)
+    by_seq = {v.seq: v for v in found}
+    return [by_seq[s] for s in order]
+
+
+def format_sort(
+    tag: str,
+    ordered: Sequence[MessageView],
+    *,
+    uid: bool,
+    return_options: Sequence[SearchReturnOption] | None,
+    modseq: bool = False,
+) -> SearchOutcome:
+    """``* SORT n n ...`` (RFC 5256 §4, with ``(MODSEQ n)`` per RFC 7162 §3.1.5) or, with
+    RETURN (ESORT, RFC 5267 §3), ``* ESEARCH (TAG t) [UID] ...`` keeping sort order."""
+    if return_options is None:
+        nums = [v.record.uid if uid else v.seq for v in ordered]
+        out = b"* SORT" + b"".join(b" %d" % n for n in nums)
+        if modseq and ordered:
+            out += b" (MODSEQ %d)" % max(v.record.modseq for v in ordered)
+        return SearchOutcome(out + b"\r\n")
+    items, save = esearch_items(ordered, return_options, uid=uid, modseq=modseq, ordered=True)
+    names = {o.name for o in return_options}
+    if names and not names - {"SAVE"}:
+        return SearchOutcome(b"", save)
+    return SearchOutcome(_esearch_line(tag, uid, items), save)
+
+
+# ---------------------------------------------------------------------------- THREAD
+
+
+async def thread(
+    views: Sequence[MessageView],
+    algorithm: str,
+    search_key: SearchKey,
+    *,
+    uid: bool,
+    load: Loader,
+    saved: Sequence[int] | None = None,
+    charset: str | None = None,
+    now: float | None = None,
+) -> bytes:
+    """THREAD response data, e.g. ``(1 2)(3 (4)(5))`` (RFC 5256 §4); ids are UIDs with UID
+    THREAD. Unknown algorithm → QueryError BAD."""
+    alg = algorithm.upper()
+    if alg not in THREAD_ALGORITHMS:
+        raise QueryError(f"Unknown threading algorithm {alg[:40]}", status="BAD")
+    ctx = _ctx(views, load, saved, charset, now)
+    found = await _search(views, search_key, ctx)
+    records = []
+    for v in found:
+        _, tree = await ctx.message(v)
+        idate = dt.datetime.fromtimestamp(v.record.internaldate, dt.UTC)
+        records.append(record_from_message(v.record.uid if uid else v.seq, tree, idate))
+    nodes = thread_orderedsubject(records) if alg == "ORDEREDSUBJECT" else thread_references(records)
+    return format_threads(nodes)
+
+
+def format_thread(data: bytes) -> bytes:
+    """``* THREAD data`` (RFC 5256 §4); ``* THREAD`` alone when nothing matched."""
+    return b"* THREAD" + (b" " + data if data else b"") + b"\r\n"
+
+
+def numbers(found: Iterable[MessageView], *, uid: bool) -> list[int]:
+    """Sequence numbers or UIDs of ``found`` (helper for callers and tests)."""
+    return [v.record.uid if uid else v.seq for v in found]
