@@ -26,7 +26,11 @@ def _available(svc: str) -> bool:
     return importlib.util.find_spec(LISTENERS[svc].partition(":")[0]) is not None
 
 
-SERVICES = tuple(s for s in ALL_SERVICES if _available(s))
+# MAILHOUSE_TEST_SERVICES=smtp,imap narrows what test servers start (handy while a service is in progress).
+SERVICES = tuple(
+    s for s in ALL_SERVICES
+    if _available(s) and s in os.environ.get("MAILHOUSE_TEST_SERVICES", ",".join(ALL_SERVICES)).split(",")
+)
 PASSWORD = "correct-horse-42"
 
 
