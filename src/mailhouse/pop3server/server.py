@@ -197,23 +197,26 @@ class Pop3Session:
     async def on_stls(self, ev: core.Stls) -> None:
         await self.write(ok("Begin TLS negotiation"))
         try:
-            await asyncio.wait_for(
-                self.writer.start_tls(self.svc.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT),
-                TLS_HANDSHAKE_TIMEOUT + 5,
-            )
+            await asyncio.wait_for(self._upgrade(), TLS_HANDSHAKE_TIMEOUT + 5)
         except (ssl.SSLError, TimeoutError, ConnectionError) as e:
             self.log.info("TLS handshake failed: %s", type(e).__name__)
             self.closing = True
             return
-        # RFC 2595 §4 / CVE-2011-0411: plaintext that arrived after STLS, whether the core
-        # already holds it or it still sits in the StreamReader buffer, is never executed.
+        self.core.start_tls_done()  # drops what the core buffered after STLS
+        self.tls = True
+        self.username = None
+
+    async def _upgrade(self) -> None:
+        # RFC 2595 §4 / CVE-2011-0411: plaintext pipelined after STLS is never executed.
+        # The core drops what it holds; bytes already in the StreamReader buffer are dropped
+        # here, in the same loop step that hands the transport to TLS (StreamWriter.start_tls
+        # and loop.start_tls pause reading before their first real suspension point), so no
+        # plaintext can slip in between and no TLS data can be lost.
         stale = getattr(self.reader, "_buffer", None)
         if isinstance(stale, bytearray) and stale:
             self.log.info("discarded %d octets of plaintext pipelined after STLS", len(stale))
             stale.clear()
-        self.core.start_tls_done()
-        self.tls = True
-        self.username = None
+        await self.writer.start_tls(self.svc.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
 
     async def on_utf8(self, ev: core.Utf8) -> None:
         self.utf8 = True  # RFC 6856 §2: we send messages unmodified either way
