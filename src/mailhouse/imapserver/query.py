@@ -17,8 +17,8 @@ How the session uses this module (the adapter owns the mailbox state, this modul
   decide, and at most once per message per call; parsed trees are cached for the call.
 * ``saved`` is the session's SEARCHRES result (RFC 5182) as a list of **UIDs**, or None when
   nothing was saved yet (``$`` then matches nothing, RFC 5182 §2.1).
-* Errors are :class:`QueryError` (``status`` is ``"NO"`` or ``"BAD"``, ``code`` the response
-  code without brackets): answer ``tagged(tag, e.status, e.text, e.code)``. When a SEARCH
+* Errors are :class:`QueryError`, an ``errors.ImapError`` (``status`` is ``"NO"`` or ``"BAD"``,
+  ``code`` the response code without brackets): answer ``tagged(tag, e.status, e.text, e.code)``. When a SEARCH
   with ``RETURN (SAVE)`` fails, RFC 5182 §2.1 says the saved result becomes empty: set it to
   ``[]``.
 
@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailhouse.imapserver.errors import ImapError
 from mailhouse.message.headers import _codec
 from mailhouse.message.parse import MessagePart, parse_message
 from mailhouse.message.search import body_matches, header_matches, sent_date, text_matches
@@ -112,14 +113,15 @@ _SYSTEM_FLAG_KEYS = {
 }
 
 
-class QueryError(Exception):
-    """A SEARCH/SORT/THREAD that must be refused: ``tag status [code] text``."""
+class QueryError(ImapError):
+    """A SEARCH/SORT/THREAD that must be refused: ``tag status [code] text``.
+
+    A subclass of :class:`mailhouse.imapserver.errors.ImapError`, so the session's one
+    per-command handler answers it; ``status`` is per instance ("NO" or "BAD")."""
 
     def __init__(self, text: str, *, status: str = "NO", code: str | None = None) -> None:
-        super().__init__(text)
-        self.text = text
+        super().__init__(text, code)
         self.status = status
-        self.code = code
 
 
 class BadCharset(QueryError):
