@@ -68,7 +68,7 @@ def status_of(reply: str, permanent: bool) -> str:
 
 
 def _clean(text: str, limit: int = 998) -> str:
-    flat = " ".join(text.replace("\r", "\n").split("\n"))
+    flat = " ".join(p.strip() for p in text.replace("\r", "\n").split("\n") if p.strip())
     return "".join(c if 32 <= ord(c) < 127 else "?" for c in flat)[:limit]
 
 

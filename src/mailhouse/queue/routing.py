@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
+import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
@@ -102,7 +103,10 @@ class Router:
         port = self.cfg.outbound_port
         try:
             answer = await self.resolver.resolve(domain, "MX", search=False)
-            mxs = [(int(rr.preference), rr.exchange.to_text(omit_final_dot=True).lower()) for rr in answer]
+            mxs = [
+                (int(rr.preference), "." if rr.exchange == dns.name.root else rr.exchange.to_text(True).lower())
+                for rr in answer
+            ]
         except dns.resolver.NXDOMAIN:
             # RFC 5321 §5.1: a non-existent domain is a permanent error
             raise RoutingError(f"550 5.1.2 domain {domain} not found", permanent=True) from None

@@ -43,7 +43,7 @@ COMMAND_TIMEOUT = 300.0
 DATA_INIT_TIMEOUT = 120.0
 DATA_BLOCK_TIMEOUT = 180.0
 DATA_END_TIMEOUT = 600.0
-TLS_TIMEOUT = 60.0
+TLS_TIMEOUT = 30.0  # Postfix smtp_starttls_timeout is 300s; a healthy handshake takes milliseconds
 BDAT_CHUNK = 1024 * 1024  # RFC 3030 leaves chunk size to the client; 1 MiB bounds memory per write
 
 
@@ -55,6 +55,10 @@ class SmtpError(Exception):
         self.reply = reply
         self.permanent = permanent
         self.connection_ok = connection_ok  # the session may be reused (RSET) after this
+
+
+class TlsHandshakeFailed(SmtpError):
+    """STARTTLS was offered and accepted but the handshake failed (opportunistic: retry in clear)."""
 
 
 class ProtocolViolation(SmtpError):
@@ -166,7 +170,10 @@ class SmtpConnection:
         username: str | None = None,
         password: str | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
+        try_starttls: bool = True,
     ) -> None:
+        """Connect, greet, STARTTLS per TLS_MODE, AUTH. TRY_STARTTLS=False is the plaintext
+        retry after a failed opportunistic handshake (RFC 7435 §4; Postfix does the same)."""
         implicit = tls_mode == "implicit"
         try:
             self.reader, self.writer = await asyncio.wait_for(
@@ -192,10 +199,10 @@ class SmtpConnection:
             raise SmtpError(reply_text(greeting), permanent=False)
         await self._ehlo(helo)
         if not self.tls and tls_mode in ("opportunistic", "required"):
-            if "STARTTLS" in self.ext:
+            if "STARTTLS" in self.ext and (try_starttls or tls_mode == "required"):
                 await self._starttls(tls_context or ssl.create_default_context())
                 await self._ehlo(helo)
-            elif tls_mode == "required":
+            elif tls_mode == "required" or (username and not try_starttls):
                 await self.quit()
                 raise SmtpError("451 4.7.4 TLS required but not offered by the remote server")
         if username:
@@ -235,7 +242,9 @@ class SmtpConnection:
             )
         except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as e:
             await self.abort()
-            raise SmtpError(f"451 4.7.5 TLS handshake with {self.host} failed: {type(e).__name__}") from None
+            raise TlsHandshakeFailed(
+                f"451 4.7.5 TLS handshake with {self.host} failed: {type(e).__name__}"
+            ) from None
         self.core.start_tls_done()
         self.tls = True
 
@@ -469,9 +478,20 @@ class ConnectionPool:
                 continue
             return item.conn
         conn = SmtpConnection(host, address, port)
-        await conn.open(
-            self.helo, tls_mode=tls_mode, tls_context=self.tls_context, username=username, password=password
-        )
+        try:
+            await conn.open(
+                self.helo,
+                tls_mode=tls_mode,
+                tls_context=self.tls_context,
+                username=username,
+                password=password,
+            )
+        except TlsHandshakeFailed:
+            if tls_mode != "opportunistic" or username:
+                raise
+            log.info("TLS handshake with %s[%s] failed; retrying without TLS", host, address)
+            conn = SmtpConnection(host, address, port)
+            await conn.open(self.helo, tls_mode=tls_mode, tls_context=self.tls_context, try_starttls=False)
         conn.key = key
         return conn
 
