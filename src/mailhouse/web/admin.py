@@ -1,0 +1,216 @@
+"""Admin pages (accounts with `is_admin` only; everyone else gets 403): domains, users,
+aliases, quotas, the outbound queue, and per domain the DNS records to publish beside
+what DNS answers now (dnspython, through `[dns] nameservers` when configured).
+
+All changes go through `accounts.admin.Admin`, as the CLI's do, so validation (IDNA,
+address syntax, password length) and side effects (DKIM keys) are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.resolver
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mailhouse.accounts.admin import Admin, AdminError
+from mailhouse.mailauth.dnsrecords import Record, records
+from mailhouse.store.api import NotFound, StoreError
+from mailhouse.web.common import checked_form, redirect, render, require_admin, state
+
+DNS_TIMEOUT = 3.0  # seconds per look-up; the page shows "no answer" rather than hang
+
+
+def _admin(request: Request) -> Admin:
+    svc = state(request).svc
+    return Admin(svc.store, svc.cfg.dkim_selector)
+
+
+async def admin_home(request: Request) -> Response:
+    user = await require_admin(request)
+    request.state.user = user
+    store = state(request).svc.store
+    domains = []
+    for d in await store.list_domains():
+        domains.append((d, len(await store.list_accounts(d.name))))
+    queue = await store.list()
+    return render(request, "admin_home.html", domains=domains, queue_len=len(queue),
+                  error=request.query_params.get("error"))
+
+
+async def admin_domains_post(request: Request) -> Response:
+    await require_admin(request)
+    form = await checked_form(request)
+    name = str(form.get("name", "")).strip()
+    try:
+        if form.get("action") == "add":
+            d = await _admin(request).add_domain(name)
+            return redirect(f"/admin/domain/{d.name}")
+        if form.get("action") == "remove":
+            await state(request).svc.store.remove_domain(name.lower().rstrip("."))
+            return redirect("/admin")
+    except (AdminError, StoreError) as e:
+        return redirect("/admin?error=" + _q(str(e)))
+    raise HTTPException(400, "unknown action")
+
+
+def _q(s: str) -> str:
+    from urllib.parse import quote
+
+    return quote(s[:300], safe="")
+
+
+@dataclass(slots=True)
+class DnsRow:
+    record: Record
+    current: list[str]
+    ok: bool
+
+
+def _resolver(nameservers: list[tuple[str, int]]) -> dns.asyncresolver.Resolver:
+    if nameservers:
+        r = dns.asyncresolver.Resolver(configure=False)
+        r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
+    else:
+        r = dns.asyncresolver.Resolver()
+    r.lifetime = DNS_TIMEOUT
+    r.timeout = DNS_TIMEOUT
+    return r
+
+
+def _norm(value: str, rtype: str) -> str:
+    v = value.strip()
+    if rtype == "TXT":
+        v = v.replace('" "', "").strip('"')
+    return v.lower().rstrip(".")
+
+
+async def dns_rows(request: Request, domain: str) -> list[DnsRow]:
+    svc = state(request).svc
+    want = records(domain, svc.cfg.hostname, await svc.store.get_dkim_keys(domain))
+    resolver = _resolver(list(svc.cfg.dns_nameservers))
+
+    async def look(rec: Record) -> DnsRow:
+        try:
+            ans = await resolver.resolve(rec.name, rec.type, raise_on_no_answer=False)
+            current = [r.to_text() for r in ans] if ans.rrset is not None else []
+        except (dns.exception.DNSException, OSError):
+            current = []
+        if rec.type == "TXT":
+            current = [c.replace('" "', "").strip('"') for c in current]
+        ok = any(_norm(c, rec.type) == _norm(rec.value, rec.type) for c in current)
+        return DnsRow(rec, current, ok)
+
+    return list(await asyncio.gather(*(look(r) for r in want)))
+
+
+async def admin_domain(request: Request) -> Response:
+    user = await require_admin(request)
+    request.state.user = user
+    store = state(request).svc.store
+    name = request.path_params["name"]
+    d = await store.get_domain(name)
+    if d is None:
+        raise HTTPException(404, "no such domain")
+    users = [(a, await store.usage(a.id)) for a in await store.list_accounts(d.name)]
+    aliases = await store.list_aliases(d.name)
+    return render(request, "admin_domain.html", domain=d, users=users, aliases=aliases,
+                  dns=await dns_rows(request, d.name), error=request.query_params.get("error"))
+
+
+def _int(v: object) -> int:
+    try:
+        return max(0, int(str(v or "0")))
+    except ValueError:
+        raise AdminError("quota must be a whole number") from None
+
+
+async def admin_users_post(request: Request) -> Response:
+    await require_admin(request)
+    form = await checked_form(request)
+    store = state(request).svc.store
+    address = str(form.get("address", "")).strip().lower()
+    domain = address.rpartition("@")[2]
+    back = f"/admin/domain/{domain}" if domain else "/admin"
+    action = form.get("action")
+    try:
+        if action == "add":
+            await _admin(request).add_user(
+                address, str(form.get("password", "")),
+                quota_bytes=_int(form.get("quota_mb")) * 1024 * 1024,
+                quota_messages=_int(form.get("quota_messages")),
+                is_admin=form.get("is_admin") == "1",
+            )
+        elif action == "password":
+            await _admin(request).set_password(address, str(form.get("password", "")))
+        elif action == "quota":
+            await store.set_quota(address, _int(form.get("quota_mb")) * 1024 * 1024, _int(form.get("quota_messages")))
+        elif action == "remove":
+            await store.remove_account(address)
+        else:
+            raise HTTPException(400, "unknown action")
+    except (AdminError, StoreError) as e:
+        return redirect(f"{back}?error=" + _q(str(e)))
+    return redirect(back)
+
+
+async def admin_aliases_post(request: Request) -> Response:
+    await require_admin(request)
+    form = await checked_form(request)
+    store = state(request).svc.store
+    source = str(form.get("source", "")).strip().lower()
+    dest = str(form.get("destination", "")).strip().lower()
+    domain = source.rpartition("@")[2]
+    back = f"/admin/domain/{domain}" if domain else "/admin"
+    try:
+        if form.get("action") == "add":
+            await _admin(request).add_alias(source, dest)
+        elif form.get("action") == "remove":
+            await store.remove_alias(source, dest or None)
+        else:
+            raise HTTPException(400, "unknown action")
+    except (AdminError, StoreError) as e:
+        return redirect(f"{back}?error=" + _q(str(e)))
+    return redirect(back)
+
+
+async def admin_queue(request: Request) -> Response:
+    user = await require_admin(request)
+    request.state.user = user
+    entries = sorted(await state(request).svc.store.list(), key=lambda e: e.created)
+    return render(request, "admin_queue.html", entries=entries, now=time.time(),
+                  error=request.query_params.get("error"))
+
+
+async def admin_queue_post(request: Request) -> Response:
+    await require_admin(request)
+    form = await checked_form(request)
+    svc = state(request).svc
+    qid = str(form.get("id", "")).strip().upper()
+    try:
+        if form.get("action") == "retry":
+            now = time.time()
+            entries = [await svc.store.get(qid)] if qid else await svc.store.list()
+            for e in entries:
+                if e is None:
+                    raise NotFound(f"no queue entry {qid}")
+                if e.lease_until > now:
+                    continue  # being delivered right now (as `mailhouse queue retry`)
+                e.next_attempt = now
+                await svc.store.update(e)
+            if svc.outbound is not None:
+                svc.outbound.wake()
+        elif form.get("action") == "delete":
+            await svc.store.remove(qid)
+        else:
+            raise HTTPException(400, "unknown action")
+    except StoreError as e:
+        return redirect("/admin/queue?error=" + _q(str(e)))
+    return redirect("/admin/queue")

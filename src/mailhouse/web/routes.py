@@ -1,0 +1,83 @@
+"""The ASGI application of the `http` listener: route table and error pages."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from mailhouse.web import admin, autoconfig, webmail
+from mailhouse.web.common import HERE, LoginRequired, WebState, redirect, render
+from mailhouse.web.security import SecurityHeaders
+
+if TYPE_CHECKING:
+    from mailhouse.services import Services
+
+ROUTES = [
+    Route("/", webmail.home),
+    Route("/login", webmail.login_page, methods=["GET"]),
+    Route("/login", webmail.login_post, methods=["POST"]),
+    Route("/logout", webmail.logout, methods=["POST"]),
+    Route("/folders", webmail.create_folder, methods=["POST"]),
+    Route("/mail/{mb:int}", webmail.folder_view),
+    Route("/mail/{mb:int}/list", webmail.folder_fragment),
+    Route("/mail/{mb:int}/action", webmail.bulk_action, methods=["POST"]),
+    Route("/mail/{mb:int}/{uid:int}", webmail.message_view),
+    Route("/mail/{mb:int}/{uid:int}/part/{path}", webmail.part_download),
+    Route("/mail/{mb:int}/{uid:int}/cid/{cid}", webmail.cid_part),
+    Route("/compose", webmail.compose_page, methods=["GET"]),
+    Route("/compose", webmail.compose_post, methods=["POST"]),
+    Route("/events", webmail.events),
+    Route("/settings/mailhouse.mobileconfig", autoconfig.mobileconfig),
+    Route("/admin", admin.admin_home),
+    Route("/admin/domains", admin.admin_domains_post, methods=["POST"]),
+    Route("/admin/domain/{name}", admin.admin_domain),
+    Route("/admin/users", admin.admin_users_post, methods=["POST"]),
+    Route("/admin/aliases", admin.admin_aliases_post, methods=["POST"]),
+    Route("/admin/queue", admin.admin_queue, methods=["GET"]),
+    Route("/admin/queue", admin.admin_queue_post, methods=["POST"]),
+    Route("/.well-known/autoconfig/mail/config-v1.1.xml", autoconfig.thunderbird),
+    Route("/mail/config-v1.1.xml", autoconfig.thunderbird),
+    Route("/autodiscover/autodiscover.xml", autoconfig.autodiscover, methods=["POST"]),
+    Route("/Autodiscover/Autodiscover.xml", autoconfig.autodiscover, methods=["POST"]),
+    Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+]
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    if request.method == "GET" and "text/html" in request.headers.get("accept", "text/html"):
+        return redirect("/login")
+    return PlainTextResponse("login required", status_code=401)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code)
+    if "text/html" in request.headers.get("accept", ""):
+        return render(request, "error.html", status=exc.status_code, code=exc.status_code, detail=exc.detail)
+    return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+
+
+def create_app(svc: Services) -> Any:
+    app = Starlette(
+        routes=ROUTES,
+        exception_handlers={LoginRequired: _login_required, HTTPException: _http_error},
+    )
+    web = WebState.build(svc)
+    app.state.web = web
+    app.state.closing = web.closing
+    return SecurityHeadersApp(app)
+
+
+class SecurityHeadersApp(SecurityHeaders):
+    """The Starlette app wrapped in the security headers; `.state` reaches the app's."""
+
+    @property
+    def state(self) -> Any:
+        return self.app.state

@@ -1,0 +1,192 @@
+"""Sending from the webmail through the same path as port 587 (RFC 6409).
+
+`submit()` is `smtpserver.server.SmtpSession._accept` for a message that arrived over
+HTTP instead of SMTP: the envelope sender must be owned by the user
+(`SmtpPolicy.may_send_as`), each recipient goes through `SmtpPolicy.check_recipient`
+(hosted, alias, quota, remote), then `svc.outbound.prepare_submission` checks,
+repairs (Message-ID, Date, Bcc removed) and DKIM-signs, local recipients are delivered
+with `svc.delivery.deliver`, remote ones queued with `svc.outbound.enqueue`. Only then
+does a copy (with Bcc, unsigned) land in the user's Sent folder, flagged \\Seen.
+
+`build_message()` makes the RFC 5322 message from the compose form with the stdlib
+`email` package (policy SMTP: CRLF, RFC 2047/2231 encoding of non-ASCII).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import mimetypes
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import SMTP
+from typing import TYPE_CHECKING
+
+from mailhouse.log import safe
+from mailhouse.proto.smtp import Reply
+from mailhouse.proto.smtp_address import parse_path
+from mailhouse.smtpserver.policy import NOT_OWNER, SmtpPolicy
+from mailhouse.smtpserver.server import new_queue_id
+from mailhouse.store.api import Account, NewMessage
+
+if TYPE_CHECKING:
+    from mailhouse.services import Services
+
+log = logging.getLogger(__name__)
+
+SENT = "Sent"
+DRAFTS = "Drafts"
+
+
+class SendError(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class Draft:
+    sender: str
+    to: str = ""
+    cc: str = ""
+    bcc: str = ""
+    subject: str = ""
+    body: str = ""
+    in_reply_to: str = ""
+    references: str = ""
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+def parse_recipients(value: str) -> list[str]:
+    """Addresses of a To/Cc/Bcc field as typed (commas or semicolons); raises SendError."""
+    out = []
+    for name, addr in email.utils.getaddresses([value.replace(";", ",")]):
+        addr = addr.strip()
+        if not addr and not name:
+            continue
+        if not addr or "@" not in addr or parse_path(addr.encode("utf-8"), smtputf8=True) is None:
+            raise SendError(f"not an e-mail address: {safe(addr or name, 80)}")
+        out.append(addr)
+    return out
+
+
+def _field(value: str) -> str:
+    """A header value typed by the user: one line."""
+    return " ".join(value.replace("\r", " ").replace("\n", " ").split())
+
+
+def build_message(d: Draft, hostname: str, *, message_id: str | None = None) -> bytes:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = d.sender
+    for name, value in (("To", d.to), ("Cc", d.cc), ("Bcc", d.bcc)):
+        addrs = parse_recipients(value)
+        if addrs:
+            msg[name] = ", ".join(addrs)
+    msg["Subject"] = _field(d.subject)
+    msg["Date"] = email.utils.formatdate(localtime=False)  # RFC 5322 §3.6.1
+    msg["Message-ID"] = message_id or email.utils.make_msgid(domain=hostname)
+    if d.in_reply_to:
+        msg["In-Reply-To"] = _field(d.in_reply_to)  # RFC 5322 §3.6.4
+    if d.references:
+        msg["References"] = _field(d.references)
+    msg["User-Agent"] = "Mailhouse webmail"
+    msg.set_content(d.body.replace("\r\n", "\n"), subtype="plain", charset="utf-8")
+    for a in d.attachments:
+        ctype = a.content_type if "/" in a.content_type else ""
+        if not ctype or ctype == "application/octet-stream":
+            ctype = mimetypes.guess_type(a.filename)[0] or "application/octet-stream"
+        maintype, _, subtype = ctype.partition("/")
+        if maintype == "message" or maintype == "multipart":
+            maintype, subtype = "application", "octet-stream"
+        msg.add_attachment(a.data, maintype=maintype, subtype=subtype, filename=a.filename)
+    return msg.as_bytes()
+
+
+@dataclass(slots=True)
+class Sent:
+    queue_id: str
+    local: int
+    remote: int
+
+
+async def submit(
+    svc: Services, user: Account, sender: str, recipients: list[str], message: bytes, ip: str
+) -> Sent:
+    """Submit MESSAGE for USER exactly as port 587 would; raises SendError with the refusal."""
+    policy = SmtpPolicy(svc)
+    if not await policy.may_send_as(user, sender):
+        raise SendError(_text(NOT_OWNER))
+    if not recipients:
+        raise SendError("no recipients")
+    if len(recipients) > svc.cfg.max_recipients:
+        raise SendError(f"too many recipients (at most {svc.cfg.max_recipients})")
+    if len(message) > svc.cfg.max_message_size:
+        raise SendError("message too big")  # RFC 1870
+    local: dict[int, Account] = {}
+    remote: list[tuple[str, dict[str, str | None]]] = []
+    for rcpt in dict.fromkeys(r.lower() for r in recipients):
+        addr = parse_path(rcpt.encode("utf-8"), smtputf8=True)
+        if addr is None:
+            raise SendError(f"not an e-mail address: {safe(rcpt, 80)}")
+        verdict = await policy.check_recipient(addr, user, len(message))
+        if verdict.reply.code != 250:
+            raise SendError(f"{rcpt}: {_text(verdict.reply)}")
+        if verdict.remote and svc.outbound is None:
+            raise SendError("outbound delivery is not available")
+        for acc in verdict.local:
+            local[acc.id] = acc
+        remote += [(a, {}) for a in verdict.remote]
+    queue_id = new_queue_id()
+    message = _received(svc, ip, queue_id) + message
+    prepared = await _prepare(svc, message, user, sender)
+    if isinstance(prepared, Reply):
+        raise SendError(_text(prepared))
+    if local:
+        result = await svc.delivery.deliver(prepared, sender, list(local.values()), queue_id)
+        if result.over_quota and not result.delivered and not remote:
+            raise SendError("mailbox full")
+        if result.over_quota and svc.outbound is not None:
+            await svc.outbound.bounce_local(
+                prepared, sender, [a.address for a in result.over_quota], "552 5.2.2 Mailbox full"
+            )
+    if remote:
+        await svc.outbound.enqueue(queue_id, sender, remote, prepared, {})
+    log.info("[%s] webmail submission by %s: %d local, %d remote", queue_id, user.address, len(local), len(remote))
+    return Sent(queue_id, len(local), len(remote))
+
+
+async def _prepare(svc: Services, message: bytes, user: Account, sender: str) -> bytes | Reply:
+    if svc.outbound is not None:
+        result: bytes | Reply = await svc.outbound.prepare_submission(message, user, sender)
+        return result
+    from mailhouse.delivery.submission import prepare_submission
+
+    return await prepare_submission(svc, message, user, sender)
+
+
+def _text(r: Reply) -> str:
+    t = r.text if isinstance(r.text, str) else " ".join(r.text)
+    return f"{r.code} {r.enhanced or ''} {t}".replace("  ", " ")
+
+
+def _received(svc: Services, ip: str, queue_id: str) -> bytes:
+    """RFC 5321 §4.4 trace field for a message submitted over the web."""
+    return (
+        f"Received: from [{ip}]\r\n\tby {svc.cfg.hostname} (Mailhouse webmail) id {queue_id};\r\n"
+        f"\t{email.utils.formatdate(localtime=False)}\r\n"
+    ).encode()
+
+
+async def store_copy(svc: Services, user: Account, folder: str, message: bytes, flags: frozenset[str]) -> int:
+    """Append MESSAGE to the user's FOLDER (created when missing); returns the new UID."""
+    mb = await svc.store.get_mailbox(user.id, folder)
+    if mb is None:
+        mb = await svc.store.create_mailbox(user.id, folder, "\\" + folder)
+    recs = await svc.store.deliver(message, [NewMessage(mb.id, "", len(message), flags, time.time())])
+    return recs[0].uid

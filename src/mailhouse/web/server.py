@@ -1,0 +1,92 @@
+"""The `http` listener: webmail, admin pages and client autoconfiguration in one ASGI app.
+
+`listen(svc, name, host, port)` binds the socket itself (so it returns only once the
+port accepts connections), then runs uvicorn's server as a task of the running loop.
+uvicorn must not install signal handlers: `mailhouse serve` owns SIGTERM/SIGHUP.
+
+Invariants:
+- Every response carries the security headers of `web.security` (CSP `default-src 'none'`).
+- `close()` stops accepting at once, ends server-sent event streams, and lets in-flight
+  requests finish for `GRACEFUL_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+
+from mailhouse import app as app_mod
+
+if TYPE_CHECKING:
+    from mailhouse.services import Services
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_SECONDS = 5  # in-flight HTTP requests get this long after close()
+BACKLOG = 511  # uvicorn's default listen backlog
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling (the node handles SIGTERM/SIGHUP)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        return None
+
+
+class HttpListener:
+    def __init__(self, server: _Server, task: asyncio.Task[None], app: Any) -> None:
+        self.server = server
+        self.task = task
+        self.app = app
+
+    def close(self) -> None:
+        self.app.state.closing.set()  # ends SSE streams
+        self.server.should_exit = True
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if app_mod.reuse_port():
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+async def listen(svc: Services, name: str, host: str, port: int) -> HttpListener:
+    from mailhouse.web.routes import create_app
+
+    app = create_app(svc)
+    sock = _bind(host, port)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        server_header=False,
+        proxy_headers=True,  # X-Forwarded-Proto from a local reverse proxy (forwarded_allow_ips)
+    )
+    server = _Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name=f"http-{host}:{port}")
+    svc.track(task)  # the node's drain waits for in-flight requests
+    # return once uvicorn is serving on the bound socket
+    for _ in range(200):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if task.done():
+        task.result()  # raise uvicorn's start-up error here
+    return HttpListener(server, task, app)
