@@ -1,0 +1,339 @@
+"""The selected mailbox as one IMAP session sees it: sequence numbers, \\Recent, pending updates.
+
+RFCs: RFC 9051 §2.3.1 (UIDs, sequence numbers), §5.2 (mailbox size and message status
+updates), §5.5 / RFC 3501 §7.4.1 (no EXPUNGE while responding to FETCH, STORE, SEARCH or when
+no command is in progress), §7.3.1 EXISTS, §7.4.1 EXPUNGE, RFC 3501 §2.3.2 (\\Recent: "this is
+the first session to have been notified"), RFC 7162 (CONDSTORE: MODSEQ in unsolicited FETCH;
+QRESYNC: VANISHED instead of EXPUNGE, UID in every unsolicited FETCH), RFC 5182 (SEARCHRES).
+
+Model. ``uids`` is the client's view: message sequence number ``n`` is ``uids[n - 1]``. The
+store is re-read by :meth:`SelectedMailbox.refresh` (cheap: one mailbox row unless
+HIGHESTMODSEQ moved, then ``changed_since``/``expunged_since`` from the last modseq seen).
+What changed is queued and only turned into responses by :meth:`SelectedMailbox.updates`,
+which the session calls where the RFC allows each kind:
+
+* EXPUNGE / VANISHED only when ``allow_expunge`` (the session passes False for FETCH, STORE,
+  SEARCH, SORT, THREAD and while no command is in progress); until then the expunged message
+  keeps its sequence number (``pending_expunge``) and EXISTS counts it;
+* EXISTS (and RECENT in rev1) when new messages were seen; EXISTS never decreases without
+  EXPUNGE;
+* ``FETCH (FLAGS ...)`` for flag changes made by others (with UID when QRESYNC is enabled,
+  MODSEQ when CONDSTORE is enabled).
+
+\\Recent (rev1 only) lives in :class:`RecentClaims`: the highest UID of each mailbox already
+announced as recent to some session, persisted in the store's metadata table under the
+pseudo-mailbox :data:`RECENT_KEY_MAILBOX` (a name :func:`mailboxes.check_name` refuses, so no
+client can read or collide with it). Claims are serialised per process by an asyncio lock;
+two *processes* selecting at the same instant may both see a message as recent (documented
+in docs/rfc-status-imap.md).
+
+Invariants: ``uids`` is strictly increasing; ``records`` has an entry for every UID in ``uids``;
+nothing here writes to the client; the view never holds message bodies (see :func:`load`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+from collections.abc import Iterable
+
+from mailhouse.message.parse import MessagePart, parse_message
+from mailhouse.proto.imap import response
+from mailhouse.proto.imap.sequence import SequenceSet
+from mailhouse.store.api import Mailbox, MessageRecord, Store
+
+from .errors import Bad
+
+RECENT_KEY_MAILBOX = "//mailhouse/recent"  # never a valid mailbox name (empty component)
+
+# Parsed-message cache shared by the sessions of a process: blob keys are immutable, so an
+# entry never goes stale. Bounded by total octets.
+_PARSED_CACHE_BYTES = 32 * 1024 * 1024
+_parsed: collections.OrderedDict[str, tuple[bytes, MessagePart]] = collections.OrderedDict()
+_parsed_bytes = 0
+
+
+async def load(store: Store, rec: MessageRecord) -> tuple[bytes, MessagePart]:
+    """The raw octets and MIME tree of a message (LRU-cached per process)."""
+    global _parsed_bytes
+    hit = _parsed.get(rec.blob_key)
+    if hit is not None:
+        _parsed.move_to_end(rec.blob_key)
+        return hit
+    raw = await store.blobs.get(rec.blob_key)
+    tree = parse_message(raw)
+    if len(raw) <= _PARSED_CACHE_BYTES // 8:
+        _parsed[rec.blob_key] = (raw, tree)
+        _parsed_bytes += len(raw)
+        while _parsed_bytes > _PARSED_CACHE_BYTES and _parsed:
+            _, (old, _t) = _parsed.popitem(last=False)
+            _parsed_bytes -= len(old)
+    return raw, tree
+
+
+class RecentClaims:
+    """Which messages were already reported \\Recent (RFC 3501 §2.3.2), per mailbox."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._high: dict[int, int] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def claim(self, account_id: int, mailbox_id: int, uids: Iterable[int]) -> set[int]:
+        """Claim the given UIDs for the calling session; returns those not claimed before."""
+        uids = sorted(uids)
+        if not uids:
+            return set()
+        lock = self._locks.setdefault(mailbox_id, asyncio.Lock())
+        async with lock:
+            high = self._high.get(mailbox_id)
+            if high is None:
+                raw = await self.store.get_metadata(account_id, RECENT_KEY_MAILBOX, str(mailbox_id))
+                high = int(raw) if raw and raw.isdigit() else 0
+            mine = {u for u in uids if u > high}
+            if mine:
+                high = max(mine)
+                await self.store.set_metadata(account_id, RECENT_KEY_MAILBOX, str(mailbox_id), str(high))
+            self._high[mailbox_id] = high
+            return mine
+
+    async def count_unclaimed(self, account_id: int, mailbox_id: int, uids: Iterable[int]) -> int:
+        """RECENT for STATUS: messages no session has been told about yet."""
+        high = self._high.get(mailbox_id)
+        if high is None:
+            raw = await self.store.get_metadata(account_id, RECENT_KEY_MAILBOX, str(mailbox_id))
+            high = int(raw) if raw and raw.isdigit() else 0
+        return sum(1 for u in uids if u > high)
+
+    def forget(self, mailbox_id: int) -> None:
+        self._high.pop(mailbox_id, None)
+
+
+class SelectedMailbox:
+    """One session's view of its selected mailbox (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        mailbox: Mailbox,
+        records: list[MessageRecord],
+        *,
+        readonly: bool,
+        rev2: bool,
+        condstore: bool,
+        qresync: bool,
+    ) -> None:
+        self.store = store
+        self.mailbox = mailbox
+        self.readonly = readonly
+        self.rev2 = rev2
+        self.condstore = condstore
+        self.qresync = qresync
+        self.uids: list[int] = [r.uid for r in records]
+        self.records: dict[int, MessageRecord] = {r.uid: r for r in records}
+        self.recent: set[int] = set()
+        self.known_modseq = mailbox.highestmodseq
+        self.pending_expunge: set[int] = set()
+        self.pending_new: dict[int, MessageRecord] = {}
+        self.pending_flags: set[int] = set()
+        self.saved: list[int] | None = None  # RFC 5182 SEARCHRES result (UIDs)
+        self.deleted = False  # the mailbox was deleted or renamed away under us
+        self.search_contexts: list[object] = []  # query.SearchContext (RFC 5267 UPDATE)
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    async def open(
+        cls,
+        store: Store,
+        mailbox: Mailbox,
+        claims: RecentClaims,
+        *,
+        readonly: bool,
+        rev2: bool,
+        condstore: bool,
+        qresync: bool,
+    ) -> SelectedMailbox:
+        records = await store.list_messages(mailbox.id)
+        fresh = await store.get_mailbox_by_id(mailbox.id)
+        view = cls(
+            store,
+            fresh or mailbox,
+            records,
+            readonly=readonly,
+            rev2=rev2,
+            condstore=condstore,
+            qresync=qresync,
+        )
+        # the records may be older than the row: start from the oldest modseq they can reflect
+        view.known_modseq = min((fresh or mailbox).highestmodseq, mailbox.highestmodseq)
+        if not readonly and not rev2:
+            # RFC 3501 §6.3.2: SELECT (not EXAMINE) is what makes messages non-recent for others
+            view.recent = await claims.claim(mailbox.account_id, mailbox.id, view.uids)
+        return view
+
+    # ---------------------------------------------------------------- numbering
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def uid_of(self, seq: int) -> int:
+        return self.uids[seq - 1]
+
+    def resolve(self, seqset: SequenceSet, uid: bool) -> list[int]:
+        """UIDs (ascending) named by a sequence set or UID set, ``$`` substituted.
+
+        A message sequence number above EXISTS is a client error (BAD, RFC 9051 §6.4.5
+        "invalid message sequence number"); a UID that does not exist is simply skipped
+        (RFC 9051 §6.4.9)."""
+        out: set[int] = set()
+        if seqset.saved:
+            out.update(u for u in (self.saved or ()) if u in self.records)
+            if not seqset.ranges:
+                return sorted(out)
+            seqset = SequenceSet(seqset.ranges)
+        if not self.uids:
+            if not uid and any(r.start is not None and r.end is not None for r in seqset.ranges):
+                raise Bad("Invalid message sequence number: mailbox is empty")
+            return sorted(out)
+        if uid:
+            for a, b in seqset.resolve(self.uids[-1]):
+                lo = bisect.bisect_left(self.uids, a)
+                hi = bisect.bisect_right(self.uids, b)
+                out.update(self.uids[lo:hi])
+        else:
+            if seqset.highest(len(self.uids)) > len(self.uids):
+                raise Bad("Invalid message sequence number")
+            for a, b in seqset.resolve(len(self.uids)):
+                out.update(self.uids[a - 1 : b])
+        return sorted(out)
+
+    def live_records(self, uids: Iterable[int]) -> list[MessageRecord]:
+        """Records of ``uids`` that have not been expunged (pending expunges excluded)."""
+        return [self.records[u] for u in uids if u in self.records and u not in self.pending_expunge]
+
+    # ---------------------------------------------------------------- syncing with the store
+    async def refresh(self) -> None:
+        """Re-read what changed since the last refresh and queue it (nothing is sent)."""
+        mb = await self.store.get_mailbox_by_id(self.mailbox.id)
+        if mb is None or mb.uidvalidity != self.mailbox.uidvalidity:
+            self.deleted = True
+            return
+        if mb.name != self.mailbox.name:
+            self.mailbox = mb
+        if mb.highestmodseq <= self.known_modseq:
+            return
+        changed = await self.store.changed_since(mb.id, self.known_modseq)
+        gone = await self.store.expunged_since(mb.id, self.known_modseq)
+        self.apply(changed, gone)
+        self.mailbox = mb
+        self.known_modseq = max(self.known_modseq, mb.highestmodseq)
+
+    def apply(self, changed: Iterable[MessageRecord], gone: Iterable[int]) -> None:
+        """Queue store changes (also used after this session's own commands)."""
+        top = self.uids[-1] if self.uids else 0
+        for uid in gone:
+            if uid in self.records:
+                self.pending_expunge.add(uid)
+                self.pending_flags.discard(uid)
+            self.pending_new.pop(uid, None)
+        for rec in changed:
+            if rec.uid in self.pending_expunge:
+                continue
+            old = self.records.get(rec.uid)
+            if old is not None:
+                if old.flags != rec.flags or (self.condstore and old.modseq != rec.modseq):
+                    self.pending_flags.add(rec.uid)
+                self.records[rec.uid] = rec
+            elif rec.uid > top:
+                self.pending_new[rec.uid] = rec
+
+    def set_record(self, rec: MessageRecord) -> None:
+        """This session changed a message itself (STORE, implicit \\Seen): no update needed."""
+        if rec.uid in self.records:
+            self.records[rec.uid] = rec
+            self.pending_flags.discard(rec.uid)
+
+    def remove_expunged(self, uids: Iterable[int]) -> list[int]:
+        """Drop ``uids`` from the view; returns the sequence numbers to report, in the order
+        EXPUNGE responses must be sent (each number valid after the previous removals)."""
+        seqs: list[int] = []
+        for uid in sorted(set(uids), reverse=True):
+            seq = self.seq_of(uid)
+            if seq is None:
+                continue
+            del self.uids[seq - 1]
+            self.records.pop(uid, None)
+            self.recent.discard(uid)
+            self.pending_expunge.discard(uid)
+            self.pending_flags.discard(uid)
+            seqs.append(seq)
+        return seqs
+
+    def expunge_responses(self, uids: Iterable[int]) -> bytes:
+        """EXPUNGE (or, with QRESYNC, one VANISHED) for ``uids``, removing them from the view."""
+        uids = [u for u in uids if u in self.records]
+        if not uids:
+            return b""
+        seqs = self.remove_expunged(uids)
+        if self.qresync:  # RFC 7162 §3.2.10: VANISHED replaces EXPUNGE once QRESYNC is enabled
+            return response.vanished(SequenceSet.from_numbers(uids))
+        return b"".join(response.expunge(s) for s in seqs)
+
+    async def updates(self, claims: RecentClaims | None, *, allow_expunge: bool) -> bytes:
+        """Responses for everything queued that may be sent now (see the module docstring)."""
+        out = b""
+        if allow_expunge and self.pending_expunge:
+            out += self.expunge_responses(sorted(self.pending_expunge))
+        if self.pending_new:
+            new = sorted(self.pending_new)
+            for uid in new:
+                self.uids.append(uid)
+                self.records[uid] = self.pending_new[uid]
+            self.pending_new.clear()
+            if claims is not None and not self.readonly and not self.rev2:
+                self.recent |= await claims.claim(self.mailbox.account_id, self.mailbox.id, new)
+            out += response.exists(len(self.uids))
+            if not self.rev2:
+                out += response.recent(len(self.recent))
+        if self.pending_flags:
+            for uid in sorted(self.pending_flags):
+                if uid in self.pending_expunge:
+                    continue
+                seq = self.seq_of(uid)
+                if seq is not None:
+                    out += self.flags_fetch(seq, uid)
+            self.pending_flags.clear()
+        return out
+
+    # ---------------------------------------------------------------- helpers for responses
+    def flags_of(self, uid: int) -> list[response.Value]:
+        rec = self.records[uid]
+        flags = sorted(rec.flags)
+        if not self.rev2 and uid in self.recent:
+            flags.append("\\Recent")
+        return response.flags(flags, rev2=self.rev2)
+
+    def flags_fetch(self, seq: int, uid: int, *, with_uid: bool = False) -> bytes:
+        items: list[tuple[str, response.Value]] = []
+        if with_uid or self.qresync:  # RFC 7162 §3.2.4: UID in every FETCH once QRESYNC is on
+            items.append(("UID", uid))
+        items.append(("FLAGS", self.flags_of(uid)))
+        if self.condstore:  # RFC 7162 §3.1.4
+            items.append(("MODSEQ", [self.records[uid].modseq]))
+        return response.fetch(seq, items)
+
+    def views(self) -> list[object]:
+        """``query.MessageView`` list in sequence order (the colleague module's input)."""
+        from .query import MessageView
+
+        return [MessageView(i + 1, self.records[u], u in self.recent) for i, u in enumerate(self.uids)]
+
+    def permanent_flags(self) -> list[response.Value]:
+        keywords = sorted({f for r in self.records.values() for f in r.flags if not f.startswith("\\")})
+        base = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
+        return [response.Atom(f) for f in base + keywords]
