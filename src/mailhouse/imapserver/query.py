@@ -27,8 +27,10 @@ Invariants:
 * Matching of text keys is case-insensitive over decoded text (RFC 2047 words, transfer
   encodings and charsets removed) by :mod:`mailhouse.message.search`.
 * Internal-date keys (BEFORE/ON/SINCE) use the server's local time zone, like Dovecot;
-  SENT* keys use the Date header in its own zone (RFC 9051 §6.4.4), falling back to the
-  internal date when the header is missing or broken.
+  SENT* keys use the Date header in its own zone (RFC 9051 §6.4.4); a message without a
+  valid Date header matches no SENT* key. SORT DATE falls back to the internal date
+  (RFC 5256 §2.2).
+* SORT strings compare with i;unicode-casemap (RFC 5051), like Dovecot.
 * No recursion beyond the parser's search-key depth (``MAX_SEARCH_DEPTH``, 64).
 * Response lines come from :mod:`mailhouse.proto.imap.response` encoders or are plain ASCII
   built here from integers only: nothing a client sent is echoed, except the tag (checked).
@@ -38,14 +40,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mailhouse.imapserver.errors import ImapError
-from mailhouse.message.headers import _codec
-from mailhouse.message.parse import MessagePart, parse_message
-from mailhouse.message.search import body_matches, header_matches, sent_date, text_matches
+from mailhouse.message.envelope import parse_addresses
+from mailhouse.message.headers import _codec, decode_words, unfold
+from mailhouse.message.parse import MessagePart, iter_parts, parse_message
+from mailhouse.message.search import body_matches, header_matches, normalize_needle, sent_date, text_matches
 from mailhouse.message.thread import (
     format_threads,
     record_from_message,
@@ -193,6 +197,20 @@ class _Ctx:
         return got
 
 
+def _mime_headers_match(tree: MessagePart, needle: bytes, charset: str) -> bool:
+    """RFC 9051 §6.4.4 TEXT: "in the header (including MIME header fields) or body" — the
+    header fields of the MIME parts below the top level (``text_matches`` covers the rest)."""
+    n = normalize_needle(needle, charset)
+    if not n:
+        return True
+    for part in iter_parts(tree)[1:]:
+        for fname, value in part.headers:
+            line = fname.decode("latin-1") + ": " + decode_words(unfold(value))
+            if n in " ".join(line.split()).casefold():
+                return True
+    return False
+
+
 def _local_date(ts: float) -> dt.date:
     return dt.datetime.fromtimestamp(ts).date()
 
@@ -302,15 +320,19 @@ async def _full(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool:
         if key.key == "BODY":
             return body_matches(raw, tree, key.value, ctx.charset)
         if key.key == "TEXT":
-            return text_matches(raw, tree, key.value, ctx.charset)
+            return text_matches(raw, tree, key.value, ctx.charset) or _mime_headers_match(
+                tree, key.value, ctx.charset
+            )
         return header_matches(raw, tree, key.key.lower(), key.value, ctx.charset)
     if isinstance(key, SearchHeader):
         raw, tree = await ctx.message(v)
         return header_matches(raw, tree, key.field, key.value, ctx.charset)
     if isinstance(key, SearchDate):  # SENTBEFORE SENTON SENTSINCE
         _, tree = await ctx.message(v)
-        d = sent_date(tree) or _local_date(v.record.internaldate)
-        return _date_cmp(key.key, d, key.date)
+        d = sent_date(tree)
+        # RFC 9051 §6.4.4: "messages whose Date: header ..." — without a (valid) Date header a
+        # message matches none of the SENT* keys (Dovecot instead treats it as 1-Jan-1970).
+        return d is not None and _date_cmp(key.key, d, key.date)
     if isinstance(key, SearchNot):
         return not await _full(key.key, v, ctx)
     if isinstance(key, SearchOr):
@@ -607,12 +629,41 @@ async def sort(
 
     def key_of(m: Any, crit: str) -> Any:
         v, raw, tree = m
+        if crit in _ADDRESS_SORT_KEYS:
+            return _address_key(tree, crit)
         idate = dt.datetime.fromtimestamp(v.record.internaldate, dt.UTC)
-        return sort_key(crit, raw, tree, internaldate=idate, size=v.record.size)
+        k = sort_key(crit, raw, tree, internaldate=idate, size=v.record.size)
+        return _collate(k) if isinstance(k, str) else k
 
     order = sort_ids(items, plan, key_of)
     by_seq = {v.seq: v for v in found}
     return [by_seq[s] for s in order]
+
+
+_ADDRESS_SORT_KEYS = frozenset(("FROM", "TO", "CC", "DISPLAYFROM", "DISPLAYTO"))
+
+
+def _collate(s: str) -> str:
+    """Comparison form of a sort string: i;unicode-casemap (RFC 5051: case mapping, then NFKD),
+    which is what Dovecot sorts with; "Élody" sorts with the Es, not after "z"."""
+    return unicodedata.normalize("NFKD", s.casefold())
+
+
+def _address_key(tree: MessagePart, crit: str) -> str:
+    """FROM/TO/CC: addr-mailbox of the first address (RFC 5256 §3); DISPLAYFROM/DISPLAYTO:
+    its display-name, else addr-spec (RFC 5957 §3). The first address of a group is the group
+    start marker (its addr-mailbox is the group name, RFC 9051 §7.5.2), as Dovecot reads it."""
+    header = {"DISPLAYFROM": b"from", "DISPLAYTO": b"to"}.get(crit, crit.lower().encode())
+    first = next((a for a in parse_addresses(tree.get(header)) or () if a[2] is not None), None)
+    if first is None:
+        return ""
+    name, _adl, mailbox, host = first
+    if crit.startswith("DISPLAY"):
+        if host is not None and name:
+            return _collate(decode_words(name))
+        if host is not None and host != b"MISSING_DOMAIN":
+            return _collate(decode_words(mailbox) + "@" + host.decode("latin-1"))
+    return _collate(decode_words(mailbox))
 
 
 def format_sort(
