@@ -131,6 +131,10 @@ def sign(message: bytes, domain: str, keys: Sequence[DkimKey]) -> bytes:
                 canonicalize=CANONICALIZATION,
                 include_headers=include,
             )
+        except dkimpy.NaClNotFoundError:
+            # dkimpy needs PyNaCl for ed25519 (the dkimpy[ed25519] extra): sign with the rest
+            log.error("cannot sign with %s._domainkey.%s: PyNaCl is not installed", key.selector, domain)
+            continue
         except dkimpy.DKIMException as e:
             raise ValueError(f"DKIM signing with {key.selector}._domainkey.{domain} failed: {e}") from e
         if not sig.endswith(eol):
