@@ -50,7 +50,8 @@ ROUTES = [
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:
-    if request.method == "GET" and "text/html" in request.headers.get("accept", "text/html"):
+    accept = request.headers.get("accept", "")
+    if request.method == "GET" and "text/event-stream" not in accept and "application/json" not in accept:
         return redirect("/login")
     return PlainTextResponse("login required", status_code=401)
 
