@@ -95,7 +95,7 @@ def test_read_plain_message_and_download_attachment(web_mh):
     html = c.get(f"/mail/{inbox}?threads=0").text
     assert "Résumé attached" in html
     uid = re.search(r'data-uid="(\d+)"[^>]*>\s*<input[^>]*>\s*<a href="/mail/\d+/\d+">\s*<span class="from">Dave', html)
-    uid = uid or re.search(r'/mail/%d/(\d+)">\s*<span class="from">Dave' % inbox, html)
+    uid = uid or re.search(rf'/mail/{inbox}/(\d+)">\s*<span class="from">Dave', html)
     assert uid
     r = c.get(f"/mail/{inbox}/{uid.group(1)}")
     assert "Please see &lt;the&gt; file." in r.text  # plain text, escaped
@@ -125,7 +125,7 @@ def test_send_through_submission_path_lands_in_inbox_and_sent(web_mh):
     ib = folder_ids(bob)["INBOX"]
     html = wait_for(lambda: (t := bob.get(f"/mail/{ib}").text) and "Lunch?" in t and t)
     assert html
-    uid = re.search(r'/mail/%d/(\d+)">\s*<span class="from">alice' % ib, html).group(1)
+    uid = re.search(rf'/mail/{ib}/(\d+)">\s*<span class="from">alice', html).group(1)
     page = bob.get(f"/mail/{ib}/{uid}").text
     assert "Noon at the usual place." in page and "menu.txt" in page
     # what Bob got went through the MSA: DKIM-signed, Message-ID and Date set, Bcc gone
@@ -196,7 +196,7 @@ def test_drafts_save_and_move_delete_flag(web_mh):
     deliver(web_mh, "alice@example.org", "From: e@remote.test\nTo: alice@example.org\nSubject: Movable\n\nm\n")
     inbox = ids["INBOX"]
     html = c.get(f"/mail/{inbox}?threads=0").text
-    uid = re.search(r'/mail/%d/(\d+)">\s*<span class="from">e@remote.test' % inbox, html).group(1)
+    uid = re.search(rf'/mail/{inbox}/(\d+)">\s*<span class="from">e@remote.test', html).group(1)
     tok = page_csrf(c)
     assert c.post(f"/mail/{inbox}/action", data={"csrf": tok, "action": "flag", "uid": uid}).status_code == 303
     assert 'class="msg flagged"' in c.get(f"/mail/{inbox}?threads=0").text or "flagged" in c.get(f"/mail/{inbox}").text
@@ -205,11 +205,11 @@ def test_drafts_save_and_move_delete_flag(web_mh):
     assert "Movable" not in c.get(f"/mail/{inbox}").text
     arch = c.get(f"/mail/{ids['Archive']}").text
     assert "Movable" in arch
-    uid2 = re.search(r'/mail/%d/(\d+)"' % ids["Archive"], arch).group(1)
+    uid2 = re.search(rf'/mail/{ids["Archive"]}/(\d+)"', arch).group(1)
     c.post(f"/mail/{ids['Archive']}/action", data={"csrf": tok, "action": "delete", "uid": uid2})
     assert "Movable" in c.get(f"/mail/{ids['Trash']}").text
     trash = c.get(f"/mail/{ids['Trash']}").text
-    uid3 = re.search(r'/mail/%d/(\d+)"' % ids["Trash"], trash).group(1)
+    uid3 = re.search(rf'/mail/{ids["Trash"]}/(\d+)"', trash).group(1)
     c.post(f"/mail/{ids['Trash']}/action", data={"csrf": tok, "action": "delete", "uid": uid3})
     assert "Movable" not in c.get(f"/mail/{ids['Trash']}").text
 

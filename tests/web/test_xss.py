@@ -22,7 +22,7 @@ def test_corpus_rendered_without_active_content(web_mh):
     c = login(web_mh, "alice@example.org")
     inbox = folder_ids(c)["INBOX"]
     html = c.get(f"/mail/{inbox}", params={"q": "subject:XSS corpus"}).text
-    uid = re.search(r'/mail/%d/(\d+)"' % inbox, html).group(1)
+    uid = re.search(rf'/mail/{inbox}/(\d+)"', html).group(1)
     r = c.get(f"/mail/{inbox}/{uid}")
     assert r.status_code == 200
     csp = r.headers["content-security-policy"]
