@@ -195,9 +195,22 @@ class Pop3Session:
         await self.write(core.multiline("Capability list follows", self._capabilities()))
 
     async def on_stls(self, ev: core.Stls) -> None:
-        await self.write(ok("Begin TLS negotiation"))
+        # RFC 2595 §4 / CVE-2011-0411: plaintext pipelined after STLS is never executed.
+        # From the +OK to the hand-over of the transport to TLS nothing below suspends
+        # (write() sends at once, StreamWriter.start_tls' drain() does not wait below the
+        # high-water mark, loop.start_tls pauses reading before its first await), so
+        # whatever sits in the StreamReader buffer now arrived before our +OK: plaintext,
+        # dropped here; the core drops what it had already read (start_tls_done). No
+        # asyncio.wait_for here: it would run start_tls in a new task one loop step later,
+        # when the client's ClientHello may already be in that buffer.
+        self.writer.write(ok("Begin TLS negotiation"))
+        stale = getattr(self.reader, "_buffer", None)
+        if isinstance(stale, bytearray) and stale:
+            self.log.info("discarded %d octets of plaintext pipelined after STLS", len(stale))
+            stale.clear()
         try:
-            await asyncio.wait_for(self._upgrade(), TLS_HANDSHAKE_TIMEOUT + 5)
+            async with asyncio.timeout(TLS_HANDSHAKE_TIMEOUT + 5):
+                await self.writer.start_tls(self.svc.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
         except (ssl.SSLError, TimeoutError, ConnectionError) as e:
             self.log.info("TLS handshake failed: %s", type(e).__name__)
             self.closing = True
@@ -205,18 +218,6 @@ class Pop3Session:
         self.core.start_tls_done()  # drops what the core buffered after STLS
         self.tls = True
         self.username = None
-
-    async def _upgrade(self) -> None:
-        # RFC 2595 §4 / CVE-2011-0411: plaintext pipelined after STLS is never executed.
-        # The core drops what it holds; bytes already in the StreamReader buffer are dropped
-        # here, in the same loop step that hands the transport to TLS (StreamWriter.start_tls
-        # and loop.start_tls pause reading before their first real suspension point), so no
-        # plaintext can slip in between and no TLS data can be lost.
-        stale = getattr(self.reader, "_buffer", None)
-        if isinstance(stale, bytearray) and stale:
-            self.log.info("discarded %d octets of plaintext pipelined after STLS", len(stale))
-            stale.clear()
-        await self.writer.start_tls(self.svc.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
 
     async def on_utf8(self, ev: core.Utf8) -> None:
         self.utf8 = True  # RFC 6856 §2: we send messages unmodified either way
