@@ -410,3 +410,23 @@ def test_thread_empty_and_unknown() -> None:
     with pytest.raises(QueryError) as e:
         asyncio.run(query.thread(box.views, "JWZ", crit("ALL"), uid=False, load=box.load))
     assert e.value.status == "BAD"
+
+
+def test_expunged_meanwhile_and_tuple_loader(box: Box) -> None:
+    from mailhouse.message.parse import parse_message
+
+    gone = box.views[0].record.blob_key
+
+    async def load(rec: MessageRecord):
+        if rec.blob_key == gone:
+            raise FileNotFoundError(rec.blob_key)  # another session expunged it
+        raw = box.raw[rec.blob_key]
+        return raw, parse_message(raw)  # a cached (raw, tree) pair is accepted too
+
+    found = asyncio.run(query.search(box.views, crit("TEXT a"), load=load))
+    assert gone not in [v.record.blob_key for v in found] and found
+    assert asyncio.run(query.search(box.views, crit("1"), load=load))[0].record.blob_key == gone  # index-only
+    ordered = asyncio.run(query.sort(box.views, [SortCriterion("SUBJECT")], crit("ALL"), load=load))
+    assert len(ordered) == len(box.views) - 1
+    data = asyncio.run(query.thread(box.views, "REFERENCES", crit("ALL"), uid=True, load=load))
+    assert b"(10)" not in data

@@ -12,7 +12,10 @@ How the session uses this module (the adapter owns the mailbox state, this modul
 * Build ``views``: one :class:`MessageView` per message of the selected mailbox, in
   sequence-number order (``views[i].seq == i + 1``), with the ``\\Recent`` state of *this*
   session. ``*`` in a sequence set means the last view.
-* ``load(record) -> bytes`` returns the raw message (the blob). It is only called for
+* ``load(record) -> bytes | (bytes, MessagePart)`` returns the raw message (the blob), or the
+  octets with their parsed tree when the caller has it cached (no second parse). A message
+  whose blob is gone (``FileNotFoundError`` / ``store.NotFound``: expunged by another session)
+  matches nothing and is left out of SORT/THREAD. It is only called for
   messages whose fate the cheap keys (flags, UID, sequence, size, dates, MODSEQ) could not
   decide, and at most once per message per call; parsed trees are cached for the call.
 * ``saved`` is the session's SEARCHRES result (RFC 5182) as a list of **UIDs**, or None when
@@ -77,7 +80,7 @@ from mailhouse.proto.imap.search import (
     SearchText,
 )
 from mailhouse.proto.imap.sequence import SequenceSet
-from mailhouse.store.api import MessageRecord
+from mailhouse.store.api import MessageRecord, NotFound
 
 __all__ = [
     "BADCHARSET_CODE",
@@ -98,7 +101,7 @@ __all__ = [
     "uses_modseq",
 ]
 
-Loader = Callable[[MessageRecord], Awaitable[bytes]]
+Loader = Callable[[MessageRecord], Awaitable["bytes | tuple[bytes, MessagePart]"]]
 
 # RFC 9051 §6.4.4 / RFC 3501 §6.4.4: US-ASCII and UTF-8 MUST be supported; listed in BADCHARSET.
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
@@ -191,10 +194,19 @@ class _Ctx:
     async def message(self, v: MessageView) -> tuple[bytes, MessagePart]:
         got = self.cache.get(v.record.uid)
         if got is None:
-            raw = await self.load(v.record)
-            got = (raw, parse_message(raw))
+            try:
+                loaded = await self.load(v.record)
+            except (FileNotFoundError, NotFound):
+                # expunged by another session after this one's view was built: it matches
+                # nothing (the session reports the EXPUNGE at its next sync)
+                raise _Gone from None
+            got = loaded if isinstance(loaded, tuple) else (loaded, parse_message(loaded))
             self.cache[v.record.uid] = got
         return got
+
+
+class _Gone(Exception):
+    """The message's octets are gone (expunged meanwhile)."""
 
 
 def _mime_headers_match(tree: MessagePart, needle: bytes, charset: str) -> bool:
@@ -375,8 +387,11 @@ async def _search(views: Sequence[MessageView], criteria: SearchKey, ctx: _Ctx) 
             pending.append(v)
     if pending:  # pass 2: load what is left
         for v in pending:
-            if await _full(criteria, v, ctx):
-                out.append(v)
+            try:
+                if await _full(criteria, v, ctx):
+                    out.append(v)
+            except _Gone:
+                continue
         out.sort(key=lambda m: m.seq)
     return out
 
@@ -622,7 +637,10 @@ async def sort(
     items: list[tuple[int, Any]] = []
     for v in found:
         if need_msg:
-            raw, tree = await ctx.message(v)
+            try:
+                raw, tree = await ctx.message(v)
+            except _Gone:
+                continue
         else:
             raw, tree = b"", MessagePart(0)
         items.append((v.seq, (v, raw, tree)))
@@ -712,7 +730,10 @@ async def thread(
     found = await _search(views, search_key, ctx)
     records = []
     for v in found:
-        _, tree = await ctx.message(v)
+        try:
+            _, tree = await ctx.message(v)
+        except _Gone:
+            continue
         idate = dt.datetime.fromtimestamp(v.record.internaldate, dt.UTC)
         records.append(record_from_message(v.record.uid if uid else v.seq, tree, idate))
     nodes = thread_orderedsubject(records) if alg == "ORDEREDSUBJECT" else thread_references(records)
