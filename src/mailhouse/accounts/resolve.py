@@ -4,16 +4,23 @@ Order (as Postfix virtual_alias_maps then virtual_mailbox_maps): exact alias →
 plus-addressing (`user+tag@` → `user@`) → catch-all `@domain` alias. Aliases expand
 recursively up to `MAX_ALIAS_DEPTH` with loop detection. A destination outside the
 hosted domains is returned as remote (the queue forwards it).
+
+Lookups are cached per process and the whole cache is dropped whenever the store's
+directory generation changes (bumped by the store on any change to domains, accounts,
+aliases or mailbox names, from any process), checked at most every `GEN_CHECK_INTERVAL`.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
-from mailhouse.store.api import Account, Store
+from mailhouse.store.api import Account, Alias, Store
 
 MAX_ALIAS_DEPTH = 10  # Postfix virtual_alias_recursion_limit = 1000; 10 is plenty here
 MAX_EXPANSION = 1000  # Postfix virtual_alias_expansion_limit
+GEN_CHECK_INTERVAL = 0.1  # seconds: how stale a cached directory answer may be
+MAX_CACHED = 100_000  # entries per cache before it is simply cleared
 
 
 @dataclass(slots=True)
@@ -29,9 +36,54 @@ class Resolution:
 class Resolver:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._gen = -1
+        self._checked = 0.0
+        self._domains: dict[str, bool] = {}
+        self._aliases: dict[str, list[Alias]] = {}
+        self._accounts: dict[str, Account | None] = {}
+        self._mailboxes: dict[tuple[int, str], int | None] = {}
+
+    async def _fresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < GEN_CHECK_INTERVAL:
+            return
+        self._checked = now
+        gen = await self.store.directory_generation()
+        if gen != self._gen or sum(map(len, (self._domains, self._aliases, self._accounts))) > MAX_CACHED:
+            self._gen = gen
+            self._domains.clear()
+            self._aliases.clear()
+            self._accounts.clear()
+            self._mailboxes.clear()
 
     async def is_local_domain(self, domain: str) -> bool:
-        return await self.store.get_domain(domain.lower().rstrip(".")) is not None
+        await self._fresh()
+        domain = domain.lower().rstrip(".")
+        hit = self._domains.get(domain)
+        if hit is None:
+            hit = self._domains[domain] = await self.store.get_domain(domain) is not None
+        return hit
+
+    async def account(self, address: str) -> Account | None:
+        await self._fresh()
+        if address not in self._accounts:
+            self._accounts[address] = await self.store.get_account(address)
+        return self._accounts[address]
+
+    async def aliases_for(self, source: str) -> list[Alias]:
+        await self._fresh()
+        if source not in self._aliases:
+            self._aliases[source] = await self.store.aliases_for(source)
+        return self._aliases[source]
+
+    async def mailbox_id(self, account_id: int, name: str) -> int | None:
+        """The id of an account's mailbox NAME (cached; INBOX on every delivery)."""
+        await self._fresh()
+        key = (account_id, name)
+        if key not in self._mailboxes:
+            mb = await self.store.get_mailbox(account_id, name)
+            self._mailboxes[key] = mb.id if mb else None
+        return self._mailboxes[key]
 
     async def resolve(self, address: str) -> Resolution:
         """Expand ADDRESS (in a hosted domain) to accounts and remote addresses."""
@@ -48,18 +100,18 @@ class Resolver:
         if not await self.is_local_domain(domain):
             res.remote.append(address)
             return
-        aliases = await self.store.aliases_for(address)
+        aliases = await self.aliases_for(address)
         if aliases:
             for a in aliases:
                 dest = a.destination.lower()
                 if dest == address:  # alias to itself also keeps a copy in the mailbox
-                    acc = await self.store.get_account(address)
+                    acc = await self.account(address)
                     if acc and acc.id not in {x.id for x in res.local}:
                         res.local.append(acc)
                     continue
                 await self._expand(dest, res, seen, depth + 1)
             return
-        acc = await self.store.get_account(address)
+        acc = await self.account(address)
         if acc is None and "+" in local:
             base = local.split("+", 1)[0] + "@" + domain  # plus-addressing (RFC 5233 subaddress)
             if base not in seen:
@@ -69,7 +121,7 @@ class Resolver:
             if acc.id not in {x.id for x in res.local}:
                 res.local.append(acc)
             return
-        catch_all = await self.store.aliases_for("@" + domain)
+        catch_all = await self.aliases_for("@" + domain)
         for a in catch_all:
             await self._expand(a.destination.lower(), res, seen, depth + 1)
 

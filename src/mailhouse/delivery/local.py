@@ -64,11 +64,12 @@ class LocalDelivery:
             if (await self.quota_state(acc, len(blob))).over:
                 over.append(acc)
                 continue
-            mb = await self.store.get_mailbox(acc.id, mailbox) or await self.store.get_mailbox(acc.id, "INBOX")
-            if mb is None:
-                mb = await self.store.create_mailbox(acc.id, "INBOX")
+            resolver = self.svc.resolver
+            mb_id = await resolver.mailbox_id(acc.id, mailbox) or await resolver.mailbox_id(acc.id, "INBOX")
+            if mb_id is None:
+                mb_id = (await self.store.create_mailbox(acc.id, "INBOX")).id
             targets.append(
-                (acc, NewMessage(mb.id, "", len(blob), internaldate=now, delivery_key=f"{queue_id}:{acc.id}"))
+                (acc, NewMessage(mb_id, "", len(blob), internaldate=now, delivery_key=f"{queue_id}:{acc.id}"))
             )
         delivered: list[tuple[Account, MessageRecord]] = []
         if targets:

@@ -453,6 +453,10 @@ class PostgresStore:
             return
 
     # ---------------------------------------------------------------- directory
+    async def directory_generation(self) -> int:
+        v = await self._pool_().fetchval("SELECT value FROM counters WHERE name='dirgen'")
+        return int(v or 0)
+
     async def add_domain(self, name: str) -> Domain:
         now = time.time()
         try:

@@ -67,4 +67,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX queue_blob ON queue(blob_key);
     CREATE TABLE blobs(key TEXT COLLATE "C" PRIMARY KEY, data BYTEA NOT NULL);
     """,
+    # 2: directory generation counter bumped by triggers (per-process directory caches)
+    """
+    INSERT INTO counters(name, value) VALUES ('dirgen', 0) ON CONFLICT DO NOTHING;
+    CREATE FUNCTION mailhouse_bump_dirgen() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'dirgen'; RETURN NULL; END $$;
+    CREATE TRIGGER dirgen_domains AFTER INSERT OR DELETE OR UPDATE ON domains
+        FOR EACH STATEMENT EXECUTE FUNCTION mailhouse_bump_dirgen();
+    CREATE TRIGGER dirgen_accounts AFTER INSERT OR DELETE OR UPDATE OF password_hash, quota_bytes, quota_messages,
+        is_admin ON accounts FOR EACH STATEMENT EXECUTE FUNCTION mailhouse_bump_dirgen();
+    CREATE TRIGGER dirgen_aliases AFTER INSERT OR DELETE OR UPDATE ON aliases
+        FOR EACH STATEMENT EXECUTE FUNCTION mailhouse_bump_dirgen();
+    CREATE TRIGGER dirgen_mailboxes AFTER INSERT OR DELETE OR UPDATE OF name ON mailboxes
+        FOR EACH STATEMENT EXECUTE FUNCTION mailhouse_bump_dirgen();
+    """,
 ]

@@ -16,14 +16,17 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import os
 import queue as _queue
 import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,7 +48,7 @@ from mailhouse.store.api import (
     ScramKeys,
     Usage,
 )
-from mailhouse.store.blobfiles import FileBlobStore
+from mailhouse.store.blobfiles import FileBlobStore, new_key
 from mailhouse.store.sqlite.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,8 @@ T = TypeVar("T")
 POLL_INTERVAL = 0.1  # seconds between change-feed polls (IDLE must report within 1 s)
 BUSY_TIMEOUT_MS = 30_000  # other worker processes hold the write lock at most this long
 MAX_GROUP = 256  # write jobs per group commit
+READER_THREADS = 2  # read connections per process (WAL allows them beside the writer)
+INLINE_BLOB_MAX = 512 * 1024  # messages up to this size live in the database: one group-committed fsync
 CHANGES_KEEP_SECONDS = 3600.0  # change-feed rows older than this are pruned
 
 
@@ -84,12 +89,50 @@ class _Job:
         self.future: Future[Any] = Future()
 
 
+class HybridBlobStore:
+    """Small blobs in the `blobs` table (key prefix "i"), large ones as files.
+
+    A small message is then written in the same transaction as its index rows, so one
+    group-committed WAL fsync makes many deliveries durable at once; a file costs two
+    journal commits (file and directory fsync) of its own.
+    """
+
+    def __init__(self, store: SqliteStore, files: FileBlobStore) -> None:
+        self.store = store
+        self.files = files
+
+    async def put(self, data: bytes) -> str:
+        if len(data) > INLINE_BLOB_MAX:
+            return await self.files.put(data)
+        key = "i" + new_key()
+        await self.store._write(lambda c: c.execute("INSERT INTO blobs VALUES (?, ?)", (key, data)))
+        return key
+
+    async def get(self, key: str) -> bytes:
+        if not key.startswith("i"):
+            return await self.files.get(key)
+        row = await self.store._read(lambda c: c.execute("SELECT data FROM blobs WHERE key=?", (key,)).fetchone())
+        if row is None:
+            raise FileNotFoundError(key)
+        return bytes(row[0])
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        inline = [(k,) for k in keys if k.startswith("i")]
+        if inline:
+            await self.store._write(lambda c: c.executemany("DELETE FROM blobs WHERE key=?", inline))
+        await self.files.delete([k for k in keys if not k.startswith("i")])
+
+
 class SqliteStore:
     def __init__(self, db_path: Path, blob_dir: Path) -> None:
         self.db_path = Path(db_path)
-        self.blobs = FileBlobStore(blob_dir)
+        self.files = FileBlobStore(blob_dir)
+        self.blobs = HybridBlobStore(self, self.files)
         self._jobs: _queue.SimpleQueue[_Job | None] = _queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._reads: _queue.SimpleQueue[_Job | None] = _queue.SimpleQueue()
+        self._readers: list[threading.Thread] = []
+        self._lock_fd = -1
         self._subscribers: dict[int, set[asyncio.Queue[Change]]] = {}
         self._poll_task: asyncio.Task[None] | None = None
         self._last_change = 0
@@ -104,6 +147,10 @@ class SqliteStore:
         self._thread = threading.Thread(target=self._worker, args=(ready,), name="sqlite-store", daemon=True)
         self._thread.start()
         await asyncio.wrap_future(ready)
+        for i in range(READER_THREADS):  # WAL: readers never wait for the writer's commit
+            t = threading.Thread(target=self._reader, name=f"sqlite-read-{i}", daemon=True)
+            t.start()
+            self._readers.append(t)
         self._last_change = await self._read(lambda c: c.execute("SELECT coalesce(max(id),0) FROM changes").fetchone()[0])
         self._opened = True
 
@@ -111,6 +158,11 @@ class SqliteStore:
         if self._poll_task:
             self._poll_task.cancel()
             self._poll_task = None
+        for _ in self._readers:
+            self._reads.put(None)
+        for t in self._readers:
+            await asyncio.to_thread(t.join)
+        self._readers = []
         if self._thread:
             self._jobs.put(None)
             await asyncio.to_thread(self._thread.join)
@@ -130,7 +182,8 @@ class SqliteStore:
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             for i in range(version, len(MIGRATIONS)):
-                for stmt in MIGRATIONS[i].split(";"):
+                migration = MIGRATIONS[i]
+                for stmt in migration if isinstance(migration, list) else migration.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
                 conn.execute(f"PRAGMA user_version={i + 1}")
@@ -141,6 +194,7 @@ class SqliteStore:
 
     def _worker(self, ready: Future[None]) -> None:
         try:
+            self._lock_fd = os.open(str(self.db_path) + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
             conn = self._connect()
             self._migrate(conn)
         except BaseException as e:  # noqa: BLE001 - reported to open()
@@ -172,6 +226,16 @@ class SqliteStore:
             if stop:
                 break
         conn.close()
+        os.close(self._lock_fd)
+
+    def _reader(self) -> None:
+        conn = self._connect()
+        while True:
+            job = self._reads.get()
+            if job is None:
+                break
+            self._run_read(conn, job)
+        conn.close()
 
     @staticmethod
     def _run_read(conn: sqlite3.Connection, job: _Job) -> None:
@@ -180,8 +244,17 @@ class SqliteStore:
         except BaseException as e:  # noqa: BLE001 - handed to the caller
             job.future.set_exception(e)
 
+    def _run_writes(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        # Processes take turns through a flock first: SQLite's own busy handler sleeps in
+        # steps of up to 100 ms, which would stall group commit across worker processes.
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            self._run_writes_locked(conn, batch)
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     @staticmethod
-    def _run_writes(conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _run_writes_locked(conn: sqlite3.Connection, batch: list[_Job]) -> None:
         results: list[tuple[_Job, bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -217,7 +290,7 @@ class SqliteStore:
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         job = _Job(fn, write=False)
-        self._jobs.put(job)
+        self._reads.put(job)
         return await asyncio.wrap_future(job.future)  # type: ignore[no-any-return,unused-ignore]
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -275,6 +348,10 @@ class SqliteStore:
         return lambda c: c.execute("DELETE FROM changes WHERE at < ?", (cutoff,))
 
     # ---------------------------------------------------------------- directory
+    async def directory_generation(self) -> int:
+        row = await self._read(lambda c: c.execute("SELECT value FROM meta WHERE key='dirgen'").fetchone())
+        return int(row[0]) if row else 0
+
     async def add_domain(self, name: str) -> Domain:
         now = time.time()
 
@@ -643,10 +720,19 @@ class SqliteStore:
         return await self._write(lambda c: self._append_rows(c, messages))
 
     async def deliver(self, blob: bytes, messages: Sequence[NewMessage]) -> list[MessageRecord]:
-        key = await self.blobs.put(blob)
-        from dataclasses import replace
+        if len(blob) > INLINE_BLOB_MAX:
+            key = await self.files.put(blob)
+            return await self.append([replace(m, blob_key=key, size=len(blob)) for m in messages])
+        key = "i" + new_key()
+        rows = [replace(m, blob_key=key, size=len(blob)) for m in messages]
 
-        return await self.append([replace(m, blob_key=key, size=len(blob)) for m in messages])
+        def fn(c: sqlite3.Connection) -> list[MessageRecord]:
+            recs = self._append_rows(c, rows)
+            if any(r.blob_key == key for r in recs):  # not all were repeats of an earlier delivery
+                c.execute("INSERT INTO blobs VALUES (?, ?)", (key, blob))
+            return recs
+
+        return await self._write(fn)
 
     async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
         rows = await self._read(

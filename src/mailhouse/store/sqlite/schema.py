@@ -6,7 +6,7 @@ records where a database stands. Migrations only ever append: never edit a relea
 
 from __future__ import annotations
 
-MIGRATIONS: list[str] = [
+MIGRATIONS: list[str | list[str]] = [
     # 1: directory, mail index, change feed, queue
     """
     CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,4 +47,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX queue_due ON queue(next_attempt);
     CREATE INDEX queue_blob ON queue(blob_key);
     """,
+    # 2: a directory generation counter bumped by triggers, so every process can cache
+    # domains, accounts, aliases and mailbox ids and notice changes made by any other process
+    [
+        "INSERT OR IGNORE INTO meta VALUES ('dirgen', '0')",
+        "CREATE TRIGGER dirgen_domains_insert AFTER INSERT ON domains BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dirgen'; END",
+        "CREATE TRIGGER dirgen_domains_delete AFTER DELETE ON domains BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dirgen'; END",
+        "CREATE TRIGGER dirgen_accounts_insert AFTER INSERT ON accounts BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dirgen'; END",
+        "CREATE TRIGGER dirgen_accounts_delete AFTER DELETE ON accounts BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dirgen'; END",
+        "CREATE TRIGGER dirgen_accounts_update AFTER UPDATE OF password_hash, quota_bytes, quota_messages, is_admin ON accounts BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dirgen'; END",
+        "CREATE TRIGGER dirgen_aliases_insert AFTER INSERT ON aliases BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dirgen'; END",
+        "CREATE TRIGGER dirgen_aliases_delete AFTER DELETE ON aliases BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dirgen'; END",
+        "CREATE TRIGGER dirgen_mailboxes_insert AFTER INSERT ON mailboxes BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dirgen'; END",
+        "CREATE TRIGGER dirgen_mailboxes_delete AFTER DELETE ON mailboxes BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dirgen'; END",
+        "CREATE TRIGGER dirgen_mailboxes_update AFTER UPDATE OF name ON mailboxes BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dirgen'; END",
+    ],
+    # 3: small message blobs inline, written in the delivery's own transaction
+    "CREATE TABLE blobs(key TEXT PRIMARY KEY, data BLOB NOT NULL)",
 ]

@@ -1,0 +1,52 @@
+"""Shared benchmark helpers: process-tree memory, formatting."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def tree_pids(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo += _children(p)
+    return pids
+
+
+def _status(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def peak_rss(pid: int) -> int:
+    """Sum of peak RSS (VmHWM) over a process and its descendants, in bytes."""
+    return sum(_status(p, "VmHWM") for p in tree_pids(pid))
+
+
+def rss(pid: int) -> int:
+    return sum(_status(p, "VmRSS") for p in tree_pids(pid))
+
+
+def mib(n: int) -> str:
+    return f"{n / 1048576:.1f} MiB"
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1
