@@ -15,6 +15,7 @@ import importlib.util
 import re
 import smtplib
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -33,7 +34,7 @@ HOSTS = ("127.0.0.2", "127.0.0.3")
 USER = "alice@example.org"
 HAVE_IMAP = importlib.util.find_spec("mailhouse.imapserver.server") is not None
 # only what these tests use: other listeners (webmail, POP3) are not the subject here
-NODE_SERVICES = ("smtp", "imap") if HAVE_IMAP else ("smtp",)
+NODE_SERVICES = ("smtp", "imaps") if HAVE_IMAP else ("smtp",)
 ID_RE = re.compile(rb"^X-Test-Id: (\S+)\r?$", re.M)
 
 
@@ -140,7 +141,10 @@ def test_change_feed_smtp_on_b_reaches_watcher_on_a_within_1s(cluster: Cluster, 
 
 class RawIMAP:
     def __init__(self, addr: tuple[str, int]) -> None:
-        self.sock = socket.create_connection(addr, timeout=10)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # each node's self-signed certificate
+        self.sock = ctx.wrap_socket(socket.create_connection(addr, timeout=10))
         self.f = self.sock.makefile("rb")
         self.n = 0
         assert self.f.readline().startswith(b"* OK")
@@ -168,7 +172,7 @@ class RawIMAP:
 
 @pytest.mark.skipif(not HAVE_IMAP, reason="IMAP server (mailhouse.imapserver.server) not built yet")
 def test_imap_idle_on_a_reports_smtp_delivery_on_b_within_1s(cluster: Cluster) -> None:
-    im = RawIMAP(cluster.a.addr("imap"))
+    im = RawIMAP(cluster.a.addr("imaps"))
     try:
         im.cmd(f"LOGIN {USER} {PASSWORD}")
         im.cmd("SELECT INBOX")
@@ -194,7 +198,7 @@ def test_imap_idle_on_a_reports_smtp_delivery_on_b_within_1s(cluster: Cluster) -
 @pytest.mark.skipif(not HAVE_IMAP, reason="IMAP server (mailhouse.imapserver.server) not built yet")
 def test_imap_flags_set_on_a_seen_on_b(cluster: Cluster) -> None:
     send(cluster.a, "flags-1")
-    a, b = RawIMAP(cluster.a.addr("imap")), RawIMAP(cluster.b.addr("imap"))
+    a, b = RawIMAP(cluster.a.addr("imaps")), RawIMAP(cluster.b.addr("imaps"))
     try:
         for c in (a, b):
             c.cmd(f"LOGIN {USER} {PASSWORD}")
