@@ -26,6 +26,7 @@ def web_mh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailhouseProces
     mh.add_user("alice@example.org")
     mh.add_user("bob@example.org")
     mh.add_user("carol@example.org")
+    mh.add_user("jane@example.org")  # only the screenshot test uses her mailbox
     mh.add_user(ADMIN, PASSWORD, "--admin")
     mh.start()
     yield mh

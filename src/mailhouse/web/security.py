@@ -9,7 +9,7 @@
   missing or wrong token, or a foreign `Origin`, is refused with 403.
 - Headers: Content-Security-Policy `default-src 'none'` (scripts and styles from self
   only, images from self and data:, no framing, forms only to self), nosniff,
-  no-referrer. A response may set its own CSP (reading with remote images allowed).
+  referrer only to the webmail itself. A response may set its own CSP (reading with remote images allowed).
 
 The secret is 32 random bytes in `<data_dir>/web-secret` (mode 0600), created on first
 start and shared by every worker and node using that data dir.
@@ -46,7 +46,7 @@ CSP_DOWNLOAD = "default-src 'none'; sandbox"
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # nothing leaks to other sites
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
@@ -140,11 +140,8 @@ def set_cookie(response: Response, request: Request, name: str, value: str, max_
 def check_origin(request: Request) -> None:
     """Refuse cross-site requests whose Origin names another site (defence in depth)."""
     origin = request.headers.get("origin")
-    if origin and origin != "null":
-        host = request.headers.get("host", "")
-        if origin.split("://", 1)[-1] != host:
-            raise HTTPException(403, "cross-origin request refused")
-    elif origin == "null":
+    # "null" is what browsers send for privacy-sensitive contexts; the token still decides
+    if origin and origin != "null" and origin.split("://", 1)[-1] != request.headers.get("host", ""):
         raise HTTPException(403, "cross-origin request refused")
 
 
