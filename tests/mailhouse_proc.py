@@ -45,6 +45,7 @@ class MailhouseProcess:
         ports: dict[str, int] | None = None,
         extra: str = "",
         store_url: str | None = None,
+        verify_inbound: bool = False,
     ) -> None:
         self.root = root
         self.host = host
@@ -56,6 +57,10 @@ class MailhouseProcess:
         self.cfgfile = root / "mailhouse.toml"
         listen = "\n".join(f'{svc} = "{host}:{port}"' for svc, port in self.ports.items())
         store = f'[store]\nurl = "{store_url}"\n' if store_url else ""
+        if not verify_inbound and "[mailauth]" not in extra:
+            # SPF/DKIM lookups would go to the system resolver, which is off this machine:
+            # tests that want them pass verify_inbound=True with [dns] nameservers on loopback.
+            store += "[mailauth]\nverify_inbound = false\n"
         self.cfgfile.write_text(
             f'hostname = "{hostname}"\ndata_dir = "{self.data_dir}"\n{extra}\n[listen]\n{listen}\n{store}'
         )

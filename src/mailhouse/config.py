@@ -89,6 +89,8 @@ class Config:
     routes: dict[str, Route] = field(default_factory=dict)
     dkim_selector: str = "mailhouse"
     outbound_port: int = 25  # TCP port used for MX delivery (tests point it elsewhere)
+    verify_inbound: bool = True  # SPF + DKIM on mail from other servers → Authentication-Results
+    pregreet_wait: float = 0.2  # seconds the smtp listener waits before greeting (postscreen's pregreet test)
     source_path: str = "<defaults>"
 
     @property
@@ -161,7 +163,7 @@ def load(path: str | None = None) -> Config:
 
 _TOP_KEYS = {
     "hostname", "data_dir", "listen", "tls", "store", "dns", "limits", "auth", "server",
-    "queue", "relayhost", "routes", "dkim", "delivery",
+    "queue", "relayhost", "routes", "dkim", "delivery", "mailauth",
 }
 
 
@@ -244,6 +246,14 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         cfg.relayhost = _route(data["relayhost"], path, "relayhost")
     routes = _table(data, "routes", path)
     cfg.routes = {d.lower().rstrip("."): _route(v, path, f"routes.{d}") for d, v in routes.items()}
+    mailauth = _table(data, "mailauth", path)
+    if "verify_inbound" in mailauth:
+        cfg.verify_inbound = _bool(mailauth["verify_inbound"], path, "mailauth.verify_inbound")
+    if "smtp_pregreet_wait" in server:
+        v = server["smtp_pregreet_wait"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            raise ConfigError(path, "server.smtp_pregreet_wait", "must be a number ≥ 0")
+        cfg.pregreet_wait = float(v)
     dkim = _table(data, "dkim", path)
     if "selector" in dkim:
         cfg.dkim_selector = str(dkim["selector"])

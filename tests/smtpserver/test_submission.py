@@ -216,10 +216,6 @@ def test_recipients_beyond_limit_452(limited: MailhouseProcess) -> None:
     assert len(inbox(limited, "dave@example.org")) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smtpserver/server.py counts distinct local accounts, not RCPT commands (RFC 5321 §4.5.3.1.8)",
-)
 def test_recipient_limit_counts_rcpt_commands_not_accounts(limited: MailhouseProcess) -> None:
     with submission(limited) as c:
         c.mail("alice@example.org")

@@ -128,8 +128,7 @@ class Resolver:
     async def owned_addresses(self, account: Account) -> set[str]:
         """Addresses ACCOUNT may send as: its own and every alias pointing at it."""
         owned = {account.address}
-        domain = account.address.rpartition("@")[2]
-        for alias in await self.store.list_aliases(domain):
+        for alias in await self.store.list_aliases():
             if alias.destination.lower() == account.address and not alias.source.startswith("@"):
                 owned.add(alias.source.lower())
         return owned

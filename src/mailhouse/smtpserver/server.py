@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from mailhouse import app
 from mailhouse import tls as tls_mod
 from mailhouse.accounts import sasl_flow
+from mailhouse.mailauth import inbound
 from mailhouse.log import ConnLogger, safe
 from mailhouse.proto import sasl
 from mailhouse.proto import smtp as core
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
 MAX_BUFFERED = 1024 * 1024  # stop reading while the core holds this much unparsed input
-PREGREET_WAIT = 0.2  # seconds the smtp listener listens before greeting (postscreen's pregreet test)
 TLS_HANDSHAKE_TIMEOUT = 30.0
 
 
@@ -97,9 +97,9 @@ class SmtpSession:
     async def run(self) -> None:
         self.log.info("connect from %s mode=%s", self.ip, self.mode)
         try:
-            if self.mode == "smtp" and PREGREET_WAIT > 0:
+            if self.mode == "smtp" and self.cfg.pregreet_wait > 0:
                 try:
-                    early = await asyncio.wait_for(self.reader.read(READ_SIZE), PREGREET_WAIT)
+                    early = await asyncio.wait_for(self.reader.read(READ_SIZE), self.cfg.pregreet_wait)
                 except TimeoutError:
                     early = b""
                 if early:
@@ -193,7 +193,7 @@ class SmtpSession:
         if ev.path is None:
             await self.reply(core.REPLY_BAD_RECIPIENT)
             return
-        if len(self.local) + len(self.remote) >= self.cfg.max_recipients:
+        if len(self.rcpt_for_header) >= self.cfg.max_recipients:  # RCPT commands, not mailboxes
             await self.reply(Reply(452, "4.5.3", "Error: too many recipients"))  # RFC 5321 §4.5.3.1.10
             return
         size = int(self.mail_params.get("SIZE") or 0)
@@ -263,8 +263,11 @@ class SmtpSession:
         ).encode()
 
     async def _accept(self, body: bytes) -> Reply:
-        message = self._received() + body
         sender = self.sender or ""
+        if self.mode == "smtp" and self.cfg.verify_inbound:
+            helo = (self.core.helo_name or b"").decode("ascii", "replace")
+            body = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
+        message = self._received() + body
         if self.mode != "smtp" and self.svc.outbound is not None:
             # RFC 6409 §8: the MSA checks and repairs, then signs, before anything is delivered
             prepared = await self.svc.outbound.prepare_submission(message, self.user, sender)

@@ -1,0 +1,32 @@
+"""Authentication of mail arriving from other servers: SPF (RFC 7208) and DKIM (RFC 6376),
+recorded in an `Authentication-Results:` header (RFC 8601) at the top of the message.
+
+Forged Authentication-Results claiming our host name are removed first (RFC 8601 §5).
+Results are recorded, not enforced: rejecting on SPF/DKIM/DMARC is a later policy step.
+The DNS work runs in a thread so the event loop never waits on a lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from mailhouse.config import Config
+from mailhouse.mailauth import authres, dkim, spf
+
+log = logging.getLogger(__name__)
+
+
+async def annotate(message: bytes, cfg: Config, ip: str, mail_from: str, helo: str) -> bytes:
+    """Return MESSAGE with forged results removed and our Authentication-Results prepended."""
+    message = authres.strip_forged(message, cfg.hostname)
+    ns = cfg.dns_nameservers or None
+    try:
+        spf_result, dkim_results = await asyncio.gather(
+            asyncio.to_thread(spf.check, ip, mail_from, helo, ns),
+            asyncio.to_thread(dkim.verify, message, ns),
+        )
+    except Exception:  # a checker bug must never lose mail: record nothing, log it
+        log.exception("inbound authentication failed for ip=%s", ip)
+        return message
+    return authres.field(cfg.hostname, spf_result, dkim_results) + message
