@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from mailhouse.store import open_store
-from mailhouse.store.api import AlreadyExists, FlagMode, NewMessage, NotFound, QueueEntry, QueueRecipient, Store
+from mailhouse.store.api import (
+    AlreadyExists,
+    FlagMode,
+    NewMessage,
+    NotFound,
+    QueueEntry,
+    QueueRecipient,
+    Store,
+)
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from mailhouse import app
 from mailhouse import tls as tls_mod
 from mailhouse.accounts import sasl_flow
-from mailhouse.mailauth import inbound
 from mailhouse.log import ConnLogger, safe
+from mailhouse.mailauth import inbound
 from mailhouse.proto import sasl
 from mailhouse.proto import smtp as core
 from mailhouse.proto.smtp import Reply
