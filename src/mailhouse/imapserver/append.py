@@ -13,19 +13,15 @@ MULTIAPPEND commits all its messages in one transaction or none).
 
 from __future__ import annotations
 
-import re
 import time
-import urllib.parse
 from typing import TYPE_CHECKING
 
-from mailhouse.message.sections import fetch_section, parse_section_spec
 from mailhouse.proto.imap.commands import Append, CatenateText, CatenateURL
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import NewMessage
 
 from .errors import No
 from .mailboxes import check_name
-from .selected import load
 from .store_cmd import check_quota
 
 if TYPE_CHECKING:
@@ -33,58 +29,13 @@ if TYPE_CHECKING:
 
     from .session import IMAPSession, Ok
 
-# RFC 5092 §6: [imap://authority]/enc-mailbox[;UIDVALIDITY=n]/;UID=n[/;SECTION=s][/;PARTIAL=a[.b]]
-_IMAP_URL = re.compile(
-    r"^(?:imap://[^/]*)?/(?P<mbox>[^;]*?)(?:;UIDVALIDITY=(?P<uv>[0-9]+))?/;UID=(?P<uid>[0-9]+)"
-    r"(?:/;SECTION=(?P<sec>[^/;]*))?(?:/;PARTIAL=(?P<ps>[0-9]+)(?:\.(?P<pl>[0-9]+))?)?"
-    r"(?:;EXPIRE=[^;]*)?(?:;URLAUTH=.*)?$",
-    re.IGNORECASE,
-)
-
-
 async def resolve_url(s: IMAPSession, url: bytes) -> bytes:
-    """The octets an IMAP URL of this account names (RFC 4469 §3: ``NO [BADURL url]`` if none).
-
-    URLAUTH URLs of other users are delegated to the URLAUTH module when it offers
-    ``resolve_url``; a plain URL can only name the logged-in account's own messages."""
+    """The octets a CATENATE URL part names (RFC 4469 §5; ``NO [BADURL url]`` if unusable)."""
     from . import extensions
 
-    delegated = await extensions.resolve_url(s, url)
-    if delegated is not None:
-        return delegated
-    text = url.decode("utf-8", "replace")
-    bad = No("Invalid or unknown URL", "BADURL " + _url_code(text))
-    m = _IMAP_URL.match(text)
-    if m is None:
-        raise bad
-    name = urllib.parse.unquote(m.group("mbox") or "")
-    if not name and s.selected is not None:
-        name = s.selected.mailbox.name
-    try:
-        mb = await s.store.get_mailbox(s.acc().id, check_name(name))
-    except No:
-        raise bad from None
-    if mb is None or (m.group("uv") and int(m.group("uv")) != mb.uidvalidity):
-        raise bad
-    uid = int(m.group("uid"))
-    rec = next((r for r in await s.store.list_messages(mb.id) if r.uid == uid), None)
-    if rec is None:
-        raise bad
-    raw, tree = await load(s.store, rec)
-    try:
-        spec = parse_section_spec(urllib.parse.unquote(m.group("sec") or ""))
-        partial = None
-        if m.group("ps") is not None:
-            start = int(m.group("ps"))
-            partial = (start, int(m.group("pl")) if m.group("pl") else max(len(raw) - start, 0) or 1)
-        return fetch_section(raw, tree, spec, partial, missing_ok=False)
-    except (ValueError, LookupError):
-        raise bad from None
-
-
-def _url_code(url: str) -> str:
-    # resp-text-code text must not contain "]" or CR/LF (RFC 9051 §9)
-    return "".join(ch for ch in url[:200] if ch not in "]\r\n")
+    data = await extensions.resolve_url(s, url)
+    assert data is not None
+    return data
 
 
 async def cmd_append(s: IMAPSession, cmd: Command) -> Ok | None:

@@ -10,15 +10,25 @@ wired, so the CAPABILITY list stays honest.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from mailhouse.proto.imap.commands import Search, Sort, Thread
+from mailhouse.proto.imap.commands import (
+    GenUrlAuth,
+    GetMetadata,
+    GetQuota,
+    MailboxArg,
+    ResetKey,
+    Search,
+    SetMetadata,
+    SetQuota,
+    Sort,
+    Thread,
+    UrlFetch,
+)
 from mailhouse.store.api import MessageRecord
 
-from . import query
+from . import metadata, query, quota, urlauth
 from .errors import Bad, ImapError, No
 from .selected import load
 
@@ -26,15 +36,6 @@ if TYPE_CHECKING:
     from mailhouse.proto.imap import Command
 
     from .session import IMAPSession, Ok
-
-
-def _optional(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(f"mailhouse.imapserver.{name}")
-    except ModuleNotFoundError as e:
-        if e.name == f"mailhouse.imapserver.{name}":
-            return None
-        raise
 
 
 def _loader(s: IMAPSession) -> Callable[[MessageRecord], Awaitable[bytes]]:
@@ -140,8 +141,65 @@ async def after_update(s: IMAPSession) -> None:
 
 
 async def resolve_url(s: IMAPSession, url: bytes) -> bytes | None:
-    """Octets of a URLAUTH-authorised URL (RFC 4467) via the URLAUTH module, else None."""
-    return None
+    """Octets of a CATENATE URL part (RFC 4469 §5) via ``urlauth.resolve_url``, which checks
+    URLAUTH tokens and keeps plain URLs inside the logged-in account (``NO [BADURL]``)."""
+    return await urlauth.resolve_url(s.store, s.acc(), url, hostnames=_hostnames(s))
+
+
+def _hostnames(s: IMAPSession) -> set[str]:
+    return {s.cfg.hostname, "localhost", "127.0.0.1"}
+
+
+async def _reply(s: IMAPSession, cmd: Command, reply: Any) -> Ok | None:
+    """quota/metadata/urlauth return ``Reply(data, text, code)``: untagged data then OK."""
+    from .session import Ok
+
+    s.send(reply.data)
+    return Ok(reply.text, reply.code)
+
+
+async def cmd_getquota(s: IMAPSession, cmd: Command) -> Ok | None:
+    assert isinstance(cmd.args, GetQuota)
+    return await _reply(s, cmd, await quota.getquota(s.store, s.acc(), cmd.args))
+
+
+async def cmd_getquotaroot(s: IMAPSession, cmd: Command) -> Ok | None:
+    assert isinstance(cmd.args, MailboxArg)
+    from .mailboxes import get_existing
+
+    await get_existing(s, cmd.args.mailbox)
+    return await _reply(s, cmd, await quota.getquotaroot(s.store, s.acc(), cmd.args, utf8=s.utf8))
+
+
+async def cmd_setquota(s: IMAPSession, cmd: Command) -> Ok | None:
+    assert isinstance(cmd.args, SetQuota)
+    return await _reply(s, cmd, await quota.setquota(s.store, s.acc(), cmd.args))
+
+
+async def cmd_getmetadata(s: IMAPSession, cmd: Command) -> Ok | None:
+    assert isinstance(cmd.args, GetMetadata)
+    return await _reply(s, cmd, await metadata.getmetadata(s.store, s.acc(), cmd.args, utf8=s.utf8))
+
+
+async def cmd_setmetadata(s: IMAPSession, cmd: Command) -> Ok | None:
+    assert isinstance(cmd.args, SetMetadata)
+    return await _reply(s, cmd, await metadata.setmetadata(s.store, s.acc(), cmd.args))
+
+
+async def cmd_genurlauth(s: IMAPSession, cmd: Command) -> Ok | None:
+    assert isinstance(cmd.args, GenUrlAuth)
+    return await _reply(s, cmd, await urlauth.genurlauth(s.store, s.acc(), cmd.args, hostnames=_hostnames(s)))
+
+
+async def cmd_resetkey(s: IMAPSession, cmd: Command) -> Ok | None:
+    assert isinstance(cmd.args, ResetKey)
+    return await _reply(s, cmd, await urlauth.resetkey(s.store, s.acc(), cmd.args))
+
+
+async def cmd_urlfetch(s: IMAPSession, cmd: Command) -> Ok | None:
+    assert isinstance(cmd.args, UrlFetch)
+    return await _reply(s, cmd, await urlauth.urlfetch(s.store, s.acc(), cmd.args.urls, hostnames=_hostnames(s)))
+
 
 
 COMMANDS: dict[str, Callable[..., Awaitable[Any]]] = {
@@ -151,14 +209,26 @@ COMMANDS: dict[str, Callable[..., Awaitable[Any]]] = {
     "UID SORT": cmd_sort,
     "THREAD": cmd_thread,
     "UID THREAD": cmd_thread,
+    "GETQUOTA": cmd_getquota,
+    "GETQUOTAROOT": cmd_getquotaroot,
+    "SETQUOTA": cmd_setquota,
+    "GETMETADATA": cmd_getmetadata,
+    "SETMETADATA": cmd_setmetadata,
+    "GENURLAUTH": cmd_genurlauth,
+    "RESETKEY": cmd_resetkey,
+    "URLFETCH": cmd_urlfetch,
 }
-AUTH_COMMANDS: frozenset[str] = frozenset()
+AUTH_COMMANDS: frozenset[str] = frozenset(
+    ("GETQUOTA", "GETQUOTAROOT", "SETQUOTA", "GETMETADATA", "SETMETADATA", "GENURLAUTH", "RESETKEY", "URLFETCH")
+)
 SELECTED_COMMANDS: frozenset[str] = frozenset(("SEARCH", "UID SEARCH", "SORT", "UID SORT", "THREAD", "UID THREAD"))
 
 
 def capabilities(s: IMAPSession) -> list[str]:
     caps = ["ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "ESORT"]
     caps += [f"THREAD={a}" for a in query.THREAD_ALGORITHMS]
+    caps += list(quota.CAPABILITIES) + list(metadata.CAPABILITIES) + list(urlauth.CAPABILITIES)
+    caps.append("CATENATE")  # RFC 4469: URL parts resolved by urlauth.resolve_url
     return caps
 
 

@@ -80,8 +80,9 @@ class RecentClaims:
         self._high: dict[int, int] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
-    async def claim(self, account_id: int, mailbox_id: int, uids: Iterable[int]) -> set[int]:
-        """Claim the given UIDs for the calling session; returns those not claimed before."""
+    async def claim(self, account_id: int, mailbox_id: int, uids: Iterable[int], *, peek: bool = False) -> set[int]:
+        """Claim the given UIDs for the calling session; returns those not claimed before.
+        ``peek`` (EXAMINE, RFC 3501 §6.3.2) reports them without claiming."""
         uids = sorted(uids)
         if not uids:
             return set()
@@ -92,7 +93,7 @@ class RecentClaims:
                 raw = await self.store.get_metadata(account_id, RECENT_KEY_MAILBOX, str(mailbox_id))
                 high = int(raw) if raw and raw.isdigit() else 0
             mine = {u for u in uids if u > high}
-            if mine:
+            if mine and not peek:
                 high = max(mine)
                 await self.store.set_metadata(account_id, RECENT_KEY_MAILBOX, str(mailbox_id), str(high))
             self._high[mailbox_id] = high
@@ -167,9 +168,9 @@ class SelectedMailbox:
         )
         # the records may be older than the row: start from the oldest modseq they can reflect
         view.known_modseq = min((fresh or mailbox).highestmodseq, mailbox.highestmodseq)
-        if not readonly and not rev2:
+        if not rev2:
             # RFC 3501 §6.3.2: SELECT (not EXAMINE) is what makes messages non-recent for others
-            view.recent = await claims.claim(mailbox.account_id, mailbox.id, view.uids)
+            view.recent = await claims.claim(mailbox.account_id, mailbox.id, view.uids, peek=readonly)
         return view
 
     # ---------------------------------------------------------------- numbering
@@ -295,8 +296,8 @@ class SelectedMailbox:
                 self.uids.append(uid)
                 self.records[uid] = self.pending_new[uid]
             self.pending_new.clear()
-            if claims is not None and not self.readonly and not self.rev2:
-                self.recent |= await claims.claim(self.mailbox.account_id, self.mailbox.id, new)
+            if claims is not None and not self.rev2:
+                self.recent |= await claims.claim(self.mailbox.account_id, self.mailbox.id, new, peek=self.readonly)
             out += response.exists(len(self.uids))
             if not self.rev2:
                 out += response.recent(len(self.recent))
