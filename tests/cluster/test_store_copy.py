@@ -84,6 +84,8 @@ async def _fill(store: Store) -> dict[str, object]:
     bob_inbox = await store.get_mailbox(bob.id, "INBOX")
     assert bob_inbox is not None
     await store.deliver(b"Subject: bob\r\n\r\nhi\r\n", [NewMessage(bob_inbox.id, "", 0)])
+    big = b"Subject: big\r\n\r\n" + bytes(range(256)) * 2500  # 640 kB: a file, not an inline blob, on SQLite
+    await store.deliver(big, [NewMessage(bob_inbox.id, "", 0)])
     qblob = await store.blobs.put(b"Subject: out\r\n\r\nqueued\r\n")
     await store.enqueue(
         QueueEntry(
@@ -122,11 +124,11 @@ async def test_copy_sqlite_to_postgres_and_back_is_identical(postgres_db_url: st
     try:
         res = await copy_store(src, pg)
         assert (res.domains, res.accounts, res.aliases, res.dkim_keys) == (2, 2, 2, 2)
-        assert res.messages == 19 + 3 + 1 and res.expunged == 6 and res.queue == 1
-        assert res.blobs == 19 + 1 + 1  # COPY'd messages share their blob: copied once
+        assert res.messages == 19 + 3 + 2 and res.expunged == 6 and res.queue == 1
+        assert res.blobs == 19 + 2 + 1  # COPY'd messages share their blob: copied once
         rep = await verify_store(src, pg, blob_map=res.blob_map, blob_sha=res.blob_sha)
         assert rep.ok, rep.render()
-        assert rep["messages"].destination == 23 and rep["blobs"].destination == 21
+        assert rep["messages"].destination == 24 and rep["blobs"].destination == 22
 
         inbox = await pg.get_mailbox_by_id(int(facts["inbox"]))  # type: ignore[arg-type]
         src_inbox = await src.get_mailbox_by_id(int(facts["inbox"]))  # type: ignore[arg-type]
@@ -236,7 +238,7 @@ def test_cli_store_copy_progress_and_report(postgres_db_url: str, tmp_path: Path
     ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "24/24 messages" in r.stderr and "100.0%" in r.stderr  # progress: 23 in mailboxes + 1 queued
+    assert "25/25 messages" in r.stderr and "100.0%" in r.stderr  # progress: 24 in mailboxes + 1 queued
     for line in ("domains", "accounts", "mailboxes", "messages", "blobs", "queue", "expunged uids"):
         assert any(row.startswith(line) and row.rstrip().endswith("ok") for row in r.stdout.splitlines()), (
             line
@@ -248,3 +250,18 @@ def test_cli_store_copy_progress_and_report(postgres_db_url: str, tmp_path: Path
     # `store verify` compares without copying
     v = subprocess.run([*cmd[:6], "verify", *cmd[7:]], capture_output=True, text=True, timeout=120)
     assert v.returncode == 0 and "verification: OK" in v.stdout, v.stdout + v.stderr
+
+
+def test_copy_knows_every_table_of_both_schemas() -> None:
+    """A migration that adds a table must teach `store copy` about it (or data is silently left behind)."""
+    import re
+
+    from mailhouse.store.copy import TABLES
+    from mailhouse.store.postgres.schema import BOOTSTRAP
+    from mailhouse.store.postgres.schema import MIGRATIONS as PG
+    from mailhouse.store.sqlite.schema import MIGRATIONS as SQLITE
+
+    pat = re.compile(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", re.I)
+    stmts = [x for m in [*PG, *SQLITE, BOOTSTRAP] for x in ([m] if isinstance(m, str) else m)]
+    tables = {t for sql in stmts for t in pat.findall(sql)}
+    assert tables == set(TABLES), (tables - set(TABLES), set(TABLES) - tables)

@@ -48,6 +48,26 @@ from mailhouse.store.api import (
     StoreError,
 )
 
+# Every table of both schemas, and what copying does with it. A migration that adds a table
+# must add it here (tests/cluster/test_store_copy.py fails until then).
+TABLES: dict[str, str] = {
+    "domains": "copied, ids kept",
+    "accounts": "copied, ids kept (hashes, SCRAM keys, quotas, usage counters)",
+    "aliases": "copied, ids kept",
+    "dkim_keys": "copied",
+    "mailboxes": "copied, ids, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ kept",
+    "messages": "copied: UID, MODSEQ, flags, dates, size, delivery key; blob copied",
+    "expunged": "copied (QRESYNC VANISHED memory)",
+    "subscriptions": "copied",
+    "metadata": "copied",
+    "queue": "copied, lease cleared; blob copied",
+    "blobs": "PostgreSQL in-database blobs: copied through the blob store",
+    "meta": "SQLite: the UIDVALIDITY counter is carried over",
+    "counters": "PostgreSQL: the UIDVALIDITY counter is carried over",
+    "changes": "SQLite change-feed log: transient, not copied",
+    "schema_version": "PostgreSQL: set by migrations",
+}
+
 BATCH = 200  # messages per destination transaction (and blobs copied between commits)
 BLOB_CONCURRENCY = 8  # blobs read/written at once
 MAX_REPORTED = 20  # differences listed per category in the verification report
@@ -242,10 +262,21 @@ class _SqliteSide(_Side):
         )
 
     async def put_blob(self, key: str, data: bytes) -> str:
-        blobs = self.store.blobs
-        if key.isalnum() and hasattr(blobs, "put_sync"):
-            return str(await asyncio.to_thread(blobs.put_sync, data, key))
-        return str(await blobs.put(data))
+        """Small blobs inline in the `blobs` table (key prefix "i"), large ones as files, as
+        `HybridBlobStore` lays them out; the source's key is kept (prefixed "i" when inlined)."""
+        from mailhouse.store.sqlite import backend as sqlite_backend
+
+        files = getattr(self.store, "files", None)
+        inline_max = getattr(sqlite_backend, "INLINE_BLOB_MAX", -1)
+        if files is None or not key.isalnum():
+            return str(await self.store.blobs.put(data))
+        if inline_max >= 0 and (len(data) <= inline_max or key.startswith("i")):
+            new = key if key.startswith("i") else "i" + key
+            await self._w(
+                lambda c: c.execute("INSERT OR IGNORE INTO blobs(key, data) VALUES (?, ?)", (new, data))
+            )
+            return new
+        return str(await asyncio.to_thread(files.put_sync, data, key))
 
 
 class _PostgresSide(_Side):
