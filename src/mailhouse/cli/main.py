@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     try:
         return asyncio.run(args.fn(args, cfg))
-    except (AdminError, StoreError) as e:
+    except (AdminError, StoreError, ValueError) as e:
         print(f"mailhouse: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
