@@ -74,6 +74,7 @@ def test_send_receive_live_reply_with_attachment(new_page, tmp_path):
     assert "unread" in (row.get_attribute("class") or "")
     row.locator("a").click()
     bob.wait_for_selector("text=Hi Bob, from a real browser.")
+    bob.wait_for_load_state("load")
     bob.keyboard.press("r")  # shortcut: reply
     bob.wait_for_url("**/compose?reply=*")
     assert bob.input_value("#to") == "alice@example.org"
@@ -115,12 +116,16 @@ def test_search_move_delete(new_page, web_mh):
     page.locator("#folders a[data-folder=Archive]").click()
     page.locator("li.msg a", has_text="Quarterly figures").click()
     page.wait_for_selector("text=The numbers.")
+    page.wait_for_load_state("load")
     page.keyboard.press("#")  # shortcut: delete → Trash
     page.wait_for_url("**/mail/*")
     page.locator("#folders a[data-folder=Trash]").click()
     page.locator("li.msg", has_text="Quarterly figures").wait_for()
     # the inbox with j/k: the cursor moves over rows
-    page.locator("#folders a[data-folder=INBOX]").click()
+    with page.expect_navigation():
+        page.locator("#folders a[data-folder=INBOX]").click()
+    page.wait_for_load_state("load")  # app.js (deferred) is running
+    page.wait_for_selector("li.msg")
     page.keyboard.press("j")
     assert page.locator("li.msg.cursor").count() == 1
 
