@@ -256,7 +256,7 @@ def imap_read(conn: imaplib.IMAP4, folder: str, uid: int, raw: bool) -> str | by
     parts = [d for d in _ok(typ, data, "FETCH") if isinstance(d, tuple)]
     if not parts:
         raise ClientError(f"no message with UID {uid} in {folder}")
-    blob = parts[0][1]
+    blob = bytes(parts[0][1])
     if raw:
         return blob
     msg = email.message_from_bytes(blob, policy=email.policy.default)
@@ -320,13 +320,17 @@ async def cmd_mail(args: argparse.Namespace, cfg: Any) -> int:
             sys.stdout.write(out)
         return 0
     except (ClientError, OSError, smtplib.SMTPException, imaplib.IMAP4.error, ssl.SSLError) as e:
-        msg = str(e)
+        err = str(e)
         if isinstance(e, smtplib.SMTPResponseException):
-            msg = f"{e.smtp_code} {e.smtp_error.decode(errors='replace')}"
+            err = f"{e.smtp_code} {_text(e.smtp_error)}"
         elif isinstance(e, smtplib.SMTPRecipientsRefused):
-            msg = "; ".join(f"{r}: {c} {m.decode(errors='replace')}" for r, (c, m) in e.recipients.items())
-        print(f"mailhouse mail: {msg}", file=sys.stderr)
+            err = "; ".join(f"{r}: {c} {_text(m)}" for r, (c, m) in e.recipients.items())
+        print(f"mailhouse mail: {err}", file=sys.stderr)
         return 1
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode(errors="replace") if isinstance(v, bytes) else v
 
 
 def register(sub: Any) -> None:
