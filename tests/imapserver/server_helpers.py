@@ -18,8 +18,26 @@ import pytest
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 
 USERS = (
-    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "oscar",
-    "peggy", "trent", "victor", "walter", "sync1", "sync2", "sync3", "sync4",
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "mallory",
+    "oscar",
+    "peggy",
+    "trent",
+    "victor",
+    "walter",
+    "sync1",
+    "sync2",
+    "sync3",
+    "sync4",
 )
 
 
@@ -73,8 +91,13 @@ def login(mh: MailhouseProcess, user: str) -> imaplib.IMAP4_SSL:
     return c
 
 
-def deliver(mh: MailhouseProcess, user: str, subject: str = "hello", body: str = "body text\r\n",
-            extra_headers: str = "") -> None:
+def deliver(
+    mh: MailhouseProcess,
+    user: str,
+    subject: str = "hello",
+    body: str = "body text\r\n",
+    extra_headers: str = "",
+) -> None:
     msg = (
         f"From: Sender <sender@remote.test>\r\nTo: {user}@example.org\r\nSubject: {subject}\r\n"
         f"Message-ID: <{time.time_ns()}@remote.test>\r\nDate: Mon, 02 Mar 2026 10:00:00 +0100\r\n"

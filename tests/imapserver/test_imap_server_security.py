@@ -67,7 +67,7 @@ def test_nul_in_quoted_string_bad(imap_server: MailhouseProcess) -> None:
     assert tagged(r).startswith(b"BAD")
     raw.login("alice")
     assert tagged(raw.cmd(b'CREATE "a\x00b"')).startswith(b"BAD")
-    assert tagged(raw.cmd(b'CREATE {3+}\r\na\x00b')).startswith(b"BAD")  # NUL in a literal too
+    assert tagged(raw.cmd(b"CREATE {3+}\r\na\x00b")).startswith(b"BAD")  # NUL in a literal too
     raw.close()
 
 
@@ -129,8 +129,15 @@ def test_account_isolation(imap_server: MailhouseProcess) -> None:
     bob = login(imap_server, "bob")
     names = b" ".join(bob.list()[1])
     assert b"AliceSecret" not in names
-    for name in ("AliceSecret", "../alice/INBOX", "../alice@example.org/INBOX", "/AliceSecret",
-                 "alice@example.org/INBOX", "#alice/INBOX", "~alice/INBOX"):
+    for name in (
+        "AliceSecret",
+        "../alice/INBOX",
+        "../alice@example.org/INBOX",
+        "/AliceSecret",
+        "alice@example.org/INBOX",
+        "#alice/INBOX",
+        "~alice/INBOX",
+    ):
         typ, data = bob.select(f'"{name}"')
         assert typ == "NO", (name, data)
     for bad in ("../alice", "a/../b", "/abs", "a//b", "./x", ".."):

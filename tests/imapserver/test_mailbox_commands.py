@@ -10,7 +10,7 @@ from tests.imapserver.server_helpers import RawIMAP, deliver, login, tagged, tls
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 
 MIME = (
-    "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"",
+    'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"',
     "--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
     "caf=C3=A9 text\r\n--b1\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
     "\r\nAAECAwQ=\r\n--b1--\r\n",
@@ -36,8 +36,15 @@ def test_select_examine_and_fetch_items(imap_server: MailhouseProcess) -> None:
     raw.login("frank")
     r = raw.cmd("EXAMINE INBOX")
     text = b"\n".join(r)
-    for needle in (b"* 2 EXISTS", b"* 2 RECENT", b"[UIDVALIDITY ", b"[UIDNEXT 3]", b"[HIGHESTMODSEQ ",
-                   b"* FLAGS (", b"[PERMANENTFLAGS ()]"):
+    for needle in (
+        b"* 2 EXISTS",
+        b"* 2 RECENT",
+        b"[UIDVALIDITY ",
+        b"[UIDNEXT 3]",
+        b"[HIGHESTMODSEQ ",
+        b"* FLAGS (",
+        b"[PERMANENTFLAGS ()]",
+    ):
         assert needle in text, needle
     assert tagged(r).startswith(b"OK [READ-ONLY]")
     # BODY[] in EXAMINE does not set \Seen
@@ -57,7 +64,9 @@ def test_select_examine_and_fetch_items(imap_server: MailhouseProcess) -> None:
     r = raw.cmd("FETCH 2 (BODY.PEEK[])")
     body = r[0].split(b"}\r\n", 1)[1][:-1]
     assert len(body) == size  # RFC822.SIZE equals the octets BODY[] sends
-    r = raw.cmd("FETCH 2 (BODY.PEEK[1] BODY.PEEK[1.MIME] BODY.PEEK[HEADER.FIELDS (Subject)] BODY.PEEK[TEXT]<0.4>)")
+    r = raw.cmd(
+        "FETCH 2 (BODY.PEEK[1] BODY.PEEK[1.MIME] BODY.PEEK[HEADER.FIELDS (Subject)] BODY.PEEK[TEXT]<0.4>)"
+    )
     assert b'BODY[1] "caf=C3=A9 text"' in r[0]  # the CRLF before the boundary belongs to it
     assert b"BODY[1.MIME] {88}\r\nContent-Type: text/plain" in r[0] and b'BODY[TEXT]<0> "--b1"' in r[0]
     assert b"BODY[HEADER.FIELDS (Subject)] " in r[0] and b"Subject: Second" in r[0]
@@ -70,7 +79,7 @@ def test_select_examine_and_fetch_items(imap_server: MailhouseProcess) -> None:
     r = raw.cmd("UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1)")
     assert all(b"MODSEQ (" in ln for ln in r[:-1]) and b"UID 1" in r[0]
     assert tagged(raw.cmd("FETCH 3 FLAGS")).startswith(b"BAD")  # beyond EXISTS
-    assert tagged(raw.cmd("UID FETCH 99 FLAGS")) .startswith(b"OK")  # missing UID: nothing
+    assert tagged(raw.cmd("UID FETCH 99 FLAGS")).startswith(b"OK")  # missing UID: nothing
     raw.close()
     c.logout()
 
@@ -131,11 +140,13 @@ def test_append_appenduid_multiappend_catenate(imap_server: MailhouseProcess) ->
     assert tagged(raw.cmd(b"APPEND INBOX {0+}\r\n")).startswith(b"NO")
     # CATENATE: text + URL of our own message (RFC 4469)
     uv = m.group(1).decode()
-    r = raw.cmd(f"APPEND INBOX CATENATE (TEXT {{12+}}\r\nSubject: c\r\n URL \"/INBOX;UIDVALIDITY={uv}/;UID=1/;SECTION=TEXT\")")
+    r = raw.cmd(
+        f'APPEND INBOX CATENATE (TEXT {{12+}}\r\nSubject: c\r\n URL "/INBOX;UIDVALIDITY={uv}/;UID=1/;SECTION=TEXT")'
+    )
     assert re.search(rb"OK \[APPENDUID \d+ 4\]", r[-1]), r
     r = raw.cmd("EXAMINE INBOX")
     r = raw.cmd("FETCH 1,4 (FLAGS INTERNALDATE BODY.PEEK[])")
-    assert b"$Work" in r[0] and b"\" 1-Feb-2026 10:00:00 +0000\"" in r[0]
+    assert b"$Work" in r[0] and b'" 1-Feb-2026 10:00:00 +0000"' in r[0]
     assert b"Subject: c\r\nhello\r\n" in r[1]
     bad = raw.cmd('APPEND INBOX CATENATE (URL "/INBOX;UIDVALIDITY=1/;UID=1")')
     assert tagged(bad).startswith(b"NO [BADURL")
@@ -143,7 +154,9 @@ def test_append_appenduid_multiappend_catenate(imap_server: MailhouseProcess) ->
 
 
 def test_mailbox_management(imap_server: MailhouseProcess) -> None:
-    c = imapclient.IMAPClient(imap_server.host, port=imap_server.ports["imaps"], ssl=True, ssl_context=tls_ctx())
+    c = imapclient.IMAPClient(
+        imap_server.host, port=imap_server.ports["imaps"], ssl=True, ssl_context=tls_ctx()
+    )
     c.login("ivan@example.org", PASSWORD)
     c.create_folder("Projects/2026/Q1")
     names = {f[2]: f[0] for f in c.list_folders()}
@@ -159,17 +172,21 @@ def test_mailbox_management(imap_server: MailhouseProcess) -> None:
     c.create_folder("Gröceries")  # modified UTF-7 both ways
     assert "Gröceries" in {f[2] for f in c.list_folders()}
     c.append("Work", b"Subject: w\r\n\r\nw\r\n", flags=[b"\\Seen"])
-    st = c.folder_status("Work", ["MESSAGES", "UIDNEXT", "UNSEEN", "SIZE", "HIGHESTMODSEQ", "DELETED", "APPENDLIMIT"])
+    st = c.folder_status(
+        "Work", ["MESSAGES", "UIDNEXT", "UNSEEN", "SIZE", "HIGHESTMODSEQ", "DELETED", "APPENDLIMIT"]
+    )
     assert st[b"MESSAGES"] == 1 and st[b"UNSEEN"] == 0 and st[b"SIZE"] == 17 and st[b"UIDNEXT"] == 2
     raw = RawIMAP(imap_server.addr("imaps"))
     raw.login("ivan")
     r = raw.cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "*" RETURN (CHILDREN STATUS (MESSAGES))')
-    assert any(b'"Work"' in ln or b" Work" in ln for ln in r) and any(b"STATUS Work (MESSAGES 1)" in ln for ln in r), r
+    assert any(b'"Work"' in ln or b" Work" in ln for ln in r) and any(
+        b"STATUS Work (MESSAGES 1)" in ln for ln in r
+    ), r
     r = raw.cmd('LIST (SPECIAL-USE) "" "*"')
     assert len(r) == 6 and all(b"\\HasNoChildren \\" in ln for ln in r[:-1]), r
-    r = raw.cmd('CREATE MyDrafts (USE (\\Drafts))')
+    r = raw.cmd("CREATE MyDrafts (USE (\\Drafts))")
     assert tagged(r).startswith(b"OK")
-    assert tagged(raw.cmd('CREATE Weird (USE (\\Bogus))')).startswith(b"NO [USEATTR]")
+    assert tagged(raw.cmd("CREATE Weird (USE (\\Bogus))")).startswith(b"NO [USEATTR]")
     assert raw.cmd('LIST "" ""')[0] == b'* LIST (\\Noselect) "/" ""'
     assert tagged(raw.cmd("DELETE Work")).startswith(b"NO")  # has an inferior (Work/2026)
     assert tagged(raw.cmd("DELETE INBOX")).startswith(b"NO")

@@ -24,8 +24,24 @@ def test_imaps_login_and_capabilities(imap_server: MailhouseProcess) -> None:
     assert typ == "OK" and b"[CAPABILITY " in data[0]
     typ, data = c.capability()
     post = set(data[0].decode().split())
-    for cap in ("IDLE", "UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "ESEARCH", "SORT", "QUOTA", "METADATA",
-                "NOTIFY", "COMPRESS=DEFLATE", "LIST-STATUS", "SPECIAL-USE", "BINARY", "CATENATE", "URLAUTH"):
+    for cap in (
+        "IDLE",
+        "UIDPLUS",
+        "MOVE",
+        "CONDSTORE",
+        "QRESYNC",
+        "ESEARCH",
+        "SORT",
+        "QUOTA",
+        "METADATA",
+        "NOTIFY",
+        "COMPRESS=DEFLATE",
+        "LIST-STATUS",
+        "SPECIAL-USE",
+        "BINARY",
+        "CATENATE",
+        "URLAUTH",
+    ):
         assert cap in post, cap
     c.logout()
 
@@ -66,7 +82,9 @@ def test_authenticate_plain_sasl_ir_and_scram(imap_server: MailhouseProcess) -> 
     assert nxt.startswith(b"s1 OK"), nxt
     raw.close()
     # imapclient also works (PLAIN via its plain_login)
-    client = imapclient.IMAPClient(imap_server.host, port=imap_server.ports["imaps"], ssl=True, ssl_context=tls_ctx())
+    client = imapclient.IMAPClient(
+        imap_server.host, port=imap_server.ports["imaps"], ssl=True, ssl_context=tls_ctx()
+    )
     client.plain_login("carol@example.org", PASSWORD)
     assert client.select_folder("INBOX")[b"UIDVALIDITY"] > 0
     client.logout()
@@ -129,7 +147,7 @@ def test_compress_deflate_round_trip(imap_server: MailhouseProcess) -> None:
             out += dec.decompress(raw.sock.recv(65536))
         return out
 
-    send(b"c1 LIST \"\" *\r\nc2 CAPABILITY\r\n")  # pipelined, compressed
+    send(b'c1 LIST "" *\r\nc2 CAPABILITY\r\n')  # pipelined, compressed
     out = read_until(b"c2")
     assert b'* LIST (\\HasNoChildren) "/" INBOX' in out and b"c1 OK" in out
     assert b"COMPRESS=DEFLATE" not in out.split(b"* CAPABILITY", 1)[1].split(b"\r\n")[0]

@@ -27,7 +27,9 @@ def _put_local(d: Path, name: str, subject: str, info: str = "") -> None:
     for sub in ("cur", "new", "tmp"):
         (d / sub).mkdir(parents=True, exist_ok=True)
     target = d / ("cur" if info else "new") / (name + (f":2,{info}" if info else ""))
-    target.write_bytes(f"From: me@example.org\r\nSubject: {subject}\r\nMessage-ID: <{name}@local>\r\n\r\nlocal\r\n".encode())
+    target.write_bytes(
+        f"From: me@example.org\r\nSubject: {subject}\r\nMessage-ID: <{name}@local>\r\n\r\nlocal\r\n".encode()
+    )
 
 
 def _server_state(mh: MailhouseProcess, user: str, box: str) -> list[tuple[bytes, bytes]]:
@@ -111,7 +113,10 @@ SyncState *
     _run(mbsync)
     inbox_state = _server_state(imap_server, user, "INBOX")
     assert len(inbox_state) == 1 and b"\\Seen" in inbox_state[0][1], inbox_state
-    assert sorted(s for s, _ in _server_state(imap_server, user, "Projects")) == [b"local message", b"project plan"]
+    assert sorted(s for s, _ in _server_state(imap_server, user, "Projects")) == [
+        b"local message",
+        b"project plan",
+    ]
     assert _server_state(imap_server, user, "LocalFolder") == [(b"in new folder", b"\\Seen")]
     # server-side deletion and flag change propagate back
     c = login(imap_server, user)
@@ -175,7 +180,10 @@ createfolders = True
     _run(oi, env)
     inbox_state = _server_state(imap_server, user, "INBOX")
     assert len(inbox_state) == 1 and b"\\Seen" in inbox_state[0][1], inbox_state
-    assert sorted(s for s, _ in _server_state(imap_server, user, "Projects")) == [b"local message", b"project plan"]
+    assert sorted(s for s, _ in _server_state(imap_server, user, "Projects")) == [
+        b"local message",
+        b"project plan",
+    ]
     assert [s for s, _ in _server_state(imap_server, user, "LocalFolder")] == [b"in new folder"]
     c = login(imap_server, user)
     c.select("Projects")
@@ -185,5 +193,3 @@ createfolders = True
     c.logout()
     _run(oi, env)
     assert len(_maildir_files(local / "Projects")) == 1
-
-

@@ -119,7 +119,9 @@ def test_notify_other_mailboxes_and_names(imap_server: MailhouseProcess) -> None
     n = RawIMAP(imap_server.addr("imaps"))
     n.login("trent")
     n.cmd("SELECT INBOX")
-    r = n.cmd("NOTIFY SET (SELECTED (MessageNew MessageExpunge FlagChange)) (PERSONAL (MessageNew MessageExpunge MailboxName))")
+    r = n.cmd(
+        "NOTIFY SET (SELECTED (MessageNew MessageExpunge FlagChange)) (PERSONAL (MessageNew MessageExpunge MailboxName))"
+    )
     assert tagged(r).startswith(b"OK"), r
     other = login(imap_server, "trent")
     other.append("Archive", None, None, b"Subject: a\r\n\r\na\r\n")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from .session import IMAPSession, Ok
 
+
 async def resolve_url(s: IMAPSession, url: bytes) -> bytes:
     """The octets a CATENATE URL part names (RFC 4469 §5; ``NO [BADURL url]`` if unusable)."""
     from . import extensions

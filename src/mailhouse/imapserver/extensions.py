@@ -69,7 +69,11 @@ async def cmd_search(s: IMAPSession, cmd: Command) -> Ok | None:
     views = view.views()
     try:
         found = await query.search(
-            views, args.criteria, load=_loader(s), saved=view.saved, charset=args.charset  # type: ignore[arg-type]
+            views,
+            args.criteria,
+            load=_loader(s),
+            saved=view.saved,
+            charset=args.charset,
         )
     except query.QueryError as e:
         if "SAVE" in _names(ret):
@@ -95,7 +99,12 @@ async def cmd_sort(s: IMAPSession, cmd: Command) -> Ok | None:
     modseq = query.uses_modseq(args.search)
     try:
         ordered = await query.sort(
-            view.views(), args.criteria, args.search, load=_loader(s), saved=view.saved, charset=args.charset  # type: ignore[arg-type]
+            view.views(),
+            args.criteria,
+            args.search,
+            load=_loader(s),
+            saved=view.saved,
+            charset=args.charset,
         )
     except query.QueryError as e:
         if "SAVE" in _names(args.return_options):
@@ -116,8 +125,13 @@ async def cmd_thread(s: IMAPSession, cmd: Command) -> Ok | None:
     assert view is not None
     try:
         data = await query.thread(
-            view.views(), args.algorithm, args.search, uid=args.uid, load=_loader(s),  # type: ignore[arg-type]
-            saved=view.saved, charset=args.charset,
+            view.views(),
+            args.algorithm,
+            args.search,
+            uid=args.uid,
+            load=_loader(s),
+            saved=view.saved,
+            charset=args.charset,
         )
     except query.QueryError as e:
         _raise(e)
@@ -135,7 +149,7 @@ async def after_update(s: IMAPSession) -> None:
     for ctx in view.search_contexts:
         assert isinstance(ctx, query.SearchContext)
         try:
-            s.send(await ctx.refresh(views, load=_loader(s), saved=view.saved))  # type: ignore[arg-type]
+            s.send(await ctx.refresh(views, load=_loader(s), saved=view.saved))
         except ImapError:
             continue
 
@@ -198,8 +212,9 @@ async def cmd_resetkey(s: IMAPSession, cmd: Command) -> Ok | None:
 
 async def cmd_urlfetch(s: IMAPSession, cmd: Command) -> Ok | None:
     assert isinstance(cmd.args, UrlFetch)
-    return await _reply(s, cmd, await urlauth.urlfetch(s.store, s.acc(), cmd.args.urls, hostnames=_hostnames(s)))
-
+    return await _reply(
+        s, cmd, await urlauth.urlfetch(s.store, s.acc(), cmd.args.urls, hostnames=_hostnames(s))
+    )
 
 
 COMMANDS: dict[str, Callable[..., Awaitable[Any]]] = {
@@ -219,9 +234,20 @@ COMMANDS: dict[str, Callable[..., Awaitable[Any]]] = {
     "URLFETCH": cmd_urlfetch,
 }
 AUTH_COMMANDS: frozenset[str] = frozenset(
-    ("GETQUOTA", "GETQUOTAROOT", "SETQUOTA", "GETMETADATA", "SETMETADATA", "GENURLAUTH", "RESETKEY", "URLFETCH")
+    (
+        "GETQUOTA",
+        "GETQUOTAROOT",
+        "SETQUOTA",
+        "GETMETADATA",
+        "SETMETADATA",
+        "GENURLAUTH",
+        "RESETKEY",
+        "URLFETCH",
+    )
 )
-SELECTED_COMMANDS: frozenset[str] = frozenset(("SEARCH", "UID SEARCH", "SORT", "UID SORT", "THREAD", "UID THREAD"))
+SELECTED_COMMANDS: frozenset[str] = frozenset(
+    ("SEARCH", "UID SEARCH", "SORT", "UID SORT", "THREAD", "UID THREAD")
+)
 
 
 def capabilities(s: IMAPSession) -> list[str]:

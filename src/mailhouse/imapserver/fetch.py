@@ -51,8 +51,18 @@ if TYPE_CHECKING:
 
 # Items that need the message octets.
 CONTENT_ITEMS = frozenset(
-    ("ENVELOPE", "BODYSTRUCTURE", "BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE",
-     "RFC822", "RFC822.HEADER", "RFC822.TEXT")
+    (
+        "ENVELOPE",
+        "BODYSTRUCTURE",
+        "BODY",
+        "BODY.PEEK",
+        "BINARY",
+        "BINARY.PEEK",
+        "BINARY.SIZE",
+        "RFC822",
+        "RFC822.HEADER",
+        "RFC822.TEXT",
+    )
 )
 # Items that set \Seen (RFC 9051 §6.4.5: BODY[section] and BINARY[section], not .PEEK).
 SEEN_ITEMS = frozenset(("BODY", "BINARY", "RFC822", "RFC822.TEXT"))
@@ -110,7 +120,9 @@ def item_value(
     if name == "FLAGS":
         return "FLAGS", view.flags_of(rec.uid)
     if name == "INTERNALDATE":
-        return "INTERNALDATE", response.internaldate(datetime.datetime.fromtimestamp(rec.internaldate, datetime.UTC))
+        return "INTERNALDATE", response.internaldate(
+            datetime.datetime.fromtimestamp(rec.internaldate, datetime.UTC)
+        )
     if name == "RFC822.SIZE":
         return "RFC822.SIZE", rec.size
     if name == "MODSEQ":

@@ -37,6 +37,7 @@ import asyncio
 import bisect
 import collections
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from mailhouse.message.parse import MessagePart, parse_message
 from mailhouse.proto.imap import response
@@ -44,6 +45,9 @@ from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import Mailbox, MessageRecord, Store
 
 from .errors import Bad
+
+if TYPE_CHECKING:
+    from .query import MessageView
 
 RECENT_KEY_MAILBOX = "//mailhouse/recent"  # never a valid mailbox name (empty component)
 
@@ -80,7 +84,9 @@ class RecentClaims:
         self._high: dict[int, int] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
-    async def claim(self, account_id: int, mailbox_id: int, uids: Iterable[int], *, peek: bool = False) -> set[int]:
+    async def claim(
+        self, account_id: int, mailbox_id: int, uids: Iterable[int], *, peek: bool = False
+    ) -> set[int]:
         """Claim the given UIDs for the calling session; returns those not claimed before.
         ``peek`` (EXAMINE, RFC 3501 §6.3.2) reports them without claiming."""
         uids = sorted(uids)
@@ -297,7 +303,9 @@ class SelectedMailbox:
                 self.records[uid] = self.pending_new[uid]
             self.pending_new.clear()
             if claims is not None and not self.rev2:
-                self.recent |= await claims.claim(self.mailbox.account_id, self.mailbox.id, new, peek=self.readonly)
+                self.recent |= await claims.claim(
+                    self.mailbox.account_id, self.mailbox.id, new, peek=self.readonly
+                )
             out += response.exists(len(self.uids))
             if not self.rev2:
                 out += response.recent(len(self.recent))
@@ -328,7 +336,7 @@ class SelectedMailbox:
             items.append(("MODSEQ", [self.records[uid].modseq]))
         return response.fetch(seq, items)
 
-    def views(self) -> list[object]:
+    def views(self) -> list[MessageView]:
         """``query.MessageView`` list in sequence order (the colleague module's input)."""
         from .query import MessageView
 

@@ -336,7 +336,8 @@ class IMAPSession:
         handler = COMMANDS[name]
         self.current = cmd
         result: Ok | None = None
-        status, text, code = "OK", f"{base} completed", None
+        status, text = "OK", f"{base} completed"
+        code: str | None = None
         try:
             result = await handler(self, cmd)
         except _AlreadyAnswered:
@@ -593,7 +594,9 @@ class IMAPSession:
             qresync=self.qresync,
         )
         mb = view.mailbox
-        flags = [response.Atom(f) for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")]
+        flags: list[response.Value] = [
+            response.Atom(f) for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+        ]
         perm = view.permanent_flags()
         self.send(response.untagged("FLAGS", flags + perm[5:]))
         self.send(response.exists(view.exists))
@@ -760,9 +763,10 @@ class IMAPSession:
         for mid, ks in kinds.items():
             if view is not None and mid == view.mailbox.id:
                 continue
-            name = st.names.get(mid)
-            if name is None or not ks & {"append", "expunge", "flags"}:
+            known = st.names.get(mid)
+            if known is None or not ks & {"append", "expunge", "flags"}:
                 continue
+            name = known
             if subs is None:
                 subs = set(await self.store.subscriptions(self.acc().id))
             want: set[str] = set()

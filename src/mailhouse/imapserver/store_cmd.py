@@ -47,7 +47,9 @@ async def cmd_store(s: IMAPSession, cmd: Command) -> Ok | None:
     if args.unchangedsince is not None and not s.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: UNCHANGEDSINCE enables CONDSTORE
         view.condstore = True
-    res = await s.store.store_flags(view.mailbox.id, uids, _MODES[args.mode.value], flags, args.unchangedsince)
+    res = await s.store.store_flags(
+        view.mailbox.id, uids, _MODES[args.mode.value], flags, args.unchangedsince
+    )
     updated = {r.uid for r in res.updated}
     for rec in res.updated:
         view.set_record(rec)
