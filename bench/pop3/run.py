@@ -85,28 +85,34 @@ class Pop3Client:
         return await self.r.readuntil(b"\r\n.\r\n")  # body, dot-stuffed, with terminator
 
 
-async def one_client(host: str, port: int, user: str) -> tuple[int, int]:
+async def one_client(host: str, port: int, user: str, ready: asyncio.Barrier) -> tuple[int, int, float, float]:
+    """Returns (messages, octets, time logged in, time done)."""
     reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
     c = Pop3Client(reader, writer)
     await c.line()  # greeting
     await c.cmd(b"USER " + user.encode())
     await c.cmd(b"PASS " + PASSWORD.encode())
+    await ready.wait()  # everybody logged in: the transfer phase starts together
+    t_login = time.perf_counter()
     count = int((await c.cmd(b"STAT")).split()[1])
     await c.multi(b"UIDL")
     octets = 0
     for n in range(1, count + 1):
         octets += len(await c.multi(b"RETR %d" % n))
         await c.cmd(b"DELE %d" % n)
-    await c.cmd(b"QUIT")
+    await c.cmd(b"QUIT")  # UPDATE: the deletions are committed before +OK
     writer.close()
-    return count, octets
+    return count, octets, t_login, time.perf_counter()
 
 
-async def run_clients(host: str, port: int, users: list[str]) -> tuple[float, int, int]:
+async def run_clients(host: str, port: int, users: list[str]) -> dict[str, float]:
+    ready = asyncio.Barrier(len(users))
     t0 = time.perf_counter()
-    results = await asyncio.gather(*(one_client(host, port, u) for u in users))
-    elapsed = time.perf_counter() - t0
-    return elapsed, sum(r[0] for r in results), sum(r[1] for r in results)
+    results = await asyncio.gather(*(one_client(host, port, u, ready) for u in users))
+    start = min(r[2] for r in results)
+    end = max(r[3] for r in results)
+    return {"login": start - t0, "elapsed": end - start, "messages": sum(r[0] for r in results),
+            "octets": sum(r[1] for r in results)}
 
 
 async def count_left(host: str, port: int, user: str) -> int:
@@ -150,10 +156,10 @@ def bench_mailhouse(root: Path, users: list[str], messages: list[bytes], workers
     try:
         assert mh.proc is not None
         host, port = mh.addr("pop3")
-        elapsed, n, octets = asyncio.run(run_clients(host, port, users))
-        left = sum(asyncio.run(count_left(host, port, u)) for u in users[:2])
-        return {"elapsed": elapsed, "messages": n, "octets": octets, "left": left,
-                "peak_rss": peak_rss(mh.proc.pid), "rss": rss(mh.proc.pid)}
+        r = asyncio.run(run_clients(host, port, users))
+        r["left"] = sum(asyncio.run(count_left(host, port, u)) for u in users)
+        r.update(peak_rss=peak_rss(mh.proc.pid), rss=rss(mh.proc.pid))
+        return r
     finally:
         mh.stop()
 
@@ -167,10 +173,10 @@ def bench_dovecot(root: Path, users: list[str], messages: list[bytes]) -> dict[s
     dv.start()
     try:
         assert dv.proc is not None
-        elapsed, n, octets = asyncio.run(run_clients(dv.host, dv.pop3_port or 0, users))
-        left = sum(asyncio.run(count_left(dv.host, dv.pop3_port or 0, u)) for u in users[:2])
-        return {"elapsed": elapsed, "messages": n, "octets": octets, "left": left,
-                "peak_rss": peak_rss(dv.proc.pid), "rss": rss(dv.proc.pid)}
+        r = asyncio.run(run_clients(dv.host, dv.pop3_port or 0, users))
+        r["left"] = sum(asyncio.run(count_left(dv.host, dv.pop3_port or 0, u)) for u in users)
+        r.update(peak_rss=peak_rss(dv.proc.pid), rss=rss(dv.proc.pid))
+        return r
     finally:
         dv.stop()
 
@@ -194,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = r["messages"] / r["elapsed"]
         r["rate"] = rate
         print(f"{name:10s} {r['messages']:6.0f} msgs in {r['elapsed']:6.2f} s = {rate:8.0f} msg/s  "
+              f"(10 logins before: {r['login']:.2f} s)  "
               f"{r['octets'] / r['elapsed'] / 1048576:6.1f} MiB/s  peak RSS {mib(int(r['peak_rss']))}, "
               f"RSS at end {mib(int(r['rss']))}; left after QUIT: {r['left']:.0f}")
         if r["left"] or r["messages"] != args.clients * args.messages:

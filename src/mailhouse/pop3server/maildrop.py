@@ -132,16 +132,36 @@ class Maildrop:
     async def _fill(self, numbers: list[int]) -> None:
         if not numbers:
             return
+        get_sync = getattr(self.store.blobs, "get_sync", None)
+        if get_sync is not None:
+            # File blobs (embedded store): size the whole batch in one worker thread; one
+            # thread hop per blob would cost more than reading page-cached files.
+            keys = [self.messages[n - 1].blob_key for n in numbers]
+
+            def batch() -> list[int | None]:
+                out: list[int | None] = []
+                for k in keys:
+                    try:
+                        out.append(virtual_size(get_sync(k)))
+                    except (FileNotFoundError, NotFound, KeyError):
+                        out.append(None)
+                return out
+
+            for n, key, size in zip(numbers, keys, await asyncio.to_thread(batch), strict=True):
+                if size is None:
+                    self._sizes[n - 1] = self.messages[n - 1].size  # vanished: keep the index figure
+                else:
+                    self._sizes[n - 1] = size
+                    _remember(key, size)
+            return
         sem = asyncio.Semaphore(SIZE_CONCURRENCY)
 
         async def one(n: int) -> None:
             async with sem:
                 try:
-                    data = await self.read(n)
+                    await self.read(n)  # fills self._sizes[n - 1]
                 except Vanished:
-                    self._sizes[n - 1] = self.messages[n - 1].size  # gone: keep the index figure
-                    return
-                self._sizes[n - 1] = virtual_size(data)
+                    self._sizes[n - 1] = self.messages[n - 1].size  # vanished: keep the index figure
 
         await asyncio.gather(*(one(n) for n in numbers))
 
