@@ -253,7 +253,10 @@ SELECTED_COMMANDS: frozenset[str] = frozenset(
 def capabilities(s: IMAPSession) -> list[str]:
     caps = ["ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "ESORT"]
     caps += [f"THREAD={a}" for a in query.THREAD_ALGORITHMS]
-    caps += list(quota.CAPABILITIES) + list(metadata.CAPABILITIES) + list(urlauth.CAPABILITIES)
+    caps += list(quota.CAPABILITIES) + list(metadata.CAPABILITIES)
+    # URLAUTH=BINARY (RFC 5524) needs the "(url BINARY ...)" URLFETCH form, which the protocol
+    # core does not parse yet: advertise only what a client can actually use.
+    caps += [c for c in urlauth.CAPABILITIES if c != "URLAUTH=BINARY"]
     caps.append("CATENATE")  # RFC 4469: URL parts resolved by urlauth.resolve_url
     return caps
 
