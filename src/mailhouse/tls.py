@@ -81,11 +81,13 @@ async def upgrade_server_stream(
 ) -> int:
     """Send REPLY (the "go ahead" of STARTTLS/STLS) and switch the stream to TLS.
 
-    The reply is written and the switch begins with no await in between, so the
-    client's ClientHello can never land in the plaintext StreamReader buffer. Bytes
-    the client pipelined after the command (RFC 3207 §5, RFC 2595 §3.1: CVE-2011-0411)
-    still sitting in that buffer are discarded; their count is returned.
+    Reading is paused before the reply is written, so the client's ClientHello can never
+    be read into the plaintext StreamReader buffer (it waits in the socket until the TLS
+    layer takes over; `start_tls` resumes reading). Bytes the client pipelined after the
+    command (RFC 3207 §5, RFC 2595 §3.1: CVE-2011-0411) still sitting in that buffer are
+    discarded; their count is returned.
     """
+    writer.transport.pause_reading()
     buffered = reader._buffer  # noqa: SLF001 - asyncio offers no public way to drop it
     discarded = len(buffered)
     buffered.clear()

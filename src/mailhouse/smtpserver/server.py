@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from mailhouse import app
 from mailhouse import tls as tls_mod
 from mailhouse.accounts import sasl_flow
+from mailhouse.delivery.accept import accept_message
 from mailhouse.log import ConnLogger, safe
 from mailhouse.mailauth import inbound
 from mailhouse.proto import sasl
@@ -268,24 +269,14 @@ class SmtpSession:
             helo = (self.core.helo_name or b"").decode("ascii", "replace")
             body = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
         message = self._received() + body
-        if self.mode != "smtp" and self.svc.outbound is not None:
-            # RFC 6409 §8: the MSA checks and repairs, then signs, before anything is delivered
-            prepared = await self.svc.outbound.prepare_submission(message, self.user, sender)
-            if isinstance(prepared, Reply):
-                return prepared
-            message = prepared
-        if self.local:
-            result = await self.svc.delivery.deliver(message, sender, list(self.local.values()), self.queue_id)
-            if result.over_quota and not result.delivered and not self.remote:
-                return Reply(452, "4.2.2", "Error: mailbox full")
-            if result.over_quota and self.svc.outbound is not None:
-                await self.svc.outbound.bounce_local(
-                    message, sender, [a.address for a in result.over_quota], "552 5.2.2 Mailbox full"
-                )
-        if self.remote:
-            await self.svc.outbound.enqueue(self.queue_id, sender, self.remote, message, self.mail_params)
+        reply = await accept_message(
+            self.svc, message, sender, list(self.local.values()), self.remote, queue_id=self.queue_id,
+            submitted_by=self.user if self.mode != "smtp" else None, mail_params=self.mail_params,
+        )
+        if reply.code != 250:
+            return reply
         self.log.info("queued as %s (%d octets)", self.queue_id, len(message))
-        return Reply(250, "2.0.0", f"Ok: queued as {self.queue_id}")
+        return reply
 
     async def on_rset(self, ev: core.Rset) -> None:
         self._reset()

@@ -1,12 +1,11 @@
 """Sending from the webmail through the same path as port 587 (RFC 6409).
 
-`submit()` is `smtpserver.server.SmtpSession._accept` for a message that arrived over
-HTTP instead of SMTP: the envelope sender must be owned by the user
-(`SmtpPolicy.may_send_as`), each recipient goes through `SmtpPolicy.check_recipient`
-(hosted, alias, quota, remote), then `svc.outbound.prepare_submission` checks,
-repairs (Message-ID, Date, Bcc removed) and DKIM-signs, local recipients are delivered
-with `svc.delivery.deliver`, remote ones queued with `svc.outbound.enqueue`. Only then
-does a copy (with Bcc, unsigned) land in the user's Sent folder, flagged \\Seen.
+`submit()` applies the checks an SMTP session applies command by command — the envelope
+sender must be owned by the user (`SmtpPolicy.may_send_as`), each recipient goes through
+`SmtpPolicy.check_recipient` (hosted, alias, quota, remote) — then hands the message to
+`delivery.accept.accept_message`, the same path port 587 uses (checks, repairs, DKIM,
+local delivery, queue). Only then does a copy (with Bcc, unsigned) land in the user's
+Sent folder, flagged \\Seen.
 
 `build_message()` makes the RFC 5322 message from the compose form with the stdlib
 `email` package (policy SMTP: CRLF, RFC 2047/2231 encoding of non-ASCII).
@@ -23,6 +22,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from typing import TYPE_CHECKING
 
+from mailhouse.delivery.accept import accept_message
 from mailhouse.log import safe
 from mailhouse.proto.smtp import Reply
 from mailhouse.proto.smtp_address import parse_path
@@ -144,30 +144,13 @@ async def submit(
         remote += [(a, {}) for a in verdict.remote]
     queue_id = new_queue_id()
     message = _received(svc, ip, queue_id) + message
-    prepared = await _prepare(svc, message, user, sender)
-    if isinstance(prepared, Reply):
-        raise SendError(_text(prepared))
-    if local:
-        result = await svc.delivery.deliver(prepared, sender, list(local.values()), queue_id)
-        if result.over_quota and not result.delivered and not remote:
-            raise SendError("mailbox full")
-        if result.over_quota and svc.outbound is not None:
-            await svc.outbound.bounce_local(
-                prepared, sender, [a.address for a in result.over_quota], "552 5.2.2 Mailbox full"
-            )
-    if remote:
-        await svc.outbound.enqueue(queue_id, sender, remote, prepared, {})
+    reply = await accept_message(
+        svc, message, sender, list(local.values()), remote, queue_id=queue_id, submitted_by=user
+    )
+    if reply.code != 250:
+        raise SendError(_text(reply))
     log.info("[%s] webmail submission by %s: %d local, %d remote", queue_id, user.address, len(local), len(remote))
     return Sent(queue_id, len(local), len(remote))
-
-
-async def _prepare(svc: Services, message: bytes, user: Account, sender: str) -> bytes | Reply:
-    if svc.outbound is not None:
-        result: bytes | Reply = await svc.outbound.prepare_submission(message, user, sender)
-        return result
-    from mailhouse.delivery.submission import prepare_submission
-
-    return await prepare_submission(svc, message, user, sender)
 
 
 def _text(r: Reply) -> str:
