@@ -101,14 +101,6 @@ class Conn:
         self._pending = already_received
 
     async def start_tls(self, reply: bytes, ctx: ssl.SSLContext, timeout: float) -> int:
-        # Stop reading *before* the OK goes out: on Python 3.11 ``asyncio.wait_for`` inside
-        # ``upgrade_server_stream`` runs ``start_tls`` as a new task, so one loop iteration
-        # passes between the write and the transport switch; a fast client's ClientHello read
-        # in that iteration would land in the plaintext buffer (and be dropped) and the
-        # handshake would hang. Paused, it waits in the kernel until the TLS protocol reads it.
-        transport = self.writer.transport
-        if hasattr(transport, "pause_reading"):
-            transport.pause_reading()
         return await tls_mod.upgrade_server_stream(self.reader, self.writer, reply, ctx, timeout)
 
     async def close(self) -> None:
