@@ -85,7 +85,9 @@ class Pop3Client:
         return await self.r.readuntil(b"\r\n.\r\n")  # body, dot-stuffed, with terminator
 
 
-async def one_client(host: str, port: int, user: str, ready: asyncio.Barrier) -> tuple[int, int, float, float]:
+async def one_client(
+    host: str, port: int, user: str, ready: asyncio.Barrier
+) -> tuple[int, int, float, float]:
     """Returns (messages, octets, time logged in, time done)."""
     reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
     c = Pop3Client(reader, writer)
@@ -111,8 +113,12 @@ async def run_clients(host: str, port: int, users: list[str]) -> dict[str, float
     results = await asyncio.gather(*(one_client(host, port, u, ready) for u in users))
     start = min(r[2] for r in results)
     end = max(r[3] for r in results)
-    return {"login": start - t0, "elapsed": end - start, "messages": sum(r[0] for r in results),
-            "octets": sum(r[1] for r in results)}
+    return {
+        "login": start - t0,
+        "elapsed": end - start,
+        "messages": sum(r[0] for r in results),
+        "octets": sum(r[1] for r in results),
+    }
 
 
 async def count_left(host: str, port: int, user: str) -> int:
@@ -140,7 +146,10 @@ async def load_mailhouse(mh: MailhouseProcess, users: list[str], messages: list[
             acc = await store.add_account(u, pw_hash, scram=scram)
             mb = await store.get_mailbox(acc.id, "INBOX") or await store.create_mailbox(acc.id, "INBOX")
             await store.append(
-                [NewMessage(mb.id, k, len(m), internaldate=time.time()) for k, m in zip(keys, messages, strict=True)]
+                [
+                    NewMessage(mb.id, k, len(m), internaldate=time.time())
+                    for k, m in zip(keys, messages, strict=True)
+                ]
             )
     finally:
         await store.close()
@@ -165,8 +174,12 @@ def bench_mailhouse(root: Path, users: list[str], messages: list[bytes], workers
 
 
 def bench_dovecot(root: Path, users: list[str], messages: list[bytes]) -> dict[str, float]:
-    dv = DovecotInstance(root, users={u: PASSWORD for u in users}, imap_port=0,
-                         extra_conf="service pop3 {\n  process_limit = 100\n}\n")
+    dv = DovecotInstance(
+        root,
+        users={u: PASSWORD for u in users},
+        imap_port=0,
+        extra_conf="service pop3 {\n  process_limit = 100\n}\n",
+    )
     dv.write_config()
     for u in users:
         dv.add_messages(u, messages)
@@ -189,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     messages = make_messages(args.messages)
     users = [f"pop{i}@example.org" for i in range(args.clients)]
-    print(f"{args.clients} clients x {args.messages} messages "
-          f"({sum(map(len, messages)) / 1024:.0f} KiB per mailbox), RETR+DELE each, QUIT")
+    print(
+        f"{args.clients} clients x {args.messages} messages "
+        f"({sum(map(len, messages)) / 1024:.0f} KiB per mailbox), RETR+DELE each, QUIT"
+    )
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-pop3-") as tmp:
         os.chmod(tmp, 0o755)  # Dovecot's auth and mail processes run as other users
@@ -199,10 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         rate = r["messages"] / r["elapsed"]
         r["rate"] = rate
-        print(f"{name:10s} {r['messages']:6.0f} msgs in {r['elapsed']:6.2f} s = {rate:8.0f} msg/s  "
-              f"(10 logins before: {r['login']:.2f} s)  "
-              f"{r['octets'] / r['elapsed'] / 1048576:6.1f} MiB/s  peak RSS {mib(int(r['peak_rss']))}, "
-              f"RSS at end {mib(int(r['rss']))}; left after QUIT: {r['left']:.0f}")
+        print(
+            f"{name:10s} {r['messages']:6.0f} msgs in {r['elapsed']:6.2f} s = {rate:8.0f} msg/s  "
+            f"(10 logins before: {r['login']:.2f} s)  "
+            f"{r['octets'] / r['elapsed'] / 1048576:6.1f} MiB/s  peak RSS {mib(int(r['peak_rss']))}, "
+            f"RSS at end {mib(int(r['rss']))}; left after QUIT: {r['left']:.0f}"
+        )
         if r["left"] or r["messages"] != args.clients * args.messages:
             print(f"  {name}: WRONG RESULT", file=sys.stderr)
     print(f"ratio Mailhouse/Dovecot: {results['Mailhouse']['rate'] / results['Dovecot']['rate']:.2f}x")
