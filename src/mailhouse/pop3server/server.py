@@ -40,7 +40,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from mailhouse import app
+from mailhouse import app, tls
 from mailhouse.accounts import sasl_flow
 from mailhouse.log import ConnLogger, safe
 from mailhouse.pop3server.lock import FileMaildropLocks, MaildropLease, MaildropLocks
@@ -196,26 +196,19 @@ class Pop3Session:
 
     async def on_stls(self, ev: core.Stls) -> None:
         # RFC 2595 §4 / CVE-2011-0411: plaintext pipelined after STLS is never executed.
-        # From the +OK to the hand-over of the transport to TLS nothing below suspends
-        # (write() sends at once, StreamWriter.start_tls' drain() does not wait below the
-        # high-water mark, loop.start_tls pauses reading before its first await), so
-        # whatever sits in the StreamReader buffer now arrived before our +OK: plaintext,
-        # dropped here; the core drops what it had already read (start_tls_done). No
-        # asyncio.wait_for here: it would run start_tls in a new task one loop step later,
-        # when the client's ClientHello may already be in that buffer.
-        self.writer.write(ok("Begin TLS negotiation"))
-        stale = getattr(self.reader, "_buffer", None)
-        if isinstance(stale, bytearray) and stale:
-            self.log.info("discarded %d octets of plaintext pipelined after STLS", len(stale))
-            stale.clear()
+        # The shared upgrade pauses reading before the +OK and drops what the StreamReader
+        # still holds; the core drops what it had already read (start_tls_done).
         try:
-            async with asyncio.timeout(TLS_HANDSHAKE_TIMEOUT + 5):
-                await self.writer.start_tls(self.svc.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+            discarded = await tls.upgrade_server_stream(
+                self.reader, self.writer, ok("Begin TLS negotiation"), self.svc.tls, TLS_HANDSHAKE_TIMEOUT
+            )
         except (ssl.SSLError, TimeoutError, ConnectionError) as e:
             self.log.info("TLS handshake failed: %s", type(e).__name__)
             self.closing = True
             return
-        self.core.start_tls_done()  # drops what the core buffered after STLS
+        if discarded:
+            self.log.info("discarded %d octets of plaintext pipelined after STLS", discarded)
+        self.core.start_tls_done()
         self.tls = True
         self.username = None
 
