@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mailhouse.store.api import Account, MessageRecord, NewMessage
+from mailhouse.store.crlf import to_crlf
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
@@ -56,7 +57,7 @@ class LocalDelivery:
         self, data: bytes, sender: str, accounts: list[Account], queue_id: str, mailbox: str = "INBOX"
     ) -> DeliveryResult:
         """File DATA (already carrying Received:) into each account's MAILBOX, durably."""
-        blob = b"Return-Path: <" + sender.encode("utf-8") + b">\r\n" + data  # RFC 5321 §4.4
+        blob = b"Return-Path: <" + sender.encode("utf-8") + b">\r\n" + to_crlf(data)  # RFC 5321 §4.4
         targets: list[tuple[Account, NewMessage]] = []
         over: list[Account] = []
         now = time.time()

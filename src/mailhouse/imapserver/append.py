@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from mailhouse.proto.imap.commands import Append, CatenateText, CatenateURL
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import NewMessage
+from mailhouse.store.crlf import to_crlf
 
 from .errors import No
 from .mailboxes import check_name
@@ -67,6 +68,7 @@ async def cmd_append(s: IMAPSession, cmd: Command) -> Ok | None:
             data = b"".join(parts)
         else:
             data = m.data or b""
+        data = to_crlf(data)  # store invariant: CRLF line endings, so RFC822.SIZE = stored size
         if not data:
             raise No("Cannot append an empty message", "CANNOT")
         if len(data) > limit:

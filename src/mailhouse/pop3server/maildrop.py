@@ -12,10 +12,9 @@ Invariants
 * ``UIDL`` is ``<uidvalidity>.<uid>``: stable across sessions and the same
   identity IMAP uses (RFC 9051 §2.3.1.1); only printable ASCII (RFC 1939 §7).
 * Octet counts (STAT, LIST, RETR's ``+OK``) are exactly the octets RETR sends
-  before dot-stuffing: the blob with bare LF turned into CRLF and a final line
-  ending added when missing (see :func:`virtual_size`, which mirrors
-  ``proto.pop3.dot_stuff_stream``). Blobs are immutable, so the size is cached
-  per blob key for the life of the process.
+  before dot-stuffing: the store keeps every message CRLF-normalised
+  (``store.crlf``), so the index size is the answer and nothing is read to
+  answer STAT or LIST.
 * A message expunged meanwhile over IMAP (its blob gone) raises
   :class:`Vanished`; the session answers ``-ERR`` and goes on. Its size falls
   back to the index size. Expunging it again at QUIT is a no-op.
@@ -23,19 +22,9 @@ Invariants
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Final
 
 from mailhouse.store.api import FlagMode, Mailbox, MessageRecord, NotFound, Store
-
-#: Blob keys whose POP3 size is remembered per process (≈150 B each).
-SIZE_CACHE_ENTRIES: Final = 200_000
-#: Blobs read at once while sizing a maildrop (threads of the default executor).
-SIZE_CONCURRENCY: Final = 16
-
-_size_cache: OrderedDict[str, int] = OrderedDict()
 
 
 class Vanished(Exception):
@@ -48,18 +37,6 @@ def normalize(data: bytes) -> bytes:
     if norm and not norm.endswith(b"\r\n"):
         norm += b"\n" if norm.endswith(b"\r") else b"\r\n"
     return norm
-
-
-def virtual_size(data: bytes) -> int:
-    """``len(normalize(data))`` without building the copy."""
-    if not data:
-        return 0
-    n = len(data) + data.count(b"\n") - data.count(b"\r\n")  # every bare LF gains a CR
-    if data.endswith(b"\r"):
-        n += 1
-    elif not data.endswith(b"\n"):
-        n += 2
-    return n
 
 
 def top(data: bytes, lines: int) -> bytes:
@@ -80,12 +57,6 @@ def top(data: bytes, lines: int) -> bytes:
     return norm[:pos]
 
 
-def _remember(key: str, size: int) -> None:
-    _size_cache[key] = size
-    if len(_size_cache) > SIZE_CACHE_ENTRIES:
-        _size_cache.popitem(last=False)
-
-
 class Maildrop:
     def __init__(self, store: Store, mailbox: Mailbox, messages: list[MessageRecord]) -> None:
         self.store = store
@@ -93,7 +64,6 @@ class Maildrop:
         self.messages = messages  # index = message number - 1 (RFC 1939 §5)
         self.deleted: set[int] = set()  # message numbers marked by DELE
         self.retrieved: set[int] = set()  # message numbers sent by RETR (for \Seen at QUIT)
-        self._sizes: list[int | None] = [_size_cache.get(m.blob_key) for m in messages]
 
     @classmethod
     async def open(cls, store: Store, mailbox: Mailbox) -> Maildrop:
@@ -117,66 +87,17 @@ class Maildrop:
 
     # -- sizes ---------------------------------------------------------------------
     async def size(self, n: int) -> int:
-        s = self._sizes[n - 1]
-        if s is None:
-            await self._fill([n])
-            s = self._sizes[n - 1]
-            assert s is not None
-        return s
+        return self.messages[n - 1].size
 
     async def sizes(self, numbers: Iterable[int]) -> dict[int, int]:
-        nums = list(numbers)
-        await self._fill([n for n in nums if self._sizes[n - 1] is None])
-        return {n: self._sizes[n - 1] or 0 for n in nums}
-
-    async def _fill(self, numbers: list[int]) -> None:
-        if not numbers:
-            return
-        get_sync = getattr(self.store.blobs, "get_sync", None)
-        if get_sync is not None:
-            # File blobs (embedded store): size the whole batch in one worker thread; one
-            # thread hop per blob would cost more than reading page-cached files.
-            keys = [self.messages[n - 1].blob_key for n in numbers]
-
-            def batch() -> list[int | None]:
-                out: list[int | None] = []
-                for k in keys:
-                    try:
-                        out.append(virtual_size(get_sync(k)))
-                    except (FileNotFoundError, NotFound, KeyError):
-                        out.append(None)
-                return out
-
-            for n, key, size in zip(numbers, keys, await asyncio.to_thread(batch), strict=True):
-                if size is None:
-                    self._sizes[n - 1] = self.messages[n - 1].size  # vanished: keep the index figure
-                else:
-                    self._sizes[n - 1] = size
-                    _remember(key, size)
-            return
-        sem = asyncio.Semaphore(SIZE_CONCURRENCY)
-
-        async def one(n: int) -> None:
-            async with sem:
-                try:
-                    await self.read(n)  # fills self._sizes[n - 1]
-                except Vanished:
-                    self._sizes[n - 1] = self.messages[n - 1].size  # vanished: keep the index figure
-
-        await asyncio.gather(*(one(n) for n in numbers))
+        return {n: self.messages[n - 1].size for n in numbers}
 
     async def read(self, n: int) -> bytes:
         """The stored message ``n``; :class:`Vanished` if expunged meanwhile."""
-        rec = self.messages[n - 1]
         try:
-            data = await self.store.blobs.get(rec.blob_key)
+            return await self.store.blobs.get(self.messages[n - 1].blob_key)
         except (FileNotFoundError, NotFound, KeyError) as e:
             raise Vanished(n) from e
-        if self._sizes[n - 1] is None:
-            size = virtual_size(data)
-            self._sizes[n - 1] = size
-            _remember(rec.blob_key, size)
-        return data
 
     # -- UPDATE ----------------------------------------------------------------------
     async def commit(self) -> int:

@@ -13,6 +13,8 @@ Semantics every backend must honour (pinned down by `tests/store/contract.py`):
 - A call that changes data returns only after the change is durable (committed, and
   blobs fsynced before the index row pointing at them is committed).
 - Changes are published on the change feed only after commit.
+- Message blobs are stored with CRLF line endings and a final CRLF (callers normalise with
+  `store.crlf.to_crlf`), so `MessageRecord.size` is exactly what IMAP and POP3 send.
 - `append` with a `delivery_key` already used in that mailbox is a no-op returning the
   existing UID: redelivery after a crash never yields two copies.
 """

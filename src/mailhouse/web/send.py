@@ -29,6 +29,7 @@ from mailhouse.proto.smtp_address import parse_path
 from mailhouse.smtpserver.policy import NOT_OWNER, SmtpPolicy
 from mailhouse.smtpserver.server import new_queue_id
 from mailhouse.store.api import Account, NewMessage
+from mailhouse.store.crlf import to_crlf
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
@@ -171,5 +172,6 @@ async def store_copy(svc: Services, user: Account, folder: str, message: bytes, 
     mb = await svc.store.get_mailbox(user.id, folder)
     if mb is None:
         mb = await svc.store.create_mailbox(user.id, folder, "\\" + folder)
+    message = to_crlf(message)
     recs = await svc.store.deliver(message, [NewMessage(mb.id, "", len(message), flags, time.time())])
     return recs[0].uid

@@ -77,6 +77,7 @@ from mailhouse.store.api import (
     Usage,
 )
 from mailhouse.store.blobfiles import new_key
+from mailhouse.store.crlf import to_crlf
 from mailhouse.store.postgres.schema import BOOTSTRAP, MIGRATION_LOCK, MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -834,6 +835,7 @@ class PostgresStore:
 
     async def deliver(self, blob: bytes, messages: Sequence[NewMessage]) -> list[MessageRecord]:
         """Store BLOB and append rows pointing at it; with in-database blobs, in one transaction."""
+        blob = to_crlf(blob)  # api.py invariant: stored messages use CRLF
         pg = self._pg_blobs
         if pg is None:
             key = await self.blobs.put(blob)

@@ -49,6 +49,7 @@ from mailhouse.store.api import (
     Usage,
 )
 from mailhouse.store.blobfiles import FileBlobStore, new_key
+from mailhouse.store.crlf import to_crlf
 from mailhouse.store.sqlite.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -720,6 +721,7 @@ class SqliteStore:
         return await self._write(lambda c: self._append_rows(c, messages))
 
     async def deliver(self, blob: bytes, messages: Sequence[NewMessage]) -> list[MessageRecord]:
+        blob = to_crlf(blob)  # api.py invariant: stored messages use CRLF
         if len(blob) > INLINE_BLOB_MAX:
             key = await self.files.put(blob)
             return await self.append([replace(m, blob_key=key, size=len(blob)) for m in messages])
