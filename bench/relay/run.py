@@ -9,7 +9,11 @@ Reference, same run, same load generator: Postfix A (relay mode, plain SMTP from
 mynetworks, no TLS/AUTH — Postfix's cheapest path) relays to Postfix B (virtual(8)
 maildir delivery). The clock stops when the last maildir file exists.
 
-    .venv/bin/python bench/relay/run.py [--messages 1000] [--sessions 10] [--size 4096]
+    .venv/bin/python bench/relay/run.py [--messages 1000] [--sessions 10] [--size 4096] [--tls]
+
+By default both sides run without TLS (Mailhouse: AUTH PLAIN over plaintext submission via
+`[auth] allow_plaintext`, `tls = "none"` on the route) so the comparison is like for like;
+`--tls` adds STARTTLS to both Mailhouse hops.
 
 Prints msg/s for both, the ratio (goal ≥ 1.0×), and peak RSS of each side's process trees.
 Everything binds to 127.0.0.0/8 only.
@@ -18,6 +22,7 @@ Everything binds to 127.0.0.0/8 only.
 from __future__ import annotations
 
 import argparse
+import shutil
 import smtplib
 import ssl
 import sys
@@ -47,7 +52,7 @@ def body(i: int, size: int, sender: str) -> bytes:
 
 
 def drive(
-    addr: tuple[str, int], sessions: int, messages: int, size: int, sender: str, tls_auth: bool
+    addr: tuple[str, int], sessions: int, messages: int, size: int, sender: str, tls: bool, auth: bool
 ) -> float:
     """Submit MESSAGES over SESSIONS parallel connections; returns the time submission took."""
     per = [messages // sessions + (1 if i < messages % sessions else 0) for i in range(sessions)]
@@ -56,12 +61,24 @@ def drive(
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
 
+    def session() -> smtplib.SMTP:
+        for attempt in range(3):
+            s = smtplib.SMTP(*addr, timeout=60)
+            try:
+                if tls:
+                    s.starttls(context=ctx)  # retried: see the smtpserver STARTTLS race in the queue tests
+                if auth:
+                    s.login(sender, PASSWORD)
+                return s
+            except (ssl.SSLError, TimeoutError, smtplib.SMTPServerDisconnected):
+                s.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     def worker(n: int, base: int) -> None:
         try:
-            with smtplib.SMTP(*addr, timeout=60) as s:
-                if tls_auth:
-                    s.starttls(context=ctx)
-                    s.login(sender, PASSWORD)
+            with session() as s:
                 for i in range(n):
                     s.sendmail(sender, ["bob@b.test"], body(base + i, size, sender))
         except BaseException as e:  # noqa: BLE001 - reported below
@@ -126,7 +143,12 @@ def bench_mailhouse(root: Path, args: argparse.Namespace) -> tuple[float, float,
         host="127.0.0.20",
         hostname="mx.a.test",
         services=("submission",),
-        extra=f'[routes]\n"b.test" = "127.0.0.21:{b_port}"\n',
+        # Plain SMTP hop and AUTH without TLS, like the Postfix reference (see --tls)
+        extra=(
+            f'[routes]\n"b.test" = {{ host = "127.0.0.21", port = {b_port}, tls = "{"opportunistic" if args.tls else "none"}" }}\n'
+            + ("" if args.tls else "[auth]\nallow_plaintext = true\n")
+            + "[queue]\nretry_base = 1\nretry_max = 5\n"  # a transient hiccup must not park mail for 5 min
+        ),
     )
     a.add_domain("a.test")
     a.add_user("alice@a.test")
@@ -135,10 +157,12 @@ def bench_mailhouse(root: Path, args: argparse.Namespace) -> tuple[float, float,
     with b, a:
         assert a.proc and b.proc
         procs = [a.proc.pid, b.proc.pid]
-        drive(a.addr("submission"), args.sessions, 20, args.size, "alice@a.test", True)  # warm-up
+        drive(a.addr("submission"), args.sessions, 20, args.size, "alice@a.test", args.tls, True)  # warm-up
         wait_for(lambda: inbox_count(b, "bob@b.test"), 20, 60, lambda: procs)
         t0 = time.monotonic()
-        submit_s = drive(a.addr("submission"), args.sessions, args.messages, args.size, "alice@a.test", True)
+        submit_s = drive(
+            a.addr("submission"), args.sessions, args.messages, args.size, "alice@a.test", args.tls, True
+        )
         _, peak = wait_for(lambda: inbox_count(b, "bob@b.test"), 20 + args.messages, 600, lambda: procs)
         total = time.monotonic() - t0
         peak = max(peak, sum(peak_rss(p) for p in procs))
@@ -146,10 +170,9 @@ def bench_mailhouse(root: Path, args: argparse.Namespace) -> tuple[float, float,
 
 
 def bench_postfix(root: Path, args: argparse.Namespace) -> tuple[float, float, int]:
-    pb = PostfixInstance(root / "pb", host="127.0.0.23", mode="local", domains=["b.test"]).start()
+    pb = PostfixInstance(host="127.0.0.23", mode="local", domains=["b.test"]).start()
     try:
         pa = PostfixInstance(
-            root / "pa",
             host="127.0.0.22",
             mode="relay",
             relay_to=f"127.0.0.23:{pb.port}",
@@ -159,10 +182,12 @@ def bench_postfix(root: Path, args: argparse.Namespace) -> tuple[float, float, i
         try:
             assert pa.proc and pb.proc
             procs = [pa.proc.pid, pb.proc.pid]
-            drive(pa.address, args.sessions, 20, args.size, "alice@a.test", False)
+            drive(pa.address, args.sessions, 20, args.size, "alice@a.test", False, False)
             wait_for(lambda: len(pb.delivered()), 20, 60, lambda: procs)
             t0 = time.monotonic()
-            submit_s = drive(pa.address, args.sessions, args.messages, args.size, "alice@a.test", False)
+            submit_s = drive(
+                pa.address, args.sessions, args.messages, args.size, "alice@a.test", False, False
+            )
             _, peak = wait_for(lambda: len(pb.delivered()), 20 + args.messages, 600, lambda: procs)
             total = time.monotonic() - t0
         finally:
@@ -177,11 +202,21 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=1000)
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument(
+        "--tls", action="store_true", help="Mailhouse side with STARTTLS on both hops (Postfix stays plain)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="mh-bench-relay-") as tmp:
         root = Path(tmp)
         pf_total, pf_submit, pf_peak = bench_postfix(root / "postfix", args)
-        mh_total, mh_submit, mh_peak = bench_mailhouse(root / "mailhouse", args)
+        print(f"Postfix → Postfix: {args.messages / pf_total:.1f} msg/s", flush=True)
+        try:
+            mh_total, mh_submit, mh_peak = bench_mailhouse(root / "mailhouse", args)
+        finally:
+            keep = Path("/tmp/mh-bench-relay-logs")
+            keep.mkdir(exist_ok=True)
+            for log in sorted((root / "mailhouse").glob("*/serve.log")):
+                shutil.copy(log, keep / f"{log.parent.name}.log")
     n = args.messages
     print(f"relay benchmark: {n} messages of {args.size} octets over {args.sessions} sessions")
     print(
