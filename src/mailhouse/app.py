@@ -103,7 +103,9 @@ def _reload(cfg: Config) -> None:
         return
     # Limits and timeouts apply to new sessions at once; listeners and store need a restart.
     for attr in ("max_message_size", "max_recipients", "smtp_idle_timeout", "imap_idle_timeout",
-                 "pop3_idle_timeout", "routes", "relayhost", "allow_plaintext_auth"):
+                 "pop3_idle_timeout", "routes", "relayhost", "allow_plaintext_auth", "queue_lifetime",
+                 "queue_delay_warning", "queue_retry_base", "queue_retry_max", "dns_nameservers",
+                 "verify_inbound", "pregreet_wait"):
         setattr(cfg, attr, getattr(new, attr))
     log.info("configuration reloaded from %s", cfg.source_path)
 

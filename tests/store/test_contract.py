@@ -215,3 +215,11 @@ async def test_concurrent_appends_get_unique_uids(store: Store) -> None:
     )
     uids = sorted(r[0].uid for r in results)
     assert uids == list(range(1, 51))
+
+
+async def test_duplicate_queue_id_is_already_exists(store: Store) -> None:
+    key = await store.blobs.put(b"q\r\n")
+    e = QueueEntry("Q9", "", [QueueRecipient("x@remote.test")], key, 3, 1.0, 0.0)
+    await store.enqueue(e)
+    with pytest.raises(AlreadyExists):
+        await store.enqueue(e)

@@ -909,6 +909,12 @@ class SqliteStore:
     )
 
     async def enqueue(self, entry: QueueEntry) -> None:
+        try:
+            await self._enqueue(entry)
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"queue entry {entry.id} already exists") from None
+
+    async def _enqueue(self, entry: QueueEntry) -> None:
         await self._write(
             lambda c: c.execute(
                 f"INSERT INTO queue({self._Q_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
