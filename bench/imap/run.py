@@ -344,6 +344,21 @@ def start_dovecot(root: Path, messages: Sequence[bytes]) -> DovecotInstance:
     return dc.start()
 
 
+async def _wait_login(host: str, port: int, timeout: float = 30.0) -> None:
+    """Dovecot's auth process may still be starting: wait for one LOGIN to succeed."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            c = await Client.connect(host, port)
+            await c.cmd(f'LOGIN "user@example.org" "{PASSWORD}"')
+            c.close()
+            return
+        except (RuntimeError, OSError):
+            if time.monotonic() > end:
+                raise
+            await asyncio.sleep(0.5)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=1000)
@@ -351,6 +366,7 @@ def main() -> int:
     ap.add_argument("--ops", type=int, default=300, help="operations per client")
     ap.add_argument("--idle", type=int, default=1000, help="idle connections for the memory test")
     ap.add_argument("--workers", type=int, default=1, help="Mailhouse [server] workers")
+    ap.add_argument("--only", choices=("mailhouse", "dovecot"), help="run one server only (no ratio)")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, 4 * a.idle + 1024))
@@ -360,7 +376,8 @@ def main() -> int:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-imap-", dir="/var/tmp") as tmp:
         root = Path(tmp)
-        for name in ("mailhouse", "dovecot"):
+        root.chmod(0o755)  # Dovecot's auth and mail processes run as other users
+        for name in [a.only] if a.only else ["mailhouse", "dovecot"]:
             (root / name).mkdir()
             t0 = time.perf_counter()
             if name == "mailhouse":
@@ -375,6 +392,8 @@ def main() -> int:
                 f"{name}: loaded {len(messages)} messages in {time.perf_counter() - t0:.1f}s", file=sys.stderr
             )
             try:
+                if name == "dovecot":
+                    asyncio.run(_wait_login(host, port))
                 r = asyncio.run(run_load(host, port, "user@example.org", a.clients, a.ops, messages))
                 print(
                     f"{name}: {r['ops']} ops in {r['elapsed']:.1f}s = {r['ops'] / r['elapsed']:.0f} ops/s,"
@@ -384,8 +403,14 @@ def main() -> int:
                 r["idle"] = asyncio.run(idle_memory(host, port, idle_users, a.idle, pid))
                 print(f"{name}: idle {r['idle']}", file=sys.stderr)
                 results[name] = r
+            except Exception:
+                if name == "dovecot":
+                    print(srv.log(40), file=sys.stderr)  # type: ignore[union-attr]
+                raise
             finally:
                 srv.stop()
+    if len(results) < 2:
+        return 0
     mh, dc = results["mailhouse"], results["dovecot"]
     print(f"\nIMAP mix, {a.messages} messages, {a.clients} clients x {a.ops} ops")
     print(f"{'':12}{'ops/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
