@@ -11,7 +11,6 @@ only after it expires).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 import smtplib
 import socket
@@ -32,9 +31,8 @@ from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 
 HOSTS = ("127.0.0.2", "127.0.0.3")
 USER = "alice@example.org"
-HAVE_IMAP = importlib.util.find_spec("mailhouse.imapserver.server") is not None
 # only what these tests use: other listeners (webmail, POP3) are not the subject here
-NODE_SERVICES = ("smtp", "imaps") if HAVE_IMAP else ("smtp",)
+NODE_SERVICES = ("smtp", "imaps")
 ID_RE = re.compile(rb"^X-Test-Id: (\S+)\r?$", re.M)
 
 
@@ -170,7 +168,6 @@ class RawIMAP:
         self.sock.close()
 
 
-@pytest.mark.skipif(not HAVE_IMAP, reason="IMAP server (mailhouse.imapserver.server) not built yet")
 def test_imap_idle_on_a_reports_smtp_delivery_on_b_within_1s(cluster: Cluster) -> None:
     im = RawIMAP(cluster.a.addr("imaps"))
     try:
@@ -195,7 +192,6 @@ def test_imap_idle_on_a_reports_smtp_delivery_on_b_within_1s(cluster: Cluster) -
         im.close()
 
 
-@pytest.mark.skipif(not HAVE_IMAP, reason="IMAP server (mailhouse.imapserver.server) not built yet")
 def test_imap_flags_set_on_a_seen_on_b(cluster: Cluster) -> None:
     send(cluster.a, "flags-1")
     a, b = RawIMAP(cluster.a.addr("imaps")), RawIMAP(cluster.b.addr("imaps"))

@@ -4,12 +4,9 @@ folders, flags, new and deleted messages, checked on both sides (issue 3 §6).""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
-
-import pytest
 
 from tests.imapserver.server_helpers import deliver, login, wait_exists
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
@@ -61,7 +58,6 @@ def _run(cmd: list[str], env: dict[str, str] | None = None) -> None:
     assert r.returncode == 0, f"{cmd[0]} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
 
 
-@pytest.mark.skipif(shutil.which("mbsync") is None, reason="mbsync (isync) not installed")
 def test_mbsync_two_way(imap_server: MailhouseProcess, tmp_path: Path) -> None:
     user = "sync1"
     _seed(imap_server, user)
@@ -133,7 +129,6 @@ SyncState *
     assert len(lf) == 1 and "R" in _flags(lf[0])
 
 
-@pytest.mark.skipif(shutil.which("offlineimap") is None, reason="offlineimap3 not installed")
 def test_offlineimap_two_way(imap_server: MailhouseProcess, tmp_path: Path) -> None:
     user = "sync2"
     _seed(imap_server, user)

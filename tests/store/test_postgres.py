@@ -251,9 +251,10 @@ def test_sigv4_matches_aws_published_example() -> None:
 @pytest.fixture
 def s3_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An S3-compatible server on loopback (moto's, if installed); yields the bucket name."""
-    moto_server = pytest.importorskip("moto.server")
     import datetime as dt
     import http.client
+
+    import moto.server as moto_server
 
     from mailhouse.store.postgres.blobs_s3 import sigv4_headers
     from tests.peers.ports import free_port

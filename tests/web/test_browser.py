@@ -8,7 +8,6 @@ screenshot (docs/screenshots/webmail.png).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -23,9 +22,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "webmail.png"
 
-sync_api = pytest.importorskip("playwright.sync_api")
-if not os.path.exists(CHROMIUM):
-    pytest.skip("Debian chromium is not installed (scripts/install-test-deps.sh)", allow_module_level=True)
+from playwright import sync_api  # noqa: E402 - Debian's chromium comes from scripts/install-test-deps.sh
 
 
 @pytest.fixture(scope="module")
