@@ -394,14 +394,17 @@ def main() -> int:
             try:
                 if name == "dovecot":
                     asyncio.run(_wait_login(host, port))
+                # idle memory first, on a fresh process: after the load phase the heap holds
+                # caches and freed-but-kept memory that would hide the per-connection cost
+                idle = asyncio.run(idle_memory(host, port, idle_users, a.idle, pid))
+                print(f"{name}: idle {idle}", file=sys.stderr)
                 r = asyncio.run(run_load(host, port, "user@example.org", a.clients, a.ops, messages))
+                r["idle"] = idle
                 print(
                     f"{name}: {r['ops']} ops in {r['elapsed']:.1f}s = {r['ops'] / r['elapsed']:.0f} ops/s,"
                     f" p99 {r['p99'] * 1000:.1f} ms",
                     file=sys.stderr,
                 )
-                r["idle"] = asyncio.run(idle_memory(host, port, idle_users, a.idle, pid))
-                print(f"{name}: idle {r['idle']}", file=sys.stderr)
                 results[name] = r
             except Exception:
                 if name == "dovecot":
