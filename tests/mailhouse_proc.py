@@ -65,6 +65,10 @@ class MailhouseProcess:
             # SPF/DKIM lookups would go to the system resolver, which is off this machine:
             # tests that want them pass verify_inbound=True with [dns] nameservers on loopback.
             store += "[mailauth]\nverify_inbound = false\n"
+        if "[dns]" not in extra:
+            # Never the system resolver (it is off this machine): an unanswered loopback port
+            # makes every lookup fail at once; tests that need DNS pass their dnsmasq.
+            store += '[dns]\nnameservers = ["127.0.0.1:9"]\n'
         self.cfgfile.write_text(
             f'hostname = "{hostname}"\ndata_dir = "{self.data_dir}"\n{extra}\n[listen]\n{listen}\n{store}'
         )
