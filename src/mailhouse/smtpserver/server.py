@@ -66,6 +66,7 @@ class SmtpSession:
         self.tls = writer.get_extra_info("sslcontext") is not None
         self.user: Account | None = None
         self.closing = False
+        self._out = bytearray()
         self._reset()
 
     def _reset(self) -> None:
@@ -75,17 +76,32 @@ class SmtpSession:
         self.remote: list[tuple[str, dict[str, str | None]]] = []
         self.rcpt_for_header: list[str] = []
         self.chunks: list[bytes] = []
-        self.queue_id = new_queue_id()
+        self._queue_id: str | None = None
+
+    @property
+    def queue_id(self) -> str:
+        if self._queue_id is None:
+            self._queue_id = new_queue_id()
+        return self._queue_id
 
     # ---------------------------------------------------------------- I/O
     async def write(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
+        self._out += data
+        await self.flush()
+
+    async def flush(self) -> None:
+        if self._out:
+            self.writer.write(bytes(self._out))
+            self._out.clear()
+            await self.writer.drain()
 
     async def reply(self, r: Reply) -> None:
-        await self.write(self.core.send(r))
+        # RFC 2920 §3.1: replies to a pipelined group may be sent together; they are
+        # flushed whenever the session is about to wait for the client.
+        self._out += self.core.send(r)
 
     async def _read(self) -> bytes:
+        await self.flush()
         timeout = self.cfg.smtp_idle_timeout
         try:
             return await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
@@ -113,6 +129,10 @@ class SmtpSession:
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as e:
             self.log.info("connection lost: %s", type(e).__name__)
         finally:
+            try:
+                await asyncio.wait_for(self.flush(), 5.0)
+            except (TimeoutError, ConnectionError, ssl.SSLError):
+                pass
             self.writer.close()
             try:
                 await asyncio.wait_for(self.writer.wait_closed(), 2.0)
@@ -187,7 +207,7 @@ class SmtpSession:
         self._reset()
         self.sender = sender
         self.mail_params = ev.params
-        self.log.info("from=<%s> size=%s", safe(sender), ev.params.get("SIZE"))
+        self.log.debug("from=<%s> size=%s", safe(sender), ev.params.get("SIZE"))
         await self.reply(Reply(250, "2.1.0", "Ok"))
 
     async def on_rcpt(self, ev: core.Rcpt) -> None:
@@ -199,7 +219,10 @@ class SmtpSession:
             return
         size = int(self.mail_params.get("SIZE") or 0)
         verdict = await self.policy.check_recipient(ev.path, self.user, size)
-        self.log.info("to=<%s> %d %s", safe(ev.path.mailbox), verdict.reply.code, verdict.reply.enhanced)
+        self.log.log(
+            logging.DEBUG if verdict.reply.code == 250 else logging.INFO,
+            "to=<%s> %d %s", safe(ev.path.mailbox), verdict.reply.code, verdict.reply.enhanced,
+        )
         if verdict.reply.code == 250:
             if verdict.remote and self.svc.outbound is None:
                 await self.reply(Reply(451, "4.3.2", "Error: outbound delivery is not available"))
@@ -275,7 +298,10 @@ class SmtpSession:
         )
         if reply.code != 250:
             return reply
-        self.log.info("queued as %s (%d octets)", self.queue_id, len(message))
+        self.log.info(
+            "queued as %s from=<%s> nrcpt=%d size=%d", self.queue_id, safe(sender), len(self.rcpt_for_header),
+            len(message),
+        )
         return reply
 
     async def on_rset(self, ev: core.Rset) -> None:
@@ -300,6 +326,7 @@ class SmtpSession:
         if self.tls:
             await self.reply(Reply(503, "5.5.1", "Error: TLS already active"))
             return
+        await self.flush()
         try:
             dropped = await tls_mod.upgrade_server_stream(
                 self.reader, self.writer, self.core.send(core.REPLY_READY_TLS), self.svc.tls, TLS_HANDSHAKE_TIMEOUT
