@@ -34,9 +34,20 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
         return False
 
 
+# Each argon2id verification holds 64 MiB: at most this many run at once per process, so
+# a burst of logins (or an attacker's) queues instead of exhausting memory.
+MAX_CONCURRENT_VERIFICATIONS = max(2, os.cpu_count() or 1)
+_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
 async def verify_password_async(stored_hash: str | None, password: str) -> bool:
-    """argon2id costs ~50 ms of CPU: run it off the event loop."""
-    return await asyncio.to_thread(verify_password, stored_hash, password)
+    """argon2id costs ~50 ms of CPU and 64 MiB: run it off the event loop, bounded."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(MAX_CONCURRENT_VERIFICATIONS)
+    async with slots:
+        return await asyncio.to_thread(verify_password, stored_hash, password)
 
 
 def scram_keys(password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> ScramKeys:
