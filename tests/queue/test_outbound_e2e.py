@@ -163,8 +163,15 @@ def lab(
         services=("smtp",),
         ports={"smtp": 25},
         extra=mh_extra(dns),
+        verify_inbound=True,  # b.test checks SPF and DKIM of what A sends
     )
     a.add_domain("a.test")
+    # publish a.test's DKIM keys (made by `domain add`) and SPF, as `mailhouse dns` prints them
+    keys = a.admin(lambda adm: adm.store.get_dkim_keys("a.test"))
+    dns.update(txt={
+        **{f"{k.selector}._domainkey.a.test": k.public_record for k in keys},
+        "a.test": "v=spf1 ip4:127.0.0.0/8 -all",  # A connects from the default loopback source
+    })
     a.add_user("alice@a.test")
     b.add_domain("b.test")
     b.add_user("bob@b.test")
@@ -198,6 +205,10 @@ def test_submission_delivered_to_other_mailhouse_via_mx(lab: Lab) -> None:
     assert len(got) == 1
     assert b"Return-Path: <alice@a.test>" in got[0]
     assert b"by mx.b.test" in got[0] and b"from mx.a.test" in got[0]  # came over SMTP from A
+    # b.test sees valid DKIM signatures (RSA and Ed25519) and SPF pass for a.test
+    results = got[0].split(b"\r\n\r\n", 1)[0].replace(b"\r\n\t", b" ")
+    assert b"spf=pass smtp.mailfrom=a.test" in results
+    assert results.count(b"dkim=pass header.d=a.test") == 2, results
     assert "queue is empty" in wait_until(lambda: "queue is empty" in queue_list(lab.a) and queue_list(lab.a))
     assert any("query[MX] b.test" in q for q in lab.dns.queries())
 
