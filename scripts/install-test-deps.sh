@@ -3,7 +3,7 @@
 # Postfix is installed with debconf's "No configuration" so nothing takes port 25;
 # the system's Postfix and Dovecot services are stopped: tests run their own instances.
 set -euo pipefail
-PKGS=(swaks dnsmasq-base postfix dovecot-imapd dovecot-pop3d postgresql fetchmail getmail6 isync offlineimap3 msmtp mutt chromium sqlite3 procps)
+PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base postfix dovecot-imapd dovecot-pop3d postgresql fetchmail getmail6 isync offlineimap3 msmtp mutt chromium sqlite3 procps)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
