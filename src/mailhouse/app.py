@@ -14,6 +14,8 @@ import importlib
 import logging
 import os
 import signal
+import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mailhouse import config as config_mod
@@ -138,7 +140,7 @@ async def _serve_workers(cfg: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: [os.kill(p, signal.SIGHUP) for p in pids])
+    loop.add_signal_handler(signal.SIGHUP, _signal_all, pids, signal.SIGHUP)
     waiter = asyncio.ensure_future(asyncio.to_thread(os.wait))
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -156,9 +158,51 @@ async def _serve_workers(cfg: Config) -> int:
     return 0
 
 
+def _signal_all(pids: list[int], sig: int) -> None:
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+
+
 def _run_child(cfg: Config) -> int:
     asyncio.set_event_loop(None)
     return asyncio.run(run_node(cfg))
+
+
+async def start_listener(
+    svc: Any,
+    host: str,
+    port: int,
+    session: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    *,
+    implicit_tls: bool,
+    read_size: int,
+    handshake_timeout: float = 30.0,
+) -> asyncio.base_events.Server:
+    """Listen on host:port; every connection runs SESSION as a task the node tracks for draining.
+
+    Implicit TLS (RFC 8314 §3.3) wraps the socket before the session sees a byte.
+    """
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            svc.track(task)
+        await session(reader, writer)
+
+    ssl_ctx = svc.tls if implicit_tls else None
+    return await asyncio.start_server(
+        on_connect,
+        host,
+        port,
+        ssl=ssl_ctx,
+        reuse_port=reuse_port(),
+        family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+        ssl_handshake_timeout=handshake_timeout if ssl_ctx else None,
+        limit=read_size,
+    )
 
 
 def reuse_port() -> bool:

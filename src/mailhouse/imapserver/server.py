@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 import zlib
 from typing import TYPE_CHECKING
@@ -123,21 +122,7 @@ def _shared(svc: Services) -> tuple[ChangeHub, RecentClaims]:
 
 async def listen(svc: Services, name: str, host: str, port: int) -> asyncio.base_events.Server:
     hub, claims = _shared(svc)
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            svc.track(task)
-        await IMAPSession(svc, hub, claims, Conn(reader, writer), name).run()
-
-    ssl_ctx = svc.tls if name == "imaps" else None  # RFC 8314 §3.3: implicit TLS
-    return await asyncio.start_server(
-        on_connect,
-        host,
-        port,
-        ssl=ssl_ctx,
-        reuse_port=app.reuse_port(),
-        family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_ctx else None,
-        limit=READ_SIZE,
+    return await app.start_listener(
+        svc, host, port, lambda r, w: IMAPSession(svc, hub, claims, Conn(r, w), name).run(),
+        implicit_tls=name == "imaps", read_size=READ_SIZE, handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -421,21 +420,7 @@ class SmtpSession:
 
 
 async def listen(svc: Services, name: str, host: str, port: int) -> asyncio.base_events.Server:
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            svc.track(task)
-        await SmtpSession(svc, name, reader, writer).run()
-
-    ssl_ctx = svc.tls if name == "submissions" else None  # RFC 8314 §3.3: implicit TLS
-    return await asyncio.start_server(
-        on_connect,
-        host,
-        port,
-        ssl=ssl_ctx,
-        reuse_port=app.reuse_port(),
-        family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_ctx else None,
-        limit=READ_SIZE,
+    return await app.start_listener(
+        svc, host, port, lambda r, w: SmtpSession(svc, name, r, w).run(),
+        implicit_tls=name == "submissions", read_size=READ_SIZE, handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
     )
-
