@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from mailhouse.message.cache import CachedMessage
 from mailhouse.proto.imap.commands import (
     GenUrlAuth,
     GetMetadata,
@@ -26,11 +27,11 @@ from mailhouse.proto.imap.commands import (
     Thread,
     UrlFetch,
 )
-from mailhouse.store.api import MessageRecord
+from mailhouse.store.api import MessageRecord, Store
 
 from . import metadata, query, quota, urlauth
 from .errors import Bad, ImapError, No
-from .selected import load
+from .selected import cached, load
 
 if TYPE_CHECKING:
     from mailhouse.proto.imap import Command
@@ -38,11 +39,25 @@ if TYPE_CHECKING:
     from .session import IMAPSession, Ok
 
 
-def _loader(s: IMAPSession) -> Callable[[MessageRecord], Awaitable[bytes]]:
-    async def get(rec: MessageRecord) -> bytes:
-        return (await load(s.store, rec))[0]
+class _Loader:
+    """query's loader: the process's parsed-message cache (``peek`` lets a SEARCH skip the
+    await for messages already cached and batch-load the rest)."""
 
-    return get
+    __slots__ = ("store",)
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def __call__(self, rec: MessageRecord) -> CachedMessage:
+        return await load(self.store, rec)
+
+    @staticmethod
+    def peek(rec: MessageRecord) -> CachedMessage | None:
+        return cached(rec)
+
+
+def _loader(s: IMAPSession) -> _Loader:
+    return _Loader(s.store)
 
 
 def _raise(e: query.QueryError) -> None:

@@ -12,21 +12,21 @@ Invariants:
 * ``BODY[...]``, ``BINARY[...]``, ``RFC822`` and ``RFC822.TEXT`` set ``\\Seen`` unless the
   mailbox is read-only (EXAMINE) or the item is a ``.PEEK``; the flag is stored *before* the
   data is sent and the changed FLAGS ride in the same FETCH response (RFC 9051 §6.4.5).
-* ENVELOPE/BODY/BODYSTRUCTURE are cached per process by blob key (immutable content).
+* ENVELOPE/BODY/BODYSTRUCTURE are encoded once and kept with the process's parsed-message
+  cache entry (:mod:`mailhouse.message.cache`, keyed by the immutable blob).
 * Output is flushed as it grows (``IMAPSession.maybe_flush``): memory stays bounded by one
   message plus the flush threshold, whatever the FETCH range.
 """
 
 from __future__ import annotations
 
-import collections
 import datetime
 from typing import TYPE_CHECKING
 
 from mailhouse.message.bodystructure import body as body_of
 from mailhouse.message.bodystructure import bodystructure
+from mailhouse.message.cache import CachedMessage
 from mailhouse.message.envelope import envelope, imap_encode
-from mailhouse.message.parse import MessagePart
 from mailhouse.message.sections import (
     SectionNotFound,
     SectionSpec,
@@ -69,25 +69,19 @@ SEEN_ITEMS = frozenset(("BODY", "BINARY", "RFC822", "RFC822.TEXT"))
 # Parsed by the core but not advertised here (OBJECTID RFC 8474, SAVEDATE RFC 8514, PREVIEW RFC 8970).
 UNSUPPORTED = frozenset(("EMAILID", "THREADID", "SAVEDATE", "PREVIEW"))
 
-_STRUCT_CACHE_MAX = 20000
-_struct_cache: collections.OrderedDict[tuple[str, str], bytes] = collections.OrderedDict()
 
-
-def _structure(kind: str, rec: MessageRecord, raw: bytes, tree: MessagePart) -> bytes:
-    key = (rec.blob_key, kind)
-    hit = _struct_cache.get(key)
+def _structure(kind: str, msg: CachedMessage) -> bytes:
+    """ENVELOPE / BODYSTRUCTURE / BODY, encoded once per cached message (immutable blob)."""
+    hit = msg.structs.get(kind)
     if hit is not None:
-        _struct_cache.move_to_end(key)
         return hit
     if kind == "ENVELOPE":
-        val = imap_encode(envelope(tree))
+        val = imap_encode(envelope(msg.tree))
     elif kind == "BODYSTRUCTURE":
-        val = imap_encode(bodystructure(raw, tree))
+        val = imap_encode(bodystructure(msg.raw, msg.tree))
     else:
-        val = imap_encode(body_of(raw, tree))
-    _struct_cache[key] = val
-    if len(_struct_cache) > _STRUCT_CACHE_MAX:
-        _struct_cache.popitem(last=False)
+        val = imap_encode(body_of(msg.raw, msg.tree))
+    msg.structs[kind] = val
     return val
 
 
@@ -112,7 +106,7 @@ def _partial_suffix(it: FetchAtt) -> str:
 
 
 def item_value(
-    it: FetchAtt, view: SelectedMailbox, rec: MessageRecord, msg: tuple[bytes, MessagePart] | None
+    it: FetchAtt, view: SelectedMailbox, rec: MessageRecord, msg: CachedMessage | None
 ) -> tuple[str, response.Value]:
     name = it.name
     if name == "UID":
@@ -128,9 +122,9 @@ def item_value(
     if name == "MODSEQ":
         return "MODSEQ", [rec.modseq]  # RFC 7162 §3.1.4.1: "MODSEQ (n)"
     assert msg is not None
-    raw, tree = msg
+    raw, tree = msg.raw, msg.tree
     if name in ("ENVELOPE", "BODYSTRUCTURE") or (name == "BODY" and it.section is None):
-        return name, response.Raw(_structure(name, rec, raw, tree))
+        return name, response.Raw(_structure(name, msg))
     if name in ("BODY", "BODY.PEEK"):
         data = fetch_section(raw, tree, _spec(it), it.partial)
         return f"BODY[{it.section}]{_partial_suffix(it)}", data

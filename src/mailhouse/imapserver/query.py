@@ -41,6 +41,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import unicodedata
@@ -49,10 +50,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailhouse.imapserver.errors import ImapError
+from mailhouse.message.cache import CachedMessage
 from mailhouse.message.envelope import parse_addresses
-from mailhouse.message.headers import _codec, decode_words, unfold
-from mailhouse.message.parse import MessagePart, iter_parts, parse_message
-from mailhouse.message.search import body_matches, header_matches, normalize_needle, sent_date, text_matches
+from mailhouse.message.headers import _codec, decode_words
+from mailhouse.message.parse import MessagePart
+from mailhouse.message.search import normalize_needle, sent_date
 from mailhouse.message.thread import (
     format_threads,
     record_from_message,
@@ -101,7 +103,13 @@ __all__ = [
     "uses_modseq",
 ]
 
-Loader = Callable[[MessageRecord], Awaitable["bytes | tuple[bytes, MessagePart]"]]
+Loader = Callable[[MessageRecord], Awaitable["bytes | tuple[bytes, MessagePart] | CachedMessage"]]
+
+# SEARCH/SORT/THREAD load the messages the cheap keys could not decide in chunks of
+# PREFETCH_CHUNK (bounds the octets held by one call beyond the process cache), with at most
+# PREFETCH_CONCURRENCY blob reads in flight (each is a thread-pool file read).
+PREFETCH_CHUNK = 256
+PREFETCH_CONCURRENCY = 8
 
 # RFC 9051 §6.4.4 / RFC 3501 §6.4.4: US-ASCII and UTF-8 MUST be supported; listed in BADCHARSET.
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
@@ -189,9 +197,17 @@ class _Ctx:
     max_seq: int
     max_uid: int
     now: float
-    cache: dict[int, tuple[bytes, MessagePart]] = field(default_factory=dict)
+    cache: dict[int, CachedMessage] = field(default_factory=dict)
+    needles: dict[int, str] = field(default_factory=dict)
 
-    async def message(self, v: MessageView) -> tuple[bytes, MessagePart]:
+    def needle(self, value: bytes | str) -> str:
+        """``normalize_needle`` once per search-key value per call."""
+        got = self.needles.get(id(value))
+        if got is None:
+            got = self.needles[id(value)] = normalize_needle(value, self.charset)
+        return got
+
+    async def entry(self, v: MessageView) -> CachedMessage:
         got = self.cache.get(v.record.uid)
         if got is None:
             try:
@@ -200,27 +216,50 @@ class _Ctx:
                 # expunged by another session after this one's view was built: it matches
                 # nothing (the session reports the EXPUNGE at its next sync)
                 raise _Gone from None
-            got = loaded if isinstance(loaded, tuple) else (loaded, parse_message(loaded))
+            if isinstance(loaded, CachedMessage):
+                got = loaded
+            elif isinstance(loaded, tuple):
+                got = CachedMessage(*loaded)
+            else:
+                got = CachedMessage(loaded)
             self.cache[v.record.uid] = got
         return got
+
+    async def message(self, v: MessageView) -> tuple[bytes, MessagePart]:
+        got = await self.entry(v)
+        return got.raw, got.tree
+
+    async def prefetch(self, views: Sequence[MessageView]) -> None:
+        """Load the messages of ``views`` concurrently (at most ``PREFETCH_CONCURRENCY`` at a
+        time) instead of one await per message; messages the loader has cached (``peek``) cost
+        no task. Missing messages are left for :meth:`entry` to report as gone."""
+        peek = getattr(self.load, "peek", None)
+        todo: list[MessageView] = []
+        for v in views:
+            uid = v.record.uid
+            if uid in self.cache:
+                continue
+            hit = peek(v.record) if peek is not None else None
+            if hit is not None:
+                self.cache[uid] = hit
+            else:
+                todo.append(v)
+        if len(todo) < 2:
+            return
+        sem = asyncio.Semaphore(PREFETCH_CONCURRENCY)
+
+        async def one(v: MessageView) -> None:
+            async with sem:
+                try:
+                    await self.entry(v)
+                except _Gone:
+                    pass
+
+        await asyncio.gather(*(one(v) for v in todo))
 
 
 class _Gone(Exception):
     """The message's octets are gone (expunged meanwhile)."""
-
-
-def _mime_headers_match(tree: MessagePart, needle: bytes, charset: str) -> bool:
-    """RFC 9051 §6.4.4 TEXT: "in the header (including MIME header fields) or body" — the
-    header fields of the MIME parts below the top level (``text_matches`` covers the rest)."""
-    n = normalize_needle(needle, charset)
-    if not n:
-        return True
-    for part in iter_parts(tree)[1:]:
-        for fname, value in part.headers:
-            line = fname.decode("latin-1") + ": " + decode_words(unfold(value))
-            if n in " ".join(line.split()).casefold():
-                return True
-    return False
 
 
 def _local_date(ts: float) -> dt.date:
@@ -328,17 +367,15 @@ async def _full(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool:
     if x is not None:
         return x
     if isinstance(key, SearchText):
-        raw, tree = await ctx.message(v)
+        idx = (await ctx.entry(v)).index
+        n = ctx.needle(key.value)
         if key.key == "BODY":
-            return body_matches(raw, tree, key.value, ctx.charset)
+            return idx.body(n)
         if key.key == "TEXT":
-            return text_matches(raw, tree, key.value, ctx.charset) or _mime_headers_match(
-                tree, key.value, ctx.charset
-            )
-        return header_matches(raw, tree, key.key.lower(), key.value, ctx.charset)
+            return idx.text(n) or idx.mime_headers(n)
+        return idx.header(key.key.lower(), n)
     if isinstance(key, SearchHeader):
-        raw, tree = await ctx.message(v)
-        return header_matches(raw, tree, key.field, key.value, ctx.charset)
+        return (await ctx.entry(v)).index.header(key.field, ctx.needle(key.value))
     if isinstance(key, SearchDate):  # SENTBEFORE SENTON SENTSINCE
         _, tree = await ctx.message(v)
         d = sent_date(tree)
@@ -385,13 +422,19 @@ async def _search(views: Sequence[MessageView], criteria: SearchKey, ctx: _Ctx) 
             out.append(v)
         elif x is None:
             pending.append(v)
-    if pending:  # pass 2: load what is left
-        for v in pending:
+    for i in range(0, len(pending), PREFETCH_CHUNK):  # pass 2: load what is left, in chunks
+        chunk = pending[i : i + PREFETCH_CHUNK]
+        await ctx.prefetch(chunk)
+        for v in chunk:
             try:
                 if await _full(criteria, v, ctx):
                     out.append(v)
             except _Gone:
                 continue
+        if len(pending) > PREFETCH_CHUNK and getattr(ctx.load, "peek", None) is not None:
+            for v in chunk:  # the loader's own cache keeps what fits; don't pin the rest here
+                ctx.cache.pop(v.record.uid, None)
+    if pending:
         out.sort(key=lambda m: m.seq)
     return out
 
@@ -635,6 +678,8 @@ async def sort(
     found = await _search(views, search_key, ctx)
     need_msg = any(k in _HEADER_SORT_KEYS for k in plan)
     items: list[tuple[int, Any]] = []
+    if need_msg:
+        await ctx.prefetch(found)
     for v in found:
         if need_msg:
             try:
@@ -729,6 +774,7 @@ async def thread(
     ctx = _ctx(views, load, saved, charset, now)
     found = await _search(views, search_key, ctx)
     records = []
+    await ctx.prefetch(found)
     for v in found:
         try:
             _, tree = await ctx.message(v)

@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import collections
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from mailhouse.message.parse import MessagePart, parse_message
+from mailhouse.message.cache import PARSED_CACHE_BYTES, CachedMessage, MessageCache
 from mailhouse.proto.imap import response
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import Mailbox, MessageRecord, Store
@@ -52,28 +51,22 @@ if TYPE_CHECKING:
 RECENT_KEY_MAILBOX = "//mailhouse/recent"  # never a valid mailbox name (empty component)
 
 # Parsed-message cache shared by the sessions of a process: blob keys are immutable, so an
-# entry never goes stale. Bounded by total octets.
-_PARSED_CACHE_BYTES = 32 * 1024 * 1024
-_parsed: collections.OrderedDict[str, tuple[bytes, MessagePart]] = collections.OrderedDict()
-_parsed_bytes = 0
+# entry never goes stale. Bounded by estimated bytes (message.cache.PARSED_CACHE_BYTES).
+_cache = MessageCache(PARSED_CACHE_BYTES)
 
 
-async def load(store: Store, rec: MessageRecord) -> tuple[bytes, MessagePart]:
-    """The raw octets and MIME tree of a message (LRU-cached per process)."""
-    global _parsed_bytes
-    hit = _parsed.get(rec.blob_key)
+def cached(rec: MessageRecord) -> CachedMessage | None:
+    """The cached parse of a message, or None (no I/O)."""
+    return _cache.get(rec.blob_key)
+
+
+async def load(store: Store, rec: MessageRecord) -> CachedMessage:
+    """The raw octets, MIME tree and derived data of a message (LRU-cached per process)."""
+    hit = _cache.get(rec.blob_key)
     if hit is not None:
-        _parsed.move_to_end(rec.blob_key)
         return hit
     raw = await store.blobs.get(rec.blob_key)
-    tree = parse_message(raw)
-    if len(raw) <= _PARSED_CACHE_BYTES // 8:
-        _parsed[rec.blob_key] = (raw, tree)
-        _parsed_bytes += len(raw)
-        while _parsed_bytes > _PARSED_CACHE_BYTES and _parsed:
-            _, (old, _t) = _parsed.popitem(last=False)
-            _parsed_bytes -= len(old)
-    return raw, tree
+    return _cache.put(rec.blob_key, CachedMessage(raw))
 
 
 class RecentClaims:

@@ -38,6 +38,7 @@ __all__ = [
     "address_text",
     "part_text",
     "normalize_needle",
+    "SearchIndex",
 ]
 
 
@@ -100,6 +101,82 @@ def text_matches(raw: bytes, tree: MessagePart, needle: str | bytes, charset: st
         if n in _fold(line):
             return True
     return body_matches(raw, tree, n)
+
+
+def _line_fold(s: str) -> str:
+    return " ".join(s.split()).casefold()
+
+
+class SearchIndex:
+    """One message's decoded, case-folded searchable text, computed once and matched many times.
+
+    Gives the same answers as :func:`header_matches`, :func:`body_matches`,
+    :func:`text_matches` and :meth:`mime_headers` for a needle already passed through
+    :func:`normalize_needle`. Header text is built eagerly (small); the decoded bodies on the
+    first BODY/TEXT query that reaches them. Kept by :mod:`mailhouse.message.cache`.
+    """
+
+    __slots__ = ("fields", "lines", "_raw", "_tree", "_bodies", "_mime")
+
+    def __init__(self, raw: bytes, tree: MessagePart) -> None:
+        self._raw: bytes | None = raw
+        self._tree: MessagePart | None = tree
+        fields: list[tuple[bytes, str]] = []
+        lines: list[str] = []
+        for fname, value in tree.headers:
+            dec = decode_words(unfold(value))
+            fields.append((fname.lower(), _fold(dec)))
+            lines.append(_fold(fname.decode("latin-1") + ": " + dec))
+        self.fields: tuple[tuple[bytes, str], ...] = tuple(fields)
+        self.lines: tuple[str, ...] = tuple(lines)
+        self._bodies: tuple[str, ...] | None = None
+        self._mime: tuple[str, ...] | None = None
+
+    def _build(self) -> None:
+        raw, tree = self._raw, self._tree
+        assert raw is not None and tree is not None
+        self._bodies = tuple(_fold(part_text(raw, p)) for p in _text_parts(tree))
+        mime: list[str] = []
+        for part in iter_parts(tree)[1:]:
+            for fname, value in part.headers:
+                mime.append(_line_fold(fname.decode("latin-1") + ": " + decode_words(unfold(value))))
+        self._mime = tuple(mime)
+        self._raw = self._tree = None  # the cache entry keeps them; no need to here
+
+    @property
+    def bodies(self) -> tuple[str, ...]:
+        if self._bodies is None:
+            self._build()
+        assert self._bodies is not None
+        return self._bodies
+
+    @property
+    def mime_lines(self) -> tuple[str, ...]:
+        if self._mime is None:
+            self._build()
+        assert self._mime is not None
+        return self._mime
+
+    def header(self, name: str | bytes, n: str) -> bool:
+        """``HEADER name n`` / FROM / TO / CC / BCC / SUBJECT (see :func:`header_matches`)."""
+        want = (name.encode() if isinstance(name, str) else name).lower()
+        for fname, value in self.fields:
+            if fname == want and (not n or n in value):
+                return True
+        return False
+
+    def body(self, n: str) -> bool:
+        """``BODY n`` (see :func:`body_matches`)."""
+        return not n or any(n in b for b in self.bodies)
+
+    def text(self, n: str) -> bool:
+        """``TEXT n``: top-level header lines or body (see :func:`text_matches`)."""
+        return not n or any(n in x for x in self.lines) or self.body(n)
+
+    def mime_headers(self, n: str) -> bool:
+        """The header fields of the MIME parts below the top level, "Name: value" with white
+        space collapsed (RFC 9051 §6.4.4 TEXT includes MIME header fields)."""
+        return not n or any(n in x for x in self.mime_lines)
 
 
 def parse_date(value: bytes | str | None) -> dt.datetime | None:

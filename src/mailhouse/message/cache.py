@@ -1,0 +1,95 @@
+"""A bounded per-process cache of parsed messages, keyed by blob key.
+
+Blobs are immutable (a key names one octet string forever; a changed message gets a new key),
+so an entry never goes stale: it only has to be evicted for memory. One entry holds
+
+* the raw octets and their MIME tree (:func:`mailhouse.message.parse.parse_message`),
+* the SEARCH text index (:class:`mailhouse.message.search.SearchIndex`, decoded and
+  case-folded once, built on first use),
+* encoded per-message FETCH items (ENVELOPE, BODYSTRUCTURE, BODY) in ``structs``.
+
+The cache is an LRU bounded by an *estimate* of the bytes an entry keeps alive
+(:func:`entry_cost`); an entry bigger than an eighth of the budget is returned but not kept, so
+one huge message cannot flush the working set. Not thread-safe: one event loop per process.
+"""
+
+from __future__ import annotations
+
+import collections
+
+from mailhouse.message.parse import MessagePart, iter_parts, parse_message
+from mailhouse.message.search import SearchIndex
+
+__all__ = ["PARSED_CACHE_BYTES", "CachedMessage", "MessageCache", "entry_cost"]
+
+# 64 MiB: the raw octets, trees and decoded text of ~4,000 typical (8 KiB) messages, i.e. the
+# whole working set of a few busy mailboxes, so repeated SEARCH BODY/TEXT and FETCH ENVELOPE
+# never re-read or re-parse; small next to the worker's other memory, and a fixed bound per
+# process (not per connection) so idle connections cost nothing here.
+PARSED_CACHE_BYTES = 64 * 1024 * 1024
+# Rough Python-object overhead of one MessagePart (slots, header list, tuples): for the estimate.
+_PART_OVERHEAD = 1024
+
+
+def entry_cost(raw: bytes, tree: MessagePart) -> int:
+    """Estimated bytes one entry keeps alive: the octets, the decoded text (at most about the
+    octets again: decoding never grows ASCII text, and text parts are a subset of the message)
+    and the tree's objects."""
+    return 2 * len(raw) + _PART_OVERHEAD * len(iter_parts(tree))
+
+
+class CachedMessage:
+    """One parsed message and what was derived from it; immutable as its blob."""
+
+    __slots__ = ("raw", "tree", "structs", "cost", "_index")
+
+    def __init__(self, raw: bytes, tree: MessagePart | None = None) -> None:
+        self.raw = raw
+        self.tree = tree if tree is not None else parse_message(raw)
+        self.structs: dict[str, bytes] = {}
+        self.cost = entry_cost(raw, self.tree)
+        self._index: SearchIndex | None = None
+
+    @property
+    def index(self) -> SearchIndex:
+        """The SEARCH text index, built on first use."""
+        if self._index is None:
+            self._index = SearchIndex(self.raw, self.tree)
+        return self._index
+
+
+class MessageCache:
+    """LRU of :class:`CachedMessage` by blob key, bounded by the sum of ``cost``."""
+
+    def __init__(self, max_bytes: int = PARSED_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.total = 0
+        self._d: collections.OrderedDict[str, CachedMessage] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def get(self, key: str) -> CachedMessage | None:
+        hit = self._d.get(key)
+        if hit is not None:
+            self._d.move_to_end(key)
+        return hit
+
+    def put(self, key: str, entry: CachedMessage) -> CachedMessage:
+        """Keep ``entry`` (unless too big) and return what the cache now holds for ``key``."""
+        old = self._d.get(key)
+        if old is not None:
+            self._d.move_to_end(key)
+            return old  # a concurrent load won: keep one copy (same immutable blob)
+        if entry.cost > self.max_bytes // 8:
+            return entry
+        self._d[key] = entry
+        self.total += entry.cost
+        while self.total > self.max_bytes and self._d:
+            _, gone = self._d.popitem(last=False)
+            self.total -= gone.cost
+        return entry
+
+    def clear(self) -> None:
+        self._d.clear()
+        self.total = 0
