@@ -10,18 +10,28 @@ Sessions stay connected (`smtp-source -d`): port 25 waits `PREGREET_WAIT` (0.2 s
 its greeting, which would otherwise cap each session at 5 connections/s and hide the store.
 
 Two nodes listen on 127.0.0.2 and 127.0.0.3 and the sender is split between them, as a
-TCP load balancer would. The IMAP mix runs too once `mailhouse.imapserver.server` and
-`bench/imap` exist; until then it is reported as not available.
+TCP load balancer would.
+
+Then the IMAP mix of `bench/imap/run.py` (SELECT, FETCH flags/envelope/body, SEARCH, STORE,
+APPEND, EXPUNGE; `--imap-clients` concurrent clients x `--imap-ops` operations) runs against
+the same three setups, each on fresh nodes and a fresh store: the same `--imap-messages`
+generated messages are first APPENDed through the node(s) (for two nodes, the loading
+connections and then the clients are split between 127.0.0.2 and 127.0.0.3). The defaults
+are bench/imap's: 1,000 messages, 10 clients x 300 operations; the whole run takes a few
+minutes (smaller `--imap-messages`, e.g. 300, shortens it; the output says so).
+Also printed: the p99 of each IMAP operation per setup.
 
     .venv/bin/python bench/cluster/run.py [--messages 2000] [--rounds 2] [--sessions 16] [--size 4096]
+        [--imap-messages 1000] [--imap-clients 10] [--imap-ops 300]
 
-Prints msg/s per setup, ratios, and the peak RSS of each Mailhouse node.
+Prints msg/s per setup, ratios, and the peak RSS of each Mailhouse node; then IMAP ops/s,
+p50/p99 latency and the ratios against SQLite with one node.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import asyncio
 import os
 import shutil
 import sys
@@ -29,6 +39,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -169,11 +180,62 @@ def run_setup(
     }
 
 
-def imap_mix_available() -> bool:
-    return (
-        importlib.util.find_spec("mailhouse.imapserver.server") is not None
-        and (ROOT / "bench" / "imap" / "run.py").exists()
+IMAP_USER = "user@example.org"
+
+
+def run_imap_setup(
+    name: str,
+    root: Path,
+    url: str | None,
+    hosts: tuple[str, ...],
+    messages: list[bytes],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Fresh node(s) on a fresh store: APPEND MESSAGES through them, then run the IMAP mix."""
+    from bench.imap.run import append_messages, pct, run_mix
+
+    nodes = []
+    for i, host in enumerate(hosts):
+        d = root / f"imap-{name}-{i}"
+        d.mkdir()
+        nodes.append(
+            MailhouseProcess(
+                d, host=host, store_url=url, services=("imap",), extra="[auth]\nallow_plaintext = true\n"
+            )
+        )
+    nodes[0].add_domain("example.org")
+    nodes[0].add_user(IMAP_USER)
+    for n in nodes:
+        n.start()
+    targets = [n.addr("imap") for n in nodes]
+    try:
+        t0 = time.perf_counter()
+        asyncio.run(append_messages(targets, IMAP_USER, messages))
+        load_secs = time.perf_counter() - t0
+        r = asyncio.run(run_mix(targets, IMAP_USER, args.imap_clients, args.imap_ops, messages))
+        rss = [peak_rss_mb(n.proc.pid) for n in nodes if n.proc]
+    except Exception:
+        for n in nodes:
+            print(f"--- {name} {n.host} log tail:\n{n.logtext()[-2000:]}", file=sys.stderr)
+        raise
+    finally:
+        for n in nodes:
+            n.stop()
+    print(
+        f"{name}: IMAP loaded {len(messages)} messages in {load_secs:.1f}s; {r['ops']} ops in"
+        f" {r['elapsed']:.1f}s = {r['ops'] / r['elapsed']:.0f} ops/s, p99 {r['p99'] * 1000:.1f} ms",
+        file=sys.stderr,
     )
+    return {
+        "name": name,
+        "load_rate": len(messages) / load_secs,
+        "rate": r["ops"] / r["elapsed"],
+        "ops": r["ops"],
+        "p50": r["p50"],
+        "p99": r["p99"],
+        "p99_by_op": {op: pct(xs, 0.99) for op, xs in r["lat"].items()},
+        "rss": rss,
+    }
 
 
 def main() -> int:
@@ -183,6 +245,14 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--sessions", type=int, default=16)
     ap.add_argument("--size", type=int, default=4096, help="message size in bytes (smtp-source -l)")
+    ap.add_argument(
+        "--imap-messages",
+        type=int,
+        default=1000,
+        help="messages APPENDed before the IMAP mix (bench/imap's 1000; fewer shortens the run)",
+    )
+    ap.add_argument("--imap-clients", type=int, default=10, help="concurrent IMAP clients")
+    ap.add_argument("--imap-ops", type=int, default=300, help="IMAP operations per client")
     ap.add_argument(
         "--pg-fsync",
         choices=["on", "off"],
@@ -200,6 +270,7 @@ def main() -> int:
     ).start()
     args.pg_pid = pg.proc.pid if pg.proc else 0
     results = []
+    imap: list[dict[str, Any]] = []
     try:
         sink = SmtpSink(host="127.0.0.4").start()
         try:
@@ -213,6 +284,15 @@ def main() -> int:
         results.append(run_setup("postgres-1node", root, pg.url_for("bench1"), HOSTS[:1], args))
         pg.create_database("bench2")
         results.append(run_setup("postgres-2nodes", root, pg.url_for("bench2"), HOSTS, args))
+
+        from bench.imap.run import make_messages
+
+        imap_msgs = make_messages(args.imap_messages)
+        imap.append(run_imap_setup("sqlite-1node", root, None, HOSTS[:1], imap_msgs, args))
+        pg.create_database("imap1")
+        imap.append(run_imap_setup("postgres-1node", root, pg.url_for("imap1"), HOSTS[:1], imap_msgs, args))
+        pg.create_database("imap2")
+        imap.append(run_imap_setup("postgres-2nodes", root, pg.url_for("imap2"), HOSTS, imap_msgs, args))
     finally:
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -244,10 +324,29 @@ def main() -> int:
             f" ~{1 / pg_cpu:.0f} msg/s of node work; N nodes on N cores ~{1 / pg_cpu:.0f}*N msg/s while"
             " PostgreSQL's commit rate (WAL fsync, group commit) keeps up"
         )
-    if imap_mix_available():
-        print("IMAP mix: run bench/imap/run.py against each setup (wiring pending)")
-    else:
-        print("IMAP mix: not available (mailhouse.imapserver.server / bench/imap not built yet)")
+
+    print(
+        f"\nIMAP mix (bench/imap): {args.imap_messages} messages APPENDed through the node(s) first"
+        f"{' (fewer than bench/imap default 1000)' if args.imap_messages < 1000 else ''},"
+        f" {args.imap_clients} clients x {args.imap_ops} ops; two nodes: clients split over {' and '.join(HOSTS)}"
+    )
+    print(
+        f"{'setup':<18}{'ops/s':>10}{'vs sqlite':>11}{'p50 ms':>10}{'p99 ms':>10}{'p99 vs sqlite':>15}"
+        f"{'APPEND load msg/s':>19}   peak RSS per node"
+    )
+    ibase = imap[0]
+    for r in imap:
+        rss = ", ".join(f"{x:.0f} MB" for x in r["rss"])
+        print(
+            f"{r['name']:<18}{r['rate']:>10.0f}{r['rate'] / ibase['rate']:>11.2f}{r['p50'] * 1000:>10.2f}"
+            f"{r['p99'] * 1000:>10.2f}{r['p99'] / ibase['p99']:>15.2f}{r['load_rate']:>19.0f}   {rss}"
+        )
+    from bench.imap.run import MIX
+
+    print("p99 by operation (ms):  " + "".join(f"{op:>15}" for op, _ in MIX))
+    for r in imap:
+        print(f"  {r['name']:<20}" + "".join(f"{r['p99_by_op'].get(op, 0.0) * 1000:>15.1f}" for op, _ in MIX))
+    print(f"\nIMAP PostgreSQL 2 nodes / 1 node: {imap[2]['rate'] / imap[1]['rate']:.2f}x ops/s")
     return 0
 
 

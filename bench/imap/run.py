@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 from tests.peers.dovecot import DovecotInstance
@@ -242,10 +243,21 @@ def pct(xs: list[float], p: float) -> float:
 
 async def run_load(
     host: str, port: int, user: str, clients: int, ops: int, messages: Sequence[bytes]
-) -> dict:
+) -> dict[str, Any]:
+    return await run_mix([(host, port)], user, clients, ops, messages)
+
+
+async def run_mix(
+    targets: Sequence[tuple[str, int]], user: str, clients: int, ops: int, messages: Sequence[bytes]
+) -> dict[str, Any]:
+    """The IMAP mix with CLIENTS concurrent clients; client k connects to targets[k % len(targets)]
+    (several targets: nodes behind a balancer). Client k's operations depend on k only, so the
+    workload is the same however the clients are split. Returns elapsed, ops, lat, p50, p99."""
     lat: dict[str, list[float]] = {}
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker(host, port, user, k, ops, messages, lat) for k in range(clients)))
+    await asyncio.gather(
+        *(worker(*targets[k % len(targets)], user, k, ops, messages, lat) for k in range(clients))
+    )
     elapsed = time.perf_counter() - t0
     every = [x for xs in lat.values() for x in xs]
     return {
@@ -311,22 +323,25 @@ def start_mailhouse(root: Path, messages: Sequence[bytes], workers: int) -> Mail
     for i in range(IDLE_USERS):
         mh.add_user(f"idle{i}@example.org")
     mh.start()
-
-    async def load() -> None:
-        conns = [await Client.connect(*mh.addr("imap")) for _ in range(8)]
-        for c in conns:
-            await c.login("user@example.org", PASSWORD)
-
-        async def push(k: int) -> None:
-            for j in range(k, len(messages), len(conns)):
-                await conns[k].cmd("APPEND INBOX", literal=messages[j])
-
-        await asyncio.gather(*(push(k) for k in range(len(conns))))
-        for c in conns:
-            c.close()
-
-    asyncio.run(load())
+    asyncio.run(append_messages([mh.addr("imap")], "user@example.org", messages))
     return mh
+
+
+async def append_messages(
+    targets: Sequence[tuple[str, int]], user: str, messages: Sequence[bytes], conns: int = 8
+) -> None:
+    """APPEND MESSAGES to USER's INBOX over CONNS connections, connection k on targets[k % len]."""
+    cs = [await Client.connect(*targets[k % len(targets)]) for k in range(conns)]
+    for c in cs:
+        await c.login(user, PASSWORD)
+
+    async def push(k: int) -> None:
+        for j in range(k, len(messages), len(cs)):
+            await cs[k].cmd("APPEND INBOX", literal=messages[j])
+
+    await asyncio.gather(*(push(k) for k in range(len(cs))))
+    for c in cs:
+        c.close()
 
 
 def start_dovecot(root: Path, messages: Sequence[bytes]) -> DovecotInstance:
