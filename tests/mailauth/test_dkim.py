@@ -134,3 +134,23 @@ def test_unsigned_message_has_no_results(dns: DNSServer) -> None:
 def test_sign_requires_from(keys: list[DkimKey]) -> None:
     with pytest.raises(ValueError, match="From"):
         dkim.sign(b"Subject: x\r\n\r\nbody\r\n", "a.test", keys)
+
+
+def test_openssl_rsa_signature_is_identical_to_dkimpy_pure_python() -> None:
+    """The RSA primitive is delegated to OpenSSL; PKCS#1 v1.5 is deterministic, so the
+    signature must be byte-for-byte what dkimpy's own pure-Python code produces."""
+    import dkim as dkimpy_mod
+    from dkim.crypto import RSASSA_PKCS1_v1_5_sign as pure
+
+    from mailhouse.mailauth import dkim as ours
+    from mailhouse.mailauth.dkimkeys import generate
+
+    rsa_key = [k for k in generate("example.org", "t") if k.algorithm == "rsa-sha256"]
+    msg = b"From: a@example.org\r\nSubject: same\r\nDate: Sun, 29 Nov 2026 22:00:00 +0000\r\n\r\nbody\r\n"
+    fast = ours.sign(msg, "example.org", rsa_key)
+    try:
+        dkimpy_mod.RSASSA_PKCS1_v1_5_sign = pure
+        slow = ours.sign(msg, "example.org", rsa_key)
+    finally:
+        dkimpy_mod.RSASSA_PKCS1_v1_5_sign = ours._openssl_rsassa_sign
+    assert fast == slow

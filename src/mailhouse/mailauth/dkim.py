@@ -32,6 +32,9 @@ import dns.exception
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from mailhouse.message.headers import split_header_block
 from mailhouse.store.api import DkimKey
@@ -98,6 +101,33 @@ def headers_to_sign(message: bytes) -> list[bytes]:
     for name in OVERSIGN_HEADERS:
         out.append(name.lower().encode())  # RFC 6376 §5.4.2: one more than present
     return out
+
+
+# dkimpy does the RSA private-key operation in pure Python (~6 ms per 2048-bit signature,
+# the bulk of a submission's CPU). We keep dkimpy for canonicalisation, header hashing and
+# the signature field, and hand only that one primitive — RSASSA-PKCS1-v1_5 over the digest
+# dkimpy computed (RFC 8017 §8.2.1) — to OpenSSL through `cryptography`. Same inputs, same
+# output bytes (PKCS#1 v1.5 is deterministic), ~10x faster; verification is unchanged.
+_HASHES: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}  # noqa: S303
+_rsa_keys: dict[int, rsa.RSAPrivateKey] = {}
+
+
+def _openssl_rsassa_sign(h: object, pk: dict[str, int]) -> bytes:
+    key = _rsa_keys.get(pk["modulus"])
+    if key is None:
+        public = rsa.RSAPublicNumbers(pk["publicExponent"], pk["modulus"])
+        key = rsa.RSAPrivateNumbers(
+            pk["prime1"], pk["prime2"], pk["privateExponent"], pk["exponent1"], pk["exponent2"],
+            pk["coefficient"], public,
+        ).private_key()
+        if len(_rsa_keys) > 1000:
+            _rsa_keys.clear()
+        _rsa_keys[pk["modulus"]] = key
+    algorithm = _HASHES[str(getattr(h, "name", "sha256")).lower()]
+    return key.sign(h.digest(), padding.PKCS1v15(), Prehashed(algorithm))  # type: ignore[attr-defined]
+
+
+dkimpy.RSASSA_PKCS1_v1_5_sign = _openssl_rsassa_sign
 
 
 def sign(message: bytes, domain: str, keys: Sequence[DkimKey]) -> bytes:
