@@ -23,6 +23,7 @@ from mailhouse.store.crlf import to_crlf
 
 from .errors import No
 from .mailboxes import check_name
+from .selected import remember
 from .store_cmd import check_quota
 
 if TYPE_CHECKING:
@@ -91,5 +92,7 @@ async def cmd_append(s: IMAPSession, cmd: Command) -> Ok | None:
             except Exception:  # noqa: BLE001 - orphan blobs are harmless; the error below matters
                 s.log.warning("could not remove %d orphan blob(s)", len(keys))
         raise
+    for k, (d, _, _) in zip(keys, items, strict=True):
+        remember(k, d)  # clients usually fetch what they just appended (Sent, Drafts)
     uids = SequenceSet.from_numbers(r.uid for r in recs)
     return Ok("APPEND completed", f"APPENDUID {mb.uidvalidity} {uids}")  # RFC 4315 §3

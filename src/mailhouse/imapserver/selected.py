@@ -60,13 +60,42 @@ def cached(rec: MessageRecord) -> CachedMessage | None:
     return _cache.get(rec.blob_key)
 
 
+# Blob reads in flight, so concurrent sessions missing the same message read it once.
+_inflight: dict[str, asyncio.Future[CachedMessage]] = {}
+
+
 async def load(store: Store, rec: MessageRecord) -> CachedMessage:
     """The raw octets, MIME tree and derived data of a message (LRU-cached per process)."""
-    hit = _cache.get(rec.blob_key)
+    key = rec.blob_key
+    hit = _cache.get(key)
     if hit is not None:
         return hit
-    raw = await store.blobs.get(rec.blob_key)
-    return _cache.put(rec.blob_key, CachedMessage(raw))
+    loop = asyncio.get_running_loop()
+    fut = _inflight.get(key)
+    if fut is not None and fut.get_loop() is loop:
+        return await asyncio.shield(fut)  # a waiter's cancellation must not cancel the read
+    fut = _inflight[key] = loop.create_future()
+    try:
+        raw = await store.blobs.get(key)
+        entry = _cache.put(key, CachedMessage(raw))
+    except BaseException as e:
+        if isinstance(e, asyncio.CancelledError):
+            fut.cancel()
+        else:
+            fut.set_exception(e)
+            fut.exception()  # retrieved: waiters (if any) re-raise it; no "never retrieved" log
+        raise
+    else:
+        fut.set_result(entry)
+        return entry
+    finally:
+        if _inflight.get(key) is fut:
+            del _inflight[key]
+
+
+def remember(key: str, raw: bytes) -> None:
+    """A message this process just stored (APPEND): keep its octets, parsed on first use."""
+    _cache.put(key, CachedMessage(raw))
 
 
 class RecentClaims:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 
-from mailhouse.message.parse import MessagePart, iter_parts, parse_message
+from mailhouse.message.parse import MessagePart, parse_message
 from mailhouse.message.search import SearchIndex
 
 __all__ = ["PARSED_CACHE_BYTES", "CachedMessage", "MessageCache", "entry_cost"]
@@ -27,28 +27,36 @@ __all__ = ["PARSED_CACHE_BYTES", "CachedMessage", "MessageCache", "entry_cost"]
 # never re-read or re-parse; small next to the worker's other memory, and a fixed bound per
 # process (not per connection) so idle connections cost nothing here.
 PARSED_CACHE_BYTES = 64 * 1024 * 1024
-# Rough Python-object overhead of one MessagePart (slots, header list, tuples): for the estimate.
-_PART_OVERHEAD = 1024
+# Rough allowance for the Python objects of the MIME tree (slots, header lists, tuples) and the
+# SEARCH index's header strings, per entry: part of the estimate below.
+_TREE_OVERHEAD = 4096
 
 
-def entry_cost(raw: bytes, tree: MessagePart) -> int:
+def entry_cost(raw: bytes) -> int:
     """Estimated bytes one entry keeps alive: the octets, the decoded text (at most about the
     octets again: decoding never grows ASCII text, and text parts are a subset of the message)
-    and the tree's objects."""
-    return 2 * len(raw) + _PART_OVERHEAD * len(iter_parts(tree))
+    and the tree's objects. Known before parsing, so an entry's cost never changes."""
+    return 2 * len(raw) + _TREE_OVERHEAD
 
 
 class CachedMessage:
-    """One parsed message and what was derived from it; immutable as its blob."""
+    """One message and what was derived from it; immutable as its blob. The MIME tree is
+    parsed on first use (an entry made at APPEND costs no parse until someone reads it)."""
 
-    __slots__ = ("raw", "tree", "structs", "cost", "_index")
+    __slots__ = ("raw", "structs", "cost", "_tree", "_index")
 
     def __init__(self, raw: bytes, tree: MessagePart | None = None) -> None:
         self.raw = raw
-        self.tree = tree if tree is not None else parse_message(raw)
+        self._tree = tree
         self.structs: dict[str, bytes] = {}
-        self.cost = entry_cost(raw, self.tree)
+        self.cost = entry_cost(raw)
         self._index: SearchIndex | None = None
+
+    @property
+    def tree(self) -> MessagePart:
+        if self._tree is None:
+            self._tree = parse_message(self.raw)
+        return self._tree
 
     @property
     def index(self) -> SearchIndex:
