@@ -18,13 +18,26 @@ Invariants
 * A message expunged meanwhile over IMAP (its blob gone) raises
   :class:`Vanished`; the session answers ``-ERR`` and goes on. Its size falls
   back to the index size. Expunging it again at QUIT is a no-op.
+* Reads go ahead: :meth:`Maildrop.read` fetches the next live messages (up to
+  :data:`READ_AHEAD_COUNT` / :data:`READ_AHEAD_BYTES`) in one batched store read,
+  in the background while the current one is sent, so sequential RETR costs no
+  store round trip per message. A message expunged over IMAP after it was read
+  ahead may still be sent once (it was in the snapshot); nothing else changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Final
 
 from mailhouse.store.api import FlagMode, Mailbox, MessageRecord, NotFound, Store
+
+#: Read-ahead window: messages fetched per batched store read, and their total octets.
+READ_AHEAD_COUNT: Final = 32
+READ_AHEAD_BYTES: Final = 2 * 1024 * 1024
+#: Messages bigger than this are never read ahead (fetched on demand only).
+READ_AHEAD_MAX_MESSAGE: Final = 512 * 1024
 
 
 class Vanished(Exception):
@@ -64,6 +77,9 @@ class Maildrop:
         self.messages = messages  # index = message number - 1 (RFC 1939 §5)
         self.deleted: set[int] = set()  # message numbers marked by DELE
         self.retrieved: set[int] = set()  # message numbers sent by RETR (for \Seen at QUIT)
+        self._cache: dict[int, bytes | None] = {}  # read ahead; None: the blob was gone
+        self._pending: asyncio.Task[None] | None = None
+        self._pending_nums: frozenset[int] = frozenset()
 
     @classmethod
     async def open(cls, store: Store, mailbox: Mailbox) -> Maildrop:
@@ -94,10 +110,84 @@ class Maildrop:
 
     async def read(self, n: int) -> bytes:
         """The stored message ``n``; :class:`Vanished` if expunged meanwhile."""
+        if n not in self._cache:
+            if self._pending is not None and n in self._pending_nums:
+                await asyncio.shield(self._pending)
+            if n not in self._cache:
+                await self._fetch(self._window(n))
+        data = self._cache.pop(n, None)
+        self._read_ahead(n)
+        if data is None:
+            raise Vanished(n)
+        return data
+
+    def close(self) -> None:
+        """Drop the read-ahead (end of session)."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._cache.clear()
+
+    def _window(self, first: int) -> list[int]:
+        """``first`` and the live, not yet cached messages after it, within the read-ahead limits."""
+        nums = [first]
+        total = self.messages[first - 1].size
+        for m in range(first + 1, len(self.messages) + 1):
+            if len(nums) >= READ_AHEAD_COUNT:
+                break
+            if m in self.deleted or m in self._cache or m in self._pending_nums:
+                continue
+            size = self.messages[m - 1].size
+            if size > READ_AHEAD_MAX_MESSAGE or total + size > READ_AHEAD_BYTES:
+                break
+            nums.append(m)
+            total += size
+        return nums
+
+    def _read_ahead(self, n: int) -> None:
+        if self._pending is not None:
+            return
+        ahead = sum(1 for m in self._cache if m > n)
+        if ahead >= READ_AHEAD_COUNT // 2:
+            return
+        start = max([n, *self._cache]) + 1
+        while start <= len(self.messages) and (
+            start in self.deleted or self.messages[start - 1].size > READ_AHEAD_MAX_MESSAGE
+        ):
+            start += 1
+        if start > len(self.messages):
+            return
+        nums = self._window(start)
+        self._pending_nums = frozenset(nums)
+        self._pending = asyncio.get_running_loop().create_task(self._background(nums))
+
+    async def _background(self, nums: list[int]) -> None:
         try:
-            return await self.store.blobs.get(self.messages[n - 1].blob_key)
-        except (FileNotFoundError, NotFound, KeyError) as e:
-            raise Vanished(n) from e
+            await self._fetch(nums)
+        except Exception:  # noqa: BLE001 - read ahead only; read() fetches on demand and reports
+            pass
+        finally:
+            self._pending = None
+            self._pending_nums = frozenset()
+
+    async def _fetch(self, nums: Sequence[int]) -> None:
+        keys = [self.messages[m - 1].blob_key for m in nums]
+        get_many = getattr(self.store.blobs, "get_many", None)
+        if get_many is not None:
+            found: dict[str, bytes] = await get_many(keys)
+        else:
+            found = {}
+            for k, r in zip(
+                keys,
+                await asyncio.gather(*(self.store.blobs.get(k) for k in keys), return_exceptions=True),
+                strict=True,
+            ):
+                if isinstance(r, bytes):
+                    found[k] = r
+                elif not isinstance(r, FileNotFoundError | NotFound | KeyError):
+                    raise r
+        for m, k in zip(nums, keys, strict=True):
+            self._cache[m] = found.get(k)
 
     # -- UPDATE ----------------------------------------------------------------------
     async def commit(self) -> int:

@@ -27,6 +27,10 @@ Invariants
 * Errors are caught once per event (``_dispatch``): a bug answers
   ``-ERR [SYS/TEMP]`` and is logged with a traceback; the session goes on.
 * Passwords, SASL responses and message bodies never reach the log.
+* Replies are collected (``reply``) and written in one piece when the session
+  waits for more input (``flush``), so pipelined commands (RFC 2449 §6.6) cost
+  one write per batch, not per command; ``write`` is reply + flush, for the
+  points where the client must see the reply before we go on (STLS, SASL).
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ DRAIN_POLL: Final = 0.5
 #: RETR/TOP bodies up to this size are written in one piece; bigger ones in chunks with drain.
 WRITE_WHOLE_LIMIT: Final = 1024 * 1024
 WRITE_CHUNK: Final = 256 * 1024
+#: Buffered replies are flushed (with drain) once they reach this size, even mid-batch.
+FLUSH_AT: Final = 256 * 1024
 #: RFC 2449 §6.9: IMPLEMENTATION is free text for diagnostics.
 IMPLEMENTATION: Final = "Mailhouse"
 
@@ -102,43 +108,92 @@ class Pop3Session:
         self.lease: MaildropLease | None = None
         self.utf8 = False
         self.closing = False
+        self._out: list[bytes] = []  # replies not written yet
+        self._out_len = 0
+        self._ticker: asyncio.TimerHandle | None = None  # drain / idle watch (see _read)
+        self._wake: str | None = None  # "drain" | "idle": why the session stops reading
+        self._idle_deadline = 0.0
+        self._reading = False
 
     # ---------------------------------------------------------------- I/O
+    async def reply(self, data: bytes) -> None:
+        """Queue a reply; it goes out at the next ``flush`` (before we wait for input)."""
+        self._out.append(data)
+        self._out_len += len(data)
+        if self._out_len >= FLUSH_AT:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._out:
+            out = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+            self._out.clear()
+            self._out_len = 0
+            self.writer.write(out)
+            await self.writer.drain()
+
     async def write(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
+        await self.reply(data)
+        await self.flush()
 
     async def _read(self) -> bytes:
-        """Next bytes from the client; ``b""`` on EOF, idle timeout or server drain."""
+        """Next bytes from the client; ``b""`` on EOF, idle timeout or server drain.
+
+        No timer per read: one ticker per session (``_tick``, every ``DRAIN_POLL`` s) ends
+        a pending read with EOF when the server drains or the session idled too long.
+        """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.cfg.pop3_idle_timeout
-        while True:
-            if self.svc.draining:
-                # no UPDATE: marked messages stay (RFC 1939 §6); the client may retry elsewhere
-                await self.write(err("Server shutting down", ResponseCode.SYS_TEMP))
-                self.closing = True
-                return b""
-            left = deadline - loop.time()
-            if left <= 0:
-                # RFC 1939 §3: autologout timer; the session ends without entering UPDATE
-                await self.write(err("Autologout: idle for too long"))
-                self.closing = True
-                return b""
+        if self._ticker is None and self._wake is None:
+            self._ticker = loop.call_later(DRAIN_POLL, self._tick)
+        if self.svc.draining:
+            self._wake = "drain"
+        if self._wake is None:
+            self._idle_deadline = loop.time() + self.cfg.pop3_idle_timeout
+            self._reading = True
             try:
-                # short slices so an idle session notices a drain quickly; read() is cancel-safe
-                return await asyncio.wait_for(self.reader.read(READ_SIZE), min(left, DRAIN_POLL))
-            except TimeoutError:
-                continue
+                data = await self.reader.read(READ_SIZE)
+            finally:
+                self._reading = False
+            if data or self._wake is None:
+                return data  # b"": the client closed
+        if self._wake == "idle":
+            # RFC 1939 §3: autologout timer; the session ends without entering UPDATE
+            await self.write(err("Autologout: idle for too long"))
+        else:
+            # no UPDATE: marked messages stay (RFC 1939 §6); the client may retry elsewhere
+            await self.write(err("Server shutting down", ResponseCode.SYS_TEMP))
+        self.closing = True
+        return b""
+
+    def _tick(self) -> None:
+        self._ticker = None
+        if self.closing:
+            return
+        loop = asyncio.get_running_loop()
+        if self._reading and self._wake is None:
+            if self.svc.draining:
+                self._wake = "drain"
+            elif loop.time() >= self._idle_deadline:
+                self._wake = "idle"
+            if self._wake is not None:
+                self.reader.feed_eof()  # the pending read() returns what is buffered, then b""
+                return
+        self._ticker = loop.call_later(DRAIN_POLL, self._tick)
 
     async def run(self) -> None:
         self.log.info("connect from %s mode=%s", self.ip, self.mode)
         try:
             await self.write(ok(f"{IMPLEMENTATION} POP3 server ready"))  # RFC 1939 §4; no APOP timestamp
             await self._loop()
+            await self.flush()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as e:
             self.log.info("connection lost: %s", type(e).__name__)
         finally:
+            if self._ticker is not None:
+                self._ticker.cancel()
+                self._ticker = None
             self._unlock()  # no UPDATE: nothing marked by DELE is removed
+            if self.maildrop is not None:
+                self.maildrop.close()
             self.writer.close()
             try:
                 await asyncio.wait_for(self.writer.wait_closed(), 2.0)
@@ -150,6 +205,7 @@ class Pop3Session:
         while not self.closing:
             ev = self.core.next_event()
             if ev is core.NEED_DATA:
+                await self.flush()  # the client sees every reply before we wait for it
                 data = await self._read()
                 if not data:
                     return
@@ -166,7 +222,7 @@ class Pop3Session:
             raise
         except Exception:
             self.log.exception("internal error handling %s", type(ev).__name__)
-            await self.write(TEMP_FAILURE)
+            await self.reply(TEMP_FAILURE)
 
     def _unlock(self) -> None:
         lease, self.lease = self.lease, None
@@ -192,12 +248,13 @@ class Pop3Session:
         return [c.encode("ascii") for c in caps]
 
     async def on_capa(self, ev: core.Capa) -> None:
-        await self.write(core.multiline("Capability list follows", self._capabilities()))
+        await self.reply(core.multiline("Capability list follows", self._capabilities()))
 
     async def on_stls(self, ev: core.Stls) -> None:
         # RFC 2595 §4 / CVE-2011-0411: plaintext pipelined after STLS is never executed.
         # The shared upgrade pauses reading before the +OK and drops what the StreamReader
         # still holds; the core drops what it had already read (start_tls_done).
+        await self.flush()  # replies to commands before STLS go out in plaintext, in order
         try:
             discarded = await tls.upgrade_server_stream(
                 self.reader, self.writer, ok("Begin TLS negotiation"), self.svc.tls, TLS_HANDSHAKE_TIMEOUT
@@ -214,15 +271,15 @@ class Pop3Session:
 
     async def on_utf8(self, ev: core.Utf8) -> None:
         self.utf8 = True  # RFC 6856 §2: we send messages unmodified either way
-        await self.write(ok("UTF8 enabled"))
+        await self.reply(ok("UTF8 enabled"))
 
     async def on_user(self, ev: core.User) -> None:
         if not self._login_allowed():
             self.username = None
-            await self.write(PLAINTEXT_REFUSED)
+            await self.reply(PLAINTEXT_REFUSED)
             return
         self.username = ev.name
-        await self.write(ok())  # RFC 1939 §7: never reveal whether the mailbox exists
+        await self.reply(ok())  # RFC 1939 §7: never reveal whether the mailbox exists
 
     async def on_pass(self, ev: core.Pass) -> None:
         user, self.username = self.username, None
@@ -322,36 +379,38 @@ class Pop3Session:
     async def on_stat(self, ev: core.Stat) -> None:
         md = self._md()
         sizes = await md.sizes(md.live())
-        await self.write(ok(f"{len(sizes)} {sum(sizes.values())}"))  # RFC 1939 §5: "+OK nn mm"
+        await self.reply(ok(f"{len(sizes)} {sum(sizes.values())}"))  # RFC 1939 §5: "+OK nn mm"
 
     async def on_list(self, ev: core.List) -> None:
         md = self._md()
         if ev.msg is not None:
             if not md.exists(ev.msg):
-                await self.write(NO_SUCH_MESSAGE)
+                await self.reply(NO_SUCH_MESSAGE)
                 return
-            await self.write(ok(f"{ev.msg} {await md.size(ev.msg)}"))
+            await self.reply(ok(f"{ev.msg} {await md.size(ev.msg)}"))
             return
         sizes = await md.sizes(md.live())
         lines = [f"{n} {s}".encode("ascii") for n, s in sizes.items()]
-        await self.write(core.multiline(f"{len(sizes)} messages ({sum(sizes.values())} octets)", lines))
+        await self.reply(core.multiline(f"{len(sizes)} messages ({sum(sizes.values())} octets)", lines))
 
     async def on_uidl(self, ev: core.Uidl) -> None:
         md = self._md()
         if ev.msg is not None:
             if not md.exists(ev.msg):
-                await self.write(NO_SUCH_MESSAGE)
+                await self.reply(NO_SUCH_MESSAGE)
                 return
-            await self.write(ok(f"{ev.msg} {md.uidl(ev.msg)}"))
+            await self.reply(ok(f"{ev.msg} {md.uidl(ev.msg)}"))
             return
         lines = [f"{n} {md.uidl(n)}".encode("ascii") for n in md.live()]
-        await self.write(core.multiline("Unique-ID listing follows", lines))
+        await self.reply(core.multiline("Unique-ID listing follows", lines))
 
     async def _send_body(self, first_line: bytes, body: bytes) -> None:
         if len(body) <= WRITE_WHOLE_LIMIT:
-            await self.write(first_line + b"".join(core.dot_stuff_stream([body])))
+            await self.reply(first_line)
+            await self.reply(core.dot_stuff(body))
             return
-        self.writer.write(first_line)
+        await self.reply(first_line)
+        await self.flush()
         chunks = (body[i : i + WRITE_CHUNK] for i in range(0, len(body), WRITE_CHUNK))
         for piece in core.dot_stuff_stream(chunks):
             self.writer.write(piece)
@@ -360,12 +419,12 @@ class Pop3Session:
     async def on_retr(self, ev: core.Retr) -> None:
         md = self._md()
         if not md.exists(ev.msg):
-            await self.write(NO_SUCH_MESSAGE)
+            await self.reply(NO_SUCH_MESSAGE)
             return
         try:
             data = await md.read(ev.msg)
         except Vanished:
-            await self.write(VANISHED)
+            await self.reply(VANISHED)
             return
         md.retrieved.add(ev.msg)
         await self._send_body(ok(f"{await md.size(ev.msg)} octets"), data)
@@ -373,12 +432,12 @@ class Pop3Session:
     async def on_top(self, ev: core.Top) -> None:
         md = self._md()
         if not md.exists(ev.msg):
-            await self.write(NO_SUCH_MESSAGE)
+            await self.reply(NO_SUCH_MESSAGE)
             return
         try:
             data = await md.read(ev.msg)
         except Vanished:
-            await self.write(VANISHED)
+            await self.reply(VANISHED)
             return
         await self._send_body(ok("Top of message follows"), top(data, ev.lines))
 
@@ -386,24 +445,24 @@ class Pop3Session:
         md = self._md()
         if not md.exists(ev.msg):
             # RFC 1939 §5: an already deleted message may not be deleted again
-            await self.write(err("Message already deleted") if ev.msg in md.deleted else NO_SUCH_MESSAGE)
+            await self.reply(err("Message already deleted") if ev.msg in md.deleted else NO_SUCH_MESSAGE)
             return
         md.deleted.add(ev.msg)
-        await self.write(ok(f"Message {ev.msg} deleted"))
+        await self.reply(ok(f"Message {ev.msg} deleted"))
 
     async def on_noop(self, ev: core.Noop) -> None:
-        await self.write(ok())
+        await self.reply(ok())
 
     async def on_rset(self, ev: core.Rset) -> None:
         md = self._md()
         md.deleted.clear()  # RFC 1939 §5: unmark all
         sizes = await md.sizes(md.live())
-        await self.write(ok(f"Maildrop has {len(sizes)} messages ({sum(sizes.values())} octets)"))
+        await self.reply(ok(f"Maildrop has {len(sizes)} messages ({sum(sizes.values())} octets)"))
 
     async def on_quit(self, ev: core.Quit) -> None:
         self.closing = True
         if self.core.state is not core.Pop3State.TRANSACTION:
-            await self.write(ok(f"{IMPLEMENTATION} POP3 server signing off"))  # RFC 1939 §4
+            await self.reply(ok(f"{IMPLEMENTATION} POP3 server signing off"))  # RFC 1939 §4
             return
         md = self._md()
         self.core.quit_to_update()  # RFC 1939 §6: UPDATE state
@@ -412,18 +471,18 @@ class Pop3Session:
         except Exception:
             self.log.exception("UPDATE failed for %s", self.account.address if self.account else "?")
             self._unlock()
-            await self.write(err("Some deleted messages not removed", ResponseCode.SYS_TEMP))  # RFC 1939 §6
+            await self.reply(err("Some deleted messages not removed", ResponseCode.SYS_TEMP))  # RFC 1939 §6
             return
         self._unlock()
         left = len(md) - len(md.deleted)
         self.log.info("logout: %d removed, %d left", removed, left)
-        await self.write(ok(f"{IMPLEMENTATION} POP3 server signing off ({left} messages left)"))
+        await self.reply(ok(f"{IMPLEMENTATION} POP3 server signing off ({left} messages left)"))
 
     async def on_command_error(self, ev: core.CommandError) -> None:
-        await self.write(ev.reply)
+        await self.reply(ev.reply)
 
     async def on_stray(self, ev: Any) -> None:
-        await self.write(err("Unexpected SASL response"))  # only inside AUTH; never reached otherwise
+        await self.reply(err("Unexpected SASL response"))  # only inside AUTH; never reached otherwise
 
     COMMANDS: dict[type, Callable[[Pop3Session, Any], Awaitable[None]]] = {
         core.Capa: on_capa,

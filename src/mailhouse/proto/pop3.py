@@ -338,6 +338,21 @@ def dot_stuff_stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
     yield b"." + CRLF  # RFC 1939 §3: termination octet followed by CRLF
 
 
+def dot_stuff(body: bytes) -> bytes:
+    """``body`` as a complete multi-line block: the same octets as ``dot_stuff_stream([body])``.
+
+    Fast path for what the store holds (CRLF line ends, final CRLF): no line-end
+    rewriting, and the dot-stuffing pass only when a line starts with ``.``.
+    """
+    if body.endswith(CRLF) and body.count(b"\n") == body.count(CRLF):
+        if body[:1] == b".":
+            body = b"." + body.replace(b"\r\n.", b"\r\n..")  # RFC 1939 §3
+        elif b"\r\n." in body:
+            body = body.replace(b"\r\n.", b"\r\n..")
+        return body + b"." + CRLF
+    return b"".join(dot_stuff_stream([body]))
+
+
 def multiline(first_line: str, body: bytes | Iterable[bytes], code: ResponseCode | None = None) -> bytes:
     """A complete multi-line ``+OK`` response (RFC 1939 §3).
 
@@ -347,7 +362,7 @@ def multiline(first_line: str, body: bytes | Iterable[bytes], code: ResponseCode
     """
     head = ok(first_line, code)
     if isinstance(body, bytes | bytearray | memoryview):
-        return head + b"".join(dot_stuff_stream([bytes(body)]))
+        return head + dot_stuff(bytes(body))
     out = [head]
     for line in body:
         if b"\r" in line or b"\n" in line:
