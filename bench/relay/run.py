@@ -148,6 +148,7 @@ def bench_mailhouse(root: Path, args: argparse.Namespace) -> tuple[float, float,
             f'[routes]\n"b.test" = {{ host = "127.0.0.21", port = {b_port}, tls = "{"opportunistic" if args.tls else "none"}" }}\n'
             + ("" if args.tls else "[auth]\nallow_plaintext = true\n")
             + "[queue]\nretry_base = 1\nretry_max = 5\n"  # a transient hiccup must not park mail for 5 min
+            + f"[server]\nworkers = {args.workers}\n"  # one Python process uses one core; Postfix uses all
         ),
     )
     a.add_domain("a.test")
@@ -202,6 +203,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=1000)
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--workers", type=int, default=2, help="Mailhouse A worker processes (default 2: both cores)")
     ap.add_argument(
         "--tls", action="store_true", help="Mailhouse side with STARTTLS on both hops (Postfix stays plain)"
     )
