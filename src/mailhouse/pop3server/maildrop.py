@@ -80,6 +80,7 @@ class Maildrop:
         self._cache: dict[int, bytes | None] = {}  # read ahead; None: the blob was gone
         self._pending: asyncio.Task[None] | None = None
         self._pending_nums: frozenset[int] = frozenset()
+        self._hi = 0  # highest message number fetched so far
 
     @classmethod
     async def open(cls, store: Store, mailbox: Mailbox) -> Maildrop:
@@ -147,10 +148,9 @@ class Maildrop:
     def _read_ahead(self, n: int) -> None:
         if self._pending is not None:
             return
-        ahead = sum(1 for m in self._cache if m > n)
-        if ahead >= READ_AHEAD_COUNT // 2:
+        if self._hi - n >= READ_AHEAD_COUNT // 2:
             return
-        start = max([n, *self._cache]) + 1
+        start = max(n, self._hi) + 1
         while start <= len(self.messages) and (
             start in self.deleted or self.messages[start - 1].size > READ_AHEAD_MAX_MESSAGE
         ):
@@ -188,6 +188,7 @@ class Maildrop:
                     raise r
         for m, k in zip(nums, keys, strict=True):
             self._cache[m] = found.get(k)
+        self._hi = max(self._hi, nums[-1])
 
     # -- UPDATE ----------------------------------------------------------------------
     async def commit(self) -> int:
