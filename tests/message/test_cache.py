@@ -1,0 +1,45 @@
+"""The parsed-message cache and the search index built on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailhouse.message.cache import CachedMessage, MessageCache, entry_cost
+from mailhouse.message.parse import parse_message
+from mailhouse.message.search import SearchIndex, body_matches, header_matches, normalize_needle
+
+CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.eml"))
+NEEDLES = ["the", "hello", "Grüße", "boundary", "attachment", "zzz-not-there", "subject", "a"]
+
+
+def test_cache_is_bounded_by_bytes_and_lru() -> None:
+    raw = b"Subject: x\r\n\r\n" + b"y" * 10_000
+    cache = MessageCache(max_bytes=entry_cost(raw) * 8)  # room for exactly eight
+    for k in "abcdefgh":
+        cache.put(k, CachedMessage(raw))
+    assert cache.get("a") is not None  # a is now the most recently used
+    cache.put("i", CachedMessage(raw))
+    assert cache.get("b") is None and cache.get("a") is not None and len(cache) == 8
+    assert cache.total <= cache.max_bytes
+    huge = CachedMessage(b"z" * (cache.max_bytes // 8 + 1))
+    assert cache.put("huge", huge) is huge and cache.get("huge") is None  # too big to keep
+
+
+def test_concurrent_put_keeps_one_copy() -> None:
+    cache = MessageCache()
+    first = cache.put("k", CachedMessage(b"Subject: 1\r\n\r\n"))
+    assert cache.put("k", CachedMessage(b"Subject: 1\r\n\r\n")) is first
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_search_index_agrees_with_direct_matching(path: Path) -> None:
+    raw = path.read_bytes()
+    tree = parse_message(raw)
+    index = SearchIndex(raw, tree)
+    for needle in NEEDLES:
+        n = normalize_needle(needle)
+        assert index.body(n) == body_matches(raw, tree, needle), (path.name, needle)
+        for name in ("Subject", "From", "To"):
+            assert index.header(name, n) == header_matches(raw, tree, name, needle), (path.name, name, needle)
