@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import os
 import poplib
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 
@@ -28,7 +25,6 @@ def _remaining(mh: MailhouseProcess, user: str) -> int:
     return n
 
 
-@pytest.mark.skipif(shutil.which("fetchmail") is None, reason="fetchmail not installed")
 def test_fetchmail_fetches_and_deletes(pop3_strict: MailhouseProcess, tmp_path: Path) -> None:
     user = new_account(pop3_strict)
     deliver(pop3_strict, user, [sample(i) for i in range(1, 4)])
@@ -69,7 +65,6 @@ def test_fetchmail_fetches_and_deletes(pop3_strict: MailhouseProcess, tmp_path: 
     assert _remaining(pop3_strict, user) == 0  # DELE + QUIT: gone from the server
 
 
-@pytest.mark.skipif(shutil.which("getmail") is None, reason="getmail6 not installed")
 def test_getmail_fetches_and_deletes(pop3_strict: MailhouseProcess, tmp_path: Path) -> None:
     user = new_account(pop3_strict)
     deliver(pop3_strict, user, [sample(i) for i in range(1, 4)])

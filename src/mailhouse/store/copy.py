@@ -30,6 +30,7 @@ Invariants:
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import hashlib
 import sys
@@ -80,7 +81,7 @@ class CopyError(StoreError):
 
 
 # ---------------------------------------------------------------------------- backend sides
-class _Side:
+class _Side(abc.ABC):
     """What copying needs beyond the store API, for one backend."""
 
     kind = "?"
@@ -89,38 +90,48 @@ class _Side:
         self.store = store
 
     # reads
+    @abc.abstractmethod
     async def uidvalidity_counter(self) -> int:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def metadata_rows(self) -> list[MetaRow]:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def delivery_keys(self, mailbox_id: int) -> dict[int, str]:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def expunged_rows(self, mailbox_id: int) -> list[tuple[int, int]]:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def raw_usage(self, account_id: int) -> tuple[int, int]:
-        raise NotImplementedError
+        ...
 
     # writes (destination)
+    @abc.abstractmethod
     async def insert_directory(
         self, domains: list[Any], accounts: list[tuple[Account, int, int]], aliases: list[Any]
     ) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def insert_mailbox(self, mb: Any, expunged: list[tuple[int, int]]) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def insert_messages(self, rows: list[tuple[MessageRecord, str | None]]) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def insert_metadata(self, rows: list[MetaRow]) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def finish(self, uidvalidity: int) -> None:
-        raise NotImplementedError
+        ...
 
     async def put_blob(self, key: str, data: bytes) -> str:
         """Store DATA, under KEY if this blob store allows; returns the key used."""
