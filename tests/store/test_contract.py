@@ -223,3 +223,13 @@ async def test_duplicate_queue_id_is_already_exists(store: Store) -> None:
     await store.enqueue(e)
     with pytest.raises(AlreadyExists):
         await store.enqueue(e)
+
+
+async def test_enqueue_keeps_the_blob_with_the_row(store: Store) -> None:
+    e = QueueEntry("Q10", "a@example.org", [QueueRecipient("x@remote.test")], "", 9, 1.0, 0.0)
+    await store.enqueue(e, b"message\r\n")
+    assert e.blob_key
+    loaded = await store.get("Q10")
+    assert loaded is not None and loaded.blob_key == e.blob_key
+    assert await store.blobs.get(e.blob_key) == b"message\r\n"
+    assert await store.remove("Q10") == [e.blob_key]

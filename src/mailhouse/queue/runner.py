@@ -96,7 +96,6 @@ class QueueRunner:
     ) -> None:
         """Durably queue MESSAGE for the remote recipients (blob fsynced, row committed)."""
         now = time.time()
-        blob_key = await self.store.blobs.put(message)
         rcpts = [
             QueueRecipient(addr, notify=params.get("NOTIFY") or "", orcpt=params.get("ORCPT") or "")
             for addr, params in remote
@@ -110,7 +109,7 @@ class QueueRunner:
             id=queue_id,
             sender=sender,
             recipients=rcpts,
-            blob_key=blob_key,
+            blob_key="",  # set by the store, which keeps the message with the row
             size=len(message),
             created=now,
             next_attempt=now,
@@ -118,7 +117,7 @@ class QueueRunner:
             envid=mail_params.get("ENVID") or "",
             extra=extra,
         )
-        await self.store.enqueue(entry)
+        await self.store.enqueue(entry, message)
         log.info("[%s] queued from=<%s> nrcpt=%d size=%d", queue_id, safe(sender), len(rcpts), len(message))
         self.wake()
 

@@ -257,7 +257,8 @@ class BlobStore(Protocol):
 
 
 class Queue(Protocol):
-    async def enqueue(self, entry: QueueEntry) -> None: ...
+    async def enqueue(self, entry: QueueEntry, blob: bytes | None = None) -> None: ...
+    # with BLOB: the store keeps it too (sets entry.blob_key), in the same transaction where it can
     async def claim_due(self, now: float, owner: str, lease_seconds: float, limit: int) -> list[QueueEntry]: ...
     async def update(self, entry: QueueEntry) -> None: ...  # persists status, attempts, next_attempt; releases lease
     async def remove(self, entry_id: str) -> list[str]: ...  # returns unreferenced blob keys

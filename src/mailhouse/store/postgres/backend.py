@@ -1022,7 +1022,9 @@ class PostgresStore:
             )
 
     # ---------------------------------------------------------------- queue
-    async def enqueue(self, entry: QueueEntry) -> None:
+    async def enqueue(self, entry: QueueEntry, blob: bytes | None = None) -> None:
+        if blob is not None:
+            entry.blob_key = await self.blobs.put(blob)
         try:
             await self._pool_().execute(
                 f"INSERT INTO queue({_Q_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",

@@ -935,15 +935,24 @@ class SqliteStore:
         " lease_owner, lease_until, extra"
     )
 
-    async def enqueue(self, entry: QueueEntry) -> None:
+    async def enqueue(self, entry: QueueEntry, blob: bytes | None = None) -> None:
         try:
-            await self._enqueue(entry)
+            await self._enqueue(entry, blob)
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"queue entry {entry.id} already exists") from None
 
-    async def _enqueue(self, entry: QueueEntry) -> None:
-        await self._write(
-            lambda c: c.execute(
+    async def _enqueue(self, entry: QueueEntry, blob: bytes | None) -> None:
+        inline: bytes | None = None
+        if blob is not None:
+            if len(blob) > INLINE_BLOB_MAX:
+                entry.blob_key = await self.files.put(blob)
+            else:  # blob and queue row in one transaction: one group-committed fsync
+                entry.blob_key, inline = "i" + new_key(), blob
+
+        def fn(c: sqlite3.Connection) -> None:
+            if inline is not None:
+                c.execute("INSERT INTO blobs VALUES (?, ?)", (entry.blob_key, inline))
+            c.execute(
                 f"INSERT INTO queue({self._Q_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     entry.id, entry.sender, self._rcpts_json(entry), entry.blob_key, entry.size, entry.created,
@@ -951,7 +960,8 @@ class SqliteStore:
                     entry.lease_until, json.dumps(entry.extra),
                 ),
             )
-        )
+
+        await self._write(fn)
 
     async def claim_due(self, now: float, owner: str, lease_seconds: float, limit: int) -> list[QueueEntry]:
         def fn(c: sqlite3.Connection) -> list[QueueEntry]:
