@@ -278,7 +278,7 @@ class SmtpConnection:
             p["SIZE"] = str(len(message))  # RFC 1870
         if body == "BINARYMIME" and "BINARYMIME" in self.ext and "CHUNKING" in self.ext:
             p["BODY"] = "BINARYMIME"
-        elif "8BITMIME" in self.ext and any(b > 127 for b in message):
+        elif "8BITMIME" in self.ext and not message.isascii():
             p["BODY"] = "8BITMIME"  # RFC 6152
         if smtputf8 and "SMTPUTF8" in self.ext:
             p["SMTPUTF8"] = None
