@@ -753,3 +753,55 @@ def test_response_helpers() -> None:
     )
     # an encoded response round-trips through our own literal framing rules
     assert R.fetch(1, [("BODY[]", R.Binary(b"x\0"))]).startswith(b"* 1 FETCH (BODY[] ~{2}\r\n")
+
+
+# ------------------------------------------------------- URLFETCH (RFC 5524) and CANCELUPDATE
+
+
+def test_urlfetch_rfc5524_items() -> None:
+    from mailhouse.proto.imap.commands import UrlFetchItem
+
+    cmd = parse1(b'a URLFETCH ("imap://h/INBOX/;uid=1/;section=2" BINARY BODYPARTSTRUCTURE) plain (u2)')
+    assert isinstance(cmd.args, UrlFetch)
+    assert cmd.args.urls == (b"imap://h/INBOX/;uid=1/;section=2", b"plain", b"u2")
+    assert cmd.args.requests() == (
+        UrlFetchItem(
+            b"imap://h/INBOX/;uid=1/;section=2",
+            binary=True,
+            bodypartstructure=True,
+            body=False,
+            extended=True,
+        ),
+        UrlFetchItem(b"plain"),
+        UrlFetchItem(b"u2", body=False, extended=True),  # no BODY/BINARY: no body
+    )
+    body = parse1(b"a URLFETCH (u body)").args
+    assert isinstance(body, UrlFetch)
+    assert body.requests() == (UrlFetchItem(b"u", body=True, extended=True),)
+    plain = parse1(b"a URLFETCH u1 u2").args
+    assert isinstance(plain, UrlFetch)
+    assert plain.items == () and plain.requests() == (UrlFetchItem(b"u1"), UrlFetchItem(b"u2"))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"a URLFETCH",
+        b"a URLFETCH (u BINARY BODY)",
+        b"a URLFETCH (u BODY BODY)",
+        b"a URLFETCH (u FOO)",
+        b"a URLFETCH (u",
+        b"a URLFETCH ()",
+        b"a CANCELUPDATE",
+        b"a CANCELUPDATE tag1",
+    ],
+)
+def test_urlfetch_cancelupdate_bad(line: bytes) -> None:
+    assert bad(line).reply_bytes.startswith(b"a BAD ")
+
+
+def test_cancelupdate() -> None:
+    from mailhouse.proto.imap.commands import CancelUpdate
+
+    cmd = parse1(b'a CANCELUPDATE "A1" "b.2"')
+    assert cmd.name == "CANCELUPDATE" and cmd.args == CancelUpdate(("A1", "b.2"))

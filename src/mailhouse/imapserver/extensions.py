@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailhouse.message.cache import CachedMessage
 from mailhouse.proto.imap.commands import (
+    CancelUpdate,
     GenUrlAuth,
     GetMetadata,
     GetQuota,
@@ -100,9 +101,38 @@ async def cmd_search(s: IMAPSession, cmd: Command) -> Ok | None:
         view.saved = out.save
     s.send(out.data)
     if "UPDATE" in _names(ret):  # RFC 5267 §4.2: keep the search alive
+        live = [c for c in view.search_contexts if isinstance(c, query.SearchContext)]
+        if len(live) >= MAX_CONTEXTS or any(c.tag == cmd.tag for c in live):
+            # RFC 5267 §4.2: the server may decline to keep a context; it says so with NOUPDATE
+            from .session import Ok
+
+            return Ok("SEARCH completed", "NOUPDATE " + _quoted(cmd.tag))
         ctx = query.SearchContext(cmd.tag, args.criteria, args.uid, args.charset)
         ctx.current = {v.record.uid for v in found}
         view.search_contexts.append(ctx)
+    return None
+
+
+MAX_CONTEXTS = 16
+"""Limit: live SEARCH RETURN (UPDATE) contexts per selected mailbox (each is re-evaluated after
+every change the session reports); more are answered with ``OK [NOUPDATE "tag"]``."""
+
+
+def _quoted(tag: str) -> str:
+    return '"' + tag + '"'  # a tag is ASTRING-CHAR without "+" (RFC 9051 §9): nothing to escape
+
+
+async def cmd_cancelupdate(s: IMAPSession, cmd: Command) -> Ok | None:
+    """RFC 5267 §4.5: end the named RETURN (UPDATE) contexts; unknown tags are ignored (the
+    context may already be gone, e.g. refused with NOUPDATE)."""
+    args = cmd.args
+    assert isinstance(args, CancelUpdate)
+    view = s.selected
+    assert view is not None
+    gone = set(args.tags)
+    view.search_contexts = [
+        c for c in view.search_contexts if not (isinstance(c, query.SearchContext) and c.tag in gone)
+    ]
     return None
 
 
@@ -111,6 +141,10 @@ async def cmd_sort(s: IMAPSession, cmd: Command) -> Ok | None:
     assert isinstance(args, Sort)
     view = s.selected
     assert view is not None
+    if "UPDATE" in _names(args.return_options):
+        # CONTEXT=SORT (RFC 5267 §4) is not implemented (positions in the sorted result):
+        # refuse rather than silently answer without the updates the client asked for.
+        raise Bad("SORT RETURN (UPDATE) is not supported")
     modseq = query.uses_modseq(args.search)
     try:
         ordered = await query.sort(
@@ -227,9 +261,14 @@ async def cmd_resetkey(s: IMAPSession, cmd: Command) -> Ok | None:
 
 async def cmd_urlfetch(s: IMAPSession, cmd: Command) -> Ok | None:
     assert isinstance(cmd.args, UrlFetch)
-    return await _reply(
-        s, cmd, await urlauth.urlfetch(s.store, s.acc(), cmd.args.urls, hostnames=_hostnames(s))
-    )
+    # RFC 5524 §4: the typed arguments (plain urls and "(url [BODYPARTSTRUCTURE] [BINARY|BODY])")
+    reqs = [
+        urlauth.FetchRequest(
+            i.url, binary=i.binary, bodypartstructure=i.bodypartstructure, body=i.body, extended=i.extended
+        )
+        for i in cmd.args.requests()
+    ]
+    return await _reply(s, cmd, await urlauth.urlfetch(s.store, s.acc(), reqs, hostnames=_hostnames(s)))
 
 
 COMMANDS: dict[str, Callable[..., Awaitable[Any]]] = {
@@ -247,6 +286,7 @@ COMMANDS: dict[str, Callable[..., Awaitable[Any]]] = {
     "GENURLAUTH": cmd_genurlauth,
     "RESETKEY": cmd_resetkey,
     "URLFETCH": cmd_urlfetch,
+    "CANCELUPDATE": cmd_cancelupdate,
 }
 AUTH_COMMANDS: frozenset[str] = frozenset(
     (
@@ -261,17 +301,17 @@ AUTH_COMMANDS: frozenset[str] = frozenset(
     )
 )
 SELECTED_COMMANDS: frozenset[str] = frozenset(
-    ("SEARCH", "UID SEARCH", "SORT", "UID SORT", "THREAD", "UID THREAD")
+    ("SEARCH", "UID SEARCH", "SORT", "UID SORT", "THREAD", "UID THREAD", "CANCELUPDATE")
 )
 
 
 def capabilities(s: IMAPSession) -> list[str]:
-    caps = ["ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "ESORT"]
+    # CONTEXT=SEARCH (RFC 5267 §4): RETURN (UPDATE) contexts, ADDTO/REMOVEFROM, CANCELUPDATE.
+    # CONTEXT=SORT is not advertised: SORT contexts are not kept (SORT RETURN (UPDATE) → BAD).
+    caps = ["ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "ESORT", "CONTEXT=SEARCH"]
     caps += [f"THREAD={a}" for a in query.THREAD_ALGORITHMS]
     caps += list(quota.CAPABILITIES) + list(metadata.CAPABILITIES)
-    # URLAUTH=BINARY (RFC 5524) needs the "(url BINARY ...)" URLFETCH form, which the protocol
-    # core does not parse yet: advertise only what a client can actually use.
-    caps += [c for c in urlauth.CAPABILITIES if c != "URLAUTH=BINARY"]
+    caps += list(urlauth.CAPABILITIES)  # URLAUTH, URLAUTH=BINARY (RFC 5524 URLFETCH items)
     caps.append("CATENATE")  # RFC 4469: URL parts resolved by urlauth.resolve_url
     return caps
 

@@ -27,7 +27,8 @@ Usage by the session (errors are ``errors.No`` / ``errors.Bad``)::
 
     reply = await urlauth.genurlauth(store, account, cmd.args, hostnames={cfg.hostname})
     reply = await urlauth.resetkey(store, account, cmd.args)
-    reply = await urlauth.urlfetch(store, account, cmd.args.urls, hostnames={cfg.hostname})
+    # plain urls (bytes) and RFC 5524 items: FetchRequest per cmd.args.requests() (extensions.py)
+    reply = await urlauth.urlfetch(store, account, requests, hostnames={cfg.hostname})
     write(reply.data + tagged(tag, "OK", reply.text, reply.code))
     # CATENATE URL part (APPEND): raises errors.No [BADURL url] when it cannot be used
     data = await urlauth.resolve_url(store, account, url_bytes, hostnames={cfg.hostname})

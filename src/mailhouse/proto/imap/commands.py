@@ -336,10 +336,37 @@ class ResetKey:
 
 
 @dataclass(frozen=True, slots=True)
+class UrlFetchItem:
+    """One URLFETCH argument. A plain url (RFC 4467 §7) is ``UrlFetchItem(url)``; the RFC 5524
+    §4 form ``(url [BODYPARTSTRUCTURE] [BINARY | BODY])`` sets ``extended`` and asks for the
+    body only when BODY or BINARY was named."""
+
+    url: bytes
+    binary: bool = False
+    bodypartstructure: bool = False
+    body: bool = True
+    extended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class UrlFetch:
-    """RFC 4467 §7."""
+    """RFC 4467 §7, RFC 5524 §4. ``urls`` holds every argument's url in order; ``items`` holds
+    every argument (plain or extended) when at least one used the RFC 5524 form, else ``()``.
+    Use :meth:`requests` to get the typed arguments either way."""
 
     urls: tuple[bytes, ...]
+    items: tuple[UrlFetchItem, ...] = ()
+
+    def requests(self) -> tuple[UrlFetchItem, ...]:
+        """All arguments in order (plain urls as ``UrlFetchItem(url)`` when ``items`` is empty)."""
+        return self.items or tuple(UrlFetchItem(u) for u in self.urls)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdate:
+    """CANCELUPDATE (RFC 5267 §4.5): tags of SEARCH/SORT RETURN (UPDATE) contexts to end."""
+
+    tags: tuple[str, ...]
 
 
 # ---------------------------------------------------------------- selected
@@ -474,6 +501,7 @@ CommandArgs = (
     | GenUrlAuth
     | ResetKey
     | UrlFetch
+    | CancelUpdate
     | Expunge
     | Search
     | Fetch

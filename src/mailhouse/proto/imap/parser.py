@@ -58,6 +58,7 @@ from mailhouse.proto.imap.commands import (
     Append,
     AppendMessage,
     Authenticate,
+    CancelUpdate,
     CatenateText,
     CatenateURL,
     CommandArgs,
@@ -100,6 +101,7 @@ from mailhouse.proto.imap.commands import (
     StoreMode,
     Thread,
     UrlFetch,
+    UrlFetchItem,
 )
 from mailhouse.proto.imap.search import SearchKey, parse_search_program
 from mailhouse.proto.imap.sequence import SequenceSet, SequenceSetError
@@ -915,12 +917,51 @@ def _p_resetkey(r: Reader, uid: bool) -> ResetKey:
     return ResetKey(mbox, tuple(mechs))
 
 
-def _p_urlfetch(r: Reader, uid: bool) -> UrlFetch:
-    urls: list[bytes] = []
-    while not r.eol() or not urls:
+_URLFETCH_PARAMS = frozenset(("BODYPARTSTRUCTURE", "BINARY", "BODY"))
+
+
+def _urlfetch_ext(r: Reader) -> UrlFetchItem:
+    """RFC 5524 §4: "(" url *(SP ("BODYPARTSTRUCTURE" / "BINARY" / "BODY")) ")"; BINARY and
+    BODY exclude each other and no parameter may repeat. ``(`` already taken."""
+    url = r.astring()
+    seen: set[str] = set()
+    while not r.try_take(b")"):
         r.sp()
-        urls.append(r.astring())
-    return UrlFetch(tuple(urls))
+        name = r.atom().upper()
+        if name not in _URLFETCH_PARAMS:
+            r.error(f"Unknown URLFETCH parameter {name[:40]}")
+        if name in seen or (name in ("BINARY", "BODY") and seen & {"BINARY", "BODY"}):
+            r.error(f"Conflicting URLFETCH parameter {name}")
+        seen.add(name)
+    return UrlFetchItem(
+        url,
+        binary="BINARY" in seen,
+        bodypartstructure="BODYPARTSTRUCTURE" in seen,
+        body="BODY" in seen,
+        extended=True,
+    )
+
+
+def _p_urlfetch(r: Reader, uid: bool) -> UrlFetch:
+    """RFC 4467 §7 ``URLFETCH 1*(SP url)``, RFC 5524 §4 adds the parenthesised form."""
+    items: list[UrlFetchItem] = []
+    while not r.eol() or not items:
+        r.sp()
+        if r.try_take(b"("):
+            items.append(_urlfetch_ext(r))
+        else:
+            items.append(UrlFetchItem(r.astring()))
+    urls = tuple(i.url for i in items)
+    return UrlFetch(urls, tuple(items) if any(i.extended for i in items) else ())
+
+
+def _p_cancelupdate(r: Reader, uid: bool) -> CancelUpdate:
+    """RFC 5267 §4.5: ``CANCELUPDATE 1*(SP quoted)`` (the tags of the searches to stop)."""
+    tags: list[str] = []
+    while not r.eol() or not tags:
+        r.sp()
+        tags.append(r.quoted().decode("utf-8", "replace"))
+    return CancelUpdate(tuple(tags))
 
 
 def _p_expunge(r: Reader, uid: bool) -> Expunge | NoArgs:
@@ -1239,6 +1280,7 @@ COMMANDS: dict[str, _Parser] = {
     "GENURLAUTH": _p_genurlauth,
     "RESETKEY": _p_resetkey,
     "URLFETCH": _p_urlfetch,
+    "CANCELUPDATE": _p_cancelupdate,
     "ESEARCH": _p_esearch,
 }
 """Command name → argument parser; the adapter's dispatch table mirrors these names."""

@@ -1,0 +1,235 @@
+"""End to end against a running server: RFC 5524 URLAUTH=BINARY (the "(url BINARY ...)"
+URLFETCH form) and RFC 5267 CONTEXT=SEARCH (RETURN (UPDATE), ADDTO/REMOVEFROM, CANCELUPDATE)."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.imapserver.server_helpers import RawIMAP, start_server, tagged
+from tests.mailhouse_proc import MailhouseProcess
+
+USERS = ("ub1", "ub2", "cs1", "cs2", "cs3")
+
+PAYLOAD = b"\x00\x01\x02binary\xff\xfe\r\nstuff\x00"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailhouseProcess]:
+    mh = start_server(tmp_path_factory.mktemp("ctx"), users=USERS)
+    try:
+        yield mh
+    finally:
+        mh.stop()
+
+
+def _client(mh: MailhouseProcess, user: str) -> RawIMAP:
+    c = RawIMAP(mh.addr("imaps"))
+    c.login(user)
+    return c
+
+
+def _append(c: RawIMAP, mailbox: str, msg: bytes) -> int:
+    c.n += 1
+    tag = b"A%d" % c.n
+    c.send(tag + b" APPEND " + mailbox.encode() + b" {%d}\r\n" % len(msg))
+    assert c.line().startswith(b"+")
+    c.send(msg + b"\r\n")
+    r = c.until_tagged(tag)
+    assert b" OK " in r[-1], r
+    m = re.search(rb"APPENDUID \d+ (\d+)", r[-1])
+    assert m, r
+    return int(m.group(1))
+
+
+def _msg(subject: str, body: bytes = b"hello\r\n") -> bytes:
+    return (
+        b"From: a@example.org\r\nTo: b@example.org\r\nSubject: " + subject.encode() + b"\r\n"
+        b"Message-ID: <" + str(time.time_ns()).encode() + b"@example.org>\r\n\r\n" + body
+    )
+
+
+def _multipart() -> bytes:
+    att = base64.encodebytes(PAYLOAD).replace(b"\n", b"\r\n")
+    return (
+        b"From: a@example.org\r\nTo: b@example.org\r\nSubject: binary\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n'
+        b"--XX\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n"
+        b"--XX\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + att
+        + b"--XX--\r\n"
+    )
+
+
+# ------------------------------------------------------------------ RFC 5524 URLAUTH=BINARY
+
+
+def test_urlauth_binary_advertised(server: MailhouseProcess) -> None:
+    c = _client(server, "ub1")
+    try:
+        caps = c.cmd("CAPABILITY")[0].split()
+        assert b"URLAUTH" in caps and b"URLAUTH=BINARY" in caps
+        assert b"CONTEXT=SEARCH" in caps and b"CONTEXT=SORT" not in caps
+    finally:
+        c.close()
+
+
+def test_urlfetch_binary_end_to_end(server: MailhouseProcess) -> None:
+    c = _client(server, "ub1")
+    try:
+        uid = _append(c, "INBOX", _multipart())
+        r = c.cmd("SELECT INBOX")
+        uidvalidity = re.search(rb"UIDVALIDITY (\d+)", b"\n".join(r)).group(1).decode()  # type: ignore[union-attr]
+        rump = (
+            f"imap://ub1%40example.org@localhost/INBOX;UIDVALIDITY={uidvalidity}/;UID={uid}"
+            f"/;SECTION=2;URLAUTH=authuser"
+        )
+        r = c.cmd(f'GENURLAUTH "{rump}" INTERNAL')
+        assert tagged(r).startswith(b"OK"), r
+        url = re.match(rb'\* GENURLAUTH "([^"]+)"', r[0]).group(1)  # type: ignore[union-attr]
+        q = b'"' + url + b'"'
+
+        # RFC 5524: BINARY (decoded octets, literal8 since they hold NUL) and BODYPARTSTRUCTURE
+        r = c.cmd(b"URLFETCH (" + q + b" BINARY BODYPARTSTRUCTURE)")
+        assert tagged(r).startswith(b"OK"), r
+        line = r[0]
+        assert line.startswith(b"* URLFETCH " + q + b" (BODYPARTSTRUCTURE ("), line
+        assert b"application" in line.lower() and b"octet-stream" in line.lower()
+        assert b"(BINARY ~{%d}\r\n" % len(PAYLOAD) + PAYLOAD + b")" in line
+
+        # BODY in the extended form: the encoded part wrapped in (BODY ...)
+        r = c.cmd(b"URLFETCH (" + q + b" BODY)")
+        assert r[0].startswith(b"* URLFETCH " + q + b" (BODY "), r
+        assert base64.b64encode(PAYLOAD)[:10] in r[0]
+
+        # neither BODY nor BINARY: only what was asked (here nothing but the URL)
+        r = c.cmd(b"URLFETCH (" + q + b" BODYPARTSTRUCTURE)")
+        assert b"(BODYPARTSTRUCTURE (" in r[0] and b"(BODY " not in r[0] and b"(BINARY" not in r[0]
+
+        # the plain RFC 4467 form still works, mixed with the extended one
+        r = c.cmd(b"URLFETCH " + q + b" (" + q + b" BINARY)")
+        assert tagged(r).startswith(b"OK"), r
+        assert r[0].startswith(b"* URLFETCH " + q + b" "), r[0]
+        assert b"(BODY" not in r[0] and base64.b64encode(PAYLOAD)[:10] in r[0]
+        assert r[1].startswith(b"* URLFETCH " + q + b" (BINARY ~{"), r[1]
+
+        # a bad token yields NIL, not an error
+        bad = q[:-5] + b'0000"'
+        r = c.cmd(b"URLFETCH (" + bad + b" BINARY)")
+        assert r[0] == b"* URLFETCH " + bad + b" NIL", r
+
+        # syntax errors are BAD
+        assert tagged(c.cmd(b"URLFETCH (" + q + b" BINARY BODY)")).startswith(b"BAD")
+        assert tagged(c.cmd(b"URLFETCH (" + q + b" FOO)")).startswith(b"BAD")
+
+        # another user may fetch an authuser URL with BINARY as well
+        o = _client(server, "ub2")
+        try:
+            r = o.cmd(b"URLFETCH (" + q + b" BINARY)")
+            assert b"(BINARY ~{%d}\r\n" % len(PAYLOAD) + PAYLOAD + b")" in r[0], r
+        finally:
+            o.close()
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------------ RFC 5267 CONTEXT=SEARCH
+
+
+def _wait_for(c: RawIMAP, pred: object, timeout: float = 10.0) -> list[bytes]:
+    """NOOP until an untagged line satisfies ``pred``; all lines seen."""
+    seen: list[bytes] = []
+    end = time.time() + timeout
+    while time.time() < end:
+        seen += c.cmd("NOOP")
+        if any(pred(ln) for ln in seen):  # type: ignore[operator]
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"never saw it: {seen!r}")
+
+
+def test_context_search_addto_removefrom(server: MailhouseProcess) -> None:
+    a = _client(server, "cs1")
+    b = _client(server, "cs1")
+    try:
+        u1 = _append(a, "INBOX", _msg("match one"))
+        _append(a, "INBOX", _msg("other"))
+        assert tagged(a.cmd("SELECT INBOX")).startswith(b"OK")
+        assert tagged(b.cmd("SELECT INBOX")).startswith(b"OK")
+
+        b.n += 1
+        b.send(b"S1 UID SEARCH RETURN (UPDATE) SUBJECT match\r\n")
+        r = b.until_tagged(b"S1")
+        assert tagged(r).startswith(b"OK") and b"NOUPDATE" not in r[-1], r
+        assert r[0] == b'* ESEARCH (TAG "S1") UID ALL %d' % u1, r
+
+        # another session appends a matching message: ADDTO
+        u3 = _append(a, "INBOX", _msg("match three"))
+        _append(a, "INBOX", _msg("not this"))
+        seen = _wait_for(b, lambda ln: b"ADDTO" in ln)
+        assert b'* ESEARCH (TAG "S1") UID ADDTO (0 %d)' % u3 in seen, seen
+
+        # the other session flags and expunges the first match: REMOVEFROM
+        assert tagged(a.cmd(f"UID STORE {u1} +FLAGS (\\Deleted)")).startswith(b"OK")
+        assert tagged(a.cmd("EXPUNGE")).startswith(b"OK")
+        seen = _wait_for(b, lambda ln: b"REMOVEFROM" in ln)
+        assert b'* ESEARCH (TAG "S1") UID REMOVEFROM (0 %d)' % u1 in seen, seen
+
+        # CANCELUPDATE ends it: a new match brings no more ADDTO
+        assert tagged(b.cmd('CANCELUPDATE "S1"')).startswith(b"OK")
+        _append(a, "INBOX", _msg("match four"))
+        seen = _wait_for(b, lambda ln: b"EXISTS" in ln)
+        assert not any(b"ADDTO" in ln for ln in seen), seen
+    finally:
+        a.close()
+        b.close()
+
+
+def test_context_search_message_numbers_and_flags(server: MailhouseProcess) -> None:
+    a = _client(server, "cs2")
+    b = _client(server, "cs2")
+    try:
+        for i in range(3):
+            _append(a, "INBOX", _msg(f"m{i}"))
+        assert tagged(a.cmd("SELECT INBOX")).startswith(b"OK")
+        assert tagged(b.cmd("SELECT INBOX")).startswith(b"OK")
+        b.n += 1
+        b.send(b"S2 SEARCH RETURN (UPDATE) FLAGGED\r\n")
+        r = b.until_tagged(b"S2")
+        assert tagged(r).startswith(b"OK"), r
+        assert not any(b" ALL " in ln for ln in r), r  # nothing matches yet
+        assert tagged(a.cmd("STORE 2 +FLAGS (\\Flagged)")).startswith(b"OK")
+        seen = _wait_for(b, lambda ln: b"ADDTO" in ln)
+        assert b'* ESEARCH (TAG "S2") ADDTO (0 2)' in seen, seen
+        assert tagged(a.cmd("STORE 2 -FLAGS (\\Flagged)")).startswith(b"OK")
+        seen = _wait_for(b, lambda ln: b"REMOVEFROM" in ln)
+        assert b'* ESEARCH (TAG "S2") REMOVEFROM (0 2)' in seen, seen
+    finally:
+        a.close()
+        b.close()
+
+
+def test_context_limits_and_sort(server: MailhouseProcess) -> None:
+    c = _client(server, "cs3")
+    try:
+        _append(c, "INBOX", _msg("x"))
+        assert tagged(c.cmd("SELECT INBOX")).startswith(b"OK")
+        # a second context under a tag already live is declined with NOUPDATE
+        c.send(b"D1 SEARCH RETURN (UPDATE) ALL\r\n")
+        assert b"NOUPDATE" not in c.until_tagged(b"D1")[-1]
+        c.send(b"D1 SEARCH RETURN (UPDATE) ALL\r\n")
+        r = c.until_tagged(b"D1")
+        assert r[-1].startswith(b'D1 OK [NOUPDATE "D1"]'), r
+        # CONTEXT=SORT is not offered: SORT RETURN (UPDATE) is refused
+        assert tagged(c.cmd("SORT RETURN (UPDATE) (ARRIVAL) UTF-8 ALL")).startswith(b"BAD")
+        # CANCELUPDATE needs quoted tags and a selected mailbox
+        assert tagged(c.cmd("CANCELUPDATE D1")).startswith(b"BAD")
+        assert tagged(c.cmd('CANCELUPDATE "D1" "nope"')).startswith(b"OK")
+        assert tagged(c.cmd("UNSELECT")).startswith(b"OK")
+        assert tagged(c.cmd('CANCELUPDATE "D1"')).startswith(b"BAD")
+    finally:
+        c.close()
