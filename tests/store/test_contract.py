@@ -233,3 +233,38 @@ async def test_enqueue_keeps_the_blob_with_the_row(store: Store) -> None:
     assert loaded is not None and loaded.blob_key == e.blob_key
     assert await store.blobs.get(e.blob_key) == b"message\r\n"
     assert await store.remove("Q10") == [e.blob_key]
+
+
+async def test_concurrent_flags_expunges_and_deliveries_never_error(store: Store) -> None:
+    """Regression: under concurrent EXPUNGE load, group commit once failed a blob delete with
+    "bad parameter or other API misuse" (SQLite executemany after other jobs in the batch)."""
+    import random
+
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    assert inbox
+    for i in range(150):
+        await store.deliver(f"m{i}\r\n".encode(), [NewMessage(inbox.id, "", 0)])
+    rng = random.Random(7)
+    errors: list[str] = []
+
+    async def worker() -> None:
+        for _ in range(40):
+            msgs = await store.list_messages(inbox.id)
+            op = rng.random()
+            try:
+                if op < 0.3 and msgs:
+                    await store.store_flags(inbox.id, [rng.choice(msgs).uid], FlagMode.ADD, frozenset({"\\Seen"}))
+                elif op < 0.6 and msgs:
+                    await store.expunge(inbox.id, [rng.choice(msgs).uid])
+                else:
+                    await store.deliver(b"x\r\n", [NewMessage(inbox.id, "", 0)])
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(repr(e))
+
+    await asyncio.gather(*[worker() for _ in range(10)])
+    assert errors == []
+    msgs = await store.list_messages(inbox.id)
+    assert (await store.usage(acc)).messages == len(msgs)
+    for m in msgs:
+        assert await store.blobs.get(m.blob_key)

@@ -144,10 +144,18 @@ class HybridBlobStore:
                     pass
         return out
 
+    @staticmethod
+    def _delete_inline(c: sqlite3.Connection, keys: list[tuple[str]]) -> None:
+        # One execute per key rather than executemany: CPython 3.11's executemany can fail
+        # with "bad parameter or other API misuse" when group commit runs it right after
+        # other jobs on the same connection (seen under concurrent IMAP EXPUNGE load).
+        for key in keys:
+            c.execute("DELETE FROM blobs WHERE key=?", key)
+
     async def delete(self, keys: Sequence[str]) -> None:
         inline = [(k,) for k in keys if k.startswith("i")]
         if inline:
-            await self.store._write(lambda c: c.executemany("DELETE FROM blobs WHERE key=?", inline))
+            await self.store._write(lambda c: self._delete_inline(c, inline))
         await self.files.delete([k for k in keys if not k.startswith("i")])
 
 
@@ -707,11 +715,12 @@ class SqliteStore:
     @staticmethod
     def _bump(c: sqlite3.Connection, mailbox_id: int, uids: int = 0) -> tuple[int, int, int]:
         """Allocate `uids` UIDs and one new modseq; returns (account_id, first uid, modseq)."""
-        row = c.execute(
+        rows = c.execute(
             "UPDATE mailboxes SET uidnext=uidnext+?, highestmodseq=highestmodseq+1 WHERE id=?"
             " RETURNING account_id, uidnext-?, highestmodseq",
             (uids, mailbox_id, uids),
-        ).fetchone()
+        ).fetchall()  # RETURNING must be stepped to the end, or the statement stays busy
+        row = rows[0] if rows else None
         if row is None:
             raise NotFound(f"mailbox {mailbox_id} does not exist")
         return int(row[0]), int(row[1]), int(row[2])
@@ -835,9 +844,10 @@ class SqliteStore:
         modseq = 0
         acc = 0
         for uid in uids:
-            row = c.execute(
+            rows = c.execute(
                 "DELETE FROM messages WHERE mailbox_id=? AND uid=? RETURNING blob_key, size", (mailbox_id, uid)
-            ).fetchone()
+            ).fetchall()  # stepped to the end: a half-read RETURNING statement breaks the next job
+            row = rows[0] if rows else None
             if not row:
                 continue
             if not modseq:
@@ -991,7 +1001,8 @@ class SqliteStore:
 
     async def remove(self, entry_id: str) -> list[str]:
         def fn(c: sqlite3.Connection) -> list[str]:
-            row = c.execute("DELETE FROM queue WHERE id=? RETURNING blob_key", (entry_id,)).fetchone()
+            rows = c.execute("DELETE FROM queue WHERE id=? RETURNING blob_key", (entry_id,)).fetchall()
+            row = rows[0] if rows else None
             if not row:
                 raise NotFound(f"queue entry {entry_id} does not exist")
             return [] if self._referenced(c, row[0]) else [row[0]]
