@@ -41,6 +41,7 @@ stdlib (``hashlib.pbkdf2_hmac``, ``hmac``), nothing is invented here.
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import enum
@@ -297,7 +298,7 @@ class _Phase(enum.Enum):
     DONE = "done"
 
 
-class Mechanism:
+class Mechanism(abc.ABC):
     """Common interface: ``start`` once, then ``respond`` per client response."""
 
     name: ClassVar[str] = ""
@@ -336,11 +337,11 @@ class Mechanism:
             self._phase = _Phase.DONE
         return step
 
-    def _start(self, initial: bytes | None) -> Step:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _start(self, initial: bytes | None) -> Step: ...
 
-    def _respond(self, data: bytes | None) -> Step:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _respond(self, data: bytes | None) -> Step: ...
 
 
 # PLAIN -----------------------------------------------------------------------

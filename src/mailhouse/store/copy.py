@@ -650,6 +650,10 @@ class Check:
     destination: int = 0
     problems: list[str] = field(default_factory=list)
 
+    def count(self, source: int, destination: int) -> None:
+        self.source += source
+        self.destination += destination
+
     def problem(self, text: str) -> None:
         self.problems.append(text)
 
@@ -767,8 +771,7 @@ async def verify_store(
     chk = rep["dkim keys"]
     for dom in sd:
         ks, kd = await src.get_dkim_keys(dom.name), await dst.get_dkim_keys(dom.name)
-        chk.source += len(ks)
-        chk.destination += len(kd)
+        chk.count(len(ks), len(kd))
         _cmp(
             chk,
             f"{dom.name} keys",
@@ -784,8 +787,7 @@ async def verify_store(
             continue
         ms, md = await src.list_mailboxes(a.id), await dst.list_mailboxes(b.id)
         chk = rep["mailboxes"]
-        chk.source += len(ms)
-        chk.destination += len(md)
+        chk.count(len(ms), len(md))
         mdmap = {m.name: m for m in md}
         for m in ms:
             n = mdmap.get(m.name)
@@ -795,13 +797,11 @@ async def verify_store(
             # UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ: a change would make clients resync
             _cmp(chk, f"{a.address}/{m.name}", m, n)
             xs, xd = await s.expunged_rows(m.id), await d.expunged_rows(n.id)
-            rep["expunged uids"].source += len(xs)
-            rep["expunged uids"].destination += len(xd)
+            rep["expunged uids"].count(len(xs), len(xd))
             _cmp(rep["expunged uids"], f"{a.address}/{m.name}", xs, xd)
             msgs_s, msgs_d = await src.list_messages(m.id), await dst.list_messages(n.id)
             chk_m = rep["messages"]
-            chk_m.source += len(msgs_s)
-            chk_m.destination += len(msgs_d)
+            chk_m.count(len(msgs_s), len(msgs_d))
             by_uid = {r.uid: r for r in msgs_d}
             for r in msgs_s:
                 q = by_uid.get(r.uid)
@@ -819,12 +819,10 @@ async def verify_store(
             if extra:
                 chk_m.problem(f"{a.address}/{m.name}: UIDs {sorted(extra)[:10]} only in destination")
             ks_, kd_ = await s.delivery_keys(m.id), await d.delivery_keys(n.id)
-            rep["delivery keys"].source += len(ks_)
-            rep["delivery keys"].destination += len(kd_)
+            rep["delivery keys"].count(len(ks_), len(kd_))
             _cmp(rep["delivery keys"], f"{a.address}/{m.name}", ks_, kd_)
         ss, sdst = await src.subscriptions(a.id), await dst.subscriptions(b.id)
-        rep["subscriptions"].source += len(ss)
-        rep["subscriptions"].destination += len(sdst)
+        rep["subscriptions"].count(len(ss), len(sdst))
         _cmp(rep["subscriptions"], a.address, ss, sdst)
     ms_, md_ = await s.metadata_rows(), await d.metadata_rows()
     rep["metadata"].source, rep["metadata"].destination = len(ms_), len(md_)
