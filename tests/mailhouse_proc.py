@@ -57,7 +57,11 @@ class MailhouseProcess:
         self.data_dir = root / "data"
         self.ports = dict(ports or {})
         for svc in services:
-            self.ports.setdefault(svc, free_port(host))
+            if svc not in self.ports:
+                port = free_port(host)
+                while port in self.ports.values():  # the kernel may hand out a port twice in a row
+                    port = free_port(host)
+                self.ports[svc] = port
         self.cfgfile = root / "mailhouse.toml"
         listen = "\n".join(f'{svc} = "{host}:{port}"' for svc, port in self.ports.items())
         store = f'[store]\nurl = "{store_url}"\n' if store_url else ""
