@@ -47,6 +47,8 @@ def test_full_file(tmp_path: Path) -> None:
         ('[tls]\ncert = "missing.pem"\nkey = "missing.key"\n', "tls.cert", "does not exist"),
         ("hostname = [1]\n", "hostname", "non-empty string"),
         ("= broken", "-", "invalid TOML"),
+        ('[web]\nforwarded_allow_ips = "10.0.0.1"\n', "web.forwarded_allow_ips", "list"),
+        ('[web]\nforwarded_allow_ips = ["proxy.example"]\n', "web.forwarded_allow_ips", "not an IP"),
     ],
 )
 def test_errors_name_file_key_and_problem(tmp_path: Path, text: str, key: str, problem: str) -> None:

@@ -10,6 +10,7 @@ Invariant: every error names the file, the key and what is wrong (`ConfigError`)
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import tomllib
@@ -91,6 +92,9 @@ class Config:
     outbound_port: int = 25  # TCP port used for MX delivery (tests point it elsewhere)
     verify_inbound: bool = True  # SPF + DKIM on mail from other servers → Authentication-Results
     pregreet_wait: float = 0.2  # seconds the smtp listener waits before greeting (postscreen's pregreet test)
+    # [web] forwarded_allow_ips: reverse proxies whose X-Forwarded-For/-Proto are believed
+    # (uvicorn's default: only a proxy on this host)
+    forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
     source_path: str = "<defaults>"
 
     @property
@@ -163,7 +167,7 @@ def load(path: str | None = None) -> Config:
 
 _TOP_KEYS = {
     "hostname", "data_dir", "listen", "tls", "store", "dns", "limits", "auth", "server",
-    "queue", "relayhost", "routes", "dkim", "delivery", "mailauth",
+    "queue", "relayhost", "routes", "dkim", "delivery", "mailauth", "web",
 }
 
 
@@ -254,6 +258,17 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
             raise ConfigError(path, "server.smtp_pregreet_wait", "must be a number ≥ 0")
         cfg.pregreet_wait = float(v)
+    web = _table(data, "web", path)
+    if "forwarded_allow_ips" in web:
+        ips = web["forwarded_allow_ips"]
+        if not isinstance(ips, list) or not all(isinstance(ip, str) for ip in ips):
+            raise ConfigError(path, "web.forwarded_allow_ips", 'must be a list of addresses, e.g. ["127.0.0.1"]')
+        for ip in ips:
+            try:
+                ipaddress.ip_network(ip, strict=False)
+            except ValueError:
+                raise ConfigError(path, "web.forwarded_allow_ips", f"{ip!r} is not an IP address or network") from None
+        cfg.forwarded_allow_ips = list(ips)
     dkim = _table(data, "dkim", path)
     if "selector" in dkim:
         cfg.dkim_selector = str(dkim["selector"])

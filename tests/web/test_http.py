@@ -309,3 +309,35 @@ def test_admin_queue_retry_and_delete(web_mh):
     r = a.post("/admin/queue", data={"csrf": tok, "action": "delete", "id": qid})
     assert r.status_code == 303
     assert qid not in a.get("/admin/queue").text
+
+
+def _login_cookie_via(mh, source: str, headers: dict[str, str]) -> str:
+    """The cookie the login page sets on a connection from SOURCE (a loopback address) with HEADERS."""
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(base_url=base_url(mh), transport=transport, headers=headers, timeout=20) as c:
+        r = c.get("/login")
+        assert r.status_code == 200, r.text
+        return r.headers["set-cookie"].lower()
+
+
+def test_forwarded_proto_is_believed_only_from_trusted_proxies(web_mh):
+    # default [web] forwarded_allow_ips: a reverse proxy on this host (127.0.0.1) is believed…
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7"}
+    assert "secure" in _login_cookie_via(web_mh, "127.0.0.1", proxied)
+    # …anyone else claiming to be behind TLS is not
+    assert "secure" not in _login_cookie_via(web_mh, "127.0.0.5", proxied)
+
+
+def test_forwarded_allow_ips_is_configurable(tmp_path):
+    from tests.mailhouse_proc import MailhouseProcess
+
+    mh = MailhouseProcess(tmp_path, services=("http",), extra='[web]\nforwarded_allow_ips = ["127.0.0.5/32"]\n')
+    mh.add_domain("example.org")
+    mh.add_user("alice@example.org")
+    mh.start()
+    try:
+        proxied = {"X-Forwarded-Proto": "https"}
+        assert "secure" in _login_cookie_via(mh, "127.0.0.5", proxied)
+        assert "secure" not in _login_cookie_via(mh, "127.0.0.1", proxied)
+    finally:
+        mh.stop()

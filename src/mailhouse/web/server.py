@@ -77,7 +77,8 @@ async def listen(svc: Services, name: str, host: str, port: int) -> HttpListener
         lifespan="off",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         server_header=False,
-        proxy_headers=True,  # X-Forwarded-Proto from a local reverse proxy (forwarded_allow_ips)
+        proxy_headers=True,  # X-Forwarded-For/-Proto, believed only from [web] forwarded_allow_ips
+        forwarded_allow_ips=svc.cfg.forwarded_allow_ips,
     )
     server = _Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name=f"http-{host}:{port}")
