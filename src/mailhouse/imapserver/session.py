@@ -384,6 +384,8 @@ class IMAPSession:
             self.send(response.untagged_status("BYE", "Selected mailbox was deleted"))
             self.closing = True
             return
+        if allow_expunge:  # RFC 5267 §4.3.4: REMOVEFROM before the EXPUNGE it follows from
+            extensions.before_expunge(self, view.pending_expunge)
         self.send(await view.updates(self.claims, allow_expunge=allow_expunge))
         await extensions.after_update(self)
 
