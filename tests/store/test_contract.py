@@ -188,6 +188,30 @@ async def test_change_feed_reports_delivery(store: Store) -> None:
     await feed.aclose()  # type: ignore[attr-defined]
 
 
+async def test_change_feed_reports_subscription_and_metadata(store: Store) -> None:
+    # RFC 5465 §5.5-5.7 (NOTIFY SubscriptionChange, Mailbox/ServerMetadataChange) across
+    # sessions and processes: the feed carries them; a no-op write is not a change.
+    acc = await _account(store)
+    feed = store.subscribe(acc)
+
+    async def next_kind() -> str:
+        return (await asyncio.wait_for(feed.__anext__(), 3.0)).kind
+
+    first = asyncio.ensure_future(next_kind())
+    await asyncio.sleep(0.2)
+    await store.set_subscribed(acc, "Lists/x", True)
+    assert await first == "subscription"
+    await store.set_subscribed(acc, "Lists/x", True)  # already subscribed: nothing
+    await store.set_metadata(acc, "", "/private/comment", "hi")
+    assert await next_kind() == "metadata"
+    await store.set_metadata(acc, "", "/private/nothing", None)  # nothing removed: nothing
+    await store.set_subscribed(acc, "Lists/x", False)
+    assert await next_kind() == "subscription"
+    await store.set_metadata(acc, "", "/private/comment", None)
+    assert await next_kind() == "metadata"
+    await feed.aclose()  # type: ignore[attr-defined]
+
+
 async def test_queue_claims_are_exclusive(store: Store) -> None:
     key = await store.blobs.put(b"queued\r\n")
     e = QueueEntry("Q1", "a@example.org", [QueueRecipient("x@remote.test")], key, 8, 1.0, 0.0)

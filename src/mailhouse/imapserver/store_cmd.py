@@ -19,7 +19,7 @@ from mailhouse.proto.imap.commands import CopyMove, Expunge, Store
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import FlagMode
 
-from . import extensions
+from . import extensions, notify
 from .errors import No
 
 if TYPE_CHECKING:
@@ -122,6 +122,7 @@ async def _copy_or_move(s: IMAPSession, cmd: Command, move: bool) -> Ok | None:
         pairs = await s.store.copy(view.mailbox.id, uids, dst.id)
     if not pairs:
         return Ok("Messages were expunged by another session", "EXPUNGEISSUED")
+    notify.note_own(s, dst.id, [p[1] for p in pairs])  # RFC 5465 §5.2: created by this connection
     src_set = SequenceSet.from_numbers(p[0] for p in pairs)
     dst_set = SequenceSet.from_numbers(p[1] for p in pairs)
     code = f"COPYUID {dst.uidvalidity} {src_set} {dst_set}"  # RFC 4315 §3

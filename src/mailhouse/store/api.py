@@ -147,7 +147,7 @@ class Change:
 
     account_id: int
     mailbox_id: int
-    kind: str  # "append" | "flags" | "expunge" | "mailbox"
+    kind: str  # "append" | "flags" | "expunge" | "mailbox" | "subscription" | "metadata"
     modseq: int = 0
 
 

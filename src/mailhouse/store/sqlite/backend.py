@@ -697,12 +697,15 @@ class SqliteStore:
         return [r[0] for r in rows]
 
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
-        if subscribed:
-            await self._write(lambda c: c.execute("INSERT OR IGNORE INTO subscriptions VALUES (?,?)", (account_id, name)))
-        else:
-            await self._write(
-                lambda c: c.execute("DELETE FROM subscriptions WHERE account_id=? AND name=?", (account_id, name))
-            )
+        def fn(c: sqlite3.Connection) -> None:
+            if subscribed:
+                cur = c.execute("INSERT OR IGNORE INTO subscriptions VALUES (?,?)", (account_id, name))
+            else:
+                cur = c.execute("DELETE FROM subscriptions WHERE account_id=? AND name=?", (account_id, name))
+            if cur.rowcount:  # change feed: NOTIFY SubscriptionChange (RFC 5465 §5.5)
+                self._change(c, account_id, 0, "subscription", 0)
+
+        await self._write(fn)
 
     # ---------------------------------------------------------------- messages
     @staticmethod
@@ -910,16 +913,17 @@ class SqliteStore:
         return row[0] if row else None
 
     async def set_metadata(self, account_id: int, mailbox: str, key: str, value: str | None) -> None:
-        if value is None:
-            await self._write(
-                lambda c: c.execute(
+        def fn(c: sqlite3.Connection) -> None:
+            if value is None:
+                cur = c.execute(
                     "DELETE FROM metadata WHERE account_id=? AND mailbox=? AND key=?", (account_id, mailbox, key)
                 )
-            )
-        else:
-            await self._write(
-                lambda c: c.execute("INSERT OR REPLACE INTO metadata VALUES (?,?,?,?)", (account_id, mailbox, key, value))
-            )
+            else:
+                cur = c.execute("INSERT OR REPLACE INTO metadata VALUES (?,?,?,?)", (account_id, mailbox, key, value))
+            if cur.rowcount:  # change feed: NOTIFY Mailbox/ServerMetadataChange (RFC 5465 §5.6-7)
+                self._change(c, account_id, 0, "metadata", 0)
+
+        await self._write(fn)
 
     # ---------------------------------------------------------------- queue
     @staticmethod
