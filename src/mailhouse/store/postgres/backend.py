@@ -1029,6 +1029,26 @@ class PostgresStore:
 
         await self._tx(fn)
 
+    async def claim_recent(self, mailbox_id: int, uidvalidity: int, up_to_uid: int) -> int:
+        # one statement under the row lock of INSERT ... ON CONFLICT: SET reads the old row
+        v = await self._pool_().fetchval(
+            "INSERT INTO recent(mailbox_id, uidvalidity, uid, prev) VALUES ($1,$2,$3,0)"
+            " ON CONFLICT (mailbox_id) DO UPDATE SET"
+            " prev = CASE WHEN recent.uidvalidity = excluded.uidvalidity THEN recent.uid ELSE 0 END,"
+            " uid = CASE WHEN recent.uidvalidity = excluded.uidvalidity"
+            " THEN GREATEST(recent.uid, excluded.uid) ELSE excluded.uid END,"
+            " uidvalidity = excluded.uidvalidity"
+            " RETURNING prev",
+            mailbox_id,
+            uidvalidity,
+            up_to_uid,
+        )
+        return int(v or 0)
+
+    async def recent_claimed(self, mailbox_id: int, uidvalidity: int) -> int:
+        row = await self._fetchrow("SELECT uidvalidity, uid FROM recent WHERE mailbox_id=$1", mailbox_id)
+        return int(row["uid"]) if row is not None and int(row["uidvalidity"]) == uidvalidity else 0
+
     # ---------------------------------------------------------------- queue
     async def enqueue(self, entry: QueueEntry, blob: bytes | None = None) -> None:
         if blob is not None:

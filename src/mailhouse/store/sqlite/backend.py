@@ -925,6 +925,29 @@ class SqliteStore:
 
         await self._write(fn)
 
+    async def claim_recent(self, mailbox_id: int, uidvalidity: int, up_to_uid: int) -> int:
+        # one statement: the SET expressions read the old row, so ``prev`` is the old value
+        def fn(c: sqlite3.Connection) -> int:
+            rows = c.execute(
+                "INSERT INTO recent(mailbox_id, uidvalidity, uid, prev) VALUES (?,?,?,0)"
+                " ON CONFLICT(mailbox_id) DO UPDATE SET"
+                " prev = CASE WHEN recent.uidvalidity = excluded.uidvalidity THEN recent.uid ELSE 0 END,"
+                " uid = CASE WHEN recent.uidvalidity = excluded.uidvalidity"
+                " THEN MAX(recent.uid, excluded.uid) ELSE excluded.uid END,"
+                " uidvalidity = excluded.uidvalidity"
+                " RETURNING prev",
+                (mailbox_id, uidvalidity, up_to_uid),
+            ).fetchall()  # RETURNING stepped to the end
+            return int(rows[0][0]) if rows else 0
+
+        return await self._write(fn)
+
+    async def recent_claimed(self, mailbox_id: int, uidvalidity: int) -> int:
+        row = await self._read(
+            lambda c: c.execute("SELECT uidvalidity, uid FROM recent WHERE mailbox_id=?", (mailbox_id,)).fetchone()
+        )
+        return int(row[1]) if row and int(row[0]) == uidvalidity else 0
+
     # ---------------------------------------------------------------- queue
     @staticmethod
     def _entry(r: tuple[Any, ...]) -> QueueEntry:
