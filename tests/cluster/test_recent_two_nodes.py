@@ -71,7 +71,9 @@ def test_recent_exactly_once_across_two_nodes(cluster: Cluster, tmp_path: Path) 
         counts = []
         for r in replies:
             assert r[-1].split(b" ")[1] == b"OK", r
-            counts.append(int(next(re.match(rb"\* (\d+) RECENT", ln).group(1) for ln in r if b" RECENT" in ln)))  # type: ignore[union-attr]
+            m = next(re.match(rb"\* (\d+) RECENT", ln) for ln in r if b" RECENT" in ln)
+            assert m is not None, r
+            counts.append(int(m.group(1)))
         assert sum(counts) == 5, counts
         seen: list[int] = []
         for c in sessions:

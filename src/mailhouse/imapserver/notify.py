@@ -253,6 +253,8 @@ async def deliver(s: IMAPSession, lst: Listener, *, in_command: bool) -> None:
     changes, overflow = lst.drain()
     if st is None:
         return
+    # the PostgreSQL feed's "changes may have been missed" marker (mailbox 0) means re-read all
+    overflow = overflow or any(c.kind == "mailbox" and c.mailbox_id == 0 for c in changes)
     view = s.selected
     kinds: dict[int, set[str]] = {}
     for c in changes:
