@@ -85,7 +85,7 @@ def test_message_new_fetch_atts_expunge_flags_selected(server: MailhouseProcess)
         assert tagged(other.cmd("NOOP")).startswith(b"OK")
         assert tagged(other.cmd("STORE 1 +FLAGS (\\Flagged)")).startswith(b"OK")
         got = _lines_until(n, lambda ln: b"FETCH" in ln)
-        assert re.match(rb"\* 1 FETCH \(FLAGS \(.*\\Flagged", got[-1]), got
+        assert re.match(rb"\* 1 FETCH \(UID 1 FLAGS \(.*\\Flagged", got[-1]), got  # §5.1: UID too
         # MessageExpunge with SELECTED: the EXPUNGE is pushed at once
         assert tagged(other.cmd("STORE 1 +FLAGS (\\Deleted)")).startswith(b"OK")
         assert tagged(other.cmd("EXPUNGE")).startswith(b"OK")

@@ -9,7 +9,7 @@ subscriptions at each event), SUBTREE, MAILBOXES.
 
 What is sent (RFC 5465 §5), while no command is in progress or during IDLE:
 
-* selected mailbox: EXISTS / EXPUNGE (VANISHED) / FETCH FLAGS as after a command, the
+* selected mailbox: EXISTS / EXPUNGE (VANISHED) / FETCH (UID FLAGS) (§5.1) as after a command, the
   RFC 5267 ADDTO/REMOVEFROM of live contexts, then (MessageNew with fetch-atts, §5.2) one
   ``* n FETCH (...)`` per new message, after the ESEARCH ADDTO; not for messages this
   connection created itself (APPEND, COPY, MOVE into the selected mailbox). Expunges are
@@ -202,12 +202,20 @@ async def report(s: IMAPSession, view: SelectedMailbox, *, allow_expunge: bool) 
     """Queue the selected mailbox's pending updates in RFC order: REMOVEFROM before the
     EXPUNGEs they follow from (RFC 5267 §4.3.4), EXPUNGE/EXISTS/FETCH FLAGS, ADDTO after
     EXISTS, then the MessageNew FETCHes of NOTIFY (RFC 5465 §5.2)."""
+    st = s.notify
+    if st is not None and "FlagChange" in st.selected and view.pending_flags:
+        # RFC 5465 §5.1: the unsolicited FETCH carries UID and FLAGS (numbers valid now: any
+        # EXPUNGE follows)
+        for uid in sorted(view.pending_flags - view.pending_expunge):
+            seq = view.seq_of(uid)
+            if seq is not None:
+                s.send(view.flags_fetch(seq, uid, with_uid=True))
+        view.pending_flags.clear()
     if allow_expunge:
         extensions.before_expunge(s, view.pending_expunge)
     new = list(view.pending_new)
     s.send(await view.updates(s.claims, allow_expunge=allow_expunge))
     await extensions.after_update(s)
-    st = s.notify
     if st is not None and st.fetch_atts and "MessageNew" in st.selected and new:
         await _new_message_fetches(s, view, st, new)
 
