@@ -338,6 +338,15 @@ def test_esort_partial_and_search_expunge_message_numbers(server: MailhouseProce
         assert tagged(a.cmd("EXPUNGE")).startswith(b"OK")
         seen = _wait_for(b, lambda ln: ln == b"* 2 EXPUNGE")
         assert seen.index(b'* ESEARCH (TAG "E1") REMOVEFROM (0 2)') < seen.index(b"* 2 EXPUNGE"), seen
+        # an expunge reported late: during FETCH (no EXPUNGE allowed, RFC 9051 §7.4.1) the
+        # message stays in the result; the REMOVEFROM comes with the EXPUNGE, just before it
+        assert tagged(a.cmd("UID STORE 1:* +FLAGS (\\Deleted)")).startswith(b"OK")
+        assert tagged(a.cmd("EXPUNGE")).startswith(b"OK")
+        time.sleep(0.3)
+        r = b.cmd("FETCH 1:* (FLAGS)")
+        assert tagged(r).startswith(b"OK") and not any(b"REMOVEFROM" in ln or b"EXPUNGE" in ln for ln in r), r
+        r = b.cmd("NOOP")
+        assert r[:3] == [b'* ESEARCH (TAG "E1") REMOVEFROM (0 1:2)', b"* 2 EXPUNGE", b"* 1 EXPUNGE"], r
     finally:
         a.close()
         b.close()
