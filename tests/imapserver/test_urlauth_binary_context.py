@@ -1,5 +1,6 @@
 """End to end against a running server: RFC 5524 URLAUTH=BINARY (the "(url BINARY ...)"
-URLFETCH form) and RFC 5267 CONTEXT=SEARCH (RETURN (UPDATE), ADDTO/REMOVEFROM, CANCELUPDATE)."""
+URLFETCH form) and RFC 5267 CONTEXT=SEARCH / CONTEXT=SORT (RETURN (UPDATE), ADDTO/REMOVEFROM
+with positions, CANCELUPDATE, NOUPDATE, PARTIAL)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from tests.imapserver.server_helpers import RawIMAP, start_server, tagged
 from tests.mailhouse_proc import MailhouseProcess
 
-USERS = ("ub1", "ub2", "cs1", "cs2", "cs3")
+USERS = ("ub1", "ub2", "cs1", "cs2", "cs3", "cs4", "cs5")
 
 PAYLOAD = b"\x00\x01\x02binary\xff\xfe\r\nstuff\x00"
 
@@ -73,7 +74,7 @@ def test_urlauth_binary_advertised(server: MailhouseProcess) -> None:
     try:
         caps = c.cmd("CAPABILITY")[0].split()
         assert b"URLAUTH" in caps and b"URLAUTH=BINARY" in caps
-        assert b"CONTEXT=SEARCH" in caps and b"CONTEXT=SORT" not in caps
+        assert b"CONTEXT=SEARCH" in caps and b"CONTEXT=SORT" in caps and b"ESORT" in caps
     finally:
         c.close()
 
@@ -218,14 +219,29 @@ def test_context_limits_and_sort(server: MailhouseProcess) -> None:
     try:
         _append(c, "INBOX", _msg("x"))
         assert tagged(c.cmd("SELECT INBOX")).startswith(b"OK")
-        # a second context under a tag already live is declined with NOUPDATE
+        # RFC 5267 §4.3: UPDATE under a tag already live is rejected with BAD (and has no effect)
         c.send(b"D1 SEARCH RETURN (UPDATE) ALL\r\n")
         assert b"NOUPDATE" not in c.until_tagged(b"D1")[-1]
-        c.send(b"D1 SEARCH RETURN (UPDATE) ALL\r\n")
+        c.send(b"D1 SORT RETURN (UPDATE) (ARRIVAL) UTF-8 ALL\r\n")
         r = c.until_tagged(b"D1")
-        assert r[-1].startswith(b'D1 OK [NOUPDATE "D1"]'), r
-        # CONTEXT=SORT is not offered: SORT RETURN (UPDATE) is refused
-        assert tagged(c.cmd("SORT RETURN (UPDATE) (ARRIVAL) UTF-8 ALL")).startswith(b"BAD")
+        assert r[-1].startswith(b"D1 BAD"), r
+        # the limit (16, SEARCH and SORT together): the 17th is declined with an untagged
+        # NO [NOUPDATE] and the command still answers (RFC 5267 §4.3.1)
+        for i in range(2, 17):
+            verb = b"SORT RETURN (UPDATE) (SUBJECT) UTF-8" if i % 2 else b"SEARCH RETURN (UPDATE)"
+            c.send(b"D%d %s ALL\r\n" % (i, verb))
+            r = c.until_tagged(b"D%d" % i)
+            assert r[-1].startswith(b"D%d OK" % i) and not any(b"NOUPDATE" in ln for ln in r), r
+        c.send(b"D17 SORT RETURN (UPDATE COUNT) (SUBJECT) UTF-8 ALL\r\n")
+        r = c.until_tagged(b"D17")
+        assert r == [b'* ESEARCH (TAG "D17") COUNT 1', b'* NO [NOUPDATE "D17"] Too many update contexts', r[-1]], r
+        assert r[-1].startswith(b"D17 OK"), r
+        # RFC 5267 §4.4: one PARTIAL or ALL at most
+        assert tagged(c.cmd("SORT RETURN (PARTIAL 1:2 ALL) (SUBJECT) UTF-8 ALL")).startswith(b"BAD")
+        assert tagged(c.cmd('CANCELUPDATE "D2" "D3"')).startswith(b"OK")
+        c.send(b"D18 SEARCH RETURN (UPDATE) ALL\r\n")
+        r = c.until_tagged(b"D18")
+        assert not any(b"NOUPDATE" in ln for ln in r), r
         # CANCELUPDATE needs quoted tags and a selected mailbox
         assert tagged(c.cmd("CANCELUPDATE D1")).startswith(b"BAD")
         assert tagged(c.cmd('CANCELUPDATE "D1" "nope"')).startswith(b"OK")
@@ -233,3 +249,104 @@ def test_context_limits_and_sort(server: MailhouseProcess) -> None:
         assert tagged(c.cmd('CANCELUPDATE "D1"')).startswith(b"BAD")
     finally:
         c.close()
+
+
+# ------------------------------------------------------------------ RFC 5267 CONTEXT=SORT
+
+
+def _uid_set(*uids: int) -> bytes:
+    from mailhouse.imapserver.contexts import _ordered_set
+
+    return _ordered_set(list(uids)).encode()
+
+
+def test_context_sort_positions_two_sessions(server: MailhouseProcess) -> None:
+    a = _client(server, "cs4")
+    b = _client(server, "cs4")
+    try:
+        ub = _append(a, "INBOX", _msg("b"))
+        ud = _append(a, "INBOX", _msg("d"))
+        uf = _append(a, "INBOX", _msg("f"))
+        assert tagged(a.cmd("SELECT INBOX")).startswith(b"OK")
+        assert tagged(b.cmd("SELECT INBOX")).startswith(b"OK")
+        b.send(b"S1 UID SORT RETURN (UPDATE) (SUBJECT) UTF-8 ALL\r\n")
+        r = b.until_tagged(b"S1")
+        assert r[0] == b'* ESEARCH (TAG "S1") UID ALL %d:%d' % (ub, uf) and r[-1].startswith(b"S1 OK"), r
+        b.send(b"S2 SORT RETURN (UPDATE) (REVERSE SUBJECT) UTF-8 UNKEYWORD $Junk\r\n")
+        r = b.until_tagged(b"S2")
+        assert r[0] == b'* ESEARCH (TAG "S2") ALL 3,2,1', r
+
+        # another session appends "c": position 2 in S1 (b c d f), 3 in S2 (f d c b),
+        # after the EXISTS that makes message 4 valid (RFC 5267 §4.3.3)
+        uc = _append(a, "INBOX", _msg("c"))
+        seen = _wait_for(b, lambda ln: b"ADDTO" in ln)
+        assert b'* ESEARCH (TAG "S1") UID ADDTO (2 %d)' % uc in seen, seen
+        assert b'* ESEARCH (TAG "S2") ADDTO (3 4)' in seen, seen
+        assert seen.index(b"* 4 EXISTS") < seen.index(b'* ESEARCH (TAG "S2") ADDTO (3 4)'), seen
+
+        # a keyword set elsewhere takes "d" (message 2, at position 2 of f d c b) out of S2
+        assert tagged(a.cmd(f"UID STORE {ud} +FLAGS ($Junk)")).startswith(b"OK")
+        seen = _wait_for(b, lambda ln: b"REMOVEFROM" in ln)
+        assert b'* ESEARCH (TAG "S2") REMOVEFROM (2 2)' in seen, seen
+        assert not any(b'"S1"' in ln for ln in seen), seen
+
+        # an expunge of "b": REMOVEFROM in both, before the EXPUNGE (RFC 5267 §4.3.4)
+        assert tagged(a.cmd(f"UID STORE {ub} +FLAGS (\\Deleted)")).startswith(b"OK")
+        assert tagged(a.cmd("EXPUNGE")).startswith(b"OK")
+        seen = _wait_for(b, lambda ln: ln == b"* 1 EXPUNGE")
+        i = seen.index(b"* 1 EXPUNGE")
+        assert seen.index(b'* ESEARCH (TAG "S1") UID REMOVEFROM (1 %d)' % ub) < i, seen
+        assert seen.index(b'* ESEARCH (TAG "S2") REMOVEFROM (3 1)') < i, seen
+
+        # this session's own changes count too: STORE here, then a new "a" at the front
+        r = b.cmd(f"UID STORE {ud} -FLAGS ($Junk)")
+        assert tagged(r).startswith(b"OK"), r
+        assert b'* ESEARCH (TAG "S2") ADDTO (2 1)' in r, r  # f d c; "d" is now message 1
+        ua = _append(a, "INBOX", _msg("a"))
+        seen = _wait_for(b, lambda ln: b"(TAG \"S1\") UID ADDTO" in ln)
+        assert b'* ESEARCH (TAG "S1") UID ADDTO (1 %d)' % ua in seen, seen
+        # the final results equal a fresh SORT of the same program
+        r = b.cmd("UID SORT RETURN (ALL) (SUBJECT) UTF-8 ALL")
+        assert r[0].endswith(b"UID ALL " + _uid_set(ua, uc, ud, uf)), r
+
+        assert tagged(b.cmd('CANCELUPDATE "S1" "S2"')).startswith(b"OK")
+        _append(a, "INBOX", _msg("e"))
+        seen = _wait_for(b, lambda ln: b"EXISTS" in ln)
+        assert not any(b"ADDTO" in ln for ln in seen), seen
+    finally:
+        a.close()
+        b.close()
+
+
+def test_esort_partial_and_search_expunge_message_numbers(server: MailhouseProcess) -> None:
+    a = _client(server, "cs5")
+    b = _client(server, "cs5")
+    try:
+        for s in ("x3", "x1", "x2"):
+            _append(a, "INBOX", _msg(s))
+        assert tagged(a.cmd("SELECT INBOX")).startswith(b"OK")
+        assert tagged(b.cmd("SELECT INBOX")).startswith(b"OK")
+        # ESORT PARTIAL (RFC 5267 §4.4): positions in the sorted result
+        r = b.cmd("SORT RETURN (PARTIAL 2:3) (SUBJECT) UTF-8 ALL")
+        assert r[0].endswith(b"PARTIAL (2:3 3,1)"), r
+        # a message-number SEARCH context: the REMOVEFROM for an expunged match precedes
+        # its EXPUNGE (numbers still valid, RFC 5267 §4.3.4)
+        b.send(b"E1 SEARCH RETURN (UPDATE) SUBJECT x\r\n")
+        r = b.until_tagged(b"E1")
+        assert r[0] == b'* ESEARCH (TAG "E1") ALL 1:3', r
+        assert tagged(a.cmd("STORE 2 +FLAGS (\\Deleted)")).startswith(b"OK")
+        assert tagged(a.cmd("EXPUNGE")).startswith(b"OK")
+        seen = _wait_for(b, lambda ln: ln == b"* 2 EXPUNGE")
+        assert seen.index(b'* ESEARCH (TAG "E1") REMOVEFROM (0 2)') < seen.index(b"* 2 EXPUNGE"), seen
+        # an expunge reported late: during FETCH (no EXPUNGE allowed, RFC 9051 §7.4.1) the
+        # message stays in the result; the REMOVEFROM comes with the EXPUNGE, just before it
+        assert tagged(a.cmd("UID STORE 1:* +FLAGS (\\Deleted)")).startswith(b"OK")
+        assert tagged(a.cmd("EXPUNGE")).startswith(b"OK")
+        time.sleep(0.3)
+        r = b.cmd("FETCH 1:* (FLAGS)")
+        assert tagged(r).startswith(b"OK") and not any(b"REMOVEFROM" in ln or b"EXPUNGE" in ln for ln in r), r
+        r = b.cmd("NOOP")
+        assert r[:3] == [b'* ESEARCH (TAG "E1") REMOVEFROM (0 1:2)', b"* 2 EXPUNGE", b"* 1 EXPUNGE"], r
+    finally:
+        a.close()
+        b.close()

@@ -188,6 +188,69 @@ async def test_change_feed_reports_delivery(store: Store) -> None:
     await feed.aclose()  # type: ignore[attr-defined]
 
 
+async def test_change_feed_reports_subscription_and_metadata(store: Store) -> None:
+    # RFC 5465 §5.5-5.7 (NOTIFY SubscriptionChange, Mailbox/ServerMetadataChange) across
+    # sessions and processes: the feed carries them; a no-op write is not a change.
+    acc = await _account(store)
+    feed = store.subscribe(acc)
+
+    async def next_kind() -> str:
+        return (await asyncio.wait_for(feed.__anext__(), 3.0)).kind
+
+    first = asyncio.ensure_future(next_kind())
+    await asyncio.sleep(0.2)
+    await store.set_subscribed(acc, "Lists/x", True)
+    assert await first == "subscription"
+    await store.set_subscribed(acc, "Lists/x", True)  # already subscribed: nothing
+    await store.set_metadata(acc, "", "/private/comment", "hi")
+    assert await next_kind() == "metadata"
+    await store.set_metadata(acc, "", "/private/nothing", None)  # nothing removed: nothing
+    await store.set_subscribed(acc, "Lists/x", False)
+    assert await next_kind() == "subscription"
+    await store.set_metadata(acc, "", "/private/comment", None)
+    assert await next_kind() == "metadata"
+    await feed.aclose()  # type: ignore[attr-defined]
+
+
+async def test_recent_claims_are_exclusive(
+    store: Store, store_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # RFC 3501 §2.3.2: a message is \Recent for exactly one session, whichever process it is
+    # in: claims through two store instances (two connections, as two worker processes have)
+    # at the same time must hand out every UID exactly once.
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    assert inbox
+    uv = inbox.uidvalidity
+    assert await store.recent_claimed(inbox.id, uv) == 0
+    assert await store.claim_recent(inbox.id, uv, 3) == 0
+    assert await store.claim_recent(inbox.id, uv, 2) == 3  # never lowered
+    assert await store.recent_claimed(inbox.id, uv) == 3
+    # another incarnation of the mailbox id (other UIDVALIDITY) starts from nothing
+    assert await store.recent_claimed(inbox.id, uv + 1) == 0
+    assert await store.claim_recent(inbox.id, uv + 1, 1) == 0
+    assert await store.recent_claimed(inbox.id, uv) == 0
+    if store_backend == "sqlite":
+        other = open_store(f"sqlite:///{tmp_path / 'mh.db'}", tmp_path)
+    else:
+        other = open_store(request.getfixturevalue("postgres_db_url"), tmp_path)
+    await other.open()
+    try:
+        uv2 = uv + 1
+        ups = [(i * 7) % 40 + 1 for i in range(60)]  # many concurrent claims, mixed heights
+
+        async def claim(s: Store, up: int) -> set[int]:
+            prev = await s.claim_recent(inbox.id, uv2, up)
+            return set(range(prev + 1, up + 1))
+
+        got = await asyncio.gather(*(claim(store if i % 2 else other, up) for i, up in enumerate(ups)))
+        seen: list[int] = [u for mine in got for u in mine]
+        assert sorted(seen) == list(range(2, 41)), sorted(seen)  # 1 was claimed above; once each
+        assert await other.recent_claimed(inbox.id, uv2) == 40
+    finally:
+        await other.close()
+
+
 async def test_queue_claims_are_exclusive(store: Store) -> None:
     key = await store.blobs.put(b"queued\r\n")
     e = QueueEntry("Q1", "a@example.org", [QueueRecipient("x@remote.test")], key, 8, 1.0, 0.0)

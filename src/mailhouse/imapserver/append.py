@@ -21,6 +21,7 @@ from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import NewMessage
 from mailhouse.store.crlf import to_crlf
 
+from . import notify
 from .errors import No
 from .mailboxes import check_name
 from .selected import remember
@@ -94,5 +95,6 @@ async def cmd_append(s: IMAPSession, cmd: Command) -> Ok | None:
         raise
     for k, (d, _, _) in zip(keys, items, strict=True):
         remember(k, d)  # clients usually fetch what they just appended (Sent, Drafts)
+    notify.note_own(s, mb.id, [r.uid for r in recs])  # RFC 5465 §5.2: no MessageNew FETCH for these
     uids = SequenceSet.from_numbers(r.uid for r in recs)
     return Ok("APPEND completed", f"APPENDUID {mb.uidvalidity} {uids}")  # RFC 4315 §3

@@ -30,8 +30,8 @@ from mailhouse.proto.imap.commands import (
 )
 from mailhouse.store.api import MessageRecord, Store
 
-from . import metadata, query, quota, urlauth
-from .errors import Bad, ImapError, No
+from . import contexts, metadata, query, quota, urlauth
+from .errors import Bad, No
 from .selected import cached, load
 
 if TYPE_CHECKING:
@@ -82,13 +82,17 @@ async def cmd_search(s: IMAPSession, cmd: Command) -> Ok | None:
     if modseq and not s.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.5: SEARCH MODSEQ enables CONDSTORE
         view.condstore = True
+    contexts.check_return_options(ret)
+    if "UPDATE" in _names(ret):
+        contexts.check_tag(view, cmd.tag)
     views = view.views()
+    saved_before = view.saved
     try:
         found = await query.search(
             views,
             args.criteria,
             load=_loader(s),
-            saved=view.saved,
+            saved=saved_before,
             charset=args.charset,
         )
     except query.QueryError as e:
@@ -100,39 +104,31 @@ async def cmd_search(s: IMAPSession, cmd: Command) -> Ok | None:
     if out.save is not None:
         view.saved = out.save
     s.send(out.data)
-    if "UPDATE" in _names(ret):  # RFC 5267 §4.2: keep the search alive
-        live = [c for c in view.search_contexts if isinstance(c, query.SearchContext)]
-        if len(live) >= MAX_CONTEXTS or any(c.tag == cmd.tag for c in live):
-            # RFC 5267 §4.2: the server may decline to keep a context; it says so with NOUPDATE
-            from .session import Ok
-
-            return Ok("SEARCH completed", "NOUPDATE " + _quoted(cmd.tag))
-        ctx = query.SearchContext(cmd.tag, args.criteria, args.uid, args.charset)
-        ctx.current = {v.record.uid for v in found}
-        view.search_contexts.append(ctx)
+    if "UPDATE" in _names(ret):  # RFC 5267 §4.3: keep the search alive (contexts.py)
+        s.send(
+            contexts.start(
+                view,
+                cmd.tag,
+                uid=args.uid,
+                criteria=args.criteria,
+                charset=args.charset,
+                sort=None,
+                found=found,
+                views=views,
+                saved=saved_before,
+            )
+        )
     return None
 
 
-MAX_CONTEXTS = 16
-"""Limit: live SEARCH RETURN (UPDATE) contexts per selected mailbox (each is re-evaluated after
-every change the session reports); more are answered with ``OK [NOUPDATE "tag"]``."""
-
-
-def _quoted(tag: str) -> str:
-    return '"' + tag + '"'  # a tag is ASTRING-CHAR without "+" (RFC 9051 §9): nothing to escape
-
-
 async def cmd_cancelupdate(s: IMAPSession, cmd: Command) -> Ok | None:
-    """RFC 5267 §4.5: end the named RETURN (UPDATE) contexts; unknown tags are ignored (the
+    """RFC 5267 §4.3.5: end the named RETURN (UPDATE) contexts; unknown tags are ignored (the
     context may already be gone, e.g. refused with NOUPDATE)."""
     args = cmd.args
     assert isinstance(args, CancelUpdate)
     view = s.selected
     assert view is not None
-    gone = set(args.tags)
-    view.search_contexts = [
-        c for c in view.search_contexts if not (isinstance(c, query.SearchContext) and c.tag in gone)
-    ]
+    contexts.cancel(view, args.tags)
     return None
 
 
@@ -141,18 +137,20 @@ async def cmd_sort(s: IMAPSession, cmd: Command) -> Ok | None:
     assert isinstance(args, Sort)
     view = s.selected
     assert view is not None
-    if "UPDATE" in _names(args.return_options):
-        # CONTEXT=SORT (RFC 5267 §4) is not implemented (positions in the sorted result):
-        # refuse rather than silently answer without the updates the client asked for.
-        raise Bad("SORT RETURN (UPDATE) is not supported")
+    contexts.check_return_options(args.return_options)
+    update = "UPDATE" in _names(args.return_options)
+    if update:
+        contexts.check_tag(view, cmd.tag)
     modseq = query.uses_modseq(args.search)
+    views = view.views()
+    saved_before = view.saved
     try:
         ordered = await query.sort(
-            view.views(),
+            views,
             args.criteria,
             args.search,
             load=_loader(s),
-            saved=view.saved,
+            saved=saved_before,
             charset=args.charset,
         )
     except query.QueryError as e:
@@ -164,6 +162,20 @@ async def cmd_sort(s: IMAPSession, cmd: Command) -> Ok | None:
     if out.save is not None:
         view.saved = out.save
     s.send(out.data)
+    if update:  # RFC 5267 §4.3 CONTEXT=SORT: ADDTO/REMOVEFROM with positions (contexts.py)
+        s.send(
+            contexts.start(
+                view,
+                cmd.tag,
+                uid=args.uid,
+                criteria=args.search,
+                charset=args.charset,
+                sort=args.criteria,
+                found=ordered,
+                views=views,
+                saved=saved_before,
+            )
+        )
     return None
 
 
@@ -190,17 +202,18 @@ async def cmd_thread(s: IMAPSession, cmd: Command) -> Ok | None:
 
 
 async def after_update(s: IMAPSession) -> None:
-    """RFC 5267 §4.3: refresh live SEARCH contexts after the view reported changes."""
+    """RFC 5267 §4.3: ADDTO/REMOVEFROM for live contexts after the view reported changes."""
     view = s.selected
     if view is None or not view.search_contexts:
         return
-    views = view.views()
-    for ctx in view.search_contexts:
-        assert isinstance(ctx, query.SearchContext)
-        try:
-            s.send(await ctx.refresh(views, load=_loader(s), saved=view.saved))
-        except ImapError:
-            continue
+    s.send(await contexts.refresh(view, _loader(s)))
+
+
+def before_expunge(s: IMAPSession, uids: set[int] | list[int]) -> None:
+    """RFC 5267 §4.3.4: REMOVEFROM for expunged results goes out before their EXPUNGE."""
+    view = s.selected
+    if view is not None and view.search_contexts and uids:
+        s.send(contexts.before_expunge(view, uids))
 
 
 async def resolve_url(s: IMAPSession, url: bytes) -> bytes | None:
@@ -306,9 +319,9 @@ SELECTED_COMMANDS: frozenset[str] = frozenset(
 
 
 def capabilities(s: IMAPSession) -> list[str]:
-    # CONTEXT=SEARCH (RFC 5267 §4): RETURN (UPDATE) contexts, ADDTO/REMOVEFROM, CANCELUPDATE.
-    # CONTEXT=SORT is not advertised: SORT contexts are not kept (SORT RETURN (UPDATE) → BAD).
-    caps = ["ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "ESORT", "CONTEXT=SEARCH"]
+    # CONTEXT=SEARCH, CONTEXT=SORT (RFC 5267 §4): RETURN (UPDATE) contexts (contexts.py),
+    # ADDTO/REMOVEFROM (positions for SORT), CANCELUPDATE, PARTIAL.
+    caps = ["ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT"]
     caps += [f"THREAD={a}" for a in query.THREAD_ALGORITHMS]
     caps += list(quota.CAPABILITIES) + list(metadata.CAPABILITIES)
     caps += list(urlauth.CAPABILITIES)  # URLAUTH, URLAUTH=BINARY (RFC 5524 URLFETCH items)

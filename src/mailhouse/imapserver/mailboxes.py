@@ -322,7 +322,9 @@ async def status_items(s: IMAPSession, mb: Mailbox, items: Iterable[str]) -> lis
             out.append((it, sum(m.size for m in msgs)))
         elif it == "RECENT":
             if not s.rev2:
-                n = await s.claims.count_unclaimed(mb.account_id, mb.id, (m.uid for m in msgs))
+                n = await s.claims.count_unclaimed(
+                    mb.account_id, mb.id, (m.uid for m in msgs), uidvalidity=mb.uidvalidity
+                )
                 if s.selected is not None and s.selected.mailbox.id == mb.id:
                     n = len(s.selected.recent)
                 out.append((it, n))

@@ -59,6 +59,7 @@ __all__ = [
     "MAX_VALUE_SIZE",
     "RESERVED_PREFIX",
     "Reply",
+    "entries",
     "get_entry",
     "getmetadata",
     "mailbox_scope",
@@ -144,6 +145,19 @@ async def get_entry(store: Store, account_id: int, scope: str, entry: str) -> by
     if raw.startswith("b64:"):
         return base64.b64decode(raw[4:])
     return raw.removeprefix("txt:").encode("utf-8")
+
+
+async def entries(store: Store, account_id: int, scope: str) -> dict[str, str]:
+    """Every client-visible entry of a scope with its stored value (NOTIFY compares these
+    snapshots to name the entries that changed, RFC 5465 §5.6-7)."""
+    out: dict[str, str] = {}
+    for e in sorted(await _index(store, account_id, scope)):
+        if e.startswith(RESERVED_PREFIX):
+            continue
+        raw = await store.get_metadata(account_id, scope, e)
+        if raw is not None:
+            out[e] = raw
+    return out
 
 
 def _encode(value: bytes) -> str:

@@ -21,11 +21,9 @@ which the session calls where the RFC allows each kind:
   MODSEQ when CONDSTORE is enabled).
 
 \\Recent (rev1 only) lives in :class:`RecentClaims`: the highest UID of each mailbox already
-announced as recent to some session, persisted in the store's metadata table under the
-pseudo-mailbox :data:`RECENT_KEY_MAILBOX` (a name :func:`mailboxes.check_name` refuses, so no
-client can read or collide with it). Claims are serialised per process by an asyncio lock;
-two *processes* selecting at the same instant may both see a message as recent (documented
-in docs/rfc-status-imap.md).
+announced as recent to some session, kept by the store and advanced by one atomic statement
+(``Store.claim_recent``), so exactly one session of any process or node gets a message as
+recent.
 
 Invariants: ``uids`` is strictly increasing; ``records`` has an entry for every UID in ``uids``;
 nothing here writes to the client; the view never holds message bodies (see :func:`load`).
@@ -99,44 +97,57 @@ def remember(key: str, raw: bytes) -> None:
 
 
 class RecentClaims:
-    """Which messages were already reported \\Recent (RFC 3501 §2.3.2), per mailbox."""
+    """Which messages were already reported \\Recent (RFC 3501 §2.3.2), per mailbox.
+
+    The claim is one atomic statement in the store (``Store.claim_recent``: raise "highest UID
+    announced as recent" and return the value before), so of two sessions selecting at the same
+    instant — in one process, two worker processes or two nodes — exactly one gets each message
+    as recent."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._high: dict[int, int] = {}
-        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def _uidvalidity(self, mailbox_id: int, uidvalidity: int | None) -> int | None:
+        if uidvalidity is not None:
+            return uidvalidity
+        mb = await self.store.get_mailbox_by_id(mailbox_id)
+        return None if mb is None else mb.uidvalidity
 
     async def claim(
-        self, account_id: int, mailbox_id: int, uids: Iterable[int], *, peek: bool = False
+        self,
+        account_id: int,
+        mailbox_id: int,
+        uids: Iterable[int],
+        *,
+        peek: bool = False,
+        uidvalidity: int | None = None,
     ) -> set[int]:
         """Claim the given UIDs for the calling session; returns those not claimed before.
         ``peek`` (EXAMINE, RFC 3501 §6.3.2) reports them without claiming."""
         uids = sorted(uids)
         if not uids:
             return set()
-        lock = self._locks.setdefault(mailbox_id, asyncio.Lock())
-        async with lock:
-            high = self._high.get(mailbox_id)
-            if high is None:
-                raw = await self.store.get_metadata(account_id, RECENT_KEY_MAILBOX, str(mailbox_id))
-                high = int(raw) if raw and raw.isdigit() else 0
-            mine = {u for u in uids if u > high}
-            if mine and not peek:
-                high = max(mine)
-                await self.store.set_metadata(account_id, RECENT_KEY_MAILBOX, str(mailbox_id), str(high))
-            self._high[mailbox_id] = high
-            return mine
+        uv = await self._uidvalidity(mailbox_id, uidvalidity)
+        if uv is None:
+            return set()
+        if peek:
+            high = await self.store.recent_claimed(mailbox_id, uv)
+        else:
+            high = await self.store.claim_recent(mailbox_id, uv, uids[-1])
+        return {u for u in uids if u > high}
 
-    async def count_unclaimed(self, account_id: int, mailbox_id: int, uids: Iterable[int]) -> int:
+    async def count_unclaimed(
+        self, account_id: int, mailbox_id: int, uids: Iterable[int], *, uidvalidity: int | None = None
+    ) -> int:
         """RECENT for STATUS: messages no session has been told about yet."""
-        high = self._high.get(mailbox_id)
-        if high is None:
-            raw = await self.store.get_metadata(account_id, RECENT_KEY_MAILBOX, str(mailbox_id))
-            high = int(raw) if raw and raw.isdigit() else 0
+        uv = await self._uidvalidity(mailbox_id, uidvalidity)
+        if uv is None:
+            return 0
+        high = await self.store.recent_claimed(mailbox_id, uv)
         return sum(1 for u in uids if u > high)
 
     def forget(self, mailbox_id: int) -> None:
-        self._high.pop(mailbox_id, None)
+        """Nothing is cached per process any more (kept for callers)."""
 
 
 class SelectedMailbox:
@@ -198,7 +209,9 @@ class SelectedMailbox:
         view.known_modseq = min((fresh or mailbox).highestmodseq, mailbox.highestmodseq)
         if not rev2:
             # RFC 3501 §6.3.2: SELECT (not EXAMINE) is what makes messages non-recent for others
-            view.recent = await claims.claim(mailbox.account_id, mailbox.id, view.uids, peek=readonly)
+            view.recent = await claims.claim(
+                mailbox.account_id, mailbox.id, view.uids, peek=readonly, uidvalidity=view.mailbox.uidvalidity
+            )
         return view
 
     # ---------------------------------------------------------------- numbering
@@ -326,7 +339,11 @@ class SelectedMailbox:
             self.pending_new.clear()
             if claims is not None and not self.rev2:
                 self.recent |= await claims.claim(
-                    self.mailbox.account_id, self.mailbox.id, new, peek=self.readonly
+                    self.mailbox.account_id,
+                    self.mailbox.id,
+                    new,
+                    peek=self.readonly,
+                    uidvalidity=self.mailbox.uidvalidity,
                 )
             out += response.exists(len(self.uids))
             if not self.rev2:

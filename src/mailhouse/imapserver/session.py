@@ -33,7 +33,7 @@ import logging
 import secrets
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mailhouse.accounts import sasl_flow
@@ -56,16 +56,13 @@ from mailhouse.proto.imap.commands import (
     Enable,
     Id,
     Login,
-    MailboxFilter,
-    MailboxFilterKind,
-    Notify,
     Select,
 )
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import Account, AlreadyExists, Conflict, NotFound, StoreError
 
 from . import append as append_mod
-from . import extensions, fetch, mailboxes, store_cmd
+from . import extensions, fetch, mailboxes, notify, store_cmd
 from .changes import ChangeHub, Listener
 from .errors import Bad, ImapError, No
 from .selected import RecentClaims, SelectedMailbox
@@ -103,19 +100,6 @@ Handler = Callable[["IMAPSession", Command], Awaitable["Ok | None"]]
 # RFC 9051 §6.4.4 note / RFC 3501 §7.4.1: no EXPUNGE while responding to these (UID forms may).
 NO_EXPUNGE_DURING = frozenset(("FETCH", "STORE", "SEARCH", "SORT", "THREAD"))
 
-NOTIFY_EVENTS = frozenset(("MessageNew", "MessageExpunge", "FlagChange", "MailboxName"))
-
-
-@dataclass
-class NotifyState:
-    """RFC 5465: what the client asked to hear about."""
-
-    selected: frozenset[str] = frozenset()
-    selected_delayed: bool = False
-    groups: list[tuple[MailboxFilter, frozenset[str]]] = field(default_factory=list)
-    names: dict[int, str] = field(default_factory=dict)  # mailbox id → name (MailboxName diffs)
-
-
 class IMAPSession:
     def __init__(self, svc: Services, hub: ChangeHub, claims: RecentClaims, conn: Conn, name: str) -> None:
         self.svc = svc
@@ -133,7 +117,7 @@ class IMAPSession:
         self.account: Account | None = None
         self.enabled: set[str] = set()
         self.selected: SelectedMailbox | None = None
-        self.notify: NotifyState | None = None
+        self.notify: notify.NotifyState | None = None
         self._notify_listener: Listener | None = None
         self._out: list[bytes] = []
         self._out_len = 0
@@ -384,8 +368,8 @@ class IMAPSession:
             self.send(response.untagged_status("BYE", "Selected mailbox was deleted"))
             self.closing = True
             return
-        self.send(await view.updates(self.claims, allow_expunge=allow_expunge))
-        await extensions.after_update(self)
+        # EXPUNGE/EXISTS/FETCH, RFC 5267 ADDTO/REMOVEFROM, RFC 5465 MessageNew FETCH
+        await notify.report(self, view, allow_expunge=allow_expunge)
 
     # ---------------------------------------------------------------- any state
     async def cmd_capability(self, cmd: Command) -> Ok | None:
@@ -664,126 +648,13 @@ class IMAPSession:
 
     # ---------------------------------------------------------------- NOTIFY (RFC 5465)
     async def cmd_notify(self, cmd: Command) -> Ok | None:
-        args = cmd.args
-        assert isinstance(args, Notify)
-        if args.none:
-            self._stop_notify()
-            return Ok("NOTIFY completed")
-        st = NotifyState()
-        for g in args.groups:
-            names = frozenset(e.name for e in g.events)
-            bad = sorted(names - NOTIFY_EVENTS)
-            if bad:
-                # RFC 5465 §5: unsupported event → NO [BADEVENT (supported)]
-                raise No(f"Unsupported event {bad[0]}", "BADEVENT (" + " ".join(sorted(NOTIFY_EVENTS)) + ")")
-            if g.filter.kind in (MailboxFilterKind.SELECTED, MailboxFilterKind.SELECTED_DELAYED):
-                st.selected = names
-                st.selected_delayed = g.filter.kind is MailboxFilterKind.SELECTED_DELAYED
-            else:
-                st.groups.append((g.filter, names))
-        mbs = await self.store.list_mailboxes(self.acc().id)
-        st.names = {m.id: m.name for m in mbs}
-        self._stop_notify()
-        self.notify = st
-        self._notify_listener = self.hub.listen(self.acc().id)
-        if args.status:  # RFC 5465 §3: STATUS now for every matching mailbox
-            subs = set(await self.store.subscriptions(self.acc().id))
-            for m in mbs:
-                if self.selected is not None and m.id == self.selected.mailbox.id:
-                    continue
-                if any(self._filter_match(f, m.name, subs) and ev for f, ev in st.groups):
-                    self.send(
-                        await mailboxes.status_line(self, m, ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN"))
-                    )
-        return None
+        return await notify.cmd_notify(self, cmd)  # notify.py
 
     def _stop_notify(self) -> None:
-        if self._notify_listener is not None:
-            self.hub.unlisten(self._notify_listener)
-        self._notify_listener = None
-        self.notify = None
-
-    def _filter_match(self, f: MailboxFilter, name: str, subs: set[str]) -> bool:
-        k = f.kind
-        if k is MailboxFilterKind.PERSONAL:
-            return True
-        if k is MailboxFilterKind.INBOXES:
-            return name == "INBOX"
-        if k is MailboxFilterKind.SUBSCRIBED:
-            return name in subs
-        if k is MailboxFilterKind.MAILBOXES:
-            return name in f.mailboxes
-        if k in (MailboxFilterKind.SUBTREE, MailboxFilterKind.SUBTREE_ONE):
-            return any(name == m or name.startswith(m + "/") for m in f.mailboxes)
-        return False
+        notify.stop(self)
 
     async def _deliver_notifications(self, lst: Listener, *, in_command: bool) -> None:
-        """Turn change-feed wake-ups into untagged responses (RFC 5465 §5)."""
-        st = self.notify
-        changes, overflow = lst.drain()
-        if st is None:
-            return
-        view = self.selected
-        touched = {c.mailbox_id for c in changes}
-        kinds: dict[int, set[str]] = {}
-        for c in changes:
-            kinds.setdefault(c.mailbox_id, set()).add(c.kind)
-        if view is not None and st.selected and (overflow or view.mailbox.id in touched):
-            # RFC 5465 §5.1: with SELECTED (not -DELAYED) expunges may be sent at any time
-            allow = in_command or not st.selected_delayed
-            await view.refresh()
-            if view.deleted:
-                self.send(response.untagged_status("BYE", "Selected mailbox was deleted"))
-                self.closing = True
-                return
-            out = await view.updates(self.claims, allow_expunge=allow)
-            self.send(out)
-        if not st.groups:
-            return
-        subs: set[str] | None = None
-        if overflow or any("mailbox" in k for k in kinds.values()):
-            mbs = await self.store.list_mailboxes(self.acc().id)
-            now = {m.id: m.name for m in mbs}
-            subs = set(await self.store.subscriptions(self.acc().id))
-            for mid, name in now.items():
-                old = st.names.get(mid)
-                if old != name and any(
-                    "MailboxName" in ev and self._filter_match(f, name, subs) for f, ev in st.groups
-                ):
-                    ext: list[tuple[str, response.Value]] = []
-                    if old is not None:  # RFC 5465 §5.4: renamed → OLDNAME
-                        ext.append(("OLDNAME", [response.MailboxName(old)]))
-                    self.send(response.list_response([], "/", name, utf8=self.utf8, extended=ext))
-            for mid, name in st.names.items():
-                if mid not in now and any(
-                    "MailboxName" in ev and self._filter_match(f, name, subs) for f, ev in st.groups
-                ):
-                    self.send(response.list_response(["\\NonExistent"], "/", name, utf8=self.utf8))
-            st.names = now
-        for mid, ks in kinds.items():
-            if view is not None and mid == view.mailbox.id:
-                continue
-            known = st.names.get(mid)
-            if known is None or not ks & {"append", "expunge", "flags"}:
-                continue
-            name = known
-            if subs is None:
-                subs = set(await self.store.subscriptions(self.acc().id))
-            want: set[str] = set()
-            for f, ev in st.groups:
-                if self._filter_match(f, name, subs):
-                    want |= ev
-            items: list[str] = []
-            if ks & {"append", "expunge"} and want & {"MessageNew", "MessageExpunge"}:
-                items = ["MESSAGES", "UIDNEXT", "UNSEEN"]
-            if "flags" in ks and "FlagChange" in want:
-                items = items or ["UNSEEN"]
-            if items:
-                if self.condstore:
-                    items.append("HIGHESTMODSEQ")
-                mb = await self.store.get_mailbox_by_id(mid)
-                if mb is not None:
-                    self.send(await mailboxes.status_line(self, mb, tuple(items)))
+        await notify.deliver(self, lst, in_command=in_command)
 
 
 class _AlreadyAnswered(Exception):

@@ -19,6 +19,7 @@ from mailhouse.proto.imap.commands import CopyMove, Expunge, Store
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import FlagMode
 
+from . import extensions, notify
 from .errors import No
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ async def _copy_or_move(s: IMAPSession, cmd: Command, move: bool) -> Ok | None:
         pairs = await s.store.copy(view.mailbox.id, uids, dst.id)
     if not pairs:
         return Ok("Messages were expunged by another session", "EXPUNGEISSUED")
+    notify.note_own(s, dst.id, [p[1] for p in pairs])  # RFC 5465 §5.2: created by this connection
     src_set = SequenceSet.from_numbers(p[0] for p in pairs)
     dst_set = SequenceSet.from_numbers(p[1] for p in pairs)
     code = f"COPYUID {dst.uidvalidity} {src_set} {dst_set}"  # RFC 4315 §3
@@ -128,6 +130,7 @@ async def _copy_or_move(s: IMAPSession, cmd: Command, move: bool) -> Ok | None:
         return Ok("COPY completed", code)
     # RFC 6851 §4.3: untagged OK [COPYUID] first, then EXPUNGE (or VANISHED), then tagged OK
     s.send(response.untagged_status("OK", "Moved", code))
+    extensions.before_expunge(s, [p[0] for p in pairs])  # RFC 5267 §4.3.4
     s.send(view.expunge_responses([p[0] for p in pairs]))
     return Ok("MOVE completed")
 
@@ -152,5 +155,6 @@ async def cmd_expunge(s: IMAPSession, cmd: Command) -> Ok | None:
     uids = [u for u in candidates if u in view.records and "\\Deleted" in view.records[u].flags]
     if uids:
         gone, _ = await s.store.expunge(view.mailbox.id, uids)
+        extensions.before_expunge(s, gone)  # RFC 5267 §4.3.4: REMOVEFROM first
         s.send(view.expunge_responses(gone))
     return None

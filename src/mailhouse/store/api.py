@@ -147,7 +147,7 @@ class Change:
 
     account_id: int
     mailbox_id: int
-    kind: str  # "append" | "flags" | "expunge" | "mailbox"
+    kind: str  # "append" | "flags" | "expunge" | "mailbox" | "subscription" | "metadata"
     modseq: int = 0
 
 
@@ -248,6 +248,12 @@ class MailIndex(Protocol):
     async def usage(self, account_id: int) -> Usage: ...
     async def get_metadata(self, account_id: int, mailbox: str, key: str) -> str | None: ...
     async def set_metadata(self, account_id: int, mailbox: str, key: str, value: str | None) -> None: ...
+    async def claim_recent(self, mailbox_id: int, uidvalidity: int, up_to_uid: int) -> int: ...
+    # IMAP \Recent (RFC 3501 §2.3.2): atomically raise the highest UID announced as recent in
+    # this mailbox incarnation to at least up_to_uid; returns the value before (0 if none):
+    # of two concurrent claims, exactly one sees each UID above the old value.
+    async def recent_claimed(self, mailbox_id: int, uidvalidity: int) -> int: ...
+    # the highest UID announced as recent (0 if none), without claiming (EXAMINE, STATUS)
 
 
 class BlobStore(Protocol):

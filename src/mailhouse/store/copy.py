@@ -61,6 +61,7 @@ TABLES: dict[str, str] = {
     "expunged": "copied (QRESYNC VANISHED memory)",
     "subscriptions": "copied",
     "metadata": "copied",
+    "recent": "copied (IMAP \\Recent claims per mailbox, through the store API)",
     "queue": "copied, lease cleared; blob copied",
     "blobs": "PostgreSQL in-database blobs: copied through the blob store",
     "meta": "SQLite: the UIDVALIDITY counter is carried over",
@@ -609,6 +610,9 @@ async def copy_store(
             expunged = await s.expunged_rows(mb.id)
             await d.insert_mailbox(mb, expunged)
             res.mailboxes += 1
+            claimed = await src.recent_claimed(mb.id, mb.uidvalidity)
+            if claimed:  # IMAP \Recent claims: copied mail does not become recent again
+                await dst.claim_recent(mb.id, mb.uidvalidity, claimed)
             res.expunged += len(expunged)
             msgs = await src.list_messages(mb.id)
             dkeys = await s.delivery_keys(mb.id)

@@ -766,14 +766,17 @@ class PostgresStore:
         return [str(r[0]) for r in rows]
 
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
-        if subscribed:
-            await self._pool_().execute(
-                "INSERT INTO subscriptions VALUES ($1,$2) ON CONFLICT DO NOTHING", account_id, name
-            )
-        else:
-            await self._pool_().execute(
-                "DELETE FROM subscriptions WHERE account_id=$1 AND name=$2", account_id, name
-            )
+        async def fn(c: Conn) -> None:
+            if subscribed:
+                st = await c.execute(
+                    "INSERT INTO subscriptions VALUES ($1,$2) ON CONFLICT DO NOTHING", account_id, name
+                )
+            else:
+                st = await c.execute("DELETE FROM subscriptions WHERE account_id=$1 AND name=$2", account_id, name)
+            if not st.endswith(" 0"):  # change feed: NOTIFY SubscriptionChange (RFC 5465 §5.5)
+                await self._notify(c, account_id, 0, "subscription", 0)
+
+        await self._tx(fn)
 
     # ---------------------------------------------------------------- messages
     @staticmethod
@@ -1007,19 +1010,44 @@ class PostgresStore:
         return None if v is None else str(v)
 
     async def set_metadata(self, account_id: int, mailbox: str, key: str, value: str | None) -> None:
-        if value is None:
-            await self._pool_().execute(
-                "DELETE FROM metadata WHERE account_id=$1 AND mailbox=$2 AND key=$3", account_id, mailbox, key
-            )
-        else:
-            await self._pool_().execute(
-                "INSERT INTO metadata VALUES ($1,$2,$3,$4) ON CONFLICT (account_id, mailbox, key)"
-                " DO UPDATE SET value=excluded.value",
-                account_id,
-                mailbox,
-                key,
-                value,
-            )
+        async def fn(c: Conn) -> None:
+            if value is None:
+                st = await c.execute(
+                    "DELETE FROM metadata WHERE account_id=$1 AND mailbox=$2 AND key=$3", account_id, mailbox, key
+                )
+            else:
+                st = await c.execute(
+                    "INSERT INTO metadata VALUES ($1,$2,$3,$4) ON CONFLICT (account_id, mailbox, key)"
+                    " DO UPDATE SET value=excluded.value",
+                    account_id,
+                    mailbox,
+                    key,
+                    value,
+                )
+            if not st.endswith(" 0"):  # change feed: NOTIFY Mailbox/ServerMetadataChange (RFC 5465 §5.6-7)
+                await self._notify(c, account_id, 0, "metadata", 0)
+
+        await self._tx(fn)
+
+    async def claim_recent(self, mailbox_id: int, uidvalidity: int, up_to_uid: int) -> int:
+        # one statement under the row lock of INSERT ... ON CONFLICT: SET reads the old row
+        v = await self._pool_().fetchval(
+            "INSERT INTO recent(mailbox_id, uidvalidity, uid, prev) VALUES ($1,$2,$3,0)"
+            " ON CONFLICT (mailbox_id) DO UPDATE SET"
+            " prev = CASE WHEN recent.uidvalidity = excluded.uidvalidity THEN recent.uid ELSE 0 END,"
+            " uid = CASE WHEN recent.uidvalidity = excluded.uidvalidity"
+            " THEN GREATEST(recent.uid, excluded.uid) ELSE excluded.uid END,"
+            " uidvalidity = excluded.uidvalidity"
+            " RETURNING prev",
+            mailbox_id,
+            uidvalidity,
+            up_to_uid,
+        )
+        return int(v or 0)
+
+    async def recent_claimed(self, mailbox_id: int, uidvalidity: int) -> int:
+        row = await self._fetchrow("SELECT uidvalidity, uid FROM recent WHERE mailbox_id=$1", mailbox_id)
+        return int(row["uid"]) if row is not None and int(row["uidvalidity"]) == uidvalidity else 0
 
     # ---------------------------------------------------------------- queue
     async def enqueue(self, entry: QueueEntry, blob: bytes | None = None) -> None:

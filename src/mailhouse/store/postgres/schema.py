@@ -81,4 +81,15 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER dirgen_mailboxes AFTER INSERT OR DELETE OR UPDATE OF name ON mailboxes
         FOR EACH STATEMENT EXECUTE FUNCTION mailhouse_bump_dirgen();
     """,
+    # 3: IMAP \Recent claims (RFC 3501 §2.3.2), see the SQLite schema's migration 4
+    """
+    CREATE TABLE recent(mailbox_id BIGINT PRIMARY KEY, uidvalidity BIGINT NOT NULL, uid BIGINT NOT NULL,
+        prev BIGINT NOT NULL DEFAULT 0);
+    INSERT INTO recent(mailbox_id, uidvalidity, uid)
+        SELECT m.id, m.uidvalidity, md.value::bigint FROM metadata md JOIN mailboxes m
+        ON md.mailbox = '//mailhouse/recent' AND md.key = m.id::text AND m.account_id = md.account_id
+        WHERE md.value ~ '^[0-9]{1,18}$'
+        ON CONFLICT (mailbox_id) DO NOTHING;
+    DELETE FROM metadata WHERE mailbox = '//mailhouse/recent';
+    """,
 ]

@@ -697,12 +697,15 @@ class SqliteStore:
         return [r[0] for r in rows]
 
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
-        if subscribed:
-            await self._write(lambda c: c.execute("INSERT OR IGNORE INTO subscriptions VALUES (?,?)", (account_id, name)))
-        else:
-            await self._write(
-                lambda c: c.execute("DELETE FROM subscriptions WHERE account_id=? AND name=?", (account_id, name))
-            )
+        def fn(c: sqlite3.Connection) -> None:
+            if subscribed:
+                cur = c.execute("INSERT OR IGNORE INTO subscriptions VALUES (?,?)", (account_id, name))
+            else:
+                cur = c.execute("DELETE FROM subscriptions WHERE account_id=? AND name=?", (account_id, name))
+            if cur.rowcount:  # change feed: NOTIFY SubscriptionChange (RFC 5465 §5.5)
+                self._change(c, account_id, 0, "subscription", 0)
+
+        await self._write(fn)
 
     # ---------------------------------------------------------------- messages
     @staticmethod
@@ -910,16 +913,40 @@ class SqliteStore:
         return row[0] if row else None
 
     async def set_metadata(self, account_id: int, mailbox: str, key: str, value: str | None) -> None:
-        if value is None:
-            await self._write(
-                lambda c: c.execute(
+        def fn(c: sqlite3.Connection) -> None:
+            if value is None:
+                cur = c.execute(
                     "DELETE FROM metadata WHERE account_id=? AND mailbox=? AND key=?", (account_id, mailbox, key)
                 )
-            )
-        else:
-            await self._write(
-                lambda c: c.execute("INSERT OR REPLACE INTO metadata VALUES (?,?,?,?)", (account_id, mailbox, key, value))
-            )
+            else:
+                cur = c.execute("INSERT OR REPLACE INTO metadata VALUES (?,?,?,?)", (account_id, mailbox, key, value))
+            if cur.rowcount:  # change feed: NOTIFY Mailbox/ServerMetadataChange (RFC 5465 §5.6-7)
+                self._change(c, account_id, 0, "metadata", 0)
+
+        await self._write(fn)
+
+    async def claim_recent(self, mailbox_id: int, uidvalidity: int, up_to_uid: int) -> int:
+        # one statement: the SET expressions read the old row, so ``prev`` is the old value
+        def fn(c: sqlite3.Connection) -> int:
+            rows = c.execute(
+                "INSERT INTO recent(mailbox_id, uidvalidity, uid, prev) VALUES (?,?,?,0)"
+                " ON CONFLICT(mailbox_id) DO UPDATE SET"
+                " prev = CASE WHEN recent.uidvalidity = excluded.uidvalidity THEN recent.uid ELSE 0 END,"
+                " uid = CASE WHEN recent.uidvalidity = excluded.uidvalidity"
+                " THEN MAX(recent.uid, excluded.uid) ELSE excluded.uid END,"
+                " uidvalidity = excluded.uidvalidity"
+                " RETURNING prev",
+                (mailbox_id, uidvalidity, up_to_uid),
+            ).fetchall()  # RETURNING stepped to the end
+            return int(rows[0][0]) if rows else 0
+
+        return await self._write(fn)
+
+    async def recent_claimed(self, mailbox_id: int, uidvalidity: int) -> int:
+        row = await self._read(
+            lambda c: c.execute("SELECT uidvalidity, uid FROM recent WHERE mailbox_id=?", (mailbox_id,)).fetchone()
+        )
+        return int(row[1]) if row and int(row[0]) == uidvalidity else 0
 
     # ---------------------------------------------------------------- queue
     @staticmethod

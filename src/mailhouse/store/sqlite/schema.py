@@ -64,4 +64,17 @@ MIGRATIONS: list[str | list[str]] = [
     ],
     # 3: small message blobs inline, written in the delivery's own transaction
     "CREATE TABLE blobs(key TEXT PRIMARY KEY, data BLOB NOT NULL)",
+    # 4: IMAP \Recent claims (RFC 3501 §2.3.2): per mailbox incarnation (id, uidvalidity) the
+    # highest UID already announced as recent, advanced atomically by claim_recent(); ``prev``
+    # holds the value before the last claim (what its RETURNING reports). Claims kept until
+    # now in the metadata table (pseudo-mailbox "//mailhouse/recent") move here.
+    [
+        "CREATE TABLE recent(mailbox_id INTEGER PRIMARY KEY, uidvalidity INTEGER NOT NULL,"
+        " uid INTEGER NOT NULL, prev INTEGER NOT NULL DEFAULT 0)",
+        "INSERT OR REPLACE INTO recent(mailbox_id, uidvalidity, uid)"
+        " SELECT m.id, m.uidvalidity, CAST(md.value AS INTEGER) FROM metadata md"
+        " JOIN mailboxes m ON md.mailbox = '//mailhouse/recent' AND md.key = CAST(m.id AS TEXT)"
+        " AND m.account_id = md.account_id",
+        "DELETE FROM metadata WHERE mailbox = '//mailhouse/recent'",
+    ],
 ]

@@ -1,0 +1,377 @@
+"""NOTIFY (RFC 5465) and the reporting of selected-mailbox updates.
+
+``NOTIFY SET [STATUS] (filter events) ...`` / ``NOTIFY NONE``. Events: MessageNew (with an
+optional fetch-att list for the selected mailbox), MessageExpunge, FlagChange, MailboxName,
+SubscriptionChange, MailboxMetadataChange, ServerMetadataChange. AnnotationChange is refused
+with ``NO [BADEVENT (...)]`` (no ANNOTATE extension here). Filters: SELECTED,
+SELECTED-DELAYED, INBOXES (= INBOX), PERSONAL, SUBSCRIBED (evaluated against the current
+subscriptions at each event), SUBTREE, MAILBOXES.
+
+What is sent (RFC 5465 §5), while no command is in progress or during IDLE:
+
+* selected mailbox: EXISTS / EXPUNGE (VANISHED) / FETCH (UID FLAGS) (§5.1) as after a command, the
+  RFC 5267 ADDTO/REMOVEFROM of live contexts, then (MessageNew with fetch-atts, §5.2) one
+  ``* n FETCH (...)`` per new message, after the ESEARCH ADDTO; not for messages this
+  connection created itself (APPEND, COPY, MOVE into the selected mailbox). Expunges are
+  pushed at once with SELECTED and only at the next command / IDLE with SELECTED-DELAYED;
+* other mailboxes: ``* STATUS`` with MESSAGES UIDNEXT UNSEEN (MessageNew, MessageExpunge;
+  HIGHESTMODSEQ with CONDSTORE) or UNSEEN (FlagChange; with CONDSTORE HIGHESTMODSEQ and
+  UIDVALIDITY);
+* MailboxName: ``* LIST () "/" name``, ``(\\NonExistent)`` for a deleted one, ``OLDNAME``
+  for a renamed one (§5.4);
+* SubscriptionChange: ``* LIST (\\Subscribed) "/" name`` or ``* LIST () "/" name`` (§5.5);
+* Mailbox/ServerMetadataChange: ``* METADATA "mailbox" entry ...`` naming the entries whose
+  value changed, appeared or were removed (§5.6-7, RFC 5464 §4.4.2).
+
+Sources: the store's change feed (``changes.ChangeHub``), so changes made by other
+sessions, other worker processes, other nodes and SMTP delivery are all reported; snapshots
+(mailbox names, subscriptions, metadata values) are diffed to say what changed. Changes made
+by this connection itself are reported like any other, except the MessageNew FETCH (the
+RFC's "SHOULD omit" is followed only there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mailhouse.proto.imap import response
+from mailhouse.proto.imap.commands import FetchAtt, MailboxFilter, MailboxFilterKind, Notify
+from mailhouse.store.api import Mailbox
+
+from . import extensions, fetch, mailboxes, metadata
+from .errors import Bad, No
+from .selected import SelectedMailbox, load
+
+if TYPE_CHECKING:
+    from mailhouse.proto.imap import Command
+
+    from .changes import Listener
+    from .session import IMAPSession, Ok
+
+MESSAGE_EVENTS = frozenset(("MessageNew", "MessageExpunge", "FlagChange"))
+EVENTS = MESSAGE_EVENTS | {
+    "MailboxName",
+    "SubscriptionChange",
+    "MailboxMetadataChange",
+    "ServerMetadataChange",
+}
+_SELECTED_KINDS = (MailboxFilterKind.SELECTED, MailboxFilterKind.SELECTED_DELAYED)
+MAX_OWN = 10_000  # limit: remembered UIDs this connection created (MessageNew FETCH omission)
+
+
+@dataclass
+class NotifyState:
+    """RFC 5465: what the client asked to hear about, and the snapshots events are diffed to."""
+
+    selected: frozenset[str] = frozenset()
+    selected_delayed: bool = False
+    fetch_atts: tuple[FetchAtt, ...] = ()  # MessageNew fetch-att list (selected mailbox)
+    groups: list[tuple[MailboxFilter, frozenset[str]]] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)  # mailbox id → name (MailboxName diffs)
+    subs: set[str] = field(default_factory=set)  # subscriptions (SubscriptionChange diffs)
+    meta: dict[str, dict[str, str]] = field(default_factory=dict)  # scope → entry → value
+    own: set[int] = field(default_factory=set)  # UIDs this connection put in the selected mailbox
+
+    def wants(self, event: str) -> bool:
+        return any(event in ev for _, ev in self.groups)
+
+
+# ---------------------------------------------------------------------------- NOTIFY command
+
+
+async def cmd_notify(s: IMAPSession, cmd: Command) -> Ok | None:
+    from .session import Ok
+
+    args = cmd.args
+    assert isinstance(args, Notify)
+    if args.none:
+        stop(s)
+        return Ok("NOTIFY completed")
+    st = NotifyState()
+    seen_selected = False
+    for g in args.groups:
+        names = frozenset(e.name for e in g.events)
+        bad = sorted(names - EVENTS)
+        if bad:
+            # RFC 5465 §3.1: unsupported event → NO [BADEVENT (supported)]
+            raise No(f"Unsupported event {bad[0]}", "BADEVENT (" + " ".join(sorted(EVENTS)) + ")")
+        # RFC 5465 §5: MessageNew and MessageExpunge go together; FlagChange needs both
+        if ("MessageNew" in names) != ("MessageExpunge" in names):
+            raise Bad("MessageNew and MessageExpunge must be specified together")
+        if "FlagChange" in names and "MessageNew" not in names:
+            raise Bad("FlagChange requires MessageNew and MessageExpunge")
+        atts = tuple(a for e in g.events for a in e.fetch_atts)
+        if g.filter.kind in _SELECTED_KINDS:
+            if seen_selected:  # RFC 5465 §6.1: only one of SELECTED / SELECTED-DELAYED
+                raise Bad("Only one SELECTED or SELECTED-DELAYED filter")
+            seen_selected = True
+            if names - MESSAGE_EVENTS:  # RFC 5465 §6.1: only message events for the selected mailbox
+                raise Bad("Only message events apply to SELECTED")
+            for a in atts:
+                if a.name in fetch.UNSUPPORTED:
+                    raise Bad(f"FETCH {a.name} is not supported")
+            st.selected = names
+            st.selected_delayed = g.filter.kind is MailboxFilterKind.SELECTED_DELAYED
+            st.fetch_atts = atts
+        else:
+            if atts:  # RFC 5465 §8: the fetch-att list only with SELECTED/SELECTED-DELAYED
+                raise Bad("A MessageNew fetch-att list is only allowed for SELECTED")
+            st.groups.append((g.filter, names))
+    acc = s.acc().id
+    mbs = await s.store.list_mailboxes(acc)
+    st.names = {m.id: m.name for m in mbs}
+    st.subs = set(await s.store.subscriptions(acc))
+    st.meta = await _metadata_snapshot(s, st, mbs)
+    stop(s)
+    s.notify = st
+    s._notify_listener = s.hub.listen(acc)
+    if args.status:  # RFC 5465 §3.1: STATUS now for every mailbox with message events
+        for m in mbs:
+            if s.selected is not None and m.id == s.selected.mailbox.id:
+                continue
+            want = _wanted(st, m.name)
+            if not want & MESSAGE_EVENTS:
+                continue
+            items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN"]
+            if "FlagChange" in want and s.condstore:
+                items.append("HIGHESTMODSEQ")
+            s.send(await mailboxes.status_line(s, m, tuple(items)))
+    return None
+
+
+def stop(s: IMAPSession) -> None:
+    if s._notify_listener is not None:
+        s.hub.unlisten(s._notify_listener)
+    s._notify_listener = None
+    s.notify = None
+
+
+def note_own(s: IMAPSession, mailbox_id: int, uids: list[int]) -> None:
+    """This connection created ``uids`` in ``mailbox_id`` (APPEND, COPY, MOVE): no MessageNew
+    FETCH for them (RFC 5465 §5.2 "SHOULD NOT")."""
+    st = s.notify
+    if st is None or s.selected is None or s.selected.mailbox.id != mailbox_id or not st.fetch_atts:
+        return
+    if len(st.own) + len(uids) <= MAX_OWN:
+        st.own.update(uids)
+
+
+def _filter_match(f: MailboxFilter, name: str, subs: set[str]) -> bool:
+    k = f.kind
+    if k is MailboxFilterKind.PERSONAL:
+        return True
+    if k is MailboxFilterKind.INBOXES:
+        return name == "INBOX"
+    if k is MailboxFilterKind.SUBSCRIBED:
+        return name in subs
+    if k is MailboxFilterKind.MAILBOXES:
+        return name in f.mailboxes
+    if k in (MailboxFilterKind.SUBTREE, MailboxFilterKind.SUBTREE_ONE):
+        return any(name == m or name.startswith(m + "/") for m in f.mailboxes)
+    return False
+
+
+def _wanted(st: NotifyState, name: str, subs: set[str] | None = None) -> set[str]:
+    want: set[str] = set()
+    for f, ev in st.groups:
+        if _filter_match(f, name, st.subs if subs is None else subs):
+            want |= ev
+    return want
+
+
+async def _metadata_snapshot(
+    s: IMAPSession, st: NotifyState, mbs: list[Mailbox]
+) -> dict[str, dict[str, str]]:
+    acc = s.acc().id
+    out: dict[str, dict[str, str]] = {}
+    if st.wants("ServerMetadataChange"):
+        out[metadata.mailbox_scope(None)] = await metadata.entries(s.store, acc, metadata.mailbox_scope(None))
+    if st.wants("MailboxMetadataChange"):
+        for m in mbs:
+            if "MailboxMetadataChange" in _wanted(st, m.name):
+                scope = metadata.mailbox_scope(m)
+                out[scope] = await metadata.entries(s.store, acc, scope)
+    return out
+
+
+# ---------------------------------------------------------------------------- selected mailbox
+
+
+async def report(s: IMAPSession, view: SelectedMailbox, *, allow_expunge: bool) -> None:
+    """Queue the selected mailbox's pending updates in RFC order: REMOVEFROM before the
+    EXPUNGEs they follow from (RFC 5267 §4.3.4), EXPUNGE/EXISTS/FETCH FLAGS, ADDTO after
+    EXISTS, then the MessageNew FETCHes of NOTIFY (RFC 5465 §5.2)."""
+    st = s.notify
+    if st is not None and "FlagChange" in st.selected and view.pending_flags:
+        # RFC 5465 §5.1: the unsolicited FETCH carries UID and FLAGS (numbers valid now: any
+        # EXPUNGE follows)
+        for uid in sorted(view.pending_flags - view.pending_expunge):
+            seq = view.seq_of(uid)
+            if seq is not None:
+                s.send(view.flags_fetch(seq, uid, with_uid=True))
+        view.pending_flags.clear()
+    if allow_expunge:
+        extensions.before_expunge(s, view.pending_expunge)
+    new = list(view.pending_new)
+    s.send(await view.updates(s.claims, allow_expunge=allow_expunge))
+    await extensions.after_update(s)
+    if st is not None and st.fetch_atts and "MessageNew" in st.selected and new:
+        await _new_message_fetches(s, view, st, new)
+
+
+async def _new_message_fetches(
+    s: IMAPSession, view: SelectedMailbox, st: NotifyState, new: list[int]
+) -> None:
+    atts = list(st.fetch_atts)
+    if s.qresync and not any(a.name == "UID" for a in atts):
+        atts.insert(0, FetchAtt("UID"))  # RFC 7162 §3.2.4: UID in every unsolicited FETCH
+    content = any(a.name in fetch.CONTENT_ITEMS for a in atts)
+    for uid in sorted(new):
+        if uid in st.own:
+            st.own.discard(uid)
+            continue
+        rec = view.records.get(uid)
+        seq = view.seq_of(uid)
+        if rec is None or seq is None:
+            continue
+        msg = None
+        if content:
+            try:
+                msg = await load(s.store, rec)
+            except (FileNotFoundError, KeyError, LookupError, OSError):
+                continue  # expunged meanwhile: its EXPUNGE follows
+        out: list[tuple[str, response.Value]] = []
+        names: set[str] = set()
+        for a in atts:
+            # BODY[...] is answered like BODY.PEEK[...]: a notification never sets \Seen
+            k, v = fetch.item_value(a, view, rec, msg)
+            if k not in names:
+                names.add(k)
+                out.append((k, v))
+        s.send(response.fetch(seq, out, utf8=s.utf8))
+
+
+# ---------------------------------------------------------------------------- delivery
+
+
+async def deliver(s: IMAPSession, lst: Listener, *, in_command: bool) -> None:
+    """Turn change-feed wake-ups into untagged responses (RFC 5465 §5)."""
+    st = s.notify
+    changes, overflow = lst.drain()
+    if st is None:
+        return
+    # the PostgreSQL feed's "changes may have been missed" marker (mailbox 0) means re-read all
+    overflow = overflow or any(c.kind == "mailbox" and c.mailbox_id == 0 for c in changes)
+    view = s.selected
+    kinds: dict[int, set[str]] = {}
+    for c in changes:
+        kinds.setdefault(c.mailbox_id, set()).add(c.kind)
+    all_kinds = {k for ks in kinds.values() for k in ks}
+    if view is not None and st.selected and (overflow or view.mailbox.id in kinds):
+        # RFC 5465 §6.1.1: with SELECTED (not -DELAYED) expunges may be sent at any time
+        allow = in_command or not st.selected_delayed
+        await view.refresh()
+        if view.deleted:
+            s.send(response.untagged_status("BYE", "Selected mailbox was deleted"))
+            s.closing = True
+            return
+        await report(s, view, allow_expunge=allow)
+    if not st.groups:
+        return
+    acc = s.acc().id
+    mbs: list[Mailbox] | None = None
+    if overflow or "mailbox" in all_kinds:
+        mbs = await s.store.list_mailboxes(acc)
+        _mailbox_names(s, st, {m.id: m.name for m in mbs})
+    if overflow or "subscription" in all_kinds:
+        subs = set(await s.store.subscriptions(acc))
+        if mbs is None:
+            mbs = await s.store.list_mailboxes(acc)
+        _subscriptions(s, st, subs, {m.name for m in mbs})
+    if (overflow or "metadata" in all_kinds or "mailbox" in all_kinds) and (
+        st.wants("MailboxMetadataChange") or st.wants("ServerMetadataChange")
+    ):
+        if mbs is None:
+            mbs = await s.store.list_mailboxes(acc)
+        await _metadata(s, st, mbs, report_changes=overflow or "metadata" in all_kinds)
+    for mid, ks in kinds.items():
+        if view is not None and mid == view.mailbox.id:
+            continue  # RFC 5465 §3.1: SELECTED decides for the selected mailbox
+        name = st.names.get(mid)
+        if name is None or not ks & {"append", "expunge", "flags"}:
+            continue
+        want = _wanted(st, name)
+        items: list[str] = []
+        if ("append" in ks and "MessageNew" in want) or ("expunge" in ks and "MessageExpunge" in want):
+            items = ["MESSAGES", "UIDNEXT", "UNSEEN"]  # RFC 5465 §5.2-3
+            if s.condstore:
+                items.append("HIGHESTMODSEQ")
+        if "flags" in ks and "FlagChange" in want:  # RFC 5465 §5.1
+            items = items or ["UNSEEN"]
+            if s.condstore:
+                items += [i for i in ("HIGHESTMODSEQ", "UIDVALIDITY") if i not in items]
+        if items:
+            mb = await s.store.get_mailbox_by_id(mid)
+            if mb is not None:
+                s.send(await mailboxes.status_line(s, mb, tuple(items)))
+
+
+def _mailbox_names(s: IMAPSession, st: NotifyState, now: dict[int, str]) -> None:
+    """RFC 5465 §5.4: LIST for created and renamed (OLDNAME) mailboxes, \\NonExistent for
+    deleted ones; children renamed along with their parent are not reported separately."""
+    renames = [(old, now[mid]) for mid, old in st.names.items() if mid in now and now[mid] != old]
+    for mid, name in now.items():
+        old = st.names.get(mid)
+        if old == name or "MailboxName" not in _wanted(st, name):
+            continue
+        if old is not None and any(
+            old.startswith(po + "/") and name == pn + old[len(po) :] for po, pn in renames if po != old
+        ):
+            continue  # a child renamed with its parent
+        ext: list[tuple[str, response.Value]] = []
+        if old is not None:
+            ext.append(("OLDNAME", [response.MailboxName(old)]))
+        s.send(response.list_response([], "/", name, utf8=s.utf8, extended=ext))
+    for mid, name in st.names.items():
+        if mid not in now and "MailboxName" in _wanted(st, name):
+            s.send(response.list_response(["\\NonExistent"], "/", name, utf8=s.utf8))
+    st.names = now
+
+
+def _subscriptions(s: IMAPSession, st: NotifyState, subs: set[str], existing: set[str]) -> None:
+    """RFC 5465 §5.5: LIST with \\Subscribed if and only if subscribed after the event."""
+    union = subs | st.subs
+    for name in sorted(subs ^ st.subs):
+        if "SubscriptionChange" not in _wanted(st, name, union):
+            continue
+        attrs = ["\\Subscribed"] if name in subs else []
+        if name not in existing:
+            attrs.append("\\NonExistent")
+        s.send(response.list_response(attrs, "/", name, utf8=s.utf8))
+    st.subs = subs
+
+
+async def _metadata(s: IMAPSession, st: NotifyState, mbs: list[Mailbox], *, report_changes: bool) -> None:
+    """RFC 5465 §5.6-7: ``* METADATA mailbox entry ...`` for entries set, changed or removed."""
+    now = await _metadata_snapshot(s, st, mbs)
+    by_scope = {metadata.mailbox_scope(m): m.name for m in mbs}
+    if report_changes:
+        for scope, entries in now.items():
+            before = st.meta.get(scope)
+            if before is None:
+                continue  # a mailbox that just came into view: nothing to compare with
+            changed = sorted(e for e in set(entries) | set(before) if entries.get(e) != before.get(e))
+            if not changed:
+                continue
+            name = "" if scope == metadata.mailbox_scope(None) else by_scope.get(scope)
+            if name is None:
+                continue
+            s.send(
+                b"* METADATA "
+                + response.mailbox(name, utf8=s.utf8)
+                + b" "
+                + b" ".join(response.encode_value(response.AString(e), utf8=s.utf8) for e in changed)
+                + b"\r\n"
+            )
+    st.meta = now
