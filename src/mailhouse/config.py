@@ -133,6 +133,9 @@ def _route(value: Any, path: str, key: str) -> Route:
         return Route(host, port)
     if not isinstance(value, dict) or "host" not in value:
         raise ConfigError(path, key, "expected \"host:port\" or a table with host, port, username, password, tls")
+    for k in value:
+        if k not in _ROUTE_KEYS:
+            raise ConfigError(path, f"{key}.{k}", f"unknown key (known: {', '.join(sorted(_ROUTE_KEYS))})")
     r = Route(str(value["host"]), int(value.get("port", 25)))
     r.username = value.get("username")
     r.password = value.get("password")
@@ -167,8 +170,23 @@ def load(path: str | None = None) -> Config:
 
 _TOP_KEYS = {
     "hostname", "data_dir", "listen", "tls", "store", "dns", "limits", "auth", "server",
-    "queue", "relayhost", "routes", "dkim", "delivery", "mailauth", "web",
+    "queue", "relayhost", "routes", "dkim", "mailauth", "web",
 }
+
+# the keys each table knows: a misspelt key is an error, not silently ignored
+_TABLE_KEYS = {
+    "tls": {"cert", "key"},
+    "store": {"url"},
+    "dns": {"nameservers"},
+    "limits": {"max_message_size", "max_recipients"},
+    "auth": {"allow_plaintext"},
+    "server": {"workers", "smtp_idle_timeout", "imap_idle_timeout", "pop3_idle_timeout", "smtp_pregreet_wait"},
+    "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port"},
+    "mailauth": {"verify_inbound"},
+    "dkim": {"selector"},
+    "web": {"forwarded_allow_ips"},
+}
+_ROUTE_KEYS = {"host", "port", "username", "password", "tls"}
 
 
 def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
@@ -279,6 +297,11 @@ def _table(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
     v = data.get(key, {})
     if not isinstance(v, dict):
         raise ConfigError(path, key, "must be a table")
+    known = _TABLE_KEYS.get(key)
+    if known is not None:
+        for k in v:
+            if k not in known:
+                raise ConfigError(path, f"{key}.{k}", f"unknown key (known: {', '.join(sorted(known))})")
     return v
 
 
