@@ -331,3 +331,27 @@ async def test_concurrent_flags_expunges_and_deliveries_never_error(store: Store
     assert (await store.usage(acc)).messages == len(msgs)
     for m in msgs:
         assert await store.blobs.get(m.blob_key)
+
+
+async def test_shared_secret_first_writer_wins(
+    store: Store, store_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    assert await store.shared_secret("web-session", "aa" * 32) == "aa" * 32
+    assert await store.shared_secret("web-session", "bb" * 32) == "aa" * 32  # kept, not replaced
+    assert await store.shared_secret("other", "cc") == "cc"  # names are independent
+    # a second store instance on the same database (another worker or node) gets the same value
+    if store_backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'mh.db'}"
+    else:
+        url = request.getfixturevalue("postgres_db_url")
+    other = open_store(url, tmp_path)
+    await other.open()
+    try:
+        got = await asyncio.gather(
+            *(other.shared_secret(f"race{i}", f"{i:02x}") for i in range(5)),
+            *(store.shared_secret(f"race{i}", "ff") for i in range(5)),
+        )
+        assert got[:5] == got[5:]  # each race has one winner, seen by both instances
+        assert await other.shared_secret("web-session", "dd") == "aa" * 32
+    finally:
+        await other.close()

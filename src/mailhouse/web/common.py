@@ -42,7 +42,7 @@ class WebState:
     closing: asyncio.Event
 
     @classmethod
-    def build(cls, svc: Services) -> WebState:
+    def build(cls, svc: Services, secret: bytes) -> WebState:
         env = Environment(
             loader=FileSystemLoader(str(HERE / "templates")),
             autoescape=select_autoescape(["html", "xml"], default=True),
@@ -51,7 +51,7 @@ class WebState:
         )
         env.filters["size"] = human_size
         env.filters["when"] = when
-        return cls(svc, security.Sessions(security.load_secret(svc.cfg.data_dir)), env, SummaryCache(), asyncio.Event())
+        return cls(svc, security.Sessions(secret), env, SummaryCache(), asyncio.Event())
 
 
 def state(request: Request) -> WebState:

@@ -65,12 +65,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
 
 
-def create_app(svc: Services) -> Any:
+def create_app(svc: Services, secret: bytes) -> Any:
     app = Starlette(
         routes=ROUTES,
         exception_handlers={LoginRequired: _login_required, HTTPException: _http_error},
     )
-    web = WebState.build(svc)
+    web = WebState.build(svc, secret)
     app.state.web = web
     app.state.closing = web.closing
     return SecurityHeadersApp(app)

@@ -11,15 +11,14 @@
   only, images from self and data:, no framing, forms only to self), nosniff,
   referrer only to the webmail itself. A response may set its own CSP (reading with remote images allowed).
 
-The secret is 32 random bytes in `<data_dir>/web-secret` (mode 0600), created on first
-start and shared by every worker and node using that data dir.
+The secret is 32 random bytes kept in the store (`Store.shared_secret`), created by the
+first worker or node to start and shared by every worker and node using that store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +29,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mailhouse.store.api import Directory
+
 SESSION_COOKIE = "mh_session"
 PRE_COOKIE = "mh_pre"
 SESSION_MAX_AGE = 12 * 3600  # seconds; re-login twice a day at most
-SECRET_FILE = "web-secret"
+SECRET_NAME = "web-session"  # Store.shared_secret name
+LEGACY_SECRET_FILE = "web-secret"  # where versions before the shared secret kept it
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
@@ -53,29 +55,16 @@ SECURITY_HEADERS = [
 ]
 
 
-def load_secret(data_dir: Path) -> bytes:
-    path = data_dir / SECRET_FILE
+async def load_secret(store: Directory, data_dir: Path) -> bytes:
+    """The cookie key every worker and node shares: kept in the store, so all nodes of a
+    PostgreSQL cluster accept each other's sessions. An install that still has the older
+    `<data_dir>/web-secret` file offers it as the first value, so its sessions stay valid."""
     try:
-        data = path.read_bytes()
-        if len(data) >= 32:
-            return data
+        legacy = (data_dir / LEGACY_SECRET_FILE).read_bytes()
     except FileNotFoundError:
-        pass
-    new = secrets.token_bytes(32)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, new)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # first writer wins when several workers start at once
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path.read_bytes()
+        legacy = b""
+    candidate = legacy if len(legacy) >= 32 else secrets.token_bytes(32)
+    return bytes.fromhex(await store.shared_secret(SECRET_NAME, candidate.hex()))
 
 
 def password_fingerprint(password_hash: str, secret: bytes) -> str:

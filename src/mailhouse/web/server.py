@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from mailhouse import app as app_mod
+from mailhouse.web import security
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
@@ -69,7 +70,7 @@ def _bind(host: str, port: int) -> socket.socket:
 async def listen(svc: Services, name: str, host: str, port: int) -> HttpListener:
     from mailhouse.web.routes import create_app
 
-    app = create_app(svc)
+    app = create_app(svc, await security.load_secret(svc.store, svc.cfg.data_dir))
     sock = _bind(host, port)
     config = uvicorn.Config(
         app,

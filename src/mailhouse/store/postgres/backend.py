@@ -666,6 +666,13 @@ class PostgresStore:
             key.public_record,
         )
 
+    async def shared_secret(self, name: str, candidate: str) -> str:
+        async def fn(c: Conn) -> str:
+            await c.execute("INSERT INTO secrets VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, candidate)
+            return str(await c.fetchval("SELECT value FROM secrets WHERE name=$1", name))
+
+        return await self._tx(fn)
+
     async def get_dkim_keys(self, domain: str) -> list[DkimKey]:
         rows = await self._fetch(
             "SELECT domain, selector, algorithm, private_key, public_record FROM dkim_keys WHERE domain=$1"

@@ -92,4 +92,8 @@ MIGRATIONS: list[str] = [
         ON CONFLICT (mailbox_id) DO NOTHING;
     DELETE FROM metadata WHERE mailbox = '//mailhouse/recent';
     """,
+    # 4: secrets shared by every node (the webmail's cookie key); SQLite keeps them in `meta`
+    """
+    CREATE TABLE secrets(name TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
+    """,
 ]

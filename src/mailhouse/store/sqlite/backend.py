@@ -597,6 +597,14 @@ class SqliteStore:
             )
         )
 
+    async def shared_secret(self, name: str, candidate: str) -> str:
+        def fn(c: sqlite3.Connection) -> str:
+            key = "secret:" + name  # the meta table holds the store's own key/values
+            c.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, candidate))
+            return str(c.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
+
+        return await self._write(fn)
+
     async def get_dkim_keys(self, domain: str) -> list[DkimKey]:
         rows = await self._read(
             lambda c: c.execute(
