@@ -33,7 +33,7 @@ import logging
 import os
 import secrets
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from mailhouse import tls as tls_mod
@@ -54,6 +54,10 @@ LEASE_SECONDS = 900.0  # longer than any pass: RFC 5321 §4.5.3.2 timeouts total
 # entries delivered at once by this process (Postfix qmgr_message_active_limit is 20000)
 MAX_IN_FLIGHT = 100
 STOP_GRACE = 10.0  # seconds in-flight passes get to finish on shutdown
+# Messages this process just queued, kept for its first delivery pass (saves reading the blob
+# back from the store); oldest dropped first beyond this many octets (entries another
+# process claimed are simply never used).
+RECENT_BYTES = 32 * 1024 * 1024
 DEFER_ON_ERROR = 60.0  # retry delay after an internal error
 
 
@@ -74,6 +78,25 @@ class QueueRunner:
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        self._recent: OrderedDict[str, bytes] = OrderedDict()  # blob key → message (RECENT_BYTES)
+        self._recent_bytes = 0
+
+    def _remember(self, blob_key: str, message: bytes) -> None:
+        if not blob_key or len(message) > RECENT_BYTES // 4:
+            return
+        self._recent[blob_key] = message
+        self._recent_bytes += len(message)
+        while self._recent_bytes > RECENT_BYTES:
+            _, old = self._recent.popitem(last=False)
+            self._recent_bytes -= len(old)
+
+    async def _message(self, blob_key: str) -> bytes:
+        """The queued message: from memory on the first pass in the process that queued it."""
+        data = self._recent.pop(blob_key, None)
+        if data is not None:
+            self._recent_bytes -= len(data)
+            return data
+        return await self.store.blobs.get(blob_key)
 
     # ---------------------------------------------------------------- API for the SMTP server
     async def prepare_submission(self, message: bytes, user: Account | None, sender: str) -> Any:
@@ -118,6 +141,7 @@ class QueueRunner:
             extra=extra,
         )
         await self.store.enqueue(entry, message)
+        self._remember(entry.blob_key, message)
         log.info("[%s] queued from=<%s> nrcpt=%d size=%d", queue_id, safe(sender), len(rcpts), len(message))
         self.wake()
 
@@ -211,7 +235,7 @@ class QueueRunner:
 
     # ---------------------------------------------------------------- one delivery pass
     async def process(self, entry: QueueEntry, qlog: Any = log) -> None:
-        data = await self.store.blobs.get(entry.blob_key)
+        data = await self._message(entry.blob_key)
         pending = [r for r in entry.recipients if r.status in ("pending", "deferred")]
         info: dict[int, tuple[str, bool]] = {}  # id(recipient) → (remote MTA, peer offered DSN)
         groups: dict[str, list[QueueRecipient]] = defaultdict(list)

@@ -1,0 +1,56 @@
+"""QueueRunner internals on a real SQLite store: the queued message kept for the first pass."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailhouse import config, services
+from mailhouse.queue import runner as runner_mod
+
+
+@pytest.fixture
+async def svc(tmp_path: Path) -> AsyncIterator[Any]:
+    cfg = config.from_dict(
+        {"hostname": "mx.a.test", "data_dir": str(tmp_path), "dns": {"nameservers": ["127.0.0.1:9"]}}
+    )
+    s = await services.build(cfg)
+    yield s
+    await s.store.close()
+
+
+async def _queue(svc: Any, qid: str, message: bytes) -> str:
+    await svc.outbound.enqueue(qid, "alice@a.test", [("bob@b.test", {})], message, {})
+    entry = await svc.store.get(qid)
+    assert entry is not None
+    return str(entry.blob_key)
+
+
+async def test_first_pass_uses_the_message_in_memory(svc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    real_get = svc.store.blobs.get
+
+    async def counting_get(key: str) -> bytes:
+        reads.append(key)
+        return bytes(await real_get(key))
+
+    monkeypatch.setattr(svc.store.blobs, "get", counting_get)
+    message = b"From: alice@a.test\r\n\r\nhello\r\n"
+    key = await _queue(svc, "Q1", message)
+    assert await svc.outbound._message(key) == message
+    assert reads == []  # no store read for the first pass
+    assert await svc.outbound._message(key) == message  # a later pass reads the store
+    assert reads == [key]
+
+
+async def test_memory_is_bounded_oldest_first(svc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_mod, "RECENT_BYTES", 2000)
+    keys = [await _queue(svc, f"Q{i}", b"x" * 400 + f"{i}\r\n".encode()) for i in range(8)]
+    assert svc.outbound._recent_bytes <= 2000
+    assert keys[0] not in svc.outbound._recent and keys[-1] in svc.outbound._recent
+    for i, k in enumerate(keys):  # every message is still there, from memory or the store
+        assert await svc.outbound._message(k) == b"x" * 400 + f"{i}\r\n".encode()
+    assert svc.outbound._recent_bytes == 0 and not svc.outbound._recent
