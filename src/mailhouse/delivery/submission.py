@@ -30,7 +30,6 @@ escaped.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import logging
 import re
@@ -222,8 +221,9 @@ async def prepare_submission(
         log.warning("no DKIM keys for %s; message from %s leaves unsigned", domain, user.address)
         return message
     try:
-        # RSA signing costs about a millisecond: keep it off the event loop
-        return await asyncio.to_thread(dkim.sign, message, domain, keys)
+        # Inline: both signatures cost ~0.7 ms of CPU with the keys loaded in OpenSSL, less
+        # than the hand-off to a thread and back (and no more CPU is to be had there)
+        return dkim.sign(message, domain, keys)
     except ValueError:
         log.exception("DKIM signing for %s failed", domain)
         return Reply(451, "4.3.0", "Error: cannot sign the message now, try again later")
