@@ -200,3 +200,23 @@ async def test_opportunistic_tls_failure_falls_back_to_plaintext(tmp_path: Path)
         await pool.get("fake.test", srv.host, srv.port, tls_mode="required")
     await pool.close()
     await srv.stop()
+
+
+async def test_silent_server_times_out_with_a_transient_error() -> None:
+    """A server that greets and then says nothing more: the reply timeout ends the session."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 silent.test ESMTP\r\n")
+        await reader.read(1000)  # EHLO, never answered
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = SmtpConnection("silent.test", "127.0.0.1", port)
+    conn.reader, conn.writer = await asyncio.open_connection("127.0.0.1", port)
+    assert (await conn._reply(5.0)).code == 220
+    await conn._write(b"EHLO client.test\r\n")
+    with pytest.raises(SmtpError, match="timeout") as e:
+        await asyncio.wait_for(conn._reply(0.3), 10)
+    assert not e.value.permanent and conn.closed
+    server.close()

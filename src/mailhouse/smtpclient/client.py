@@ -139,7 +139,8 @@ class SmtpConnection:
                 await self.abort()
                 raise ProtocolViolation("reply expected while waiting for the TLS handshake")
             try:
-                data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+                async with asyncio.timeout(timeout):  # no task per read, unlike wait_for
+                    data = await self.reader.read(READ_SIZE)
             except TimeoutError:
                 await self.abort()
                 raise SmtpError("451 4.4.2 timeout waiting for the remote server") from None
