@@ -54,3 +54,35 @@ async def test_memory_is_bounded_oldest_first(svc: Any, monkeypatch: pytest.Monk
     for i, k in enumerate(keys):  # every message is still there, from memory or the store
         assert await svc.outbound._message(k) == b"x" * 400 + f"{i}\r\n".encode()
     assert svc.outbound._recent_bytes == 0 and not svc.outbound._recent
+
+
+async def test_dead_cached_connection_is_retried_on_a_new_one(tmp_path: Path) -> None:
+    """A pass that picks a cached connection the server has since dropped delivers on a
+    fresh connection in the same pass, once (no deferral, no duplicate)."""
+    import time
+
+    from tests.smtpclient.fake_server import FakeSMTP
+
+    srv = await FakeSMTP(extensions=("PIPELINING", "CHUNKING", "8BITMIME", "ENHANCEDSTATUSCODES")).start()
+    cfg = config.from_dict(
+        {
+            "hostname": "mx.a.test",
+            "data_dir": str(tmp_path),
+            "dns": {"nameservers": ["127.0.0.1:9"]},
+            "routes": {"b.test": {"host": srv.host, "port": srv.port, "tls": "none"}},
+        }
+    )
+    s = await services.build(cfg)
+    try:
+        for i, drop in enumerate((False, True)):
+            if drop:
+                srv.drop_connections()
+            await s.outbound.enqueue(f"R{i}", "alice@a.test", [("bob@b.test", {})], b"Subject: x\r\n\r\nhi\r\n", {})
+            (entry,) = await s.store.claim_due(time.time() + 1, "test", 60.0, 10)
+            await s.outbound.process(entry)
+            assert await s.store.get(f"R{i}") is None  # delivered and removed
+        assert len(srv.transactions) == 2 and srv.connections == 2
+    finally:
+        await s.outbound.pool.close()
+        await s.store.close()
+        await srv.stop()

@@ -41,7 +41,7 @@ from mailhouse.log import ConnLogger, safe
 from mailhouse.queue import retry
 from mailhouse.queue.dsn import RecipientReport, build_dsn, status_of, wanted
 from mailhouse.queue.routing import Router, RoutingError
-from mailhouse.smtpclient.client import ConnectionPool, SmtpError
+from mailhouse.smtpclient.client import ConnectionPool, RcptReply, SmtpConnection, SmtpError, StaleConnection
 from mailhouse.store.api import Account, NotFound, QueueEntry, QueueRecipient
 
 if TYPE_CHECKING:
@@ -404,14 +404,12 @@ class QueueRunner:
         for target in targets:
             route = target.route
             for address in target.addresses:
+                tls_mode = route.tls if route else "opportunistic"
+                username = route.username if route else None
+                password = route.password if route else None
                 try:
                     conn = await self.pool.get(
-                        target.name,
-                        address,
-                        target.port,
-                        tls_mode=route.tls if route else "opportunistic",
-                        username=route.username if route else None,
-                        password=route.password if route else None,
+                        target.name, address, target.port, tls_mode=tls_mode, username=username, password=password
                     )
                 except SmtpError as e:
                     # RFC 5321 §5.1: connection-level trouble → try the next address / MX
@@ -420,14 +418,27 @@ class QueueRunner:
                     continue
                 where = f"{target.name}[{address}]:{target.port}"
                 has_dsn = "DSN" in conn.ext
-                try:
-                    results = await conn.send(
+
+                async def transaction(conn: SmtpConnection) -> list[RcptReply]:
+                    return await conn.send(
                         entry.sender,
                         [(r.address, conn.rcpt_params(r.notify, r.orcpt)) for r in rcpts],
                         data,
                         conn.mail_params(data, entry.ret, entry.envid, smtputf8, body),
                         body,
                     )
+
+                try:
+                    try:
+                        results = await transaction(conn)
+                    except StaleConnection:
+                        # the cached connection had died; nothing of the transaction was done
+                        conn = await self.pool.get(
+                            target.name, address, target.port, tls_mode=tls_mode, username=username,
+                            password=password, fresh=True,
+                        )
+                        has_dsn = "DSN" in conn.ext
+                        results = await transaction(conn)
                 except SmtpError as e:
                     if e.connection_ok:
                         await self.pool.put(conn)
