@@ -163,7 +163,8 @@ _WSP_RUN = re.compile(rb" [\t ]+|\t[\t ]*")
 
 def canonical_body(body: bytes) -> bytes:
     """Relaxed body canonicalisation (RFC 6376 §3.4.4) of a CRLF BODY; same bytes as dkimpy's."""
-    body = _WSP_RUN.sub(b" ", _TRAILING_WSP.sub(b"\r\n", body))
+    if b"\t" in body or b"  " in body or b" \r\n" in body:  # else already canonical WSP
+        body = _WSP_RUN.sub(b" ", _TRAILING_WSP.sub(b"\r\n", body))
     return dkimpy.canonicalization.correct_empty_body(dkimpy.canonicalization.strip_trailing_lines(body))
 
 
@@ -211,7 +212,10 @@ def sign(message: bytes, domain: str, keys: Sequence[DkimKey], *, now: float | N
         headers, body = _parse(message)
     except dkimpy.DKIMException as e:
         raise ValueError(f"DKIM signing for {domain} failed: {e}") from e
-    cheaders = _CANON.canonicalize_headers(headers)  # RFC 6376 §3.4.2, once for every key
+    # RFC 6376 §3.4.2, once for every key, and only for the fields h= names (what
+    # dkimpy.select_headers picks from is then the same, minus fields it would skip anyway)
+    wanted = set(include)
+    cheaders = _CANON.canonicalize_headers([h for h in headers if h[0].lower() in wanted])
     # RFC 6376 §3.4.4 + §3.7: one body hash for all keys (same canonicalisation and hash)
     bh = base64.b64encode(hashlib.sha256(canonical_body(body)).digest())
     d = domain.lower().encode("idna")
