@@ -133,8 +133,12 @@ class SmtpConnection:
     # ------------------------------------------------------------ plumbing
     async def _write(self, data: bytes) -> None:
         assert self.writer is not None
-        self.writer.write(data)
-        await self.writer.drain()
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (ConnectionError, ssl.SSLError, OSError) as e:
+            await self.abort()
+            raise SmtpError(f"451 4.4.2 connection lost: {type(e).__name__}") from None
 
     async def _reply(self, timeout: float = COMMAND_TIMEOUT) -> ServerReply:
         assert self.reader is not None
@@ -351,13 +355,18 @@ class SmtpConnection:
                 chunks = [self.core.bdat(c, last=n == len(pieces) - 1) for n, c in enumerate(pieces)]
             elif not chunking:
                 group += self.core.data()
-            if chunks and len(chunks[0]) < 64 * 1024:
-                await self._write(group + chunks[0])  # one segment for the usual small message
-            else:
-                self.writer.write(group)
-                for c in chunks:
-                    self.writer.write(c)
-                await self._write(b"")
+            try:
+                if chunks and len(chunks[0]) < 64 * 1024:
+                    await self._write(group + chunks[0])  # one segment for the usual small message
+                else:
+                    self.writer.write(group)
+                    for c in chunks:
+                        self.writer.write(c)
+                    await self._write(b"")
+            except SmtpError as e:
+                if rset:
+                    raise StaleConnection(e.reply) from None
+                raise
             if rset:
                 try:
                     await self._reply(60.0)  # its code does not matter: the group's replies follow
