@@ -86,3 +86,64 @@ async def test_dead_cached_connection_is_retried_on_a_new_one(tmp_path: Path) ->
         await s.outbound.pool.close()
         await s.store.close()
         await srv.stop()
+
+
+async def test_new_mail_is_handed_to_a_pass_without_a_claim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With room for another pass, enqueue writes the row leased to this process and starts
+    its pass at once: delivered although no claim ever returns anything."""
+    import asyncio
+
+    from tests.smtpclient.fake_server import FakeSMTP
+
+    srv = await FakeSMTP().start()
+    cfg = config.from_dict(
+        {
+            "hostname": "mx.a.test",
+            "data_dir": str(tmp_path),
+            "dns": {"nameservers": ["127.0.0.1:9"]},
+            "routes": {"b.test": {"host": srv.host, "port": srv.port, "tls": "none"}},
+        }
+    )
+    s = await services.build(cfg)
+    claims = 0
+
+    async def no_claims(*a: Any) -> list[Any]:
+        nonlocal claims
+        claims += 1
+        return []
+
+    monkeypatch.setattr(s.store, "claim_due", no_claims)
+    await s.outbound.start()
+    try:
+        await s.outbound.enqueue("H1", "alice@a.test", [("bob@b.test", {})], b"Subject: x\r\n\r\nhi\r\n", {})
+        for _ in range(100):
+            if len(srv.transactions) == 1 and await s.store.get("H1") is None:
+                break
+            await asyncio.sleep(0.05)
+        assert len(srv.transactions) == 1 and await s.store.get("H1") is None
+        # no room: the row is written unleased for a claim to take
+        monkeypatch.setattr(runner_mod, "MAX_IN_FLIGHT", 0)
+        await s.outbound.enqueue("H2", "alice@a.test", [("bob@b.test", {})], b"Subject: y\r\n\r\nhi\r\n", {})
+        row = await s.store.get("H2")
+        assert row is not None and row.lease_owner == "" and row.lease_until == 0.0
+    finally:
+        await s.outbound.stop()
+        await s.store.close()
+        await srv.stop()
+
+
+async def test_handed_off_row_is_leased_before_the_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = await services.build(
+        config.from_dict({"hostname": "mx.a.test", "data_dir": str(tmp_path), "dns": {"nameservers": ["127.0.0.1:9"]}})
+    )
+    started: list[str] = []
+    monkeypatch.setattr(s.outbound, "_start_pass", lambda entry, message=None: started.append(entry.id))
+    await s.outbound.start()
+    try:
+        await s.outbound.enqueue("L1", "alice@a.test", [("bob@b.test", {})], b"x\r\n", {})
+        row = await s.store.get("L1")
+        assert started == ["L1"] and row is not None and row.lease_owner == s.outbound.owner
+        assert row.lease_until > 0
+    finally:
+        await s.outbound.stop()
+        await s.store.close()

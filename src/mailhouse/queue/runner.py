@@ -128,6 +128,10 @@ class QueueRunner:
             extra["smtputf8"] = "1"
         if mail_params.get("BODY"):
             extra["body"] = str(mail_params["BODY"])
+        # Hand-off: while this process has room for another pass, the row is written already
+        # leased to it and its pass starts at once, with no claim transaction (a crash leaves
+        # it leased for LEASE_SECONDS, as a crash during any pass does).
+        direct = self._task is not None and not self._stopping and len(self._inflight) < MAX_IN_FLIGHT
         entry = QueueEntry(
             id=queue_id,
             sender=sender,
@@ -139,11 +143,23 @@ class QueueRunner:
             ret=mail_params.get("RET") or "",
             envid=mail_params.get("ENVID") or "",
             extra=extra,
+            lease_owner=self.owner if direct else "",
+            lease_until=now + LEASE_SECONDS if direct else 0.0,
         )
         await self.store.enqueue(entry, message)
-        self._remember(entry.blob_key, message)
         log.info("[%s] queued from=<%s> nrcpt=%d size=%d", queue_id, safe(sender), len(rcpts), len(message))
-        self.wake()
+        if direct:
+            self._start_pass(entry, message)
+        else:
+            self._remember(entry.blob_key, message)
+            self.wake()
+
+    def _start_pass(self, entry: QueueEntry, message: bytes | None = None) -> None:
+        if message is not None:
+            self._remember(entry.blob_key, message)
+        task = asyncio.create_task(self._run_entry(entry), name=f"queue-{entry.id}")
+        self._inflight[entry.id] = task
+        task.add_done_callback(self._done)
 
     async def bounce_local(self, message: bytes, sender: str, failed: list[str], reason: str) -> None:
         """A DSN to SENDER for local recipients that failed after acceptance (over quota)."""
@@ -197,9 +213,7 @@ class QueueRunner:
                 free = MAX_IN_FLIGHT - len(self._inflight)
                 if free > 0:
                     for entry in await self.store.claim_due(time.time(), self.owner, LEASE_SECONDS, free):
-                        task = asyncio.create_task(self._run_entry(entry), name=f"queue-{entry.id}")
-                        self._inflight[entry.id] = task
-                        task.add_done_callback(self._done)
+                        self._start_pass(entry)
                 await self.pool.expire()
             except Exception:
                 log.exception("queue runner: poll failed")
