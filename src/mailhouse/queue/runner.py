@@ -5,7 +5,9 @@
 claims due entries with a lease (`store.claim_due`, so several processes or nodes can
 share one queue), groups their open recipients by destination domain and delivers each
 group concurrently: hosted domains through `svc.delivery`, others over SMTP via
-`queue.routing` and `smtpclient.client`.
+`queue.routing` and `smtpclient.client`. Mail queued by this process while it has room
+for another pass is written already leased to it and delivered at once (no claim, and the
+message comes from memory, not the store); the loop picks up everything else.
 
 RFCs: RFC 5321 §4.5.4 (retry strategy), §5 (MX), §6.1 (bounces, null sender),
 RFC 3461/3464 (DSN), RFC 7505 (null MX).
