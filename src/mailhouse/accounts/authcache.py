@@ -39,7 +39,7 @@ def hit(address: str, stored_hash: str, password: str) -> bool:
     if entry is None:
         return False
     cached_hash, mac, expires = entry
-    if time.monotonic() > expires or not hmac.compare_digest(cached_hash, stored_hash):
+    if time.monotonic() > expires or cached_hash != stored_hash:  # the stored hash is not a secret
         del _cache[address]
         return False
     return hmac.compare_digest(mac, _mac(password))
