@@ -189,3 +189,92 @@ async def test_utf8_from_accepted_and_8bit_garbage_refused(svc: Any) -> None:
     assert isinstance(ok, bytes)
     r = await refused(svc, RECEIVED + b"From: \xff\xfe <alice@example.org>\r\n\r\nx\r\n")
     assert (r.code, r.enhanced) == (554, "5.6.0") and "UTF-8" in str(r.text)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b" alice@example.org", b"alice@example.org", b" <alice@example.org>", b" Alice <alice@example.org>",
+        b' "Alice Liddell" <Alice@Example.ORG> ', b" Alice Liddell<alice@example.org>", b' "" <a@b>',
+        b" a.b.c+tag@sub.example.org", b" x!#$%&'*+/=?^_`{|}~-y@example.org", b" \tA\tB <a@b>\t",
+        b' "O\'Brien, Pat" <pat@example.org>', b" -x@-y", b" Pat_O-Neil <pat@example.org>",
+    ],
+)
+def test_simple_originator_fast_path_agrees_with_the_full_parser(value: bytes) -> None:
+    from mailhouse.delivery import submission
+
+    assert submission._SIMPLE_MAILBOX.fullmatch(value), "meant to take the fast path"
+    assert submission._mailboxes("From", value) == submission._mailboxes_parsed("From", value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b" =?utf-8?q?Al=C3=AFce?= <alice@example.org>", b" John Q. Public <john@example.org>",
+        b" alice@example.org (Alice)", b" <alice@example.org", b" alice@", b" a..b@example.org",
+        b" .a@example.org", b' "a\\"b" <a@b>', b" Alice <alice@example.org>, bob@example.org",
+        b" alice@[127.0.0.1]", b' "x"@example.org', b" Al\xc3\xafce <alice@example.org>", b" < alice@example.org >",
+        b" Alice\r\n <alice@example.org>", b' "=?utf-8?q?x?=" <a@b>',
+    ],
+)
+async def test_other_originators_take_the_full_parser(svc: Any, value: bytes) -> None:
+    """Anything beyond the simple shapes gets exactly the full parser's answer or refusal."""
+    from mailhouse.delivery import submission
+
+    def outcome(fn: Any) -> Any:
+        try:
+            return fn("From", value)
+        except submission.SubmissionRefused as e:
+            return e.reply.text
+
+    expected = outcome(submission._mailboxes_parsed)
+    assert outcome(submission._mailboxes) == expected
+
+
+async def test_owned_addresses_cached_until_the_directory_changes(
+    svc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailhouse.accounts import resolve
+
+    monkeypatch.setattr(resolve, "GEN_CHECK_INTERVAL", 0.0)  # look at the generation every time
+    calls = 0
+    real = svc.store.list_aliases
+
+    async def counting(*a: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await real(*a)
+
+    monkeypatch.setattr(svc.store, "list_aliases", counting)
+    r = await refused(svc, msg("From: info@example.org"))
+    assert r.code == 553
+    assert isinstance(await submit(svc, msg("From: sales@example.org")), bytes)
+    assert calls == 1  # the second submission used the cached set
+    await svc.store.add_alias("info@example.org", "alice@example.org")  # bumps the generation
+    assert isinstance(await submit(svc, msg("From: info@example.org")), bytes)
+    assert calls == 2
+    await svc.store.remove_alias("info@example.org")
+    assert (await refused(svc, msg("From: info@example.org"))).code == 553
+
+
+async def test_dkim_keys_cached_for_a_while(svc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailhouse.accounts import resolve
+
+    calls = 0
+    real = svc.store.get_dkim_keys
+
+    async def counting(domain: str) -> Any:
+        nonlocal calls
+        calls += 1
+        return await real(domain)
+
+    monkeypatch.setattr(svc.store, "get_dkim_keys", counting)
+    first = await svc.resolver.dkim_keys("example.org")
+    assert await svc.resolver.dkim_keys("example.org") == first and calls == 1
+    # a key change does not bump the directory generation: the TTL bounds the staleness
+    new = dkimkeys.generate("example.org", "v2")
+    for key in new:
+        await svc.store.set_dkim_key(key)
+    monkeypatch.setattr(resolve, "DKIM_KEYS_TTL", 0.0)
+    keys = await svc.resolver.dkim_keys("example.org")
+    assert calls == 2 and {k.selector for k in keys} >= {"v2r", "v2e"}

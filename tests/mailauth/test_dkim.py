@@ -136,21 +136,66 @@ def test_sign_requires_from(keys: list[DkimKey]) -> None:
         dkim.sign(b"Subject: x\r\n\r\nbody\r\n", "a.test", keys)
 
 
-def test_openssl_rsa_signature_is_identical_to_dkimpy_pure_python() -> None:
-    """The RSA primitive is delegated to OpenSSL; PKCS#1 v1.5 is deterministic, so the
-    signature must be byte-for-byte what dkimpy's own pure-Python code produces."""
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_signatures_are_identical_to_dkimpy(
+    keys: list[DkimKey], monkeypatch: pytest.MonkeyPatch, eol: bytes
+) -> None:
+    """We sign without dkimpy.DKIM.sign (one parse and body hash per message, keys kept in
+    OpenSSL); PKCS#1 v1.5 and Ed25519 are deterministic, so every signature field must be
+    byte-for-byte what dkimpy itself produces for the same key, time and header list."""
+    import time
+
     import dkim as dkimpy_mod
-    from dkim.crypto import RSASSA_PKCS1_v1_5_sign as pure
 
-    from mailhouse.mailauth import dkim as ours
-    from mailhouse.mailauth.dkimkeys import generate
+    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.5)
+    msg = (b"Received: from x by y; Thu, 01 Jan 2026 00:00:00 +0000\r\nX-Mailer:  not   signed\r\n"
+           + MESSAGE.replace(b"Subject: DKIM round trip", b"Subject: a long subject " + b"word " * 30)
+           + b"trailing space \t\r\n  two  spaces,\ttab, \t mixed \r\n\r\n\r\n").replace(b"\r\n", eol)
+    ours = dkim.sign(msg, "A.test", keys)
+    include = dkim.headers_to_sign(msg)
+    theirs = b""
+    for key in sorted(keys, key=lambda k: k.algorithm != "ed25519-sha256"):
+        theirs += dkimpy_mod.DKIM(msg, linesep=eol).sign(
+            key.selector.encode(), b"a.test", key.private_key,
+            signature_algorithm=key.algorithm.encode(), canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=include,
+        )
+    assert ours == theirs + msg
 
-    rsa_key = [k for k in generate("example.org", "t") if k.algorithm == "rsa-sha256"]
-    msg = b"From: a@example.org\r\nSubject: same\r\nDate: Sun, 29 Nov 2026 22:00:00 +0000\r\n\r\nbody\r\n"
-    fast = ours.sign(msg, "example.org", rsa_key)
-    try:
-        dkimpy_mod.RSASSA_PKCS1_v1_5_sign = pure
-        slow = ours.sign(msg, "example.org", rsa_key)
-    finally:
-        dkimpy_mod.RSASSA_PKCS1_v1_5_sign = ours._openssl_rsassa_sign
-    assert fast == slow
+
+def test_unusable_key_is_a_value_error(keys: list[DkimKey]) -> None:
+    bad = DkimKey("a.test", "x", "rsa-sha256", b"-----BEGIN RSA PRIVATE KEY-----\nnope\n", "")
+    with pytest.raises(ValueError, match="unusable"):
+        dkim.sign(MESSAGE, "a.test", [bad])
+    bad_ed = DkimKey("a.test", "y", "ed25519-sha256", b"c2hvcnQ=", "")
+    with pytest.raises(ValueError, match="unusable"):
+        dkim.sign(MESSAGE, "a.test", [bad_ed])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"\r\n", b"\r\n\r\n", b"x", b"plain text, single spaces\r\nonly\r\n\r\n", b"a  b\t\tc \r\n \t\r\n\r\n",
+     b"end with space \r\n", b"tab\tonly\r\n", b" lead\r\n\ttab\r\nend  ", b"a \r\n\r\nb\r\n"],
+)
+def test_canonical_body_matches_dkimpy(body: bytes) -> None:
+    from dkim.canonicalization import Relaxed
+
+    assert dkim.canonical_body(body) == Relaxed.canonicalize_body(body)
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        b"From: a@b\r\nSubject: x\r\n\r\nbody\r\n",
+        b"From: a@b\r\n folded\r\n\r\n\r\nbody\r\n\r\n",
+        b"From: a@b\r\n",  # no body
+        b"From: a@b\r\n\r\n",
+        b"From: a@b\nSubject: lf\n\nbody\n",
+        b"From: a@b\r\nX: bare\rcr\r\n\r\nbody\r\n",
+        b"From: a@b\r\n\nmixed\r\n",
+    ],
+)
+def test_parse_matches_dkimpy(msg: bytes) -> None:
+    import dkim as dkimpy_mod
+
+    assert dkim._parse(msg) == dkimpy_mod.rfc822_parse(msg)

@@ -86,6 +86,7 @@ class FakeSMTP:
             self._ssl = tls.server_context(cert, key)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> FakeSMTP:
@@ -136,8 +137,14 @@ class FakeSMTP:
             self._thread = None
 
     # ------------------------------------------------------------ session
+    def drop_connections(self) -> None:
+        """Hang up every open session (as a server restarting or timing out idle clients)."""
+        for w in list(self._writers):
+            w.close()
+
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._writers.add(writer)
         tls = False
         tx: Transaction | None = None
         queued: list[bytes] = []  # replies held back (strict pipelining)
@@ -224,8 +231,10 @@ class FakeSMTP:
                     queued.clear()
                     parts = cmd.split(b" ")
                     size, last = int(parts[1]), len(parts) > 2 and parts[2].upper() == b"LAST"
-                    chunk = await reader.readexactly(size)
-                    assert tx is not None
+                    chunk = await reader.readexactly(size)  # RFC 3030 §2: read even when refused
+                    if tx is None or not tx.accepted:
+                        await send(b"554 5.5.1 Error: no valid recipients")
+                        continue
                     tx.bdat = True
                     tx.data += chunk
                     if last:
@@ -247,4 +256,5 @@ class FakeSMTP:
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             return
         finally:
+            self._writers.discard(writer)
             writer.close()

@@ -200,3 +200,104 @@ async def test_opportunistic_tls_failure_falls_back_to_plaintext(tmp_path: Path)
         await pool.get("fake.test", srv.host, srv.port, tls_mode="required")
     await pool.close()
     await srv.stop()
+
+
+async def test_silent_server_times_out_with_a_transient_error() -> None:
+    """A server that greets and then says nothing more: the reply timeout ends the session."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 silent.test ESMTP\r\n")
+        await reader.read(1000)  # EHLO, never answered
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = SmtpConnection("silent.test", "127.0.0.1", port)
+    conn.reader, conn.writer = await asyncio.open_connection("127.0.0.1", port)
+    assert (await conn._reply(5.0)).code == 220
+    await conn._write(b"EHLO client.test\r\n")
+    with pytest.raises(SmtpError, match="timeout") as e:
+        await asyncio.wait_for(conn._reply(0.3), 10)
+    assert not e.value.permanent and conn.closed
+    server.close()
+
+
+CHUNKING = ("PIPELINING", "CHUNKING", "8BITMIME", "DSN", "ENHANCEDSTATUSCODES")
+
+
+async def test_bdat_joins_the_pipelined_group() -> None:
+    # The server holds MAIL/RCPT replies until it has read the BDAT: a client that waited
+    # for them before sending the chunk would hang.
+    srv = await FakeSMTP(extensions=CHUNKING, strict_pipelining=True).start()
+    conn = await open_conn(srv)
+    res = await asyncio.wait_for(conn.send("a@a.test", [("b@b.test", {}), ("c@b.test", {})], MSG), 5)
+    assert [r.code for r in res] == [250, 250]
+    assert srv.transactions[0].bdat and srv.transactions[0].data == MSG
+    await conn.quit()
+    await srv.stop()
+
+
+async def test_large_message_waits_for_rcpt_replies_before_bdat() -> None:
+    from mailhouse.smtpclient import client
+
+    big = MSG + b"x" * client.PIPELINED_BDAT_MAX + b"\r\n"
+    srv = await FakeSMTP(extensions=CHUNKING).start()
+    conn = await open_conn(srv)
+    res = await conn.send("a@a.test", [("perm@b.test", {})], big)
+    assert [r.code for r in res] == [550]
+    assert not any(c.startswith(b"BDAT") for c in srv.commands)  # not sent for nothing
+    res = await conn.send("a@a.test", [("ok@b.test", {})], big)
+    assert [r.code for r in res] == [250] and srv.transactions[0].data == big
+    await conn.quit()
+    await srv.stop()
+
+
+async def test_pipelined_bdat_with_every_recipient_refused() -> None:
+    srv = await FakeSMTP(extensions=CHUNKING).start()
+    conn = await open_conn(srv)
+    res = await conn.send("a@a.test", [("perm1@c.test", {}), ("temp@c.test", {})], MSG)
+    assert [r.code for r in res] == [550, 451]
+    assert srv.transactions == []
+    res = await conn.send("a@a.test", [("ok@c.test", {})], MSG)  # the session stays in step
+    assert [r.code for r in res] == [250] and srv.transactions[0].data == MSG
+    await conn.quit()
+    await srv.stop()
+
+
+@pytest.mark.parametrize("extensions", [CHUNKING, ("PIPELINING", "8BITMIME"), ("8BITMIME",)])
+async def test_reused_connection_is_checked_with_rset(extensions: tuple[str, ...]) -> None:
+    srv = await FakeSMTP(extensions=extensions).start()
+    pool = ConnectionPool("client.test", tls.client_context())
+    for _ in range(2):
+        conn = await pool.get("fake.test", srv.host, srv.port)
+        assert [r.code for r in await conn.send("a@a.test", [("b@b.test", {})], MSG)] == [250]
+        await pool.put(conn)
+    verbs = [c.split(b" ")[0].split(b":")[0].rstrip(b"\r\n").upper() for c in srv.commands]
+    assert srv.connections == 1 and len(srv.transactions) == 2
+    assert verbs.count(b"RSET") == 1 and verbs.index(b"RSET") < len(verbs) - verbs[::-1].index(b"MAIL") - 1
+    await pool.close()
+    await srv.stop()
+
+
+@pytest.mark.parametrize("extensions", [CHUNKING, ("PIPELINING", "8BITMIME"), ("8BITMIME",)])
+async def test_dead_cached_connection_is_stale_and_a_fresh_one_works(extensions: tuple[str, ...]) -> None:
+    from mailhouse.smtpclient.client import StaleConnection
+
+    srv = await FakeSMTP(extensions=extensions).start()
+    pool = ConnectionPool("client.test", tls.client_context())
+    conn = await pool.get("fake.test", srv.host, srv.port)
+    await conn.send("a@a.test", [("b@b.test", {})], MSG)
+    await pool.put(conn)
+    srv.drop_connections()
+    await asyncio.sleep(0.05)
+    cached = await pool.get("fake.test", srv.host, srv.port)
+    assert cached is conn
+    with pytest.raises(StaleConnection):
+        await asyncio.wait_for(cached.send("a@a.test", [("b@b.test", {})], MSG), 10)
+    assert len(srv.transactions) == 1  # nothing of the failed attempt was taken
+    fresh = await pool.get("fake.test", srv.host, srv.port, fresh=True)
+    assert fresh is not conn
+    assert [r.code for r in await fresh.send("a@a.test", [("b@b.test", {})], MSG)] == [250]
+    assert srv.connections == 2 and len(srv.transactions) == 2
+    await pool.close()
+    await srv.stop()

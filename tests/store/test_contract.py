@@ -296,6 +296,15 @@ async def test_enqueue_keeps_the_blob_with_the_row(store: Store) -> None:
     assert loaded is not None and loaded.blob_key == e.blob_key
     assert await store.blobs.get(e.blob_key) == b"message\r\n"
     assert await store.remove("Q10") == [e.blob_key]
+    with pytest.raises(FileNotFoundError):  # removed with its row
+        await store.blobs.get(e.blob_key)
+    big = b"x" * (1 << 20) + b"\r\n"  # beyond any inline limit: a blob file
+    e2 = QueueEntry("Q11", "a@example.org", [QueueRecipient("x@remote.test")], "", len(big), 1.0, 0.0)
+    await store.enqueue(e2, big)
+    assert await store.blobs.get(e2.blob_key) == big
+    assert await store.remove("Q11") == [e2.blob_key]
+    with pytest.raises(FileNotFoundError):
+        await store.blobs.get(e2.blob_key)
 
 
 async def test_concurrent_flags_expunges_and_deliveries_never_error(store: Store) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from mailhouse.accounts import authcache
 from mailhouse.accounts.passwords import verify_password_async
 from mailhouse.accounts.throttle import LoginThrottle, throttle
 from mailhouse.store.api import Account, Store
@@ -20,7 +21,12 @@ class Authenticator:
         """Return the account if USERNAME/PASSWORD are right; waits the per-IP penalty first."""
         await self.limiter.wait(ip)
         acc = await self.store.get_account(username.strip().lower())
-        ok = await verify_password_async(acc.password_hash if acc else None, password)
+        if acc is not None and acc.password_hash and authcache.hit(acc.address, acc.password_hash, password):
+            ok = True  # verified against this very hash a moment ago (accounts/authcache.py)
+        else:
+            ok = await verify_password_async(acc.password_hash if acc else None, password)
+            if acc is not None and acc.password_hash and ok:
+                authcache.remember(acc.address, acc.password_hash, password)
         if acc is not None and ok:
             self.limiter.succeeded(ip)
             return acc

@@ -8,6 +8,9 @@ hosted domains is returned as remote (the queue forwards it).
 Lookups are cached per process and the whole cache is dropped whenever the store's
 directory generation changes (bumped by the store on any change to domains, accounts,
 aliases or mailbox names, from any process), checked at most every `GEN_CHECK_INTERVAL`.
+The submission path's look-ups live here too: the addresses an account may send as, and a
+domain's DKIM keys (which do not bump the generation, so they also expire after
+`DKIM_KEYS_TTL`).
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from mailhouse.store.api import Account, Alias, Store
+from mailhouse.store.api import Account, Alias, DkimKey, Store
 
 MAX_ALIAS_DEPTH = 10  # Postfix virtual_alias_recursion_limit = 1000; 10 is plenty here
 MAX_EXPANSION = 1000  # Postfix virtual_alias_expansion_limit
 GEN_CHECK_INTERVAL = 0.1  # seconds: how stale a cached directory answer may be
 MAX_CACHED = 100_000  # entries per cache before it is simply cleared
+DKIM_KEYS_TTL = 10.0  # seconds a domain's cached DKIM keys are used (key changes do not bump the generation)
 
 
 @dataclass(slots=True)
@@ -42,6 +46,8 @@ class Resolver:
         self._aliases: dict[str, list[Alias]] = {}
         self._accounts: dict[str, Account | None] = {}
         self._mailboxes: dict[tuple[int, str], int | None] = {}
+        self._owned: dict[str, frozenset[str]] = {}
+        self._dkim: dict[str, tuple[float, list[DkimKey]]] = {}
 
     async def _fresh(self) -> None:
         now = time.monotonic()
@@ -49,12 +55,11 @@ class Resolver:
             return
         self._checked = now
         gen = await self.store.directory_generation()
-        if gen != self._gen or sum(map(len, (self._domains, self._aliases, self._accounts))) > MAX_CACHED:
+        caches = (self._domains, self._aliases, self._accounts, self._mailboxes, self._owned, self._dkim)
+        if gen != self._gen or sum(map(len, caches)) > MAX_CACHED:
             self._gen = gen
-            self._domains.clear()
-            self._aliases.clear()
-            self._accounts.clear()
-            self._mailboxes.clear()
+            for cache in caches:
+                cache.clear()
 
     async def is_local_domain(self, domain: str) -> bool:
         await self._fresh()
@@ -125,10 +130,23 @@ class Resolver:
         for a in catch_all:
             await self._expand(a.destination.lower(), res, seen, depth + 1)
 
-    async def owned_addresses(self, account: Account) -> set[str]:
-        """Addresses ACCOUNT may send as: its own and every alias pointing at it."""
-        owned = {account.address}
-        for alias in await self.store.list_aliases():
-            if alias.destination.lower() == account.address and not alias.source.startswith("@"):
-                owned.add(alias.source.lower())
+    async def owned_addresses(self, account: Account) -> frozenset[str]:
+        """Addresses ACCOUNT may send as: its own and every alias pointing at it (cached)."""
+        await self._fresh()
+        owned = self._owned.get(account.address)
+        if owned is None:
+            found = {account.address}
+            for alias in await self.store.list_aliases():
+                if alias.destination.lower() == account.address and not alias.source.startswith("@"):
+                    found.add(alias.source.lower())
+            owned = self._owned[account.address] = frozenset(found)
         return owned
+
+    async def dkim_keys(self, domain: str) -> list[DkimKey]:
+        """DOMAIN's DKIM signing keys (cached for at most `DKIM_KEYS_TTL`)."""
+        await self._fresh()
+        now = time.monotonic()
+        hit = self._dkim.get(domain)
+        if hit is None or now - hit[0] > DKIM_KEYS_TTL:
+            hit = self._dkim[domain] = (now, await self.store.get_dkim_keys(domain))
+        return hit[1]

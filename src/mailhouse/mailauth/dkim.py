@@ -1,8 +1,10 @@
 """DKIM signing and verification (RFC 6376; ed25519-sha256 per RFC 8463) on top of dkimpy.
 
-dkimpy does canonicalisation, hashing, tag parsing and key handling; this module chooses what
-to sign, orders the signatures and routes key look-ups through *our* nameservers
-(`[dns] nameservers`) with dnspython — never the system resolver when nameservers are set.
+Verification is dkimpy's (canonicalisation, hashing, tag parsing, key handling); signing is
+done here with dkimpy's helpers and OpenSSL keys (see :func:`sign`), giving dkimpy's exact
+bytes. This module chooses what to sign, orders the signatures and routes key look-ups
+through *our* nameservers (`[dns] nameservers`) with dnspython — never the system resolver
+when nameservers are set.
 
 Signing policy:
 - canonicalisation relaxed/relaxed (RFC 6376 §3.4.2, §3.4.4): survives header refolding and
@@ -23,7 +25,12 @@ call from asyncio through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import logging
+import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -32,8 +39,9 @@ import dns.exception
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from mailhouse.message.headers import split_header_block
@@ -103,34 +111,80 @@ def headers_to_sign(message: bytes) -> list[bytes]:
     return out
 
 
-# dkimpy does the RSA private-key operation in pure Python (~6 ms per 2048-bit signature,
-# the bulk of a submission's CPU). We keep dkimpy for canonicalisation, header hashing and
-# the signature field, and hand only that one primitive — RSASSA-PKCS1-v1_5 over the digest
-# dkimpy computed (RFC 8017 §8.2.1) — to OpenSSL through `cryptography`. Same inputs, same
-# output bytes (PKCS#1 v1.5 is deterministic), ~10x faster; verification is unchanged.
-_HASHES: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}  # noqa: S303
-_rsa_keys: dict[int, rsa.RSAPrivateKey] = {}
+# Signing is done here rather than by ``dkimpy.DKIM.sign``, which per key re-parses the
+# message, re-canonicalises and re-hashes the body, re-parses the PEM key and does RSA in
+# pure Python (~6 ms per 2048-bit signature). We parse and canonicalise once per message
+# (both signatures use relaxed/relaxed and sha256, so one body hash serves both, RFC 6376
+# §3.7), keep the private keys loaded in `cryptography` (OpenSSL), and build each field with
+# dkimpy's own helpers (`fold`, `hash_headers`, the b= stripping regex) in dkimpy's tag order,
+# so the output is byte-for-byte what ``dkimpy.DKIM.sign`` makes (a test holds us to it).
+_CANON = dkimpy.CanonicalizationPolicy.from_c_value(b"/".join(CANONICALIZATION))
+_FIELD = b"DKIM-Signature"
+_MAX_CACHED_KEYS = 1000
+_signers: dict[tuple[str, bytes], Callable[[bytes], bytes]] = {}
 
 
-def _openssl_rsassa_sign(h: object, pk: dict[str, int]) -> bytes:
-    key = _rsa_keys.get(pk["modulus"])
-    if key is None:
-        public = rsa.RSAPublicNumbers(pk["publicExponent"], pk["modulus"])
-        key = rsa.RSAPrivateNumbers(
-            pk["prime1"], pk["prime2"], pk["privateExponent"], pk["exponent1"], pk["exponent2"],
-            pk["coefficient"], public,
-        ).private_key()
-        if len(_rsa_keys) > 1000:
-            _rsa_keys.clear()
-        _rsa_keys[pk["modulus"]] = key
-    algorithm = _HASHES[str(getattr(h, "name", "sha256")).lower()]
-    return key.sign(h.digest(), padding.PKCS1v15(), Prehashed(algorithm))  # type: ignore[attr-defined]
+def _signer(key: DkimKey) -> Callable[[bytes], bytes]:
+    """SHA-256 digest → signature with KEY (loaded once per process; ValueError if unusable)."""
+    cache_key = (key.algorithm, bytes(key.private_key))
+    fn = _signers.get(cache_key)
+    if fn is not None:
+        return fn
+    try:
+        if key.algorithm == "rsa-sha256":
+            rsa_key = serialization.load_pem_private_key(bytes(key.private_key), password=None)
+            if not isinstance(rsa_key, rsa.RSAPrivateKey):
+                raise ValueError("not an RSA private key")
+            rsa_pk: rsa.RSAPrivateKey = rsa_key
+
+            def fn(digest: bytes) -> bytes:
+                # RFC 6376 §3.3.1 / RFC 8017 §8.2.1: RSASSA-PKCS1-v1_5 over the SHA-256 digest
+                return rsa_pk.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+
+        else:
+            # RFC 8463 §4: the private key is the base64 32-byte seed; §3: PureEdDSA over the
+            # SHA-256 digest of the canonicalised header fields
+            ed_pk = ed25519.Ed25519PrivateKey.from_private_bytes(base64.b64decode(key.private_key, validate=True))
+            fn = ed_pk.sign
+    except (ValueError, TypeError, binascii.Error, UnsupportedAlgorithm) as e:
+        raise ValueError(f"DKIM key {key.selector} ({key.algorithm}) is unusable: {e}") from e
+    if len(_signers) >= _MAX_CACHED_KEYS:
+        _signers.clear()
+    _signers[cache_key] = fn
+    return fn
 
 
-dkimpy.RSASSA_PKCS1_v1_5_sign = _openssl_rsassa_sign
+# RFC 6376 §3.4.4 relaxed body: WSP at line ends removed, other WSP runs made one SP. A lone
+# SP is already canonical, so only runs of 2+ or runs holding a tab need rewriting (dkimpy's
+# pattern rewrites every single space, which costs most of the time on ordinary text).
+_TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
+_WSP_RUN = re.compile(rb" [\t ]+|\t[\t ]*")
 
 
-def sign(message: bytes, domain: str, keys: Sequence[DkimKey]) -> bytes:
+def canonical_body(body: bytes) -> bytes:
+    """Relaxed body canonicalisation (RFC 6376 §3.4.4) of a CRLF BODY; same bytes as dkimpy's."""
+    if b"\t" in body or b"  " in body or b" \r\n" in body:  # else already canonical WSP
+        body = _WSP_RUN.sub(b" ", _TRAILING_WSP.sub(b"\r\n", body))
+    return dkimpy.canonicalization.correct_empty_body(dkimpy.canonicalization.strip_trailing_lines(body))
+
+
+def _parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """(header fields, CRLF body) as ``dkimpy.rfc822_parse`` gives them.
+
+    A message whose every line ends in CRLF (what SMTP hands us) is split at the first empty
+    line without re-joining the body line by line; anything else takes dkimpy's path.
+    """
+    crlf = message.count(b"\r\n")
+    if crlf == message.count(b"\n") == message.count(b"\r"):
+        end = 0 if message.startswith(b"\r\n") else message.find(b"\r\n\r\n") + 2
+        if end >= 2 or message.startswith(b"\r\n"):
+            headers, _ = dkimpy.rfc822_parse(message[:end])
+            return headers, message[end + 2 :]
+    headers, body = dkimpy.rfc822_parse(message)
+    return headers, body
+
+
+def sign(message: bytes, domain: str, keys: Sequence[DkimKey], *, now: float | None = None) -> bytes:
     """Return MESSAGE with one DKIM-Signature per key (d=DOMAIN) prepended.
 
     Raises ValueError when the message has no From (RFC 6376 §5.4: From MUST be signed) or a
@@ -140,11 +194,10 @@ def sign(message: bytes, domain: str, keys: Sequence[DkimKey]) -> bytes:
     if not any(n.lower() == b"from" for n, _ in fields):
         raise ValueError("message has no From: field; DKIM requires signing it (RFC 6376 §5.4)")
     eol = _eol(message)
-    include = headers_to_sign(message)
-    sigs: list[bytes] = []
+    include = tuple(headers_to_sign(message))
+    usable = []
     for key in sorted(keys, key=lambda k: _ORDER.get(k.algorithm, 9)):
-        algo = _ALGORITHMS.get(key.algorithm)
-        if algo is None:
+        if key.algorithm not in _ALGORITHMS:
             log.warning(
                 "DKIM key %s._domainkey.%s: unknown algorithm %r, skipped",
                 key.selector,
@@ -152,24 +205,43 @@ def sign(message: bytes, domain: str, keys: Sequence[DkimKey]) -> bytes:
                 key.algorithm,
             )
             continue
-        signer = dkimpy.DKIM(message, signature_algorithm=algo, linesep=eol)
-        try:
-            sig = signer.sign(
-                key.selector.encode("ascii"),
-                domain.lower().encode("idna"),
-                key.private_key,
-                canonicalize=CANONICALIZATION,
-                include_headers=include,
-            )
-        except dkimpy.NaClNotFoundError:
-            # dkimpy needs PyNaCl for ed25519 (the dkimpy[ed25519] extra): sign with the rest
-            log.error("cannot sign with %s._domainkey.%s: PyNaCl is not installed", key.selector, domain)
-            continue
-        except dkimpy.DKIMException as e:
-            raise ValueError(f"DKIM signing with {key.selector}._domainkey.{domain} failed: {e}") from e
-        if not sig.endswith(eol):
-            sig += eol
-        sigs.append(sig)
+        usable.append(key)
+    if not usable:
+        return message
+    try:
+        headers, body = _parse(message)
+    except dkimpy.DKIMException as e:
+        raise ValueError(f"DKIM signing for {domain} failed: {e}") from e
+    # RFC 6376 §3.4.2, once for every key, and only for the fields h= names (what
+    # dkimpy.select_headers picks from is then the same, minus fields it would skip anyway)
+    wanted = set(include)
+    cheaders = _CANON.canonicalize_headers([h for h in headers if h[0].lower() in wanted])
+    # RFC 6376 §3.4.4 + §3.7: one body hash for all keys (same canonicalisation and hash)
+    bh = base64.b64encode(hashlib.sha256(canonical_body(body)).digest())
+    d = domain.lower().encode("idna")
+    t = str(int(time.time() if now is None else now)).encode("ascii")
+    sigs: list[bytes] = []
+    for key in usable:
+        signer = _signer(key)
+        tags = [
+            (b"v", b"1"),
+            (b"a", _ALGORITHMS[key.algorithm]),
+            (b"c", _CANON.to_c_value()),
+            (b"d", d),
+            (b"i", b"@" + d),
+            (b"q", b"dns/txt"),
+            (b"s", key.selector.encode("ascii")),
+            (b"t", t),
+            (b"h", b" : ".join(include)),
+            (b"bh", bh),
+            (b"b", b"0" * 60),  # placeholder, as dkimpy: forces b= onto its own folded line
+        ]
+        value = dkimpy.fold(b"; ".join(b"=".join(x) for x in tags), namelen=len(_FIELD), linesep=b"\r\n")
+        value = dkimpy.RE_BTAG.sub(b"\\1", value)  # RFC 6376 §3.7: b= empty while hashing
+        h = hashlib.sha256()
+        dkimpy.hash_headers(h, _CANON, cheaders, include, (_FIELD, b" " + value), dict(tags))
+        tags[-1] = (b"b", base64.b64encode(signer(h.digest())))
+        sigs.append(_FIELD + b": " + dkimpy.fold(b"; ".join(b"=".join(x) for x in tags) + eol, namelen=len(_FIELD), linesep=eol))
     return b"".join(sigs) + message
 
 

@@ -5,7 +5,9 @@
 claims due entries with a lease (`store.claim_due`, so several processes or nodes can
 share one queue), groups their open recipients by destination domain and delivers each
 group concurrently: hosted domains through `svc.delivery`, others over SMTP via
-`queue.routing` and `smtpclient.client`.
+`queue.routing` and `smtpclient.client`. Mail queued by this process while it has room
+for another pass is written already leased to it and delivered at once (no claim, and the
+message comes from memory, not the store); the loop picks up everything else.
 
 RFCs: RFC 5321 §4.5.4 (retry strategy), §5 (MX), §6.1 (bounces, null sender),
 RFC 3461/3464 (DSN), RFC 7505 (null MX).
@@ -33,7 +35,7 @@ import logging
 import os
 import secrets
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from mailhouse import tls as tls_mod
@@ -41,7 +43,7 @@ from mailhouse.log import ConnLogger, safe
 from mailhouse.queue import retry
 from mailhouse.queue.dsn import RecipientReport, build_dsn, status_of, wanted
 from mailhouse.queue.routing import Router, RoutingError
-from mailhouse.smtpclient.client import ConnectionPool, SmtpError
+from mailhouse.smtpclient.client import ConnectionPool, RcptReply, SmtpConnection, SmtpError, StaleConnection
 from mailhouse.store.api import Account, NotFound, QueueEntry, QueueRecipient
 
 if TYPE_CHECKING:
@@ -54,6 +56,10 @@ LEASE_SECONDS = 900.0  # longer than any pass: RFC 5321 §4.5.3.2 timeouts total
 # entries delivered at once by this process (Postfix qmgr_message_active_limit is 20000)
 MAX_IN_FLIGHT = 100
 STOP_GRACE = 10.0  # seconds in-flight passes get to finish on shutdown
+# Messages this process just queued, kept for its first delivery pass (saves reading the blob
+# back from the store); oldest dropped first beyond this many octets (entries another
+# process claimed are simply never used).
+RECENT_BYTES = 32 * 1024 * 1024
 DEFER_ON_ERROR = 60.0  # retry delay after an internal error
 
 
@@ -74,6 +80,25 @@ class QueueRunner:
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        self._recent: OrderedDict[str, bytes] = OrderedDict()  # blob key → message (RECENT_BYTES)
+        self._recent_bytes = 0
+
+    def _remember(self, blob_key: str, message: bytes) -> None:
+        if not blob_key or len(message) > RECENT_BYTES // 4:
+            return
+        self._recent[blob_key] = message
+        self._recent_bytes += len(message)
+        while self._recent_bytes > RECENT_BYTES:
+            _, old = self._recent.popitem(last=False)
+            self._recent_bytes -= len(old)
+
+    async def _message(self, blob_key: str) -> bytes:
+        """The queued message: from memory on the first pass in the process that queued it."""
+        data = self._recent.pop(blob_key, None)
+        if data is not None:
+            self._recent_bytes -= len(data)
+            return data
+        return await self.store.blobs.get(blob_key)
 
     # ---------------------------------------------------------------- API for the SMTP server
     async def prepare_submission(self, message: bytes, user: Account | None, sender: str) -> Any:
@@ -105,6 +130,10 @@ class QueueRunner:
             extra["smtputf8"] = "1"
         if mail_params.get("BODY"):
             extra["body"] = str(mail_params["BODY"])
+        # Hand-off: while this process has room for another pass, the row is written already
+        # leased to it and its pass starts at once, with no claim transaction (a crash leaves
+        # it leased for LEASE_SECONDS, as a crash during any pass does).
+        direct = self._task is not None and not self._stopping and len(self._inflight) < MAX_IN_FLIGHT
         entry = QueueEntry(
             id=queue_id,
             sender=sender,
@@ -116,10 +145,23 @@ class QueueRunner:
             ret=mail_params.get("RET") or "",
             envid=mail_params.get("ENVID") or "",
             extra=extra,
+            lease_owner=self.owner if direct else "",
+            lease_until=now + LEASE_SECONDS if direct else 0.0,
         )
         await self.store.enqueue(entry, message)
         log.info("[%s] queued from=<%s> nrcpt=%d size=%d", queue_id, safe(sender), len(rcpts), len(message))
-        self.wake()
+        if direct:
+            self._start_pass(entry, message)
+        else:
+            self._remember(entry.blob_key, message)
+            self.wake()
+
+    def _start_pass(self, entry: QueueEntry, message: bytes | None = None) -> None:
+        if message is not None:
+            self._remember(entry.blob_key, message)
+        task = asyncio.create_task(self._run_entry(entry), name=f"queue-{entry.id}")
+        self._inflight[entry.id] = task
+        task.add_done_callback(self._done)
 
     async def bounce_local(self, message: bytes, sender: str, failed: list[str], reason: str) -> None:
         """A DSN to SENDER for local recipients that failed after acceptance (over quota)."""
@@ -173,9 +215,7 @@ class QueueRunner:
                 free = MAX_IN_FLIGHT - len(self._inflight)
                 if free > 0:
                     for entry in await self.store.claim_due(time.time(), self.owner, LEASE_SECONDS, free):
-                        task = asyncio.create_task(self._run_entry(entry), name=f"queue-{entry.id}")
-                        self._inflight[entry.id] = task
-                        task.add_done_callback(self._done)
+                        self._start_pass(entry)
                 await self.pool.expire()
             except Exception:
                 log.exception("queue runner: poll failed")
@@ -211,7 +251,7 @@ class QueueRunner:
 
     # ---------------------------------------------------------------- one delivery pass
     async def process(self, entry: QueueEntry, qlog: Any = log) -> None:
-        data = await self.store.blobs.get(entry.blob_key)
+        data = await self._message(entry.blob_key)
         pending = [r for r in entry.recipients if r.status in ("pending", "deferred")]
         info: dict[int, tuple[str, bool]] = {}  # id(recipient) → (remote MTA, peer offered DSN)
         groups: dict[str, list[QueueRecipient]] = defaultdict(list)
@@ -380,14 +420,12 @@ class QueueRunner:
         for target in targets:
             route = target.route
             for address in target.addresses:
+                tls_mode = route.tls if route else "opportunistic"
+                username = route.username if route else None
+                password = route.password if route else None
                 try:
                     conn = await self.pool.get(
-                        target.name,
-                        address,
-                        target.port,
-                        tls_mode=route.tls if route else "opportunistic",
-                        username=route.username if route else None,
-                        password=route.password if route else None,
+                        target.name, address, target.port, tls_mode=tls_mode, username=username, password=password
                     )
                 except SmtpError as e:
                     # RFC 5321 §5.1: connection-level trouble → try the next address / MX
@@ -396,14 +434,27 @@ class QueueRunner:
                     continue
                 where = f"{target.name}[{address}]:{target.port}"
                 has_dsn = "DSN" in conn.ext
-                try:
-                    results = await conn.send(
+
+                async def transaction(conn: SmtpConnection) -> list[RcptReply]:
+                    return await conn.send(
                         entry.sender,
                         [(r.address, conn.rcpt_params(r.notify, r.orcpt)) for r in rcpts],
                         data,
                         conn.mail_params(data, entry.ret, entry.envid, smtputf8, body),
                         body,
                     )
+
+                try:
+                    try:
+                        results = await transaction(conn)
+                    except StaleConnection:
+                        # the cached connection had died; nothing of the transaction was done
+                        conn = await self.pool.get(
+                            target.name, address, target.port, tls_mode=tls_mode, username=username,
+                            password=password, fresh=True,
+                        )
+                        has_dsn = "DSN" in conn.ext
+                        results = await transaction(conn)
                 except SmtpError as e:
                     if e.connection_ok:
                         await self.pool.put(conn)

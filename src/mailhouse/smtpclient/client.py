@@ -45,6 +45,9 @@ DATA_BLOCK_TIMEOUT = 180.0
 DATA_END_TIMEOUT = 600.0
 TLS_TIMEOUT = 30.0  # Postfix smtp_starttls_timeout is 300s; a healthy handshake takes milliseconds
 BDAT_CHUNK = 1024 * 1024  # RFC 3030 leaves chunk size to the client; 1 MiB bounds memory per write
+# Up to this size the BDAT chunk goes in the same pipelined group as MAIL and RCPT; a larger
+# message waits for the RCPT replies, so a refused one is not sent for nothing
+PIPELINED_BDAT_MAX = 128 * 1024
 
 
 class SmtpError(Exception):
@@ -55,6 +58,11 @@ class SmtpError(Exception):
         self.reply = reply
         self.permanent = permanent
         self.connection_ok = connection_ok  # the session may be reused (RSET) after this
+
+
+class StaleConnection(SmtpError):
+    """A cached connection died before answering the RSET that opened a pipelined group:
+    the server acted on none of it, so the transaction may be retried on a new connection."""
 
 
 class TlsHandshakeFailed(SmtpError):
@@ -114,6 +122,9 @@ class SmtpConnection:
         self.closed = False
         self.messages_sent = 0
         self.key: tuple[object, ...] = ()  # ConnectionPool cache key
+        # a reused connection still owes an RSET (the liveness check); with PIPELINING it
+        # opens the next transaction's group instead of costing a round trip of its own
+        self.rset_pending = False
 
     @property
     def ext(self) -> dict[str, str | None]:
@@ -122,8 +133,12 @@ class SmtpConnection:
     # ------------------------------------------------------------ plumbing
     async def _write(self, data: bytes) -> None:
         assert self.writer is not None
-        self.writer.write(data)
-        await self.writer.drain()
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (ConnectionError, ssl.SSLError, OSError) as e:
+            await self.abort()
+            raise SmtpError(f"451 4.4.2 connection lost: {type(e).__name__}") from None
 
     async def _reply(self, timeout: float = COMMAND_TIMEOUT) -> ServerReply:
         assert self.reader is not None
@@ -139,7 +154,8 @@ class SmtpConnection:
                 await self.abort()
                 raise ProtocolViolation("reply expected while waiting for the TLS handshake")
             try:
-                data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+                async with asyncio.timeout(timeout):  # no task per read, unlike wait_for
+                    data = await self.reader.read(READ_SIZE)
             except TimeoutError:
                 await self.abort()
                 raise SmtpError("451 4.4.2 timeout waiting for the remote server") from None
@@ -312,16 +328,55 @@ class SmtpConnection:
         could be done at all (MAIL refused, connection lost...)."""
         pipelining = "PIPELINING" in self.ext  # RFC 2920
         chunking = "CHUNKING" in self.ext  # RFC 3030
+        if self.rset_pending and not pipelining:
+            self.rset_pending = False
+            try:
+                await self.reset()
+            except SmtpError as e:
+                raise StaleConnection(e.reply) from None
+        rset = self.rset_pending
+        self.rset_pending = False
+        prefix = self.core.rset() if rset else b""  # RFC 2920 §3.1: RSET may open a group
         mail_cmd = self.core.mail(sender, mail_params)
         rcpt_cmds = [self.core.rcpt(addr, params) for addr, params in recipients]
         results: list[RcptReply] = []
+        bdat_rs: list[ServerReply] = []
         if pipelining:
-            # RFC 2920 §3.1: MAIL, RCPTs and (with DATA) the DATA command in one group
-            group = mail_cmd + b"".join(rcpt_cmds) + (b"" if chunking else self.core.data())
-            await self._write(group)
+            # RFC 2920 §3.1: MAIL, RCPTs and (with DATA) the DATA command in one group; with
+            # CHUNKING the BDAT chunks join the group too (RFC 3030 §2 and its example
+            # §4.2; a server consumes a refused chunk's octets, §2), so a whole
+            # transaction is one write and one round trip
+            assert self.writer is not None
+            group = prefix + mail_cmd + b"".join(rcpt_cmds)
+            chunks: list[bytes] = []
+            if chunking and len(message) <= PIPELINED_BDAT_MAX:
+                payload = message if body_type == "BINARYMIME" else normalise_newlines(message)
+                pieces = [payload[i : i + BDAT_CHUNK] for i in range(0, len(payload), BDAT_CHUNK)] or [b""]
+                chunks = [self.core.bdat(c, last=n == len(pieces) - 1) for n, c in enumerate(pieces)]
+            elif not chunking:
+                group += self.core.data()
+            try:
+                if chunks and len(chunks[0]) < 64 * 1024:
+                    await self._write(group + chunks[0])  # one segment for the usual small message
+                else:
+                    self.writer.write(group)
+                    for c in chunks:
+                        self.writer.write(c)
+                    await self._write(b"")
+            except SmtpError as e:
+                if rset:
+                    raise StaleConnection(e.reply) from None
+                raise
+            if rset:
+                try:
+                    await self._reply(60.0)  # its code does not matter: the group's replies follow
+                except SmtpError as e:
+                    raise StaleConnection(e.reply) from None
             mail_r = await self._reply()
             rcpt_rs = [await self._reply() for _ in recipients]
             data_r = None if chunking else await self._reply(DATA_INIT_TIMEOUT)
+            for n in range(len(chunks)):
+                bdat_rs.append(await self._reply(DATA_END_TIMEOUT if n == len(chunks) - 1 else DATA_BLOCK_TIMEOUT))
         else:
             await self._write(mail_cmd)
             mail_r = await self._reply()
@@ -355,7 +410,9 @@ class SmtpConnection:
                 await self._reply(DATA_END_TIMEOUT)
             await self._rset_after_fail()
             return results
-        if chunking:
+        if bdat_rs:  # pipelined chunks: the first refused one, else the LAST one's reply
+            final = next((r for r in bdat_rs[:-1] if r.code != 250), bdat_rs[-1])
+        elif chunking:
             final = await self._bdat(message if body_type == "BINARYMIME" else normalise_newlines(message))
         else:
             assert data_r is not None
@@ -423,7 +480,9 @@ class ConnectionPool:
     default_destination_concurrency_limit).
 
     A connection is cached after a successful transaction for `idle_time` seconds and at
-    most `max_messages` messages; before reuse it is checked with RSET. Keys include the
+    most `max_messages` messages; before reuse it is checked with RSET (pipelined with the
+    next transaction when the server offers PIPELINING; a dead one raises StaleConnection
+    from `send`, and the caller retries on a `fresh` connection). Keys include the
     route's credentials, so an authenticated session is never shared with another route.
     """
 
@@ -463,19 +522,19 @@ class ConnectionPool:
         tls_mode: str = "opportunistic",
         username: str | None = None,
         password: str | None = None,
+        fresh: bool = False,
     ) -> SmtpConnection:
+        """A cached connection (its RSET check still owed: `send` raises StaleConnection if
+        it has died) or, with FRESH or none cached, a new one."""
         key = self._key(host, address, port, tls_mode, username)
         loop = asyncio.get_running_loop()
-        idle = self._idle.get(key, [])
+        idle = [] if fresh else self._idle.get(key, [])
         while idle:
             item = idle.pop()
             if loop.time() - item.since > self.idle_time or item.conn.closed:
                 await item.conn.quit()
                 continue
-            try:
-                await item.conn.reset()
-            except SmtpError:
-                continue
+            item.conn.rset_pending = True
             return item.conn
         conn = SmtpConnection(host, address, port)
         try:

@@ -103,7 +103,8 @@ class SmtpSession:
         await self.flush()
         timeout = self.cfg.smtp_idle_timeout
         try:
-            return await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+            async with asyncio.timeout(timeout):  # no task per read, unlike wait_for
+                return await self.reader.read(READ_SIZE)
         except TimeoutError:
             # RFC 5321 §4.5.3.2.7 / §3.8: on timeout, reply 421 and close
             await self.write(self.core.send(Reply(421, "4.4.2", f"{self.cfg.hostname} Error: timeout exceeded")))

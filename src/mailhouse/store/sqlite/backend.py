@@ -1040,10 +1040,14 @@ class SqliteStore:
             row = rows[0] if rows else None
             if not row:
                 raise NotFound(f"queue entry {entry_id} does not exist")
-            return [] if self._referenced(c, row[0]) else [row[0]]
+            if self._referenced(c, row[0]):
+                return []
+            if row[0].startswith("i"):  # an inline blob goes in the same transaction as its row
+                c.execute("DELETE FROM blobs WHERE key=?", (row[0],))
+            return [row[0]]
 
         keys = await self._write(fn)
-        await self.blobs.delete(keys)
+        await self.files.delete([k for k in keys if not k.startswith("i")])
         return keys
 
     async def get(self, entry_id: str) -> QueueEntry | None:

@@ -1,0 +1,149 @@
+"""QueueRunner internals on a real SQLite store: the queued message kept for the first pass."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailhouse import config, services
+from mailhouse.queue import runner as runner_mod
+
+
+@pytest.fixture
+async def svc(tmp_path: Path) -> AsyncIterator[Any]:
+    cfg = config.from_dict(
+        {"hostname": "mx.a.test", "data_dir": str(tmp_path), "dns": {"nameservers": ["127.0.0.1:9"]}}
+    )
+    s = await services.build(cfg)
+    yield s
+    await s.store.close()
+
+
+async def _queue(svc: Any, qid: str, message: bytes) -> str:
+    await svc.outbound.enqueue(qid, "alice@a.test", [("bob@b.test", {})], message, {})
+    entry = await svc.store.get(qid)
+    assert entry is not None
+    return str(entry.blob_key)
+
+
+async def test_first_pass_uses_the_message_in_memory(svc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    real_get = svc.store.blobs.get
+
+    async def counting_get(key: str) -> bytes:
+        reads.append(key)
+        return bytes(await real_get(key))
+
+    monkeypatch.setattr(svc.store.blobs, "get", counting_get)
+    message = b"From: alice@a.test\r\n\r\nhello\r\n"
+    key = await _queue(svc, "Q1", message)
+    assert await svc.outbound._message(key) == message
+    assert reads == []  # no store read for the first pass
+    assert await svc.outbound._message(key) == message  # a later pass reads the store
+    assert reads == [key]
+
+
+async def test_memory_is_bounded_oldest_first(svc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_mod, "RECENT_BYTES", 2000)
+    keys = [await _queue(svc, f"Q{i}", b"x" * 400 + f"{i}\r\n".encode()) for i in range(8)]
+    assert svc.outbound._recent_bytes <= 2000
+    assert keys[0] not in svc.outbound._recent and keys[-1] in svc.outbound._recent
+    for i, k in enumerate(keys):  # every message is still there, from memory or the store
+        assert await svc.outbound._message(k) == b"x" * 400 + f"{i}\r\n".encode()
+    assert svc.outbound._recent_bytes == 0 and not svc.outbound._recent
+
+
+async def test_dead_cached_connection_is_retried_on_a_new_one(tmp_path: Path) -> None:
+    """A pass that picks a cached connection the server has since dropped delivers on a
+    fresh connection in the same pass, once (no deferral, no duplicate)."""
+    import time
+
+    from tests.smtpclient.fake_server import FakeSMTP
+
+    srv = await FakeSMTP(extensions=("PIPELINING", "CHUNKING", "8BITMIME", "ENHANCEDSTATUSCODES")).start()
+    cfg = config.from_dict(
+        {
+            "hostname": "mx.a.test",
+            "data_dir": str(tmp_path),
+            "dns": {"nameservers": ["127.0.0.1:9"]},
+            "routes": {"b.test": {"host": srv.host, "port": srv.port, "tls": "none"}},
+        }
+    )
+    s = await services.build(cfg)
+    try:
+        for i, drop in enumerate((False, True)):
+            if drop:
+                srv.drop_connections()
+            await s.outbound.enqueue(f"R{i}", "alice@a.test", [("bob@b.test", {})], b"Subject: x\r\n\r\nhi\r\n", {})
+            (entry,) = await s.store.claim_due(time.time() + 1, "test", 60.0, 10)
+            await s.outbound.process(entry)
+            assert await s.store.get(f"R{i}") is None  # delivered and removed
+        assert len(srv.transactions) == 2 and srv.connections == 2
+    finally:
+        await s.outbound.pool.close()
+        await s.store.close()
+        await srv.stop()
+
+
+async def test_new_mail_is_handed_to_a_pass_without_a_claim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With room for another pass, enqueue writes the row leased to this process and starts
+    its pass at once: delivered although no claim ever returns anything."""
+    import asyncio
+
+    from tests.smtpclient.fake_server import FakeSMTP
+
+    srv = await FakeSMTP().start()
+    cfg = config.from_dict(
+        {
+            "hostname": "mx.a.test",
+            "data_dir": str(tmp_path),
+            "dns": {"nameservers": ["127.0.0.1:9"]},
+            "routes": {"b.test": {"host": srv.host, "port": srv.port, "tls": "none"}},
+        }
+    )
+    s = await services.build(cfg)
+    claims = 0
+
+    async def no_claims(*a: Any) -> list[Any]:
+        nonlocal claims
+        claims += 1
+        return []
+
+    monkeypatch.setattr(s.store, "claim_due", no_claims)
+    await s.outbound.start()
+    try:
+        await s.outbound.enqueue("H1", "alice@a.test", [("bob@b.test", {})], b"Subject: x\r\n\r\nhi\r\n", {})
+        for _ in range(100):
+            if len(srv.transactions) == 1 and await s.store.get("H1") is None:
+                break
+            await asyncio.sleep(0.05)
+        assert len(srv.transactions) == 1 and await s.store.get("H1") is None
+        # no room: the row is written unleased for a claim to take
+        monkeypatch.setattr(runner_mod, "MAX_IN_FLIGHT", 0)
+        await s.outbound.enqueue("H2", "alice@a.test", [("bob@b.test", {})], b"Subject: y\r\n\r\nhi\r\n", {})
+        row = await s.store.get("H2")
+        assert row is not None and row.lease_owner == "" and row.lease_until == 0.0
+    finally:
+        await s.outbound.stop()
+        await s.store.close()
+        await srv.stop()
+
+
+async def test_handed_off_row_is_leased_before_the_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = await services.build(
+        config.from_dict({"hostname": "mx.a.test", "data_dir": str(tmp_path), "dns": {"nameservers": ["127.0.0.1:9"]}})
+    )
+    started: list[str] = []
+    monkeypatch.setattr(s.outbound, "_start_pass", lambda entry, message=None: started.append(entry.id))
+    await s.outbound.start()
+    try:
+        await s.outbound.enqueue("L1", "alice@a.test", [("bob@b.test", {})], b"x\r\n", {})
+        row = await s.store.get("L1")
+        assert started == ["L1"] and row is not None and row.lease_owner == s.outbound.owner
+        assert row.lease_until > 0
+    finally:
+        await s.outbound.stop()
+        await s.store.close()

@@ -1,0 +1,86 @@
+"""The verified-password cache in front of argon2id (accounts/authcache.py), through Authenticator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailhouse.accounts import authcache, passwords
+from mailhouse.accounts.auth import Authenticator
+from mailhouse.accounts.throttle import LoginThrottle
+from mailhouse.store import open_store
+from mailhouse.store.api import Store
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    authcache.clear()
+    s = open_store(f"sqlite:///{tmp_path}/mailhouse.db", tmp_path)
+    await s.open()
+    await s.add_domain("example.org")
+    h, scram = passwords.make_credentials("right")
+    await s.add_account("alice@example.org", h, scram=scram)
+    yield s
+    await s.close()
+    authcache.clear()
+
+
+@pytest.fixture
+def argon2_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = passwords.verify_password
+
+    def counting(stored: str | None, pw: str) -> bool:
+        calls.append(pw)
+        return real(stored, pw)
+
+    monkeypatch.setattr(passwords, "verify_password", counting)
+    return calls
+
+
+async def test_second_login_skips_argon2(store: Store, argon2_calls: list[str]) -> None:
+    auth = Authenticator(store, LoginThrottle())
+    assert await auth.check("alice@example.org", "right", "127.0.0.1")
+    assert await auth.check("Alice@Example.org", "right", "127.0.0.1")
+    assert argon2_calls == ["right"]
+
+
+async def test_wrong_password_always_pays_argon2_and_fails(store: Store, argon2_calls: list[str]) -> None:
+    auth = Authenticator(store, LoginThrottle())
+    assert await auth.check("alice@example.org", "right", "127.0.0.1")
+    for _ in range(2):
+        assert await auth.check("alice@example.org", "wrong", "127.0.0.2") is None
+    assert argon2_calls == ["right", "wrong", "wrong"]
+    assert await auth.check("alice@example.org", "right", "127.0.0.1")  # still cached
+    assert len(argon2_calls) == 3
+
+
+async def test_password_change_invalidates(store: Store, argon2_calls: list[str]) -> None:
+    auth = Authenticator(store, LoginThrottle())
+    assert await auth.check("alice@example.org", "right", "127.0.0.1")
+    h, scram = passwords.make_credentials("new")
+    await store.set_password("alice@example.org", h, scram)
+    assert await auth.check("alice@example.org", "right", "127.0.0.1") is None  # old one is gone
+    assert await auth.check("alice@example.org", "new", "127.0.0.1")
+    assert argon2_calls == ["right", "right", "new"]
+
+
+async def test_entries_expire(store: Store, argon2_calls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = Authenticator(store, LoginThrottle())
+    monkeypatch.setattr(authcache, "TTL", -1.0)  # expired as soon as stored
+    assert await auth.check("alice@example.org", "right", "127.0.0.1")
+    assert await auth.check("alice@example.org", "right", "127.0.0.1")
+    assert argon2_calls == ["right", "right"]
+
+
+def test_no_plaintext_kept() -> None:
+    authcache.clear()
+    authcache.remember("a@b", "$argon2id$stored", "hunter2-secret")
+    stored: Any = authcache._cache["a@b"]
+    assert b"hunter2-secret" not in repr(stored).encode() and "hunter2-secret" not in repr(stored)
+    assert authcache.hit("a@b", "$argon2id$stored", "hunter2-secret")
+    assert not authcache.hit("a@b", "$argon2id$stored", "hunter2-secreT")
+    authcache.clear()
