@@ -69,11 +69,23 @@ async def test_password_change_invalidates(store: Store, argon2_calls: list[str]
 
 
 async def test_entries_expire(store: Store, argon2_calls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    auth = Authenticator(store, LoginThrottle())
-    monkeypatch.setattr(authcache, "TTL", -1.0)  # expired as soon as stored
+    now = [1000.0]
+    monkeypatch.setattr(authcache.time, "monotonic", lambda: now[0])
+    auth = Authenticator(store, LoginThrottle(), cache_ttl=60)
     assert await auth.check("alice@example.org", "right", "127.0.0.1")
+    now[0] += 59
+    assert await auth.check("alice@example.org", "right", "127.0.0.1")
+    assert argon2_calls == ["right"]
+    now[0] += 2  # past the TTL of the first verification
     assert await auth.check("alice@example.org", "right", "127.0.0.1")
     assert argon2_calls == ["right", "right"]
+
+
+async def test_cache_ttl_zero_turns_the_cache_off(store: Store, argon2_calls: list[str]) -> None:
+    auth = Authenticator(store, LoginThrottle(), cache_ttl=0)  # [auth] cache_ttl = 0
+    for _ in range(3):
+        assert await auth.check("alice@example.org", "right", "127.0.0.1")
+    assert argon2_calls == ["right"] * 3
 
 
 def test_no_plaintext_kept() -> None:

@@ -45,6 +45,7 @@ def test_full_file(tmp_path: Path) -> None:
         ('[store]\nurl = "mysql://x"\n', "store.url", "sqlite"),
         ('hostnme = "x"\n', "hostnme", "unknown key"),
         ('[server]\nworker = 2\n', "server.worker", "unknown key (known: "),
+        ('[auth]\ncache_ttl = -1\n', "auth.cache_ttl", "≥ 0"),
         ('[queue]\nlifetme = 3600\n', "queue.lifetme", "unknown key"),
         ('relayhost = { host = "smtp.example", prot = 587 }\n', "relayhost.prot", "unknown key"),
         ('[tls]\ncert = "missing.pem"\nkey = "missing.key"\n', "tls.cert", "does not exist"),

@@ -78,6 +78,7 @@ class Config:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
     allow_plaintext_auth: bool = False  # AUTH/LOGIN/USER over unencrypted connections (never by default)
+    auth_cache_ttl: float = 3600.0  # seconds a verified password skips argon2id (accounts/authcache.py); 0 = off
     workers: int = 1  # processes sharing the listening sockets (SO_REUSEPORT) and one store
     smtp_idle_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: server timeout ≥ 5 minutes
     imap_idle_timeout: float = 1800.0  # RFC 9051 §5.4: autologout timer ≥ 30 minutes
@@ -179,7 +180,7 @@ _TABLE_KEYS = {
     "store": {"url"},
     "dns": {"nameservers"},
     "limits": {"max_message_size", "max_recipients"},
-    "auth": {"allow_plaintext"},
+    "auth": {"allow_plaintext", "cache_ttl"},
     "server": {"workers", "smtp_idle_timeout", "imap_idle_timeout", "pop3_idle_timeout", "smtp_pregreet_wait"},
     "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port"},
     "mailauth": {"verify_inbound"},
@@ -244,6 +245,11 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     auth = _table(data, "auth", path)
     if "allow_plaintext" in auth:
         cfg.allow_plaintext_auth = _bool(auth["allow_plaintext"], path, "auth.allow_plaintext")
+    if "cache_ttl" in auth:
+        v = auth["cache_ttl"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            raise ConfigError(path, "auth.cache_ttl", "must be a number of seconds ≥ 0 (0 turns the cache off)")
+        cfg.auth_cache_ttl = float(v)
     server = _table(data, "server", path)
     if "workers" in server:
         w = server["workers"]

@@ -48,7 +48,7 @@ async def build(cfg: Config) -> Services:
     store = open_store(cfg.store, cfg.data_dir)
     await store.open()
     resolver = Resolver(store)
-    svc = Services(cfg, store, resolver, Authenticator(store), tls_mod.server_context(cert, key))
+    svc = Services(cfg, store, resolver, Authenticator(store, cache_ttl=cfg.auth_cache_ttl), tls_mod.server_context(cert, key))
     svc.delivery = LocalDelivery(svc)
     try:
         from mailhouse.queue.runner import QueueRunner  # the outbound MTA, when present

@@ -13,20 +13,22 @@ log = logging.getLogger(__name__)
 
 
 class Authenticator:
-    def __init__(self, store: Store, limiter: LoginThrottle = throttle) -> None:
+    def __init__(self, store: Store, limiter: LoginThrottle = throttle, cache_ttl: float = authcache.TTL) -> None:
         self.store = store
         self.limiter = limiter
+        self.cache_ttl = cache_ttl  # [auth] cache_ttl: 0 = every login pays argon2id
 
     async def check(self, username: str, password: str, ip: str) -> Account | None:
         """Return the account if USERNAME/PASSWORD are right; waits the per-IP penalty first."""
         await self.limiter.wait(ip)
         acc = await self.store.get_account(username.strip().lower())
-        if acc is not None and acc.password_hash and authcache.hit(acc.address, acc.password_hash, password):
+        cached = acc is not None and acc.password_hash and self.cache_ttl > 0
+        if cached and authcache.hit(acc.address, acc.password_hash, password):  # type: ignore[union-attr]
             ok = True  # verified against this very hash a moment ago (accounts/authcache.py)
         else:
             ok = await verify_password_async(acc.password_hash if acc else None, password)
-            if acc is not None and acc.password_hash and ok:
-                authcache.remember(acc.address, acc.password_hash, password)
+            if cached and ok:
+                authcache.remember(acc.address, acc.password_hash, password, self.cache_ttl)  # type: ignore[union-attr]
         if acc is not None and ok:
             self.limiter.succeeded(ip)
             return acc

@@ -45,11 +45,11 @@ def hit(address: str, stored_hash: str, password: str) -> bool:
     return hmac.compare_digest(mac, _mac(password))
 
 
-def remember(address: str, stored_hash: str, password: str) -> None:
-    """Record a successful verification."""
+def remember(address: str, stored_hash: str, password: str, ttl: float = TTL) -> None:
+    """Record a successful verification, good for TTL seconds."""
     if len(_cache) >= MAX_ENTRIES:
         _cache.clear()
-    _cache[address] = (stored_hash, _mac(password), time.monotonic() + TTL)
+    _cache[address] = (stored_hash, _mac(password), time.monotonic() + ttl)
 
 
 def clear() -> None:
