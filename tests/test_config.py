@@ -46,6 +46,8 @@ def test_full_file(tmp_path: Path) -> None:
         ('hostnme = "x"\n', "hostnme", "unknown key"),
         ('[server]\nworker = 2\n', "server.worker", "unknown key (known: "),
         ('[auth]\ncache_ttl = -1\n', "auth.cache_ttl", "≥ 0"),
+        ('[queue]\nsource_address = "mail.example"\n', "queue.source_address", "not an IP"),
+        ('[queue]\nsource_address = ["192.0.2.1", "192.0.2.2"]\n', "queue.source_address", "one IPv4"),
         ('[queue]\nlifetme = 3600\n', "queue.lifetme", "unknown key"),
         ('relayhost = { host = "smtp.example", prot = 587 }\n', "relayhost.prot", "unknown key"),
         ('[tls]\ncert = "missing.pem"\nkey = "missing.key"\n', "tls.cert", "does not exist"),

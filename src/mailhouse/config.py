@@ -91,6 +91,9 @@ class Config:
     routes: dict[str, Route] = field(default_factory=dict)
     dkim_selector: str = "mailhouse"
     outbound_port: int = 25  # TCP port used for MX delivery (tests point it elsewhere)
+    # [queue] source_address: local IPv4 and/or IPv6 address outbound mail leaves from
+    # (Postfix smtp_bind_address/-6): the one your PTR and SPF records name
+    source_addresses: list[str] = field(default_factory=list)
     verify_inbound: bool = True  # SPF + DKIM on mail from other servers → Authentication-Results
     pregreet_wait: float = 0.2  # seconds the smtp listener waits before greeting (postscreen's pregreet test)
     # [web] forwarded_allow_ips: reverse proxies whose X-Forwarded-For/-Proto are believed
@@ -182,7 +185,7 @@ _TABLE_KEYS = {
     "limits": {"max_message_size", "max_recipients"},
     "auth": {"allow_plaintext", "cache_ttl"},
     "server": {"workers", "smtp_idle_timeout", "imap_idle_timeout", "pop3_idle_timeout", "smtp_pregreet_wait"},
-    "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port"},
+    "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port", "source_address"},
     "mailauth": {"verify_inbound"},
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
@@ -268,6 +271,20 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     ):
         if key in queue:
             setattr(cfg, attr, _pos_number(queue[key], path, f"queue.{key}"))
+    if "source_address" in queue:
+        v = queue["source_address"]
+        addrs = v if isinstance(v, list) else [v]
+        versions = []
+        for a in addrs:
+            try:
+                versions.append(ipaddress.ip_address(a).version if isinstance(a, str) else 0)
+            except ValueError:
+                versions.append(0)
+            if versions[-1] == 0:
+                raise ConfigError(path, "queue.source_address", f"{a!r} is not an IP address")
+        if len(set(versions)) != len(versions):
+            raise ConfigError(path, "queue.source_address", "at most one IPv4 and one IPv6 address")
+        cfg.source_addresses = list(addrs)
     if "outbound_port" in queue:
         cfg.outbound_port = int(_pos_number(queue["outbound_port"], path, "queue.outbound_port"))
     if "relayhost" in data:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,39 @@ async def test_handed_off_row_is_leased_before_the_pass(tmp_path: Path, monkeypa
     finally:
         await s.outbound.stop()
         await s.store.close()
+
+
+async def test_outbound_mail_leaves_from_the_configured_source_address(tmp_path: Path) -> None:
+    """[queue] source_address (Postfix smtp_bind_address): the remote server sees the
+    connection come from that address, not the kernel's choice (127.0.0.1 on loopback)."""
+    import time
+
+    from tests.smtpclient.fake_server import FakeSMTP
+
+    srv = await FakeSMTP(host="127.0.0.4").start()
+    cfg = config.from_dict(
+        {
+            "hostname": "mx.a.test",
+            "data_dir": str(tmp_path),
+            "dns": {"nameservers": ["127.0.0.1:9"]},
+            "routes": {"b.test": {"host": srv.host, "port": srv.port, "tls": "none"}},
+            "queue": {"source_address": ["127.0.0.9", "::1"]},
+        }
+    )
+    s = await services.build(cfg)
+    try:
+        await s.outbound.enqueue("S1", "alice@a.test", [("bob@b.test", {})], b"Subject: x\r\n\r\nhi\r\n", {})
+        entry = await s.store.get("S1")
+        if entry is not None:  # not already handed straight to a pass
+            (entry,) = await s.store.claim_due(time.time() + 1, "test", 60.0, 10)
+            await s.outbound.process(entry)
+        for _ in range(100):
+            if srv.transactions:
+                break
+            await asyncio.sleep(0.05)
+        assert len(srv.transactions) == 1
+        assert srv.peers == ["127.0.0.9"]  # the IPv4 source for an IPv4 peer
+    finally:
+        await s.outbound.pool.close()
+        await s.store.close()
+        await srv.stop()

@@ -75,6 +75,7 @@ class FakeSMTP:
         self.transactions: list[Transaction] = []
         self.commands: list[bytes] = []
         self.connections = 0
+        self.peers: list[str] = []  # the client address of each connection
         self.tls_sessions = 0
         self.authenticated: list[str] = []
         self._server: asyncio.base_events.Server | None = None
@@ -144,6 +145,7 @@ class FakeSMTP:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.peers.append(writer.get_extra_info("peername")[0])
         self._writers.add(writer)
         tls = False
         tx: Transaction | None = None

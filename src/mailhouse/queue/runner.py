@@ -74,7 +74,9 @@ class QueueRunner:
         self.cfg = svc.cfg
         self.store = svc.store
         self.router = Router(svc.cfg)
-        self.pool = ConnectionPool(svc.cfg.hostname, tls_mod.client_context())
+        self.pool = ConnectionPool(
+            svc.cfg.hostname, tls_mod.client_context(), source_addresses=svc.cfg.source_addresses
+        )
         self.owner = f"{svc.cfg.hostname}:{os.getpid()}:{secrets.token_hex(4)}"
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None

@@ -25,6 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 from collections.abc import Mapping, Sequence
@@ -111,10 +112,11 @@ class RcptReply:
 class SmtpConnection:
     """An open, greeted (and possibly TLS, authenticated) session with one server."""
 
-    def __init__(self, host: str, address: str, port: int) -> None:
+    def __init__(self, host: str, address: str, port: int, source: str | None = None) -> None:
         self.host = host  # name (SNI, Remote-MTA)
         self.address = address
         self.port = port
+        self.source = source  # local address to send from (Postfix smtp_bind_address), None = the kernel's choice
         self.core = SMTPClientProtocol()
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -199,6 +201,7 @@ class SmtpConnection:
                     limit=READ_SIZE,
                     ssl=tls_context if implicit else None,
                     server_hostname=self.host if implicit else None,
+                    local_addr=(self.source, 0) if self.source else None,
                 ),
                 connect_timeout,
             )
@@ -494,8 +497,11 @@ class ConnectionPool:
         idle_time: float = 5.0,
         max_messages: int = 100,
         per_destination: int = 20,
+        source_addresses: Sequence[str] = (),
     ) -> None:
         self.helo = helo
+        # [queue] source_address: at most one IPv4 and one IPv6 address to send from
+        self.sources = {ipaddress.ip_address(a).version: a for a in source_addresses}
         self.tls_context = tls_context
         self.idle_time = idle_time
         self.max_messages = max_messages
@@ -508,6 +514,15 @@ class ConnectionPool:
         if sem is None:
             sem = self._limits[destination] = asyncio.Semaphore(self.per_destination)
         return sem
+
+    def _source_for(self, address: str) -> str | None:
+        """The configured local address of ADDRESS's family (an IPv4 source for an IPv4 peer)."""
+        if not self.sources:
+            return None
+        try:
+            return self.sources.get(ipaddress.ip_address(address).version)
+        except ValueError:  # a name: the kernel chooses
+            return None
 
     @staticmethod
     def _key(host: str, address: str, port: int, tls_mode: str, username: str | None) -> tuple[object, ...]:
@@ -536,7 +551,8 @@ class ConnectionPool:
                 continue
             item.conn.rset_pending = True
             return item.conn
-        conn = SmtpConnection(host, address, port)
+        source = self._source_for(address)
+        conn = SmtpConnection(host, address, port, source)
         try:
             await conn.open(
                 self.helo,
@@ -549,7 +565,7 @@ class ConnectionPool:
             if tls_mode != "opportunistic" or username:
                 raise
             log.info("TLS handshake with %s[%s] failed; retrying without TLS", host, address)
-            conn = SmtpConnection(host, address, port)
+            conn = SmtpConnection(host, address, port, source)
             await conn.open(self.helo, tls_mode=tls_mode, tls_context=self.tls_context, try_starttls=False)
         conn.key = key
         return conn
