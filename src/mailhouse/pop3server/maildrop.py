@@ -103,10 +103,10 @@ class Maildrop:
         return f"{self.mailbox.uidvalidity}.{self.messages[n - 1].uid}"
 
     # -- sizes ---------------------------------------------------------------------
-    async def size(self, n: int) -> int:
+    def size(self, n: int) -> int:
         return self.messages[n - 1].size
 
-    async def sizes(self, numbers: Iterable[int]) -> dict[int, int]:
+    def sizes(self, numbers: Iterable[int]) -> dict[int, int]:
         return {n: self.messages[n - 1].size for n in numbers}
 
     async def read(self, n: int) -> bytes:
@@ -117,6 +117,19 @@ class Maildrop:
             if n not in self._cache:
                 await self._fetch(self._window(n))
         data = self._cache.pop(n, None)
+        self._read_ahead(n)
+        if data is None:
+            raise Vanished(n)
+        return data
+
+    def read_nowait(self, n: int) -> bytes | None:
+        """Message ``n`` if it was read ahead (``None``: call :meth:`read`); :class:`Vanished` if gone.
+
+        The synchronous fast path of sequential RETR: no store call, no task switch.
+        """
+        if n not in self._cache:
+            return None
+        data = self._cache.pop(n)
         self._read_ahead(n)
         if data is None:
             raise Vanished(n)

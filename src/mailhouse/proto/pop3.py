@@ -464,6 +464,11 @@ class POP3ServerProtocol:
             self._discarding = False
         self._buf += data
 
+    @property
+    def buffered(self) -> int:
+        """Octets received and not yet turned into events (adapters pause reading above a limit)."""
+        return len(self._buf)
+
     def next_event(self) -> Event | NeedData:
         """The next event, or :data:`NEED_DATA` if no complete line is buffered."""
         if self._stopped or self._tls_pending or self.state is Pop3State.UPDATE:

@@ -50,6 +50,7 @@ from mailhouse.store.api import (
 )
 from mailhouse.store.blobfiles import FileBlobStore, new_key
 from mailhouse.store.crlf import to_crlf
+from mailhouse.store.locks import FileLease, FileMaildropLocks
 from mailhouse.store.sqlite.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -160,9 +161,11 @@ class HybridBlobStore:
 
 
 class SqliteStore:
-    def __init__(self, db_path: Path, blob_dir: Path) -> None:
+    def __init__(self, db_path: Path, blob_dir: Path, lock_dir: Path | None = None) -> None:
         self.db_path = Path(db_path)
         self.files = FileBlobStore(blob_dir)
+        # POP3 maildrop locks: flock files next to the blobs (<data_dir>/locks), one host
+        self.maildrop_locks = FileMaildropLocks(lock_dir or Path(blob_dir).parent / "locks")
         self.blobs = HybridBlobStore(self, self.files)
         self._jobs: _queue.SimpleQueue[_Job | None] = _queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -173,6 +176,10 @@ class SqliteStore:
         self._poll_task: asyncio.Task[None] | None = None
         self._last_change = 0
         self._opened = False
+
+    async def try_lock_maildrop(self, mailbox_id: int) -> FileLease | None:
+        """RFC 1939 §8: flock, shared by every worker process on this host (store/locks.py)."""
+        return self.maildrop_locks.try_acquire(mailbox_id)
 
     # ---------------------------------------------------------------- plumbing
     async def open(self) -> None:
