@@ -268,3 +268,83 @@ async def test_concurrent_flags_expunges_and_deliveries_never_error(store: Store
     assert (await store.usage(acc)).messages == len(msgs)
     for m in msgs:
         assert await store.blobs.get(m.blob_key)
+
+
+# ---------------------------------------------------------------- POP3 maildrop locks (RFC 1939 §8)
+async def test_maildrop_lock_is_exclusive_and_released(store: Store) -> None:
+    lease = await store.try_lock_maildrop(41)
+    assert lease is not None
+    assert await store.try_lock_maildrop(41) is None  # a second session of the same process
+    other = await store.try_lock_maildrop(42)  # another maildrop is free
+    assert other is not None
+    await other.release()
+    await lease.release()
+    await lease.release()  # idempotent
+    again = await store.try_lock_maildrop(41)
+    assert again is not None
+    await again.release()
+
+
+async def test_maildrop_lock_excludes_another_store_instance(
+    store: Store, store_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A second store on the same data (another worker process, another node)."""
+    url = (
+        f"sqlite:///{tmp_path / 'mh.db'}" if store_backend == "sqlite" else request.getfixturevalue("postgres_db_url")
+    )
+    second = open_store(url, tmp_path)
+    await second.open()
+    try:
+        lease = await store.try_lock_maildrop(7)
+        assert lease is not None
+        assert await second.try_lock_maildrop(7) is None
+        await lease.release()
+        taken = await second.try_lock_maildrop(7)
+        assert taken is not None
+        assert await store.try_lock_maildrop(7) is None
+        await taken.release()
+    finally:
+        await second.close()
+
+
+_LOCK_HOLDER = """
+import asyncio, sys
+from pathlib import Path
+from mailhouse.store import open_store
+
+async def main():
+    store = open_store(sys.argv[1], Path(sys.argv[2]))
+    await store.open()
+    lease = await store.try_lock_maildrop(9)
+    print("held" if lease else "busy", flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+async def test_maildrop_lock_dies_with_its_process(
+    store: Store, store_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A holder killed with SIGKILL never leaves the maildrop locked."""
+    import subprocess
+    import sys
+
+    url = (
+        f"sqlite:///{tmp_path / 'mh.db'}" if store_backend == "sqlite" else request.getfixturevalue("postgres_db_url")
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _LOCK_HOLDER, url, str(tmp_path)], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.to_thread(holder.stdout.readline) == b"held\n"
+        assert await store.try_lock_maildrop(9) is None
+    finally:
+        holder.kill()
+        await asyncio.to_thread(holder.wait)
+    deadline = asyncio.get_running_loop().time() + 10
+    while (lease := await store.try_lock_maildrop(9)) is None:
+        assert asyncio.get_running_loop().time() < deadline, "lock not freed after the holder died"
+        await asyncio.sleep(0.05)
+    await lease.release()
