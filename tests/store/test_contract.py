@@ -327,22 +327,21 @@ async def test_maildrop_lock_dies_with_its_process(
     store: Store, store_backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """A holder killed with SIGKILL never leaves the maildrop locked."""
-    import subprocess
     import sys
 
     url = (
         f"sqlite:///{tmp_path / 'mh.db'}" if store_backend == "sqlite" else request.getfixturevalue("postgres_db_url")
     )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _LOCK_HOLDER, url, str(tmp_path)], stdout=subprocess.PIPE
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _LOCK_HOLDER, url, str(tmp_path), stdout=asyncio.subprocess.PIPE
     )
     try:
         assert holder.stdout is not None
-        assert await asyncio.to_thread(holder.stdout.readline) == b"held\n"
+        assert await asyncio.wait_for(holder.stdout.readline(), 30) == b"held\n"
         assert await store.try_lock_maildrop(9) is None
     finally:
-        holder.kill()
-        await asyncio.to_thread(holder.wait)
+        holder.kill()  # SIGKILL
+        await holder.wait()
     deadline = asyncio.get_running_loop().time() + 10
     while (lease := await store.try_lock_maildrop(9)) is None:
         assert asyncio.get_running_loop().time() < deadline, "lock not freed after the holder died"
