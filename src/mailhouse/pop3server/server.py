@@ -574,7 +574,7 @@ class Pop3Session(asyncio.Protocol):
     def _send_body(self, first_line: bytes, body: bytes) -> Pending:
         self.reply(first_line)
         if len(body) <= WRITE_WHOLE_LIMIT:
-            self.reply(core.dot_stuff(body))
+            self.reply(core.dot_stuff_crlf(body))  # store blobs are CRLF (store.api)
             return None
         return self._stream_body(body)
 
