@@ -347,3 +347,30 @@ async def test_maildrop_lock_dies_with_its_process(
         assert asyncio.get_running_loop().time() < deadline, "lock not freed after the holder died"
         await asyncio.sleep(0.05)
     await lease.release()
+
+
+async def test_expunge_many_frees_only_unreferenced_blobs(store: Store) -> None:
+    """One call expunging a whole maildrop (POP3 UPDATE): UIDs in input order without
+    duplicates, one modseq, usage and VANISHED data, blobs freed once nothing refers to them."""
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    other = await store.create_mailbox(acc, "Other")
+    assert inbox
+    shared = await store.blobs.put(b"shared\r\n")
+    own = [await store.blobs.put(b"own %d\r\n" % i) for i in range(5)]
+    recs = await store.append([NewMessage(inbox.id, k, 8) for k in own] + [NewMessage(inbox.id, shared, 8)])
+    await store.append([NewMessage(other.id, shared, 8)])
+    before = await store.usage(acc)
+    uids = [r.uid for r in recs]
+    gone, freed = await store.expunge(inbox.id, [uids[3], 999, *uids, uids[0]])
+    assert gone == [uids[3], *[u for u in uids if u != uids[3]]]
+    assert sorted(freed) == sorted(own)  # the shared blob is still used by "Other"
+    for k in own:
+        with pytest.raises(FileNotFoundError):
+            await store.blobs.get(k)
+    assert await store.blobs.get(shared) == b"shared\r\n"
+    assert sorted(await store.expunged_since(inbox.id, 0)) == sorted(uids)
+    after = await store.usage(acc)
+    assert (before.messages - after.messages, before.bytes - after.bytes) == (6, 48)
+    assert await store.list_messages(inbox.id) == []
+    assert await store.expunge(inbox.id, uids) == ([], [])  # again: nothing
