@@ -21,8 +21,10 @@ Invariants
 * Reads go ahead: :meth:`Maildrop.read` fetches the next live messages (up to
   :data:`READ_AHEAD_COUNT` / :data:`READ_AHEAD_BYTES`) in one batched store read,
   in the background while the current one is sent, so sequential RETR costs no
-  store round trip per message. A message expunged over IMAP after it was read
-  ahead may still be sent once (it was in the snapshot); nothing else changes.
+  store round trip per message (and, with :meth:`Maildrop.read_nowait`, no wait).
+  A message expunged over IMAP after it was read ahead is still sent as read (the
+  same octets, never other data; RFC 2180 §4.1.3 allows as much for IMAP); one not
+  read yet raises :class:`Vanished`. The snapshot (numbers, sizes, UIDLs) never changes.
 """
 
 from __future__ import annotations
