@@ -180,9 +180,10 @@ class Pop3Session(asyncio.Protocol):
         self._lost = True
         if exc is not None:
             self.log.info("connection lost: %s", type(exc).__name__)
-        for fut in (self._input, self._drained):
-            if fut is not None and not fut.done():
-                fut.set_result(False) if fut is self._input else fut.set_result(None)  # type: ignore[arg-type]
+        if self._input is not None and not self._input.done():
+            self._input.set_result(False)
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
         if self._busy is None:
             self._finish()  # else the running handler finishes first (e.g. QUIT's UPDATE)
 
