@@ -217,6 +217,11 @@ class SqliteStore:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # durability rule: a commit is on disk
+        # SQLite's own default, stated because Debian builds with SECURE_DELETE on: zeroing freed
+        # pages journals every expunged inline blob again (16 MiB of WAL and fsync for a
+        # 1,000-message POP3 UPDATE instead of 0.3 MiB). Freed space is reused like an
+        # unlinked file's blocks (the file blob store, Maildir); VACUUM reclaims it.
+        conn.execute("PRAGMA secure_delete=OFF")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
