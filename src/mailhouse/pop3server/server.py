@@ -75,6 +75,8 @@ WRITE_WHOLE_LIMIT: Final = 1024 * 1024
 WRITE_CHUNK: Final = 256 * 1024
 #: Buffered replies are written once they reach this size, even mid-batch.
 FLUSH_AT: Final = 256 * 1024
+#: Seconds a maildrop lock release may take (a database round trip with PostgreSQL).
+LOCK_RELEASE_TIMEOUT: Final = 10.0
 #: Unparsed input kept while a command waits or the client does not read; then reading pauses.
 MAX_PENDING_INPUT: Final = 64 * 1024
 #: RFC 2449 §6.9: IMPLEMENTATION is free text for diagnostics.
@@ -287,8 +289,8 @@ class Pop3Session(asyncio.Protocol):
 
     async def _release_lease(self, lease: MaildropLease) -> None:
         try:
-            await lease.release()
-        except Exception:
+            await asyncio.wait_for(lease.release(), LOCK_RELEASE_TIMEOUT)
+        except Exception:  # the lock dies with its holder (file or database session) anyway
             self.log.exception("releasing the maildrop lock failed")
 
     def _stop(self, why: str) -> None:
