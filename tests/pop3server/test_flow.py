@@ -120,3 +120,32 @@ def test_pipelined_quit_then_eof_commits(pop3_plain: MailhouseProcess) -> None:
     r.cmd(b"QUIT")
     r.close()
 
+
+
+def test_client_that_stops_reading_a_big_body_is_dropped(pop3_idle: MailhouseProcess) -> None:
+    """The idle timeout also covers a RETR whose client stopped reading (zero window)."""
+    user = new_account(pop3_idle)
+    line = b"y" * 70 + b"\r\n"
+    deliver(pop3_idle, user, [sample(1, line * (8 * WRITE_WHOLE_LIMIT // len(line)))])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a tiny window
+    sock.settimeout(10)
+    sock.connect(pop3_idle.addr("pop3"))
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"+OK")
+    for cmd in (b"USER " + user.encode(), b"PASS " + PASSWORD.encode()):
+        sock.sendall(cmd + b"\r\n")
+        assert f.readline().startswith(b"+OK")
+    sock.sendall(b"RETR 1\r\n")
+    time.sleep(4)  # read nothing: the server's writes stall, then its idle timer (1 s) fires
+    got = 0
+    try:
+        while chunk := f.read1(65536):
+            got += len(chunk)
+    except ConnectionResetError:
+        pass  # aborted: what was in flight may be discarded
+    assert got < 8 * WRITE_WHOLE_LIMIT  # the body was not delivered in full
+    sock.close()
+    r = _login(pop3_idle, user)  # the lock was released with the dropped session
+    assert r.cmd(b"QUIT").startswith(b"+OK")
+    r.close()

@@ -304,6 +304,8 @@ class Pop3Session(asyncio.Protocol):
         self.closing = True
         if self._input is not None and not self._input.done():
             self._input.set_result(False)  # the SASL exchange ends; _run_pending finishes
+        elif self._drained is not None:
+            self.transport.abort()  # a body is stuck in a client that stopped reading
         elif self._busy is None:
             if self._write_paused:
                 self.transport.abort()  # the client reads nothing: do not wait for it
@@ -314,7 +316,7 @@ class Pop3Session(asyncio.Protocol):
         self._ticker = None
         if self._finished:
             return
-        if self._busy is None or self._input is not None:  # waiting for the client
+        if self._busy is None or self._input is not None or self._drained is not None:  # waiting for the client
             if self.svc.draining and not self.closing:
                 self._stop("drain")
             elif not self.closing and self.loop.time() - self._idle_since >= self.cfg.pop3_idle_timeout:
@@ -344,6 +346,7 @@ class Pop3Session(asyncio.Protocol):
     async def _drain(self) -> None:
         """Wait until the transport's buffer is below its low-water mark again."""
         while self._write_paused and not self._lost:
+            self._idle_since = self.loop.time()  # a client that reads nothing is idle too
             self._drained = self.loop.create_future()
             try:
                 await self._drained
