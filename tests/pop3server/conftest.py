@@ -29,7 +29,7 @@ from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 
 T = TypeVar("T")
 
-SERVICES = ("smtp", "pop3", "pop3s")
+SERVICES = ("smtp", "pop3", "pop3s", "imap")  # IMAP: another session on the same maildrop
 PLAINTEXT_OK = "[auth]\nallow_plaintext = true\n"
 _accounts = itertools.count(1)
 _source_ips = itertools.count(2)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mailhouse.pop3server.lock import FileMaildropLocks
+from mailhouse.store.locks import FileMaildropLocks
 from tests.mailhouse_proc import MailhouseProcess
 
 from .conftest import POP3From, login, new_account, next_source_ip, start_server
@@ -70,7 +70,7 @@ def test_other_users_are_not_locked(pop3_plain: MailhouseProcess) -> None:
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from mailhouse.pop3server.lock import FileMaildropLocks
+from mailhouse.store.locks import FileMaildropLocks
 lease = FileMaildropLocks(Path(sys.argv[1])).try_acquire(7)
 print("held" if lease else "busy", flush=True)
 time.sleep(60)
@@ -87,18 +87,18 @@ def test_file_lock_excludes_other_processes_and_dies_with_them(tmp_path: Path) -
         assert locks.try_acquire(7) is None  # held by another process
         other = locks.try_acquire(8)  # another maildrop is free
         assert other is not None
-        other.release()
+        other.release_now()
     finally:
         holder.kill()  # SIGKILL: the kernel drops the flock, no stale lock file state
         holder.wait()
     lease = locks.try_acquire(7)
     assert lease is not None
     assert locks.try_acquire(7) is None  # also exclusive within one process
-    lease.release()
-    lease.release()  # idempotent
+    lease.release_now()
+    lease.release_now()  # idempotent
     again = locks.try_acquire(7)
     assert again is not None
-    again.release()
+    again.release_now()
 
 
 def test_in_use_across_worker_processes(tmp_path: Path) -> None:

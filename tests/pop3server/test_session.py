@@ -9,12 +9,14 @@ STLS and pop3s (implicit TLS) sessions, AUTH PLAIN / LOGIN / SCRAM-SHA-256.
 from __future__ import annotations
 
 import base64
+import imaplib
 import poplib
 import time
 from collections.abc import Callable
 
 import pytest
 
+from mailhouse.pop3server.maildrop import READ_AHEAD_COUNT
 from mailhouse.proto import sasl
 from mailhouse.store.api import Store
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
@@ -386,3 +388,46 @@ def test_auth_unknown_mechanism_and_bad_base64(client: Client) -> None:
     assert c._getline()[0].startswith(b"-ERR")
     assert c.capa()  # still in AUTHORIZATION and answering
     c.quit()
+
+
+def test_read_ahead_message_expunged_over_imap(pop3_plain: MailhouseProcess, account: str, client: Client) -> None:
+    """An IMAP session expunges messages under a POP3 session (RFC 1939 §5 snapshot).
+
+    A message this session already read ahead is still sent as it was (the same octets,
+    never other data); one not read yet is `-ERR`; STAT/LIST/UIDL keep the snapshot; DELE
+    of an expunged message is accepted and QUIT's UPDATE succeeds, also with an expunged
+    message that was retrieved and not deleted (its \\Seen goes nowhere)."""
+    n = READ_AHEAD_COUNT + 8
+    msgs = [sample(i) for i in range(1, n + 1)]
+    deliver(pop3_plain, account, msgs)
+    c = client()
+    login(c, account)
+    stat = c.stat()
+    uidl = c.uidl()[1]
+    lst = c.list()[1]
+    assert stat[0] == n
+    c.retr(1)  # reads messages 1..READ_AHEAD_COUNT in one batch
+    imap = imaplib.IMAP4(*pop3_plain.addr("imap"))
+    imap.login(account, PASSWORD)
+    imap.select("INBOX")
+    for seq in (n, 3, 2):  # descending: sequence numbers stay valid while expunging
+        imap.store(str(seq), "+FLAGS.SILENT", r"(\Deleted)")
+    imap.expunge()
+    imap.logout()
+    resp, lines, _ = c.retr(2)  # read ahead before the expunge: the same message
+    assert resp.startswith(b"+OK")
+    assert b"Subject: message 2" in lines
+    with pytest.raises(poplib.error_proto, match="expunged"):
+        c.retr(n)  # never read: gone
+    with pytest.raises(poplib.error_proto, match="expunged"):
+        c.top(n, 0)
+    assert c.stat() == stat and c.uidl()[1] == uidl and c.list()[1] == lst  # the snapshot
+    assert c.retr(4)[0].startswith(b"+OK")
+    c.retr(3)  # read ahead too: sent, retrieved, left undeleted (\Seen on a gone UID at QUIT)
+    for k in (1, 2, n):
+        assert c.dele(k).startswith(b"+OK")
+    assert c.quit().startswith(b"+OK")  # UPDATE: expunging an expunged UID is a no-op
+    c2 = client()
+    login(c2, account)
+    assert c2.stat()[0] == n - 4  # 1 deleted here; 2, 3 and n expunged over IMAP
+    c2.quit()

@@ -484,3 +484,16 @@ def test_retr_through_poplib_parser() -> None:
     status, _, block = wire.partition(b"\r\n")
     assert status == b"+OK follows"
     assert unstuff(block) == body
+
+
+def test_buffered_counts_unparsed_octets() -> None:
+    p = POP3ServerProtocol()
+    assert p.buffered == 0
+    p.receive_data(b"CAPA\r\nNOO")
+    assert p.buffered == 9
+    assert p.next_event() == Capa()
+    assert p.buffered == 3
+    assert p.next_event() is NEED_DATA
+    p.receive_data(b"Z" * 300)  # over the line limit: answered and dropped, not kept
+    assert isinstance(p.next_event(), CommandError)
+    assert p.buffered == 0

@@ -12,6 +12,7 @@ from mailhouse.proto.pop3 import (
     CommandError,
     Event,
     POP3ServerProtocol,
+    dot_stuff_crlf,
     dot_stuff_stream,
 )
 
@@ -139,3 +140,14 @@ def test_dot_stuff_stream_properties(body: bytes, cuts: list[int]) -> None:
     assert b"\n" not in whole.replace(b"\r\n", b"")
     # a client that strips one leading dot gets the normalised body back
     assert unstuff(whole) == normalise(body)
+
+
+@FUZZ
+@given(body_bytes)
+def test_dot_stuff_crlf_is_dot_stuff_for_stored_blobs_and_always_safely_framed(body: bytes) -> None:
+    stored = normalise(body)  # what the store holds (store.crlf)
+    assert dot_stuff_crlf(stored) == b"".join(dot_stuff_stream([stored]))
+    out = dot_stuff_crlf(body)  # any input: the terminator only at the end, also for bare LF
+    framed = b"\n" + out
+    assert framed.find(b"\n.\r\n") == len(framed) - 4
+    assert framed.find(b"\n.\n") < 0

@@ -364,3 +364,109 @@ async def test_shared_secret_first_writer_wins(
         assert await other.shared_secret("web-session", "dd") == "aa" * 32
     finally:
         await other.close()
+
+
+# ---------------------------------------------------------------- POP3 maildrop locks (RFC 1939 §8)
+async def test_maildrop_lock_is_exclusive_and_released(store: Store) -> None:
+    lease = await store.try_lock_maildrop(41)
+    assert lease is not None
+    assert await store.try_lock_maildrop(41) is None  # a second session of the same process
+    other = await store.try_lock_maildrop(42)  # another maildrop is free
+    assert other is not None
+    await other.release()
+    await lease.release()
+    await lease.release()  # idempotent
+    again = await store.try_lock_maildrop(41)
+    assert again is not None
+    await again.release()
+
+
+async def test_maildrop_lock_excludes_another_store_instance(
+    store: Store, store_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A second store on the same data (another worker process, another node)."""
+    url = (
+        f"sqlite:///{tmp_path / 'mh.db'}" if store_backend == "sqlite" else request.getfixturevalue("postgres_db_url")
+    )
+    second = open_store(url, tmp_path)
+    await second.open()
+    try:
+        lease = await store.try_lock_maildrop(7)
+        assert lease is not None
+        assert await second.try_lock_maildrop(7) is None
+        await lease.release()
+        taken = await second.try_lock_maildrop(7)
+        assert taken is not None
+        assert await store.try_lock_maildrop(7) is None
+        await taken.release()
+    finally:
+        await second.close()
+
+
+_LOCK_HOLDER = """
+import asyncio, sys
+from pathlib import Path
+from mailhouse.store import open_store
+
+async def main():
+    store = open_store(sys.argv[1], Path(sys.argv[2]))
+    await store.open()
+    lease = await store.try_lock_maildrop(9)
+    print("held" if lease else "busy", flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+async def test_maildrop_lock_dies_with_its_process(
+    store: Store, store_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A holder killed with SIGKILL never leaves the maildrop locked."""
+    import sys
+
+    url = (
+        f"sqlite:///{tmp_path / 'mh.db'}" if store_backend == "sqlite" else request.getfixturevalue("postgres_db_url")
+    )
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _LOCK_HOLDER, url, str(tmp_path), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 30) == b"held\n"
+        assert await store.try_lock_maildrop(9) is None
+    finally:
+        holder.kill()  # SIGKILL
+        await holder.wait()
+    deadline = asyncio.get_running_loop().time() + 10
+    while (lease := await store.try_lock_maildrop(9)) is None:
+        assert asyncio.get_running_loop().time() < deadline, "lock not freed after the holder died"
+        await asyncio.sleep(0.05)
+    await lease.release()
+
+
+async def test_expunge_many_frees_only_unreferenced_blobs(store: Store) -> None:
+    """One call expunging a whole maildrop (POP3 UPDATE): UIDs in input order without
+    duplicates, one modseq, usage and VANISHED data, blobs freed once nothing refers to them."""
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    other = await store.create_mailbox(acc, "Other")
+    assert inbox
+    shared = await store.blobs.put(b"shared\r\n")
+    own = [await store.blobs.put(b"own %d\r\n" % i) for i in range(5)]
+    recs = await store.append([NewMessage(inbox.id, k, 8) for k in own] + [NewMessage(inbox.id, shared, 8)])
+    await store.append([NewMessage(other.id, shared, 8)])
+    before = await store.usage(acc)
+    uids = [r.uid for r in recs]
+    gone, freed = await store.expunge(inbox.id, [uids[3], 999, *uids, uids[0]])
+    assert gone == [uids[3], *[u for u in uids if u != uids[3]]]
+    assert sorted(freed) == sorted(own)  # the shared blob is still used by "Other"
+    for k in own:
+        with pytest.raises(FileNotFoundError):
+            await store.blobs.get(k)
+    assert await store.blobs.get(shared) == b"shared\r\n"
+    assert sorted(await store.expunged_since(inbox.id, 0)) == sorted(uids)
+    after = await store.usage(acc)
+    assert (before.messages - after.messages, before.bytes - after.bytes) == (6, 48)
+    assert await store.list_messages(inbox.id) == []
+    assert await store.expunge(inbox.id, uids) == ([], [])  # again: nothing

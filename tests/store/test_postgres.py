@@ -308,3 +308,34 @@ async def test_s3_blobs(postgres_db_url: str, tmp_path: Path, s3_env: str) -> No
         assert (await s.usage(acc)).messages == 0
     finally:
         await s.close()
+
+
+async def test_maildrop_lock_connection_lost(nodes: tuple[PostgresStore, PostgresStore]) -> None:
+    """The lock connection dies while its node lives: the database freed the lock (another
+    node may take it), the lease is marked lost, releasing it is harmless, and the next
+    acquisition on the first node opens a new connection."""
+    a, b = nodes
+    lease = await a.try_lock_maildrop(5)
+    assert lease is not None
+    assert await b.try_lock_maildrop(5) is None
+    conn = await asyncpg.connect(a._dsn)
+    try:
+        pid = a._maildrop_locks._conn.get_server_pid()
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+    deadline = asyncio.get_running_loop().time() + 5
+    while (taken := await b.try_lock_maildrop(5)) is None:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    for _ in range(100):  # the termination callback runs once asyncpg notices the close
+        if getattr(lease, "lost", False):
+            break
+        await asyncio.sleep(0.05)
+    assert getattr(lease, "lost", False)
+    await lease.release()  # no error, no effect on b's lock
+    assert await a.try_lock_maildrop(5) is None  # b holds it: a's new connection is refused
+    await taken.release()
+    again = await a.try_lock_maildrop(5)
+    assert again is not None
+    await again.release()

@@ -1,10 +1,12 @@
 """POP3 listeners: ``pop3`` (port 110, STLS) and ``pop3s`` (port 995, implicit TLS, RFC 8314).
 
-One asyncio adapter over the sans-IO core ``proto.pop3``: it reads bytes, feeds
-the core, runs each event through the explicit dispatch table ``COMMANDS``
-against the accounts service and the store, and writes the reply. The INBOX
-is the maildrop (see ``maildrop.py``); the exclusive maildrop lock is in
-``lock.py``.
+One asyncio adapter over the sans-IO core ``proto.pop3``, written as an
+``asyncio.Protocol`` (no streams layer): ``data_received`` feeds the core, each
+event runs through the explicit dispatch table ``COMMANDS`` against the accounts
+service and the store, and replies go to ``transport.writelines``. The INBOX is
+the maildrop (see ``maildrop.py``); the exclusive maildrop lock is the store's
+``try_lock_maildrop`` (flock on one host, a PostgreSQL advisory lock across
+nodes).
 
 RFCs: 1939 (POP3), 2449 (CAPA, response codes, PIPELINING), 2595 §4 (STLS),
 3206 (``[AUTH]``, ``[SYS/TEMP]``), 5034 (AUTH), 6856 (UTF8), 8314 (port 995).
@@ -22,15 +24,22 @@ Invariants
 * USER/PASS/AUTH are refused on an unencrypted connection unless
   ``[auth] allow_plaintext`` is set (RFC 2595 §2.1-ish policy, Dovecot's
   ``disable_plaintext_auth``); USER and SASL are not advertised there either.
-* Plaintext received before the STLS handshake finished is discarded, both in
-  the core's buffer and in the stream's buffer (CVE-2011-0411 class).
+* Plaintext received before the STLS handshake finished is discarded: reading
+  is paused before the ``+OK``, and what was read with STLS is dropped by the
+  core (CVE-2011-0411 class).
 * Errors are caught once per event (``_dispatch``): a bug answers
   ``-ERR [SYS/TEMP]`` and is logged with a traceback; the session goes on.
 * Passwords, SASL responses and message bodies never reach the log.
-* Replies are collected (``reply``) and written in one piece when the session
-  waits for more input (``flush``), so pipelined commands (RFC 2449 §6.6) cost
-  one write per batch, not per command; ``write`` is reply + flush, for the
-  points where the client must see the reply before we go on (STLS, SASL).
+* Errors are caught once per command: in ``_pump`` for the immediate part, in
+  ``_run_pending`` for the waiting part.
+* Replies are collected (``reply``) and written in one ``writelines`` when the
+  session waits for more input (``_flush``), so pipelined commands (RFC 2449
+  §6.6) cost one write per batch, not per command.
+* Flow control: while the transport is paused for writing no command runs;
+  while a command waits or writing is paused, input only accumulates in the
+  core up to ``MAX_PENDING_INPUT`` octets, then reading is paused.
+* Limits: command line length (core), idle timeout and drain (one ticker per
+  session, ``_tick``), login throttling (``svc.auth``).
 """
 
 from __future__ import annotations
@@ -42,32 +51,34 @@ import secrets
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
-from mailhouse import app, tls
+from mailhouse import app
 from mailhouse.accounts import sasl_flow
 from mailhouse.log import ConnLogger, safe
-from mailhouse.pop3server.lock import FileMaildropLocks, MaildropLease, MaildropLocks
 from mailhouse.pop3server.maildrop import Maildrop, Vanished, top
 from mailhouse.proto import pop3 as core
 from mailhouse.proto import sasl
 from mailhouse.proto.pop3 import ResponseCode, err, ok
-from mailhouse.store.api import Account, StoreError
+from mailhouse.store.api import Account, MaildropLease, StoreError
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
 
 log = logging.getLogger(__name__)
 
-READ_SIZE: Final = 64 * 1024
 TLS_HANDSHAKE_TIMEOUT: Final = 30.0
 #: Seconds between checks for a server drain while a session waits for input.
 DRAIN_POLL: Final = 0.5
 #: RETR/TOP bodies up to this size are written in one piece; bigger ones in chunks with drain.
 WRITE_WHOLE_LIMIT: Final = 1024 * 1024
 WRITE_CHUNK: Final = 256 * 1024
-#: Buffered replies are flushed (with drain) once they reach this size, even mid-batch.
+#: Buffered replies are written once they reach this size, even mid-batch.
 FLUSH_AT: Final = 256 * 1024
+#: Seconds a maildrop lock release may take (a database round trip with PostgreSQL).
+LOCK_RELEASE_TIMEOUT: Final = 10.0
+#: Unparsed input kept while a command waits or the client does not read; then reading pauses.
+MAX_PENDING_INPUT: Final = 64 * 1024
 #: RFC 2449 §6.9: IMPLEMENTATION is free text for diagnostics.
 IMPLEMENTATION: Final = "Mailhouse"
 
@@ -77,157 +88,287 @@ PLAINTEXT_REFUSED: Final = err(
 AUTH_FAILED: Final = err("Authentication failed", ResponseCode.AUTH)  # RFC 3206 §5
 IN_USE: Final = err("Mailbox is locked by another POP3 session", ResponseCode.IN_USE)  # RFC 2449 §8.1.1
 TEMP_FAILURE: Final = err("Temporary server failure, try again later", ResponseCode.SYS_TEMP)  # RFC 3206 §4
+#: What a handler returns: None when it is done, or the coroutine of its waiting part.
+Pending = Awaitable[None] | None
+
 NO_SUCH_MESSAGE: Final = err("No such message")
 VANISHED: Final = err("Message was expunged by another session")
 
 
-class Pop3Session:
-    def __init__(
-        self,
-        svc: Services,
-        mode: str,
-        locks: MaildropLocks,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
+class Pop3Session(asyncio.Protocol):
+    """One POP3 connection: an ``asyncio.Protocol`` that feeds the sans-IO core directly.
+
+    ``data_received`` hands the bytes to the core and runs every complete command at once
+    (``_pump``). Handlers are plain functions; the few that must wait (login, STLS, QUIT's
+    UPDATE, a RETR whose message was not read ahead, big bodies) return a coroutine, which
+    runs as the session's one task (``_busy``) while further input only accumulates in the
+    core; when it is done the pump goes on with the next buffered command. Sequential
+    RETR/DELE thus costs no task switch and no stream layer: one ``transport.writelines``
+    per batch of replies.
+    """
+
+    transport: asyncio.Transport
+
+    def __init__(self, svc: Services, mode: str) -> None:
         self.svc = svc
         self.cfg = svc.cfg
         self.mode = mode  # "pop3" | "pop3s"
-        self.locks = locks
-        self.reader = reader
-        self.writer = writer
-        self.tls = writer.get_extra_info("sslcontext") is not None
-        self.core = core.POP3ServerProtocol(tls_available=True, tls_active=self.tls)
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.ip = str(peer[0])
         self.cid = secrets.token_hex(4)
         self.log = ConnLogger(log, {"cid": self.cid})
+        self.ip = "?"
+        self.tls = False
+        self.core = core.POP3ServerProtocol(tls_available=True, tls_active=False)
         self.username: str | None = None  # from USER, until PASS
         self.account: Account | None = None
         self.maildrop: Maildrop | None = None
         self.lease: MaildropLease | None = None
         self.utf8 = False
-        self.closing = False
+        self.closing = False  # no more commands are run
+        self._finished = False  # _finish ran
+        self._lost = False  # connection_lost seen
+        self._eof = False  # the client closed its side
         self._out: list[bytes] = []  # replies not written yet
         self._out_len = 0
-        self._ticker: asyncio.TimerHandle | None = None  # drain / idle watch (see _read)
-        self._wake: str | None = None  # "drain" | "idle": why the session stops reading
-        self._idle_deadline = 0.0
-        self._reading = False
+        self._busy: asyncio.Task[None] | None = None  # the handler coroutine being awaited
+        self._input: asyncio.Future[bool] | None = None  # a coroutine waits for input (SASL)
+        self._drained: asyncio.Future[None] | None = None  # a coroutine waits for resume_writing
+        self._write_paused = False
+        self._read_paused = False
+        self._tls_starting = False  # STLS: bytes arriving now are already TLS application data
+        self._early: list[bytes] = []  # ... kept here until the core dropped the plaintext
+        self._ticker: asyncio.TimerHandle | None = None  # drain / idle watch (see _tick)
+        self._idle_since = 0.0
+        self._done: asyncio.Future[None] | None = None  # resolved by _finish
+        self._release: asyncio.Task[None] | None = None  # lease release after a disconnect
 
-    # ---------------------------------------------------------------- I/O
-    async def reply(self, data: bytes) -> None:
-        """Queue a reply; it goes out at the next ``flush`` (before we wait for input)."""
-        self._out.append(data)
-        self._out_len += len(data)
-        if self._out_len >= FLUSH_AT:
-            await self.flush()
-
-    async def flush(self) -> None:
-        if self._out:
-            out = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-            self._out.clear()
-            self._out_len = 0
-            self.writer.write(out)
-            await self.writer.drain()
-
-    async def write(self, data: bytes) -> None:
-        await self.reply(data)
-        await self.flush()
-
-    async def _read(self) -> bytes:
-        """Next bytes from the client; ``b""`` on EOF, idle timeout or server drain.
-
-        No timer per read: one ticker per session (``_tick``, every ``DRAIN_POLL`` s) ends
-        a pending read with EOF when the server drains or the session idled too long.
-        """
-        loop = asyncio.get_running_loop()
-        if self._ticker is None and self._wake is None:
-            self._ticker = loop.call_later(DRAIN_POLL, self._tick)
-        if self.svc.draining:
-            self._wake = "drain"
-        if self._wake is None:
-            self._idle_deadline = loop.time() + self.cfg.pop3_idle_timeout
-            self._reading = True
-            try:
-                data = await self.reader.read(READ_SIZE)
-            finally:
-                self._reading = False
-            if data or self._wake is None:
-                return data  # b"": the client closed
-        if self._wake == "idle":
-            # RFC 1939 §3: autologout timer; the session ends without entering UPDATE
-            await self.write(err("Autologout: idle for too long"))
-        else:
-            # no UPDATE: marked messages stay (RFC 1939 §6); the client may retry elsewhere
-            await self.write(err("Server shutting down", ResponseCode.SYS_TEMP))
-        self.closing = True
-        return b""
-
-    def _tick(self) -> None:
-        self._ticker = None
-        if self.closing:
-            return
-        loop = asyncio.get_running_loop()
-        if self._reading and self._wake is None:
-            if self.svc.draining:
-                self._wake = "drain"
-            elif loop.time() >= self._idle_deadline:
-                self._wake = "idle"
-            if self._wake is not None:
-                self.reader.feed_eof()  # the pending read() returns what is buffered, then b""
-                return
-        self._ticker = loop.call_later(DRAIN_POLL, self._tick)
-
-    async def run(self) -> None:
+    # ---------------------------------------------------------------- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.loop = asyncio.get_running_loop()
+        self.tls = transport.get_extra_info("sslcontext") is not None  # pop3s: TLS from the first byte
+        self.core = core.POP3ServerProtocol(tls_available=True, tls_active=self.tls)
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.ip = str(peer[0])
+        self._done = self.loop.create_future()
+        self.svc.track(self.loop.create_task(self._lifetime()))  # the node's drain waits for it
         self.log.info("connect from %s mode=%s", self.ip, self.mode)
-        try:
-            await self.write(ok(f"{IMPLEMENTATION} POP3 server ready"))  # RFC 1939 §4; no APOP timestamp
-            await self._loop()
-            await self.flush()
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as e:
-            self.log.info("connection lost: %s", type(e).__name__)
-        finally:
-            if self._ticker is not None:
-                self._ticker.cancel()
-                self._ticker = None
-            self._unlock()  # no UPDATE: nothing marked by DELE is removed
-            if self.maildrop is not None:
-                self.maildrop.close()
-            self.writer.close()
-            try:
-                await asyncio.wait_for(self.writer.wait_closed(), 2.0)
-            except (TimeoutError, ConnectionError, ssl.SSLError):
-                pass
-            self.log.info("disconnect from %s", self.ip)
+        self.reply(ok(f"{IMPLEMENTATION} POP3 server ready"))  # RFC 1939 §4; no APOP timestamp
+        self._ticker = self.loop.call_later(DRAIN_POLL, self._tick)
+        self._pump()
 
-    async def _loop(self) -> None:
+    def data_received(self, data: bytes) -> None:
+        if self._tls_starting:
+            self._early.append(data)  # decrypted: the plaintext side was paused before the +OK
+            return
+        self.core.receive_data(data)
+        if self._busy is None and not self._write_paused:
+            self._pump()
+            return
+        if self._input is not None and not self._input.done():
+            self._input.set_result(True)
+        elif self.core.buffered > MAX_PENDING_INPUT and not self._read_paused:
+            self._read_paused = True  # a pipelining client waits until we caught up
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True  # commands already received still run (a pipelined QUIT commits)
+        if self._input is not None and not self._input.done():
+            self._input.set_result(False)
+        if self._busy is None and not self._write_paused:
+            self._pump()
+        return True  # we close the transport ourselves once the replies are out
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if exc is not None:
+            self.log.info("connection lost: %s", type(exc).__name__)
+        if self._input is not None and not self._input.done():
+            self._input.set_result(False)
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if self._busy is None:
+            self._finish()  # else the running handler finishes first (e.g. QUIT's UPDATE)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if self._busy is None and not self.closing:
+            self._pump()
+
+    # ---------------------------------------------------------------- running commands
+    def _pump(self) -> None:
+        """Run every complete command the core holds, until one must wait or input runs out."""
         while not self.closing:
             ev = self.core.next_event()
             if ev is core.NEED_DATA:
-                await self.flush()  # the client sees every reply before we wait for it
-                data = await self._read()
-                if not data:
+                if self._eof or self._lost:
+                    break  # the client is gone: no UPDATE (RFC 1939 §6)
+                if self.svc.draining:
+                    self._stop("drain")
                     return
-                self.core.receive_data(data)
+                self._flush()  # the client sees every reply before we wait for it
+                self._idle_since = self.loop.time()
+                if self._read_paused:
+                    self._read_paused = False
+                    self.transport.resume_reading()
+                return
+            handler = self.COMMANDS.get(type(ev))
+            try:
+                assert handler is not None, f"no handler for {type(ev).__name__}"
+                pending = handler(self, ev)
+            except Exception:
+                self.log.exception("internal error handling %s", type(ev).__name__)
+                self.reply(TEMP_FAILURE)
                 continue
-            await self._dispatch(ev)
+            if pending is not None:
+                self._busy = self.loop.create_task(self._run_pending(ev, pending))
+                return
+            if self._write_paused:
+                return  # resume_writing pumps on
+        self._finish()
 
-    async def _dispatch(self, ev: core.Event) -> None:
-        handler = self.COMMANDS.get(type(ev))
+    async def _run_pending(self, ev: core.Event, pending: Awaitable[None]) -> None:
+        """The waiting part of one command; errors are caught here once (as in ``_pump``)."""
         try:
-            assert handler is not None, f"no handler for {type(ev).__name__}"
-            await handler(self, ev)
-        except (ConnectionError, ssl.SSLError):
+            await pending
+        except (ConnectionError, ssl.SSLError) as e:
+            self.log.info("connection lost: %s", type(e).__name__)
+            self.closing = True
+        except asyncio.CancelledError:
+            self.closing = True
+            self._busy = None
             raise
         except Exception:
             self.log.exception("internal error handling %s", type(ev).__name__)
-            await self.reply(TEMP_FAILURE)
+            self.reply(TEMP_FAILURE)
+        self._busy = None
+        if self.closing or self._lost:
+            self._finish()
+        elif not self._write_paused:
+            self._pump()
 
-    def _unlock(self) -> None:
+    async def _lifetime(self) -> None:
+        """The task the node tracks for this connection (``svc.track``): done when the session is."""
+        assert self._done is not None
+        try:
+            await self._done
+        except asyncio.CancelledError:  # the node gave up draining: drop the connection now
+            if self._busy is not None:
+                self._busy.cancel()
+            self.transport.abort()
+            self._finish()
+            if self._release is not None:
+                await self._release
+            raise
+        if self._release is not None:
+            await self._release
+
+    def _finish(self) -> None:
+        """End the session (every path): unlock without UPDATE, close the connection."""
+        if self._finished:
+            return
+        self._finished = True
+        self.closing = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        self._flush()
         lease, self.lease = self.lease, None
-        if lease is not None:
-            lease.release()
+        if lease is not None:  # no UPDATE: nothing marked by DELE is removed
+            self._release = self.loop.create_task(self._release_lease(lease))
+        if self.maildrop is not None:
+            self.maildrop.close()
+        self.transport.close()  # after what is buffered was sent
+        self.log.info("disconnect from %s", self.ip)
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    async def _release_lease(self, lease: MaildropLease) -> None:
+        try:
+            await asyncio.wait_for(lease.release(), LOCK_RELEASE_TIMEOUT)
+        except Exception:  # the lock dies with its holder (file or database session) anyway
+            self.log.exception("releasing the maildrop lock failed")
+
+    def _stop(self, why: str) -> None:
+        """Idle timeout or server drain while the session waits for the client."""
+        if why == "idle":
+            # RFC 1939 §3: autologout timer; the session ends without entering UPDATE
+            self.reply(err("Autologout: idle for too long"))
+        else:
+            # no UPDATE: marked messages stay (RFC 1939 §6); the client may retry elsewhere
+            self.reply(err("Server shutting down", ResponseCode.SYS_TEMP))
+        self.closing = True
+        if self._input is not None and not self._input.done():
+            self._input.set_result(False)  # the SASL exchange ends; _run_pending finishes
+        elif self._drained is not None:
+            self.transport.abort()  # a body is stuck in a client that stopped reading
+        elif self._busy is None:
+            if self._write_paused:
+                self.transport.abort()  # the client reads nothing: do not wait for it
+            self._finish()
+
+    def _tick(self) -> None:
+        """One timer per session (every ``DRAIN_POLL`` s), not one per read: drain and idle watch."""
+        self._ticker = None
+        if self._finished:
+            return
+        if self._busy is None or self._input is not None or self._drained is not None:  # waiting for the client
+            if self.svc.draining and not self.closing:
+                self._stop("drain")
+            elif not self.closing and self.loop.time() - self._idle_since >= self.cfg.pop3_idle_timeout:
+                self._stop("idle")
+        if not self._finished:
+            self._ticker = self.loop.call_later(DRAIN_POLL, self._tick)
+
+    # ---------------------------------------------------------------- output
+    def reply(self, data: bytes) -> None:
+        """Queue a reply; it goes out when the session waits for input (or at ``FLUSH_AT``)."""
+        self._out.append(data)
+        self._out_len += len(data)
+        if self._out_len >= FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._out:
+            out = self._out
+            self._out = []
+            self._out_len = 0
+            if not self._lost and not self.transport.is_closing():
+                if len(out) == 1:
+                    self.transport.write(out[0])
+                else:
+                    self.transport.writelines(out)
+
+    async def _drain(self) -> None:
+        """Wait until the transport's buffer is below its low-water mark again."""
+        while self._write_paused and not self._lost:
+            self._idle_since = self.loop.time()  # a client that reads nothing is idle too
+            self._drained = self.loop.create_future()
+            try:
+                await self._drained
+            finally:
+                self._drained = None
+        if self._lost:
+            raise ConnectionError("connection lost")
+
+    async def _wait_input(self) -> bool:
+        """Inside a waiting command (SASL): wait for more input; False on EOF, idle or drain."""
+        if self._lost or self._eof or self.closing:
+            return False
+        self._flush()
+        self._idle_since = self.loop.time()
+        if self._read_paused:
+            self._read_paused = False
+            self.transport.resume_reading()
+        self._input = self.loop.create_future()
+        try:
+            return await self._input
+        finally:
+            self._input = None
 
     def _login_allowed(self) -> bool:
         return self.tls or self.cfg.allow_plaintext_auth
@@ -247,66 +388,94 @@ class Pop3Session:
         caps.append(f"IMPLEMENTATION {IMPLEMENTATION}")  # RFC 2449 §6.9
         return [c.encode("ascii") for c in caps]
 
-    async def on_capa(self, ev: core.Capa) -> None:
-        await self.reply(core.multiline("Capability list follows", self._capabilities()))
+    def on_capa(self, ev: core.Capa) -> Pending:
+        self.reply(core.multiline("Capability list follows", self._capabilities()))
+        return None
 
-    async def on_stls(self, ev: core.Stls) -> None:
+    def on_stls(self, ev: core.Stls) -> Pending:
         # RFC 2595 §4 / CVE-2011-0411: plaintext pipelined after STLS is never executed.
-        # The shared upgrade pauses reading before the +OK and drops what the StreamReader
-        # still holds; the core drops what it had already read (start_tls_done).
-        await self.flush()  # replies to commands before STLS go out in plaintext, in order
+        # Reading is paused before the +OK, so the ClientHello waits in the socket for the
+        # TLS layer; what was read with STLS is dropped by the core (start_tls_done).
+        self._flush()  # replies to commands before STLS go out in plaintext, in order
+        self.transport.pause_reading()
+        self.transport.write(ok("Begin TLS negotiation"))
+        self._tls_starting = True
+        return self._start_tls()
+
+    async def _start_tls(self) -> None:
         try:
-            discarded = await tls.upgrade_server_stream(
-                self.reader, self.writer, ok("Begin TLS negotiation"), self.svc.tls, TLS_HANDSHAKE_TIMEOUT
+            transport = await asyncio.wait_for(
+                self.loop.start_tls(
+                    self.transport, self, self.svc.tls, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+                ),
+                TLS_HANDSHAKE_TIMEOUT + 5,
             )
-        except (ssl.SSLError, TimeoutError, ConnectionError) as e:
+        except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as e:
             self.log.info("TLS handshake failed: %s", type(e).__name__)
+            self._tls_starting = False
+            self.transport.abort()
             self.closing = True
             return
+        if transport is None:  # the connection went away during the handshake
+            self.closing = True
+            return
+        self.transport = transport
+        discarded = self.core.buffered
         if discarded:
             self.log.info("discarded %d octets of plaintext pipelined after STLS", discarded)
         self.core.start_tls_done()
+        self._tls_starting = False
         self.tls = True
         self.username = None
+        early, self._early = self._early, []
+        for data in early:  # sent by the client over TLS while we were finishing the switch
+            self.core.receive_data(data)
 
-    async def on_utf8(self, ev: core.Utf8) -> None:
+    def on_utf8(self, ev: core.Utf8) -> Pending:
         self.utf8 = True  # RFC 6856 §2: we send messages unmodified either way
-        await self.reply(ok("UTF8 enabled"))
+        self.reply(ok("UTF8 enabled"))
+        return None
 
-    async def on_user(self, ev: core.User) -> None:
+    def on_user(self, ev: core.User) -> Pending:
         if not self._login_allowed():
             self.username = None
-            await self.reply(PLAINTEXT_REFUSED)
-            return
+            self.reply(PLAINTEXT_REFUSED)
+            return None
         self.username = ev.name
-        await self.reply(ok())  # RFC 1939 §7: never reveal whether the mailbox exists
+        self.reply(ok())  # RFC 1939 §7: never reveal whether the mailbox exists
+        return None
 
-    async def on_pass(self, ev: core.Pass) -> None:
+    def on_pass(self, ev: core.Pass) -> Pending:
         user, self.username = self.username, None
         if not self._login_allowed():
-            await self.write(PLAINTEXT_REFUSED)
-            return
+            self.reply(PLAINTEXT_REFUSED)
+            return None
         if user is None:
-            await self.write(err("USER first"))
-            return
-        password = ev.password.decode("utf-8", "replace")
+            self.reply(err("USER first"))
+            return None
+        return self._pass(user, ev.password.decode("utf-8", "replace"))
+
+    async def _pass(self, user: str, password: str) -> None:
         account = await self.svc.auth.check(user, password, self.ip)  # waits the shared per-IP delay
         if account is None:
             self.log.info("login failed (USER) user=%s", safe(user, 100))
-            await self.write(AUTH_FAILED)
+            self.reply(AUTH_FAILED)
             return
         await self._open_maildrop(account, "USER")
 
-    async def on_auth(self, ev: core.Auth) -> None:
+    def on_auth(self, ev: core.Auth) -> Pending:
         if not self._login_allowed():
-            await self.write(PLAINTEXT_REFUSED)
-            return
+            self.reply(PLAINTEXT_REFUSED)
+            return None
         if ev.mechanism not in sasl_flow.MECHANISMS:
-            await self.write(err("Unsupported authentication mechanism"))
-            return
+            self.reply(err("Unsupported authentication mechanism"))
+            return None
+        return self._auth(ev)
 
+    async def _auth(self, ev: core.Auth) -> None:
         async def send_challenge(b64: bytes) -> None:
-            await self.write(b"+ " + b64 + b"\r\n")  # RFC 5034 §4: "+" SP base64
+            self.reply(b"+ " + b64 + b"\r\n")  # RFC 5034 §4: "+" SP base64
+            self._flush()
             self.core.begin_auth_continuation()
 
         # The core hands the initial response decoded; sasl_flow takes it as on the wire.
@@ -316,14 +485,14 @@ class Pop3Session:
                 self.svc.auth, ev.mechanism, initial, send_challenge, self._auth_line, self.ip
             )
         except sasl.SaslCancelled:
-            await self.write(err("Authentication cancelled"))  # RFC 5034 §4
+            self.reply(err("Authentication cancelled"))  # RFC 5034 §4
             return
         except sasl.SaslError:
-            await self.write(err("Invalid SASL response"))
+            self.reply(err("Invalid SASL response"))
             return
         if account is None:
             self.log.info("login failed (AUTH %s)", ev.mechanism)
-            await self.write(AUTH_FAILED)
+            self.reply(AUTH_FAILED)
             return
         await self._open_maildrop(account, f"AUTH {ev.mechanism}")
 
@@ -337,10 +506,8 @@ class Pop3Session:
             if isinstance(ev, core.CommandError):
                 raise sasl.SaslError("AUTH line error")
             if ev is core.NEED_DATA:
-                data = await self._read()
-                if not data:
+                if not await self._wait_input():
                     raise ConnectionError("closed during AUTH")
-                self.core.receive_data(data)
                 continue
             raise sasl.SaslError("unexpected event during AUTH")
 
@@ -352,139 +519,186 @@ class Pop3Session:
                 mailbox = await self.svc.store.create_mailbox(account.id, "INBOX")
         except StoreError:
             self.log.exception("cannot open INBOX of %s", account.address)
-            await self.write(TEMP_FAILURE)
+            self.reply(TEMP_FAILURE)
             return
-        lease = self.locks.try_acquire(mailbox.id)
+        lease = await self.svc.store.try_lock_maildrop(mailbox.id)  # RFC 1939 §8: exclusive access
         if lease is None:
             self.log.info("%s: maildrop in use", account.address)
-            await self.write(IN_USE)
+            self.reply(IN_USE)
             return
         try:
             maildrop = await Maildrop.open(self.svc.store, mailbox)
         except BaseException:
-            lease.release()
+            await lease.release()
             raise
+        if self._lost:  # gone while we logged in: nothing to keep
+            await lease.release()
+            return
         self.lease = lease
         self.account = account
         self.maildrop = maildrop
         self.core.authenticated()
         self.log.info("authenticated as %s via %s; %d messages", account.address, how, len(maildrop))
-        await self.write(ok(f"Logged in, {len(maildrop)} messages"))
+        self.reply(ok(f"Logged in, {len(maildrop)} messages"))
 
     # ---------------------------------------------------------------- TRANSACTION
     def _md(self) -> Maildrop:
         assert self.maildrop is not None
         return self.maildrop
 
-    async def on_stat(self, ev: core.Stat) -> None:
+    def on_stat(self, ev: core.Stat) -> Pending:
         md = self._md()
-        sizes = await md.sizes(md.live())
-        await self.reply(ok(f"{len(sizes)} {sum(sizes.values())}"))  # RFC 1939 §5: "+OK nn mm"
+        sizes = md.sizes(md.live())
+        self.reply(ok(f"{len(sizes)} {sum(sizes.values())}"))  # RFC 1939 §5: "+OK nn mm"
+        return None
 
-    async def on_list(self, ev: core.List) -> None:
+    def on_list(self, ev: core.List) -> Pending:
         md = self._md()
         if ev.msg is not None:
             if not md.exists(ev.msg):
-                await self.reply(NO_SUCH_MESSAGE)
-                return
-            await self.reply(ok(f"{ev.msg} {await md.size(ev.msg)}"))
-            return
-        sizes = await md.sizes(md.live())
+                self.reply(NO_SUCH_MESSAGE)
+                return None
+            self.reply(ok(f"{ev.msg} {md.size(ev.msg)}"))
+            return None
+        sizes = md.sizes(md.live())
         lines = [f"{n} {s}".encode("ascii") for n, s in sizes.items()]
-        await self.reply(core.multiline(f"{len(sizes)} messages ({sum(sizes.values())} octets)", lines))
+        self.reply(core.multiline(f"{len(sizes)} messages ({sum(sizes.values())} octets)", lines))
+        return None
 
-    async def on_uidl(self, ev: core.Uidl) -> None:
+    def on_uidl(self, ev: core.Uidl) -> Pending:
         md = self._md()
         if ev.msg is not None:
             if not md.exists(ev.msg):
-                await self.reply(NO_SUCH_MESSAGE)
-                return
-            await self.reply(ok(f"{ev.msg} {md.uidl(ev.msg)}"))
-            return
+                self.reply(NO_SUCH_MESSAGE)
+                return None
+            self.reply(ok(f"{ev.msg} {md.uidl(ev.msg)}"))
+            return None
         lines = [f"{n} {md.uidl(n)}".encode("ascii") for n in md.live()]
-        await self.reply(core.multiline("Unique-ID listing follows", lines))
+        self.reply(core.multiline("Unique-ID listing follows", lines))
+        return None
 
-    async def _send_body(self, first_line: bytes, body: bytes) -> None:
+    def _send_body(self, first_line: bytes, body: bytes) -> Pending:
+        self.reply(first_line)
         if len(body) <= WRITE_WHOLE_LIMIT:
-            await self.reply(first_line)
-            await self.reply(core.dot_stuff(body))
-            return
-        await self.reply(first_line)
-        await self.flush()
+            self.reply(core.dot_stuff_crlf(body))  # store blobs are CRLF (store.api)
+            return None
+        return self._stream_body(body)
+
+    async def _stream_body(self, body: bytes) -> None:
+        """A big body in chunks, each after the transport drained: one chunk in memory at a time."""
+        self._flush()
         chunks = (body[i : i + WRITE_CHUNK] for i in range(0, len(body), WRITE_CHUNK))
         for piece in core.dot_stuff_stream(chunks):
-            self.writer.write(piece)
-            await self.writer.drain()
+            self.transport.write(piece)
+            await self._drain()
 
-    async def on_retr(self, ev: core.Retr) -> None:
+    def on_retr(self, ev: core.Retr) -> Pending:
         md = self._md()
         if not md.exists(ev.msg):
-            await self.reply(NO_SUCH_MESSAGE)
-            return
+            self.reply(NO_SUCH_MESSAGE)
+            return None
         try:
-            data = await md.read(ev.msg)
+            data = md.read_nowait(ev.msg)  # read ahead: no store call, no wait
         except Vanished:
-            await self.reply(VANISHED)
-            return
+            self.reply(VANISHED)
+            return None
+        if data is None:
+            return self._retr(ev.msg)
         md.retrieved.add(ev.msg)
-        await self._send_body(ok(f"{await md.size(ev.msg)} octets"), data)
+        return self._send_body(ok(f"{md.size(ev.msg)} octets"), data)
 
-    async def on_top(self, ev: core.Top) -> None:
+    async def _retr(self, n: int) -> None:
+        md = self._md()
+        try:
+            data = await md.read(n)
+        except Vanished:
+            self.reply(VANISHED)
+            return
+        md.retrieved.add(n)
+        pending = self._send_body(ok(f"{md.size(n)} octets"), data)
+        if pending is not None:
+            await pending
+
+    def on_top(self, ev: core.Top) -> Pending:
         md = self._md()
         if not md.exists(ev.msg):
-            await self.reply(NO_SUCH_MESSAGE)
-            return
+            self.reply(NO_SUCH_MESSAGE)
+            return None
+        try:
+            data = md.read_nowait(ev.msg)
+        except Vanished:
+            self.reply(VANISHED)
+            return None
+        if data is None:
+            return self._top(ev)
+        return self._send_body(ok("Top of message follows"), top(data, ev.lines))
+
+    async def _top(self, ev: core.Top) -> None:
+        md = self._md()
         try:
             data = await md.read(ev.msg)
         except Vanished:
-            await self.reply(VANISHED)
+            self.reply(VANISHED)
             return
-        await self._send_body(ok("Top of message follows"), top(data, ev.lines))
+        pending = self._send_body(ok("Top of message follows"), top(data, ev.lines))
+        if pending is not None:
+            await pending
 
-    async def on_dele(self, ev: core.Dele) -> None:
+    def on_dele(self, ev: core.Dele) -> Pending:
         md = self._md()
         if not md.exists(ev.msg):
             # RFC 1939 §5: an already deleted message may not be deleted again
-            await self.reply(err("Message already deleted") if ev.msg in md.deleted else NO_SUCH_MESSAGE)
-            return
+            self.reply(err("Message already deleted") if ev.msg in md.deleted else NO_SUCH_MESSAGE)
+            return None
         md.deleted.add(ev.msg)
-        await self.reply(ok(f"Message {ev.msg} deleted"))
+        self.reply(ok(f"Message {ev.msg} deleted"))
+        return None
 
-    async def on_noop(self, ev: core.Noop) -> None:
-        await self.reply(ok())
+    def on_noop(self, ev: core.Noop) -> Pending:
+        self.reply(ok())
+        return None
 
-    async def on_rset(self, ev: core.Rset) -> None:
+    def on_rset(self, ev: core.Rset) -> Pending:
         md = self._md()
         md.deleted.clear()  # RFC 1939 §5: unmark all
-        sizes = await md.sizes(md.live())
-        await self.reply(ok(f"Maildrop has {len(sizes)} messages ({sum(sizes.values())} octets)"))
+        sizes = md.sizes(md.live())
+        self.reply(ok(f"Maildrop has {len(sizes)} messages ({sum(sizes.values())} octets)"))
+        return None
 
-    async def on_quit(self, ev: core.Quit) -> None:
+    def on_quit(self, ev: core.Quit) -> Pending:
         self.closing = True
         if self.core.state is not core.Pop3State.TRANSACTION:
-            await self.reply(ok(f"{IMPLEMENTATION} POP3 server signing off"))  # RFC 1939 §4
-            return
-        md = self._md()
+            self.reply(ok(f"{IMPLEMENTATION} POP3 server signing off"))  # RFC 1939 §4
+            return None
         self.core.quit_to_update()  # RFC 1939 §6: UPDATE state
+        return self._update()
+
+    async def _update(self) -> None:
+        md = self._md()
+        lease, self.lease = self.lease, None
         try:
             removed = await md.commit()
         except Exception:
             self.log.exception("UPDATE failed for %s", self.account.address if self.account else "?")
-            self._unlock()
-            await self.reply(err("Some deleted messages not removed", ResponseCode.SYS_TEMP))  # RFC 1939 §6
+            if lease is not None:
+                await self._release_lease(lease)
+            self.reply(err("Some deleted messages not removed", ResponseCode.SYS_TEMP))  # RFC 1939 §6
             return
-        self._unlock()
+        if lease is not None:
+            await self._release_lease(lease)  # before the +OK: a client reconnecting at once gets in
         left = len(md) - len(md.deleted)
         self.log.info("logout: %d removed, %d left", removed, left)
-        await self.reply(ok(f"{IMPLEMENTATION} POP3 server signing off ({left} messages left)"))
+        self.reply(ok(f"{IMPLEMENTATION} POP3 server signing off ({left} messages left)"))
 
-    async def on_command_error(self, ev: core.CommandError) -> None:
-        await self.reply(ev.reply)
+    def on_command_error(self, ev: core.CommandError) -> Pending:
+        self.reply(ev.reply)
+        return None
 
-    async def on_stray(self, ev: Any) -> None:
-        await self.reply(err("Unexpected SASL response"))  # only inside AUTH; never reached otherwise
+    def on_stray(self, ev: Any) -> Pending:
+        self.reply(err("Unexpected SASL response"))  # only inside AUTH; never reached otherwise
+        return None
 
-    COMMANDS: dict[type, Callable[[Pop3Session, Any], Awaitable[None]]] = {
+    COMMANDS: dict[type, Callable[[Pop3Session, Any], Pending]] = {
         core.Capa: on_capa,
         core.Stls: on_stls,
         core.Utf8: on_utf8,
@@ -507,22 +721,13 @@ class Pop3Session:
 
 
 async def listen(svc: Services, name: str, host: str, port: int) -> asyncio.base_events.Server:
-    locks: MaildropLocks = FileMaildropLocks(svc.cfg.data_dir / "locks")
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            svc.track(task)
-        await Pop3Session(svc, name, locks, reader, writer).run()
-
     ssl_ctx = svc.tls if name == "pop3s" else None  # RFC 8314 §3.3: implicit TLS
-    return await asyncio.start_server(
-        on_connect,
+    return await asyncio.get_running_loop().create_server(
+        lambda: Pop3Session(svc, name),
         host,
         port,
         ssl=ssl_ctx,
         reuse_port=app.reuse_port(),
         family=socket.AF_INET6 if ":" in host else socket.AF_INET,
         ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_ctx else None,
-        limit=READ_SIZE,
     )

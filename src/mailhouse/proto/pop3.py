@@ -40,6 +40,7 @@ IMAP cores.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
@@ -74,6 +75,7 @@ __all__ = [
     "Uidl",
     "User",
     "Utf8",
+    "dot_stuff_crlf",
     "dot_stuff_stream",
     "err",
     "multiline",
@@ -353,6 +355,26 @@ def dot_stuff(body: bytes) -> bytes:
     return b"".join(dot_stuff_stream([body]))
 
 
+_LF_DOT: Final = re.compile(rb"\n\.")  # a line starting with "." (one regex scan: faster than bytes.find here)
+
+
+def dot_stuff_crlf(body: bytes) -> bytes:
+    """``body`` as a multi-line block, for input that is CRLF-normalised already (the store's
+    message blobs): then exactly ``dot_stuff(body)``, in one scan instead of three.
+
+    Whatever the input, the framing is safe: a dot after *any* LF is stuffed (RFC 1939 §3),
+    so no content line can read as the terminator, even to a client that splits on bare
+    LF; input without a final CRLF takes the normalising path.
+    """
+    if not body.endswith(CRLF):
+        return dot_stuff(body)
+    if body[:1] == b".":
+        body = b"." + body.replace(b"\n.", b"\n..")  # RFC 1939 §3
+    elif _LF_DOT.search(body) is not None:
+        body = body.replace(b"\n.", b"\n..")
+    return body + b"." + CRLF
+
+
 def multiline(first_line: str, body: bytes | Iterable[bytes], code: ResponseCode | None = None) -> bytes:
     """A complete multi-line ``+OK`` response (RFC 1939 §3).
 
@@ -463,6 +485,11 @@ class POP3ServerProtocol:
             data = data[lf + 1 :]
             self._discarding = False
         self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Octets received and not yet turned into events (adapters pause reading above a limit)."""
+        return len(self._buf)
 
     def next_event(self) -> Event | NeedData:
         """The next event, or :data:`NEED_DATA` if no complete line is buffered."""

@@ -17,6 +17,9 @@ Semantics every backend must honour (pinned down by `tests/store/contract.py`):
   `store.crlf.to_crlf`), so `MessageRecord.size` is exactly what IMAP and POP3 send.
 - `append` with a `delivery_key` already used in that mailbox is a no-op returning the
   existing UID: redelivery after a crash never yields two copies.
+- `try_lock_maildrop` excludes every other holder of the same mailbox on the same store
+  (same process, other workers, other nodes) and never outlives its holder: the lease ends
+  on `release()` or when the holding process dies.
 """
 
 from __future__ import annotations
@@ -267,6 +270,16 @@ class BlobStore(Protocol):
     async def delete(self, keys: Sequence[str]) -> None: ...
 
 
+class MaildropLease(Protocol):
+    async def release(self) -> None: ...  # idempotent; a lease also ends when its holder dies
+
+
+class MaildropLocks(Protocol):
+    async def try_lock_maildrop(self, mailbox_id: int) -> MaildropLease | None: ...
+    # RFC 1939 §8 exclusive POP3 access: the lease, or None when another session (in this
+    # process, another worker or another node on the same store) holds the maildrop
+
+
 class Queue(Protocol):
     async def enqueue(self, entry: QueueEntry, blob: bytes | None = None) -> None: ...
     # with BLOB: the store keeps it too (sets entry.blob_key), in the same transaction where it can
@@ -281,7 +294,7 @@ class ChangeFeed(Protocol):
     def subscribe(self, account_id: int) -> AsyncIterator[Change]: ...
 
 
-class Store(Directory, MailIndex, Queue, ChangeFeed, Protocol):
+class Store(Directory, MailIndex, MaildropLocks, Queue, ChangeFeed, Protocol):
     """Everything a Mailhouse node needs; `blobs` is the blob store."""
 
     @property

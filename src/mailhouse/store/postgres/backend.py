@@ -78,6 +78,7 @@ from mailhouse.store.api import (
 )
 from mailhouse.store.blobfiles import new_key
 from mailhouse.store.crlf import to_crlf
+from mailhouse.store.postgres.locks import PgLease, PgMaildropLocks
 from mailhouse.store.postgres.schema import BOOTSTRAP, MIGRATION_LOCK, MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -263,6 +264,12 @@ class PostgresStore:
         self._listen_lock = asyncio.Lock()
         self._reconnect_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._maildrop_locks = PgMaildropLocks(self._dsn)  # POP3 [IN-USE] across nodes (locks.py)
+
+    async def try_lock_maildrop(self, mailbox_id: int) -> PgLease | None:
+        """RFC 1939 §8 across nodes: a session-level advisory lock on a dedicated connection."""
+        self._pool_()  # StoreError when the store is not open
+        return await self._maildrop_locks.try_acquire(mailbox_id)
 
     # ---------------------------------------------------------------- plumbing
     def _pool_(self) -> Any:
@@ -314,6 +321,7 @@ class PostgresStore:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reconnect_task
             self._reconnect_task = None
+        await self._maildrop_locks.close()
         if self._listen_conn is not None:
             conn, self._listen_conn = self._listen_conn, None
             with contextlib.suppress(Exception):

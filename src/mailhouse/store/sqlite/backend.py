@@ -50,6 +50,7 @@ from mailhouse.store.api import (
 )
 from mailhouse.store.blobfiles import FileBlobStore, new_key
 from mailhouse.store.crlf import to_crlf
+from mailhouse.store.locks import FileLease, FileMaildropLocks
 from mailhouse.store.sqlite.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -160,9 +161,11 @@ class HybridBlobStore:
 
 
 class SqliteStore:
-    def __init__(self, db_path: Path, blob_dir: Path) -> None:
+    def __init__(self, db_path: Path, blob_dir: Path, lock_dir: Path | None = None) -> None:
         self.db_path = Path(db_path)
         self.files = FileBlobStore(blob_dir)
+        # POP3 maildrop locks: flock files next to the blobs (<data_dir>/locks), one host
+        self.maildrop_locks = FileMaildropLocks(lock_dir or Path(blob_dir).parent / "locks")
         self.blobs = HybridBlobStore(self, self.files)
         self._jobs: _queue.SimpleQueue[_Job | None] = _queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -173,6 +176,10 @@ class SqliteStore:
         self._poll_task: asyncio.Task[None] | None = None
         self._last_change = 0
         self._opened = False
+
+    async def try_lock_maildrop(self, mailbox_id: int) -> FileLease | None:
+        """RFC 1939 §8: flock, shared by every worker process on this host (store/locks.py)."""
+        return self.maildrop_locks.try_acquire(mailbox_id)
 
     # ---------------------------------------------------------------- plumbing
     async def open(self) -> None:
@@ -210,6 +217,11 @@ class SqliteStore:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # durability rule: a commit is on disk
+        # SQLite's own default, stated because Debian builds with SECURE_DELETE on: zeroing freed
+        # pages journals every expunged inline blob again (16 MiB of WAL and fsync for a
+        # 1,000-message POP3 UPDATE instead of 0.3 MiB). Freed space is reused like an
+        # unlinked file's blocks (the file blob store, Maildir); VACUUM reclaims it.
+        conn.execute("PRAGMA secure_delete=OFF")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
@@ -849,35 +861,49 @@ class SqliteStore:
         return await self._write(fn)
 
     def _expunge_rows(self, c: sqlite3.Connection, mailbox_id: int, uids: Sequence[int]) -> tuple[list[int], list[str]]:
-        gone: list[int] = []
-        keys: list[str] = []
-        size = 0
-        modseq = 0
-        acc = 0
-        for uid in uids:
-            rows = c.execute(
-                "DELETE FROM messages WHERE mailbox_id=? AND uid=? RETURNING blob_key, size", (mailbox_id, uid)
-            ).fetchall()  # stepped to the end: a half-read RETURNING statement breaks the next job
-            row = rows[0] if rows else None
-            if not row:
-                continue
-            if not modseq:
-                acc, _, modseq = self._bump(c, mailbox_id, 0)
-            c.execute("INSERT OR REPLACE INTO expunged VALUES (?,?,?)", (mailbox_id, uid, modseq))
-            gone.append(uid)
-            keys.append(row[0])
-            size += row[1]
-        if gone:
-            c.execute(
-                "UPDATE accounts SET used_messages=used_messages-?, used_bytes=used_bytes-? WHERE id=?",
-                (len(gone), size, acc),
-            )
-            self._change(c, acc, mailbox_id, "expunge", modseq)
-        return gone, [k for k in set(keys) if not self._referenced(c, k)]
+        """Set-based (one DELETE for all UIDs: a POP3 UPDATE expunges a whole maildrop at once).
+
+        Unreferenced inline blobs are deleted in the same transaction (no second commit, no
+        orphans after a crash); the keys of all unreferenced blobs are returned.
+        """
+        wanted = list(dict.fromkeys(int(u) for u in uids))  # input order, no duplicates
+        if not wanted:
+            return [], []
+        rows = c.execute(
+            "DELETE FROM messages WHERE mailbox_id=? AND uid IN (SELECT value FROM json_each(?))"
+            " RETURNING uid, blob_key, size",
+            (mailbox_id, json.dumps(wanted)),
+        ).fetchall()  # stepped to the end: a half-read RETURNING statement breaks the next job
+        if not rows:
+            return [], []
+        acc, _, modseq = self._bump(c, mailbox_id, 0)
+        deleted = {int(r[0]) for r in rows}
+        gone = [u for u in wanted if u in deleted]
+        c.execute(
+            "INSERT OR REPLACE INTO expunged SELECT ?, value, ? FROM json_each(?)",
+            (mailbox_id, modseq, json.dumps(gone)),
+        )
+        c.execute(
+            "UPDATE accounts SET used_messages=used_messages-?, used_bytes=used_bytes-? WHERE id=?",
+            (len(gone), sum(int(r[2]) for r in rows), acc),
+        )
+        self._change(c, acc, mailbox_id, "expunge", modseq)
+        free = [
+            str(r[0])
+            for r in c.execute(
+                "SELECT value FROM json_each(?) WHERE NOT EXISTS (SELECT 1 FROM messages WHERE blob_key=value)"
+                " AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_key=value)",
+                (json.dumps(sorted({str(r[1]) for r in rows})),),
+            ).fetchall()
+        ]
+        inline = [k for k in free if k.startswith("i")]
+        if inline:
+            c.execute("DELETE FROM blobs WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(inline),))
+        return gone, free
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> tuple[list[int], list[str]]:
         gone, keys = await self._write(lambda c: self._expunge_rows(c, mailbox_id, uids))
-        await self.blobs.delete(keys)
+        await self.files.delete([k for k in keys if not k.startswith("i")])  # inline ones went with the rows
         return gone, keys
 
     def _copy_rows(self, c: sqlite3.Connection, src: int, uids: Sequence[int], dst: int) -> list[tuple[int, int]]:

@@ -1,29 +1,24 @@
-"""Exclusive POP3 maildrop locks (RFC 1939 §8, RFC 2449 §8.1.1 ``[IN-USE]``).
+"""Exclusive POP3 maildrop locks on one host: ``flock(2)`` (RFC 1939 §8, RFC 2449 §8.1.1).
 
 RFC 1939 §8: while a POP3 session is in TRANSACTION state the server holds an
 exclusive-access lock on the maildrop, so two POP3 sessions never see (and
 delete from) the same message list. IMAP sessions are not locked out: they
 work on the same store with their own UID semantics, and the POP3 session
-copes with messages expunged underneath it (see ``maildrop.py``).
+copes with messages expunged underneath it.
 
-The lock is behind a small interface (:class:`MaildropLocks` →
-:class:`MaildropLease`) so the backend can be swapped:
+The store API offers it as ``Store.try_lock_maildrop`` (``store.api.MaildropLocks``):
 
-* :class:`FileMaildropLocks` (embedded default, one host): ``flock(2)`` on
+* SQLite (embedded, one host): :class:`FileMaildropLocks` here — ``flock(2)`` on
   ``<data_dir>/locks/pop3-<mailbox id>.lock``, non-blocking. flock locks belong
-  to the open file description, so they exclude sessions in the same worker
+  to the open file description, so they exclude sessions in the same process
   *and* in every other worker process forked by ``[server] workers``; the
   kernel drops them when the process dies (kill -9 leaves no stale lock).
   Lock files are never unlinked: unlinking a lock file while another process
   waits on it is the classic flock race.
-* For several nodes on one PostgreSQL store, the same interface is meant to
-  be implemented with ``pg_try_advisory_lock(<pop3 class id>, mailbox_id)`` on
-  a session-scoped connection held for the lease (released by the server if
-  the node dies and its connection drops). Not implemented yet: such
-  deployments currently get per-host locking only.
+* PostgreSQL (several nodes): ``store.postgres.locks`` — a session-level
+  advisory lock on a dedicated connection, freed by the server when the node dies.
 
-Invariant: a lease is released exactly once, on QUIT (after the UPDATE
-commit), on a dropped connection, and on any error path.
+Invariant: releasing a lease is idempotent; a lease never outlives its process.
 """
 
 from __future__ import annotations
@@ -33,31 +28,25 @@ import errno
 import fcntl
 import os
 from pathlib import Path
-from typing import Protocol
 
 
-class MaildropLease(Protocol):
-    def release(self) -> None: ...
+class FileLease:
+    """One held flock; ``release`` (async, as ``store.api.MaildropLease``) or ``release_now``."""
 
-
-class MaildropLocks(Protocol):
-    def try_acquire(self, mailbox_id: int) -> MaildropLease | None:
-        """The lease, or ``None`` if another session holds the maildrop."""
-        ...
-
-
-class _FileLease:
     __slots__ = ("_fd",)
 
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
 
-    def release(self) -> None:
+    def release_now(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    async def release(self) -> None:
+        self.release_now()
 
 
 class FileMaildropLocks:
@@ -70,7 +59,8 @@ class FileMaildropLocks:
     def path(self, mailbox_id: int) -> Path:
         return self.root / f"pop3-{int(mailbox_id)}.lock"
 
-    def try_acquire(self, mailbox_id: int) -> MaildropLease | None:
+    def try_acquire(self, mailbox_id: int) -> FileLease | None:
+        """The lease, or ``None`` if another session holds the maildrop. Never blocks."""
         if not self._made:
             self.root.mkdir(parents=True, exist_ok=True)
             self._made = True
@@ -83,4 +73,4 @@ class FileMaildropLocks:
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 return None
             raise
-        return _FileLease(fd)
+        return FileLease(fd)
