@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,8 @@ from mailhouse.proto.imap import response
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import Mailbox, MessageRecord, Store
 
-from .errors import Bad
+from .errors import Bad, No
+from .index import SharedIndex, registry
 
 if TYPE_CHECKING:
     from .query import MessageView
@@ -169,6 +171,9 @@ class SelectedMailbox:
         self.saved: list[int] | None = None  # RFC 5182 SEARCHRES result (UIDs)
         self.deleted = False  # the mailbox was deleted or renamed away under us
         self.search_contexts: list[object] = []  # query.SearchContext (RFC 5267 UPDATE)
+        self.index: SharedIndex | None = None  # the process-wide index this view follows
+        self.index_pos = 0  # how far this view has consumed ``index.log``
+        self._views: list[MessageView] | None = None  # views() cache, kept current in place
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -183,19 +188,18 @@ class SelectedMailbox:
         condstore: bool,
         qresync: bool,
     ) -> SelectedMailbox:
-        records = await store.list_messages(mailbox.id)
-        fresh = await store.get_mailbox_by_id(mailbox.id)
-        view = cls(
-            store,
-            fresh or mailbox,
-            records,
-            readonly=readonly,
-            rev2=rev2,
-            condstore=condstore,
-            qresync=qresync,
-        )
-        # the records may be older than the row: start from the oldest modseq they can reflect
-        view.known_modseq = min((fresh or mailbox).highestmodseq, mailbox.highestmodseq)
+        idx = await registry(store).get(mailbox)
+        if idx.dead:
+            raise No("Mailbox does not exist", "NONEXISTENT")  # deleted meanwhile
+        # a snapshot of the shared index (no await from here: index and view agree)
+        view = cls(store, idx.mailbox, [], readonly=readonly, rev2=rev2, condstore=condstore, qresync=qresync)
+        view.uids = idx.uids.copy()
+        view.records = idx.records.copy()
+        view.known_modseq = idx.modseq  # every change up to it is in the records
+        view.index = idx
+        view.index_pos = idx.log_end
+        if view.uids and view.uids[-1] >= view.mailbox.uidnext:  # records read after the row
+            view.mailbox = dataclasses.replace(view.mailbox, uidnext=view.uids[-1] + 1)
         if not rev2:
             # RFC 3501 §6.3.2: SELECT (not EXAMINE) is what makes messages non-recent for others
             view.recent = await claims.claim(mailbox.account_id, mailbox.id, view.uids, peek=readonly)
@@ -248,19 +252,33 @@ class SelectedMailbox:
     # ---------------------------------------------------------------- syncing with the store
     async def refresh(self) -> None:
         """Re-read what changed since the last refresh and queue it (nothing is sent)."""
-        mb = await self.store.get_mailbox_by_id(self.mailbox.id)
-        if mb is None or mb.uidvalidity != self.mailbox.uidvalidity:
+        idx = self.index
+        if idx is None:
+            idx = self.index = await registry(self.store).get(self.mailbox)
+            self.index_pos = idx.log_end  # the records came from elsewhere: catch up by modseq
+            caught_up = None
+        else:
+            await idx.sync()
+            caught_up = idx.since(self.index_pos)
+        mb = idx.mailbox
+        if idx.dead or mb.uidvalidity != self.mailbox.uidvalidity:
             self.deleted = True
             return
         if mb.name != self.mailbox.name:
             self.mailbox = mb
-        if mb.highestmodseq <= self.known_modseq:
+        if idx.modseq <= self.known_modseq and caught_up is None:
             return
-        changed = await self.store.changed_since(mb.id, self.known_modseq)
-        gone = await self.store.expunged_since(mb.id, self.known_modseq)
+        if caught_up is None:  # the shared log no longer reaches back here: ask the store
+            pos, modseq = idx.log_end, idx.modseq
+            changed = await self.store.changed_since(mb.id, self.known_modseq)
+            gone = await self.store.expunged_since(mb.id, self.known_modseq)
+            self.index_pos = max(self.index_pos, pos)
+        else:
+            changed, gone = caught_up
+            self.index_pos, modseq = idx.log_end, idx.modseq
         self.apply(changed, gone)
         self.mailbox = mb
-        self.known_modseq = max(self.known_modseq, mb.highestmodseq)
+        self.known_modseq = max(self.known_modseq, modseq)
 
     def apply(self, changed: Iterable[MessageRecord], gone: Iterable[int]) -> None:
         """Queue store changes (also used after this session's own commands)."""
@@ -278,6 +296,7 @@ class SelectedMailbox:
                 if old.flags != rec.flags or (self.condstore and old.modseq != rec.modseq):
                     self.pending_flags.add(rec.uid)
                 self.records[rec.uid] = rec
+                self._view_record(rec)
             elif rec.uid > top:
                 self.pending_new[rec.uid] = rec
 
@@ -286,11 +305,13 @@ class SelectedMailbox:
         if rec.uid in self.records:
             self.records[rec.uid] = rec
             self.pending_flags.discard(rec.uid)
+            self._view_record(rec)
 
     def remove_expunged(self, uids: Iterable[int]) -> list[int]:
         """Drop ``uids`` from the view; returns the sequence numbers to report, in the order
         EXPUNGE responses must be sent (each number valid after the previous removals)."""
         seqs: list[int] = []
+        self._views = None
         for uid in sorted(set(uids), reverse=True):
             seq = self.seq_of(uid)
             if seq is None:
@@ -320,6 +341,7 @@ class SelectedMailbox:
             out += self.expunge_responses(sorted(self.pending_expunge))
         if self.pending_new:
             new = sorted(self.pending_new)
+            self._views = None
             for uid in new:
                 self.uids.append(uid)
                 self.records[uid] = self.pending_new[uid]
@@ -328,6 +350,7 @@ class SelectedMailbox:
                 self.recent |= await claims.claim(
                     self.mailbox.account_id, self.mailbox.id, new, peek=self.readonly
                 )
+                self._views = None
             out += response.exists(len(self.uids))
             if not self.rev2:
                 out += response.recent(len(self.recent))
@@ -359,10 +382,23 @@ class SelectedMailbox:
         return response.fetch(seq, items)
 
     def views(self) -> list[MessageView]:
-        """``query.MessageView`` list in sequence order (the colleague module's input)."""
-        from .query import MessageView
+        """``query.MessageView`` list in sequence order (the colleague module's input).
 
-        return [MessageView(i + 1, self.records[u], u in self.recent) for i, u in enumerate(self.uids)]
+        Cached between commands and kept current in place (record changes); rebuilt after the
+        numbering or \\Recent changed. Callers must not change the list."""
+        if self._views is None:
+            from .query import MessageView
+
+            recent = self.recent
+            records = self.records
+            self._views = [MessageView(i + 1, records[u], u in recent) for i, u in enumerate(self.uids)]
+        return self._views
+
+    def _view_record(self, rec: MessageRecord) -> None:
+        if self._views is not None:
+            seq = self.seq_of(rec.uid)
+            if seq is not None:
+                self._views[seq - 1].record = rec
 
     def permanent_flags(self) -> list[response.Value]:
         keywords = sorted({f for r in self.records.values() for f in r.flags if not f.startswith("\\")})

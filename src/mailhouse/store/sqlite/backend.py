@@ -67,8 +67,20 @@ def _flags_to_text(flags: frozenset[str]) -> str:
     return " ".join(sorted(flags))
 
 
+_FLAG_SETS: dict[str, frozenset[str]] = {}  # a mailbox has few distinct flag strings: share the sets
+_FLAG_SETS_MAX = 4096  # bound on the interned strings (cleared when exceeded)
+_NO_FLAGS: frozenset[str] = frozenset()
+
+
 def _text_to_flags(text: str) -> frozenset[str]:
-    return frozenset(text.split()) if text else frozenset()
+    if not text:
+        return _NO_FLAGS
+    got = _FLAG_SETS.get(text)
+    if got is None:
+        if len(_FLAG_SETS) >= _FLAG_SETS_MAX:
+            _FLAG_SETS.clear()
+        got = _FLAG_SETS[text] = frozenset(text.split())
+    return got
 
 
 def _msg(row: sqlite3.Row | tuple[Any, ...]) -> MessageRecord:
