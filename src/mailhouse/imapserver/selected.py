@@ -311,17 +311,22 @@ class SelectedMailbox:
         """Drop ``uids`` from the view; returns the sequence numbers to report, in the order
         EXPUNGE responses must be sent (each number valid after the previous removals)."""
         seqs: list[int] = []
-        self._views = None
+        views = self._views
         for uid in sorted(set(uids), reverse=True):
             seq = self.seq_of(uid)
             if seq is None:
                 continue
             del self.uids[seq - 1]
+            if views is not None:
+                del views[seq - 1]
             self.records.pop(uid, None)
             self.recent.discard(uid)
             self.pending_expunge.discard(uid)
             self.pending_flags.discard(uid)
             seqs.append(seq)
+        if views is not None and seqs:
+            for i in range(seqs[-1] - 1, len(views)):  # renumber from the lowest removal on
+                views[i].seq = i + 1
         return seqs
 
     def expunge_responses(self, uids: Iterable[int]) -> bytes:
@@ -341,7 +346,7 @@ class SelectedMailbox:
             out += self.expunge_responses(sorted(self.pending_expunge))
         if self.pending_new:
             new = sorted(self.pending_new)
-            self._views = None
+            first = len(self.uids)
             for uid in new:
                 self.uids.append(uid)
                 self.records[uid] = self.pending_new[uid]
@@ -350,7 +355,17 @@ class SelectedMailbox:
                 self.recent |= await claims.claim(
                     self.mailbox.account_id, self.mailbox.id, new, peek=self.readonly
                 )
-                self._views = None
+            if self._views is not None:
+                from .query import MessageView
+
+                views = self._views
+                if len(views) != first:  # out of step (cannot happen): rebuild on next use
+                    self._views = None
+                else:
+                    views.extend(
+                        MessageView(first + i + 1, self.records[u], u in self.recent)
+                        for i, u in enumerate(self.uids[first:])
+                    )
             out += response.exists(len(self.uids))
             if not self.rev2:
                 out += response.recent(len(self.recent))
