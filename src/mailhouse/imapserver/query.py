@@ -295,9 +295,14 @@ def _seq_match(key: SearchSequence, v: MessageView, ctx: _Ctx) -> bool:
     return s.contains(v.seq, ctx.max_seq)
 
 
+_MESSAGE_KEYS = (SearchText, SearchHeader)
+
+
 def _cheap(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool | None:
     """Three-valued evaluation without the message body: None = needs the message."""
     r = v.record
+    if isinstance(key, _MESSAGE_KEYS):  # first: the common text searches
+        return None
     if isinstance(key, SearchFlagKey):
         k = key.key
         if k in ("ALL", "SAVEDATESUPPORTED"):  # RFC 8514 §4.3: every mailbox keeps save dates
@@ -337,8 +342,6 @@ def _cheap(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool | None:
     if isinstance(key, SearchObjectId):
         # RFC 8474: we do not advertise OBJECTID; no message has such an id.
         return False
-    if isinstance(key, SearchText | SearchHeader):
-        return None
     if isinstance(key, SearchNot):
         x = _cheap(key.key, v, ctx)
         return None if x is None else not x
@@ -371,9 +374,6 @@ async def _full(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool:
 
 def _loaded(key: SearchKey, v: MessageView, ctx: _Ctx, got: CachedMessage) -> bool:
     """Complete evaluation with the message at hand (no await: one call per message)."""
-    x = _cheap(key, v, ctx)
-    if x is not None:
-        return x
     if isinstance(key, SearchText):
         idx = got.index
         n = ctx.needle(key.value)
@@ -384,19 +384,21 @@ def _loaded(key: SearchKey, v: MessageView, ctx: _Ctx, got: CachedMessage) -> bo
         return idx.header(key.key.lower(), n)
     if isinstance(key, SearchHeader):
         return got.index.header(key.field, ctx.needle(key.value))
-    if isinstance(key, SearchDate):  # SENTBEFORE SENTON SENTSINCE
+    if isinstance(key, SearchAnd):
+        # cheap conjuncts were all True or unknown; evaluate the unknown ones in order
+        return all(_loaded(k, v, ctx, got) for k in key.keys)
+    if isinstance(key, SearchOr):
+        return _loaded(key.left, v, ctx, got) or _loaded(key.right, v, ctx, got)
+    if isinstance(key, SearchNot):
+        return not _loaded(key.key, v, ctx, got)
+    if isinstance(key, SearchDate) and key.key.startswith("SENT"):  # SENTBEFORE SENTON SENTSINCE
         d = sent_date(got.tree)
         # RFC 9051 §6.4.4: "messages whose Date: header ..." — without a (valid) Date header a
         # message matches none of the SENT* keys (Dovecot instead treats it as 1-Jan-1970).
         return d is not None and _date_cmp(key.key, d, key.date)
-    if isinstance(key, SearchNot):
-        return not _loaded(key.key, v, ctx, got)
-    if isinstance(key, SearchOr):
-        return _loaded(key.left, v, ctx, got) or _loaded(key.right, v, ctx, got)
-    if isinstance(key, SearchAnd):
-        # cheap conjuncts were all True or unknown; evaluate the unknown ones in order
-        return all(_loaded(k, v, ctx, got) for k in key.keys)
-    raise QueryError("Unsupported search key", status="BAD")
+    x = _cheap(key, v, ctx)  # every other key is decided by the index
+    assert x is not None
+    return x
 
 
 def _ctx(
