@@ -188,3 +188,22 @@ async def test_views_stay_equal_to_a_fresh_build(store: SqliteStore) -> None:
     await view.updates(claims, allow_expunge=True)
     assert {u: (r.flags, r.modseq) for u, r in view.records.items()} == await _store_state(store, mb)
     assert registry(store).live.get(mb.id) is view.index
+
+
+async def test_reselect_adopts_the_previous_views(store: SqliteStore) -> None:
+    mb = await _inbox(store)
+    await _add(store, mb, 20)
+    old = await _open(store, mb, rev2=False)
+    first = old.views()
+    await store.store_flags(mb.id, [3], FlagMode.ADD, frozenset({"\\Seen"}))
+    await store.expunge(mb.id, [19, 20])
+    await _add(store, mb, 2)
+    fresh = await store.get_mailbox_by_id(mb.id)
+    assert fresh is not None
+    new = await SelectedMailbox.open(
+        store, fresh, RecentClaims(store), readonly=False, rev2=False, condstore=True, qresync=False, previous=old
+    )
+    views = new.views()
+    assert views[0] is first[0]  # the common prefix (UIDs 1-18) was taken over
+    assert _as_tuples(views) == _fresh_views(new)
+    assert views[2].record.flags == frozenset({"\\Seen"}) and [v.record.uid for v in views[-3:]] == [18, 21, 22]

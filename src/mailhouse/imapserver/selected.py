@@ -187,7 +187,10 @@ class SelectedMailbox:
         rev2: bool,
         condstore: bool,
         qresync: bool,
+        previous: SelectedMailbox | None = None,
     ) -> SelectedMailbox:
+        """The view of ``mailbox``; ``previous`` is the session's view being closed (its
+        SEARCH views are reused where the numbering did not change; it must not be used after)."""
         idx = await registry(store).get(mailbox)
         if idx.dead:
             raise No("Mailbox does not exist", "NONEXISTENT")  # deleted meanwhile
@@ -203,7 +206,43 @@ class SelectedMailbox:
         if not rev2:
             # RFC 3501 §6.3.2: SELECT (not EXAMINE) is what makes messages non-recent for others
             view.recent = await claims.claim(mailbox.account_id, mailbox.id, view.uids, peek=readonly)
+        if previous is not None and previous.index is idx and previous._views is not None:
+            view._adopt_views(previous._views)
         return view
+
+    def _adopt_views(self, old: list[MessageView]) -> None:
+        """Take over a closed view's ``MessageView`` objects for the UIDs both number alike
+        (a common prefix: mail comes and goes mostly at the end), correcting record and
+        \\Recent; the rest is built on the next :meth:`views`."""
+        uids = self.uids
+        n = min(len(old), len(uids))
+        if n == 0:
+            return
+        lo, hi = 0, n  # the longest common prefix: old[i].record.uid == uids[i] for i < lo
+        old_uids = [v.record.uid for v in old[:n]]
+        if old_uids == uids[:n]:
+            lo = n
+        else:
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if old_uids[:mid] == uids[:mid]:
+                    lo = mid
+                else:
+                    hi = mid - 1
+        if lo < n // 2:
+            return  # not worth it
+        from .query import MessageView
+
+        records, recent = self.records, self.recent
+        views = old[:lo]
+        for v in views:
+            rec = records[v.record.uid]
+            if v.record is not rec:
+                v.record = rec
+            if v.recent != (rec.uid in recent):
+                v.recent = rec.uid in recent
+        views.extend(MessageView(i + 1, records[u], u in recent) for i, u in enumerate(uids[lo:], start=lo))
+        self._views = views
 
     # ---------------------------------------------------------------- numbering
     @property
