@@ -185,6 +185,8 @@ class SqliteStore:
         self._poll_task: asyncio.Task[None] | None = None
         self._last_change = 0
         self._opened = False
+        self._quick: sqlite3.Connection | None = None  # see _read_quick
+        self._quick_owner = (0, 0)  # (pid, thread) that may use _quick
 
     # ---------------------------------------------------------------- plumbing
     async def open(self) -> None:
@@ -203,6 +205,9 @@ class SqliteStore:
         self._opened = True
 
     async def close(self) -> None:
+        if self._quick is not None:
+            self._quick.close()
+            self._quick = None
         if self._poll_task:
             self._poll_task.cancel()
             self._poll_task = None
@@ -340,6 +345,31 @@ class SqliteStore:
         job = _Job(fn, write=False)
         self._reads.put(job)
         return await asyncio.wrap_future(job.future)  # type: ignore[no-any-return,unused-ignore]
+
+    async def _read_quick(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A small indexed read run on the calling (event-loop) thread.
+
+        Each hop to a reader thread costs a GIL hand-over (up to the 5 ms switch interval while
+        the loop is busy) and future chaining; for the per-command reads of IMAP (one mailbox
+        row; the changes since a modseq) that was most of a command's latency. WAL readers
+        never wait for the writer; the connection is query-only with no busy timeout, so a
+        rare SQLITE_BUSY (a checkpoint resetting the WAL) falls back to a reader thread
+        instead of blocking the loop. Only for reads bounded by an index."""
+        conn = self._quick
+        owner = (os.getpid(), threading.get_ident())
+        if conn is None or self._quick_owner != owner:
+            if not self._opened or conn is not None:  # not open, or another thread's (process's) loop
+                return await self._read(fn)
+            conn = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only=1")
+            conn.execute("PRAGMA busy_timeout=0")
+            self._quick, self._quick_owner = conn, owner
+        try:
+            return fn(conn)
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            return await self._read(fn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         job = _Job(fn, write=True)
@@ -654,7 +684,7 @@ class SqliteStore:
         return Mailbox(*row) if row else None
 
     async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
-        row = await self._read(
+        row = await self._read_quick(
             lambda c: c.execute(f"SELECT {self._MB_COLS} FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
         )
         return Mailbox(*row) if row else None
@@ -791,7 +821,7 @@ class SqliteStore:
         return [_msg(r) for r in rows]
 
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
-        rows = await self._read(
+        rows = await self._read_quick(  # index messages_modseq
             lambda c: c.execute(
                 f"SELECT {_MSG_COLS} FROM messages WHERE mailbox_id=? AND modseq>? ORDER BY uid", (mailbox_id, modseq)
             ).fetchall()
@@ -799,7 +829,7 @@ class SqliteStore:
         return [_msg(r) for r in rows]
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
-        rows = await self._read(
+        rows = await self._read_quick(  # primary key prefix: the mailbox's expunged UIDs
             lambda c: c.execute(
                 "SELECT uid FROM expunged WHERE mailbox_id=? AND modseq>? ORDER BY uid", (mailbox_id, modseq)
             ).fetchall()
