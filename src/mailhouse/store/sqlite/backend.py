@@ -676,7 +676,7 @@ class SqliteStore:
     _MB_COLS = "id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use"
 
     async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
-        row = await self._read(
+        row = await self._read_quick(  # UNIQUE(account_id, name)
             lambda c: c.execute(
                 f"SELECT {self._MB_COLS} FROM mailboxes WHERE account_id=? AND name=?", (account_id, name)
             ).fetchone()
