@@ -7,8 +7,10 @@ the first session to have been notified"), RFC 7162 (CONDSTORE: MODSEQ in unsoli
 QRESYNC: VANISHED instead of EXPUNGE, UID in every unsolicited FETCH), RFC 5182 (SEARCHRES).
 
 Model. ``uids`` is the client's view: message sequence number ``n`` is ``uids[n - 1]``. The
-store is re-read by :meth:`SelectedMailbox.refresh` (cheap: one mailbox row unless
-HIGHESTMODSEQ moved, then ``changed_since``/``expunged_since`` from the last modseq seen).
+store is re-read by :meth:`SelectedMailbox.refresh` through the process-wide
+:class:`index.SharedIndex` of the mailbox (one mailbox row per coalesced sync, the changes only
+when HIGHESTMODSEQ moved); the view starts as a snapshot of that index and then applies its
+change log from its own position (``index_pos``).
 What changed is queued and only turned into responses by :meth:`SelectedMailbox.updates`,
 which the session calls where the RFC allows each kind:
 
