@@ -207,3 +207,20 @@ async def test_reselect_adopts_the_previous_views(store: SqliteStore) -> None:
     assert views[0] is first[0]  # the common prefix (UIDs 1-18) was taken over
     assert _as_tuples(views) == _fresh_views(new)
     assert views[2].record.flags == frozenset({"\\Seen"}) and [v.record.uid for v in views[-3:]] == [18, 21, 22]
+
+
+async def test_registry_does_not_keep_a_store_alive(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    s = SqliteStore(tmp_path / "x.db", tmp_path / "xb")
+    await s.open()
+    mb = await _inbox(s)
+    await _add(s, mb, 2)
+    view = await _open(s, mb)
+    assert view.index is not None and view.index in registry(s).recent.values()
+    await s.close()
+    gone = weakref.ref(s)
+    del s, view
+    gc.collect()
+    assert gone() is None

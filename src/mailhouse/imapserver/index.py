@@ -39,7 +39,7 @@ import collections
 import weakref
 from collections.abc import Iterable
 
-from mailhouse.store.api import Mailbox, MessageRecord, Store
+from mailhouse.store.api import Mailbox, MessageRecord, Store, StoreError
 
 LOG_KEEP = 8192  # log entries kept per mailbox (a session further behind re-reads the store)
 KEEP_RECENT = 8  # indexes kept per process beyond those sessions hold (LRU) ...
@@ -50,7 +50,8 @@ class SharedIndex:
     """One mailbox's records as this process last read them (see the module docstring)."""
 
     def __init__(self, store: Store, mailbox: Mailbox) -> None:
-        self.store = store
+        # weak: the registry is kept per store in a WeakKeyDictionary, which must not keep it alive
+        self._store: weakref.ref[Store] = weakref.ref(store)
         self.mailbox = mailbox
         self.records: dict[int, MessageRecord] = {}
         self.uids: list[int] = []
@@ -62,6 +63,13 @@ class SharedIndex:
         self._started = 0
         self._done = 0
         self._task: asyncio.Future[None] | None = None
+
+    @property
+    def store(self) -> Store:
+        got = self._store()
+        if got is None:
+            raise StoreError("store closed and gone")
+        return got
 
     @property
     def log_end(self) -> int:
@@ -150,7 +158,7 @@ class IndexRegistry:
     re-selecting a mailbox costs no full read."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
+        self._store: weakref.ref[Store] = weakref.ref(store)
         self.live: weakref.WeakValueDictionary[int, SharedIndex] = weakref.WeakValueDictionary()
         self.recent: collections.OrderedDict[int, SharedIndex] = collections.OrderedDict()
 
@@ -159,7 +167,10 @@ class IndexRegistry:
         may be ``dead`` (mailbox deleted or re-created)."""
         idx = self.live.get(mailbox.id)
         if idx is None or idx.dead or idx.mailbox.uidvalidity != mailbox.uidvalidity:
-            idx = SharedIndex(self.store, mailbox)
+            store = self._store()
+            if store is None:
+                raise StoreError("store closed and gone")
+            idx = SharedIndex(store, mailbox)
             self.live[mailbox.id] = idx
         self.recent[mailbox.id] = idx
         self.recent.move_to_end(mailbox.id)
