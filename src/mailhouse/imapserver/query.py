@@ -295,9 +295,14 @@ def _seq_match(key: SearchSequence, v: MessageView, ctx: _Ctx) -> bool:
     return s.contains(v.seq, ctx.max_seq)
 
 
+_MESSAGE_KEYS = (SearchText, SearchHeader)
+
+
 def _cheap(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool | None:
     """Three-valued evaluation without the message body: None = needs the message."""
     r = v.record
+    if isinstance(key, _MESSAGE_KEYS):  # first: the common text searches
+        return None
     if isinstance(key, SearchFlagKey):
         k = key.key
         if k in ("ALL", "SAVEDATESUPPORTED"):  # RFC 8514 §4.3: every mailbox keeps save dates
@@ -337,8 +342,6 @@ def _cheap(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool | None:
     if isinstance(key, SearchObjectId):
         # RFC 8474: we do not advertise OBJECTID; no message has such an id.
         return False
-    if isinstance(key, SearchText | SearchHeader):
-        return None
     if isinstance(key, SearchNot):
         x = _cheap(key.key, v, ctx)
         return None if x is None else not x
@@ -366,8 +369,13 @@ async def _full(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool:
     x = _cheap(key, v, ctx)
     if x is not None:
         return x
+    return _loaded(key, v, ctx, await ctx.entry(v))
+
+
+def _loaded(key: SearchKey, v: MessageView, ctx: _Ctx, got: CachedMessage) -> bool:
+    """Complete evaluation with the message at hand (no await: one call per message)."""
     if isinstance(key, SearchText):
-        idx = (await ctx.entry(v)).index
+        idx = got.index
         n = ctx.needle(key.value)
         if key.key == "BODY":
             return idx.body(n)
@@ -375,24 +383,22 @@ async def _full(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool:
             return idx.text(n) or idx.mime_headers(n)
         return idx.header(key.key.lower(), n)
     if isinstance(key, SearchHeader):
-        return (await ctx.entry(v)).index.header(key.field, ctx.needle(key.value))
-    if isinstance(key, SearchDate):  # SENTBEFORE SENTON SENTSINCE
-        _, tree = await ctx.message(v)
-        d = sent_date(tree)
+        return got.index.header(key.field, ctx.needle(key.value))
+    if isinstance(key, SearchAnd):
+        # cheap conjuncts were all True or unknown; evaluate the unknown ones in order
+        return all(_loaded(k, v, ctx, got) for k in key.keys)
+    if isinstance(key, SearchOr):
+        return _loaded(key.left, v, ctx, got) or _loaded(key.right, v, ctx, got)
+    if isinstance(key, SearchNot):
+        return not _loaded(key.key, v, ctx, got)
+    if isinstance(key, SearchDate) and key.key.startswith("SENT"):  # SENTBEFORE SENTON SENTSINCE
+        d = sent_date(got.tree)
         # RFC 9051 §6.4.4: "messages whose Date: header ..." — without a (valid) Date header a
         # message matches none of the SENT* keys (Dovecot instead treats it as 1-Jan-1970).
         return d is not None and _date_cmp(key.key, d, key.date)
-    if isinstance(key, SearchNot):
-        return not await _full(key.key, v, ctx)
-    if isinstance(key, SearchOr):
-        return await _full(key.left, v, ctx) or await _full(key.right, v, ctx)
-    if isinstance(key, SearchAnd):
-        # cheap conjuncts were all True or unknown; evaluate the unknown ones in order
-        for k in key.keys:
-            if not await _full(k, v, ctx):
-                return False
-        return True
-    raise QueryError("Unsupported search key", status="BAD")
+    x = _cheap(key, v, ctx)  # every other key is decided by the index
+    assert x is not None
+    return x
 
 
 def _ctx(
@@ -425,9 +431,14 @@ async def _search(views: Sequence[MessageView], criteria: SearchKey, ctx: _Ctx) 
     for i in range(0, len(pending), PREFETCH_CHUNK):  # pass 2: load what is left, in chunks
         chunk = pending[i : i + PREFETCH_CHUNK]
         await ctx.prefetch(chunk)
+        cache = ctx.cache
         for v in chunk:
+            got = cache.get(v.record.uid)
             try:
-                if await _full(criteria, v, ctx):
+                if got is not None:  # prefetched: evaluate without a coroutine per message
+                    if _loaded(criteria, v, ctx, got):
+                        out.append(v)
+                elif await _full(criteria, v, ctx):
                     out.append(v)
             except _Gone:
                 continue

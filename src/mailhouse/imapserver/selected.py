@@ -7,8 +7,10 @@ the first session to have been notified"), RFC 7162 (CONDSTORE: MODSEQ in unsoli
 QRESYNC: VANISHED instead of EXPUNGE, UID in every unsolicited FETCH), RFC 5182 (SEARCHRES).
 
 Model. ``uids`` is the client's view: message sequence number ``n`` is ``uids[n - 1]``. The
-store is re-read by :meth:`SelectedMailbox.refresh` (cheap: one mailbox row unless
-HIGHESTMODSEQ moved, then ``changed_since``/``expunged_since`` from the last modseq seen).
+store is re-read by :meth:`SelectedMailbox.refresh` through the process-wide
+:class:`index.SharedIndex` of the mailbox (one mailbox row per coalesced sync, the changes only
+when HIGHESTMODSEQ moved); the view starts as a snapshot of that index and then applies its
+change log from its own position (``index_pos``).
 What changed is queued and only turned into responses by :meth:`SelectedMailbox.updates`,
 which the session calls where the RFC allows each kind:
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -41,7 +44,8 @@ from mailhouse.proto.imap import response
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import Mailbox, MessageRecord, Store
 
-from .errors import Bad
+from .errors import Bad, No
+from .index import SharedIndex, registry
 
 if TYPE_CHECKING:
     from .query import MessageView
@@ -180,6 +184,9 @@ class SelectedMailbox:
         self.saved: list[int] | None = None  # RFC 5182 SEARCHRES result (UIDs)
         self.deleted = False  # the mailbox was deleted or renamed away under us
         self.search_contexts: list[object] = []  # query.SearchContext (RFC 5267 UPDATE)
+        self.index: SharedIndex | None = None  # the process-wide index this view follows
+        self.index_pos = 0  # how far this view has consumed ``index.log``
+        self._views: list[MessageView] | None = None  # views() cache, kept current in place
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -193,26 +200,64 @@ class SelectedMailbox:
         rev2: bool,
         condstore: bool,
         qresync: bool,
+        previous: SelectedMailbox | None = None,
     ) -> SelectedMailbox:
-        records = await store.list_messages(mailbox.id)
-        fresh = await store.get_mailbox_by_id(mailbox.id)
-        view = cls(
-            store,
-            fresh or mailbox,
-            records,
-            readonly=readonly,
-            rev2=rev2,
-            condstore=condstore,
-            qresync=qresync,
-        )
-        # the records may be older than the row: start from the oldest modseq they can reflect
-        view.known_modseq = min((fresh or mailbox).highestmodseq, mailbox.highestmodseq)
+        """The view of ``mailbox``; ``previous`` is the session's view being closed (its
+        SEARCH views are reused where the numbering did not change; it must not be used after)."""
+        idx = await registry(store).get(mailbox)
+        if idx.dead:
+            raise No("Mailbox does not exist", "NONEXISTENT")  # deleted meanwhile
+        # a snapshot of the shared index (no await from here: index and view agree)
+        view = cls(store, idx.mailbox, [], readonly=readonly, rev2=rev2, condstore=condstore, qresync=qresync)
+        view.uids = idx.uids.copy()
+        view.records = idx.records.copy()
+        view.known_modseq = idx.modseq  # every change up to it is in the records
+        view.index = idx
+        view.index_pos = idx.log_end
+        if view.uids and view.uids[-1] >= view.mailbox.uidnext:  # records read after the row
+            view.mailbox = dataclasses.replace(view.mailbox, uidnext=view.uids[-1] + 1)
         if not rev2:
             # RFC 3501 §6.3.2: SELECT (not EXAMINE) is what makes messages non-recent for others
             view.recent = await claims.claim(
                 mailbox.account_id, mailbox.id, view.uids, peek=readonly, uidvalidity=view.mailbox.uidvalidity
             )
+        if previous is not None and previous.index is idx and previous._views is not None:
+            view._adopt_views(previous._views)
         return view
+
+    def _adopt_views(self, old: list[MessageView]) -> None:
+        """Take over a closed view's ``MessageView`` objects for the UIDs both number alike
+        (a common prefix: mail comes and goes mostly at the end), correcting record and
+        \\Recent; the rest is built on the next :meth:`views`."""
+        uids = self.uids
+        n = min(len(old), len(uids))
+        if n == 0:
+            return
+        lo, hi = 0, n  # the longest common prefix: old[i].record.uid == uids[i] for i < lo
+        old_uids = [v.record.uid for v in old[:n]]
+        if old_uids == uids[:n]:
+            lo = n
+        else:
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if old_uids[:mid] == uids[:mid]:
+                    lo = mid
+                else:
+                    hi = mid - 1
+        if lo < n // 2:
+            return  # not worth it
+        from .query import MessageView
+
+        records, recent = self.records, self.recent
+        views = old[:lo]
+        for v in views:
+            rec = records[v.record.uid]
+            if v.record is not rec:
+                v.record = rec
+            if v.recent != (rec.uid in recent):
+                v.recent = rec.uid in recent
+        views.extend(MessageView(i + 1, records[u], u in recent) for i, u in enumerate(uids[lo:], start=lo))
+        self._views = views
 
     # ---------------------------------------------------------------- numbering
     @property
@@ -261,19 +306,33 @@ class SelectedMailbox:
     # ---------------------------------------------------------------- syncing with the store
     async def refresh(self) -> None:
         """Re-read what changed since the last refresh and queue it (nothing is sent)."""
-        mb = await self.store.get_mailbox_by_id(self.mailbox.id)
-        if mb is None or mb.uidvalidity != self.mailbox.uidvalidity:
+        idx = self.index
+        if idx is None:
+            idx = self.index = await registry(self.store).get(self.mailbox)
+            self.index_pos = idx.log_end  # the records came from elsewhere: catch up by modseq
+            caught_up = None
+        else:
+            await idx.sync()
+            caught_up = idx.since(self.index_pos)
+        mb = idx.mailbox
+        if idx.dead or mb.uidvalidity != self.mailbox.uidvalidity:
             self.deleted = True
             return
         if mb.name != self.mailbox.name:
             self.mailbox = mb
-        if mb.highestmodseq <= self.known_modseq:
+        if idx.modseq <= self.known_modseq and caught_up is None:
             return
-        changed = await self.store.changed_since(mb.id, self.known_modseq)
-        gone = await self.store.expunged_since(mb.id, self.known_modseq)
+        if caught_up is None:  # the shared log no longer reaches back here: ask the store
+            pos, modseq = idx.log_end, idx.modseq
+            changed = await self.store.changed_since(mb.id, self.known_modseq)
+            gone = await self.store.expunged_since(mb.id, self.known_modseq)
+            self.index_pos = max(self.index_pos, pos)
+        else:
+            changed, gone = caught_up
+            self.index_pos, modseq = idx.log_end, idx.modseq
         self.apply(changed, gone)
         self.mailbox = mb
-        self.known_modseq = max(self.known_modseq, mb.highestmodseq)
+        self.known_modseq = max(self.known_modseq, modseq)
 
     def apply(self, changed: Iterable[MessageRecord], gone: Iterable[int]) -> None:
         """Queue store changes (also used after this session's own commands)."""
@@ -291,6 +350,7 @@ class SelectedMailbox:
                 if old.flags != rec.flags or (self.condstore and old.modseq != rec.modseq):
                     self.pending_flags.add(rec.uid)
                 self.records[rec.uid] = rec
+                self._view_record(rec)
             elif rec.uid > top:
                 self.pending_new[rec.uid] = rec
 
@@ -299,21 +359,28 @@ class SelectedMailbox:
         if rec.uid in self.records:
             self.records[rec.uid] = rec
             self.pending_flags.discard(rec.uid)
+            self._view_record(rec)
 
     def remove_expunged(self, uids: Iterable[int]) -> list[int]:
         """Drop ``uids`` from the view; returns the sequence numbers to report, in the order
         EXPUNGE responses must be sent (each number valid after the previous removals)."""
         seqs: list[int] = []
+        views = self._views
         for uid in sorted(set(uids), reverse=True):
             seq = self.seq_of(uid)
             if seq is None:
                 continue
             del self.uids[seq - 1]
+            if views is not None:
+                del views[seq - 1]
             self.records.pop(uid, None)
             self.recent.discard(uid)
             self.pending_expunge.discard(uid)
             self.pending_flags.discard(uid)
             seqs.append(seq)
+        if views is not None and seqs:
+            for i in range(seqs[-1] - 1, len(views)):  # renumber from the lowest removal on
+                views[i].seq = i + 1
         return seqs
 
     def expunge_responses(self, uids: Iterable[int]) -> bytes:
@@ -333,6 +400,7 @@ class SelectedMailbox:
             out += self.expunge_responses(sorted(self.pending_expunge))
         if self.pending_new:
             new = sorted(self.pending_new)
+            first = len(self.uids)
             for uid in new:
                 self.uids.append(uid)
                 self.records[uid] = self.pending_new[uid]
@@ -345,6 +413,17 @@ class SelectedMailbox:
                     peek=self.readonly,
                     uidvalidity=self.mailbox.uidvalidity,
                 )
+            if self._views is not None:
+                from .query import MessageView
+
+                views = self._views
+                if len(views) != first:  # out of step (cannot happen): rebuild on next use
+                    self._views = None
+                else:
+                    views.extend(
+                        MessageView(first + i + 1, self.records[u], u in self.recent)
+                        for i, u in enumerate(self.uids[first:])
+                    )
             out += response.exists(len(self.uids))
             if not self.rev2:
                 out += response.recent(len(self.recent))
@@ -376,10 +455,23 @@ class SelectedMailbox:
         return response.fetch(seq, items)
 
     def views(self) -> list[MessageView]:
-        """``query.MessageView`` list in sequence order (the colleague module's input)."""
-        from .query import MessageView
+        """``query.MessageView`` list in sequence order (the colleague module's input).
 
-        return [MessageView(i + 1, self.records[u], u in self.recent) for i, u in enumerate(self.uids)]
+        Cached between commands and kept current in place (record changes); rebuilt after the
+        numbering or \\Recent changed. Callers must not change the list."""
+        if self._views is None:
+            from .query import MessageView
+
+            recent = self.recent
+            records = self.records
+            self._views = [MessageView(i + 1, records[u], u in recent) for i, u in enumerate(self.uids)]
+        return self._views
+
+    def _view_record(self, rec: MessageRecord) -> None:
+        if self._views is not None:
+            seq = self.seq_of(rec.uid)
+            if seq is not None:
+                self._views[seq - 1].record = rec
 
     def permanent_flags(self) -> list[response.Value]:
         keywords = sorted({f for r in self.records.values() for f in r.flags if not f.startswith("\\")})

@@ -558,6 +558,7 @@ class IMAPSession:
     async def cmd_select(self, cmd: Command) -> Ok | None:
         args = cmd.args
         assert isinstance(args, Select)
+        previous = self.selected
         if self.selected is not None:
             self.selected = None
             self.state = State.AUTHENTICATED
@@ -576,6 +577,7 @@ class IMAPSession:
             rev2=self.rev2,
             condstore=self.condstore,
             qresync=self.qresync,
+            previous=previous,
         )
         mb = view.mailbox
         flags: list[response.Value] = [

@@ -68,8 +68,20 @@ def _flags_to_text(flags: frozenset[str]) -> str:
     return " ".join(sorted(flags))
 
 
+_FLAG_SETS: dict[str, frozenset[str]] = {}  # a mailbox has few distinct flag strings: share the sets
+_FLAG_SETS_MAX = 4096  # bound on the interned strings (cleared when exceeded)
+_NO_FLAGS: frozenset[str] = frozenset()
+
+
 def _text_to_flags(text: str) -> frozenset[str]:
-    return frozenset(text.split()) if text else frozenset()
+    if not text:
+        return _NO_FLAGS
+    got = _FLAG_SETS.get(text)
+    if got is None:
+        if len(_FLAG_SETS) >= _FLAG_SETS_MAX:
+            _FLAG_SETS.clear()
+        got = _FLAG_SETS[text] = frozenset(text.split())
+    return got
 
 
 def _msg(row: sqlite3.Row | tuple[Any, ...]) -> MessageRecord:
@@ -176,6 +188,8 @@ class SqliteStore:
         self._poll_task: asyncio.Task[None] | None = None
         self._last_change = 0
         self._opened = False
+        self._quick: sqlite3.Connection | None = None  # see _read_quick
+        self._quick_owner = (0, 0)  # (pid, thread) that may use _quick
 
     async def try_lock_maildrop(self, mailbox_id: int) -> FileLease | None:
         """RFC 1939 §8: flock, shared by every worker process on this host (store/locks.py)."""
@@ -198,6 +212,9 @@ class SqliteStore:
         self._opened = True
 
     async def close(self) -> None:
+        if self._quick is not None:
+            self._quick.close()
+            self._quick = None
         if self._poll_task:
             self._poll_task.cancel()
             self._poll_task = None
@@ -340,6 +357,31 @@ class SqliteStore:
         job = _Job(fn, write=False)
         self._reads.put(job)
         return await asyncio.wrap_future(job.future)  # type: ignore[no-any-return,unused-ignore]
+
+    async def _read_quick(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A small indexed read run on the calling (event-loop) thread.
+
+        Each hop to a reader thread costs a GIL hand-over (up to the 5 ms switch interval while
+        the loop is busy) and future chaining; for the per-command reads of IMAP (one mailbox
+        row; the changes since a modseq) that was most of a command's latency. WAL readers
+        never wait for the writer; the connection is query-only with no busy timeout, so a
+        rare SQLITE_BUSY (a checkpoint resetting the WAL) falls back to a reader thread
+        instead of blocking the loop. Only for reads bounded by an index."""
+        conn = self._quick
+        owner = (os.getpid(), threading.get_ident())
+        if conn is None or self._quick_owner != owner:
+            if not self._opened or conn is not None:  # not open, or another thread's (process's) loop
+                return await self._read(fn)
+            conn = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only=1")
+            conn.execute("PRAGMA busy_timeout=0")
+            self._quick, self._quick_owner = conn, owner
+        try:
+            return fn(conn)
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            return await self._read(fn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         job = _Job(fn, write=True)
@@ -654,7 +696,7 @@ class SqliteStore:
     _MB_COLS = "id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use"
 
     async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
-        row = await self._read(
+        row = await self._read_quick(  # UNIQUE(account_id, name)
             lambda c: c.execute(
                 f"SELECT {self._MB_COLS} FROM mailboxes WHERE account_id=? AND name=?", (account_id, name)
             ).fetchone()
@@ -662,7 +704,7 @@ class SqliteStore:
         return Mailbox(*row) if row else None
 
     async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
-        row = await self._read(
+        row = await self._read_quick(
             lambda c: c.execute(f"SELECT {self._MB_COLS} FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
         )
         return Mailbox(*row) if row else None
@@ -802,7 +844,7 @@ class SqliteStore:
         return [_msg(r) for r in rows]
 
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
-        rows = await self._read(
+        rows = await self._read_quick(  # index messages_modseq
             lambda c: c.execute(
                 f"SELECT {_MSG_COLS} FROM messages WHERE mailbox_id=? AND modseq>? ORDER BY uid", (mailbox_id, modseq)
             ).fetchall()
@@ -810,7 +852,7 @@ class SqliteStore:
         return [_msg(r) for r in rows]
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
-        rows = await self._read(
+        rows = await self._read_quick(  # primary key prefix: the mailbox's expunged UIDs
             lambda c: c.execute(
                 "SELECT uid FROM expunged WHERE mailbox_id=? AND modseq>? ORDER BY uid", (mailbox_id, modseq)
             ).fetchall()
