@@ -46,10 +46,12 @@ class Box:
         self.view.uids.append(uid)
         self.view.records[uid] = rec
         self.view.known_modseq = self.modseq
+        self.view._views = None  # the numbering changed behind the view's back: rebuild its SEARCH views
 
     def flag(self, uid: int, *flags: str) -> None:
         old = self.view.records[uid]
-        self.view.records[uid] = self._rec(uid, old.blob_key, frozenset(flags))
+        self.view.records[uid] = rec = self._rec(uid, old.blob_key, frozenset(flags))
+        self.view._view_record(rec)  # as the real refresh does
         self.view.known_modseq = self.modseq
 
     def start(self, tag: str, text: str, *, uid: bool = True, sort: str | None = None) -> list[int]:

@@ -14,7 +14,7 @@ import pytest
 from tests.imapserver.server_helpers import RawIMAP, start_server, tagged
 from tests.mailhouse_proc import MailhouseProcess
 
-USERS = ("ub1", "ub2", "cs1", "cs2", "cs3", "cs4", "cs5")
+USERS = ("ub1", "ub2", "cs1", "cs2", "cs3", "cs4", "cs5", "cs9")
 
 PAYLOAD = b"\x00\x01\x02binary\xff\xfe\r\nstuff\x00"
 
@@ -185,6 +185,31 @@ def test_context_search_addto_removefrom(server: MailhouseProcess) -> None:
         _append(a, "INBOX", _msg("match four"))
         seen = _wait_for(b, lambda ln: b"EXISTS" in ln)
         assert not any(b"ADDTO" in ln for ln in seen), seen
+    finally:
+        a.close()
+        b.close()
+
+
+def test_context_search_time_relative_runs_in_full(server: MailhouseProcess) -> None:
+    """YOUNGER (RFC 5032) depends on the clock, so the live search is re-run over every
+    message after each change (contexts.py): new matches still arrive as ADDTO."""
+    a = _client(server, "cs9")
+    b = _client(server, "cs9")
+    try:
+        _append(a, "INBOX", _msg("nope"))
+        assert tagged(a.cmd("SELECT INBOX")).startswith(b"OK")
+        assert tagged(b.cmd("SELECT INBOX")).startswith(b"OK")
+        b.n += 1
+        b.send(b"S4 UID SEARCH RETURN (UPDATE) YOUNGER 100000 SUBJECT wanted\r\n")
+        r = b.until_tagged(b"S4")
+        assert tagged(r).startswith(b"OK") and not any(b" ALL " in ln for ln in r), r
+        u2 = _append(a, "INBOX", _msg("wanted here"))
+        seen = _wait_for(b, lambda ln: b"ADDTO" in ln)
+        assert b'* ESEARCH (TAG "S4") UID ADDTO (0 %d)' % u2 in seen, seen
+        assert tagged(a.cmd(f"UID STORE {u2} +FLAGS (\\Deleted)")).startswith(b"OK")
+        assert tagged(a.cmd("EXPUNGE")).startswith(b"OK")
+        seen = _wait_for(b, lambda ln: b"REMOVEFROM" in ln)
+        assert b'* ESEARCH (TAG "S4") UID REMOVEFROM (0 %d)' % u2 in seen, seen
     finally:
         a.close()
         b.close()
