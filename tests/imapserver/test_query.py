@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailhouse.imapserver import query
-from mailhouse.imapserver.query import BadCharset, MessageView, QueryError, SearchContext
+from mailhouse.imapserver.query import BadCharset, MessageView, QueryError
 from mailhouse.proto.imap.commands import SearchReturnOption, SortCriterion
 from mailhouse.proto.imap.parser import Reader
 from mailhouse.proto.imap.search import parse_search_program
@@ -288,25 +288,6 @@ def test_partial(box: Box) -> None:
     assert out.data == f'* ESEARCH (TAG "P2") UID PARTIAL (-1:-2 {10 * (n - 1)},{10 * n})\r\n'.encode()
     out = query.format_search("P3", found, uid=True, return_options=R(partial="500:600"))
     assert out.data == b'* ESEARCH (TAG "P3") UID PARTIAL (500:600 NIL)\r\n'
-
-
-def test_search_context_update(box: Box) -> None:
-    ctx = SearchContext("U1", crit("FLAGGED"), uid=True, charset=None)
-    first = asyncio.run(ctx.refresh(box.views, load=box.load))
-    assert first.startswith(b'* ESEARCH (TAG "U1") UID ADDTO (0 ')
-    assert asyncio.run(ctx.refresh(box.views, load=box.load)) == b""
-    # un-flag message 1 and flag message 2
-    v0, v1 = box.views[0], box.views[1]
-    box.views[0] = MessageView(1, _with_flags(v0.record, set()), False)
-    box.views[1] = MessageView(2, _with_flags(v1.record, {"\\Flagged"}), False)
-    out = asyncio.run(ctx.refresh(box.views, load=box.load))
-    assert out == b'* ESEARCH (TAG "U1") UID REMOVEFROM (0 10)\r\n* ESEARCH (TAG "U1") UID ADDTO (0 20)\r\n'
-
-
-def _with_flags(r: MessageRecord, flags: set[str]) -> MessageRecord:
-    return MessageRecord(
-        r.mailbox_id, r.uid, r.modseq + 1000, frozenset(flags), r.internaldate, r.size, r.blob_key
-    )
 
 
 # ------------------------------------------------------------------ SORT

@@ -90,7 +90,6 @@ __all__ = [
     "BadCharset",
     "MessageView",
     "QueryError",
-    "SearchContext",
     "SearchOutcome",
     "check_charset",
     "esearch_items",
@@ -607,57 +606,6 @@ def format_search(
     if names and not names - {"SAVE"}:  # RFC 5182 §2.4: SAVE alone → no ESEARCH response
         return SearchOutcome(b"", save)
     return SearchOutcome(_esearch_line(tag, uid, items), save)
-
-
-# ---------------------------------------------------------------------------- SEARCH CONTEXT
-
-
-@dataclass(slots=True)
-class SearchContext:
-    """A SEARCH with RETURN (UPDATE) (RFC 5267 §4.2): keep it on the session and, after every
-    mailbox change the session reports (new messages, flag changes, expunges), call
-    :meth:`refresh` and send the bytes it returns. Drop it on CANCELUPDATE, UNSELECT, CLOSE,
-    SELECT of another mailbox."""
-
-    tag: str
-    criteria: SearchKey
-    uid: bool
-    charset: str | None
-    current: set[int] = field(default_factory=set)  # UIDs in the result
-
-    async def refresh(
-        self, views: Sequence[MessageView], *, load: Loader, saved: Sequence[int] | None = None
-    ) -> bytes:
-        """``* ESEARCH (TAG t) [UID] ADDTO (0 set) REMOVEFROM (0 set)`` or b"" when unchanged.
-
-        RFC 5267 §4.3: for an unsorted SEARCH the position is 0. ``views`` must already reflect
-        the change (expunged messages gone), so sequence numbers are the new ones.
-        """
-        found = await search(views, self.criteria, load=load, saved=saved, charset=self.charset)
-        now = {v.record.uid for v in found}
-        added = sorted(now - self.current)
-        removed = sorted(self.current - now)
-        self.current = now
-        out = b""
-        if removed:
-            if self.uid:
-                out += self._line("REMOVEFROM", removed)
-            else:
-                # message numbers: an expunged message has none left and its EXPUNGE response
-                # already removes it from the client's result; report the others.
-                gone = set(removed)
-                seqs = [v.seq for v in views if v.record.uid in gone]
-                if seqs:
-                    out += self._line("REMOVEFROM", seqs)
-        if added:
-            new = set(added)
-            nums = added if self.uid else [v.seq for v in found if v.record.uid in new]
-            out += self._line("ADDTO", nums)
-        return out
-
-    def _line(self, what: str, nums: Sequence[int]) -> bytes:
-        head = response.esearch(self.tag, self.uid, [])[:-2]
-        return head + f" {what} (0 {SequenceSet.from_numbers(nums)})".encode("ascii") + b"\r\n"
 
 
 # ---------------------------------------------------------------------------- SORT

@@ -183,7 +183,7 @@ class SelectedMailbox:
         self.pending_flags: set[int] = set()
         self.saved: list[int] | None = None  # RFC 5182 SEARCHRES result (UIDs)
         self.deleted = False  # the mailbox was deleted or renamed away under us
-        self.search_contexts: list[object] = []  # query.SearchContext (RFC 5267 UPDATE)
+        self.search_contexts: list[object] = []  # contexts.py live SEARCH/SORT (RFC 5267 UPDATE)
         self.index: SharedIndex | None = None  # the process-wide index this view follows
         self.index_pos = 0  # how far this view has consumed ``index.log``
         self._views: list[MessageView] | None = None  # views() cache, kept current in place
