@@ -62,3 +62,29 @@ async def test_busy_quick_read_falls_back_to_a_reader_thread(tmp_path: Path) -> 
         assert threads[0] == threading.get_ident() and threads[1] != threading.get_ident()
     finally:
         await s.close()
+
+
+async def test_expunged_since_reads_only_newer_expunges_through_the_modseq_index(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "i.db", tmp_path / "b")
+    await s.open()
+    try:
+        await s.add_domain("example.org")
+        acc = await s.add_account("a@example.org", "x")
+        mb = await s.get_mailbox(acc.id, "INBOX")
+        assert mb is not None
+        for _ in range(6):
+            await s.deliver(b"Subject: x\r\n\r\nx\r\n", [NewMessage(mb.id, "", 0)])
+        await s.expunge(mb.id, [5, 1])
+        mark = (await s.get_mailbox_by_id(mb.id)).highestmodseq  # type: ignore[union-attr]
+        await s.expunge(mb.id, [4])
+        await s.expunge(mb.id, [2])
+        assert await s.expunged_since(mb.id, 0) == [1, 2, 4, 5]  # in UID order
+        assert await s.expunged_since(mb.id, mark) == [2, 4]
+        db = sqlite3.connect(tmp_path / "i.db")
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT uid FROM expunged WHERE mailbox_id=? AND modseq>?", (mb.id, mark)
+        ).fetchall()
+        db.close()
+        assert "expunged_modseq" in str(plan), plan  # not a walk over every expunged UID
+    finally:
+        await s.close()

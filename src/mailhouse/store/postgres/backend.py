@@ -884,9 +884,9 @@ class PostgresStore:
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         rows = await self._fetch(
-            "SELECT uid FROM expunged WHERE mailbox_id=$1 AND modseq>$2 ORDER BY uid", mailbox_id, modseq
+            "SELECT uid FROM expunged WHERE mailbox_id=$1 AND modseq>$2", mailbox_id, modseq
         )
-        return [int(r[0]) for r in rows]
+        return sorted(int(r[0]) for r in rows)  # the index on (mailbox_id, modseq) finds them
 
     async def store_flags(
         self,

@@ -96,4 +96,8 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE secrets(name TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 5: expunged_since (QRESYNC VANISHED, every IMAP sync) reads by modseq
+    """
+    CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);
+    """,
 ]

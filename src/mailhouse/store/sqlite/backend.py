@@ -852,12 +852,12 @@ class SqliteStore:
         return [_msg(r) for r in rows]
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
-        rows = await self._read_quick(  # primary key prefix: the mailbox's expunged UIDs
+        rows = await self._read_quick(  # index expunged_modseq: only the newer expunges
             lambda c: c.execute(
-                "SELECT uid FROM expunged WHERE mailbox_id=? AND modseq>? ORDER BY uid", (mailbox_id, modseq)
+                "SELECT uid FROM expunged WHERE mailbox_id=? AND modseq>?", (mailbox_id, modseq)
             ).fetchall()
         )
-        return [r[0] for r in rows]
+        return sorted(r[0] for r in rows)  # ORDER BY uid would make SQLite walk the primary key instead
 
     async def store_flags(
         self,

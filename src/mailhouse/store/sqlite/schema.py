@@ -77,4 +77,7 @@ MIGRATIONS: list[str | list[str]] = [
         " AND m.account_id = md.account_id",
         "DELETE FROM metadata WHERE mailbox = '//mailhouse/recent'",
     ],
+    # 5: expunged_since (QRESYNC VANISHED, every IMAP sync) reads by modseq, not every UID
+    # a mailbox ever expunged
+    "CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq)",
 ]
