@@ -66,8 +66,8 @@ CONTENT_ITEMS = frozenset(
 )
 # Items that set \Seen (RFC 9051 §6.4.5: BODY[section] and BINARY[section], not .PEEK).
 SEEN_ITEMS = frozenset(("BODY", "BINARY", "RFC822", "RFC822.TEXT"))
-# Parsed by the core but not advertised here (OBJECTID RFC 8474, SAVEDATE RFC 8514, PREVIEW RFC 8970).
-UNSUPPORTED = frozenset(("EMAILID", "THREADID", "SAVEDATE", "PREVIEW"))
+# Parsed by the core but not advertised here (OBJECTID RFC 8474, PREVIEW RFC 8970).
+UNSUPPORTED = frozenset(("EMAILID", "THREADID", "PREVIEW"))
 
 
 def _structure(kind: str, msg: CachedMessage) -> bytes:
@@ -117,6 +117,10 @@ def item_value(
         return "INTERNALDATE", response.internaldate(
             datetime.datetime.fromtimestamp(rec.internaldate, datetime.UTC)
         )
+    if name == "SAVEDATE":  # RFC 8514 §4.2: when the message was saved into this mailbox
+        if not rec.saved:
+            return "SAVEDATE", None
+        return "SAVEDATE", response.internaldate(datetime.datetime.fromtimestamp(rec.saved, datetime.UTC))
     if name == "RFC822.SIZE":
         return "RFC822.SIZE", rec.size
     if name == "MODSEQ":

@@ -174,6 +174,8 @@ class IMAPSession:
             "STATUS=SIZE",
             "UTF8=ACCEPT",
             "NOTIFY",
+            "WITHIN",  # RFC 5032: OLDER/YOUNGER (query.py)
+            "SAVEDATE",  # RFC 8514: FETCH SAVEDATE, SAVEDBEFORE/SAVEDON/SAVEDSINCE, SAVEDATESUPPORTED
         ]
         caps += extensions.capabilities(self)
         if not self.conn.compressed:
