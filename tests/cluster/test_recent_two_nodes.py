@@ -7,24 +7,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.cluster.test_two_nodes import USER, Cluster, inbox_messages, send
+from tests.cluster.test_two_nodes import USER, Cluster, cluster, inbox_messages, send
 from tests.imapserver.server_helpers import RawIMAP
 
 SESSIONS_PER_NODE = 4
-
-
-@pytest.fixture
-def cluster(postgres_db_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, postgres_db_url).start()
-    try:
-        yield c
-    finally:
-        c.stop()
+__all__ = ["cluster"]  # the two-node fixture of test_two_nodes.py
 
 
 def _wait_delivered(cluster: Cluster, tmp: Path, n: int) -> list[int]:

@@ -182,3 +182,10 @@ class RawIMAP:
 
 def tagged(lines: list[bytes]) -> bytes:
     return lines[-1].split(b" ", 1)[1]
+
+
+def raw_client(mh: MailhouseProcess, user: str) -> RawIMAP:
+    """A logged-in ``RawIMAP`` over imaps for ``user@example.org``."""
+    c = RawIMAP(mh.addr("imaps"))
+    c.login(user)
+    return c

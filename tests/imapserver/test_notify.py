@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mailhouse.imapserver import metadata
-from tests.imapserver.server_helpers import RawIMAP, deliver, login, start_server, tagged
+from tests.imapserver.server_helpers import RawIMAP, deliver, login, raw_client, start_server, tagged
 from tests.mailhouse_proc import MailhouseProcess
 
 USERS = ("n1", "n2", "n3", "n4", "n5", "n6")
@@ -27,12 +27,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailhouseProces
         yield mh
     finally:
         mh.stop()
-
-
-def _client(mh: MailhouseProcess, user: str) -> RawIMAP:
-    c = RawIMAP(mh.addr("imaps"))
-    c.login(user)
-    return c
 
 
 def _in_store(mh: MailhouseProcess, user: str, fn: Any) -> Any:
@@ -57,8 +51,8 @@ def _lines_until(c: RawIMAP, pred: Any, limit: int = 20) -> list[bytes]:
 
 
 def test_message_new_fetch_atts_expunge_flags_selected(server: MailhouseProcess) -> None:
-    n = _client(server, "n1")
-    other = _client(server, "n1")
+    n = raw_client(server, "n1")
+    other = raw_client(server, "n1")
     try:
         assert tagged(n.cmd("SELECT INBOX")).startswith(b"OK")
         assert tagged(other.cmd("SELECT INBOX")).startswith(b"OK")
@@ -116,7 +110,7 @@ def _append_raw(data: bytes) -> Any:
 
 def test_message_new_with_search_context_order(server: MailhouseProcess) -> None:
     # RFC 5465 §5.2: EXISTS, then the ESEARCH ADDTO, then the FETCH
-    n = _client(server, "n2")
+    n = raw_client(server, "n2")
     try:
         assert tagged(n.cmd("ENABLE IMAP4rev2")).startswith(b"OK")
         assert tagged(n.cmd("SELECT INBOX")).startswith(b"OK")
@@ -132,7 +126,7 @@ def test_message_new_with_search_context_order(server: MailhouseProcess) -> None
 
 
 def test_status_for_other_mailboxes(server: MailhouseProcess) -> None:
-    n = _client(server, "n3")
+    n = raw_client(server, "n3")
     other = login(server, "n3")
     try:
         assert tagged(n.cmd("ENABLE CONDSTORE")).startswith(b"OK")
@@ -159,7 +153,7 @@ def test_status_for_other_mailboxes(server: MailhouseProcess) -> None:
 
 
 def test_subscription_change(server: MailhouseProcess) -> None:
-    n = _client(server, "n4")
+    n = raw_client(server, "n4")
     other = login(server, "n4")
     try:
         other.create("Topic")  # before NOTIFY: MailboxName is not asked for anyway
@@ -182,8 +176,8 @@ def test_subscription_change(server: MailhouseProcess) -> None:
 
 
 def test_metadata_change(server: MailhouseProcess) -> None:
-    n = _client(server, "n5")
-    other = _client(server, "n5")
+    n = raw_client(server, "n5")
+    other = raw_client(server, "n5")
     try:
         r = n.cmd("NOTIFY SET (INBOXES (MailboxMetadataChange)) (PERSONAL (ServerMetadataChange))")
         assert tagged(r).startswith(b"OK"), r
@@ -211,7 +205,7 @@ def test_metadata_change(server: MailhouseProcess) -> None:
 
 
 def test_notify_set_checks(server: MailhouseProcess) -> None:
-    n = _client(server, "n6")
+    n = raw_client(server, "n6")
     try:
         r = n.cmd("NOTIFY SET (PERSONAL (AnnotationChange))")
         assert tagged(r).startswith(b"NO [BADEVENT ("), r

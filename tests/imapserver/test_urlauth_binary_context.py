@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.imapserver.server_helpers import RawIMAP, start_server, tagged
+from tests.imapserver.server_helpers import RawIMAP, raw_client, start_server, tagged
 from tests.mailhouse_proc import MailhouseProcess
 
 USERS = ("ub1", "ub2", "cs1", "cs2", "cs3", "cs4", "cs5", "cs9")
@@ -26,12 +26,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailhouseProces
         yield mh
     finally:
         mh.stop()
-
-
-def _client(mh: MailhouseProcess, user: str) -> RawIMAP:
-    c = RawIMAP(mh.addr("imaps"))
-    c.login(user)
-    return c
 
 
 def _append(c: RawIMAP, mailbox: str, msg: bytes) -> int:
@@ -70,7 +64,7 @@ def _multipart() -> bytes:
 
 
 def test_urlauth_binary_advertised(server: MailhouseProcess) -> None:
-    c = _client(server, "ub1")
+    c = raw_client(server, "ub1")
     try:
         caps = c.cmd("CAPABILITY")[0].split()
         assert b"URLAUTH" in caps and b"URLAUTH=BINARY" in caps
@@ -80,7 +74,7 @@ def test_urlauth_binary_advertised(server: MailhouseProcess) -> None:
 
 
 def test_urlfetch_binary_end_to_end(server: MailhouseProcess) -> None:
-    c = _client(server, "ub1")
+    c = raw_client(server, "ub1")
     try:
         uid = _append(c, "INBOX", _multipart())
         r = c.cmd("SELECT INBOX")
@@ -128,7 +122,7 @@ def test_urlfetch_binary_end_to_end(server: MailhouseProcess) -> None:
         assert tagged(c.cmd(b"URLFETCH (" + q + b" FOO)")).startswith(b"BAD")
 
         # another user may fetch an authuser URL with BINARY as well
-        o = _client(server, "ub2")
+        o = raw_client(server, "ub2")
         try:
             r = o.cmd(b"URLFETCH (" + q + b" BINARY)")
             assert b"(BINARY ~{%d}\r\n" % len(PAYLOAD) + PAYLOAD + b")" in r[0], r
@@ -154,8 +148,8 @@ def _wait_for(c: RawIMAP, pred: object, timeout: float = 10.0) -> list[bytes]:
 
 
 def test_context_search_addto_removefrom(server: MailhouseProcess) -> None:
-    a = _client(server, "cs1")
-    b = _client(server, "cs1")
+    a = raw_client(server, "cs1")
+    b = raw_client(server, "cs1")
     try:
         u1 = _append(a, "INBOX", _msg("match one"))
         _append(a, "INBOX", _msg("other"))
@@ -193,8 +187,8 @@ def test_context_search_addto_removefrom(server: MailhouseProcess) -> None:
 def test_context_search_time_relative_runs_in_full(server: MailhouseProcess) -> None:
     """YOUNGER (RFC 5032) depends on the clock, so the live search is re-run over every
     message after each change (contexts.py): new matches still arrive as ADDTO."""
-    a = _client(server, "cs9")
-    b = _client(server, "cs9")
+    a = raw_client(server, "cs9")
+    b = raw_client(server, "cs9")
     try:
         _append(a, "INBOX", _msg("nope"))
         assert tagged(a.cmd("SELECT INBOX")).startswith(b"OK")
@@ -216,8 +210,8 @@ def test_context_search_time_relative_runs_in_full(server: MailhouseProcess) -> 
 
 
 def test_context_search_message_numbers_and_flags(server: MailhouseProcess) -> None:
-    a = _client(server, "cs2")
-    b = _client(server, "cs2")
+    a = raw_client(server, "cs2")
+    b = raw_client(server, "cs2")
     try:
         for i in range(3):
             _append(a, "INBOX", _msg(f"m{i}"))
@@ -240,7 +234,7 @@ def test_context_search_message_numbers_and_flags(server: MailhouseProcess) -> N
 
 
 def test_context_limits_and_sort(server: MailhouseProcess) -> None:
-    c = _client(server, "cs3")
+    c = raw_client(server, "cs3")
     try:
         _append(c, "INBOX", _msg("x"))
         assert tagged(c.cmd("SELECT INBOX")).startswith(b"OK")
@@ -286,8 +280,8 @@ def _uid_set(*uids: int) -> bytes:
 
 
 def test_context_sort_positions_two_sessions(server: MailhouseProcess) -> None:
-    a = _client(server, "cs4")
-    b = _client(server, "cs4")
+    a = raw_client(server, "cs4")
+    b = raw_client(server, "cs4")
     try:
         ub = _append(a, "INBOX", _msg("b"))
         ud = _append(a, "INBOX", _msg("d"))
@@ -344,8 +338,8 @@ def test_context_sort_positions_two_sessions(server: MailhouseProcess) -> None:
 
 
 def test_esort_partial_and_search_expunge_message_numbers(server: MailhouseProcess) -> None:
-    a = _client(server, "cs5")
-    b = _client(server, "cs5")
+    a = raw_client(server, "cs5")
+    b = raw_client(server, "cs5")
     try:
         for s in ("x3", "x1", "x2"):
             _append(a, "INBOX", _msg(s))
