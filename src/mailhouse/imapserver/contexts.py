@@ -199,21 +199,8 @@ def _nums(view: SelectedMailbox, ctx: LiveContext, uids: Sequence[int]) -> list[
     return out
 
 
-def _ordered_set(numbers: Sequence[int]) -> str:
-    """A sequence set keeping the given order (ranges only for ascending runs)."""
-    parts: list[str] = []
-    i = 0
-    while i < len(numbers):
-        j = i
-        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
-            j += 1
-        parts.append(str(numbers[i]) if i == j else f"{numbers[i]}:{numbers[j]}")
-        i = j + 1
-    return ",".join(parts)
-
-
 def _line(ctx: LiveContext, what: str, pairs: Sequence[tuple[int, Sequence[int]]]) -> bytes:
-    body = " ".join(f"{pos} {_ordered_set(nums)}" for pos, nums in pairs if nums)
+    body = " ".join(f"{pos} {query.ordered_set(nums)}" for pos, nums in pairs if nums)
     if not body:
         return b""
     head = response.esearch(ctx.tag, ctx.uid, [])[:-2]  # checks the tag

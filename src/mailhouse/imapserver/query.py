@@ -499,7 +499,7 @@ def _partial(value: str, results: list[int]) -> tuple[str, list[int]]:
     return f"{lo}:{hi}", results[lo - 1 : hi]
 
 
-def _ordered_set(numbers: Sequence[int]) -> str:
+def ordered_set(numbers: Sequence[int]) -> str:
     """A sequence set that keeps the given order (ESORT ALL, RFC 5267 §3): ranges only for
     ascending runs."""
     parts: list[str] = []
@@ -546,13 +546,13 @@ def esearch_items(
     if "MAX" in names and last is not None:
         items.append(("MAX", pick(last)))
     if "ALL" in names and nums:
-        items.append(("ALL", _ordered_set(nums) if ordered else SequenceSet.from_numbers(nums)))
+        items.append(("ALL", ordered_set(nums) if ordered else SequenceSet.from_numbers(nums)))
     if "COUNT" in names:
         items.append(("COUNT", len(nums)))
     for o in options:
         if o.name == "PARTIAL" and o.value:
             rng, sel = _partial(o.value, nums)
-            body = (_ordered_set(sel) if ordered else str(SequenceSet.from_numbers(sel))) if sel else "NIL"
+            body = (ordered_set(sel) if ordered else str(SequenceSet.from_numbers(sel))) if sel else "NIL"
             items.append(("PARTIAL", f"({rng} {body})"))
     # RFC 7162 §3.1.5 / RFC 4731 §3.2: MODSEQ of the messages returned (MIN/MAX only → just those)
     if modseq and found:
