@@ -81,6 +81,7 @@ async def _fill(store: Store) -> dict[str, object]:
     await store.set_subscribed(alice.id, "Gone", True)  # subscriptions may name no mailbox (RFC 9051 §6.3.7)
     await store.set_metadata(alice.id, "", "/private/comment", "hello")
     await store.set_metadata(alice.id, "INBOX", "/shared/vendor/x", "ü")
+    await store.shared_secret("web-session", "5e" * 32)  # the webmail's cookie key
     bob_inbox = await store.get_mailbox(bob.id, "INBOX")
     assert bob_inbox is not None
     await store.deliver(b"Subject: bob\r\n\r\nhi\r\n", [NewMessage(bob_inbox.id, "", 0)])
@@ -142,6 +143,7 @@ async def test_copy_sqlite_to_postgres_and_back_is_identical(postgres_db_url: st
         q = await pg.get("ABCDEF123456")
         assert q is not None and q.lease_owner == "" and q.lease_until == 0.0  # old node's lease dropped
         assert await pg.blobs.get(q.blob_key) == b"Subject: out\r\n\r\nqueued\r\n"
+        assert await pg.shared_secret("web-session", "00") == "5e" * 32  # webmail sessions survive
 
         # life goes on after the move: a redelivery is still idempotent, new ids/UIDVALIDITYs are fresh
         again = await pg.deliver(b"dup", [NewMessage(inbox.id, "", 0, delivery_key="Q0:1")])
@@ -168,6 +170,7 @@ async def test_copy_sqlite_to_postgres_and_back_is_identical(postgres_db_url: st
             assert rep2.ok, rep2.render()
             b_inbox = await back.get_mailbox_by_id(inbox.id)
             assert b_inbox is not None and b_inbox.uidnext == 27
+            assert await back.shared_secret("web-session", "00") == "5e" * 32
         finally:
             await back.close()
     finally:

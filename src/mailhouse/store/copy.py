@@ -64,7 +64,8 @@ TABLES: dict[str, str] = {
     "recent": "copied (IMAP \\Recent claims per mailbox, through the store API)",
     "queue": "copied, lease cleared; blob copied",
     "blobs": "PostgreSQL in-database blobs: copied through the blob store",
-    "meta": "SQLite: the UIDVALIDITY counter is carried over",
+    "meta": "SQLite: the UIDVALIDITY counter and the shared secrets are carried over",
+    "secrets": "PostgreSQL: shared secrets (the webmail's cookie key) copied, so sessions survive the move",
     "counters": "PostgreSQL: the UIDVALIDITY counter is carried over",
     "changes": "SQLite change-feed log: transient, not copied",
     "schema_version": "PostgreSQL: set by migrations",
@@ -97,6 +98,10 @@ class _Side(abc.ABC):
 
     @abc.abstractmethod
     async def metadata_rows(self) -> list[MetaRow]:
+        ...
+
+    @abc.abstractmethod
+    async def secret_rows(self) -> list[tuple[str, str]]:  # Store.shared_secret (name, value)
         ...
 
     @abc.abstractmethod
@@ -159,6 +164,12 @@ class _SqliteSide(_Side):
             ).fetchall()
         )
         return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+    async def secret_rows(self) -> list[tuple[str, str]]:
+        rows = await self._r(
+            lambda c: c.execute("SELECT substr(key, 8), value FROM meta WHERE key LIKE 'secret:%' ORDER BY 1").fetchall()
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
 
     async def delivery_keys(self, mailbox_id: int) -> dict[int, str]:
         rows = await self._r(
@@ -307,6 +318,10 @@ class _PostgresSide(_Side):
     async def metadata_rows(self) -> list[MetaRow]:
         rows = await self._fetch("SELECT account_id, mailbox, key, value FROM metadata ORDER BY 1, 2, 3")
         return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+    async def secret_rows(self) -> list[tuple[str, str]]:
+        rows = await self._fetch("SELECT name, value FROM secrets ORDER BY 1")
+        return [(str(r[0]), str(r[1])) for r in rows]
 
     async def delivery_keys(self, mailbox_id: int) -> dict[int, str]:
         rows = await self._fetch(
@@ -632,6 +647,8 @@ async def copy_store(
     if meta:
         await d.insert_metadata(meta)
     res.metadata = len(meta)
+    for name, value in await s.secret_rows():  # webmail sessions stay valid after the move
+        await dst.shared_secret(name, value)
 
     # -- queue: lease cleared (the source's nodes are stopped)
     for e in queue:
