@@ -274,9 +274,9 @@ def test_context_limits_and_sort(server: MailhouseProcess) -> None:
 
 
 def _uid_set(*uids: int) -> bytes:
-    from mailhouse.imapserver.contexts import _ordered_set
+    from mailhouse.imapserver.query import ordered_set
 
-    return _ordered_set(list(uids)).encode()
+    return ordered_set(list(uids)).encode()
 
 
 def test_context_sort_positions_two_sessions(server: MailhouseProcess) -> None:
