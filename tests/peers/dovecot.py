@@ -60,8 +60,13 @@ class DovecotInstance:
         pop3_port: int | None = None,
         mail_dir: str | Path | None = None,
         extra_conf: str = "",
+        password_scheme: str = "PLAIN",
     ) -> None:
         self.host = check_loopback(host)
+        # "PLAIN" (fast, for interop tests) or e.g. "ARGON2ID" (benchmarks: the same
+        # password-hash cost per login as Mailhouse pays)
+        self.password_scheme = password_scheme
+        self._hashes: dict[str, str] = {}
         self.imap_port = imap_port
         self.pop3_port = pop3_port
         self.users = dict(users or {"user@example.test": "password"})
@@ -163,8 +168,7 @@ service pop3-login {{
         os.chmod(self.base_dir, 0o755)
         os.chown(self.mail_dir, self.uid, self.gid)
         self.conf_file.write_text(self.config_text())
-        # passwd-file: user:{PLAIN}password:uid:gid::home
-        self.passwd_file.write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items()))
+        self._write_passwd()
         os.chmod(self.passwd_file, 0o644)
         for u in self.users:
             self.maildir(u)
@@ -172,8 +176,24 @@ service pop3-login {{
     def add_user(self, username: str, password: str) -> None:
         """Add a user; takes effect immediately (passwd-file is re-read on change)."""
         self.users[username] = password
-        self.passwd_file.write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items()))
+        self._write_passwd()
         self.maildir(username)
+
+    def _hash(self, password: str) -> str:
+        """``{SCHEME}hash`` for the passwd-file (``doveadm pw``; PLAIN is written as is)."""
+        if self.password_scheme == "PLAIN":
+            return "{PLAIN}" + password
+        if password not in self._hashes:
+            r = subprocess.run(
+                ["doveadm", "pw", "-s", self.password_scheme, "-p", password],
+                capture_output=True, text=True, check=True, timeout=30,
+            )
+            self._hashes[password] = r.stdout.strip()
+        return self._hashes[password]
+
+    def _write_passwd(self) -> None:
+        # passwd-file: user:{SCHEME}password:uid:gid::home
+        self.passwd_file.write_text("".join(f"{u}:{self._hash(p)}::::::\n" for u, p in self.users.items()))
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self, timeout: float = 15.0) -> DovecotInstance:
