@@ -249,10 +249,9 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     if "allow_plaintext" in auth:
         cfg.allow_plaintext_auth = _bool(auth["allow_plaintext"], path, "auth.allow_plaintext")
     if "cache_ttl" in auth:
-        v = auth["cache_ttl"]
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-            raise ConfigError(path, "auth.cache_ttl", "must be a number of seconds ≥ 0 (0 turns the cache off)")
-        cfg.auth_cache_ttl = float(v)
+        cfg.auth_cache_ttl = _nonneg_number(
+            auth["cache_ttl"], path, "auth.cache_ttl", "must be a number of seconds ≥ 0 (0 turns the cache off)"
+        )
     server = _table(data, "server", path)
     if "workers" in server:
         w = server["workers"]
@@ -274,14 +273,7 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     if "source_address" in queue:
         v = queue["source_address"]
         addrs = v if isinstance(v, list) else [v]
-        versions = []
-        for a in addrs:
-            try:
-                versions.append(ipaddress.ip_address(a).version if isinstance(a, str) else 0)
-            except ValueError:
-                versions.append(0)
-            if versions[-1] == 0:
-                raise ConfigError(path, "queue.source_address", f"{a!r} is not an IP address")
+        versions = [_ip_version(a, path, "queue.source_address") for a in addrs]
         if len(set(versions)) != len(versions):
             raise ConfigError(path, "queue.source_address", "at most one IPv4 and one IPv6 address")
         cfg.source_addresses = list(addrs)
@@ -295,10 +287,7 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     if "verify_inbound" in mailauth:
         cfg.verify_inbound = _bool(mailauth["verify_inbound"], path, "mailauth.verify_inbound")
     if "smtp_pregreet_wait" in server:
-        v = server["smtp_pregreet_wait"]
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-            raise ConfigError(path, "server.smtp_pregreet_wait", "must be a number ≥ 0")
-        cfg.pregreet_wait = float(v)
+        cfg.pregreet_wait = _nonneg_number(server["smtp_pregreet_wait"], path, "server.smtp_pregreet_wait")
     web = _table(data, "web", path)
     if "forwarded_allow_ips" in web:
         ips = web["forwarded_allow_ips"]
@@ -332,6 +321,22 @@ def _bool(v: Any, path: str, key: str) -> bool:
     if not isinstance(v, bool):
         raise ConfigError(path, key, "must be true or false")
     return v
+
+
+def _nonneg_number(v: Any, path: str, key: str, problem: str = "must be a number ≥ 0") -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise ConfigError(path, key, problem)
+    return float(v)
+
+
+def _ip_version(v: Any, path: str, key: str) -> int:
+    """4 or 6 for an IP address string; else a ConfigError naming the value."""
+    try:
+        if isinstance(v, str):
+            return ipaddress.ip_address(v).version
+    except ValueError:
+        pass
+    raise ConfigError(path, key, f"{v!r} is not an IP address")
 
 
 def _pos_number(v: Any, path: str, key: str) -> float:

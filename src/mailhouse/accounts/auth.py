@@ -22,13 +22,15 @@ class Authenticator:
         """Return the account if USERNAME/PASSWORD are right; waits the per-IP penalty first."""
         await self.limiter.wait(ip)
         acc = await self.store.get_account(username.strip().lower())
-        cached = acc is not None and acc.password_hash and self.cache_ttl > 0
-        if cached and authcache.hit(acc.address, acc.password_hash, password):  # type: ignore[union-attr]
-            ok = True  # verified against this very hash a moment ago (accounts/authcache.py)
+        stored = acc.password_hash if acc is not None else None
+        # the verified-password cache (accounts/authcache.py) is keyed by address and stored hash
+        key = acc.address if acc is not None and stored and self.cache_ttl > 0 else None
+        if key is not None and stored and authcache.hit(key, stored, password):
+            ok = True  # verified against this very hash a moment ago
         else:
-            ok = await verify_password_async(acc.password_hash if acc else None, password)
-            if cached and ok:
-                authcache.remember(acc.address, acc.password_hash, password, self.cache_ttl)  # type: ignore[union-attr]
+            ok = await verify_password_async(stored, password)
+            if key is not None and stored and ok:
+                authcache.remember(key, stored, password, self.cache_ttl)
         if acc is not None and ok:
             self.limiter.succeeded(ip)
             return acc

@@ -84,12 +84,13 @@ def check_return_options(options: Sequence[SearchReturnOption] | None) -> None:
 
 def check_tag(view: SelectedMailbox, tag: str) -> None:
     """RFC 5267 §4.3: UPDATE under a tag already used by a live context is rejected with BAD."""
-    if any(isinstance(c, LiveContext) and c.tag == tag for c in view.search_contexts):
+    if any(c.tag == tag for c in view.search_contexts):
         raise Bad("Tag reuse: a RETURN (UPDATE) context with this tag is active")
 
 
 def live(view: SelectedMailbox) -> list[LiveContext]:
-    return [c for c in view.search_contexts if isinstance(c, LiveContext)]
+    """The RETURN (UPDATE) contexts alive on the selected mailbox, oldest first."""
+    return view.search_contexts
 
 
 def start(
@@ -107,7 +108,7 @@ def start(
     """Keep a context for the result ``found`` (in the requested order); returns the untagged
     ``NO [NOUPDATE]`` when the limit is reached (RFC 5267 §4.3.1), else b"". ``views`` and
     ``saved`` are what the command was evaluated with (SEARCHRES ``$`` before any SAVE)."""
-    if len(live(view)) >= MAX_CONTEXTS:
+    if len(view.search_contexts) >= MAX_CONTEXTS:
         return response.untagged_status("NO", "Too many update contexts", "NOUPDATE " + _quoted(tag))
     frozen = freeze(criteria, views, saved)
     ctx = LiveContext(
@@ -130,9 +131,7 @@ def start(
 def cancel(view: SelectedMailbox, tags: Sequence[str]) -> None:
     """RFC 5267 §4.3.5 CANCELUPDATE: unknown tags are ignored."""
     gone = set(tags)
-    view.search_contexts = [
-        c for c in view.search_contexts if not (isinstance(c, LiveContext) and c.tag in gone)
-    ]
+    view.search_contexts = [c for c in view.search_contexts if c.tag not in gone]
 
 
 def _quoted(tag: str) -> str:
@@ -241,7 +240,7 @@ def before_expunge(view: SelectedMailbox, uids: set[int] | list[int]) -> bytes:
     gone = set(uids)
     if not gone:
         return b""
-    return b"".join(_remove(view, ctx, gone) for ctx in live(view))
+    return b"".join(_remove(view, ctx, gone) for ctx in view.search_contexts)
 
 
 def _view_of(view: SelectedMailbox, uid: int) -> MessageView | None:
@@ -255,7 +254,7 @@ async def refresh(view: SelectedMailbox, load: Loader) -> bytes:
     """ADDTO/REMOVEFROM for every live context after the view applied its updates (EXISTS
     already sent): only new messages and messages whose MODSEQ moved are re-evaluated."""
     out = b""
-    for ctx in live(view):
+    for ctx in view.search_contexts:
         out += await _refresh_one(view, ctx, load)
     return out
 

@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mailhouse.message.bodystructure import body as body_of
@@ -153,6 +154,27 @@ def item_value(
     raise Bad(f"Unsupported FETCH item {name}")
 
 
+async def message_items(
+    s: IMAPSession, view: SelectedMailbox, rec: MessageRecord, items: Sequence[FetchAtt], *, content: bool
+) -> list[tuple[str, response.Value]] | None:
+    """The FETCH items of one message, each name once (FETCH, NOTIFY's MessageNew FETCH);
+    None when its octets are gone (expunged by another session meanwhile)."""
+    msg = None
+    if content:
+        try:
+            msg = await load(s.store, rec)
+        except (FileNotFoundError, KeyError, LookupError, OSError):
+            return None
+    out: list[tuple[str, response.Value]] = []
+    names: set[str] = set()
+    for it in items:
+        k, v = item_value(it, view, rec, msg)
+        if k not in names:
+            names.add(k)
+            out.append((k, v))
+    return out
+
+
 async def cmd_fetch(s: IMAPSession, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, Fetch)
@@ -197,21 +219,11 @@ async def cmd_fetch(s: IMAPSession, cmd: Command) -> Ok | None:
         seq = view.seq_of(uid)
         if seq is None:
             continue
-        msg = None
-        if content:
-            try:
-                msg = await load(s.store, rec)
-            except (FileNotFoundError, KeyError, LookupError, OSError):
-                expunge_issued = True  # expunged by another session; its blob is gone
-                continue
-        out: list[tuple[str, response.Value]] = []
-        names: set[str] = set()
-        for it in items:
-            k, v = item_value(it, view, rec, msg)
-            if k in names:
-                continue
-            names.add(k)
-            out.append((k, v))
+        out = await message_items(s, view, rec, items, content=content)
+        if out is None:
+            expunge_issued = True  # expunged by another session; its blob is gone
+            continue
+        names = {k for k, _ in out}
         if uid in flag_changed and "FLAGS" not in names:
             out.append(("FLAGS", view.flags_of(uid)))  # RFC 9051 §6.4.5: report the implicit \Seen
         if view.condstore and uid in flag_changed and "MODSEQ" not in names:

@@ -141,7 +141,6 @@ async def cmd_delete(s: IMAPSession, cmd: Command) -> Ok | None:
         s.selected = None
         s.state = State.AUTHENTICATED
     await s.store.delete_mailbox(mb.id)
-    s.claims.forget(mb.id)
     return None
 
 
@@ -322,9 +321,7 @@ async def status_items(s: IMAPSession, mb: Mailbox, items: Iterable[str]) -> lis
             out.append((it, sum(m.size for m in msgs)))
         elif it == "RECENT":
             if not s.rev2:
-                n = await s.claims.count_unclaimed(
-                    mb.account_id, mb.id, (m.uid for m in msgs), uidvalidity=mb.uidvalidity
-                )
+                n = await s.claims.count_unclaimed(mb, (m.uid for m in msgs))
                 if s.selected is not None and s.selected.mailbox.id == mb.id:
                     n = len(s.selected.recent)
                 out.append((it, n))

@@ -41,7 +41,7 @@ from mailhouse.store.api import Mailbox
 
 from . import extensions, fetch, mailboxes, metadata
 from .errors import Bad, No
-from .selected import SelectedMailbox, load
+from .selected import SelectedMailbox
 
 if TYPE_CHECKING:
     from mailhouse.proto.imap import Command
@@ -235,20 +235,10 @@ async def _new_message_fetches(
         seq = view.seq_of(uid)
         if rec is None or seq is None:
             continue
-        msg = None
-        if content:
-            try:
-                msg = await load(s.store, rec)
-            except (FileNotFoundError, KeyError, LookupError, OSError):
-                continue  # expunged meanwhile: its EXPUNGE follows
-        out: list[tuple[str, response.Value]] = []
-        names: set[str] = set()
-        for a in atts:
-            # BODY[...] is answered like BODY.PEEK[...]: a notification never sets \Seen
-            k, v = fetch.item_value(a, view, rec, msg)
-            if k not in names:
-                names.add(k)
-                out.append((k, v))
+        # BODY[...] is answered like BODY.PEEK[...]: a notification never sets \Seen
+        out = await fetch.message_items(s, view, rec, atts, content=content)
+        if out is None:
+            continue  # expunged meanwhile: its EXPUNGE follows
         s.send(response.fetch(seq, out, utf8=s.utf8))
 
 

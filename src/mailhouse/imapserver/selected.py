@@ -48,9 +48,8 @@ from .errors import Bad, No
 from .index import SharedIndex, registry
 
 if TYPE_CHECKING:
+    from .contexts import LiveContext
     from .query import MessageView
-
-RECENT_KEY_MAILBOX = "//mailhouse/recent"  # never a valid mailbox name (empty component)
 
 # Parsed-message cache shared by the sessions of a process: blob keys are immutable, so an
 # entry never goes stale. Bounded by estimated bytes (message.cache.PARSED_CACHE_BYTES).
@@ -106,52 +105,27 @@ class RecentClaims:
     The claim is one atomic statement in the store (``Store.claim_recent``: raise "highest UID
     announced as recent" and return the value before), so of two sessions selecting at the same
     instant — in one process, two worker processes or two nodes — exactly one gets each message
-    as recent."""
+    as recent. A claim is per mailbox incarnation (id, UIDVALIDITY)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def _uidvalidity(self, mailbox_id: int, uidvalidity: int | None) -> int | None:
-        if uidvalidity is not None:
-            return uidvalidity
-        mb = await self.store.get_mailbox_by_id(mailbox_id)
-        return None if mb is None else mb.uidvalidity
-
-    async def claim(
-        self,
-        account_id: int,
-        mailbox_id: int,
-        uids: Iterable[int],
-        *,
-        peek: bool = False,
-        uidvalidity: int | None = None,
-    ) -> set[int]:
+    async def claim(self, mailbox: Mailbox, uids: Iterable[int], *, peek: bool = False) -> set[int]:
         """Claim the given UIDs for the calling session; returns those not claimed before.
         ``peek`` (EXAMINE, RFC 3501 §6.3.2) reports them without claiming."""
         uids = sorted(uids)
         if not uids:
             return set()
-        uv = await self._uidvalidity(mailbox_id, uidvalidity)
-        if uv is None:
-            return set()
         if peek:
-            high = await self.store.recent_claimed(mailbox_id, uv)
+            high = await self.store.recent_claimed(mailbox.id, mailbox.uidvalidity)
         else:
-            high = await self.store.claim_recent(mailbox_id, uv, uids[-1])
+            high = await self.store.claim_recent(mailbox.id, mailbox.uidvalidity, uids[-1])
         return {u for u in uids if u > high}
 
-    async def count_unclaimed(
-        self, account_id: int, mailbox_id: int, uids: Iterable[int], *, uidvalidity: int | None = None
-    ) -> int:
+    async def count_unclaimed(self, mailbox: Mailbox, uids: Iterable[int]) -> int:
         """RECENT for STATUS: messages no session has been told about yet."""
-        uv = await self._uidvalidity(mailbox_id, uidvalidity)
-        if uv is None:
-            return 0
-        high = await self.store.recent_claimed(mailbox_id, uv)
+        high = await self.store.recent_claimed(mailbox.id, mailbox.uidvalidity)
         return sum(1 for u in uids if u > high)
-
-    def forget(self, mailbox_id: int) -> None:
-        """Nothing is cached per process any more (kept for callers)."""
 
 
 class SelectedMailbox:
@@ -183,7 +157,7 @@ class SelectedMailbox:
         self.pending_flags: set[int] = set()
         self.saved: list[int] | None = None  # RFC 5182 SEARCHRES result (UIDs)
         self.deleted = False  # the mailbox was deleted or renamed away under us
-        self.search_contexts: list[object] = []  # contexts.py live SEARCH/SORT (RFC 5267 UPDATE)
+        self.search_contexts: list[LiveContext] = []  # contexts.py live SEARCH/SORT (RFC 5267 UPDATE)
         self.index: SharedIndex | None = None  # the process-wide index this view follows
         self.index_pos = 0  # how far this view has consumed ``index.log``
         self._views: list[MessageView] | None = None  # views() cache, kept current in place
@@ -218,9 +192,7 @@ class SelectedMailbox:
             view.mailbox = dataclasses.replace(view.mailbox, uidnext=view.uids[-1] + 1)
         if not rev2:
             # RFC 3501 §6.3.2: SELECT (not EXAMINE) is what makes messages non-recent for others
-            view.recent = await claims.claim(
-                mailbox.account_id, mailbox.id, view.uids, peek=readonly, uidvalidity=view.mailbox.uidvalidity
-            )
+            view.recent = await claims.claim(view.mailbox, view.uids, peek=readonly)
         if previous is not None and previous.index is idx and previous._views is not None:
             view._adopt_views(previous._views)
         return view
@@ -231,20 +203,8 @@ class SelectedMailbox:
         \\Recent; the rest is built on the next :meth:`views`."""
         uids = self.uids
         n = min(len(old), len(uids))
-        if n == 0:
-            return
-        lo, hi = 0, n  # the longest common prefix: old[i].record.uid == uids[i] for i < lo
-        old_uids = [v.record.uid for v in old[:n]]
-        if old_uids == uids[:n]:
-            lo = n
-        else:
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if old_uids[:mid] == uids[:mid]:
-                    lo = mid
-                else:
-                    hi = mid - 1
-        if lo < n // 2:
+        lo = next((i for i in range(n) if old[i].record.uid != uids[i]), n)  # common prefix
+        if lo == 0 or lo < n // 2:
             return  # not worth it
         from .query import MessageView
 
@@ -406,13 +366,7 @@ class SelectedMailbox:
                 self.records[uid] = self.pending_new[uid]
             self.pending_new.clear()
             if claims is not None and not self.rev2:
-                self.recent |= await claims.claim(
-                    self.mailbox.account_id,
-                    self.mailbox.id,
-                    new,
-                    peek=self.readonly,
-                    uidvalidity=self.mailbox.uidvalidity,
-                )
+                self.recent |= await claims.claim(self.mailbox, new, peek=self.readonly)
             if self._views is not None:
                 from .query import MessageView
 

@@ -19,8 +19,9 @@ Signing policy:
   be inserted before any other DKIM-Signature fields"; the usual place is the very top).
 
 Invariants: wire bytes in, wire bytes out; the message after :func:`sign` is the input with
-only DKIM-Signature fields prepended, in the input's line ending. Blocking (RSA, DNS):
-call from asyncio through ``asyncio.to_thread``.
+only DKIM-Signature fields prepended, in the input's line ending. :func:`sign` costs well
+under a millisecond (keys kept loaded in OpenSSL) and runs inline; :func:`verify` blocks on
+DNS: call it from asyncio through ``asyncio.to_thread``.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from mailhouse.store.api import FlagMode, Mailbox, MessageRecord, NotFound, Store
+from mailhouse.store.crlf import to_crlf
 
 #: Read-ahead window: messages fetched per batched store read, and their total octets.
 READ_AHEAD_COUNT: Final = 32
@@ -46,17 +47,9 @@ class Vanished(Exception):
     """The message was expunged by another client after the snapshot."""
 
 
-def normalize(data: bytes) -> bytes:
-    """The octets RETR sends (before dot-stuffing): CRLF line ends, final CRLF."""
-    norm = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if norm and not norm.endswith(b"\r\n"):
-        norm += b"\n" if norm.endswith(b"\r") else b"\r\n"
-    return norm
-
-
 def top(data: bytes, lines: int) -> bytes:
     """RFC 1939 §7 TOP: the header, the blank line, then ``lines`` body lines."""
-    norm = normalize(data)
+    norm = to_crlf(data)  # a no-op for stored messages (store.crlf invariant)
     if norm.startswith(b"\r\n"):
         hdr_end = 2  # no header fields at all
     else:

@@ -27,11 +27,10 @@ Invariants
 * Plaintext received before the STLS handshake finished is discarded: reading
   is paused before the ``+OK``, and what was read with STLS is dropped by the
   core (CVE-2011-0411 class).
-* Errors are caught once per event (``_dispatch``): a bug answers
-  ``-ERR [SYS/TEMP]`` and is logged with a traceback; the session goes on.
-* Passwords, SASL responses and message bodies never reach the log.
 * Errors are caught once per command: in ``_pump`` for the immediate part, in
-  ``_run_pending`` for the waiting part.
+  ``_run_pending`` for the waiting part; a bug answers ``-ERR [SYS/TEMP]`` and
+  is logged with a traceback; the session goes on.
+* Passwords, SASL responses and message bodies never reach the log.
 * Replies are collected (``reply``) and written in one ``writelines`` when the
   session waits for more input (``_flush``), so pipelined commands (RFC 2449
   §6.6) cost one write per batch, not per command.
@@ -592,57 +591,46 @@ class Pop3Session(asyncio.Protocol):
             self.transport.write(piece)
             await self._drain()
 
+    def _with_message(self, n: int, send: Callable[[bytes], Pending]) -> Pending:
+        """Run SEND with message N's octets: at once when it was read ahead, else after the
+        store read; ``-ERR`` for a number not in the maildrop or a message expunged meanwhile."""
+        md = self._md()
+        if not md.exists(n):
+            self.reply(NO_SUCH_MESSAGE)
+            return None
+        try:
+            data = md.read_nowait(n)  # read ahead: no store call, no wait
+        except Vanished:
+            self.reply(VANISHED)
+            return None
+        if data is None:
+            return self._read_then(n, send)
+        return send(data)
+
+    async def _read_then(self, n: int, send: Callable[[bytes], Pending]) -> None:
+        try:
+            data = await self._md().read(n)
+        except Vanished:
+            self.reply(VANISHED)
+            return
+        pending = send(data)
+        if pending is not None:
+            await pending
+
     def on_retr(self, ev: core.Retr) -> Pending:
         md = self._md()
-        if not md.exists(ev.msg):
-            self.reply(NO_SUCH_MESSAGE)
-            return None
-        try:
-            data = md.read_nowait(ev.msg)  # read ahead: no store call, no wait
-        except Vanished:
-            self.reply(VANISHED)
-            return None
-        if data is None:
-            return self._retr(ev.msg)
-        md.retrieved.add(ev.msg)
-        return self._send_body(ok(f"{md.size(ev.msg)} octets"), data)
 
-    async def _retr(self, n: int) -> None:
-        md = self._md()
-        try:
-            data = await md.read(n)
-        except Vanished:
-            self.reply(VANISHED)
-            return
-        md.retrieved.add(n)
-        pending = self._send_body(ok(f"{md.size(n)} octets"), data)
-        if pending is not None:
-            await pending
+        def send(data: bytes) -> Pending:
+            md.retrieved.add(ev.msg)
+            return self._send_body(ok(f"{md.size(ev.msg)} octets"), data)
+
+        return self._with_message(ev.msg, send)
 
     def on_top(self, ev: core.Top) -> Pending:
-        md = self._md()
-        if not md.exists(ev.msg):
-            self.reply(NO_SUCH_MESSAGE)
-            return None
-        try:
-            data = md.read_nowait(ev.msg)
-        except Vanished:
-            self.reply(VANISHED)
-            return None
-        if data is None:
-            return self._top(ev)
-        return self._send_body(ok("Top of message follows"), top(data, ev.lines))
+        def send(data: bytes) -> Pending:
+            return self._send_body(ok("Top of message follows"), top(data, ev.lines))
 
-    async def _top(self, ev: core.Top) -> None:
-        md = self._md()
-        try:
-            data = await md.read(ev.msg)
-        except Vanished:
-            self.reply(VANISHED)
-            return
-        pending = self._send_body(ok("Top of message follows"), top(data, ev.lines))
-        if pending is not None:
-            await pending
+        return self._with_message(ev.msg, send)
 
     def on_dele(self, ev: core.Dele) -> Pending:
         md = self._md()

@@ -347,11 +347,7 @@ def dot_stuff(body: bytes) -> bytes:
     rewriting, and the dot-stuffing pass only when a line starts with ``.``.
     """
     if body.endswith(CRLF) and body.count(b"\n") == body.count(CRLF):
-        if body[:1] == b".":
-            body = b"." + body.replace(b"\r\n.", b"\r\n..")  # RFC 1939 §3
-        elif b"\r\n." in body:
-            body = body.replace(b"\r\n.", b"\r\n..")
-        return body + b"." + CRLF
+        return dot_stuff_crlf(body)  # every LF is a CRLF's: the one-scan path is exact
     return b"".join(dot_stuff_stream([body]))
 
 

@@ -68,6 +68,16 @@ def _flags_to_text(flags: frozenset[str]) -> str:
     return " ".join(sorted(flags))
 
 
+def _inline(key: str) -> bool:
+    """Blob keys of messages kept inline in the ``blobs`` table (≤ INLINE_BLOB_MAX) start with "i";
+    the others name immutable files (``blobfiles.FileBlobStore``)."""
+    return key.startswith("i")
+
+
+def _new_inline_key() -> str:
+    return "i" + new_key()
+
+
 _FLAG_SETS: dict[str, frozenset[str]] = {}  # a mailbox has few distinct flag strings: share the sets
 _FLAG_SETS_MAX = 4096  # bound on the interned strings (cleared when exceeded)
 _NO_FLAGS: frozenset[str] = frozenset()
@@ -118,12 +128,12 @@ class HybridBlobStore:
     async def put(self, data: bytes) -> str:
         if len(data) > INLINE_BLOB_MAX:
             return await self.files.put(data)
-        key = "i" + new_key()
+        key = _new_inline_key()
         await self.store._write(lambda c: c.execute("INSERT INTO blobs VALUES (?, ?)", (key, data)))
         return key
 
     async def get(self, key: str) -> bytes:
-        if not key.startswith("i"):
+        if not _inline(key):
             return await self.files.get(key)
         row = await self.store._read(lambda c: c.execute("SELECT data FROM blobs WHERE key=?", (key,)).fetchone())
         if row is None:
@@ -136,7 +146,7 @@ class HybridBlobStore:
         An optional extension of ``BlobStore`` (POP3 reads ahead with it); ``get`` stays the contract.
         """
         out: dict[str, bytes] = {}
-        inline = [k for k in keys if k.startswith("i")]
+        inline = [k for k in keys if _inline(k)]
         if inline:
 
             def fn(c: sqlite3.Connection) -> dict[str, bytes]:
@@ -150,7 +160,7 @@ class HybridBlobStore:
 
             out.update(await self.store._read(fn))
         for k in keys:
-            if not k.startswith("i"):
+            if not _inline(k):
                 try:
                     out[k] = await self.files.get(k)
                 except FileNotFoundError:
@@ -166,10 +176,10 @@ class HybridBlobStore:
             c.execute("DELETE FROM blobs WHERE key=?", key)
 
     async def delete(self, keys: Sequence[str]) -> None:
-        inline = [(k,) for k in keys if k.startswith("i")]
+        inline = [(k,) for k in keys if _inline(k)]
         if inline:
             await self.store._write(lambda c: self._delete_inline(c, inline))
-        await self.files.delete([k for k in keys if not k.startswith("i")])
+        await self.files.delete([k for k in keys if not _inline(k)])
 
 
 class SqliteStore:
@@ -826,7 +836,7 @@ class SqliteStore:
         if len(blob) > INLINE_BLOB_MAX:
             key = await self.files.put(blob)
             return await self.append([replace(m, blob_key=key, size=len(blob)) for m in messages])
-        key = "i" + new_key()
+        key = _new_inline_key()
         rows = [replace(m, blob_key=key, size=len(blob)) for m in messages]
 
         def fn(c: sqlite3.Connection) -> list[MessageRecord]:
@@ -938,14 +948,14 @@ class SqliteStore:
                 (json.dumps(sorted({str(r[1]) for r in rows})),),
             ).fetchall()
         ]
-        inline = [k for k in free if k.startswith("i")]
+        inline = [k for k in free if _inline(k)]
         if inline:
             c.execute("DELETE FROM blobs WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(inline),))
         return gone, free
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> tuple[list[int], list[str]]:
         gone, keys = await self._write(lambda c: self._expunge_rows(c, mailbox_id, uids))
-        await self.files.delete([k for k in keys if not k.startswith("i")])  # inline ones went with the rows
+        await self.files.delete([k for k in keys if not _inline(k)])  # inline ones went with the rows
         return gone, keys
 
     def _copy_rows(self, c: sqlite3.Connection, src: int, uids: Sequence[int], dst: int) -> list[tuple[int, int]]:
@@ -1060,7 +1070,7 @@ class SqliteStore:
             if len(blob) > INLINE_BLOB_MAX:
                 entry.blob_key = await self.files.put(blob)
             else:  # blob and queue row in one transaction: one group-committed fsync
-                entry.blob_key, inline = "i" + new_key(), blob
+                entry.blob_key, inline = _new_inline_key(), blob
 
         def fn(c: sqlite3.Connection) -> None:
             if inline is not None:
@@ -1110,12 +1120,12 @@ class SqliteStore:
                 raise NotFound(f"queue entry {entry_id} does not exist")
             if self._referenced(c, row[0]):
                 return []
-            if row[0].startswith("i"):  # an inline blob goes in the same transaction as its row
+            if _inline(row[0]):  # an inline blob goes in the same transaction as its row
                 c.execute("DELETE FROM blobs WHERE key=?", (row[0],))
             return [row[0]]
 
         keys = await self._write(fn)
-        await self.files.delete([k for k in keys if not k.startswith("i")])
+        await self.files.delete([k for k in keys if not _inline(k)])
         return keys
 
     async def get(self, entry_id: str) -> QueueEntry | None:
