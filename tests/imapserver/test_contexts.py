@@ -14,7 +14,7 @@ from mailhouse.imapserver.errors import Bad
 from mailhouse.imapserver.query import MessageView
 from mailhouse.imapserver.selected import SelectedMailbox
 from mailhouse.proto.imap.commands import SearchReturnOption, SortCriterion
-from mailhouse.proto.imap.parser import Reader
+from mailhouse.proto.imap.reader import Reader
 from mailhouse.proto.imap.search import parse_search_program
 from mailhouse.store.api import Mailbox, MessageRecord
 

@@ -50,7 +50,7 @@ from mailhouse.message.bodystructure import body, bodystructure
 from mailhouse.message.envelope import envelope, imap_encode
 from mailhouse.message.parse import parse_message
 from mailhouse.message.sections import fetch_section
-from mailhouse.proto.imap.parser import Reader
+from mailhouse.proto.imap.reader import Reader
 from mailhouse.proto.imap.search import parse_search_program
 from mailhouse.store.api import MessageRecord
 from mailhouse.store.crlf import to_crlf

@@ -12,7 +12,7 @@ import pytest
 from mailhouse.imapserver import query
 from mailhouse.imapserver.query import BadCharset, MessageView, QueryError
 from mailhouse.proto.imap.commands import SearchReturnOption, SortCriterion
-from mailhouse.proto.imap.parser import Reader
+from mailhouse.proto.imap.reader import Reader
 from mailhouse.proto.imap.search import parse_search_program
 from mailhouse.store.api import MessageRecord
 

@@ -13,11 +13,11 @@ from mailhouse.proto.imap import (
     ContinuationNeeded,
     IdleDone,
     IMAPServerProtocol,
+    LiteralTooBig,
     SequenceSet,
 )
 from mailhouse.proto.imap import response as R
 from mailhouse.proto.imap.commands import Login
-from mailhouse.proto.imap.parser import LiteralTooBig
 from tests.proto.test_imap_parser import drain, feed
 
 EVENT_TYPES = (Command, ContinuationNeeded, CommandError, LiteralTooBig, AuthContinuation, IdleDone)

@@ -15,6 +15,7 @@ from mailhouse.proto.imap import (
     Command,
     CommandError,
     ContinuationNeeded,
+    Event,
     IdleDone,
     IMAPServerProtocol,
     SequenceSet,
@@ -65,7 +66,6 @@ from mailhouse.proto.imap.commands import (
     Thread,
     UrlFetch,
 )
-from mailhouse.proto.imap.parser import Event
 from mailhouse.proto.imap.search import (
     SearchAnd,
     SearchDate,

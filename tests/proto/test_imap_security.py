@@ -15,7 +15,7 @@ from mailhouse.proto.imap import (
     LiteralTooBig,
 )
 from mailhouse.proto.imap.commands import Login, NoArgs
-from mailhouse.proto.imap.parser import DEFAULT_MAX_LINE
+from mailhouse.proto.imap.receiver import DEFAULT_MAX_LINE
 from tests.proto.test_imap_parser import drain, three_ways
 
 

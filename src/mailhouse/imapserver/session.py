@@ -45,9 +45,11 @@ from mailhouse.proto.imap import (
     Command,
     CommandError,
     ContinuationNeeded,
+    ErrorKind,
     IdleDone,
     IMAPServerProtocol,
     LiteralTooBig,
+    ReplyStatus,
     response,
 )
 from mailhouse.proto.imap.commands import (
@@ -284,22 +286,18 @@ class IMAPSession:
                     self.send(response.untagged_status("BYE", "Literal too big"))
                     await self.flush()
                     return
+            elif isinstance(ev, CommandError) and ev.kind is ErrorKind.MAILBOX_NAME:
+                # The core answers a mailbox name that is not valid modified UTF-7 with BAD; we
+                # refuse it NO [CANNOT] (RFC 5530 §3) like our other mailbox-name checks.
+                text = "Invalid mailbox name (modified UTF-7)"
+                self.send(CommandError(ev.tag, ReplyStatus.NO, text, "CANNOT", ev.kind).reply_bytes)
             elif isinstance(ev, CommandError):
-                self.send(self._rewrite_error(ev.reply_bytes))
+                self.send(ev.reply_bytes)
             elif isinstance(ev, Command):
                 await self._run_command(ev)
             elif isinstance(ev, AuthContinuation | IdleDone):
                 self.send(response.untagged_status("BAD", "Unexpected continuation"))
             await self.flush()
-
-    @staticmethod
-    def _rewrite_error(reply: bytes) -> bytes:
-        # The core answers a mailbox name that is not valid modified UTF-7 with BAD; the issue
-        # wants the mailbox-name refusal to be NO [CANNOT] (RFC 5530 §3) like our other checks.
-        if b" BAD Invalid modified UTF-7 mailbox name" in reply:
-            tag = reply.split(b" ", 1)[0]
-            return tag + b" NO [CANNOT] Invalid mailbox name (modified UTF-7)\r\n"
-        return reply
 
     async def _idle_wait(self) -> bytes | None:
         """Wait for input; with NOTIFY active, deliver notifications while no command runs."""

@@ -45,6 +45,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
+from .events import NEED_DATA, NeedData  # the one sentinel of every core, re-exported
 from .sasl import MAX_ENCODED_RESPONSE_OCTETS, SaslError, decode_initial
 
 __all__ = [
@@ -108,15 +109,6 @@ class Pop3State(enum.Enum):
     AUTHORIZATION = "AUTHORIZATION"
     TRANSACTION = "TRANSACTION"
     UPDATE = "UPDATE"
-
-
-class NeedData(enum.Enum):
-    """Sentinel type: no complete event is buffered."""
-
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA: Final = NeedData.NEED_DATA
 
 
 class ResponseCode(enum.Enum):
@@ -351,7 +343,8 @@ def dot_stuff(body: bytes) -> bytes:
     return b"".join(dot_stuff_stream([body]))
 
 
-_LF_DOT: Final = re.compile(rb"\n\.")  # a line starting with "." (one regex scan: faster than bytes.find here)
+# A line starting with "." (one regex scan: faster than bytes.find here).
+_LF_DOT: Final = re.compile(rb"\n\.")
 
 
 def dot_stuff_crlf(body: bytes) -> bytes:

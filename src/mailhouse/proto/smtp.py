@@ -86,6 +86,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
+from mailhouse.proto.events import NEED_DATA, NeedData  # the one sentinel of every core, re-exported
 from mailhouse.proto.smtp_address import Address, parse_path
 
 __all__ = [
@@ -158,13 +159,6 @@ MAX_HEADER_TEXT = 255
 
 _DOT = 0x2E
 _CRLF_DOT_CRLF_TAIL = b".\r\n"
-
-
-class NeedData(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA = NeedData.NEED_DATA
 
 
 class LocalProtocolError(RuntimeError):

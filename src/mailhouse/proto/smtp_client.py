@@ -39,9 +39,11 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mailhouse.proto.smtp import NEED_DATA, NeedData
+from mailhouse.proto.events import NEED_DATA, NeedData  # the one sentinel of every core, re-exported
 
 __all__ = [
+    "NEED_DATA",
+    "NeedData",
     "MAX_REPLY_LINE",
     "MAX_REPLY_LINES",
     "ServerReply",

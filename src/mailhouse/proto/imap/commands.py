@@ -1,7 +1,7 @@
 """Typed IMAP command arguments: one frozen dataclass per command (or command family).
 
 RFCs: RFC 9051 §6 (IMAP4rev2 commands), RFC 3501 §6 (IMAP4rev1: LSUB, CHECK, RECENT, RFC822.*),
-and the extensions named on each class. The parser (``parser.py``) produces these; the
+and the extensions named on each class. The grammar (``grammar*.py``) produces these; the
 adapter dispatches on ``Command.name`` and reads the fields.
 
 Invariants:
@@ -24,16 +24,6 @@ from dataclasses import dataclass
 
 from mailhouse.proto.imap.search import SearchKey
 from mailhouse.proto.imap.sequence import SequenceSet
-
-
-class ParseError(ValueError):
-    """A syntax or limit violation; the core answers it with BAD (``code`` is a response code)."""
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
 
 # ---------------------------------------------------------------- argument-less commands
 

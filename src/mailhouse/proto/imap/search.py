@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from mailhouse.proto.imap.reader import Reader
 from mailhouse.proto.imap.sequence import SequenceSet
-
-if TYPE_CHECKING:  # runtime import would be circular: parser.py imports this module
-    from mailhouse.proto.imap.parser import Reader
 
 # Limit: 64 levels cover every real client (they send flat key lists, OR chains of a few
 # dozen at most) while keeping the recursive-descent parser far below Python's recursion limit.
