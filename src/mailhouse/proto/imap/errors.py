@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import enum
+from typing import ClassVar
 
 __all__ = ["ErrorKind", "MailboxNameError", "ParseError", "ReplyStatus", "status_line"]
 
@@ -43,7 +44,7 @@ class ErrorKind(enum.Enum):
 class ParseError(ValueError):
     """A syntax or limit violation; the core answers it with BAD (``code`` is a response code)."""
 
-    kind: ErrorKind = ErrorKind.SYNTAX
+    kind: ClassVar[ErrorKind] = ErrorKind.SYNTAX
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
@@ -54,7 +55,7 @@ class ParseError(ValueError):
 class MailboxNameError(ParseError):
     """A mailbox name that is not valid modified UTF-7 (RFC 3501 §5.1.3)."""
 
-    kind = ErrorKind.MAILBOX_NAME
+    kind: ClassVar[ErrorKind] = ErrorKind.MAILBOX_NAME
 
 
 def status_line(tag: str | None, status: ReplyStatus, text: str, code: str | None = None) -> bytes:
