@@ -11,6 +11,8 @@ Invariants:
   syntax error (BAD), never a ``RecursionError``: the recursion depth of
   :func:`parse_search_program` is at most ``MAX_SEARCH_DEPTH`` frames per nesting level.
 * A search program with several keys is an :class:`SearchAnd`.
+* Tokens come through :class:`~mailhouse.proto.imap.reader.Reader`, which lives below this
+  module (``reader.py`` imports neither the grammar nor this module): no import circle.
 
 Hand-written because no Python library parses IMAP search programs server-side.
 """
