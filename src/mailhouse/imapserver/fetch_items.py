@@ -155,5 +155,3 @@ async def message_items(
             names.add(k)
             out.append((k, v))
     return out
-
-

@@ -37,7 +37,16 @@ from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import GetQuota, MailboxArg, SetQuota
 from mailhouse.store.api import Account, Store
 
-__all__ = ["CAPABILITIES", "ROOT", "Reply", "check_quota", "getquota", "getquotaroot", "quota_line", "setquota"]
+__all__ = [
+    "CAPABILITIES",
+    "ROOT",
+    "Reply",
+    "check_quota",
+    "getquota",
+    "getquotaroot",
+    "quota_line",
+    "setquota",
+]
 
 ROOT = ""
 # RFC 9208 §7: QUOTA, one QUOTA=RES-<name> per resource, QUOTASET for SETQUOTA.

@@ -51,11 +51,12 @@ from .commands import ALLOWED, COMMANDS
 from .context import IMPLEMENTATION, TLS_HANDSHAKE_TIMEOUT, Ok, State
 from .context import Transport as Conn
 from .errors import AlreadyAnswered, ImapError
-from .notify_state import NotifyState
 from .selected import RecentClaims, SelectedMailbox
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
+
+    from . import notify_state as notify  # the NOTIFY request a session holds (RFC 5465)
 
 __all__ = ["IMPLEMENTATION", "TLS_HANDSHAKE_TIMEOUT", "IMAPSession", "Ok", "State"]
 
@@ -85,7 +86,7 @@ class IMAPSession:
         self.account: Account | None = None
         self.enabled: set[str] = set()
         self.selected: SelectedMailbox | None = None
-        self.notify: NotifyState | None = None
+        self.notify: notify.NotifyState | None = None
         self._notify_listener: Listener | None = None
         self._out: list[bytes] = []
         self._out_len = 0

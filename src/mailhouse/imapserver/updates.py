@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .changes import Listener
     from .context import SessionContext
 
+
 def stop(s: SessionContext) -> None:
     if s._notify_listener is not None:
         s.hub.unlisten(s._notify_listener)

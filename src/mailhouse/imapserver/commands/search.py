@@ -222,9 +222,11 @@ async def _sources(s: SessionContext, filters: tuple[MailboxFilter, ...]) -> lis
         return [view.mailbox]
     acc = s.acc().id
     mbs = await s.store.list_mailboxes(acc)
-    subs = set(await s.store.subscriptions(acc)) if any(
-        f.kind is MailboxFilterKind.SUBSCRIBED for f in filters
-    ) else set()
+    subs = (
+        set(await s.store.subscriptions(acc))
+        if any(f.kind is MailboxFilterKind.SUBSCRIBED for f in filters)
+        else set()
+    )
     chosen: dict[int, Mailbox] = {}  # RFC 7377 §2: each mailbox is searched once
     for f in filters:
         if f.kind is MailboxFilterKind.SELECTED:

@@ -63,9 +63,7 @@ async def cmd_select(s: SessionContext, cmd: Command) -> Ok | None:
     s.send(response.exists(view.exists))
     if not s.rev2:
         s.send(response.recent(len(view.recent)))
-        unseen = next(
-            (i + 1 for i, u in enumerate(view.uids) if "\\Seen" not in view.records[u].flags), None
-        )
+        unseen = next((i + 1 for i, u in enumerate(view.uids) if "\\Seen" not in view.records[u].flags), None)
         if unseen is not None:
             s.send(response.untagged_status("OK", "First unseen", f"UNSEEN {unseen}"))
     s.send(response.untagged_status("OK", "UIDs valid", f"UIDVALIDITY {mb.uidvalidity}"))
