@@ -5,12 +5,9 @@ The session calls :func:`report` after each command (``IMAPSession.sync``) and
 EXPUNGE call :func:`before_expunge`, APPEND/COPY/MOVE :func:`note_own`. The NOTIFY command
 itself (``commands/notify.py``) only parses the request into a :class:`NotifyState`.
 
-``NOTIFY SET [STATUS] (filter events) ...`` / ``NOTIFY NONE``. Events: MessageNew (with an
-optional fetch-att list for the selected mailbox), MessageExpunge, FlagChange, MailboxName,
-SubscriptionChange, MailboxMetadataChange, ServerMetadataChange. AnnotationChange is refused
-with ``NO [BADEVENT (...)]`` (no ANNOTATE extension here). Filters: SELECTED,
-SELECTED-DELAYED, INBOXES (= INBOX), PERSONAL, SUBSCRIBED (evaluated against the current
-subscriptions at each event), SUBTREE, MAILBOXES.
+RFCs: RFC 9051 §7 / RFC 3501 §7.4.1 (when updates may be sent), RFC 5267 §4.3.4 (REMOVEFROM
+before EXPUNGE, ADDTO after EXISTS), RFC 5465 §5 (NOTIFY events), RFC 7162 §3.2.4 (UID in
+every unsolicited FETCH with QRESYNC).
 
 What is sent (RFC 5465 §5), while no command is in progress or during IDLE:
 
@@ -55,6 +52,7 @@ if TYPE_CHECKING:
 
 
 def stop(s: SessionContext) -> None:
+    """End NOTIFY (NOTIFY NONE, a new NOTIFY SET, UNAUTHENTICATE, disconnect)."""
     if s._notify_listener is not None:
         s.hub.unlisten(s._notify_listener)
     s._notify_listener = None

@@ -7,8 +7,8 @@ THREAD), RFC 5267 (ESORT; CONTEXT=SEARCH/SORT: RETURN (UPDATE), CANCELUPDATE), R
 the ESEARCH command over several mailboxes).
 
 ESEARCH (RFC 7377 §2): the sources are the mailboxes of the logged-in account named by the
-``IN (...)`` filters (deduplicated, in name order; names that do not exist match nothing), or
-the selected mailbox when there is no ``IN``. Results are always UIDs, one
+``IN (...)`` filters (deduplicated, INBOX first then by name; names that do not exist match
+nothing), or the selected mailbox when there is no ``IN``. Results are always UIDs, one
 ``* ESEARCH (TAG "t" MAILBOX "m" UIDVALIDITY n) UID ...`` per mailbox with at least one match.
 Sequence numbers in the program count each mailbox's messages in UID order; ``$`` is the
 selected mailbox's saved result and matches nothing elsewhere; SAVE is allowed only when the
