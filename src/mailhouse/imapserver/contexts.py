@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import SearchReturnOption, SortCriterion
@@ -54,25 +53,14 @@ from mailhouse.proto.imap.sequence import SequenceSet
 from . import query
 from .errors import Bad
 from .query import Loader, MessageView
-from .selected import SelectedMailbox
+from .selected import LiveContext, SelectedMailbox
+
+__all__ = ["MAX_CONTEXTS", "LiveContext"]  # LiveContext lives with the view that holds it
 
 MAX_CONTEXTS = 16
 """Live RETURN (UPDATE) contexts (SEARCH and SORT together) per selected mailbox."""
 
 _ALL = SearchFlagKey("ALL")
-
-
-@dataclass(eq=False, slots=True)
-class LiveContext:
-    tag: str
-    uid: bool
-    criteria: SearchKey  # frozen (see the module docstring)
-    charset: str | None
-    sort: tuple[SortCriterion, ...] | None  # None: a SEARCH context (mailbox order)
-    members: list[int] = field(default_factory=list)  # UIDs, in the requested order
-    seen_modseq: int = 0
-    seen_uid: int = 0
-    full: bool = False  # re-run in full after each change (time-relative keys)
 
 
 def check_return_options(options: Sequence[SearchReturnOption] | None) -> None:

@@ -6,6 +6,8 @@ The session's dispatcher (``session.IMAPSession._run_command``) maps them to rep
   e.g. a sequence number beyond EXISTS, RFC 9051 §6.4.5 / §7.1.3);
 * :class:`No` → ``tag NO [code] text`` (a user error: no such mailbox, over quota ...);
 * :class:`Transient` → ``tag NO [UNAVAILABLE] text`` (RFC 5530 §3: try again later);
+* :class:`AlreadyAnswered` → nothing more: the handler sent its own tagged reply (STARTTLS,
+  COMPRESS, an IDLE ended by a bad line);
 * any other exception is a server bug → logged with its traceback, ``NO [SERVERBUG]``
   (RFC 5530 §3), and the session goes on.
 """
@@ -39,3 +41,7 @@ class Transient(ImapError):
         self, text: str = "Temporary failure, try again later", code: str | None = "UNAVAILABLE"
     ) -> None:
         super().__init__(text, code)
+
+
+class AlreadyAnswered(Exception):
+    """A handler sent its own tagged reply (STARTTLS, COMPRESS, IDLE error)."""

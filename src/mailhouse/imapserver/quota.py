@@ -21,6 +21,9 @@ Usage by the session (all return a :class:`Reply`; errors are ``errors.No`` / ``
     reply = await quota.setquota(store, account, cmd.args)           # SetQuota
     write(reply.data + tagged(tag, "OK", reply.text, reply.code))
 
+APPEND, COPY and MOVE refuse what would exceed the limits with :func:`check_quota`
+(``NO [OVERQUOTA]``, RFC 9208 §5.1).
+
 Invariants: never reveals another account's usage to a non-admin; the response is built only
 from numbers and the root/mailbox name through the ``proto.imap.response`` encoders.
 """
@@ -34,7 +37,16 @@ from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import GetQuota, MailboxArg, SetQuota
 from mailhouse.store.api import Account, Store
 
-__all__ = ["CAPABILITIES", "ROOT", "Reply", "getquota", "getquotaroot", "quota_line", "setquota"]
+__all__ = [
+    "CAPABILITIES",
+    "ROOT",
+    "Reply",
+    "check_quota",
+    "getquota",
+    "getquotaroot",
+    "quota_line",
+    "setquota",
+]
 
 ROOT = ""
 # RFC 9208 §7: QUOTA, one QUOTA=RES-<name> per resource, QUOTASET for SETQUOTA.
@@ -51,6 +63,18 @@ class Reply:
     data: bytes
     text: str = "Completed"
     code: str | None = None
+
+
+async def check_quota(store: Store, account_id: int, add_bytes: int, add_messages: int) -> None:
+    """RFC 9208 §5.1: refuse with ``NO [OVERQUOTA]`` when the account limits would be exceeded."""
+    acc = await store.get_account_by_id(account_id)
+    if acc is None or (not acc.quota_bytes and not acc.quota_messages):
+        return
+    use = await store.usage(acc.id)
+    if acc.quota_bytes and use.bytes + add_bytes > acc.quota_bytes:
+        raise No("Quota exceeded (storage)", "OVERQUOTA")
+    if acc.quota_messages and use.messages + add_messages > acc.quota_messages:
+        raise No("Quota exceeded (messages)", "OVERQUOTA")
 
 
 def _kib(n: int) -> int:

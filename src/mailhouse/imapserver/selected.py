@@ -37,10 +37,13 @@ import asyncio
 import bisect
 import dataclasses
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mailhouse.message.cache import PARSED_CACHE_BYTES, CachedMessage, MessageCache
 from mailhouse.proto.imap import response
+from mailhouse.proto.imap.commands import SortCriterion
+from mailhouse.proto.imap.search import SearchKey
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import Mailbox, MessageRecord, Store
 
@@ -48,7 +51,6 @@ from .errors import Bad, No
 from .index import SharedIndex, registry
 
 if TYPE_CHECKING:
-    from .contexts import LiveContext
     from .query import MessageView
 
 # Parsed-message cache shared by the sessions of a process: blob keys are immutable, so an
@@ -97,6 +99,38 @@ async def load(store: Store, rec: MessageRecord) -> CachedMessage:
 def remember(key: str, raw: bytes) -> None:
     """A message this process just stored (APPEND): keep its octets, parsed on first use."""
     _cache.put(key, CachedMessage(raw))
+
+
+class CacheLoader:
+    """``query``'s loader: the process's parsed-message cache (``peek`` lets a SEARCH skip the
+    await for messages already cached and batch-load the rest)."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def __call__(self, rec: MessageRecord) -> CachedMessage:
+        return await load(self.store, rec)
+
+    @staticmethod
+    def peek(rec: MessageRecord) -> CachedMessage | None:
+        return cached(rec)
+
+
+@dataclass(eq=False, slots=True)
+class LiveContext:
+    """One RFC 5267 §4.3 RETURN (UPDATE) context on the selected mailbox (``contexts.py``)."""
+
+    tag: str
+    uid: bool
+    criteria: SearchKey  # frozen (see contexts.py)
+    charset: str | None
+    sort: tuple[SortCriterion, ...] | None  # None: a SEARCH context (mailbox order)
+    members: list[int] = field(default_factory=list)  # UIDs, in the requested order
+    seen_modseq: int = 0
+    seen_uid: int = 0
+    full: bool = False  # re-run in full after each change (time-relative keys)
 
 
 class RecentClaims:
@@ -223,6 +257,11 @@ class SelectedMailbox:
     @property
     def exists(self) -> int:
         return len(self.uids)
+
+    def check_writable(self) -> None:
+        """STORE, MOVE and EXPUNGE change nothing in a read-only (EXAMINE) view: ``NO [CANNOT]``."""
+        if self.readonly:
+            raise No("Mailbox is read-only (EXAMINE)", "CANNOT")
 
     def seq_of(self, uid: int) -> int | None:
         i = bisect.bisect_left(self.uids, uid)

@@ -1,16 +1,16 @@
-"""One IMAP connection: state machine, dispatch, authentication and session-level commands.
+"""One IMAP connection: the live session object, its output queue, the read loop and dispatch.
 
-RFCs: RFC 9051 (IMAP4rev2) §3 (states), §6.1 (any state: CAPABILITY NOOP LOGOUT), §6.2
-(STARTTLS, AUTHENTICATE, LOGIN), §6.3.1 (ENABLE), §6.3.2-3 (SELECT/EXAMINE), §6.3.10
-(NAMESPACE), §6.3.13 (IDLE), §6.4.1-2 (CLOSE, UNSELECT), §7.1 response codes; RFC 3501
-(IMAP4rev1: CHECK, \\Recent); RFC 2177 IDLE; RFC 2971 ID; RFC 4959 SASL-IR; RFC 5161 ENABLE;
-RFC 5465 NOTIFY; RFC 5530 response codes; RFC 6855 UTF8=ACCEPT; RFC 7162 CONDSTORE/QRESYNC
-(SELECT parameters, HIGHESTMODSEQ, VANISHED (EARLIER)); RFC 4978 COMPRESS; RFC 8314.
+RFCs: RFC 9051 (IMAP4rev2) §3 (states), §5.4 (autologout), §7.1 response codes, §7.1.5 (BYE);
+RFC 5530 (SERVERBUG, UNAVAILABLE); RFC 7888 §4 (literal too big); RFC 3501 §7.4.1 (no
+EXPUNGE while responding to FETCH, STORE, SEARCH).
 
-Structure (DESIGN.md "Servers"): one explicit dispatch table :data:`COMMANDS` (command name →
-handler) and one state gate :data:`ALLOWED`; handlers live in the module of their concern
-(``mailboxes``, ``fetch``, ``store_cmd``, ``append``, ``extensions``) and raise the typed
-errors of ``errors``; :meth:`IMAPSession._run_command` catches them once per command.
+Structure (DESIGN.md "Servers"): :class:`IMAPSession` is the
+:class:`~mailhouse.imapserver.context.SessionContext` every handler receives. Commands are
+looked up in the one table of ``commands`` (:data:`~mailhouse.imapserver.commands.COMMANDS`,
+gated by :data:`~mailhouse.imapserver.commands.ALLOWED`); handlers live in one module per
+command family under ``commands/`` and raise the typed errors of ``errors``;
+:meth:`IMAPSession._run_command` catches them once per command. What the session tells the
+client unasked (mailbox updates, NOTIFY) is ``updates.py``.
 
 Invariants:
 
@@ -19,26 +19,18 @@ Invariants:
 * Mailbox updates of other sessions are only sent where RFC 9051 §7 allows: after every
   command in selected state (EXPUNGE/VANISHED not after FETCH/STORE/SEARCH/SORT/THREAD),
   during IDLE, and — with NOTIFY — while no command is in progress.
-* LOGIN/AUTHENTICATE are refused on a plaintext connection unless ``[auth] allow_plaintext``
-  (LOGINDISABLED advertised, RFC 9051 §6.2.3 / §7.2.2); failures wait the shared per-IP delay
-  of ``accounts.throttle``.
 * Credentials, SASL responses and message contents never reach the log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import secrets
 import ssl
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mailhouse.accounts import sasl_flow
-from mailhouse.log import ConnLogger, safe
-from mailhouse.proto import sasl
+from mailhouse.log import ConnLogger
 from mailhouse.proto.imap import (
     NEED_DATA,
     AuthContinuation,
@@ -52,55 +44,32 @@ from mailhouse.proto.imap import (
     ReplyStatus,
     response,
 )
-from mailhouse.proto.imap.commands import (
-    Authenticate,
-    Compress,
-    Enable,
-    Id,
-    Login,
-    Select,
-)
-from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import Account, AlreadyExists, Conflict, NotFound, StoreError
 
-from . import append as append_mod
-from . import extensions, fetch, mailboxes, notify, store_cmd
+from . import capabilities as caps_mod
+from . import updates
 from .changes import ChangeHub, Listener
-from .errors import Bad, ImapError, No
+from .commands import ALLOWED, COMMANDS
+from .context import IMPLEMENTATION, TLS_HANDSHAKE_TIMEOUT, Ok, State
+from .context import Transport as Conn
+from .errors import AlreadyAnswered, ImapError
 from .selected import RecentClaims, SelectedMailbox
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
 
-    from .server import Conn
+    from . import notify_state as notify  # the NOTIFY request a session holds (RFC 5465)
+
+__all__ = ["IMPLEMENTATION", "TLS_HANDSHAKE_TIMEOUT", "IMAPSession", "Ok", "State"]
 
 log = logging.getLogger(__name__)
 
-IMPLEMENTATION = "Mailhouse"
-TLS_HANDSHAKE_TIMEOUT = 30.0
 DRAIN_POLL = 0.5  # seconds between drain checks while waiting for input
 FLUSH_AT = 256 * 1024  # a handler's queued output is written once it exceeds this
 
-
-class State(enum.Enum):
-    NOT_AUTHENTICATED = "not authenticated"
-    AUTHENTICATED = "authenticated"
-    SELECTED = "selected"
-    LOGOUT = "logout"
-
-
-@dataclass(frozen=True, slots=True)
-class Ok:
-    """What a handler returns for its tagged OK (None means ``OK <NAME> completed``)."""
-
-    text: str
-    code: str | None = None
-
-
-Handler = Callable[["IMAPSession", Command], Awaitable["Ok | None"]]
-
 # RFC 9051 §6.4.4 note / RFC 3501 §7.4.1: no EXPUNGE while responding to these (UID forms may).
 NO_EXPUNGE_DURING = frozenset(("FETCH", "STORE", "SEARCH", "SORT", "THREAD"))
+
 
 class IMAPSession:
     def __init__(self, svc: Services, hub: ChangeHub, claims: RecentClaims, conn: Conn, name: str) -> None:
@@ -149,40 +118,7 @@ class IMAPSession:
         return self.tls or self.cfg.allow_plaintext_auth
 
     def capabilities(self) -> list[str]:
-        caps = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
-        if self.state is State.NOT_AUTHENTICATED:
-            if not self.tls:
-                caps.append("STARTTLS")  # RFC 9051 §6.2.1
-            if self.login_allowed():
-                caps += [f"AUTH={m}" for m in sasl_flow.MECHANISMS]
-            else:
-                caps.append("LOGINDISABLED")  # RFC 9051 §7.2.2
-            return caps
-        caps += [
-            "NAMESPACE",
-            "UNSELECT",
-            "CHILDREN",
-            "SPECIAL-USE",
-            "CREATE-SPECIAL-USE",
-            "LIST-EXTENDED",
-            "LIST-STATUS",
-            "UIDPLUS",
-            "MOVE",
-            "CONDSTORE",
-            "QRESYNC",
-            "BINARY",
-            "MULTIAPPEND",
-            f"APPENDLIMIT={self.cfg.max_message_size}",
-            "STATUS=SIZE",
-            "UTF8=ACCEPT",
-            "NOTIFY",
-            "WITHIN",  # RFC 5032: OLDER/YOUNGER (query.py)
-            "SAVEDATE",  # RFC 8514: FETCH SAVEDATE, SAVEDBEFORE/SAVEDON/SAVEDSINCE, SAVEDATESUPPORTED
-        ]
-        caps += extensions.capabilities(self)
-        if not self.conn.compressed:
-            caps.append("COMPRESS=DEFLATE")
-        return caps
+        return caps_mod.capabilities(self)
 
     # ---------------------------------------------------------------- output
     def send(self, data: bytes) -> None:
@@ -262,7 +198,7 @@ class IMAPSession:
             self.log.info("disconnect from %s", self.ip)
 
     def _cap_code(self) -> str:
-        return "CAPABILITY " + " ".join(self.capabilities())
+        return caps_mod.cap_code(self)
 
     async def _loop(self) -> None:
         while not self.closing:
@@ -324,7 +260,7 @@ class IMAPSession:
         code: str | None = None
         try:
             result = await handler(self, cmd)
-        except _AlreadyAnswered:
+        except AlreadyAnswered:
             self.current = None
             return
         except ImapError as e:
@@ -369,386 +305,16 @@ class IMAPSession:
             self.closing = True
             return
         # EXPUNGE/EXISTS/FETCH, RFC 5267 ADDTO/REMOVEFROM, RFC 5465 MessageNew FETCH
-        await notify.report(self, view, allow_expunge=allow_expunge)
-
-    # ---------------------------------------------------------------- any state
-    async def cmd_capability(self, cmd: Command) -> Ok | None:
-        self.send(response.capability(self.capabilities()))
-        return None
-
-    async def cmd_noop(self, cmd: Command) -> Ok | None:
-        return None  # updates are sent by the dispatcher (RFC 9051 §6.1.2)
-
-    async def cmd_logout(self, cmd: Command) -> Ok | None:
-        self.send(response.untagged_status("BYE", f"{IMPLEMENTATION} logging out"))
-        self.state = State.LOGOUT
-        self.closing = True
-        return Ok("LOGOUT completed")
-
-    async def cmd_id(self, cmd: Command) -> Ok | None:
-        args = cmd.args
-        assert isinstance(args, Id)
-        if args.params:  # RFC 2971 §3.1: log the client's identity (printable, bounded)
-            self.log.info("client id: %s", safe(" ".join(f"{k!r}={v!r}" for k, v in args.params[:10]), 300))
-        self.send(response.untagged("ID", ["name", IMPLEMENTATION, "vendor", IMPLEMENTATION]))
-        return None
-
-    # ---------------------------------------------------------------- not authenticated
-    async def cmd_starttls(self, cmd: Command) -> Ok | None:
-        if self.tls:
-            raise Bad("TLS already active")
-        await self.flush()
-        reply = response.tagged(cmd.tag, "OK", "Begin TLS negotiation now")
-        dropped_core = len(self.core.take_buffered())
-        try:
-            dropped = await self.conn.start_tls(reply, self.svc.tls, TLS_HANDSHAKE_TIMEOUT)
-        except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as e:
-            self.log.info("TLS handshake failed: %s", type(e).__name__)
-            self.closing = True
-            raise ConnectionError("TLS handshake failed") from e
-        # RFC 9051 §6.2.1 / CVE-2011-0411: plaintext pipelined after STARTTLS is never executed
-        dropped += dropped_core + len(self.core.take_buffered())
-        if dropped:
-            self.log.info("discarded %d octets of plaintext pipelined after STARTTLS", dropped)
-        self.tls = True
-        raise _AlreadyAnswered()
-
-    async def cmd_login(self, cmd: Command) -> Ok | None:
-        args = cmd.args
-        assert isinstance(args, Login)
-        if not self.login_allowed():
-            # RFC 9051 §6.2.3 (LOGINDISABLED) / §7.1 PRIVACYREQUIRED
-            raise No("Plaintext authentication disallowed on non-secure connections", "PRIVACYREQUIRED")
-        user = args.userid.decode("utf-8", "replace")
-        account = await self.svc.auth.check(user, args.password.decode("utf-8", "replace"), self.ip)
-        if account is None:
-            self.log.info("login failed (LOGIN) user=%s", safe(user, 100))
-            raise No("Authentication failed", "AUTHENTICATIONFAILED")  # RFC 5530 §3
-        return self._logged_in(account, "LOGIN")
-
-    async def cmd_authenticate(self, cmd: Command) -> Ok | None:
-        args = cmd.args
-        assert isinstance(args, Authenticate)
-        if not self.login_allowed():
-            raise No("Plaintext authentication disallowed on non-secure connections", "PRIVACYREQUIRED")
-        mech = args.mechanism.upper()
-        if mech not in sasl_flow.MECHANISMS:
-            raise No("Unsupported authentication mechanism", "CANNOT")
-
-        async def send_challenge(b64: bytes) -> None:
-            self.send(response.continuation_data(b64))  # RFC 9051 §6.2.2: "+ base64"
-            await self.flush()
-            self.core.begin_auth_continuation(cmd.tag)
-
-        try:
-            account = await sasl_flow.authenticate(
-                self.svc.auth, mech, args.initial_response, send_challenge, self._auth_line, self.ip
-            )
-        except sasl.SaslCancelled:
-            raise Bad("Authentication cancelled") from None  # RFC 9051 §6.2.2
-        except sasl.SaslError:
-            raise Bad("Invalid SASL response") from None
-        except LookupError:
-            raise No("Unsupported authentication mechanism", "CANNOT") from None
-        if account is None:
-            self.log.info("login failed (AUTHENTICATE %s)", mech)
-            raise No("Authentication failed", "AUTHENTICATIONFAILED")
-        return self._logged_in(account, f"AUTHENTICATE {mech}")
-
-    async def _auth_line(self) -> bytes:
-        while True:
-            ev = self.core.next_event()
-            if isinstance(ev, AuthContinuation):
-                return ev.line
-            if isinstance(ev, CommandError):
-                raise sasl.SaslError("bad continuation line")
-            if ev is NEED_DATA:
-                data = await self.wait_input()
-                if not data:
-                    raise ConnectionError("closed during AUTHENTICATE")
-                self.core.receive_data(data)
-                continue
-            raise sasl.SaslError("unexpected event during AUTHENTICATE")
-
-    def _logged_in(self, account: Account, how: str) -> Ok:
-        self.account = account
-        self.state = State.AUTHENTICATED
-        self.log.info("authenticated as %s via %s", account.address, how)
-        return Ok("Logged in", self._cap_code())  # RFC 9051 §6.2.3: CAPABILITY in the OK
+        await updates.report(self, view, allow_expunge=allow_expunge)
 
     # ---------------------------------------------------------------- authenticated
     def acc(self) -> Account:
         assert self.account is not None
         return self.account
 
-    async def cmd_enable(self, cmd: Command) -> Ok | None:
-        args = cmd.args
-        assert isinstance(args, Enable)
-        known = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"} | extensions.enableable(self)
-        new: list[str] = []
-        for cap in args.capabilities:
-            want = [cap]
-            if cap == "QRESYNC":  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
-                want = ["CONDSTORE", "QRESYNC"]
-            for c in want:
-                if c in known and c not in self.enabled:
-                    self.enabled.add(c)
-                    new.append("IMAP4rev2" if c == "IMAP4REV2" else c)
-        self.core.utf8_enabled = self.utf8
-        if self.selected is not None:
-            self.selected.condstore = self.selected.condstore or self.condstore
-            self.selected.qresync = self.qresync
-        self.send(response.enabled(new))  # RFC 5161 §3.2: only what this command enabled
-        return None
-
-    async def cmd_namespace(self, cmd: Command) -> Ok | None:
-        # RFC 2342 §5: one personal namespace, prefix "" and delimiter "/"; no shared/other
-        self.send(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
-        return None
-
-    async def cmd_compress(self, cmd: Command) -> Ok | None:
-        args = cmd.args
-        assert isinstance(args, Compress)
-        if self.conn.compressed:
-            raise No("Compression already active", "COMPRESSIONACTIVE")  # RFC 4978 §3
-        if args.mechanism != "DEFLATE":
-            raise Bad("Unsupported compression mechanism")
-        self.tagged(cmd.tag, "OK", "DEFLATE active")
-        await self.flush()
-        # RFC 4978 §3: compression starts right after the OK, both ways; bytes the client
-        # already sent after the command are compressed data.
-        self.conn.start_compress(self.core.take_buffered())
-        raise _AlreadyAnswered()
-
-    async def cmd_idle(self, cmd: Command) -> Ok | None:
-        self.send(response.continuation("idling"))  # RFC 2177 §3
-        await self.flush()
-        self.core.begin_idle(cmd.tag)
-        lst = self.hub.listen(self.acc().id)
-        try:
-            if self.selected is not None:
-                await self.sync(allow_expunge=True)
-                await self.flush()
-            while not self.closing:
-                ev = self.core.next_event()
-                if isinstance(ev, IdleDone):
-                    return Ok("IDLE terminated")
-                if isinstance(ev, CommandError):
-                    self.send(ev.reply_bytes)  # tagged BAD "Expected DONE": IDLE is over
-                    raise _AlreadyAnswered()
-                if ev is not NEED_DATA:
-                    raise Bad("Unexpected data during IDLE")
-                data = await self.wait_input(lst.event)
-                if data is None:
-                    lst.drain()
-                    if self.notify is not None:
-                        await self._deliver_notifications(self._notify_listener or lst, in_command=True)
-                    elif self.selected is not None:
-                        await self.sync(allow_expunge=True)  # IDLE is a command in progress
-                    await self.flush()
-                    continue
-                if not data:
-                    raise ConnectionError("closed during IDLE")
-                self.core.receive_data(data)
-            raise _AlreadyAnswered()
-        finally:
-            self.hub.unlisten(lst)
-
-    # ---------------------------------------------------------------- SELECT / EXAMINE
-    async def cmd_select(self, cmd: Command) -> Ok | None:
-        args = cmd.args
-        assert isinstance(args, Select)
-        previous = self.selected
-        if self.selected is not None:
-            self.selected = None
-            self.state = State.AUTHENTICATED
-            self.send(response.untagged_status("OK", "Previous mailbox closed", "CLOSED"))  # RFC 7162 §3.2.11
-        if args.qresync is not None and not self.qresync:
-            raise Bad("QRESYNC not enabled")  # RFC 7162 §3.2.5
-        if args.condstore:
-            self.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8: SELECT (CONDSTORE) enables it
-        mb = await mailboxes.get_existing(self, args.mailbox)
-        readonly = args.readonly
-        view = await SelectedMailbox.open(
-            self.store,
-            mb,
-            self.claims,
-            readonly=readonly,
-            rev2=self.rev2,
-            condstore=self.condstore,
-            qresync=self.qresync,
-            previous=previous,
-        )
-        mb = view.mailbox
-        flags: list[response.Value] = [
-            response.Atom(f) for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-        ]
-        perm = view.permanent_flags()
-        self.send(response.untagged("FLAGS", flags + perm[5:]))
-        self.send(response.exists(view.exists))
-        if not self.rev2:
-            self.send(response.recent(len(view.recent)))
-            unseen = next(
-                (i + 1 for i, u in enumerate(view.uids) if "\\Seen" not in view.records[u].flags), None
-            )
-            if unseen is not None:
-                self.send(response.untagged_status("OK", "First unseen", f"UNSEEN {unseen}"))
-        self.send(response.untagged_status("OK", "UIDs valid", f"UIDVALIDITY {mb.uidvalidity}"))
-        self.send(response.untagged_status("OK", "Predicted next UID", f"UIDNEXT {mb.uidnext}"))
-        if readonly:
-            self.send(response.untagged_status("OK", "No permanent flags permitted", "PERMANENTFLAGS ()"))
-        else:
-            codes = " ".join(a.value for a in perm if isinstance(a, response.Atom))
-            self.send(response.untagged_status("OK", "Flags permitted", f"PERMANENTFLAGS ({codes} \\*)"))
-        # RFC 7162 §3.1.2.1: HIGHESTMODSEQ with every SELECT/EXAMINE
-        self.send(response.untagged_status("OK", "Highest", f"HIGHESTMODSEQ {view.known_modseq}"))
-        if self.rev2:  # RFC 9051 §6.3.2: the mailbox name as the server knows it
-            self.send(response.list_response(["\\HasNoChildren"], "/", mb.name, utf8=self.utf8))
-        if args.qresync is not None and args.qresync.uidvalidity == mb.uidvalidity:
-            await self._qresync_select(view, args)
-        self.selected = view
-        self.state = State.SELECTED
-        return Ok(f"{cmd.name} completed", "READ-ONLY" if readonly else "READ-WRITE")
-
-    async def _qresync_select(self, view: SelectedMailbox, args: Select) -> None:
-        """RFC 7162 §3.2.5.2: VANISHED (EARLIER) and FETCH for what changed since ``modseq``."""
-        q = args.qresync
-        assert q is not None
-        gone = await self.store.expunged_since(view.mailbox.id, q.modseq)
-        if q.known_uids is not None and gone:
-            top = max(max(gone), view.uids[-1] if view.uids else 0)
-            gone = [u for u in gone if q.known_uids.contains(u, top)]
-        if gone:
-            self.send(response.vanished(SequenceSet.from_numbers(gone), earlier=True))
-        for uid in view.uids:
-            rec = view.records[uid]
-            if rec.modseq > q.modseq:
-                if q.known_uids is not None and not q.known_uids.contains(uid, view.uids[-1]):
-                    continue
-                seq = view.seq_of(uid)
-                assert seq is not None
-                self.send(view.flags_fetch(seq, uid, with_uid=True))
-
-    async def cmd_close(self, cmd: Command) -> Ok | None:
-        view = self.selected
-        assert view is not None
-        self.selected = None
-        self.state = State.AUTHENTICATED
-        if not view.readonly:  # RFC 9051 §6.4.1: silently expunge \Deleted, no responses
-            uids = [u for u in view.uids if "\\Deleted" in view.records[u].flags]
-            if uids:
-                await self.store.expunge(view.mailbox.id, uids)
-        return None
-
-    async def cmd_unselect(self, cmd: Command) -> Ok | None:
-        self.selected = None  # RFC 3691: no expunge
-        self.state = State.AUTHENTICATED
-        return None
-
-    async def cmd_check(self, cmd: Command) -> Ok | None:
-        return None  # RFC 3501 §6.4.1: every change is already durable
-
-    # ---------------------------------------------------------------- NOTIFY (RFC 5465)
-    async def cmd_notify(self, cmd: Command) -> Ok | None:
-        return await notify.cmd_notify(self, cmd)  # notify.py
-
+    # ---------------------------------------------------------------- NOTIFY (RFC 5465, updates.py)
     def _stop_notify(self) -> None:
-        notify.stop(self)
+        updates.stop(self)
 
     async def _deliver_notifications(self, lst: Listener, *, in_command: bool) -> None:
-        await notify.deliver(self, lst, in_command=in_command)
-
-
-class _AlreadyAnswered(Exception):
-    """A handler sent its own tagged reply (STARTTLS, COMPRESS, IDLE error)."""
-
-
-COMMANDS: dict[str, Handler] = {
-    "CAPABILITY": IMAPSession.cmd_capability,
-    "NOOP": IMAPSession.cmd_noop,
-    "LOGOUT": IMAPSession.cmd_logout,
-    "ID": IMAPSession.cmd_id,
-    "STARTTLS": IMAPSession.cmd_starttls,
-    "LOGIN": IMAPSession.cmd_login,
-    "AUTHENTICATE": IMAPSession.cmd_authenticate,
-    "ENABLE": IMAPSession.cmd_enable,
-    "NAMESPACE": IMAPSession.cmd_namespace,
-    "COMPRESS": IMAPSession.cmd_compress,
-    "IDLE": IMAPSession.cmd_idle,
-    "SELECT": IMAPSession.cmd_select,
-    "EXAMINE": IMAPSession.cmd_select,
-    "CLOSE": IMAPSession.cmd_close,
-    "UNSELECT": IMAPSession.cmd_unselect,
-    "CHECK": IMAPSession.cmd_check,
-    "NOTIFY": IMAPSession.cmd_notify,
-    "CREATE": mailboxes.cmd_create,
-    "DELETE": mailboxes.cmd_delete,
-    "RENAME": mailboxes.cmd_rename,
-    "SUBSCRIBE": mailboxes.cmd_subscribe,
-    "UNSUBSCRIBE": mailboxes.cmd_unsubscribe,
-    "LIST": mailboxes.cmd_list,
-    "LSUB": mailboxes.cmd_lsub,
-    "STATUS": mailboxes.cmd_status,
-    "APPEND": append_mod.cmd_append,
-    "FETCH": fetch.cmd_fetch,
-    "UID FETCH": fetch.cmd_fetch,
-    "STORE": store_cmd.cmd_store,
-    "UID STORE": store_cmd.cmd_store,
-    "COPY": store_cmd.cmd_copy,
-    "UID COPY": store_cmd.cmd_copy,
-    "MOVE": store_cmd.cmd_move,
-    "UID MOVE": store_cmd.cmd_move,
-    "EXPUNGE": store_cmd.cmd_expunge,
-    "UID EXPUNGE": store_cmd.cmd_expunge,
-    **extensions.COMMANDS,
-}
-
-_ANY = frozenset(("CAPABILITY", "NOOP", "LOGOUT", "ID"))
-_AUTH = (
-    _ANY
-    | {
-        "ENABLE",
-        "NAMESPACE",
-        "COMPRESS",
-        "IDLE",
-        "SELECT",
-        "EXAMINE",
-        "CREATE",
-        "DELETE",
-        "RENAME",
-        "SUBSCRIBE",
-        "UNSUBSCRIBE",
-        "LIST",
-        "LSUB",
-        "STATUS",
-        "APPEND",
-        "NOTIFY",
-    }
-    | extensions.AUTH_COMMANDS
-)
-_SELECTED = (
-    _AUTH
-    | {
-        "CLOSE",
-        "UNSELECT",
-        "CHECK",
-        "FETCH",
-        "UID FETCH",
-        "STORE",
-        "UID STORE",
-        "COPY",
-        "UID COPY",
-        "MOVE",
-        "UID MOVE",
-        "EXPUNGE",
-        "UID EXPUNGE",
-    }
-    | extensions.SELECTED_COMMANDS
-)
-
-ALLOWED: dict[State, frozenset[str]] = {
-    State.NOT_AUTHENTICATED: _ANY | {"STARTTLS", "LOGIN", "AUTHENTICATE"},
-    State.AUTHENTICATED: frozenset(_AUTH),
-    State.SELECTED: frozenset(_SELECTED),
-    State.LOGOUT: frozenset(),
-}
+        await updates.deliver(self, lst, in_command=in_command)

@@ -27,7 +27,7 @@ Usage by the session (errors are ``errors.No`` / ``errors.Bad``)::
 
     reply = await urlauth.genurlauth(store, account, cmd.args, hostnames={cfg.hostname})
     reply = await urlauth.resetkey(store, account, cmd.args)
-    # plain urls (bytes) and RFC 5524 items: FetchRequest per cmd.args.requests() (extensions.py)
+    # plain urls (bytes) and RFC 5524 items: FetchRequest per cmd.args.requests() (commands/urlauth.py)
     reply = await urlauth.urlfetch(store, account, requests, hostnames={cfg.hostname})
     write(reply.data + tagged(tag, "OK", reply.text, reply.code))
     # CATENATE URL part (APPEND): raises errors.No [BADURL url] when it cannot be used
@@ -145,6 +145,11 @@ class Reply:
     data: bytes
     text: str = "Completed"
     code: str | None = None
+
+
+def local_hostnames(hostname: str) -> set[str]:
+    """The host names a URL of this server may carry (the configured name and loopback)."""
+    return {hostname, "localhost", "127.0.0.1"}
 
 
 def parse_url(url: bytes | str) -> ImapUrl:

@@ -21,30 +21,29 @@ from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import NewMessage
 from mailhouse.store.crlf import to_crlf
 
-from . import notify
-from .errors import No
-from .mailboxes import check_name
-from .selected import remember
-from .store_cmd import check_quota
+from .. import urlauth
+from ..context import Ok
+from ..errors import No
+from ..mailbox_names import check_name
+from ..quota import check_quota
+from ..selected import remember
+from ..updates import note_own
 
 if TYPE_CHECKING:
     from mailhouse.proto.imap import Command
 
-    from .session import IMAPSession, Ok
+    from ..context import SessionContext
 
 
-async def resolve_url(s: IMAPSession, url: bytes) -> bytes:
-    """The octets a CATENATE URL part names (RFC 4469 §5; ``NO [BADURL url]`` if unusable)."""
-    from . import extensions
-
-    data = await extensions.resolve_url(s, url)
+async def resolve_url(s: SessionContext, url: bytes) -> bytes:
+    """The octets a CATENATE URL part names (RFC 4469 §5) via ``urlauth.resolve_url``, which
+    checks URLAUTH tokens and keeps plain URLs inside the logged-in account (``NO [BADURL]``)."""
+    data = await urlauth.resolve_url(s.store, s.acc(), url, hostnames=urlauth.local_hostnames(s.cfg.hostname))
     assert data is not None
     return data
 
 
-async def cmd_append(s: IMAPSession, cmd: Command) -> Ok | None:
-    from .session import Ok
-
+async def cmd_append(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, Append)
     name = check_name(args.mailbox)
@@ -78,7 +77,7 @@ async def cmd_append(s: IMAPSession, cmd: Command) -> Ok | None:
         flags = frozenset(f for f in m.flags if f.upper() != "\\RECENT")  # RFC 9051 §2.3.2
         when = m.internal_date.timestamp() if m.internal_date is not None else time.time()
         items.append((data, flags, when))
-    await check_quota(s, sum(len(d) for d, _, _ in items), len(items))
+    await check_quota(s.store, s.acc().id, sum(len(d) for d, _, _ in items), len(items))
     keys: list[str] = []
     try:
         for data, _, _ in items:
@@ -95,6 +94,6 @@ async def cmd_append(s: IMAPSession, cmd: Command) -> Ok | None:
         raise
     for k, (d, _, _) in zip(keys, items, strict=True):
         remember(k, d)  # clients usually fetch what they just appended (Sent, Drafts)
-    notify.note_own(s, mb.id, [r.uid for r in recs])  # RFC 5465 §5.2: no MessageNew FETCH for these
+    note_own(s, mb.id, [r.uid for r in recs])  # RFC 5465 §5.2: no MessageNew FETCH for these
     uids = SequenceSet.from_numbers(r.uid for r in recs)
     return Ok("APPEND completed", f"APPENDUID {mb.uidvalidity} {uids}")  # RFC 4315 §3

@@ -1,18 +1,14 @@
-"""Mailbox commands: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS.
+"""Mailbox commands: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS, NAMESPACE.
 
 RFCs: RFC 9051 §5.1 (naming, INBOX), §6.3.4-6.3.11; RFC 3501 §6.3.9 (LSUB); RFC 5258
 (LIST-EXTENDED: selection SUBSCRIBED / RECURSIVEMATCH / SPECIAL-USE, return SUBSCRIBED /
 CHILDREN, CHILDINFO, several patterns); RFC 3348 / RFC 5258 §4 (CHILDREN: \\HasChildren,
 \\HasNoChildren); RFC 6154 (SPECIAL-USE, CREATE-SPECIAL-USE ``USE``, ``[USEATTR]``); RFC 5819
 (LIST-STATUS); RFC 8438 (STATUS=SIZE); RFC 7162 §3.1.6 (STATUS HIGHESTMODSEQ); RFC 7889
-(APPENDLIMIT); RFC 9051 §6.3.11 (STATUS DELETED).
+(APPENDLIMIT); RFC 9051 §6.3.11 (STATUS DELETED); RFC 2342 (NAMESPACE).
 
-Naming (policy, :func:`check_name`): hierarchy delimiter ``/``; INBOX is case-insensitive
-(the parser already maps it to ``INBOX``); a name is refused with ``NO [CANNOT]`` when it is
-empty, starts with ``/``, has an empty component (``a//b``), a ``.`` or ``..`` component, a
-NUL or another control character, or is longer than :data:`MAX_NAME_OCTETS`. Names are
-looked up only inside the logged-in account (every store call carries its account id), so no
-spelling reaches another account.
+Naming policy (which names are valid, how they are looked up) is ``mailbox_names.py``; the
+STATUS line (also sent by LIST-STATUS and NOTIFY) is ``status.py``.
 
 Invariants: RENAME of INBOX moves its messages to the new mailbox and leaves INBOX empty
 (RFC 9051 §6.3.6); RENAME also renames inferiors and subscriptions; superior names are created
@@ -23,73 +19,28 @@ on CREATE/RENAME (RFC 9051 §6.3.4 "SHOULD create"); DELETE refuses a mailbox wi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import Create, List, Lsub, MailboxArg, Rename, Status
-from mailhouse.store.api import Mailbox
 
-from .errors import Bad, No
+from ..context import Ok, State
+from ..errors import Bad, No
+from ..mailbox_names import DELIM, check_name, get_existing, parents
+from ..status import status_line
 
 if TYPE_CHECKING:
     from mailhouse.proto.imap import Command
+    from mailhouse.store.api import Mailbox
 
-    from .session import IMAPSession, Ok
+    from ..context import SessionContext
 
-DELIM = "/"
-MAX_NAME_OCTETS = 1024  # whole name; a component is limited by MAX_COMPONENT_OCTETS
-MAX_COMPONENT_OCTETS = 255  # common file-system limit; keeps names portable to Maildir tools
-MAX_DEPTH = 32  # hierarchy levels
 SPECIAL_USES = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
-_CTL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def check_name(name: str) -> str:
-    """The canonical name or ``NO [CANNOT]`` (see the module docstring)."""
-    if name.upper() == "INBOX":
-        return "INBOX"
-    if name.upper().startswith("INBOX" + DELIM):
-        name = "INBOX" + name[5:]  # RFC 9051 §5.1: INBOX is case-insensitive, also as a parent
-    if not name:
-        raise No("Empty mailbox name", "CANNOT")
-    if _CTL.search(name):
-        raise No("Control characters are not allowed in mailbox names", "CANNOT")
-    if name.startswith(DELIM):
-        raise No("Mailbox names cannot start with the hierarchy delimiter", "CANNOT")
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_OCTETS:
-        raise No("Mailbox name too long", "CANNOT")
-    parts = name.split(DELIM)
-    if len(parts) > MAX_DEPTH:
-        raise No("Mailbox hierarchy too deep", "CANNOT")
-    for p in parts:
-        if p in ("", ".", ".."):
-            raise No("Invalid mailbox name component", "CANNOT")
-        if len(p.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_OCTETS:
-            raise No("Mailbox name component too long", "CANNOT")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise No("Invalid characters in mailbox name", "CANNOT") from None
-    return name
-
-
-async def get_existing(s: IMAPSession, name: str) -> Mailbox:
-    name = check_name(name)
-    mb = await s.store.get_mailbox(s.acc().id, name)
-    if mb is None:
-        raise No("Mailbox does not exist", "NONEXISTENT")  # RFC 5530 §3
-    return mb
-
-
-def _parents(name: str) -> list[str]:
-    parts = name.split(DELIM)
-    return [DELIM.join(parts[:i]) for i in range(1, len(parts))]
-
-
-async def _create_parents(s: IMAPSession, name: str) -> None:
+async def _create_parents(s: SessionContext, name: str) -> None:
     existing = {m.name for m in await s.store.list_mailboxes(s.acc().id)}
-    for p in _parents(name):
+    for p in parents(name):
         if p not in existing:
             try:
                 await s.store.create_mailbox(s.acc().id, p)
@@ -101,7 +52,7 @@ async def _create_parents(s: IMAPSession, name: str) -> None:
 # ---------------------------------------------------------------------------- CREATE/DELETE/RENAME
 
 
-async def cmd_create(s: IMAPSession, cmd: Command) -> Ok | None:
+async def cmd_create(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, Create)
     raw = args.mailbox
@@ -125,7 +76,7 @@ async def cmd_create(s: IMAPSession, cmd: Command) -> Ok | None:
     return None
 
 
-async def cmd_delete(s: IMAPSession, cmd: Command) -> Ok | None:
+async def cmd_delete(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, MailboxArg)
     name = check_name(args.mailbox)
@@ -136,15 +87,13 @@ async def cmd_delete(s: IMAPSession, cmd: Command) -> Ok | None:
     if any(m.name.startswith(name + DELIM) for m in others):
         raise No("Mailbox has inferior mailboxes; delete them first", "INUSE")
     if s.selected is not None and s.selected.mailbox.id == mb.id:
-        from .session import State
-
         s.selected = None
         s.state = State.AUTHENTICATED
     await s.store.delete_mailbox(mb.id)
     return None
 
 
-async def cmd_rename(s: IMAPSession, cmd: Command) -> Ok | None:
+async def cmd_rename(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, Rename)
     old = check_name(args.old)
@@ -176,7 +125,7 @@ async def cmd_rename(s: IMAPSession, cmd: Command) -> Ok | None:
     return None
 
 
-async def cmd_subscribe(s: IMAPSession, cmd: Command) -> Ok | None:
+async def cmd_subscribe(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, MailboxArg)
     name = check_name(args.mailbox)
@@ -185,7 +134,7 @@ async def cmd_subscribe(s: IMAPSession, cmd: Command) -> Ok | None:
     return None
 
 
-async def cmd_unsubscribe(s: IMAPSession, cmd: Command) -> Ok | None:
+async def cmd_unsubscribe(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, MailboxArg)
     name = check_name(args.mailbox)
@@ -225,7 +174,7 @@ def _attrs(name: str, names: set[str], mb: Mailbox | None) -> list[str]:
     return attrs
 
 
-async def cmd_list(s: IMAPSession, cmd: Command) -> Ok | None:
+async def cmd_list(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, List)
     acc = s.acc().id
@@ -241,7 +190,7 @@ async def cmd_list(s: IMAPSession, cmd: Command) -> Ok | None:
     names = set(mbs)
     # implied superiors of existing names (never created by us, but may exist in old data)
     for n in list(names):
-        for p in _parents(n):
+        for p in parents(n):
             names.add(p)
     want_subs = "SUBSCRIBED" in sel or "SUBSCRIBED" in ret
     subs = set(await s.store.subscriptions(acc)) if want_subs else set()
@@ -253,7 +202,7 @@ async def cmd_list(s: IMAPSession, cmd: Command) -> Ok | None:
     childinfo_parents: set[str] = set()
     if "SUBSCRIBED" in sel and "RECURSIVEMATCH" in sel:
         for n in subs:
-            for p in _parents(n):
+            for p in parents(n):
                 childinfo_parents.add(p)
     for name in sorted(candidates | childinfo_parents, key=lambda n: (n != "INBOX", n)):
         if not any(r.match(name) for r in regexes):
@@ -283,7 +232,7 @@ async def cmd_list(s: IMAPSession, cmd: Command) -> Ok | None:
     return None
 
 
-async def cmd_lsub(s: IMAPSession, cmd: Command) -> Ok | None:
+async def cmd_lsub(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, Lsub)
     acc = s.acc().id
@@ -302,44 +251,15 @@ async def cmd_lsub(s: IMAPSession, cmd: Command) -> Ok | None:
 # ---------------------------------------------------------------------------- STATUS
 
 
-async def status_items(s: IMAPSession, mb: Mailbox, items: Iterable[str]) -> list[tuple[str, int]]:
-    items = list(items)
-    msgs = await s.store.list_messages(mb.id)
-    out: list[tuple[str, int]] = []
-    for it in items:
-        if it == "MESSAGES":
-            out.append((it, len(msgs)))
-        elif it == "UIDNEXT":
-            out.append((it, mb.uidnext))
-        elif it == "UIDVALIDITY":
-            out.append((it, mb.uidvalidity))
-        elif it == "UNSEEN":
-            out.append((it, sum(1 for m in msgs if "\\Seen" not in m.flags)))
-        elif it == "DELETED":  # RFC 9051 §6.3.11
-            out.append((it, sum(1 for m in msgs if "\\Deleted" in m.flags)))
-        elif it == "SIZE":  # RFC 8438 §2
-            out.append((it, sum(m.size for m in msgs)))
-        elif it == "RECENT":
-            if not s.rev2:
-                n = await s.claims.count_unclaimed(mb, (m.uid for m in msgs))
-                if s.selected is not None and s.selected.mailbox.id == mb.id:
-                    n = len(s.selected.recent)
-                out.append((it, n))
-        elif it == "HIGHESTMODSEQ":  # RFC 7162 §3.1.6
-            out.append((it, mb.highestmodseq))
-        elif it == "APPENDLIMIT":  # RFC 7889 §3
-            out.append((it, s.cfg.max_message_size))
-        # MAILBOXID (RFC 8474) and DELETED-STORAGE (RFC 9208) are not advertised: omitted
-    return out
-
-
-async def status_line(s: IMAPSession, mb: Mailbox, items: Iterable[str]) -> bytes:
-    return response.status(mb.name, await status_items(s, mb, items), utf8=s.utf8, rev2=s.rev2)
-
-
-async def cmd_status(s: IMAPSession, cmd: Command) -> Ok | None:
+async def cmd_status(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, Status)
     mb = await get_existing(s, args.mailbox)
     s.send(await status_line(s, mb, args.items))
+    return None
+
+
+async def cmd_namespace(s: SessionContext, cmd: Command) -> Ok | None:
+    # RFC 2342 §5: one personal namespace, prefix "" and delimiter "/"; no shared/other
+    s.send(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
     return None

@@ -1,11 +1,13 @@
-"""NOTIFY (RFC 5465) and the reporting of selected-mailbox updates.
+"""Unsolicited responses: selected-mailbox updates, live SEARCH/SORT contexts and NOTIFY delivery.
 
-``NOTIFY SET [STATUS] (filter events) ...`` / ``NOTIFY NONE``. Events: MessageNew (with an
-optional fetch-att list for the selected mailbox), MessageExpunge, FlagChange, MailboxName,
-SubscriptionChange, MailboxMetadataChange, ServerMetadataChange. AnnotationChange is refused
-with ``NO [BADEVENT (...)]`` (no ANNOTATE extension here). Filters: SELECTED,
-SELECTED-DELAYED, INBOXES (= INBOX), PERSONAL, SUBSCRIBED (evaluated against the current
-subscriptions at each event), SUBTREE, MAILBOXES.
+The session calls :func:`report` after each command (``IMAPSession.sync``) and
+:func:`deliver` when the change feed wakes it (no command in progress, or IDLE); COPY, MOVE,
+EXPUNGE call :func:`before_expunge`, APPEND/COPY/MOVE :func:`note_own`. The NOTIFY command
+itself (``commands/notify.py``) only parses the request into a :class:`NotifyState`.
+
+RFCs: RFC 9051 §7 / RFC 3501 §7.4.1 (when updates may be sent), RFC 5267 §4.3.4 (REMOVEFROM
+before EXPUNGE, ADDTO after EXISTS), RFC 5465 §5 (NOTIFY events), RFC 7162 §3.2.4 (UID in
+every unsolicited FETCH with QRESYNC).
 
 What is sent (RFC 5465 §5), while no command is in progress or during IDLE:
 
@@ -32,122 +34,32 @@ RFC's "SHOULD omit" is followed only there).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mailhouse.proto.imap import response
-from mailhouse.proto.imap.commands import FetchAtt, MailboxFilter, MailboxFilterKind, Notify
+from mailhouse.proto.imap.commands import FetchAtt
 from mailhouse.store.api import Mailbox
 
-from . import extensions, fetch, mailboxes, metadata
-from .errors import Bad, No
-from .selected import SelectedMailbox
+from . import contexts, metadata
+from .fetch_items import CONTENT_ITEMS, message_items
+from .notify_state import MAX_OWN, NotifyState, wanted
+from .selected import CacheLoader, SelectedMailbox
+from .status import status_line
 
 if TYPE_CHECKING:
-    from mailhouse.proto.imap import Command
-
     from .changes import Listener
-    from .session import IMAPSession, Ok
-
-MESSAGE_EVENTS = frozenset(("MessageNew", "MessageExpunge", "FlagChange"))
-EVENTS = MESSAGE_EVENTS | {
-    "MailboxName",
-    "SubscriptionChange",
-    "MailboxMetadataChange",
-    "ServerMetadataChange",
-}
-_SELECTED_KINDS = (MailboxFilterKind.SELECTED, MailboxFilterKind.SELECTED_DELAYED)
-MAX_OWN = 10_000  # limit: remembered UIDs this connection created (MessageNew FETCH omission)
+    from .context import SessionContext
 
 
-@dataclass
-class NotifyState:
-    """RFC 5465: what the client asked to hear about, and the snapshots events are diffed to."""
-
-    selected: frozenset[str] = frozenset()
-    selected_delayed: bool = False
-    fetch_atts: tuple[FetchAtt, ...] = ()  # MessageNew fetch-att list (selected mailbox)
-    groups: list[tuple[MailboxFilter, frozenset[str]]] = field(default_factory=list)
-    names: dict[int, str] = field(default_factory=dict)  # mailbox id → name (MailboxName diffs)
-    subs: set[str] = field(default_factory=set)  # subscriptions (SubscriptionChange diffs)
-    meta: dict[str, dict[str, str]] = field(default_factory=dict)  # scope → entry → value
-    own: set[int] = field(default_factory=set)  # UIDs this connection put in the selected mailbox
-
-    def wants(self, event: str) -> bool:
-        return any(event in ev for _, ev in self.groups)
-
-
-# ---------------------------------------------------------------------------- NOTIFY command
-
-
-async def cmd_notify(s: IMAPSession, cmd: Command) -> Ok | None:
-    from .session import Ok
-
-    args = cmd.args
-    assert isinstance(args, Notify)
-    if args.none:
-        stop(s)
-        return Ok("NOTIFY completed")
-    st = NotifyState()
-    seen_selected = False
-    for g in args.groups:
-        names = frozenset(e.name for e in g.events)
-        bad = sorted(names - EVENTS)
-        if bad:
-            # RFC 5465 §3.1: unsupported event → NO [BADEVENT (supported)]
-            raise No(f"Unsupported event {bad[0]}", "BADEVENT (" + " ".join(sorted(EVENTS)) + ")")
-        # RFC 5465 §5: MessageNew and MessageExpunge go together; FlagChange needs both
-        if ("MessageNew" in names) != ("MessageExpunge" in names):
-            raise Bad("MessageNew and MessageExpunge must be specified together")
-        if "FlagChange" in names and "MessageNew" not in names:
-            raise Bad("FlagChange requires MessageNew and MessageExpunge")
-        atts = tuple(a for e in g.events for a in e.fetch_atts)
-        if g.filter.kind in _SELECTED_KINDS:
-            if seen_selected:  # RFC 5465 §6.1: only one of SELECTED / SELECTED-DELAYED
-                raise Bad("Only one SELECTED or SELECTED-DELAYED filter")
-            seen_selected = True
-            if names - MESSAGE_EVENTS:  # RFC 5465 §6.1: only message events for the selected mailbox
-                raise Bad("Only message events apply to SELECTED")
-            for a in atts:
-                if a.name in fetch.UNSUPPORTED:
-                    raise Bad(f"FETCH {a.name} is not supported")
-            st.selected = names
-            st.selected_delayed = g.filter.kind is MailboxFilterKind.SELECTED_DELAYED
-            st.fetch_atts = atts
-        else:
-            if atts:  # RFC 5465 §8: the fetch-att list only with SELECTED/SELECTED-DELAYED
-                raise Bad("A MessageNew fetch-att list is only allowed for SELECTED")
-            st.groups.append((g.filter, names))
-    acc = s.acc().id
-    mbs = await s.store.list_mailboxes(acc)
-    st.names = {m.id: m.name for m in mbs}
-    st.subs = set(await s.store.subscriptions(acc))
-    st.meta = await _metadata_snapshot(s, st, mbs)
-    stop(s)
-    s.notify = st
-    s._notify_listener = s.hub.listen(acc)
-    if args.status:  # RFC 5465 §3.1: STATUS now for every mailbox with message events
-        for m in mbs:
-            if s.selected is not None and m.id == s.selected.mailbox.id:
-                continue
-            want = _wanted(st, m.name)
-            if not want & MESSAGE_EVENTS:
-                continue
-            items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN"]
-            if "FlagChange" in want and s.condstore:
-                items.append("HIGHESTMODSEQ")
-            s.send(await mailboxes.status_line(s, m, tuple(items)))
-    return None
-
-
-def stop(s: IMAPSession) -> None:
+def stop(s: SessionContext) -> None:
+    """End NOTIFY (NOTIFY NONE, a new NOTIFY SET, UNAUTHENTICATE, disconnect)."""
     if s._notify_listener is not None:
         s.hub.unlisten(s._notify_listener)
     s._notify_listener = None
     s.notify = None
 
 
-def note_own(s: IMAPSession, mailbox_id: int, uids: list[int]) -> None:
+def note_own(s: SessionContext, mailbox_id: int, uids: list[int]) -> None:
     """This connection created ``uids`` in ``mailbox_id`` (APPEND, COPY, MOVE): no MessageNew
     FETCH for them (RFC 5465 §5.2 "SHOULD NOT")."""
     st = s.notify
@@ -157,31 +69,8 @@ def note_own(s: IMAPSession, mailbox_id: int, uids: list[int]) -> None:
         st.own.update(uids)
 
 
-def _filter_match(f: MailboxFilter, name: str, subs: set[str]) -> bool:
-    k = f.kind
-    if k is MailboxFilterKind.PERSONAL:
-        return True
-    if k is MailboxFilterKind.INBOXES:
-        return name == "INBOX"
-    if k is MailboxFilterKind.SUBSCRIBED:
-        return name in subs
-    if k is MailboxFilterKind.MAILBOXES:
-        return name in f.mailboxes
-    if k in (MailboxFilterKind.SUBTREE, MailboxFilterKind.SUBTREE_ONE):
-        return any(name == m or name.startswith(m + "/") for m in f.mailboxes)
-    return False
-
-
-def _wanted(st: NotifyState, name: str, subs: set[str] | None = None) -> set[str]:
-    want: set[str] = set()
-    for f, ev in st.groups:
-        if _filter_match(f, name, st.subs if subs is None else subs):
-            want |= ev
-    return want
-
-
-async def _metadata_snapshot(
-    s: IMAPSession, st: NotifyState, mbs: list[Mailbox]
+async def metadata_snapshot(
+    s: SessionContext, st: NotifyState, mbs: list[Mailbox]
 ) -> dict[str, dict[str, str]]:
     acc = s.acc().id
     out: dict[str, dict[str, str]] = {}
@@ -189,7 +78,7 @@ async def _metadata_snapshot(
         out[metadata.mailbox_scope(None)] = await metadata.entries(s.store, acc, metadata.mailbox_scope(None))
     if st.wants("MailboxMetadataChange"):
         for m in mbs:
-            if "MailboxMetadataChange" in _wanted(st, m.name):
+            if "MailboxMetadataChange" in wanted(st, m.name):
                 scope = metadata.mailbox_scope(m)
                 out[scope] = await metadata.entries(s.store, acc, scope)
     return out
@@ -198,7 +87,22 @@ async def _metadata_snapshot(
 # ---------------------------------------------------------------------------- selected mailbox
 
 
-async def report(s: IMAPSession, view: SelectedMailbox, *, allow_expunge: bool) -> None:
+async def after_update(s: SessionContext) -> None:
+    """RFC 5267 §4.3: ADDTO/REMOVEFROM for live contexts after the view reported changes."""
+    view = s.selected
+    if view is None or not view.search_contexts:
+        return
+    s.send(await contexts.refresh(view, CacheLoader(s.store)))
+
+
+def before_expunge(s: SessionContext, uids: set[int] | list[int]) -> None:
+    """RFC 5267 §4.3.4: REMOVEFROM for expunged results goes out before their EXPUNGE."""
+    view = s.selected
+    if view is not None and view.search_contexts and uids:
+        s.send(contexts.before_expunge(view, uids))
+
+
+async def report(s: SessionContext, view: SelectedMailbox, *, allow_expunge: bool) -> None:
     """Queue the selected mailbox's pending updates in RFC order: REMOVEFROM before the
     EXPUNGEs they follow from (RFC 5267 §4.3.4), EXPUNGE/EXISTS/FETCH FLAGS, ADDTO after
     EXISTS, then the MessageNew FETCHes of NOTIFY (RFC 5465 §5.2)."""
@@ -212,21 +116,21 @@ async def report(s: IMAPSession, view: SelectedMailbox, *, allow_expunge: bool) 
                 s.send(view.flags_fetch(seq, uid, with_uid=True))
         view.pending_flags.clear()
     if allow_expunge:
-        extensions.before_expunge(s, view.pending_expunge)
+        before_expunge(s, view.pending_expunge)
     new = list(view.pending_new)
     s.send(await view.updates(s.claims, allow_expunge=allow_expunge))
-    await extensions.after_update(s)
+    await after_update(s)
     if st is not None and st.fetch_atts and "MessageNew" in st.selected and new:
         await _new_message_fetches(s, view, st, new)
 
 
 async def _new_message_fetches(
-    s: IMAPSession, view: SelectedMailbox, st: NotifyState, new: list[int]
+    s: SessionContext, view: SelectedMailbox, st: NotifyState, new: list[int]
 ) -> None:
     atts = list(st.fetch_atts)
     if s.qresync and not any(a.name == "UID" for a in atts):
         atts.insert(0, FetchAtt("UID"))  # RFC 7162 §3.2.4: UID in every unsolicited FETCH
-    content = any(a.name in fetch.CONTENT_ITEMS for a in atts)
+    content = any(a.name in CONTENT_ITEMS for a in atts)
     for uid in sorted(new):
         if uid in st.own:
             st.own.discard(uid)
@@ -236,7 +140,7 @@ async def _new_message_fetches(
         if rec is None or seq is None:
             continue
         # BODY[...] is answered like BODY.PEEK[...]: a notification never sets \Seen
-        out = await fetch.message_items(s, view, rec, atts, content=content)
+        out = await message_items(s, view, rec, atts, content=content)
         if out is None:
             continue  # expunged meanwhile: its EXPUNGE follows
         s.send(response.fetch(seq, out, utf8=s.utf8))
@@ -245,7 +149,7 @@ async def _new_message_fetches(
 # ---------------------------------------------------------------------------- delivery
 
 
-async def deliver(s: IMAPSession, lst: Listener, *, in_command: bool) -> None:
+async def deliver(s: SessionContext, lst: Listener, *, in_command: bool) -> None:
     """Turn change-feed wake-ups into untagged responses (RFC 5465 §5)."""
     st = s.notify
     changes, overflow = lst.drain()
@@ -291,7 +195,7 @@ async def deliver(s: IMAPSession, lst: Listener, *, in_command: bool) -> None:
         name = st.names.get(mid)
         if name is None or not ks & {"append", "expunge", "flags"}:
             continue
-        want = _wanted(st, name)
+        want = wanted(st, name)
         items: list[str] = []
         if ("append" in ks and "MessageNew" in want) or ("expunge" in ks and "MessageExpunge" in want):
             items = ["MESSAGES", "UIDNEXT", "UNSEEN"]  # RFC 5465 §5.2-3
@@ -304,16 +208,16 @@ async def deliver(s: IMAPSession, lst: Listener, *, in_command: bool) -> None:
         if items:
             mb = await s.store.get_mailbox_by_id(mid)
             if mb is not None:
-                s.send(await mailboxes.status_line(s, mb, tuple(items)))
+                s.send(await status_line(s, mb, tuple(items)))
 
 
-def _mailbox_names(s: IMAPSession, st: NotifyState, now: dict[int, str]) -> None:
+def _mailbox_names(s: SessionContext, st: NotifyState, now: dict[int, str]) -> None:
     """RFC 5465 §5.4: LIST for created and renamed (OLDNAME) mailboxes, \\NonExistent for
     deleted ones; children renamed along with their parent are not reported separately."""
     renames = [(old, now[mid]) for mid, old in st.names.items() if mid in now and now[mid] != old]
     for mid, name in now.items():
         old = st.names.get(mid)
-        if old == name or "MailboxName" not in _wanted(st, name):
+        if old == name or "MailboxName" not in wanted(st, name):
             continue
         if old is not None and any(
             old.startswith(po + "/") and name == pn + old[len(po) :] for po, pn in renames if po != old
@@ -324,16 +228,16 @@ def _mailbox_names(s: IMAPSession, st: NotifyState, now: dict[int, str]) -> None
             ext.append(("OLDNAME", [response.MailboxName(old)]))
         s.send(response.list_response([], "/", name, utf8=s.utf8, extended=ext))
     for mid, name in st.names.items():
-        if mid not in now and "MailboxName" in _wanted(st, name):
+        if mid not in now and "MailboxName" in wanted(st, name):
             s.send(response.list_response(["\\NonExistent"], "/", name, utf8=s.utf8))
     st.names = now
 
 
-def _subscriptions(s: IMAPSession, st: NotifyState, subs: set[str], existing: set[str]) -> None:
+def _subscriptions(s: SessionContext, st: NotifyState, subs: set[str], existing: set[str]) -> None:
     """RFC 5465 §5.5: LIST with \\Subscribed if and only if subscribed after the event."""
     union = subs | st.subs
     for name in sorted(subs ^ st.subs):
-        if "SubscriptionChange" not in _wanted(st, name, union):
+        if "SubscriptionChange" not in wanted(st, name, union):
             continue
         attrs = ["\\Subscribed"] if name in subs else []
         if name not in existing:
@@ -342,9 +246,9 @@ def _subscriptions(s: IMAPSession, st: NotifyState, subs: set[str], existing: se
     st.subs = subs
 
 
-async def _metadata(s: IMAPSession, st: NotifyState, mbs: list[Mailbox], *, report_changes: bool) -> None:
+async def _metadata(s: SessionContext, st: NotifyState, mbs: list[Mailbox], *, report_changes: bool) -> None:
     """RFC 5465 §5.6-7: ``* METADATA mailbox entry ...`` for entries set, changed or removed."""
-    now = await _metadata_snapshot(s, st, mbs)
+    now = await metadata_snapshot(s, st, mbs)
     by_scope = {metadata.mailbox_scope(m): m.name for m in mbs}
     if report_changes:
         for scope, entries in now.items():

@@ -1,0 +1,77 @@
+"""COPY and MOVE (and UID COPY, UID MOVE).
+
+RFCs: RFC 9051 §6.4.7 (COPY, ``[TRYCREATE]``), §6.4.8 (MOVE); RFC 4315 §3 (UIDPLUS: COPYUID);
+RFC 6851 §4.3 (MOVE: untagged ``OK [COPYUID]`` then EXPUNGE/VANISHED, then the tagged OK);
+RFC 5267 §4.3.4 (REMOVEFROM before the EXPUNGE); RFC 5465 §5.2 (no MessageNew FETCH for what
+this connection created); RFC 9208 §5.1 (``[OVERQUOTA]``); RFC 5530 (EXPUNGEISSUED).
+
+Invariants: MOVE out of a read-only (EXAMINE) view is refused; the quota is checked before the
+store call, which is the commit point.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailhouse.proto.imap import response
+from mailhouse.proto.imap.commands import CopyMove
+from mailhouse.proto.imap.sequence import SequenceSet
+
+from ..context import Ok
+from ..errors import No
+from ..mailbox_names import check_name
+from ..quota import check_quota
+from ..updates import before_expunge, note_own
+
+if TYPE_CHECKING:
+    from mailhouse.proto.imap import Command
+    from mailhouse.store.api import Mailbox
+
+    from ..context import SessionContext
+
+
+async def _target(s: SessionContext, name: str) -> Mailbox:
+    mb = await s.store.get_mailbox(s.acc().id, check_name(name))
+    if mb is None:
+        raise No("Target mailbox does not exist", "TRYCREATE")  # RFC 9051 §6.4.7
+    return mb
+
+
+async def _copy_or_move(s: SessionContext, cmd: Command, move: bool) -> Ok | None:
+    args = cmd.args
+    assert isinstance(args, CopyMove)
+    view = s.selected
+    assert view is not None
+    if move:
+        view.check_writable()
+    uids = [u for u in view.resolve(args.sequence, args.uid) if u not in view.pending_expunge]
+    dst = await _target(s, args.mailbox)
+    if not uids:
+        return Ok(f"{cmd.name} completed, no messages")
+    if dst.id != view.mailbox.id or not move:
+        await check_quota(s.store, s.acc().id, sum(view.records[u].size for u in uids), len(uids))
+    if move:
+        pairs = await s.store.move(view.mailbox.id, uids, dst.id)
+    else:
+        pairs = await s.store.copy(view.mailbox.id, uids, dst.id)
+    if not pairs:
+        return Ok("Messages were expunged by another session", "EXPUNGEISSUED")
+    note_own(s, dst.id, [p[1] for p in pairs])  # RFC 5465 §5.2: created by this connection
+    src_set = SequenceSet.from_numbers(p[0] for p in pairs)
+    dst_set = SequenceSet.from_numbers(p[1] for p in pairs)
+    code = f"COPYUID {dst.uidvalidity} {src_set} {dst_set}"  # RFC 4315 §3
+    if not move:
+        return Ok("COPY completed", code)
+    # RFC 6851 §4.3: untagged OK [COPYUID] first, then EXPUNGE (or VANISHED), then tagged OK
+    s.send(response.untagged_status("OK", "Moved", code))
+    before_expunge(s, [p[0] for p in pairs])  # RFC 5267 §4.3.4
+    s.send(view.expunge_responses([p[0] for p in pairs]))
+    return Ok("MOVE completed")
+
+
+async def cmd_copy(s: SessionContext, cmd: Command) -> Ok | None:
+    return await _copy_or_move(s, cmd, move=False)
+
+
+async def cmd_move(s: SessionContext, cmd: Command) -> Ok | None:
+    return await _copy_or_move(s, cmd, move=True)

@@ -1,0 +1,102 @@
+"""FETCH and UID FETCH: the command around the data items of ``fetch_items``.
+
+RFCs: RFC 9051 §6.4.5 (FETCH items, implicit \\Seen), §7.5.2 (FETCH response), §6.4.9 (UID
+FETCH includes UID); RFC 7162 §3.1.4 (MODSEQ item, CHANGEDSINCE; FETCH MODSEQ enables
+CONDSTORE), §3.2.6 (VANISHED modifier); RFC 5530 (EXPUNGEISSUED).
+
+Invariants:
+
+* ``BODY[...]``, ``BINARY[...]``, ``RFC822`` and ``RFC822.TEXT`` set ``\\Seen`` unless the
+  mailbox is read-only (EXAMINE) or the item is a ``.PEEK``; the flag is stored *before* the
+  data is sent and the changed FLAGS ride in the same FETCH response (RFC 9051 §6.4.5).
+* Output is flushed as it grows (``SessionContext.maybe_flush``): memory stays bounded by one
+  message plus the flush threshold, whatever the FETCH range.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailhouse.proto.imap import response
+from mailhouse.proto.imap.commands import Fetch, FetchAtt
+from mailhouse.proto.imap.sequence import SequenceSet
+from mailhouse.store.api import FlagMode
+
+from ..context import Ok
+from ..errors import Bad
+from ..fetch_items import CONTENT_ITEMS, SEEN_ITEMS, UNSUPPORTED, message_items
+
+if TYPE_CHECKING:
+    from mailhouse.proto.imap import Command
+
+    from ..context import SessionContext
+
+
+def _sets_seen(it: FetchAtt) -> bool:
+    if it.name in ("BODY", "BINARY"):
+        return it.section is not None  # BODY without a section is the structure
+    return it.name in SEEN_ITEMS
+
+
+def _needs_content(it: FetchAtt) -> bool:
+    return it.name in CONTENT_ITEMS
+
+
+async def cmd_fetch(s: SessionContext, cmd: Command) -> Ok | None:
+    args = cmd.args
+    assert isinstance(args, Fetch)
+    view = s.selected
+    assert view is not None
+    for it in args.items:
+        if it.name in UNSUPPORTED:
+            raise Bad(f"FETCH {it.name} is not supported")
+    if args.vanished and not s.qresync:
+        raise Bad("VANISHED requires QRESYNC to be enabled")  # RFC 7162 §3.2.6
+    want_modseq = args.changedsince is not None or any(it.name == "MODSEQ" for it in args.items)
+    if want_modseq and not s.condstore:
+        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: FETCH MODSEQ / CHANGEDSINCE enable CONDSTORE
+        view.condstore = True
+    uids = view.resolve(args.sequence, args.uid)
+    if args.vanished and args.changedsince is not None:
+        # RFC 7162 §3.2.6: expunged UIDs of the set since CHANGEDSINCE, before the FETCHes
+        gone = await s.store.expunged_since(view.mailbox.id, args.changedsince)
+        top = max([*gone, view.uids[-1] if view.uids else 0, 1])
+        gone = [u for u in gone if args.sequence.contains(u, top)] if not args.sequence.saved else gone
+        if gone:
+            s.send(response.vanished(SequenceSet.from_numbers(gone), earlier=True))
+    records = [view.records[u] for u in uids if u in view.records]
+    if args.changedsince is not None:
+        records = [r for r in records if r.modseq > args.changedsince]
+    items = list(args.items)
+    if want_modseq and not any(it.name == "MODSEQ" for it in items):
+        items.append(FetchAtt("MODSEQ"))  # RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ
+    content = any(_needs_content(it) for it in items)
+    flag_changed: set[int] = set()
+    if not view.readonly and any(_sets_seen(it) for it in items):
+        unseen = [r.uid for r in records if "\\Seen" not in r.flags and r.uid not in view.pending_expunge]
+        if unseen:
+            res = await s.store.store_flags(view.mailbox.id, unseen, FlagMode.ADD, frozenset({"\\Seen"}))
+            for rec in res.updated:
+                view.set_record(rec)
+                flag_changed.add(rec.uid)
+    expunge_issued = False
+    for r in records:
+        uid = r.uid
+        rec = view.records.get(uid, r)
+        seq = view.seq_of(uid)
+        if seq is None:
+            continue
+        out = await message_items(s, view, rec, items, content=content)
+        if out is None:
+            expunge_issued = True  # expunged by another session; its blob is gone
+            continue
+        names = {k for k, _ in out}
+        if uid in flag_changed and "FLAGS" not in names:
+            out.append(("FLAGS", view.flags_of(uid)))  # RFC 9051 §6.4.5: report the implicit \Seen
+        if view.condstore and uid in flag_changed and "MODSEQ" not in names:
+            out.append(("MODSEQ", [rec.modseq]))
+        s.send(response.fetch(seq, out, utf8=s.utf8))
+        await s.maybe_flush()
+    if expunge_issued:
+        return Ok("Some messages were expunged by another session", "EXPUNGEISSUED")  # RFC 5530 §3
+    return None
