@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib.util
 import os
 import signal
 import subprocess
@@ -19,21 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from mailhouse.accounts.admin import Admin
+from mailhouse.config import Listener
 from tests.peers.ports import free_port, wait_port
 
-ALL_SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
-
-
-def _available(svc: str) -> bool:
-    from mailhouse.app import LISTENERS
-
-    return importlib.util.find_spec(LISTENERS[svc].partition(":")[0]) is not None
-
+ALL_SERVICES: tuple[str, ...] = tuple(Listener)
 
 # MAILHOUSE_TEST_SERVICES=smtp,imap narrows what test servers start (handy while a service is in progress).
 SERVICES = tuple(
-    s for s in ALL_SERVICES
-    if _available(s) and s in os.environ.get("MAILHOUSE_TEST_SERVICES", ",".join(ALL_SERVICES)).split(",")
+    s for s in ALL_SERVICES if s in os.environ.get("MAILHOUSE_TEST_SERVICES", ",".join(ALL_SERVICES)).split(",")
 )
 PASSWORD = "correct-horse-42"
 

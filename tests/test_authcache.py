@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from mailhouse.accounts import authcache, passwords
+from mailhouse.accounts import passwords
 from mailhouse.accounts.auth import Authenticator
+from mailhouse.accounts.authcache import AuthCache
 from mailhouse.accounts.throttle import LoginThrottle
 from mailhouse.store import open_store
 from mailhouse.store.api import Store
@@ -17,7 +18,6 @@ from mailhouse.store.api import Store
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    authcache.clear()
     s = open_store(f"sqlite:///{tmp_path}/mailhouse.db", tmp_path)
     await s.open()
     await s.add_domain("example.org")
@@ -25,7 +25,6 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await s.add_account("alice@example.org", h, scram=scram)
     yield s
     await s.close()
-    authcache.clear()
 
 
 @pytest.fixture
@@ -68,10 +67,9 @@ async def test_password_change_invalidates(store: Store, argon2_calls: list[str]
     assert argon2_calls == ["right", "right", "new"]
 
 
-async def test_entries_expire(store: Store, argon2_calls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_entries_expire(store: Store, argon2_calls: list[str]) -> None:
     now = [1000.0]
-    monkeypatch.setattr(authcache.time, "monotonic", lambda: now[0])
-    auth = Authenticator(store, LoginThrottle(), cache_ttl=60)
+    auth = Authenticator(store, LoginThrottle(), cache_ttl=60, clock=lambda: now[0])
     assert await auth.check("alice@example.org", "right", "127.0.0.1")
     now[0] += 59
     assert await auth.check("alice@example.org", "right", "127.0.0.1")
@@ -89,10 +87,27 @@ async def test_cache_ttl_zero_turns_the_cache_off(store: Store, argon2_calls: li
 
 
 def test_no_plaintext_kept() -> None:
-    authcache.clear()
+    authcache = AuthCache()
     authcache.remember("a@b", "$argon2id$stored", "hunter2-secret")
-    stored: Any = authcache._cache["a@b"]
+    stored: Any = authcache._entries["a@b"]
     assert b"hunter2-secret" not in repr(stored).encode() and "hunter2-secret" not in repr(stored)
     assert authcache.hit("a@b", "$argon2id$stored", "hunter2-secret")
     assert not authcache.hit("a@b", "$argon2id$stored", "hunter2-secreT")
-    authcache.clear()
+
+
+def test_caches_are_per_authenticator() -> None:
+    """No process-wide cache: what one node's authenticator verified, another does not know."""
+    a, b = AuthCache(), AuthCache()
+    a.remember("a@b", "$argon2id$stored", "pw")
+    assert a.hit("a@b", "$argon2id$stored", "pw")
+    assert not b.hit("a@b", "$argon2id$stored", "pw")
+
+
+def test_injected_clock_expires_entries() -> None:
+    now = [0.0]
+    cache = AuthCache(clock=lambda: now[0])
+    cache.remember("a@b", "h", "pw", ttl=10)
+    now[0] = 10.0
+    assert cache.hit("a@b", "h", "pw")
+    now[0] = 10.5
+    assert not cache.hit("a@b", "h", "pw")

@@ -65,3 +65,26 @@ def test_errors_name_file_key_and_problem(tmp_path: Path, text: str, key: str, p
     assert ei.value.path == str(p)
     assert ei.value.key == key
     assert problem in str(ei.value)
+
+
+def test_managesieve_is_an_error_naming_the_missing_feature(tmp_path: Path) -> None:
+    p = tmp_path / "sieve.toml"
+    p.write_text('[listen]\nmanagesieve = "127.0.0.1:4190"\n')
+    with pytest.raises(config.ConfigError) as ei:
+        config.load(str(p))
+    assert ei.value.path == str(p) and ei.value.key == "listen.managesieve"
+    assert str(ei.value) == f"{p}: listen.managesieve: ManageSieve is not available yet in this version"
+
+
+def test_listen_is_keyed_by_listener() -> None:
+    cfg = config.from_dict({"listen": {"imaps": "127.0.0.1:993", "submission": "127.0.0.1:587"}})
+    assert list(cfg.listen) == [config.Listener.IMAPS, config.Listener.SUBMISSION]
+    assert all(type(k) is config.Listener for k in cfg.listen)
+    assert cfg.listen["imaps"] == cfg.listen[config.Listener.IMAPS] == [("127.0.0.1", 993)]  # StrEnum
+    assert all(type(k) is config.Listener for k in config.default_config().listen)
+
+
+def test_implicit_tls_listeners() -> None:
+    assert {ln for ln in config.Listener if ln.implicit_tls} == {"submissions", "imaps", "pop3s"}
+    assert [str(ln) for ln in config.Listener] == list(config.SERVICES)
+    assert "managesieve" not in config.SERVICES

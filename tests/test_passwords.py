@@ -32,5 +32,6 @@ async def test_concurrent_verifications_are_bounded(monkeypatch) -> None:  # typ
         return False
 
     monkeypatch.setattr(passwords, "verify_password", slow_verify)
-    await asyncio.gather(*[passwords.verify_password_async("h", "p") for _ in range(20)])
+    hasher = passwords.PasswordHasher()
+    await asyncio.gather(*[hasher.verify_async("h", "p") for _ in range(20)])
     assert peak == passwords.MAX_CONCURRENT_VERIFICATIONS

@@ -1,6 +1,10 @@
 """`mailhouse serve`: start every configured listener in one foreground process.
 
-Each service of `[listen]` maps to an adapter's `listen(services, name, host, port)`.
+Each service of `[listen]` (a `config.Listener`) maps through `SERVERS` to its adapter
+module's `Server` class. A node builds its `services.Services` once, then ONE `Server` per
+adapter module, shared by all of that module's listeners (smtp, submission and submissions
+share the SMTP server; imap and imaps share the IMAP server's state), and calls
+`Server.listen(name, host, port)` once per configured address.
 With `[server] workers = N > 1` the process forks N workers that each bind the same
 addresses with SO_REUSEPORT and open the same store, so ingest uses every core.
 SIGTERM (and SIGINT) stop accepting, let sessions finish for `DRAIN_SECONDS`, then
@@ -15,56 +19,74 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
 from mailhouse import config as config_mod
-from mailhouse.config import Config
+from mailhouse.config import Config, Listener
+from mailhouse.services import Services, build
 
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
 
-LISTENERS: dict[str, str] = {
-    "smtp": "mailhouse.smtpserver.server:listen",
-    "submission": "mailhouse.smtpserver.server:listen",
-    "submissions": "mailhouse.smtpserver.server:listen",
-    "imap": "mailhouse.imapserver.server:listen",
-    "imaps": "mailhouse.imapserver.server:listen",
-    "pop3": "mailhouse.pop3server.server:listen",
-    "pop3s": "mailhouse.pop3server.server:listen",
-    "managesieve": "mailhouse.managesieve.server:listen",
-    "http": "mailhouse.web.server:listen",
+
+class Listening(Protocol):
+    """What `Server.listen` returns: something the node closes to stop accepting."""
+
+    def close(self) -> None: ...
+
+
+class NodeServer(Protocol):
+    """An adapter's per-node server: `Server(svc)`, then `listen` once per address."""
+
+    async def listen(self, name: Listener, host: str, port: int) -> Listening: ...
+
+
+# The static listener table: `[listen]` key → "module:Server". Modules are imported by name
+# so that this table (the node) does not import the adapters at module level; every entry
+# must exist — a missing module is a bug, not a service to skip.
+SERVERS: dict[Listener, str] = {
+    Listener.SMTP: "mailhouse.smtpserver.server:Server",
+    Listener.SUBMISSION: "mailhouse.smtpserver.server:Server",
+    Listener.SUBMISSIONS: "mailhouse.smtpserver.server:Server",
+    Listener.IMAP: "mailhouse.imapserver.server:Server",
+    Listener.IMAPS: "mailhouse.imapserver.server:Server",
+    Listener.POP3: "mailhouse.pop3server.server:Server",
+    Listener.POP3S: "mailhouse.pop3server.server:Server",
+    Listener.HTTP: "mailhouse.web.server:Server",
 }
 
 
-def _factory(name: str) -> Any | None:
-    mod_name, _, fn = LISTENERS[name].partition(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ModuleNotFoundError as e:
-        if e.name == mod_name:
-            return None
-        raise
-    return getattr(mod, fn, None)
+def server_class(name: Listener) -> Callable[[Services], NodeServer]:
+    """The `Server` class serving listener NAME."""
+    mod_name, _, attr = SERVERS[name].partition(":")
+    cls: Callable[[Services], NodeServer] = getattr(importlib.import_module(mod_name), attr)
+    return cls
+
+
+def node_servers(svc: Services, names: Iterable[Listener]) -> dict[Listener, NodeServer]:
+    """One `Server` per adapter module for the listeners NAMES, shared by that module's listeners."""
+    by_module: dict[str, NodeServer] = {}
+    out: dict[Listener, NodeServer] = {}
+    for name in names:
+        path = SERVERS[name]
+        if path not in by_module:
+            by_module[path] = server_class(name)(svc)
+        out[name] = by_module[path]
+    return out
 
 
 async def run_node(cfg: Config, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> int:
-    from mailhouse.services import build
-
     svc = await build(cfg)
-    servers: list[Any] = []
+    listening: list[Listening] = []
     try:
+        servers = node_servers(svc, cfg.listen)
         for name, addrs in cfg.listen.items():
-            factory = _factory(name)
-            if factory is None:
-                log.warning("service %s is not available in this build; not listening", name)
-                continue
             for host, port in addrs:
-                servers.append(await factory(svc, name, host, port))
+                listening.append(await servers[name].listen(name, host, port))
                 log.info("%s listening on %s:%d", name, host, port)
-        if svc.outbound is not None:
-            await svc.outbound.start()
+        await svc.outbound.start()
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -82,17 +104,16 @@ async def run_node(cfg: Config, ready: asyncio.Event | None = None, stop: asynci
         await stop.wait()
         log.info("stopping: no new connections, draining %d session(s)", len(svc.sessions))
         svc.draining = True
-        for s in servers:
+        for s in listening:
             s.close()
         if svc.sessions:
             _, pending = await asyncio.wait(set(svc.sessions), timeout=DRAIN_SECONDS)
             for t in pending:
                 t.cancel()
-        if svc.outbound is not None:
-            await svc.outbound.stop()
+        await svc.outbound.stop()
         return 0
     finally:
-        for s in servers:
+        for s in listening:
             s.close()
         await svc.store.close()
 
@@ -120,8 +141,6 @@ async def serve(cfg: Config) -> int:
 
 async def _serve_workers(cfg: Config) -> int:
     """Fork `cfg.workers` children, each a full node on SO_REUSEPORT sockets."""
-    from mailhouse.services import build
-
     # Create the data dir, certificate and schema once before forking.
     svc = await build(cfg)
     await svc.store.close()

@@ -1,7 +1,8 @@
 """Mailhouse configuration: TOML file → typed, validated `Config`.
 
 Keys (DESIGN.md §Operator interface): `hostname`, `data_dir`; `[listen]` with one key per
-service (`"host:port"` or a list of them — a missing key means that service is off);
+service (`"host:port"` or a list of them — a missing key means that service is off), keyed
+in `Config.listen` by `Listener`;
 `[tls] cert`, `key`; `[store] url`; `[dns] nameservers`. Without a config file every
 service listens on 127.0.0.1 at an unprivileged port so a first try just works.
 
@@ -10,6 +11,7 @@ Invariant: every error names the file, the key and what is wrong (`ConfigError`)
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import os
 import socket
@@ -18,29 +20,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SERVICES = (
-    "smtp",
-    "submission",
-    "submissions",
-    "imap",
-    "imaps",
-    "pop3",
-    "pop3s",
-    "managesieve",
-    "http",
-)
+
+class Listener(enum.StrEnum):
+    """The `[listen]` keys: one per service a node can offer (`app.SERVERS` maps each to its adapter)."""
+
+    SMTP = "smtp"  # RFC 5321 MTA, port 25
+    SUBMISSION = "submission"  # RFC 6409 MSA, port 587 (STARTTLS, RFC 3207)
+    SUBMISSIONS = "submissions"  # RFC 8314 §3.3 implicit TLS, port 465
+    IMAP = "imap"  # RFC 9051, port 143 (STARTTLS)
+    IMAPS = "imaps"  # RFC 8314 implicit TLS, port 993
+    POP3 = "pop3"  # RFC 1939, port 110 (STLS, RFC 2595)
+    POP3S = "pop3s"  # RFC 8314 implicit TLS, port 995
+    HTTP = "http"  # webmail, admin, autoconfig
+
+    @property
+    def implicit_tls(self) -> bool:
+        """TLS from the first byte (RFC 8314 §3.3), not STARTTLS."""
+        return self in _IMPLICIT_TLS
+
+
+_IMPLICIT_TLS = frozenset({Listener.SUBMISSIONS, Listener.IMAPS, Listener.POP3S})
+
+SERVICES: tuple[str, ...] = tuple(Listener)
+# `[listen]` keys DESIGN.md reserves for services this version does not have yet: an error
+# naming the missing feature, not a listener that silently never starts.
+NOT_YET: dict[str, str] = {"managesieve": "ManageSieve is not available yet in this version"}
 
 # Unprivileged defaults so `mailhouse serve` runs without root (the standard ports are
-# 25/587/465/143/993/110/995/4190/443; configure them in production).
-DEFAULT_LISTEN: dict[str, list[tuple[str, int]]] = {
-    "smtp": [("127.0.0.1", 2525)],
-    "submission": [("127.0.0.1", 2587)],
-    "submissions": [("127.0.0.1", 2465)],
-    "imap": [("127.0.0.1", 2143)],
-    "imaps": [("127.0.0.1", 2993)],
-    "pop3": [("127.0.0.1", 2110)],
-    "pop3s": [("127.0.0.1", 2995)],
-    "http": [("127.0.0.1", 8080)],
+# 25/587/465/143/993/110/995/443; configure them in production).
+DEFAULT_LISTEN: dict[Listener, list[tuple[str, int]]] = {
+    Listener.SMTP: [("127.0.0.1", 2525)],
+    Listener.SUBMISSION: [("127.0.0.1", 2587)],
+    Listener.SUBMISSIONS: [("127.0.0.1", 2465)],
+    Listener.IMAP: [("127.0.0.1", 2143)],
+    Listener.IMAPS: [("127.0.0.1", 2993)],
+    Listener.POP3: [("127.0.0.1", 2110)],
+    Listener.POP3S: [("127.0.0.1", 2995)],
+    Listener.HTTP: [("127.0.0.1", 8080)],
 }
 
 DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024  # Postfix's message_size_limit is 10 MiB; 50 MiB suits attachments today
@@ -70,7 +86,7 @@ class Route:
 class Config:
     hostname: str
     data_dir: Path
-    listen: dict[str, list[tuple[str, int]]]
+    listen: dict[Listener, list[tuple[str, int]]]
     tls_cert: Path | None = None
     tls_key: Path | None = None
     store_url: str = ""
@@ -214,10 +230,12 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
             raise ConfigError(path, "listen", "must be a table")
         cfg.listen = {}
         for svc, val in listen.items():
+            if svc in NOT_YET:
+                raise ConfigError(path, f"listen.{svc}", NOT_YET[svc])
             if svc not in SERVICES:
                 raise ConfigError(path, f"listen.{svc}", f"unknown service (known: {', '.join(SERVICES)})")
             vals = val if isinstance(val, list) else [val]
-            cfg.listen[svc] = [parse_hostport(v, path, f"listen.{svc}") for v in vals]
+            cfg.listen[Listener(svc)] = [parse_hostport(v, path, f"listen.{svc}") for v in vals]
     tls = _table(data, "tls", path)
     if "cert" in tls or "key" in tls:
         if not ("cert" in tls and "key" in tls):

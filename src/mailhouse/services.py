@@ -1,8 +1,15 @@
-"""The services one Mailhouse process shares between its listeners.
+"""The services one Mailhouse node shares between its listeners.
 
-Built once per process by `app.serve` (or by tests), handed to every protocol adapter:
-configuration, the store, recipient resolution, authentication, TLS contexts, local
-delivery and the outbound queue. Adapters never construct these themselves.
+Built once per node (process) by `build` — from `app.run_node`, or by tests — and handed to
+every protocol adapter's `Server`: configuration, the store, recipient resolution,
+authentication, the TLS context, local delivery, the outbound queue and the envelope
+service (policy + MSA + accept path). Adapters never construct these themselves.
+
+Wiring: each component is constructed here with the narrow, typed dependencies it uses
+(store, resolver, config, DKIM signer, clock …); none of them receives or imports
+`Services`. Process-wide state lives on these objects (the resolver's caches, the
+authenticator's throttle and password cache, the MSA's loaded DKIM keys), so two nodes in
+one process (tests) share nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +19,17 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailhouse import tls as tls_mod
 from mailhouse.accounts.auth import Authenticator
 from mailhouse.accounts.resolve import Resolver
 from mailhouse.config import Config
+from mailhouse.delivery.accept import EnvelopeService
+from mailhouse.delivery.local import LocalDelivery
+from mailhouse.delivery.policy import EnvelopePolicy
+from mailhouse.delivery.submission import Submission
+from mailhouse.mailauth.dkim import DkimSigner
+from mailhouse.queue.runner import QueueRunner
+from mailhouse.store import open_store
 from mailhouse.store.api import Store
 
 
@@ -25,8 +40,9 @@ class Services:
     resolver: Resolver
     auth: Authenticator
     tls: ssl.SSLContext
-    delivery: Any = None  # mailhouse.delivery.local.LocalDelivery
-    outbound: Any = None  # mailhouse.queue.runner.QueueRunner (outbound MTA), when built
+    delivery: LocalDelivery
+    outbound: QueueRunner
+    envelope: EnvelopeService
     sessions: set[asyncio.Task[Any]] = field(default_factory=set)
     draining: bool = False
 
@@ -36,10 +52,7 @@ class Services:
 
 
 async def build(cfg: Config) -> Services:
-    from mailhouse import tls as tls_mod
-    from mailhouse.delivery.local import LocalDelivery
-    from mailhouse.store import open_store
-
+    """Open the store and construct the node's components (the store is open on return)."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     if cfg.tls_cert and cfg.tls_key:
         cert, key = cfg.tls_cert, cfg.tls_key
@@ -48,12 +61,21 @@ async def build(cfg: Config) -> Services:
     store = open_store(cfg.store, cfg.data_dir)
     await store.open()
     resolver = Resolver(store)
-    svc = Services(cfg, store, resolver, Authenticator(store, cache_ttl=cfg.auth_cache_ttl), tls_mod.server_context(cert, key))
-    svc.delivery = LocalDelivery(svc)
-    try:
-        from mailhouse.queue.runner import QueueRunner  # the outbound MTA, when present
-    except ModuleNotFoundError:
-        pass
-    else:
-        svc.outbound = QueueRunner(svc)
-    return svc
+    local = LocalDelivery(store, resolver)
+    outbound = QueueRunner(cfg, store, resolver, local)
+    envelope = EnvelopeService(
+        EnvelopePolicy(store, resolver, local),
+        Submission(resolver, cfg.hostname, DkimSigner()),
+        local,
+        outbound,
+    )
+    return Services(
+        cfg=cfg,
+        store=store,
+        resolver=resolver,
+        auth=Authenticator(store, cache_ttl=cfg.auth_cache_ttl),
+        tls=tls_mod.server_context(cert, key),
+        delivery=local,
+        outbound=outbound,
+        envelope=envelope,
+    )

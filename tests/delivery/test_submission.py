@@ -1,4 +1,4 @@
-"""prepare_submission (RFC 6409 §§5–8): checks, repairs and DKIM signing, on a real SQLite store."""
+"""Submission.prepare (RFC 6409 §§5–8): checks, repairs and DKIM signing, on a real SQLite store."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mailhouse.accounts.resolve import Resolver
-from mailhouse.delivery.submission import add_missing_fields, prepare_submission
+from mailhouse.delivery.submission import Submission, add_missing_fields
 from mailhouse.mailauth import dkim, dkimkeys
 from mailhouse.message.headers import get_header, get_headers, split_header_block
 from mailhouse.proto.smtp import Reply
@@ -21,6 +21,22 @@ RECEIVED = b"Received: from client ([127.0.0.1])\r\n\tby mail.example.org (Mailh
 
 def msg(*headers: str, body: str = "Hello.\r\n") -> bytes:
     return RECEIVED + "".join(h + "\r\n" for h in headers).encode() + b"\r\n" + body.encode()
+
+
+class FakeClock:
+    """Monotonic seconds for the resolver's caches: moves only when told (or by STEP per read)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.step = 0.0
+
+    def __call__(self) -> float:
+        t = self.now
+        self.now += self.step
+        return t
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @pytest.fixture
@@ -34,15 +50,16 @@ async def svc(tmp_path: Path) -> AsyncIterator[Any]:
     alice = await store.add_account("alice@example.org", "x")
     await store.add_account("bob@example.org", "x")
     await store.add_alias("sales@example.org", "alice@example.org")
-    ns = SimpleNamespace(
-        cfg=SimpleNamespace(hostname="mail.example.org"), store=store, resolver=Resolver(store), alice=alice
-    )
+    clock = FakeClock()
+    resolver = Resolver(store, clock=clock)
+    msa = Submission(resolver, "mail.example.org", dkim.DkimSigner())
+    ns = SimpleNamespace(store=store, resolver=resolver, clock=clock, msa=msa, alice=alice)
     yield ns
     await store.close()
 
 
 async def submit(svc: Any, message: bytes) -> bytes | Reply:
-    return await prepare_submission(svc, message, svc.alice, "alice@example.org")
+    return await svc.msa.prepare(message, svc.alice, "alice@example.org")
 
 
 async def refused(svc: Any, message: bytes) -> Reply:
@@ -175,12 +192,12 @@ async def test_signed_with_both_algorithms(svc: Any) -> None:
 
 async def test_domain_without_keys_left_unsigned(svc: Any) -> None:
     carol = await svc.store.add_account("carol@example.net", "x")  # example.net has no keys
-    out = await prepare_submission(svc, msg("From: carol@example.net"), carol, "carol@example.net")
+    out = await svc.msa.prepare(msg("From: carol@example.net"), carol, "carol@example.net")
     assert isinstance(out, bytes) and get_header(out, "DKIM-Signature") is None
 
 
 async def test_unauthenticated_refused(svc: Any) -> None:
-    r = await prepare_submission(svc, msg("From: alice@example.org"), None, "alice@example.org")
+    r = await svc.msa.prepare(msg("From: alice@example.org"), None, "alice@example.org")
     assert isinstance(r, Reply) and r.code == 530
 
 
@@ -236,7 +253,7 @@ async def test_owned_addresses_cached_until_the_directory_changes(
 ) -> None:
     from mailhouse.accounts import resolve
 
-    monkeypatch.setattr(resolve, "GEN_CHECK_INTERVAL", 0.0)  # look at the generation every time
+    svc.clock.step = resolve.GEN_CHECK_INTERVAL  # look at the generation every time
     calls = 0
     real = svc.store.list_aliases
 
@@ -275,6 +292,6 @@ async def test_dkim_keys_cached_for_a_while(svc: Any, monkeypatch: pytest.Monkey
     new = dkimkeys.generate("example.org", "v2")
     for key in new:
         await svc.store.set_dkim_key(key)
-    monkeypatch.setattr(resolve, "DKIM_KEYS_TTL", 0.0)
+    svc.clock.advance(resolve.DKIM_KEYS_TTL + 1)
     keys = await svc.resolver.dkim_keys("example.org")
     assert calls == 2 and {k.selector for k in keys} >= {"v2r", "v2e"}

@@ -1,5 +1,9 @@
 """Password hashing: argon2id (RFC 9106) via argon2-cffi, plus SCRAM-SHA-256 keys.
 
+`PasswordHasher` (one per node, owned by the `Authenticator` built in `services.build`)
+runs verifications off the event loop with a bounded number at once; the plain functions
+below hash and verify synchronously (the CLI and the admin pages set passwords with them).
+
 Invariant: plaintext passwords are never stored or logged; only the argon2id hash and,
 for SCRAM (RFC 5802/7677), salt + StoredKey + ServerKey derived at set time.
 """
@@ -11,13 +15,13 @@ import hashlib
 import hmac
 import os
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher as Argon2Hasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from mailhouse.store.api import ScramKeys
 
 # RFC 9106 §4 second recommended option (64 MiB, t=3, p=4) — argon2-cffi's defaults.
-_hasher = PasswordHasher()
+_hasher = Argon2Hasher()
 SCRAM_ITERATIONS = 10_000  # RFC 7677 §4 recommends ≥ 4096; 10k is Dovecot's default too
 # A real hash so that logins for unknown users spend the same time (no user enumeration).
 _DUMMY_HASH = _hasher.hash("mailhouse-dummy-password")
@@ -37,17 +41,21 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
 # Each argon2id verification holds 64 MiB: at most this many run at once per process, so
 # a burst of logins (or an attacker's) queues instead of exhausting memory.
 MAX_CONCURRENT_VERIFICATIONS = max(2, os.cpu_count() or 1)
-_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
 
-async def verify_password_async(stored_hash: str | None, password: str) -> bool:
-    """argon2id costs ~50 ms of CPU and 64 MiB: run it off the event loop, bounded."""
-    loop = asyncio.get_running_loop()
-    slots = _slots.get(loop)
-    if slots is None:
-        slots = _slots[loop] = asyncio.Semaphore(MAX_CONCURRENT_VERIFICATIONS)
-    async with slots:
-        return await asyncio.to_thread(verify_password, stored_hash, password)
+class PasswordHasher:
+    """argon2id verification off the event loop, at most MAX_CONCURRENT verifications at once.
+
+    One per node (its event loop): the semaphore binds to the loop that first waits on it.
+    """
+
+    def __init__(self, max_concurrent: int = MAX_CONCURRENT_VERIFICATIONS) -> None:
+        self._slots = asyncio.Semaphore(max_concurrent)
+
+    async def verify_async(self, stored_hash: str | None, password: str) -> bool:
+        """argon2id costs ~50 ms of CPU and 64 MiB: run it off the event loop, bounded."""
+        async with self._slots:
+            return await asyncio.to_thread(verify_password, stored_hash, password)
 
 
 def scram_keys(password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> ScramKeys:

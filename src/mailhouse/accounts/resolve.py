@@ -16,7 +16,9 @@ domain's DKIM keys (which do not bump the generation, so they also expire after
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailhouse.store.api import Account, Alias, DkimKey, Store
 
@@ -38,10 +40,13 @@ class Resolution:
 
 
 class Resolver:
-    def __init__(self, store: Store) -> None:
+    """The node's cached directory look-ups; CLOCK is monotonic seconds (injectable for tests)."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
+        self._clock = clock
         self._gen = -1
-        self._checked = 0.0
+        self._checked = float("-inf")  # the first look-up checks the generation
         self._domains: dict[str, bool] = {}
         self._aliases: dict[str, list[Alias]] = {}
         self._accounts: dict[str, Account | None] = {}
@@ -50,13 +55,15 @@ class Resolver:
         self._dkim: dict[str, tuple[float, list[DkimKey]]] = {}
 
     async def _fresh(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._checked < GEN_CHECK_INTERVAL:
             return
         self._checked = now
         gen = await self.store.directory_generation()
-        caches = (self._domains, self._aliases, self._accounts, self._mailboxes, self._owned, self._dkim)
-        if gen != self._gen or sum(map(len, caches)) > MAX_CACHED:
+        caches: tuple[dict[Any, Any], ...] = (
+            self._domains, self._aliases, self._accounts, self._mailboxes, self._owned, self._dkim
+        )
+        if gen != self._gen or sum(len(c) for c in caches) > MAX_CACHED:
             self._gen = gen
             for cache in caches:
                 cache.clear()
@@ -145,7 +152,7 @@ class Resolver:
     async def dkim_keys(self, domain: str) -> list[DkimKey]:
         """DOMAIN's DKIM signing keys (cached for at most `DKIM_KEYS_TTL`)."""
         await self._fresh()
-        now = time.monotonic()
+        now = self._clock()
         hit = self._dkim.get(domain)
         if hit is None or now - hit[0] > DKIM_KEYS_TTL:
             hit = self._dkim[domain] = (now, await self.store.get_dkim_keys(domain))

@@ -2,7 +2,8 @@
 
 Per client IP: each failure within `WINDOW` doubles the delay applied before the next
 answer (0.5 s, 1 s, 2 s … capped at `MAX_DELAY`), like Dovecot's auth_failure_delay and
-anvil penalty. Success clears the IP. State is per process and bounded (`MAX_TRACKED`).
+anvil penalty. Success clears the IP. State is per node (held by the node's `Authenticator`)
+and bounded (`MAX_TRACKED`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 WINDOW = 900.0  # seconds a failure is remembered
 BASE_DELAY = 0.5
@@ -18,7 +20,10 @@ MAX_TRACKED = 100_000  # IPs remembered; the oldest are forgotten first
 
 
 class LoginThrottle:
-    def __init__(self) -> None:
+    """Per-IP failure counts; one per node (the `Authenticator` every protocol shares owns it)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._fails: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
     def delay_for(self, ip: str) -> float:
@@ -26,14 +31,14 @@ class LoginThrottle:
         if not entry:
             return 0.0
         count, last = entry
-        if time.monotonic() - last > WINDOW:
+        if self._clock() - last > WINDOW:
             del self._fails[ip]
             return 0.0
-        return min(MAX_DELAY, BASE_DELAY * (2 ** (count - 1)))
+        return min(MAX_DELAY, BASE_DELAY * 2.0 ** (count - 1))
 
     def failed(self, ip: str) -> None:
         count, _ = self._fails.pop(ip, (0, 0.0))
-        self._fails[ip] = (count + 1, time.monotonic())
+        self._fails[ip] = (count + 1, self._clock())
         while len(self._fails) > MAX_TRACKED:
             self._fails.popitem(last=False)
 
@@ -45,5 +50,3 @@ class LoginThrottle:
         if d:
             await asyncio.sleep(d)
 
-
-throttle = LoginThrottle()  # one per process, shared by all protocols

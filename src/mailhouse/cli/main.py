@@ -106,7 +106,7 @@ async def cmd_alias(args: argparse.Namespace, cfg: config_mod.Config) -> int:
 
 def _settings_text(cfg: config_mod.Config, address: str) -> str:
     def port(svc: str) -> str:
-        ls = cfg.listen.get(svc)
+        ls = cfg.listen.get(config_mod.Listener(svc))
         return str(ls[0][1]) if ls else "off"
 
     return (
@@ -234,8 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
+    fn: Handler = args.fn
+
+    async def run() -> int:
+        return await fn(args, cfg)
+
     try:
-        return asyncio.run(args.fn(args, cfg))
+        return asyncio.run(run())
     except (AdminError, StoreError, ValueError) as e:
         print(f"mailhouse: {e}", file=sys.stderr)
         return 1
@@ -243,12 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+EXTRA_COMMANDS = ("mailhouse.cli.queue", "mailhouse.cli.mail", "mailhouse.cli.store")
+
+
 def _load_extras() -> None:
+    """Import the sub-command modules that register themselves in `_extra_commands`."""
     import importlib
 
-    for mod in ("mailhouse.cli.queue", "mailhouse.cli.mail", "mailhouse.cli.store"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
+    for mod in EXTRA_COMMANDS:
+        importlib.import_module(mod)

@@ -14,6 +14,7 @@ from typing import Any
 
 from mailhouse import config as config_mod
 from mailhouse.cli import main as cli_main
+from mailhouse.queue.status import DEFERRED, OPEN, PENDING
 from mailhouse.store.api import QueueEntry
 
 
@@ -29,8 +30,8 @@ def _age(seconds: float) -> str:
 
 
 def _line(e: QueueEntry, now: float) -> str:
-    open_ = [r for r in e.recipients if r.status in ("pending", "deferred")]
-    state = "active" if e.lease_until > now else ("deferred" if e.attempts else "pending")
+    open_ = [r for r in e.recipients if r.status in OPEN]
+    state = "active" if e.lease_until > now else (DEFERRED if e.attempts else PENDING)
     nxt = "now" if e.next_attempt <= now else "in " + _age(e.next_attempt - now)
     return (
         f"{e.id}  {e.size:>8}  {_age(now - e.created):>4}  {state:<8}  next {nxt:<8}  "
@@ -50,7 +51,7 @@ async def cmd_queue(args: argparse.Namespace, cfg: config_mod.Config) -> int:
             for e in entries:
                 print(_line(e, now))
                 for r in e.recipients:
-                    if r.status in ("pending", "deferred"):
+                    if r.status in OPEN:
                         print(f"    {r.address}  {r.status}  {r.last_reply}")
             print(f"-- {len(entries)} message(s), {sum(e.size for e in entries)} octets")
             return 0

@@ -1,53 +1,72 @@
-"""The one path by which an accepted message leaves a session: SMTP (25/587/465) and the
-webmail both end here.
+"""The envelope service: the one path by which a message enters the system, for every face.
 
-Order (RFC 6409 §8 then RFC 5321 §4.4): for a submission the MSA checks, repairs and
-DKIM-signs the message; local recipients get it filed durably (a full mailbox gets a
-bounce); remote recipients are queued durably. Only when this returns `250` may the
-caller acknowledge — a `250` means the message is on stable storage.
+SMTP (25/587/465) and the webmail both call `EnvelopeService` — the CLI mail client submits
+over SMTP (port 587/465), so it reaches the same path. The faces ask it command by command
+(`may_send_as` at MAIL FROM, `check_recipient` at RCPT; `delivery.policy`) and finally hand
+the message to `accept`.
+
+`accept` order (RFC 6409 §8 then RFC 5321 §4.4): for a submission the MSA
+(`delivery.submission`) checks, repairs and DKIM-signs the message; local recipients get it
+filed durably (`delivery.local`; a full mailbox gets a bounce); remote recipients are queued
+durably (`queue.runner`). Only when this returns `250` may the caller acknowledge — a `250`
+means the message is on stable storage.
+
+Built once per node in `services.build`; queue ids come from `queue.ids.new_queue_id`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from mailhouse.delivery.local import LocalDelivery
+from mailhouse.delivery.policy import EnvelopePolicy, RcptVerdict
+from mailhouse.delivery.submission import Submission
 from mailhouse.proto.smtp import Reply
+from mailhouse.proto.smtp_address import Address
+from mailhouse.queue.runner import QueueRunner
 from mailhouse.store.api import Account
-
-if TYPE_CHECKING:
-    from mailhouse.services import Services
 
 RemoteRcpt = tuple[str, dict[str, str | None]]
 
 
-async def accept_message(
-    svc: Services,
-    message: bytes,
-    sender: str,
-    local: list[Account],
-    remote: list[RemoteRcpt],
-    *,
-    queue_id: str,
-    submitted_by: Account | None = None,
-    mail_params: dict[str, str | None] | None = None,
-) -> Reply:
-    if submitted_by is not None:
-        from mailhouse.delivery.submission import prepare_submission
+class EnvelopeService:
+    def __init__(self, policy: EnvelopePolicy, msa: Submission, local: LocalDelivery, outbound: QueueRunner) -> None:
+        self.policy = policy
+        self.msa = msa
+        self.local = local
+        self.outbound = outbound
 
-        prepared = await prepare_submission(svc, message, submitted_by, sender)
-        if isinstance(prepared, Reply):
-            return prepared
-        message = prepared
-    if remote and svc.outbound is None:
-        return Reply(451, "4.3.2", "Error: outbound delivery is not available")
-    if local:
-        result = await svc.delivery.deliver(message, sender, local, queue_id)
-        if result.over_quota and not result.delivered and not remote:
-            return Reply(452, "4.2.2", "Error: mailbox full")  # RFC 3463 X.2.2
-        if result.over_quota and svc.outbound is not None:
-            await svc.outbound.bounce_local(
-                message, sender, [a.address for a in result.over_quota], "552 5.2.2 Mailbox full"
-            )
-    if remote:
-        await svc.outbound.enqueue(queue_id, sender, remote, message, mail_params or {})
-    return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")
+    async def may_send_as(self, account: Account, address: str) -> bool:
+        """May ACCOUNT use ADDRESS as envelope sender? (RFC 6409 §6.1)"""
+        return await self.policy.may_send_as(account, address)
+
+    async def check_recipient(self, addr: Address, authenticated: Account | None, declared_size: int) -> RcptVerdict:
+        """The verdict on one recipient (hosted, alias, quota, relay rules)."""
+        return await self.policy.check_recipient(addr, authenticated, declared_size)
+
+    async def accept(
+        self,
+        message: bytes,
+        sender: str,
+        local: list[Account],
+        remote: list[RemoteRcpt],
+        *,
+        queue_id: str,
+        submitted_by: Account | None = None,
+        mail_params: dict[str, str | None] | None = None,
+    ) -> Reply:
+        """File and queue MESSAGE durably; the reply for end of data (RFC 5321 §4.2, §4.4)."""
+        if submitted_by is not None:
+            prepared = await self.msa.prepare(message, submitted_by, sender)
+            if isinstance(prepared, Reply):
+                return prepared
+            message = prepared
+        if local:
+            result = await self.local.deliver(message, sender, local, queue_id)
+            if result.over_quota and not result.delivered and not remote:
+                return Reply(452, "4.2.2", "Error: mailbox full")  # RFC 3463 X.2.2
+            if result.over_quota:
+                await self.outbound.bounce_local(
+                    message, sender, [a.address for a in result.over_quota], "552 5.2.2 Mailbox full"
+                )
+        if remote:
+            await self.outbound.enqueue(queue_id, sender, remote, message, mail_params or {})
+        return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")

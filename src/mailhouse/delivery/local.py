@@ -5,6 +5,9 @@ aliases, plus-addressing and catch-all (`accounts.resolve`). Quota is checked at
 (`452 4.2.2`) and again with the real size at delivery; a recipient found over quota
 then gets a bounce (DSN) instead of the message.
 
+Built once per node (`services.build`) from the store and the node's resolver; the accept
+path (`delivery.accept`) and the queue runner (hosted recipients found in the queue) call it.
+
 Invariants: `deliver` returns only after the blob is fsynced and the index committed;
 the delivery key `<queue id>:<account id>` makes a repeated delivery of the same
 message (recovery after a crash) a no-op, so nobody ever gets two copies.
@@ -14,14 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from mailhouse.store.api import Account, MessageRecord, NewMessage
+from mailhouse.accounts.resolve import Resolver
+from mailhouse.store.api import Account, MessageRecord, NewMessage, Store
 from mailhouse.store.crlf import to_crlf
-
-if TYPE_CHECKING:
-    from mailhouse.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,12 @@ class DeliveryResult:
 
 
 class LocalDelivery:
-    def __init__(self, services: Services) -> None:
-        self.svc = services
-        self.store = services.store
+    """Files messages into hosted mailboxes; CLOCK gives INTERNALDATE (seconds since the epoch)."""
+
+    def __init__(self, store: Store, resolver: Resolver, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.resolver = resolver
+        self.clock = clock
 
     async def quota_state(self, account: Account, incoming: int = 0) -> QuotaState:
         if not account.quota_bytes and not account.quota_messages:
@@ -60,12 +64,12 @@ class LocalDelivery:
         blob = b"Return-Path: <" + sender.encode("utf-8") + b">\r\n" + to_crlf(data)  # RFC 5321 §4.4
         targets: list[tuple[Account, NewMessage]] = []
         over: list[Account] = []
-        now = time.time()
+        now = self.clock()
+        resolver = self.resolver
         for acc in accounts:
             if (await self.quota_state(acc, len(blob))).over:
                 over.append(acc)
                 continue
-            resolver = self.svc.resolver
             mb_id = await resolver.mailbox_id(acc.id, mailbox) or await resolver.mailbox_id(acc.id, "INBOX")
             if mb_id is None:
                 mb_id = (await self.store.create_mailbox(acc.id, "INBOX")).id

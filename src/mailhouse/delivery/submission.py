@@ -1,8 +1,10 @@
 """Message submission checks and repairs, the MSA's part after DATA (RFC 6409 §§5–8).
 
-Called once per submitted message by the outbound service (``svc.outbound.prepare_submission``)
-with the message as received (our ``Received:`` trace field on top), the authenticated account
-and the envelope sender. Returns the repaired, DKIM-signed message, or the ``Reply`` refusing it.
+`Submission.prepare` is called once per submitted message by the accept path
+(``delivery.accept.EnvelopeService``) with the message as received (our ``Received:`` trace field
+on top), the authenticated account and the envelope sender. Returns the repaired, DKIM-signed
+message, or the ``Reply`` refusing it. One `Submission` per node, built in `services.build` with
+the node's resolver, host name and DKIM signer.
 
 In order:
 1. header syntax (RFC 5322 §2.1.1, §2.2, §2.2.3) — refuse ``554 5.6.0`` naming the line;
@@ -35,22 +37,20 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from email.errors import NonASCIILocalPartDefect
 from email.headerregistry import HeaderRegistry
-from typing import TYPE_CHECKING
 
+from mailhouse.accounts.resolve import Resolver
 from mailhouse.log import safe
-from mailhouse.mailauth import dkim
+from mailhouse.mailauth.dkim import DkimSigner
 from mailhouse.message.headers import check_header_syntax, remove_header, split_header_block
 from mailhouse.proto.smtp import Reply
 from mailhouse.store.api import Account
 
-if TYPE_CHECKING:
-    from mailhouse.services import Services
-
 log = logging.getLogger(__name__)
 
-__all__ = ["prepare_submission", "check_from", "add_missing_fields", "SubmissionRefused"]
+__all__ = ["Submission", "check_from", "add_missing_fields", "SubmissionRefused"]
 
 TRACE_FIELDS = frozenset({b"received", b"return-path"})  # RFC 5321 §4.4 / RFC 5322 §3.6.7
 MAX_REPLY_DETAIL = 160  # keep replies short: one line, never longer than RFC 5321 §4.5.3.1.5 allows
@@ -190,40 +190,49 @@ def add_missing_fields(message: bytes, hostname: str, *, now: float | None = Non
     return message[:pos] + block + message[pos:]
 
 
-async def prepare_submission(
-    svc: Services, message: bytes, user: Account | None, sender: str
-) -> bytes | Reply:
-    """Check, repair and sign a submitted MESSAGE for USER; the message to queue, or the refusal."""
-    if user is None:
-        return Reply(530, "5.7.0", "Authentication required")  # RFC 4954 §6; the session checks first
-    problems = check_header_syntax(message)
-    if problems:
-        log.info("submission by %s refused: %s", user.address, safe(problems[0]))
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        return Reply(554, "5.6.0", f"Message refused: header syntax error: {_q(problems[0])}{more}")
-    try:
-        from_addrs, sender_field = check_from(message)
-    except SubmissionRefused as e:
-        log.info("submission by %s refused: %s", user.address, e.reply.text)
-        return e.reply
-    owned = await svc.resolver.owned_addresses(user)
-    for addr in [*from_addrs, *([sender_field] if sender_field else [])]:
-        if addr not in owned:  # RFC 6409 §6.1: enforce submission rights
-            log.info("submission by %s refused: header address %s not owned", user.address, safe(addr))
-            return Reply(
-                553, "5.7.1", f"Sender address rejected: <{_q(addr)}> in the header is not owned by user"
-            )
-    message = remove_header(message, b"Bcc")  # RFC 5322 §3.6.3: Bcc recipients stay hidden
-    message = add_missing_fields(message, svc.cfg.hostname)
-    domain = from_addrs[0].rpartition("@")[2]
-    keys = await svc.resolver.dkim_keys(domain)
-    if not keys:
-        log.warning("no DKIM keys for %s; message from %s leaves unsigned", domain, user.address)
-        return message
-    try:
-        # Inline: both signatures cost ~0.7 ms of CPU with the keys loaded in OpenSSL, less
-        # than the hand-off to a thread and back (and no more CPU is to be had there)
-        return dkim.sign(message, domain, keys)
-    except ValueError:
-        log.exception("DKIM signing for %s failed", domain)
-        return Reply(451, "4.3.0", "Error: cannot sign the message now, try again later")
+class Submission:
+    """The MSA's checks, repairs and signing; CLOCK (seconds since the epoch) dates what it adds."""
+
+    def __init__(
+        self, resolver: Resolver, hostname: str, signer: DkimSigner, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.resolver = resolver
+        self.hostname = hostname
+        self.signer = signer
+        self.clock = clock
+
+    async def prepare(self, message: bytes, user: Account | None, sender: str) -> bytes | Reply:
+        """Check, repair and sign a submitted MESSAGE for USER; the message to queue, or the refusal."""
+        if user is None:
+            return Reply(530, "5.7.0", "Authentication required")  # RFC 4954 §6; the session checks first
+        problems = check_header_syntax(message)
+        if problems:
+            log.info("submission by %s refused: %s", user.address, safe(problems[0]))
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return Reply(554, "5.6.0", f"Message refused: header syntax error: {_q(problems[0])}{more}")
+        try:
+            from_addrs, sender_field = check_from(message)
+        except SubmissionRefused as e:
+            log.info("submission by %s refused: %s", user.address, e.reply.text)
+            return e.reply
+        owned = await self.resolver.owned_addresses(user)
+        for addr in [*from_addrs, *([sender_field] if sender_field else [])]:
+            if addr not in owned:  # RFC 6409 §6.1: enforce submission rights
+                log.info("submission by %s refused: header address %s not owned", user.address, safe(addr))
+                return Reply(
+                    553, "5.7.1", f"Sender address rejected: <{_q(addr)}> in the header is not owned by user"
+                )
+        message = remove_header(message, b"Bcc")  # RFC 5322 §3.6.3: Bcc recipients stay hidden
+        message = add_missing_fields(message, self.hostname, now=self.clock())
+        domain = from_addrs[0].rpartition("@")[2]
+        keys = await self.resolver.dkim_keys(domain)
+        if not keys:
+            log.warning("no DKIM keys for %s; message from %s leaves unsigned", domain, user.address)
+            return message
+        try:
+            # Inline: both signatures cost ~0.7 ms of CPU with the keys loaded in OpenSSL, less
+            # than the hand-off to a thread and back (and no more CPU is to be had there)
+            return self.signer.sign(message, domain, keys)
+        except ValueError:
+            log.exception("DKIM signing for %s failed", domain)
+            return Reply(451, "4.3.0", "Error: cannot sign the message now, try again later")

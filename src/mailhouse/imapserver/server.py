@@ -126,3 +126,13 @@ async def listen(svc: Services, name: str, host: str, port: int) -> asyncio.base
         svc, host, port, lambda r, w: IMAPSession(svc, hub, claims, Conn(r, w), name).run(),
         implicit_tls=name == "imaps", read_size=READ_SIZE, handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
     )
+
+
+class Server:
+    """The node's IMAP server, shared by imap and imaps."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    async def listen(self, name: str, host: str, port: int) -> asyncio.base_events.Server:
+        return await listen(self.svc, name, host, port)

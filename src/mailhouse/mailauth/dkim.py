@@ -50,7 +50,9 @@ from mailhouse.store.api import DkimKey
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SIGN_HEADERS", "OVERSIGN_HEADERS", "DkimResult", "sign", "verify", "make_resolver", "txt_lookup"]
+__all__ = [
+    "SIGN_HEADERS", "OVERSIGN_HEADERS", "DkimResult", "DkimSigner", "sign", "verify", "make_resolver", "txt_lookup"
+]
 
 #: Fields signed when present (RFC 6376 §5.4.1 recommends the originator fields and those that
 #: carry the content's meaning: subject, date, message-id, threading and MIME structure).
@@ -122,15 +124,11 @@ def headers_to_sign(message: bytes) -> list[bytes]:
 _CANON = dkimpy.CanonicalizationPolicy.from_c_value(b"/".join(CANONICALIZATION))
 _FIELD = b"DKIM-Signature"
 _MAX_CACHED_KEYS = 1000
-_signers: dict[tuple[str, bytes], Callable[[bytes], bytes]] = {}
 
 
-def _signer(key: DkimKey) -> Callable[[bytes], bytes]:
-    """SHA-256 digest → signature with KEY (loaded once per process; ValueError if unusable)."""
-    cache_key = (key.algorithm, bytes(key.private_key))
-    fn = _signers.get(cache_key)
-    if fn is not None:
-        return fn
+def _load_key(key: DkimKey) -> Callable[[bytes], bytes]:
+    """SHA-256 digest → signature with KEY, the key loaded into OpenSSL (ValueError if unusable)."""
+    fn: Callable[[bytes], bytes]
     try:
         if key.algorithm == "rsa-sha256":
             rsa_key = serialization.load_pem_private_key(bytes(key.private_key), password=None)
@@ -138,10 +136,11 @@ def _signer(key: DkimKey) -> Callable[[bytes], bytes]:
                 raise ValueError("not an RSA private key")
             rsa_pk: rsa.RSAPrivateKey = rsa_key
 
-            def fn(digest: bytes) -> bytes:
+            def rsa_sign(digest: bytes) -> bytes:
                 # RFC 6376 §3.3.1 / RFC 8017 §8.2.1: RSASSA-PKCS1-v1_5 over the SHA-256 digest
                 return rsa_pk.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
 
+            fn = rsa_sign
         else:
             # RFC 8463 §4: the private key is the base64 32-byte seed; §3: PureEdDSA over the
             # SHA-256 digest of the canonicalised header fields
@@ -149,9 +148,6 @@ def _signer(key: DkimKey) -> Callable[[bytes], bytes]:
             fn = ed_pk.sign
     except (ValueError, TypeError, binascii.Error, UnsupportedAlgorithm) as e:
         raise ValueError(f"DKIM key {key.selector} ({key.algorithm}) is unusable: {e}") from e
-    if len(_signers) >= _MAX_CACHED_KEYS:
-        _signers.clear()
-    _signers[cache_key] = fn
     return fn
 
 
@@ -166,7 +162,8 @@ def canonical_body(body: bytes) -> bytes:
     """Relaxed body canonicalisation (RFC 6376 §3.4.4) of a CRLF BODY; same bytes as dkimpy's."""
     if b"\t" in body or b"  " in body or b" \r\n" in body:  # else already canonical WSP
         body = _WSP_RUN.sub(b" ", _TRAILING_WSP.sub(b"\r\n", body))
-    return dkimpy.canonicalization.correct_empty_body(dkimpy.canonicalization.strip_trailing_lines(body))
+    canonical: bytes = dkimpy.canonicalization.correct_empty_body(dkimpy.canonicalization.strip_trailing_lines(body))
+    return canonical
 
 
 def _parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
@@ -181,69 +178,96 @@ def _parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
         if end >= 2 or message.startswith(b"\r\n"):
             headers, _ = dkimpy.rfc822_parse(message[:end])
             return headers, message[end + 2 :]
-    headers, body = dkimpy.rfc822_parse(message)
-    return headers, body
+    parsed: tuple[list[list[bytes]], bytes] = dkimpy.rfc822_parse(message)
+    return parsed
+
+
+class DkimSigner:
+    """Signs with DKIM keys kept loaded in OpenSSL; one per node (the MSA's, built in `services.build`).
+
+    CLOCK gives the ``t=`` timestamp (seconds since the epoch; injectable for tests). At most
+    `_MAX_CACHED_KEYS` loaded keys are kept.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._keys: dict[tuple[str, bytes], Callable[[bytes], bytes]] = {}
+
+    def _signer(self, key: DkimKey) -> Callable[[bytes], bytes]:
+        """SHA-256 digest → signature with KEY (loaded once per signer; ValueError if unusable)."""
+        cache_key = (key.algorithm, bytes(key.private_key))
+        fn = self._keys.get(cache_key)
+        if fn is None:
+            fn = _load_key(key)
+            if len(self._keys) >= _MAX_CACHED_KEYS:
+                self._keys.clear()
+            self._keys[cache_key] = fn
+        return fn
+
+    def sign(self, message: bytes, domain: str, keys: Sequence[DkimKey], *, now: float | None = None) -> bytes:
+        """Return MESSAGE with one DKIM-Signature per key (d=DOMAIN) prepended.
+
+        Raises ValueError when the message has no From (RFC 6376 §5.4: From MUST be signed) or a
+        key is unusable; keys of an unknown algorithm are skipped with a warning.
+        """
+        fields, _, _ = split_header_block(message)
+        if not any(n.lower() == b"from" for n, _ in fields):
+            raise ValueError("message has no From: field; DKIM requires signing it (RFC 6376 §5.4)")
+        eol = _eol(message)
+        include = tuple(headers_to_sign(message))
+        usable = []
+        for key in sorted(keys, key=lambda k: _ORDER.get(k.algorithm, 9)):
+            if key.algorithm not in _ALGORITHMS:
+                log.warning(
+                    "DKIM key %s._domainkey.%s: unknown algorithm %r, skipped",
+                    key.selector,
+                    domain,
+                    key.algorithm,
+                )
+                continue
+            usable.append(key)
+        if not usable:
+            return message
+        try:
+            headers, body = _parse(message)
+        except dkimpy.DKIMException as e:
+            raise ValueError(f"DKIM signing for {domain} failed: {e}") from e
+        # RFC 6376 §3.4.2, once for every key, and only for the fields h= names (what
+        # dkimpy.select_headers picks from is then the same, minus fields it would skip anyway)
+        wanted = set(include)
+        cheaders = _CANON.canonicalize_headers([h for h in headers if h[0].lower() in wanted])
+        # RFC 6376 §3.4.4 + §3.7: one body hash for all keys (same canonicalisation and hash)
+        bh = base64.b64encode(hashlib.sha256(canonical_body(body)).digest())
+        d = domain.lower().encode("idna")
+        t = str(int(self._clock() if now is None else now)).encode("ascii")  # RFC 6376 §3.5 t=
+        sigs: list[bytes] = []
+        for key in usable:
+            signer = self._signer(key)
+            tags = [
+                (b"v", b"1"),
+                (b"a", _ALGORITHMS[key.algorithm]),
+                (b"c", _CANON.to_c_value()),
+                (b"d", d),
+                (b"i", b"@" + d),
+                (b"q", b"dns/txt"),
+                (b"s", key.selector.encode("ascii")),
+                (b"t", t),
+                (b"h", b" : ".join(include)),
+                (b"bh", bh),
+                (b"b", b"0" * 60),  # placeholder, as dkimpy: forces b= onto its own folded line
+            ]
+            value = dkimpy.fold(b"; ".join(b"=".join(x) for x in tags), namelen=len(_FIELD), linesep=b"\r\n")
+            value = dkimpy.RE_BTAG.sub(b"\\1", value)  # RFC 6376 §3.7: b= empty while hashing
+            h = hashlib.sha256()
+            dkimpy.hash_headers(h, _CANON, cheaders, include, (_FIELD, b" " + value), dict(tags))
+            tags[-1] = (b"b", base64.b64encode(signer(h.digest())))
+            sigs.append(_FIELD + b": " + dkimpy.fold(b"; ".join(b"=".join(x) for x in tags) + eol, namelen=len(_FIELD), linesep=eol))
+        return b"".join(sigs) + message
 
 
 def sign(message: bytes, domain: str, keys: Sequence[DkimKey], *, now: float | None = None) -> bytes:
-    """Return MESSAGE with one DKIM-Signature per key (d=DOMAIN) prepended.
-
-    Raises ValueError when the message has no From (RFC 6376 §5.4: From MUST be signed) or a
-    key is unusable; keys of an unknown algorithm are skipped with a warning.
-    """
-    fields, _, _ = split_header_block(message)
-    if not any(n.lower() == b"from" for n, _ in fields):
-        raise ValueError("message has no From: field; DKIM requires signing it (RFC 6376 §5.4)")
-    eol = _eol(message)
-    include = tuple(headers_to_sign(message))
-    usable = []
-    for key in sorted(keys, key=lambda k: _ORDER.get(k.algorithm, 9)):
-        if key.algorithm not in _ALGORITHMS:
-            log.warning(
-                "DKIM key %s._domainkey.%s: unknown algorithm %r, skipped",
-                key.selector,
-                domain,
-                key.algorithm,
-            )
-            continue
-        usable.append(key)
-    if not usable:
-        return message
-    try:
-        headers, body = _parse(message)
-    except dkimpy.DKIMException as e:
-        raise ValueError(f"DKIM signing for {domain} failed: {e}") from e
-    # RFC 6376 §3.4.2, once for every key, and only for the fields h= names (what
-    # dkimpy.select_headers picks from is then the same, minus fields it would skip anyway)
-    wanted = set(include)
-    cheaders = _CANON.canonicalize_headers([h for h in headers if h[0].lower() in wanted])
-    # RFC 6376 §3.4.4 + §3.7: one body hash for all keys (same canonicalisation and hash)
-    bh = base64.b64encode(hashlib.sha256(canonical_body(body)).digest())
-    d = domain.lower().encode("idna")
-    t = str(int(time.time() if now is None else now)).encode("ascii")
-    sigs: list[bytes] = []
-    for key in usable:
-        signer = _signer(key)
-        tags = [
-            (b"v", b"1"),
-            (b"a", _ALGORITHMS[key.algorithm]),
-            (b"c", _CANON.to_c_value()),
-            (b"d", d),
-            (b"i", b"@" + d),
-            (b"q", b"dns/txt"),
-            (b"s", key.selector.encode("ascii")),
-            (b"t", t),
-            (b"h", b" : ".join(include)),
-            (b"bh", bh),
-            (b"b", b"0" * 60),  # placeholder, as dkimpy: forces b= onto its own folded line
-        ]
-        value = dkimpy.fold(b"; ".join(b"=".join(x) for x in tags), namelen=len(_FIELD), linesep=b"\r\n")
-        value = dkimpy.RE_BTAG.sub(b"\\1", value)  # RFC 6376 §3.7: b= empty while hashing
-        h = hashlib.sha256()
-        dkimpy.hash_headers(h, _CANON, cheaders, include, (_FIELD, b" " + value), dict(tags))
-        tags[-1] = (b"b", base64.b64encode(signer(h.digest())))
-        sigs.append(_FIELD + b": " + dkimpy.fold(b"; ".join(b"=".join(x) for x in tags) + eol, namelen=len(_FIELD), linesep=eol))
-    return b"".join(sigs) + message
+    """`DkimSigner.sign` with a one-off signer (keys loaded for this call only): for tools and tests."""
+    return DkimSigner().sign(message, domain, keys, now=now)
 
 
 # ------------------------------------------------------------------------------ verification

@@ -719,3 +719,13 @@ async def listen(svc: Services, name: str, host: str, port: int) -> asyncio.base
         family=socket.AF_INET6 if ":" in host else socket.AF_INET,
         ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_ctx else None,
     )
+
+
+class Server:
+    """The node's POP3 server, shared by pop3 and pop3s."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    async def listen(self, name: str, host: str, port: int) -> asyncio.base_events.Server:
+        return await listen(self.svc, name, host, port)

@@ -1,13 +1,15 @@
 """The outbound MTA: durable queue hand-off, delivery passes, retries, DSNs.
 
-`QueueRunner(svc)` is `svc.outbound`. The SMTP server calls `prepare_submission`,
+One `QueueRunner` per node (built in `services.build` from the config, the store, the
+resolver and the node's local delivery). The accept path (`delivery.accept`) calls
 `enqueue` and `bounce_local`; `app.run_node` calls `start`/`stop`. A background loop
 claims due entries with a lease (`store.claim_due`, so several processes or nodes can
 share one queue), groups their open recipients by destination domain and delivers each
-group concurrently: hosted domains through `svc.delivery`, others over SMTP via
-`queue.routing` and `smtpclient.client`. Mail queued by this process while it has room
-for another pass is written already leased to it and delivered at once (no claim, and the
-message comes from memory, not the store); the loop picks up everything else.
+group concurrently: hosted domains through the local delivery it was given (any
+`LocalDeliverer`), others over SMTP via `queue.routing` and `smtpclient.client`. Mail
+queued by this process while it has room for another pass is written already leased to it
+and delivered at once (no claim, and the message comes from memory, not the store); the
+loop picks up everything else. Recipient statuses are the constants of `queue.status`.
 
 RFCs: RFC 5321 §4.5.4 (retry strategy), §5 (MX), §6.1 (bounces, null sender),
 RFC 3461/3464 (DSN), RFC 7505 (null MX).
@@ -36,20 +38,23 @@ import os
 import secrets
 import time
 from collections import OrderedDict, defaultdict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from mailhouse import tls as tls_mod
+from mailhouse.accounts.resolve import Resolver
+from mailhouse.config import Config
 from mailhouse.log import ConnLogger, safe
 from mailhouse.queue import retry
 from mailhouse.queue.dsn import RecipientReport, build_dsn, status_of, wanted
+from mailhouse.queue.ids import new_queue_id
 from mailhouse.queue.routing import Router, RoutingError
+from mailhouse.queue.status import DEFERRED, DELIVERED, FAILED, OPEN
 from mailhouse.smtpclient.client import ConnectionPool, RcptReply, SmtpConnection, SmtpError, StaleConnection
-from mailhouse.store.api import Account, NotFound, QueueEntry, QueueRecipient
-
-if TYPE_CHECKING:
-    from mailhouse.services import Services
+from mailhouse.store.api import Account, NotFound, QueueEntry, QueueRecipient, Store
 
 log = logging.getLogger(__name__)
+QueueLog = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 POLL_INTERVAL = 0.5  # seconds between store polls (picks up `mailhouse queue retry` and other nodes' mail)
 LEASE_SECONDS = 900.0  # longer than any pass: RFC 5321 §4.5.3.2 timeouts total < 15 min per host
@@ -68,16 +73,39 @@ def dsn_id(entry_id: str, kind: str, attempt: int) -> str:
     return hashlib.sha256(f"{entry_id}:{kind}:{attempt}".encode()).hexdigest()[:12].upper()
 
 
+class LocalOutcome(Protocol):
+    """What the queue needs to know of a local delivery: who was over quota."""
+
+    @property
+    def over_quota(self) -> Sequence[Account]: ...
+
+
+class LocalDeliverer(Protocol):
+    """Local delivery as the queue uses it (`delivery.local.LocalDelivery`; idempotent per queue id)."""
+
+    async def deliver(self, data: bytes, sender: str, accounts: list[Account], queue_id: str) -> LocalOutcome: ...
+
+
 class QueueRunner:
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
-        self.cfg = svc.cfg
-        self.store = svc.store
-        self.router = Router(svc.cfg)
-        self.pool = ConnectionPool(
-            svc.cfg.hostname, tls_mod.client_context(), source_addresses=svc.cfg.source_addresses
-        )
-        self.owner = f"{svc.cfg.hostname}:{os.getpid()}:{secrets.token_hex(4)}"
+    """The node's outbound queue. CFG is read at use time (SIGHUP reloads the queue settings);
+    CLOCK is seconds since the epoch (injectable for tests)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        resolver: Resolver,
+        local: LocalDeliverer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.resolver = resolver
+        self.local = local
+        self.clock = clock
+        self.router = Router(cfg)
+        self.pool = ConnectionPool(cfg.hostname, tls_mod.client_context(), source_addresses=cfg.source_addresses)
+        self.owner = f"{cfg.hostname}:{os.getpid()}:{secrets.token_hex(4)}"
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
@@ -102,17 +130,7 @@ class QueueRunner:
             return data
         return await self.store.blobs.get(blob_key)
 
-    # ---------------------------------------------------------------- API for the SMTP server
-    async def prepare_submission(self, message: bytes, user: Account | None, sender: str) -> Any:
-        """RFC 6409 §8 checks, repairs and DKIM signing (delivery.submission, when present)."""
-        try:
-            from mailhouse.delivery.submission import prepare_submission
-        except ModuleNotFoundError as e:
-            if e.name != "mailhouse.delivery.submission":
-                raise
-            return message  # MSA checks not built yet: pass the message through unchanged
-        return await prepare_submission(self.svc, message, user, sender)
-
+    # ---------------------------------------------------------------- API for the accept path
     async def enqueue(
         self,
         queue_id: str,
@@ -122,7 +140,7 @@ class QueueRunner:
         mail_params: dict[str, str | None],
     ) -> None:
         """Durably queue MESSAGE for the remote recipients (blob fsynced, row committed)."""
-        now = time.time()
+        now = self.clock()
         rcpts = [
             QueueRecipient(addr, notify=params.get("NOTIFY") or "", orcpt=params.get("ORCPT") or "")
             for addr, params in remote
@@ -169,8 +187,8 @@ class QueueRunner:
         """A DSN to SENDER for local recipients that failed after acceptance (over quota)."""
         if not sender:
             return  # RFC 5321 §6.1: never a bounce to the null sender
-        now = time.time()
-        qid = secrets.token_hex(6).upper()
+        now = self.clock()
+        qid = new_queue_id()
         reports = [
             RecipientReport(a, "failed", status_of(reason, True), reason, last_attempt=now) for a in failed
         ]
@@ -216,7 +234,7 @@ class QueueRunner:
             try:
                 free = MAX_IN_FLIGHT - len(self._inflight)
                 if free > 0:
-                    for entry in await self.store.claim_due(time.time(), self.owner, LEASE_SECONDS, free):
+                    for entry in await self.store.claim_due(self.clock(), self.owner, LEASE_SECONDS, free):
                         self._start_pass(entry)
                 await self.pool.expire()
             except Exception:
@@ -237,12 +255,12 @@ class QueueRunner:
             await self.process(entry, qlog)
         except asyncio.CancelledError:
             # shutting down: keep what this pass learnt and release the lease
-            entry.next_attempt = time.time()
+            entry.next_attempt = self.clock()
             await asyncio.shield(self._safe_update(entry))
             raise
         except Exception:
             qlog.exception("delivery pass failed")
-            entry.next_attempt = time.time() + DEFER_ON_ERROR
+            entry.next_attempt = self.clock() + DEFER_ON_ERROR
             await self._safe_update(entry)
 
     async def _safe_update(self, entry: QueueEntry) -> None:
@@ -252,9 +270,9 @@ class QueueRunner:
             log.exception("[%s] could not update the queue entry", entry.id)
 
     # ---------------------------------------------------------------- one delivery pass
-    async def process(self, entry: QueueEntry, qlog: Any = log) -> None:
+    async def process(self, entry: QueueEntry, qlog: QueueLog = log) -> None:
         data = await self._message(entry.blob_key)
-        pending = [r for r in entry.recipients if r.status in ("pending", "deferred")]
+        pending = [r for r in entry.recipients if r.status in OPEN]
         info: dict[int, tuple[str, bool]] = {}  # id(recipient) → (remote MTA, peer offered DSN)
         groups: dict[str, list[QueueRecipient]] = defaultdict(list)
         for r in pending:
@@ -263,15 +281,15 @@ class QueueRunner:
             *(self._deliver_domain(entry, d, rs, data, info, qlog) for d, rs in groups.items())
         )
 
-        now = time.time()
+        now = self.clock()
         attempt = entry.attempts
         entry.attempts += 1
-        failed = [r for r in pending if r.status == "failed"]
-        delivered = [r for r in pending if r.status == "delivered"]
-        remaining = [r for r in entry.recipients if r.status in ("pending", "deferred")]
+        failed = [r for r in pending if r.status == FAILED]
+        delivered = [r for r in pending if r.status == DELIVERED]
+        remaining = [r for r in entry.recipients if r.status in OPEN]
         if remaining and retry.expired(now, entry.created, self.cfg.queue_lifetime):
             for r in remaining:
-                r.status = "failed"
+                r.status = FAILED
                 r.last_reply = r.last_reply or "451 4.4.7 delivery time expired"
                 qlog.info("to=<%s> status=expired (%s)", safe(r.address), safe(r.last_reply))
             failed += remaining
@@ -360,10 +378,10 @@ class QueueRunner:
         rcpts: list[QueueRecipient],
         data: bytes,
         info: dict[int, tuple[str, bool]],
-        qlog: Any,
+        qlog: QueueLog,
     ) -> None:
         try:
-            if await self.svc.resolver.is_local_domain(domain):
+            if await self.resolver.is_local_domain(domain):
                 await self._deliver_local(entry, rcpts, data, info, qlog)
             else:
                 async with self.pool.limit(domain):  # per-destination concurrency
@@ -371,8 +389,8 @@ class QueueRunner:
         except Exception:
             qlog.exception("delivery to %s failed", safe(domain))
             for r in rcpts:
-                if r.status in ("pending", "deferred"):
-                    r.status, r.last_reply = "deferred", "451 4.3.0 internal error"
+                if r.status in OPEN:
+                    r.status, r.last_reply = DEFERRED, "451 4.3.0 internal error"
 
     async def _deliver_local(
         self,
@@ -380,23 +398,23 @@ class QueueRunner:
         rcpts: list[QueueRecipient],
         data: bytes,
         info: dict[int, tuple[str, bool]],
-        qlog: Any,
+        qlog: QueueLog,
     ) -> None:
         """Hosted recipients produced inside the queue (bounces to local senders, aliases)."""
         for r in rcpts:
-            res = await self.svc.resolver.resolve(r.address)
+            res = await self.resolver.resolve(r.address)
             if res.empty:
-                r.status, r.last_reply = "failed", "550 5.1.1 no such user here"
+                r.status, r.last_reply = FAILED, "550 5.1.1 no such user here"
                 continue
             for addr in res.remote:  # an alias pointing elsewhere: forward in this entry
                 if addr != r.address and all(x.address != addr for x in entry.recipients):
                     entry.recipients.append(QueueRecipient(addr, notify=r.notify, orcpt=r.orcpt))
             if res.local:
-                result = await self.svc.delivery.deliver(data, entry.sender, res.local, entry.id)
+                result = await self.local.deliver(data, entry.sender, res.local, entry.id)
                 if result.over_quota:
-                    r.status, r.last_reply = "deferred", "452 4.2.2 mailbox full"
+                    r.status, r.last_reply = DEFERRED, "452 4.2.2 mailbox full"
                     continue
-            r.status, r.last_reply = "delivered", "250 2.0.0 delivered locally"
+            r.status, r.last_reply = DELIVERED, "250 2.0.0 delivered locally"
             info[id(r)] = ("", False)
             qlog.info("to=<%s> status=delivered (local)", safe(r.address))
 
@@ -407,13 +425,13 @@ class QueueRunner:
         rcpts: list[QueueRecipient],
         data: bytes,
         info: dict[int, tuple[str, bool]],
-        qlog: Any,
+        qlog: QueueLog,
     ) -> None:
         try:
             targets = await self.router.route(domain)
         except RoutingError as e:
             for r in rcpts:
-                r.status, r.last_reply = ("failed" if e.permanent else "deferred"), e.reply
+                r.status, r.last_reply = (FAILED if e.permanent else DEFERRED), e.reply
                 qlog.info("to=<%s> status=%s (%s)", safe(r.address), r.status, e.reply)
             return
         last_error = "451 4.4.1 no reachable server"
@@ -461,7 +479,7 @@ class QueueRunner:
                     if e.connection_ok:
                         await self.pool.put(conn)
                     for r in rcpts:
-                        r.status, r.last_reply = ("failed" if e.permanent else "deferred"), e.reply
+                        r.status, r.last_reply = (FAILED if e.permanent else DEFERRED), e.reply
                         info[id(r)] = (target.name, has_dsn)
                         qlog.info(
                             "to=<%s> relay=%s status=%s (%s)", safe(r.address), where, r.status, safe(e.reply)
@@ -469,7 +487,7 @@ class QueueRunner:
                     return
                 await self.pool.put(conn)
                 for r, res in zip(rcpts, results, strict=True):
-                    r.status = "delivered" if res.ok else "failed" if res.permanent else "deferred"
+                    r.status = DELIVERED if res.ok else FAILED if res.permanent else DEFERRED
                     r.last_reply = res.text
                     info[id(r)] = (target.name, has_dsn)
                     qlog.info(
@@ -477,7 +495,7 @@ class QueueRunner:
                     )
                 return
         for r in rcpts:
-            r.status, r.last_reply = "deferred", last_error
+            r.status, r.last_reply = DEFERRED, last_error
             qlog.info("to=<%s> status=deferred (%s)", safe(r.address), safe(last_error))
 
     # ---------------------------------------------------------------- DSNs
@@ -503,10 +521,10 @@ class QueueRunner:
         if not to:
             return
         domain = to.rpartition("@")[2].lower()
-        if await self.svc.resolver.is_local_domain(domain):
-            res = await self.svc.resolver.resolve(to)
+        if await self.resolver.is_local_domain(domain):
+            res = await self.resolver.resolve(to)
             if res.local:
-                await self.svc.delivery.deliver(dsn, "", res.local, qid)  # delivery key dedups re-runs
+                await self.local.deliver(dsn, "", res.local, qid)  # delivery key dedups re-runs
             remote: list[tuple[str, dict[str, str | None]]] = [(a, {}) for a in res.remote]
             if not remote:
                 return

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 from mailhouse import app
 from mailhouse import tls as tls_mod
 from mailhouse.accounts import sasl_flow
-from mailhouse.delivery.accept import accept_message
+from mailhouse.delivery.policy import NOT_OWNER
 from mailhouse.log import ConnLogger, safe
 from mailhouse.mailauth import inbound
 from mailhouse.proto import sasl
 from mailhouse.proto import smtp as core
 from mailhouse.proto.smtp import Reply
-from mailhouse.smtpserver.policy import NOT_OWNER, SmtpPolicy
+from mailhouse.queue.ids import new_queue_id
 from mailhouse.store.api import Account
 
 if TYPE_CHECKING:
@@ -42,11 +42,6 @@ log = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
 MAX_BUFFERED = 1024 * 1024  # stop reading while the core holds this much unparsed input
 TLS_HANDSHAKE_TIMEOUT = 30.0
-
-
-def new_queue_id() -> str:
-    """Postfix-style queue id: 12 upper-case hex digits."""
-    return secrets.token_hex(6).upper()
 
 
 class SmtpSession:
@@ -61,7 +56,7 @@ class SmtpSession:
         self.ip = str(peer[0])
         self.cid = secrets.token_hex(4)
         self.log = ConnLogger(log, {"cid": self.cid})
-        self.policy = SmtpPolicy(svc)
+        self.policy = svc.envelope
         self.tls = writer.get_extra_info("sslcontext") is not None
         self.user: Account | None = None
         self.closing = False
@@ -292,8 +287,8 @@ class SmtpSession:
             helo = (self.core.helo_name or b"").decode("ascii", "replace")
             body = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
         message = self._received() + body
-        reply = await accept_message(
-            self.svc, message, sender, list(self.local.values()), self.remote, queue_id=self.queue_id,
+        reply = await self.svc.envelope.accept(
+            message, sender, list(self.local.values()), self.remote, queue_id=self.queue_id,
             submitted_by=self.user if self.mode != "smtp" else None, mail_params=self.mail_params,
         )
         if reply.code != 250:
@@ -425,3 +420,13 @@ async def listen(svc: Services, name: str, host: str, port: int) -> asyncio.base
         svc, host, port, lambda r, w: SmtpSession(svc, name, r, w).run(),
         implicit_tls=name == "submissions", read_size=READ_SIZE, handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
     )
+
+
+class Server:
+    """The node's SMTP server, shared by smtp, submission and submissions."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    async def listen(self, name: str, host: str, port: int) -> asyncio.base_events.Server:
+        return await listen(self.svc, name, host, port)

@@ -205,8 +205,7 @@ async def admin_queue_post(request: Request) -> Response:
                     continue  # being delivered right now (as `mailhouse queue retry`)
                 e.next_attempt = now
                 await svc.store.update(e)
-            if svc.outbound is not None:
-                svc.outbound.wake()
+            svc.outbound.wake()
         elif form.get("action") == "delete":
             await svc.store.remove(qid)
         else:

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mailhouse.config import Listener
 from mailhouse.web.common import require_user, state
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ AD_RESPONSE = "http://schemas.microsoft.com/exchange/autodiscover/responseschema
 AD_OUTLOOK = "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
 
 
-def _port(cfg: Config, svc: str) -> int | None:
+def _port(cfg: Config, svc: Listener) -> int | None:
     ls = cfg.listen.get(svc)
     return ls[0][1] if ls else None
 
@@ -43,8 +44,11 @@ def _port(cfg: Config, svc: str) -> int | None:
 def servers(cfg: Config) -> dict[str, list[tuple[int, str]]]:
     """{"imap": [(port, "SSL"|"STARTTLS")], "pop3": [...], "smtp": [...]} as configured."""
     out: dict[str, list[tuple[int, str]]] = {"imap": [], "pop3": [], "smtp": []}
-    for kind, tls_svc, plain_svc in (("imap", "imaps", "imap"), ("pop3", "pop3s", "pop3"),
-                                     ("smtp", "submissions", "submission")):
+    for kind, tls_svc, plain_svc in (
+        ("imap", Listener.IMAPS, Listener.IMAP),
+        ("pop3", Listener.POP3S, Listener.POP3),
+        ("smtp", Listener.SUBMISSIONS, Listener.SUBMISSION),
+    ):
         p = _port(cfg, tls_svc)
         if p:
             out[kind].append((p, "SSL"))

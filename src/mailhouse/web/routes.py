@@ -65,7 +65,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
 
 
-def create_app(svc: Services, secret: bytes) -> Any:
+def create_app(svc: Services, secret: bytes) -> SecurityHeadersApp:
     app = Starlette(
         routes=ROUTES,
         exception_handlers={LoginRequired: _login_required, HTTPException: _http_error},

@@ -1,10 +1,10 @@
 """Sending from the webmail through the same path as port 587 (RFC 6409).
 
-`submit()` applies the checks an SMTP session applies command by command — the envelope
-sender must be owned by the user (`SmtpPolicy.may_send_as`), each recipient goes through
-`SmtpPolicy.check_recipient` (hosted, alias, quota, remote) — then hands the message to
-`delivery.accept.accept_message`, the same path port 587 uses (checks, repairs, DKIM,
-local delivery, queue). Only then does a copy (with Bcc, unsigned) land in the user's
+`submit()` asks the node's envelope service (`delivery.accept.EnvelopeService`) what an SMTP
+session asks command by command — the envelope sender must be owned by the user
+(`may_send_as`), each recipient goes through `check_recipient` (hosted, alias, quota,
+remote) — then hands the message to its `accept`, the same path port 587 uses (checks,
+repairs, DKIM, local delivery, queue); the queue id comes from `queue.ids`. Only then does a copy (with Bcc, unsigned) land in the user's
 Sent folder, flagged \\Seen.
 
 `build_message()` makes the RFC 5322 message from the compose form with the stdlib
@@ -22,12 +22,11 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from typing import TYPE_CHECKING
 
-from mailhouse.delivery.accept import accept_message
+from mailhouse.delivery.policy import NOT_OWNER
 from mailhouse.log import safe
 from mailhouse.proto.smtp import Reply
 from mailhouse.proto.smtp_address import parse_path
-from mailhouse.smtpserver.policy import NOT_OWNER, SmtpPolicy
-from mailhouse.smtpserver.server import new_queue_id
+from mailhouse.queue.ids import new_queue_id
 from mailhouse.store.api import Account, NewMessage
 from mailhouse.store.crlf import to_crlf
 
@@ -120,8 +119,8 @@ async def submit(
     svc: Services, user: Account, sender: str, recipients: list[str], message: bytes, ip: str
 ) -> Sent:
     """Submit MESSAGE for USER exactly as port 587 would; raises SendError with the refusal."""
-    policy = SmtpPolicy(svc)
-    if not await policy.may_send_as(user, sender):
+    envelope = svc.envelope
+    if not await envelope.may_send_as(user, sender):
         raise SendError(_text(NOT_OWNER))
     if not recipients:
         raise SendError("no recipients")
@@ -135,19 +134,15 @@ async def submit(
         addr = parse_path(rcpt.encode("utf-8"), smtputf8=True)
         if addr is None:
             raise SendError(f"not an e-mail address: {safe(rcpt, 80)}")
-        verdict = await policy.check_recipient(addr, user, len(message))
+        verdict = await envelope.check_recipient(addr, user, len(message))
         if verdict.reply.code != 250:
             raise SendError(f"{rcpt}: {_text(verdict.reply)}")
-        if verdict.remote and svc.outbound is None:
-            raise SendError("outbound delivery is not available")
         for acc in verdict.local:
             local[acc.id] = acc
         remote += [(a, {}) for a in verdict.remote]
     queue_id = new_queue_id()
     message = _received(svc, ip, queue_id) + message
-    reply = await accept_message(
-        svc, message, sender, list(local.values()), remote, queue_id=queue_id, submitted_by=user
-    )
+    reply = await envelope.accept(message, sender, list(local.values()), remote, queue_id=queue_id, submitted_by=user)
     if reply.code != 250:
         raise SendError(_text(reply))
     log.info("[%s] webmail submission by %s: %d local, %d remote", queue_id, user.address, len(local), len(remote))

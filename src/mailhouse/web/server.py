@@ -1,8 +1,10 @@
 """The `http` listener: webmail, admin pages and client autoconfiguration in one ASGI app.
 
-`listen(svc, name, host, port)` binds the socket itself (so it returns only once the
-port accepts connections), then runs uvicorn's server as a task of the running loop.
-uvicorn must not install signal handlers: `mailhouse serve` owns SIGTERM/SIGHUP.
+`Server(svc)` is the node's HTTP server: it builds the ASGI app once (on the first
+`listen`) and every `http` address of the node serves that one app (one session key, one
+summary cache). `Server.listen(name, host, port)` binds the socket itself (so it returns
+only once the port accepts connections), then runs uvicorn's server as a task of the
+running loop. uvicorn must not install signal handlers: `mailhouse serve` owns SIGTERM/SIGHUP.
 
 Invariants:
 - Every response carries the security headers of `web.security` (CSP `default-src 'none'`).
@@ -17,15 +19,14 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from mailhouse import app as app_mod
+from mailhouse.config import Listener
+from mailhouse.services import Services
 from mailhouse.web import security
-
-if TYPE_CHECKING:
-    from mailhouse.services import Services
+from mailhouse.web.routes import SecurityHeadersApp, create_app
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class _Server(uvicorn.Server):
 
 
 class HttpListener:
-    def __init__(self, server: _Server, task: asyncio.Task[None], app: Any) -> None:
+    def __init__(self, server: _Server, task: asyncio.Task[None], app: SecurityHeadersApp) -> None:
         self.server = server
         self.task = task
         self.app = app
@@ -67,28 +68,39 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def listen(svc: Services, name: str, host: str, port: int) -> HttpListener:
-    from mailhouse.web.routes import create_app
+class Server:
+    """The node's HTTP server: one ASGI app for all of the node's `http` addresses."""
 
-    app = create_app(svc, await security.load_secret(svc.store, svc.cfg.data_dir))
-    sock = _bind(host, port)
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan="off",
-        timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        server_header=False,
-        proxy_headers=True,  # X-Forwarded-For/-Proto, believed only from [web] forwarded_allow_ips
-        forwarded_allow_ips=svc.cfg.forwarded_allow_ips,
-    )
-    server = _Server(config)
-    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name=f"http-{host}:{port}")
-    svc.track(task)  # the node's drain waits for in-flight requests
-    # return once uvicorn is serving on the bound socket
-    for _ in range(200):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    if task.done():
-        task.result()  # raise uvicorn's start-up error here
-    return HttpListener(server, task, app)
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self._app: SecurityHeadersApp | None = None
+
+    async def _asgi_app(self) -> SecurityHeadersApp:
+        if self._app is None:
+            self._app = create_app(self.svc, await security.load_secret(self.svc.store, self.svc.cfg.data_dir))
+        return self._app
+
+    async def listen(self, name: Listener | str, host: str, port: int) -> HttpListener:
+        app = await self._asgi_app()
+        sock = _bind(host, port)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_SECONDS,
+            server_header=False,
+            proxy_headers=True,  # X-Forwarded-For/-Proto, believed only from [web] forwarded_allow_ips
+            forwarded_allow_ips=self.svc.cfg.forwarded_allow_ips,
+        )
+        server = _Server(config)
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name=f"http-{host}:{port}")
+        self.svc.track(task)  # the node's drain waits for in-flight requests
+        # return once uvicorn is serving on the bound socket
+        for _ in range(200):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()  # raise uvicorn's start-up error here
+        return HttpListener(server, task, app)
+

@@ -469,7 +469,7 @@ async def compose_post(request: Request) -> Response:
         from mailhouse.web.send import parse_recipients
 
         rcpts = parse_recipients(d.to) + parse_recipients(d.cc) + parse_recipients(d.bcc)
-        # Bcc stays in the Sent copy; prepare_submission removes it from what is delivered
+        # Bcc stays in the Sent copy; the MSA (Submission.prepare) removes it from what is delivered
         await submit(svc, user, d.sender, rcpts, message, client_ip(request))
         await store_copy(svc, user, SENT, message, frozenset({"\\Seen"}))
         if draft_uid.isdigit():

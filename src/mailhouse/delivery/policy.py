@@ -1,28 +1,31 @@
-"""Recipient and sender policy for SMTP sessions: who may receive, who may send as whom.
+"""Envelope policy for every face: who may receive, who may send as whom.
 
-RFC 5321 §3.6 / RFC 5321 §7.1: never an open relay. On the `smtp` listener only hosted
-domains receive mail, and every address form that could route elsewhere (percent hack,
-quoted `@`, source route, bang path, trailing dot, address literal) is refused with
-`554 5.7.1`, as Postfix does with `allow_untrusted_routing = no`. On submission the
+One set of rules for SMTP (25/587/465), the webmail and anything else that submits mail;
+the faces ask `EnvelopePolicy` (through `delivery.accept.EnvelopeService`) command by
+command and answer in their own syntax.
+
+RFC 5321 §3.6 / RFC 5321 §7.1: never an open relay. Unauthenticated (the `smtp` listener)
+only hosted domains receive mail, and every address form that could route elsewhere
+(percent hack, quoted `@`, source route, bang path, trailing dot, address literal) is
+refused with `554 5.7.1`, as Postfix does with `allow_untrusted_routing = no`. An
 authenticated user may send anywhere but only as an address they own (RFC 6409 §6.1).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from mailhouse.accounts.resolve import Resolver
+from mailhouse.delivery.local import LocalDelivery
 from mailhouse.proto.smtp import Reply
 from mailhouse.proto.smtp_address import Address, relay_tricks
-from mailhouse.store.api import Account
-
-if TYPE_CHECKING:
-    from mailhouse.services import Services
+from mailhouse.store.api import Account, Store
 
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
 UNKNOWN_USER = Reply(550, "5.1.1", "Recipient address rejected: User unknown in virtual mailbox table")
 MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full")
 NOT_OWNER = Reply(553, "5.7.1", "Sender address rejected: not owned by user")
+RCPT_OK = Reply(250, "2.1.5", "Ok")
 
 
 @dataclass(slots=True)
@@ -32,22 +35,26 @@ class RcptVerdict:
     remote: list[str] = field(default_factory=list)
 
 
-class SmtpPolicy:
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
+class EnvelopePolicy:
+    """Recipient and sender rules over the node's resolver; quota through local delivery."""
+
+    def __init__(self, store: Store, resolver: Resolver, local: LocalDelivery) -> None:
+        self.store = store
+        self.resolver = resolver
+        self.local = local
 
     async def check_recipient(self, addr: Address, authenticated: Account | None, declared_size: int) -> RcptVerdict:
-        resolver = self.svc.resolver
+        resolver = self.resolver
         if addr.domain == "" and addr.local_part.lower() == "postmaster":
             # RFC 5321 §4.1.1.3: <postmaster> without a domain must be accepted
             accounts = []
-            for d in await self.svc.store.list_domains():
+            for d in await self.store.list_domains():
                 res = await resolver.resolve(f"postmaster@{d.name}")
                 accounts += res.local
                 if accounts:
                     break
             if accounts:
-                return RcptVerdict(Reply(250, "2.1.5", "Ok"), accounts[:1])
+                return RcptVerdict(RCPT_OK, accounts[:1])
             return RcptVerdict(UNKNOWN_USER)
         trick = relay_tricks(addr)
         local_domain = (not addr.is_literal) and await resolver.is_local_domain(addr.domain)
@@ -56,15 +63,15 @@ class SmtpPolicy:
         if not local_domain:
             if authenticated is None:
                 return RcptVerdict(RELAY_DENIED)
-            return RcptVerdict(Reply(250, "2.1.5", "Ok"), remote=[addr.mailbox])
+            return RcptVerdict(RCPT_OK, remote=[addr.mailbox])
         res = await resolver.resolve(f"{addr.local_part}@{addr.domain}")
         if res.empty:
             return RcptVerdict(UNKNOWN_USER)
         for acc in res.local:
-            if (await self.svc.delivery.quota_state(acc, declared_size)).over:
+            if (await self.local.quota_state(acc, declared_size)).over:
                 return RcptVerdict(MAILBOX_FULL)  # RFC 3463 §3.3: X.2.2 mailbox full
-        return RcptVerdict(Reply(250, "2.1.5", "Ok"), list(res.local), list(res.remote))
+        return RcptVerdict(RCPT_OK, list(res.local), list(res.remote))
 
     async def may_send_as(self, account: Account, address: str) -> bool:
-        owned = await self.svc.resolver.owned_addresses(account)
-        return address.lower() in owned
+        owned = await self.resolver.owned_addresses(account)
+        return address.lower() in owned  # RFC 6409 §6.1: enforce submission rights
