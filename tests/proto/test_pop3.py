@@ -497,3 +497,18 @@ def test_buffered_counts_unparsed_octets() -> None:
     p.receive_data(b"Z" * 300)  # over the line limit: answered and dropped, not kept
     assert isinstance(p.next_event(), CommandError)
     assert p.buffered == 0
+
+
+def test_nothing_is_buffered_between_stls_and_the_handshake() -> None:
+    # RFC 2595 §4 / CVE-2011-0411: plaintext after STLS is discarded, so a client flooding
+    # before the handshake costs no memory (found by test_pop3_fuzz's buffer bound).
+    p = POP3ServerProtocol(tls_available=True)
+    p.receive_data(b"STLS\r\n")
+    assert isinstance(p.next_event(), Stls)
+    for _ in range(100):
+        p.receive_data(b"USER mallory\r\n" * 10)
+    assert p.buffered == 0
+    assert p.next_event() is NEED_DATA
+    p.start_tls_done()
+    p.receive_data(b"CAPA\r\n")
+    assert isinstance(p.next_event(), Capa)

@@ -464,8 +464,13 @@ class POP3ServerProtocol:
     # -- input -------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the socket."""
-        if self._stopped:
+        """Feed bytes from the socket.
+
+        Nothing is kept after QUIT, in UPDATE, or between an accepted STLS and the handshake:
+        plaintext pipelined after STLS is discarded anyway (RFC 2595 §4, CVE-2011-0411), so
+        a client that floods there costs no memory.
+        """
+        if self._stopped or self._tls_pending or self.state is Pop3State.UPDATE:
             return
         if self._discarding:
             lf = data.find(b"\n")
