@@ -25,9 +25,9 @@ Semantics every backend must honour (pinned down by `tests/store/contract.py`):
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, Self
 
 SPECIAL_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     ("INBOX", None),
@@ -144,14 +144,38 @@ class FlagResult:
     failed_uids: list[int]  # UNCHANGEDSINCE conflicts (RFC 7162 §3.1.3)
 
 
+class ChangeKind(enum.StrEnum):
+    """What a change-feed item reports (a StrEnum: equal to its value, "append" == APPEND)."""
+
+    APPEND = "append"  # new message(s) in the mailbox (RFC 5465 §5.2 MessageNew)
+    FLAGS = "flags"  # flag change (RFC 5465 §5.3 FlagChange)
+    EXPUNGE = "expunge"  # message(s) expunged (RFC 5465 §5.2 MessageExpunge)
+    MAILBOX = "mailbox"  # mailbox created/renamed/deleted, or "re-read, changes may be lost"
+    SUBSCRIPTION = "subscription"  # RFC 5465 §5.5 SubscriptionChange
+    METADATA = "metadata"  # RFC 5465 §5.6-7 MailboxMetadataChange / ServerMetadataChange
+
+
+class QueueStatus(enum.StrEnum):
+    """Delivery state of one queued recipient (a StrEnum: equal to its value)."""
+
+    PENDING = "pending"  # not tried yet
+    DEFERRED = "deferred"  # a transient failure (RFC 5321 §4.2.1 4yz): retried later
+    DELIVERED = "delivered"
+    FAILED = "failed"  # permanent failure or expired (RFC 5321 §4.5.4.1): bounced
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One committed change, as the change feed broadcasts it (IDLE/NOTIFY wake-ups)."""
 
     account_id: int
     mailbox_id: int
-    kind: str  # "append" | "flags" | "expunge" | "mailbox" | "subscription" | "metadata"
+    kind: ChangeKind
     modseq: int = 0
+
+    def __post_init__(self) -> None:
+        if type(self.kind) is not ChangeKind:  # callers may still pass the plain string
+            object.__setattr__(self, "kind", ChangeKind(self.kind))
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +187,14 @@ class Usage:
 @dataclass(slots=True)
 class QueueRecipient:
     address: str
-    status: str = "pending"  # pending | deferred | delivered | failed
+    status: QueueStatus = QueueStatus.PENDING
     last_reply: str = ""
     notify: str = ""  # DSN NOTIFY (RFC 3461 §4.1), comma list; "" = default
     orcpt: str = ""  # DSN ORCPT (RFC 3461 §4.2)
+
+    def __post_init__(self) -> None:
+        if type(self.status) is not QueueStatus:  # callers may still pass the plain string
+            self.status = QueueStatus(self.status)
 
 
 @dataclass(slots=True)
@@ -290,8 +318,23 @@ class Queue(Protocol):
     async def list(self) -> list[QueueEntry]: ...
 
 
+class Subscription(Protocol):
+    """One subscriber's view of the change feed: registered in this process when `subscribe`
+    returns (changes committed after that reach it); ``await sub`` additionally waits until the
+    cross-process feed (PostgreSQL LISTEN) is in place and returns the subscription."""
+
+    def __aiter__(self) -> Self: ...
+    async def __anext__(self) -> Change: ...
+    def __await__(self) -> Generator[Any, None, Self]: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    async def aclose(self) -> None: ...
+
+
 class ChangeFeed(Protocol):
-    def subscribe(self, account_id: int) -> AsyncIterator[Change]: ...
+    def subscribe(self, account_id: int) -> Subscription: ...
+    # live on return: ``feed = store.subscribe(acc)`` (or ``await store.subscribe(acc)`` to wait for
+    # the other nodes' feed too); iterate with ``async for``; ``await feed.aclose()`` ends it
 
 
 class Store(Directory, MailIndex, MaildropLocks, Queue, ChangeFeed, Protocol):
