@@ -10,6 +10,8 @@ Invariants:
   that (and brought in by the backend) reaches it — callers need no sleep. ``await sub`` also
   waits until the backend's cross-process source is live (`FeedSource.ready`).
 - Changes are only ever published after commit (the backends write them in the transaction).
+  A subscriber may also be woken by a change committed shortly before it subscribed (SQLite's
+  poller catches up from where it last stopped): wake-ups mean "re-read", never "exactly this".
 - A subscriber's queue is bounded (`SUBSCRIBER_QUEUE`); when it is full further wake-ups are
   dropped: sessions re-read state on a wake-up anyway.
 """
