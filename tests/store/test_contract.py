@@ -182,26 +182,24 @@ async def test_change_feed_reports_delivery(store: Store) -> None:
     acc = await _account(store)
     inbox = await store.get_mailbox(acc, "INBOX")
     assert inbox
-    feed = store.subscribe(acc)
+    feed = await store.subscribe(acc)  # live on return: no sleep needed
     first = asyncio.ensure_future(feed.__anext__())
-    await asyncio.sleep(0.2)
     await store.deliver(b"x\r\n", [NewMessage(inbox.id, "", 0)])
     change = await asyncio.wait_for(first, 2.0)
     assert change.mailbox_id == inbox.id and change.kind == "append"
-    await feed.aclose()  # type: ignore[attr-defined]
+    await feed.aclose()
 
 
 async def test_change_feed_reports_subscription_and_metadata(store: Store) -> None:
     # RFC 5465 §5.5-5.7 (NOTIFY SubscriptionChange, Mailbox/ServerMetadataChange) across
     # sessions and processes: the feed carries them; a no-op write is not a change.
     acc = await _account(store)
-    feed = store.subscribe(acc)
+    feed = await store.subscribe(acc)  # live on return: no sleep needed
 
     async def next_kind() -> str:
         return (await asyncio.wait_for(feed.__anext__(), 3.0)).kind
 
     first = asyncio.ensure_future(next_kind())
-    await asyncio.sleep(0.2)
     await store.set_subscribed(acc, "Lists/x", True)
     assert await first == "subscription"
     await store.set_subscribed(acc, "Lists/x", True)  # already subscribed: nothing
@@ -212,7 +210,7 @@ async def test_change_feed_reports_subscription_and_metadata(store: Store) -> No
     assert await next_kind() == "subscription"
     await store.set_metadata(acc, "", "/private/comment", None)
     assert await next_kind() == "metadata"
-    await feed.aclose()  # type: ignore[attr-defined]
+    await feed.aclose()
 
 
 async def test_recent_claims_are_exclusive(
