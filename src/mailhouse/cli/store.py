@@ -32,7 +32,9 @@ class Progress:
 
     WIDTH = 30
 
-    def __init__(self, total: int, total_bytes: int, stream: TextIO | None = None, enabled: bool = True) -> None:
+    def __init__(
+        self, total: int, total_bytes: int, stream: TextIO | None = None, enabled: bool = True
+    ) -> None:
         self.total = max(total, 0)
         self.total_bytes = total_bytes
         self.done = 0
@@ -133,7 +135,9 @@ async def run_copy(
         await src.close()
 
 
-async def run_verify(src_url: str, dst_url: str, src_dir: Path, dst_dir: Path, *, out: TextIO | None = None) -> Report:
+async def run_verify(
+    src_url: str, dst_url: str, src_dir: Path, dst_dir: Path, *, out: TextIO | None = None
+) -> Report:
     out = out or sys.stdout
     src, dst = await open_pair(src_url, dst_url, src_dir, dst_dir)
     try:

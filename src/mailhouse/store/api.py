@@ -248,6 +248,7 @@ class Directory(Protocol):
     async def get_dkim_keys(self, domain: str) -> list[DkimKey]: ...
 
     async def shared_secret(self, name: str, candidate: str) -> str: ...
+
     # a secret every worker and node of this store shares (the webmail's cookie key): stores
     # CANDIDATE under NAME unless a value is there already and returns the stored value, so
     # of several concurrent first callers exactly one candidate wins
@@ -277,7 +278,9 @@ class MailIndex(Protocol):
     ) -> FlagResult: ...
     async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> tuple[list[int], list[str]]: ...
     # returns (expunged uids, blob keys now unreferenced)
-    async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int) -> list[tuple[int, int]]: ...
+    async def copy(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
+    ) -> list[tuple[int, int]]: ...
     async def move(
         self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
     ) -> list[tuple[int, int]]: ...
@@ -289,6 +292,7 @@ class MailIndex(Protocol):
     # this mailbox incarnation to at least up_to_uid; returns the value before (0 if none):
     # of two concurrent claims, exactly one sees each UID above the old value.
     async def recent_claimed(self, mailbox_id: int, uidvalidity: int) -> int: ...
+
     # the highest UID announced as recent (0 if none), without claiming (EXAMINE, STATUS)
 
 
@@ -304,6 +308,7 @@ class MaildropLease(Protocol):
 
 class MaildropLocks(Protocol):
     async def try_lock_maildrop(self, mailbox_id: int) -> MaildropLease | None: ...
+
     # RFC 1939 §8 exclusive POP3 access: the lease, or None when another session (in this
     # process, another worker or another node on the same store) holds the maildrop
 
@@ -311,8 +316,12 @@ class MaildropLocks(Protocol):
 class Queue(Protocol):
     async def enqueue(self, entry: QueueEntry, blob: bytes | None = None) -> None: ...
     # with BLOB: the store keeps it too (sets entry.blob_key), in the same transaction where it can
-    async def claim_due(self, now: float, owner: str, lease_seconds: float, limit: int) -> list[QueueEntry]: ...
-    async def update(self, entry: QueueEntry) -> None: ...  # persists status, attempts, next_attempt; releases lease
+    async def claim_due(
+        self, now: float, owner: str, lease_seconds: float, limit: int
+    ) -> list[QueueEntry]: ...
+    async def update(
+        self, entry: QueueEntry
+    ) -> None: ...  # persists status, attempts, next_attempt; releases lease
     async def remove(self, entry_id: str) -> list[str]: ...  # returns unreferenced blob keys
     async def get(self, entry_id: str) -> QueueEntry | None: ...
     async def list(self) -> list[QueueEntry]: ...
@@ -333,6 +342,7 @@ class Subscription(Protocol):
 
 class ChangeFeed(Protocol):
     def subscribe(self, account_id: int) -> Subscription: ...
+
     # live on return: ``feed = store.subscribe(acc)`` (or ``await store.subscribe(acc)`` to wait for
     # the other nodes' feed too); iterate with ``async for``; ``await feed.aclose()`` ends it
 
@@ -346,4 +356,5 @@ class Store(Directory, MailIndex, MaildropLocks, Queue, ChangeFeed, Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def deliver(self, blob: bytes, messages: Sequence[NewMessage]) -> list[MessageRecord]: ...
+
     # convenience: put blob, then append rows referencing it (blob_key filled in)

@@ -57,7 +57,9 @@ async def add_account(
     did = await tx.domain_id(domain, lock=True)
     if did is None:
         raise NotFound(f"domain {domain} is not hosted here")
-    acc = await tx.insert_account(address, did, password_hash, quota_bytes, quota_messages, is_admin, scram, now)
+    acc = await tx.insert_account(
+        address, did, password_hash, quota_bytes, quota_messages, is_admin, scram, now
+    )
     for name, use in SPECIAL_MAILBOXES:
         await create_mailbox(tx, acc, name, use, publish=False)
         await tx.set_subscription(acc, name, True)

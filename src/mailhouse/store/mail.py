@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from mailhouse.store.api import (
-    AlreadyExists,
     Change,
     ChangeKind,
     FlagMode,
@@ -49,7 +48,9 @@ async def free_blobs(tx: Tx, keys: Sequence[str] | set[str]) -> list[str]:
 
 
 # -------------------------------------------------------------------- mailboxes
-async def create_mailbox(tx: Tx, account_id: int, name: str, special_use: str | None, *, publish: bool) -> Mailbox:
+async def create_mailbox(
+    tx: Tx, account_id: int, name: str, special_use: str | None, *, publish: bool
+) -> Mailbox:
     # RFC 9051 §2.3.1.1: a re-created mailbox must get a new UIDVALIDITY, so it is strictly
     # increasing across the whole store (time-based, bumped past the last one given).
     uv = await tx.next_uidvalidity(int(time.time()))
@@ -105,7 +106,9 @@ async def append(tx: Tx, messages: Sequence[NewMessage]) -> list[MessageRecord]:
                 out.append(old)
                 continue
         acc, uid, modseq = await tx.bump(m.mailbox_id, 1)  # RFC 9051 §2.3.1.1, RFC 7162 §3.1
-        rec = MessageRecord(m.mailbox_id, uid, modseq, m.flags, m.internaldate or now, m.size, m.blob_key, now)
+        rec = MessageRecord(
+            m.mailbox_id, uid, modseq, m.flags, m.internaldate or now, m.size, m.blob_key, now
+        )
         await tx.insert_messages([(rec, m.delivery_key)])
         n, size = usage.get(acc, (0, 0))
         usage[acc] = (n + 1, size + m.size)
@@ -163,7 +166,9 @@ async def store_flags(
     return FlagResult([replace(have[uid], modseq=modseq, flags=new) for uid, new in changes], failed)
 
 
-async def expunge(tx: Tx, mailbox_id: int, uids: Sequence[int], *, locked: bool = False) -> tuple[list[int], list[str]]:
+async def expunge(
+    tx: Tx, mailbox_id: int, uids: Sequence[int], *, locked: bool = False
+) -> tuple[list[int], list[str]]:
     """Set-based (one DELETE for all UIDs: a POP3 UPDATE expunges a whole maildrop at once).
 
     Returns (expunged UIDs in request order, blob keys now unreferenced)."""
@@ -185,7 +190,9 @@ async def expunge(tx: Tx, mailbox_id: int, uids: Sequence[int], *, locked: bool 
     return gone, await free_blobs(tx, {key for _, key, _ in rows})
 
 
-async def copy(tx: Tx, src: int, uids: Sequence[int], dst: int, *, locked: bool = False) -> list[tuple[int, int]]:
+async def copy(
+    tx: Tx, src: int, uids: Sequence[int], dst: int, *, locked: bool = False
+) -> list[tuple[int, int]]:
     if not locked:
         await tx.lock_mailboxes([src, dst])
     wanted = unique(uids)
@@ -220,7 +227,7 @@ async def recent_claimed(tx: Tx, mailbox_id: int, uidvalidity: int) -> int:
 
 
 __all__ = [
-    "AlreadyExists",
+    "free_blobs",
     "append",
     "claim_recent",
     "copy",

@@ -93,7 +93,9 @@ class MailStore:
         scram: ScramKeys | None = None,
     ) -> Account:
         return await self.backend.write(
-            lambda tx: directory.add_account(tx, address, password_hash, quota_bytes, quota_messages, is_admin, scram)
+            lambda tx: directory.add_account(
+                tx, address, password_hash, quota_bytes, quota_messages, is_admin, scram
+            )
         )
 
     async def get_account(self, address: str) -> Account | None:
@@ -106,10 +108,14 @@ class MailStore:
         return await self.backend.read(lambda tx: tx.accounts(domain or None))
 
     async def set_password(self, address: str, password_hash: str, scram: ScramKeys | None) -> None:
-        await self.backend.write(lambda tx: directory.set_password(tx, address, password_hash, scram), single=True)
+        await self.backend.write(
+            lambda tx: directory.set_password(tx, address, password_hash, scram), single=True
+        )
 
     async def set_quota(self, address: str, quota_bytes: int, quota_messages: int) -> None:
-        await self.backend.write(lambda tx: directory.set_quota(tx, address, quota_bytes, quota_messages), single=True)
+        await self.backend.write(
+            lambda tx: directory.set_quota(tx, address, quota_bytes, quota_messages), single=True
+        )
 
     async def remove_account(self, address: str) -> None:
         keys = await self.backend.write(lambda tx: directory.remove_account(tx, address))
@@ -205,10 +211,14 @@ class MailStore:
         await self.backend.delete_external_blobs(keys)
         return gone, keys
 
-    async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int) -> list[tuple[int, int]]:
+    async def copy(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
+    ) -> list[tuple[int, int]]:
         return await self.backend.write(lambda tx: mail.copy(tx, src_mailbox_id, uids, dst_mailbox_id))
 
-    async def move(self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int) -> list[tuple[int, int]]:
+    async def move(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
+    ) -> list[tuple[int, int]]:
         pairs, keys = await self.backend.write(lambda tx: mail.move(tx, src_mailbox_id, uids, dst_mailbox_id))
         await self.backend.delete_external_blobs(keys)
         return pairs
@@ -226,7 +236,9 @@ class MailStore:
         await self.backend.write(lambda tx: mail.set_metadata(tx, account_id, mailbox, key, value))
 
     async def claim_recent(self, mailbox_id: int, uidvalidity: int, up_to_uid: int) -> int:
-        return await self.backend.write(lambda tx: mail.claim_recent(tx, mailbox_id, uidvalidity, up_to_uid), single=True)
+        return await self.backend.write(
+            lambda tx: mail.claim_recent(tx, mailbox_id, uidvalidity, up_to_uid), single=True
+        )
 
     async def recent_claimed(self, mailbox_id: int, uidvalidity: int) -> int:
         return await self.backend.read(lambda tx: mail.recent_claimed(tx, mailbox_id, uidvalidity))

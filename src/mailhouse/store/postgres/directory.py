@@ -20,7 +20,9 @@ ACC_COLS = (
 
 def account_row(r: Row) -> Account:
     scram = ScramKeys(bytes(r[7]), int(r[8]), bytes(r[9]), bytes(r[10])) if r[7] is not None else None
-    return Account(int(r[0]), str(r[1]), int(r[2]), str(r[3]), int(r[4]), int(r[5]), bool(r[6]), scram, float(r[11]))
+    return Account(
+        int(r[0]), str(r[1]), int(r[2]), str(r[3]), int(r[4]), int(r[5]), bool(r[6]), scram, float(r[11])
+    )
 
 
 def count(status: str) -> int:
@@ -46,7 +48,9 @@ class DirectoryTx:
 
     async def insert_domain(self, name: str, created: float) -> Domain:
         try:
-            did = await self.c.fetchval("INSERT INTO domains(name, created) VALUES ($1,$2) RETURNING id", name, created)
+            did = await self.c.fetchval(
+                "INSERT INTO domains(name, created) VALUES ($1,$2) RETURNING id", name, created
+            )
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"domain {name} already exists") from None
         return Domain(int(did), name, created)
@@ -116,7 +120,8 @@ class DirectoryTx:
     async def accounts(self, domain: str | None) -> list[Account]:
         if domain:
             rows = await self.c.fetch(
-                f"SELECT {ACC_COLS} FROM accounts WHERE address ILIKE $1 ORDER BY address", suffix_pattern(domain)
+                f"SELECT {ACC_COLS} FROM accounts WHERE address ILIKE $1 ORDER BY address",
+                suffix_pattern(domain),
             )
         else:
             rows = await self.c.fetch(f"SELECT {ACC_COLS} FROM accounts ORDER BY address")
@@ -141,13 +146,18 @@ class DirectoryTx:
 
     async def set_quota(self, address: str, quota_bytes: int, quota_messages: int) -> bool:
         status = await self.c.execute(
-            "UPDATE accounts SET quota_bytes=$1, quota_messages=$2 WHERE address=$3", quota_bytes, quota_messages, address
+            "UPDATE accounts SET quota_bytes=$1, quota_messages=$2 WHERE address=$3",
+            quota_bytes,
+            quota_messages,
+            address,
         )
         return count(status) > 0
 
     async def delete_account(self, account_id: int, mailbox_ids: Sequence[int]) -> list[str]:
         ids = list(mailbox_ids)
-        rows = await self.c.fetch("DELETE FROM messages WHERE mailbox_id = ANY($1::bigint[]) RETURNING blob_key", ids)
+        rows = await self.c.fetch(
+            "DELETE FROM messages WHERE mailbox_id = ANY($1::bigint[]) RETURNING blob_key", ids
+        )
         await self.c.execute("DELETE FROM expunged WHERE mailbox_id = ANY($1::bigint[])", ids)
         await self.c.execute("DELETE FROM mailboxes WHERE account_id=$1", account_id)
         await self.c.execute("DELETE FROM subscriptions WHERE account_id=$1", account_id)
@@ -171,18 +181,24 @@ class DirectoryTx:
                 suffix_pattern(domain),
             )
         else:
-            rows = await self.c.fetch("SELECT id, source, destination FROM aliases ORDER BY source, destination")
+            rows = await self.c.fetch(
+                "SELECT id, source, destination FROM aliases ORDER BY source, destination"
+            )
         return [Alias(int(r[0]), r[1], r[2]) for r in rows]
 
     async def aliases_for(self, source: str) -> list[Alias]:
-        rows = await self.c.fetch("SELECT id, source, destination FROM aliases WHERE source=$1 ORDER BY id", source)
+        rows = await self.c.fetch(
+            "SELECT id, source, destination FROM aliases WHERE source=$1 ORDER BY id", source
+        )
         return [Alias(int(r[0]), r[1], r[2]) for r in rows]
 
     async def delete_alias(self, source: str, destination: str | None) -> int:
         if destination is None:
             status = await self.c.execute("DELETE FROM aliases WHERE source=$1", source)
         else:
-            status = await self.c.execute("DELETE FROM aliases WHERE source=$1 AND destination=$2", source, destination)
+            status = await self.c.execute(
+                "DELETE FROM aliases WHERE source=$1 AND destination=$2", source, destination
+            )
         return count(status)
 
     async def upsert_dkim_key(self, key: DkimKey) -> None:
@@ -205,5 +221,7 @@ class DirectoryTx:
         return [DkimKey(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
 
     async def shared_secret(self, name: str, candidate: str) -> str:
-        await self.c.execute("INSERT INTO secrets VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, candidate)
+        await self.c.execute(
+            "INSERT INTO secrets VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, candidate
+        )
         return str(await self.c.fetchval("SELECT value FROM secrets WHERE name=$1", name))

@@ -81,7 +81,9 @@ class Engine:
         """Connect the pool and bring the schema to the latest version (idempotent)."""
         if self._pool is not None:
             return
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=self.pool_min, max_size=self.pool_max, init=_init_conn)
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=self.pool_min, max_size=self.pool_max, init=_init_conn
+        )
         try:
             async with self._pool.acquire() as c:
                 await self._migrate(c)
@@ -107,7 +109,9 @@ class Engine:
                 version = 0
             if int(version) > len(MIGRATIONS):
                 log.warning(
-                    "store: database schema version %d is newer than this Mailhouse knows (%d)", version, len(MIGRATIONS)
+                    "store: database schema version %d is newer than this Mailhouse knows (%d)",
+                    version,
+                    len(MIGRATIONS),
                 )
             for i in range(int(version), len(MIGRATIONS)):
                 log.info("store: migrating PostgreSQL schema to version %d", i + 1)

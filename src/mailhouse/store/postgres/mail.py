@@ -57,7 +57,9 @@ class MailTx:
             )
         )
 
-    async def insert_mailbox(self, account_id: int, name: str, uidvalidity: int, special_use: str | None) -> int:
+    async def insert_mailbox(
+        self, account_id: int, name: str, uidvalidity: int, special_use: str | None
+    ) -> int:
         try:
             mid = await self.c.fetchval(
                 "INSERT INTO mailboxes(account_id, name, uidvalidity, uidnext, highestmodseq, special_use)"
@@ -74,7 +76,9 @@ class MailTx:
         return int(mid)
 
     async def mailbox(self, account_id: int, name: str) -> Mailbox | None:
-        r = await self.c.fetchrow(f"SELECT {MB_COLS} FROM mailboxes WHERE account_id=$1 AND name=$2", account_id, name)
+        r = await self.c.fetchrow(
+            f"SELECT {MB_COLS} FROM mailboxes WHERE account_id=$1 AND name=$2", account_id, name
+        )
         return mailbox_row(r) if r else None
 
     async def mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
@@ -82,15 +86,21 @@ class MailTx:
         return mailbox_row(r) if r else None
 
     async def mailboxes(self, account_id: int) -> list[Mailbox]:
-        rows = await self.c.fetch(f"SELECT {MB_COLS} FROM mailboxes WHERE account_id=$1 ORDER BY name", account_id)
+        rows = await self.c.fetch(
+            f"SELECT {MB_COLS} FROM mailboxes WHERE account_id=$1 ORDER BY name", account_id
+        )
         return [mailbox_row(r) for r in rows]
 
     async def mailbox_ids(self, account_id: int) -> list[int]:
-        return [int(r[0]) for r in await self.c.fetch("SELECT id FROM mailboxes WHERE account_id=$1", account_id)]
+        return [
+            int(r[0]) for r in await self.c.fetch("SELECT id FROM mailboxes WHERE account_id=$1", account_id)
+        ]
 
     async def rename_mailbox(self, mailbox_id: int, name: str) -> Mailbox | None:
         try:
-            r = await self.c.fetchrow(f"UPDATE mailboxes SET name=$1 WHERE id=$2 RETURNING {MB_COLS}", name, mailbox_id)
+            r = await self.c.fetchrow(
+                f"UPDATE mailboxes SET name=$1 WHERE id=$2 RETURNING {MB_COLS}", name, mailbox_id
+            )
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"mailbox {name} already exists") from None
         return mailbox_row(r) if r else None
@@ -99,25 +109,36 @@ class MailTx:
         acc = await self.c.fetchval("SELECT account_id FROM mailboxes WHERE id=$1 FOR UPDATE", mailbox_id)
         if acc is None:
             return None
-        rows = await self.c.fetch("DELETE FROM messages WHERE mailbox_id=$1 RETURNING blob_key, size", mailbox_id)
+        rows = await self.c.fetch(
+            "DELETE FROM messages WHERE mailbox_id=$1 RETURNING blob_key, size", mailbox_id
+        )
         await self.c.execute("DELETE FROM expunged WHERE mailbox_id=$1", mailbox_id)
         await self.c.execute("DELETE FROM mailboxes WHERE id=$1", mailbox_id)
         return int(acc), [(str(r[0]), int(r[1])) for r in rows]
 
     async def subscriptions(self, account_id: int) -> list[str]:
-        rows = await self.c.fetch("SELECT name FROM subscriptions WHERE account_id=$1 ORDER BY name", account_id)
+        rows = await self.c.fetch(
+            "SELECT name FROM subscriptions WHERE account_id=$1 ORDER BY name", account_id
+        )
         return [str(r[0]) for r in rows]
 
     async def set_subscription(self, account_id: int, name: str, subscribed: bool) -> bool:
         if subscribed:
-            st = await self.c.execute("INSERT INTO subscriptions VALUES ($1,$2) ON CONFLICT DO NOTHING", account_id, name)
+            st = await self.c.execute(
+                "INSERT INTO subscriptions VALUES ($1,$2) ON CONFLICT DO NOTHING", account_id, name
+            )
         else:
-            st = await self.c.execute("DELETE FROM subscriptions WHERE account_id=$1 AND name=$2", account_id, name)
+            st = await self.c.execute(
+                "DELETE FROM subscriptions WHERE account_id=$1 AND name=$2", account_id, name
+            )
         return not st.endswith(" 0")
 
     async def metadata(self, account_id: int, mailbox: str, key: str) -> str | None:
         v = await self.c.fetchval(
-            "SELECT value FROM metadata WHERE account_id=$1 AND mailbox=$2 AND key=$3", account_id, mailbox, key
+            "SELECT value FROM metadata WHERE account_id=$1 AND mailbox=$2 AND key=$3",
+            account_id,
+            mailbox,
+            key,
         )
         return None if v is None else str(v)
 
@@ -141,7 +162,9 @@ class MailTx:
     async def lock_mailboxes(self, ids: Iterable[int]) -> None:
         wanted = sorted(set(ids))
         if wanted:
-            await self.c.execute("SELECT id FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", wanted)
+            await self.c.execute(
+                "SELECT id FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", wanted
+            )
 
     async def bump(self, mailbox_id: int, n_uids: int) -> tuple[int, int, int]:
         r = await self.c.fetchrow(
@@ -160,7 +183,9 @@ class MailTx:
         )
         return message_row(r) if r is not None else None
 
-    async def messages(self, mailbox_id: int, uids: Sequence[int], *, for_share: bool = False) -> list[MessageRecord]:
+    async def messages(
+        self, mailbox_id: int, uids: Sequence[int], *, for_share: bool = False
+    ) -> list[MessageRecord]:
         rows = await self.c.fetch(
             f"SELECT {MSG_COLS} FROM messages WHERE mailbox_id=$1 AND uid = ANY($2::bigint[])"
             + (" FOR SHARE" if for_share else ""),
@@ -170,17 +195,23 @@ class MailTx:
         return [message_row(r) for r in rows]
 
     async def all_messages(self, mailbox_id: int) -> list[MessageRecord]:
-        rows = await self.c.fetch(f"SELECT {MSG_COLS} FROM messages WHERE mailbox_id=$1 ORDER BY uid", mailbox_id)
+        rows = await self.c.fetch(
+            f"SELECT {MSG_COLS} FROM messages WHERE mailbox_id=$1 ORDER BY uid", mailbox_id
+        )
         return [message_row(r) for r in rows]
 
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         rows = await self.c.fetch(
-            f"SELECT {MSG_COLS} FROM messages WHERE mailbox_id=$1 AND modseq>$2 ORDER BY uid", mailbox_id, modseq
+            f"SELECT {MSG_COLS} FROM messages WHERE mailbox_id=$1 AND modseq>$2 ORDER BY uid",
+            mailbox_id,
+            modseq,
         )
         return [message_row(r) for r in rows]
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
-        rows = await self.c.fetch("SELECT uid FROM expunged WHERE mailbox_id=$1 AND modseq>$2", mailbox_id, modseq)
+        rows = await self.c.fetch(
+            "SELECT uid FROM expunged WHERE mailbox_id=$1 AND modseq>$2", mailbox_id, modseq
+        )
         return [int(r[0]) for r in rows]  # the index on (mailbox_id, modseq) finds them
 
     async def insert_messages(self, rows: Sequence[tuple[MessageRecord, str | None]]) -> None:
@@ -194,7 +225,9 @@ class MailTx:
         elif args:
             await self.c.executemany(sql, args)
 
-    async def set_flags(self, mailbox_id: int, changes: Sequence[tuple[int, frozenset[str]]], modseq: int) -> None:
+    async def set_flags(
+        self, mailbox_id: int, changes: Sequence[tuple[int, frozenset[str]]], modseq: int
+    ) -> None:
         await self.c.executemany(
             "UPDATE messages SET flags=$1, modseq=$2 WHERE mailbox_id=$3 AND uid=$4",
             [(sorted(new), modseq, mailbox_id, uid) for uid, new in changes],
@@ -269,4 +302,3 @@ class MailTx:
     async def recent(self, mailbox_id: int) -> tuple[int, int] | None:
         r = await self.c.fetchrow("SELECT uidvalidity, uid FROM recent WHERE mailbox_id=$1", mailbox_id)
         return (int(r[0]), int(r[1])) if r is not None else None
-

@@ -40,8 +40,13 @@ def entry_row(r: Row) -> QueueEntry:
 
 def recipients(e: QueueEntry) -> list[dict[str, str]]:
     return [
-        {"address": r.address, "status": str(r.status), "last_reply": r.last_reply, "notify": r.notify,
-         "orcpt": r.orcpt}
+        {
+            "address": r.address,
+            "status": str(r.status),
+            "last_reply": r.last_reply,
+            "notify": r.notify,
+            "orcpt": r.orcpt,
+        }
         for r in e.recipients
     ]
 
@@ -82,7 +87,10 @@ class QueueTx:
 
     async def lease(self, ids: Sequence[str], owner: str, until: float) -> None:
         await self.c.execute(
-            "UPDATE queue SET lease_owner=$2, lease_until=$3 WHERE id = ANY($1::text[])", list(ids), owner, until
+            "UPDATE queue SET lease_owner=$2, lease_until=$3 WHERE id = ANY($1::text[])",
+            list(ids),
+            owner,
+            until,
         )
 
     async def update_queue(self, entry: QueueEntry) -> None:

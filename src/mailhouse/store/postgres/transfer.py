@@ -44,12 +44,15 @@ class PgTransfer:
 
     async def delivery_keys(self, mailbox_id: int) -> dict[int, str]:
         rows = await self._fetch(
-            "SELECT uid, delivery_key FROM messages WHERE mailbox_id=$1 AND delivery_key IS NOT NULL", mailbox_id
+            "SELECT uid, delivery_key FROM messages WHERE mailbox_id=$1 AND delivery_key IS NOT NULL",
+            mailbox_id,
         )
         return {int(r[0]): str(r[1]) for r in rows}
 
     async def expunged_rows(self, mailbox_id: int) -> list[tuple[int, int]]:
-        rows = await self._fetch("SELECT uid, modseq FROM expunged WHERE mailbox_id=$1 ORDER BY uid", mailbox_id)
+        rows = await self._fetch(
+            "SELECT uid, modseq FROM expunged WHERE mailbox_id=$1 ORDER BY uid", mailbox_id
+        )
         return [(int(r[0]), int(r[1])) for r in rows]
 
     async def raw_usage(self, account_id: int) -> tuple[int, int]:
@@ -74,8 +77,19 @@ class PgTransfer:
                 " scram_salt, scram_iter, scram_stored, scram_server, used_bytes, used_messages, created)"
                 " OVERRIDING SYSTEM VALUE VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
                 [
-                    (a.id, a.address, a.domain_id, a.password_hash, a.quota_bytes, a.quota_messages, a.is_admin,
-                     *_scram_cols(a), used_b, used_m, a.created)
+                    (
+                        a.id,
+                        a.address,
+                        a.domain_id,
+                        a.password_hash,
+                        a.quota_bytes,
+                        a.quota_messages,
+                        a.is_admin,
+                        *_scram_cols(a),
+                        used_b,
+                        used_m,
+                        a.created,
+                    )
                     for a, used_m, used_b in accounts
                 ],
             )
@@ -100,7 +114,8 @@ class PgTransfer:
                 mb.special_use,
             )
             await c.executemany(
-                "INSERT INTO expunged(mailbox_id, uid, modseq) VALUES ($1,$2,$3)", [(mb.id, u, m) for u, m in expunged]
+                "INSERT INTO expunged(mailbox_id, uid, modseq) VALUES ($1,$2,$3)",
+                [(mb.id, u, m) for u, m in expunged],
             )
 
         await self.engine.transaction(fn)
@@ -111,7 +126,17 @@ class PgTransfer:
                 "INSERT INTO messages(mailbox_id, uid, modseq, flags, internaldate, size, blob_key, saved,"
                 " delivery_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
                 [
-                    (m.mailbox_id, m.uid, m.modseq, sorted(m.flags), m.internaldate, m.size, m.blob_key, m.saved, dk)
+                    (
+                        m.mailbox_id,
+                        m.uid,
+                        m.modseq,
+                        sorted(m.flags),
+                        m.internaldate,
+                        m.size,
+                        m.blob_key,
+                        m.saved,
+                        dk,
+                    )
                     for m, dk in rows
                 ],
             )
@@ -120,7 +145,9 @@ class PgTransfer:
 
     async def insert_metadata(self, rows: list[MetaRow]) -> None:
         async def fn(c: Conn) -> None:
-            await c.executemany("INSERT INTO metadata(account_id, mailbox, key, value) VALUES ($1,$2,$3,$4)", rows)
+            await c.executemany(
+                "INSERT INTO metadata(account_id, mailbox, key, value) VALUES ($1,$2,$3,$4)", rows
+            )
 
         await self.engine.transaction(fn)
 

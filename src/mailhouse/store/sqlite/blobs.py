@@ -43,7 +43,9 @@ class HybridBlobStore:
     async def get(self, key: str) -> bytes:
         if not is_inline(key):
             return await self.files.get(key)
-        row = await self.engine.read(lambda c: c.execute("SELECT data FROM blobs WHERE key=?", (key,)).fetchone())
+        row = await self.engine.read(
+            lambda c: c.execute("SELECT data FROM blobs WHERE key=?", (key,)).fetchone()
+        )
         if row is None:
             raise FileNotFoundError(key)
         return bytes(row[0])

@@ -48,14 +48,18 @@ class DirectoryTx:
         return Domain(*row) if row else None
 
     async def domain_id(self, name: str, *, lock: bool = False, for_update: bool = False) -> int | None:
-        row = self.c.execute("SELECT id FROM domains WHERE name=?", (name,)).fetchone()  # writer is serialised
+        row = self.c.execute(
+            "SELECT id FROM domains WHERE name=?", (name,)
+        ).fetchone()  # writer is serialised
         return int(row[0]) if row else None
 
     async def domains(self) -> list[Domain]:
         return [Domain(*r) for r in self.c.execute("SELECT id, name, created FROM domains ORDER BY name")]
 
     async def count_accounts(self, domain_id: int) -> int:
-        return int(self.c.execute("SELECT count(*) FROM accounts WHERE domain_id=?", (domain_id,)).fetchone()[0])
+        return int(
+            self.c.execute("SELECT count(*) FROM accounts WHERE domain_id=?", (domain_id,)).fetchone()[0]
+        )
 
     async def delete_domain(self, domain_id: int, name: str) -> None:
         self.c.execute("DELETE FROM aliases WHERE source LIKE ?", (f"%@{name}",))
@@ -77,8 +81,16 @@ class DirectoryTx:
             cur = self.c.execute(
                 "INSERT INTO accounts(address, domain_id, password_hash, quota_bytes, quota_messages, is_admin,"
                 " scram_salt, scram_iter, scram_stored, scram_server, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (address, domain_id, password_hash, quota_bytes, quota_messages, int(is_admin), *scram_cols(scram),
-                 created),
+                (
+                    address,
+                    domain_id,
+                    password_hash,
+                    quota_bytes,
+                    quota_messages,
+                    int(is_admin),
+                    *scram_cols(scram),
+                    created,
+                ),
             )
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"account {address} already exists") from None
@@ -115,14 +127,18 @@ class DirectoryTx:
 
     async def set_quota(self, address: str, quota_bytes: int, quota_messages: int) -> bool:
         cur = self.c.execute(
-            "UPDATE accounts SET quota_bytes=?, quota_messages=? WHERE address=?", (quota_bytes, quota_messages, address)
+            "UPDATE accounts SET quota_bytes=?, quota_messages=? WHERE address=?",
+            (quota_bytes, quota_messages, address),
         )
         return cur.rowcount > 0
 
     async def delete_account(self, account_id: int, mailbox_ids: Sequence[int]) -> list[str]:
         c, acc = self.c, account_id
         sub = "SELECT id FROM mailboxes WHERE account_id=?"
-        keys = [str(r[0]) for r in c.execute(f"SELECT DISTINCT blob_key FROM messages WHERE mailbox_id IN ({sub})", (acc,))]
+        keys = [
+            str(r[0])
+            for r in c.execute(f"SELECT DISTINCT blob_key FROM messages WHERE mailbox_id IN ({sub})", (acc,))
+        ]
         c.execute(f"DELETE FROM messages WHERE mailbox_id IN ({sub})", (acc,))
         c.execute(f"DELETE FROM expunged WHERE mailbox_id IN ({sub})", (acc,))
         c.execute("DELETE FROM mailboxes WHERE account_id=?", (acc,))
@@ -133,7 +149,9 @@ class DirectoryTx:
 
     async def insert_alias(self, source: str, destination: str) -> Alias:
         try:
-            cur = self.c.execute("INSERT INTO aliases(source, destination) VALUES (?,?)", (source, destination))
+            cur = self.c.execute(
+                "INSERT INTO aliases(source, destination) VALUES (?,?)", (source, destination)
+            )
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"alias {source} → {destination} already exists") from None
         return Alias(int(cur.lastrowid or 0), source, destination)
@@ -145,18 +163,24 @@ class DirectoryTx:
                 (f"%@{domain}",),
             ).fetchall()
         else:
-            rows = self.c.execute("SELECT id, source, destination FROM aliases ORDER BY source, destination").fetchall()
+            rows = self.c.execute(
+                "SELECT id, source, destination FROM aliases ORDER BY source, destination"
+            ).fetchall()
         return [Alias(*r) for r in rows]
 
     async def aliases_for(self, source: str) -> list[Alias]:
-        rows = self.c.execute("SELECT id, source, destination FROM aliases WHERE source=? ORDER BY id", (source,))
+        rows = self.c.execute(
+            "SELECT id, source, destination FROM aliases WHERE source=? ORDER BY id", (source,)
+        )
         return [Alias(*r) for r in rows.fetchall()]
 
     async def delete_alias(self, source: str, destination: str | None) -> int:
         if destination is None:
             cur = self.c.execute("DELETE FROM aliases WHERE source=?", (source,))
         else:
-            cur = self.c.execute("DELETE FROM aliases WHERE source=? AND destination=?", (source, destination))
+            cur = self.c.execute(
+                "DELETE FROM aliases WHERE source=? AND destination=?", (source, destination)
+            )
         return cur.rowcount
 
     async def upsert_dkim_key(self, key: DkimKey) -> None:

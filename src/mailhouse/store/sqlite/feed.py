@@ -41,7 +41,9 @@ class Poller:
         self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        self.last = await self.engine.read(lambda c: int(c.execute("SELECT coalesce(max(id),0) FROM changes").fetchone()[0]))
+        self.last = await self.engine.read(
+            lambda c: int(c.execute("SELECT coalesce(max(id),0) FROM changes").fetchone()[0])
+        )
 
     def close(self) -> None:
         if self._task:

@@ -42,8 +42,14 @@ def text_to_flags(text: str) -> frozenset[str]:
 
 def message_row(row: Sequence[Any]) -> MessageRecord:
     return MessageRecord(
-        mailbox_id=row[0], uid=row[1], modseq=row[2], flags=text_to_flags(row[3]),
-        internaldate=row[4], size=row[5], blob_key=row[6], saved=row[7],
+        mailbox_id=row[0],
+        uid=row[1],
+        modseq=row[2],
+        flags=text_to_flags(row[3]),
+        internaldate=row[4],
+        size=row[5],
+        blob_key=row[6],
+        saved=row[7],
     )
 
 
@@ -57,7 +63,9 @@ class MailTx:
         self.c.execute("INSERT OR REPLACE INTO meta VALUES ('uidvalidity', ?)", (str(uv),))
         return uv
 
-    async def insert_mailbox(self, account_id: int, name: str, uidvalidity: int, special_use: str | None) -> int:
+    async def insert_mailbox(
+        self, account_id: int, name: str, uidvalidity: int, special_use: str | None
+    ) -> int:
         try:
             cur = self.c.execute(
                 "INSERT INTO mailboxes(account_id, name, uidvalidity, uidnext, highestmodseq, special_use)"
@@ -81,11 +89,15 @@ class MailTx:
         return Mailbox(*row) if row else None
 
     async def mailboxes(self, account_id: int) -> list[Mailbox]:
-        rows = self.c.execute(f"SELECT {MB_COLS} FROM mailboxes WHERE account_id=? ORDER BY name", (account_id,))
+        rows = self.c.execute(
+            f"SELECT {MB_COLS} FROM mailboxes WHERE account_id=? ORDER BY name", (account_id,)
+        )
         return [Mailbox(*r) for r in rows.fetchall()]
 
     async def mailbox_ids(self, account_id: int) -> list[int]:
-        return [int(r[0]) for r in self.c.execute("SELECT id FROM mailboxes WHERE account_id=?", (account_id,))]
+        return [
+            int(r[0]) for r in self.c.execute("SELECT id FROM mailboxes WHERE account_id=?", (account_id,))
+        ]
 
     async def rename_mailbox(self, mailbox_id: int, name: str) -> Mailbox | None:
         row = self.c.execute(f"SELECT {MB_COLS} FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
@@ -102,25 +114,32 @@ class MailTx:
         row = c.execute("SELECT account_id FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
         if not row:
             return None
-        rows = c.execute("DELETE FROM messages WHERE mailbox_id=? RETURNING blob_key, size", (mailbox_id,)).fetchall()
+        rows = c.execute(
+            "DELETE FROM messages WHERE mailbox_id=? RETURNING blob_key, size", (mailbox_id,)
+        ).fetchall()
         c.execute("DELETE FROM expunged WHERE mailbox_id=?", (mailbox_id,))
         c.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
         return int(row[0]), [(str(r[0]), int(r[1])) for r in rows]
 
     async def subscriptions(self, account_id: int) -> list[str]:
-        rows = self.c.execute("SELECT name FROM subscriptions WHERE account_id=? ORDER BY name", (account_id,))
+        rows = self.c.execute(
+            "SELECT name FROM subscriptions WHERE account_id=? ORDER BY name", (account_id,)
+        )
         return [str(r[0]) for r in rows.fetchall()]
 
     async def set_subscription(self, account_id: int, name: str, subscribed: bool) -> bool:
         if subscribed:
             cur = self.c.execute("INSERT OR IGNORE INTO subscriptions VALUES (?,?)", (account_id, name))
         else:
-            cur = self.c.execute("DELETE FROM subscriptions WHERE account_id=? AND name=?", (account_id, name))
+            cur = self.c.execute(
+                "DELETE FROM subscriptions WHERE account_id=? AND name=?", (account_id, name)
+            )
         return cur.rowcount > 0
 
     async def metadata(self, account_id: int, mailbox: str, key: str) -> str | None:
         row = self.c.execute(
-            "SELECT value FROM metadata WHERE account_id=? AND mailbox=? AND key=?", (account_id, mailbox, key)
+            "SELECT value FROM metadata WHERE account_id=? AND mailbox=? AND key=?",
+            (account_id, mailbox, key),
         ).fetchone()
         return str(row[0]) if row else None
 
@@ -130,7 +149,9 @@ class MailTx:
                 "DELETE FROM metadata WHERE account_id=? AND mailbox=? AND key=?", (account_id, mailbox, key)
             )
         else:
-            cur = self.c.execute("INSERT OR REPLACE INTO metadata VALUES (?,?,?,?)", (account_id, mailbox, key, value))
+            cur = self.c.execute(
+                "INSERT OR REPLACE INTO metadata VALUES (?,?,?,?)", (account_id, mailbox, key, value)
+            )
         return cur.rowcount > 0
 
     # ---------------------------------------------------------------- messages
@@ -153,7 +174,9 @@ class MailTx:
         ).fetchone()
         return message_row(row) if row else None
 
-    async def messages(self, mailbox_id: int, uids: Sequence[int], *, for_share: bool = False) -> list[MessageRecord]:
+    async def messages(
+        self, mailbox_id: int, uids: Sequence[int], *, for_share: bool = False
+    ) -> list[MessageRecord]:
         if len(uids) == 1:  # the common single-message STORE/COPY: the primary key directly
             row = self.c.execute(
                 f"SELECT {MSG_COLS} FROM messages WHERE mailbox_id=? AND uid=?", (mailbox_id, uids[0])
@@ -166,12 +189,15 @@ class MailTx:
         return [message_row(r) for r in rows]
 
     async def all_messages(self, mailbox_id: int) -> list[MessageRecord]:
-        rows = self.c.execute(f"SELECT {MSG_COLS} FROM messages WHERE mailbox_id=? ORDER BY uid", (mailbox_id,))
+        rows = self.c.execute(
+            f"SELECT {MSG_COLS} FROM messages WHERE mailbox_id=? ORDER BY uid", (mailbox_id,)
+        )
         return [message_row(r) for r in rows.fetchall()]
 
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         rows = self.c.execute(  # index messages_modseq
-            f"SELECT {MSG_COLS} FROM messages WHERE mailbox_id=? AND modseq>? ORDER BY uid", (mailbox_id, modseq)
+            f"SELECT {MSG_COLS} FROM messages WHERE mailbox_id=? AND modseq>? ORDER BY uid",
+            (mailbox_id, modseq),
         ).fetchall()
         return [message_row(r) for r in rows]
 
@@ -185,11 +211,22 @@ class MailTx:
         for m, dk in rows:  # one execute per row (see blobs.HybridBlobStore._delete_inline on executemany)
             self.c.execute(
                 f"INSERT INTO messages({MSG_COLS}, delivery_key) VALUES (?,?,?,?,?,?,?,?,?)",
-                (m.mailbox_id, m.uid, m.modseq, flags_to_text(m.flags), m.internaldate, m.size, m.blob_key, m.saved,
-                 dk),
+                (
+                    m.mailbox_id,
+                    m.uid,
+                    m.modseq,
+                    flags_to_text(m.flags),
+                    m.internaldate,
+                    m.size,
+                    m.blob_key,
+                    m.saved,
+                    dk,
+                ),
             )
 
-    async def set_flags(self, mailbox_id: int, changes: Sequence[tuple[int, frozenset[str]]], modseq: int) -> None:
+    async def set_flags(
+        self, mailbox_id: int, changes: Sequence[tuple[int, frozenset[str]]], modseq: int
+    ) -> None:
         for uid, flags in changes:
             self.c.execute(
                 "UPDATE messages SET flags=?, modseq=? WHERE mailbox_id=? AND uid=?",
@@ -220,7 +257,9 @@ class MailTx:
                 )
 
     async def usage(self, account_id: int) -> Usage | None:
-        row = self.c.execute("SELECT used_bytes, used_messages FROM accounts WHERE id=?", (account_id,)).fetchone()
+        row = self.c.execute(
+            "SELECT used_bytes, used_messages FROM accounts WHERE id=?", (account_id,)
+        ).fetchone()
         return Usage(row[0], row[1]) if row else None
 
     async def unreferenced(self, keys: Iterable[str]) -> list[str]:
@@ -242,7 +281,9 @@ class MailTx:
     async def delete_blobs(self, keys: Sequence[str]) -> None:
         inline = [k for k in keys if is_inline(k)]  # files go after commit (Backend.delete_external_blobs)
         if inline:
-            self.c.execute("DELETE FROM blobs WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(inline),))
+            self.c.execute(
+                "DELETE FROM blobs WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(inline),)
+            )
 
     async def raise_recent(self, mailbox_id: int, uidvalidity: int, up_to_uid: int) -> int:
         # one statement: the SET expressions read the old row, so ``prev`` is the old value
@@ -259,6 +300,7 @@ class MailTx:
         return int(rows[0][0]) if rows else 0
 
     async def recent(self, mailbox_id: int) -> tuple[int, int] | None:
-        row = self.c.execute("SELECT uidvalidity, uid FROM recent WHERE mailbox_id=?", (mailbox_id,)).fetchone()
+        row = self.c.execute(
+            "SELECT uidvalidity, uid FROM recent WHERE mailbox_id=?", (mailbox_id,)
+        ).fetchone()
         return (int(row[0]), int(row[1])) if row else None
-

@@ -21,8 +21,19 @@ Q_COLS = (
 def entry_row(r: Sequence[Any]) -> QueueEntry:
     rcpts = [QueueRecipient(**d) for d in json.loads(r[2])]
     return QueueEntry(
-        id=r[0], sender=r[1], recipients=rcpts, blob_key=r[3], size=r[4], created=r[5], next_attempt=r[6],
-        attempts=r[7], ret=r[8], envid=r[9], warned=bool(r[10]), lease_owner=r[11], lease_until=r[12],
+        id=r[0],
+        sender=r[1],
+        recipients=rcpts,
+        blob_key=r[3],
+        size=r[4],
+        created=r[5],
+        next_attempt=r[6],
+        attempts=r[7],
+        ret=r[8],
+        envid=r[9],
+        warned=bool(r[10]),
+        lease_owner=r[11],
+        lease_until=r[12],
         extra=json.loads(r[13]),
     )
 
@@ -30,8 +41,13 @@ def entry_row(r: Sequence[Any]) -> QueueEntry:
 def recipients_json(e: QueueEntry) -> str:
     return json.dumps(
         [
-            {"address": r.address, "status": str(r.status), "last_reply": r.last_reply, "notify": r.notify,
-             "orcpt": r.orcpt}
+            {
+                "address": r.address,
+                "status": str(r.status),
+                "last_reply": r.last_reply,
+                "notify": r.notify,
+                "orcpt": r.orcpt,
+            }
             for r in e.recipients
         ]
     )
@@ -45,9 +61,20 @@ class QueueTx:
             self.c.execute(
                 f"INSERT INTO queue({Q_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    entry.id, entry.sender, recipients_json(entry), entry.blob_key, entry.size, entry.created,
-                    entry.next_attempt, entry.attempts, entry.ret, entry.envid, int(entry.warned), entry.lease_owner,
-                    entry.lease_until, json.dumps(entry.extra),
+                    entry.id,
+                    entry.sender,
+                    recipients_json(entry),
+                    entry.blob_key,
+                    entry.size,
+                    entry.created,
+                    entry.next_attempt,
+                    entry.attempts,
+                    entry.ret,
+                    entry.envid,
+                    int(entry.warned),
+                    entry.lease_owner,
+                    entry.lease_until,
+                    json.dumps(entry.extra),
                 ),
             )
         except sqlite3.IntegrityError:
@@ -70,8 +97,14 @@ class QueueTx:
         self.c.execute(
             "UPDATE queue SET recipients=?, next_attempt=?, attempts=?, warned=?, lease_owner='', lease_until=0,"
             " extra=? WHERE id=?",
-            (recipients_json(entry), entry.next_attempt, entry.attempts, int(entry.warned), json.dumps(entry.extra),
-             entry.id),
+            (
+                recipients_json(entry),
+                entry.next_attempt,
+                entry.attempts,
+                int(entry.warned),
+                json.dumps(entry.extra),
+                entry.id,
+            ),
         )
 
     async def delete_queue(self, entry_id: str) -> str | None:
@@ -83,4 +116,6 @@ class QueueTx:
         return entry_row(row) if row else None
 
     async def queue_entries(self) -> list[QueueEntry]:
-        return [entry_row(r) for r in self.c.execute(f"SELECT {Q_COLS} FROM queue ORDER BY created").fetchall()]
+        return [
+            entry_row(r) for r in self.c.execute(f"SELECT {Q_COLS} FROM queue ORDER BY created").fetchall()
+        ]

@@ -27,32 +27,41 @@ class SqliteTransfer:
         self.files = files
 
     async def uidvalidity_counter(self) -> int:
-        row = await self.engine.read(lambda c: c.execute("SELECT value FROM meta WHERE key='uidvalidity'").fetchone())
+        row = await self.engine.read(
+            lambda c: c.execute("SELECT value FROM meta WHERE key='uidvalidity'").fetchone()
+        )
         return int(row[0]) if row else 0
 
     async def metadata_rows(self) -> list[MetaRow]:
         rows = await self.engine.read(
-            lambda c: c.execute("SELECT account_id, mailbox, key, value FROM metadata ORDER BY 1, 2, 3").fetchall()
+            lambda c: c.execute(
+                "SELECT account_id, mailbox, key, value FROM metadata ORDER BY 1, 2, 3"
+            ).fetchall()
         )
         return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
     async def secret_rows(self) -> list[tuple[str, str]]:
         rows = await self.engine.read(
-            lambda c: c.execute("SELECT substr(key, 8), value FROM meta WHERE key LIKE 'secret:%' ORDER BY 1").fetchall()
+            lambda c: c.execute(
+                "SELECT substr(key, 8), value FROM meta WHERE key LIKE 'secret:%' ORDER BY 1"
+            ).fetchall()
         )
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def delivery_keys(self, mailbox_id: int) -> dict[int, str]:
         rows = await self.engine.read(
             lambda c: c.execute(
-                "SELECT uid, delivery_key FROM messages WHERE mailbox_id=? AND delivery_key IS NOT NULL", (mailbox_id,)
+                "SELECT uid, delivery_key FROM messages WHERE mailbox_id=? AND delivery_key IS NOT NULL",
+                (mailbox_id,),
             ).fetchall()
         )
         return {int(r[0]): str(r[1]) for r in rows}
 
     async def expunged_rows(self, mailbox_id: int) -> list[tuple[int, int]]:
         rows = await self.engine.read(
-            lambda c: c.execute("SELECT uid, modseq FROM expunged WHERE mailbox_id=? ORDER BY uid", (mailbox_id,)).fetchall()
+            lambda c: c.execute(
+                "SELECT uid, modseq FROM expunged WHERE mailbox_id=? ORDER BY uid", (mailbox_id,)
+            ).fetchall()
         )
         return [(int(r[0]), int(r[1])) for r in rows]
 
@@ -71,15 +80,27 @@ class SqliteTransfer:
     ) -> None:
         def fn(c: sqlite3.Connection) -> None:
             c.executemany(
-                "INSERT INTO domains(id, name, created) VALUES (?,?,?)", [(d.id, d.name, d.created) for d in domains]
+                "INSERT INTO domains(id, name, created) VALUES (?,?,?)",
+                [(d.id, d.name, d.created) for d in domains],
             )
             c.executemany(
                 "INSERT INTO accounts(id, address, domain_id, password_hash, quota_bytes, quota_messages, is_admin,"
                 " scram_salt, scram_iter, scram_stored, scram_server, used_bytes, used_messages, created)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (a.id, a.address, a.domain_id, a.password_hash, a.quota_bytes, a.quota_messages, int(a.is_admin),
-                     *scram_cols(a.scram), used_b, used_m, a.created)
+                    (
+                        a.id,
+                        a.address,
+                        a.domain_id,
+                        a.password_hash,
+                        a.quota_bytes,
+                        a.quota_messages,
+                        int(a.is_admin),
+                        *scram_cols(a.scram),
+                        used_b,
+                        used_m,
+                        a.created,
+                    )
                     for a, used_m, used_b in accounts
                 ],
             )
@@ -98,7 +119,8 @@ class SqliteTransfer:
                 (mb.id, mb.account_id, mb.name, mb.uidvalidity, mb.uidnext, mb.highestmodseq, mb.special_use),
             )
             c.executemany(
-                "INSERT INTO expunged(mailbox_id, uid, modseq) VALUES (?,?,?)", [(mb.id, u, m) for u, m in expunged]
+                "INSERT INTO expunged(mailbox_id, uid, modseq) VALUES (?,?,?)",
+                [(mb.id, u, m) for u, m in expunged],
             )
 
         await self.engine.write(fn)
@@ -109,8 +131,17 @@ class SqliteTransfer:
                 "INSERT INTO messages(mailbox_id, uid, modseq, flags, internaldate, size, blob_key, saved,"
                 " delivery_key) VALUES (?,?,?,?,?,?,?,?,?)",
                 [
-                    (m.mailbox_id, m.uid, m.modseq, flags_to_text(m.flags), m.internaldate, m.size, m.blob_key,
-                     m.saved, dk)
+                    (
+                        m.mailbox_id,
+                        m.uid,
+                        m.modseq,
+                        flags_to_text(m.flags),
+                        m.internaldate,
+                        m.size,
+                        m.blob_key,
+                        m.saved,
+                        dk,
+                    )
                     for m, dk in rows
                 ],
             )
@@ -118,12 +149,16 @@ class SqliteTransfer:
 
     async def insert_metadata(self, rows: list[MetaRow]) -> None:
         await self.engine.write(
-            lambda c: c.executemany("INSERT INTO metadata(account_id, mailbox, key, value) VALUES (?,?,?,?)", rows)
+            lambda c: c.executemany(
+                "INSERT INTO metadata(account_id, mailbox, key, value) VALUES (?,?,?,?)", rows
+            )
         )
 
     async def finish(self, uidvalidity: int) -> None:
         await self.engine.write(
-            lambda c: c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('uidvalidity', ?)", (str(uidvalidity),))
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('uidvalidity', ?)", (str(uidvalidity),)
+            )
         )
 
     async def put_blob(self, key: str, data: bytes) -> str:
