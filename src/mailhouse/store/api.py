@@ -3,7 +3,9 @@
 Backends: `store.sqlite` (embedded default: SQLite WAL index + blob files) and
 `store.postgres` (scale-out). Everything above `store/` speaks only these types.
 
-Semantics every backend must honour (pinned down by `tests/store/contract.py`):
+The semantics below are written once, above the backends (`store/mail.py`, `store/directory.py`,
+`store/queue.py` over the primitives of `store/backend.py`, composed by `store/store.py`), and
+pinned down on every backend by `tests/store/test_contract.py`:
 - UIDs are strictly increasing per mailbox and never reused (RFC 9051 §2.3.1.1);
   UIDVALIDITY is fixed for a mailbox's life and differs between a deleted mailbox and
   its re-creation; `uidnext` is one above the last UID ever assigned.
