@@ -24,7 +24,8 @@ from mailhouse.store.api import (
     ScramKeys,
     Store,
 )
-from mailhouse.store.copy import CopyError, copy_store, verify_store
+from mailhouse.store.copy import CopyError, copy_store
+from mailhouse.store.verify import verify_store
 
 SCRAM = ScramKeys(b"salt-bytes\x00\xff", 4096, b"S" * 32, b"K" * 32)
 

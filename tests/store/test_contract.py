@@ -11,11 +11,14 @@ import pytest
 from mailhouse.store import open_store
 from mailhouse.store.api import (
     AlreadyExists,
+    Change,
+    ChangeKind,
     FlagMode,
     NewMessage,
     NotFound,
     QueueEntry,
     QueueRecipient,
+    QueueStatus,
     Store,
 )
 
@@ -179,26 +182,24 @@ async def test_change_feed_reports_delivery(store: Store) -> None:
     acc = await _account(store)
     inbox = await store.get_mailbox(acc, "INBOX")
     assert inbox
-    feed = store.subscribe(acc)
+    feed = await store.subscribe(acc)  # live on return: no sleep needed
     first = asyncio.ensure_future(feed.__anext__())
-    await asyncio.sleep(0.2)
     await store.deliver(b"x\r\n", [NewMessage(inbox.id, "", 0)])
     change = await asyncio.wait_for(first, 2.0)
     assert change.mailbox_id == inbox.id and change.kind == "append"
-    await feed.aclose()  # type: ignore[attr-defined]
+    await feed.aclose()
 
 
 async def test_change_feed_reports_subscription_and_metadata(store: Store) -> None:
     # RFC 5465 §5.5-5.7 (NOTIFY SubscriptionChange, Mailbox/ServerMetadataChange) across
     # sessions and processes: the feed carries them; a no-op write is not a change.
     acc = await _account(store)
-    feed = store.subscribe(acc)
+    feed = await store.subscribe(acc)  # live on return: no sleep needed
 
     async def next_kind() -> str:
         return (await asyncio.wait_for(feed.__anext__(), 3.0)).kind
 
     first = asyncio.ensure_future(next_kind())
-    await asyncio.sleep(0.2)
     await store.set_subscribed(acc, "Lists/x", True)
     assert await first == "subscription"
     await store.set_subscribed(acc, "Lists/x", True)  # already subscribed: nothing
@@ -209,7 +210,7 @@ async def test_change_feed_reports_subscription_and_metadata(store: Store) -> No
     assert await next_kind() == "subscription"
     await store.set_metadata(acc, "", "/private/comment", None)
     assert await next_kind() == "metadata"
-    await feed.aclose()  # type: ignore[attr-defined]
+    await feed.aclose()
 
 
 async def test_recent_claims_are_exclusive(
@@ -470,3 +471,183 @@ async def test_expunge_many_frees_only_unreferenced_blobs(store: Store) -> None:
     assert (before.messages - after.messages, before.bytes - after.bytes) == (6, 48)
     assert await store.list_messages(inbox.id) == []
     assert await store.expunge(inbox.id, uids) == ([], [])  # again: nothing
+
+
+# ---------------------------------------------------------------- rules written once (issue 11)
+# Cases for the rules that moved above the backends, especially where the two backends used to
+# disagree: each runs on SQLite and PostgreSQL.
+async def _inbox(store: Store) -> tuple[int, int]:
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    assert inbox
+    return acc, inbox.id
+
+
+async def test_store_flags_with_duplicate_uids_updates_each_message_once(store: Store) -> None:
+    # RFC 9051 §6.4.6: a UID named twice in a sequence set is one message: one update, one
+    # FETCH, never both updated and failed (SQLite once reported it in both lists)
+    _, inbox = await _inbox(store)
+    recs = await store.append([NewMessage(inbox, await store.blobs.put(b"m\r\n"), 3) for _ in range(2)])
+    u1, u2 = recs[0].uid, recs[1].uid
+    m0 = max(r.modseq for r in recs)
+    res = await store.store_flags(inbox, [u2, u1, u2, u1], FlagMode.ADD, frozenset({"\\Flagged"}), unchanged_since=m0)
+    assert [r.uid for r in res.updated] == [u2, u1] and res.failed_uids == []
+    assert len({r.modseq for r in res.updated}) == 1  # one modseq for the whole STORE
+    mb = await store.get_mailbox_by_id(inbox)
+    assert mb is not None and mb.highestmodseq == res.updated[0].modseq
+    assert {r.uid: r.flags for r in await store.list_messages(inbox)} == {
+        u1: frozenset({"\\Flagged"}), u2: frozenset({"\\Flagged"})
+    }
+
+
+async def test_unchangedsince_mix_and_no_op_store(store: Store) -> None:
+    # RFC 7162 §3.1.3: messages modified after UNCHANGEDSINCE fail, the others are updated
+    _, inbox = await _inbox(store)
+    recs = await store.append([NewMessage(inbox, await store.blobs.put(b"m\r\n"), 3) for _ in range(3)])
+    m0 = max(r.modseq for r in recs)
+    touched = await store.store_flags(inbox, [recs[1].uid], FlagMode.ADD, frozenset({"\\Seen"}))
+    res = await store.store_flags(
+        inbox, [r.uid for r in recs] + [999], FlagMode.ADD, frozenset({"\\Answered"}), unchanged_since=m0
+    )
+    assert res.failed_uids == [recs[1].uid]
+    assert [r.uid for r in res.updated] == [recs[0].uid, recs[2].uid]
+    assert res.updated[0].modseq > touched.updated[0].modseq
+    # setting flags a message already has is no change: no new modseq, nothing reported
+    before = await store.get_mailbox_by_id(inbox)
+    same = await store.store_flags(inbox, [recs[0].uid], FlagMode.ADD, frozenset({"\\Answered"}))
+    assert same.updated == [] and same.failed_uids == []
+    after = await store.get_mailbox_by_id(inbox)
+    assert before is not None and after is not None and after.highestmodseq == before.highestmodseq
+
+
+async def test_expunge_keeps_a_blob_shared_with_a_copy(store: Store) -> None:
+    acc, inbox = await _inbox(store)
+    arch = await store.get_mailbox(acc, "Archive")
+    assert arch
+    (rec,) = await store.deliver(b"shared by a copy\r\n", [NewMessage(inbox, "", 0)])
+    assert await store.copy(inbox, [rec.uid, rec.uid], arch.id) == [(rec.uid, 1)]  # a UID named twice: one copy
+    gone, freed = await store.expunge(inbox, [rec.uid])
+    assert gone == [rec.uid] and freed == []  # the copy still references the blob
+    assert await store.blobs.get(rec.blob_key) == b"shared by a copy\r\n"
+    gone, freed = await store.expunge(arch.id, [1])
+    assert gone == [1] and freed == [rec.blob_key]
+    with pytest.raises(FileNotFoundError):
+        await store.blobs.get(rec.blob_key)
+
+
+async def test_delivery_key_repeats(store: Store) -> None:
+    acc, inbox = await _inbox(store)
+    other = await store.create_mailbox(acc, "Lists")
+    # the same key twice in one delivery, and a later redelivery: one message in the mailbox;
+    # a delivery key is per mailbox: the same key elsewhere is another message
+    first = await store.deliver(
+        b"m\r\n",
+        [
+            NewMessage(inbox, "", 0, delivery_key="Q7:alice"),
+            NewMessage(inbox, "", 0, delivery_key="Q7:alice"),
+            NewMessage(other.id, "", 0, delivery_key="Q7:alice"),
+        ],
+    )
+    assert first[0] == first[1] and first[2].mailbox_id == other.id
+    again = await store.deliver(b"m\r\n", [NewMessage(inbox, "", 0, delivery_key="Q7:alice")])
+    assert again == [first[0]]
+    assert len(await store.list_messages(inbox)) == 1 and len(await store.list_messages(other.id)) == 1
+    assert await store.usage(acc) == type(await store.usage(acc))(2 * len(b"m\r\n"), 2)
+    assert await store.blobs.get(again[0].blob_key) == b"m\r\n"
+
+
+async def test_usage_after_copy_move_expunge_and_delete(store: Store) -> None:
+    acc, inbox = await _inbox(store)
+    work = await store.create_mailbox(acc, "Work")
+    a = await store.deliver(b"a" * 10 + b"\r\n", [NewMessage(inbox, "", 0)])
+    b = await store.deliver(b"b" * 20 + b"\r\n", [NewMessage(inbox, "", 0)])
+    size_a, size_b = a[0].size, b[0].size
+
+    async def usage() -> tuple[int, int]:
+        u = await store.usage(acc)
+        return u.messages, u.bytes
+
+    assert await usage() == (2, size_a + size_b)
+    await store.copy(inbox, [a[0].uid, b[0].uid], work.id)  # a copy counts again (RFC 9208 §5.1)
+    assert await usage() == (4, 2 * (size_a + size_b))
+    await store.move(inbox, [a[0].uid], work.id)  # a move does not
+    assert await usage() == (4, 2 * (size_a + size_b))
+    await store.expunge(work.id, [1])
+    assert await usage() == (3, size_a + 2 * size_b)
+    await store.delete_mailbox(work.id)
+    assert await usage() == (1, size_b)
+    with pytest.raises(NotFound):
+        await store.usage(acc + 1000)
+
+
+async def test_queue_lease_expiry_and_reclaim(store: Store) -> None:
+    key = await store.blobs.put(b"q\r\n")
+    for i, due in enumerate([5.0, 1.0, 3.0]):
+        await store.enqueue(QueueEntry(f"L{i}", "", [QueueRecipient("x@remote.test")], key, 3, float(i), due))
+    got = await store.claim_due(10.0, "node-a", 60.0, 2)  # oldest due first, at most LIMIT
+    assert [g.id for g in got] == ["L1", "L2"] and all(g.lease_owner == "node-a" for g in got)
+    assert [g.id for g in await store.claim_due(69.0, "node-b", 60.0, 10)] == ["L0"]  # the rest only
+    assert await store.claim_due(69.5, "node-c", 60.0, 10) == []  # every lease still running
+    loaded = await store.get("L1")
+    assert loaded is not None and loaded.lease_owner == "node-a" and loaded.lease_until == 70.0
+    retaken = await store.claim_due(71.0, "node-c", 60.0, 10)  # node-a died: its leases expired
+    assert [g.id for g in retaken] == ["L1", "L2"]
+    retaken[0].recipients[0].status = QueueStatus.DEFERRED
+    retaken[0].next_attempt = 200.0
+    await store.update(retaken[0])  # releases the lease
+    again = await store.get("L1")
+    assert again is not None and again.lease_owner == "" and again.lease_until == 0.0
+    assert again.recipients[0].status is QueueStatus.DEFERRED and again.recipients[0].status == "deferred"
+    assert await store.claim_due(120.0, "node-d", 60.0, 10) == []  # L1 not due yet; L0 and L2 leased
+    assert [g.id for g in await store.claim_due(200.0, "node-d", 60.0, 10)] == ["L2", "L0", "L1"]
+    assert await store.remove("L0") == [] and await store.remove("L1") == []  # the blob is shared
+    assert await store.remove("L2") == [key]
+    with pytest.raises(NotFound):
+        await store.remove("L2")
+
+
+async def test_claim_recent_across_uidvalidity_change(store: Store) -> None:
+    # RFC 3501 §2.3.2 per mailbox incarnation: a new UIDVALIDITY starts over, and the old
+    # incarnation's claims do not come back
+    _, inbox = await _inbox(store)
+    mb = await store.get_mailbox_by_id(inbox)
+    assert mb
+    uv = mb.uidvalidity
+    assert await store.claim_recent(inbox, uv, 5) == 0
+    assert await store.claim_recent(inbox, uv + 7, 3) == 0
+    assert await store.recent_claimed(inbox, uv) == 0
+    assert await store.recent_claimed(inbox, uv + 7) == 3
+    assert await store.claim_recent(inbox, uv + 7, 2) == 3  # never lowered
+    assert await store.claim_recent(inbox, uv, 1) == 0  # back to the old one: starts over too
+
+
+async def test_subscribe_is_live_on_return(store: Store) -> None:
+    # no sleep between subscribing and changing data (issue 11 item 3)
+    acc, inbox = await _inbox(store)
+    feed = await store.subscribe(acc)
+    recs = await store.deliver(b"x\r\n", [NewMessage(inbox, "", 0)])
+    change = await asyncio.wait_for(feed.__anext__(), 3.0)
+    assert change == Change(acc, inbox, ChangeKind.APPEND, recs[0].modseq)
+    assert change.kind is ChangeKind.APPEND and change.kind == "append"
+    await feed.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await feed.__anext__()
+    async with store.subscribe(acc) as live:
+        await store.set_subscribed(acc, "Lists/y", True)
+        assert (await asyncio.wait_for(live.__anext__(), 3.0)).kind is ChangeKind.SUBSCRIPTION
+
+
+async def test_remove_account_reports_its_mailboxes_and_frees_blobs(store: Store) -> None:
+    acc, inbox = await _inbox(store)
+    (rec,) = await store.deliver(b"bye\r\n", [NewMessage(inbox, "", 0)])
+    async with store.subscribe(acc) as feed:
+        await store.remove_account("alice@example.org")
+        change = await asyncio.wait_for(feed.__anext__(), 3.0)
+        while change.kind is ChangeKind.APPEND:  # a feed may also repeat changes from just before
+            change = await asyncio.wait_for(feed.__anext__(), 3.0)
+        assert change.kind is ChangeKind.MAILBOX and change.account_id == acc
+    assert await store.get_account("alice@example.org") is None
+    with pytest.raises(FileNotFoundError):
+        await store.blobs.get(rec.blob_key)
+    with pytest.raises(NotFound):
+        await store.remove_account("alice@example.org")

@@ -103,9 +103,8 @@ async def test_change_on_node_b_reaches_subscriber_on_node_a(
     a, b = nodes
     acc, inbox = await _inbox(a)
     other_acc, other_inbox = await _inbox(a, "bob@example.org")
-    feed = a.subscribe(acc)
+    feed = await a.subscribe(acc)  # live on return, LISTEN included: no sleep needed
     first = asyncio.ensure_future(feed.__anext__())
-    await asyncio.sleep(0.2)  # the subscription (and node A's LISTEN) is in place
     await b.deliver(b"x\r\n", [NewMessage(other_inbox, "", 0)])  # another account: not for us
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -119,16 +118,15 @@ async def test_change_on_node_b_reaches_subscriber_on_node_a(
 
     res = await b.store_flags(inbox, [recs[0].uid], FlagMode.ADD, frozenset({"\\Seen"}))
     assert await asyncio.wait_for(nxt, 1.0) == Change(acc, inbox, "flags", res.updated[0].modseq)
-    await feed.aclose()  # type: ignore[attr-defined]
+    await feed.aclose()
     assert other_acc != acc
 
 
 async def test_feed_survives_lost_listen_connection(nodes: tuple[PostgresStore, PostgresStore]) -> None:
     a, b = nodes
     acc, inbox = await _inbox(a)
-    feed = a.subscribe(acc)
+    feed = await a.subscribe(acc)  # live on return, LISTEN included: no sleep needed
     first = asyncio.ensure_future(feed.__anext__())
-    await asyncio.sleep(0.2)
     conn = await asyncpg.connect(a._dsn)
     try:
         pid = a._listen_conn.get_server_pid()
@@ -140,7 +138,7 @@ async def test_feed_survives_lost_listen_connection(nodes: tuple[PostgresStore, 
     nxt = asyncio.ensure_future(feed.__anext__())
     recs = await b.deliver(b"z\r\n", [NewMessage(inbox, "", 0)])
     assert await asyncio.wait_for(nxt, 2.0) == Change(acc, inbox, "append", recs[0].modseq)
-    await feed.aclose()  # type: ignore[attr-defined]
+    await feed.aclose()
 
 
 async def test_queue_claims_exclusive_across_nodes(nodes: tuple[PostgresStore, PostgresStore]) -> None:

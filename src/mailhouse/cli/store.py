@@ -5,6 +5,7 @@ messages with UIDs/flags/dates/modseqs, blobs, subscriptions, metadata, queue) f
 store into an empty one — SQLite → PostgreSQL or back — with a progress bar on stderr,
 then prints a verification report and exits 0 only if every item is identical.
 `verify` compares two stores without copying. Stop every node using the source first.
+The copying is `store/copy.py`, the comparison `store/verify.py`; this module prints.
 
 Blob locations: a `sqlite:///DIR/mailhouse.db` store keeps its message files in `DIR/blobs`
 (as `mailhouse serve` does with the default `[store] url`); `--from-data-dir` /
@@ -14,12 +15,138 @@ Blob locations: a `sqlite:///DIR/mailhouse.db` store keeps its message files in 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mailhouse import config as config_mod
 from mailhouse.cli import main as cli_main
-from mailhouse.store.copy import data_dir_for, run_copy, run_verify
+from mailhouse.store.copy import CopyResult, copy_store, open_pair
+from mailhouse.store.verify import Report, verify_store
+
+
+class Progress:
+    """A plain progress bar on a text stream (redrawn in place on a terminal, lines otherwise);
+    `store.copy.CopyProgress`."""
+
+    WIDTH = 30
+
+    def __init__(
+        self, total: int, total_bytes: int, stream: TextIO | None = None, enabled: bool = True
+    ) -> None:
+        self.total = max(total, 0)
+        self.total_bytes = total_bytes
+        self.done = 0
+        self.bytes = 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and self.stream.isatty()
+        self.start = time.monotonic()
+        self._last = 0.0
+
+    def begin(self, total: int, total_bytes: int) -> None:
+        self.total = max(total, 0)
+        self.total_bytes = total_bytes
+
+    def advance(self, n: int, nbytes: int) -> None:
+        self.done += n
+        self.bytes += nbytes
+        now = time.monotonic()
+        if now - self._last >= (0.1 if self.tty else 2.0):
+            self._last = now
+            self._draw()
+
+    def line(self) -> str:
+        frac = self.done / self.total if self.total else 1.0
+        filled = int(frac * self.WIDTH)
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        return (
+            f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {frac * 100:5.1f}%  {self.done}/{self.total} messages"
+            f"  {self.bytes / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB  {rate:.0f} msg/s  eta {eta:.0f}s"
+        )
+
+    def _draw(self) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            self.stream.write("\r" + self.line())
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._draw()
+            if self.tty:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def data_dir_for(url: str, default: Path) -> Path:
+    """Where a store URL's files live: for sqlite:///dir/mailhouse.db the blobs are in dir/blobs."""
+    if url.startswith("sqlite://"):
+        return Path(url.removeprefix("sqlite://")).parent
+    return default
+
+
+def describe(url: str) -> str:
+    """URL without a password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        return f"{scheme}://{cred.split(':', 1)[0]}@{host}"
+    return url
+
+
+async def run_copy(
+    src_url: str,
+    dst_url: str,
+    src_dir: Path,
+    dst_dir: Path,
+    *,
+    out: TextIO | None = None,
+    progress: bool = True,
+    verify: bool = True,
+) -> tuple[CopyResult, Report | None]:
+    """Open both stores, copy, verify, print the report to OUT (stdout); progress on stderr."""
+    out = out or sys.stdout
+    src, dst = await open_pair(src_url, dst_url, src_dir, dst_dir)
+    try:
+        print(f"copying {describe(src_url)} → {describe(dst_url)}", file=out)
+        res = await copy_store(src, dst, progress=Progress(0, 0, enabled=progress))
+        rate = res.messages / res.seconds if res.seconds else 0.0
+        print(
+            f"copied {res.domains} domains, {res.accounts} accounts, {res.aliases} aliases, {res.dkim_keys} DKIM keys,"
+            f" {res.mailboxes} mailboxes, {res.messages} messages ({res.expunged} expunged UIDs remembered),"
+            f" {res.blobs} blobs / {res.bytes} bytes, {res.subscriptions} subscriptions, {res.metadata} metadata"
+            f" entries, {res.queue} queued messages in {res.seconds:.1f} s ({rate:.0f} msg/s)",
+            file=out,
+        )
+        rep = None
+        if verify:
+            rep = await verify_store(src, dst, blob_map=res.blob_map, blob_sha=res.blob_sha)
+            print(rep.render(), file=out)
+        return res, rep
+    finally:
+        await dst.close()
+        await src.close()
+
+
+async def run_verify(
+    src_url: str, dst_url: str, src_dir: Path, dst_dir: Path, *, out: TextIO | None = None
+) -> Report:
+    out = out or sys.stdout
+    src, dst = await open_pair(src_url, dst_url, src_dir, dst_dir)
+    try:
+        rep = await verify_store(src, dst)
+        print(rep.render(), file=out)
+        return rep
+    finally:
+        await dst.close()
+        await src.close()
 
 
 def _dirs(args: argparse.Namespace, cfg: config_mod.Config) -> tuple[Path, Path]:

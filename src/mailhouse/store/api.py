@@ -3,7 +3,9 @@
 Backends: `store.sqlite` (embedded default: SQLite WAL index + blob files) and
 `store.postgres` (scale-out). Everything above `store/` speaks only these types.
 
-Semantics every backend must honour (pinned down by `tests/store/contract.py`):
+The semantics below are written once, above the backends (`store/mail.py`, `store/directory.py`,
+`store/queue.py` over the primitives of `store/backend.py`, composed by `store/store.py`), and
+pinned down on every backend by `tests/store/test_contract.py`:
 - UIDs are strictly increasing per mailbox and never reused (RFC 9051 §2.3.1.1);
   UIDVALIDITY is fixed for a mailbox's life and differs between a deleted mailbox and
   its re-creation; `uidnext` is one above the last UID ever assigned.
@@ -25,9 +27,9 @@ Semantics every backend must honour (pinned down by `tests/store/contract.py`):
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, Self
 
 SPECIAL_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     ("INBOX", None),
@@ -144,14 +146,38 @@ class FlagResult:
     failed_uids: list[int]  # UNCHANGEDSINCE conflicts (RFC 7162 §3.1.3)
 
 
+class ChangeKind(enum.StrEnum):
+    """What a change-feed item reports (a StrEnum: equal to its value, "append" == APPEND)."""
+
+    APPEND = "append"  # new message(s) in the mailbox (RFC 5465 §5.2 MessageNew)
+    FLAGS = "flags"  # flag change (RFC 5465 §5.3 FlagChange)
+    EXPUNGE = "expunge"  # message(s) expunged (RFC 5465 §5.2 MessageExpunge)
+    MAILBOX = "mailbox"  # mailbox created/renamed/deleted, or "re-read, changes may be lost"
+    SUBSCRIPTION = "subscription"  # RFC 5465 §5.5 SubscriptionChange
+    METADATA = "metadata"  # RFC 5465 §5.6-7 MailboxMetadataChange / ServerMetadataChange
+
+
+class QueueStatus(enum.StrEnum):
+    """Delivery state of one queued recipient (a StrEnum: equal to its value)."""
+
+    PENDING = "pending"  # not tried yet
+    DEFERRED = "deferred"  # a transient failure (RFC 5321 §4.2.1 4yz): retried later
+    DELIVERED = "delivered"
+    FAILED = "failed"  # permanent failure or expired (RFC 5321 §4.5.4.1): bounced
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One committed change, as the change feed broadcasts it (IDLE/NOTIFY wake-ups)."""
 
     account_id: int
     mailbox_id: int
-    kind: str  # "append" | "flags" | "expunge" | "mailbox" | "subscription" | "metadata"
+    kind: ChangeKind
     modseq: int = 0
+
+    def __post_init__(self) -> None:
+        if type(self.kind) is not ChangeKind:  # callers may still pass the plain string
+            object.__setattr__(self, "kind", ChangeKind(self.kind))
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +189,14 @@ class Usage:
 @dataclass(slots=True)
 class QueueRecipient:
     address: str
-    status: str = "pending"  # pending | deferred | delivered | failed
+    status: QueueStatus = QueueStatus.PENDING
     last_reply: str = ""
     notify: str = ""  # DSN NOTIFY (RFC 3461 §4.1), comma list; "" = default
     orcpt: str = ""  # DSN ORCPT (RFC 3461 §4.2)
+
+    def __post_init__(self) -> None:
+        if type(self.status) is not QueueStatus:  # callers may still pass the plain string
+            self.status = QueueStatus(self.status)
 
 
 @dataclass(slots=True)
@@ -220,6 +250,7 @@ class Directory(Protocol):
     async def get_dkim_keys(self, domain: str) -> list[DkimKey]: ...
 
     async def shared_secret(self, name: str, candidate: str) -> str: ...
+
     # a secret every worker and node of this store shares (the webmail's cookie key): stores
     # CANDIDATE under NAME unless a value is there already and returns the stored value, so
     # of several concurrent first callers exactly one candidate wins
@@ -249,7 +280,9 @@ class MailIndex(Protocol):
     ) -> FlagResult: ...
     async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> tuple[list[int], list[str]]: ...
     # returns (expunged uids, blob keys now unreferenced)
-    async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int) -> list[tuple[int, int]]: ...
+    async def copy(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
+    ) -> list[tuple[int, int]]: ...
     async def move(
         self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
     ) -> list[tuple[int, int]]: ...
@@ -261,6 +294,7 @@ class MailIndex(Protocol):
     # this mailbox incarnation to at least up_to_uid; returns the value before (0 if none):
     # of two concurrent claims, exactly one sees each UID above the old value.
     async def recent_claimed(self, mailbox_id: int, uidvalidity: int) -> int: ...
+
     # the highest UID announced as recent (0 if none), without claiming (EXAMINE, STATUS)
 
 
@@ -276,6 +310,7 @@ class MaildropLease(Protocol):
 
 class MaildropLocks(Protocol):
     async def try_lock_maildrop(self, mailbox_id: int) -> MaildropLease | None: ...
+
     # RFC 1939 §8 exclusive POP3 access: the lease, or None when another session (in this
     # process, another worker or another node on the same store) holds the maildrop
 
@@ -283,15 +318,35 @@ class MaildropLocks(Protocol):
 class Queue(Protocol):
     async def enqueue(self, entry: QueueEntry, blob: bytes | None = None) -> None: ...
     # with BLOB: the store keeps it too (sets entry.blob_key), in the same transaction where it can
-    async def claim_due(self, now: float, owner: str, lease_seconds: float, limit: int) -> list[QueueEntry]: ...
-    async def update(self, entry: QueueEntry) -> None: ...  # persists status, attempts, next_attempt; releases lease
+    async def claim_due(
+        self, now: float, owner: str, lease_seconds: float, limit: int
+    ) -> list[QueueEntry]: ...
+    async def update(
+        self, entry: QueueEntry
+    ) -> None: ...  # persists status, attempts, next_attempt; releases lease
     async def remove(self, entry_id: str) -> list[str]: ...  # returns unreferenced blob keys
     async def get(self, entry_id: str) -> QueueEntry | None: ...
     async def list(self) -> list[QueueEntry]: ...
 
 
+class Subscription(Protocol):
+    """One subscriber's view of the change feed: registered in this process when `subscribe`
+    returns (changes committed after that reach it); ``await sub`` additionally waits until the
+    cross-process feed (PostgreSQL LISTEN) is in place and returns the subscription."""
+
+    def __aiter__(self) -> Self: ...
+    async def __anext__(self) -> Change: ...
+    def __await__(self) -> Generator[Any, None, Self]: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    async def aclose(self) -> None: ...
+
+
 class ChangeFeed(Protocol):
-    def subscribe(self, account_id: int) -> AsyncIterator[Change]: ...
+    def subscribe(self, account_id: int) -> Subscription: ...
+
+    # live on return: ``feed = store.subscribe(acc)`` (or ``await store.subscribe(acc)`` to wait for
+    # the other nodes' feed too); iterate with ``async for``; ``await feed.aclose()`` ends it
 
 
 class Store(Directory, MailIndex, MaildropLocks, Queue, ChangeFeed, Protocol):
@@ -303,4 +358,5 @@ class Store(Directory, MailIndex, MaildropLocks, Queue, ChangeFeed, Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def deliver(self, blob: bytes, messages: Sequence[NewMessage]) -> list[MessageRecord]: ...
+
     # convenience: put blob, then append rows referencing it (blob_key filled in)

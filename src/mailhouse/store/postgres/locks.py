@@ -117,7 +117,9 @@ class PgMaildropLocks:
                 return  # the server dropped it with the connection
             try:
                 await conn.fetchval(
-                    "SELECT pg_advisory_unlock($1::int4, $2::int4)", POP3_LOCK_CLASS, lock_key(lease.mailbox_id)
+                    "SELECT pg_advisory_unlock($1::int4, $2::int4)",
+                    POP3_LOCK_CLASS,
+                    lock_key(lease.mailbox_id),
                 )
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 # cannot tell whether it was freed: closing the session frees every lock on it

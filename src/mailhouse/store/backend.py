@@ -1,0 +1,220 @@
+"""The narrow interface a storage backend implements: dialect primitives, no mail rules.
+
+The mail semantics (UID/MODSEQ assignment, UNCHANGEDSINCE, expunge and the QRESYNC memory,
+delivery keys, usage accounting, \\Recent, queue leases, blob freeing) live once in the rules
+modules (`store/mail.py`, `store/directory.py`, `store/queue.py`), written as
+``async def rule(tx: Tx, ...)`` over the `Tx` primitives below; `store/store.py` composes a
+`Backend` with the rules into the `api.Store` every caller uses.
+
+Invariants a backend guarantees:
+- `Backend.write(fn)` runs FN in ONE transaction and returns after it committed durably; FN
+  may run more than once (PostgreSQL retries deadlocks), so it must only touch the database.
+  SQLite runs FN in its group-commit writer thread: its `Tx` methods are ``async def`` that
+  never suspend, driven by `run_sync`.
+- `Tx.publish` writes the change in the same transaction (it reaches subscribers only after
+  commit).
+- `Tx.lock_mailboxes` takes the mailbox rows' write locks in ascending id order (the global
+  lock order; a no-op where the writer is serialised anyway). `Tx.bump` allocates UIDs and one
+  modseq under that lock, so per mailbox allocation order is commit order.
+- Blobs written "in the transaction" (`Backend.blob_in_tx`) commit with the index rows that
+  reference them; other blobs are durable (fsynced / committed) before `put_blob` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from mailhouse.store.api import (
+    Account,
+    Alias,
+    Change,
+    DkimKey,
+    Domain,
+    Mailbox,
+    MaildropLease,
+    MessageRecord,
+    QueueEntry,
+    ScramKeys,
+    StoreError,
+    Usage,
+)
+from mailhouse.store.blobfiles import new_key
+from mailhouse.store.feed import FeedHub
+
+T = TypeVar("T")
+
+MetaRow = tuple[int, str, str, str]  # account_id, mailbox, key, value (the metadata table)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (a rule over SQLite's synchronous `Tx`) to its end."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()
+    raise StoreError("a store rule suspended inside a synchronous SQLite transaction (awaited non-Tx I/O)")
+
+
+def new_blob_key() -> str:
+    return new_key()
+
+
+class Tx(Protocol):
+    """One transaction (or, for reads, one connection) of a backend: rows in, rows out."""
+
+    # ---------------------------------------------------------------- directory
+    async def directory_generation(self) -> int: ...
+    async def insert_domain(self, name: str, created: float) -> Domain: ...  # AlreadyExists
+    async def domain(self, name: str) -> Domain | None: ...
+    async def domain_id(self, name: str, *, lock: bool = False, for_update: bool = False) -> int | None: ...
+    # lock: a share lock (adding under the domain), for_update: an exclusive one (removing it)
+    async def domains(self) -> list[Domain]: ...
+    async def count_accounts(self, domain_id: int) -> int: ...
+    async def delete_domain(self, domain_id: int, name: str) -> None: ...  # with its aliases, DKIM keys
+    async def insert_account(
+        self,
+        address: str,
+        domain_id: int,
+        password_hash: str,
+        quota_bytes: int,
+        quota_messages: int,
+        is_admin: bool,
+        scram: ScramKeys | None,
+        created: float,
+    ) -> int: ...  # AlreadyExists
+    async def account(self, address: str) -> Account | None: ...
+    async def account_by_id(self, account_id: int) -> Account | None: ...
+    async def accounts(self, domain: str | None) -> list[Account]: ...
+    async def account_id(self, address: str) -> int | None: ...
+    async def set_password(self, address: str, password_hash: str, scram: ScramKeys | None) -> bool: ...
+    async def set_quota(self, address: str, quota_bytes: int, quota_messages: int) -> bool: ...
+    async def delete_account(self, account_id: int, mailbox_ids: Sequence[int]) -> list[str]: ...
+    # deletes messages, expunged memory, mailboxes, subscriptions, metadata and the account;
+    # returns the blob keys its messages referenced
+    async def insert_alias(self, source: str, destination: str) -> Alias: ...  # AlreadyExists
+    async def aliases(self, domain: str | None) -> list[Alias]: ...
+    async def aliases_for(self, source: str) -> list[Alias]: ...
+    async def delete_alias(self, source: str, destination: str | None) -> int: ...
+    async def upsert_dkim_key(self, key: DkimKey) -> None: ...
+    async def dkim_keys(self, domain: str) -> list[DkimKey]: ...
+    async def shared_secret(
+        self, name: str, candidate: str
+    ) -> str: ...  # insert unless present; stored value
+
+    # ---------------------------------------------------------------- mailboxes
+    async def next_uidvalidity(self, floor: int) -> int: ...
+    # the store-wide UIDVALIDITY counter raised atomically to max(floor, last + 1) and returned
+    async def insert_mailbox(
+        self, account_id: int, name: str, uidvalidity: int, special_use: str | None
+    ) -> int: ...
+    # AlreadyExists (name taken), NotFound (no such account)
+    async def mailbox(self, account_id: int, name: str) -> Mailbox | None: ...
+    async def mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
+    async def mailboxes(self, account_id: int) -> list[Mailbox]: ...
+    async def mailbox_ids(self, account_id: int) -> list[int]: ...
+    async def rename_mailbox(self, mailbox_id: int, name: str) -> Mailbox | None: ...  # AlreadyExists
+    async def delete_mailbox(self, mailbox_id: int) -> tuple[int, list[tuple[str, int]]] | None: ...
+    # locks and deletes the mailbox, its messages and expunged memory: (account_id, [(blob_key, size)])
+    async def subscriptions(self, account_id: int) -> list[str]: ...
+    async def set_subscription(self, account_id: int, name: str, subscribed: bool) -> bool: ...  # changed?
+    async def metadata(self, account_id: int, mailbox: str, key: str) -> str | None: ...
+    async def set_metadata(self, account_id: int, mailbox: str, key: str, value: str | None) -> bool: ...
+
+    # ---------------------------------------------------------------- messages
+    async def lock_mailboxes(self, ids: Iterable[int]) -> None: ...
+    async def bump(self, mailbox_id: int, n_uids: int) -> tuple[int, int, int]: ...
+    # allocate N_UIDS UIDs and one new modseq: (account_id, first uid, modseq); NotFound
+    async def message_by_delivery_key(self, mailbox_id: int, key: str) -> MessageRecord | None: ...
+    async def messages(
+        self, mailbox_id: int, uids: Sequence[int], *, for_share: bool = False
+    ) -> list[MessageRecord]: ...
+    # the existing ones of UIDS, in no particular order; for_share: row share locks (blobs stay)
+    async def all_messages(self, mailbox_id: int) -> list[MessageRecord]: ...  # in UID order
+    async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]: ...  # UID order
+    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]: ...  # any order
+    async def insert_messages(self, rows: Sequence[tuple[MessageRecord, str | None]]) -> None: ...
+    # (record, delivery key)
+    async def set_flags(
+        self, mailbox_id: int, changes: Sequence[tuple[int, frozenset[str]]], modseq: int
+    ) -> None: ...
+    async def delete_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[tuple[int, str, int]]: ...
+    # set-based: (uid, blob_key, size) of the rows deleted
+    async def remember_expunged(self, mailbox_id: int, uids: Sequence[int], modseq: int) -> None: ...
+    async def adjust_usage(self, deltas: dict[int, tuple[int, int]]) -> None: ...
+    # {account_id: (messages, bytes)}, accounts updated in ascending id order
+    async def usage(self, account_id: int) -> Usage | None: ...
+    async def publish(self, change: Change) -> None: ...
+    async def unreferenced(self, keys: Iterable[str]) -> list[str]: ...
+    # of KEYS, those no message and no queue entry references (sorted, each once)
+    async def put_blob(self, key: str, data: bytes) -> None: ...  # a blob inside this transaction
+    async def delete_blobs(self, keys: Sequence[str]) -> None: ...  # those of KEYS kept in the database
+    async def raise_recent(self, mailbox_id: int, uidvalidity: int, up_to_uid: int) -> int: ...
+    # one atomic statement: the \\Recent high-water mark of (mailbox, uidvalidity) raised to at
+    # least UP_TO_UID (reset when the uidvalidity differs); returns the value before
+    async def recent(self, mailbox_id: int) -> tuple[int, int] | None: ...  # (uidvalidity, uid)
+
+    # ---------------------------------------------------------------- queue
+    async def insert_queue(self, entry: QueueEntry) -> None: ...  # AlreadyExists
+    async def due_entries(self, now: float, limit: int) -> list[QueueEntry]: ...
+    # due (next_attempt <= now) and unleased (lease_until < now), oldest first, locked for this
+    # transaction; rows another transaction holds are skipped, never waited for
+    async def lease(self, ids: Sequence[str], owner: str, until: float) -> None: ...
+    async def update_queue(self, entry: QueueEntry) -> None: ...  # releases the lease
+    async def delete_queue(self, entry_id: str) -> str | None: ...  # the blob key, None if absent
+    async def queue_entry(self, entry_id: str) -> QueueEntry | None: ...
+    async def queue_entries(self) -> list[QueueEntry]: ...  # by creation time
+
+
+class Transfer(Protocol):
+    """A backend's half of `mailhouse store copy` (`store/copy.py`): raw rows out and in, with
+    the IMAP state (ids, UIDVALIDITY, UIDs, MODSEQs, delivery keys) kept verbatim."""
+
+    kind: str
+
+    async def uidvalidity_counter(self) -> int: ...
+    async def metadata_rows(self) -> list[MetaRow]: ...
+    async def secret_rows(self) -> list[tuple[str, str]]: ...  # Store.shared_secret (name, value)
+    async def delivery_keys(self, mailbox_id: int) -> dict[int, str]: ...
+    async def expunged_rows(self, mailbox_id: int) -> list[tuple[int, int]]: ...
+    async def raw_usage(self, account_id: int) -> tuple[int, int]: ...  # counted from the messages
+    async def insert_directory(
+        self, domains: list[Domain], accounts: list[tuple[Account, int, int]], aliases: list[Alias]
+    ) -> None: ...  # accounts: (account, used_messages, used_bytes)
+    async def insert_mailbox(self, mb: Mailbox, expunged: list[tuple[int, int]]) -> None: ...
+    async def insert_messages(self, rows: list[tuple[MessageRecord, str | None]]) -> None: ...
+    async def insert_metadata(self, rows: list[MetaRow]) -> None: ...
+    async def finish(self, uidvalidity: int) -> None: ...  # counters/identities past the copied values
+    async def put_blob(self, key: str, data: bytes) -> str: ...  # under KEY where possible; the key used
+
+
+class BlobBackend(Protocol):
+    async def put(self, data: bytes) -> str: ...
+    async def get(self, key: str) -> bytes: ...
+    async def delete(self, keys: Sequence[str]) -> None: ...
+
+
+class Backend(Protocol):
+    """A storage backend: transactions over `Tx`, blob placement, the feed's source, leases."""
+
+    kind: str  # "sqlite" | "postgresql"
+
+    @property
+    def blobs(self) -> BlobBackend: ...
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def write(self, fn: Callable[[Tx], Coroutine[Any, Any, T]], *, single: bool = False) -> T: ...
+    # single: FN runs exactly one statement (atomic by itself), so no explicit transaction is needed
+    async def read(self, fn: Callable[[Tx], Coroutine[Any, Any, T]], *, quick: bool = False) -> T: ...
+    # quick: a small indexed read that may run on the calling thread (SQLite)
+    def blob_in_tx(self, size: int) -> bool: ...
+    # whether a new blob of SIZE bytes is written inside the index transaction (`Tx.put_blob`)
+    def new_tx_blob_key(self) -> str: ...
+    async def delete_external_blobs(self, keys: Sequence[str]) -> None: ...
+    # after commit: free those of KEYS kept outside the database (files, S3)
+    def feed_wake(self, hub: FeedHub) -> None: ...
+    async def feed_ready(self, hub: FeedHub) -> None: ...
+    async def try_lock_maildrop(self, mailbox_id: int) -> MaildropLease | None: ...
+    def transfer(self) -> Transfer: ...

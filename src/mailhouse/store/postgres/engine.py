@@ -1,0 +1,138 @@
+"""The PostgreSQL engine: URL parsing, the asyncpg pool, migrations, retried transactions.
+
+Invariants:
+- `Engine.transaction(fn)` runs FN in one transaction on a pooled connection and returns after
+  it committed (`synchronous_commit=on` unless the URL asks otherwise: DESIGN.md §Durability).
+  A deadlock or serialization failure retries FN from the start (`MAX_TX_ATTEMPTS`), so FN
+  must only touch the database.
+- Migrations are serialised across nodes by a transaction-scoped advisory lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from mailhouse.store.api import StoreError
+from mailhouse.store.postgres.schema import BOOTSTRAP, MIGRATION_LOCK, MIGRATIONS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Conn = Any  # asyncpg.Connection / pool proxy (asyncpg ships no type information)
+Row = Any  # asyncpg.Record
+
+MAX_TX_ATTEMPTS = 8  # a transaction hit by deadlock/serialization failure is retried this often
+POOL_MIN = 1
+POOL_MAX = 10
+_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """Split our own query parameters (pool_min, pool_max, blobs) off a postgresql:// URL.
+
+    The DSN returned asks for ``synchronous_commit=on`` unless the URL names a level itself
+    (e.g. ``remote_apply`` with synchronous standbys): a server configured with
+    ``synchronous_commit=off`` must not make us acknowledge mail before it is durable.
+    """
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
+        if k in ("pool_min", "pool_max", "blobs"):
+            ours[k] = v
+        else:
+            rest.append((k, v))
+    if not any(k == "synchronous_commit" for k, _ in rest):
+        rest.append(("synchronous_commit", "on"))  # DESIGN.md §Durability
+    return urlunsplit(parts._replace(query=urlencode(rest))), ours
+
+
+async def _init_conn(conn: Conn) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class Engine:
+    """One PostgreSQL database: a pool of connections with the jsonb codec."""
+
+    def __init__(self, dsn: str, pool_min: int = POOL_MIN, pool_max: int = POOL_MAX) -> None:
+        self.dsn = dsn
+        self.pool_min = pool_min
+        self.pool_max = pool_max
+        self._pool: Any = None
+
+    def pool(self) -> Any:
+        if self._pool is None:
+            raise StoreError("store is not open")
+        return self._pool
+
+    @property
+    def opened(self) -> bool:
+        return self._pool is not None
+
+    async def open(self) -> None:
+        """Connect the pool and bring the schema to the latest version (idempotent)."""
+        if self._pool is not None:
+            return
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=self.pool_min, max_size=self.pool_max, init=_init_conn
+        )
+        try:
+            async with self._pool.acquire() as c:
+                await self._migrate(c)
+        except BaseException:
+            await self._pool.close()
+            self._pool = None
+            raise
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @staticmethod
+    async def _migrate(c: Conn) -> None:
+        async with c.transaction():
+            # Serialise nodes starting at once: the lock is held until this transaction ends.
+            await c.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await c.execute(BOOTSTRAP)
+            version = await c.fetchval("SELECT max(version) FROM schema_version")
+            if version is None:
+                await c.execute("INSERT INTO schema_version(version) VALUES (0)")
+                version = 0
+            if int(version) > len(MIGRATIONS):
+                log.warning(
+                    "store: database schema version %d is newer than this Mailhouse knows (%d)",
+                    version,
+                    len(MIGRATIONS),
+                )
+            for i in range(int(version), len(MIGRATIONS)):
+                log.info("store: migrating PostgreSQL schema to version %d", i + 1)
+                await c.execute(MIGRATIONS[i])
+                await c.execute("UPDATE schema_version SET version=$1", i + 1)
+
+    async def transaction(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run FN in one transaction; retry on deadlock/serialization failure (FN may run again)."""
+        pool = self.pool()
+        for attempt in range(1, MAX_TX_ATTEMPTS + 1):
+            try:
+                async with pool.acquire() as c, c.transaction():
+                    return await fn(c)
+            except _RETRYABLE as e:
+                if attempt == MAX_TX_ATTEMPTS:
+                    raise
+                log.debug("store: retrying transaction after %s (attempt %d)", type(e).__name__, attempt)
+                await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+        raise AssertionError("unreachable")
+
+    async def connection(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run FN on a pooled connection outside an explicit transaction (reads)."""
+        async with self.pool().acquire() as c:
+            return await fn(c)

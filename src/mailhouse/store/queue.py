@@ -1,0 +1,43 @@
+"""Queue rules (the outbound/inbound mail queue's rows and leases), written once.
+
+RFC 5321 §4.5.4.1 (retry strategy) is the queue runner's (`mailhouse.queue`); the store keeps
+the entries and hands out leases.
+
+Invariants:
+- `claim_due` leases an entry to at most one claimer at a time: due (``next_attempt <= now``)
+  and unleased or with an expired lease (``lease_until < now``: a dead node's claims are taken
+  over), oldest first; entries another transaction is claiming are skipped, never waited for.
+- `update` persists status, attempts and next attempt and releases the lease.
+- `remove` frees the entry's blob once nothing else references it (a message delivered from
+  the queue may share it).
+- `enqueue` with a blob stores it in the same transaction as the row where the backend can.
+"""
+
+from __future__ import annotations
+
+from mailhouse.store.api import NotFound, QueueEntry
+from mailhouse.store.backend import Tx
+from mailhouse.store.mail import free_blobs
+
+
+async def enqueue(tx: Tx, entry: QueueEntry, blob: bytes | None) -> None:
+    if blob is not None:  # the caller chose a key for a blob kept in the database
+        await tx.put_blob(entry.blob_key, blob)
+    await tx.insert_queue(entry)
+
+
+async def claim_due(tx: Tx, now: float, owner: str, lease_seconds: float, limit: int) -> list[QueueEntry]:
+    due = await tx.due_entries(now, limit)
+    until = now + lease_seconds
+    if due:
+        await tx.lease([e.id for e in due], owner, until)
+    for e in due:
+        e.lease_owner, e.lease_until = owner, until
+    return sorted(due, key=lambda e: (e.next_attempt, e.id))
+
+
+async def remove(tx: Tx, entry_id: str) -> list[str]:
+    key = await tx.delete_queue(entry_id)
+    if key is None:
+        raise NotFound(f"queue entry {entry_id} does not exist")
+    return await free_blobs(tx, [key])

@@ -1,0 +1,78 @@
+"""SQLite change feed: the ``changes`` table, written in the changing transaction and polled.
+
+IDLE sessions in one worker process see deliveries made by another worker within
+`POLL_INTERVAL`. Rows older than `CHANGES_KEEP_SECONDS` are pruned by the poller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mailhouse.store.api import Change, ChangeKind
+from mailhouse.store.feed import FeedHub
+from mailhouse.store.sqlite.engine import Engine
+
+POLL_INTERVAL = 0.1  # seconds between change-feed polls (IDLE must report within 1 s)
+CHANGES_KEEP_SECONDS = 3600.0  # change-feed rows older than this are pruned
+PRUNE_EVERY = 60.0  # seconds between prunes
+POLL_BATCH = 5000  # changes read per poll
+
+
+class FeedTx:
+    c: sqlite3.Connection
+
+    async def publish(self, change: Change) -> None:
+        self.c.execute(
+            "INSERT INTO changes(account_id, mailbox_id, kind, modseq, at) VALUES (?,?,?,?,?)",
+            (change.account_id, change.mailbox_id, str(change.kind), change.modseq, time.time()),
+        )
+
+
+class Poller:
+    """Brings committed changes of every process into this one's `FeedHub`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.last = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self.last = await self.engine.read(
+            lambda c: int(c.execute("SELECT coalesce(max(id),0) FROM changes").fetchone()[0])
+        )
+
+    def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            self._task = None
+
+    def wake(self, hub: FeedHub) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._poll(hub))
+
+    async def _poll(self, hub: FeedHub) -> None:
+        last_prune = time.time()
+        while hub.active():
+            await asyncio.sleep(POLL_INTERVAL)
+            rows: list[Any] = await self.engine.read(self._after(self.last))
+            for rid, acc, mbox, kind, modseq in rows:
+                self.last = max(self.last, rid)
+                hub.dispatch(Change(acc, mbox, ChangeKind(kind), modseq))
+            if time.time() - last_prune > PRUNE_EVERY:
+                last_prune = time.time()
+                await self.engine.write(self._prune(time.time() - CHANGES_KEEP_SECONDS))
+
+    @staticmethod
+    def _prune(cutoff: float) -> Callable[[sqlite3.Connection], object]:
+        return lambda c: c.execute("DELETE FROM changes WHERE at < ?", (cutoff,))
+
+    @staticmethod
+    def _after(last: int) -> Any:
+        return lambda c: c.execute(
+            "SELECT id, account_id, mailbox_id, kind, modseq FROM changes WHERE id > ? ORDER BY id LIMIT ?",
+            (last, POLL_BATCH),
+        ).fetchall()

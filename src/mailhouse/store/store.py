@@ -1,0 +1,271 @@
+"""`MailStore`: the one `api.Store`, a backend (`store/backend.py`) composed with the rules.
+
+Each public operation is one line of plumbing: a read through `Backend.read`, or a rule of
+`store/mail.py`, `store/directory.py` or `store/queue.py` run in one `Backend.write`
+transaction, then (after commit) the freeing of blobs kept outside the database.
+
+Invariants:
+- A call that changes data returns after its transaction committed (DESIGN.md §Durability);
+  a blob not written inside the index transaction is durable before the rows pointing at it
+  are committed (`deliver`, `enqueue`).
+- Stored messages use CRLF line endings (`store.crlf.to_crlf` in `deliver`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from mailhouse.store import directory, mail, queue
+from mailhouse.store.api import (
+    Account,
+    Alias,
+    BlobStore,
+    DkimKey,
+    Domain,
+    FlagMode,
+    FlagResult,
+    Mailbox,
+    MaildropLease,
+    MessageRecord,
+    NewMessage,
+    NotFound,
+    QueueEntry,
+    ScramKeys,
+    Usage,
+)
+from mailhouse.store.backend import Backend, Transfer
+from mailhouse.store.crlf import to_crlf
+from mailhouse.store.feed import FeedHub, Subscription
+
+
+class MailStore:
+    """`mailhouse.store.api.Store` over any `Backend`."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.feed = FeedHub(backend)
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self.backend.blobs
+
+    async def open(self) -> None:
+        await self.backend.open()
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    def transfer(self) -> Transfer:
+        """This backend's half of `mailhouse store copy`."""
+        return self.backend.transfer()
+
+    async def try_lock_maildrop(self, mailbox_id: int) -> MaildropLease | None:
+        return await self.backend.try_lock_maildrop(mailbox_id)
+
+    def subscribe(self, account_id: int) -> Subscription:
+        return self.feed.subscribe(account_id)
+
+    # ---------------------------------------------------------------- directory
+    async def directory_generation(self) -> int:
+        return await self.backend.read(lambda tx: tx.directory_generation())
+
+    async def add_domain(self, name: str) -> Domain:
+        return await self.backend.write(lambda tx: directory.add_domain(tx, name), single=True)
+
+    async def get_domain(self, name: str) -> Domain | None:
+        return await self.backend.read(lambda tx: tx.domain(name))
+
+    async def list_domains(self) -> list[Domain]:
+        return await self.backend.read(lambda tx: tx.domains())
+
+    async def remove_domain(self, name: str) -> None:
+        await self.backend.write(lambda tx: directory.remove_domain(tx, name))
+
+    async def add_account(
+        self,
+        address: str,
+        password_hash: str,
+        *,
+        quota_bytes: int = 0,
+        quota_messages: int = 0,
+        is_admin: bool = False,
+        scram: ScramKeys | None = None,
+    ) -> Account:
+        return await self.backend.write(
+            lambda tx: directory.add_account(
+                tx, address, password_hash, quota_bytes, quota_messages, is_admin, scram
+            )
+        )
+
+    async def get_account(self, address: str) -> Account | None:
+        return await self.backend.read(lambda tx: tx.account(address))
+
+    async def get_account_by_id(self, account_id: int) -> Account | None:
+        return await self.backend.read(lambda tx: tx.account_by_id(account_id))
+
+    async def list_accounts(self, domain: str | None = None) -> list[Account]:
+        return await self.backend.read(lambda tx: tx.accounts(domain or None))
+
+    async def set_password(self, address: str, password_hash: str, scram: ScramKeys | None) -> None:
+        await self.backend.write(
+            lambda tx: directory.set_password(tx, address, password_hash, scram), single=True
+        )
+
+    async def set_quota(self, address: str, quota_bytes: int, quota_messages: int) -> None:
+        await self.backend.write(
+            lambda tx: directory.set_quota(tx, address, quota_bytes, quota_messages), single=True
+        )
+
+    async def remove_account(self, address: str) -> None:
+        keys = await self.backend.write(lambda tx: directory.remove_account(tx, address))
+        await self.backend.delete_external_blobs(keys)
+
+    async def add_alias(self, source: str, destination: str) -> Alias:
+        return await self.backend.write(lambda tx: directory.add_alias(tx, source, destination))
+
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        return await self.backend.read(lambda tx: tx.aliases(domain or None))
+
+    async def aliases_for(self, source: str) -> list[Alias]:
+        return await self.backend.read(lambda tx: tx.aliases_for(source))
+
+    async def remove_alias(self, source: str, destination: str | None = None) -> None:
+        await self.backend.write(lambda tx: directory.remove_alias(tx, source, destination), single=True)
+
+    async def set_dkim_key(self, key: DkimKey) -> None:
+        await self.backend.write(lambda tx: tx.upsert_dkim_key(key), single=True)
+
+    async def get_dkim_keys(self, domain: str) -> list[DkimKey]:
+        return await self.backend.read(lambda tx: tx.dkim_keys(domain))
+
+    async def shared_secret(self, name: str, candidate: str) -> str:
+        return await self.backend.write(lambda tx: tx.shared_secret(name, candidate))
+
+    # ---------------------------------------------------------------- mailboxes
+    async def create_mailbox(self, account_id: int, name: str, special_use: str | None = None) -> Mailbox:
+        return await self.backend.write(
+            lambda tx: mail.create_mailbox(tx, account_id, name, special_use, publish=True)
+        )
+
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        return await self.backend.read(lambda tx: tx.mailbox(account_id, name), quick=True)
+
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
+        return await self.backend.read(lambda tx: tx.mailbox_by_id(mailbox_id), quick=True)
+
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
+        return await self.backend.read(lambda tx: tx.mailboxes(account_id))
+
+    async def rename_mailbox(self, mailbox_id: int, new_name: str) -> Mailbox:
+        return await self.backend.write(lambda tx: mail.rename_mailbox(tx, mailbox_id, new_name))
+
+    async def delete_mailbox(self, mailbox_id: int) -> list[str]:
+        keys = await self.backend.write(lambda tx: mail.delete_mailbox(tx, mailbox_id))
+        await self.backend.delete_external_blobs(keys)
+        return keys
+
+    async def subscriptions(self, account_id: int) -> list[str]:
+        return await self.backend.read(lambda tx: tx.subscriptions(account_id))
+
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        await self.backend.write(lambda tx: mail.set_subscribed(tx, account_id, name, subscribed))
+
+    # ---------------------------------------------------------------- messages
+    async def append(self, messages: Sequence[NewMessage]) -> list[MessageRecord]:
+        return await self.backend.write(lambda tx: mail.append(tx, messages))
+
+    async def deliver(self, blob: bytes, messages: Sequence[NewMessage]) -> list[MessageRecord]:
+        """Store BLOB and append rows pointing at it; a small blob in the same transaction."""
+        blob = to_crlf(blob)  # api.py invariant: stored messages use CRLF
+        if not self.backend.blob_in_tx(len(blob)):
+            key = await self.backend.blobs.put(blob)  # durable before the rows commit
+            return await self.append([replace(m, blob_key=key, size=len(blob)) for m in messages])
+        key = self.backend.new_tx_blob_key()
+        return await self.backend.write(lambda tx: mail.deliver_in_tx(tx, key, blob, messages))
+
+    async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
+        return await self.backend.read(lambda tx: tx.all_messages(mailbox_id))
+
+    async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
+        return await self.backend.read(lambda tx: tx.changed_since(mailbox_id, modseq), quick=True)
+
+    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
+        uids = await self.backend.read(lambda tx: tx.expunged_since(mailbox_id, modseq), quick=True)
+        return sorted(uids)  # sorted here: ORDER BY uid would make SQLite walk the primary key
+
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        mode: FlagMode,
+        flags: frozenset[str],
+        unchanged_since: int | None = None,
+    ) -> FlagResult:
+        return await self.backend.write(
+            lambda tx: mail.store_flags(tx, mailbox_id, uids, mode, flags, unchanged_since)
+        )
+
+    async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> tuple[list[int], list[str]]:
+        gone, keys = await self.backend.write(lambda tx: mail.expunge(tx, mailbox_id, uids))
+        await self.backend.delete_external_blobs(keys)
+        return gone, keys
+
+    async def copy(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
+    ) -> list[tuple[int, int]]:
+        return await self.backend.write(lambda tx: mail.copy(tx, src_mailbox_id, uids, dst_mailbox_id))
+
+    async def move(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
+    ) -> list[tuple[int, int]]:
+        pairs, keys = await self.backend.write(lambda tx: mail.move(tx, src_mailbox_id, uids, dst_mailbox_id))
+        await self.backend.delete_external_blobs(keys)
+        return pairs
+
+    async def usage(self, account_id: int) -> Usage:
+        u = await self.backend.read(lambda tx: tx.usage(account_id))
+        if u is None:
+            raise NotFound("no such account")
+        return u
+
+    async def get_metadata(self, account_id: int, mailbox: str, key: str) -> str | None:
+        return await self.backend.read(lambda tx: tx.metadata(account_id, mailbox, key))
+
+    async def set_metadata(self, account_id: int, mailbox: str, key: str, value: str | None) -> None:
+        await self.backend.write(lambda tx: mail.set_metadata(tx, account_id, mailbox, key, value))
+
+    async def claim_recent(self, mailbox_id: int, uidvalidity: int, up_to_uid: int) -> int:
+        return await self.backend.write(
+            lambda tx: mail.claim_recent(tx, mailbox_id, uidvalidity, up_to_uid), single=True
+        )
+
+    async def recent_claimed(self, mailbox_id: int, uidvalidity: int) -> int:
+        return await self.backend.read(lambda tx: mail.recent_claimed(tx, mailbox_id, uidvalidity))
+
+    # ---------------------------------------------------------------- queue
+    async def enqueue(self, entry: QueueEntry, blob: bytes | None = None) -> None:
+        inline: bytes | None = None
+        if blob is not None:
+            if self.backend.blob_in_tx(len(blob)):  # blob and row in one transaction: one fsync
+                entry.blob_key, inline = self.backend.new_tx_blob_key(), blob
+            else:
+                entry.blob_key = await self.backend.blobs.put(blob)
+        await self.backend.write(lambda tx: queue.enqueue(tx, entry, inline), single=inline is None)
+
+    async def claim_due(self, now: float, owner: str, lease_seconds: float, limit: int) -> list[QueueEntry]:
+        return await self.backend.write(lambda tx: queue.claim_due(tx, now, owner, lease_seconds, limit))
+
+    async def update(self, entry: QueueEntry) -> None:
+        await self.backend.write(lambda tx: tx.update_queue(entry), single=True)
+
+    async def remove(self, entry_id: str) -> list[str]:
+        keys = await self.backend.write(lambda tx: queue.remove(tx, entry_id))
+        await self.backend.delete_external_blobs(keys)
+        return keys
+
+    async def get(self, entry_id: str) -> QueueEntry | None:
+        return await self.backend.read(lambda tx: tx.queue_entry(entry_id))
+
+    async def list(self) -> list[QueueEntry]:
+        return await self.backend.read(lambda tx: tx.queue_entries())
