@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import FetchAtt
-from mailhouse.store.api import Mailbox
+from mailhouse.store.api import ChangeKind, Mailbox
 
 from . import contexts, metadata
 from .fetch_items import CONTENT_ITEMS, message_items
@@ -156,9 +156,9 @@ async def deliver(s: SessionContext, lst: Listener, *, in_command: bool) -> None
     if st is None:
         return
     # the PostgreSQL feed's "changes may have been missed" marker (mailbox 0) means re-read all
-    overflow = overflow or any(c.kind == "mailbox" and c.mailbox_id == 0 for c in changes)
+    overflow = overflow or any(c.kind is ChangeKind.MAILBOX and c.mailbox_id == 0 for c in changes)
     view = s.selected
-    kinds: dict[int, set[str]] = {}
+    kinds: dict[int, set[ChangeKind]] = {}
     for c in changes:
         kinds.setdefault(c.mailbox_id, set()).add(c.kind)
     all_kinds = {k for ks in kinds.values() for k in ks}
@@ -175,33 +175,35 @@ async def deliver(s: SessionContext, lst: Listener, *, in_command: bool) -> None
         return
     acc = s.acc().id
     mbs: list[Mailbox] | None = None
-    if overflow or "mailbox" in all_kinds:
+    if overflow or ChangeKind.MAILBOX in all_kinds:
         mbs = await s.store.list_mailboxes(acc)
         _mailbox_names(s, st, {m.id: m.name for m in mbs})
-    if overflow or "subscription" in all_kinds:
+    if overflow or ChangeKind.SUBSCRIPTION in all_kinds:
         subs = set(await s.store.subscriptions(acc))
         if mbs is None:
             mbs = await s.store.list_mailboxes(acc)
         _subscriptions(s, st, subs, {m.name for m in mbs})
-    if (overflow or "metadata" in all_kinds or "mailbox" in all_kinds) and (
+    if (overflow or ChangeKind.METADATA in all_kinds or ChangeKind.MAILBOX in all_kinds) and (
         st.wants("MailboxMetadataChange") or st.wants("ServerMetadataChange")
     ):
         if mbs is None:
             mbs = await s.store.list_mailboxes(acc)
-        await _metadata(s, st, mbs, report_changes=overflow or "metadata" in all_kinds)
+        await _metadata(s, st, mbs, report_changes=overflow or ChangeKind.METADATA in all_kinds)
     for mid, ks in kinds.items():
         if view is not None and mid == view.mailbox.id:
             continue  # RFC 5465 §3.1: SELECTED decides for the selected mailbox
         name = st.names.get(mid)
-        if name is None or not ks & {"append", "expunge", "flags"}:
+        if name is None or not ks & {ChangeKind.APPEND, ChangeKind.EXPUNGE, ChangeKind.FLAGS}:
             continue
         want = wanted(st, name)
         items: list[str] = []
-        if ("append" in ks and "MessageNew" in want) or ("expunge" in ks and "MessageExpunge" in want):
+        if (ChangeKind.APPEND in ks and "MessageNew" in want) or (
+            ChangeKind.EXPUNGE in ks and "MessageExpunge" in want
+        ):
             items = ["MESSAGES", "UIDNEXT", "UNSEEN"]  # RFC 5465 §5.2-3
             if s.condstore:
                 items.append("HIGHESTMODSEQ")
-        if "flags" in ks and "FlagChange" in want:  # RFC 5465 §5.1
+        if ChangeKind.FLAGS in ks and "FlagChange" in want:  # RFC 5465 §5.1
             items = items or ["UNSEEN"]
             if s.condstore:
                 items += [i for i in ("HIGHESTMODSEQ", "UIDVALIDITY") if i not in items]

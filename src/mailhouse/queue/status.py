@@ -1,14 +1,15 @@
-"""Recipient statuses of a queue entry, in one place (the queue runner and `mailhouse queue`).
+"""Recipient statuses of a queue entry, for the queue runner and `mailhouse queue`.
 
-The store keeps them as strings (`store.api.QueueRecipient.status`); when the store offers
-an enum for them, only these names change.
+The statuses are `store.api.QueueStatus`; this module names the groups the runner works with.
 """
 
 from __future__ import annotations
 
-PENDING = "pending"  # not tried yet
-DEFERRED = "deferred"  # tried, failed temporarily: retried (RFC 5321 §4.5.4)
-DELIVERED = "delivered"  # accepted by the next hop or filed locally
-FAILED = "failed"  # failed permanently (or expired): bounced when asked for (RFC 3461)
+from mailhouse.store.api import QueueStatus
+
+PENDING = QueueStatus.PENDING  # not tried yet
+DEFERRED = QueueStatus.DEFERRED  # tried, failed temporarily: retried (RFC 5321 §4.5.4)
+DELIVERED = QueueStatus.DELIVERED  # accepted by the next hop or filed locally
+FAILED = QueueStatus.FAILED  # failed permanently (or expired): bounced when asked for (RFC 3461)
 
 OPEN = (PENDING, DEFERRED)  # statuses a delivery pass still works on
