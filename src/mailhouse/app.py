@@ -14,8 +14,6 @@ import importlib
 import logging
 import os
 import signal
-import socket
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mailhouse import config as config_mod
@@ -170,41 +168,3 @@ def _run_child(cfg: Config) -> int:
     asyncio.set_event_loop(None)
     return asyncio.run(run_node(cfg))
 
-
-async def start_listener(
-    svc: Any,
-    host: str,
-    port: int,
-    session: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-    *,
-    implicit_tls: bool,
-    read_size: int,
-    handshake_timeout: float = 30.0,
-) -> asyncio.base_events.Server:
-    """Listen on host:port; every connection runs SESSION as a task the node tracks for draining.
-
-    Implicit TLS (RFC 8314 §3.3) wraps the socket before the session sees a byte.
-    """
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            svc.track(task)
-        await session(reader, writer)
-
-    ssl_ctx = svc.tls if implicit_tls else None
-    return await asyncio.start_server(
-        on_connect,
-        host,
-        port,
-        ssl=ssl_ctx,
-        reuse_port=reuse_port(),
-        family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-        ssl_handshake_timeout=handshake_timeout if ssl_ctx else None,
-        limit=read_size,
-    )
-
-
-def reuse_port() -> bool:
-    """Listeners bind with SO_REUSEPORT when several workers share them."""
-    return os.environ.get("MAILHOUSE_WORKER") == "1"

@@ -25,14 +25,14 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import ssl
 import weakref
 from typing import TYPE_CHECKING
 
 from mailhouse.proto.imap.parser import DEFAULT_MAX_LINE, DEFAULT_MAX_LITERAL
-from mailhouse.runtime import Connection, Limits, start_listener
+from mailhouse.runtime import Limits, start_listener
 
 from .changes import ChangeHub
+from .conn import Conn
 from .selected import RecentClaims
 from .session import TLS_HANDSHAKE_TIMEOUT, IMAPSession
 
@@ -41,40 +41,6 @@ if TYPE_CHECKING:
 
 #: Octets of inflated input produced per read (RFC 4978).
 MAX_INFLATE = 64 * 1024
-
-
-class Conn:
-    """The client byte stream as the session sees it: plain, TLS, optionally deflate-compressed."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    @property
-    def compressed(self) -> bool:
-        return self.conn.compressed
-
-    def is_tls(self) -> bool:
-        return self.conn.tls
-
-    def peer_ip(self) -> str:
-        return self.conn.peer_ip
-
-    async def read(self) -> bytes:
-        """Next input octets (inflated when compression is on); ``b""`` at EOF."""
-        return await self.conn.read()  # the session keeps its own idle deadline (wait_input)
-
-    async def write(self, data: bytes) -> None:
-        self.conn.write(data)
-        await self.conn.drain()
-
-    def start_compress(self, already_received: bytes) -> None:
-        self.conn.start_compress(already_received)  # RFC 4978 §3
-
-    async def start_tls(self, reply: bytes, ctx: ssl.SSLContext, timeout: float) -> int:
-        return await self.conn.start_tls(reply, ctx, timeout)  # RFC 9051 §6.2.1
-
-    async def close(self) -> None:
-        await self.conn.close()
 
 
 class Server:

@@ -70,7 +70,7 @@ from .selected import RecentClaims, SelectedMailbox
 if TYPE_CHECKING:
     from mailhouse.services import Services
 
-    from .server import Conn
+    from .conn import Conn
 
 log = logging.getLogger(__name__)
 
