@@ -140,7 +140,7 @@ class Connection(asyncio.Protocol):
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
-        if len(self._buf) > self.limits.max_buffered_input and not self._read_paused:
+        if len(self._buf) > self.limits.max_buffered_input and not self._read_paused and not self._tls_starting:
             self.pause_reading()  # the client waits until the session caught up
 
     def eof_received(self) -> bool:
@@ -266,8 +266,8 @@ class Connection(asyncio.Protocol):
         exc = self._exc
         if exc is None:
             return b""
-        if isinstance(exc, ConnectionError | ssl.SSLError | TimeoutError):
-            raise exc
+        if isinstance(exc, ConnectionError | ssl.SSLError):
+            raise exc  # (a TimeoutError here is the socket's, not our idle timeout: wrapped below)
         raise ConnectionResetError(str(exc)) from exc
 
     async def _wait_data(self, timeout: float | None) -> None:
