@@ -25,7 +25,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import TYPE_CHECKING
 
 from mailhouse.proto.imap.parser import DEFAULT_MAX_LINE, DEFAULT_MAX_LITERAL
@@ -76,15 +75,16 @@ class Server:
         )
 
 
-_servers: dict[int, Server] = {}
+#: Attribute under which the transitional module-level :func:`listen` keeps a node's Server on its
+#: Services (per-node state on the object that owns the node; no module global keyed by ``id()``).
+_SERVER_ATTR = "_imap_server"
 
 
 async def listen(svc: Services, name: str, host: str, port: int) -> asyncio.base_events.Server:
     """Transitional, for ``app.LISTENERS`` until it constructs one :class:`Server` per node: the
-    listeners of one Services share one Server (dropped with the Services, so a new Services that
-    reuses its ``id()`` never inherits a stale hub)."""
-    server = _servers.get(id(svc))
-    if server is None or server.svc is not svc:
-        server = _servers[id(svc)] = Server(svc)
-        weakref.finalize(svc, _servers.pop, id(svc), None)
+    listeners of one Services share one Server (and so one hub), which lives and dies with it."""
+    server = getattr(svc, _SERVER_ATTR, None)
+    if not isinstance(server, Server):
+        server = Server(svc)
+        setattr(svc, _SERVER_ATTR, server)
     return await server.listen(name, host, port)
