@@ -23,9 +23,9 @@ Invariants
   octet still buffered here (returning the count; the adapter drops its core's buffer too).
 * **Memory per connection is bounded by the limits**: unparsed input above
   ``Limits.max_buffered_input`` pauses reading (TCP pushes back on the client); output above
-  ``Limits.write_high_water`` makes :meth:`drain` wait, at most ``Limits.write_stall_timeout``
-  seconds, then the connection is aborted (:class:`WriteStalled`); inflated input is produced at
-  most ``Limits.max_inflate`` octets per read.
+  ``Limits.write_high_water`` (``tls_write_high_water`` over TLS) makes :meth:`drain` wait, at
+  most ``Limits.write_stall_timeout`` seconds, then the connection is aborted
+  (:class:`WriteStalled`); inflated input is produced at most ``Limits.max_inflate`` octets per read.
 * **Never write to a socket while holding an account lock**: writes here never wait, but
   :meth:`drain` does, for as long as the client likes up to the stall timeout; adapters release
   store locks before they drain (POP3 releases the maildrop lock before its final ``+OK``).
@@ -111,12 +111,17 @@ class Connection(asyncio.Protocol):
         self.tls = transport.get_extra_info("sslcontext") is not None  # implicit TLS: from the first byte
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.peer = (str(peer[0]), int(peer[1]))
-        self.transport.set_write_buffer_limits(high=self.limits.write_high_water)
+        self._set_write_limit()
         if self._on_open is not None:
             task = self.loop.create_task(self._run(self._on_open(self)))
             self.session_task = task
             if self._track is not None:
                 self._track(task)
+
+    def _set_write_limit(self) -> None:
+        lim = self.limits
+        high = lim.tls_write_high_water if self.tls else lim.write_high_water
+        self.transport.set_write_buffer_limits(high=high)
 
     async def _run(self, session: Awaitable[None]) -> None:
         try:
@@ -140,8 +145,8 @@ class Connection(asyncio.Protocol):
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
-        if len(self._buf) > self.limits.max_buffered_input and not self._read_paused and not self._tls_starting:
-            self.pause_reading()  # the client waits until the session caught up
+        if len(self._buf) > self.limits.max_buffered_input and not self._tls_starting:
+            self.pause_reading()  # idempotent; the client waits until the session caught up
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -377,7 +382,9 @@ class Connection(asyncio.Protocol):
         self.write(reply)
         try:
             new = await asyncio.wait_for(
-                self.loop.start_tls(self.transport, self, ctx, server_side=True, ssl_handshake_timeout=timeout),
+                self.loop.start_tls(
+                    self.transport, self, ctx, server_side=True, ssl_handshake_timeout=timeout
+                ),
                 timeout + 5,
             )
         except BaseException:
@@ -388,8 +395,8 @@ class Connection(asyncio.Protocol):
         if new is None:  # the connection went away during the handshake
             raise ConnectionResetError("connection lost during the TLS handshake")
         self.transport = new
-        self.transport.set_write_buffer_limits(high=self.limits.write_high_water)
         self.tls = True
+        self._set_write_limit()
         self._read_paused = False
         self._write_paused = False
         # what arrived since is TLS application data: pull mode reads it next, push mode takes it

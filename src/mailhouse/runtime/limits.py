@@ -5,9 +5,10 @@ configuration (the idle timeouts and the message size are configurable and re-re
 so new connections get the new values) and hands it to the runtime and to its sans-IO core.
 
 Invariant: with these limits, the memory one connection can make the server hold is bounded by
-``max_buffered_input`` (unparsed input, then reading pauses) + ``write_high_water`` (output not yet
-taken by the kernel, then the producer waits in ``drain``) + ``max_inflate`` (one slice of
-decompressed input) + what the core holds for one line or literal (``max_line``/``max_literal``).
+``max_buffered_input`` (unparsed input, then reading pauses) + ``write_high_water`` or
+``tls_write_high_water`` (output not yet taken by the kernel, then the producer waits in
+``drain``) + ``max_inflate`` (one slice of decompressed input) + what the core holds for one line
+or literal (``max_line``/``max_literal``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class Limits:
     #: Output buffered in the transport above which the producer must wait (``drain``): asyncio's
     #: own default, so a client that reads slowly costs at most this much memory per connection.
     write_high_water: int = 64 * 1024
+    #: The same over TLS: asyncio's and uvloop's own default for TLS transports (records are
+    #: encrypted in larger units), so the upgrade to the runtime changed no flow-control behaviour.
+    tls_write_high_water: int = 512 * 1024
     #: Seconds a write may stay blocked on a client that does not read before the connection is
     #: aborted (a stalled reader would otherwise hold its session, locks and buffers for ever).
     write_stall_timeout: float = SMTP_IDLE_TIMEOUT
