@@ -11,5 +11,7 @@ import uvloop
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-asyncio ≥ 1.4; older versions run the default loop only
-def pytest_asyncio_loop_factories(config: Any, item: Any) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+def pytest_asyncio_loop_factories(
+    config: Any, item: Any
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

@@ -34,7 +34,9 @@ class Node:
     def track(self, task: asyncio.Task[Any]) -> None:
         self.tasks.add(task)
 
-    async def start(self, session: Session, limits: Limits = FAST, ssl_ctx: ssl.SSLContext | None = None) -> Node:
+    async def start(
+        self, session: Session, limits: Limits = FAST, ssl_ctx: ssl.SSLContext | None = None
+    ) -> Node:
         self.server = await start_listener(
             "127.0.0.1", 0, session, limits=lambda: limits, ssl_ctx=ssl_ctx, track=self.track
         )
@@ -186,7 +188,9 @@ async def test_unread_input_pauses_reading(node: Node) -> None:
     w.close()
 
 
-async def test_starttls_discards_pipelined_plaintext(node: Node, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+async def test_starttls_discards_pipelined_plaintext(
+    node: Node, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
     server_ctx, client_ctx = tls_pair
     result: dict[str, Any] = {}
 
@@ -221,7 +225,9 @@ async def test_starttls_discards_pipelined_plaintext(node: Node, tls_pair: tuple
     assert result["after"] == b"EHLO tls\r\n"
 
 
-async def test_starttls_handshake_timeout(node: Node, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+async def test_starttls_handshake_timeout(
+    node: Node, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
     server_ctx, _ = tls_pair
     outcome: list[str] = []
 
@@ -243,7 +249,9 @@ async def test_starttls_handshake_timeout(node: Node, tls_pair: tuple[ssl.SSLCon
     w.close()
 
 
-async def test_implicit_tls_handshake_timeout(node: Node, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+async def test_implicit_tls_handshake_timeout(
+    node: Node, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
     server_ctx, client_ctx = tls_pair
     opened: list[bool] = []
 

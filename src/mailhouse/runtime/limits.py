@@ -58,4 +58,3 @@ class Limits:
     #: Octets of inflated input produced per read with COMPRESS=DEFLATE (RFC 4978): a deflate bomb
     #: costs CPU in slices, never memory; the core's line and literal limits then apply.
     max_inflate: int = 64 * 1024
-
