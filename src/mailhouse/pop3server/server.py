@@ -152,10 +152,6 @@ class Pop3Session:
         self._release: asyncio.Task[None] | None = None  # lease release after a disconnect
 
     # ---------------------------------------------------------------- runtime.DataHandler
-    @property
-    def _write_paused(self) -> bool:
-        return self.conn.writing_paused
-
     def open(self) -> Awaitable[None]:
         """Start the session (greeting, timers); the returned awaitable is the session's lifetime,
         which the runtime runs as the task the node's drain waits for."""
@@ -170,7 +166,7 @@ class Pop3Session:
 
     def on_data(self, data: bytes) -> None:
         self.core.receive_data(data)
-        if self._busy is None and not self._write_paused:
+        if self._busy is None and not self.conn.writing_paused:
             self._pump()
             return
         if self._input is not None and not self._input.done():
@@ -183,7 +179,7 @@ class Pop3Session:
         self._eof = True  # commands already received still run (a pipelined QUIT commits)
         if self._input is not None and not self._input.done():
             self._input.set_result(False)
-        if self._busy is None and not self._write_paused:
+        if self._busy is None and not self.conn.writing_paused:
             self._pump()  # we close the transport ourselves once the replies are out
 
     def on_lost(self, exc: Exception | None) -> None:
@@ -227,7 +223,7 @@ class Pop3Session:
             if pending is not None:
                 self._busy = self.loop.create_task(self._run_pending(ev, pending))
                 return
-            if self._write_paused:
+            if self.conn.writing_paused:
                 return  # resume_writing pumps on
         self._finish()
 
@@ -248,7 +244,7 @@ class Pop3Session:
         self._busy = None
         if self.closing or self._lost:
             self._finish()
-        elif not self._write_paused:
+        elif not self.conn.writing_paused:
             self._pump()
 
     async def _lifetime(self) -> None:
@@ -307,7 +303,7 @@ class Pop3Session:
         elif self._draining_out:
             self.conn.abort()  # a body is stuck in a client that stopped reading
         elif self._busy is None:
-            if self._write_paused:
+            if self.conn.writing_paused:
                 self.conn.abort()  # the client reads nothing: do not wait for it
             self._finish()
 

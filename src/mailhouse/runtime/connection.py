@@ -98,7 +98,9 @@ class Connection(asyncio.Protocol):
         self._lost = False
         self._exc: Exception | None = None
         self._read_paused = False  # paused by flow control (ours or the handler's)
-        self._write_paused = False
+        #: The transport holds more than the write high-water mark (a plain attribute: the POP3
+        #: pump reads it once per command)
+        self.writing_paused = False
         self._tls_starting = False  # start_tls runs: arriving bytes are TLS application data
         self._inflate: zlib._Decompress | None = None
         self._deflate: zlib._Compress | None = None
@@ -121,7 +123,8 @@ class Connection(asyncio.Protocol):
     def _set_write_limit(self) -> None:
         lim = self.limits
         high = lim.tls_write_high_water if self.tls else lim.write_high_water
-        self.transport.set_write_buffer_limits(high=high)
+        if self.transport.get_write_buffer_limits()[1] != high:  # keep the loop's own low-water mark
+            self.transport.set_write_buffer_limits(high=high)
 
     async def _run(self, session: Awaitable[None]) -> None:
         try:
@@ -170,10 +173,10 @@ class Connection(asyncio.Protocol):
             self._handler.on_lost(exc)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.writing_paused = True
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.writing_paused = False
         for d in self._drainers:
             if not d.done():
                 d.set_result(None)
@@ -203,11 +206,6 @@ class Connection(asyncio.Protocol):
     @property
     def compressed(self) -> bool:
         return self._deflate is not None
-
-    @property
-    def writing_paused(self) -> bool:
-        """The transport holds more than ``Limits.write_high_water`` octets of output."""
-        return self._write_paused
 
     @property
     def buffered(self) -> int:
@@ -341,10 +339,10 @@ class Connection(asyncio.Protocol):
         Raises ConnectionResetError when the connection is gone and :class:`WriteStalled` after
         ``Limits.write_stall_timeout`` seconds without progress.
         """
-        if self._write_paused and not self._lost:
+        if self.writing_paused and not self._lost:
             try:
                 async with asyncio.timeout(self.limits.write_stall_timeout):
-                    while self._write_paused and not self._lost:
+                    while self.writing_paused and not self._lost:
                         d: asyncio.Future[None] = self.loop.create_future()
                         self._drainers.append(d)
                         try:
@@ -398,7 +396,7 @@ class Connection(asyncio.Protocol):
         self.tls = True
         self._set_write_limit()
         self._read_paused = False
-        self._write_paused = False
+        self.writing_paused = False
         # what arrived since is TLS application data: pull mode reads it next, push mode takes it
         # with take_buffered() after resetting its core
         return discarded
