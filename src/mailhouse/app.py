@@ -18,9 +18,8 @@ import importlib
 import logging
 import os
 import signal
-import socket
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from mailhouse import config as config_mod
 from mailhouse.config import Config, Listener
@@ -43,9 +42,9 @@ class NodeServer(Protocol):
     async def listen(self, name: Listener, host: str, port: int) -> Listening: ...
 
 
-# The static listener table: `[listen]` key → "module:Server". Modules are imported by name
-# so that this table (the node) does not import the adapters at module level; every entry
-# must exist — a missing module is a bug, not a service to skip.
+# The static listener table: `[listen]` key → "module:Server". A node imports only the adapters
+# it runs (a command such as `mailhouse user add` never loads the web stack); every entry must
+# exist — a missing module is a bug, not a service to skip.
 SERVERS: dict[Listener, str] = {
     Listener.SMTP: "mailhouse.smtpserver.server:Server",
     Listener.SUBMISSION: "mailhouse.smtpserver.server:Server",
@@ -189,41 +188,3 @@ def _run_child(cfg: Config) -> int:
     asyncio.set_event_loop(None)
     return asyncio.run(run_node(cfg))
 
-
-async def start_listener(
-    svc: Any,
-    host: str,
-    port: int,
-    session: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-    *,
-    implicit_tls: bool,
-    read_size: int,
-    handshake_timeout: float = 30.0,
-) -> asyncio.base_events.Server:
-    """Listen on host:port; every connection runs SESSION as a task the node tracks for draining.
-
-    Implicit TLS (RFC 8314 §3.3) wraps the socket before the session sees a byte.
-    """
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            svc.track(task)
-        await session(reader, writer)
-
-    ssl_ctx = svc.tls if implicit_tls else None
-    return await asyncio.start_server(
-        on_connect,
-        host,
-        port,
-        ssl=ssl_ctx,
-        reuse_port=reuse_port(),
-        family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-        ssl_handshake_timeout=handshake_timeout if ssl_ctx else None,
-        limit=read_size,
-    )
-
-
-def reuse_port() -> bool:
-    """Listeners bind with SO_REUSEPORT when several workers share them."""
-    return os.environ.get("MAILHOUSE_WORKER") == "1"

@@ -7,7 +7,6 @@ TLS 1.2+ only (RFC 8996 deprecates 1.0/1.1; RFC 8314 §4.1).
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import os
@@ -75,22 +74,3 @@ def client_context(verify: bool = False) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
-
-async def upgrade_server_stream(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply: bytes, ctx: ssl.SSLContext, timeout: float
-) -> int:
-    """Send REPLY (the "go ahead" of STARTTLS/STLS) and switch the stream to TLS.
-
-    Reading is paused before the reply is written, so the client's ClientHello can never
-    be read into the plaintext StreamReader buffer (it waits in the socket until the TLS
-    layer takes over; `start_tls` resumes reading). Bytes the client pipelined after the
-    command (RFC 3207 §5, RFC 2595 §3.1: CVE-2011-0411) still sitting in that buffer are
-    discarded; their count is returned.
-    """
-    writer.transport.pause_reading()
-    buffered = reader._buffer  # noqa: SLF001 - asyncio offers no public way to drop it
-    discarded = len(buffered)
-    buffered.clear()
-    writer.write(reply)
-    await asyncio.wait_for(writer.start_tls(ctx, ssl_handshake_timeout=timeout), timeout + 5)
-    return discarded

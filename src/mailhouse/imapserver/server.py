@@ -1,6 +1,6 @@
 """IMAP listeners: ``imap`` (port 143, STARTTLS) and ``imaps`` (port 993, implicit TLS, RFC 8314).
 
-One asyncio adapter over the sans-IO core ``proto.imap``: :func:`listen` accepts connections
+One asyncio adapter over the sans-IO core ``proto.imap``: :meth:`Server.listen` accepts connections
 and runs an :class:`~mailhouse.imapserver.session.IMAPSession` on a :class:`Conn`, the byte
 pipe that hides TLS upgrades and COMPRESS=DEFLATE (RFC 4978).
 
@@ -9,130 +9,68 @@ RFC 4978 (COMPRESS=DEFLATE: raw deflate, RFC 1951, both directions, sync flush p
 
 Invariants:
 
-* STARTTLS goes through ``tls.upgrade_server_stream``: the OK is written and the handshake
-  starts with no await in between, and plaintext pipelined after the command is discarded
-  (together with the core's own buffer, see ``session.cmd_starttls``).
-* Inflated input is produced at most :data:`MAX_INFLATE` octets per read (a deflate bomb
+* I/O runs on the connection runtime (``mailhouse.runtime``): :class:`Conn` is the session-facing
+  view of a :class:`~mailhouse.runtime.Connection`; limits are one :class:`~mailhouse.runtime.Limits`.
+* STARTTLS goes through ``Connection.start_tls``: reading is paused and the OK written with no
+  await in between, and plaintext pipelined after the command is discarded (together with the
+  core's own buffer, see ``session.cmd_starttls``).
+* Inflated input is produced at most ``Limits.max_inflate`` octets per read (a deflate bomb
   costs CPU in slices, never memory); the core's line and literal limits then apply.
 * Each write with compression on ends with a sync flush, so the client can decode every
   response as soon as it arrives.
+* One :class:`Server` per node: its listeners (imap and imaps) share one change hub and one
+  \\Recent registry.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ssl
-import zlib
 from typing import TYPE_CHECKING
 
-from mailhouse import app
-from mailhouse import tls as tls_mod
+from mailhouse.config import Listener
+from mailhouse.proto.imap.receiver import DEFAULT_MAX_LINE, DEFAULT_MAX_LITERAL
+from mailhouse.runtime import Limits, start_listener
 
 from .changes import ChangeHub
+from .conn import Conn
 from .selected import RecentClaims
 from .session import TLS_HANDSHAKE_TIMEOUT, IMAPSession
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
 
-READ_SIZE = 64 * 1024
-MAX_INFLATE = 64 * 1024  # octets of inflated input produced per read
-
-
-class Conn:
-    """The client byte stream: plain, TLS, optionally deflate-compressed."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self._inflate: zlib._Decompress | None = None
-        self._deflate: zlib._Compress | None = None
-        self._pending = b""  # compressed octets received before compression started
-
-    @property
-    def compressed(self) -> bool:
-        return self._deflate is not None
-
-    def is_tls(self) -> bool:
-        return self.writer.get_extra_info("sslcontext") is not None
-
-    def peer_ip(self) -> str:
-        peer = self.writer.get_extra_info("peername") or ("?", 0)
-        return str(peer[0])
-
-    async def read(self) -> bytes:
-        """Next input octets (inflated when compression is on); ``b""`` at EOF."""
-        d = self._inflate
-        if d is None:
-            return await self.reader.read(READ_SIZE)
-        while True:
-            if d.unconsumed_tail:
-                out = d.decompress(d.unconsumed_tail, MAX_INFLATE)
-                if out:
-                    return out
-            if self._pending:
-                raw, self._pending = self._pending, b""
-            else:
-                raw = await self.reader.read(READ_SIZE)
-                if not raw:
-                    return b""
-            try:
-                out = d.decompress(raw, MAX_INFLATE)
-            except zlib.error as e:
-                raise ConnectionError(f"bad deflate stream: {e}") from None
-            if d.eof:
-                raise ConnectionError("client ended the deflate stream")
-            if out:
-                return out
-
-    async def write(self, data: bytes) -> None:
-        c = self._deflate
-        if c is not None:
-            data = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
-        self.writer.write(data)
-        await self.writer.drain()
-
-    def start_compress(self, already_received: bytes) -> None:
-        # RFC 4978 §3: raw DEFLATE (no zlib header), both directions
-        self._inflate = zlib.decompressobj(-15)
-        self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
-        self._pending = already_received
-
-    async def start_tls(self, reply: bytes, ctx: ssl.SSLContext, timeout: float) -> int:
-        return await tls_mod.upgrade_server_stream(self.reader, self.writer, reply, ctx, timeout)
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
-            await asyncio.wait_for(self.writer.wait_closed(), 2.0)
-
-
-_hubs: dict[int, tuple[ChangeHub, RecentClaims]] = {}
-
-
-def _shared(svc: Services) -> tuple[ChangeHub, RecentClaims]:
-    """One change hub and one \\Recent registry per Services (shared by imap and imaps)."""
-    got = _hubs.get(id(svc))
-    if got is None:
-        got = (ChangeHub(svc.store), RecentClaims(svc.store))
-        _hubs[id(svc)] = got
-    return got
-
-
-async def listen(svc: Services, name: str, host: str, port: int) -> asyncio.base_events.Server:
-    hub, claims = _shared(svc)
-    return await app.start_listener(
-        svc, host, port, lambda r, w: IMAPSession(svc, hub, claims, Conn(r, w), name).run(),
-        implicit_tls=name == "imaps", read_size=READ_SIZE, handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
-    )
+#: Octets of inflated input produced per read (RFC 4978).
+MAX_INFLATE = 64 * 1024
 
 
 class Server:
-    """The node's IMAP server, shared by imap and imaps."""
+    """The IMAP listeners of one node; imap and imaps share its change hub and \\Recent registry."""
 
     def __init__(self, svc: Services) -> None:
         self.svc = svc
+        self.hub = ChangeHub(svc.store)
+        self.claims = RecentClaims(svc.store)
+
+    def limits(self) -> Limits:
+        """Per connection, so a configuration reload applies to new connections."""
+        cfg = self.svc.cfg
+        return Limits(
+            max_line=DEFAULT_MAX_LINE,  # RFC 9051 sets no line limit; the core's
+            max_literal=DEFAULT_MAX_LITERAL,  # RFC 7888: literals outside APPEND
+            max_message=cfg.max_message_size,  # RFC 7889 APPENDLIMIT
+            idle_timeout=cfg.imap_idle_timeout,  # RFC 9051 §5.4: autologout ≥ 30 minutes
+            write_stall_timeout=cfg.imap_idle_timeout,
+            tls_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            max_inflate=MAX_INFLATE,
+        )
 
     async def listen(self, name: str, host: str, port: int) -> asyncio.base_events.Server:
-        return await listen(self.svc, name, host, port)
+        svc, hub, claims = self.svc, self.hub, self.claims
+        return await start_listener(
+            host,
+            port,
+            lambda conn: IMAPSession(svc, hub, claims, Conn(conn), name).run(),
+            limits=self.limits,
+            ssl_ctx=svc.tls if Listener(name).implicit_tls else None,  # RFC 8314 §3.3: implicit TLS
+            track=svc.track,
+        )

@@ -1,9 +1,10 @@
 """POP3 listeners: ``pop3`` (port 110, STLS) and ``pop3s`` (port 995, implicit TLS, RFC 8314).
 
-One asyncio adapter over the sans-IO core ``proto.pop3``, written as an
-``asyncio.Protocol`` (no streams layer): ``data_received`` feeds the core, each
-event runs through the explicit dispatch table ``COMMANDS`` against the accounts
-service and the store, and replies go to ``transport.writelines``. The INBOX is
+One asyncio adapter over the sans-IO core ``proto.pop3``, a push-mode session on the
+connection runtime (``mailhouse.runtime.Connection``, an ``asyncio.Protocol``; no
+streams layer): ``on_data`` feeds the core, each event runs through the explicit
+dispatch table ``COMMANDS`` against the accounts service and the store, and replies
+go to ``Connection.writelines``. The INBOX is
 the maildrop (see ``maildrop.py``); the exclusive maildrop lock is the store's
 ``try_lock_maildrop`` (flock on one host, a PostgreSQL advisory lock across
 nodes).
@@ -25,8 +26,8 @@ Invariants
   ``[auth] allow_plaintext`` is set (RFC 2595 §2.1-ish policy, Dovecot's
   ``disable_plaintext_auth``); USER and SASL are not advertised there either.
 * Plaintext received before the STLS handshake finished is discarded: reading
-  is paused before the ``+OK``, and what was read with STLS is dropped by the
-  core (CVE-2011-0411 class).
+  is paused before the ``+OK`` (``Connection.start_tls``), and what was read
+  with STLS is dropped by the core (RFC 2595 §4; CVE-2011-0411 class).
 * Errors are caught once per command: in ``_pump`` for the immediate part, in
   ``_run_pending`` for the waiting part; a bug answers ``-ERR [SYS/TEMP]`` and
   is logged with a traceback; the session goes on.
@@ -37,8 +38,9 @@ Invariants
 * Flow control: while the transport is paused for writing no command runs;
   while a command waits or writing is paused, input only accumulates in the
   core up to ``MAX_PENDING_INPUT`` octets, then reading is paused.
-* Limits: command line length (core), idle timeout and drain (one ticker per
-  session, ``_tick``), login throttling (``svc.auth``).
+* Limits: command line length (core), the runtime's :class:`~mailhouse.runtime.Limits`
+  (write high-water mark, stalled-writer and TLS handshake timeouts), idle timeout
+  and drain (one ticker per session, ``_tick``), login throttling (``svc.auth``).
 """
 
 from __future__ import annotations
@@ -47,18 +49,18 @@ import asyncio
 import base64
 import logging
 import secrets
-import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
-from mailhouse import app
 from mailhouse.accounts import sasl_flow
+from mailhouse.config import Listener
 from mailhouse.log import ConnLogger, safe
 from mailhouse.pop3server.maildrop import Maildrop, Vanished, top
 from mailhouse.proto import pop3 as core
 from mailhouse.proto import sasl
 from mailhouse.proto.pop3 import ResponseCode, err, ok
+from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
 from mailhouse.store.api import Account, MaildropLease, StoreError
 
 if TYPE_CHECKING:
@@ -94,10 +96,23 @@ NO_SUCH_MESSAGE: Final = err("No such message")
 VANISHED: Final = err("Message was expunged by another session")
 
 
-class Pop3Session(asyncio.Protocol):
-    """One POP3 connection: an ``asyncio.Protocol`` that feeds the sans-IO core directly.
+def limits_for(svc: Services) -> Limits:
+    """The runtime limits of one POP3 connection (read per connection: a reload applies to new ones)."""
+    return Limits(
+        max_line=core.MAX_COMMAND_LINE,  # RFC 2449 §4: 255 octets
+        max_auth_line=core.MAX_AUTH_LINE,  # RFC 5034 §4: base64 SASL responses
+        max_message=svc.cfg.max_message_size,
+        idle_timeout=svc.cfg.pop3_idle_timeout,  # RFC 1939 §3: autologout ≥ 10 minutes
+        write_stall_timeout=svc.cfg.pop3_idle_timeout,  # a client that reads nothing is idle too
+        tls_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+        max_buffered_input=MAX_PENDING_INPUT,
+    )
 
-    ``data_received`` hands the bytes to the core and runs every complete command at once
+
+class Pop3Session:
+    """One POP3 connection: a push-mode handler of a runtime ``Connection`` that feeds the core directly.
+
+    ``on_data`` hands the bytes to the core and runs every complete command at once
     (``_pump``). Handlers are plain functions; the few that must wait (login, STLS, QUIT's
     UPDATE, a RETR whose message was not read ahead, big bodies) return a coroutine, which
     runs as the session's one task (``_busy``) while further input only accumulates in the
@@ -106,17 +121,17 @@ class Pop3Session(asyncio.Protocol):
     per batch of replies.
     """
 
-    transport: asyncio.Transport
-
-    def __init__(self, svc: Services, mode: str) -> None:
+    def __init__(self, svc: Services, mode: str, conn: Connection) -> None:
         self.svc = svc
         self.cfg = svc.cfg
         self.mode = mode  # "pop3" | "pop3s"
+        self.conn = conn
+        self.limits = conn.limits
         self.cid = secrets.token_hex(4)
         self.log = ConnLogger(log, {"cid": self.cid})
-        self.ip = "?"
-        self.tls = False
-        self.core = core.POP3ServerProtocol(tls_available=True, tls_active=False)
+        self.ip = conn.peer_ip
+        self.tls = conn.tls  # pop3s: TLS from the first byte
+        self.core = core.POP3ServerProtocol(tls_available=True, tls_active=self.tls)
         self.username: str | None = None  # from USER, until PASS
         self.account: Account | None = None
         self.maildrop: Maildrop | None = None
@@ -130,71 +145,54 @@ class Pop3Session(asyncio.Protocol):
         self._out_len = 0
         self._busy: asyncio.Task[None] | None = None  # the handler coroutine being awaited
         self._input: asyncio.Future[bool] | None = None  # a coroutine waits for input (SASL)
-        self._drained: asyncio.Future[None] | None = None  # a coroutine waits for resume_writing
-        self._write_paused = False
+        self._draining_out = False  # a coroutine waits in Connection.drain
         self._read_paused = False
-        self._tls_starting = False  # STLS: bytes arriving now are already TLS application data
-        self._early: list[bytes] = []  # ... kept here until the core dropped the plaintext
         self._ticker: asyncio.TimerHandle | None = None  # drain / idle watch (see _tick)
         self._idle_since = 0.0
         self._done: asyncio.Future[None] | None = None  # resolved by _finish
         self._release: asyncio.Task[None] | None = None  # lease release after a disconnect
 
-    # ---------------------------------------------------------------- asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+    # ---------------------------------------------------------------- runtime.DataHandler
+    def open(self) -> Awaitable[None]:
+        """Start the session (greeting, timers); the returned awaitable is the session's lifetime,
+        which the runtime runs as the task the node's drain waits for."""
         self.loop = asyncio.get_running_loop()
-        self.tls = transport.get_extra_info("sslcontext") is not None  # pop3s: TLS from the first byte
-        self.core = core.POP3ServerProtocol(tls_available=True, tls_active=self.tls)
-        peer = transport.get_extra_info("peername") or ("?", 0)
-        self.ip = str(peer[0])
         self._done = self.loop.create_future()
-        self.svc.track(self.loop.create_task(self._lifetime()))  # the node's drain waits for it
         self.log.info("connect from %s mode=%s", self.ip, self.mode)
         self.reply(ok(f"{IMPLEMENTATION} POP3 server ready"))  # RFC 1939 §4; no APOP timestamp
         self._ticker = self.loop.call_later(DRAIN_POLL, self._tick)
+        self.conn.set_handler(self)
         self._pump()
+        return self._lifetime()
 
-    def data_received(self, data: bytes) -> None:
-        if self._tls_starting:
-            self._early.append(data)  # decrypted: the plaintext side was paused before the +OK
-            return
+    def on_data(self, data: bytes) -> None:
         self.core.receive_data(data)
-        if self._busy is None and not self._write_paused:
+        if self._busy is None and not self.conn.writing_paused:
             self._pump()
             return
         if self._input is not None and not self._input.done():
             self._input.set_result(True)
         elif self.core.buffered > MAX_PENDING_INPUT and not self._read_paused:
             self._read_paused = True  # a pipelining client waits until we caught up
-            self.transport.pause_reading()
+            self.conn.pause_reading()
 
-    def eof_received(self) -> bool:
+    def on_eof(self) -> None:
         self._eof = True  # commands already received still run (a pipelined QUIT commits)
         if self._input is not None and not self._input.done():
             self._input.set_result(False)
-        if self._busy is None and not self._write_paused:
-            self._pump()
-        return True  # we close the transport ourselves once the replies are out
+        if self._busy is None and not self.conn.writing_paused:
+            self._pump()  # we close the transport ourselves once the replies are out
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def on_lost(self, exc: Exception | None) -> None:
         self._lost = True
         if exc is not None:
             self.log.info("connection lost: %s", type(exc).__name__)
         if self._input is not None and not self._input.done():
             self._input.set_result(False)
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
         if self._busy is None:
             self._finish()  # else the running handler finishes first (e.g. QUIT's UPDATE)
 
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+    def on_writable(self) -> None:
         if self._busy is None and not self.closing:
             self._pump()
 
@@ -213,7 +211,7 @@ class Pop3Session(asyncio.Protocol):
                 self._idle_since = self.loop.time()
                 if self._read_paused:
                     self._read_paused = False
-                    self.transport.resume_reading()
+                    self.conn.resume_reading()
                 return
             handler = self.COMMANDS.get(type(ev))
             try:
@@ -226,7 +224,7 @@ class Pop3Session(asyncio.Protocol):
             if pending is not None:
                 self._busy = self.loop.create_task(self._run_pending(ev, pending))
                 return
-            if self._write_paused:
+            if self.conn.writing_paused:
                 return  # resume_writing pumps on
         self._finish()
 
@@ -247,7 +245,7 @@ class Pop3Session(asyncio.Protocol):
         self._busy = None
         if self.closing or self._lost:
             self._finish()
-        elif not self._write_paused:
+        elif not self.conn.writing_paused:
             self._pump()
 
     async def _lifetime(self) -> None:
@@ -258,7 +256,7 @@ class Pop3Session(asyncio.Protocol):
         except asyncio.CancelledError:  # the node gave up draining: drop the connection now
             if self._busy is not None:
                 self._busy.cancel()
-            self.transport.abort()
+            self.conn.abort()
             self._finish()
             if self._release is not None:
                 await self._release
@@ -281,7 +279,7 @@ class Pop3Session(asyncio.Protocol):
             self._release = self.loop.create_task(self._release_lease(lease))
         if self.maildrop is not None:
             self.maildrop.close()
-        self.transport.close()  # after what is buffered was sent
+        self.conn.close_nowait()  # after what is buffered was sent
         self.log.info("disconnect from %s", self.ip)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
@@ -303,11 +301,11 @@ class Pop3Session(asyncio.Protocol):
         self.closing = True
         if self._input is not None and not self._input.done():
             self._input.set_result(False)  # the SASL exchange ends; _run_pending finishes
-        elif self._drained is not None:
-            self.transport.abort()  # a body is stuck in a client that stopped reading
+        elif self._draining_out:
+            self.conn.abort()  # a body is stuck in a client that stopped reading
         elif self._busy is None:
-            if self._write_paused:
-                self.transport.abort()  # the client reads nothing: do not wait for it
+            if self.conn.writing_paused:
+                self.conn.abort()  # the client reads nothing: do not wait for it
             self._finish()
 
     def _tick(self) -> None:
@@ -315,7 +313,7 @@ class Pop3Session(asyncio.Protocol):
         self._ticker = None
         if self._finished:
             return
-        if self._busy is None or self._input is not None or self._drained is not None:  # waiting for the client
+        if self._busy is None or self._input is not None or self._draining_out:  # waiting for the client
             if self.svc.draining and not self.closing:
                 self._stop("drain")
             elif not self.closing and self.loop.time() - self._idle_since >= self.cfg.pop3_idle_timeout:
@@ -336,23 +334,17 @@ class Pop3Session(asyncio.Protocol):
             out = self._out
             self._out = []
             self._out_len = 0
-            if not self._lost and not self.transport.is_closing():
-                if len(out) == 1:
-                    self.transport.write(out[0])
-                else:
-                    self.transport.writelines(out)
+            self.conn.writelines(out)
 
     async def _drain(self) -> None:
-        """Wait until the transport's buffer is below its low-water mark again."""
-        while self._write_paused and not self._lost:
-            self._idle_since = self.loop.time()  # a client that reads nothing is idle too
-            self._drained = self.loop.create_future()
-            try:
-                await self._drained
-            finally:
-                self._drained = None
-        if self._lost:
-            raise ConnectionError("connection lost")
+        """Wait until the transport's buffer is below its low-water mark again (runtime drain:
+        a client that reads nothing for ``Limits.write_stall_timeout`` is dropped)."""
+        self._idle_since = self.loop.time()  # a client that reads nothing is idle too
+        self._draining_out = True
+        try:
+            await self.conn.drain()
+        finally:
+            self._draining_out = False
 
     async def _wait_input(self) -> bool:
         """Inside a waiting command (SASL): wait for more input; False on EOF, idle or drain."""
@@ -362,7 +354,7 @@ class Pop3Session(asyncio.Protocol):
         self._idle_since = self.loop.time()
         if self._read_paused:
             self._read_paused = False
-            self.transport.resume_reading()
+            self.conn.resume_reading()
         self._input = self.loop.create_future()
         try:
             return await self._input
@@ -396,39 +388,28 @@ class Pop3Session(asyncio.Protocol):
         # Reading is paused before the +OK, so the ClientHello waits in the socket for the
         # TLS layer; what was read with STLS is dropped by the core (start_tls_done).
         self._flush()  # replies to commands before STLS go out in plaintext, in order
-        self.transport.pause_reading()
-        self.transport.write(ok("Begin TLS negotiation"))
-        self._tls_starting = True
+        self.conn.pause_reading()  # at once: nothing more is read in plaintext (start_tls runs later)
         return self._start_tls()
 
     async def _start_tls(self) -> None:
         try:
-            transport = await asyncio.wait_for(
-                self.loop.start_tls(
-                    self.transport, self, self.svc.tls, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
-                ),
-                TLS_HANDSHAKE_TIMEOUT + 5,
+            dropped = await self.conn.start_tls(
+                ok("Begin TLS negotiation"), self.svc.tls, self.limits.tls_handshake_timeout
             )
         except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as e:
             self.log.info("TLS handshake failed: %s", type(e).__name__)
-            self._tls_starting = False
-            self.transport.abort()
             self.closing = True
             return
-        if transport is None:  # the connection went away during the handshake
-            self.closing = True
-            return
-        self.transport = transport
-        discarded = self.core.buffered
+        self._read_paused = False
+        discarded = self.core.buffered + dropped
         if discarded:
             self.log.info("discarded %d octets of plaintext pipelined after STLS", discarded)
         self.core.start_tls_done()
-        self._tls_starting = False
         self.tls = True
         self.username = None
-        early, self._early = self._early, []
-        for data in early:  # sent by the client over TLS while we were finishing the switch
-            self.core.receive_data(data)
+        early = self.conn.take_buffered()
+        if early:  # sent by the client over TLS while we were finishing the switch
+            self.core.receive_data(early)
 
     def on_utf8(self, ev: core.Utf8) -> Pending:
         self.utf8 = True  # RFC 6856 §2: we send messages unmodified either way
@@ -496,19 +477,19 @@ class Pop3Session(asyncio.Protocol):
         await self._open_maildrop(account, f"AUTH {ev.mechanism}")
 
     async def _auth_line(self) -> bytes:
-        while True:
-            ev = self.core.next_event()
-            if isinstance(ev, core.AuthResponse):
-                return ev.line
-            if isinstance(ev, core.AuthCancelled):
-                raise sasl.SaslCancelled()
-            if isinstance(ev, core.CommandError):
-                raise sasl.SaslError("AUTH line error")
-            if ev is core.NEED_DATA:
-                if not await self._wait_input():
-                    raise ConnectionError("closed during AUTH")
-                continue
-            raise sasl.SaslError("unexpected event during AUTH")
+        return await read_auth_line(self._auth_poll, self._wait_input, max_octets=self.limits.max_auth_line)
+
+    def _auth_poll(self) -> bytes | None:
+        ev = self.core.next_event()
+        if isinstance(ev, core.AuthResponse):
+            return ev.line
+        if isinstance(ev, core.AuthCancelled):
+            raise sasl.SaslCancelled()
+        if isinstance(ev, core.CommandError):
+            raise sasl.SaslError("AUTH line error")
+        if ev is core.NEED_DATA:
+            return None
+        raise sasl.SaslError("unexpected event during AUTH")
 
     async def _open_maildrop(self, account: Account, how: str) -> None:
         """Lock and snapshot the INBOX, then enter TRANSACTION (RFC 1939 §4)."""
@@ -588,7 +569,7 @@ class Pop3Session(asyncio.Protocol):
         self._flush()
         chunks = (body[i : i + WRITE_CHUNK] for i in range(0, len(body), WRITE_CHUNK))
         for piece in core.dot_stuff_stream(chunks):
-            self.transport.write(piece)
+            self.conn.write(piece)
             await self._drain()
 
     def _with_message(self, n: int, send: Callable[[bytes], Pending]) -> Pending:
@@ -708,24 +689,22 @@ class Pop3Session(asyncio.Protocol):
     }
 
 
-async def listen(svc: Services, name: str, host: str, port: int) -> asyncio.base_events.Server:
-    ssl_ctx = svc.tls if name == "pop3s" else None  # RFC 8314 §3.3: implicit TLS
-    return await asyncio.get_running_loop().create_server(
-        lambda: Pop3Session(svc, name),
-        host,
-        port,
-        ssl=ssl_ctx,
-        reuse_port=app.reuse_port(),
-        family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_ctx else None,
-    )
-
-
 class Server:
-    """The node's POP3 server, shared by pop3 and pop3s."""
+    """The POP3 listeners of one node (pop3, pop3s) on the connection runtime."""
 
     def __init__(self, svc: Services) -> None:
         self.svc = svc
 
+    def limits(self) -> Limits:
+        return limits_for(self.svc)
+
     async def listen(self, name: str, host: str, port: int) -> asyncio.base_events.Server:
-        return await listen(self.svc, name, host, port)
+        svc = self.svc
+        return await start_listener(
+            host,
+            port,
+            lambda conn: Pop3Session(svc, name, conn).open(),
+            limits=self.limits,
+            ssl_ctx=svc.tls if Listener(name).implicit_tls else None,  # RFC 8314 §3.3: implicit TLS
+            track=svc.track,
+        )

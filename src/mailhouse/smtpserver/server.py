@@ -10,6 +10,8 @@ Invariants:
 - Plaintext pipelined after STARTTLS is discarded by the core (CVE-2011-0411).
 - A client that speaks before the greeting is refused (`554 5.5.1`), as postscreen does.
 - Untrusted text (HELO, addresses) reaches headers and logs only escaped.
+- I/O goes through the connection runtime (``mailhouse.runtime``): reads with the idle timeout
+  of :class:`~mailhouse.runtime.Limits`, writes with its high-water mark and stall timeout.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
-from mailhouse import app
-from mailhouse import tls as tls_mod
 from mailhouse.accounts import sasl_flow
+from mailhouse.config import Listener
 from mailhouse.delivery.policy import NOT_OWNER
 from mailhouse.log import ConnLogger, safe
 from mailhouse.mailauth import inbound
@@ -32,6 +33,7 @@ from mailhouse.proto import sasl
 from mailhouse.proto import smtp as core
 from mailhouse.proto.smtp import Reply
 from mailhouse.queue.ids import new_queue_id
+from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
 from mailhouse.store.api import Account
 
 if TYPE_CHECKING:
@@ -39,25 +41,40 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 64 * 1024
-MAX_BUFFERED = 1024 * 1024  # stop reading while the core holds this much unparsed input
 TLS_HANDSHAKE_TIMEOUT = 30.0
+#: Seconds the final flush of a closing session may take.
+CLOSE_FLUSH_TIMEOUT = 5.0
+
+
+def limits_for(svc: Services) -> Limits:
+    """The runtime limits of one SMTP connection (read per connection: a reload applies to new ones)."""
+    return Limits(
+        max_line=core.MAX_COMMAND_LINE,  # RFC 5321 §4.5.3.1.4: 512 octets
+        max_auth_line=core.MAX_EXTENDED_LINE,  # RFC 4954 §4: SASL responses, as the core frames them
+        max_message=svc.cfg.max_message_size,  # RFC 1870 SIZE
+        idle_timeout=svc.cfg.smtp_idle_timeout,  # RFC 5321 §4.5.3.2.7
+        write_stall_timeout=svc.cfg.smtp_idle_timeout,
+        tls_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+    )
 
 
 class SmtpSession:
-    def __init__(self, svc: Services, mode: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, svc: Services, mode: str, conn: Connection) -> None:
         self.svc = svc
         self.cfg = svc.cfg
         self.mode = mode  # "smtp" | "submission" | "submissions"
-        self.reader = reader
-        self.writer = writer
-        self.core = core.SMTPServerProtocol(max_message_size=self.cfg.max_message_size)
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.ip = str(peer[0])
+        self.conn = conn
+        self.limits = conn.limits
+        self.core = core.SMTPServerProtocol(
+            max_message_size=self.limits.max_message,
+            max_line=self.limits.max_line,
+            max_extended_line=self.limits.max_auth_line,
+        )
+        self.ip = conn.peer_ip
         self.cid = secrets.token_hex(4)
         self.log = ConnLogger(log, {"cid": self.cid})
         self.policy = svc.envelope
-        self.tls = writer.get_extra_info("sslcontext") is not None
+        self.tls = conn.tls
         self.user: Account | None = None
         self.closing = False
         self._out = bytearray()
@@ -85,9 +102,9 @@ class SmtpSession:
 
     async def flush(self) -> None:
         if self._out:
-            self.writer.write(bytes(self._out))
+            self.conn.write(bytes(self._out))
             self._out.clear()
-            await self.writer.drain()
+            await self.conn.drain()
 
     async def reply(self, r: Reply) -> None:
         # RFC 2920 §3.1: replies to a pipelined group may be sent together; they are
@@ -96,10 +113,8 @@ class SmtpSession:
 
     async def _read(self) -> bytes:
         await self.flush()
-        timeout = self.cfg.smtp_idle_timeout
         try:
-            async with asyncio.timeout(timeout):  # no task per read, unlike wait_for
-                return await self.reader.read(READ_SIZE)
+            return await self.conn.read(self.limits.idle_timeout)
         except TimeoutError:
             # RFC 5321 §4.5.3.2.7 / §3.8: on timeout, reply 421 and close
             await self.write(self.core.send(Reply(421, "4.4.2", f"{self.cfg.hostname} Error: timeout exceeded")))
@@ -111,7 +126,7 @@ class SmtpSession:
         try:
             if self.mode == "smtp" and self.cfg.pregreet_wait > 0:
                 try:
-                    early = await asyncio.wait_for(self.reader.read(READ_SIZE), self.cfg.pregreet_wait)
+                    early = await self.conn.read(self.cfg.pregreet_wait)
                 except TimeoutError:
                     early = b""
                 if early:
@@ -121,18 +136,14 @@ class SmtpSession:
                     return
             await self.write(self.core.greeting(self.cfg.hostname, "ESMTP Mailhouse"))
             await self._loop()
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as e:
+        except (ConnectionError, ssl.SSLError) as e:
             self.log.info("connection lost: %s", type(e).__name__)
         finally:
             try:
-                await asyncio.wait_for(self.flush(), 5.0)
+                await asyncio.wait_for(self.flush(), CLOSE_FLUSH_TIMEOUT)
             except (TimeoutError, ConnectionError, ssl.SSLError):
                 pass
-            self.writer.close()
-            try:
-                await asyncio.wait_for(self.writer.wait_closed(), 2.0)
-            except (TimeoutError, ConnectionError, ssl.SSLError):
-                pass
+            await self.conn.close()
             self.log.info("disconnect from %s", self.ip)
 
     async def _loop(self) -> None:
@@ -323,10 +334,11 @@ class SmtpSession:
             return
         await self.flush()
         try:
-            dropped = await tls_mod.upgrade_server_stream(
-                self.reader, self.writer, self.core.send(core.REPLY_READY_TLS), self.svc.tls, TLS_HANDSHAKE_TIMEOUT
+            # RFC 3207 §4.2: plaintext pipelined after STARTTLS is discarded (CVE-2011-0411)
+            dropped = await self.conn.start_tls(
+                self.core.send(core.REPLY_READY_TLS), self.svc.tls, self.limits.tls_handshake_timeout
             )
-        except (ssl.SSLError, TimeoutError, ConnectionError) as e:
+        except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as e:
             self.log.info("TLS handshake failed: %s", type(e).__name__)
             self.closing = True
             return
@@ -373,19 +385,24 @@ class SmtpSession:
         await self.reply(Reply(235, "2.7.0", "Authentication successful"))
 
     async def _auth_line(self) -> bytes:
-        while True:
-            ev = self.core.next_event()
-            if isinstance(ev, core.AuthResponse):
-                return ev.line  # answered by the driver's next challenge or final reply
-            if isinstance(ev, core.CommandError):
-                raise sasl.SaslError("auth line error")
-            if ev is core.NEED_DATA:
-                data = await self._read()
-                if not data:
-                    raise ConnectionError("closed during AUTH")
-                self.core.receive_data(data)
-                continue
-            raise sasl.SaslError("unexpected event during AUTH")
+        return await read_auth_line(self._auth_poll, self._auth_more, max_octets=self.limits.max_auth_line)
+
+    def _auth_poll(self) -> bytes | None:
+        ev = self.core.next_event()
+        if isinstance(ev, core.AuthResponse):
+            return ev.line  # answered by the driver's next challenge or final reply
+        if isinstance(ev, core.CommandError):
+            raise sasl.SaslError("auth line error")
+        if ev is core.NEED_DATA:
+            return None
+        raise sasl.SaslError("unexpected event during AUTH")
+
+    async def _auth_more(self) -> bool:
+        data = await self._read()  # with the idle timeout (421 on expiry)
+        if not data:
+            return False
+        self.core.receive_data(data)
+        return True
 
     async def on_command_error(self, ev: core.CommandError) -> None:
         await self.reply(ev.reply)
@@ -415,18 +432,22 @@ class SmtpSession:
     }
 
 
-async def listen(svc: Services, name: str, host: str, port: int) -> asyncio.base_events.Server:
-    return await app.start_listener(
-        svc, host, port, lambda r, w: SmtpSession(svc, name, r, w).run(),
-        implicit_tls=name == "submissions", read_size=READ_SIZE, handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
-    )
-
-
 class Server:
-    """The node's SMTP server, shared by smtp, submission and submissions."""
+    """The SMTP listeners of one node (smtp, submission, submissions) on the connection runtime."""
 
     def __init__(self, svc: Services) -> None:
         self.svc = svc
 
+    def limits(self) -> Limits:
+        return limits_for(self.svc)
+
     async def listen(self, name: str, host: str, port: int) -> asyncio.base_events.Server:
-        return await listen(self.svc, name, host, port)
+        svc = self.svc
+        return await start_listener(
+            host,
+            port,
+            lambda conn: SmtpSession(svc, name, conn).run(),
+            limits=self.limits,
+            ssl_ctx=svc.tls if Listener(name).implicit_tls else None,  # RFC 8314 §3.3: implicit TLS
+            track=svc.track,
+        )

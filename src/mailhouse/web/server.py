@@ -22,8 +22,8 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from mailhouse import app as app_mod
 from mailhouse.config import Listener
+from mailhouse.runtime.listener import reuse_port
 from mailhouse.services import Services
 from mailhouse.web import security
 from mailhouse.web.routes import SecurityHeadersApp, create_app
@@ -60,7 +60,7 @@ def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if app_mod.reuse_port():
+    if reuse_port():
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(BACKLOG)

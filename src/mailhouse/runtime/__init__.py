@@ -1,0 +1,22 @@
+"""The connection runtime shared by every protocol adapter (SMTP, IMAP, POP3).
+
+``limits`` (the one :class:`Limits`), ``connection`` (the Protocol-based connection: flow control,
+drain, STARTTLS, COMPRESS), ``listener`` (listener start-up, implicit TLS, SO_REUSEPORT, session
+tracking) and ``authline`` (the SASL line loop). Imports nothing above ``proto/`` and the plumbing.
+"""
+
+from mailhouse.runtime.authline import read_auth_line
+from mailhouse.runtime.connection import Connection, DataHandler, Opener, WriteStalled
+from mailhouse.runtime.limits import Limits
+from mailhouse.runtime.listener import reuse_port, start_listener
+
+__all__ = [
+    "Connection",
+    "DataHandler",
+    "Limits",
+    "Opener",
+    "WriteStalled",
+    "read_auth_line",
+    "reuse_port",
+    "start_listener",
+]
