@@ -3,26 +3,25 @@ its change hub and \\Recent registry between imap and imaps (no module global ke
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mailhouse import tls as tls_mod
 from mailhouse.config import default_config
 from mailhouse.imapserver import server as imap_server
 from mailhouse.pop3server import server as pop3_server
 from mailhouse.runtime import Limits
-from mailhouse.services import Services
+from mailhouse.services import Services, build
 from mailhouse.smtpserver import server as smtp_server
 
 
 @pytest.fixture
-def svc(tmp_path: Path) -> Services:
-    cfg = default_config(tmp_path)
-    cert, key = tls_mod.ensure_self_signed(tmp_path, "localhost")
-    store: Any = object()  # the listeners only hand it to the IMAP hub; no session runs here
-    return Services(cfg, store, None, None, tls_mod.server_context(cert, key))  # type: ignore[arg-type]
+async def svc(tmp_path: Path) -> AsyncIterator[Services]:
+    s = await build(default_config(tmp_path))
+    yield s
+    await s.outbound.pool.close()
+    await s.store.close()
 
 
 async def test_limits_come_from_config(svc: Services) -> None:
