@@ -13,6 +13,7 @@ import ipaddress
 import os
 import ssl
 from pathlib import Path
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -87,8 +88,9 @@ async def upgrade_server_stream(
     command (RFC 3207 §5, RFC 2595 §3.1: CVE-2011-0411) still sitting in that buffer are
     discarded; their count is returned.
     """
-    writer.transport.pause_reading()
-    buffered = reader._buffer  # noqa: SLF001 - asyncio offers no public way to drop it
+    cast(asyncio.Transport, writer.transport).pause_reading()  # a socket transport reads too
+    # asyncio offers no public way to drop the buffer (and typeshed does not declare it)
+    buffered: bytearray = reader._buffer  # type: ignore[attr-defined]  # noqa: SLF001
     discarded = len(buffered)
     buffered.clear()
     writer.write(reply)
