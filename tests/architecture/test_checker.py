@@ -166,7 +166,7 @@ def test_import_linter_breaks_on_the_same_faults(tmp_path: Path) -> None:
     tree = make_tree(tmp_path, {"toy/core/helpers.py": "from toy.web import page\n"})
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
     run = subprocess.run(
-        [str(lint_imports()), "--config", str(tree / "pyproject.toml"), "--no-cache"],
+        [str(lint_imports()), "--no-cache", "--no-logo", str(tree / "pyproject.toml")],
         cwd=tree,
         env=env,
         capture_output=True,
@@ -177,7 +177,7 @@ def test_import_linter_breaks_on_the_same_faults(tmp_path: Path) -> None:
     assert "toy.core.helpers -> toy.web.page" in run.stdout
     (tree / "src/toy/core/helpers.py").write_text("")
     run = subprocess.run(
-        [str(lint_imports()), "--config", str(tree / "pyproject.toml"), "--no-cache"],
+        [str(lint_imports()), "--no-cache", "--no-logo", str(tree / "pyproject.toml")],
         cwd=tree,
         env=env,
         capture_output=True,
