@@ -1,35 +1,75 @@
-# Mailhouse: two commands.
+# Mailhouse: two commands, and a fast one for the edit loop.
 #   make serve   - create .venv, install Mailhouse, run `mailhouse serve` on the embedded default
-#   make test    - install test dependencies (Debian packages + Python), lint, type-check, run all tests
+#   make test    - install test dependencies (Debian packages + Python), then every gate and every test:
+#                  ruff check, ruff format --check, mypy (strict, all of src/), the architecture contract
+#                  (lint-imports + tests/architecture: layers, no import cycles), the whole pytest suite
+#   make check   - the same gates with only the unit tests that need no server (proto, message, store on
+#                  SQLite, config): 26 s on the 2-core dev machine (load average 8 from other work), 45 s
+#                  with a cold mypy cache (every gate of it timed, 2026-12-07). No Debian packages needed.
+# Each gate is also a target of its own: lint, format-check, typecheck, arch (contract + cycles), unit, pytest.
+# With another virtualenv: `PYTHONPATH=$PWD/src make check BIN=/path/to/venv/bin` (nothing is installed then).
 PY ?= python3
 VENV := .venv
-BIN := $(VENV)/bin
+BIN ?= $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The venv is built only when BIN is ours.
+DEPS := $(if $(filter $(VENV)/bin,$(BIN)),$(STAMP))
+PYTEST := $(BIN)/pytest -q -p no:cacheprovider
+# Unit tests for `make check`: no PostgreSQL, Postfix, Dovecot or DNS server, no Mailhouse process
+# (chosen by measurement: about 23 s with tests/architecture; the next cheapest, tests/mailauth and
+# tests/cli, need dnsmasq or run `mailhouse` processes: 12 s and 80 s).
+UNIT_TESTS := tests/proto tests/message tests/store tests/test_config.py
+UNIT_SELECT := -k "not postgres"
 
-.PHONY: serve test lint typecheck pytest venv clean
+.PHONY: serve test check test-deps lint format-check typecheck arch-contract arch unit pytest venv clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV) || { \
 	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3-venv python3-dev build-essential && \
 	  rm -rf $(VENV) && $(PY) -m venv $(VENV); }
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/mailhouse serve
+	$(VENV)/bin/mailhouse serve
 
-test: $(STAMP)
+# Order matters for a serial make: cheap static gates first. `make -k check` runs them all and
+# reports every failure; `make -j2 check` runs them side by side.
+test: test-deps lint format-check typecheck arch-contract
+	$(PYTEST)
+
+check: lint format-check typecheck arch-contract
+	$(PYTEST) tests/architecture $(UNIT_TESTS) $(UNIT_SELECT)
+
+test-deps: $(DEPS)
 	bash scripts/install-test-deps.sh
-	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy src/mailhouse/proto src/mailhouse/store
-	$(BIN)/pytest -q -p no:cacheprovider
 
-lint: $(STAMP)
+lint: $(DEPS)
 	$(BIN)/ruff check src tests bench
+
+format-check: $(DEPS)
+	$(BIN)/ruff format --check --output-format concise src tests bench
+
+typecheck: $(DEPS)
+	$(BIN)/mypy src
+
+# The architecture contract: layers (import-linter over pyproject.toml [tool.importlinter]) and no
+# import cycles in src/ (tests/architecture: every import counted, TYPE_CHECKING ones too).
+arch-contract: $(DEPS)
+	$(BIN)/lint-imports --no-logo
+
+arch: arch-contract
+	$(PYTEST) tests/architecture
+
+unit: $(DEPS)
+	$(PYTEST) $(UNIT_TESTS) $(UNIT_SELECT)
+
+pytest: $(DEPS)
+	$(PYTEST)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .import_linter_cache

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-class AddressList(list):  # type: ignore[type-arg]
+class AddressList(list[list[Any]]):
     """A list of addresses; written ``((...)(...))`` with no space between addresses."""
 
 

@@ -255,12 +255,12 @@ def _merge_2231(raw: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes
 
     merged: list[tuple[bytes, bytes]] = []
     decoded: dict[str, str] = {}
-    for key, val in order:
-        if val is not None:
-            merged.append((key, val))
+    for key, plain_val in order:
+        if plain_val is not None:
+            merged.append((key, plain_val))
             k = key.decode("ascii", "replace").lower()
             if k not in decoded:
-                decoded[k] = decode_words(val) if b"=?" in val else decode_bytes(val)
+                decoded[k] = decode_words(plain_val) if b"=?" in plain_val else decode_bytes(plain_val)
             continue
         segs = sorted(groups[key], key=lambda t: t[0])
         base = segs[0][2]
@@ -376,7 +376,7 @@ def _reset_mime(part: MessagePart) -> None:
         body_end=part.body_end,
         depth=part.depth,
     )
-    for slot in MessagePart.__slots__:  # type: ignore[attr-defined]
+    for slot in MessagePart.__slots__:
         setattr(part, slot, getattr(fresh, slot))
     part.headers, part.header_spans = headers, spans
     part.params = {"charset": "us-ascii"}
@@ -517,10 +517,10 @@ def parse_message(raw: bytes) -> MessagePart:
                 count += 1
                 work.append((child, e, False, child_digest, sl, [child]))
             # process children in document order (stack is LIFO)
-            k = len(part.children)
-            if k > 1:
-                tail = work[-k:]
-                work[-k:] = tail[::-1]
+            nkids = len(part.children)
+            if nkids > 1:
+                tail = work[-nkids:]
+                work[-nkids:] = tail[::-1]
         elif part.type == "message" and part.subtype in ("rfc822", "global"):
             if part.depth >= MAX_DEPTH or count >= MAX_PARTS:
                 _make_opaque(part)
