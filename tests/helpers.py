@@ -27,8 +27,9 @@ def mailbox(mh: MailhouseProcess, address: str, mailbox: str = "INBOX") -> list[
     return asyncio.run(_mailbox(mh, address, mailbox))
 
 
-def wait_mailbox(mh: MailhouseProcess, address: str, count: int, mailbox_name: str = "INBOX",
-                 timeout: float = 15.0) -> list[bytes]:
+def wait_mailbox(
+    mh: MailhouseProcess, address: str, count: int, mailbox_name: str = "INBOX", timeout: float = 15.0
+) -> list[bytes]:
     end = time.time() + timeout
     msgs: list[bytes] = []
     while time.time() < end:

@@ -25,7 +25,9 @@ ALL_SERVICES: tuple[str, ...] = tuple(Listener)
 
 # MAILHOUSE_TEST_SERVICES=smtp,imap narrows what test servers start (handy while a service is in progress).
 SERVICES = tuple(
-    s for s in ALL_SERVICES if s in os.environ.get("MAILHOUSE_TEST_SERVICES", ",".join(ALL_SERVICES)).split(",")
+    s
+    for s in ALL_SERVICES
+    if s in os.environ.get("MAILHOUSE_TEST_SERVICES", ",".join(ALL_SERVICES)).split(",")
 )
 PASSWORD = "correct-horse-42"
 
@@ -76,8 +78,12 @@ class MailhouseProcess:
 
     def cli(self, *args: str, stdin: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(
-            [sys.executable, "-m", "mailhouse", *args], input=stdin, capture_output=True, text=True,
-            env=self.env(), timeout=120,
+            [sys.executable, "-m", "mailhouse", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=120,
         )
         if check and r.returncode != 0:
             raise RuntimeError(f"mailhouse {' '.join(args)} failed: {r.stderr}")
@@ -121,14 +127,19 @@ class MailhouseProcess:
     def start(self, timeout: float = 30.0) -> MailhouseProcess:
         logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailhouse", "serve"], env=self.env(), stdout=logf, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "mailhouse", "serve"],
+            env=self.env(),
+            stdout=logf,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         for svc, port in self.ports.items():
             try:
                 wait_port(self.host, port, timeout=timeout, proc=self.proc)
             except Exception as e:
-                raise RuntimeError(f"mailhouse did not open {svc}: {e}\n{self.log.read_text()[-3000:]}") from e
+                raise RuntimeError(
+                    f"mailhouse did not open {svc}: {e}\n{self.log.read_text()[-3000:]}"
+                ) from e
         return self
 
     def addr(self, svc: str) -> tuple[str, int]:

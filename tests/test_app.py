@@ -20,12 +20,16 @@ def test_sighup_reloads_and_sigterm_exits_cleanly(mailhouse_factory) -> None:  #
     mh.add_domain("example.org")
     mh.start()
     assert _size(mh) == 100000
-    mh.cfgfile.write_text(mh.cfgfile.read_text().replace("max_message_size = 100000", "max_message_size = 200000"))
+    mh.cfgfile.write_text(
+        mh.cfgfile.read_text().replace("max_message_size = 100000", "max_message_size = 200000")
+    )
     mh.proc.send_signal(signal.SIGHUP)
     assert mh.wait_log("configuration reloaded")
     assert _size(mh) == 200000
     # a broken file on reload keeps the running configuration
-    mh.cfgfile.write_text(mh.cfgfile.read_text().replace("max_message_size = 200000", "max_message_size = -1"))
+    mh.cfgfile.write_text(
+        mh.cfgfile.read_text().replace("max_message_size = 200000", "max_message_size = -1")
+    )
     mh.proc.send_signal(signal.SIGHUP)
     assert mh.wait_log("reload failed")
     assert _size(mh) == 200000

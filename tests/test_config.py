@@ -10,7 +10,9 @@ from mailhouse import config
 
 
 def test_defaults_listen_on_unprivileged_loopback_ports() -> None:
-    cfg = config.load(None) if not __import__("os").environ.get("MAILHOUSE_CONFIG") else config.default_config()
+    cfg = (
+        config.load(None) if not __import__("os").environ.get("MAILHOUSE_CONFIG") else config.default_config()
+    )
     assert cfg.listen["smtp"] == [("127.0.0.1", 2525)]
     assert cfg.listen["imaps"] == [("127.0.0.1", 2993)]
     assert cfg.listen["http"] == [("127.0.0.1", 8080)]
@@ -44,11 +46,11 @@ def test_full_file(tmp_path: Path) -> None:
         ('[listen]\nsmtpd = "127.0.0.1:25"\n', "listen.smtpd", "unknown service"),
         ('[store]\nurl = "mysql://x"\n', "store.url", "sqlite"),
         ('hostnme = "x"\n', "hostnme", "unknown key"),
-        ('[server]\nworker = 2\n', "server.worker", "unknown key (known: "),
-        ('[auth]\ncache_ttl = -1\n', "auth.cache_ttl", "≥ 0"),
+        ("[server]\nworker = 2\n", "server.worker", "unknown key (known: "),
+        ("[auth]\ncache_ttl = -1\n", "auth.cache_ttl", "≥ 0"),
         ('[queue]\nsource_address = "mail.example"\n', "queue.source_address", "not an IP"),
         ('[queue]\nsource_address = ["192.0.2.1", "192.0.2.2"]\n', "queue.source_address", "one IPv4"),
-        ('[queue]\nlifetme = 3600\n', "queue.lifetme", "unknown key"),
+        ("[queue]\nlifetme = 3600\n", "queue.lifetme", "unknown key"),
         ('relayhost = { host = "smtp.example", prot = 587 }\n', "relayhost.prot", "unknown key"),
         ('[tls]\ncert = "missing.pem"\nkey = "missing.key"\n', "tls.cert", "does not exist"),
         ("hostname = [1]\n", "hostname", "non-empty string"),

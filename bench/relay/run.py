@@ -203,7 +203,9 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=1000)
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--size", type=int, default=4096)
-    ap.add_argument("--workers", type=int, default=2, help="Mailhouse A worker processes (default 2: both cores)")
+    ap.add_argument(
+        "--workers", type=int, default=2, help="Mailhouse A worker processes (default 2: both cores)"
+    )
     ap.add_argument(
         "--tls", action="store_true", help="Mailhouse side with STARTTLS on both hops (Postfix stays plain)"
     )

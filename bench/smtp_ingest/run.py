@@ -22,15 +22,18 @@ from tests.mailhouse_proc import MailhouseProcess
 from tests.peers.postfix import PostfixInstance, smtp_source
 
 
-def run_mailhouse(root: Path, messages: int, sessions: int, size: int, workers: int) -> tuple[float, int, int]:
+def run_mailhouse(
+    root: Path, messages: int, sessions: int, size: int, workers: int
+) -> tuple[float, int, int]:
     mh = MailhouseProcess(root, services=("smtp",), extra=f"[server]\nworkers = {workers}\n")
     mh.add_domain("example.test")
     mh.add_user("user@example.test")
     mh.start()
     try:
         host, port = mh.addr("smtp")
-        elapsed = smtp_source(host, port, messages=messages, sessions=sessions, size=size, to="user@example.test",
-                               extra=["-d"])
+        elapsed = smtp_source(
+            host, port, messages=messages, sessions=sessions, size=size, to="user@example.test", extra=["-d"]
+        )
         assert mh.proc is not None
         peak = peak_rss(mh.proc.pid)
     finally:
@@ -51,13 +54,25 @@ def run_mailhouse(root: Path, messages: int, sessions: int, size: int, workers: 
 
 
 def run_postfix(root: Path, messages: int, sessions: int, size: int) -> tuple[float, float, int]:
-    pf = PostfixInstance(None, host="127.0.0.1", mode="local", domains=("example.test",),
-                         main={"default_process_limit": "100", "smtpd_client_connection_count_limit": "0"})
+    pf = PostfixInstance(
+        None,
+        host="127.0.0.1",
+        mode="local",
+        domains=("example.test",),
+        main={"default_process_limit": "100", "smtpd_client_connection_count_limit": "0"},
+    )
     pf.start()
     try:
         t0 = time.perf_counter()
-        accepted = smtp_source(pf.host, pf.port, messages=messages, sessions=sessions, size=size,
-                               to="user@example.test", extra=["-d"])
+        accepted = smtp_source(
+            pf.host,
+            pf.port,
+            messages=messages,
+            sessions=sessions,
+            size=size,
+            to="user@example.test",
+            extra=["-d"],
+        )
         pf.wait_delivered(messages, timeout=900)
         delivered = time.perf_counter() - t0
         n = len(pf.delivered())
@@ -81,10 +96,14 @@ def main() -> int:
     mh_rate = a.messages / mh_t
     pf_rate = a.messages / pf_t
     print(f"messages: {a.messages} x {a.size} B over {a.sessions} sessions (Postfix smtp-source)")
-    print(f"Mailhouse ({a.workers} workers): {mh_rate:8.0f} msg/s  (in mailbox at 250; {mh_n} stored)  "
-          f"peak RSS {mib(mh_peak)}")
-    print(f"Postfix (local maildir):     {pf_rate:8.0f} msg/s  (until delivered; {a.messages / pf_acc:.0f} msg/s "
-          f"to 250; {pf_n} delivered)")
+    print(
+        f"Mailhouse ({a.workers} workers): {mh_rate:8.0f} msg/s  (in mailbox at 250; {mh_n} stored)  "
+        f"peak RSS {mib(mh_peak)}"
+    )
+    print(
+        f"Postfix (local maildir):     {pf_rate:8.0f} msg/s  (until delivered; {a.messages / pf_acc:.0f} msg/s "
+        f"to 250; {pf_n} delivered)"
+    )
     print(f"ratio Mailhouse/Postfix: {mh_rate / pf_rate:.2f}x")
     return 0 if mh_n == a.messages and pf_n == a.messages else 1
 

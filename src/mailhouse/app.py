@@ -97,7 +97,9 @@ async def run_node(cfg: Config, ready: asyncio.Event | None = None, stop: asynci
             loop.add_signal_handler(signal.SIGHUP, _reload, cfg)
         except (NotImplementedError, RuntimeError):
             pass
-        log.info("Mailhouse %s ready (pid %d, store %s)", cfg.hostname, os.getpid(), cfg.store.split("://")[0])
+        log.info(
+            "Mailhouse %s ready (pid %d, store %s)", cfg.hostname, os.getpid(), cfg.store.split("://")[0]
+        )
         if ready:
             ready.set()
         await stop.wait()
@@ -124,10 +126,23 @@ def _reload(cfg: Config) -> None:
         log.error("reload failed, keeping the running configuration: %s", e)
         return
     # Limits and timeouts apply to new sessions at once; listeners and store need a restart.
-    for attr in ("max_message_size", "max_recipients", "smtp_idle_timeout", "imap_idle_timeout",
-                 "pop3_idle_timeout", "routes", "relayhost", "allow_plaintext_auth", "queue_lifetime",
-                 "queue_delay_warning", "queue_retry_base", "queue_retry_max", "dns_nameservers",
-                 "verify_inbound", "pregreet_wait"):
+    for attr in (
+        "max_message_size",
+        "max_recipients",
+        "smtp_idle_timeout",
+        "imap_idle_timeout",
+        "pop3_idle_timeout",
+        "routes",
+        "relayhost",
+        "allow_plaintext_auth",
+        "queue_lifetime",
+        "queue_delay_warning",
+        "queue_retry_base",
+        "queue_retry_max",
+        "dns_nameservers",
+        "verify_inbound",
+        "pregreet_wait",
+    ):
         setattr(cfg, attr, getattr(new, attr))
     log.info("configuration reloaded from %s", cfg.source_path)
 
@@ -187,4 +202,3 @@ def _signal_all(pids: list[int], sig: int) -> None:
 def _run_child(cfg: Config) -> int:
     asyncio.set_event_loop(None)
     return asyncio.run(run_node(cfg))
-

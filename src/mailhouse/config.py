@@ -59,7 +59,9 @@ DEFAULT_LISTEN: dict[Listener, list[tuple[str, int]]] = {
     Listener.HTTP: [("127.0.0.1", 8080)],
 }
 
-DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024  # Postfix's message_size_limit is 10 MiB; 50 MiB suits attachments today
+DEFAULT_MAX_MESSAGE_SIZE = (
+    50 * 1024 * 1024
+)  # Postfix's message_size_limit is 10 MiB; 50 MiB suits attachments today
 DEFAULT_MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8: servers must accept at least 100 recipients
 
 
@@ -94,7 +96,9 @@ class Config:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
     allow_plaintext_auth: bool = False  # AUTH/LOGIN/USER over unencrypted connections (never by default)
-    auth_cache_ttl: float = 3600.0  # seconds a verified password skips argon2id (accounts/authcache.py); 0 = off
+    auth_cache_ttl: float = (
+        3600.0  # seconds a verified password skips argon2id (accounts/authcache.py); 0 = off
+    )
     workers: int = 1  # processes sharing the listening sockets (SO_REUSEPORT) and one store
     smtp_idle_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: server timeout ≥ 5 minutes
     imap_idle_timeout: float = 1800.0  # RFC 9051 §5.4: autologout timer ≥ 30 minutes
@@ -125,7 +129,7 @@ class Config:
 def parse_hostport(value: str, path: str, key: str) -> tuple[str, int]:
     """`"host:port"`, `"[v6]:port"` → (host, port)."""
     if not isinstance(value, str) or ":" not in value:
-        raise ConfigError(path, key, f"expected \"host:port\", got {value!r}")
+        raise ConfigError(path, key, f'expected "host:port", got {value!r}')
     host, _, port_s = value.rpartition(":")
     host = host.strip("[]")
     try:
@@ -152,7 +156,9 @@ def _route(value: Any, path: str, key: str) -> Route:
         host, port = parse_hostport(value if ":" in value else value + ":25", path, key)
         return Route(host, port)
     if not isinstance(value, dict) or "host" not in value:
-        raise ConfigError(path, key, "expected \"host:port\" or a table with host, port, username, password, tls")
+        raise ConfigError(
+            path, key, 'expected "host:port" or a table with host, port, username, password, tls'
+        )
     for k in value:
         if k not in _ROUTE_KEYS:
             raise ConfigError(path, f"{key}.{k}", f"unknown key (known: {', '.join(sorted(_ROUTE_KEYS))})")
@@ -189,8 +195,21 @@ def load(path: str | None = None) -> Config:
 
 
 _TOP_KEYS = {
-    "hostname", "data_dir", "listen", "tls", "store", "dns", "limits", "auth", "server",
-    "queue", "relayhost", "routes", "dkim", "mailauth", "web",
+    "hostname",
+    "data_dir",
+    "listen",
+    "tls",
+    "store",
+    "dns",
+    "limits",
+    "auth",
+    "server",
+    "queue",
+    "relayhost",
+    "routes",
+    "dkim",
+    "mailauth",
+    "web",
 }
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
@@ -200,7 +219,13 @@ _TABLE_KEYS = {
     "dns": {"nameservers"},
     "limits": {"max_message_size", "max_recipients"},
     "auth": {"allow_plaintext", "cache_ttl"},
-    "server": {"workers", "smtp_idle_timeout", "imap_idle_timeout", "pop3_idle_timeout", "smtp_pregreet_wait"},
+    "server": {
+        "workers",
+        "smtp_idle_timeout",
+        "imap_idle_timeout",
+        "pop3_idle_timeout",
+        "smtp_pregreet_wait",
+    },
     "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port", "source_address"},
     "mailauth": {"verify_inbound"},
     "dkim": {"selector"},
@@ -254,7 +279,7 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     if "nameservers" in dns:
         ns = dns["nameservers"]
         if not isinstance(ns, list):
-            raise ConfigError(path, "dns.nameservers", "must be a list of \"IP\" or \"IP:port\"")
+            raise ConfigError(path, "dns.nameservers", 'must be a list of "IP" or "IP:port"')
         cfg.dns_nameservers = [_nameserver(v, path, "dns.nameservers") for v in ns]
     limits = _table(data, "limits", path)
     for key, attr in (("max_message_size", "max_message_size"), ("max_recipients", "max_recipients")):
@@ -268,7 +293,10 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         cfg.allow_plaintext_auth = _bool(auth["allow_plaintext"], path, "auth.allow_plaintext")
     if "cache_ttl" in auth:
         cfg.auth_cache_ttl = _nonneg_number(
-            auth["cache_ttl"], path, "auth.cache_ttl", "must be a number of seconds ≥ 0 (0 turns the cache off)"
+            auth["cache_ttl"],
+            path,
+            "auth.cache_ttl",
+            "must be a number of seconds ≥ 0 (0 turns the cache off)",
         )
     server = _table(data, "server", path)
     if "workers" in server:
@@ -310,12 +338,16 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     if "forwarded_allow_ips" in web:
         ips = web["forwarded_allow_ips"]
         if not isinstance(ips, list) or not all(isinstance(ip, str) for ip in ips):
-            raise ConfigError(path, "web.forwarded_allow_ips", 'must be a list of addresses, e.g. ["127.0.0.1"]')
+            raise ConfigError(
+                path, "web.forwarded_allow_ips", 'must be a list of addresses, e.g. ["127.0.0.1"]'
+            )
         for ip in ips:
             try:
                 ipaddress.ip_network(ip, strict=False)
             except ValueError:
-                raise ConfigError(path, "web.forwarded_allow_ips", f"{ip!r} is not an IP address or network") from None
+                raise ConfigError(
+                    path, "web.forwarded_allow_ips", f"{ip!r} is not an IP address or network"
+                ) from None
         cfg.forwarded_allow_ips = list(ips)
     dkim = _table(data, "dkim", path)
     if "selector" in dkim:

@@ -73,4 +73,3 @@ def client_context(verify: bool = False) -> ssl.SSLContext:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
-

@@ -13,7 +13,12 @@ import pytest
 def run(cfgfile: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MAILHOUSE_CONFIG=str(cfgfile))
     return subprocess.run(
-        [sys.executable, "-m", "mailhouse", *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "mailhouse", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
 
 
@@ -48,7 +53,12 @@ def test_domain_user_alias_lifecycle(cfgfile: Path) -> None:
     assert run(cfgfile, "alias", "remove", "sales@example.org").returncode == 0
     assert "sales@" not in run(cfgfile, "alias", "list").stdout
 
-    assert run(cfgfile, "user", "passwd", "alice@example.org", "--password-stdin", stdin="another pass 2\n").returncode == 0
+    assert (
+        run(
+            cfgfile, "user", "passwd", "alice@example.org", "--password-stdin", stdin="another pass 2\n"
+        ).returncode
+        == 0
+    )
     busy = run(cfgfile, "domain", "remove", "example.org")
     assert busy.returncode == 1 and "account" in busy.stderr
     assert run(cfgfile, "user", "remove", "alice@example.org").returncode == 0

@@ -18,13 +18,22 @@ from tests.mailhouse_proc import PASSWORD
 def run_mail(cfg: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mailhouse", "mail", "--client-config", str(cfg), *args],
-        input=stdin, capture_output=True, text=True, timeout=120,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={k: v for k, v in os.environ.items() if k != "MAILHOUSE_CONFIG"},
     )
 
 
-def client_config(path: Path, address: str, smtp: tuple[str, int, str], imap: tuple[str, int, str] | None,
-                  password: str | None = PASSWORD, insecure: bool = True) -> Path:
+def client_config(
+    path: Path,
+    address: str,
+    smtp: tuple[str, int, str],
+    imap: tuple[str, int, str] | None,
+    password: str | None = PASSWORD,
+    insecure: bool = True,
+) -> Path:
     lines = [f'address = "{address}"']
     if password is not None:
         lines.append(f'password = "{password}"')
@@ -63,14 +72,31 @@ def mh(mailhouse):
 
 def test_send_list_read_against_mailhouse(mh, tmp_path):
     host = mh.host
-    alice = client_config(tmp_path / "alice.toml", "alice@example.org",
-                          (host, mh.ports["submission"], "starttls"), (host, mh.ports["imaps"], "tls"))
-    bob = client_config(tmp_path / "bob.toml", "bob@example.org",
-                        (host, mh.ports["submissions"], "tls"), (host, mh.ports["imaps"], "tls"))
+    alice = client_config(
+        tmp_path / "alice.toml",
+        "alice@example.org",
+        (host, mh.ports["submission"], "starttls"),
+        (host, mh.ports["imaps"], "tls"),
+    )
+    bob = client_config(
+        tmp_path / "bob.toml",
+        "bob@example.org",
+        (host, mh.ports["submissions"], "tls"),
+        (host, mh.ports["imaps"], "tls"),
+    )
     att = tmp_path / "report.csv"
     att.write_text("a,b\n1,2\n")
-    r = run_mail(alice, "send", "--to", "bob@example.org", "--subject", "Über CLI", "--attach", str(att),
-                 stdin="Body from stdin.\nSecond line.\n")
+    r = run_mail(
+        alice,
+        "send",
+        "--to",
+        "bob@example.org",
+        "--subject",
+        "Über CLI",
+        "--attach",
+        str(att),
+        stdin="Body from stdin.\nSecond line.\n",
+    )
     assert r.returncode == 0, r.stderr
     listing = wait_list(bob, "Über CLI")
     assert "alice@example.org" in listing and listing.startswith("N ")
@@ -85,8 +111,18 @@ def test_send_list_read_against_mailhouse(mh, tmp_path):
     # submission over implicit TLS, body from a file, Bcc hidden
     body = tmp_path / "body.txt"
     body.write_text("file body\n")
-    r = run_mail(bob, "send", "--to", "alice@example.org", "--bcc", "bob@example.org",
-                 "--subject", "From a file", "--body-file", str(body))
+    r = run_mail(
+        bob,
+        "send",
+        "--to",
+        "alice@example.org",
+        "--bcc",
+        "bob@example.org",
+        "--subject",
+        "From a file",
+        "--body-file",
+        str(body),
+    )
     assert r.returncode == 0, r.stderr
     uid2 = uid_of(wait_list(alice, "From a file"), "From a file")
     assert "Bcc" not in run_mail(alice, "read", uid2, "--raw").stdout
@@ -94,10 +130,23 @@ def test_send_list_read_against_mailhouse(mh, tmp_path):
 
 
 def test_password_from_stdin_and_wrong_password(mh, tmp_path):
-    cfg = client_config(tmp_path / "c.toml", "alice@example.org", (mh.host, mh.ports["submission"], "starttls"),
-                        (mh.host, mh.ports["imaps"], "tls"), password=None)
-    r = run_mail(cfg, "--password-stdin", "send", "--to", "bob@example.org", "--subject", "pw on stdin",
-                 stdin=PASSWORD + "\nThe body.\n")
+    cfg = client_config(
+        tmp_path / "c.toml",
+        "alice@example.org",
+        (mh.host, mh.ports["submission"], "starttls"),
+        (mh.host, mh.ports["imaps"], "tls"),
+        password=None,
+    )
+    r = run_mail(
+        cfg,
+        "--password-stdin",
+        "send",
+        "--to",
+        "bob@example.org",
+        "--subject",
+        "pw on stdin",
+        stdin=PASSWORD + "\nThe body.\n",
+    )
     assert r.returncode == 0, r.stderr
     r = run_mail(cfg, "--password-stdin", "list", stdin="wrong-password\n")
     assert r.returncode == 1 and "mailhouse mail:" in r.stderr
@@ -106,8 +155,13 @@ def test_password_from_stdin_and_wrong_password(mh, tmp_path):
 
 
 def test_self_signed_certificate_refused_without_insecure(mh, tmp_path):
-    cfg = client_config(tmp_path / "c.toml", "alice@example.org", (mh.host, mh.ports["submissions"], "tls"),
-                        (mh.host, mh.ports["imaps"], "tls"), insecure=False)
+    cfg = client_config(
+        tmp_path / "c.toml",
+        "alice@example.org",
+        (mh.host, mh.ports["submissions"], "tls"),
+        (mh.host, mh.ports["imaps"], "tls"),
+        insecure=False,
+    )
     r = run_mail(cfg, "list")
     assert r.returncode == 1 and "certificate" in r.stderr.lower()
     r = run_mail(cfg, "--insecure", "list")
@@ -138,26 +192,56 @@ def test_against_postfix_and_dovecot(postfix_factory, dovecot_factory, tmp_path,
         extra_conf=f"service auth {{\n  unix_listener {auth_sock} {{\n    mode = 0666\n  }}\n}}\n",
     )
     request.addfinalizer(lambda: shutil.rmtree(sasl_dir, ignore_errors=True))
-    ann = client_config(tmp_path / "ann.toml", "ann@example.test", (postfix.host, postfix.port, "none"),
-                        (dovecot.host, dovecot.imap_port, "none"), password="ann-secret")
-    ben = client_config(tmp_path / "ben.toml", "ben@example.test", (postfix.host, postfix.port, "none"),
-                        (dovecot.host, dovecot.imap_port, "none"), password="ben-secret")
+    ann = client_config(
+        tmp_path / "ann.toml",
+        "ann@example.test",
+        (postfix.host, postfix.port, "none"),
+        (dovecot.host, dovecot.imap_port, "none"),
+        password="ann-secret",
+    )
+    ben = client_config(
+        tmp_path / "ben.toml",
+        "ben@example.test",
+        (postfix.host, postfix.port, "none"),
+        (dovecot.host, dovecot.imap_port, "none"),
+        password="ben-secret",
+    )
     att = tmp_path / "pic.png"
     att.write_bytes(b"\x89PNG\r\n\x1a\nfake")
-    r = run_mail(ann, "send", "--to", "ben@example.test", "--subject", "Via Postfix", "--attach", str(att),
-                 stdin="Hello Ben.\n")
+    r = run_mail(
+        ann,
+        "send",
+        "--to",
+        "ben@example.test",
+        "--subject",
+        "Via Postfix",
+        "--attach",
+        str(att),
+        stdin="Hello Ben.\n",
+    )
     assert r.returncode == 0, r.stderr + postfix.log()
     assert "sasl_username=ann@example.test" in postfix.log(200)
     listing = wait_list(ben, "Via Postfix", timeout=30)
     uid = uid_of(listing, "Via Postfix")
     r = run_mail(ben, "read", uid)
-    assert r.returncode == 0 and "Hello Ben." in r.stdout and "pic.png" in r.stdout and "image/png" in r.stdout
+    assert (
+        r.returncode == 0 and "Hello Ben." in r.stdout and "pic.png" in r.stdout and "image/png" in r.stdout
+    )
     # messages Dovecot already holds, in another folder
-    dovecot.add_message("ben@example.test", b"From: x@example.test\r\nSubject: Archived one\r\n\r\nold\r\n",
-                        mailbox="Archive", flags=["\\Seen"])
+    dovecot.add_message(
+        "ben@example.test",
+        b"From: x@example.test\r\nSubject: Archived one\r\n\r\nold\r\n",
+        mailbox="Archive",
+        flags=["\\Seen"],
+    )
     out = run_mail(ben, "list", "Archive").stdout
     assert "Archived one" in out and not out.startswith("N ")
-    bad = client_config(tmp_path / "bad.toml", "ann@example.test", (postfix.host, postfix.port, "none"),
-                        (dovecot.host, dovecot.imap_port, "none"), password="wrong")
+    bad = client_config(
+        tmp_path / "bad.toml",
+        "ann@example.test",
+        (postfix.host, postfix.port, "none"),
+        (dovecot.host, dovecot.imap_port, "none"),
+        password="wrong",
+    )
     r = run_mail(bad, "send", "--to", "ben@example.test", "--subject", "x", stdin="x")
     assert r.returncode == 1 and "535" in r.stderr

@@ -29,7 +29,11 @@ def pop3_nodes(postgres_db_url: str, tmp_path: Path) -> Iterator[tuple[Mailhouse
         d.mkdir()
         nodes.append(
             MailhouseProcess(
-                d, host=host, store_url=postgres_db_url, services=("pop3",), extra="[auth]\nallow_plaintext = true\n"
+                d,
+                host=host,
+                store_url=postgres_db_url,
+                services=("pop3",),
+                extra="[auth]\nallow_plaintext = true\n",
             )
         )
     a, b = nodes
@@ -60,7 +64,9 @@ def _in_use(node: MailhouseProcess) -> bytes:
     return bytes(e.value.args[0])
 
 
-def test_in_use_across_nodes_until_quit_or_sigkill(pop3_nodes: tuple[MailhouseProcess, MailhouseProcess]) -> None:
+def test_in_use_across_nodes_until_quit_or_sigkill(
+    pop3_nodes: tuple[MailhouseProcess, MailhouseProcess],
+) -> None:
     a, b = pop3_nodes
     first = _login(a)
     assert _in_use(b).startswith(b"-ERR [IN-USE]")  # the other node

@@ -35,7 +35,9 @@ def test_session_from_node_a_is_valid_on_node_b(postgres_db_url: str, tmp_path: 
         urls = [f"http://{h}:{p}" for h, p in (n.addr("http") for n in nodes)]
         with httpx.Client(timeout=20) as c:
             tok = _csrf(c.get(urls[0] + "/login").text)
-            r = c.post(urls[0] + "/login", data={"username": "alice@example.org", "password": PASSWORD, "csrf": tok})
+            r = c.post(
+                urls[0] + "/login", data={"username": "alice@example.org", "password": PASSWORD, "csrf": tok}
+            )
             assert r.status_code == 303, r.text
             cookie = c.cookies["mh_session"]
         # the same cookie sent to node B: logged in there too

@@ -211,10 +211,19 @@ async def test_utf8_from_accepted_and_8bit_garbage_refused(svc: Any) -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        b" alice@example.org", b"alice@example.org", b" <alice@example.org>", b" Alice <alice@example.org>",
-        b' "Alice Liddell" <Alice@Example.ORG> ', b" Alice Liddell<alice@example.org>", b' "" <a@b>',
-        b" a.b.c+tag@sub.example.org", b" x!#$%&'*+/=?^_`{|}~-y@example.org", b" \tA\tB <a@b>\t",
-        b' "O\'Brien, Pat" <pat@example.org>', b" -x@-y", b" Pat_O-Neil <pat@example.org>",
+        b" alice@example.org",
+        b"alice@example.org",
+        b" <alice@example.org>",
+        b" Alice <alice@example.org>",
+        b' "Alice Liddell" <Alice@Example.ORG> ',
+        b" Alice Liddell<alice@example.org>",
+        b' "" <a@b>',
+        b" a.b.c+tag@sub.example.org",
+        b" x!#$%&'*+/=?^_`{|}~-y@example.org",
+        b" \tA\tB <a@b>\t",
+        b' "O\'Brien, Pat" <pat@example.org>',
+        b" -x@-y",
+        b" Pat_O-Neil <pat@example.org>",
     ],
 )
 def test_simple_originator_fast_path_agrees_with_the_full_parser(value: bytes) -> None:
@@ -227,11 +236,21 @@ def test_simple_originator_fast_path_agrees_with_the_full_parser(value: bytes) -
 @pytest.mark.parametrize(
     "value",
     [
-        b" =?utf-8?q?Al=C3=AFce?= <alice@example.org>", b" John Q. Public <john@example.org>",
-        b" alice@example.org (Alice)", b" <alice@example.org", b" alice@", b" a..b@example.org",
-        b" .a@example.org", b' "a\\"b" <a@b>', b" Alice <alice@example.org>, bob@example.org",
-        b" alice@[127.0.0.1]", b' "x"@example.org', b" Al\xc3\xafce <alice@example.org>", b" < alice@example.org >",
-        b" Alice\r\n <alice@example.org>", b' "=?utf-8?q?x?=" <a@b>',
+        b" =?utf-8?q?Al=C3=AFce?= <alice@example.org>",
+        b" John Q. Public <john@example.org>",
+        b" alice@example.org (Alice)",
+        b" <alice@example.org",
+        b" alice@",
+        b" a..b@example.org",
+        b" .a@example.org",
+        b' "a\\"b" <a@b>',
+        b" Alice <alice@example.org>, bob@example.org",
+        b" alice@[127.0.0.1]",
+        b' "x"@example.org',
+        b" Al\xc3\xafce <alice@example.org>",
+        b" < alice@example.org >",
+        b" Alice\r\n <alice@example.org>",
+        b' "=?utf-8?q?x?=" <a@b>',
     ],
 )
 async def test_other_originators_take_the_full_parser(svc: Any, value: bytes) -> None:

@@ -347,7 +347,6 @@ def test_thread_matches_query(oracle: Oracle, algorithm: str) -> None:
 # ---------------------------------------------------------------- live Mailhouse over IMAP
 
 
-
 @pytest.fixture(scope="module")
 def live(oracle: Oracle, tmp_path_factory: pytest.TempPathFactory) -> Any:
     from tests.mailhouse_proc import PASSWORD as MH_PASSWORD

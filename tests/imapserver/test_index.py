@@ -49,7 +49,10 @@ async def _open(store: SqliteStore, mb: Mailbox, *, rev2: bool = True) -> Select
 
 
 def _fresh_views(view: SelectedMailbox) -> list[tuple[int, int, frozenset[str], int, bool]]:
-    return [(i + 1, u, view.records[u].flags, view.records[u].modseq, u in view.recent) for i, u in enumerate(view.uids)]
+    return [
+        (i + 1, u, view.records[u].flags, view.records[u].modseq, u in view.recent)
+        for i, u in enumerate(view.uids)
+    ]
 
 
 def _as_tuples(views: list[MessageView]) -> list[tuple[int, int, frozenset[str], int, bool]]:
@@ -108,7 +111,9 @@ async def test_deleted_mailbox_is_reported(store: SqliteStore) -> None:
     assert b.index is not a.index and b.uids == []
 
 
-async def test_session_behind_a_trimmed_log_reads_the_store(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_session_behind_a_trimmed_log_reads_the_store(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(index_mod, "LOG_KEEP", 4)
     mb = await _inbox(store)
     await _add(store, mb, 3)
@@ -170,9 +175,13 @@ async def test_views_stay_equal_to_a_fresh_build(store: SqliteStore) -> None:
         op = rng.choice(["flag", "own-flag", "append", "expunge", "sync", "sync-noexpunge"])
         live = view.uids
         if op == "flag" and live:
-            await store.store_flags(mb.id, [rng.choice(live)], FlagMode.ADD, frozenset({rng.choice(["\\Seen", "x"])}))
+            await store.store_flags(
+                mb.id, [rng.choice(live)], FlagMode.ADD, frozenset({rng.choice(["\\Seen", "x"])})
+            )
         elif op == "own-flag" and live:
-            res = await store.store_flags(mb.id, [rng.choice(live)], FlagMode.REPLACE, frozenset({"\\Flagged"}))
+            res = await store.store_flags(
+                mb.id, [rng.choice(live)], FlagMode.REPLACE, frozenset({"\\Flagged"})
+            )
             for rec in res.updated:
                 view.set_record(rec)
         elif op == "append":
@@ -201,12 +210,23 @@ async def test_reselect_adopts_the_previous_views(store: SqliteStore) -> None:
     fresh = await store.get_mailbox_by_id(mb.id)
     assert fresh is not None
     new = await SelectedMailbox.open(
-        store, fresh, RecentClaims(store), readonly=False, rev2=False, condstore=True, qresync=False, previous=old
+        store,
+        fresh,
+        RecentClaims(store),
+        readonly=False,
+        rev2=False,
+        condstore=True,
+        qresync=False,
+        previous=old,
     )
     views = new.views()
     assert views[0] is first[0]  # the common prefix (UIDs 1-18) was taken over
     assert _as_tuples(views) == _fresh_views(new)
-    assert views[2].record.flags == frozenset({"\\Seen"}) and [v.record.uid for v in views[-3:]] == [18, 21, 22]
+    assert views[2].record.flags == frozenset({"\\Seen"}) and [v.record.uid for v in views[-3:]] == [
+        18,
+        21,
+        22,
+    ]
 
 
 async def test_registry_does_not_keep_a_store_alive(tmp_path: Path) -> None:

@@ -253,7 +253,11 @@ def test_context_limits_and_sort(server: MailhouseProcess) -> None:
             assert r[-1].startswith(b"D%d OK" % i) and not any(b"NOUPDATE" in ln for ln in r), r
         c.send(b"D17 SORT RETURN (UPDATE COUNT) (SUBJECT) UTF-8 ALL\r\n")
         r = c.until_tagged(b"D17")
-        assert r == [b'* ESEARCH (TAG "D17") COUNT 1', b'* NO [NOUPDATE "D17"] Too many update contexts', r[-1]], r
+        assert r == [
+            b'* ESEARCH (TAG "D17") COUNT 1',
+            b'* NO [NOUPDATE "D17"] Too many update contexts',
+            r[-1],
+        ], r
         assert r[-1].startswith(b"D17 OK"), r
         # RFC 5267 §4.4: one PARTIAL or ALL at most
         assert tagged(c.cmd("SORT RETURN (PARTIAL 1:2 ALL) (SUBJECT) UTF-8 ALL")).startswith(b"BAD")
@@ -322,7 +326,7 @@ def test_context_sort_positions_two_sessions(server: MailhouseProcess) -> None:
         assert tagged(r).startswith(b"OK"), r
         assert b'* ESEARCH (TAG "S2") ADDTO (2 1)' in r, r  # f d c; "d" is now message 1
         ua = _append(a, "INBOX", _msg("a"))
-        seen = _wait_for(b, lambda ln: b"(TAG \"S1\") UID ADDTO" in ln)
+        seen = _wait_for(b, lambda ln: b'(TAG "S1") UID ADDTO' in ln)
         assert b'* ESEARCH (TAG "S1") UID ADDTO (1 %d)' % ua in seen, seen
         # the final results equal a fresh SORT of the same program
         r = b.cmd("UID SORT RETURN (ALL) (SUBJECT) UTF-8 ALL")

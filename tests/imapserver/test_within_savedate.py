@@ -42,7 +42,9 @@ def test_within_and_savedate(server: MailhouseProcess) -> None:
         m = re.search(r'SAVEDATE "([ \d]\d-\w{3}-\d{4}) \d\d:\d\d:\d\d [+-]\d{4}"', line)
         assert m, line
         saved = datetime.datetime.strptime(m.group(1).strip(), "%d-%b-%Y").date()
-        assert abs((saved - datetime.datetime.now(datetime.UTC).date()).days) <= 1, line  # saved now, not 2020
+        assert abs((saved - datetime.datetime.now(datetime.UTC).date()).days) <= 1, (
+            line
+        )  # saved now, not 2020
         # SAVEDSINCE reads the save date: both were saved today, though one is dated 2020
         assert c.search(None, "SAVEDSINCE", "1-Jan-2021")[1] == [b"1 2"]
         assert c.search(None, "SINCE", "1-Jan-2021")[1] == [b"2"]

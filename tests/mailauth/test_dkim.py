@@ -148,16 +148,21 @@ def test_signatures_are_identical_to_dkimpy(
     import dkim as dkimpy_mod
 
     monkeypatch.setattr(time, "time", lambda: 1_790_000_000.5)  # dkimpy's t= comes from time.time
-    msg = (b"Received: from x by y; Thu, 01 Jan 2026 00:00:00 +0000\r\nX-Mailer:  not   signed\r\n"
-           + MESSAGE.replace(b"Subject: DKIM round trip", b"Subject: a long subject " + b"word " * 30)
-           + b"trailing space \t\r\n  two  spaces,\ttab, \t mixed \r\n\r\n\r\n").replace(b"\r\n", eol)
+    msg = (
+        b"Received: from x by y; Thu, 01 Jan 2026 00:00:00 +0000\r\nX-Mailer:  not   signed\r\n"
+        + MESSAGE.replace(b"Subject: DKIM round trip", b"Subject: a long subject " + b"word " * 30)
+        + b"trailing space \t\r\n  two  spaces,\ttab, \t mixed \r\n\r\n\r\n"
+    ).replace(b"\r\n", eol)
     ours = dkim.DkimSigner(clock=lambda: 1_790_000_000.5).sign(msg, "A.test", keys)
     include = dkim.headers_to_sign(msg)
     theirs = b""
     for key in sorted(keys, key=lambda k: k.algorithm != "ed25519-sha256"):
         theirs += dkimpy_mod.DKIM(msg, linesep=eol).sign(
-            key.selector.encode(), b"a.test", key.private_key,
-            signature_algorithm=key.algorithm.encode(), canonicalize=(b"relaxed", b"relaxed"),
+            key.selector.encode(),
+            b"a.test",
+            key.private_key,
+            signature_algorithm=key.algorithm.encode(),
+            canonicalize=(b"relaxed", b"relaxed"),
             include_headers=include,
         )
     assert ours == theirs + msg
@@ -174,8 +179,18 @@ def test_unusable_key_is_a_value_error(keys: list[DkimKey]) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"\r\n", b"\r\n\r\n", b"x", b"plain text, single spaces\r\nonly\r\n\r\n", b"a  b\t\tc \r\n \t\r\n\r\n",
-     b"end with space \r\n", b"tab\tonly\r\n", b" lead\r\n\ttab\r\nend  ", b"a \r\n\r\nb\r\n"],
+    [
+        b"",
+        b"\r\n",
+        b"\r\n\r\n",
+        b"x",
+        b"plain text, single spaces\r\nonly\r\n\r\n",
+        b"a  b\t\tc \r\n \t\r\n\r\n",
+        b"end with space \r\n",
+        b"tab\tonly\r\n",
+        b" lead\r\n\ttab\r\nend  ",
+        b"a \r\n\r\nb\r\n",
+    ],
 )
 def test_canonical_body_matches_dkimpy(body: bytes) -> None:
     from dkim.canonicalization import Relaxed

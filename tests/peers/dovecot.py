@@ -186,7 +186,10 @@ service pop3-login {{
         if password not in self._hashes:
             r = subprocess.run(
                 ["doveadm", "pw", "-s", self.password_scheme, "-p", password],
-                capture_output=True, text=True, check=True, timeout=30,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
             )
             self._hashes[password] = r.stdout.strip()
         return self._hashes[password]

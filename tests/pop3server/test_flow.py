@@ -121,7 +121,6 @@ def test_pipelined_quit_then_eof_commits(pop3_plain: MailhouseProcess) -> None:
     r.close()
 
 
-
 def test_client_that_stops_reading_a_big_body_is_dropped(pop3_idle: MailhouseProcess) -> None:
     """The idle timeout also covers a RETR whose client stopped reading (zero window)."""
     user = new_account(pop3_idle)

@@ -390,7 +390,9 @@ def test_auth_unknown_mechanism_and_bad_base64(client: Client) -> None:
     c.quit()
 
 
-def test_read_ahead_message_expunged_over_imap(pop3_plain: MailhouseProcess, account: str, client: Client) -> None:
+def test_read_ahead_message_expunged_over_imap(
+    pop3_plain: MailhouseProcess, account: str, client: Client
+) -> None:
     """An IMAP session expunges messages under a POP3 session (RFC 1939 §5 snapshot).
 
     A message this session already read ahead is still sent as it was (the same octets,

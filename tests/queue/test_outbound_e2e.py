@@ -84,9 +84,29 @@ def swaks_submit(mh: MailhouseProcess, rcpt: str, body: str) -> None:
     """Submit as a mail client would: Debian's swaks, STARTTLS then AUTH PLAIN on 587."""
     host, port = mh.addr("submission")
     r = subprocess.run(
-        ["swaks", "--server", host, "--port", str(port), "--tls", "--auth", "PLAIN", "--auth-user", "alice@a.test",
-         "--auth-password", PASSWORD, "--from", "alice@a.test", "--to", rcpt, "--data", body.replace("\r\n", "\n")],
-        capture_output=True, text=True, timeout=60,
+        [
+            "swaks",
+            "--server",
+            host,
+            "--port",
+            str(port),
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice@a.test",
+            "--auth-password",
+            PASSWORD,
+            "--from",
+            "alice@a.test",
+            "--to",
+            rcpt,
+            "--data",
+            body.replace("\r\n", "\n"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -171,10 +191,12 @@ def lab(
     a.add_domain("a.test")
     # publish a.test's DKIM keys (made by `domain add`) and SPF, as `mailhouse dns` prints them
     keys = a.admin(lambda adm: adm.store.get_dkim_keys("a.test"))
-    dns.update(txt={
-        **{f"{k.selector}._domainkey.a.test": k.public_record for k in keys},
-        "a.test": "v=spf1 ip4:127.0.0.0/8 -all",  # A connects from the default loopback source
-    })
+    dns.update(
+        txt={
+            **{f"{k.selector}._domainkey.a.test": k.public_record for k in keys},
+            "a.test": "v=spf1 ip4:127.0.0.0/8 -all",  # A connects from the default loopback source
+        }
+    )
     a.add_user("alice@a.test")
     b.add_domain("b.test")
     b.add_user("bob@b.test")

@@ -78,7 +78,9 @@ async def test_dead_cached_connection_is_retried_on_a_new_one(tmp_path: Path) ->
         for i, drop in enumerate((False, True)):
             if drop:
                 srv.drop_connections()
-            await s.outbound.enqueue(f"R{i}", "alice@a.test", [("bob@b.test", {})], b"Subject: x\r\n\r\nhi\r\n", {})
+            await s.outbound.enqueue(
+                f"R{i}", "alice@a.test", [("bob@b.test", {})], b"Subject: x\r\n\r\nhi\r\n", {}
+            )
             (entry,) = await s.store.claim_due(time.time() + 1, "test", 60.0, 10)
             await s.outbound.process(entry)
             assert await s.store.get(f"R{i}") is None  # delivered and removed
@@ -89,7 +91,9 @@ async def test_dead_cached_connection_is_retried_on_a_new_one(tmp_path: Path) ->
         await srv.stop()
 
 
-async def test_new_mail_is_handed_to_a_pass_without_a_claim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_new_mail_is_handed_to_a_pass_without_a_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With room for another pass, enqueue writes the row leased to this process and starts
     its pass at once: delivered although no claim ever returns anything."""
     import asyncio
@@ -133,9 +137,13 @@ async def test_new_mail_is_handed_to_a_pass_without_a_claim(tmp_path: Path, monk
         await srv.stop()
 
 
-async def test_handed_off_row_is_leased_before_the_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_handed_off_row_is_leased_before_the_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     s = await services.build(
-        config.from_dict({"hostname": "mx.a.test", "data_dir": str(tmp_path), "dns": {"nameservers": ["127.0.0.1:9"]}})
+        config.from_dict(
+            {"hostname": "mx.a.test", "data_dir": str(tmp_path), "dns": {"nameservers": ["127.0.0.1:9"]}}
+        )
     )
     started: list[str] = []
     monkeypatch.setattr(s.outbound, "_start_pass", lambda entry, message=None: started.append(entry.id))

@@ -97,7 +97,9 @@ def test_shell_metacharacters_are_inert(mailhouse: MailhouseProcess, tmp_path: P
     marker = tmp_path / "pwned"
     s = _session(mailhouse)
     assert s.cmd(b'MAIL FROM:<"$(touch ' + str(marker).encode() + b')"@remote.test>').startswith(b"250")
-    assert s.cmd(b"RCPT TO:<`touch${IFS}" + str(marker).encode() + b"`|sh@example.org>").startswith(b"550 5.1.1")
+    assert s.cmd(b"RCPT TO:<`touch${IFS}" + str(marker).encode() + b"`|sh@example.org>").startswith(
+        b"550 5.1.1"
+    )
     assert s.cmd(b"RCPT TO:<alice@example.org>").startswith(b"250")
     s.cmd(b"DATA")
     s.send(b"Subject: $(reboot); `id`\r\n\r\n|cat /etc/passwd\r\n.\r\n")

@@ -60,8 +60,12 @@ def test_sigkill_under_load_every_250_delivered_exactly_once(mailhouse: Mailhous
     mailhouse.start()
     for who in ("alice@example.org", "bob@example.org"):
         ids = Counter(
-            m.group(1).decode() for msg in mailbox(mailhouse, who) if (m := re.search(rb"X-Test-Id: (\S+)", msg))
+            m.group(1).decode()
+            for msg in mailbox(mailhouse, who)
+            if (m := re.search(rb"X-Test-Id: (\S+)", msg))
         )
-        assert all(n == 1 for n in ids.values()), f"duplicates for {who}: {[k for k, v in ids.items() if v > 1]}"
+        assert all(n == 1 for n in ids.values()), (
+            f"duplicates for {who}: {[k for k, v in ids.items() if v > 1]}"
+        )
         missing = [t for t in acked if t not in ids]
         assert not missing, f"{who} lost acknowledged messages {missing[:5]}"

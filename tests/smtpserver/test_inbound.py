@@ -35,10 +35,24 @@ def test_smtplib_ehlo_advertises_extensions(mailhouse: MailhouseProcess) -> None
     with smtplib.SMTP(*mailhouse.addr("smtp")) as c:
         code, _ = c.ehlo("client.test")
         assert code == 250
-        for ext in ("pipelining", "size", "8bitmime", "smtputf8", "enhancedstatuscodes", "starttls", "chunking", "dsn"):
+        for ext in (
+            "pipelining",
+            "size",
+            "8bitmime",
+            "smtputf8",
+            "enhancedstatuscodes",
+            "starttls",
+            "chunking",
+            "dsn",
+        ):
             assert c.has_extn(ext), ext
         assert not c.has_extn("auth")  # port 25 never offers AUTH
-        assert c.sendmail("x@remote.test", ["alice@example.org", "bob@example.org"], b"Subject: two\r\n\r\nhi\r\n") == {}
+        assert (
+            c.sendmail(
+                "x@remote.test", ["alice@example.org", "bob@example.org"], b"Subject: two\r\n\r\nhi\r\n"
+            )
+            == {}
+        )
     assert len(mailbox(mailhouse, "alice@example.org")) == 1
     assert len(mailbox(mailhouse, "bob@example.org")) == 1
 
@@ -62,7 +76,9 @@ def test_smtputf8_and_8bitmime(mailhouse: MailhouseProcess) -> None:
     with smtplib.SMTP(*mailhouse.addr("smtp")) as c:
         c.ehlo("client.test")
         body = "Subject: Grüße\r\n\r\nÜmlaut body\r\n".encode()
-        c.sendmail("jörg@exämple.test", ["alice@example.org"], body, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+        c.sendmail(
+            "jörg@exämple.test", ["alice@example.org"], body, mail_options=["SMTPUTF8", "BODY=8BITMIME"]
+        )
     (msg,) = mailbox(mailhouse, "alice@example.org")
     assert "Ümlaut".encode() in msg and "Return-Path: <jörg@exämple.test>".encode() in msg
     assert b"with UTF8SMTP id" in msg
@@ -92,11 +108,19 @@ def test_pipelining(mailhouse: MailhouseProcess) -> None:
         b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<nobody@example.org>\r\n"
         b"RCPT TO:<bob@example.org>\r\nDATA\r\n"
     )
-    assert [s.reply()[:9] for _ in range(5)] == [b"250 2.1.0", b"250 2.1.5", b"550 5.1.1", b"250 2.1.5", b"354 End d"]
+    assert [s.reply()[:9] for _ in range(5)] == [
+        b"250 2.1.0",
+        b"250 2.1.5",
+        b"550 5.1.1",
+        b"250 2.1.5",
+        b"354 End d",
+    ]
     s.send(b"Subject: p\r\n\r\nx\r\n.\r\nQUIT\r\n")
     assert s.reply().startswith(b"250 2.0.0 Ok: queued as")
     assert s.reply() == b"221 2.0.0 Bye"
-    assert len(mailbox(mailhouse, "alice@example.org")) == 1 and len(mailbox(mailhouse, "bob@example.org")) == 1
+    assert (
+        len(mailbox(mailhouse, "alice@example.org")) == 1 and len(mailbox(mailhouse, "bob@example.org")) == 1
+    )
 
 
 def test_aliases_plus_addressing_and_catch_all(mailhouse: MailhouseProcess) -> None:
@@ -133,9 +157,24 @@ def test_quota_full_gets_452_at_rcpt(mailhouse_factory) -> None:  # type: ignore
 def test_swaks(mailhouse: MailhouseProcess) -> None:
     host, port = mailhouse.addr("smtp")
     r = subprocess.run(
-        ["swaks", "--server", host, "--port", str(port), "--from", "sender@remote.test", "--to", "alice@example.org",
-         "--header", "Subject: from swaks", "--body", "swaks body"],
-        capture_output=True, text=True, timeout=60,
+        [
+            "swaks",
+            "--server",
+            host,
+            "--port",
+            str(port),
+            "--from",
+            "sender@remote.test",
+            "--to",
+            "alice@example.org",
+            "--header",
+            "Subject: from swaks",
+            "--body",
+            "swaks body",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"<[-~]  250 2\.0\.0 Ok: queued as [0-9A-F]+", r.stdout)

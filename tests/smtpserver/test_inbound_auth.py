@@ -8,7 +8,9 @@ from tests.helpers import mailbox
 
 
 def test_spf_pass_fail_and_forged_results_removed(mailhouse_factory, dns_server_factory) -> None:  # type: ignore[no-untyped-def]
-    dns = dns_server_factory(txt={"good.test": "v=spf1 ip4:127.0.0.1 -all", "bad.test": "v=spf1 ip4:192.0.2.1 -all"})
+    dns = dns_server_factory(
+        txt={"good.test": "v=spf1 ip4:127.0.0.1 -all", "bad.test": "v=spf1 ip4:192.0.2.1 -all"}
+    )
     mh = mailhouse_factory(verify_inbound=True, extra=f'[dns]\nnameservers = ["{dns.nameserver}"]\n')
     mh.add_domain("example.org")
     mh.add_user("alice@example.org")

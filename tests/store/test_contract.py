@@ -60,7 +60,11 @@ async def test_account_gets_special_mailboxes(store: Store) -> None:
     acc = await _account(store)
     boxes = {m.name: m.special_use for m in await store.list_mailboxes(acc)}
     assert boxes == {
-        "INBOX": None, "Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
+        "INBOX": None,
+        "Sent": "\\Sent",
+        "Drafts": "\\Drafts",
+        "Trash": "\\Trash",
+        "Junk": "\\Junk",
         "Archive": "\\Archive",
     }
     with pytest.raises(AlreadyExists):
@@ -116,7 +120,9 @@ async def test_flags_and_unchangedsince(store: Store) -> None:
     uid, m0 = recs[0].uid, recs[0].modseq
     res = await store.store_flags(inbox.id, [uid], FlagMode.ADD, frozenset({"\\Flagged", "$Label1"}))
     assert res.updated[0].flags == {"\\Seen", "\\Flagged", "$Label1"} and res.updated[0].modseq > m0
-    res2 = await store.store_flags(inbox.id, [uid], FlagMode.REMOVE, frozenset({"\\Seen"}), unchanged_since=m0)
+    res2 = await store.store_flags(
+        inbox.id, [uid], FlagMode.REMOVE, frozenset({"\\Seen"}), unchanged_since=m0
+    )
     assert res2.failed_uids == [uid] and not res2.updated
     res3 = await store.store_flags(inbox.id, [uid], FlagMode.REPLACE, frozenset({"\\Answered"}))
     assert res3.updated[0].flags == {"\\Answered"}
@@ -160,7 +166,9 @@ async def test_mailbox_lifecycle_new_uidvalidity(store: Store) -> None:
 async def test_accounts_are_isolated(store: Store) -> None:
     a = await _account(store, "a@example.org")
     b = await _account(store, "b@example.org")
-    assert {m.id for m in await store.list_mailboxes(a)}.isdisjoint({m.id for m in await store.list_mailboxes(b)})
+    assert {m.id for m in await store.list_mailboxes(a)}.isdisjoint(
+        {m.id for m in await store.list_mailboxes(b)}
+    )
     assert await store.get_mailbox(a, "INBOX") != await store.get_mailbox(b, "INBOX")
 
 
@@ -327,7 +335,9 @@ async def test_concurrent_flags_expunges_and_deliveries_never_error(store: Store
             op = rng.random()
             try:
                 if op < 0.3 and msgs:
-                    await store.store_flags(inbox.id, [rng.choice(msgs).uid], FlagMode.ADD, frozenset({"\\Seen"}))
+                    await store.store_flags(
+                        inbox.id, [rng.choice(msgs).uid], FlagMode.ADD, frozenset({"\\Seen"})
+                    )
                 elif op < 0.6 and msgs:
                     await store.expunge(inbox.id, [rng.choice(msgs).uid])
                 else:
@@ -387,7 +397,9 @@ async def test_maildrop_lock_excludes_another_store_instance(
 ) -> None:
     """A second store on the same data (another worker process, another node)."""
     url = (
-        f"sqlite:///{tmp_path / 'mh.db'}" if store_backend == "sqlite" else request.getfixturevalue("postgres_db_url")
+        f"sqlite:///{tmp_path / 'mh.db'}"
+        if store_backend == "sqlite"
+        else request.getfixturevalue("postgres_db_url")
     )
     second = open_store(url, tmp_path)
     await second.open()
@@ -427,7 +439,9 @@ async def test_maildrop_lock_dies_with_its_process(
     import sys
 
     url = (
-        f"sqlite:///{tmp_path / 'mh.db'}" if store_backend == "sqlite" else request.getfixturevalue("postgres_db_url")
+        f"sqlite:///{tmp_path / 'mh.db'}"
+        if store_backend == "sqlite"
+        else request.getfixturevalue("postgres_db_url")
     )
     holder = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _LOCK_HOLDER, url, str(tmp_path), stdout=asyncio.subprocess.PIPE
@@ -490,13 +504,16 @@ async def test_store_flags_with_duplicate_uids_updates_each_message_once(store: 
     recs = await store.append([NewMessage(inbox, await store.blobs.put(b"m\r\n"), 3) for _ in range(2)])
     u1, u2 = recs[0].uid, recs[1].uid
     m0 = max(r.modseq for r in recs)
-    res = await store.store_flags(inbox, [u2, u1, u2, u1], FlagMode.ADD, frozenset({"\\Flagged"}), unchanged_since=m0)
+    res = await store.store_flags(
+        inbox, [u2, u1, u2, u1], FlagMode.ADD, frozenset({"\\Flagged"}), unchanged_since=m0
+    )
     assert [r.uid for r in res.updated] == [u2, u1] and res.failed_uids == []
     assert len({r.modseq for r in res.updated}) == 1  # one modseq for the whole STORE
     mb = await store.get_mailbox_by_id(inbox)
     assert mb is not None and mb.highestmodseq == res.updated[0].modseq
     assert {r.uid: r.flags for r in await store.list_messages(inbox)} == {
-        u1: frozenset({"\\Flagged"}), u2: frozenset({"\\Flagged"})
+        u1: frozenset({"\\Flagged"}),
+        u2: frozenset({"\\Flagged"}),
     }
 
 
@@ -525,7 +542,9 @@ async def test_expunge_keeps_a_blob_shared_with_a_copy(store: Store) -> None:
     arch = await store.get_mailbox(acc, "Archive")
     assert arch
     (rec,) = await store.deliver(b"shared by a copy\r\n", [NewMessage(inbox, "", 0)])
-    assert await store.copy(inbox, [rec.uid, rec.uid], arch.id) == [(rec.uid, 1)]  # a UID named twice: one copy
+    assert await store.copy(inbox, [rec.uid, rec.uid], arch.id) == [
+        (rec.uid, 1)
+    ]  # a UID named twice: one copy
     gone, freed = await store.expunge(inbox, [rec.uid])
     assert gone == [rec.uid] and freed == []  # the copy still references the blob
     assert await store.blobs.get(rec.blob_key) == b"shared by a copy\r\n"

@@ -28,8 +28,10 @@ def test_thunderbird_autoconfig(web_mh):
         assert root.tag == "clientConfig" and root.get("version") == "1.1"
         prov = root.find("emailProvider")
         assert prov.get("id") == "example.org" and prov.findtext("domain") == "example.org"
-        outgoing = [(s.findtext("hostname"), int(s.findtext("port")), s.findtext("socketType"))
-                    for s in prov.findall("outgoingServer")]
+        outgoing = [
+            (s.findtext("hostname"), int(s.findtext("port")), s.findtext("socketType"))
+            for s in prov.findall("outgoingServer")
+        ]
         assert ("mail.example.org", web_mh.ports["submissions"], "SSL") in outgoing
         assert ("mail.example.org", web_mh.ports["submission"], "STARTTLS") in outgoing
         for s in prov.findall("incomingServer") + prov.findall("outgoingServer"):
@@ -47,8 +49,11 @@ def test_thunderbird_autoconfig(web_mh):
 
 def test_outlook_autodiscover(web_mh):
     c = httpx.Client(base_url=base_url(web_mh))
-    r = c.post("/autodiscover/autodiscover.xml", content=AD_REQ.format(addr="bob@example.org"),
-               headers={"content-type": "text/xml"})
+    r = c.post(
+        "/autodiscover/autodiscover.xml",
+        content=AD_REQ.format(addr="bob@example.org"),
+        headers={"content-type": "text/xml"},
+    )
     assert r.status_code == 200
     root = ET.fromstring(r.content)
     acct = root.find(f"{NS}Response/{NS}Account")
@@ -56,14 +61,24 @@ def test_outlook_autodiscover(web_mh):
     protos = {p.findtext(f"{NS}Type"): p for p in acct.findall(f"{NS}Protocol")}
     smtp = protos["SMTP"]
     assert smtp.findtext(f"{NS}Server") == "mail.example.org"
-    assert int(smtp.findtext(f"{NS}Port")) == web_mh.ports["submissions"] and smtp.findtext(f"{NS}SSL") == "on"
+    assert (
+        int(smtp.findtext(f"{NS}Port")) == web_mh.ports["submissions"] and smtp.findtext(f"{NS}SSL") == "on"
+    )
     assert smtp.findtext(f"{NS}LoginName") == "bob@example.org"
-    assert c.post("/Autodiscover/Autodiscover.xml", content=AD_REQ.format(addr="bob@example.org")).status_code == 200
-    assert c.post("/autodiscover/autodiscover.xml", content=AD_REQ.format(addr="x@other.test")).status_code == 404
+    assert (
+        c.post("/Autodiscover/Autodiscover.xml", content=AD_REQ.format(addr="bob@example.org")).status_code
+        == 200
+    )
+    assert (
+        c.post("/autodiscover/autodiscover.xml", content=AD_REQ.format(addr="x@other.test")).status_code
+        == 404
+    )
     assert c.post("/autodiscover/autodiscover.xml", content="<not xml").status_code == 400
-    bomb = '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">' + "".join(
-        f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8)
-    ) + ']><Autodiscover><EMailAddress>&i;</EMailAddress></Autodiscover>'
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+        + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8))
+        + "]><Autodiscover><EMailAddress>&i;</EMailAddress></Autodiscover>"
+    )
     assert c.post("/autodiscover/autodiscover.xml", content=bomb).status_code in (400, 404, 413)
 
 
@@ -78,7 +93,9 @@ def test_apple_mobileconfig_for_logged_in_user(web_mh):
     assert profile["PayloadType"] == "Configuration"
     (acct,) = profile["PayloadContent"]
     assert acct["PayloadType"] == "com.apple.mail.managed"
-    assert acct["EmailAddress"] == "bob@example.org" and acct["IncomingMailServerUsername"] == "bob@example.org"
+    assert (
+        acct["EmailAddress"] == "bob@example.org" and acct["IncomingMailServerUsername"] == "bob@example.org"
+    )
     assert acct["OutgoingMailServerHostName"] == "mail.example.org"
     assert acct["OutgoingMailServerPortNumber"] == web_mh.ports["submissions"]
     assert not any("Password" in k and k != "OutgoingPasswordSameAsIncomingPassword" for k in acct)

@@ -18,8 +18,14 @@ from tests.web.conftest import base_url, deliver
 from tests.web.xss_corpus import corpus_message
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "webmail.png"
 
 from playwright import sync_api  # noqa: E402 - Debian's chromium comes from scripts/install-test-deps.sh
@@ -38,7 +44,9 @@ def new_page(browser, web_mh):
     contexts = []
 
     def make(user: str, viewport=None):
-        ctx = browser.new_context(base_url=base_url(web_mh), viewport=viewport or {"width": 1280, "height": 800})
+        ctx = browser.new_context(
+            base_url=base_url(web_mh), viewport=viewport or {"width": 1280, "height": 800}
+        )
         ctx.set_default_timeout(15000)
         contexts.append(ctx)
         page = ctx.new_page()
@@ -95,8 +103,16 @@ def test_send_receive_live_reply_with_attachment(new_page, tmp_path):
 
 
 def test_search_move_delete(new_page, web_mh):
-    deliver(web_mh, "carol@example.org", "From: Zed <zed@remote.test>\nTo: carol@example.org\nSubject: Quarterly figures\n\nThe numbers.\n")
-    deliver(web_mh, "carol@example.org", "From: amy@remote.test\nTo: carol@example.org\nSubject: Picnic\n\nSandwiches.\n")
+    deliver(
+        web_mh,
+        "carol@example.org",
+        "From: Zed <zed@remote.test>\nTo: carol@example.org\nSubject: Quarterly figures\n\nThe numbers.\n",
+    )
+    deliver(
+        web_mh,
+        "carol@example.org",
+        "From: amy@remote.test\nTo: carol@example.org\nSubject: Picnic\n\nSandwiches.\n",
+    )
     page = new_page("carol@example.org")
     page.keyboard.press("/")
     page.keyboard.type("from:zed")
@@ -150,7 +166,10 @@ def test_xss_corpus_executes_nothing(new_page, web_mh):
     page.wait_for_timeout(800)
     assert dialogs == []
     assert outside == []
-    assert page.evaluate("document.querySelectorAll('#body script, #body svg, #body iframe, #body form').length") == 0
+    assert (
+        page.evaluate("document.querySelectorAll('#body script, #body svg, #body iframe, #body form').length")
+        == 0
+    )
     assert not [c for c in console if "alert" in c.lower()]
     page.click("#images-blocked a")  # allowing remote images loads only images, still no script
     page.wait_for_timeout(500)
@@ -159,11 +178,18 @@ def test_xss_corpus_executes_nothing(new_page, web_mh):
 
 
 def test_phone_layout_and_screenshot(new_page, web_mh, browser):
-    for i, (who, subj) in enumerate([("Ada Lovelace <ada@remote.test>", "Notes on the Analytical Engine"),
-                                     ("Grace Hopper <grace@remote.test>", "Found a bug in the relay"),
-                                     ("Alan Turing <alan@remote.test>", "Can machines think?")]):
-        deliver(web_mh, "jane@example.org",
-                f"From: {who}\nTo: jane@example.org\nSubject: {subj}\nDate: Mon, {i + 1} Jan 2024 09:00:00 +0000\n\nHello.\n")
+    for i, (who, subj) in enumerate(
+        [
+            ("Ada Lovelace <ada@remote.test>", "Notes on the Analytical Engine"),
+            ("Grace Hopper <grace@remote.test>", "Found a bug in the relay"),
+            ("Alan Turing <alan@remote.test>", "Can machines think?"),
+        ]
+    ):
+        deliver(
+            web_mh,
+            "jane@example.org",
+            f"From: {who}\nTo: jane@example.org\nSubject: {subj}\nDate: Mon, {i + 1} Jan 2024 09:00:00 +0000\n\nHello.\n",
+        )
     page = new_page("jane@example.org")
     page.wait_for_selector("li.msg")
     shot = page.screenshot(full_page=False)

@@ -22,7 +22,9 @@ def test_login_sets_strict_httponly_cookie_and_headers(web_mh):
     csp = r.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert r.headers["x-content-type-options"] == "nosniff"
-    r = c.post("/login", data={"username": "alice@example.org", "password": PASSWORD, "csrf": csrf_of(r.text)})
+    r = c.post(
+        "/login", data={"username": "alice@example.org", "password": PASSWORD, "csrf": csrf_of(r.text)}
+    )
     assert r.status_code == 303
     cookie = [h for h in r.headers.get_list("set-cookie") if h.startswith("mh_session=")][0]
     low = cookie.lower()
@@ -84,8 +86,8 @@ def test_read_plain_message_and_download_attachment(web_mh):
         "From: Dave <dave@remote.test>\nTo: alice@example.org\nSubject: =?utf-8?q?R=C3=A9sum=C3=A9?= attached\n"
         "Message-ID: <att1@remote.test>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=XX\n\n"
         "--XX\nContent-Type: text/plain; charset=utf-8\n\nPlease see <the> file.\n"
-        "--XX\nContent-Type: text/html; name=\"../../etc/evil\\\"name.html\"\nContent-Disposition: attachment; "
-        "filename=\"../../etc/evil\\\"name.html\"\nContent-Transfer-Encoding: base64\n\n"
+        '--XX\nContent-Type: text/html; name="../../etc/evil\\"name.html"\nContent-Disposition: attachment; '
+        'filename="../../etc/evil\\"name.html"\nContent-Transfer-Encoding: base64\n\n'
         "PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==\n--XX--\n"
     )
     deliver(web_mh, "alice@example.org", raw)
@@ -93,7 +95,9 @@ def test_read_plain_message_and_download_attachment(web_mh):
     inbox = folder_ids(c)["INBOX"]
     html = c.get(f"/mail/{inbox}?threads=0").text
     assert "Résumé attached" in html
-    uid = re.search(r'data-uid="(\d+)"[^>]*>\s*<input[^>]*>\s*<a href="/mail/\d+/\d+">\s*<span class="from">Dave', html)
+    uid = re.search(
+        r'data-uid="(\d+)"[^>]*>\s*<input[^>]*>\s*<a href="/mail/\d+/\d+">\s*<span class="from">Dave', html
+    )
     uid = uid or re.search(rf'/mail/{inbox}/(\d+)">\s*<span class="from">Dave', html)
     assert uid
     r = c.get(f"/mail/{inbox}/{uid.group(1)}")
@@ -115,8 +119,15 @@ def test_send_through_submission_path_lands_in_inbox_and_sent(web_mh):
     tok = page_csrf(c)
     r = c.post(
         "/compose",
-        data={"csrf": tok, "action": "send", "from": "alice@example.org", "to": "Bob <bob@example.org>",
-              "bcc": "carol@example.org", "subject": "Lunch?", "body": "Noon at the usual place."},
+        data={
+            "csrf": tok,
+            "action": "send",
+            "from": "alice@example.org",
+            "to": "Bob <bob@example.org>",
+            "bcc": "carol@example.org",
+            "subject": "Lunch?",
+            "body": "Noon at the usual place.",
+        },
         files={"attach": ("menu.txt", b"soup\nbread\n", "text/plain")},
     )
     assert r.status_code == 303, r.text
@@ -143,8 +154,17 @@ def test_delivered_copy_is_dkim_signed_without_bcc(web_mh, tmp_path):
     import poplib
 
     c = login(web_mh, "alice@example.org")
-    r = c.post("/compose", data={"csrf": page_csrf(c), "action": "send", "to": "bob@example.org",
-                                 "bcc": "carol@example.org", "subject": "Signed?", "body": "sig"})
+    r = c.post(
+        "/compose",
+        data={
+            "csrf": page_csrf(c),
+            "action": "send",
+            "to": "bob@example.org",
+            "bcc": "carol@example.org",
+            "subject": "Signed?",
+            "body": "sig",
+        },
+    )
     assert r.status_code == 303
     time.sleep(0.3)
     import ssl
@@ -169,35 +189,69 @@ def test_delivered_copy_is_dkim_signed_without_bcc(web_mh, tmp_path):
 
 def test_send_as_foreign_address_is_refused(web_mh):
     c = login(web_mh, "alice@example.org")
-    r = c.post("/compose", data={"csrf": page_csrf(c), "action": "send", "from": "bob@example.org",
-                                 "to": "carol@example.org", "subject": "spoof", "body": "x"})
+    r = c.post(
+        "/compose",
+        data={
+            "csrf": page_csrf(c),
+            "action": "send",
+            "from": "bob@example.org",
+            "to": "carol@example.org",
+            "subject": "spoof",
+            "body": "x",
+        },
+    )
     assert r.status_code == 400 and "not owned" in r.text
 
 
 def test_unknown_local_recipient_is_refused(web_mh):
     c = login(web_mh, "alice@example.org")
-    r = c.post("/compose", data={"csrf": page_csrf(c), "action": "send", "to": "nobody@example.org",
-                                 "subject": "x", "body": "x"})
+    r = c.post(
+        "/compose",
+        data={
+            "csrf": page_csrf(c),
+            "action": "send",
+            "to": "nobody@example.org",
+            "subject": "x",
+            "body": "x",
+        },
+    )
     assert r.status_code == 400 and "5.1.1" in r.text
 
 
 def test_drafts_save_and_move_delete_flag(web_mh):
     c = login(web_mh, "alice@example.org")
-    r = c.post("/compose", data={"csrf": page_csrf(c), "action": "save", "to": "bob@example.org",
-                                 "subject": "Half-written", "body": "to be continued"})
+    r = c.post(
+        "/compose",
+        data={
+            "csrf": page_csrf(c),
+            "action": "save",
+            "to": "bob@example.org",
+            "subject": "Half-written",
+            "body": "to be continued",
+        },
+    )
     assert r.status_code == 303 and "draft=" in r.headers["location"]
     ids = folder_ids(c)
     assert "Half-written" in c.get(f"/mail/{ids['Drafts']}").text
     edit = c.get(r.headers["location"]).text
     assert "to be continued" in edit and "Half-written" in edit
-    deliver(web_mh, "alice@example.org", "From: e@remote.test\nTo: alice@example.org\nSubject: Movable\n\nm\n")
+    deliver(
+        web_mh, "alice@example.org", "From: e@remote.test\nTo: alice@example.org\nSubject: Movable\n\nm\n"
+    )
     inbox = ids["INBOX"]
     html = c.get(f"/mail/{inbox}?threads=0").text
     uid = re.search(rf'/mail/{inbox}/(\d+)">\s*<span class="from">e@remote.test', html).group(1)
     tok = page_csrf(c)
-    assert c.post(f"/mail/{inbox}/action", data={"csrf": tok, "action": "flag", "uid": uid}).status_code == 303
-    assert 'class="msg flagged"' in c.get(f"/mail/{inbox}?threads=0").text or "flagged" in c.get(f"/mail/{inbox}").text
-    r = c.post(f"/mail/{inbox}/action", data={"csrf": tok, "action": "move", "uid": uid, "dest": ids["Archive"]})
+    assert (
+        c.post(f"/mail/{inbox}/action", data={"csrf": tok, "action": "flag", "uid": uid}).status_code == 303
+    )
+    assert (
+        'class="msg flagged"' in c.get(f"/mail/{inbox}?threads=0").text
+        or "flagged" in c.get(f"/mail/{inbox}").text
+    )
+    r = c.post(
+        f"/mail/{inbox}/action", data={"csrf": tok, "action": "move", "uid": uid, "dest": ids["Archive"]}
+    )
     assert r.status_code == 303
     assert "Movable" not in c.get(f"/mail/{inbox}").text
     arch = c.get(f"/mail/{ids['Archive']}").text
@@ -212,8 +266,16 @@ def test_drafts_save_and_move_delete_flag(web_mh):
 
 
 def test_search_subject_from_body(web_mh):
-    deliver(web_mh, "bob@example.org", "From: Quentin <q@remote.test>\nTo: bob@example.org\nSubject: Invoice 42\n\nThe zebra pays.\n")
-    deliver(web_mh, "bob@example.org", "From: r@remote.test\nTo: bob@example.org\nSubject: Holiday\n\nNothing here.\n")
+    deliver(
+        web_mh,
+        "bob@example.org",
+        "From: Quentin <q@remote.test>\nTo: bob@example.org\nSubject: Invoice 42\n\nThe zebra pays.\n",
+    )
+    deliver(
+        web_mh,
+        "bob@example.org",
+        "From: r@remote.test\nTo: bob@example.org\nSubject: Holiday\n\nNothing here.\n",
+    )
     c = login(web_mh, "bob@example.org")
     ib = folder_ids(c)["INBOX"]
     for q in ("invoice", "from:quentin", "body:zebra", "zebra", "to:bob@example.org invoice"):
@@ -223,12 +285,20 @@ def test_search_subject_from_body(web_mh):
 
 
 def test_threads_group_replies(web_mh):
-    deliver(web_mh, "carol@example.org", "From: t@remote.test\nTo: carol@example.org\nSubject: Plan\nMessage-ID: <p1@r>\nDate: Mon, 1 Jan 2024 10:00:00 +0000\n\none\n")
-    deliver(web_mh, "carol@example.org", "From: u@remote.test\nTo: carol@example.org\nSubject: Re: Plan\nMessage-ID: <p2@r>\nIn-Reply-To: <p1@r>\nReferences: <p1@r>\nDate: Mon, 1 Jan 2024 11:00:00 +0000\n\ntwo\n")
+    deliver(
+        web_mh,
+        "carol@example.org",
+        "From: t@remote.test\nTo: carol@example.org\nSubject: Plan\nMessage-ID: <p1@r>\nDate: Mon, 1 Jan 2024 10:00:00 +0000\n\none\n",
+    )
+    deliver(
+        web_mh,
+        "carol@example.org",
+        "From: u@remote.test\nTo: carol@example.org\nSubject: Re: Plan\nMessage-ID: <p2@r>\nIn-Reply-To: <p1@r>\nReferences: <p1@r>\nDate: Mon, 1 Jan 2024 11:00:00 +0000\n\ntwo\n",
+    )
     c = login(web_mh, "carol@example.org")
     ib = folder_ids(c)["INBOX"]
     t = c.get(f"/mail/{ib}").text
-    assert re.search(r'Re: Plan</span>', t) and '<span class="badge">2</span>' in t
+    assert re.search(r"Re: Plan</span>", t) and '<span class="badge">2</span>' in t
     flat = c.get(f"/mail/{ib}?threads=0").text
     assert flat.count("Plan</span>") == 2
 
@@ -249,7 +319,9 @@ def test_live_events_stream_reports_new_mail(web_mh):
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     time.sleep(0.5)
-    deliver(web_mh, "carol@example.org", "From: live@remote.test\nTo: carol@example.org\nSubject: live\n\nx\n")
+    deliver(
+        web_mh, "carol@example.org", "From: live@remote.test\nTo: carol@example.org\nSubject: live\n\nx\n"
+    )
     t.join(15)
     assert any(line.startswith("event: change") for line in got), got
     assert any('"kind": "append"' in line for line in got)
@@ -260,8 +332,13 @@ def test_admin_pages_refused_to_normal_users(web_mh):
     for path in ("/admin", "/admin/queue", "/admin/domain/example.org"):
         assert c.get(path).status_code == 403, path
     tok = page_csrf(c)
-    assert c.post("/admin/users", data={"csrf": tok, "action": "add", "address": "x@example.org",
-                                        "password": "longenough1"}).status_code == 403
+    assert (
+        c.post(
+            "/admin/users",
+            data={"csrf": tok, "action": "add", "address": "x@example.org", "password": "longenough1"},
+        ).status_code
+        == 403
+    )
     assert c.post("/admin/queue", data={"csrf": tok, "action": "delete", "id": "X"}).status_code == 403
 
 
@@ -269,27 +346,56 @@ def test_admin_manages_users_aliases_quotas_and_dns(web_mh):
     c = login(web_mh, ADMIN)
     assert "example.org" in c.get("/admin").text
     tok = page_csrf(c, "/admin")
-    r = c.post("/admin/users", data={"csrf": tok, "action": "add", "address": "dan@example.org",
-                                     "password": "dans-password-1", "quota_mb": "5"})
+    r = c.post(
+        "/admin/users",
+        data={
+            "csrf": tok,
+            "action": "add",
+            "address": "dan@example.org",
+            "password": "dans-password-1",
+            "quota_mb": "5",
+        },
+    )
     assert r.status_code == 303
     page = c.get("/admin/domain/example.org").text
     assert "dan@example.org" in page and 'value="5"' in page
-    r = c.post("/admin/users", data={"csrf": tok, "action": "add", "address": "eve@example.org", "password": "short"})
+    r = c.post(
+        "/admin/users", data={"csrf": tok, "action": "add", "address": "eve@example.org", "password": "short"}
+    )
     assert "too%20short" in r.headers["location"]
-    c.post("/admin/aliases", data={"csrf": tok, "action": "add", "source": "sales@example.org",
-                                   "destination": "dan@example.org"})
-    c.post("/admin/users", data={"csrf": tok, "action": "quota", "address": "dan@example.org", "quota_mb": "7",
-                                 "quota_messages": "100"})
+    c.post(
+        "/admin/aliases",
+        data={"csrf": tok, "action": "add", "source": "sales@example.org", "destination": "dan@example.org"},
+    )
+    c.post(
+        "/admin/users",
+        data={
+            "csrf": tok,
+            "action": "quota",
+            "address": "dan@example.org",
+            "quota_mb": "7",
+            "quota_messages": "100",
+        },
+    )
     page = c.get("/admin/domain/example.org").text
     assert "sales@example.org" in page and 'value="7"' in page and 'value="100"' in page
     # DNS records to publish, beside the (empty) answers
     assert "v=spf1 mx -all" in page and "_dmarc.example.org" in page and "v=DKIM1" in page
-    deliver(web_mh, "sales@example.org", "From: buyer@remote.test\nTo: sales@example.org\nSubject: Order\n\nx\n")
+    deliver(
+        web_mh, "sales@example.org", "From: buyer@remote.test\nTo: sales@example.org\nSubject: Order\n\nx\n"
+    )
     dan = login(web_mh, "dan@example.org", "dans-password-1")
     assert wait_for(lambda: "Order" in dan.get("/", follow_redirects=True).text)
     # a password change ends existing sessions
-    c.post("/admin/users", data={"csrf": tok, "action": "password", "address": "dan@example.org",
-                                 "password": "dans-new-password"})
+    c.post(
+        "/admin/users",
+        data={
+            "csrf": tok,
+            "action": "password",
+            "address": "dan@example.org",
+            "password": "dans-new-password",
+        },
+    )
     assert dan.get("/").headers["location"] == "/login"
     assert "Queue" in c.get("/admin/queue").text or "queue" in c.get("/admin/queue").text
 
@@ -297,8 +403,16 @@ def test_admin_manages_users_aliases_quotas_and_dns(web_mh):
 def test_admin_queue_retry_and_delete(web_mh):
     # a message routed to a closed port stays in the queue
     c = login(web_mh, "alice@example.org")
-    r = c.post("/compose", data={"csrf": page_csrf(c), "action": "send", "to": "x@deferred.test",
-                                 "subject": "queued", "body": "x"})
+    r = c.post(
+        "/compose",
+        data={
+            "csrf": page_csrf(c),
+            "action": "send",
+            "to": "x@deferred.test",
+            "subject": "queued",
+            "body": "x",
+        },
+    )
     assert r.status_code == 303, r.text
     a = login(web_mh, ADMIN)
     page = wait_for(lambda: (t := a.get("/admin/queue").text) and "x@deferred.test" in t and t)
@@ -331,7 +445,9 @@ def test_forwarded_proto_is_believed_only_from_trusted_proxies(web_mh):
 def test_forwarded_allow_ips_is_configurable(tmp_path):
     from tests.mailhouse_proc import MailhouseProcess
 
-    mh = MailhouseProcess(tmp_path, services=("http",), extra='[web]\nforwarded_allow_ips = ["127.0.0.5/32"]\n')
+    mh = MailhouseProcess(
+        tmp_path, services=("http",), extra='[web]\nforwarded_allow_ips = ["127.0.0.5/32"]\n'
+    )
     mh.add_domain("example.org")
     mh.add_user("alice@example.org")
     mh.start()

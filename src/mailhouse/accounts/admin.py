@@ -42,7 +42,13 @@ class Admin:
         return d
 
     async def add_user(
-        self, address: str, password: str, *, quota_bytes: int = 0, quota_messages: int = 0, is_admin: bool = False
+        self,
+        address: str,
+        password: str,
+        *,
+        quota_bytes: int = 0,
+        quota_messages: int = 0,
+        is_admin: bool = False,
     ) -> Account:
         try:
             address = normalize_address(address)
@@ -52,10 +58,17 @@ class Admin:
             raise AdminError(f"password too short: at least {MIN_PASSWORD} characters")
         domain = address.rpartition("@")[2]
         if await self.store.get_domain(domain) is None:
-            raise AdminError(f"domain {domain} is not hosted here; add it with `mailhouse domain add {domain}`")
+            raise AdminError(
+                f"domain {domain} is not hosted here; add it with `mailhouse domain add {domain}`"
+            )
         pw_hash, scram = make_credentials(password)
         return await self.store.add_account(
-            address, pw_hash, quota_bytes=quota_bytes, quota_messages=quota_messages, is_admin=is_admin, scram=scram
+            address,
+            pw_hash,
+            quota_bytes=quota_bytes,
+            quota_messages=quota_messages,
+            is_admin=is_admin,
+            scram=scram,
         )
 
     async def set_password(self, address: str, password: str) -> None:

@@ -61,7 +61,12 @@ class Resolver:
         self._checked = now
         gen = await self.store.directory_generation()
         caches: tuple[dict[Any, Any], ...] = (
-            self._domains, self._aliases, self._accounts, self._mailboxes, self._owned, self._dkim
+            self._domains,
+            self._aliases,
+            self._accounts,
+            self._mailboxes,
+            self._owned,
+            self._dkim,
         )
         if gen != self._gen or sum(len(c) for c in caches) > MAX_CACHED:
             self._gen = gen

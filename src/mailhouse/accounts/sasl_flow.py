@@ -43,7 +43,11 @@ async def authenticate(
             await auth.limiter.wait(ip)
             account = await auth.store.get_account(step.authcid.lower())
             keys = account.scram if account else None
-            verifier = sasl.ScramVerifier(keys.salt, keys.iterations, keys.stored_key, keys.server_key) if keys else None
+            verifier = (
+                sasl.ScramVerifier(keys.salt, keys.iterations, keys.stored_key, keys.server_key)
+                if keys
+                else None
+            )
             assert isinstance(mech, sasl.ScramSha256Mechanism)  # the one mechanism that asks for keys
             step = mech.provide_verifier(verifier)
         elif isinstance(step, sasl.Authenticated):

@@ -49,4 +49,3 @@ class LoginThrottle:
         d = self.delay_for(ip)
         if d:
             await asyncio.sleep(d)
-

@@ -51,8 +51,14 @@ from mailhouse.cli.main import _extra_commands
 
 DEFAULT_CONFIG = Path("~/.config/mailhouse/client.toml")
 TIMEOUT = 60.0  # seconds per network operation
-DEFAULT_PORTS = {("smtp", "tls"): 465, ("smtp", "starttls"): 587, ("smtp", "none"): 587,
-                 ("imap", "tls"): 993, ("imap", "starttls"): 143, ("imap", "none"): 143}
+DEFAULT_PORTS = {
+    ("smtp", "tls"): 465,
+    ("smtp", "starttls"): 587,
+    ("smtp", "none"): 587,
+    ("imap", "tls"): 993,
+    ("imap", "starttls"): 143,
+    ("imap", "none"): 143,
+}
 
 
 class ClientError(Exception):
@@ -223,8 +229,9 @@ def imap_list(conn: imaplib.IMAP4, folder: str, limit: int) -> list[str]:
     uids = [int(x) for x in _ok(typ, data, "SEARCH")[0].split()][-limit:]
     if not uids:
         return []
-    typ, data = conn.uid("FETCH", ",".join(map(str, uids)),
-                         "(UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])")
+    typ, data = conn.uid(
+        "FETCH", ",".join(map(str, uids)), "(UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])"
+    )
     lines = []
     for item in _ok(typ, data, "FETCH"):
         if not isinstance(item, tuple):
@@ -336,9 +343,14 @@ def _text(v: bytes | str) -> str:
 def register(sub: Any) -> None:
     m = sub.add_parser("mail", help="a command-line mail client (SMTP submission + IMAP) for any server")
     m.add_argument("--client-config", help=f"client TOML (default {DEFAULT_CONFIG})")
-    m.add_argument("--insecure", action="store_true", help="accept self-signed or mismatched TLS certificates")
-    m.add_argument("--password-stdin", action="store_true",
-                   help="read the password from the first line of stdin (for send, the body follows)")
+    m.add_argument(
+        "--insecure", action="store_true", help="accept self-signed or mismatched TLS certificates"
+    )
+    m.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (for send, the body follows)",
+    )
     ms = m.add_subparsers(dest="mail_action", required=True)
     s = ms.add_parser("send", help="send a message (body from stdin or --body-file)")
     s.add_argument("--to", action="append", default=[])

@@ -65,7 +65,11 @@ async def cmd_user(args: argparse.Namespace, cfg: config_mod.Config) -> int:
         if args.action == "add":
             pw = _read_password(args)
             acc = await admin.add_user(
-                args.address, pw, quota_bytes=args.quota_bytes, quota_messages=args.quota_messages, is_admin=args.admin
+                args.address,
+                pw,
+                quota_bytes=args.quota_bytes,
+                quota_messages=args.quota_messages,
+                is_admin=args.admin,
             )
             print(f"user {acc.address} added")
         elif args.action == "passwd":
@@ -76,7 +80,9 @@ async def cmd_user(args: argparse.Namespace, cfg: config_mod.Config) -> int:
                 usage = await store.usage(acc.id)
                 quota = f"{acc.quota_bytes}" if acc.quota_bytes else "unlimited"
                 admin_mark = " admin" if acc.is_admin else ""
-                print(f"{acc.address}\t{usage.messages} messages\t{usage.bytes} bytes\tquota {quota}{admin_mark}")
+                print(
+                    f"{acc.address}\t{usage.messages} messages\t{usage.bytes} bytes\tquota {quota}{admin_mark}"
+                )
         elif args.action == "remove":
             await store.remove_account(args.address.lower())
             print(f"user {args.address} removed")
@@ -97,7 +103,9 @@ async def cmd_alias(args: argparse.Namespace, cfg: config_mod.Config) -> int:
             for a in await store.list_aliases(args.source):
                 print(f"{a.source}\t{a.destination}")
         elif args.action == "remove":
-            await store.remove_alias(args.source.lower(), args.destination.lower() if args.destination else None)
+            await store.remove_alias(
+                args.source.lower(), args.destination.lower() if args.destination else None
+            )
             print(f"alias {args.source} removed")
         return 0
 
@@ -159,7 +167,9 @@ async def cmd_serve(args: argparse.Namespace, cfg: config_mod.Config) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mailhouse", description="Mailhouse: a complete, self-hostable mail system")
+    p = argparse.ArgumentParser(
+        prog="mailhouse", description="Mailhouse: a complete, self-hostable mail system"
+    )
     p.add_argument("--config", help="TOML config file (default: $MAILHOUSE_CONFIG, else built-in defaults)")
     p.add_argument("--log-level", default="INFO")
     sub = p.add_subparsers(dest="command", required=True)
@@ -178,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("user", help="accounts")
     u.add_argument("action", choices=["add", "passwd", "list", "remove"])
     u.add_argument("address", nargs="?", help="ADDRESS (for list: a domain to filter on)")
-    u.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    u.add_argument(
+        "--password-stdin", action="store_true", help="read the password from the first line of stdin"
+    )
     u.add_argument("--quota-bytes", type=int, default=0)
     u.add_argument("--quota-messages", type=int, default=0)
     u.add_argument("--admin", action="store_true", help="may use the web admin pages")

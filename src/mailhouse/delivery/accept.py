@@ -28,7 +28,9 @@ RemoteRcpt = tuple[str, dict[str, str | None]]
 
 
 class EnvelopeService:
-    def __init__(self, policy: EnvelopePolicy, msa: Submission, local: LocalDelivery, outbound: QueueRunner) -> None:
+    def __init__(
+        self, policy: EnvelopePolicy, msa: Submission, local: LocalDelivery, outbound: QueueRunner
+    ) -> None:
         self.policy = policy
         self.msa = msa
         self.local = local
@@ -38,7 +40,9 @@ class EnvelopeService:
         """May ACCOUNT use ADDRESS as envelope sender? (RFC 6409 §6.1)"""
         return await self.policy.may_send_as(account, address)
 
-    async def check_recipient(self, addr: Address, authenticated: Account | None, declared_size: int) -> RcptVerdict:
+    async def check_recipient(
+        self, addr: Address, authenticated: Account | None, declared_size: int
+    ) -> RcptVerdict:
         """The verdict on one recipient (hosted, alias, quota, relay rules)."""
         return await self.policy.check_recipient(addr, authenticated, declared_size)
 

@@ -43,7 +43,9 @@ class EnvelopePolicy:
         self.resolver = resolver
         self.local = local
 
-    async def check_recipient(self, addr: Address, authenticated: Account | None, declared_size: int) -> RcptVerdict:
+    async def check_recipient(
+        self, addr: Address, authenticated: Account | None, declared_size: int
+    ) -> RcptVerdict:
         resolver = self.resolver
         if addr.domain == "" and addr.local_part.lower() == "postmaster":
             # RFC 5321 §4.1.1.3: <postmaster> without a domain must be accepted

@@ -85,7 +85,11 @@ _ATOM = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = _ATOM + rb"(?:\." + _ATOM + rb")*"
 _ADDR = rb"(" + _DOT_ATOM + rb")@(" + _DOT_ATOM + rb")"
 _SIMPLE_MAILBOX = re.compile(
-    rb"[ \t]*(?:" + _ADDR + rb"|(?:[A-Za-z0-9!#$%&'*+/^_`{|}~ \t-]*|\"[ !#-\[\]-~]*\")[ \t]*<" + _ADDR + rb">)[ \t]*"
+    rb"[ \t]*(?:"
+    + _ADDR
+    + rb"|(?:[A-Za-z0-9!#$%&'*+/^_`{|}~ \t-]*|\"[ !#-\[\]-~]*\")[ \t]*<"
+    + _ADDR
+    + rb">)[ \t]*"
 )
 _SIMPLE_NAME_OK = re.compile(rb"[^=?]*")
 

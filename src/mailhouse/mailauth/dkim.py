@@ -51,7 +51,14 @@ from mailhouse.store.api import DkimKey
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "SIGN_HEADERS", "OVERSIGN_HEADERS", "DkimResult", "DkimSigner", "sign", "verify", "make_resolver", "txt_lookup"
+    "SIGN_HEADERS",
+    "OVERSIGN_HEADERS",
+    "DkimResult",
+    "DkimSigner",
+    "sign",
+    "verify",
+    "make_resolver",
+    "txt_lookup",
 ]
 
 #: Fields signed when present (RFC 6376 §5.4.1 recommends the originator fields and those that
@@ -144,7 +151,9 @@ def _load_key(key: DkimKey) -> Callable[[bytes], bytes]:
         else:
             # RFC 8463 §4: the private key is the base64 32-byte seed; §3: PureEdDSA over the
             # SHA-256 digest of the canonicalised header fields
-            ed_pk = ed25519.Ed25519PrivateKey.from_private_bytes(base64.b64decode(key.private_key, validate=True))
+            ed_pk = ed25519.Ed25519PrivateKey.from_private_bytes(
+                base64.b64decode(key.private_key, validate=True)
+            )
             fn = ed_pk.sign
     except (ValueError, TypeError, binascii.Error, UnsupportedAlgorithm) as e:
         raise ValueError(f"DKIM key {key.selector} ({key.algorithm}) is unusable: {e}") from e
@@ -162,7 +171,9 @@ def canonical_body(body: bytes) -> bytes:
     """Relaxed body canonicalisation (RFC 6376 §3.4.4) of a CRLF BODY; same bytes as dkimpy's."""
     if b"\t" in body or b"  " in body or b" \r\n" in body:  # else already canonical WSP
         body = _WSP_RUN.sub(b" ", _TRAILING_WSP.sub(b"\r\n", body))
-    canonical: bytes = dkimpy.canonicalization.correct_empty_body(dkimpy.canonicalization.strip_trailing_lines(body))
+    canonical: bytes = dkimpy.canonicalization.correct_empty_body(
+        dkimpy.canonicalization.strip_trailing_lines(body)
+    )
     return canonical
 
 
@@ -204,7 +215,9 @@ class DkimSigner:
             self._keys[cache_key] = fn
         return fn
 
-    def sign(self, message: bytes, domain: str, keys: Sequence[DkimKey], *, now: float | None = None) -> bytes:
+    def sign(
+        self, message: bytes, domain: str, keys: Sequence[DkimKey], *, now: float | None = None
+    ) -> bytes:
         """Return MESSAGE with one DKIM-Signature per key (d=DOMAIN) prepended.
 
         Raises ValueError when the message has no From (RFC 6376 §5.4: From MUST be signed) or a
@@ -261,7 +274,11 @@ class DkimSigner:
             h = hashlib.sha256()
             dkimpy.hash_headers(h, _CANON, cheaders, include, (_FIELD, b" " + value), dict(tags))
             tags[-1] = (b"b", base64.b64encode(signer(h.digest())))
-            sigs.append(_FIELD + b": " + dkimpy.fold(b"; ".join(b"=".join(x) for x in tags) + eol, namelen=len(_FIELD), linesep=eol))
+            sigs.append(
+                _FIELD
+                + b": "
+                + dkimpy.fold(b"; ".join(b"=".join(x) for x in tags) + eol, namelen=len(_FIELD), linesep=eol)
+            )
         return b"".join(sigs) + message
 
 

@@ -20,7 +20,9 @@ RSA_BITS = 2048  # RFC 8301 §3.2: signers MUST use ≥ 1024, SHOULD use ≥ 204
 def generate(domain: str, selector: str) -> list[DkimKey]:
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
     rsa_pem = rsa_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
     )
     rsa_pub = rsa_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -31,9 +33,19 @@ def generate(domain: str, selector: str) -> list[DkimKey]:
     )
     ed_pub = ed_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return [
-        DkimKey(domain, f"{selector}r", "rsa-sha256", rsa_pem,
-                f"v=DKIM1; k=rsa; p={base64.b64encode(rsa_pub).decode()}"),
+        DkimKey(
+            domain,
+            f"{selector}r",
+            "rsa-sha256",
+            rsa_pem,
+            f"v=DKIM1; k=rsa; p={base64.b64encode(rsa_pub).decode()}",
+        ),
         # RFC 8463 §4: the private key is the 32-byte seed, base64, as dkimpy expects
-        DkimKey(domain, f"{selector}e", "ed25519-sha256", base64.b64encode(ed_seed),
-                f"v=DKIM1; k=ed25519; p={base64.b64encode(ed_pub).decode()}"),
+        DkimKey(
+            domain,
+            f"{selector}e",
+            "ed25519-sha256",
+            base64.b64encode(ed_seed),
+            f"v=DKIM1; k=ed25519; p={base64.b64encode(ed_pub).decode()}",
+        ),
     ]

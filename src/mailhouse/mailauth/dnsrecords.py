@@ -36,8 +36,15 @@ def records(domain: str, hostname: str, dkim_keys: list[DkimKey]) -> list[Record
     for k in dkim_keys:
         out.append(Record(f"{k.selector}._domainkey.{domain}", "TXT", k.public_record, f"DKIM {k.algorithm}"))
     out += [
-        Record(f"_dmarc.{domain}", "TXT", f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}", "DMARC policy"),
-        Record(f"_mta-sts.{domain}", "TXT", "v=STSv1; id=1", "MTA-STS policy id (serve the policy over HTTPS)"),
+        Record(
+            f"_dmarc.{domain}",
+            "TXT",
+            f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}",
+            "DMARC policy",
+        ),
+        Record(
+            f"_mta-sts.{domain}", "TXT", "v=STSv1; id=1", "MTA-STS policy id (serve the policy over HTTPS)"
+        ),
         Record(f"_smtp._tls.{domain}", "TXT", f"v=TLSRPTv1; rua=mailto:postmaster@{domain}", "TLS reporting"),
         Record(f"_submissions._tcp.{domain}", "SRV", f"0 1 465 {hostname}.", "RFC 8314 submission over TLS"),
         Record(f"_submission._tcp.{domain}", "SRV", f"0 1 587 {hostname}.", "RFC 6186 submission"),

@@ -104,7 +104,10 @@ class Router:
         try:
             answer = await self.resolver.resolve(domain, "MX", search=False)
             mxs = [
-                (int(rr.preference), "." if rr.exchange == dns.name.root else rr.exchange.to_text(True).lower())
+                (
+                    int(rr.preference),
+                    "." if rr.exchange == dns.name.root else rr.exchange.to_text(True).lower(),
+                )
                 for rr in answer
             ]
         except dns.resolver.NXDOMAIN:

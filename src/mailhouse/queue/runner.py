@@ -83,7 +83,9 @@ class LocalOutcome(Protocol):
 class LocalDeliverer(Protocol):
     """Local delivery as the queue uses it (`delivery.local.LocalDelivery`; idempotent per queue id)."""
 
-    async def deliver(self, data: bytes, sender: str, accounts: list[Account], queue_id: str) -> LocalOutcome: ...
+    async def deliver(
+        self, data: bytes, sender: str, accounts: list[Account], queue_id: str
+    ) -> LocalOutcome: ...
 
 
 class QueueRunner:
@@ -104,7 +106,9 @@ class QueueRunner:
         self.local = local
         self.clock = clock
         self.router = Router(cfg)
-        self.pool = ConnectionPool(cfg.hostname, tls_mod.client_context(), source_addresses=cfg.source_addresses)
+        self.pool = ConnectionPool(
+            cfg.hostname, tls_mod.client_context(), source_addresses=cfg.source_addresses
+        )
         self.owner = f"{cfg.hostname}:{os.getpid()}:{secrets.token_hex(4)}"
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -445,7 +449,12 @@ class QueueRunner:
                 password = route.password if route else None
                 try:
                     conn = await self.pool.get(
-                        target.name, address, target.port, tls_mode=tls_mode, username=username, password=password
+                        target.name,
+                        address,
+                        target.port,
+                        tls_mode=tls_mode,
+                        username=username,
+                        password=password,
                     )
                 except SmtpError as e:
                     # RFC 5321 §5.1: connection-level trouble → try the next address / MX
@@ -470,8 +479,13 @@ class QueueRunner:
                     except StaleConnection:
                         # the cached connection had died; nothing of the transaction was done
                         conn = await self.pool.get(
-                            target.name, address, target.port, tls_mode=tls_mode, username=username,
-                            password=password, fresh=True,
+                            target.name,
+                            address,
+                            target.port,
+                            tls_mode=tls_mode,
+                            username=username,
+                            password=password,
+                            fresh=True,
                         )
                         has_dsn = "DSN" in conn.ext
                         results = await transaction(conn)

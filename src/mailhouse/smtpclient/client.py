@@ -116,7 +116,9 @@ class SmtpConnection:
         self.host = host  # name (SNI, Remote-MTA)
         self.address = address
         self.port = port
-        self.source = source  # local address to send from (Postfix smtp_bind_address), None = the kernel's choice
+        self.source = (
+            source  # local address to send from (Postfix smtp_bind_address), None = the kernel's choice
+        )
         self.core = SMTPClientProtocol()
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -379,7 +381,9 @@ class SmtpConnection:
             rcpt_rs = [await self._reply() for _ in recipients]
             data_r = None if chunking else await self._reply(DATA_INIT_TIMEOUT)
             for n in range(len(chunks)):
-                bdat_rs.append(await self._reply(DATA_END_TIMEOUT if n == len(chunks) - 1 else DATA_BLOCK_TIMEOUT))
+                bdat_rs.append(
+                    await self._reply(DATA_END_TIMEOUT if n == len(chunks) - 1 else DATA_BLOCK_TIMEOUT)
+                )
         else:
             await self._write(mail_cmd)
             mail_r = await self._reply()

@@ -117,7 +117,9 @@ class SmtpSession:
             return await self.conn.read(self.limits.idle_timeout)
         except TimeoutError:
             # RFC 5321 §4.5.3.2.7 / §3.8: on timeout, reply 421 and close
-            await self.write(self.core.send(Reply(421, "4.4.2", f"{self.cfg.hostname} Error: timeout exceeded")))
+            await self.write(
+                self.core.send(Reply(421, "4.4.2", f"{self.cfg.hostname} Error: timeout exceeded"))
+            )
             self.closing = True
             return b""
 
@@ -227,7 +229,10 @@ class SmtpSession:
         verdict = await self.policy.check_recipient(ev.path, self.user, size)
         self.log.log(
             logging.DEBUG if verdict.reply.code == 250 else logging.INFO,
-            "to=<%s> %d %s", safe(ev.path.mailbox), verdict.reply.code, verdict.reply.enhanced,
+            "to=<%s> %d %s",
+            safe(ev.path.mailbox),
+            verdict.reply.code,
+            verdict.reply.enhanced,
         )
         if verdict.reply.code == 250:
             if verdict.remote and self.svc.outbound is None:
@@ -299,13 +304,21 @@ class SmtpSession:
             body = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
         message = self._received() + body
         reply = await self.svc.envelope.accept(
-            message, sender, list(self.local.values()), self.remote, queue_id=self.queue_id,
-            submitted_by=self.user if self.mode != "smtp" else None, mail_params=self.mail_params,
+            message,
+            sender,
+            list(self.local.values()),
+            self.remote,
+            queue_id=self.queue_id,
+            submitted_by=self.user if self.mode != "smtp" else None,
+            mail_params=self.mail_params,
         )
         if reply.code != 250:
             return reply
         self.log.info(
-            "queued as %s from=<%s> nrcpt=%d size=%d", self.queue_id, safe(sender), len(self.rcpt_for_header),
+            "queued as %s from=<%s> nrcpt=%d size=%d",
+            self.queue_id,
+            safe(sender),
+            len(self.rcpt_for_header),
             len(message),
         )
         return reply
@@ -323,7 +336,9 @@ class SmtpSession:
 
     async def on_vrfy(self, ev: core.Vrfy) -> None:
         # RFC 5321 §3.5.3: 252 — no address harvesting
-        await self.reply(Reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"))
+        await self.reply(
+            Reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery")
+        )
 
     async def on_help(self, ev: core.Help) -> None:
         await self.reply(Reply(214, "2.0.0", "See https://www.rfc-editor.org/rfc/rfc5321"))

@@ -41,8 +41,13 @@ async def admin_home(request: Request) -> Response:
     for d in await store.list_domains():
         domains.append((d, len(await store.list_accounts(d.name))))
     queue = await store.list()
-    return render(request, "admin_home.html", domains=domains, queue_len=len(queue),
-                  error=request.query_params.get("error"))
+    return render(
+        request,
+        "admin_home.html",
+        domains=domains,
+        queue_len=len(queue),
+        error=request.query_params.get("error"),
+    )
 
 
 async def admin_domains_post(request: Request) -> Response:
@@ -121,8 +126,15 @@ async def admin_domain(request: Request) -> Response:
         raise HTTPException(404, "no such domain")
     users = [(a, await store.usage(a.id)) for a in await store.list_accounts(d.name)]
     aliases = await store.list_aliases(d.name)
-    return render(request, "admin_domain.html", domain=d, users=users, aliases=aliases,
-                  dns=await dns_rows(request, d.name), error=request.query_params.get("error"))
+    return render(
+        request,
+        "admin_domain.html",
+        domain=d,
+        users=users,
+        aliases=aliases,
+        dns=await dns_rows(request, d.name),
+        error=request.query_params.get("error"),
+    )
 
 
 def _int(v: object) -> int:
@@ -143,7 +155,8 @@ async def admin_users_post(request: Request) -> Response:
     try:
         if action == "add":
             await _admin(request).add_user(
-                address, str(form.get("password", "")),
+                address,
+                str(form.get("password", "")),
                 quota_bytes=_int(form.get("quota_mb")) * 1024 * 1024,
                 quota_messages=_int(form.get("quota_messages")),
                 is_admin=form.get("is_admin") == "1",
@@ -151,7 +164,9 @@ async def admin_users_post(request: Request) -> Response:
         elif action == "password":
             await _admin(request).set_password(address, str(form.get("password", "")))
         elif action == "quota":
-            await store.set_quota(address, _int(form.get("quota_mb")) * 1024 * 1024, _int(form.get("quota_messages")))
+            await store.set_quota(
+                address, _int(form.get("quota_mb")) * 1024 * 1024, _int(form.get("quota_messages"))
+            )
         elif action == "remove":
             await store.remove_account(address)
         else:
@@ -185,8 +200,9 @@ async def admin_queue(request: Request) -> Response:
     user = await require_admin(request)
     request.state.user = user
     entries = sorted(await state(request).svc.store.list(), key=lambda e: e.created)
-    return render(request, "admin_queue.html", entries=entries, now=time.time(),
-                  error=request.query_params.get("error"))
+    return render(
+        request, "admin_queue.html", entries=entries, now=time.time(), error=request.query_params.get("error")
+    )
 
 
 async def admin_queue_post(request: Request) -> Response:

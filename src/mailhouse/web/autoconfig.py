@@ -76,7 +76,7 @@ async def thunderbird(request: Request) -> Response:
     domain = _domain_of(email)
     if not domain:
         host = request.headers.get("host", "").split(":")[0].lower()
-        domain = host[len("autoconfig."):] if host.startswith("autoconfig.") else ""
+        domain = host[len("autoconfig.") :] if host.startswith("autoconfig.") else ""
     if not await _hosted(request, domain):
         raise HTTPException(404, "not a domain hosted here")
     srv = servers(cfg)
@@ -210,5 +210,8 @@ async def mobileconfig(request: Request) -> Response:
     }
     data = plistlib.dumps(profile)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", user.address) + ".mobileconfig"
-    return Response(data, media_type="application/x-apple-aspen-config",
-                    headers={"content-disposition": f'attachment; filename="{name}"'})
+    return Response(
+        data,
+        media_type="application/x-apple-aspen-config",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )

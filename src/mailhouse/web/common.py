@@ -166,8 +166,14 @@ class FolderInfo:
 
 
 def sort_mailboxes(mbs: list[Mailbox]) -> list[Mailbox]:
-    return sorted(mbs, key=lambda m: (m.name.split("/")[0] not in SPECIAL_ORDER,
-                                      SPECIAL_ORDER.get(m.name.split("/")[0], 0), m.name.casefold()))
+    return sorted(
+        mbs,
+        key=lambda m: (
+            m.name.split("/")[0] not in SPECIAL_ORDER,
+            SPECIAL_ORDER.get(m.name.split("/")[0], 0),
+            m.name.casefold(),
+        ),
+    )
 
 
 async def folder_tree(svc: Services, user: Account) -> list[FolderInfo]:

@@ -218,8 +218,12 @@ def thread_rows(items: list[tuple[MessageRecord, Summary]]) -> list[Row]:
     by_uid = {r.uid: (r, s) for r, s in items}
     records = [
         ThreadRecord(
-            id=r.uid, subject=s.subject, message_id=s.message_id, references=s.references,
-            in_reply_to=s.in_reply_to, date=dt.datetime.fromtimestamp(msg_time(r, s), dt.UTC),
+            id=r.uid,
+            subject=s.subject,
+            message_id=s.message_id,
+            references=s.references,
+            in_reply_to=s.in_reply_to,
+            date=dt.datetime.fromtimestamp(msg_time(r, s), dt.UTC),
         )
         for r, s in items
     ]
@@ -232,10 +236,13 @@ def thread_rows(items: list[tuple[MessageRecord, Summary]]) -> list[Row]:
         rec, summ = by_uid[newest]
         rows.append(
             Row(
-                rec, summ, count=len(uids),
+                rec,
+                summ,
+                count=len(uids),
                 unread=any("\\Seen" not in by_uid[u][0].flags for u in uids),
                 flagged=any("\\Flagged" in by_uid[u][0].flags for u in uids),
-                date=msg_time(rec, summ), uids=sorted(uids),
+                date=msg_time(rec, summ),
+                uids=sorted(uids),
             )
         )
     rows.sort(key=lambda r: (r.date, r.rec.uid), reverse=True)
@@ -244,7 +251,14 @@ def thread_rows(items: list[tuple[MessageRecord, Summary]]) -> list[Row]:
 
 def flat_rows(items: list[tuple[MessageRecord, Summary]]) -> list[Row]:
     rows = [
-        Row(r, s, unread="\\Seen" not in r.flags, flagged="\\Flagged" in r.flags, date=msg_time(r, s), uids=[r.uid])
+        Row(
+            r,
+            s,
+            unread="\\Seen" not in r.flags,
+            flagged="\\Flagged" in r.flags,
+            date=msg_time(r, s),
+            uids=[r.uid],
+        )
         for r, s in items
     ]
     rows.sort(key=lambda r: (r.date, r.rec.uid), reverse=True)

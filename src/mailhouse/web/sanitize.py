@@ -33,15 +33,55 @@ ATTRIBUTES["font"] = {"color", "face", "size"}
 ATTRIBUTES.pop("area", None)
 
 SAFE_CSS = {
-    "color", "background-color", "font", "font-family", "font-size", "font-style", "font-weight",
-    "text-align", "text-decoration", "text-transform", "line-height", "letter-spacing", "white-space",
-    "vertical-align", "width", "max-width", "min-width", "height", "max-height", "margin", "margin-top",
-    "margin-bottom", "margin-left", "margin-right", "padding", "padding-top", "padding-bottom",
-    "padding-left", "padding-right", "border", "border-top", "border-bottom", "border-left",
-    "border-right", "border-color", "border-width", "border-style", "border-collapse", "border-spacing",
-    "border-radius", "display", "list-style-type", "direction", "word-break", "overflow-wrap",
+    "color",
+    "background-color",
+    "font",
+    "font-family",
+    "font-size",
+    "font-style",
+    "font-weight",
+    "text-align",
+    "text-decoration",
+    "text-transform",
+    "line-height",
+    "letter-spacing",
+    "white-space",
+    "vertical-align",
+    "width",
+    "max-width",
+    "min-width",
+    "height",
+    "max-height",
+    "margin",
+    "margin-top",
+    "margin-bottom",
+    "margin-left",
+    "margin-right",
+    "padding",
+    "padding-top",
+    "padding-bottom",
+    "padding-left",
+    "padding-right",
+    "border",
+    "border-top",
+    "border-bottom",
+    "border-left",
+    "border-right",
+    "border-color",
+    "border-width",
+    "border-style",
+    "border-collapse",
+    "border-spacing",
+    "border-radius",
+    "display",
+    "list-style-type",
+    "direction",
+    "word-break",
+    "overflow-wrap",
 }
-_CSS_DANGER = re.compile(r"url\s*\(|image-set|expression\s*\(|@import|\\|javascript:|behavior|-moz-binding", re.I)
+_CSS_DANGER = re.compile(
+    r"url\s*\(|image-set|expression\s*\(|@import|\\|javascript:|behavior|-moz-binding", re.I
+)
 _DATA_IMAGE = re.compile(r"data:image/(png|gif|jpe?g|webp);base64,", re.I)
 CLEAN_CONTENT = {"script", "style", "title", "template", "xmp", "noembed", "noframes", "textarea", "select"}
 URL_SCHEMES = {"http", "https", "mailto", "cid", "data"}
@@ -53,7 +93,9 @@ class SanitizedHtml:
     remote_blocked: int  # remote images removed because the reader has not allowed them
 
 
-def sanitize_html(html: str, *, allow_remote: bool = False, cid_url: Callable[[str], str] | None = None) -> SanitizedHtml:
+def sanitize_html(
+    html: str, *, allow_remote: bool = False, cid_url: Callable[[str], str] | None = None
+) -> SanitizedHtml:
     blocked = 0
 
     def attr_filter(tag: str, attr: str, value: str) -> str | None:

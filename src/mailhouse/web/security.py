@@ -96,7 +96,11 @@ class Sessions:
             return None
 
     def issue(self, response: Response, request: Request, account_id: int, password_hash: str) -> None:
-        data = {"a": account_id, "c": secrets.token_urlsafe(24), "p": password_fingerprint(password_hash, self.secret)}
+        data = {
+            "a": account_id,
+            "c": secrets.token_urlsafe(24),
+            "p": password_fingerprint(password_hash, self.secret),
+        }
         set_cookie(response, request, SESSION_COOKIE, self.signer.dumps(data), SESSION_MAX_AGE)
         response.delete_cookie(PRE_COOKIE, path="/")
 

@@ -142,10 +142,14 @@ async def submit(
         remote += [(a, {}) for a in verdict.remote]
     queue_id = new_queue_id()
     message = _received(svc, ip, queue_id) + message
-    reply = await envelope.accept(message, sender, list(local.values()), remote, queue_id=queue_id, submitted_by=user)
+    reply = await envelope.accept(
+        message, sender, list(local.values()), remote, queue_id=queue_id, submitted_by=user
+    )
     if reply.code != 250:
         raise SendError(_text(reply))
-    log.info("[%s] webmail submission by %s: %d local, %d remote", queue_id, user.address, len(local), len(remote))
+    log.info(
+        "[%s] webmail submission by %s: %d local, %d remote", queue_id, user.address, len(local), len(remote)
+    )
     return Sent(queue_id, len(local), len(remote))
 
 

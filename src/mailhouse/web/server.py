@@ -77,7 +77,9 @@ class Server:
 
     async def _asgi_app(self) -> SecurityHeadersApp:
         if self._app is None:
-            self._app = create_app(self.svc, await security.load_secret(self.svc.store, self.svc.cfg.data_dir))
+            self._app = create_app(
+                self.svc, await security.load_secret(self.svc.store, self.svc.cfg.data_dir)
+            )
         return self._app
 
     async def listen(self, name: Listener | str, host: str, port: int) -> HttpListener:
@@ -93,7 +95,9 @@ class Server:
             forwarded_allow_ips=self.svc.cfg.forwarded_allow_ips,
         )
         server = _Server(config)
-        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name=f"http-{host}:{port}")
+        task = asyncio.get_running_loop().create_task(
+            server.serve(sockets=[sock]), name=f"http-{host}:{port}"
+        )
         self.svc.track(task)  # the node's drain waits for in-flight requests
         # return once uvicorn is serving on the bound socket
         for _ in range(200):
@@ -103,4 +107,3 @@ class Server:
         if task.done():
             task.result()  # raise uvicorn's start-up error here
         return HttpListener(server, task, app)
-

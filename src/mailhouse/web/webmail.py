@@ -86,7 +86,9 @@ async def login_post(request: Request) -> Response:
     password = str(form.get("password", ""))[:1024]
     acc = await st.svc.auth.check(username, password, client_ip(request))  # shared per-IP throttle
     if acc is None:
-        return render(request, "login.html", status=401, error="Wrong address or password.", username=username)
+        return render(
+            request, "login.html", status=401, error="Wrong address or password.", username=username
+        )
     log.info("webmail login %s from %s", acc.address, client_ip(request))
     resp = redirect("/")
     st.sessions.issue(resp, request, acc.id, acc.password_hash)
@@ -126,7 +128,11 @@ async def _search(st: Any, recs: list[Any], q: str) -> list[Any]:
                 hit = hit or any(header_matches(raw, tree, h, needle) for h in ("to", "cc"))
             if kind in ("any", "body") and not hit:
                 hit = body_matches(raw, tree, needle) or (
-                    any(p for p in [body_of(raw, tree).html] if p and needle.casefold() in html_to_text(p).casefold())
+                    any(
+                        p
+                        for p in [body_of(raw, tree).html]
+                        if p and needle.casefold() in html_to_text(p).casefold()
+                    )
                 )
             if not hit:
                 ok = False
@@ -289,8 +295,9 @@ async def cid_part(request: Request) -> Response:
     p = find_cid(tree, request.path_params["cid"])
     if p is None or p.mime_type not in SAFE_INLINE_TYPES:
         raise HTTPException(404)
-    return Response(part_bytes(raw, p), media_type=p.mime_type,
-                    headers={"content-security-policy": security.CSP_DOWNLOAD})
+    return Response(
+        part_bytes(raw, p), media_type=p.mime_type, headers={"content-security-policy": security.CSP_DOWNLOAD}
+    )
 
 
 # ------------------------------------------------------------------ actions
@@ -376,8 +383,10 @@ async def compose_page(request: Request) -> Response:
                 to=", ".join(fmt_addr(a) for a in addresses(tree, "to")),
                 cc=", ".join(fmt_addr(a) for a in addresses(tree, "cc")),
                 bcc=", ".join(fmt_addr(a) for a in addresses(tree, "bcc")),
-                subject=subject, body=text,
-                in_reply_to=header_text(tree, "in-reply-to"), references=header_text(tree, "references"),
+                subject=subject,
+                body=text,
+                in_reply_to=header_text(tree, "in-reply-to"),
+                references=header_text(tree, "references"),
             )
             draft_uid = str(uid)
             carried = [(f"{mb.id}:{uid}:{a.path}", a.filename, a.size) for a in attachments(raw, tree)]
@@ -386,8 +395,11 @@ async def compose_page(request: Request) -> Response:
             d.to = ", ".join(fmt_addr(a) for a in reply_to)
             if qp.get("all") == "1":
                 me = await svc.resolver.owned_addresses(user)
-                others = [a for a in addresses(tree, "to") + addresses(tree, "cc")
-                          if a[1].lower() not in me and a not in reply_to]
+                others = [
+                    a
+                    for a in addresses(tree, "to") + addresses(tree, "cc")
+                    if a[1].lower() not in me and a not in reply_to
+                ]
                 d.cc = ", ".join(fmt_addr(a) for a in others)
             d.subject = _re("Re:", subject)
             d.body = _quote_body(text, fmt_addr(from_[0]) if from_ else "someone", header_text(tree, "date"))
@@ -401,18 +413,29 @@ async def compose_page(request: Request) -> Response:
         else:  # forward: the text inline, the attachments carried over
             d.subject = _re("Fwd:", subject)
             head = "\n".join(
-                f"{k}: {v}" for k, v in (
+                f"{k}: {v}"
+                for k, v in (
                     ("From", ", ".join(fmt_addr(a) for a in from_)),
                     ("Date", header_text(tree, "date")),
                     ("Subject", subject),
                     ("To", ", ".join(fmt_addr(a) for a in addresses(tree, "to"))),
-                ) if v
+                )
+                if v
             )
             d.body = f"\n\n---------- Forwarded message ----------\n{head}\n\n{text}"
             carried = [(f"{mb.id}:{uid}:{a.path}", a.filename, a.size) for a in attachments(raw, tree)]
     folders = await folder_tree(svc, user)
-    return render(request, "compose.html", folders=folders, current=None, d=d, owned=owned,
-                  carried=carried, draft_uid=draft_uid, error=None)
+    return render(
+        request,
+        "compose.html",
+        folders=folders,
+        current=None,
+        d=d,
+        owned=owned,
+        carried=carried,
+        draft_uid=draft_uid,
+        error=None,
+    )
 
 
 async def _carried(request: Request, user: Account, refs: list[str]) -> list[Attachment]:
@@ -444,8 +467,12 @@ async def compose_post(request: Request) -> Response:
 
     d = Draft(
         sender=f("from", 320).strip().lower() or user.address,
-        to=f("to", 10000), cc=f("cc", 10000), bcc=f("bcc", 10000), subject=f("subject", 1000),
-        body=f("body", svc.cfg.max_message_size), in_reply_to=f("in_reply_to", 1000),
+        to=f("to", 10000),
+        cc=f("cc", 10000),
+        bcc=f("bcc", 10000),
+        subject=f("subject", 1000),
+        body=f("body", svc.cfg.max_message_size),
+        in_reply_to=f("in_reply_to", 1000),
         references=f("references", 10000),
     )
     keep = [str(x) for x in form.getlist("keep")]
@@ -455,7 +482,9 @@ async def compose_post(request: Request) -> Response:
         for up in form.getlist("attach"):
             if isinstance(up, UploadFile) and up.filename:
                 data = await up.read()
-                d.attachments.append(Attachment(safe_filename(up.filename, "attachment"), up.content_type or "", data))
+                d.attachments.append(
+                    Attachment(safe_filename(up.filename, "attachment"), up.content_type or "", data)
+                )
         d.attachments = await _carried(request, user, keep) + d.attachments
         message = build_message(d, svc.cfg.hostname)
         if len(message) > svc.cfg.max_message_size:
@@ -482,8 +511,18 @@ async def compose_post(request: Request) -> Response:
     folders = await folder_tree(svc, user)
     d.attachments = []
     carried = [(k, k.rsplit(":", 1)[-1], 0) for k in keep]
-    return render(request, "compose.html", status=400, folders=folders, current=None, d=d, owned=owned,
-                  carried=carried, draft_uid=draft_uid, error=error)
+    return render(
+        request,
+        "compose.html",
+        status=400,
+        folders=folders,
+        current=None,
+        d=d,
+        owned=owned,
+        carried=carried,
+        draft_uid=draft_uid,
+        error=error,
+    )
 
 
 # ------------------------------------------------------------------ live updates
@@ -501,8 +540,9 @@ async def events(request: Request) -> Response:
             while not st.closing.is_set():
                 if nxt is None:
                     nxt = asyncio.ensure_future(feed.__anext__())
-                done, _ = await asyncio.wait({nxt, closing}, timeout=SSE_HEARTBEAT,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {nxt, closing}, timeout=SSE_HEARTBEAT, return_when=asyncio.FIRST_COMPLETED
+                )
                 if nxt in done:
                     ch = nxt.result()
                     nxt = None
@@ -521,8 +561,11 @@ async def events(request: Request) -> Response:
                 except (RuntimeError, StopAsyncIteration):
                     pass
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
 
 
 __all__ = ["summarize"]
