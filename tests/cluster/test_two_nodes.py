@@ -113,9 +113,8 @@ def test_change_feed_smtp_on_b_reaches_watcher_on_a_within_1s(cluster: Cluster, 
     async def run(store: Store) -> list[float]:
         acc = await store.get_account(USER)
         assert acc is not None
-        feed = store.subscribe(acc.id)
-        first = asyncio.ensure_future(feed.__anext__())  # starts LISTEN
-        await asyncio.sleep(0.3)
+        feed = await store.subscribe(acc.id)  # live on return, LISTEN included: no sleep needed
+        first: asyncio.Future[Change] | None = asyncio.ensure_future(feed.__anext__())
         delays = []
         for i in range(3):
             t0 = time.monotonic()

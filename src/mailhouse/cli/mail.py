@@ -47,8 +47,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from mailhouse.cli.main import _extra_commands
-
 DEFAULT_CONFIG = Path("~/.config/mailhouse/client.toml")
 TIMEOUT = 60.0  # seconds per network operation
 DEFAULT_PORTS = {
@@ -371,5 +369,4 @@ def register(sub: Any) -> None:
         p.set_defaults(fn=cmd_mail)
 
 
-_extra_commands.append(register)
 __all__ = ["cmd_mail", "register", "load_client_config"]

@@ -10,15 +10,15 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mailhouse import config as config_mod
 from mailhouse.accounts.admin import Admin, AdminError, generate_password
-from mailhouse.store import open_store
+from mailhouse.cli import mail as cli_mail
+from mailhouse.cli import queue as cli_queue
+from mailhouse.cli import store as cli_store
+from mailhouse.cli.common import Handler, with_store
 from mailhouse.store.api import StoreError
-
-Handler = Callable[[argparse.Namespace, config_mod.Config], Awaitable[int]]
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -31,15 +31,6 @@ def _read_password(args: argparse.Namespace) -> str:
     else:
         raise AdminError("no password: use --password-stdin or run on a terminal")
     return pw
-
-
-async def _with_store(cfg: config_mod.Config, fn: Callable[[Any], Awaitable[int]]) -> int:
-    store = open_store(cfg.store, cfg.data_dir)
-    await store.open()
-    try:
-        return await fn(store)
-    finally:
-        await store.close()
 
 
 async def cmd_domain(args: argparse.Namespace, cfg: config_mod.Config) -> int:
@@ -56,7 +47,7 @@ async def cmd_domain(args: argparse.Namespace, cfg: config_mod.Config) -> int:
             print(f"domain {args.name} removed")
         return 0
 
-    return await _with_store(cfg, run)
+    return await with_store(cfg, run)
 
 
 async def cmd_user(args: argparse.Namespace, cfg: config_mod.Config) -> int:
@@ -88,7 +79,7 @@ async def cmd_user(args: argparse.Namespace, cfg: config_mod.Config) -> int:
             print(f"user {args.address} removed")
         return 0
 
-    return await _with_store(cfg, run)
+    return await with_store(cfg, run)
 
 
 async def cmd_alias(args: argparse.Namespace, cfg: config_mod.Config) -> int:
@@ -109,7 +100,7 @@ async def cmd_alias(args: argparse.Namespace, cfg: config_mod.Config) -> int:
             print(f"alias {args.source} removed")
         return 0
 
-    return await _with_store(cfg, run)
+    return await with_store(cfg, run)
 
 
 def _settings_text(cfg: config_mod.Config, address: str) -> str:
@@ -142,7 +133,7 @@ async def cmd_quickstart(args: argparse.Namespace, cfg: config_mod.Config) -> in
         print(f"Start the server with `mailhouse serve`; DNS records to publish: `mailhouse dns {domain}`.")
         return 0
 
-    return await _with_store(cfg, run)
+    return await with_store(cfg, run)
 
 
 async def cmd_dns(args: argparse.Namespace, cfg: config_mod.Config) -> int:
@@ -157,7 +148,7 @@ async def cmd_dns(args: argparse.Namespace, cfg: config_mod.Config) -> int:
             print(r.zone_line())
         return 0
 
-    return await _with_store(cfg, run)
+    return await with_store(cfg, run)
 
 
 async def cmd_serve(args: argparse.Namespace, cfg: config_mod.Config) -> int:
@@ -206,13 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("domain")
     n.set_defaults(fn=cmd_dns)
 
-    for extra in _extra_commands:
-        extra(sub)
+    for register in (cli_queue.register, cli_mail.register, cli_store.register):
+        register(sub)
     return p
-
-
-# Other faces (queue, mail, store) register their sub-commands here.
-_extra_commands: list[Callable[[Any], None]] = []
 
 
 def _needs_arg(args: argparse.Namespace) -> str | None:
@@ -226,7 +213,6 @@ def _needs_arg(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _load_extras()
     parser = build_parser()
     args = parser.parse_args(argv)
     from mailhouse import log
@@ -258,14 +244,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-EXTRA_COMMANDS = ("mailhouse.cli.queue", "mailhouse.cli.mail", "mailhouse.cli.store")
-
-
-def _load_extras() -> None:
-    """Import the sub-command modules that register themselves in `_extra_commands`."""
-    import importlib
-
-    for mod in EXTRA_COMMANDS:
-        importlib.import_module(mod)

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from mailhouse import config as config_mod
-from mailhouse.cli import main as cli_main
+from mailhouse.cli.common import with_store
 from mailhouse.queue.status import DEFERRED, OPEN, PENDING
 from mailhouse.store.api import QueueEntry
 
@@ -101,7 +101,7 @@ async def cmd_queue(args: argparse.Namespace, cfg: config_mod.Config) -> int:
             return 0
         return 2
 
-    return await cli_main._with_store(cfg, run)
+    return await with_store(cfg, run)
 
 
 def register(sub: Any) -> None:
@@ -109,6 +109,3 @@ def register(sub: Any) -> None:
     q.add_argument("action", choices=["list", "show", "retry", "delete"])
     q.add_argument("id", nargs="?", help="queue ID (retry without ID: everything)")
     q.set_defaults(fn=cmd_queue)
-
-
-cli_main._extra_commands.append(register)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mailhouse import config as config_mod
-from mailhouse.cli import main as cli_main
 from mailhouse.store.copy import CopyResult, copy_store, open_pair
 from mailhouse.store.verify import Report, verify_store
 
@@ -185,6 +184,3 @@ def register(sub: Any) -> None:
     s.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     s.add_argument("--no-verify", action="store_true", help="copy without the verification pass")
     s.set_defaults(fn=cmd_store)
-
-
-cli_main._extra_commands.append(register)
