@@ -14,6 +14,15 @@ Invariants:
   :attr:`Command.name <mailhouse.proto.imap.events.Command.name>` carries it — upper-case,
   ``"UID FETCH"`` for UID forms — which is the key of the IMAP server's dispatch table.
 * Pure syntax, stdlib only; a refusal is a :class:`~mailhouse.proto.imap.errors.ParseError`.
+
+Conventions of every ``grammar_*`` module: each ``parse_*`` function has the signature
+``(r: Reader, uid: bool) -> CommandArgs`` (:data:`ArgParser`); :func:`parse_command` calls it
+with the cursor just after the command name (``uid`` True for a ``UID`` form), it reads the
+arguments and stops, and ``parse_command`` checks that the line ends there. No mailbox state,
+no policy, no I/O. Every refusal is a :class:`~mailhouse.proto.imap.errors.ParseError` raised
+through the :class:`~mailhouse.proto.imap.reader.Reader` (the receiver answers it with BAD);
+client text echoed in an error is cut to 40 characters. Recursion only in search keys, bounded
+by :data:`~mailhouse.proto.imap.search.MAX_SEARCH_DEPTH`.
 """
 
 from __future__ import annotations

@@ -6,20 +6,11 @@ SORT with ESORT (RFC 5256 §3; RFC 5267 §3; DISPLAYFROM/DISPLAYTO RFC 5957 §3)
 (RFC 5256 §3) and CANCELUPDATE (RFC 5267 §4.5). The search program itself is parsed by
 :func:`mailhouse.proto.imap.search.parse_search_program`.
 
-Each ``parse_*`` function has the signature ``(r: Reader, uid: bool) -> CommandArgs`` (the
-:data:`~mailhouse.proto.imap.grammar.ArgParser` shape): it is called by
-:func:`~mailhouse.proto.imap.grammar.parse_command` with the cursor just after the command name
-(``uid`` True for a ``UID`` form), reads the arguments and stops; ``parse_command`` checks that
-the line ends there.
+The ``parse_*`` functions follow the conventions of :mod:`~mailhouse.proto.imap.grammar`
+(signature, pure syntax, refusals).
 
-Invariants:
-
-* Pure syntax: no mailbox state, no policy, no I/O; stdlib only.
-* Every refusal is a :class:`~mailhouse.proto.imap.errors.ParseError` raised through the
-  :class:`~mailhouse.proto.imap.reader.Reader` (the receiver answers it with BAD); client text
-  echoed in an error is cut to 40 characters.
-* Recursion only in search keys, bounded by
-  :data:`~mailhouse.proto.imap.search.MAX_SEARCH_DEPTH`; everything else has a fixed grammar depth.
+Invariant of this family: recursion only in search keys, bounded by
+:data:`~mailhouse.proto.imap.search.MAX_SEARCH_DEPTH`.
 """
 
 from __future__ import annotations

@@ -5,19 +5,10 @@ CAPABILITY, NOOP, LOGOUT, STARTTLS, IDLE, CHECK, CLOSE, UNSELECT, NAMESPACE, UNA
 AUTHENTICATE (RFC 9051 §6.2.2, SASL-IR RFC 4959 §3), LOGIN (RFC 9051 §6.2.3), ENABLE
 (RFC 5161 §3.1), ID (RFC 2971 §3.1) and COMPRESS (RFC 4978 §3).
 
-Each ``parse_*`` function has the signature ``(r: Reader, uid: bool) -> CommandArgs`` (the
-:data:`~mailhouse.proto.imap.grammar.ArgParser` shape): it is called by
-:func:`~mailhouse.proto.imap.grammar.parse_command` with the cursor just after the command name
-(``uid`` True for a ``UID`` form), reads the arguments and stops; ``parse_command`` checks that
-the line ends there.
+The ``parse_*`` functions follow the conventions of :mod:`~mailhouse.proto.imap.grammar`
+(signature, pure syntax, refusals).
 
-Invariants:
-
-* Pure syntax: no mailbox state, no policy, no I/O; stdlib only.
-* Every refusal is a :class:`~mailhouse.proto.imap.errors.ParseError` raised through the
-  :class:`~mailhouse.proto.imap.reader.Reader` (the receiver answers it with BAD); client text
-  echoed in an error is cut to 40 characters.
-* No recursion: every parenthesised construct here has a fixed grammar depth.
+No recursion: every parenthesised construct here has a fixed grammar depth.
 """
 
 from __future__ import annotations
