@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from mailhouse.imapserver import index as index_mod
-from mailhouse.imapserver.index import SharedIndex, registry
+from mailhouse.imapserver.index import IndexRegistry, SharedIndex
 from mailhouse.imapserver.query import MessageView
 from mailhouse.imapserver.selected import RecentClaims, SelectedMailbox
 from mailhouse.store.api import FlagMode, Mailbox, NewMessage
@@ -40,11 +41,30 @@ async def _add(store: SqliteStore, mb: Mailbox, n: int) -> list[int]:
     return [r.uid for r in recs]
 
 
+# The registry a node would hold (ImapNode.index), one per test store; weak keys, so this
+# helper keeps no store alive either.
+_registries: weakref.WeakKeyDictionary[SqliteStore, IndexRegistry] = weakref.WeakKeyDictionary()
+
+
+def registry(store: SqliteStore) -> IndexRegistry:
+    got = _registries.get(store)
+    if got is None:
+        got = _registries[store] = IndexRegistry(store)
+    return got
+
+
 async def _open(store: SqliteStore, mb: Mailbox, *, rev2: bool = True) -> SelectedMailbox:
     fresh = await store.get_mailbox_by_id(mb.id)
     assert fresh is not None
     return await SelectedMailbox.open(
-        store, fresh, RecentClaims(store), readonly=False, rev2=rev2, condstore=True, qresync=False
+        store,
+        fresh,
+        RecentClaims(store),
+        readonly=False,
+        rev2=rev2,
+        condstore=True,
+        qresync=False,
+        registry=registry(store),
     )
 
 
@@ -217,6 +237,7 @@ async def test_reselect_adopts_the_previous_views(store: SqliteStore) -> None:
         rev2=False,
         condstore=True,
         qresync=False,
+        registry=registry(store),
         previous=old,
     )
     views = new.views()

@@ -30,9 +30,10 @@ if TYPE_CHECKING:
     from mailhouse.services import Services
     from mailhouse.store.api import Account, Store
 
-    from .changes import ChangeHub, Listener
+    from .changes import Listener
+    from .node import ImapNode
     from .notify_state import NotifyState
-    from .selected import RecentClaims, SelectedMailbox
+    from .selected import SelectedMailbox
 
 IMPLEMENTATION = "Mailhouse"
 """Server name in the greeting, ``ID`` (RFC 2971) and ``BYE`` on LOGOUT."""
@@ -88,8 +89,7 @@ class SessionContext(Protocol):
     svc: Services
     cfg: Config
     store: Store
-    hub: ChangeHub
-    claims: RecentClaims
+    node: ImapNode  # what the node's sessions share: change hub, \Recent, caches, locks
     conn: Transport
     tls: bool
     ip: str

@@ -36,7 +36,6 @@ from mailhouse.proto.imap.commands import FetchAtt
 from mailhouse.store.api import MessageRecord
 
 from .errors import Bad, No
-from .selected import load
 
 if TYPE_CHECKING:
     from .context import SessionContext
@@ -144,7 +143,7 @@ async def message_items(
     msg = None
     if content:
         try:
-            msg = await load(s.store, rec)
+            msg = await s.node.messages(rec)
         except (FileNotFoundError, KeyError, LookupError, OSError):
             return None
     out: list[tuple[str, response.Value]] = []

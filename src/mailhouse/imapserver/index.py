@@ -1,4 +1,4 @@
-"""The message index of a mailbox, shared by the IMAP sessions of one process that selected it.
+"""The message index of a mailbox, shared by the IMAP sessions of one node that selected it.
 
 RFCs: RFC 9051 §2.3.1 (UIDs), RFC 7162 §3.1 (MODSEQ), §3.2.10 (expunged UIDs for VANISHED).
 
@@ -26,6 +26,8 @@ Model:
   only when HIGHESTMODSEQ moved.
 * A mailbox deleted or re-created (UIDVALIDITY changed) makes the index ``dead``; it is
   dropped from the registry and the sessions see their mailbox deleted.
+* One :class:`IndexRegistry` per node (``node.ImapNode.index``), shared by its imap and imaps
+  sessions; two nodes in one process (tests, benchmarks) never share an index.
 
 Invariants: ``uids`` is the sorted key list of ``records``; nothing here is written to a
 client; the index never holds message bodies.
@@ -42,15 +44,15 @@ from collections.abc import Iterable
 from mailhouse.store.api import Mailbox, MessageRecord, Store, StoreError
 
 LOG_KEEP = 8192  # log entries kept per mailbox (a session further behind re-reads the store)
-KEEP_RECENT = 8  # indexes kept per process beyond those sessions hold (LRU) ...
+KEEP_RECENT = 8  # indexes kept per node beyond those sessions hold (LRU) ...
 KEEP_RECENT_MESSAGES = 200_000  # ... while they hold at most this many messages in all
 
 
 class SharedIndex:
-    """One mailbox's records as this process last read them (see the module docstring)."""
+    """One mailbox's records as this node last read them (see the module docstring)."""
 
     def __init__(self, store: Store, mailbox: Mailbox) -> None:
-        # weak: the registry is kept per store in a WeakKeyDictionary, which must not keep it alive
+        # weak: an index (and the registry, which the node keeps) must not keep a closed store alive
         self._store: weakref.ref[Store] = weakref.ref(store)
         self.mailbox = mailbox
         self.records: dict[int, MessageRecord] = {}
@@ -150,7 +152,7 @@ class SharedIndex:
 
 
 class IndexRegistry:
-    """The shared indexes of one store in this process.
+    """The shared indexes of one store on one node (``node.ImapNode.index``).
 
     An index lives while a session holds it (sessions keep a strong reference, the registry a
     weak one) and, beyond that, while it is among the most recently selected (at most
@@ -185,14 +187,3 @@ class IndexRegistry:
         while self.recent and (len(self.recent) > KEEP_RECENT or total > KEEP_RECENT_MESSAGES):
             _, old = self.recent.popitem(last=False)
             total -= len(old.records)
-
-
-_registries: weakref.WeakKeyDictionary[object, IndexRegistry] = weakref.WeakKeyDictionary()
-
-
-def registry(store: Store) -> IndexRegistry:
-    """The registry of ``store`` in this process."""
-    got = _registries.get(store)
-    if got is None:
-        got = _registries[store] = IndexRegistry(store)
-    return got

@@ -26,13 +26,14 @@ entries per mailbox or per server :data:`MAX_ENTRIES` (``NO [METADATA TOOMANY]``
 
 The store API reads and writes one entry at a time, so DEPTH needs a list of the entries
 that exist: it is kept as a JSON index entry (:data:`INDEX_KEY`) per mailbox, updated under a
-per-process lock. Values are bytes; those that are valid UTF-8 are stored as text, others
-base64 (the index records which).
+lock per account and scope from the node's :class:`MetadataLocks` (``node.ImapNode``). Values
+are bytes; those that are valid UTF-8 are stored as text, others base64 (the index records
+which).
 
 Usage by the session (errors are ``errors.No`` / ``errors.Bad``)::
 
     reply = await metadata.getmetadata(store, account, cmd.args, utf8=...)
-    reply = await metadata.setmetadata(store, account, cmd.args)
+    reply = await metadata.setmetadata(store, account, cmd.args, locks=node.metadata_locks)
     write(reply.data + tagged(tag, "OK", reply.text, reply.code))
 
 Other modules use :func:`get_entry` / :func:`set_entry` (e.g. ``urlauth`` for its keys).
@@ -57,6 +58,7 @@ __all__ = [
     "INDEX_KEY",
     "MAX_ENTRIES",
     "MAX_VALUE_SIZE",
+    "MetadataLocks",
     "RESERVED_PREFIX",
     "Reply",
     "entries",
@@ -83,8 +85,6 @@ INDEX_KEY = RESERVED_PREFIX + "entries"
 # no control characters, no empty component, no trailing "/".
 _ENTRY_RE = re.compile(r"^(?:/[^\x00-\x1f\x7f/*%]+)+$")
 
-_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
-
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -95,13 +95,25 @@ class Reply:
     code: str | None = None
 
 
-def _lock(account_id: int, scope: str) -> asyncio.Lock:
-    key = (account_id, scope)
-    lock = _locks.get(key)
-    if lock is None:
-        lock = asyncio.Lock()
-        _locks[key] = lock
-    return lock
+class MetadataLocks:
+    """One node's locks over the entry index: one per (account, scope), held while the index is
+    read and rewritten (the store API writes one entry at a time). Weak values: a lock lives
+    while a writer holds or waits for it."""
+
+    __slots__ = ("_locks",)
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def __call__(self, account_id: int, scope: str) -> asyncio.Lock:
+        key = (account_id, scope)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
 
 
 def mailbox_scope(mailbox: Mailbox | None) -> str:
@@ -176,9 +188,15 @@ async def set_entry(
     value: bytes | None,
     *,
     max_entries: int | None = None,
+    locks: MetadataLocks | None = None,
 ) -> None:
-    """Store or remove (``None``) one entry and keep the index; ``TOOMANY`` past the limit."""
-    async with _lock(account_id, scope):
+    """Store or remove (``None``) one entry and keep the index; ``TOOMANY`` past the limit.
+
+    ``locks`` are the node's (``ImapNode.metadata_locks``): they serialise index updates of
+    the node's sessions. Without them the update is serialised with nothing (a caller alone
+    on the store: tests, tools)."""
+    lock = locks(account_id, scope) if locks is not None else asyncio.Lock()
+    async with lock:
         index = await _index(store, account_id, scope)
         if (
             value is not None
@@ -278,7 +296,9 @@ async def getmetadata(store: Store, account: Account, cmd: GetMetadata, *, utf8:
     return Reply(data, "GETMETADATA completed", code)
 
 
-async def setmetadata(store: Store, account: Account, cmd: SetMetadata) -> Reply:
+async def setmetadata(
+    store: Store, account: Account, cmd: SetMetadata, *, locks: MetadataLocks | None = None
+) -> Reply:
     """SETMETADATA mailbox (entry value ...) (RFC 5464 §4.3); NIL removes an entry.
 
     All entries are checked before any is written, so a refused command changes nothing
@@ -301,5 +321,5 @@ async def setmetadata(store: Store, account: Account, cmd: SetMetadata) -> Reply
     if _count(index) + len(new) > MAX_ENTRIES:
         raise No("Too many metadata entries", "METADATA TOOMANY")
     for e, value in plan:
-        await set_entry(store, account.id, scope, e, value, max_entries=MAX_ENTRIES)
+        await set_entry(store, account.id, scope, e, value, max_entries=MAX_ENTRIES, locks=locks)
     return Reply(b"", "SETMETADATA completed")

@@ -7,7 +7,7 @@ the first session to have been notified"), RFC 7162 (CONDSTORE: MODSEQ in unsoli
 QRESYNC: VANISHED instead of EXPUNGE, UID in every unsolicited FETCH), RFC 5182 (SEARCHRES).
 
 Model. ``uids`` is the client's view: message sequence number ``n`` is ``uids[n - 1]``. The
-store is re-read by :meth:`SelectedMailbox.refresh` through the process-wide
+store is re-read by :meth:`SelectedMailbox.refresh` through the node's shared
 :class:`index.SharedIndex` of the mailbox (one mailbox row per coalesced sync, the changes only
 when HIGHESTMODSEQ moved); the view starts as a snapshot of that index and then applies its
 change log from its own position (``index_pos``).
@@ -28,7 +28,7 @@ announced as recent to some session, kept by the store and advanced by one atomi
 recent.
 
 Invariants: ``uids`` is strictly increasing; ``records`` has an entry for every UID in ``uids``;
-nothing here writes to the client; the view never holds message bodies (see :func:`load`).
+nothing here writes to the client; the view never holds message bodies (see :class:`MessageLoader`).
 """
 
 from __future__ import annotations
@@ -48,74 +48,65 @@ from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import Mailbox, MessageRecord, Store
 
 from .errors import Bad, No
-from .index import SharedIndex, registry
+from .index import IndexRegistry, SharedIndex
 
 if TYPE_CHECKING:
     from .query import MessageView
 
-# Parsed-message cache shared by the sessions of a process: blob keys are immutable, so an
-# entry never goes stale. Bounded by estimated bytes (message.cache.PARSED_CACHE_BYTES).
-_cache = MessageCache(PARSED_CACHE_BYTES)
 
+class MessageLoader:
+    """The node's parsed-message cache and the blob reads in flight; ``query``'s loader.
 
-def cached(rec: MessageRecord) -> CachedMessage | None:
-    """The cached parse of a message, or None (no I/O)."""
-    return _cache.get(rec.blob_key)
+    One per node (``node.ImapNode.messages``), shared by the sessions of its listeners: blob
+    keys are immutable, so an entry never goes stale; the cache is bounded by estimated bytes
+    (``message.cache.PARSED_CACHE_BYTES``). Concurrent sessions missing the same message read
+    its blob once. ``peek`` lets a SEARCH skip the await for messages already cached and
+    batch-load the rest."""
 
+    __slots__ = ("_cache", "_inflight", "store")
 
-# Blob reads in flight, so concurrent sessions missing the same message read it once.
-_inflight: dict[str, asyncio.Future[CachedMessage]] = {}
-
-
-async def load(store: Store, rec: MessageRecord) -> CachedMessage:
-    """The raw octets, MIME tree and derived data of a message (LRU-cached per process)."""
-    key = rec.blob_key
-    hit = _cache.get(key)
-    if hit is not None:
-        return hit
-    loop = asyncio.get_running_loop()
-    fut = _inflight.get(key)
-    if fut is not None and fut.get_loop() is loop:
-        return await asyncio.shield(fut)  # a waiter's cancellation must not cancel the read
-    fut = _inflight[key] = loop.create_future()
-    try:
-        raw = await store.blobs.get(key)
-        entry = _cache.put(key, CachedMessage(raw))
-    except BaseException as e:
-        if isinstance(e, asyncio.CancelledError):
-            fut.cancel()
-        else:
-            fut.set_exception(e)
-            fut.exception()  # retrieved: waiters (if any) re-raise it; no "never retrieved" log
-        raise
-    else:
-        fut.set_result(entry)
-        return entry
-    finally:
-        if _inflight.get(key) is fut:
-            del _inflight[key]
-
-
-def remember(key: str, raw: bytes) -> None:
-    """A message this process just stored (APPEND): keep its octets, parsed on first use."""
-    _cache.put(key, CachedMessage(raw))
-
-
-class CacheLoader:
-    """``query``'s loader: the process's parsed-message cache (``peek`` lets a SEARCH skip the
-    await for messages already cached and batch-load the rest)."""
-
-    __slots__ = ("store",)
-
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_bytes: int = PARSED_CACHE_BYTES) -> None:
         self.store = store
+        self._cache = MessageCache(max_bytes)
+        # blob reads in flight, so concurrent sessions missing the same message read it once
+        self._inflight: dict[str, asyncio.Future[CachedMessage]] = {}
+
+    def peek(self, rec: MessageRecord) -> CachedMessage | None:
+        """The cached parse of a message, or None (no I/O)."""
+        return self._cache.get(rec.blob_key)
 
     async def __call__(self, rec: MessageRecord) -> CachedMessage:
-        return await load(self.store, rec)
+        """The raw octets, MIME tree and derived data of a message (LRU-cached per node)."""
+        key = rec.blob_key
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        inflight = self._inflight
+        loop = asyncio.get_running_loop()
+        fut = inflight.get(key)
+        if fut is not None and fut.get_loop() is loop:
+            return await asyncio.shield(fut)  # a waiter's cancellation must not cancel the read
+        fut = inflight[key] = loop.create_future()
+        try:
+            raw = await self.store.blobs.get(key)
+            entry = self._cache.put(key, CachedMessage(raw))
+        except BaseException as e:
+            if isinstance(e, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(e)
+                fut.exception()  # retrieved: waiters (if any) re-raise it; no "never retrieved" log
+            raise
+        else:
+            fut.set_result(entry)
+            return entry
+        finally:
+            if inflight.get(key) is fut:
+                del inflight[key]
 
-    @staticmethod
-    def peek(rec: MessageRecord) -> CachedMessage | None:
-        return cached(rec)
+    def remember(self, key: str, raw: bytes) -> None:
+        """A message this node just stored (APPEND): keep its octets, parsed on first use."""
+        self._cache.put(key, CachedMessage(raw))
 
 
 @dataclass(eq=False, slots=True)
@@ -175,6 +166,7 @@ class SelectedMailbox:
         rev2: bool,
         condstore: bool,
         qresync: bool,
+        registry: IndexRegistry | None = None,
     ) -> None:
         self.store = store
         self.mailbox = mailbox
@@ -192,7 +184,8 @@ class SelectedMailbox:
         self.saved: list[int] | None = None  # RFC 5182 SEARCHRES result (UIDs)
         self.deleted = False  # the mailbox was deleted or renamed away under us
         self.search_contexts: list[LiveContext] = []  # contexts.py live SEARCH/SORT (RFC 5267 UPDATE)
-        self.index: SharedIndex | None = None  # the process-wide index this view follows
+        self.registry = registry  # the node's shared indexes (``open`` sets it)
+        self.index: SharedIndex | None = None  # the shared index this view follows
         self.index_pos = 0  # how far this view has consumed ``index.log``
         self._views: list[MessageView] | None = None  # views() cache, kept current in place
 
@@ -208,15 +201,26 @@ class SelectedMailbox:
         rev2: bool,
         condstore: bool,
         qresync: bool,
+        registry: IndexRegistry,
         previous: SelectedMailbox | None = None,
     ) -> SelectedMailbox:
-        """The view of ``mailbox``; ``previous`` is the session's view being closed (its
-        SEARCH views are reused where the numbering did not change; it must not be used after)."""
-        idx = await registry(store).get(mailbox)
+        """The view of ``mailbox`` on the node's shared index (``registry``); ``previous`` is
+        the session's view being closed (its SEARCH views are reused where the numbering did
+        not change; it must not be used after)."""
+        idx = await registry.get(mailbox)
         if idx.dead:
             raise No("Mailbox does not exist", "NONEXISTENT")  # deleted meanwhile
         # a snapshot of the shared index (no await from here: index and view agree)
-        view = cls(store, idx.mailbox, [], readonly=readonly, rev2=rev2, condstore=condstore, qresync=qresync)
+        view = cls(
+            store,
+            idx.mailbox,
+            [],
+            readonly=readonly,
+            rev2=rev2,
+            condstore=condstore,
+            qresync=qresync,
+            registry=registry,
+        )
         view.uids = idx.uids.copy()
         view.records = idx.records.copy()
         view.known_modseq = idx.modseq  # every change up to it is in the records
@@ -307,7 +311,8 @@ class SelectedMailbox:
         """Re-read what changed since the last refresh and queue it (nothing is sent)."""
         idx = self.index
         if idx is None:
-            idx = self.index = await registry(self.store).get(self.mailbox)
+            assert self.registry is not None, "a view made by open() has the node's registry"
+            idx = self.index = await self.registry.get(self.mailbox)
             self.index_pos = idx.log_end  # the records came from elsewhere: catch up by modseq
             caught_up = None
         else:

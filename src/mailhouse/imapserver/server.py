@@ -18,8 +18,9 @@ Invariants:
   costs CPU in slices, never memory); the core's line and literal limits then apply.
 * Each write with compression on ends with a sync flush, so the client can decode every
   response as soon as it arrives.
-* One :class:`Server` per node: its listeners (imap and imaps) share one change hub and one
-  \\Recent registry.
+* One :class:`Server` per node: its listeners (imap and imaps) share its
+  :class:`~mailhouse.imapserver.node.ImapNode` (change hub, \\Recent claims, message cache,
+  mailbox indexes, METADATA locks); a second Server (another node) shares none of it.
 """
 
 from __future__ import annotations
@@ -31,25 +32,34 @@ from mailhouse.config import Listener
 from mailhouse.proto.imap.receiver import DEFAULT_MAX_LINE, DEFAULT_MAX_LITERAL
 from mailhouse.runtime import Limits, start_listener
 
-from .changes import ChangeHub
 from .conn import Conn
-from .selected import RecentClaims
+from .node import ImapNode
 from .session import TLS_HANDSHAKE_TIMEOUT, IMAPSession
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
+
+    from .changes import ChangeHub
+    from .selected import RecentClaims
 
 #: Octets of inflated input produced per read (RFC 4978).
 MAX_INFLATE = 64 * 1024
 
 
 class Server:
-    """The IMAP listeners of one node; imap and imaps share its change hub and \\Recent registry."""
+    """The IMAP listeners of one node; imap and imaps share its :class:`ImapNode`."""
 
     def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self.hub = ChangeHub(svc.store)
-        self.claims = RecentClaims(svc.store)
+        self.node = ImapNode(svc.store)
+
+    @property
+    def hub(self) -> ChangeHub:
+        return self.node.hub
+
+    @property
+    def claims(self) -> RecentClaims:
+        return self.node.claims
 
     def limits(self) -> Limits:
         """Per connection, so a configuration reload applies to new connections."""
@@ -65,11 +75,11 @@ class Server:
         )
 
     async def listen(self, name: str, host: str, port: int) -> asyncio.base_events.Server:
-        svc, hub, claims = self.svc, self.hub, self.claims
+        svc, node = self.svc, self.node
         return await start_listener(
             host,
             port,
-            lambda conn: IMAPSession(svc, hub, claims, Conn(conn), name).run(),
+            lambda conn: IMAPSession(svc, node, Conn(conn), name).run(),
             limits=self.limits,
             ssl_ctx=svc.tls if Listener(name).implicit_tls else None,  # RFC 8314 §3.3: implicit TLS
             track=svc.track,

@@ -48,12 +48,13 @@ from mailhouse.store.api import Account, AlreadyExists, Conflict, NotFound, Stor
 
 from . import capabilities as caps_mod
 from . import updates
-from .changes import ChangeHub, Listener
+from .changes import Listener
 from .commands import ALLOWED, COMMANDS
 from .context import IMPLEMENTATION, TLS_HANDSHAKE_TIMEOUT, Ok, State
 from .context import Transport as Conn
 from .errors import AlreadyAnswered, ImapError
-from .selected import RecentClaims, SelectedMailbox
+from .node import ImapNode
+from .selected import SelectedMailbox
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
@@ -72,12 +73,11 @@ NO_EXPUNGE_DURING = frozenset(("FETCH", "STORE", "SEARCH", "SORT", "THREAD"))
 
 
 class IMAPSession:
-    def __init__(self, svc: Services, hub: ChangeHub, claims: RecentClaims, conn: Conn, name: str) -> None:
+    def __init__(self, svc: Services, node: ImapNode, conn: Conn, name: str) -> None:
         self.svc = svc
         self.cfg = svc.cfg
         self.store = svc.store
-        self.hub = hub
-        self.claims = claims
+        self.node = node  # shared with the node's other sessions (server.Server)
         self.conn = conn
         self.listener_name = name  # "imap" | "imaps"
         self.tls = conn.is_tls()

@@ -39,7 +39,7 @@ async def status_items(s: SessionContext, mb: Mailbox, items: Iterable[str]) -> 
             out.append((it, sum(m.size for m in msgs)))
         elif it == "RECENT":
             if not s.rev2:
-                n = await s.claims.count_unclaimed(mb, (m.uid for m in msgs))
+                n = await s.node.claims.count_unclaimed(mb, (m.uid for m in msgs))
                 if s.selected is not None and s.selected.mailbox.id == mb.id:
                     n = len(s.selected.recent)
                 out.append((it, n))

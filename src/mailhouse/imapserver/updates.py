@@ -43,7 +43,7 @@ from mailhouse.store.api import ChangeKind, Mailbox
 from . import contexts, metadata
 from .fetch_items import CONTENT_ITEMS, message_items
 from .notify_state import MAX_OWN, NotifyState, wanted
-from .selected import CacheLoader, SelectedMailbox
+from .selected import SelectedMailbox
 from .status import status_line
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 def stop(s: SessionContext) -> None:
     """End NOTIFY (NOTIFY NONE, a new NOTIFY SET, UNAUTHENTICATE, disconnect)."""
     if s._notify_listener is not None:
-        s.hub.unlisten(s._notify_listener)
+        s.node.hub.unlisten(s._notify_listener)
     s._notify_listener = None
     s.notify = None
 
@@ -92,7 +92,7 @@ async def after_update(s: SessionContext) -> None:
     view = s.selected
     if view is None or not view.search_contexts:
         return
-    s.send(await contexts.refresh(view, CacheLoader(s.store)))
+    s.send(await contexts.refresh(view, s.node.messages))
 
 
 def before_expunge(s: SessionContext, uids: set[int] | list[int]) -> None:
@@ -118,7 +118,7 @@ async def report(s: SessionContext, view: SelectedMailbox, *, allow_expunge: boo
     if allow_expunge:
         before_expunge(s, view.pending_expunge)
     new = list(view.pending_new)
-    s.send(await view.updates(s.claims, allow_expunge=allow_expunge))
+    s.send(await view.updates(s.node.claims, allow_expunge=allow_expunge))
     await after_update(s)
     if st is not None and st.fetch_atts and "MessageNew" in st.selected and new:
         await _new_message_fetches(s, view, st, new)

@@ -200,12 +200,14 @@ def _token(key: bytes, rump: str) -> str:
     return hmac.new(key, rump.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-async def _key(store: Store, account_id: int, box: Mailbox, *, create: bool) -> bytes | None:
+async def _key(
+    store: Store, account_id: int, box: Mailbox, *, create: bool, locks: metadata.MetadataLocks | None = None
+) -> bytes | None:
     scope = metadata.mailbox_scope(box)
     key = await metadata.get_entry(store, account_id, scope, KEY_ENTRY)
     if key is None and create:
         key = secrets.token_bytes(KEY_BYTES)
-        await metadata.set_entry(store, account_id, scope, KEY_ENTRY, key)
+        await metadata.set_entry(store, account_id, scope, KEY_ENTRY, key, locks=locks)
     return key
 
 
@@ -217,7 +219,12 @@ def _host_ok(url: ImapUrl, hostnames: Collection[str] | None) -> bool:
 
 
 async def genurlauth(
-    store: Store, account: Account, cmd: GenUrlAuth, *, hostnames: Collection[str] | None = None
+    store: Store,
+    account: Account,
+    cmd: GenUrlAuth,
+    *,
+    hostnames: Collection[str] | None = None,
+    locks: metadata.MetadataLocks | None = None,
 ) -> Reply:
     """GENURLAUTH rump mechanism ... (RFC 4467 §7): ``* GENURLAUTH url ...``."""
     out: list[bytes] = []
@@ -235,15 +242,18 @@ async def genurlauth(
         box = await store.get_mailbox(account.id, url.mailbox)
         if box is None or box.uidvalidity != url.uidvalidity:
             raise No("No such mailbox", "BADURL")
-        key = await _key(store, account.id, box, create=True)
+        key = await _key(store, account.id, box, create=True, locks=locks)
         assert key is not None
         full = f"{url.text}:{MECHANISM.lower()}:{_token(key, url.text)}"
         out.append(response.string(full))
     return Reply(b"* GENURLAUTH " + b" ".join(out) + b"\r\n", "GENURLAUTH completed")
 
 
-async def resetkey(store: Store, account: Account, cmd: ResetKey) -> Reply:
-    """RESETKEY [mailbox [mechanism ...]] (RFC 4467 §7): new access key(s); old URLs die."""
+async def resetkey(
+    store: Store, account: Account, cmd: ResetKey, *, locks: metadata.MetadataLocks | None = None
+) -> Reply:
+    """RESETKEY [mailbox [mechanism ...]] (RFC 4467 §7): new access key(s); old URLs die.
+    ``locks``: the node's metadata locks (see ``metadata.set_entry``)."""
     for mech in cmd.mechanisms:
         if mech.upper() != MECHANISM:
             raise Bad(f"Unsupported URLAUTH mechanism {mech[:20]}")
@@ -259,9 +269,10 @@ async def resetkey(store: Store, account: Account, cmd: ResetKey) -> Reply:
         scope = metadata.mailbox_scope(box)
         if cmd.mailbox is None:  # forget every key: created anew on the next GENURLAUTH
             if await metadata.get_entry(store, account.id, scope, KEY_ENTRY) is not None:
-                await metadata.set_entry(store, account.id, scope, KEY_ENTRY, None)
+                await metadata.set_entry(store, account.id, scope, KEY_ENTRY, None, locks=locks)
         else:
-            await metadata.set_entry(store, account.id, scope, KEY_ENTRY, secrets.token_bytes(KEY_BYTES))
+            key = secrets.token_bytes(KEY_BYTES)
+            await metadata.set_entry(store, account.id, scope, KEY_ENTRY, key, locks=locks)
     return Reply(b"", "RESETKEY completed")
 
 

@@ -1,4 +1,4 @@
-"""A bounded per-process cache of parsed messages, keyed by blob key.
+"""A bounded cache of parsed messages, keyed by blob key (the IMAP server keeps one per node).
 
 Blobs are immutable (a key names one octet string forever; a changed message gets a new key),
 so an entry never goes stale: it only has to be evicted for memory. One entry holds

@@ -26,7 +26,6 @@ from ..context import Ok
 from ..errors import No
 from ..mailbox_names import check_name
 from ..quota import check_quota
-from ..selected import remember
 from ..updates import note_own
 
 if TYPE_CHECKING:
@@ -93,7 +92,7 @@ async def cmd_append(s: SessionContext, cmd: Command) -> Ok | None:
                 s.log.warning("could not remove %d orphan blob(s)", len(keys))
         raise
     for k, (d, _, _) in zip(keys, items, strict=True):
-        remember(k, d)  # clients usually fetch what they just appended (Sent, Drafts)
+        s.node.messages.remember(k, d)  # clients usually fetch what they just appended (Sent, Drafts)
     note_own(s, mb.id, [r.uid for r in recs])  # RFC 5465 §5.2: no MessageNew FETCH for these
     uids = SequenceSet.from_numbers(r.uid for r in recs)
     return Ok("APPEND completed", f"APPENDUID {mb.uidvalidity} {uids}")  # RFC 4315 §3

@@ -27,6 +27,7 @@ from mailhouse.log import safe
 from mailhouse.proto import sasl
 from mailhouse.proto.imap import NEED_DATA, AuthContinuation, CommandError, response
 from mailhouse.proto.imap.commands import Authenticate, Compress, Enable, Login
+from mailhouse.runtime import read_auth_line
 
 from ..capabilities import ENABLEABLE, cap_code
 from ..context import TLS_HANDSHAKE_TIMEOUT, Ok, State
@@ -108,19 +109,28 @@ async def cmd_authenticate(s: SessionContext, cmd: Command) -> Ok | None:
 
 
 async def _auth_line(s: SessionContext) -> bytes:
-    while True:
+    """The client's next SASL response line, on the runtime's shared AUTH line loop."""
+
+    def poll() -> bytes | None:
         ev = s.core.next_event()
         if isinstance(ev, AuthContinuation):
             return ev.line
+        if ev is NEED_DATA:
+            return None
         if isinstance(ev, CommandError):
             raise sasl.SaslError("bad continuation line")
-        if ev is NEED_DATA:
-            data = await s.wait_input()
-            if not data:
-                raise ConnectionError("closed during AUTHENTICATE")
-            s.core.receive_data(data)
-            continue
         raise sasl.SaslError("unexpected event during AUTHENTICATE")
+
+    async def more() -> bool:
+        data = await s.wait_input()
+        if not data:
+            return False  # EOF, idle timeout or drain: read_auth_line raises ConnectionError
+        s.core.receive_data(data)
+        return True
+
+    # The core frames the line and refuses one longer than its max_line (CRLF excluded) with a
+    # CommandError; this bound (CRLF included) is the same, so it never refuses more.
+    return await read_auth_line(poll, more, max_octets=s.core.max_line + 2)
 
 
 def _logged_in(s: SessionContext, account: Account, how: str) -> Ok:

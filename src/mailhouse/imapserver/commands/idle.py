@@ -28,7 +28,7 @@ async def cmd_idle(s: SessionContext, cmd: Command) -> Ok | None:
     s.send(response.continuation("idling"))  # RFC 2177 §3
     await s.flush()
     s.core.begin_idle(cmd.tag)
-    lst = s.hub.listen(s.acc().id)
+    lst = s.node.hub.listen(s.acc().id)
     try:
         if s.selected is not None:
             await s.sync(allow_expunge=True)
@@ -56,4 +56,4 @@ async def cmd_idle(s: SessionContext, cmd: Command) -> Ok | None:
             s.core.receive_data(data)
         raise AlreadyAnswered()
     finally:
-        s.hub.unlisten(lst)
+        s.node.hub.unlisten(lst)

@@ -31,4 +31,4 @@ async def cmd_getmetadata(s: SessionContext, cmd: Command) -> Ok | None:
 
 async def cmd_setmetadata(s: SessionContext, cmd: Command) -> Ok | None:
     assert isinstance(cmd.args, SetMetadata)
-    return _answer(s, await setmetadata(s.store, s.acc(), cmd.args))
+    return _answer(s, await setmetadata(s.store, s.acc(), cmd.args, locks=s.node.metadata_locks))

@@ -71,7 +71,7 @@ async def cmd_notify(s: SessionContext, cmd: Command) -> Ok | None:
     st.meta = await metadata_snapshot(s, st, mbs)
     stop(s)
     s.notify = st
-    s._notify_listener = s.hub.listen(acc)
+    s._notify_listener = s.node.hub.listen(acc)
     if args.status:  # RFC 5465 §3.1: STATUS now for every mailbox with message events
         for m in mbs:
             if s.selected is not None and m.id == s.selected.mailbox.id:

@@ -37,17 +37,12 @@ from mailhouse.proto.imap.commands import (
 from .. import contexts, query
 from ..errors import Bad, No
 from ..mailbox_names import DELIM, check_name
-from ..selected import CacheLoader
 
 if TYPE_CHECKING:
     from mailhouse.proto.imap import Command
     from mailhouse.store.api import Mailbox
 
     from ..context import Ok, SessionContext
-
-
-def _loader(s: SessionContext) -> CacheLoader:
-    return CacheLoader(s.store)
 
 
 def _raise(e: query.QueryError) -> None:
@@ -80,7 +75,7 @@ async def cmd_search(s: SessionContext, cmd: Command) -> Ok | None:
         found = await query.search(
             views,
             args.criteria,
-            load=_loader(s),
+            load=s.node.messages,
             saved=saved_before,
             charset=args.charset,
         )
@@ -138,7 +133,7 @@ async def cmd_sort(s: SessionContext, cmd: Command) -> Ok | None:
             views,
             args.criteria,
             args.search,
-            load=_loader(s),
+            load=s.node.messages,
             saved=saved_before,
             charset=args.charset,
         )
@@ -179,7 +174,7 @@ async def cmd_thread(s: SessionContext, cmd: Command) -> Ok | None:
             args.algorithm,
             args.search,
             uid=args.uid,
-            load=_loader(s),
+            load=s.node.messages,
             saved=view.saved,
             charset=args.charset,
         )
@@ -259,7 +254,7 @@ async def cmd_esearch(s: SessionContext, cmd: Command) -> Ok | None:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.5: SEARCH MODSEQ enables CONDSTORE
         if view is not None:
             view.condstore = True
-    load = _loader(s)
+    load = s.node.messages
     for mb in mailboxes:
         if view is not None and mb.id == selected_id:
             views, saved = view.views(), view.saved

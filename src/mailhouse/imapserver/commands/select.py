@@ -47,11 +47,12 @@ async def cmd_select(s: SessionContext, cmd: Command) -> Ok | None:
     view = await SelectedMailbox.open(
         s.store,
         mb,
-        s.claims,
+        s.node.claims,
         readonly=readonly,
         rev2=s.rev2,
         condstore=s.condstore,
         qresync=s.qresync,
+        registry=s.node.index,
         previous=previous,
     )
     mb = view.mailbox

@@ -27,12 +27,14 @@ def _answer(s: SessionContext, reply: Reply) -> Ok:
 async def cmd_genurlauth(s: SessionContext, cmd: Command) -> Ok | None:
     assert isinstance(cmd.args, GenUrlAuth)
     hosts = local_hostnames(s.cfg.hostname)
-    return _answer(s, await genurlauth(s.store, s.acc(), cmd.args, hostnames=hosts))
+    return _answer(
+        s, await genurlauth(s.store, s.acc(), cmd.args, hostnames=hosts, locks=s.node.metadata_locks)
+    )
 
 
 async def cmd_resetkey(s: SessionContext, cmd: Command) -> Ok | None:
     assert isinstance(cmd.args, ResetKey)
-    return _answer(s, await resetkey(s.store, s.acc(), cmd.args))
+    return _answer(s, await resetkey(s.store, s.acc(), cmd.args, locks=s.node.metadata_locks))
 
 
 async def cmd_urlfetch(s: SessionContext, cmd: Command) -> Ok | None:
