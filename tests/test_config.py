@@ -90,3 +90,30 @@ def test_implicit_tls_listeners() -> None:
     assert {ln for ln in config.Listener if ln.implicit_tls} == {"submissions", "imaps", "pop3s"}
     assert [str(ln) for ln in config.Listener] == list(config.SERVICES)
     assert "managesieve" not in config.SERVICES
+
+
+def test_deadline_and_stress_keys() -> None:
+    """Issue 12 item 6: the deadline, login-phase, stress and pipelining keys of ``[server]``."""
+    d = config.from_dict({})
+    assert (d.smtp_command_deadline, d.session_timeout, d.preauth_timeout) == (300.0, 3600.0, 180.0)
+    assert (d.stress_timeout, d.connection_budget, d.smtp_forbid_unauth_pipelining) == (10.0, 1000, True)
+    cfg = config.from_dict(
+        {
+            "server": {
+                "smtp_command_deadline": 60,
+                "smtp_min_data_rate": 1000,
+                "session_timeout": 600,
+                "preauth_timeout": 60,
+                "stress_timeout": 5,
+                "connection_budget": 200,
+                "smtp_forbid_unauth_pipelining": False,
+            }
+        }
+    )
+    assert (cfg.smtp_command_deadline, cfg.smtp_min_data_rate, cfg.session_timeout) == (60, 1000, 600)
+    assert (cfg.preauth_timeout, cfg.stress_timeout, cfg.connection_budget) == (60, 5, 200)
+    assert cfg.smtp_forbid_unauth_pipelining is False
+    with pytest.raises(config.ConfigError, match="connection_budget"):
+        config.from_dict({"server": {"connection_budget": 0}})
+    with pytest.raises(config.ConfigError, match="preauth_timeout"):
+        config.from_dict({"server": {"preauth_timeout": -1}})

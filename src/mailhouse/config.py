@@ -103,6 +103,14 @@ class Config:
     smtp_idle_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: server timeout ≥ 5 minutes
     imap_idle_timeout: float = 1800.0  # RFC 9051 §5.4: autologout timer ≥ 30 minutes
     pop3_idle_timeout: float = 600.0  # RFC 1939 §3: autologout timer ≥ 10 minutes
+    # issue 12 item 6: deadlines, not idle timers (see runtime/limits.py for the reasons)
+    smtp_command_deadline: float = 300.0  # Postfix smtpd_per_request_deadline: a whole command/transfer
+    smtp_min_data_rate: float = 500.0  # Postfix smtpd_min_data_rate: octets/s added to a DATA deadline
+    session_timeout: float = 3600.0  # whole SMTP/POP3 session; IMAP before login only
+    preauth_timeout: float = 180.0  # idle timer before login (IMAP, POP3, submission): Dovecot's 3 min
+    stress_timeout: float = 10.0  # idle timer under stress (Postfix smtpd_timeout under stress)
+    connection_budget: int = 1000  # connections per process; stress above 75 % of it
+    smtp_forbid_unauth_pipelining: bool = True  # Postfix ≥ 3.9 smtpd_forbid_unauth_pipelining
     queue_lifetime: float = 5 * 86400.0  # Postfix maximal_queue_lifetime = 5d
     queue_delay_warning: float = 4 * 3600.0  # Postfix delay_warning_time = 4h
     queue_retry_base: float = 300.0
@@ -225,6 +233,13 @@ _TABLE_KEYS = {
         "imap_idle_timeout",
         "pop3_idle_timeout",
         "smtp_pregreet_wait",
+        "smtp_command_deadline",
+        "smtp_min_data_rate",
+        "session_timeout",
+        "preauth_timeout",
+        "stress_timeout",
+        "connection_budget",
+        "smtp_forbid_unauth_pipelining",
     },
     "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port", "source_address"},
     "mailauth": {"verify_inbound"},
@@ -304,9 +319,27 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         if not isinstance(w, int) or not 1 <= w <= 64:
             raise ConfigError(path, "server.workers", "must be an integer 1-64")
         cfg.workers = w
-    for key in ("smtp_idle_timeout", "imap_idle_timeout", "pop3_idle_timeout"):
+    for key in (
+        "smtp_idle_timeout",
+        "imap_idle_timeout",
+        "pop3_idle_timeout",
+        "smtp_command_deadline",
+        "smtp_min_data_rate",
+        "session_timeout",
+        "preauth_timeout",
+        "stress_timeout",
+    ):
         if key in server:
             setattr(cfg, key, _pos_number(server[key], path, f"server.{key}"))
+    if "connection_budget" in server:
+        b = server["connection_budget"]
+        if not isinstance(b, int) or isinstance(b, bool) or b < 1:
+            raise ConfigError(path, "server.connection_budget", "must be an integer ≥ 1")
+        cfg.connection_budget = b
+    if "smtp_forbid_unauth_pipelining" in server:
+        cfg.smtp_forbid_unauth_pipelining = _bool(
+            server["smtp_forbid_unauth_pipelining"], path, "server.smtp_forbid_unauth_pipelining"
+        )
     queue = _table(data, "queue", path)
     for key, attr in (
         ("lifetime", "queue_lifetime"),

@@ -69,6 +69,12 @@ class Server:
             max_literal=DEFAULT_MAX_LITERAL,  # RFC 7888: literals outside APPEND
             max_message=cfg.max_message_size,  # RFC 7889 APPENDLIMIT
             idle_timeout=cfg.imap_idle_timeout,  # RFC 9051 §5.4: autologout ≥ 30 minutes
+            # issue 12 item 6: the login phase is capped (Dovecot's login processes: 3 min);
+            # authenticated sessions are not (IDLE keeps them for days), only their idle timer
+            session_timeout=None,
+            preauth_timeout=cfg.preauth_timeout,
+            stress_timeout=cfg.stress_timeout,
+            connection_budget=cfg.connection_budget,
             write_stall_timeout=cfg.imap_idle_timeout,
             tls_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
             max_inflate=MAX_INFLATE,

@@ -44,6 +44,7 @@ from mailhouse.proto.imap import (
     ReplyStatus,
     response,
 )
+from mailhouse.runtime import LOAD
 from mailhouse.store.api import Account, AlreadyExists, Conflict, NotFound, StoreError
 
 from . import capabilities as caps_mod
@@ -96,6 +97,7 @@ class IMAPSession:
         self.closing = False
         self.core = IMAPServerProtocol(max_append_literal=self.cfg.max_message_size)
         self.current: Command | None = None
+        self._started = 0.0  # loop time the session started (run): the login phase counts from it
 
     # ---------------------------------------------------------------- modes
     @property
@@ -144,7 +146,7 @@ class IMAPSession:
     async def wait_input(self, wake: asyncio.Event | None = None) -> bytes | None:
         """Next client bytes; ``b""`` on EOF, idle timeout or drain; None when ``wake`` fired."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.cfg.imap_idle_timeout
+        deadline = self._input_deadline(loop.time())
         while True:
             if self.svc.draining:
                 self.send(response.untagged_status("BYE", "Server shutting down"))  # RFC 9051 §7.1.5
@@ -176,6 +178,18 @@ class IMAPSession:
             if waker is not None and waker in done:
                 return None
 
+    def _input_deadline(self, now: float) -> float:
+        """When waiting for the client ends: RFC 9051 §5.4 autologout; issue 12 item 6 below."""
+        cfg = self.cfg
+        wait = cfg.imap_idle_timeout
+        if LOAD.stressed:
+            wait = min(wait, cfg.stress_timeout)  # timers shorten under stress (Postfix's stress)
+        if self.state is State.NOT_AUTHENTICATED:
+            # the login phase ends preauth_timeout after connecting, whatever the client sends
+            # (Dovecot's login processes: 3 minutes); IDLE keeps authenticated sessions uncapped
+            return min(now + wait, self._started + cfg.preauth_timeout)
+        return now + wait
+
     def cancel_read(self) -> None:
         if self._read_task is not None:
             self._read_task.cancel()
@@ -184,6 +198,7 @@ class IMAPSession:
     # ---------------------------------------------------------------- main loop
     async def run(self) -> None:
         self.log.info("connect from %s mode=%s", self.ip, self.listener_name)
+        self._started = asyncio.get_running_loop().time()
         try:
             # RFC 9051 §7.1.1: greeting with the capabilities (saves a round trip)
             self.send(response.untagged_status("OK", f"{IMPLEMENTATION} IMAP4rev2 ready", self._cap_code()))

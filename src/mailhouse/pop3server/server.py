@@ -103,6 +103,10 @@ def limits_for(svc: Services) -> Limits:
         max_auth_line=core.MAX_AUTH_LINE,  # RFC 5034 §4: base64 SASL responses
         max_message=svc.cfg.max_message_size,
         idle_timeout=svc.cfg.pop3_idle_timeout,  # RFC 1939 §3: autologout ≥ 10 minutes
+        session_timeout=svc.cfg.session_timeout,  # issue 12 item 6: a whole-session cap
+        preauth_timeout=svc.cfg.preauth_timeout,  # AUTHORIZATION state: Dovecot's login 3 min
+        stress_timeout=svc.cfg.stress_timeout,
+        connection_budget=svc.cfg.connection_budget,
         write_stall_timeout=svc.cfg.pop3_idle_timeout,  # a client that reads nothing is idle too
         tls_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
         max_buffered_input=MAX_PENDING_INPUT,
@@ -208,7 +212,10 @@ class Pop3Session:
                     self._stop("drain")
                     return
                 self._flush()  # the client sees every reply before we wait for it
-                self._idle_since = self.loop.time()
+                if not self.core.buffered:
+                    # the timer runs from the end of the last command, not from the last octet:
+                    # a partial line trickled in byte by byte is a deadline (issue 12 item 6)
+                    self._idle_since = self.loop.time()
                 if self._read_paused:
                     self._read_paused = False
                     self.conn.resume_reading()
@@ -316,7 +323,12 @@ class Pop3Session:
         if self._busy is None or self._input is not None or self._draining_out:  # waiting for the client
             if self.svc.draining and not self.closing:
                 self._stop("drain")
-            elif not self.closing and self.loop.time() - self._idle_since >= self.cfg.pop3_idle_timeout:
+            elif not self.closing and (
+                # RFC 1939 §3 autologout; shorter in the AUTHORIZATION state and under stress
+                self.loop.time() - self._idle_since >= self.conn.idle_limit(preauth=self.account is None)
+                # issue 12 item 6: input cannot extend a session, nor the login phase
+                or self.conn.session_expired(preauth=self.account is None)
+            ):
                 self._stop("idle")
         if not self._finished:
             self._ticker = self.loop.call_later(DRAIN_POLL, self._tick)

@@ -66,6 +66,11 @@ Decisions
     * Every 4xx/5xx reply passed to ``send()`` counts as an error; once
       ``max_errors`` are reached, the next ``next_event()`` returns
       ``TooManyErrors`` (421 4.7.0) and the adapter closes.
+    * With ``forbid_unauth_pipelining`` (Postfix ≥ 3.9 ``smtpd_forbid_unauth_pipelining``),
+      a command followed by more input before PIPELINING is in effect — before a positive
+      EHLO reply, or after HELO — or input after EHLO itself (RFC 2920 §3.1: EHLO ends a
+      group) returns ``PipeliningViolation`` (``554 5.5.0``) and the adapter closes.
+      PIPELINING after the EHLO reply (RFC 2920 §3.1) is unaffected.
     * ``SIZE=`` above ``max_message_size`` is refused by the core with
       ``552 5.3.4`` (RFC 1870 §6.1); a message growing past it ends with
       ``MessageEnd(too_big=True)`` and the adapter answers ``REPLY_TOO_BIG``.
@@ -117,6 +122,7 @@ __all__ = [
     "AuthResponse",
     "CommandError",
     "TooManyErrors",
+    "PipeliningViolation",
     "Event",
     "SMTPServerProtocol",
     "sanitize_for_header",
@@ -230,6 +236,8 @@ REPLY_BAD_SYNTAX = Reply(500, "5.5.2", "Error: bad syntax")
 REPLY_UNKNOWN = Reply(500, "5.5.2", "Error: command not recognized")
 REPLY_NOT_IMPLEMENTED = Reply(502, "5.5.1", "Error: command not implemented")
 REPLY_TOO_MANY_ERRORS = Reply(421, "4.7.0", "Error: too many errors")
+#: Postfix ≥ 3.9 ``smtpd_forbid_unauth_pipelining``: input pipelined before PIPELINING applies.
+REPLY_PIPELINING_VIOLATION = Reply(554, "5.5.0", "Error: SMTP protocol synchronization")
 REPLY_TOO_BIG = Reply(552, "5.3.4", "Error: message file too big")
 REPLY_BARE_NEWLINE = Reply(550, "5.6.2", "Error: bare <CR> or <LF> in message; lines must end with <CR><LF>")
 REPLY_BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")
@@ -355,6 +363,12 @@ class TooManyErrors:
     reply: Reply  # send it, then close the connection
 
 
+@dataclass(frozen=True, slots=True)
+class PipeliningViolation:
+    reply: Reply  # 554 5.5.0: send it, then close the connection (the core is closed already)
+    command: bytes  # the command the unexpected input followed (for the log)
+
+
 Event = (
     Helo
     | Mail
@@ -374,6 +388,7 @@ Event = (
     | AuthResponse
     | CommandError
     | TooManyErrors
+    | PipeliningViolation
 )
 
 # ---------------------------------------------------------------- helpers
@@ -474,8 +489,10 @@ class SMTPServerProtocol:
         max_line: int = MAX_COMMAND_LINE,
         max_extended_line: int = MAX_EXTENDED_LINE,
         max_errors: int = MAX_ERRORS,
+        forbid_unauth_pipelining: bool = False,
     ) -> None:
         self.max_line = max_line
+        self.forbid_unauth_pipelining = forbid_unauth_pipelining
         self.max_extended_line = max(max_line, max_extended_line)
         self.max_message_size = max_message_size
         self.max_errors = max_errors
@@ -670,7 +687,17 @@ class SMTPServerProtocol:
             return line
         if reader is _Reader.AUTH:
             return AuthResponse(line)
+        if self.forbid_unauth_pipelining and self._buf and self._unauth_pipelining(line):
+            self._close()
+            return PipeliningViolation(REPLY_PIPELINING_VIOLATION, line[:64])
         return self._parse_command(line)
+
+    def _unauth_pipelining(self, line: bytes) -> bool:
+        """More input follows LINE where RFC 2920 allows none (Postfix smtpd_forbid_unauth_pipelining)."""
+        if self.phase is Phase.INITIAL or not self.extended:
+            return True  # RFC 2920 §3.1: PIPELINING applies only after it was offered in the EHLO reply
+        verb = line.split(b" ", 1)[0].upper()
+        return verb in (b"EHLO", b"HELO")  # RFC 2920 §3.1: EHLO may only end a group
 
     def _take_line(self) -> bytes | CommandError | None:
         buf = self._buf

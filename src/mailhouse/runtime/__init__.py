@@ -6,15 +6,17 @@ tracking) and ``authline`` (the SASL line loop). Imports nothing above ``proto/`
 """
 
 from mailhouse.runtime.authline import read_auth_line
-from mailhouse.runtime.connection import Connection, DataHandler, Opener, WriteStalled
+from mailhouse.runtime.connection import LOAD, Connection, DataHandler, Opener, ProcessLoad, WriteStalled
 from mailhouse.runtime.limits import Limits
 from mailhouse.runtime.listener import reuse_port, start_listener
 
 __all__ = [
+    "LOAD",
     "Connection",
     "DataHandler",
     "Limits",
     "Opener",
+    "ProcessLoad",
     "WriteStalled",
     "read_auth_line",
     "reuse_port",

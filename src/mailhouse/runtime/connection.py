@@ -30,6 +30,16 @@ Invariants
   :meth:`drain` does, for as long as the client likes up to the stall timeout; adapters release
   store locks before they drain (POP3 releases the maildrop lock before its final ``+OK``).
 * One reader at a time: a pull-mode session has at most one :meth:`read` outstanding.
+* **Deadlines, not idle timers** (issue 12 item 6): :meth:`Connection.wait_time` gives the
+  seconds a session may wait for input: the idle timer (``Limits.stress_timeout`` while
+  :data:`LOAD` is stressed), never beyond the caller's absolute per-command deadline, the end of
+  the session (``Limits.session_timeout`` from ``connection_made``) nor, before login, the end
+  of the login phase (``Limits.preauth_timeout`` from ``connection_made``, as Dovecot's login
+  processes); it raises TimeoutError once one of those has passed, so input that keeps coming
+  cannot extend a session past its deadline.
+* **Stress** (Postfix ``stress``): :data:`LOAD` counts this process's open connections; above
+  ``Limits.stress_ratio`` × ``Limits.connection_budget`` the timers shorten; entering and
+  leaving stress are logged.
 """
 
 from __future__ import annotations
@@ -48,6 +58,42 @@ log = logging.getLogger(__name__)
 
 #: Seconds :meth:`Connection.close` waits for the transport to flush and close.
 CLOSE_WAIT = 2.0
+
+
+class ProcessLoad:
+    """This process's open connections, and whether they put it under stress (Postfix ``stress``)."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.stressed = False
+
+    def opened(self, limits: Limits) -> None:
+        self.active += 1
+        self._update(limits)
+
+    def closed(self, limits: Limits) -> None:
+        self.active -= 1
+        self._update(limits)
+
+    def _update(self, limits: Limits) -> None:
+        stressed = self.active > limits.connection_budget * limits.stress_ratio
+        if stressed != self.stressed:
+            self.stressed = stressed
+            if stressed:
+                log.warning(
+                    "entering stress: %d connections (budget %d); timers shortened to %gs",
+                    self.active,
+                    limits.connection_budget,
+                    limits.stress_timeout,
+                )
+            else:
+                log.warning(
+                    "leaving stress: %d connections (budget %d)", self.active, limits.connection_budget
+                )
+
+
+#: The per-process connection count every :class:`Connection` updates.
+LOAD = ProcessLoad()
 
 
 class WriteStalled(ConnectionError):
@@ -104,11 +150,16 @@ class Connection(asyncio.Protocol):
         self._tls_starting = False  # start_tls runs: arriving bytes are TLS application data
         self._inflate: zlib._Decompress | None = None
         self._deflate: zlib._Compress | None = None
+        self.started = 0.0  # loop time of connection_made: the session cap counts from it
+        self._counted = False
 
     # ---------------------------------------------------------------- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.loop = asyncio.get_running_loop()
+        self.started = self.loop.time()
+        LOAD.opened(self.limits)
+        self._counted = True
         self._closed = self.loop.create_future()
         self.tls = transport.get_extra_info("sslcontext") is not None  # implicit TLS: from the first byte
         peer = transport.get_extra_info("peername") or ("?", 0)
@@ -161,6 +212,9 @@ class Connection(asyncio.Protocol):
         return not self.tls
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            LOAD.closed(self.limits)
         self._lost = True
         self._exc = exc
         self._wake()
@@ -219,6 +273,55 @@ class Connection(asyncio.Protocol):
             return None
         cipher = obj.cipher()
         return (str(obj.version()), str(cipher[0]) if cipher else "?")
+
+    # ---------------------------------------------------------------- timers
+    @property
+    def stressed(self) -> bool:
+        """The process is under stress: timers are shortened to ``Limits.stress_timeout``."""
+        return LOAD.stressed
+
+    def idle_limit(self, *, preauth: bool = False) -> float:
+        """The idle timer now: at most ``preauth_timeout`` before login, ``stress_timeout`` under stress."""
+        lim = self.limits
+        wait = min(lim.idle_timeout, lim.preauth_timeout) if preauth else lim.idle_timeout
+        if LOAD.stressed:
+            wait = min(wait, lim.stress_timeout)  # Postfix smtpd_timeout ${stress?{10}:{300}}
+        return wait
+
+    def _ends(self, preauth: bool, capped: bool) -> list[float]:
+        lim = self.limits
+        ends = []
+        if capped and lim.session_timeout is not None:
+            ends.append(self.started + lim.session_timeout)
+        if preauth:  # Dovecot's login processes: 3 minutes from the connection to log in, input or not
+            ends.append(self.started + lim.preauth_timeout)
+        return ends
+
+    def session_expired(self, *, preauth: bool = False, capped: bool = True) -> bool:
+        """The session cap (``Limits.session_timeout``) or, before login, ``preauth_timeout`` passed."""
+        now = self.loop.time()
+        return any(now >= end for end in self._ends(preauth, capped))
+
+    def wait_time(
+        self, *, preauth: bool = False, capped: bool = True, deadline: float | None = None
+    ) -> float:
+        """Seconds the session may wait for the next input (see the module docstring).
+
+        PREAUTH: before login (shorter idle timer; the pre-login phase ends ``preauth_timeout``
+        after the connection was made); CAPPED applies the session cap ``Limits.session_timeout``;
+        DEADLINE is an absolute loop time (a per-command deadline). Raises TimeoutError when one
+        of those has passed already.
+        """
+        wait = self.idle_limit(preauth=preauth)
+        now = self.loop.time()
+        ends = self._ends(preauth, capped)
+        if deadline is not None:
+            ends.append(deadline)
+        for end in ends:
+            if end - now <= 0:
+                raise TimeoutError("deadline passed")
+            wait = min(wait, end - now)
+        return wait
 
     # ---------------------------------------------------------------- input
     def set_handler(self, handler: DataHandler | None) -> None:
@@ -436,4 +539,4 @@ class Connection(asyncio.Protocol):
         return f"<Connection {self.peer[0]}:{self.peer[1]} tls={self.tls}>"
 
 
-__all__ = ["CLOSE_WAIT", "Connection", "DataHandler", "Opener", "WriteStalled"]
+__all__ = ["CLOSE_WAIT", "LOAD", "Connection", "DataHandler", "Opener", "ProcessLoad", "WriteStalled"]

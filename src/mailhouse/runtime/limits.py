@@ -22,6 +22,22 @@ SMTP_IDLE_TIMEOUT: Final = 300.0
 IMAP_IDLE_TIMEOUT: Final = 1800.0
 #: RFC 1939 §3: the POP3 autologout timer is at least 10 minutes.
 POP3_IDLE_TIMEOUT: Final = 600.0
+#: Whole-session cap for SMTP and POP3 (issue 12 item 6): one hour, far above any real session,
+#: so a client that trickles bytes or keeps issuing NOOP cannot hold a slot for ever.
+SESSION_TIMEOUT: Final = 3600.0
+#: Idle timer before authentication (IMAP, POP3, submission): Dovecot's login processes give
+#: an unauthenticated client 3 minutes; the RFC autologout timers apply after login.
+PREAUTH_TIMEOUT: Final = 180.0
+#: Idle timer under stress (Postfix ``smtpd_timeout = ${stress?{10}:{300}}``).
+STRESS_TIMEOUT: Final = 10.0
+#: Connections per process before stress is measured against it (``[server] connection_budget``).
+CONNECTION_BUDGET: Final = 1000
+#: Share of the budget above which the process is under stress (Postfix's stress is ~"all
+#: smtpd processes busy"; 75 % leaves room for the shortened timers to act).
+STRESS_RATIO: Final = 0.75
+#: Minimum transfer rate granted to a DATA/BDAT transfer on top of the per-command deadline
+#: (Postfix ``smtpd_min_data_rate = 500`` octets/s with ``smtpd_per_request_deadline``).
+MIN_DATA_RATE: Final = 500.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +57,21 @@ class Limits:
     #: Seconds a client may stay silent while the server waits for it (RFC 5321 §4.5.3.2.7,
     #: RFC 9051 §5.4, RFC 1939 §3); from ``[server] *_idle_timeout``.
     idle_timeout: float = SMTP_IDLE_TIMEOUT
+    #: Seconds one whole command (line, or DATA/BDAT transfer plus ``len / min_data_rate``) may
+    #: take from its first octet, however the client trickles it (Postfix
+    #: ``smtpd_per_request_deadline``): a deadline, not an idle timer. None: idle timer only.
+    command_deadline: float | None = None
+    #: Octets per second a message transfer is granted beyond ``command_deadline``.
+    min_data_rate: float = MIN_DATA_RATE
+    #: Seconds a whole session may last (None: no cap; IMAP after login, where IDLE is long-lived).
+    session_timeout: float | None = SESSION_TIMEOUT
+    #: Idle timer (and session cap, for IMAP) before authentication: shorter than after it.
+    preauth_timeout: float = PREAUTH_TIMEOUT
+    #: Idle timer that replaces the others while the process is under stress.
+    stress_timeout: float = STRESS_TIMEOUT
+    #: Connections of this process above ``stress_ratio`` × this put it under stress.
+    connection_budget: int = CONNECTION_BUDGET
+    stress_ratio: float = STRESS_RATIO
     #: Seconds a TLS handshake (implicit TLS, RFC 8314 §3.3, or after STARTTLS/STLS) may take
     #: before the connection is dropped: a client that opens and stays mute holds no slot for long.
     tls_handshake_timeout: float = 30.0

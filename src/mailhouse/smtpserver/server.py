@@ -12,6 +12,13 @@ Invariants:
 - Untrusted text (HELO, addresses) reaches headers and logs only escaped.
 - I/O goes through the connection runtime (``mailhouse.runtime``): reads with the idle timeout
   of :class:`~mailhouse.runtime.Limits`, writes with its high-water mark and stall timeout.
+- Deadlines, not idle timers (issue 12 item 6): a whole command line — and a whole DATA/BDAT
+  transfer, with ``len / min_data_rate`` seconds more — must arrive within
+  ``Limits.command_deadline`` of its first octet (Postfix ``smtpd_per_request_deadline``); the
+  session ends after ``Limits.session_timeout``; submission waits ``Limits.preauth_timeout``
+  before AUTH; all answered ``421 4.4.2`` (RFC 5321 §4.5.3.2.7 / §3.8).
+- Input pipelined before PIPELINING applies is refused with ``554 5.5.0`` and the connection
+  closed (Postfix ≥ 3.9 ``smtpd_forbid_unauth_pipelining``; RFC 2920 §3.1).
 """
 
 from __future__ import annotations
@@ -53,6 +60,12 @@ def limits_for(svc: Services) -> Limits:
         max_auth_line=core.MAX_EXTENDED_LINE,  # RFC 4954 §4: SASL responses, as the core frames them
         max_message=svc.cfg.max_message_size,  # RFC 1870 SIZE
         idle_timeout=svc.cfg.smtp_idle_timeout,  # RFC 5321 §4.5.3.2.7
+        command_deadline=svc.cfg.smtp_command_deadline,  # Postfix smtpd_per_request_deadline
+        min_data_rate=svc.cfg.smtp_min_data_rate,  # Postfix smtpd_min_data_rate
+        session_timeout=svc.cfg.session_timeout,
+        preauth_timeout=svc.cfg.preauth_timeout,
+        stress_timeout=svc.cfg.stress_timeout,
+        connection_budget=svc.cfg.connection_budget,
         write_stall_timeout=svc.cfg.smtp_idle_timeout,
         tls_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
     )
@@ -69,6 +82,7 @@ class SmtpSession:
             max_message_size=self.limits.max_message,
             max_line=self.limits.max_line,
             max_extended_line=self.limits.max_auth_line,
+            forbid_unauth_pipelining=svc.cfg.smtp_forbid_unauth_pipelining,
         )
         self.ip = conn.peer_ip
         self.cid = secrets.token_hex(4)
@@ -78,6 +92,8 @@ class SmtpSession:
         self.user: Account | None = None
         self.closing = False
         self._out = bytearray()
+        self._cmd_start: float | None = None  # loop time the current command's first octet arrived
+        self._cmd_octets = 0  # message octets of the current DATA/BDAT transfer (RFC 5321 §4.1.1.4)
         self._reset()
 
     def _reset(self) -> None:
@@ -111,10 +127,33 @@ class SmtpSession:
         # flushed whenever the session is about to wait for the client.
         self._out += self.core.send(r)
 
+    def _deadline(self) -> float | None:
+        """Absolute loop time the current command must be complete by (None: between commands)."""
+        lim = self.limits
+        if lim.command_deadline is None or self._cmd_start is None:
+            return None
+        # Postfix smtpd_per_request_deadline + smtpd_min_data_rate: N message octets read add
+        # N / rate seconds to the DATA/BDAT deadline
+        return self._cmd_start + lim.command_deadline + self._cmd_octets / lim.min_data_rate
+
+    def _command_done(self) -> None:
+        self._cmd_start = None
+        self._cmd_octets = 0
+
     async def _read(self) -> bytes:
         await self.flush()
+        loop = self.conn.loop
+        if self._cmd_start is None and (self.core.bytes_buffered() or self.core.in_message):
+            self._cmd_start = loop.time()  # a partial command, or a transfer after 354 / BDAT
+        preauth = self.mode != "smtp" and self.user is None
         try:
-            return await self.conn.read(self.limits.idle_timeout)
+            timeout = self.conn.wait_time(preauth=preauth, deadline=self._deadline())
+            data = await self.conn.read(timeout)
+            if self._cmd_start is None:
+                self._cmd_start = loop.time()  # the deadline runs from the command's first octet
+            if self.core.in_message:
+                self._cmd_octets += len(data)
+            return data
         except TimeoutError:
             # RFC 5321 §4.5.3.2.7 / §3.8: on timeout, reply 421 and close
             await self.write(
@@ -160,6 +199,8 @@ class SmtpSession:
                     return
                 self.core.receive_data(data)
                 continue
+            if not isinstance(ev, core.MessageChunk | core.Bdat):
+                self._command_done()  # a whole command (or transfer) arrived in time
             await self._dispatch(ev)
 
     async def _dispatch(self, ev: core.Event) -> None:
@@ -426,6 +467,14 @@ class SmtpSession:
         await self.reply(ev.reply)
         self.closing = True
 
+    async def on_pipelining_violation(self, ev: core.PipeliningViolation) -> None:
+        # Postfix ≥ 3.9 smtpd_forbid_unauth_pipelining: reply 554 5.5.0 and disconnect
+        self.log.info(
+            "improper command pipelining after %s from %s", safe(ev.command.decode("latin-1")), self.ip
+        )
+        await self.reply(ev.reply)
+        self.closing = True
+
     COMMANDS: dict[type, Callable[[SmtpSession, Any], Awaitable[None]]] = {
         core.Helo: on_helo,
         core.Mail: on_mail,
@@ -444,6 +493,7 @@ class SmtpSession:
         core.Auth: on_auth,
         core.CommandError: on_command_error,
         core.TooManyErrors: on_too_many_errors,
+        core.PipeliningViolation: on_pipelining_violation,
     }
 
 
