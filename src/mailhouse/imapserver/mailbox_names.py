@@ -6,7 +6,10 @@ hierarchy delimiter); RFC 5530 §3 (``NO [CANNOT]``, ``NO [NONEXISTENT]``).
 Policy (:func:`check_name`): hierarchy delimiter ``/``; INBOX is case-insensitive (the parser
 already maps it to ``INBOX``); a name is refused with ``NO [CANNOT]`` when it is empty, starts
 with ``/``, has an empty component (``a//b``), a ``.`` or ``..`` component, a NUL or another
-control character, or is longer than :data:`MAX_NAME_OCTETS`.
+control character, or is longer than :data:`MAX_NAME_OCTETS`. A *new* name (CREATE, the target
+of RENAME: :func:`check_new_name`) may in addition not contain the LIST wildcards ``%`` or ``*``
+(RFC 9051 §6.3.9: they are pattern characters, so such a mailbox could never be listed by its
+own name alone), refused ``NO [CANNOT]`` as Dovecot does; existing names are still found.
 
 Invariant: names are looked up only inside the logged-in account (every store call carries
 its account id), so no spelling reaches another account.
@@ -57,6 +60,20 @@ def check_name(name: str) -> str:
         name.encode("utf-8")
     except UnicodeEncodeError:
         raise No("Invalid characters in mailbox name", "CANNOT") from None
+    return name
+
+
+# RFC 9051 §6.3.9 / §9 list-wildcards = "%" / "*"
+LIST_WILDCARDS = frozenset("%*")
+
+
+def check_new_name(name: str) -> str:
+    """:func:`check_name` for a mailbox about to be created or renamed to: also refuses the
+    LIST wildcards (module docstring), ``NO [CANNOT]`` (RFC 5530 §3)."""
+    name = check_name(name)
+    bad = sorted(LIST_WILDCARDS.intersection(name))
+    if bad:
+        raise No(f"Character not allowed in mailbox name: '{bad[0]}'", "CANNOT")
     return name
 
 

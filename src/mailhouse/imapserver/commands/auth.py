@@ -136,6 +136,7 @@ async def _auth_line(s: SessionContext) -> bytes:
 def _logged_in(s: SessionContext, account: Account, how: str) -> Ok:
     s.account = account
     s.state = State.AUTHENTICATED
+    s.core.set_authenticated(True)  # the core's literal limits grow from pre-login's few KB
     s.log.info("authenticated as %s via %s", account.address, how)
     return Ok("Logged in", cap_code(s))  # RFC 9051 §6.2.3: CAPABILITY in the OK
 
@@ -150,6 +151,7 @@ async def cmd_unauthenticate(s: SessionContext, cmd: Command) -> Ok | None:
     s.account = None
     s.enabled.clear()  # RFC 5161: ENABLEd extensions last for the login
     s.core.utf8_enabled = False
+    s.core.set_authenticated(False)  # pre-login literal limits again (receiver module docstring)
     s.state = State.NOT_AUTHENTICATED
     return Ok("UNAUTHENTICATE completed", cap_code(s))
 

@@ -26,7 +26,7 @@ from mailhouse.proto.imap.commands import Create, List, Lsub, MailboxArg, Rename
 
 from ..context import Ok, State
 from ..errors import Bad, No
-from ..mailbox_names import DELIM, check_name, get_existing, parents
+from ..mailbox_names import DELIM, check_name, check_new_name, get_existing, parents
 from ..status import status_line
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ async def cmd_create(s: SessionContext, cmd: Command) -> Ok | None:
     raw = args.mailbox
     if raw.endswith(DELIM):  # RFC 9051 §6.3.4: trailing delimiter = intent to create inferiors
         raw = raw.rstrip(DELIM)
-    name = check_name(raw)
+    name = check_new_name(raw)  # also no LIST wildcards in a new name
     if name == "INBOX":
         raise No("INBOX always exists", "ALREADYEXISTS")
     use: str | None = None
@@ -97,7 +97,7 @@ async def cmd_rename(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, Rename)
     old = check_name(args.old)
-    new = check_name(args.new.rstrip(DELIM) if args.new.endswith(DELIM) else args.new)
+    new = check_new_name(args.new.rstrip(DELIM) if args.new.endswith(DELIM) else args.new)
     acc = s.acc().id
     src = await get_existing(s, old)
     if new == "INBOX" or await s.store.get_mailbox(acc, new) is not None:

@@ -28,6 +28,13 @@ Invariants:
   by ``max_literal`` / ``max_append_literal`` and all literals of one command by
   ``max_command_octets``. An announced literal size is checked before a byte of it is read
   or allocated; a rejected non-synchronising literal is skipped by counting, not buffering.
+* Before authentication the literal limits are far smaller: each literal at most
+  ``pre_auth_max_literal`` (:data:`PRE_AUTH_MAX_LITERAL`, 8 KiB) and all literals of one command
+  at most ``pre_auth_max_command_octets`` (:data:`PRE_AUTH_MAX_COMMAND_OCTETS`), APPEND
+  included — an anonymous client cannot make the server buffer a message. The core starts
+  unauthenticated; the adapter calls :meth:`~IMAPServerProtocol.set_authenticated` at login
+  (``True``) and at UNAUTHENTICATE (``False``, RFC 8437). A refused literal is answered before
+  any ``+`` is sent, exactly like one over the authenticated limits (below).
 * No recursion proportional to input: only search keys nest, bounded by
   :data:`~mailhouse.proto.imap.search.MAX_SEARCH_DEPTH`; every other parenthesised
   construct has a fixed grammar depth.
@@ -67,6 +74,8 @@ from mailhouse.proto.imap.grammar import parse_command
 from mailhouse.proto.imap.reader import MAX_NUMBER64, TAG, LiteralData, Segment
 
 __all__ = [
+    "PRE_AUTH_MAX_COMMAND_OCTETS",
+    "PRE_AUTH_MAX_LITERAL",
     "DEFAULT_MAX_APPEND_LITERAL",
     "DEFAULT_MAX_COMMAND_OCTETS",
     "DEFAULT_MAX_LINE",
@@ -87,6 +96,15 @@ DEFAULT_MAX_APPEND_LITERAL = 64 * 1024 * 1024
 DEFAULT_MAX_LITERAL = 1024 * 1024
 # All literals of one command (MULTIAPPEND, CATENATE): bound the memory of one command.
 DEFAULT_MAX_COMMAND_OCTETS = 128 * 1024 * 1024
+# Before authentication a literal carries at most a user name, a password or an ID value
+# (RFC 2971 §3.3: ≤ 1024 octets); SASL-IR and SASL responses travel on the line, not in literals
+# (RFC 4959 §3, RFC 9051 §6.2.2). 8 KiB is ample for those and matches Dovecot's login process
+# (MAX_IMAP_LINE 8192, "* BYE Literal size too large" beyond it), so an anonymous client
+# cannot make the server buffer a message (APPEND {40000000} pre-login: NO [TOOBIG], no "+").
+PRE_AUTH_MAX_LITERAL = 8 * 1024
+# All literals of one command before authentication: an ID command carries up to 30 values
+# (RFC 2971 §3.3); 64 KiB bounds a command built of many small literals to a line's worth.
+PRE_AUTH_MAX_COMMAND_OCTETS = 64 * 1024
 # RFC 7888 §4 (LITERAL-): non-synchronising literals are limited to 4096 octets.
 LITERAL_MINUS_MAX = 4096
 # Tail of a discarded line kept to spot a literal marker ("~{" + 19 digits + "+}" fits);
@@ -146,11 +164,17 @@ class IMAPServerProtocol:
         max_command_octets: int = DEFAULT_MAX_COMMAND_OCTETS,
         literal_minus: bool = False,
         utf8_enabled: bool = False,
+        authenticated: bool = False,
+        pre_auth_max_literal: int = PRE_AUTH_MAX_LITERAL,
+        pre_auth_max_command_octets: int = PRE_AUTH_MAX_COMMAND_OCTETS,
     ) -> None:
         self.max_line = max_line
         self.max_literal = max_literal
         self.max_append_literal = max_append_literal
         self.max_command_octets = max_command_octets
+        self.pre_auth_max_literal = pre_auth_max_literal
+        self.pre_auth_max_command_octets = pre_auth_max_command_octets
+        self._authenticated = authenticated
         # True when the server advertises LITERAL- instead of LITERAL+ (RFC 7888 §4).
         self.literal_minus = literal_minus
         # Set by the adapter after ENABLE UTF8=ACCEPT or IMAP4rev2 (RFC 6855 §3, RFC 9051 §6.3.1).
@@ -188,6 +212,17 @@ class IMAPServerProtocol:
     def begin_idle(self, tag: str | None = None) -> None:
         """The adapter sent ``+ idling``; the next line must be DONE (RFC 9051 §6.3.13)."""
         self._mode, self._mode_tag = _Mode.IDLE, tag
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the authenticated literal limits apply (see :meth:`set_authenticated`)."""
+        return self._authenticated
+
+    def set_authenticated(self, authenticated: bool) -> None:
+        """Switch literal limits: ``True`` after LOGIN/AUTHENTICATE succeeded (or PREAUTH),
+        ``False`` after UNAUTHENTICATE (RFC 8437 §3). Applies from the next literal announced;
+        framing is lazy, so a command pipelined after LOGIN sees the new limits."""
+        self._authenticated = authenticated
 
     def buffered_octets(self) -> int:
         """Octets received but not yet framed (must be 0 right after STARTTLS)."""
@@ -290,9 +325,13 @@ class IMAPServerProtocol:
         words = first.split(b" ", 3) if isinstance(first, bytes) else []
         is_append = len(words) > 1 and words[1].upper() == b"APPEND"
         limit = self.max_append_literal if is_append else self.max_literal
+        command_limit = self.max_command_octets
+        if not self._authenticated:  # pre-login: a few KB, APPEND included (module docstring)
+            limit = min(limit, self.pre_auth_max_literal)
+            command_limit = min(command_limit, self.pre_auth_max_command_octets)
         if nonsync and self.literal_minus:
             limit = min(limit, LITERAL_MINUS_MAX)  # RFC 7888 §4
-        if size > limit or self._literal_octets + size > self.max_command_octets:
+        if size > limit or self._literal_octets + size > command_limit:
             self._segs = []
             if nonsync:  # RFC 7888 §4: BAD [TOOBIG], then consume (or close)
                 reply = status_line(tag, ReplyStatus.BAD, "Literal too big", "TOOBIG")
