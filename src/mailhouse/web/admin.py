@@ -9,6 +9,7 @@ address syntax, password length) and side effects (DKIM keys) are the same.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
@@ -20,12 +21,52 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhouse.accounts.admin import Admin, AdminError
+from mailhouse.accounts.admin import MIN_PASSWORD, Admin, AdminError
 from mailhouse.mailauth.dnsrecords import Record, records
-from mailhouse.store.api import NotFound, StoreError
+from mailhouse.store.api import AlreadyExists, Conflict, NotFound, StoreError
 from mailhouse.web.common import checked_form, redirect, render, require_admin, state
 
+log = logging.getLogger(__name__)
+
 DNS_TIMEOUT = 3.0  # seconds per look-up; the page shows "no answer" rather than hang
+
+# `?error=` carries one of these keys, never text: a crafted link cannot put words on the page
+ERRORS = {
+    "invalid": "That is not a valid domain name or address.",
+    "password": f"Password too short: at least {MIN_PASSWORD} characters.",
+    "quota": "Quota must be a whole number.",
+    "domain": "That domain is not hosted here; add it first.",
+    "exists": "That already exists.",
+    "notfound": "No such domain, account, alias or queue entry.",
+    "conflict": "That conflicts with what is stored.",
+    "failed": "The change could not be made.",
+}
+
+
+def error_key(e: Exception) -> str:
+    """The `ERRORS` key for a refused change (the detail goes to the log)."""
+    log.info("admin change refused: %s", e)
+    text = str(e)
+    if isinstance(e, AlreadyExists):
+        return "exists"
+    if isinstance(e, NotFound) or (isinstance(e, AdminError) and text.startswith("no ")):
+        return "notfound"
+    if isinstance(e, Conflict):
+        return "conflict"
+    if isinstance(e, AdminError):
+        if text.startswith("password too short"):
+            return "password"
+        if text.startswith("quota"):
+            return "quota"
+        if "is not hosted here" in text:
+            return "domain"
+        return "invalid"
+    return "failed"
+
+
+def shown_error(request: Request) -> str | None:
+    """The message for the page's `?error=` key; unknown keys show nothing."""
+    return ERRORS.get(request.query_params.get("error", ""))
 
 
 def _admin(request: Request) -> Admin:
@@ -46,7 +87,7 @@ async def admin_home(request: Request) -> Response:
         "admin_home.html",
         domains=domains,
         queue_len=len(queue),
-        error=request.query_params.get("error"),
+        error=shown_error(request),
     )
 
 
@@ -62,14 +103,8 @@ async def admin_domains_post(request: Request) -> Response:
             await state(request).svc.store.remove_domain(name.lower().rstrip("."))
             return redirect("/admin")
     except (AdminError, StoreError) as e:
-        return redirect("/admin?error=" + _q(str(e)))
+        return redirect("/admin?error=" + error_key(e))
     raise HTTPException(400, "unknown action")
-
-
-def _q(s: str) -> str:
-    from urllib.parse import quote
-
-    return quote(s[:300], safe="")
 
 
 @dataclass(slots=True)
@@ -133,7 +168,7 @@ async def admin_domain(request: Request) -> Response:
         users=users,
         aliases=aliases,
         dns=await dns_rows(request, d.name),
-        error=request.query_params.get("error"),
+        error=shown_error(request),
     )
 
 
@@ -172,7 +207,7 @@ async def admin_users_post(request: Request) -> Response:
         else:
             raise HTTPException(400, "unknown action")
     except (AdminError, StoreError) as e:
-        return redirect(f"{back}?error=" + _q(str(e)))
+        return redirect(f"{back}?error=" + error_key(e))
     return redirect(back)
 
 
@@ -192,7 +227,7 @@ async def admin_aliases_post(request: Request) -> Response:
         else:
             raise HTTPException(400, "unknown action")
     except (AdminError, StoreError) as e:
-        return redirect(f"{back}?error=" + _q(str(e)))
+        return redirect(f"{back}?error=" + error_key(e))
     return redirect(back)
 
 
@@ -200,9 +235,7 @@ async def admin_queue(request: Request) -> Response:
     user = await require_admin(request)
     request.state.user = user
     entries = sorted(await state(request).svc.store.list(), key=lambda e: e.created)
-    return render(
-        request, "admin_queue.html", entries=entries, now=time.time(), error=request.query_params.get("error")
-    )
+    return render(request, "admin_queue.html", entries=entries, now=time.time(), error=shown_error(request))
 
 
 async def admin_queue_post(request: Request) -> Response:
@@ -227,5 +260,5 @@ async def admin_queue_post(request: Request) -> Response:
         else:
             raise HTTPException(400, "unknown action")
     except StoreError as e:
-        return redirect("/admin/queue?error=" + _q(str(e)))
+        return redirect("/admin/queue?error=" + error_key(e))
     return redirect("/admin/queue")
