@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import dns.asyncresolver
 import dns.exception
@@ -30,14 +31,15 @@ log = logging.getLogger(__name__)
 
 DNS_TIMEOUT = 3.0  # seconds per look-up; the page shows "no answer" rather than hang
 
-# `?error=` carries one of these keys, never text: a crafted link cannot put words on the page
+# `?error=` carries one of these keys (URL-quoted), never free text: a crafted link cannot put
+# words on the page
 ERRORS = {
-    "invalid": "That is not a valid domain name or address.",
-    "password": f"Password too short: at least {MIN_PASSWORD} characters.",
-    "quota": "Quota must be a whole number.",
-    "domain": "That domain is not hosted here; add it first.",
-    "exists": "That already exists.",
-    "notfound": "No such domain, account, alias or queue entry.",
+    "invalid name": "That is not a valid domain name or address.",
+    "password too short": f"Password too short: at least {MIN_PASSWORD} characters.",
+    "quota not a number": "Quota must be a whole number.",
+    "domain not hosted": "That domain is not hosted here; add it first.",
+    "already exists": "That already exists.",
+    "not found": "No such domain, account, alias or queue entry.",
     "conflict": "That conflicts with what is stored.",
     "failed": "The change could not be made.",
 }
@@ -48,19 +50,19 @@ def error_key(e: Exception) -> str:
     log.info("admin change refused: %s", e)
     text = str(e)
     if isinstance(e, AlreadyExists):
-        return "exists"
+        return "already exists"
     if isinstance(e, NotFound) or (isinstance(e, AdminError) and text.startswith("no ")):
-        return "notfound"
+        return "not found"
     if isinstance(e, Conflict):
         return "conflict"
     if isinstance(e, AdminError):
         if text.startswith("password too short"):
-            return "password"
+            return "password too short"
         if text.startswith("quota"):
-            return "quota"
+            return "quota not a number"
         if "is not hosted here" in text:
-            return "domain"
-        return "invalid"
+            return "domain not hosted"
+        return "invalid name"
     return "failed"
 
 
@@ -103,7 +105,7 @@ async def admin_domains_post(request: Request) -> Response:
             await state(request).svc.store.remove_domain(name.lower().rstrip("."))
             return redirect("/admin")
     except (AdminError, StoreError) as e:
-        return redirect("/admin?error=" + error_key(e))
+        return redirect("/admin?error=" + quote(error_key(e)))
     raise HTTPException(400, "unknown action")
 
 
@@ -207,7 +209,7 @@ async def admin_users_post(request: Request) -> Response:
         else:
             raise HTTPException(400, "unknown action")
     except (AdminError, StoreError) as e:
-        return redirect(f"{back}?error=" + error_key(e))
+        return redirect(f"{back}?error=" + quote(error_key(e)))
     return redirect(back)
 
 
@@ -227,7 +229,7 @@ async def admin_aliases_post(request: Request) -> Response:
         else:
             raise HTTPException(400, "unknown action")
     except (AdminError, StoreError) as e:
-        return redirect(f"{back}?error=" + error_key(e))
+        return redirect(f"{back}?error=" + quote(error_key(e)))
     return redirect(back)
 
 
@@ -260,5 +262,5 @@ async def admin_queue_post(request: Request) -> Response:
         else:
             raise HTTPException(400, "unknown action")
     except StoreError as e:
-        return redirect("/admin/queue?error=" + error_key(e))
+        return redirect("/admin/queue?error=" + quote(error_key(e)))
     return redirect("/admin/queue")
