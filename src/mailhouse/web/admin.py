@@ -9,8 +9,10 @@ address syntax, password length) and side effects (DKIM keys) are the same.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import dns.asyncresolver
 import dns.exception
@@ -20,12 +22,53 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhouse.accounts.admin import Admin, AdminError
+from mailhouse.accounts.admin import MIN_PASSWORD, Admin, AdminError
 from mailhouse.mailauth.dnsrecords import Record, records
-from mailhouse.store.api import NotFound, StoreError
+from mailhouse.store.api import AlreadyExists, Conflict, NotFound, StoreError
 from mailhouse.web.common import checked_form, redirect, render, require_admin, state
 
+log = logging.getLogger(__name__)
+
 DNS_TIMEOUT = 3.0  # seconds per look-up; the page shows "no answer" rather than hang
+
+# `?error=` carries one of these keys (URL-quoted), never free text: a crafted link cannot put
+# words on the page
+ERRORS = {
+    "invalid name": "That is not a valid domain name or address.",
+    "password too short": f"Password too short: at least {MIN_PASSWORD} characters.",
+    "quota not a number": "Quota must be a whole number.",
+    "domain not hosted": "That domain is not hosted here; add it first.",
+    "already exists": "That already exists.",
+    "not found": "No such domain, account, alias or queue entry.",
+    "conflict": "That conflicts with what is stored.",
+    "failed": "The change could not be made.",
+}
+
+
+def error_key(e: Exception) -> str:
+    """The `ERRORS` key for a refused change (the detail goes to the log)."""
+    log.info("admin change refused: %s", e)
+    text = str(e)
+    if isinstance(e, AlreadyExists):
+        return "already exists"
+    if isinstance(e, NotFound) or (isinstance(e, AdminError) and text.startswith("no ")):
+        return "not found"
+    if isinstance(e, Conflict):
+        return "conflict"
+    if isinstance(e, AdminError):
+        if text.startswith("password too short"):
+            return "password too short"
+        if text.startswith("quota"):
+            return "quota not a number"
+        if "is not hosted here" in text:
+            return "domain not hosted"
+        return "invalid name"
+    return "failed"
+
+
+def shown_error(request: Request) -> str | None:
+    """The message for the page's `?error=` key; unknown keys show nothing."""
+    return ERRORS.get(request.query_params.get("error", ""))
 
 
 def _admin(request: Request) -> Admin:
@@ -46,7 +89,7 @@ async def admin_home(request: Request) -> Response:
         "admin_home.html",
         domains=domains,
         queue_len=len(queue),
-        error=request.query_params.get("error"),
+        error=shown_error(request),
     )
 
 
@@ -62,14 +105,8 @@ async def admin_domains_post(request: Request) -> Response:
             await state(request).svc.store.remove_domain(name.lower().rstrip("."))
             return redirect("/admin")
     except (AdminError, StoreError) as e:
-        return redirect("/admin?error=" + _q(str(e)))
+        return redirect("/admin?error=" + quote(error_key(e)))
     raise HTTPException(400, "unknown action")
-
-
-def _q(s: str) -> str:
-    from urllib.parse import quote
-
-    return quote(s[:300], safe="")
 
 
 @dataclass(slots=True)
@@ -133,7 +170,7 @@ async def admin_domain(request: Request) -> Response:
         users=users,
         aliases=aliases,
         dns=await dns_rows(request, d.name),
-        error=request.query_params.get("error"),
+        error=shown_error(request),
     )
 
 
@@ -172,7 +209,7 @@ async def admin_users_post(request: Request) -> Response:
         else:
             raise HTTPException(400, "unknown action")
     except (AdminError, StoreError) as e:
-        return redirect(f"{back}?error=" + _q(str(e)))
+        return redirect(f"{back}?error=" + quote(error_key(e)))
     return redirect(back)
 
 
@@ -192,7 +229,7 @@ async def admin_aliases_post(request: Request) -> Response:
         else:
             raise HTTPException(400, "unknown action")
     except (AdminError, StoreError) as e:
-        return redirect(f"{back}?error=" + _q(str(e)))
+        return redirect(f"{back}?error=" + quote(error_key(e)))
     return redirect(back)
 
 
@@ -200,9 +237,7 @@ async def admin_queue(request: Request) -> Response:
     user = await require_admin(request)
     request.state.user = user
     entries = sorted(await state(request).svc.store.list(), key=lambda e: e.created)
-    return render(
-        request, "admin_queue.html", entries=entries, now=time.time(), error=request.query_params.get("error")
-    )
+    return render(request, "admin_queue.html", entries=entries, now=time.time(), error=shown_error(request))
 
 
 async def admin_queue_post(request: Request) -> Response:
@@ -227,5 +262,5 @@ async def admin_queue_post(request: Request) -> Response:
         else:
             raise HTTPException(400, "unknown action")
     except StoreError as e:
-        return redirect("/admin/queue?error=" + _q(str(e)))
+        return redirect("/admin/queue?error=" + quote(error_key(e)))
     return redirect("/admin/queue")

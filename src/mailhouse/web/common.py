@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, Response
 
 from mailhouse.store.api import SPECIAL_MAILBOXES, Account, Mailbox, MessageRecord
 from mailhouse.web import security
+from mailhouse.web.limits import FORM_LIMIT, MAX_FORM_FIELDS
 from mailhouse.web.mailview import Summary, SummaryCache, summarize
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 MAX_FORM_FILES = 20  # attachments per compose
-MAX_FORM_PART = 50 * 1024 * 1024  # bytes per uploaded file (config max_message_size caps the message)
 SPECIAL_ORDER = {name: i for i, (name, _) in enumerate(SPECIAL_MAILBOXES)}
 SUMMARY_CONCURRENCY = 16  # blob reads in flight while building a list
 
@@ -121,12 +121,14 @@ def csrf_token(request: Request) -> str:
     return pre
 
 
-async def checked_form(request: Request, *, max_files: int = 0) -> FormData:
-    """The POSTed form, after the Origin and CSRF checks (403 otherwise)."""
+async def checked_form(request: Request, *, max_files: int = 0, max_part_size: int = FORM_LIMIT) -> FormData:
+    """The POSTed form, after the Origin and CSRF checks (403 otherwise). The body itself
+    is bounded by `limits.BodyLimit`; here the number of fields and each (non-file) field's
+    size (400 beyond); uploaded files are spooled to disk past 1 MiB."""
     security.check_origin(request)
     expected = csrf_token(request)
     header = request.headers.get("x-csrf-token")
-    form = await request.form(max_files=max_files, max_fields=1000, max_part_size=MAX_FORM_PART)
+    form = await request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS, max_part_size=max_part_size)
     given = header or form.get("csrf")
     security.check_token(expected, given if isinstance(given, str) else None)
     return form
@@ -149,6 +151,15 @@ def render_fragment(request: Request, template: str, **ctx: Any) -> str:
     ctx["csrf"] = csrf_token(request)
     ctx["request"] = request
     return state(request).env.get_template(template).render(**ctx)
+
+
+def same_site_path(url: str) -> bool:
+    """True for a path on this site only: "/" then not "/" or "\\" (browsers read "//host" and
+    "/\\host" as another host, WHATWG URL §4.4), and no whitespace or control characters
+    anywhere (browsers drop tab/CR/LF, so "/<TAB>/host" becomes "//host")."""
+    if not url.startswith("/") or url[1:2] in ("/", "\\"):
+        return False
+    return not any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url)
 
 
 def redirect(url: str) -> Response:

@@ -34,9 +34,19 @@ def header_text(tree: MessagePart, name: str) -> str:
     return decode_words(v) if v is not None else ""
 
 
+# Unicode bidirectional controls (UAX #9 §2: embeddings/overrides U+202A-202E, isolates
+# U+2066-2069, marks U+200E/200F): U+202E turns "gpj.exe" into "exe.jpg" on screen.
+BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def no_bidi(text: str) -> str:
+    """TEXT without bidi controls, so a name shows in the order of its characters."""
+    return BIDI_CONTROLS.sub("", text)
+
+
 def addresses(tree: MessagePart, name: str) -> list[tuple[str, str]]:
-    """(display name, address) pairs of an address field, RFC 2047 decoded."""
-    values = [decode_words(v) for v in tree.get_all(name)]
+    """(display name, address) pairs of an address field, RFC 2047 decoded, bidi controls removed."""
+    values = [no_bidi(decode_words(v)) for v in tree.get_all(name)]
     return [(n, a) for n, a in email.utils.getaddresses(values) if a or n]
 
 
@@ -149,8 +159,8 @@ def _is_attachment(p: MessagePart) -> bool:
 
 
 def safe_filename(name: str | None, fallback: str) -> str:
-    """A file name without paths, control characters or shell/HTTP specials."""
-    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    """A file name without paths, control characters, bidi controls or shell/HTTP specials."""
+    name = no_bidi(name or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = re.sub(r'[\x00-\x1f\x7f"*:<>?|;]+', "_", name).strip(" .")
     return name[:180] or fallback
 

@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from mailhouse.web import admin, autoconfig, webmail
 from mailhouse.web.common import HERE, LoginRequired, WebState, redirect, render
+from mailhouse.web.limits import BodyLimit
 from mailhouse.web.security import SecurityHeaders
 
 if TYPE_CHECKING:
@@ -73,12 +74,17 @@ def create_app(svc: Services, secret: bytes) -> SecurityHeadersApp:
     web = WebState.build(svc, secret)
     app.state.web = web
     app.state.closing = web.closing
-    return SecurityHeadersApp(app)
+    return SecurityHeadersApp(app, svc.cfg.max_message_size)
 
 
 class SecurityHeadersApp(SecurityHeaders):
-    """The Starlette app wrapped in the security headers; `.state` reaches the app's."""
+    """The Starlette app behind the request body limits (`web.limits`), wrapped in the
+    security headers; `.state` reaches the app's."""
+
+    def __init__(self, app: Starlette, max_message_size: int) -> None:
+        super().__init__(BodyLimit(app, max_message_size))
+        self.starlette = app
 
     @property
     def state(self) -> Any:
-        return self.app.state
+        return self.starlette.state

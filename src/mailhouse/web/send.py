@@ -82,6 +82,8 @@ def _field(value: str) -> str:
 
 
 def build_message(d: Draft, hostname: str, *, message_id: str | None = None) -> bytes:
+    if any(c in d.sender for c in "\r\n\0"):
+        raise SendError("not an e-mail address")  # one header line (RFC 5322 §2.2), not a 500
     msg = EmailMessage(policy=SMTP)
     msg["From"] = d.sender
     for name, value in (("To", d.to), ("Cc", d.cc), ("Bcc", d.bcc)):

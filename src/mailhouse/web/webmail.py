@@ -25,6 +25,7 @@ from mailhouse.message.search import body_matches, header_matches
 from mailhouse.store.api import Account, FlagMode, Mailbox
 from mailhouse.web import security
 from mailhouse.web.common import (
+    MAX_FORM_FILES,
     checked_form,
     client_ip,
     current_user,
@@ -36,6 +37,7 @@ from mailhouse.web.common import (
     render,
     render_fragment,
     require_user,
+    same_site_path,
     state,
     summaries,
 )
@@ -309,7 +311,7 @@ async def bulk_action(request: Request) -> Response:
     uids = sorted({int(u) for v in form.getlist("uid") for u in str(v).split(",") if u.isdigit()})
     action = str(form.get("action", ""))
     back = str(form.get("back", "")) or f"/mail/{mb.id}"
-    if not back.startswith("/") or back.startswith("//"):
+    if not same_site_path(back):
         back = f"/mail/{mb.id}"
     if not uids:
         return redirect(back)
@@ -458,8 +460,8 @@ async def _carried(request: Request, user: Account, refs: list[str]) -> list[Att
 async def compose_post(request: Request) -> Response:
     user = await require_user(request)
     request.state.user = user
-    form = await checked_form(request, max_files=20)
     svc = state(request).svc
+    form = await checked_form(request, max_files=MAX_FORM_FILES, max_part_size=svc.cfg.max_message_size)
 
     def f(name: str, limit: int = 2000) -> str:
         v = form.get(name, "")
@@ -479,8 +481,11 @@ async def compose_post(request: Request) -> Response:
     draft_uid = f("draft_uid", 20)
     error = None
     try:
-        for up in form.getlist("attach"):
-            if isinstance(up, UploadFile) and up.filename:
+        uploads = [up for up in form.getlist("attach") if isinstance(up, UploadFile) and up.filename]
+        if sum(up.size or 0 for up in uploads) > svc.cfg.max_message_size:
+            raise SendError("message too big")  # before the spooled files are read into memory
+        for up in uploads:
+            if up.filename:
                 data = await up.read()
                 d.attachments.append(
                     Attachment(safe_filename(up.filename, "attachment"), up.content_type or "", data)
