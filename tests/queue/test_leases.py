@@ -164,3 +164,12 @@ async def test_queue_list_shows_dead_owners(
     assert f"owner {leases['D3'][0]} is dead (lease expired)" in out
     assert await cmd_queue(argparse.Namespace(action="show", id="D1"), svc.cfg) == 0
     assert "dead owner (previous incarnation)" in capsys.readouterr().out
+    # `retry` reschedules the dead owners' entries and leaves the live one alone
+    assert await cmd_queue(argparse.Namespace(action="retry", id=None), svc.cfg) == 0
+    assert "3 message(s) scheduled" in capsys.readouterr().out
+    assert {e.id: e.lease_owner for e in await svc.store.list()} == {
+        "D1": "",
+        "D2": leases["D2"][0],
+        "D3": "",
+        "D4": "",
+    }

@@ -104,13 +104,14 @@ async def cmd_queue(args: argparse.Namespace, cfg: config_mod.Config) -> int:
             return 0
         if args.action == "retry":
             entries = [await store.get(args.id.upper())] if args.id else await store.list()
+            newest = newest_incarnations(x.lease_owner for x in await store.list())
             n = 0
             for e in entries:
                 if e is None:
                     print(f"mailhouse: no queue entry {args.id}")
                     return 1
-                if e.lease_until > now:
-                    continue  # being delivered right now
+                if lease_state(e.lease_owner, e.lease_until, now, newest) is LeaseState.ACTIVE:
+                    continue  # being delivered right now (a dead owner's entry is retried)
                 e.next_attempt = now
                 await store.update(e)
                 n += 1
