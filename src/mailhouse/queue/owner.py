@@ -4,6 +4,8 @@ An owner id is ``<node id>|<incarnation>|<pid>``:
 - node id: ``<hostname>:<random id>``, the random id kept in ``<data_dir>/queue-node-id`` (created
   on first start), so it survives restarts and differs between machines even when they share a
   hostname (the public MX name) and a data_dir path (containers);
+  nodes must therefore not share one data_dir (two nodes on one shared directory would count
+  as one node and release each other's leases at start-up);
 - incarnation: one per `mailhouse serve` run, fixed at import time so the forked workers of one
   run share it; it starts with the start time in milliseconds (12 hex digits), so incarnations of
   one node sort by age;
