@@ -278,6 +278,55 @@ async def test_queue_claims_are_exclusive(store: Store) -> None:
     assert await store.list() == []
 
 
+async def test_queue_heartbeat_renews_only_the_owners_leases(store: Store) -> None:
+    key = await store.blobs.put(b"queued\r\n")
+    for qid, owner, until in (("H1", "n|i1|1", 70.0), ("H2", "n|i1|1", 70.0), ("H3", "m|i1|1", 70.0)):
+        e = QueueEntry(qid, "a@example.org", [QueueRecipient("x@remote.test")], key, 8, 1.0, 0.0)
+        e.lease_owner, e.lease_until = owner, until
+        await store.enqueue(e)
+    await store.enqueue(
+        QueueEntry("H4", "a@example.org", [QueueRecipient("x@remote.test")], key, 8, 1.0, 0.0)
+    )
+    assert await store.renew_leases("n|i1|1", 130.0) == 2  # one statement, both of its entries
+    got = {e.id: (e.lease_owner, e.lease_until) for e in await store.list()}
+    assert got == {
+        "H1": ("n|i1|1", 130.0),
+        "H2": ("n|i1|1", 130.0),
+        "H3": ("m|i1|1", 70.0),
+        "H4": ("", 0.0),
+    }
+    assert await store.renew_leases("", 500.0) == 0  # never "renews" unleased entries
+    # renewed: not due for another claimer before the new expiry (H3's lease, not renewed, is)
+    assert sorted(e.id for e in await store.claim_due(100.0, "x|i|1", 60.0, 10)) == ["H3", "H4"]
+    assert [e.id for e in await store.claim_due(131.0, "x|i|1", 60.0, 10)] == ["H1", "H2"]
+
+
+async def test_queue_restart_releases_earlier_incarnations_leases(store: Store) -> None:
+    key = await store.blobs.put(b"queued\r\n")
+    owners = {
+        "R1": "mx:n_1%|a1|10",  # this node, earlier incarnation
+        "R2": "mx:n_1%|a2|11",  # this node, another earlier incarnation
+        "R3": "mx:n_1%|b9|12",  # this node, current incarnation: kept
+        "R4": "mx:n_12|a1|10",  # another node whose id extends this one's: kept
+        "R5": "mx:nX1%|a1|10",  # LIKE wildcards in the node id match nothing else: kept
+        "R6": "old-host:123:abcd",  # an owner id of an older release: kept (expires)
+    }
+    for qid, owner in owners.items():
+        e = QueueEntry(qid, "a@example.org", [QueueRecipient("x@remote.test")], key, 8, 1.0, 0.0)
+        e.lease_owner, e.lease_until = owner, 1000.0
+        await store.enqueue(e)
+    assert await store.release_previous("mx:n_1%|", "mx:n_1%|b9|") == 2
+    got = {e.id: (e.lease_owner, e.lease_until) for e in await store.list()}
+    assert got["R1"] == got["R2"] == ("", 0.0)
+    assert {k: v[0] for k, v in got.items() if k not in ("R1", "R2")} == {
+        k: owners[k] for k in ("R3", "R4", "R5", "R6")
+    }
+    # released entries are due at once
+    assert sorted(e.id for e in await store.claim_due(10.0, "mx:n_1%|b9|12", 60.0, 10)) == ["R1", "R2"]
+    with pytest.raises(ValueError):
+        await store.release_previous("mx:n_1%|", "other|b9|")
+
+
 async def test_concurrent_appends_get_unique_uids(store: Store) -> None:
     acc = await _account(store)
     inbox = await store.get_mailbox(acc, "INBOX")

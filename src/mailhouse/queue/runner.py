@@ -27,6 +27,11 @@ Invariants:
   RFC 1047 describes the window). Statuses are persisted right after each pass to keep
   the window short.
 - Never a DSN to the null sender (RFC 5321 §6.1), so bounces cannot loop.
+- Leases are short (`LEASE_SECONDS`) and renewed while passes run: every `HEARTBEAT` the loop
+  extends all of this runner's leases in one store statement. Owner ids name the node across
+  restarts (`queue.owner`); `start` releases the leases of the node's earlier incarnations at
+  once, so a node killed with SIGKILL and restarted resumes its in-flight mail immediately, and
+  another node takes it over within `LEASE_SECONDS` if it does not come back.
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import secrets
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
@@ -48,6 +52,7 @@ from mailhouse.log import ConnLogger, safe
 from mailhouse.queue import retry
 from mailhouse.queue.dsn import RecipientReport, build_dsn, status_of, wanted
 from mailhouse.queue.ids import new_queue_id
+from mailhouse.queue.owner import INCARNATION, Owner, node_id
 from mailhouse.queue.routing import Router, RoutingError
 from mailhouse.queue.status import DEFERRED, DELIVERED, FAILED, OPEN
 from mailhouse.smtpclient.client import ConnectionPool, RcptReply, SmtpConnection, SmtpError, StaleConnection
@@ -57,7 +62,10 @@ log = logging.getLogger(__name__)
 QueueLog = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 POLL_INTERVAL = 0.5  # seconds between store polls (picks up `mailhouse queue retry` and other nodes' mail)
-LEASE_SECONDS = 900.0  # longer than any pass: RFC 5321 §4.5.3.2 timeouts total < 15 min per host
+# A pass may outlast a lease (RFC 5321 §4.5.3.2 timeouts total up to ~15 min per host): the
+# heartbeat renews it, so the lease only bounds how long a dead node's entries stay held.
+LEASE_SECONDS = 60.0
+HEARTBEAT = LEASE_SECONDS / 3  # seconds between renewals: two may fail before a lease expires
 # entries delivered at once by this process (Postfix qmgr_message_active_limit is 20000)
 MAX_IN_FLIGHT = 100
 STOP_GRACE = 10.0  # seconds in-flight passes get to finish on shutdown
@@ -99,6 +107,7 @@ class QueueRunner:
         resolver: Resolver,
         local: LocalDeliverer,
         clock: Callable[[], float] = time.time,
+        incarnation: str = INCARNATION,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -109,7 +118,9 @@ class QueueRunner:
         self.pool = ConnectionPool(
             cfg.hostname, tls_mod.client_context(), source_addresses=cfg.source_addresses
         )
-        self.owner = f"{cfg.hostname}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner_id = Owner(node_id(cfg.hostname, cfg.data_dir), incarnation, os.getpid())
+        self.owner = str(self.owner_id)
+        self._next_beat = 0.0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
@@ -156,7 +167,7 @@ class QueueRunner:
             extra["body"] = str(mail_params["BODY"])
         # Hand-off: while this process has room for another pass, the row is written already
         # leased to it and its pass starts at once, with no claim transaction (a crash leaves
-        # it leased for LEASE_SECONDS, as a crash during any pass does).
+        # it leased until the node restarts or LEASE_SECONDS pass, as a crash during any pass does).
         direct = self._task is not None and not self._stopping and len(self._inflight) < MAX_IN_FLIGHT
         entry = QueueEntry(
             id=queue_id,
@@ -214,6 +225,8 @@ class QueueRunner:
     async def start(self) -> None:
         self._wake = asyncio.Event()
         self._stopping = False
+        await self.reclaim_previous()
+        self._next_beat = self.clock() + HEARTBEAT
         self._task = asyncio.create_task(self._loop(), name="queue-runner")
         log.info("queue runner started (owner %s)", self.owner)
 
@@ -231,10 +244,32 @@ class QueueRunner:
                 await asyncio.wait(pending, timeout=5.0)
         await self.pool.close()
 
+    async def reclaim_previous(self) -> int:
+        """Release the leases this node's earlier incarnations still hold (they died with them)."""
+        try:
+            n = await self.store.release_previous(self.owner_id.node_prefix, self.owner_id.incarnation_prefix)
+        except Exception:
+            log.exception("queue runner: could not release the leases of earlier incarnations")
+            return 0
+        if n:
+            log.info("queue runner: released %d entries leased by earlier incarnations of this node", n)
+        return n
+
+    async def heartbeat(self) -> int:
+        """Renew the leases of the entries this runner is delivering (one store statement)."""
+        now = self.clock()
+        self._next_beat = now + HEARTBEAT
+        return await self.store.renew_leases(self.owner, now + LEASE_SECONDS)
+
     async def _loop(self) -> None:
         assert self._wake is not None
         while not self._stopping:
             self._wake.clear()
+            try:
+                if self._inflight and self.clock() >= self._next_beat:
+                    await self.heartbeat()
+            except Exception:
+                log.exception("queue runner: lease renewal failed")
             try:
                 free = MAX_IN_FLIGHT - len(self._inflight)
                 if free > 0:

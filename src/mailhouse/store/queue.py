@@ -8,6 +8,11 @@ Invariants:
   and unleased or with an expired lease (``lease_until < now``: a dead node's claims are taken
   over), oldest first; entries another transaction is claiming are skipped, never waited for.
 - `update` persists status, attempts and next attempt and releases the lease.
+- `renew` extends every lease OWNER holds in one statement (the runner's heartbeat), never a
+  lease another owner took over after it expired.
+- `release_previous` frees at once the leases of a restarted node's earlier incarnations:
+  owners that start with NODE_PREFIX but not with KEEP_PREFIX (prefix comparison, so node
+  ids may contain LIKE wildcards). Owner ids are the runner's (`queue.owner`).
 - `remove` frees the entry's blob once nothing else references it (a message delivered from
   the queue may share it).
 - `enqueue` with a blob stores it in the same transaction as the row where the backend can.
@@ -41,3 +46,15 @@ async def remove(tx: Tx, entry_id: str) -> list[str]:
     if key is None:
         raise NotFound(f"queue entry {entry_id} does not exist")
     return await free_blobs(tx, [key])
+
+
+async def renew(tx: Tx, owner: str, until: float) -> int:
+    """Heartbeat: extend OWNER's leases to UNTIL (one statement); how many entries it holds."""
+    return await tx.renew_leases(owner, until)
+
+
+async def release_previous(tx: Tx, node_prefix: str, keep_prefix: str) -> int:
+    """Release the leases of owners under NODE_PREFIX that are not under KEEP_PREFIX."""
+    if not node_prefix or not keep_prefix.startswith(node_prefix):
+        raise ValueError("keep_prefix must extend node_prefix")
+    return await tx.release_leases(node_prefix, keep_prefix)

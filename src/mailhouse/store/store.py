@@ -256,6 +256,14 @@ class MailStore:
     async def claim_due(self, now: float, owner: str, lease_seconds: float, limit: int) -> list[QueueEntry]:
         return await self.backend.write(lambda tx: queue.claim_due(tx, now, owner, lease_seconds, limit))
 
+    async def renew_leases(self, owner: str, until: float) -> int:
+        return await self.backend.write(lambda tx: queue.renew(tx, owner, until), single=True)
+
+    async def release_previous(self, node_prefix: str, keep_prefix: str) -> int:
+        return await self.backend.write(
+            lambda tx: queue.release_previous(tx, node_prefix, keep_prefix), single=True
+        )
+
     async def update(self, entry: QueueEntry) -> None:
         await self.backend.write(lambda tx: tx.update_queue(entry), single=True)
 

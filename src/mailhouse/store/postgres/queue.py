@@ -93,6 +93,23 @@ class QueueTx:
             until,
         )
 
+    async def renew_leases(self, owner: str, until: float) -> int:
+        status = await self.c.execute(
+            "UPDATE queue SET lease_until=$2 WHERE lease_owner=$1 AND lease_owner<>''", owner, until
+        )
+        return int(status.rpartition(" ")[2])
+
+    async def release_leases(self, prefix: str, keep: str) -> int:
+        status = await self.c.execute(
+            "UPDATE queue SET lease_owner='', lease_until=0"
+            " WHERE left(lease_owner, $2)=$1 AND left(lease_owner, $4)<>$3",
+            prefix,
+            len(prefix),
+            keep,
+            len(keep),
+        )
+        return int(status.rpartition(" ")[2])
+
     async def update_queue(self, entry: QueueEntry) -> None:
         await self.c.execute(
             "UPDATE queue SET recipients=$1, next_attempt=$2, attempts=$3, warned=$4, lease_owner='', lease_until=0,"

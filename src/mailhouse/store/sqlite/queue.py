@@ -93,6 +93,20 @@ class QueueTx:
             (owner, until, json.dumps(list(ids))),
         )
 
+    async def renew_leases(self, owner: str, until: float) -> int:
+        cur = self.c.execute(
+            "UPDATE queue SET lease_until=? WHERE lease_owner=? AND lease_owner<>''", (until, owner)
+        )
+        return cur.rowcount
+
+    async def release_leases(self, prefix: str, keep: str) -> int:
+        cur = self.c.execute(
+            "UPDATE queue SET lease_owner='', lease_until=0"
+            " WHERE substr(lease_owner, 1, ?)=? AND substr(lease_owner, 1, ?)<>?",
+            (len(prefix), prefix, len(keep), keep),
+        )
+        return cur.rowcount
+
     async def update_queue(self, entry: QueueEntry) -> None:
         self.c.execute(
             "UPDATE queue SET recipients=?, next_attempt=?, attempts=?, warned=?, lease_owner='', lease_until=0,"
