@@ -53,7 +53,7 @@ class Watchdog:
         self.stalls = 0  # stalls reported so far (tests and metrics)
         self.max_lag = 0.0
         self._beat = time.monotonic()
-        self._sample: Stall | None = None
+        self._sample: tuple[float, Stall] | None = None  # (heartbeat it belongs to, snapshot)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._task: asyncio.Task[None] | None = None
@@ -91,12 +91,13 @@ class Watchdog:
             self._beat = woke
             lag = woke - slept_at - self.interval
             if lag > self.threshold:
-                self._report(lag)
+                self._report(lag, slept_at)
 
-    def _report(self, lag: float) -> None:
+    def _report(self, lag: float, beat: float) -> None:
         self.stalls += 1
         self.max_lag = max(self.max_lag, lag)
-        s, self._sample = self._sample, None
+        sample, self._sample = self._sample, None
+        s = sample[1] if sample is not None and sample[0] == beat else None  # never a stale one
         if s is None:
             log.warning("event loop blocked for %.0f ms (not sampled: shorter than a check)", lag * 1000)
         else:
@@ -108,7 +109,7 @@ class Watchdog:
             beat = self._beat
             if beat != sampled_beat and time.monotonic() - beat > self.threshold:
                 sampled_beat = beat  # one snapshot per stall: the loop has not beaten since
-                self._sample = self._snapshot()
+                self._sample = (beat, self._snapshot())
 
     def _snapshot(self) -> Stall:
         frame = sys._current_frames().get(self._loop_thread)
