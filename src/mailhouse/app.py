@@ -23,6 +23,7 @@ from typing import Protocol
 
 from mailhouse import config as config_mod
 from mailhouse.config import Config, Listener
+from mailhouse.runtime.watchdog import Watchdog
 from mailhouse.services import Services, build
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ def node_servers(svc: Services, names: Iterable[Listener]) -> dict[Listener, Nod
 async def run_node(cfg: Config, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> int:
     svc = await build(cfg)
     listening: list[Listening] = []
+    watchdog = Watchdog()  # issue 12: warn, naming the culprit, when something blocks the loop
+    watchdog.start()
     try:
         servers = node_servers(svc, cfg.listen)
         for name, addrs in cfg.listen.items():
@@ -116,6 +119,7 @@ async def run_node(cfg: Config, ready: asyncio.Event | None = None, stop: asynci
     finally:
         for s in listening:
             s.close()
+        await watchdog.stop()
         await svc.store.close()
 
 

@@ -12,16 +12,40 @@ What survives: a fixed allow-list of text-formatting tags (nh3's default minus `
 Remote images (http/https `src`) are dropped unless the reader allowed them for that
 message, and `cid:` images are pointed at the message's own parts. The page's CSP
 (`web.security.CSP`) is the second line of defence if anything slipped through.
+
+Cost bounds (issue 12: one e-mail must not freeze the server). nh3/html5ever's time grows with
+the square of the nesting depth (60,000 nested `<div>`, 300 KB: ~9 s), and the node has ONE
+event loop. So:
+- `cap_depth` is a linear pre-pass over the tags that drops every tag nested deeper than
+  `MAX_DEPTH` (their text stays); the capped mail sanitises in milliseconds. Dropping whole
+  tags can never add markup, and its output still goes through nh3, so it cannot weaken the
+  sanitiser; it only changes how absurdly deep layouts look.
+- input beyond `MAX_HTML_INPUT` characters is cut before parsing (nh3 closes what is open);
+  output beyond `MAX_HTML_OUTPUT` is not shown as HTML.
+- the webmail calls `sanitize_html_async` / `html_to_text_async`, which run nh3 (it releases
+  the GIL) in a bounded per-process `runtime.offload.Offload` pool with a time budget; on
+  timeout, overflow or oversize the page shows the plain-text part (or a linear tag strip of
+  the HTML) with a notice (`SanitizedHtml.fallback`) instead of hanging.
 """
 
 from __future__ import annotations
 
+import html as html_mod
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import nh3
+
+from mailhouse.runtime.offload import Offload, OffloadError
+
+MAX_DEPTH = 100  # tags nested deeper than this are dropped before nh3 (see the docstring)
+MAX_HTML_INPUT = 2_000_000  # characters of HTML parsed at most; the rest is cut
+MAX_HTML_OUTPUT = 4_000_000  # sanitised HTML longer than this is shown as plain text
+OFFLOAD_WORKERS = 2  # sanitiser threads per node
+OFFLOAD_QUEUE = 8  # sanitiser jobs waiting at most; beyond that the page falls back at once
+OFFLOAD_BUDGET = 2.0  # seconds a page waits for the sanitiser before it falls back
 
 TAGS = (set(nh3.ALLOWED_TAGS) - {"map", "area"}) | {"font", "center"}
 _PRESENTATION = {"align", "valign", "width", "height", "bgcolor", "border", "cellpadding", "cellspacing"}
@@ -87,16 +111,55 @@ CLEAN_CONTENT = {"script", "style", "title", "template", "xmp", "noembed", "nofr
 URL_SCHEMES = {"http", "https", "mailto", "cid", "data"}
 
 
+# HTML void elements (no end tag; WHATWG HTML §13.1.2) and the raw-text ones whose content is not
+# markup: neither may change the depth count.
+_VOID = frozenset(
+    "area base br col embed hr img input link meta param source track wbr basefont bgsound frame keygen".split()
+)
+# `[^<>]*`, not a quote-aware attribute grammar: every match attempt stops at the next `<`, so
+# the scan stays linear even on a mail of `<a ` without any `>` (a miscounted tag only moves
+# where the cap cuts; nh3 still sanitises the result).
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)([^<>]*)>")
+
+
 @dataclass(slots=True)
 class SanitizedHtml:
     html: str
     remote_blocked: int  # remote images removed because the reader has not allowed them
+    fallback: str | None = None  # set: html is empty, show the plain text with this notice
+
+
+def cap_depth(html: str, max_depth: int = MAX_DEPTH) -> str:
+    """HTML with every tag nested deeper than MAX_DEPTH removed (text kept); one linear pass."""
+    out: list[str] = []
+    depth = 0
+    pos = 0
+    changed = False
+    for m in _TAG.finditer(html):
+        closing, name, rest = m.group(1), m.group(2).lower(), m.group(3)
+        if name in _VOID or (not closing and rest.rstrip().endswith("/")):
+            continue  # no depth change; kept
+        if closing:
+            drop = depth > max_depth
+            depth = max(depth - 1, 0)
+        else:
+            depth += 1
+            drop = depth > max_depth
+        if drop:
+            out.append(html[pos : m.start()])
+            pos = m.end()
+            changed = True
+    if not changed:
+        return html
+    out.append(html[pos:])
+    return "".join(out)
 
 
 def sanitize_html(
     html: str, *, allow_remote: bool = False, cid_url: Callable[[str], str] | None = None
 ) -> SanitizedHtml:
     blocked = 0
+    html = cap_depth(html[:MAX_HTML_INPUT])
 
     def attr_filter(tag: str, attr: str, value: str) -> str | None:
         nonlocal blocked
@@ -133,17 +196,86 @@ def sanitize_html(
         filter_style_properties=SAFE_CSS,
         strip_comments=True,
     )
+    if len(out) > MAX_HTML_OUTPUT:
+        return SanitizedHtml(
+            "", blocked, "This message's HTML is too large to show; showing it as plain text."
+        )
     return SanitizedHtml(out, blocked)
+
+
+_BREAKS = re.compile(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</h\d>|</li>")
 
 
 def html_to_text(html: str) -> str:
     """Rough plain text of an HTML body (for quoting in replies and for search)."""
-    html = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</h\d>|</li>", "\n", html)
+    html = _BREAKS.sub("\n", cap_depth(html[:MAX_HTML_INPUT]))
     text = nh3.clean(html, tags=set(), clean_content_tags=CLEAN_CONTENT | {"head"})
-    import html as html_mod
-
     text = html_mod.unescape(text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+_ANY_TAG = re.compile(r"<[^<>]*>")  # stops at the next `<`: linear, see `_TAG`
+_RAW_TEXT = re.compile(r"(?i)<(script|style|title|template)\b[^<>]*>")
+
+
+def _drop_raw_text(html: str) -> str:
+    """HTML without the content of script/style/title/template elements; linear (str.find)."""
+    low = html.lower()
+    out: list[str] = []
+    pos = 0
+    while (m := _RAW_TEXT.search(html, pos)) is not None:
+        out.append(html[pos : m.start()])
+        end = low.find("</" + m.group(1).lower(), m.end())
+        if end < 0:
+            return "".join(out)
+        pos = end
+    out.append(html[pos:])
+    return "".join(out)
+
+
+def quick_text(html: str) -> str:
+    """Plain text of HTML by a linear regex strip: the fallback when nh3 is late or busy.
+
+    Cruder than `html_to_text` but cheap on any input; the result is text (the template escapes it)."""
+    html = _BREAKS.sub("\n", html[:MAX_HTML_INPUT])
+    text = html_mod.unescape(_ANY_TAG.sub("", _drop_raw_text(html)))
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+_pool: Offload | None = None
+
+
+def pool() -> Offload:
+    """The per-process (so per-node) sanitiser pool, made on first use (after any fork)."""
+    global _pool
+    if _pool is None:
+        _pool = Offload(workers=OFFLOAD_WORKERS, queue=OFFLOAD_QUEUE, budget=OFFLOAD_BUDGET, name="sanitize")
+    return _pool
+
+
+FALLBACK_NOTICE = "This message's HTML took too long to render safely; showing it as plain text."
+
+
+async def sanitize_html_async(
+    html: str, *, allow_remote: bool = False, cid_url: Callable[[str], str] | None = None
+) -> SanitizedHtml:
+    """`sanitize_html` off the event loop; on timeout or a full pool, a `fallback` result."""
+
+    def job() -> SanitizedHtml:
+        return sanitize_html(html, allow_remote=allow_remote, cid_url=cid_url)
+
+    try:
+        return await pool().run(job)
+    except OffloadError:
+        return SanitizedHtml("", 0, FALLBACK_NOTICE)
+
+
+async def html_to_text_async(html: str) -> str:
+    """`html_to_text` off the event loop; on timeout or a full pool, `quick_text`."""
+    try:
+        return await pool().run(html_to_text, html)
+    except OffloadError:
+        return quick_text(html)
 
 
 def cid_path(base: str) -> Callable[[str], str]:

@@ -56,7 +56,7 @@ from mailhouse.web.mailview import (
     thread_of,
     thread_rows,
 )
-from mailhouse.web.sanitize import cid_path, html_to_text, sanitize_html
+from mailhouse.web.sanitize import cid_path, html_to_text_async, quick_text, sanitize_html_async
 from mailhouse.web.send import DRAFTS, SENT, Attachment, Draft, SendError, build_message, store_copy, submit
 
 log = logging.getLogger(__name__)
@@ -129,12 +129,9 @@ async def _search(st: Any, recs: list[Any], q: str) -> list[Any]:
             if kind in ("any", "to"):
                 hit = hit or any(header_matches(raw, tree, h, needle) for h in ("to", "cc"))
             if kind in ("any", "body") and not hit:
-                hit = body_matches(raw, tree, needle) or (
-                    any(
-                        p
-                        for p in [body_of(raw, tree).html]
-                        if p and needle.casefold() in html_to_text(p).casefold()
-                    )
+                html = body_of(raw, tree).html
+                hit = body_matches(raw, tree, needle) or bool(
+                    html and needle.casefold() in (await html_to_text_async(html)).casefold()
                 )
             if not hit:
                 ok = False
@@ -230,9 +227,12 @@ async def message_view(request: Request) -> Response:
     base = f"/mail/{mb.id}/{rec.uid}"
     html = None
     blocked = 0
+    text, fallback = body.text, None
     if body.html is not None and not want_text:
-        clean = sanitize_html(body.html, allow_remote=allow_remote, cid_url=cid_path(base))
-        html, blocked = clean.html, clean.remote_blocked
+        clean = await sanitize_html_async(body.html, allow_remote=allow_remote, cid_url=cid_path(base))
+        html, blocked, fallback = clean.html, clean.remote_blocked, clean.fallback
+        if fallback is not None:  # issue 12: too slow or too big; plain text instead of a frozen node
+            html, text = None, text if text is not None else quick_text(body.html)
     items = await summaries(st, await svc.store.list_messages(mb.id))
     conv_uids = thread_of(items, rec.uid)
     by_uid = {r.uid: (r, s) for r, s in items}
@@ -252,7 +252,8 @@ async def message_view(request: Request) -> Response:
         cc=[fmt_addr(a) for a in addresses(tree, "cc")],
         date=header_text(tree, "date"),
         html=html,
-        text=body.text if (html is None) else None,
+        text=text if (html is None) else None,
+        fallback=fallback,
         has_text=body.text is not None and body.html is not None,
         want_text=want_text,
         blocked=blocked,
@@ -375,7 +376,7 @@ async def compose_page(request: Request) -> Response:
         raw = await svc.store.blobs.get(rec.blob_key)
         tree = parse_message(raw)
         body = body_of(raw, tree)
-        text = body.text if body.text is not None else html_to_text(body.html or "")
+        text = body.text if body.text is not None else await html_to_text_async(body.html or "")
         subject = header_text(tree, "subject")
         from_ = addresses(tree, "from")
         mid = (tree.get(b"message-id") or b"").decode("latin-1").strip()
