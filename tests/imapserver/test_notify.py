@@ -17,6 +17,8 @@ from mailhouse.imapserver import metadata
 from tests.imapserver.server_helpers import RawIMAP, deliver, login, raw_client, start_server, tagged
 from tests.mailhouse_proc import MailhouseProcess
 
+LOCKS = metadata.MetadataLocks()  # the node's metadata locks, as ImapNode holds them
+
 USERS = ("n1", "n2", "n3", "n4", "n5", "n6")
 
 
@@ -195,7 +197,9 @@ def test_metadata_change(server: MailhouseProcess) -> None:
         # a change written by another process on the same store
         async def set_it(store: Any, acc: int) -> None:
             box = await store.get_mailbox(acc, "INBOX")
-            await metadata.set_entry(store, acc, metadata.mailbox_scope(box), "/shared/note", b"v")
+            await metadata.set_entry(
+                store, acc, metadata.mailbox_scope(box), "/shared/note", b"v", locks=LOCKS
+            )
 
         _in_store(server, "n5", set_it)
         assert n.line() == b"* METADATA INBOX /shared/note"

@@ -25,6 +25,8 @@ from mailhouse.proto.imap.commands import (
 from mailhouse.store.api import NewMessage
 from mailhouse.store.sqlite.backend import SqliteStore
 
+LOCKS = metadata.MetadataLocks()  # the node's metadata locks, as ImapNode holds them
+
 CORPUS = Path(__file__).parent.parent / "message" / "corpus"
 HOST = "mail.example.org"
 
@@ -124,6 +126,7 @@ def test_metadata_roundtrip_and_depth(env: Env) -> None:
                     ("/shared/comment", b"shared"),
                 ),
             ),
+            locks=LOCKS,
         )
         r = await metadata.getmetadata(s, a, GetMetadata("INBOX", ("/private/comment", "/shared/comment")))
         assert r.data == b'* METADATA INBOX (/private/comment "my inbox" /shared/comment "shared")\r\n'
@@ -137,7 +140,7 @@ def test_metadata_roundtrip_and_depth(env: Env) -> None:
         r = await metadata.getmetadata(s, a, GetMetadata("INBOX", ("/private/comment",), maxsize=3))
         assert r.data == b"" and r.code == "METADATA LONGENTRIES 8"
         # NIL removes
-        await metadata.setmetadata(s, a, SetMetadata("INBOX", (("/private/comment", None),)))
+        await metadata.setmetadata(s, a, SetMetadata("INBOX", (("/private/comment", None),)), locks=LOCKS)
         r = await metadata.getmetadata(s, a, GetMetadata("INBOX", ("/private/comment",)))
         assert r.data == b"* METADATA INBOX (/private/comment NIL)\r\n"
         # per mailbox and per account
@@ -153,7 +156,7 @@ def test_metadata_follows_rename(env: Env) -> None:
     async def t(e: Env) -> None:
         s, a = e.store, e.alice
         box = await s.create_mailbox(a.id, "Projects")
-        await metadata.setmetadata(s, a, SetMetadata("Projects", (("/private/comment", b"p"),)))
+        await metadata.setmetadata(s, a, SetMetadata("Projects", (("/private/comment", b"p"),)), locks=LOCKS)
         await s.rename_mailbox(box.id, "Work")
         r = await metadata.getmetadata(s, a, GetMetadata("Work", ("/private/comment",)))
         assert r.data == b'* METADATA Work (/private/comment "p")\r\n'
@@ -173,12 +176,16 @@ def test_metadata_server_entries_and_permissions(env: Env) -> None:
         r = await metadata.getmetadata(s, a, GetMetadata("Sent", ("/private/specialuse",)))
         assert r.data == b'* METADATA Sent (/private/specialuse "\\\\Sent")\r\n'
         with pytest.raises(No) as ex:
-            await metadata.setmetadata(s, a, SetMetadata("", (("/shared/admin", b"x"),)))
+            await metadata.setmetadata(s, a, SetMetadata("", (("/shared/admin", b"x"),)), locks=LOCKS)
         assert ex.value.code == "NOPERM"
         with pytest.raises(No):
-            await metadata.setmetadata(s, a, SetMetadata("", (("/shared/comment", b"x"),)))  # admins only
-        await metadata.setmetadata(s, e.admin, SetMetadata("", (("/shared/comment", b"Welcome"),)))
-        await metadata.setmetadata(s, a, SetMetadata("", (("/private/comment", b"mine"),)))
+            await metadata.setmetadata(
+                s, a, SetMetadata("", (("/shared/comment", b"x"),)), locks=LOCKS
+            )  # admins only
+        await metadata.setmetadata(
+            s, e.admin, SetMetadata("", (("/shared/comment", b"Welcome"),)), locks=LOCKS
+        )
+        await metadata.setmetadata(s, a, SetMetadata("", (("/private/comment", b"mine"),)), locks=LOCKS)
         with pytest.raises(No):
             await metadata.getmetadata(s, a, GetMetadata("Nope", ("/private/comment",)))
         for bad in (
@@ -191,7 +198,7 @@ def test_metadata_server_entries_and_permissions(env: Env) -> None:
             "/private/a\x01",
         ):
             with pytest.raises(Bad):
-                await metadata.setmetadata(s, a, SetMetadata("", ((bad, b"x"),)))
+                await metadata.setmetadata(s, a, SetMetadata("", ((bad, b"x"),)), locks=LOCKS)
 
     run(env, t)
 
@@ -201,15 +208,17 @@ def test_metadata_limits(env: Env) -> None:
         s, a = e.store, e.alice
         with pytest.raises(No) as ex:
             big = b"x" * (metadata.MAX_VALUE_SIZE + 1)
-            await metadata.setmetadata(s, a, SetMetadata("INBOX", (("/private/big", big),)))
+            await metadata.setmetadata(s, a, SetMetadata("INBOX", (("/private/big", big),)), locks=LOCKS)
         assert ex.value.code == f"METADATA MAXSIZE {metadata.MAX_VALUE_SIZE}"
         many = tuple((f"/private/e{i}", b"v") for i in range(metadata.MAX_ENTRIES))
-        await metadata.setmetadata(s, a, SetMetadata("INBOX", many))
+        await metadata.setmetadata(s, a, SetMetadata("INBOX", many), locks=LOCKS)
         with pytest.raises(No) as ex:
-            await metadata.setmetadata(s, a, SetMetadata("INBOX", (("/private/one-more", b"v"),)))
+            await metadata.setmetadata(
+                s, a, SetMetadata("INBOX", (("/private/one-more", b"v"),)), locks=LOCKS
+            )
         assert ex.value.code == "METADATA TOOMANY"
         # replacing an existing entry is fine at the limit
-        await metadata.setmetadata(s, a, SetMetadata("INBOX", (("/private/e0", b"w"),)))
+        await metadata.setmetadata(s, a, SetMetadata("INBOX", (("/private/e0", b"w"),)), locks=LOCKS)
 
     run(env, t)
 
@@ -219,13 +228,15 @@ def test_reserved_entries_invisible(env: Env) -> None:
         s, a = e.store, e.alice
         rump = f"imap://alice@example.org@{HOST}/INBOX;UIDVALIDITY={e.inbox.uidvalidity}/;UID={e.uid};URLAUTH=anonymous"
         rump = rump.replace("@example.org@", "%40example.org@")
-        await urlauth.genurlauth(s, a, GenUrlAuth(((rump.encode(), "INTERNAL"),)))
+        await urlauth.genurlauth(s, a, GenUrlAuth(((rump.encode(), "INTERNAL"),)), locks=LOCKS)
         r = await metadata.getmetadata(s, a, GetMetadata("INBOX", ("/private",), depth="infinity"))
         assert b"urlauth-key" not in r.data and b"mailhouse" not in r.data
         r = await metadata.getmetadata(s, a, GetMetadata("INBOX", (urlauth.KEY_ENTRY,)))
         assert r.data.endswith(b" NIL)\r\n")
         with pytest.raises(No):
-            await metadata.setmetadata(s, a, SetMetadata("INBOX", ((urlauth.KEY_ENTRY, b"forged"),)))
+            await metadata.setmetadata(
+                s, a, SetMetadata("INBOX", ((urlauth.KEY_ENTRY, b"forged"),)), locks=LOCKS
+            )
 
     run(env, t)
 
@@ -243,7 +254,7 @@ def _rump(e: Env, access: str = "anonymous", section: str = "", extra: str = "")
 
 async def _gen(e: Env, rump: str) -> bytes:
     r = await urlauth.genurlauth(
-        e.store, e.alice, GenUrlAuth(((rump.encode(), "INTERNAL"),)), hostnames={HOST}
+        e.store, e.alice, GenUrlAuth(((rump.encode(), "INTERNAL"),)), hostnames={HOST}, locks=LOCKS
     )
     m = re.fullmatch(rb'\* GENURLAUTH "([^"]+)"\r\n', r.data)
     assert m, r.data
@@ -305,15 +316,15 @@ def test_urlauth_expire_and_resetkey(env: Env) -> None:
         new = await _gen(e, _rump(e, extra=f";EXPIRE={future}"))
         r = await urlauth.urlfetch(s, e.bob, [old, new])
         assert r.data.startswith(b'* URLFETCH "' + old + b'" NIL\r\n* URLFETCH "' + new + b'" {')
-        await urlauth.resetkey(s, e.alice, ResetKey("INBOX"))
+        await urlauth.resetkey(s, e.alice, ResetKey("INBOX"), locks=LOCKS)
         assert (await urlauth.urlfetch(s, e.bob, [new])).data.endswith(b" NIL\r\n")
         again = await _gen(e, _rump(e))
-        await urlauth.resetkey(s, e.alice, ResetKey(None))  # all mailboxes
+        await urlauth.resetkey(s, e.alice, ResetKey(None), locks=LOCKS)  # all mailboxes
         assert (await urlauth.urlfetch(s, e.bob, [again])).data.endswith(b" NIL\r\n")
         with pytest.raises(No):
-            await urlauth.resetkey(s, e.alice, ResetKey("Nope"))
+            await urlauth.resetkey(s, e.alice, ResetKey("Nope"), locks=LOCKS)
         with pytest.raises(Bad):
-            await urlauth.resetkey(s, e.alice, ResetKey("INBOX", ("XYZ",)))
+            await urlauth.resetkey(s, e.alice, ResetKey("INBOX", ("XYZ",)), locks=LOCKS)
 
     run(env, t)
 
@@ -334,7 +345,9 @@ def test_genurlauth_refusals(env: Env) -> None:
         ]
         for rump, mech in cases:
             with pytest.raises(No):
-                await urlauth.genurlauth(s, a, GenUrlAuth(((rump.encode(), mech),)), hostnames={HOST})
+                await urlauth.genurlauth(
+                    s, a, GenUrlAuth(((rump.encode(), mech),)), hostnames={HOST}, locks=LOCKS
+                )
 
     run(env, t)
 

@@ -188,15 +188,13 @@ async def set_entry(
     value: bytes | None,
     *,
     max_entries: int | None = None,
-    locks: MetadataLocks | None = None,
+    locks: MetadataLocks,
 ) -> None:
     """Store or remove (``None``) one entry and keep the index; ``TOOMANY`` past the limit.
 
     ``locks`` are the node's (``ImapNode.metadata_locks``): they serialise index updates of
-    the node's sessions. Without them the update is serialised with nothing (a caller alone
-    on the store: tests, tools)."""
-    lock = locks(account_id, scope) if locks is not None else asyncio.Lock()
-    async with lock:
+    the node's sessions."""
+    async with locks(account_id, scope):
         index = await _index(store, account_id, scope)
         if (
             value is not None
@@ -296,9 +294,7 @@ async def getmetadata(store: Store, account: Account, cmd: GetMetadata, *, utf8:
     return Reply(data, "GETMETADATA completed", code)
 
 
-async def setmetadata(
-    store: Store, account: Account, cmd: SetMetadata, *, locks: MetadataLocks | None = None
-) -> Reply:
+async def setmetadata(store: Store, account: Account, cmd: SetMetadata, *, locks: MetadataLocks) -> Reply:
     """SETMETADATA mailbox (entry value ...) (RFC 5464 §4.3); NIL removes an entry.
 
     All entries are checked before any is written, so a refused command changes nothing

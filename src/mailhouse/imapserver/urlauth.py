@@ -200,14 +200,17 @@ def _token(key: bytes, rump: str) -> str:
     return hmac.new(key, rump.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-async def _key(
-    store: Store, account_id: int, box: Mailbox, *, create: bool, locks: metadata.MetadataLocks | None = None
-) -> bytes | None:
-    scope = metadata.mailbox_scope(box)
-    key = await metadata.get_entry(store, account_id, scope, KEY_ENTRY)
-    if key is None and create:
+async def _key(store: Store, account_id: int, box: Mailbox) -> bytes | None:
+    """The mailbox's URLAUTH key, or None when it has none yet."""
+    return await metadata.get_entry(store, account_id, metadata.mailbox_scope(box), KEY_ENTRY)
+
+
+async def _key_or_new(store: Store, account_id: int, box: Mailbox, locks: metadata.MetadataLocks) -> bytes:
+    """The mailbox's URLAUTH key, made and stored on first use."""
+    key = await _key(store, account_id, box)
+    if key is None:
         key = secrets.token_bytes(KEY_BYTES)
-        await metadata.set_entry(store, account_id, scope, KEY_ENTRY, key, locks=locks)
+        await metadata.set_entry(store, account_id, metadata.mailbox_scope(box), KEY_ENTRY, key, locks=locks)
     return key
 
 
@@ -224,7 +227,7 @@ async def genurlauth(
     cmd: GenUrlAuth,
     *,
     hostnames: Collection[str] | None = None,
-    locks: metadata.MetadataLocks | None = None,
+    locks: metadata.MetadataLocks,
 ) -> Reply:
     """GENURLAUTH rump mechanism ... (RFC 4467 §7): ``* GENURLAUTH url ...``."""
     out: list[bytes] = []
@@ -242,16 +245,13 @@ async def genurlauth(
         box = await store.get_mailbox(account.id, url.mailbox)
         if box is None or box.uidvalidity != url.uidvalidity:
             raise No("No such mailbox", "BADURL")
-        key = await _key(store, account.id, box, create=True, locks=locks)
-        assert key is not None
+        key = await _key_or_new(store, account.id, box, locks)
         full = f"{url.text}:{MECHANISM.lower()}:{_token(key, url.text)}"
         out.append(response.string(full))
     return Reply(b"* GENURLAUTH " + b" ".join(out) + b"\r\n", "GENURLAUTH completed")
 
 
-async def resetkey(
-    store: Store, account: Account, cmd: ResetKey, *, locks: metadata.MetadataLocks | None = None
-) -> Reply:
+async def resetkey(store: Store, account: Account, cmd: ResetKey, *, locks: metadata.MetadataLocks) -> Reply:
     """RESETKEY [mailbox [mechanism ...]] (RFC 4467 §7): new access key(s); old URLs die.
     ``locks``: the node's metadata locks (see ``metadata.set_entry``)."""
     for mech in cmd.mechanisms:
@@ -325,7 +325,7 @@ async def _resolve(
     if url.access is not None:
         if url.uidvalidity is None:
             raise ValueError("URLAUTH URL without UIDVALIDITY")
-        key = await _key(store, owner.id, box, create=False)
+        key = await _key(store, owner.id, box)
         if key is None or not hmac.compare_digest(_token(key, url.rump), url.token or ""):
             raise ValueError("bad URLAUTH token")
     rec = next((r for r in await store.list_messages(box.id) if r.uid == url.uid), None)
