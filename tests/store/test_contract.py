@@ -719,3 +719,62 @@ async def test_remove_account_reports_its_mailboxes_and_frees_blobs(store: Store
         await store.blobs.get(rec.blob_key)
     with pytest.raises(NotFound):
         await store.remove_account("alice@example.org")
+
+
+async def test_limit_events_count_in_a_sliding_window(store: Store) -> None:
+    assert await store.count_event("auth:ip:192.0.2.1", 100.0, 60.0) == 1
+    assert await store.count_event("auth:ip:192.0.2.1", 110.0, 60.0, weight=2) == 3
+    assert await store.count_event("auth:ip:192.0.2.9", 110.0, 60.0) == 1  # keys are separate
+    assert await store.events_within("auth:ip:192.0.2.1", 120.0, 60.0) == 3
+    # the first event left the window; the 110 ones are still in it
+    assert await store.count_event("auth:ip:192.0.2.1", 165.0, 60.0) == 3
+    assert await store.events_within("auth:ip:192.0.2.1", 500.0, 60.0) == 0
+    await store.clear_events("auth:ip:192.0.2.9")
+    assert await store.events_within("auth:ip:192.0.2.9", 110.0, 60.0) == 0
+
+
+async def test_limit_marks_expire_and_list_by_prefix(store: Store) -> None:
+    await store.set_mark("ban:192.0.2.1", "12 failed logins", 200.0)
+    await store.set_mark("ban:192.0.2.2", "manual", 100.0)
+    await store.set_mark("ban_:x", "a LIKE wildcard in a prefix matches nothing else", 900.0)
+    await store.set_mark("pass:192.0.2.1", "", 900.0)
+    m = await store.get_mark("ban:192.0.2.1", 150.0)
+    assert m is not None and (m.value, m.expires) == ("12 failed logins", 200.0)
+    assert await store.get_mark("ban:192.0.2.1", 200.0) is None  # expired: invisible at once
+    assert [m.key for m in await store.list_marks("ban:", 50.0)] == ["ban:192.0.2.1", "ban:192.0.2.2"]
+    assert [m.key for m in await store.list_marks("ban:", 150.0)] == ["ban:192.0.2.1"]
+    await store.set_mark("ban:192.0.2.2", "renewed", 400.0)  # replaces
+    assert [m.value for m in await store.list_marks("ban:", 150.0)] == ["12 failed logins", "renewed"]
+    assert await store.remove_mark("ban:192.0.2.2") is True
+    assert await store.remove_mark("ban:192.0.2.2") is False
+    await store.count_event("old", 10.0, 1000.0)
+    await store.count_event("new", 500.0, 1000.0)
+    # marks expired by 300 (ban:192.0.2.1) and events before 100 ("old") go
+    assert await store.purge_limits(300.0, 100.0) == 2
+    assert await store.events_within("new", 500.0, 1000.0) == 1
+    assert [m.key for m in await store.list_marks("", 0.0)] == ["ban_:x", "pass:192.0.2.1"]
+
+
+async def test_limit_events_are_shared_between_store_instances(
+    store_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'mh.db'}"
+        if store_backend == "sqlite"
+        else request.getfixturevalue("postgres_db_url")
+    )
+    a, b = open_store(url, tmp_path), open_store(url, tmp_path)
+    await a.open()
+    await b.open()
+    try:  # two nodes (or workers) counting the same key concurrently each see every event
+        results = await asyncio.gather(
+            *(s.count_event("auth:acct:bob@example.org", 10.0, 60.0) for s in (a, b) for _ in range(10))
+        )
+        assert max(results) == 20 and sorted(results)[-1] == 20
+        assert await a.events_within("auth:acct:bob@example.org", 10.0, 60.0) == 20
+        await b.set_mark("pass:198.51.100.7", "", 99.0)
+        m = await a.get_mark("pass:198.51.100.7", 1.0)
+        assert m is not None
+    finally:
+        await a.close()
+        await b.close()

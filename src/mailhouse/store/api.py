@@ -186,6 +186,15 @@ class Usage:
     messages: int
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A shared, expiring fact about a client or account (`Limits`): a ban, a passed pregreet test."""
+
+    key: str
+    value: str
+    expires: float  # epoch seconds
+
+
 @dataclass(slots=True)
 class QueueRecipient:
     address: str
@@ -333,6 +342,28 @@ class Queue(Protocol):
     async def list(self) -> list[QueueEntry]: ...
 
 
+class Limits(Protocol):
+    """Counters and marks shared by every worker and node (login failures, bans, send rates,
+    clients that passed the pregreet test). Keys are the caller's: ``"<kind>:<subject>"``.
+
+    Events are counted in a sliding window: `count_event` records one (of WEIGHT) and returns the
+    sum of weights of KEY's events newer than ``now - window``, including it, in one transaction,
+    so concurrent callers on different nodes each see the others' events. Events older than the
+    window are dropped as a side effect; `purge_limits` drops the rest and expired marks.
+    """
+
+    async def count_event(self, key: str, now: float, window: float, weight: int = 1) -> int: ...
+    async def events_within(self, key: str, now: float, window: float) -> int: ...
+    async def clear_events(self, key: str) -> None: ...
+    async def set_mark(self, key: str, value: str, expires: float) -> None: ...  # insert or replace
+    async def get_mark(self, key: str, now: float) -> Mark | None: ...  # None once expired
+    async def list_marks(self, prefix: str, now: float) -> list[Mark]: ...  # unexpired, by key
+    async def remove_mark(self, key: str) -> bool: ...  # whether it existed
+    async def purge_limits(self, now: float, events_before: float) -> int: ...
+
+    # drop marks expired before NOW and events older than EVENTS_BEFORE; the number of rows
+
+
 class Subscription(Protocol):
     """One subscriber's view of the change feed: registered in this process when `subscribe`
     returns (changes committed after that reach it); ``await sub`` additionally waits until the
@@ -353,7 +384,7 @@ class ChangeFeed(Protocol):
     # the other nodes' feed too); iterate with ``async for``; ``await feed.aclose()`` ends it
 
 
-class Store(Directory, MailIndex, MaildropLocks, Queue, ChangeFeed, Protocol):
+class Store(Directory, MailIndex, MaildropLocks, Queue, Limits, ChangeFeed, Protocol):
     """Everything a Mailhouse node needs; `blobs` is the blob store."""
 
     @property

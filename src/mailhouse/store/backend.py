@@ -33,6 +33,7 @@ from mailhouse.store.api import (
     Domain,
     Mailbox,
     MaildropLease,
+    Mark,
     MessageRecord,
     QueueEntry,
     ScramKeys,
@@ -169,6 +170,19 @@ class Tx(Protocol):
     async def delete_queue(self, entry_id: str) -> str | None: ...  # the blob key, None if absent
     async def queue_entry(self, entry_id: str) -> QueueEntry | None: ...
     async def queue_entries(self) -> list[QueueEntry]: ...  # by creation time
+
+    # ---------------------------------------------------------------- limits (counters and marks)
+    async def lock_limit(self, key: str) -> None: ...
+    # serialise counting of KEY until this transaction ends (a no-op where the writer is serialised)
+    async def insert_event(self, key: str, at: float, weight: int) -> None: ...
+    async def delete_events(self, key: str, before: float) -> None: ...  # KEY's events older than BEFORE
+    async def sum_events(self, key: str, since: float) -> int: ...  # KEY's weights at or after SINCE
+    async def delete_all_events(self, key: str) -> None: ...
+    async def upsert_mark(self, key: str, value: str, expires: float) -> None: ...
+    async def mark(self, key: str) -> Mark | None: ...  # expired or not
+    async def marks(self, prefix: str) -> list[Mark]: ...  # keys starting with PREFIX (not LIKE), by key
+    async def delete_mark(self, key: str) -> bool: ...
+    async def purge_limits(self, now: float, events_before: float) -> int: ...
 
 
 class Transfer(Protocol):

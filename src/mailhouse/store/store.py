@@ -1,7 +1,7 @@
 """`MailStore`: the one `api.Store`, a backend (`store/backend.py`) composed with the rules.
 
 Each public operation is one line of plumbing: a read through `Backend.read`, or a rule of
-`store/mail.py`, `store/directory.py` or `store/queue.py` run in one `Backend.write`
+`store/mail.py`, `store/directory.py`, `store/queue.py` or `store/limits.py` run in one `Backend.write`
 transaction, then (after commit) the freeing of blobs kept outside the database.
 
 Invariants:
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mailhouse.store import directory, mail, queue
+from mailhouse.store import directory, limits, mail, queue
 from mailhouse.store.api import (
     Account,
     Alias,
@@ -27,6 +27,7 @@ from mailhouse.store.api import (
     FlagResult,
     Mailbox,
     MaildropLease,
+    Mark,
     MessageRecord,
     NewMessage,
     NotFound,
@@ -242,6 +243,31 @@ class MailStore:
 
     async def recent_claimed(self, mailbox_id: int, uidvalidity: int) -> int:
         return await self.backend.read(lambda tx: mail.recent_claimed(tx, mailbox_id, uidvalidity))
+
+    # ---------------------------------------------------------------- limits (counters and marks)
+    async def count_event(self, key: str, now: float, window: float, weight: int = 1) -> int:
+        return await self.backend.write(lambda tx: limits.count_event(tx, key, now, window, weight))
+
+    async def events_within(self, key: str, now: float, window: float) -> int:
+        return await self.backend.read(lambda tx: tx.sum_events(key, now - window), quick=True)
+
+    async def clear_events(self, key: str) -> None:
+        await self.backend.write(lambda tx: tx.delete_all_events(key), single=True)
+
+    async def set_mark(self, key: str, value: str, expires: float) -> None:
+        await self.backend.write(lambda tx: tx.upsert_mark(key, value, expires), single=True)
+
+    async def get_mark(self, key: str, now: float) -> Mark | None:
+        return await self.backend.read(lambda tx: limits.get_mark(tx, key, now), quick=True)
+
+    async def list_marks(self, prefix: str, now: float) -> list[Mark]:
+        return await self.backend.read(lambda tx: limits.list_marks(tx, prefix, now))
+
+    async def remove_mark(self, key: str) -> bool:
+        return await self.backend.write(lambda tx: tx.delete_mark(key), single=True)
+
+    async def purge_limits(self, now: float, events_before: float) -> int:
+        return await self.backend.write(lambda tx: tx.purge_limits(now, events_before))
 
     # ---------------------------------------------------------------- queue
     async def enqueue(self, entry: QueueEntry, blob: bytes | None = None) -> None:

@@ -35,6 +35,7 @@ from mailhouse.store.postgres.blobs import PgBlobStore
 from mailhouse.store.postgres.directory import DirectoryTx
 from mailhouse.store.postgres.engine import POOL_MAX, POOL_MIN, Conn, Engine, split_url
 from mailhouse.store.postgres.feed import FeedTx, Listener
+from mailhouse.store.postgres.limits import LimitsTx
 from mailhouse.store.postgres.locks import PgLease, PgMaildropLocks
 from mailhouse.store.postgres.mail import MailTx
 from mailhouse.store.postgres.queue import QueueTx
@@ -46,7 +47,7 @@ T = TypeVar("T")
 __all__ = ["PgBlobStore", "PgTx", "PostgresBackend", "PostgresStore", "split_url"]
 
 
-class PgTx(DirectoryTx, MailTx, QueueTx, FeedTx):
+class PgTx(DirectoryTx, MailTx, QueueTx, LimitsTx, FeedTx):
     """`store.backend.Tx` on one asyncpg connection."""
 
     def __init__(self, c: Conn, db_blobs: bool) -> None:

@@ -100,4 +100,12 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);
     """,
+    # 6: shared counters and expiring marks (store/limits.py), see the SQLite schema's migration 6
+    """
+    CREATE TABLE limit_events(key TEXT COLLATE "C" NOT NULL, at DOUBLE PRECISION NOT NULL, weight INTEGER NOT NULL);
+    CREATE INDEX limit_events_key ON limit_events(key, at);
+    CREATE INDEX limit_events_at ON limit_events(at);
+    CREATE TABLE limit_marks(key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL,
+        expires DOUBLE PRECISION NOT NULL);
+    """,
 ]

@@ -29,6 +29,7 @@ from mailhouse.store.sqlite.blobs import INLINE_BLOB_MAX, HybridBlobStore, is_in
 from mailhouse.store.sqlite.directory import DirectoryTx
 from mailhouse.store.sqlite.engine import Engine
 from mailhouse.store.sqlite.feed import FeedTx, Poller
+from mailhouse.store.sqlite.limits import LimitsTx
 from mailhouse.store.sqlite.mail import MailTx
 from mailhouse.store.sqlite.queue import QueueTx
 from mailhouse.store.sqlite.transfer import SqliteTransfer
@@ -39,7 +40,7 @@ T = TypeVar("T")
 __all__ = ["INLINE_BLOB_MAX", "HybridBlobStore", "SqliteBackend", "SqliteStore", "SqliteTx"]
 
 
-class SqliteTx(DirectoryTx, MailTx, QueueTx, FeedTx):
+class SqliteTx(DirectoryTx, MailTx, QueueTx, LimitsTx, FeedTx):
     """`store.backend.Tx` on one sqlite3 connection (methods never suspend)."""
 
     __slots__ = ("c",)

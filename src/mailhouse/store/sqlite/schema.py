@@ -80,4 +80,12 @@ MIGRATIONS: list[str | list[str]] = [
     # 5: expunged_since (QRESYNC VANISHED, every IMAP sync) reads by modseq, not every UID
     # a mailbox ever expunged
     "CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq)",
+    # 6: shared counters and expiring marks (store/limits.py): login failures, bans, send rates,
+    # clients that passed the pregreet test
+    [
+        "CREATE TABLE IF NOT EXISTS limit_events(key TEXT NOT NULL, at REAL NOT NULL, weight INTEGER NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS limit_events_key ON limit_events(key, at)",
+        "CREATE INDEX IF NOT EXISTS limit_events_at ON limit_events(at)",
+        "CREATE TABLE IF NOT EXISTS limit_marks(key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL)",
+    ],
 ]
