@@ -57,6 +57,7 @@ def test_full_file(tmp_path: Path) -> None:
         ("= broken", "-", "invalid TOML"),
         ('[web]\nforwarded_allow_ips = "10.0.0.1"\n', "web.forwarded_allow_ips", "list"),
         ('[web]\nforwarded_allow_ips = ["proxy.example"]\n', "web.forwarded_allow_ips", "not an IP"),
+        ('[limits]\ntrusted_networks = ["10.0.0.0/33"]\n', "limits.trusted_networks", "not an IP"),
     ],
 )
 def test_errors_name_file_key_and_problem(tmp_path: Path, text: str, key: str, problem: str) -> None:
@@ -117,3 +118,12 @@ def test_deadline_and_stress_keys() -> None:
         config.from_dict({"server": {"connection_budget": 0}})
     with pytest.raises(config.ConfigError, match="preauth_timeout"):
         config.from_dict({"server": {"preauth_timeout": -1}})
+
+
+def test_trusted_networks(tmp_path: Path) -> None:
+    p = tmp_path / "t.toml"
+    p.write_text('[limits]\ntrusted_networks = ["192.0.2.0/24", "2001:db8::/32"]\n')
+    cfg = config.load(str(p))
+    assert cfg.is_trusted("192.0.2.77") and cfg.is_trusted("2001:db8::5")
+    assert not cfg.is_trusted("192.0.3.1") and not cfg.is_trusted("not-an-ip")
+    assert not config.default_config().is_trusted("127.0.0.1")  # nothing is trusted by default

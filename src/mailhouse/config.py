@@ -127,7 +127,21 @@ class Config:
     # [web] forwarded_allow_ips: reverse proxies whose X-Forwarded-For/-Proto are believed
     # (uvicorn's default: only a proxy on this host)
     forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # [limits] trusted_networks: clients exempt from connection limits, login throttling, bans,
+    # the pregreet test and send-rate limits (monitoring, your own relays). NOT a relay permission:
+    # relaying always needs authentication. Empty by default, loopback included.
+    trusted_networks: list[str] = field(default_factory=list)
     source_path: str = "<defaults>"
+
+    def is_trusted(self, ip: str) -> bool:
+        """Whether client address IP lies in `trusted_networks` (an unparsable IP never does)."""
+        if not self.trusted_networks:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(addr in ipaddress.ip_network(n, strict=False) for n in self.trusted_networks)
 
     @property
     def store(self) -> str:
@@ -225,7 +239,7 @@ _TABLE_KEYS = {
     "tls": {"cert", "key"},
     "store": {"url"},
     "dns": {"nameservers"},
-    "limits": {"max_message_size", "max_recipients"},
+    "limits": {"max_message_size", "max_recipients", "trusted_networks"},
     "auth": {"allow_plaintext", "cache_ttl"},
     "server": {
         "workers",
@@ -369,23 +383,25 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         cfg.pregreet_wait = _nonneg_number(server["smtp_pregreet_wait"], path, "server.smtp_pregreet_wait")
     web = _table(data, "web", path)
     if "forwarded_allow_ips" in web:
-        ips = web["forwarded_allow_ips"]
-        if not isinstance(ips, list) or not all(isinstance(ip, str) for ip in ips):
-            raise ConfigError(
-                path, "web.forwarded_allow_ips", 'must be a list of addresses, e.g. ["127.0.0.1"]'
-            )
-        for ip in ips:
-            try:
-                ipaddress.ip_network(ip, strict=False)
-            except ValueError:
-                raise ConfigError(
-                    path, "web.forwarded_allow_ips", f"{ip!r} is not an IP address or network"
-                ) from None
-        cfg.forwarded_allow_ips = list(ips)
+        cfg.forwarded_allow_ips = _networks(web["forwarded_allow_ips"], path, "web.forwarded_allow_ips")
+    if "trusted_networks" in limits:
+        cfg.trusted_networks = _networks(limits["trusted_networks"], path, "limits.trusted_networks")
     dkim = _table(data, "dkim", path)
     if "selector" in dkim:
         cfg.dkim_selector = str(dkim["selector"])
     return cfg
+
+
+def _networks(ips: Any, path: str, key: str) -> list[str]:
+    """A list of IP addresses or networks ("192.0.2.0/24", "2001:db8::/32")."""
+    if not isinstance(ips, list) or not all(isinstance(ip, str) for ip in ips):
+        raise ConfigError(path, key, 'must be a list of addresses, e.g. ["127.0.0.1"]')
+    for ip in ips:
+        try:
+            ipaddress.ip_network(ip, strict=False)
+        except ValueError:
+            raise ConfigError(path, key, f"{ip!r} is not an IP address or network") from None
+    return list(ips)
 
 
 def _table(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
