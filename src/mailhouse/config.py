@@ -127,6 +127,13 @@ class Config:
     # [web] forwarded_allow_ips: reverse proxies whose X-Forwarded-For/-Proto are believed
     # (uvicorn's default: only a proxy on this host)
     forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # issue 12 item 5: connection limits (defaults and reasons in runtime/connlimits.py)
+    conn_per_ip: dict[str, int] = field(default_factory=dict)  # [connections] per_ip: overrides by service
+    conn_per_user_ip: int = 10  # [connections] per_user_ip (Dovecot mail_max_userip_connections)
+    conn_per_account: int = 50  # [connections] per_account
+    max_connections: int = 0  # [connections] max: per process; 0 = RLIMIT_NOFILE minus headroom
+    # [server] trusted_networks: exempt from the per-address and per-account limits
+    trusted_networks: list[str] = field(default_factory=list)
     source_path: str = "<defaults>"
 
     @property
@@ -218,6 +225,7 @@ _TOP_KEYS = {
     "dkim",
     "mailauth",
     "web",
+    "connections",
 }
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
@@ -240,7 +248,9 @@ _TABLE_KEYS = {
         "stress_timeout",
         "connection_budget",
         "smtp_forbid_unauth_pipelining",
+        "trusted_networks",
     },
+    "connections": {"per_ip", "per_user_ip", "per_account", "max"},
     "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port", "source_address"},
     "mailauth": {"verify_inbound"},
     "dkim": {"selector"},
@@ -340,6 +350,9 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         cfg.smtp_forbid_unauth_pipelining = _bool(
             server["smtp_forbid_unauth_pipelining"], path, "server.smtp_forbid_unauth_pipelining"
         )
+    if "trusted_networks" in server:
+        cfg.trusted_networks = _networks(server["trusted_networks"], path, "server.trusted_networks")
+    _connections(cfg, _table(data, "connections", path), path)
     queue = _table(data, "queue", path)
     for key, attr in (
         ("lifetime", "queue_lifetime"),
@@ -386,6 +399,44 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     if "selector" in dkim:
         cfg.dkim_selector = str(dkim["selector"])
     return cfg
+
+
+def _networks(v: Any, path: str, key: str) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(n, str) for n in v):
+        raise ConfigError(path, key, 'must be a list of networks, e.g. ["192.0.2.0/24", "2001:db8::/32"]')
+    for n in v:
+        try:
+            ipaddress.ip_network(n, strict=False)
+        except ValueError:
+            raise ConfigError(path, key, f"{n!r} is not an IP address or network") from None
+    return list(v)
+
+
+def _count(v: Any, path: str, key: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ConfigError(path, key, "must be an integer ≥ 0 (0: no limit)")
+    return v
+
+
+def _connections(cfg: Config, t: dict[str, Any], path: str) -> None:
+    """`[connections]`: per_ip (a table service → count), per_user_ip, per_account, max."""
+    if "per_ip" in t:
+        per_ip = t["per_ip"]
+        if not isinstance(per_ip, dict):
+            raise ConfigError(path, "connections.per_ip", "must be a table, e.g. { smtp = 50, imap = 30 }")
+        for svc, n in per_ip.items():
+            if svc not in SERVICES:
+                raise ConfigError(
+                    path, f"connections.per_ip.{svc}", f"unknown service (known: {', '.join(SERVICES)})"
+                )
+            cfg.conn_per_ip[svc] = _count(n, path, f"connections.per_ip.{svc}")
+    for key, attr in (
+        ("per_user_ip", "conn_per_user_ip"),
+        ("per_account", "conn_per_account"),
+        ("max", "max_connections"),
+    ):
+        if key in t:
+            setattr(cfg, attr, _count(t[key], path, f"connections.{key}"))
 
 
 def _table(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
