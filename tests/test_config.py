@@ -117,3 +117,32 @@ def test_deadline_and_stress_keys() -> None:
         config.from_dict({"server": {"connection_budget": 0}})
     with pytest.raises(config.ConfigError, match="preauth_timeout"):
         config.from_dict({"server": {"preauth_timeout": -1}})
+
+
+def test_connection_limit_keys() -> None:
+    """Issue 12 item 5: ``[connections]`` and ``[server] trusted_networks``."""
+    d = config.from_dict({})
+    assert (d.conn_per_ip, d.conn_per_user_ip, d.conn_per_account, d.max_connections) == ({}, 10, 50, 0)
+    assert d.trusted_networks == []
+    cfg = config.from_dict(
+        {
+            "server": {"trusted_networks": ["192.0.2.0/24", "2001:db8::/32"]},
+            "connections": {
+                "per_ip": {"smtp": 100, "imap": 0},
+                "per_user_ip": 5,
+                "per_account": 20,
+                "max": 500,
+            },
+        }
+    )
+    assert cfg.conn_per_ip == {"smtp": 100, "imap": 0}
+    assert (cfg.conn_per_user_ip, cfg.conn_per_account, cfg.max_connections) == (5, 20, 500)
+    assert cfg.trusted_networks == ["192.0.2.0/24", "2001:db8::/32"]
+    with pytest.raises(config.ConfigError, match="connections.per_ip.smtpx"):
+        config.from_dict({"connections": {"per_ip": {"smtpx": 1}}})
+    with pytest.raises(config.ConfigError, match="connections.per_user_ip"):
+        config.from_dict({"connections": {"per_user_ip": -1}})
+    with pytest.raises(config.ConfigError, match="connections.maximum"):
+        config.from_dict({"connections": {"maximum": 1}})
+    with pytest.raises(config.ConfigError, match="server.trusted_networks"):
+        config.from_dict({"server": {"trusted_networks": ["not-a-net"]}})
