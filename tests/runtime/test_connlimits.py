@@ -278,3 +278,31 @@ def test_gate_process_cap_counts_admissions() -> None:
     a.release()  # idempotent
     assert gate.active == 1
     assert not isinstance(gate.admit("pop3", "192.0.2.3"), Refusal)
+
+
+async def test_pop3_login_over_the_per_user_limit_is_in_use(svc: Services) -> None:
+    svc.cfg.conn_per_user_ip = 1
+    await svc.store.add_domain("example.org")
+    pw_hash, scram = make_credentials(PASSWORD)
+    await svc.store.add_account(USER, pw_hash, scram=scram)
+    srv, port = await _listen(svc, "pop3")
+    conns: list[Stream] = []
+
+    async def login(source: str) -> bytes:
+        c = await _connect(port, source)
+        conns.append(c)
+        assert (await _first_line(c)).startswith(b"+OK")
+        c[1].write(f"USER {USER}\r\nPASS {PASSWORD}\r\n".encode())
+        assert (await _first_line(c)).startswith(b"+OK")
+        return await _first_line(c)
+
+    try:
+        assert (await login("127.0.0.8")).startswith(b"+OK Logged in")
+        assert await login("127.0.0.8") == b"-ERR [IN-USE] Too many connections\r\n"
+        conns[0][1].write(b"QUIT\r\n")
+        await asyncio.wait_for(conns[0][0].read(), 10)
+        await asyncio.sleep(0.2)
+        assert (await login("127.0.0.8")).startswith(b"+OK Logged in"), "the slot was given back"
+    finally:
+        await _close_all(conns)
+        srv.close()

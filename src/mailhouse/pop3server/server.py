@@ -508,6 +508,7 @@ class Pop3Session:
         """Lock and snapshot the INBOX, then enter TRANSACTION (RFC 1939 §4)."""
         # issue 12 item 5: per-account connection limits, counted once the password was right
         if self.conn.admit_login(str(account.id)) is not None:
+            self.log.info("login of %s via %s refused: too many connections", account.address, how)
             self.reply(err("Too many connections", ResponseCode.IN_USE))  # RFC 2449 §8.1.1
             return
         try:

@@ -196,7 +196,8 @@ class Connection(asyncio.Protocol):
 
     def _refuse(self, why: Refusal) -> None:
         """Answer the adapter's refusal line and close: no session, nothing counted."""
-        log.info("%s connection from %s refused: %s", self.service, self.peer[0], why.value)
+        if self._gate is not None:
+            self._gate.note_refusal(f"{self.service} connection", self.peer[0], why)
         self._lost = True  # no session will read or write; connection_lost only releases
         line = self._refusals.get(why)
         if line:
@@ -214,10 +215,7 @@ class Connection(asyncio.Protocol):
             return None
         got = self._gate.admit_login(FAMILY.get(self.service, self.service), account, self.peer[0])
         if isinstance(got, Refusal):
-            log.info(
-                "%s login of account %s from %s refused: %s", self.service, account, self.peer[0], got.value
-            )
-            return got
+            return got  # the adapter answers and logs it
         self._login = got
         return None
 

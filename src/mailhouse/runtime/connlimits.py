@@ -46,6 +46,7 @@ import os
 import resource
 import secrets
 import struct
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,9 @@ PER_ACCOUNT: Final = 50
 MIN_HEADROOM: Final = 64
 #: IPv6 clients are counted per /64: one host (or one customer's LAN) holds a whole /64.
 IPV6_PREFIX: Final = 64
+
+#: Seconds between two log lines about refused connections (a storm logs one line a second).
+REFUSAL_LOG_INTERVAL: Final = 1.0
 
 #: Slots of the shared table (16 octets each: 1 MiB) and how far a key may be placed from its home.
 SLOTS: Final = 1 << 16
@@ -259,6 +263,8 @@ class ConnectionGate:
         self.policy = policy
         self.table = table if table is not None else CountTable()
         self.active = 0  # connections of this process admitted and not released
+        self._last_log = 0.0
+        self._unlogged = 0  # refusals since the last log line
         self._baseline = open_fds()  # store, listeners, logs: what the process holds anyway
 
     def capacity(self) -> int:
@@ -309,6 +315,16 @@ class ConnectionGate:
         if limits and self.table.acquire(limits) is not None:
             return Refusal.PER_ACCOUNT
         return Admission(self, tuple(k for k, _ in limits), False)
+
+    def note_refusal(self, what: str, ip: str, why: Refusal) -> None:
+        """Log a refusal, at most one line per ``REFUSAL_LOG_INTERVAL`` (with how many were not logged)."""
+        now = time.monotonic()
+        if now - self._last_log < REFUSAL_LOG_INTERVAL:
+            self._unlogged += 1
+            return
+        more = f" (and {self._unlogged} more refusals)" if self._unlogged else ""
+        log.warning("%s from %s refused: %s%s", what, ip, why.value, more)
+        self._last_log, self._unlogged = now, 0
 
     def _release(self, keys: tuple[bytes, ...], process: bool) -> None:
         if keys:
