@@ -127,3 +127,32 @@ def test_trusted_networks(tmp_path: Path) -> None:
     assert cfg.is_trusted("192.0.2.77") and cfg.is_trusted("2001:db8::5")
     assert not cfg.is_trusted("192.0.3.1") and not cfg.is_trusted("not-an-ip")
     assert not config.default_config().is_trusted("127.0.0.1")  # nothing is trusted by default
+
+
+def test_connection_limit_keys() -> None:
+    """Issue 12 item 5: ``[connections]`` and ``[limits] trusted_networks``."""
+    d = config.from_dict({})
+    assert (d.conn_per_ip, d.conn_per_user_ip, d.conn_per_account, d.max_connections) == ({}, 10, 50, 0)
+    assert d.trusted_networks == []
+    cfg = config.from_dict(
+        {
+            "limits": {"trusted_networks": ["192.0.2.0/24", "2001:db8::/32"]},
+            "connections": {
+                "per_ip": {"smtp": 100, "imap": 0},
+                "per_user_ip": 5,
+                "per_account": 20,
+                "max": 500,
+            },
+        }
+    )
+    assert cfg.conn_per_ip == {"smtp": 100, "imap": 0}
+    assert (cfg.conn_per_user_ip, cfg.conn_per_account, cfg.max_connections) == (5, 20, 500)
+    assert cfg.trusted_networks == ["192.0.2.0/24", "2001:db8::/32"]
+    with pytest.raises(config.ConfigError, match="connections.per_ip.smtpx"):
+        config.from_dict({"connections": {"per_ip": {"smtpx": 1}}})
+    with pytest.raises(config.ConfigError, match="connections.per_user_ip"):
+        config.from_dict({"connections": {"per_user_ip": -1}})
+    with pytest.raises(config.ConfigError, match="connections.maximum"):
+        config.from_dict({"connections": {"maximum": 1}})
+    with pytest.raises(config.ConfigError, match="limits.trusted_networks"):
+        config.from_dict({"limits": {"trusted_networks": ["not-a-net"]}})

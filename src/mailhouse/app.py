@@ -7,6 +7,9 @@ share the SMTP server; imap and imaps share the IMAP server's state), and calls
 `Server.listen(name, host, port)` once per configured address.
 With `[server] workers = N > 1` the process forks N workers that each bind the same
 addresses with SO_REUSEPORT and open the same store, so ingest uses every core.
+Connection limits (issue 12 item 5): one `runtime.connlimits.ConnectionGate` per node, shared by
+every adapter's `Server`; with workers its counts live in a table mapped from
+`data_dir/connections.shm` before the fork, so per-address and per-account limits hold across them.
 SIGTERM (and SIGINT) stop accepting, let sessions finish for `DRAIN_SECONDS`, then
 exit 0; SIGHUP re-reads the configuration file and reports problems without stopping.
 """
@@ -23,6 +26,7 @@ from typing import Protocol
 
 from mailhouse import config as config_mod
 from mailhouse.config import Config, Listener
+from mailhouse.runtime.connlimits import ConnectionGate, CountTable, policy_from_config
 from mailhouse.runtime.watchdog import Watchdog
 from mailhouse.services import Services, build
 
@@ -38,7 +42,7 @@ class Listening(Protocol):
 
 
 class NodeServer(Protocol):
-    """An adapter's per-node server: `Server(svc)`, then `listen` once per address."""
+    """An adapter's per-node server: `Server(svc, gate)`, then `listen` once per address."""
 
     async def listen(self, name: Listener, host: str, port: int) -> Listening: ...
 
@@ -58,32 +62,45 @@ SERVERS: dict[Listener, str] = {
 }
 
 
-def server_class(name: Listener) -> Callable[[Services], NodeServer]:
+def server_class(name: Listener) -> Callable[[Services, ConnectionGate | None], NodeServer]:
     """The `Server` class serving listener NAME."""
     mod_name, _, attr = SERVERS[name].partition(":")
-    cls: Callable[[Services], NodeServer] = getattr(importlib.import_module(mod_name), attr)
+    cls: Callable[[Services, ConnectionGate | None], NodeServer] = getattr(
+        importlib.import_module(mod_name), attr
+    )
     return cls
 
 
-def node_servers(svc: Services, names: Iterable[Listener]) -> dict[Listener, NodeServer]:
-    """One `Server` per adapter module for the listeners NAMES, shared by that module's listeners."""
+def node_servers(
+    svc: Services, names: Iterable[Listener], gate: ConnectionGate | None = None
+) -> dict[Listener, NodeServer]:
+    """One `Server` per adapter module for the listeners NAMES, shared by that module's listeners;
+    all of them count connections at GATE (the node's; a fresh one when None)."""
+    gate = gate or ConnectionGate(policy_from_config(svc.cfg))
     by_module: dict[str, NodeServer] = {}
     out: dict[Listener, NodeServer] = {}
     for name in names:
         path = SERVERS[name]
         if path not in by_module:
-            by_module[path] = server_class(name)(svc)
+            by_module[path] = server_class(name)(svc, gate)
         out[name] = by_module[path]
     return out
 
 
-async def run_node(cfg: Config, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> int:
+async def run_node(
+    cfg: Config,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+    table: CountTable | None = None,
+) -> int:
+    """Run one node; TABLE is the connection count table shared with the other workers."""
     svc = await build(cfg)
     listening: list[Listening] = []
     watchdog = Watchdog()  # issue 12: warn, naming the culprit, when something blocks the loop
     watchdog.start()
+    gate = ConnectionGate(policy_from_config(cfg), table)
     try:
-        servers = node_servers(svc, cfg.listen)
+        servers = node_servers(svc, cfg.listen, gate)
         for name, addrs in cfg.listen.items():
             for host, port in addrs:
                 listening.append(await servers[name].listen(name, host, port))
@@ -97,7 +114,7 @@ async def run_node(cfg: Config, ready: asyncio.Event | None = None, stop: asynci
             except (NotImplementedError, RuntimeError):
                 pass
         try:
-            loop.add_signal_handler(signal.SIGHUP, _reload, cfg)
+            loop.add_signal_handler(signal.SIGHUP, _reload, cfg, gate)
         except (NotImplementedError, RuntimeError):
             pass
         log.info(
@@ -123,7 +140,7 @@ async def run_node(cfg: Config, ready: asyncio.Event | None = None, stop: asynci
         await svc.store.close()
 
 
-def _reload(cfg: Config) -> None:
+def _reload(cfg: Config, gate: ConnectionGate | None = None) -> None:
     try:
         new = config_mod.load(cfg.source_path if cfg.source_path != "<defaults>" else None)
     except config_mod.ConfigError as e:
@@ -146,8 +163,15 @@ def _reload(cfg: Config) -> None:
         "dns_nameservers",
         "verify_inbound",
         "pregreet_wait",
+        "conn_per_ip",
+        "conn_per_user_ip",
+        "conn_per_account",
+        "max_connections",
+        "trusted_networks",
     ):
         setattr(cfg, attr, getattr(new, attr))
+    if gate is not None:
+        gate.policy = policy_from_config(cfg)  # new connections and logins get the new limits
     log.info("configuration reloaded from %s", cfg.source_path)
 
 
@@ -162,6 +186,8 @@ async def _serve_workers(cfg: Config) -> int:
     # Create the data dir, certificate and schema once before forking.
     svc = await build(cfg)
     await svc.store.close()
+    # issue 12 item 5: the workers count connections per address and account in one table
+    table = CountTable(cfg.data_dir / "connections.shm")
     pids = []
     for _ in range(cfg.workers):
         pid = os.fork()
@@ -169,7 +195,7 @@ async def _serve_workers(cfg: Config) -> int:
             os.environ["MAILHOUSE_WORKER"] = "1"
             code = 0
             try:
-                code = _run_child(cfg)
+                code = _run_child(cfg, table)
             finally:
                 os._exit(code)
         pids.append(pid)
@@ -203,6 +229,6 @@ def _signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-def _run_child(cfg: Config) -> int:
+def _run_child(cfg: Config, table: CountTable) -> int:
     asyncio.set_event_loop(None)
-    return asyncio.run(run_node(cfg))
+    return asyncio.run(run_node(cfg, table=table))

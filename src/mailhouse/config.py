@@ -130,6 +130,11 @@ class Config:
     # [limits] trusted_networks: clients exempt from connection limits, login throttling, bans,
     # the pregreet test and send-rate limits (monitoring, your own relays). NOT a relay permission:
     # relaying always needs authentication. Empty by default, loopback included.
+    # issue 12 item 5: connection limits (defaults and reasons in runtime/connlimits.py)
+    conn_per_ip: dict[str, int] = field(default_factory=dict)  # [connections] per_ip: overrides by service
+    conn_per_user_ip: int = 10  # [connections] per_user_ip (Dovecot mail_max_userip_connections)
+    conn_per_account: int = 50  # [connections] per_account
+    max_connections: int = 0  # [connections] max: per process; 0 = RLIMIT_NOFILE minus headroom
     trusted_networks: list[str] = field(default_factory=list)
     source_path: str = "<defaults>"
 
@@ -232,6 +237,7 @@ _TOP_KEYS = {
     "dkim",
     "mailauth",
     "web",
+    "connections",
 }
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
@@ -255,6 +261,7 @@ _TABLE_KEYS = {
         "connection_budget",
         "smtp_forbid_unauth_pipelining",
     },
+    "connections": {"per_ip", "per_user_ip", "per_account", "max"},
     "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port", "source_address"},
     "mailauth": {"verify_inbound"},
     "dkim": {"selector"},
@@ -354,6 +361,7 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         cfg.smtp_forbid_unauth_pipelining = _bool(
             server["smtp_forbid_unauth_pipelining"], path, "server.smtp_forbid_unauth_pipelining"
         )
+    _connections(cfg, _table(data, "connections", path), path)
     queue = _table(data, "queue", path)
     for key, attr in (
         ("lifetime", "queue_lifetime"),
@@ -402,6 +410,33 @@ def _networks(ips: Any, path: str, key: str) -> list[str]:
         except ValueError:
             raise ConfigError(path, key, f"{ip!r} is not an IP address or network") from None
     return list(ips)
+
+
+def _count(v: Any, path: str, key: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ConfigError(path, key, "must be an integer ≥ 0 (0: no limit)")
+    return v
+
+
+def _connections(cfg: Config, t: dict[str, Any], path: str) -> None:
+    """`[connections]`: per_ip (a table service → count), per_user_ip, per_account, max."""
+    if "per_ip" in t:
+        per_ip = t["per_ip"]
+        if not isinstance(per_ip, dict):
+            raise ConfigError(path, "connections.per_ip", "must be a table, e.g. { smtp = 50, imap = 30 }")
+        for svc, n in per_ip.items():
+            if svc not in SERVICES:
+                raise ConfigError(
+                    path, f"connections.per_ip.{svc}", f"unknown service (known: {', '.join(SERVICES)})"
+                )
+            cfg.conn_per_ip[svc] = _count(n, path, f"connections.per_ip.{svc}")
+    for key, attr in (
+        ("per_user_ip", "conn_per_user_ip"),
+        ("per_account", "conn_per_account"),
+        ("max", "max_connections"),
+    ):
+        if key in t:
+            setattr(cfg, attr, _count(t[key], path, f"connections.{key}"))
 
 
 def _table(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:

@@ -38,6 +38,13 @@ class Conn:
         self.conn.write(data)
         await self.conn.drain()
 
+    def admit_login(self, account: str) -> bool:
+        """Count the login against the per-account connection limits (issue 12 item 5)."""
+        return self.conn.admit_login(account) is None
+
+    def release_login(self) -> None:
+        self.conn.release_login()
+
     def start_compress(self, already_received: bytes) -> None:
         self.conn.start_compress(already_received)  # RFC 4978 §3
 

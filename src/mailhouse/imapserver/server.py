@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from mailhouse.config import Listener
 from mailhouse.proto.imap.receiver import DEFAULT_MAX_LINE, DEFAULT_MAX_LITERAL
 from mailhouse.runtime import Limits, start_listener
+from mailhouse.runtime.connlimits import ConnectionGate, Refusal, policy_from_config
 
 from .conn import Conn
 from .node import ImapNode
@@ -46,11 +47,17 @@ if TYPE_CHECKING:
 MAX_INFLATE = 64 * 1024
 
 
+#: Issue 12 item 5: the answer at accept time when a connection limit is reached (RFC 9051
+#: §7.1.5 BYE; RFC 5530 §3 UNAVAILABLE).
+REFUSALS = {r: b"* BYE [UNAVAILABLE] Too many connections\r\n" for r in Refusal}
+
+
 class Server:
     """The IMAP listeners of one node; imap and imaps share its :class:`ImapNode`."""
 
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, gate: ConnectionGate | None = None) -> None:
         self.svc = svc
+        self.gate = gate or ConnectionGate(policy_from_config(svc.cfg))
         self.node = ImapNode(svc.store)
 
     @property
@@ -89,4 +96,7 @@ class Server:
             limits=self.limits,
             ssl_ctx=svc.tls if Listener(name).implicit_tls else None,  # RFC 8314 §3.3: implicit TLS
             track=svc.track,
+            gate=self.gate,
+            service=name,
+            refusals=REFUSALS,
         )

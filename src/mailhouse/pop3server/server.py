@@ -61,6 +61,7 @@ from mailhouse.proto import pop3 as core
 from mailhouse.proto import sasl
 from mailhouse.proto.pop3 import ResponseCode, err, ok
 from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
+from mailhouse.runtime.connlimits import ConnectionGate, Refusal, policy_from_config
 from mailhouse.store.api import Account, MaildropLease, StoreError
 
 if TYPE_CHECKING:
@@ -505,6 +506,18 @@ class Pop3Session:
 
     async def _open_maildrop(self, account: Account, how: str) -> None:
         """Lock and snapshot the INBOX, then enter TRANSACTION (RFC 1939 §4)."""
+        # issue 12 item 5: per-account connection limits, counted once the password was right
+        if self.conn.admit_login(str(account.id)) is not None:
+            self.log.info("login of %s via %s refused: too many connections", account.address, how)
+            self.reply(err("Too many connections", ResponseCode.IN_USE))  # RFC 2449 §8.1.1
+            return
+        try:
+            await self._lock_maildrop(account, how)
+        finally:
+            if self.account is None:
+                self.conn.release_login()  # not logged in after all: the login does not count
+
+    async def _lock_maildrop(self, account: Account, how: str) -> None:
         try:
             mailbox = await self.svc.store.get_mailbox(account.id, "INBOX")
             if mailbox is None:
@@ -701,11 +714,17 @@ class Pop3Session:
     }
 
 
+#: Issue 12 item 5: the answer at accept time when a connection limit is reached (RFC 3206 §4
+#: SYS/TEMP: a temporary condition, try again later).
+REFUSALS = {r: b"-ERR [SYS/TEMP] Too many connections\r\n" for r in Refusal}
+
+
 class Server:
     """The POP3 listeners of one node (pop3, pop3s) on the connection runtime."""
 
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, gate: ConnectionGate | None = None) -> None:
         self.svc = svc
+        self.gate = gate or ConnectionGate(policy_from_config(svc.cfg))
 
     def limits(self) -> Limits:
         return limits_for(self.svc)
@@ -719,4 +738,7 @@ class Server:
             limits=self.limits,
             ssl_ctx=svc.tls if Listener(name).implicit_tls else None,  # RFC 8314 §3.3: implicit TLS
             track=svc.track,
+            gate=self.gate,
+            service=name,
+            refusals=REFUSALS,
         )

@@ -37,6 +37,11 @@ Invariants
   of the login phase (``Limits.preauth_timeout`` from ``connection_made``, as Dovecot's login
   processes); it raises TimeoutError once one of those has passed, so input that keeps coming
   cannot extend a session past its deadline.
+* **Connection limits** (issue 12 item 5, ``connlimits``): with a gate, ``connection_made`` asks
+  it first; a refused client gets the adapter's refusal line (``421 4.7.0``, ``* BYE
+  [UNAVAILABLE]``, ``-ERR [SYS/TEMP]``) and the connection is closed, no session runs. What
+  the connection was admitted with (and a login, :meth:`admit_login`) is released exactly once,
+  in ``connection_lost``.
 * **Stress** (Postfix ``stress``): :data:`LOAD` counts this process's open connections; above
   ``Limits.stress_ratio`` × ``Limits.connection_budget`` the timers shorten; entering and
   leaving stress are logged.
@@ -49,15 +54,18 @@ import contextlib
 import logging
 import ssl
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, cast
 
+from mailhouse.runtime.connlimits import Admission, ConnectionGate, Refusal
 from mailhouse.runtime.limits import Limits
 
 log = logging.getLogger(__name__)
 
 #: Seconds :meth:`Connection.close` waits for the transport to flush and close.
 CLOSE_WAIT = 2.0
+#: Listener kinds counted together after login (Dovecot counts per protocol, not per port).
+FAMILY: Mapping[str, str] = {"imaps": "imap", "pop3s": "pop3", "submissions": "submission"}
 
 
 class ProcessLoad:
@@ -128,8 +136,17 @@ class Connection(asyncio.Protocol):
         limits: Limits,
         on_open: Opener | None = None,
         track: Callable[[asyncio.Task[None]], None] | None = None,
+        *,
+        gate: ConnectionGate | None = None,
+        service: str = "",
+        refusals: Mapping[Refusal, bytes] | None = None,
     ) -> None:
         self.limits = limits
+        self._gate = gate
+        self.service = service  # the [listen] key this connection came in on
+        self._refusals = refusals or {}
+        self._admission: Admission | None = None
+        self._login: Admission | None = None
         self._on_open = on_open
         self._track = track
         self.tls = False
@@ -158,18 +175,55 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.loop = asyncio.get_running_loop()
         self.started = self.loop.time()
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.peer = (str(peer[0]), int(peer[1]))
+        if self._gate is not None:
+            got = self._gate.admit(self.service, self.peer[0])
+            if isinstance(got, Refusal):
+                self._refuse(got)
+                return
+            self._admission = got
         LOAD.opened(self.limits)
         self._counted = True
         self._closed = self.loop.create_future()
         self.tls = transport.get_extra_info("sslcontext") is not None  # implicit TLS: from the first byte
-        peer = transport.get_extra_info("peername") or ("?", 0)
-        self.peer = (str(peer[0]), int(peer[1]))
         self._set_write_limit()
         if self._on_open is not None:
             task = self.loop.create_task(self._run(self._on_open(self)))
             self.session_task = task
             if self._track is not None:
                 self._track(task)
+
+    def _refuse(self, why: Refusal) -> None:
+        """Answer the adapter's refusal line and close: no session, nothing counted."""
+        if self._gate is not None:
+            self._gate.note_refusal(f"{self.service} connection", self.peer[0], why)
+        self._lost = True  # no session will read or write; connection_lost only releases
+        line = self._refusals.get(why)
+        if line:
+            self.transport.write(line)
+        self.transport.close()
+
+    def admit_login(self, account: str) -> Refusal | None:
+        """ACCOUNT (an id) logged in on this connection: count it against the per-account limits.
+
+        Returns the refusal when over them (the adapter answers it and stays unauthenticated);
+        a second login on the same connection replaces the first (RFC 8437 UNAUTHENTICATE).
+        """
+        self.release_login()
+        if self._gate is None:
+            return None
+        got = self._gate.admit_login(FAMILY.get(self.service, self.service), account, self.peer[0])
+        if isinstance(got, Refusal):
+            return got  # the adapter answers and logs it
+        self._login = got
+        return None
+
+    def release_login(self) -> None:
+        """The session logged out (UNAUTHENTICATE): its login no longer counts."""
+        login, self._login = self._login, None
+        if login is not None:
+            login.release()
 
     def _set_write_limit(self) -> None:
         lim = self.limits
@@ -212,6 +266,12 @@ class Connection(asyncio.Protocol):
         return not self.tls
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.release_login()
+        admission, self._admission = self._admission, None
+        if admission is not None:
+            admission.release()
+        if self._closed is None:  # refused in connection_made: nothing else was set up
+            return
         if self._counted:
             self._counted = False
             LOAD.closed(self.limits)

@@ -18,10 +18,11 @@ import asyncio
 import os
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mailhouse.runtime.connection import Connection, Opener
+from mailhouse.runtime.connlimits import ConnectionGate, Refusal
 from mailhouse.runtime.limits import Limits
 
 
@@ -38,15 +39,22 @@ async def start_listener(
     limits: Callable[[], Limits],
     ssl_ctx: ssl.SSLContext | None,
     track: Callable[[asyncio.Task[Any]], None],
+    gate: ConnectionGate | None = None,
+    service: str = "",
+    refusals: Mapping[Refusal, bytes] | None = None,
 ) -> asyncio.base_events.Server:
     """Listen on HOST:PORT; each connection gets a :class:`Connection` with ``limits()`` and
     ``on_open(conn)`` runs as its session task, handed to TRACK (the node's drain set).
 
-    SSL_CTX set means implicit TLS (RFC 8314 §3.3).
+    SSL_CTX set means implicit TLS (RFC 8314 §3.3). GATE (the node's connection limits) admits
+    each connection to SERVICE (its ``[listen]`` key) or has it answered with REFUSALS[why].
+    Running out of descriptors (EMFILE) never stops the listener: asyncio logs and retries the
+    accept after a second, uvloop (libuv) drops the pending client and goes on; the gate's
+    per-process cap keeps headroom so it does not come to that.
     """
     handshake = limits().tls_handshake_timeout
     return await asyncio.get_running_loop().create_server(
-        lambda: Connection(limits(), on_open, track),
+        lambda: Connection(limits(), on_open, track, gate=gate, service=service, refusals=refusals),
         host,
         port,
         ssl=ssl_ctx,

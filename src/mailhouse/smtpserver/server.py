@@ -41,6 +41,7 @@ from mailhouse.proto import smtp as core
 from mailhouse.proto.smtp import Reply
 from mailhouse.queue.ids import new_queue_id
 from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
+from mailhouse.runtime.connlimits import ConnectionGate, Refusal, policy_from_config
 from mailhouse.store.api import Account
 
 if TYPE_CHECKING:
@@ -497,11 +498,20 @@ class SmtpSession:
     }
 
 
+#: Issue 12 item 5: the answer at accept time when a connection limit is reached (RFC 5321
+#: §3.8: 421 and close; RFC 3463: 4.7.0 security/policy, 4.3.2 system not accepting messages).
+REFUSALS = {
+    Refusal.PER_IP: b"421 4.7.0 Too many connections from your address\r\n",
+    Refusal.BUSY: b"421 4.3.2 Too many connections, try again later\r\n",
+}
+
+
 class Server:
     """The SMTP listeners of one node (smtp, submission, submissions) on the connection runtime."""
 
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, gate: ConnectionGate | None = None) -> None:
         self.svc = svc
+        self.gate = gate or ConnectionGate(policy_from_config(svc.cfg))
 
     def limits(self) -> Limits:
         return limits_for(self.svc)
@@ -515,4 +525,7 @@ class Server:
             limits=self.limits,
             ssl_ctx=svc.tls if Listener(name).implicit_tls else None,  # RFC 8314 §3.3: implicit TLS
             track=svc.track,
+            gate=self.gate,
+            service=name,
+            refusals=REFUSALS,
         )

@@ -8,6 +8,8 @@ running loop. uvicorn must not install signal handlers: `mailhouse serve` owns S
 
 Invariants:
 - Every response carries the security headers of `web.security` (CSP `default-src 'none'`).
+- Each connection is admitted by the node's connection gate and must complete its request
+  headers within `connguard.HEADER_TIMEOUT` (issue 12 items 5 and 6; `web/connguard.py`).
 - `close()` stops accepting at once, ends server-sent event streams, and lets in-flight
   requests finish for `GRACEFUL_SECONDS`.
 """
@@ -23,9 +25,11 @@ from collections.abc import Iterator
 import uvicorn
 
 from mailhouse.config import Listener
+from mailhouse.runtime.connlimits import ConnectionGate, policy_from_config
 from mailhouse.runtime.listener import reuse_port
 from mailhouse.services import Services
 from mailhouse.web import security
+from mailhouse.web.connguard import guarded_protocol
 from mailhouse.web.routes import SecurityHeadersApp, create_app
 
 log = logging.getLogger(__name__)
@@ -71,8 +75,9 @@ def _bind(host: str, port: int) -> socket.socket:
 class Server:
     """The node's HTTP server: one ASGI app for all of the node's `http` addresses."""
 
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, gate: ConnectionGate | None = None) -> None:
         self.svc = svc
+        self.gate = gate or ConnectionGate(policy_from_config(svc.cfg))
         self._app: SecurityHeadersApp | None = None
 
     async def _asgi_app(self) -> SecurityHeadersApp:
@@ -87,6 +92,7 @@ class Server:
         sock = _bind(host, port)
         config = uvicorn.Config(
             app,
+            http=guarded_protocol(self.gate, self.svc.cfg.forwarded_allow_ips),
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=GRACEFUL_SECONDS,

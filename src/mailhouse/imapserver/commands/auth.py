@@ -134,6 +134,11 @@ async def _auth_line(s: SessionContext) -> bytes:
 
 
 def _logged_in(s: SessionContext, account: Account, how: str) -> Ok:
+    # issue 12 item 5 (Dovecot mail_max_userip_connections): counted only once the password was
+    # right, so the refusal tells nothing a failed login would not; RFC 5530 §3 UNAVAILABLE
+    if not s.conn.admit_login(str(account.id)):
+        s.log.info("login of %s via %s refused: too many connections", account.address, how)
+        raise No("Too many connections", "UNAVAILABLE")
     s.account = account
     s.state = State.AUTHENTICATED
     s.core.set_authenticated(True)  # the core's literal limits grow from pre-login's few KB
@@ -146,6 +151,7 @@ async def cmd_unauthenticate(s: SessionContext, cmd: Command) -> Ok | None:
     compression stay); the selected mailbox is closed without expunging."""
     if s.account is not None:
         s.log.info("unauthenticated %s", s.account.address)
+    s.conn.release_login()  # issue 12 item 5: no longer counted against the account
     stop_notify(s)  # RFC 5465 NOTIFY state belongs to the login
     s.selected = None
     s.account = None
