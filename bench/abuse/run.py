@@ -9,8 +9,9 @@ repeating ``SEARCH TEXT`` over 4 x 40 MB messages, 5 repeating ``FETCH n BODY.PE
 ``<div>`` (Mailhouse only: the reference has no webmail). Each slot reconnects when the server
 refuses or closes it, until the attack ends.
 
-The legitimate client (from 127.0.0.1, its own process) repeats: an SMTP delivery, an IMAP
-LOGIN+SELECT+FETCH session, and a NOOP round trip on a long-lived IMAP connection.
+The legitimate client (from 127.0.0.1, its own process) runs three loops side by side: SMTP
+deliveries, IMAP LOGIN+SELECT+FETCH sessions, and NOOP round trips on a long-lived IMAP
+connection.
 
 Reported per server: peak RSS of the server's process trees (VmRSS summed over every process,
 sampled every 100 ms from /proc; Postfix + Dovecot summed), the baseline before the attack,
@@ -26,10 +27,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import json
 import multiprocessing
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -45,15 +46,14 @@ from bench.abuse.workload import (
     WEB_ONLY,
     Endpoints,
     Profile,
+    legit_child,
     legit_imap,
-    legit_run,
     run_hostile,
     scaled_mix,
 )
 from bench.common import mib
 
 HOSTILE_SRC = "127.0.0.2"
-START_DELAY = 3.0  # seconds for the legitimate client's process to start before the attack
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -78,18 +78,34 @@ def attack(target: Target, p: Profile, mix: dict[str, int]) -> dict[str, Any]:
     ep = target.endpoints
     if ep.http is None:
         mix = {k: v for k, v in mix.items() if k not in WEB_ONLY}
+    t_ready = time.perf_counter()
     asyncio.run(_ready(ep))
+    print(
+        f"{target.name}: first legitimate login after {time.perf_counter() - t_ready:.1f} s", file=sys.stderr
+    )
     sampler = Sampler(target.roots).start()
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        start_at = time.time() + START_DELAY
-        legit_f = pool.submit(legit_run, ep, p, start_at)
-        time.sleep(max(0.0, start_at - time.time()))
+    mine, theirs = ctx.Pipe()
+    legit_proc = ctx.Process(target=legit_child, args=(theirs, ep, p), name="abuse-legit")
+    legit_proc.start()
+    try:
+        if not mine.poll(120) or mine.recv() != "ready":
+            raise RuntimeError("the legitimate client did not start")
+        mine.send(time.time())  # the attack starts now, for both
+        print(f"{target.name}: attack starts ({time.perf_counter() - t_ready:.1f} s)", file=sys.stderr)
         deadline = time.monotonic() + p.duration
         t0 = time.perf_counter()
         hostile = asyncio.run(run_hostile(ep, p, mix, HOSTILE_SRC, deadline))
-        legit = legit_f.result(timeout=p.duration + 4 * p.op_timeout + 60)
+        if not mine.poll(max(1.0, deadline - time.monotonic()) + 3 * p.op_timeout + 30):
+            raise RuntimeError("the legitimate client did not finish")
+        legit = mine.recv()
+        print(f"{target.name}: attack over ({time.perf_counter() - t_ready:.1f} s)", file=sys.stderr)
         elapsed = time.perf_counter() - t0
+    finally:
+        legit_proc.join(10)
+        if legit_proc.is_alive():
+            legit_proc.kill()
+            legit_proc.join()
     mem = sampler.stop()
     every = [x for xs in legit["lat"].values() for x in xs]
     return {
@@ -162,6 +178,13 @@ def table(results: list[dict[str, Any]], p: Profile) -> str:
                 out.append(
                     f"  {r['server']}: {per} peak RSS {mib(mm['peak_rss'])} (before {mib(mm['baseline_rss'])})"
                 )
+        wd = r.get("server_log", {}).get("watchdog")
+        if wd:
+            top = ", ".join(f"{w} x{n}" for w, n in wd["top"][:3])
+            out.append(
+                f"  {r['server']}: event loop blocked {wd['stalls']} times (> 100 ms), longest {wd['max_ms']} ms,"
+                f" {wd['total_ms'] / 1000:.1f} s in all; most often in {top}"
+            )
         for note in r["notes"]:
             out.append(f"  {r['server']}: {note}")
     return "\n".join(out)
@@ -181,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big-size", type=int, help="octets of each stored big message")
     ap.add_argument("--big-count", type=int, help="big messages searched and fetched")
     ap.add_argument("--html-depth", type=int, help="nested <div> in the webmail mail")
+    ap.add_argument("--keep", action="store_true", help="keep the servers' directories and logs")
     ap.add_argument("--op-timeout", type=float, help="legitimate client: seconds before an operation fails")
     a = ap.parse_args(argv)
     p = QUICK if a.quick else DEFAULT
@@ -192,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
     results = []
     starters = {"mailhouse": start_mailhouse, "reference": start_reference}
-    with tempfile.TemporaryDirectory(prefix="bench-abuse-", dir="/var/tmp") as tmp:
-        root = Path(tmp)
-        root.chmod(0o755)
+    root = Path(tempfile.mkdtemp(prefix="bench-abuse-", dir="/var/tmp"))
+    root.chmod(0o755)
+    try:
         for name in [a.only] if a.only else ["mailhouse", "reference"]:
             t0 = time.perf_counter()
             target = starters[name](root / name, p, mix["pop3_retr"])
@@ -202,13 +226,21 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 r = attack(target, p, mix)
             finally:
+                t_stop = time.perf_counter()
                 target.stop()
+                print(f"{target.name}: stopped in {time.perf_counter() - t_stop:.1f} s", file=sys.stderr)
+            r["server_log"] = target.diagnose() if target.diagnose else {}
             print(
                 f"{target.name}: peak RSS {mib(r['memory']['peak_rss'])}, legit p99 "
                 f"{r['legit']['p99'] * 1000:.0f} ms, {r['legit']['errors']} errors",
                 file=sys.stderr,
             )
             results.append(r)
+    finally:
+        if a.keep:
+            print(f"kept {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     report = {"profile": asdict(p), "mix": mix, "hostile_source": HOSTILE_SRC, "results": results}
     Path(a.json).write_text(json.dumps(report, indent=2) + "\n")
     print(table(results, p))

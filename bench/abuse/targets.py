@@ -21,8 +21,10 @@ pop3 ... process they fork) and keeps the baseline, the peak and the sample coun
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,22 @@ class Target:
     roots: dict[str, int]  # process trees to measure
     stop: Any  # () -> None
     notes: list[str] = field(default_factory=list)
+    diagnose: Any = None  # () -> dict, after stop: what the server's own log says
+
+
+STALL = re.compile(r"event loop blocked for (\d+) ms in task \S+ at (\S+?):\d+ (\w+)")
+
+
+def watchdog_stalls(log: str) -> dict[str, Any]:
+    """Mailhouse's loop-lag watchdog warnings in LOG: how many, the longest, where."""
+    stalls = [(int(ms), f"{Path(path).name} {fn}") for ms, path, fn in STALL.findall(log)]
+    where = Counter(w for _, w in stalls)
+    return {
+        "stalls": len(stalls),
+        "max_ms": max((ms for ms, _ in stalls), default=0),
+        "total_ms": sum(ms for ms, _ in stalls),
+        "top": where.most_common(5),
+    }
 
 
 # ---------------------------------------------------------------- Mailhouse
@@ -150,7 +168,13 @@ def start_mailhouse(root: Path, p: Profile, n_pop: int) -> Target:
         web_path=web_path,
         pop_users=pops,
     )
-    return Target("mailhouse", ep, {"mailhouse": mh.proc.pid}, mh.stop)
+    return Target(
+        "mailhouse",
+        ep,
+        {"mailhouse": mh.proc.pid},
+        lambda: mh.stop(timeout=5),  # SIGTERM drains; past 5 s the group is killed (nothing is kept)
+        diagnose=lambda: {"watchdog": watchdog_stalls(mh.logtext())},
+    )
 
 
 # ---------------------------------------------------------------- Postfix + Dovecot

@@ -13,10 +13,10 @@ connects again, until the run's deadline. Outcomes per slot kind (``Tally``):
   pre-login literal, a SEARCH/FETCH/RETR/webmail page answered in full).
 
 The legitimate client (``legit_run``) runs in its own process so the attackers' work in this
-process does not show up as its latency: each round is an SMTP delivery (connect to QUIT),
-an IMAP session (connect, LOGIN, SELECT, FETCH 1 BODY.PEEK[], LOGOUT) and a NOOP round trip
-on a long-lived logged-in IMAP connection, each timed; an exception, a negative reply or a
-timeout counts as an error. Nothing here talks to anything but loopback.
+process does not show up as its latency. Three loops run side by side, one request at a time
+each: SMTP deliveries (connect to QUIT), IMAP sessions (connect, LOGIN, SELECT, FETCH 1
+BODY.PEEK[], LOGOUT) and NOOP round trips on an IMAP connection logged in before the attack;
+each request is timed, and an exception, a negative reply or a timeout counts as an error. Nothing here talks to anything but loopback.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
 # ---------------------------------------------------------------- sizes
@@ -442,21 +443,32 @@ ATTACKS: dict[str, Callable[..., Awaitable[str]]] = {
 async def hostile_slot(
     kind: str, ep: Endpoints, src: str, t: Tally, p: Profile, deadline: float, **kw: Any
 ) -> None:
-    """One hostile connection at a time of KIND until DEADLINE, outcomes counted in T."""
+    """One hostile connection at a time of KIND until DEADLINE, outcomes counted in T.
+
+    Whatever is under way at the deadline is cut off and counted as held: the server was
+    still keeping the connection (or making it wait) when the attack ended."""
     attack = ATTACKS[kind]
     while time.monotonic() < deadline:
         t.conns += 1
         try:
-            if await attack(ep, src, t, p, deadline, **kw) == "held":
+            async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - time.monotonic()):
+                outcome = await attack(ep, src, t, p, deadline, **kw)
+            if outcome == "held":
                 t.held += 1
                 return
         except Refused as e:
             t.refuse(e.args[0])
         except ConnectionRefusedError as e:
             t.refuse(f"TCP: {e}")
-        except (ConnectionError, asyncio.IncompleteReadError, OSError, TimeoutError):
+        except TimeoutError:  # the deadline, or a server that stopped answering
+            t.held += 1
+            return
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
             t.closed += 1
         except Exception as e:  # httpx errors: the server hung up or reset
+            if type(e).__name__.endswith("Timeout"):
+                t.held += 1
+                return
             if type(e).__module__.startswith(("httpx", "httpcore")):
                 t.closed += 1
             else:
@@ -473,7 +485,7 @@ async def run_hostile(
         for i in range(n):
             kw = {"user": ep.pop_users[i % len(ep.pop_users)]} if kind == "pop3_retr" else {}
             tasks.append(asyncio.create_task(hostile_slot(kind, ep, src, tallies[kind], p, deadline, **kw)))
-    done, pending = await asyncio.wait(tasks, timeout=deadline - time.monotonic() + 30)
+    done, pending = await asyncio.wait(tasks, timeout=deadline - time.monotonic() + 10)
     for task in pending:  # a slot stuck past the grace time: its connection was held
         task.cancel()
     for task in done:
@@ -491,13 +503,16 @@ class Legit:
     errors: dict[str, int] = field(default_factory=dict)
     first_error: dict[str, str] = field(default_factory=dict)
 
+    def error(self, op: str, e: Exception) -> None:
+        self.errors[op] = self.errors.get(op, 0) + 1
+        self.first_error.setdefault(op, f"{type(e).__name__}: {e}"[:160])
+
     async def timed(self, op: str, coro: Awaitable[None], timeout: float) -> bool:
         t0 = time.perf_counter()
         try:
             await asyncio.wait_for(coro, timeout)
         except Exception as e:
-            self.errors[op] = self.errors.get(op, 0) + 1
-            self.first_error.setdefault(op, f"{type(e).__name__}: {e}"[:160])
+            self.error(op, e)
             return False
         self.lat.setdefault(op, []).append(time.perf_counter() - t0)
         return True
@@ -552,38 +567,72 @@ async def legit_imap(ep: Endpoints) -> None:
         w.close()
 
 
-async def legit_loop(ep: Endpoints, p: Profile, start_at: float) -> Legit:
+async def _noop_conn(ep: Endpoints, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    r, w = await asyncio.wait_for(connect(ep.host, ep.imap, "127.0.0.1"), timeout)
+    try:
+        await asyncio.wait_for(_expect(r, b"* OK"), timeout)
+        login = f'LOGIN "{ep.legit_user}" "{PASSWORD}"'.encode()
+        await asyncio.wait_for(_legit_imap_cmd(r, w, b"L", login), timeout)
+    except BaseException:
+        w.close()
+        raise
+    return r, w
+
+
+async def legit_loop(ep: Endpoints, p: Profile, ready: Callable[[], float]) -> Legit:
+    """Three loops side by side until the attack ends, each one request at a time with a
+    0.1 s pause: SMTP deliveries, IMAP sessions, and NOOPs on a connection logged in before
+    the attack (reopened, and counted as an error, if the server drops it). READY() is called
+    once that connection is open and returns the wall-clock time the attack starts."""
     out = Legit()
+    noop: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    with contextlib.suppress(Exception):
+        noop.append(await _noop_conn(ep, p.op_timeout))
+    start_at = await asyncio.to_thread(ready)
     await asyncio.sleep(max(0.0, start_at - time.time()))
     deadline = time.monotonic() + p.duration
-    noop: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-    n = 0
-    while time.monotonic() < deadline:
-        n += 1
-        await out.timed("smtp_delivery", legit_smtp(ep, n), p.op_timeout)
-        await out.timed("imap_login_select_fetch", legit_imap(ep), p.op_timeout)
-        if noop is None:
-            with contextlib.suppress(Exception):
-                r, w = await asyncio.wait_for(connect(ep.host, ep.imap, "127.0.0.1"), p.op_timeout)
-                await asyncio.wait_for(_expect(r, b"* OK"), p.op_timeout)
-                await asyncio.wait_for(
-                    _legit_imap_cmd(r, w, b"L", f'LOGIN "{ep.legit_user}" "{PASSWORD}"'.encode()),
-                    p.op_timeout,
-                )
-                noop = (r, w)
-        if noop is None:
-            out.errors["imap_noop"] = out.errors.get("imap_noop", 0) + 1
-            out.first_error.setdefault("imap_noop", "could not open the NOOP connection")
-        elif not await out.timed("imap_noop", _legit_imap_cmd(*noop, b"N%d" % n, b"NOOP"), p.op_timeout):
-            noop[1].close()
-            noop = None
-        await asyncio.sleep(0.1)
-    if noop is not None:
-        noop[1].close()
+
+    async def smtp() -> None:
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            await out.timed("smtp_delivery", legit_smtp(ep, n), p.op_timeout)
+            await asyncio.sleep(0.1)
+
+    async def imap() -> None:
+        while time.monotonic() < deadline:
+            await out.timed("imap_login_select_fetch", legit_imap(ep), p.op_timeout)
+            await asyncio.sleep(0.1)
+
+    async def noops() -> None:
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            if not noop:  # the server dropped it: log in again (not timed), count the error
+                try:
+                    noop.append(await _noop_conn(ep, p.op_timeout))
+                except Exception as e:
+                    out.error("imap_noop", e)
+                    await asyncio.sleep(0.5)
+                    continue
+            if not await out.timed("imap_noop", _legit_imap_cmd(*noop[0], b"N%d" % n, b"NOOP"), p.op_timeout):
+                noop.pop()[1].close()
+            await asyncio.sleep(0.1)
+
+    await asyncio.gather(smtp(), imap(), noops())
+    for _, w in noop:
+        w.close()
     return out
 
 
-def legit_run(ep: Endpoints, p: Profile, start_at: float) -> dict[str, Any]:
-    """Entry point of the legitimate client's process."""
-    res = asyncio.run(legit_loop(ep, p, start_at))
-    return {"lat": res.lat, "errors": res.errors, "first_error": res.first_error}
+def legit_child(conn: Connection, ep: Endpoints, p: Profile) -> None:
+    """Entry point of the legitimate client's process: sends "ready", receives the start
+    time, runs, sends the result (latencies, errors) back over CONN."""
+
+    def ready() -> float:
+        conn.send("ready")
+        return float(conn.recv())
+
+    res = asyncio.run(legit_loop(ep, p, ready))
+    conn.send({"lat": res.lat, "errors": res.errors, "first_error": res.first_error})
+    conn.close()
