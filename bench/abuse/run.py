@@ -14,8 +14,8 @@ deliveries, IMAP LOGIN+SELECT+FETCH sessions, and NOOP round trips on a long-liv
 connection.
 
 Reported per server: peak RSS of the server's process trees (VmRSS summed over every process,
-sampled every 100 ms from /proc; Postfix + Dovecot summed), the baseline before the attack,
-the legitimate client's p50/p99 latency and errors (overall and per operation), and the
+sampled every 100 ms from /proc; Postfix + Dovecot summed) and its PSS (every second), the
+baseline before the attack, the legitimate client's p50/p99 latency and errors (overall and per operation), and the
 hostile connections refused/closed/held per kind. A table on stdout and a JSON file.
 
 Run from the repository root (about 4-5 min; ``--quick`` about 1 min)::
@@ -146,13 +146,13 @@ def table(results: list[dict[str, Any]], p: Profile) -> str:
         f"abuse: {p.duration:g} s per server; DATA {p.data_size / 1e6:g} MB, APPEND literal "
         f"{p.literal_size / 1e6:g} MB, {p.big_count} x {p.big_size / 1e6:g} MB stored, {p.html_depth} nested <div>",
         "",
-        f"{'server':18}{'hostile':>8}{'RSS before':>12}{'RSS peak':>12}{'legit ops':>10}"
+        f"{'server':18}{'hostile':>8}{'RSS before':>12}{'RSS peak':>12}{'PSS peak':>12}{'legit ops':>10}"
         f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'refused':>9}{'closed':>8}{'held':>6}",
     ]
     for r in results:
         h, lg, m = r["hostile"], r["legit"], r["memory"]
         out.append(
-            f"{r['server']:18}{h['connections_at_once']:>8}{mib(m['baseline_rss']):>12}{mib(m['peak_rss']):>12}"
+            f"{r['server']:18}{h['connections_at_once']:>8}{mib(m['baseline_rss']):>12}{mib(m['peak_rss']):>12}{mib(m['peak_pss']):>12}"
             f"{lg['ops']:>10}{lg['p50'] * 1000:>9.0f}{lg['p99'] * 1000:>9.0f}{lg['errors']:>8}"
             f"{h['refused']:>9}{h['closed']:>8}{h['held']:>6}"
         )

@@ -48,6 +48,7 @@ def test_abuse_bench_quick_against_mailhouse(tmp_path: Path) -> None:
     assert res["server"] == "mailhouse"
     mem = res["memory"]
     assert mem["samples"] >= 10 and mem["peak_rss"] >= mem["baseline_rss"] > 10 * 1024 * 1024
+    assert mem["peak_pss"] > 10 * 1024 * 1024
     legit = res["legit"]
     for key in ("ops", "p50", "p99", "max", "errors", "by_op"):
         assert key in legit
