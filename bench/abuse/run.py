@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big-size", type=int, help="octets of each stored big message")
     ap.add_argument("--big-count", type=int, help="big messages searched and fetched")
     ap.add_argument("--html-depth", type=int, help="nested <div> in the webmail mail")
+    ap.add_argument("--kinds", help=f"comma-separated subset of the hostile kinds ({','.join(MIX)})")
     ap.add_argument("--keep", action="store_true", help="keep the servers' directories and logs")
     ap.add_argument("--op-timeout", type=float, help="legitimate client: seconds before an operation fails")
     a = ap.parse_args(argv)
@@ -212,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(a, f) is not None:
             p = replace(p, **{f: getattr(a, f)})
     mix = scaled_mix(a.hostile)
+    if a.kinds:
+        wanted = a.kinds.split(",")
+        if unknown := set(wanted) - set(MIX):
+            ap.error(f"unknown kinds: {', '.join(sorted(unknown))}")
+        mix = {k: n for k, n in mix.items() if k in wanted}
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
     results = []
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in [a.only] if a.only else ["mailhouse", "reference"]:
             t0 = time.perf_counter()
-            target = starters[name](root / name, p, mix["pop3_retr"])
+            target = starters[name](root / name, p, mix.get("pop3_retr", 1))
             print(f"{target.name}: started and loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             try:
                 r = attack(target, p, mix)

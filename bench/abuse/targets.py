@@ -74,6 +74,7 @@ class Sampler:
         self.peak_pss = 0
         self.peak_procs = 0
         self.samples = 0
+        self._t0 = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
 
@@ -99,6 +100,7 @@ class Sampler:
 
     def start(self) -> Sampler:
         self.baseline, self.baseline_pss, _ = self.sample(pss=True)
+        self._t0 = time.monotonic()
         self._thread.start()
         return self
 
@@ -115,6 +117,8 @@ class Sampler:
             },
             "peak_processes": self.peak_procs,
             "samples": self.samples,
+            # 0.1 unless the loaded machine starved the sampler (walking ~100 processes' /proc)
+            "mean_interval": (time.monotonic() - self._t0) / max(1, self.samples),
         }
 
 
