@@ -38,7 +38,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from bench.abuse.targets import Sampler, Target, start_mailhouse, start_reference
+from bench.abuse.memory import Sampler
+from bench.abuse.targets import Target, start_mailhouse, start_reference
 from bench.abuse.workload import (
     DEFAULT,
     MIX,
@@ -83,11 +84,11 @@ def attack(target: Target, p: Profile, mix: dict[str, int]) -> dict[str, Any]:
     print(
         f"{target.name}: first legitimate login after {time.perf_counter() - t_ready:.1f} s", file=sys.stderr
     )
-    sampler = Sampler(target.roots).start()
     ctx = multiprocessing.get_context("spawn")
     mine, theirs = ctx.Pipe()
-    legit_proc = ctx.Process(target=legit_child, args=(theirs, ep, p), name="abuse-legit")
-    legit_proc.start()
+    legit_proc = ctx.Process(target=legit_child, args=(theirs, ep, p), name="abuse-legit", daemon=True)
+    legit_proc.start()  # both processes start side by side
+    sampler = Sampler(target.roots).start()
     try:
         if not mine.poll(120) or mine.recv() != "ready":
             raise RuntimeError("the legitimate client did not start")

@@ -13,18 +13,15 @@
   message size limit (Mailhouse's default; Postfix's own default is 10 MB) so a 48 MB DATA
   is the same request to both.
 
-Memory: ``Sampler`` sums VmRSS over each root process's tree from /proc every 100 ms
+``Target.roots`` names the process trees whose memory ``bench.abuse.memory.Sampler`` sums
 (Postfix's master and Dovecot's master: every smtpd, cleanup, virtual, imap-login, imap,
-pop3 ... process they fork) and keeps the baseline, the peak and the sample count; PSS too,
-every second (the fair figure for forking servers, whose RSS sum counts shared pages in
-every process).
+pop3 ... process they fork).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,7 +33,6 @@ from tests.peers.dovecot import DovecotInstance
 from tests.peers.postfix import PostfixInstance
 
 from bench.abuse.workload import PASSWORD, Endpoints, Profile, big_message, html_message, small_message
-from bench.common import tree_pids
 
 SMALL_MESSAGES = 3  # in the legitimate user's INBOX (FETCH 1)
 USERS = ("user@example.org", "big@example.org", "bulk@example.org", "web@example.org")
@@ -44,82 +40,6 @@ USERS = ("user@example.org", "big@example.org", "bulk@example.org", "web@example
 
 def pop_users(n: int) -> tuple[str, ...]:
     return tuple(f"pop{i}@example.org" for i in range(n))
-
-
-def _kib(path: str, key: str) -> int:
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-class Sampler:
-    """Sum of VmRSS over the process trees of ROOTS every INTERVAL seconds, in a thread; the
-    sum of PSS (shared pages divided among their processes, from smaps_rollup) every tenth
-    sample, since a forking server's RSS sum counts its shared pages once per process."""
-
-    PSS_EVERY = 10
-
-    def __init__(self, roots: dict[str, int], interval: float = 0.1) -> None:
-        self.roots = roots
-        self.interval = interval
-        self.baseline: dict[str, int] = {k: 0 for k in roots}
-        self.baseline_pss = 0
-        self.peak = {k: 0 for k in roots}
-        self.peak_total = 0
-        self.peak_pss = 0
-        self.peak_procs = 0
-        self.samples = 0
-        self._t0 = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
-
-    def sample(self, pss: bool = False) -> tuple[dict[str, int], int, int]:
-        """({root: RSS of its tree}, PSS of every tree or 0, processes)."""
-        trees = {k: tree_pids(pid) for k, pid in self.roots.items()}
-        rss = {k: sum(_kib(f"/proc/{p}/status", "VmRSS:") for p in pids) for k, pids in trees.items()}
-        total_pss = 0
-        if pss:
-            total_pss = sum(_kib(f"/proc/{p}/smaps_rollup", "Pss:") for pids in trees.values() for p in pids)
-        return rss, total_pss, sum(map(len, trees.values()))
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            now, pss, procs = self.sample(pss=self.samples % self.PSS_EVERY == 0)
-            for k, v in now.items():
-                self.peak[k] = max(self.peak[k], v)
-            self.peak_total = max(self.peak_total, sum(now.values()))
-            self.peak_pss = max(self.peak_pss, pss)
-            self.peak_procs = max(self.peak_procs, procs)
-            self.samples += 1
-            self._stop.wait(self.interval)
-
-    def start(self) -> Sampler:
-        self.baseline, self.baseline_pss, _ = self.sample(pss=True)
-        self._t0 = time.monotonic()
-        self._thread.start()
-        return self
-
-    def stop(self) -> dict[str, Any]:
-        self._stop.set()
-        self._thread.join(10)
-        return {
-            "baseline_rss": sum(self.baseline.values()),
-            "peak_rss": self.peak_total,
-            "baseline_pss": self.baseline_pss,
-            "peak_pss": self.peak_pss,
-            "by_process_tree": {
-                k: {"baseline_rss": self.baseline[k], "peak_rss": self.peak[k]} for k in self.roots
-            },
-            "peak_processes": self.peak_procs,
-            "samples": self.samples,
-            # 0.1 unless the loaded machine starved the sampler (walking ~100 processes' /proc)
-            "mean_interval": (time.monotonic() - self._t0) / max(1, self.samples),
-        }
 
 
 @dataclass
@@ -204,7 +124,7 @@ def start_mailhouse(root: Path, p: Profile, n_pop: int) -> Target:
         "mailhouse",
         ep,
         {"mailhouse": mh.proc.pid},
-        lambda: mh.stop(timeout=5),  # SIGTERM drains; past 5 s the group is killed (nothing is kept)
+        lambda: mh.stop(timeout=3),  # SIGTERM drains; past 3 s the group is killed (nothing is kept)
         diagnose=lambda: {"watchdog": watchdog_stalls(mh.logtext())},
     )
 
