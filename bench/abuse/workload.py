@@ -298,9 +298,7 @@ async def prelogin_append(ep: Endpoints, src: str, t: Tally, p: Profile, deadlin
             return "held"
         w.write(b"\r\n")
         await w.drain()
-        reply = await _line(r, 60)
-        if _refusal(reply) or b" BAD" in reply or b" NO" in reply:
-            raise Refused(reply)
+        await _line(r, 60)  # NO/BAD (not logged in): too late, the literal was taken
         return "ok"
     finally:
         w.close()
@@ -328,16 +326,18 @@ async def _imap_login(
     ep: Endpoints, src: str, user: str
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     r, w = await connect(ep.host, ep.imap, src)
-    greet = await _line(r, 60)
-    if _refusal(greet):
+    try:
+        greet = await _line(r, 60)
+        if _refusal(greet):
+            raise Refused(greet)
+        for tag, cmd in ((b"l", f'LOGIN "{user}" "{PASSWORD}"'.encode()), (b"s", b"SELECT INBOX")):
+            w.write(tag + b" " + cmd + b"\r\n")
+            reply = await _imap_tagged(r, tag, 120)
+            if not reply.startswith(tag + b" OK"):
+                raise Refused(reply)
+    except BaseException:
         w.close()
-        raise Refused(greet)
-    for tag, cmd in ((b"l", f'LOGIN "{user}" "{PASSWORD}"'.encode()), (b"s", b"SELECT INBOX")):
-        w.write(tag + b" " + cmd + b"\r\n")
-        reply = await _imap_tagged(r, tag, 120)
-        if not reply.startswith(tag + b" OK"):
-            w.close()
-            raise Refused(reply)
+        raise
     return r, w
 
 
