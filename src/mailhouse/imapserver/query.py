@@ -549,6 +549,21 @@ def _match_batch(
     return out
 
 
+async def _load_batch(
+    batch: list[tuple[MessageView, bool | None]], ctx: _Ctx
+) -> list[tuple[MessageView, bool | None, CachedMessage]]:
+    """The loaded messages of ``batch`` (those expunged meanwhile left out); a function of its
+    own so no local keeps a message alive once the caller drops the list."""
+    await ctx.prefetch([v for v, _ in batch])
+    entries: list[tuple[MessageView, bool | None, CachedMessage]] = []
+    for v, known in batch:
+        try:
+            entries.append((v, known, await ctx.entry(v)))
+        except _Gone:
+            continue
+    return entries
+
+
 async def _search(
     views: Sequence[MessageView], criteria: SearchKey, ctx: _Ctx, extract: Extract | None = None
 ) -> list[tuple[MessageView, Any]]:
@@ -564,16 +579,8 @@ async def _search(
     needles = _body_needles(criteria, ctx) if pending else set()
     for batch in _batches(pending):  # pass 2: load what is left, one batch at a time
         ctx.check()
-        await ctx.prefetch([v for v, _ in batch])
-        entries: list[tuple[MessageView, bool | None, CachedMessage]] = []
-        size = 0
-        for v, known in batch:
-            try:
-                got = await ctx.entry(v)
-            except _Gone:
-                continue
-            entries.append((v, known, got))
-            size += len(got.raw)
+        entries = await _load_batch(batch, ctx)
+        size = sum(len(e[2].raw) for e in entries)
         try:
             if size <= INLINE_BYTES:
                 try:
