@@ -17,7 +17,8 @@ How the session uses this module (the adapter owns the mailbox state, this modul
   whose blob is gone (``FileNotFoundError`` / ``store.NotFound``: expunged by another session)
   matches nothing and is left out of SORT/THREAD. It is only called for
   messages whose fate the cheap keys (flags, UID, sequence, size, dates, MODSEQ) could not
-  decide, and at most once per message per call; parsed trees are cached for the call.
+  decide (SORT by a header and THREAD: also for the matches), at most once per message per
+  call; the call keeps a message only while its batch is matched.
 * ``saved`` is the session's SEARCHRES result (RFC 5182) as a list of **UIDs**, or None when
   nothing was saved yet (``$`` then matches nothing, RFC 5182 §2.1).
 * Errors are :class:`QueryError`, an ``errors.ImapError`` (``status`` is ``"NO"`` or ``"BAD"``,
