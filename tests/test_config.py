@@ -156,3 +156,15 @@ def test_connection_limit_keys() -> None:
         config.from_dict({"connections": {"maximum": 1}})
     with pytest.raises(config.ConfigError, match="limits.trusted_networks"):
         config.from_dict({"limits": {"trusted_networks": ["not-a-net"]}})
+
+
+def test_search_limits() -> None:
+    """Issue 12 item 4: [limits] search_time_budget and search_max_decoded_bytes."""
+    cfg = config.from_dict({})
+    assert cfg.search_time_budget == 20.0
+    assert cfg.search_max_decoded_bytes == cfg.max_message_size
+    cfg = config.from_dict({"limits": {"search_time_budget": 2.5, "search_max_decoded_bytes": 1 << 20}})
+    assert (cfg.search_time_budget, cfg.search_max_decoded_bytes) == (2.5, 1 << 20)
+    for bad in ({"search_time_budget": 0}, {"search_time_budget": "1"}, {"search_max_decoded_bytes": -1}):
+        with pytest.raises(config.ConfigError, match=next(iter(bad))):
+            config.from_dict({"limits": bad})

@@ -95,6 +95,10 @@ class Config:
     dns_nameservers: list[tuple[str, int]] = field(default_factory=list)
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    # issue 12 item 4: one SEARCH/SORT/THREAD (and a webmail search) runs at most this long
+    # (then IMAP NO [LIMIT], RFC 5530) and scans at most this many decoded octets per message
+    search_time_budget: float = 20.0
+    search_max_decoded_bytes: int = DEFAULT_MAX_MESSAGE_SIZE
     allow_plaintext_auth: bool = False  # AUTH/LOGIN/USER over unencrypted connections (never by default)
     auth_cache_ttl: float = (
         3600.0  # seconds a verified password skips argon2id (accounts/authcache.py); 0 = off
@@ -245,7 +249,13 @@ _TABLE_KEYS = {
     "tls": {"cert", "key"},
     "store": {"url"},
     "dns": {"nameservers"},
-    "limits": {"max_message_size", "max_recipients", "trusted_networks"},
+    "limits": {
+        "max_message_size",
+        "max_recipients",
+        "trusted_networks",
+        "search_time_budget",
+        "search_max_decoded_bytes",
+    },
     "auth": {"allow_plaintext", "cache_ttl"},
     "server": {
         "workers",
@@ -318,12 +328,22 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
             raise ConfigError(path, "dns.nameservers", 'must be a list of "IP" or "IP:port"')
         cfg.dns_nameservers = [_nameserver(v, path, "dns.nameservers") for v in ns]
     limits = _table(data, "limits", path)
-    for key, attr in (("max_message_size", "max_message_size"), ("max_recipients", "max_recipients")):
+    for key, attr in (
+        ("max_message_size", "max_message_size"),
+        ("max_recipients", "max_recipients"),
+        ("search_max_decoded_bytes", "search_max_decoded_bytes"),
+    ):
         if key in limits:
             v = limits[key]
             if not isinstance(v, int) or v <= 0:
                 raise ConfigError(path, f"limits.{key}", "must be a positive integer")
             setattr(cfg, attr, v)
+    if "search_time_budget" in limits:
+        cfg.search_time_budget = _nonneg_number(
+            limits["search_time_budget"], path, "limits.search_time_budget", "must be a number of seconds > 0"
+        )
+        if cfg.search_time_budget <= 0:
+            raise ConfigError(path, "limits.search_time_budget", "must be a number of seconds > 0")
     auth = _table(data, "auth", path)
     if "allow_plaintext" in auth:
         cfg.allow_plaintext_auth = _bool(auth["allow_plaintext"], path, "auth.allow_plaintext")

@@ -17,7 +17,8 @@ How the session uses this module (the adapter owns the mailbox state, this modul
   whose blob is gone (``FileNotFoundError`` / ``store.NotFound``: expunged by another session)
   matches nothing and is left out of SORT/THREAD. It is only called for
   messages whose fate the cheap keys (flags, UID, sequence, size, dates, MODSEQ) could not
-  decide, and at most once per message per call; parsed trees are cached for the call.
+  decide (SORT by a header and THREAD: also for the matches), at most once per message per
+  call; the call keeps a message only while its batch is matched.
 * ``saved`` is the session's SEARCHRES result (RFC 5182) as a list of **UIDs**, or None when
   nothing was saved yet (``$`` then matches nothing, RFC 5182 §2.1).
 * Errors are :class:`QueryError`, an ``errors.ImapError`` (``status`` is ``"NO"`` or ``"BAD"``,
@@ -35,6 +36,14 @@ Invariants:
   (RFC 5256 §2.2).
 * SORT strings compare with i;unicode-casemap (RFC 5051), like Dovecot.
 * No recursion beyond the parser's search-key depth (``MAX_SEARCH_DEPTH``, 64).
+* Bounded in memory and time (issue 12 item 4): messages the cheap keys could not decide are
+  loaded in batches of at most :data:`BATCH_BYTES` octets (or one bigger message alone) and
+  matched — MIME parse, windowed body scan (:mod:`mailhouse.message.search`), SORT keys and
+  THREAD records — on the search pool (:func:`pool`, a bounded
+  :class:`mailhouse.runtime.offload.Offload`), never on the event loop, except batches under
+  :data:`INLINE_BYTES`. One call holds one batch's octets at a time and drops them before the
+  next. A call runs at most ``time_budget`` seconds (``[limits] search_time_budget``): past it,
+  :class:`SearchTooLong` (``NO [LIMIT]``, RFC 5530 §3).
 * Response lines come from :mod:`mailhouse.proto.imap.response` encoders or are plain ASCII
   built here from integers only: nothing a client sent is echoed, except the tag (checked).
 """
@@ -43,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -54,7 +64,13 @@ from mailhouse.message.cache import CachedMessage
 from mailhouse.message.envelope import parse_addresses
 from mailhouse.message.headers import _codec, decode_words
 from mailhouse.message.parse import MessagePart
-from mailhouse.message.search import normalize_needle, sent_date
+from mailhouse.message.search import (
+    DEFAULT_MAX_DECODED_BYTES,
+    SearchLimits,
+    SearchTimeout,
+    normalize_needle,
+    sent_date,
+)
 from mailhouse.message.thread import (
     format_threads,
     record_from_message,
@@ -82,6 +98,7 @@ from mailhouse.proto.imap.search import (
     SearchText,
 )
 from mailhouse.proto.imap.sequence import SequenceSet
+from mailhouse.runtime.offload import Offload, Overloaded, TimedOut
 from mailhouse.store.api import MessageRecord, NotFound
 
 __all__ = [
@@ -91,6 +108,7 @@ __all__ = [
     "MessageView",
     "QueryError",
     "SearchOutcome",
+    "SearchTooLong",
     "check_charset",
     "esearch_items",
     "format_search",
@@ -109,6 +127,21 @@ Loader = Callable[[MessageRecord], Awaitable["bytes | tuple[bytes, MessagePart] 
 # PREFETCH_CONCURRENCY blob reads in flight (each is a thread-pool file read).
 PREFETCH_CHUNK = 256
 PREFETCH_CONCURRENCY = 8
+# Octets of messages (by their recorded size) one batch loads and one worker job matches; a
+# message bigger than this is a batch of its own (issue 12 item 4: a call holds one batch's
+# octets at a time, never four 40 MB messages at once).
+BATCH_BYTES = 4 * 1024 * 1024
+# A batch this small is matched on the event loop (a thread hop would cost more than the work).
+INLINE_BYTES = 64 * 1024
+# Seconds one SEARCH/SORT/THREAD may take ([limits] search_time_budget); then NO [LIMIT].
+DEFAULT_TIME_BUDGET = 20.0
+# The search pool: worker threads per process (matching is Python code holding the GIL in
+# short steps — one window at a time — so the event loop still gets its turns) and jobs that may
+# wait for one; a call that finds the pool full retries until its own deadline.
+POOL_WORKERS = 2
+POOL_QUEUE = 32
+# Seconds a job may outlive its call's deadline before the call stops waiting for it.
+_GRACE = 1.0
 
 # RFC 9051 §6.4.4 / RFC 3501 §6.4.4: US-ASCII and UTF-8 MUST be supported; listed in BADCHARSET.
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
@@ -136,6 +169,27 @@ class QueryError(ImapError):
     def __init__(self, text: str, *, status: str = "NO", code: str | None = None) -> None:
         super().__init__(text, code)
         self.status = status
+
+
+class SearchTooLong(QueryError):
+    """RFC 5530 §3 LIMIT: the command ran past its time budget."""
+
+    def __init__(self) -> None:
+        super().__init__("Search took too long", status="NO", code="LIMIT")
+
+
+_pool: Offload | None = None
+_pool_lock = threading.Lock()
+
+
+def pool() -> Offload:
+    """The per-process search pool, made on first use (after any fork). Its own budget is a
+    backstop: each job stops itself at its call's deadline (``SearchLimits.check``)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = Offload(workers=POOL_WORKERS, queue=POOL_QUEUE, budget=3600.0, name="search")
+        return _pool
 
 
 class BadCharset(QueryError):
@@ -196,8 +250,31 @@ class _Ctx:
     max_seq: int
     max_uid: int
     now: float
+    limits: SearchLimits = field(default_factory=SearchLimits)
     cache: dict[int, CachedMessage] = field(default_factory=dict)
     needles: dict[int, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Past the deadline: :class:`SearchTooLong`."""
+        try:
+            self.limits.check()
+        except SearchTimeout:
+            raise SearchTooLong from None
+
+    async def offload(self, fn: Callable[..., Any], *args: object) -> Any:
+        """``fn(*args)`` on the search pool within this call's deadline."""
+        deadline = self.limits.deadline
+        assert deadline is not None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SearchTooLong
+            try:
+                return await asyncio.wait_for(pool().run(fn, *args), left + _GRACE)
+            except Overloaded:
+                await asyncio.sleep(min(0.05, left))
+            except (TimedOut, TimeoutError, SearchTimeout):
+                raise SearchTooLong from None
 
     def needle(self, value: bytes | str) -> str:
         """``normalize_needle`` once per search-key value per call."""
@@ -223,10 +300,6 @@ class _Ctx:
                 got = CachedMessage(loaded)
             self.cache[v.record.uid] = got
         return got
-
-    async def message(self, v: MessageView) -> tuple[bytes, MessagePart]:
-        got = await self.entry(v)
-        return got.raw, got.tree
 
     async def prefetch(self, views: Sequence[MessageView]) -> None:
         """Load the messages of ``views`` concurrently (at most ``PREFETCH_CONCURRENCY`` at a
@@ -363,23 +436,15 @@ def _cheap(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool | None:
     raise QueryError("Unsupported search key", status="BAD")
 
 
-async def _full(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool:
-    """Complete evaluation, loading the message only where a key needs it."""
-    x = _cheap(key, v, ctx)
-    if x is not None:
-        return x
-    return _loaded(key, v, ctx, await ctx.entry(v))
-
-
 def _loaded(key: SearchKey, v: MessageView, ctx: _Ctx, got: CachedMessage) -> bool:
     """Complete evaluation with the message at hand (no await: one call per message)."""
     if isinstance(key, SearchText):
         idx = got.index
         n = ctx.needle(key.value)
         if key.key == "BODY":
-            return idx.body(n)
+            return idx.body(n, ctx.limits)
         if key.key == "TEXT":
-            return idx.text(n) or idx.mime_headers(n)
+            return idx.text(n, ctx.limits) or idx.mime_headers(n)
         return idx.header(key.key.lower(), n)
     if isinstance(key, SearchHeader):
         return got.index.header(key.field, ctx.needle(key.value))
@@ -406,7 +471,10 @@ def _ctx(
     saved: Sequence[int] | None,
     charset: str | None,
     now: float | None,
+    time_budget: float | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> _Ctx:
+    budget = DEFAULT_TIME_BUDGET if time_budget is None else time_budget
     return _Ctx(
         views=views,
         load=load,
@@ -415,37 +483,119 @@ def _ctx(
         max_seq=views[-1].seq if views else 0,
         max_uid=views[-1].record.uid if views else 0,
         now=time.time() if now is None else now,
+        limits=SearchLimits(
+            max_decoded_bytes=max_decoded_bytes or DEFAULT_MAX_DECODED_BYTES,
+            deadline=time.monotonic() + budget,
+        ),
     )
 
 
-async def _search(views: Sequence[MessageView], criteria: SearchKey, ctx: _Ctx) -> list[MessageView]:
-    out: list[MessageView] = []
-    pending: list[MessageView] = []
+# What SORT/THREAD take from a matching message while it is loaded (in the worker).
+Extract = Callable[[MessageView, CachedMessage], Any]
+
+
+def _body_needles(key: SearchKey, ctx: _Ctx) -> set[str]:
+    """The needles of the BODY/TEXT keys of a program (scanned in one pass per message)."""
+    out: set[str] = set()
+    stack: list[SearchKey] = [key]
+    while stack:
+        k = stack.pop()
+        if isinstance(k, SearchText) and k.key in ("BODY", "TEXT"):
+            out.add(ctx.needle(k.value))
+        elif isinstance(k, SearchNot):
+            stack.append(k.key)
+        elif isinstance(k, SearchOr):
+            stack += (k.left, k.right)
+        elif isinstance(k, SearchAnd):
+            stack.extend(k.keys)
+    out.discard("")
+    return out
+
+
+def _batches(
+    pending: list[tuple[MessageView, bool | None]],
+) -> Iterable[list[tuple[MessageView, bool | None]]]:
+    """Consecutive runs of at most ``PREFETCH_CHUNK`` messages and ``BATCH_BYTES`` octets (a
+    bigger message alone)."""
+    batch: list[tuple[MessageView, bool | None]] = []
+    size = 0
+    for item in pending:
+        n = max(item[0].record.size, 0)
+        if batch and (size + n > BATCH_BYTES or len(batch) >= PREFETCH_CHUNK):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += n
+    if batch:
+        yield batch
+
+
+def _match_batch(
+    criteria: SearchKey,
+    entries: list[tuple[MessageView, bool | None, CachedMessage]],
+    ctx: _Ctx,
+    needles: set[str],
+    extract: Extract | None,
+) -> list[tuple[MessageView, Any]]:
+    """Evaluate loaded messages (runs on the search pool; raises SearchTimeout past the deadline)."""
+    out: list[tuple[MessageView, Any]] = []
+    for v, known, got in entries:
+        ctx.limits.check()
+        if known is None:
+            if len(needles) > 1:
+                got.index.scan(needles, ctx.limits)  # one pass for every BODY/TEXT needle
+            known = _loaded(criteria, v, ctx, got)
+        if known:
+            out.append((v, extract(v, got) if extract is not None else None))
+    return out
+
+
+async def _load_batch(
+    batch: list[tuple[MessageView, bool | None]], ctx: _Ctx
+) -> list[tuple[MessageView, bool | None, CachedMessage]]:
+    """The loaded messages of ``batch`` (those expunged meanwhile left out); a function of its
+    own so no local keeps a message alive once the caller drops the list."""
+    await ctx.prefetch([v for v, _ in batch])
+    entries: list[tuple[MessageView, bool | None, CachedMessage]] = []
+    for v, known in batch:
+        try:
+            entries.append((v, known, await ctx.entry(v)))
+        except _Gone:
+            continue
+    return entries
+
+
+async def _search(
+    views: Sequence[MessageView], criteria: SearchKey, ctx: _Ctx, extract: Extract | None = None
+) -> list[tuple[MessageView, Any]]:
+    """Matching views in sequence order, each with ``extract(view, message)`` (or None)."""
+    out: list[tuple[MessageView, Any]] = []
+    pending: list[tuple[MessageView, bool | None]] = []
     for v in views:  # pass 1: index-only keys decide most messages
         x = _cheap(criteria, v, ctx)
-        if x is True:
-            out.append(v)
-        elif x is None:
-            pending.append(v)
-    for i in range(0, len(pending), PREFETCH_CHUNK):  # pass 2: load what is left, in chunks
-        chunk = pending[i : i + PREFETCH_CHUNK]
-        await ctx.prefetch(chunk)
-        cache = ctx.cache
-        for v in chunk:
-            got = cache.get(v.record.uid)
-            try:
-                if got is not None:  # prefetched: evaluate without a coroutine per message
-                    if _loaded(criteria, v, ctx, got):
-                        out.append(v)
-                elif await _full(criteria, v, ctx):
-                    out.append(v)
-            except _Gone:
-                continue
-        if len(pending) > PREFETCH_CHUNK and getattr(ctx.load, "peek", None) is not None:
-            for v in chunk:  # the loader's own cache keeps what fits; don't pin the rest here
+        if x is True and extract is None:
+            out.append((v, None))
+        elif x is not False:
+            pending.append((v, x))
+    needles = _body_needles(criteria, ctx) if pending else set()
+    for batch in _batches(pending):  # pass 2: load what is left, one batch at a time
+        ctx.check()
+        entries = await _load_batch(batch, ctx)
+        size = sum(len(e[2].raw) for e in entries)
+        try:
+            if size <= INLINE_BYTES:
+                try:
+                    out += _match_batch(criteria, entries, ctx, needles, extract)
+                except SearchTimeout:
+                    raise SearchTooLong from None
+            else:
+                out += await ctx.offload(_match_batch, criteria, entries, ctx, needles, extract)
+        finally:
+            del entries
+            for v, _ in batch:  # the loader's cache keeps what fits; this call keeps nothing
                 ctx.cache.pop(v.record.uid, None)
     if pending:
-        out.sort(key=lambda m: m.seq)
+        out.sort(key=lambda m: m[0].seq)
     return out
 
 
@@ -457,14 +607,16 @@ async def search(
     saved: Sequence[int] | None = None,
     charset: str | None = None,
     now: float | None = None,
+    time_budget: float | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> list[MessageView]:
     """The views matching ``criteria``, in sequence order (RFC 9051 §6.4.4).
 
     Raises :class:`BadCharset` for an unknown CHARSET, :class:`QueryError` (BAD) for a key
-    this server does not evaluate.
+    this server does not evaluate, :class:`SearchTooLong` past ``time_budget`` seconds.
     """
-    ctx = _ctx(views, load, saved, charset, now)
-    return await _search(views, criteria, ctx)
+    ctx = _ctx(views, load, saved, charset, now, time_budget, max_decoded_bytes)
+    return [v for v, _ in await _search(views, criteria, ctx)]
 
 
 # ---------------------------------------------------------------------------- SEARCH results
@@ -620,10 +772,13 @@ async def sort(
     saved: Sequence[int] | None = None,
     charset: str | None = None,
     now: float | None = None,
+    time_budget: float | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> list[MessageView]:
     """Matching views sorted by ``criteria`` (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO);
-    ties in sequence order. Unknown criteria → QueryError BAD."""
-    ctx = _ctx(views, load, saved, charset, now)
+    ties in sequence order. Unknown criteria → QueryError BAD. The keys that need the message
+    are computed while it is loaded, on the search pool."""
+    ctx = _ctx(views, load, saved, charset, now, time_budget, max_decoded_bytes)
     plan: list[str] = []
     for c in criteria:
         k = c.key.upper()
@@ -634,32 +789,31 @@ async def sort(
         plan.append(k)
     if not plan:
         raise QueryError("Empty sort criteria", status="BAD")
-    found = await _search(views, search_key, ctx)
-    need_msg = any(k in _HEADER_SORT_KEYS for k in plan)
-    items: list[tuple[int, Any]] = []
-    if need_msg:
-        await ctx.prefetch(found)
-    for v in found:
-        if need_msg:
-            try:
-                raw, tree = await ctx.message(v)
-            except _Gone:
-                continue
-        else:
-            raw, tree = b"", MessagePart(0)
-        items.append((v.seq, (v, raw, tree)))
+    msg_keys = [k for k in plan if k in _HEADER_SORT_KEYS]
+
+    def extract(v: MessageView, got: CachedMessage) -> dict[str, Any]:
+        return {crit: _message_key(v, got.raw, got.tree, crit) for crit in msg_keys}
+
+    found = await _search(views, search_key, ctx, extract if msg_keys else None)
+    items: list[tuple[int, Any]] = [(v.seq, (v, keys or {})) for v, keys in found]
 
     def key_of(m: Any, crit: str) -> Any:
-        v, raw, tree = m
-        if crit in _ADDRESS_SORT_KEYS:
-            return _address_key(tree, crit)
-        idate = dt.datetime.fromtimestamp(v.record.internaldate, dt.UTC)
-        k = sort_key(crit, raw, tree, internaldate=idate, size=v.record.size)
-        return _collate(k) if isinstance(k, str) else k
+        v, keys = m
+        if crit in keys:
+            return keys[crit]
+        return _message_key(v, b"", MessagePart(0), crit)
 
     order = sort_ids(items, plan, key_of)
-    by_seq = {v.seq: v for v in found}
+    by_seq = {v.seq: v for v, _ in found}
     return [by_seq[s] for s in order]
+
+
+def _message_key(v: MessageView, raw: bytes, tree: MessagePart, crit: str) -> Any:
+    if crit in _ADDRESS_SORT_KEYS:
+        return _address_key(tree, crit)
+    idate = dt.datetime.fromtimestamp(v.record.internaldate, dt.UTC)
+    k = sort_key(crit, raw, tree, internaldate=idate, size=v.record.size)
+    return _collate(k) if isinstance(k, str) else k
 
 
 _ADDRESS_SORT_KEYS = frozenset(("FROM", "TO", "CC", "DISPLAYFROM", "DISPLAYTO"))
@@ -724,23 +878,21 @@ async def thread(
     saved: Sequence[int] | None = None,
     charset: str | None = None,
     now: float | None = None,
+    time_budget: float | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> bytes:
     """THREAD response data, e.g. ``(1 2)(3 (4)(5))`` (RFC 5256 §4); ids are UIDs with UID
     THREAD. Unknown algorithm → QueryError BAD."""
     alg = algorithm.upper()
     if alg not in THREAD_ALGORITHMS:
         raise QueryError(f"Unknown threading algorithm {alg[:40]}", status="BAD")
-    ctx = _ctx(views, load, saved, charset, now)
-    found = await _search(views, search_key, ctx)
-    records = []
-    await ctx.prefetch(found)
-    for v in found:
-        try:
-            _, tree = await ctx.message(v)
-        except _Gone:
-            continue
+    ctx = _ctx(views, load, saved, charset, now, time_budget, max_decoded_bytes)
+
+    def extract(v: MessageView, got: CachedMessage) -> Any:
         idate = dt.datetime.fromtimestamp(v.record.internaldate, dt.UTC)
-        records.append(record_from_message(v.record.uid if uid else v.seq, tree, idate))
+        return record_from_message(v.record.uid if uid else v.seq, got.tree, idate)
+
+    records = [rec for _, rec in await _search(views, search_key, ctx, extract)]
     nodes = thread_orderedsubject(records) if alg == "ORDEREDSUBJECT" else thread_references(records)
     return format_threads(nodes)
 

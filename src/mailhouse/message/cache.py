@@ -4,8 +4,8 @@ Blobs are immutable (a key names one octet string forever; a changed message get
 so an entry never goes stale: it only has to be evicted for memory. One entry holds
 
 * the raw octets and their MIME tree (:func:`mailhouse.message.parse.parse_message`),
-* the SEARCH text index (:class:`mailhouse.message.search.SearchIndex`, decoded and
-  case-folded once, built on first use),
+* the SEARCH index (:class:`mailhouse.message.search.SearchIndex`: header text decoded and
+  case-folded once, body-scan answers per needle; built on first use),
 * encoded per-message FETCH items (ENVELOPE, BODYSTRUCTURE, BODY) in ``structs``.
 
 The cache is an LRU bounded by an *estimate* of the bytes an entry keeps alive

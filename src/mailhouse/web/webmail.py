@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mailhouse.message.parse import parse_message
-from mailhouse.message.search import body_matches, header_matches
 from mailhouse.store.api import Account, FlagMode, Mailbox
+from mailhouse.web import search as websearch
 from mailhouse.web import security
 from mailhouse.web.common import (
     MAX_FORM_FILES,
@@ -106,41 +106,6 @@ async def logout(request: Request) -> Response:
 
 
 # ------------------------------------------------------------------ folders and lists
-def _search_terms(q: str) -> list[tuple[str, str]]:
-    terms = []
-    for m in re.finditer(r'(?:(from|to|subject|body):)?(?:"([^"]*)"|(\S+))', q):
-        terms.append((m.group(1) or "any", m.group(2) if m.group(2) is not None else m.group(3)))
-    return [(k, v) for k, v in terms if v]
-
-
-async def _search(st: Any, recs: list[Any], q: str) -> list[Any]:
-    terms = _search_terms(q)
-    out = []
-    for r in recs:
-        raw = await st.svc.store.blobs.get(r.blob_key)
-        tree = parse_message(raw)
-        ok = True
-        for kind, needle in terms:
-            hit = False
-            if kind in ("any", "subject"):
-                hit = hit or header_matches(raw, tree, "subject", needle)
-            if kind in ("any", "from"):
-                hit = hit or header_matches(raw, tree, "from", needle)
-            if kind in ("any", "to"):
-                hit = hit or any(header_matches(raw, tree, h, needle) for h in ("to", "cc"))
-            if kind in ("any", "body") and not hit:
-                html = body_of(raw, tree).html
-                hit = body_matches(raw, tree, needle) or bool(
-                    html and needle.casefold() in (await html_to_text_async(html)).casefold()
-                )
-            if not hit:
-                ok = False
-                break
-        if ok:
-            out.append(r)
-    return out
-
-
 async def _list_context(request: Request, user: Account, mb: Mailbox) -> dict[str, Any]:
     st = state(request)
     q = request.query_params.get("q", "").strip()[:200]
@@ -150,8 +115,17 @@ async def _list_context(request: Request, user: Account, mb: Mailbox) -> dict[st
     except ValueError:
         page = 1
     recs = [r for r in await st.svc.store.list_messages(mb.id) if "\\Deleted" not in r.flags]
-    if q:
-        recs = await _search(st, recs, q)
+    too_long = False
+    if q:  # issue 12 item 4: off the loop, bounded (web/search.py)
+        cfg = st.svc.cfg
+        res = await websearch.search(
+            st.svc.store,
+            recs,
+            q,
+            time_budget=cfg.search_time_budget,
+            max_decoded_bytes=cfg.search_max_decoded_bytes,
+        )
+        recs, too_long = res.found, res.too_long
     items = await summaries(st, recs)
     rows = thread_rows(items) if threaded else flat_rows(items)
     pages = max(1, (len(rows) + PAGE_SIZE - 1) // PAGE_SIZE)
@@ -162,6 +136,7 @@ async def _list_context(request: Request, user: Account, mb: Mailbox) -> dict[st
         "page": page,
         "pages": pages,
         "q": q,
+        "search_error": websearch.TOO_LONG_NOTICE if too_long else "",
         "threaded": threaded,
         "total": len(rows),
         "qs": ("&q=" + quote(q)) if q else ("&threads=0" if not threaded else ""),

@@ -50,6 +50,15 @@ def _raise(e: query.QueryError) -> None:
     raise cls(e.text, e.code)
 
 
+def _budget(s: SessionContext) -> dict[str, Any]:
+    """The configured limits of one SEARCH/SORT/THREAD (issue 12 item 4): past the time budget
+    the command is answered ``NO [LIMIT]`` (RFC 5530 §3, ``query.SearchTooLong``)."""
+    return {
+        "time_budget": s.cfg.search_time_budget,
+        "max_decoded_bytes": s.cfg.search_max_decoded_bytes,
+    }
+
+
 def _names(opts: Any) -> set[str]:
     return {o.name for o in opts or ()}
 
@@ -78,6 +87,7 @@ async def cmd_search(s: SessionContext, cmd: Command) -> Ok | None:
             load=s.node.messages,
             saved=saved_before,
             charset=args.charset,
+            **_budget(s),
         )
     except query.QueryError as e:
         if "SAVE" in _names(ret):
@@ -136,6 +146,7 @@ async def cmd_sort(s: SessionContext, cmd: Command) -> Ok | None:
             load=s.node.messages,
             saved=saved_before,
             charset=args.charset,
+            **_budget(s),
         )
     except query.QueryError as e:
         if "SAVE" in _names(args.return_options):
@@ -177,6 +188,7 @@ async def cmd_thread(s: SessionContext, cmd: Command) -> Ok | None:
             load=s.node.messages,
             saved=view.saved,
             charset=args.charset,
+            **_budget(s),
         )
     except query.QueryError as e:
         _raise(e)
@@ -264,7 +276,9 @@ async def cmd_esearch(s: SessionContext, cmd: Command) -> Ok | None:
             views = [query.MessageView(i + 1, r) for i, r in enumerate(sorted(records, key=lambda r: r.uid))]
             saved, uidvalidity = None, mb.uidvalidity
         try:
-            found = await query.search(views, args.criteria, load=load, saved=saved, charset=args.charset)
+            found = await query.search(
+                views, args.criteria, load=load, saved=saved, charset=args.charset, **_budget(s)
+            )
         except query.QueryError as e:
             if save and view is not None:
                 view.saved = []  # RFC 5182 §2.1: a failed SAVE empties the saved result
