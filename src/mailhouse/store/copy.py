@@ -60,14 +60,13 @@ TABLES: dict[str, str] = {
     "counters": "PostgreSQL: the UIDVALIDITY counter is carried over",
     "changes": "SQLite change-feed log: transient, not copied",
     "schema_version": "PostgreSQL: set by migrations",
+    "limit_events": "login-failure and send-rate counters: transient (minutes to a day), not copied",
+    "limit_marks": "bans and pregreet results: expiring, not copied (re-add lasting bans with `mailhouse ban add`)",
 }
 
 BATCH = 200  # messages per destination transaction (and blobs copied between commits)
 BLOB_CONCURRENCY = 8  # blobs read/written at once
 MAX_REPORTED = 20  # differences listed per category in the verification report
-
-BATCH = 200  # messages per destination transaction (and blobs copied between commits)
-BLOB_CONCURRENCY = 8  # blobs read/written at once
 
 
 class CopyError(StoreError):
