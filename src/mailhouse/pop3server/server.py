@@ -61,7 +61,7 @@ from mailhouse.proto import pop3 as core
 from mailhouse.proto import sasl
 from mailhouse.proto.pop3 import ResponseCode, err, ok
 from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
-from mailhouse.store.api import Account, MaildropLease, StoreError
+from mailhouse.store.api import Account, MaildropLease, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
@@ -246,6 +246,9 @@ class Pop3Session:
             self.closing = True
             self._busy = None
             raise
+        except StoreUnavailable as e:  # the database, not the client, went away (issue 12 item 11)
+            self.log.warning("store unavailable handling %s: %s", type(ev).__name__, e)
+            self.reply(TEMP_FAILURE)  # RFC 3206 §4 [SYS/TEMP]
         except Exception:
             self.log.exception("internal error handling %s", type(ev).__name__)
             self.reply(TEMP_FAILURE)

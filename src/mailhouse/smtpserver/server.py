@@ -6,7 +6,9 @@ replies.
 Invariants:
 - A `250` after DATA/BDAT is sent only after local delivery and queueing committed.
 - Errors are caught once per event (`_dispatch`): a bug in one command answers
-  `451 4.3.0` and is logged with its traceback; the session and the server go on.
+  `451 4.3.0` and is logged with its traceback; the session and the server go on. A store
+  outage (`StoreUnavailable`) answers ``451 4.3.0 Temporary storage failure`` — never a
+  silent close — and ends only the current mail transaction.
 - Plaintext pipelined after STARTTLS is discarded by the core (CVE-2011-0411).
 - A client that speaks before the greeting is refused (`554 5.5.1`), as postscreen does.
 - Untrusted text (HELO, addresses) reaches headers and logs only escaped.
@@ -41,7 +43,7 @@ from mailhouse.proto import smtp as core
 from mailhouse.proto.smtp import Reply
 from mailhouse.queue.ids import new_queue_id
 from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
-from mailhouse.store.api import Account
+from mailhouse.store.api import Account, StoreUnavailable
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
@@ -51,6 +53,9 @@ log = logging.getLogger(__name__)
 TLS_HANDSHAKE_TIMEOUT = 30.0
 #: Seconds the final flush of a closing session may take.
 CLOSE_FLUSH_TIMEOUT = 5.0
+#: The store could not be used (RFC 3463 §3.5 X.3.0: other or undefined mail system status;
+#: 451 = local error in processing, RFC 5321 §4.2.3): the client keeps the message and retries.
+STORE_UNAVAILABLE = Reply(451, "4.3.0", "Temporary storage failure, try again later")
 
 
 def limits_for(svc: Services) -> Limits:
@@ -208,6 +213,11 @@ class SmtpSession:
         try:
             assert handler is not None, f"no handler for {type(ev).__name__}"
             await handler(self, ev)
+        except StoreUnavailable as e:  # the database, not the client, went away (issue 12 item 11)
+            self.log.warning("store unavailable handling %s: %s", type(ev).__name__, e)
+            if isinstance(ev, core.MessageEnd):
+                self._reset()  # the transaction is over; the session stays usable (RSET, next MAIL)
+            await self.reply(STORE_UNAVAILABLE)
         except (ConnectionError, ssl.SSLError):
             raise
         except Exception:
