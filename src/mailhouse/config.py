@@ -131,6 +131,11 @@ class Config:
     # the pregreet test and send-rate limits (monitoring, your own relays). NOT a relay permission:
     # relaying always needs authentication. Empty by default, loopback included.
     trusted_networks: list[str] = field(default_factory=list)
+    # [limits] per authenticated account, against compromised accounts (delivery/sendlimits.py);
+    # 0 = off. 30 messages a minute is far above a person's pace, far below a spam run's;
+    # 1000 recipients a day sits between Gmail's 500 and Google Workspace's 2000.
+    send_rate: int = 30  # message transactions per minute (submission and webmail)
+    recipients_per_day: int = 1000  # accepted recipients per 24 h (submission and webmail)
     source_path: str = "<defaults>"
 
     def is_trusted(self, ip: str) -> bool:
@@ -239,7 +244,7 @@ _TABLE_KEYS = {
     "tls": {"cert", "key"},
     "store": {"url"},
     "dns": {"nameservers"},
-    "limits": {"max_message_size", "max_recipients", "trusted_networks"},
+    "limits": {"max_message_size", "max_recipients", "trusted_networks", "send_rate", "recipients_per_day"},
     "auth": {"allow_plaintext", "cache_ttl"},
     "server": {
         "workers",
@@ -384,6 +389,12 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     web = _table(data, "web", path)
     if "forwarded_allow_ips" in web:
         cfg.forwarded_allow_ips = _networks(web["forwarded_allow_ips"], path, "web.forwarded_allow_ips")
+    for key in ("send_rate", "recipients_per_day"):
+        if key in limits:
+            v = limits[key]
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError(path, f"limits.{key}", "must be a non-negative integer (0 = off)")
+            setattr(cfg, key, v)
     if "trusted_networks" in limits:
         cfg.trusted_networks = _networks(limits["trusted_networks"], path, "limits.trusted_networks")
     dkim = _table(data, "dkim", path)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from mailhouse.accounts import sasl_flow
 from mailhouse.config import Listener
 from mailhouse.delivery.policy import NOT_OWNER
+from mailhouse.delivery.sendlimits import RECIPIENTS_EXCEEDED
 from mailhouse.log import ConnLogger, safe
 from mailhouse.mailauth import inbound
 from mailhouse.proto import sasl
@@ -263,6 +264,10 @@ class SmtpSession:
             self.log.info("sender %s refused for %s", safe(sender), self.user.address)
             await self.reply(NOT_OWNER)
             return
+        if self.user is not None and (refusal := await self.policy.start_send(self.user, self.ip)):
+            self.log.info("send rate limit for %s", self.user.address)  # delivery/sendlimits.py
+            await self.reply(refusal)
+            return
         self._reset()
         self.sender = sender
         self.mail_params = ev.params
@@ -275,6 +280,10 @@ class SmtpSession:
             return
         if len(self.rcpt_for_header) >= self.cfg.max_recipients:  # RCPT commands, not mailboxes
             await self.reply(Reply(452, "4.5.3", "Error: too many recipients"))  # RFC 5321 §4.5.3.1.10
+            return
+        if self.user is not None and not await self.policy.recipient_room(self.user, self.ip):
+            self.log.info("daily recipient limit for %s", self.user.address)  # delivery/sendlimits.py
+            await self.reply(RECIPIENTS_EXCEEDED)
             return
         size = int(self.mail_params.get("SIZE") or 0)
         verdict = await self.policy.check_recipient(ev.path, self.user, size)
@@ -289,6 +298,8 @@ class SmtpSession:
             if verdict.remote and self.svc.outbound is None:
                 await self.reply(Reply(451, "4.3.2", "Error: outbound delivery is not available"))
                 return
+            if self.user is not None:
+                await self.policy.add_recipients(self.user, self.ip)
             for acc in verdict.local:
                 self.local[acc.id] = acc
             for addr in verdict.remote:

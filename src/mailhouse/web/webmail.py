@@ -57,7 +57,17 @@ from mailhouse.web.mailview import (
     thread_rows,
 )
 from mailhouse.web.sanitize import cid_path, html_to_text_async, quick_text, sanitize_html_async
-from mailhouse.web.send import DRAFTS, SENT, Attachment, Draft, SendError, build_message, store_copy, submit
+from mailhouse.web.send import (
+    DRAFTS,
+    SENT,
+    Attachment,
+    Draft,
+    SendError,
+    SendLimited,
+    build_message,
+    store_copy,
+    submit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -481,6 +491,7 @@ async def compose_post(request: Request) -> Response:
     keep = [str(x) for x in form.getlist("keep")]
     draft_uid = f("draft_uid", 20)
     error = None
+    status = 400
     try:
         uploads = [up for up in form.getlist("attach") if isinstance(up, UploadFile) and up.filename]
         if sum(up.size or 0 for up in uploads) > svc.cfg.max_message_size:
@@ -513,6 +524,7 @@ async def compose_post(request: Request) -> Response:
         return redirect(f"/mail/{inbox.id}?sent=1")
     except SendError as e:
         error = str(e)
+        status = 429 if isinstance(e, SendLimited) else 400  # RFC 6585 §4; the draft is shown again
     owned = sorted(await svc.resolver.owned_addresses(user))
     folders = await folder_tree(svc, user)
     d.attachments = []
@@ -520,7 +532,7 @@ async def compose_post(request: Request) -> Response:
     return render(
         request,
         "compose.html",
-        status=400,
+        status=status,
         folders=folders,
         current=None,
         d=d,
