@@ -124,9 +124,10 @@ class Config:
     source_addresses: list[str] = field(default_factory=list)
     verify_inbound: bool = True  # SPF + DKIM on mail from other servers → Authentication-Results
     pregreet_wait: float = 0.2  # seconds the smtp listener waits before greeting (postscreen's pregreet test)
-    # [web] forwarded_allow_ips: reverse proxies whose X-Forwarded-For/-Proto are believed
-    # (uvicorn's default: only a proxy on this host)
-    forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # [web] forwarded_allow_ips: reverse proxies whose X-Forwarded-For/-Proto are believed.
+    # None by default (issue 12 item 12): trusting 127.0.0.1 let every local process claim any
+    # client address (and so dodge IP-based limits) or HTTPS; list the proxy when behind one.
+    forwarded_allow_ips: list[str] = field(default_factory=list)
     # [limits] trusted_networks: clients exempt from connection limits, login throttling, bans,
     # the pregreet test and send-rate limits (monitoring, your own relays). NOT a relay permission:
     # relaying always needs authentication. Empty by default, loopback included.

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from mailhouse.accounts import mailbox_names
 from mailhouse.message.parse import parse_message
 from mailhouse.message.search import body_matches, header_matches
 from mailhouse.store.api import Account, FlagMode, Mailbox
@@ -207,8 +208,10 @@ async def create_folder(request: Request) -> Response:
     user = await require_user(request)
     form = await checked_form(request)
     name = " ".join(str(form.get("name", "")).split())[:200].strip("/")
-    if not name or any(c in name for c in "\x00\r\n%*"):
-        raise HTTPException(400, "invalid folder name")
+    try:
+        name = mailbox_names.check_new_name(name)  # the same policy as IMAP CREATE/RENAME
+    except mailbox_names.MailboxNameError as e:
+        raise HTTPException(400, f"invalid folder name: {e}") from None
     mb = await mailbox_named(state(request).svc, user, name)
     await state(request).svc.store.set_subscribed(user.id, name, True)
     return redirect(f"/mail/{mb.id}")
