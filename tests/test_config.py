@@ -168,3 +168,20 @@ def test_search_limits() -> None:
     for bad in ({"search_time_budget": 0}, {"search_time_budget": "1"}, {"search_max_decoded_bytes": -1}):
         with pytest.raises(config.ConfigError, match=next(iter(bad))):
             config.from_dict({"limits": bad})
+
+
+def test_send_limits_and_forwarded_defaults(tmp_path: Path) -> None:
+    """Issue 12 item 12: per-account send limits on by default, no proxy believed by default."""
+    cfg = config.load(None)
+    assert cfg.send_rate == 30 and cfg.recipients_per_day == 1000
+    assert cfg.forwarded_allow_ips == []  # was 127.0.0.1/::1: every local process could spoof
+    p = tmp_path / "limits.toml"
+    p.write_text(
+        '[limits]\nsend_rate = 0\nrecipients_per_day = 50\n[web]\nforwarded_allow_ips = ["10.0.0.1"]\n'
+    )
+    cfg = config.load(str(p))
+    assert (cfg.send_rate, cfg.recipients_per_day, cfg.forwarded_allow_ips) == (0, 50, ["10.0.0.1"])
+    p.write_text("[limits]\nsend_rate = -1\n")
+    with pytest.raises(config.ConfigError) as ei:
+        config.load(str(p))
+    assert ei.value.key == "limits.send_rate"

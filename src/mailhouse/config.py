@@ -128,18 +128,24 @@ class Config:
     source_addresses: list[str] = field(default_factory=list)
     verify_inbound: bool = True  # SPF + DKIM on mail from other servers → Authentication-Results
     pregreet_wait: float = 0.2  # seconds the smtp listener waits before greeting (postscreen's pregreet test)
-    # [web] forwarded_allow_ips: reverse proxies whose X-Forwarded-For/-Proto are believed
-    # (uvicorn's default: only a proxy on this host)
-    forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
-    # [limits] trusted_networks: clients exempt from connection limits, login throttling, bans,
-    # the pregreet test and send-rate limits (monitoring, your own relays). NOT a relay permission:
-    # relaying always needs authentication. Empty by default, loopback included.
+    # [web] forwarded_allow_ips: reverse proxies whose X-Forwarded-For/-Proto are believed.
+    # None by default (issue 12 item 12): trusting 127.0.0.1 let every local process claim any
+    # client address (and so dodge IP-based limits) or HTTPS; list the proxy when behind one.
+    forwarded_allow_ips: list[str] = field(default_factory=list)
     # issue 12 item 5: connection limits (defaults and reasons in runtime/connlimits.py)
     conn_per_ip: dict[str, int] = field(default_factory=dict)  # [connections] per_ip: overrides by service
     conn_per_user_ip: int = 10  # [connections] per_user_ip (Dovecot mail_max_userip_connections)
     conn_per_account: int = 50  # [connections] per_account
     max_connections: int = 0  # [connections] max: per process; 0 = RLIMIT_NOFILE minus headroom
+    # [limits] trusted_networks: clients exempt from connection limits, login throttling, bans,
+    # the pregreet test and send-rate limits (monitoring, your own relays). NOT a relay permission:
+    # relaying always needs authentication. Empty by default, loopback included.
     trusted_networks: list[str] = field(default_factory=list)
+    # [limits] per authenticated account, against compromised accounts (delivery/sendlimits.py);
+    # 0 = off. 30 messages a minute is far above a person's pace, far below a spam run's;
+    # 1000 recipients a day sits between Gmail's 500 and Google Workspace's 2000.
+    send_rate: int = 30  # message transactions per minute (submission and webmail)
+    recipients_per_day: int = 1000  # accepted recipients per 24 h (submission and webmail)
     source_path: str = "<defaults>"
 
     def is_trusted(self, ip: str) -> bool:
@@ -255,6 +261,8 @@ _TABLE_KEYS = {
         "trusted_networks",
         "search_time_budget",
         "search_max_decoded_bytes",
+        "send_rate",
+        "recipients_per_day",
     },
     "auth": {"allow_plaintext", "cache_ttl"},
     "server": {
@@ -412,6 +420,12 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     web = _table(data, "web", path)
     if "forwarded_allow_ips" in web:
         cfg.forwarded_allow_ips = _networks(web["forwarded_allow_ips"], path, "web.forwarded_allow_ips")
+    for key in ("send_rate", "recipients_per_day"):
+        if key in limits:
+            v = limits[key]
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError(path, f"limits.{key}", "must be a non-negative integer (0 = off)")
+            setattr(cfg, key, v)
     if "trusted_networks" in limits:
         cfg.trusted_networks = _networks(limits["trusted_networks"], path, "limits.trusted_networks")
     dkim = _table(data, "dkim", path)

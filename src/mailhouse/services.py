@@ -26,6 +26,7 @@ from mailhouse.config import Config
 from mailhouse.delivery.accept import EnvelopeService
 from mailhouse.delivery.local import LocalDelivery
 from mailhouse.delivery.policy import EnvelopePolicy
+from mailhouse.delivery.sendlimits import SendLimits
 from mailhouse.delivery.submission import Submission
 from mailhouse.mailauth.dkim import DkimSigner
 from mailhouse.queue.runner import QueueRunner
@@ -68,6 +69,7 @@ async def build(cfg: Config) -> Services:
         Submission(resolver, cfg.hostname, DkimSigner()),
         local,
         outbound,
+        SendLimits(store, cfg),
     )
     return Services(
         cfg=cfg,

@@ -178,7 +178,11 @@ class PostgresInstance:
             log.close()
         try:
             self._wait_ready(pg_bin, timeout)
-            self._psql(pg_bin, "postgres", f'CREATE DATABASE "{self.database}"')
+            exists = self._psql(
+                pg_bin, "postgres", f"SELECT 1 FROM pg_database WHERE datname='{self.database}'"
+            )
+            if not exists.strip():  # a restart (stop(cleanup=False), start()) keeps its databases
+                self._psql(pg_bin, "postgres", f'CREATE DATABASE "{self.database}"')
         except Exception as e:
             self.stop(cleanup=False)
             raise RuntimeError(f"postgres did not start: {e}\n{tail(self.log_file)}") from e

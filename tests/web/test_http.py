@@ -435,10 +435,10 @@ def _login_cookie_via(mh, source: str, headers: dict[str, str]) -> str:
 
 
 def test_forwarded_proto_is_believed_only_from_trusted_proxies(web_mh):
-    # default [web] forwarded_allow_ips: a reverse proxy on this host (127.0.0.1) is believed…
+    # default [web] forwarded_allow_ips is empty (issue 12 item 12): not even a process on this
+    # host (127.0.0.1) may claim HTTPS or a client address — it used to be believed
     proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7"}
-    assert "secure" in _login_cookie_via(web_mh, "127.0.0.1", proxied)
-    # …anyone else claiming to be behind TLS is not
+    assert "secure" not in _login_cookie_via(web_mh, "127.0.0.1", proxied)
     assert "secure" not in _login_cookie_via(web_mh, "127.0.0.5", proxied)
 
 
@@ -455,5 +455,23 @@ def test_forwarded_allow_ips_is_configurable(tmp_path):
         proxied = {"X-Forwarded-Proto": "https"}
         assert "secure" in _login_cookie_via(mh, "127.0.0.5", proxied)
         assert "secure" not in _login_cookie_via(mh, "127.0.0.1", proxied)
+        # HSTS (RFC 6797) when the trusted proxy says HTTPS — never over plain HTTP
+        assert _hsts_via(mh, "127.0.0.5", proxied) == "max-age=31536000"
+        assert _hsts_via(mh, "127.0.0.5", {}) is None
+        assert _hsts_via(mh, "127.0.0.1", proxied) is None  # an untrusted claim
     finally:
         mh.stop()
+
+
+def _hsts_via(mh, source: str, headers: dict[str, str]) -> str | None:
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(base_url=base_url(mh), transport=transport, headers=headers, timeout=20) as c:
+        r = c.get("/login")
+        assert r.status_code == 200, r.text
+        return r.headers.get("strict-transport-security")
+
+
+def test_no_hsts_and_no_forwarded_trust_by_default(web_mh):
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7"}
+    assert _hsts_via(web_mh, "127.0.0.1", proxied) is None
+    assert _hsts_via(web_mh, "127.0.0.1", {}) is None

@@ -12,12 +12,16 @@ durably (`queue.runner`). Only when this returns `250` may the caller acknowledg
 means the message is on stable storage.
 
 Built once per node in `services.build`; queue ids come from `queue.ids.new_queue_id`.
+An authenticated sender's transactions and recipients are also counted against the
+per-account limits (`delivery.sendlimits`: `start_send` at MAIL FROM, `recipient_room` /
+`add_recipients` at RCPT) by every face.
 """
 
 from __future__ import annotations
 
 from mailhouse.delivery.local import LocalDelivery
 from mailhouse.delivery.policy import EnvelopePolicy, RcptVerdict
+from mailhouse.delivery.sendlimits import SendLimits
 from mailhouse.delivery.submission import Submission
 from mailhouse.proto.smtp import Reply
 from mailhouse.proto.smtp_address import Address
@@ -29,12 +33,31 @@ RemoteRcpt = tuple[str, dict[str, str | None]]
 
 class EnvelopeService:
     def __init__(
-        self, policy: EnvelopePolicy, msa: Submission, local: LocalDelivery, outbound: QueueRunner
+        self,
+        policy: EnvelopePolicy,
+        msa: Submission,
+        local: LocalDelivery,
+        outbound: QueueRunner,
+        limits: SendLimits | None = None,
     ) -> None:
         self.policy = policy
         self.msa = msa
         self.local = local
         self.outbound = outbound
+        self.limits = limits
+
+    async def start_send(self, account: Account, ip: str) -> Reply | None:
+        """A message transaction by ACCOUNT from IP: None, or the send-rate refusal (counted if not)."""
+        return None if self.limits is None else await self.limits.start_send(account, ip)
+
+    async def recipient_room(self, account: Account, ip: str, count: int = 1) -> bool:
+        """Whether COUNT more recipients fit in ACCOUNT's daily budget."""
+        return True if self.limits is None else await self.limits.has_recipient_room(account, ip, count)
+
+    async def add_recipients(self, account: Account, ip: str, count: int = 1) -> None:
+        """Count COUNT accepted recipients against ACCOUNT's daily budget."""
+        if self.limits is not None:
+            await self.limits.add_recipients(account, ip, count)
 
     async def may_send_as(self, account: Account, address: str) -> bool:
         """May ACCOUNT use ADDRESS as envelope sender? (RFC 6409 §6.1)"""

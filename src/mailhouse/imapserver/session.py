@@ -288,9 +288,9 @@ class IMAPSession:
             status, text, code = "NO", "Conflicting change, try again", "UNAVAILABLE"
         except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
             raise
-        except StoreError as e:
+        except StoreError as e:  # StoreUnavailable included: the database, not the client, went away
             self.log.warning("store error in %s: %s", name, type(e).__name__)
-            status, text, code = "NO", "Temporary failure, try again later", "UNAVAILABLE"
+            status, text, code = "NO", "Temporary failure, try again later", "UNAVAILABLE"  # RFC 5530 §3
         except Exception:
             self.log.exception("internal error handling %s", name)
             status, text, code = "NO", "Internal server error", "SERVERBUG"  # RFC 5530 §3

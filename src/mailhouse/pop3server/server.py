@@ -62,7 +62,7 @@ from mailhouse.proto import sasl
 from mailhouse.proto.pop3 import ResponseCode, err, ok
 from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
 from mailhouse.runtime.connlimits import ConnectionGate, Refusal, policy_from_config
-from mailhouse.store.api import Account, MaildropLease, StoreError
+from mailhouse.store.api import Account, MaildropLease, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
@@ -247,6 +247,9 @@ class Pop3Session:
             self.closing = True
             self._busy = None
             raise
+        except StoreUnavailable as e:  # the database, not the client, went away (issue 12 item 11)
+            self.log.warning("store unavailable handling %s: %s", type(ev).__name__, e)
+            self.reply(TEMP_FAILURE)  # RFC 3206 §4 [SYS/TEMP]
         except Exception:
             self.log.exception("internal error handling %s", type(ev).__name__)
             self.reply(TEMP_FAILURE)

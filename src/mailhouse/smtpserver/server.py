@@ -6,7 +6,9 @@ replies.
 Invariants:
 - A `250` after DATA/BDAT is sent only after local delivery and queueing committed.
 - Errors are caught once per event (`_dispatch`): a bug in one command answers
-  `451 4.3.0` and is logged with its traceback; the session and the server go on.
+  `451 4.3.0` and is logged with its traceback; the session and the server go on. A store
+  outage (`StoreUnavailable`) answers ``451 4.3.0 Temporary storage failure`` — never a
+  silent close — and ends only the current mail transaction.
 - Plaintext pipelined after STARTTLS is discarded by the core (CVE-2011-0411).
 - A client that speaks before the greeting is refused (`554 5.5.1`), as postscreen does.
 - Untrusted text (HELO, addresses) reaches headers and logs only escaped.
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from mailhouse.accounts import sasl_flow
 from mailhouse.config import Listener
 from mailhouse.delivery.policy import NOT_OWNER
+from mailhouse.delivery.sendlimits import RECIPIENTS_EXCEEDED
 from mailhouse.log import ConnLogger, safe
 from mailhouse.mailauth import inbound
 from mailhouse.proto import sasl
@@ -42,7 +45,7 @@ from mailhouse.proto.smtp import Reply
 from mailhouse.queue.ids import new_queue_id
 from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
 from mailhouse.runtime.connlimits import ConnectionGate, Refusal, policy_from_config
-from mailhouse.store.api import Account
+from mailhouse.store.api import Account, StoreUnavailable
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
@@ -52,6 +55,9 @@ log = logging.getLogger(__name__)
 TLS_HANDSHAKE_TIMEOUT = 30.0
 #: Seconds the final flush of a closing session may take.
 CLOSE_FLUSH_TIMEOUT = 5.0
+#: The store could not be used (RFC 3463 §3.5 X.3.0: other or undefined mail system status;
+#: 451 = local error in processing, RFC 5321 §4.2.3): the client keeps the message and retries.
+STORE_UNAVAILABLE = Reply(451, "4.3.0", "Temporary storage failure, try again later")
 
 
 def limits_for(svc: Services) -> Limits:
@@ -209,6 +215,11 @@ class SmtpSession:
         try:
             assert handler is not None, f"no handler for {type(ev).__name__}"
             await handler(self, ev)
+        except StoreUnavailable as e:  # the database, not the client, went away (issue 12 item 11)
+            self.log.warning("store unavailable handling %s: %s", type(ev).__name__, e)
+            if isinstance(ev, core.MessageEnd):
+                self._reset()  # the transaction is over; the session stays usable (RSET, next MAIL)
+            await self.reply(STORE_UNAVAILABLE)
         except (ConnectionError, ssl.SSLError):
             raise
         except Exception:
@@ -254,6 +265,10 @@ class SmtpSession:
             self.log.info("sender %s refused for %s", safe(sender), self.user.address)
             await self.reply(NOT_OWNER)
             return
+        if self.user is not None and (refusal := await self.policy.start_send(self.user, self.ip)):
+            self.log.info("send rate limit for %s", self.user.address)  # delivery/sendlimits.py
+            await self.reply(refusal)
+            return
         self._reset()
         self.sender = sender
         self.mail_params = ev.params
@@ -266,6 +281,10 @@ class SmtpSession:
             return
         if len(self.rcpt_for_header) >= self.cfg.max_recipients:  # RCPT commands, not mailboxes
             await self.reply(Reply(452, "4.5.3", "Error: too many recipients"))  # RFC 5321 §4.5.3.1.10
+            return
+        if self.user is not None and not await self.policy.recipient_room(self.user, self.ip):
+            self.log.info("daily recipient limit for %s", self.user.address)  # delivery/sendlimits.py
+            await self.reply(RECIPIENTS_EXCEEDED)
             return
         size = int(self.mail_params.get("SIZE") or 0)
         verdict = await self.policy.check_recipient(ev.path, self.user, size)
@@ -280,6 +299,8 @@ class SmtpSession:
             if verdict.remote and self.svc.outbound is None:
                 await self.reply(Reply(451, "4.3.2", "Error: outbound delivery is not available"))
                 return
+            if self.user is not None:
+                await self.policy.add_recipients(self.user, self.ip)
             for acc in verdict.local:
                 self.local[acc.id] = acc
             for addr in verdict.remote:

@@ -57,6 +57,19 @@ class Conflict(StoreError):
     """A concurrent change made this operation impossible (retry may succeed)."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or used right now (connection lost, server restarting,
+    pool exhausted, file locked or unreadable): the operation did not happen or its outcome
+    is unknown, and the same request may succeed later (issue 12 item 11).
+
+    Raised by the backends' engines in place of the driver's connection-level errors, so
+    that no caller mistakes a lost *database* connection for a lost *client* connection
+    (``ConnectionError``). Protocol adapters answer it with their temporary-failure reply:
+    SMTP ``451 4.3.0`` (RFC 3463 §3.5), IMAP ``NO [UNAVAILABLE]`` (RFC 5530 §3), POP3
+    ``-ERR [SYS/TEMP]`` (RFC 3206 §4), HTTP ``503`` with ``Retry-After`` (RFC 9110 §15.6.4).
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Domain:
     id: int

@@ -11,6 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from mailhouse.store.api import StoreUnavailable
 from mailhouse.web import admin, autoconfig, webmail
 from mailhouse.web.common import HERE, LoginRequired, WebState, redirect, render
 from mailhouse.web.limits import BodyLimit
@@ -66,10 +67,32 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
 
 
+#: Seconds a client is asked to wait after a store outage (RFC 9110 §10.2.3 Retry-After).
+STORE_RETRY_AFTER = 30
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """The store is down (issue 12 item 11): 503 with Retry-After (RFC 9110 §15.6.4), not a 500."""
+    detail = "The mail store is temporarily unavailable. Please try again in a moment."
+    headers = {"Retry-After": str(STORE_RETRY_AFTER)}
+    if "text/html" in request.headers.get("accept", ""):
+        try:
+            resp: Response = render(request, "error.html", status=503, code=503, detail=detail)
+            resp.headers.update(headers)
+            return resp
+        except Exception:  # noqa: BLE001 - rendering must not turn the 503 into a 500
+            pass
+    return PlainTextResponse(detail, status_code=503, headers=headers)
+
+
 def create_app(svc: Services, secret: bytes) -> SecurityHeadersApp:
     app = Starlette(
         routes=ROUTES,
-        exception_handlers={LoginRequired: _login_required, HTTPException: _http_error},
+        exception_handlers={
+            LoginRequired: _login_required,
+            HTTPException: _http_error,
+            StoreUnavailable: _store_unavailable,
+        },
     )
     web = WebState.build(svc, secret)
     app.state.web = web

@@ -46,6 +46,9 @@ CSP_REMOTE_IMAGES = CSP.replace("img-src 'self' data:", "img-src 'self' data: ht
 # attachments and inline parts: nothing inside may run or load anything
 CSP_DOWNLOAD = "default-src 'none'; sandbox"
 
+#: RFC 6797 §6.1.1: one year (the preload lists' minimum); no includeSubDomains, since other
+#: hosts of the domain may not speak HTTPS.
+HSTS = b"max-age=31536000"
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),  # nothing leaks to other sites
@@ -161,6 +164,11 @@ class SecurityHeaders:
                 if b"content-security-policy" not in names:
                     headers.append((b"content-security-policy", CSP.encode()))
                 headers += [h for h in SECURITY_HEADERS if h[0] not in names]
+                # RFC 6797 §7.2: HSTS only over a secure transport — our TLS, or a proxy in
+                # [web] forwarded_allow_ips that said X-Forwarded-Proto: https (uvicorn sets the
+                # scheme from it); never over plain HTTP, where an attacker could set it.
+                if scope.get("scheme") == "https" and b"strict-transport-security" not in names:
+                    headers.append((b"strict-transport-security", HSTS))
                 if b"cache-control" not in names:
                     headers.append((b"cache-control", b"no-store"))
                 message = dict(message, headers=headers)

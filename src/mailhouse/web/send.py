@@ -43,6 +43,10 @@ class SendError(Exception):
     pass
 
 
+class SendLimited(SendError):
+    """A per-account sending limit refused the send (HTTP 429, the draft is kept)."""
+
+
 @dataclass(slots=True)
 class Attachment:
     filename: str
@@ -126,6 +130,12 @@ async def submit(
         raise SendError(_text(NOT_OWNER))
     if not recipients:
         raise SendError("no recipients")
+    unique = len(dict.fromkeys(r.lower() for r in recipients))
+    # per-account limits against compromised accounts (delivery/sendlimits.py), as on port 587
+    if not await envelope.recipient_room(user, ip, unique):
+        raise SendLimited("Daily recipient limit reached; your message was kept here, try again later.")
+    if await envelope.start_send(user, ip) is not None:
+        raise SendLimited("Sending rate limit exceeded; your message was kept here, try again in a minute.")
     if len(recipients) > svc.cfg.max_recipients:
         raise SendError(f"too many recipients (at most {svc.cfg.max_recipients})")
     if len(message) > svc.cfg.max_message_size:
@@ -142,6 +152,7 @@ async def submit(
         for acc in verdict.local:
             local[acc.id] = acc
         remote += [(a, {}) for a in verdict.remote]
+    await envelope.add_recipients(user, ip, unique)
     queue_id = new_queue_id()
     message = _received(svc, ip, queue_id) + message
     reply = await envelope.accept(

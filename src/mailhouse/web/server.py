@@ -97,8 +97,10 @@ class Server:
             lifespan="off",
             timeout_graceful_shutdown=GRACEFUL_SECONDS,
             server_header=False,
-            proxy_headers=True,  # X-Forwarded-For/-Proto, believed only from [web] forwarded_allow_ips
-            forwarded_allow_ips=self.svc.cfg.forwarded_allow_ips,
+            # X-Forwarded-For/-Proto, believed only from [web] forwarded_allow_ips (none by default:
+            # uvicorn would otherwise fall back to trusting 127.0.0.1)
+            proxy_headers=bool(self.svc.cfg.forwarded_allow_ips),
+            forwarded_allow_ips=self.svc.cfg.forwarded_allow_ips or None,
         )
         server = _Server(config)
         task = asyncio.get_running_loop().create_task(

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from mailhouse.accounts import mailbox_names
 from mailhouse.message.parse import parse_message
 from mailhouse.store.api import Account, FlagMode, Mailbox
 from mailhouse.web import search as websearch
@@ -57,7 +58,17 @@ from mailhouse.web.mailview import (
     thread_rows,
 )
 from mailhouse.web.sanitize import cid_path, html_to_text_async, quick_text, sanitize_html_async
-from mailhouse.web.send import DRAFTS, SENT, Attachment, Draft, SendError, build_message, store_copy, submit
+from mailhouse.web.send import (
+    DRAFTS,
+    SENT,
+    Attachment,
+    Draft,
+    SendError,
+    SendLimited,
+    build_message,
+    store_copy,
+    submit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +183,10 @@ async def create_folder(request: Request) -> Response:
     user = await require_user(request)
     form = await checked_form(request)
     name = " ".join(str(form.get("name", "")).split())[:200].strip("/")
-    if not name or any(c in name for c in "\x00\r\n%*"):
-        raise HTTPException(400, "invalid folder name")
+    try:
+        name = mailbox_names.check_new_name(name)  # the same policy as IMAP CREATE/RENAME
+    except mailbox_names.MailboxNameError as e:
+        raise HTTPException(400, f"invalid folder name: {e}") from None
     mb = await mailbox_named(state(request).svc, user, name)
     await state(request).svc.store.set_subscribed(user.id, name, True)
     return redirect(f"/mail/{mb.id}")
@@ -456,6 +469,7 @@ async def compose_post(request: Request) -> Response:
     keep = [str(x) for x in form.getlist("keep")]
     draft_uid = f("draft_uid", 20)
     error = None
+    status = 400
     try:
         uploads = [up for up in form.getlist("attach") if isinstance(up, UploadFile) and up.filename]
         if sum(up.size or 0 for up in uploads) > svc.cfg.max_message_size:
@@ -488,6 +502,7 @@ async def compose_post(request: Request) -> Response:
         return redirect(f"/mail/{inbox.id}?sent=1")
     except SendError as e:
         error = str(e)
+        status = 429 if isinstance(e, SendLimited) else 400  # RFC 6585 §4; the draft is shown again
     owned = sorted(await svc.resolver.owned_addresses(user))
     folders = await folder_tree(svc, user)
     d.attachments = []
@@ -495,7 +510,7 @@ async def compose_post(request: Request) -> Response:
     return render(
         request,
         "compose.html",
-        status=400,
+        status=status,
         folders=folders,
         current=None,
         d=d,

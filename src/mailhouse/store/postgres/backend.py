@@ -33,7 +33,14 @@ from mailhouse.store.backend import Tx, new_blob_key
 from mailhouse.store.feed import FeedHub
 from mailhouse.store.postgres.blobs import PgBlobStore
 from mailhouse.store.postgres.directory import DirectoryTx
-from mailhouse.store.postgres.engine import POOL_MAX, POOL_MIN, Conn, Engine, split_url
+from mailhouse.store.postgres.engine import (
+    POOL_MAX,
+    POOL_MIN,
+    Conn,
+    Engine,
+    split_url,
+    unavailable_as_store_error,
+)
 from mailhouse.store.postgres.feed import FeedTx, Listener
 from mailhouse.store.postgres.limits import LimitsTx
 from mailhouse.store.postgres.locks import PgLease, PgMaildropLocks
@@ -122,7 +129,8 @@ class PostgresBackend:
     async def try_lock_maildrop(self, mailbox_id: int) -> PgLease | None:
         """RFC 1939 §8 across nodes: a session-level advisory lock on a dedicated connection."""
         self.engine.pool()  # StoreError when the store is not open
-        return await self.maildrop_locks.try_acquire(mailbox_id)
+        async with unavailable_as_store_error():
+            return await self.maildrop_locks.try_acquire(mailbox_id)
 
     def transfer(self) -> PgTransfer:
         return PgTransfer(self.engine, self._blobs, self.db_blobs)

@@ -21,15 +21,19 @@ class PgBlobStore:
 
     async def put(self, data: bytes) -> str:
         key = new_key()
-        await self._engine.pool().execute("INSERT INTO blobs(key, data) VALUES ($1, $2)", key, data)
+        await self._engine.connection(
+            lambda c: c.execute("INSERT INTO blobs(key, data) VALUES ($1, $2)", key, data)
+        )
         return key
 
     async def get(self, key: str) -> bytes:
-        data = await self._engine.pool().fetchval("SELECT data FROM blobs WHERE key=$1", key)
+        data = await self._engine.connection(lambda c: c.fetchval("SELECT data FROM blobs WHERE key=$1", key))
         if data is None:
             raise FileNotFoundError(f"blob {key} does not exist")
         return bytes(data)
 
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:
-            await self._engine.pool().execute("DELETE FROM blobs WHERE key = ANY($1::text[])", list(keys))
+            await self._engine.connection(
+                lambda c: c.execute("DELETE FROM blobs WHERE key = ANY($1::text[])", list(keys))
+            )

@@ -6,21 +6,30 @@ Invariants:
   A deadlock or serialization failure retries FN from the start (`MAX_TX_ATTEMPTS`), so FN
   must only touch the database.
 - Migrations are serialised across nodes by a transaction-scoped advisory lock.
+- Connection-level failures (server restarting or shut down, connection lost or refused,
+  too many connections, pool acquire timeout) leave the engine as `api.StoreUnavailable`,
+  never as the driver's error or a bare ``ConnectionError`` that callers would take for
+  their client's disconnect (issue 12 item 11). The pool drops a broken connection and
+  opens a fresh one on the next acquire, so the node serves again once the server is back.
+  Reads, and transactions whose connection failed before FN ran, are retried once at once
+  (a pooled connection may have died with a server restart); a transaction that failed
+  after FN started is not retried here: its outcome may be unknown, the client retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from mailhouse.store.api import StoreError
+from mailhouse.store.api import StoreError, StoreUnavailable
 from mailhouse.store.postgres.schema import BOOTSTRAP, MIGRATION_LOCK, MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -33,6 +42,27 @@ MAX_TX_ATTEMPTS = 8  # a transaction hit by deadlock/serialization failure is re
 POOL_MIN = 1
 POOL_MAX = 10
 _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+#: Seconds to wait for a pooled connection (all busy, or the server not accepting connections).
+ACQUIRE_TIMEOUT = 30.0
+#: What means "the database is not usable right now" rather than "this statement is wrong".
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08: connection exception
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: admin/crash shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.exceptions.InterfaceError,  # the connection was closed under the driver
+    OSError,  # refused, reset, unreachable (ConnectionError is an OSError)
+    TimeoutError,  # pool acquire / connect timed out
+)
+
+
+@contextlib.asynccontextmanager
+async def unavailable_as_store_error() -> AsyncIterator[None]:
+    """Turn a connection-level failure inside the block into `StoreUnavailable`."""
+    try:
+        yield
+    except UNAVAILABLE as e:
+        log.warning("store: PostgreSQL unavailable: %s: %s", type(e).__name__, e)
+        raise StoreUnavailable(f"PostgreSQL unavailable ({type(e).__name__})") from e
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -119,20 +149,44 @@ class Engine:
                 await c.execute("UPDATE schema_version SET version=$1", i + 1)
 
     async def transaction(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        """Run FN in one transaction; retry on deadlock/serialization failure (FN may run again)."""
+        """Run FN in one transaction; retry on deadlock/serialization failure (FN may run again).
+
+        Raises `StoreUnavailable` when the server cannot be reached or the connection is lost."""
         pool = self.pool()
-        for attempt in range(1, MAX_TX_ATTEMPTS + 1):
+        reconnected = False
+        attempt = 1
+        while True:
+            started = False
             try:
-                async with pool.acquire() as c, c.transaction():
-                    return await fn(c)
+                async with unavailable_as_store_error():
+                    async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as c:
+                        tx = c.transaction()
+                        await tx.start()
+                        started = True
+                        try:
+                            result = await fn(c)
+                        except BaseException:
+                            if not c.is_closed():
+                                await tx.rollback()
+                            raise
+                        await tx.commit()
+                        return result
             except _RETRYABLE as e:
                 if attempt == MAX_TX_ATTEMPTS:
                     raise
                 log.debug("store: retrying transaction after %s (attempt %d)", type(e).__name__, attempt)
+                attempt += 1
                 await asyncio.sleep(random.uniform(0, 0.01 * attempt))
-        raise AssertionError("unreachable")
+            except StoreUnavailable:
+                # BEGIN itself failed on a connection that died while pooled: nothing ran, try a fresh one
+                if started or reconnected:
+                    raise
+                reconnected = True
 
     async def connection(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        """Run FN on a pooled connection outside an explicit transaction (reads)."""
-        async with self.pool().acquire() as c:
-            return await fn(c)
+        """Run FN on a pooled connection outside an explicit transaction (reads and
+        one-statement writes); `StoreUnavailable` when the database cannot be used."""
+        pool = self.pool()
+        async with unavailable_as_store_error():
+            async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as c:
+                return await fn(c)

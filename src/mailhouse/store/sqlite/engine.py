@@ -10,6 +10,10 @@ Invariants:
   others), then commits once and answers them all.
 - WAL readers (`READER_THREADS` threads, and the loop thread's query-only connection for
   `read_quick`) never wait for the writer.
+- A database that cannot be used right now (locked past the busy timeout, disk I/O error,
+  disk full, file cannot be opened) is reported as `api.StoreUnavailable`, the error every
+  protocol answers with its temporary-failure reply (issue 12 item 11); any other SQLite
+  error (constraint, syntax) stays what it is.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mailhouse.store.api import StoreUnavailable
 from mailhouse.store.sqlite.schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -32,6 +37,32 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000  # other worker processes hold the write lock at most this long
 MAX_GROUP = 256  # write jobs per group commit
 READER_THREADS = 2  # read connections per process (WAL allows them beside the writer)
+#: Primary result codes (https://sqlite.org/rescode.html) that mean "try again later".
+UNAVAILABLE_CODES = frozenset(
+    {
+        5,  # SQLITE_BUSY: another process held the lock past the busy timeout
+        6,  # SQLITE_LOCKED
+        10,  # SQLITE_IOERR: disk I/O error
+        13,  # SQLITE_FULL: database or disk is full
+        14,  # SQLITE_CANTOPEN: unable to open database file
+        15,  # SQLITE_PROTOCOL: lock protocol error
+    }
+)
+
+
+def is_unavailable(e: BaseException) -> bool:
+    """Whether E says the database cannot be used right now (rather than: this job is wrong)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return isinstance(e, sqlite3.OperationalError) and code is not None and code & 0xFF in UNAVAILABLE_CODES
+
+
+async def _await(job: _Job) -> Any:
+    try:
+        return await asyncio.wrap_future(job.future)
+    except sqlite3.Error as e:
+        if is_unavailable(e):
+            raise StoreUnavailable(f"SQLite unavailable ({e})") from e
+        raise
 
 
 class _Job:
@@ -217,7 +248,7 @@ class Engine:
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         job = _Job(fn, write=False)
         self._reads.put(job)
-        return await asyncio.wrap_future(job.future)  # type: ignore[no-any-return,unused-ignore]
+        return await _await(job)  # type: ignore[no-any-return]
 
     async def read_quick(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A small indexed read run on the calling (event-loop) thread.
@@ -241,10 +272,12 @@ class Engine:
             return fn(conn)
         except sqlite3.OperationalError as e:
             if "locked" not in str(e) and "busy" not in str(e):
+                if is_unavailable(e):
+                    raise StoreUnavailable(f"SQLite unavailable ({e})") from e
                 raise
             return await self.read(fn)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         job = _Job(fn, write=True)
         self._jobs.put(job)
-        return await asyncio.wrap_future(job.future)  # type: ignore[no-any-return,unused-ignore]
+        return await _await(job)  # type: ignore[no-any-return]
