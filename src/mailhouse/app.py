@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from mailhouse import config as config_mod
+from mailhouse.accounts.housekeeping import Housekeeper
 from mailhouse.config import Config, Listener
 from mailhouse.runtime.watchdog import Watchdog
 from mailhouse.services import Services, build
@@ -82,6 +83,7 @@ async def run_node(cfg: Config, ready: asyncio.Event | None = None, stop: asynci
     listening: list[Listening] = []
     watchdog = Watchdog()  # issue 12: warn, naming the culprit, when something blocks the loop
     watchdog.start()
+    housekeeper = Housekeeper(svc.store)
     try:
         servers = node_servers(svc, cfg.listen)
         for name, addrs in cfg.listen.items():
@@ -89,6 +91,7 @@ async def run_node(cfg: Config, ready: asyncio.Event | None = None, stop: asynci
                 listening.append(await servers[name].listen(name, host, port))
                 log.info("%s listening on %s:%d", name, host, port)
         await svc.outbound.start()
+        housekeeper.start()  # hourly purge of expired bans/marks and old limit events
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -119,6 +122,7 @@ async def run_node(cfg: Config, ready: asyncio.Event | None = None, stop: asynci
     finally:
         for s in listening:
             s.close()
+        await housekeeper.stop()
         await watchdog.stop()
         await svc.store.close()
 
