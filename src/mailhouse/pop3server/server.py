@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from mailhouse.accounts import sasl_flow
 from mailhouse.config import Listener
-from mailhouse.log import ConnLogger, safe
+from mailhouse.log import ConnLogger
 from mailhouse.pop3server.maildrop import Maildrop, Vanished, top
 from mailhouse.proto import pop3 as core
 from mailhouse.proto import sasl
@@ -450,7 +450,6 @@ class Pop3Session:
     async def _pass(self, user: str, password: str) -> None:
         account = await self.svc.auth.check(user, password, self.ip, "pop3")  # waits the shared per-IP delay
         if account is None:
-            self.log.info("login failed (USER) user=%s", safe(user, 100))
             self.reply(AUTH_FAILED)
             return
         await self._open_maildrop(account, "USER")

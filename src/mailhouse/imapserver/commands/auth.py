@@ -23,7 +23,6 @@ import ssl
 from typing import TYPE_CHECKING
 
 from mailhouse.accounts import sasl_flow
-from mailhouse.log import safe
 from mailhouse.proto import sasl
 from mailhouse.proto.imap import NEED_DATA, AuthContinuation, CommandError, response
 from mailhouse.proto.imap.commands import Authenticate, Compress, Enable, Login
@@ -70,7 +69,6 @@ async def cmd_login(s: SessionContext, cmd: Command) -> Ok | None:
     user = args.userid.decode("utf-8", "replace")
     account = await s.svc.auth.check(user, args.password.decode("utf-8", "replace"), s.ip, "imap")
     if account is None:
-        s.log.info("login failed (LOGIN) user=%s", safe(user, 100))
         raise No("Authentication failed", "AUTHENTICATIONFAILED")  # RFC 5530 §3
     return _logged_in(s, account, "LOGIN")
 
