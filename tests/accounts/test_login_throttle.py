@@ -140,7 +140,15 @@ def test_many_ips_of_one_network_are_delayed(mh: MailhouseProcess) -> None:
     assert elapsed >= floor - 0.05, (elapsed, floor)
 
 
-FAIL2BAN = re.compile(r"auth failed: service=\S+ ip=(?P<host>\S+) user=<.*> reason=\S+")
+def readme_failregex() -> re.Pattern[str]:
+    """The fail2ban filter the README documents, with fail2ban's <HOST> as a named group."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    m = re.search(r"`failregex = (.+?)`", text)
+    assert m, "README documents no fail2ban failregex"
+    return re.compile(m[1].replace("<HOST>", r"(?P<host>\S+)"))
+
+
+FAIL2BAN = readme_failregex()
 
 
 def test_failures_logged_in_one_shape(mh: MailhouseProcess) -> None:

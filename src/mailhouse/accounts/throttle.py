@@ -111,7 +111,7 @@ class LoginThrottle:
         """Hold IP's slot and wait its penalty; the caller checks the password unless
         ``attempt.refused`` and then calls ``failed(reason)`` or ``succeeded()``."""
         ip = normalise_ip(ip)
-        user = user.strip().lower()[:MAX_USER_KEY]
+        user = normalise_user(user)
         att = Attempt(self, ip, user, service)
         if self.is_trusted(ip):
             att.exempt = True
@@ -219,12 +219,17 @@ class LoginThrottle:
         await self.store.remove_mark(_first_key(ip, user))
 
 
+def normalise_user(user: str) -> str:
+    return user.strip().lower()[:MAX_USER_KEY]
+
+
+# keys are built from normalised values whatever the caller passed (one client, one account: one key)
 def _ip_key(ip: str) -> str:
-    return f"authfail:ip:{ip}"
+    return f"authfail:ip:{normalise_ip(ip)}"
 
 
 def _acct_key(user: str) -> str:
-    return f"authfail:acct:{user}"
+    return f"authfail:acct:{normalise_user(user)}"
 
 
 def _net_key(net: str) -> str:
@@ -232,8 +237,8 @@ def _net_key(net: str) -> str:
 
 
 def _pair_key(ip: str, user: str) -> str:
-    return f"authfail:pair:{ip}:{user}"
+    return f"authfail:pair:{normalise_ip(ip)}:{normalise_user(user)}"
 
 
 def _first_key(ip: str, user: str) -> str:
-    return f"authfirst:{ip}:{user}"
+    return f"authfirst:{normalise_ip(ip)}:{normalise_user(user)}"
