@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.accounts.wire import Imap, Pop3
+from tests.accounts.wire import Imap, Pop3, add_cheap_users
 from tests.mailhouse_proc import MailhouseProcess
 
 from .test_two_nodes import HOSTS
@@ -39,7 +39,7 @@ def nodes(postgres_db_url: str, tmp_path: Path) -> Iterator[tuple[MailhouseProce
         )
     a, b = made
     a.add_domain("example.org")
-    a.add_user("carol@example.org")
+    add_cheap_users(a, ["carol@example.org"], "correct-horse-42")
     for n in made:
         n.start()
     try:
