@@ -11,6 +11,8 @@ Invariants:
 - `is_banned` is on every accept path, so it answers from a small in-process cache
   (`CACHE_TTL` seconds, `MAX_CACHED` addresses); a ban made on this node is seen at once, one
   made elsewhere (another worker, node or the CLI) within `CACHE_TTL`, and so is a removal;
+- a store that cannot be asked does not refuse connections (fail open: the login throttle,
+  which needs the store too, then refuses the logins);
 - addresses are normalised (`normalise_ip`): an IPv4-mapped IPv6 peer is its IPv4 address,
   IPv6 is compressed and without zone, so one client has one key whatever the listener saw.
 """
@@ -91,7 +93,11 @@ class Bans:
         hit = self._cache.get(ip)
         if hit is not None and hit[0] > now:
             return hit[1] > now
-        mark = await self.store.get_mark(PREFIX + ip, now)
+        try:
+            mark = await self.store.get_mark(PREFIX + ip, now)
+        except Exception as e:  # store outage: serve the connection (logins fail in the throttle)
+            log.warning("ban check for %s failed (%s): not refused", ip, type(e).__name__)
+            return False
         self._remember(ip, mark.expires if mark is not None else 0.0, now)
         return mark is not None
 
