@@ -166,6 +166,7 @@ class SmtpSession:
         self.log.info("connect from %s mode=%s", self.ip, self.mode)
         try:
             if await self.svc.auth.bans.is_banned(self.ip):  # issue 12 item 7: refused at connect
+                # RFC 5321 §3.1: 554 in place of the 220 greeting
                 await self.write(b"554 5.7.1 Access denied: too many failed logins\r\n")
                 return
             if self.mode == "smtp" and self.cfg.pregreet_wait > 0:
