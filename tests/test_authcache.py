@@ -41,14 +41,14 @@ def argon2_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def test_second_login_skips_argon2(store: Store, argon2_calls: list[str]) -> None:
-    auth = Authenticator(store, LoginThrottle())
+    auth = Authenticator(store, LoginThrottle(store))
     assert await auth.check("alice@example.org", "right", "127.0.0.1")
     assert await auth.check("Alice@Example.org", "right", "127.0.0.1")
     assert argon2_calls == ["right"]
 
 
 async def test_wrong_password_always_pays_argon2_and_fails(store: Store, argon2_calls: list[str]) -> None:
-    auth = Authenticator(store, LoginThrottle())
+    auth = Authenticator(store, LoginThrottle(store))
     assert await auth.check("alice@example.org", "right", "127.0.0.1")
     for _ in range(2):
         assert await auth.check("alice@example.org", "wrong", "127.0.0.2") is None
@@ -58,7 +58,7 @@ async def test_wrong_password_always_pays_argon2_and_fails(store: Store, argon2_
 
 
 async def test_password_change_invalidates(store: Store, argon2_calls: list[str]) -> None:
-    auth = Authenticator(store, LoginThrottle())
+    auth = Authenticator(store, LoginThrottle(store))
     assert await auth.check("alice@example.org", "right", "127.0.0.1")
     h, scram = passwords.make_credentials("new")
     await store.set_password("alice@example.org", h, scram)
@@ -69,7 +69,7 @@ async def test_password_change_invalidates(store: Store, argon2_calls: list[str]
 
 async def test_entries_expire(store: Store, argon2_calls: list[str]) -> None:
     now = [1000.0]
-    auth = Authenticator(store, LoginThrottle(), cache_ttl=60, clock=lambda: now[0])
+    auth = Authenticator(store, LoginThrottle(store), cache_ttl=60, clock=lambda: now[0])
     assert await auth.check("alice@example.org", "right", "127.0.0.1")
     now[0] += 59
     assert await auth.check("alice@example.org", "right", "127.0.0.1")
@@ -80,7 +80,7 @@ async def test_entries_expire(store: Store, argon2_calls: list[str]) -> None:
 
 
 async def test_cache_ttl_zero_turns_the_cache_off(store: Store, argon2_calls: list[str]) -> None:
-    auth = Authenticator(store, LoginThrottle(), cache_ttl=0)  # [auth] cache_ttl = 0
+    auth = Authenticator(store, LoginThrottle(store), cache_ttl=0)  # [auth] cache_ttl = 0
     for _ in range(3):
         assert await auth.check("alice@example.org", "right", "127.0.0.1")
     assert argon2_calls == ["right"] * 3

@@ -120,6 +120,27 @@ def test_deadline_and_stress_keys() -> None:
         config.from_dict({"server": {"preauth_timeout": -1}})
 
 
+def test_auth_limit_keys() -> None:
+    """Issue 12 item 7: the login throttle and ban keys of ``[auth]``."""
+    d = config.from_dict({}).auth_limits
+    assert (d.failure_window, d.failure_delay, d.max_failure_delay) == (900.0, 0.5, 15.0)
+    assert (d.account_delay_after, d.network_delay_after, d.ban_after, d.ban_time) == (5, 30, 20, 3600.0)
+    cfg = config.from_dict(
+        {"auth": {"failure_delay": 0.1, "max_failure_delay": 2, "ban_after": 0, "ban_time": 60}}
+    )
+    lim = cfg.auth_limits
+    assert (lim.failure_delay, lim.max_failure_delay, lim.ban_after, lim.ban_time) == (0.1, 2.0, 0, 60.0)
+    for bad, key in (
+        ({"ban_after": -1}, "auth.ban_after"),
+        ({"account_delay_after": 1.5}, "auth.account_delay_after"),
+        ({"failure_delay": 0}, "auth.failure_delay"),
+        ({"failure_delay": 2, "max_failure_delay": 1}, "auth.max_failure_delay"),
+        ({"ban_for": 1}, "auth.ban_for"),
+    ):
+        with pytest.raises(config.ConfigError, match=key.replace(".", r"\.")):
+            config.from_dict({"auth": bad})
+
+
 def test_trusted_networks(tmp_path: Path) -> None:
     p = tmp_path / "t.toml"
     p.write_text('[limits]\ntrusted_networks = ["192.0.2.0/24", "2001:db8::/32"]\n')

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from mailhouse import config as config_mod
+from mailhouse.accounts.housekeeping import Housekeeper
 from mailhouse.config import Config, Listener
 from mailhouse.runtime.connlimits import ConnectionGate, CountTable, policy_from_config
 from mailhouse.runtime.watchdog import Watchdog
@@ -99,6 +100,7 @@ async def run_node(
     watchdog = Watchdog()  # issue 12: warn, naming the culprit, when something blocks the loop
     watchdog.start()
     gate = ConnectionGate(policy_from_config(cfg), table)
+    housekeeper = Housekeeper(svc.store)
     try:
         servers = node_servers(svc, cfg.listen, gate)
         for name, addrs in cfg.listen.items():
@@ -106,6 +108,7 @@ async def run_node(
                 listening.append(await servers[name].listen(name, host, port))
                 log.info("%s listening on %s:%d", name, host, port)
         await svc.outbound.start()
+        housekeeper.start()  # hourly purge of expired bans/marks and old limit events
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -136,6 +139,7 @@ async def run_node(
     finally:
         for s in listening:
             s.close()
+        await housekeeper.stop()
         await watchdog.stop()
         await svc.store.close()
 

@@ -84,6 +84,30 @@ class Route:
     tls: str = "opportunistic"  # "opportunistic" | "required" | "implicit" | "none"
 
 
+@dataclass(frozen=True, slots=True)
+class AuthLimits:
+    """[auth] login throttling and bans (issue 12 item 7; accounts/throttle.py, accounts/bans.py)."""
+
+    failure_window: float = 900.0  # seconds a failed login is remembered
+    failure_delay: float = 0.5  # first penalty; doubles per failure (Dovecot auth_failure_delay)
+    max_failure_delay: float = 15.0  # cap: an account is slowed, never locked out
+    account_delay_after: int = 5  # failures on one account (any IP) before it is slowed (a typo is free)
+    network_delay_after: int = 30  # failures from one /24 (IPv4) or /64 (IPv6) before it is slowed
+    ban_after: int = 20  # failures from one IP within the window that ban it (0 = never)
+    ban_time: float = 3600.0  # seconds a ban lasts
+
+
+AUTH_LIMIT_KEYS = (  # the [auth] keys of AuthLimits
+    "failure_window",
+    "failure_delay",
+    "max_failure_delay",
+    "account_delay_after",
+    "network_delay_after",
+    "ban_after",
+    "ban_time",
+)
+
+
 @dataclass(slots=True)
 class Config:
     hostname: str
@@ -103,6 +127,7 @@ class Config:
     auth_cache_ttl: float = (
         3600.0  # seconds a verified password skips argon2id (accounts/authcache.py); 0 = off
     )
+    auth_limits: AuthLimits = field(default_factory=AuthLimits)
     workers: int = 1  # processes sharing the listening sockets (SO_REUSEPORT) and one store
     smtp_idle_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: server timeout ≥ 5 minutes
     imap_idle_timeout: float = 1800.0  # RFC 9051 §5.4: autologout timer ≥ 30 minutes
@@ -264,7 +289,7 @@ _TABLE_KEYS = {
         "send_rate",
         "recipients_per_day",
     },
-    "auth": {"allow_plaintext", "cache_ttl"},
+    "auth": {"allow_plaintext", "cache_ttl", *AUTH_LIMIT_KEYS},
     "server": {
         "workers",
         "smtp_idle_timeout",
@@ -362,6 +387,7 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
             "auth.cache_ttl",
             "must be a number of seconds ≥ 0 (0 turns the cache off)",
         )
+    cfg.auth_limits = _auth_limits(auth, path)
     server = _table(data, "server", path)
     if "workers" in server:
         w = server["workers"]
@@ -432,6 +458,24 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     if "selector" in dkim:
         cfg.dkim_selector = str(dkim["selector"])
     return cfg
+
+
+def _auth_limits(auth: dict[str, Any], path: str) -> AuthLimits:
+    values: dict[str, Any] = {}
+    for key in AUTH_LIMIT_KEYS:
+        if key not in auth:
+            continue
+        v = auth[key]
+        if key.endswith("_after"):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError(path, f"auth.{key}", "must be an integer ≥ 0")
+            values[key] = v
+        else:
+            values[key] = _pos_number(v, path, f"auth.{key}")
+    lim = AuthLimits(**values)
+    if lim.max_failure_delay < lim.failure_delay:
+        raise ConfigError(path, "auth.max_failure_delay", "must be ≥ auth.failure_delay")
+    return lim
 
 
 def _networks(ips: Any, path: str, key: str) -> list[str]:

@@ -75,7 +75,9 @@ async def build(cfg: Config) -> Services:
         cfg=cfg,
         store=store,
         resolver=resolver,
-        auth=Authenticator(store, cache_ttl=cfg.auth_cache_ttl),
+        auth=Authenticator(
+            store, cache_ttl=cfg.auth_cache_ttl, limits=cfg.auth_limits, is_trusted=cfg.is_trusted
+        ),
         tls=tls_mod.server_context(cert, key),
         delivery=local,
         outbound=outbound,

@@ -92,9 +92,10 @@ def unverified() -> ssl.SSLContext:
 
 
 def next_source_ip() -> str:
-    """A fresh 127.0.0.x so the per-IP login throttle of one test never slows another."""
+    """A fresh loopback address, each in its own /24, so the login throttle of one test (per IP
+    and per /24 network: accounts/throttle.py) never slows another."""
     n = next(_source_ips)
-    return f"127.0.{n // 250}.{n % 250 + 2}"
+    return f"127.{n // 250}.{n % 250 + 2}.1"
 
 
 class POP3From(poplib.POP3):

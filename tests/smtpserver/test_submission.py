@@ -160,7 +160,8 @@ def test_wrong_password_throttled(mailhouse: MailhouseProcess) -> None:
         timings.append(time.monotonic() - t0)
         assert r.startswith(b"535 5.7.8"), r
         s.close()
-    assert timings[1] > timings[0] + 0.3, timings
+    # a lower bound only (load slows every answer, never speeds one up): 0.5 s after one failure
+    assert timings[1] >= 0.45, timings
 
 
 # ------------------------------------------------------------------------ envelope and relaying

@@ -1,7 +1,7 @@
 """What every `mailhouse` sub-command module shares: the handler type and opening the store.
 
 `cli/main.py` builds the parser from the `register(sub)` function of each sub-command module
-(`cli/queue.py`, `cli/mail.py`, `cli/store.py`); those import only this module, never
+(`cli/queue.py`, `cli/mail.py`, `cli/store.py`, `cli/ban.py`); those import only this module, never
 `cli/main.py`, so the package has no import cycle.
 """
 

@@ -1,4 +1,4 @@
-"""`mailhouse` command line: serve, quickstart, domain, user, alias, queue, dns, mail.
+"""`mailhouse` command line: serve, quickstart, domain, user, alias, queue, dns, mail, ban.
 
 Passwords are read from stdin (`--password-stdin`) or a prompt, never from argv.
 Errors are one line on stderr and exit status 1 (2 for usage and configuration).
@@ -14,6 +14,7 @@ from typing import Any
 
 from mailhouse import config as config_mod
 from mailhouse.accounts.admin import Admin, AdminError, generate_password
+from mailhouse.cli import ban as cli_ban
 from mailhouse.cli import mail as cli_mail
 from mailhouse.cli import queue as cli_queue
 from mailhouse.cli import store as cli_store
@@ -197,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("domain")
     n.set_defaults(fn=cmd_dns)
 
-    for register in (cli_queue.register, cli_mail.register, cli_store.register):
+    for register in (cli_queue.register, cli_mail.register, cli_store.register, cli_ban.register):
         register(sub)
     return p
 

@@ -200,6 +200,10 @@ class IMAPSession:
         self.log.info("connect from %s mode=%s", self.ip, self.listener_name)
         self._started = asyncio.get_running_loop().time()
         try:
+            if await self.svc.auth.bans.is_banned(self.ip):  # issue 12 item 7: refused at connect
+                self.send(response.untagged_status("BYE", "Access denied: too many failed logins"))
+                await self.flush()
+                return
             # RFC 9051 §7.1.1: greeting with the capabilities (saves a round trip)
             self.send(response.untagged_status("OK", f"{IMPLEMENTATION} IMAP4rev2 ready", self._cap_code()))
             await self.flush()

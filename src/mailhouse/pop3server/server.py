@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from mailhouse.accounts import sasl_flow
 from mailhouse.config import Listener
-from mailhouse.log import ConnLogger, safe
+from mailhouse.log import ConnLogger
 from mailhouse.pop3server.maildrop import Maildrop, Vanished, top
 from mailhouse.proto import pop3 as core
 from mailhouse.proto import sasl
@@ -452,9 +452,8 @@ class Pop3Session:
         return self._pass(user, ev.password.decode("utf-8", "replace"))
 
     async def _pass(self, user: str, password: str) -> None:
-        account = await self.svc.auth.check(user, password, self.ip)  # waits the shared per-IP delay
+        account = await self.svc.auth.check(user, password, self.ip, "pop3")  # waits the shared per-IP delay
         if account is None:
-            self.log.info("login failed (USER) user=%s", safe(user, 100))
             self.reply(AUTH_FAILED)
             return
         await self._open_maildrop(account, "USER")
@@ -478,7 +477,7 @@ class Pop3Session:
         initial = None if ev.initial is None else (base64.b64encode(ev.initial) if ev.initial else b"=")
         try:
             account = await sasl_flow.authenticate(
-                self.svc.auth, ev.mechanism, initial, send_challenge, self._auth_line, self.ip
+                self.svc.auth, ev.mechanism, initial, send_challenge, self._auth_line, self.ip, "pop3"
             )
         except sasl.SaslCancelled:
             self.reply(err("Authentication cancelled"))  # RFC 5034 §4
@@ -734,10 +733,18 @@ class Server:
 
     async def listen(self, name: str, host: str, port: int) -> asyncio.base_events.Server:
         svc = self.svc
+
+        async def session(conn: Connection) -> None:
+            if await svc.auth.bans.is_banned(conn.peer_ip):  # issue 12 item 7: refused at connect
+                conn.write(b"-ERR Access denied: too many failed logins\r\n")
+                await conn.close()
+                return
+            await Pop3Session(svc, name, conn).open()
+
         return await start_listener(
             host,
             port,
-            lambda conn: Pop3Session(svc, name, conn).open(),
+            session,
             limits=self.limits,
             ssl_ctx=svc.tls if Listener(name).implicit_tls else None,  # RFC 8314 §3.3: implicit TLS
             track=svc.track,

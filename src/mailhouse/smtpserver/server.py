@@ -172,6 +172,10 @@ class SmtpSession:
     async def run(self) -> None:
         self.log.info("connect from %s mode=%s", self.ip, self.mode)
         try:
+            if await self.svc.auth.bans.is_banned(self.ip):  # issue 12 item 7: refused at connect
+                # RFC 5321 §3.1: 554 in place of the 220 greeting
+                await self.write(b"554 5.7.1 Access denied: too many failed logins\r\n")
+                return
             if self.mode == "smtp" and self.cfg.pregreet_wait > 0:
                 try:
                     early = await self.conn.read(self.cfg.pregreet_wait)
@@ -447,7 +451,7 @@ class SmtpSession:
 
         try:
             account = await sasl_flow.authenticate(
-                self.svc.auth, ev.mechanism, ev.initial, send_challenge, self._auth_line, self.ip
+                self.svc.auth, ev.mechanism, ev.initial, send_challenge, self._auth_line, self.ip, "smtp"
             )
         except sasl.SaslCancelled:
             await self.reply(Reply(501, "5.0.0", "Authentication cancelled"))  # RFC 4954 §4

@@ -11,8 +11,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from mailhouse.accounts.bans import Bans
 from mailhouse.store.api import StoreUnavailable
 from mailhouse.web import admin, autoconfig, webmail
+from mailhouse.web.banned import BannedClients
 from mailhouse.web.common import HERE, LoginRequired, WebState, redirect, render
 from mailhouse.web.limits import BodyLimit
 from mailhouse.web.security import SecurityHeaders
@@ -97,15 +99,16 @@ def create_app(svc: Services, secret: bytes) -> SecurityHeadersApp:
     web = WebState.build(svc, secret)
     app.state.web = web
     app.state.closing = web.closing
-    return SecurityHeadersApp(app, svc.cfg.max_message_size)
+    return SecurityHeadersApp(app, svc.cfg.max_message_size, svc.auth.bans)
 
 
 class SecurityHeadersApp(SecurityHeaders):
     """The Starlette app behind the request body limits (`web.limits`), wrapped in the
     security headers; `.state` reaches the app's."""
 
-    def __init__(self, app: Starlette, max_message_size: int) -> None:
-        super().__init__(BodyLimit(app, max_message_size))
+    def __init__(self, app: Starlette, max_message_size: int, bans: Bans | None = None) -> None:
+        inner = BodyLimit(app, max_message_size)
+        super().__init__(BannedClients(inner, bans) if bans is not None else inner)  # banned: 403
         self.starlette = app
 
     @property

@@ -97,7 +97,7 @@ async def login_post(request: Request) -> Response:
     st = state(request)
     username = str(form.get("username", ""))[:320]
     password = str(form.get("password", ""))[:1024]
-    acc = await st.svc.auth.check(username, password, client_ip(request))  # shared per-IP throttle
+    acc = await st.svc.auth.check(username, password, client_ip(request), "web")  # shared per-IP throttle
     if acc is None:
         return render(
             request, "login.html", status=401, error="Wrong address or password.", username=username

@@ -23,7 +23,6 @@ import ssl
 from typing import TYPE_CHECKING
 
 from mailhouse.accounts import sasl_flow
-from mailhouse.log import safe
 from mailhouse.proto import sasl
 from mailhouse.proto.imap import NEED_DATA, AuthContinuation, CommandError, response
 from mailhouse.proto.imap.commands import Authenticate, Compress, Enable, Login
@@ -68,9 +67,8 @@ async def cmd_login(s: SessionContext, cmd: Command) -> Ok | None:
         # RFC 9051 §6.2.3 (LOGINDISABLED) / §7.1 PRIVACYREQUIRED
         raise No("Plaintext authentication disallowed on non-secure connections", "PRIVACYREQUIRED")
     user = args.userid.decode("utf-8", "replace")
-    account = await s.svc.auth.check(user, args.password.decode("utf-8", "replace"), s.ip)
+    account = await s.svc.auth.check(user, args.password.decode("utf-8", "replace"), s.ip, "imap")
     if account is None:
-        s.log.info("login failed (LOGIN) user=%s", safe(user, 100))
         raise No("Authentication failed", "AUTHENTICATIONFAILED")  # RFC 5530 §3
     return _logged_in(s, account, "LOGIN")
 
@@ -94,7 +92,7 @@ async def cmd_authenticate(s: SessionContext, cmd: Command) -> Ok | None:
 
     try:
         account = await sasl_flow.authenticate(
-            s.svc.auth, mech, args.initial_response, send_challenge, auth_line, s.ip
+            s.svc.auth, mech, args.initial_response, send_challenge, auth_line, s.ip, "imap"
         )
     except sasl.SaslCancelled:
         raise Bad("Authentication cancelled") from None  # RFC 9051 §6.2.2
