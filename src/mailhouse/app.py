@@ -146,6 +146,9 @@ def _reload(cfg: Config) -> None:
         "dns_nameservers",
         "verify_inbound",
         "pregreet_wait",
+        "pregreet_ttl",
+        "pregreet_fail_ttl",
+        "dns_budget",
     ):
         setattr(cfg, attr, getattr(new, attr))
     log.info("configuration reloaded from %s", cfg.source_path)

@@ -124,6 +124,14 @@ class Config:
     source_addresses: list[str] = field(default_factory=list)
     verify_inbound: bool = True  # SPF + DKIM on mail from other servers → Authentication-Results
     pregreet_wait: float = 0.2  # seconds the smtp listener waits before greeting (postscreen's pregreet test)
+    # issue 12 item 8: a client that passed the pregreet test is greeted at once for this long
+    # (postscreen_greet_ttl = 1d), on every worker and node (store mark "pregreet:<ip>")
+    pregreet_ttl: float = 86400.0
+    # a client that talked first is refused at once for this long (no cheap retry)
+    pregreet_fail_ttl: float = 600.0
+    # issue 12 item 9: seconds of DNS (SPF, DKIM, … in parallel) one inbound message may wait for
+    # before its results are recorded as temperror (RFC 8601 §2.7, RFC 7208 §2.6.6)
+    dns_budget: float = 5.0
     # [web] forwarded_allow_ips: reverse proxies whose X-Forwarded-For/-Proto are believed
     # (uvicorn's default: only a proxy on this host)
     forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
@@ -247,6 +255,8 @@ _TABLE_KEYS = {
         "imap_idle_timeout",
         "pop3_idle_timeout",
         "smtp_pregreet_wait",
+        "smtp_pregreet_ttl",
+        "smtp_pregreet_fail_ttl",
         "smtp_command_deadline",
         "smtp_min_data_rate",
         "session_timeout",
@@ -256,7 +266,7 @@ _TABLE_KEYS = {
         "smtp_forbid_unauth_pipelining",
     },
     "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port", "source_address"},
-    "mailauth": {"verify_inbound"},
+    "mailauth": {"verify_inbound", "dns_budget"},
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
 }
@@ -379,8 +389,16 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     mailauth = _table(data, "mailauth", path)
     if "verify_inbound" in mailauth:
         cfg.verify_inbound = _bool(mailauth["verify_inbound"], path, "mailauth.verify_inbound")
+    if "dns_budget" in mailauth:
+        cfg.dns_budget = _pos_number(mailauth["dns_budget"], path, "mailauth.dns_budget")
     if "smtp_pregreet_wait" in server:
         cfg.pregreet_wait = _nonneg_number(server["smtp_pregreet_wait"], path, "server.smtp_pregreet_wait")
+    if "smtp_pregreet_ttl" in server:  # 0: remember no pass (test every connection)
+        cfg.pregreet_ttl = _nonneg_number(server["smtp_pregreet_ttl"], path, "server.smtp_pregreet_ttl")
+    if "smtp_pregreet_fail_ttl" in server:  # 0: a failed client may retry at once
+        cfg.pregreet_fail_ttl = _nonneg_number(
+            server["smtp_pregreet_fail_ttl"], path, "server.smtp_pregreet_fail_ttl"
+        )
     web = _table(data, "web", path)
     if "forwarded_allow_ips" in web:
         cfg.forwarded_allow_ips = _networks(web["forwarded_allow_ips"], path, "web.forwarded_allow_ips")
