@@ -26,6 +26,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import ssl
@@ -78,7 +79,9 @@ def limits_for(svc: Services) -> Limits:
 
 
 class SmtpSession:
-    def __init__(self, svc: Services, mode: str, conn: Connection, pregreet: PregreetMemory) -> None:
+    def __init__(
+        self, svc: Services, mode: str, conn: Connection, pregreet: PregreetMemory, cid: str
+    ) -> None:
         self.svc = svc
         self.pregreet = pregreet
         self.cfg = svc.cfg
@@ -92,7 +95,7 @@ class SmtpSession:
             forbid_unauth_pipelining=svc.cfg.smtp_forbid_unauth_pipelining,
         )
         self.ip = conn.peer_ip
-        self.cid = secrets.token_hex(4)
+        self.cid = cid
         self.log = ConnLogger(log, {"cid": self.cid})
         self.policy = svc.envelope
         self.tls = conn.tls
@@ -170,7 +173,9 @@ class SmtpSession:
             return b""
 
     async def run(self) -> None:
-        self.log.info("connect from %s mode=%s", self.ip, self.mode)
+        # one INFO line per connection (at its end, as Postfix's "disconnect from"): on port 25
+        # a line per message is the queue id's, and log records cost on the per-connection path
+        self.log.debug("connect from %s mode=%s", self.ip, self.mode)
         try:
             if self.mode == "smtp" and not await self._pregreet_test():
                 return
@@ -184,7 +189,7 @@ class SmtpSession:
             except (TimeoutError, ConnectionError, ssl.SSLError):
                 pass
             await self.conn.close()
-            self.log.info("disconnect from %s", self.ip)
+            self.log.info("disconnect from %s mode=%s", self.ip, self.mode)
 
     async def _pregreet_test(self) -> bool:
         """postscreen's pregreet test on port 25; False: the client was refused (or left).
@@ -538,6 +543,12 @@ class Server:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.pregreet = PregreetMemory(svc.store, svc.cfg)  # shared by this node's sessions
+        # connection ids for the logs: a counter from a random start per node (no urandom call
+        # per connection)
+        self._ids = itertools.count(secrets.randbits(32))
+
+    def _cid(self) -> str:
+        return f"{next(self._ids) & 0xFFFFFFFF:08x}"
 
     def limits(self) -> Limits:
         return limits_for(self.svc)
@@ -547,7 +558,7 @@ class Server:
         return await start_listener(
             host,
             port,
-            lambda conn: SmtpSession(svc, name, conn, pregreet).run(),
+            lambda conn: SmtpSession(svc, name, conn, pregreet, self._cid()).run(),
             limits=self.limits,
             ssl_ctx=svc.tls if Listener(name).implicit_tls else None,  # RFC 8314 §3.3: implicit TLS
             track=svc.track,
