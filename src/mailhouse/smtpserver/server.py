@@ -179,7 +179,8 @@ class SmtpSession:
         try:
             if self.mode == "smtp" and not await self._pregreet_test():
                 return
-            await self.write(self.core.greeting(self.cfg.hostname, "ESMTP Mailhouse"))
+            if not self.core.greeted:
+                await self.write(self.core.greeting(self.cfg.hostname, "ESMTP Mailhouse"))
             await self._loop()
         except (ConnectionError, ssl.SSLError) as e:
             self.log.info("connection lost: %s", type(e).__name__)
@@ -224,6 +225,7 @@ class SmtpSession:
             await self.write(PREGREET_REFUSED)
             await self.pregreet.record(self.ip, Verdict.FAIL)
             return False
+        await self.write(self.core.greeting(self.cfg.hostname, "ESMTP Mailhouse"))  # then the store write
         await self.pregreet.record(self.ip, Verdict.PASS)
         return True
 
