@@ -206,3 +206,20 @@ def test_send_limits_and_forwarded_defaults(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError) as ei:
         config.load(str(p))
     assert ei.value.key == "limits.send_rate"
+
+
+def test_pregreet_and_dns_budget_keys() -> None:
+    """Issue 12 items 8 and 9: the pregreet memory's TTLs and the per-message DNS budget."""
+    d = config.from_dict({})
+    assert (d.pregreet_wait, d.pregreet_ttl, d.pregreet_fail_ttl, d.dns_budget) == (0.2, 86400.0, 600.0, 5.0)
+    cfg = config.from_dict(
+        {
+            "server": {"smtp_pregreet_ttl": 3600, "smtp_pregreet_fail_ttl": 0},
+            "mailauth": {"dns_budget": 2.5},
+        }
+    )
+    assert (cfg.pregreet_ttl, cfg.pregreet_fail_ttl, cfg.dns_budget) == (3600.0, 0.0, 2.5)
+    with pytest.raises(config.ConfigError, match="smtp_pregreet_ttl"):
+        config.from_dict({"server": {"smtp_pregreet_ttl": -1}})
+    with pytest.raises(config.ConfigError, match="dns_budget"):
+        config.from_dict({"mailauth": {"dns_budget": 0}})

@@ -6,7 +6,12 @@ the mailbox (fsynced blob + committed index); Postfix's 250 means "in the queue"
 rate is measured until the last message is delivered into a maildir (and its 250-rate is
 shown too). Run from the repository root:
 
-    .venv/bin/python -m bench.smtp_ingest.run [--messages 20000] [--workers 2]
+    .venv/bin/python -m bench.smtp_ingest.run [--messages 20000] [--workers 2] [--mode both]
+
+Modes: ``session`` (smtp-source ``-d``: each session sends many messages, the original
+measurement) and ``connection`` (no ``-d``: one connection per message, what Postfix does for
+mail to different domains) — both with the default configuration, so the pregreet test is on
+(issue 12 item 8: a client is tested once, then remembered).
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from bench.common import mib, peak_rss
 from tests.mailhouse_proc import MailhouseProcess
 from tests.peers.postfix import PostfixInstance, smtp_source
 
+MODES = {"session": ["-d"], "connection": []}  # smtp-source -d: don't disconnect between messages
+
 
 def run_mailhouse(
-    root: Path, messages: int, sessions: int, size: int, workers: int
+    root: Path, messages: int, sessions: int, size: int, workers: int, mode: str = "session"
 ) -> tuple[float, int, int]:
     mh = MailhouseProcess(root, services=("smtp",), extra=f"[server]\nworkers = {workers}\n")
     mh.add_domain("example.test")
@@ -32,7 +39,13 @@ def run_mailhouse(
     try:
         host, port = mh.addr("smtp")
         elapsed = smtp_source(
-            host, port, messages=messages, sessions=sessions, size=size, to="user@example.test", extra=["-d"]
+            host,
+            port,
+            messages=messages,
+            sessions=sessions,
+            size=size,
+            to="user@example.test",
+            extra=MODES[mode],
         )
         assert mh.proc is not None
         peak = peak_rss(mh.proc.pid)
@@ -53,7 +66,9 @@ def run_mailhouse(
     return elapsed, peak, asyncio.run(count())
 
 
-def run_postfix(root: Path, messages: int, sessions: int, size: int) -> tuple[float, float, int]:
+def run_postfix(
+    root: Path, messages: int, sessions: int, size: int, mode: str = "session"
+) -> tuple[float, float, int]:
     pf = PostfixInstance(
         None,
         host="127.0.0.1",
@@ -71,7 +86,7 @@ def run_postfix(root: Path, messages: int, sessions: int, size: int) -> tuple[fl
             sessions=sessions,
             size=size,
             to="user@example.test",
-            extra=["-d"],
+            extra=MODES[mode],
         )
         pf.wait_delivered(messages, timeout=900)
         delivered = time.perf_counter() - t0
@@ -81,21 +96,16 @@ def run_postfix(root: Path, messages: int, sessions: int, size: int) -> tuple[fl
     return accepted, delivered, n
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=20000)
-    ap.add_argument("--sessions", type=int, default=10)
-    ap.add_argument("--size", type=int, default=4096)
-    ap.add_argument("--workers", type=int, default=2)
-    a = ap.parse_args()
+def run_mode(a: argparse.Namespace, mode: str) -> bool:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-", dir="/var/tmp") as tmp:
         root = Path(tmp)
         (root / "mh").mkdir()
-        mh_t, mh_peak, mh_n = run_mailhouse(root / "mh", a.messages, a.sessions, a.size, a.workers)
-        pf_acc, pf_t, pf_n = run_postfix(root / "pf", a.messages, a.sessions, a.size)
+        mh_t, mh_peak, mh_n = run_mailhouse(root / "mh", a.messages, a.sessions, a.size, a.workers, mode)
+        pf_acc, pf_t, pf_n = run_postfix(root / "pf", a.messages, a.sessions, a.size, mode)
     mh_rate = a.messages / mh_t
     pf_rate = a.messages / pf_t
-    print(f"messages: {a.messages} x {a.size} B over {a.sessions} sessions (Postfix smtp-source)")
+    how = "many messages per session (-d)" if mode == "session" else "one connection per message"
+    print(f"mode {mode}: {a.messages} x {a.size} B over {a.sessions} sessions, {how} (Postfix smtp-source)")
     print(
         f"Mailhouse ({a.workers} workers): {mh_rate:8.0f} msg/s  (in mailbox at 250; {mh_n} stored)  "
         f"peak RSS {mib(mh_peak)}"
@@ -105,7 +115,21 @@ def main() -> int:
         f"to 250; {pf_n} delivered)"
     )
     print(f"ratio Mailhouse/Postfix: {mh_rate / pf_rate:.2f}x")
-    return 0 if mh_n == a.messages and pf_n == a.messages else 1
+    return mh_n == a.messages and pf_n == a.messages
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--sessions", type=int, default=10)
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--mode", choices=[*MODES, "both"], default="both")
+    a = ap.parse_args()
+    ok = True
+    for mode in MODES if a.mode == "both" else [a.mode]:
+        ok = run_mode(a, mode) and ok
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -172,6 +172,9 @@ def _reload(cfg: Config, gate: ConnectionGate | None = None) -> None:
         "conn_per_account",
         "max_connections",
         "trusted_networks",
+        "pregreet_ttl",
+        "pregreet_fail_ttl",
+        "dns_budget",
     ):
         setattr(cfg, attr, getattr(new, attr))
     if gate is not None:

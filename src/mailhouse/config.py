@@ -162,6 +162,14 @@ class Config:
     conn_per_user_ip: int = 10  # [connections] per_user_ip (Dovecot mail_max_userip_connections)
     conn_per_account: int = 50  # [connections] per_account
     max_connections: int = 0  # [connections] max: per process; 0 = RLIMIT_NOFILE minus headroom
+    # issue 12 item 8: a client that passed the pregreet test is greeted at once for this long
+    # (postscreen_greet_ttl = 1d), on every worker and node (store mark "pregreet:<ip>")
+    pregreet_ttl: float = 86400.0
+    # a client that talked first is refused at once for this long (no cheap retry)
+    pregreet_fail_ttl: float = 600.0
+    # issue 12 item 9: seconds of DNS (SPF, DKIM, … in parallel) one inbound message may wait for
+    # before its results are recorded as temperror (RFC 8601 §2.7, RFC 7208 §2.6.6)
+    dns_budget: float = 5.0
     # [limits] trusted_networks: clients exempt from connection limits, login throttling, bans,
     # the pregreet test and send-rate limits (monitoring, your own relays). NOT a relay permission:
     # relaying always needs authentication. Empty by default, loopback included.
@@ -296,6 +304,8 @@ _TABLE_KEYS = {
         "imap_idle_timeout",
         "pop3_idle_timeout",
         "smtp_pregreet_wait",
+        "smtp_pregreet_ttl",
+        "smtp_pregreet_fail_ttl",
         "smtp_command_deadline",
         "smtp_min_data_rate",
         "session_timeout",
@@ -306,7 +316,7 @@ _TABLE_KEYS = {
     },
     "connections": {"per_ip", "per_user_ip", "per_account", "max"},
     "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port", "source_address"},
-    "mailauth": {"verify_inbound"},
+    "mailauth": {"verify_inbound", "dns_budget"},
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
 }
@@ -441,8 +451,16 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     mailauth = _table(data, "mailauth", path)
     if "verify_inbound" in mailauth:
         cfg.verify_inbound = _bool(mailauth["verify_inbound"], path, "mailauth.verify_inbound")
+    if "dns_budget" in mailauth:
+        cfg.dns_budget = _pos_number(mailauth["dns_budget"], path, "mailauth.dns_budget")
     if "smtp_pregreet_wait" in server:
         cfg.pregreet_wait = _nonneg_number(server["smtp_pregreet_wait"], path, "server.smtp_pregreet_wait")
+    if "smtp_pregreet_ttl" in server:  # 0: remember no pass (test every connection)
+        cfg.pregreet_ttl = _nonneg_number(server["smtp_pregreet_ttl"], path, "server.smtp_pregreet_ttl")
+    if "smtp_pregreet_fail_ttl" in server:  # 0: a failed client may retry at once
+        cfg.pregreet_fail_ttl = _nonneg_number(
+            server["smtp_pregreet_fail_ttl"], path, "server.smtp_pregreet_fail_ttl"
+        )
     web = _table(data, "web", path)
     if "forwarded_allow_ips" in web:
         cfg.forwarded_allow_ips = _networks(web["forwarded_allow_ips"], path, "web.forwarded_allow_ips")

@@ -14,7 +14,8 @@ from tests.mailhouse_proc import MailhouseProcess
 
 def test_classic_telnet_session(mailhouse: MailhouseProcess) -> None:
     s = RawSMTP(mailhouse.addr("smtp"))
-    assert s.reply() == b"220 mail.example.org ESMTP Mailhouse"
+    # issue 12 item 8: a first-time client gets postscreen's multi-line greeting (RFC 5321 §4.2.1)
+    assert s.reply() == b"220-mail.example.org ESMTP\n220 mail.example.org ESMTP Mailhouse"
     assert s.cmd(b"helo telnet") == b"250 mail.example.org"
     assert s.cmd(b"mail from:<a@x.test>") == b"250 2.1.0 Ok"
     assert s.cmd(b"rcpt to:<alice@example.org>") == b"250 2.1.5 Ok"

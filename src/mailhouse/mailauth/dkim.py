@@ -57,6 +57,7 @@ __all__ = [
     "DkimSigner",
     "sign",
     "verify",
+    "unfinished",
     "make_resolver",
     "txt_lookup",
 ]
@@ -334,34 +335,61 @@ def _signature_tags(value: bytes) -> dict[bytes, bytes]:
         return {}
 
 
+def _signatures(message: bytes) -> list[tuple[bytes, dict[bytes, bytes], str, str, str]]:
+    """Each DKIM-Signature of MESSAGE, top to bottom: (value, tags, d, s, a)."""
+    fields, _, _ = split_header_block(message)
+    out = []
+    for n, value in fields:
+        if n.lower() != b"dkim-signature":
+            continue
+        tags = _signature_tags(value)
+        d = tags.get(b"d", b"").decode("ascii", "replace")
+        s = tags.get(b"s", b"").decode("ascii", "replace")
+        a = tags.get(b"a", b"").decode("ascii", "replace")
+        out.append((value, tags, d, s, a))
+    return out
+
+
+def unfinished(message: bytes, why: str) -> list[DkimResult]:
+    """The results of a verification that ran out of DNS time: temperror per signature
+    (RFC 8601 §2.7.1; unparseable ones neutral, as :func:`verify` says)."""
+    return [
+        DkimResult("temperror" if tags else "neutral", d, s, a, why)
+        for _, tags, d, s, a in _signatures(message)
+    ]
+
+
 def verify(
     message: bytes,
     dns_nameservers: Sequence[tuple[str, int]] | None = None,
     *,
     dnsfunc: Callable[..., bytes | None] | None = None,
     timeout: float = DNS_TIMEOUT,
+    deadline: float | None = None,
 ) -> list[DkimResult]:
     """Verify every DKIM-Signature of MESSAGE; one result per signature, top to bottom.
 
     Keys are fetched with DNSFUNC, else through DNS_NAMESERVERS (``[(ip, port)]``) — the system
     resolver only when that list is empty. No signature → empty list (RFC 8601 ``dkim=none``).
+    DEADLINE (``time.monotonic()``) bounds all key look-ups together (the message's DNS budget):
+    a look-up gets at most the time left, and none is tried after it (temperror).
     """
     if dnsfunc is None:
         dnsfunc = txt_lookup(make_resolver(dns_nameservers, timeout))
-    fields, _, _ = split_header_block(message)
-    sig_values = [v for n, v in fields if n.lower() == b"dkim-signature"]
     results: list[DkimResult] = []
-    for idx, value in enumerate(sig_values):
-        tags = _signature_tags(value)
-        d = tags.get(b"d", b"").decode("ascii", "replace")
-        s = tags.get(b"s", b"").decode("ascii", "replace")
-        a = tags.get(b"a", b"").decode("ascii", "replace")
+    for idx, (_value, tags, d, s, a) in enumerate(_signatures(message)):
         if not tags:
             results.append(DkimResult("neutral", d, s, a, "unparseable DKIM-Signature"))  # RFC 8601 §2.7.1
             continue
         seen: dict[str, str] = {}
 
         def tracking(name: bytes, timeout: float = DNS_TIMEOUT, seen: dict[str, str] = seen) -> bytes | None:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen["temperror"] = "DNS budget exhausted"
+                    raise dkimpy.DnsTimeoutError(seen["temperror"])
+                timeout = min(timeout, left)
             try:
                 rec = dnsfunc(name, timeout=timeout)
             except dkimpy.DnsTimeoutError as e:

@@ -24,7 +24,7 @@ import spf as pyspf
 
 from mailhouse.mailauth.dkim import make_resolver
 
-__all__ = ["SpfResult", "check"]
+__all__ = ["SpfResult", "check", "unfinished"]
 
 #: RFC 7208 §4.6.4: at most 20 s overall is the recommendation (pyspf's querytime)
 SPF_TIMEOUT = 20.0
@@ -79,11 +79,23 @@ def check(
 
     With the null sender the HELO identity is checked (``postmaster@HELO``, §2.4).
     """
-    identity = "mailfrom" if mail_from else "helo"
-    domain = mail_from.rpartition("@")[2] if mail_from else helo
+    identity, domain = _identity(mail_from, helo)
     _local.resolver = make_resolver(nameservers, timeout)
     try:
         result, explanation = pyspf.check2(i=ip, s=mail_from, h=helo, querytime=timeout)
     finally:
         _local.resolver = None
-    return SpfResult(str(result), str(explanation), domain.lower(), identity)
+    return SpfResult(str(result), str(explanation), domain, identity)
+
+
+def _identity(mail_from: str, helo: str) -> tuple[str, str]:
+    """(identity, domain) checked: MAIL FROM's domain, or HELO's for the null sender (§2.4)."""
+    if mail_from:
+        return "mailfrom", mail_from.rpartition("@")[2].lower()
+    return "helo", helo.lower()
+
+
+def unfinished(mail_from: str, helo: str, why: str) -> SpfResult:
+    """The result of a check that ran out of DNS time: temperror (RFC 7208 §2.6.6)."""
+    identity, domain = _identity(mail_from, helo)
+    return SpfResult("temperror", why, domain, identity)

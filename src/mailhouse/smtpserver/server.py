@@ -10,7 +10,9 @@ Invariants:
   outage (`StoreUnavailable`) answers ``451 4.3.0 Temporary storage failure`` — never a
   silent close — and ends only the current mail transaction.
 - Plaintext pipelined after STARTTLS is discarded by the core (CVE-2011-0411).
-- A client that speaks before the greeting is refused (`554 5.5.1`), as postscreen does.
+- A client that speaks before the final greeting line is refused (`554 5.5.1`), as postscreen
+  does; a client that passed is greeted at once for `[server] smtp_pregreet_ttl`, on every node
+  (`smtpserver/pregreet.py`); trusted networks are never tested.
 - Untrusted text (HELO, addresses) reaches headers and logs only escaped.
 - I/O goes through the connection runtime (``mailhouse.runtime``): reads with the idle timeout
   of :class:`~mailhouse.runtime.Limits`, writes with its high-water mark and stall timeout.
@@ -26,6 +28,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import ssl
@@ -45,6 +48,7 @@ from mailhouse.proto.smtp import Reply
 from mailhouse.queue.ids import new_queue_id
 from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
 from mailhouse.runtime.connlimits import ConnectionGate, Refusal, policy_from_config
+from mailhouse.smtpserver.pregreet import PregreetMemory, Verdict
 from mailhouse.store.api import Account, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -58,6 +62,9 @@ CLOSE_FLUSH_TIMEOUT = 5.0
 #: The store could not be used (RFC 3463 §3.5 X.3.0: other or undefined mail system status;
 #: 451 = local error in processing, RFC 5321 §4.2.3): the client keeps the message and retries.
 STORE_UNAVAILABLE = Reply(451, "4.3.0", "Temporary storage failure, try again later")
+#: To a client that talked before the final greeting line (postscreen's pregreet test): 554
+#: (RFC 5321 §3.1 "no SMTP service here"), then the connection is closed.
+PREGREET_REFUSED = b"554 5.5.1 Error: you talked before the greeting\r\n"
 
 
 def limits_for(svc: Services) -> Limits:
@@ -79,8 +86,11 @@ def limits_for(svc: Services) -> Limits:
 
 
 class SmtpSession:
-    def __init__(self, svc: Services, mode: str, conn: Connection) -> None:
+    def __init__(
+        self, svc: Services, mode: str, conn: Connection, pregreet: PregreetMemory, cid: str
+    ) -> None:
         self.svc = svc
+        self.pregreet = pregreet
         self.cfg = svc.cfg
         self.mode = mode  # "smtp" | "submission" | "submissions"
         self.conn = conn
@@ -92,7 +102,7 @@ class SmtpSession:
             forbid_unauth_pipelining=svc.cfg.smtp_forbid_unauth_pipelining,
         )
         self.ip = conn.peer_ip
-        self.cid = secrets.token_hex(4)
+        self.cid = cid
         self.log = ConnLogger(log, {"cid": self.cid})
         self.policy = svc.envelope
         self.tls = conn.tls
@@ -170,23 +180,18 @@ class SmtpSession:
             return b""
 
     async def run(self) -> None:
-        self.log.info("connect from %s mode=%s", self.ip, self.mode)
+        # one INFO line per connection (at its end, as Postfix's "disconnect from"): on port 25
+        # a line per message is the queue id's, and log records cost on the per-connection path
+        self.log.debug("connect from %s mode=%s", self.ip, self.mode)
         try:
             if await self.svc.auth.bans.is_banned(self.ip):  # issue 12 item 7: refused at connect
                 # RFC 5321 §3.1: 554 in place of the 220 greeting
                 await self.write(b"554 5.7.1 Access denied: too many failed logins\r\n")
                 return
-            if self.mode == "smtp" and self.cfg.pregreet_wait > 0:
-                try:
-                    early = await self.conn.read(self.cfg.pregreet_wait)
-                except TimeoutError:
-                    early = b""
-                if early:
-                    self.core.receive_data(early)  # marks spoke_before_greeting
-                    self.log.info("client spoke before the greeting; refused")
-                    await self.write(b"554 5.5.1 Error: you talked before the greeting\r\n")
-                    return
-            await self.write(self.core.greeting(self.cfg.hostname, "ESMTP Mailhouse"))
+            if self.mode == "smtp" and not await self._pregreet_test():
+                return
+            if not self.core.greeted:
+                await self.write(self.core.greeting(self.cfg.hostname, "ESMTP Mailhouse"))
             await self._loop()
         except (ConnectionError, ssl.SSLError) as e:
             self.log.info("connection lost: %s", type(e).__name__)
@@ -196,7 +201,44 @@ class SmtpSession:
             except (TimeoutError, ConnectionError, ssl.SSLError):
                 pass
             await self.conn.close()
-            self.log.info("disconnect from %s", self.ip)
+            self.log.info("disconnect from %s mode=%s", self.ip, self.mode)
+
+    async def _pregreet_test(self) -> bool:
+        """postscreen's pregreet test on port 25; False: the client was refused (or left).
+
+        A client that passed within `pregreet_ttl` (on any node) or is in a trusted network is
+        greeted at once. Otherwise the first line of a multi-line greeting goes out now and the
+        final line after `pregreet_wait` seconds (postscreen_greet_banner): RFC 5321 §4.2.1 — a
+        client reads a reply up to its last line (no hyphen) and §3.1 — it sends nothing before
+        the greeting, so anything arriving meanwhile comes from a client that does not wait.
+        """
+        wait = self.cfg.pregreet_wait
+        if wait <= 0 or self.cfg.is_trusted(self.ip):
+            return True
+        verdict = await self.pregreet.verdict(self.ip)
+        if verdict is Verdict.PASS:
+            return True
+        if verdict is Verdict.FAIL:
+            self.log.info("pregreet: %s talked before the greeting recently; refused", self.ip)
+            await self.write(PREGREET_REFUSED)
+            return False
+        host = core.sanitize_for_header(self.cfg.hostname.encode())
+        await self.write(f"220-{host} ESMTP\r\n".encode())  # RFC 5321 §4.2.1: more lines follow
+        try:
+            early = await self.conn.read(wait)
+        except TimeoutError:
+            early = None
+        if early == b"":
+            return False  # left during the test: no verdict
+        if early is not None:
+            self.core.receive_data(early)  # marks spoke_before_greeting
+            self.log.info("pregreet: %s talked before the greeting; refused", self.ip)
+            await self.write(PREGREET_REFUSED)
+            await self.pregreet.record(self.ip, Verdict.FAIL)
+            return False
+        await self.write(self.core.greeting(self.cfg.hostname, "ESMTP Mailhouse"))  # then the store write
+        await self.pregreet.record(self.ip, Verdict.PASS)
+        return True
 
     async def _loop(self) -> None:
         while not self.closing and not self.core.closed:
@@ -537,16 +579,23 @@ class Server:
     def __init__(self, svc: Services, gate: ConnectionGate | None = None) -> None:
         self.svc = svc
         self.gate = gate or ConnectionGate(policy_from_config(svc.cfg))
+        self.pregreet = PregreetMemory(svc.store, svc.cfg)  # shared by this node's sessions
+        # connection ids for the logs: a counter from a random start per node (no urandom call
+        # per connection)
+        self._ids = itertools.count(secrets.randbits(32))
+
+    def _cid(self) -> str:
+        return f"{next(self._ids) & 0xFFFFFFFF:08x}"
 
     def limits(self) -> Limits:
         return limits_for(self.svc)
 
     async def listen(self, name: str, host: str, port: int) -> asyncio.base_events.Server:
-        svc = self.svc
+        svc, pregreet = self.svc, self.pregreet
         return await start_listener(
             host,
             port,
-            lambda conn: SmtpSession(svc, name, conn).run(),
+            lambda conn: SmtpSession(svc, name, conn, pregreet, self._cid()).run(),
             limits=self.limits,
             ssl_ctx=svc.tls if Listener(name).implicit_tls else None,  # RFC 8314 §3.3: implicit TLS
             track=svc.track,
