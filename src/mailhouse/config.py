@@ -63,6 +63,10 @@ DEFAULT_MAX_MESSAGE_SIZE = (
     50 * 1024 * 1024
 )  # Postfix's message_size_limit is 10 MiB; 50 MiB suits attachments today
 DEFAULT_MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8: servers must accept at least 100 recipients
+# Message octets all SMTP sessions of one process may hold between first octet and delivery
+# (spooled to disk, issue 12 item 2): 256 MiB, at least 2 × max_message_size so two messages
+# of the largest size always fit; beyond it MAIL FROM SIZE= and DATA/BDAT get 452 4.3.1.
+DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -95,6 +99,7 @@ class Config:
     dns_nameservers: list[tuple[str, int]] = field(default_factory=list)
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    max_inflight_bytes_set: int | None = None  # [limits] max_inflight_bytes; see `max_inflight_bytes`
     allow_plaintext_auth: bool = False  # AUTH/LOGIN/USER over unencrypted connections (never by default)
     auth_cache_ttl: float = (
         3600.0  # seconds a verified password skips argon2id (accounts/authcache.py); 0 = off
@@ -132,6 +137,13 @@ class Config:
     @property
     def store(self) -> str:
         return self.store_url or f"sqlite:///{self.data_dir / 'mailhouse.db'}"
+
+    @property
+    def max_inflight_bytes(self) -> int:
+        """[limits] max_inflight_bytes, else 256 MiB raised to 2 × max_message_size."""
+        if self.max_inflight_bytes_set is not None:
+            return self.max_inflight_bytes_set
+        return max(DEFAULT_MAX_INFLIGHT_BYTES, 2 * self.max_message_size)
 
 
 def parse_hostport(value: str, path: str, key: str) -> tuple[str, int]:
@@ -225,7 +237,7 @@ _TABLE_KEYS = {
     "tls": {"cert", "key"},
     "store": {"url"},
     "dns": {"nameservers"},
-    "limits": {"max_message_size", "max_recipients"},
+    "limits": {"max_message_size", "max_recipients", "max_inflight_bytes"},
     "auth": {"allow_plaintext", "cache_ttl"},
     "server": {
         "workers",
@@ -297,7 +309,11 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
             raise ConfigError(path, "dns.nameservers", 'must be a list of "IP" or "IP:port"')
         cfg.dns_nameservers = [_nameserver(v, path, "dns.nameservers") for v in ns]
     limits = _table(data, "limits", path)
-    for key, attr in (("max_message_size", "max_message_size"), ("max_recipients", "max_recipients")):
+    for key, attr in (
+        ("max_message_size", "max_message_size"),
+        ("max_recipients", "max_recipients"),
+        ("max_inflight_bytes", "max_inflight_bytes_set"),
+    ):
         if key in limits:
             v = limits[key]
             if not isinstance(v, int) or v <= 0:

@@ -4,6 +4,8 @@ recorded in an `Authentication-Results:` header (RFC 8601) at the top of the mes
 Forged Authentication-Results claiming our host name are removed first (RFC 8601 §5).
 Results are recorded, not enforced: rejecting on SPF/DKIM/DMARC is a later policy step.
 The DNS work runs in a thread so the event loop never waits on a lookup.
+The message arrives spooled (`store.spool.SpooledMessage`): forged fields are removed from the
+header section and our field prepended to it; the body is only read, in pieces, to hash it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import logging
 
 from mailhouse.config import Config
 from mailhouse.mailauth import authres, dkim, spf
+from mailhouse.store.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
 
 
-async def annotate(message: bytes, cfg: Config, ip: str, mail_from: str, helo: str) -> bytes:
+async def annotate(
+    message: SpooledMessage, cfg: Config, ip: str, mail_from: str, helo: str
+) -> SpooledMessage:
     """Return MESSAGE with forged results removed and our Authentication-Results prepended."""
-    message = authres.strip_forged(message, cfg.hostname)
+    message = message.with_head(authres.strip_forged(message.head, cfg.hostname))
     ns = cfg.dns_nameservers or None
     try:
         spf_result, dkim_results = await asyncio.gather(
@@ -29,4 +34,4 @@ async def annotate(message: bytes, cfg: Config, ip: str, mail_from: str, helo: s
     except Exception:  # a checker bug must never lose mail: record nothing, log it
         log.exception("inbound authentication failed for ip=%s", ip)
         return message
-    return authres.field(cfg.hostname, spf_result, dkim_results) + message
+    return message.prepend(authres.field(cfg.hostname, spf_result, dkim_results))
