@@ -69,3 +69,18 @@ def test_file_blob_put_file_prefix_and_range(tmp_path: Path) -> None:
     assert blobs.get_sync(key) == b"Return-Path: <>\r\n" + (b"HEADBODY" * 100_000)[4:-4]
     assert src.exists()  # the source is left as it is
     assert [p.name for p in (tmp_path / "blobs").rglob("*.tmp")] == []
+
+
+def test_remove_stale_keeps_live_processes_files(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    p = subprocess.Popen(["true"])  # noqa: S603,S607
+    p.wait()
+    (tmp_path / f"{p.pid}.abc.msg").write_bytes(b"x")  # its process has exited
+    (tmp_path / f"{os.getpid()}.def.msg").write_bytes(b"y")  # ours: alive
+    (tmp_path / "other-file").write_bytes(b"z")
+    from mailhouse.store.spool import remove_stale
+
+    assert remove_stale(tmp_path) == 1
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted([f"{os.getpid()}.def.msg", "other-file"])

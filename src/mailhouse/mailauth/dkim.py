@@ -18,6 +18,12 @@ Signing policy:
 - DKIM-Signature fields are inserted at the top of the header block (RFC 6376 §5.6: "SHOULD
   be inserted before any other DKIM-Signature fields"; the usual place is the very top).
 
+Streaming (issue 12 item 2): a spooled message (``store.spool.SpooledMessage``, the body possibly
+on disk) is never loaded whole. `BodyCanon` applies the body canonicalisations (RFC 6376 §3.4.3,
+§3.4.4) piecewise with dkimpy's exact output, and `body_hashes` computes every body hash a message
+needs in one pass (§3.7, ``l=`` honoured); :meth:`DkimSigner.sign_spooled` signs with it, and
+:func:`verify` gives dkimpy only the header section, checking ``bh=`` against those hashes.
+
 Invariants: wire bytes in, wire bytes out; the message after :func:`sign` is the input with
 only DKIM-Signature fields prepended, in the input's line ending. :func:`sign` costs well
 under a millisecond (keys kept loaded in OpenSSL) and runs inline; :func:`verify` blocks on

@@ -48,7 +48,7 @@ from mailhouse.queue.ids import new_queue_id
 from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
 from mailhouse.smtpserver.inflight import REPLY_INSUFFICIENT_STORAGE, InflightBudget
 from mailhouse.store.api import Account
-from mailhouse.store.spool import HeaderTooLarge, Spool, SpooledMessage
+from mailhouse.store.spool import HeaderTooLarge, Spool, SpooledMessage, remove_stale
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
@@ -330,7 +330,12 @@ class SmtpSession:
         self._held += len(ev.data)
         if self.spool is None:
             self.spool = Spool(self.cfg.data_dir / "spool")
-        self.spool.write(ev.data)
+        try:
+            self.spool.write(ev.data)
+        except OSError as e:  # the spool's disk is full (or failing): insufficient storage too
+            self.log.warning("cannot spool the message: %s; message dropped", e)
+            self._drop_message()
+            self._over_budget = True
 
     async def on_bdat(self, ev: core.Bdat) -> None:
         return None  # chunk bytes follow as MessageChunk events
@@ -560,6 +565,9 @@ class Server:
         self.svc = svc
         # one per process: every listener and session of this node shares it
         self.budget = InflightBudget(lambda: svc.cfg.max_inflight_bytes)
+        stale = remove_stale(svc.cfg.data_dir / "spool")
+        if stale:
+            log.info("removed %d spool files left by stopped processes", stale)
 
     def limits(self) -> Limits:
         return limits_for(self.svc)

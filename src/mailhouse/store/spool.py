@@ -18,6 +18,8 @@ Invariants:
   whole message when it has no body; ``head + body`` is the message.
 - The spool file is temporary: never fsynced (the blob made from it is), unlinked by
   `Spool.discard`, which the session calls when the transaction ends, whatever the outcome.
+  Its name starts with the owning process id, so `remove_stale` can drop a crashed process's
+  files without touching those of live workers sharing the directory.
 - Blocking file I/O: `write`/`finish` do bounded writes (page cache) and may run on the loop;
   reading a big body (`body_chunks`, `to_bytes`) belongs in a thread.
 """
@@ -40,6 +42,7 @@ __all__ = [
     "Spool",
     "SpooledMessage",
     "body_offset",
+    "remove_stale",
 ]
 
 #: Messages up to this size stay in memory (no file at all): the ingest fast path.
@@ -256,3 +259,29 @@ class Spool:
                 pass
             self._path = None
         self._size = 0
+
+
+def remove_stale(directory: Path) -> int:
+    """Remove spool files left by processes that no longer run (a crash mid-transfer); how many."""
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        pid_s, _, rest = name.partition(".")
+        if not pid_s.isdigit() or not rest.endswith(".msg"):
+            continue
+        try:
+            os.kill(int(pid_s), 0)
+            continue  # its process lives (or exists under another user): not ours to remove
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            os.unlink(directory / name)
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
