@@ -223,3 +223,13 @@ def test_pregreet_and_dns_budget_keys() -> None:
         config.from_dict({"server": {"smtp_pregreet_ttl": -1}})
     with pytest.raises(config.ConfigError, match="dns_budget"):
         config.from_dict({"mailauth": {"dns_budget": 0}})
+
+
+def test_max_inflight_bytes_default_and_key() -> None:
+    d = config.from_dict({})
+    assert d.max_inflight_bytes == 256 * 1024 * 1024  # 256 MiB ≥ 2 × the 50 MiB message limit
+    big = config.from_dict({"limits": {"max_message_size": 200_000_000}})
+    assert big.max_inflight_bytes == 400_000_000  # two messages of the largest size always fit
+    assert config.from_dict({"limits": {"max_inflight_bytes": 1000}}).max_inflight_bytes == 1000
+    with pytest.raises(config.ConfigError, match="max_inflight_bytes"):
+        config.from_dict({"limits": {"max_inflight_bytes": 0}})

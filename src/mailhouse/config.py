@@ -63,6 +63,10 @@ DEFAULT_MAX_MESSAGE_SIZE = (
     50 * 1024 * 1024
 )  # Postfix's message_size_limit is 10 MiB; 50 MiB suits attachments today
 DEFAULT_MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8: servers must accept at least 100 recipients
+# Message octets all SMTP sessions of one process may hold between first octet and delivery
+# (spooled to disk, issue 12 item 2): 256 MiB, at least 2 × max_message_size so two messages
+# of the largest size always fit; beyond it MAIL FROM SIZE= and DATA/BDAT get 452 4.3.1.
+DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -123,6 +127,7 @@ class Config:
     # (then IMAP NO [LIMIT], RFC 5530) and scans at most this many decoded octets per message
     search_time_budget: float = 20.0
     search_max_decoded_bytes: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_inflight_bytes_set: int | None = None  # [limits] max_inflight_bytes; see `max_inflight_bytes`
     allow_plaintext_auth: bool = False  # AUTH/LOGIN/USER over unencrypted connections (never by default)
     auth_cache_ttl: float = (
         3600.0  # seconds a verified password skips argon2id (accounts/authcache.py); 0 = off
@@ -194,6 +199,13 @@ class Config:
     @property
     def store(self) -> str:
         return self.store_url or f"sqlite:///{self.data_dir / 'mailhouse.db'}"
+
+    @property
+    def max_inflight_bytes(self) -> int:
+        """[limits] max_inflight_bytes, else 256 MiB raised to 2 × max_message_size."""
+        if self.max_inflight_bytes_set is not None:
+            return self.max_inflight_bytes_set
+        return max(DEFAULT_MAX_INFLIGHT_BYTES, 2 * self.max_message_size)
 
 
 def parse_hostport(value: str, path: str, key: str) -> tuple[str, int]:
@@ -296,6 +308,7 @@ _TABLE_KEYS = {
         "search_max_decoded_bytes",
         "send_rate",
         "recipients_per_day",
+        "max_inflight_bytes",
     },
     "auth": {"allow_plaintext", "cache_ttl", *AUTH_LIMIT_KEYS},
     "server": {
@@ -375,6 +388,7 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         ("max_message_size", "max_message_size"),
         ("max_recipients", "max_recipients"),
         ("search_max_decoded_bytes", "search_max_decoded_bytes"),
+        ("max_inflight_bytes", "max_inflight_bytes_set"),
     ):
         if key in limits:
             v = limits[key]

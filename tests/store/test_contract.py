@@ -778,3 +778,31 @@ async def test_limit_events_are_shared_between_store_instances(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_spooled_message_delivered_and_queued_through_put_file(store: Store, tmp_path: Path) -> None:
+    """Issue 12 item 2: a message spooled to disk becomes a blob piecewise (`BlobStore.put_file`)."""
+    from mailhouse.store.spool import Spool
+
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    assert inbox is not None
+    for size in (300 * 1024, 3 * 1024 * 1024):  # read into the transaction / put_file
+        sp = Spool(tmp_path / "spool", memory_max=64 * 1024)
+        head = b"Subject: spooled\r\n\r\n"
+        sp.write(head)
+        line = b"z" * 78 + b"\r\n"
+        for _ in range(size // len(line)):
+            sp.write(line)
+        msg = sp.finish().prepend(b"Return-Path: <a@example.org>\r\n")
+        expected = b"Return-Path: <a@example.org>\r\n" + head + line * (size // len(line))
+        recs = await store.deliver(msg, [NewMessage(inbox.id, "", 0)])
+        assert recs[0].size == len(expected)
+        assert await store.blobs.get(recs[0].blob_key) == expected
+        e = QueueEntry(
+            f"QS{size}", "a@example.org", [QueueRecipient("x@remote.test")], "", msg.size, 1.0, 0.0
+        )
+        await store.enqueue(e, msg)
+        assert await store.blobs.get(e.blob_key) == expected
+        sp.discard()
+        assert list((tmp_path / "spool").iterdir()) == []

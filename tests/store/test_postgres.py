@@ -337,3 +337,18 @@ async def test_maildrop_lock_connection_lost(nodes: tuple[PostgresStore, Postgre
     again = await a.try_lock_maildrop(5)
     assert again is not None
     await again.release()
+
+
+async def test_s3_put_file_streams_a_spooled_message(
+    postgres_db_url: str, tmp_path: Path, s3_env: str
+) -> None:
+    """Issue 12 item 2: `put_file` uploads prefix + file range in one streaming, signed PUT."""
+    s = _node(postgres_db_url + f"?blobs=s3://{s3_env}/node", tmp_path, "s3")
+    await s.open()
+    try:
+        src = tmp_path / "spooled"
+        src.write_bytes(b"HEAD" + b"b" * 2_500_000)
+        key = await s.blobs.put_file(src, prefix=b"Received: x\r\n", offset=4)
+        assert await s.blobs.get(key) == b"Received: x\r\n" + b"b" * 2_500_000
+    finally:
+        await s.close()

@@ -11,6 +11,9 @@ filed durably (`delivery.local`; a full mailbox gets a bounce); remote recipient
 durably (`queue.runner`). Only when this returns `250` may the caller acknowledge — a `250`
 means the message is on stable storage.
 
+The message is bytes (webmail) or a `store.spool.SpooledMessage` (SMTP): a big one stays on disk
+all the way into its blobs (issue 12 item 2).
+
 Built once per node in `services.build`; queue ids come from `queue.ids.new_queue_id`.
 An authenticated sender's transactions and recipients are also counted against the
 per-account limits (`delivery.sendlimits`: `start_send` at MAIL FROM, `recipient_room` /
@@ -27,6 +30,7 @@ from mailhouse.proto.smtp import Reply
 from mailhouse.proto.smtp_address import Address
 from mailhouse.queue.runner import QueueRunner
 from mailhouse.store.api import Account
+from mailhouse.store.spool import SpooledMessage
 
 RemoteRcpt = tuple[str, dict[str, str | None]]
 
@@ -71,7 +75,7 @@ class EnvelopeService:
 
     async def accept(
         self,
-        message: bytes,
+        message: bytes | SpooledMessage,
         sender: str,
         local: list[Account],
         remote: list[RemoteRcpt],

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from mailhouse.accounts.resolve import Resolver
 from mailhouse.store.api import Account, MessageRecord, NewMessage, Store
 from mailhouse.store.crlf import to_crlf
+from mailhouse.store.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +59,35 @@ class LocalDelivery:
         return QuotaState(False)
 
     async def deliver(
-        self, data: bytes, sender: str, accounts: list[Account], queue_id: str, mailbox: str = "INBOX"
+        self,
+        data: bytes | SpooledMessage,
+        sender: str,
+        accounts: list[Account],
+        queue_id: str,
+        mailbox: str = "INBOX",
     ) -> DeliveryResult:
         """File DATA (already carrying Received:) into each account's MAILBOX, durably."""
-        blob = b"Return-Path: <" + sender.encode("utf-8") + b">\r\n" + to_crlf(data)  # RFC 5321 §4.4
+        return_path = b"Return-Path: <" + sender.encode("utf-8") + b">\r\n"  # RFC 5321 §4.4
+        blob: bytes | SpooledMessage
+        if isinstance(data, SpooledMessage):
+            blob = data.prepend(return_path)  # the body stays where it is (store.spool)
+            size = blob.size
+        else:
+            blob = return_path + to_crlf(data)
+            size = len(blob)
         targets: list[tuple[Account, NewMessage]] = []
         over: list[Account] = []
         now = self.clock()
         resolver = self.resolver
         for acc in accounts:
-            if (await self.quota_state(acc, len(blob))).over:
+            if (await self.quota_state(acc, size)).over:
                 over.append(acc)
                 continue
             mb_id = await resolver.mailbox_id(acc.id, mailbox) or await resolver.mailbox_id(acc.id, "INBOX")
             if mb_id is None:
                 mb_id = (await self.store.create_mailbox(acc.id, "INBOX")).id
             targets.append(
-                (acc, NewMessage(mb_id, "", len(blob), internaldate=now, delivery_key=f"{queue_id}:{acc.id}"))
+                (acc, NewMessage(mb_id, "", size, internaldate=now, delivery_key=f"{queue_id}:{acc.id}"))
             )
         delivered: list[tuple[Account, MessageRecord]] = []
         if targets:

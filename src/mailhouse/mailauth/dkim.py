@@ -18,6 +18,12 @@ Signing policy:
 - DKIM-Signature fields are inserted at the top of the header block (RFC 6376 §5.6: "SHOULD
   be inserted before any other DKIM-Signature fields"; the usual place is the very top).
 
+Streaming (issue 12 item 2): a spooled message (``store.spool.SpooledMessage``, the body possibly
+on disk) is never loaded whole. `BodyCanon` applies the body canonicalisations (RFC 6376 §3.4.3,
+§3.4.4) piecewise with dkimpy's exact output, and `body_hashes` computes every body hash a message
+needs in one pass (§3.7, ``l=`` honoured); :meth:`DkimSigner.sign_spooled` signs with it, and
+:func:`verify` gives dkimpy only the header section, checking ``bh=`` against those hashes.
+
 Invariants: wire bytes in, wire bytes out; the message after :func:`sign` is the input with
 only DKIM-Signature fields prepended, in the input's line ending. :func:`sign` costs well
 under a millisecond (keys kept loaded in OpenSSL) and runs inline; :func:`verify` blocks on
@@ -32,8 +38,9 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dkim as dkimpy
 import dns.exception
@@ -47,6 +54,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from mailhouse.message.headers import split_header_block
 from mailhouse.store.api import DkimKey
+from mailhouse.store.crlf import to_crlf
+from mailhouse.store.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +187,121 @@ def canonical_body(body: bytes) -> bytes:
     return canonical
 
 
+class BodyCanon:
+    """RFC 6376 §3.4.3 (simple) / §3.4.4 (relaxed) body canonicalisation applied piecewise.
+
+    ``feed`` any split of a CRLF body, then ``end``: SINK receives exactly the octets
+    ``dkimpy``'s ``canonicalize_body`` returns for the whole body (a test holds us to it), in
+    pieces; memory stays bounded by the input piece (runs of empty lines are counted, not kept).
+    """
+
+    __slots__ = ("_relaxed", "_sink", "_carry", "_pending", "_emitted")
+
+    def __init__(self, relaxed: bool, sink: Callable[[bytes], object]) -> None:
+        self._relaxed = relaxed
+        self._sink = sink
+        self._carry = b""  # held back: a trailing CR (CRLF or not?) and, relaxed, a trailing SP
+        self._pending = 0  # CRLFs withheld: they end the body unless content follows (§3.4.3)
+        self._emitted = False
+
+    def _flush_pending(self) -> None:
+        n = self._pending
+        while n:
+            k = min(n, 32768)
+            self._sink(b"\r\n" * k)
+            n -= k
+        self._pending = 0
+
+    def feed(self, data: bytes) -> None:
+        s = self._carry + data if self._carry else data
+        self._carry = b""
+        if self._relaxed:
+            if b"\t" in s or b"  " in s or b" \r\n" in s:
+                # §3.4.4: WSP before CRLF removed, other WSP runs made one SP
+                s = _WSP_RUN.sub(b" ", _TRAILING_WSP.sub(b"\r\n", s))
+            if s.endswith(b"\r"):
+                k = 2 if s.endswith(b" \r") else 1
+                self._carry = s[-k:]
+            elif s.endswith(b" "):
+                self._carry = b" "
+        elif s.endswith(b"\r"):
+            self._carry = b"\r"
+        end = len(s) - len(self._carry)
+        n = 0
+        while s.endswith(b"\r\n", 0, end):  # §3.4.3: empty lines at the end are ignored
+            end -= 2
+            n += 1
+        if end > 0:
+            self._flush_pending()
+            self._sink(s[:end] if end < len(s) else s)
+            self._emitted = True
+            self._pending = n
+        else:
+            self._pending += n
+
+    def end(self) -> None:
+        if self._carry:
+            # content without a final CRLF: dkimpy keeps it as is and adds the CRLF
+            self._flush_pending()
+            self._sink(self._carry + b"\r\n")
+        elif self._emitted:
+            self._sink(b"\r\n")  # §3.4.3: the body ends with exactly one CRLF
+        elif not self._relaxed:
+            self._sink(b"\r\n")  # §3.4.3: an empty body is one CRLF (simple)
+        # §3.4.4 (relaxed): an empty body stays empty
+        self._carry = b""
+        self._pending = 0
+
+
+class _Limited:
+    """A hash fed at most LIMIT octets (the ``l=`` tag, RFC 6376 §3.5); None: unlimited."""
+
+    __slots__ = ("h", "left")
+
+    def __init__(self, h: Any, limit: int | None) -> None:
+        self.h = h
+        self.left = limit
+
+    def update(self, data: bytes) -> None:
+        if self.left is None:
+            self.h.update(data)
+        elif self.left > 0:
+            piece = data[: self.left]
+            self.left -= len(piece)
+            self.h.update(piece)
+
+
+#: (body canonicalisation, hash name as dkimpy's a= key, l= or None) of one body hash.
+BodyHashSpec = tuple[bytes, bytes, int | None]
+
+
+def body_hashes(chunks: Iterable[bytes], specs: Iterable[BodyHashSpec]) -> dict[BodyHashSpec, bytes]:
+    """The body hashes (raw digests) SPECS name, all in one pass over the body CHUNKS (RFC 6376 §3.7).
+
+    Blocking when CHUNKS reads a file: run it in a thread for a big message.
+    """
+    wanted = set(specs)
+    hashers: dict[BodyHashSpec, _Limited] = {
+        spec: _Limited(dkimpy.HASH_ALGORITHMS[spec[1]](), spec[2]) for spec in wanted
+    }
+    canons: list[BodyCanon] = []
+    for kind in {spec[0] for spec in wanted}:
+        targets = [hz for spec, hz in hashers.items() if spec[0] == kind]
+
+        def sink(data: bytes, targets: list[_Limited] = targets) -> None:
+            for t in targets:
+                t.update(data)
+
+        canons.append(BodyCanon(kind == b"relaxed", sink))
+    if canons:
+        for chunk in chunks:
+            for c in canons:
+                c.feed(chunk)
+        for c in canons:
+            c.end()
+    return {spec: hz.h.digest() for spec, hz in hashers.items()}
+
+
 def _parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
     """(header fields, CRLF body) as ``dkimpy.rfc822_parse`` gives them.
 
@@ -224,11 +348,43 @@ class DkimSigner:
         Raises ValueError when the message has no From (RFC 6376 §5.4: From MUST be signed) or a
         key is unusable; keys of an unknown algorithm are skipped with a warning.
         """
-        fields, _, _ = split_header_block(message)
+        usable, include = self._prepare(message, domain, keys)
+        if not usable:
+            return message
+        try:
+            headers, body = _parse(message)
+        except dkimpy.DKIMException as e:
+            raise ValueError(f"DKIM signing for {domain} failed: {e}") from e
+        # RFC 6376 §3.4.4 + §3.7: one body hash for all keys (same canonicalisation and hash)
+        bh = hashlib.sha256(canonical_body(body)).digest()
+        return self._fields(headers, bh, domain, usable, include, _eol(message), now) + message
+
+    def sign_spooled(
+        self, message: SpooledMessage, domain: str, keys: Sequence[DkimKey], *, now: float | None = None
+    ) -> bytes:
+        """The DKIM-Signature fields for MESSAGE (to prepend), its body hashed piece by piece.
+
+        Same fields as `sign` (a test holds us to it); memory stays bounded by the header section
+        and one piece of body. Blocking (reads the spool file): run it in a thread for a big message.
+        """
+        usable, include = self._prepare(message.head, domain, keys)
+        if not usable:
+            return b""
+        try:
+            headers, _ = _parse(message.head)
+        except dkimpy.DKIMException as e:
+            raise ValueError(f"DKIM signing for {domain} failed: {e}") from e
+        spec: BodyHashSpec = (b"relaxed", b"rsa-sha256", None)  # RFC 6376 §3.4.4 + §3.7, as `sign`
+        bh = body_hashes(message.body_chunks(), [spec])[spec]
+        return self._fields(headers, bh, domain, usable, include, b"\r\n", now)
+
+    def _prepare(
+        self, head: bytes, domain: str, keys: Sequence[DkimKey]
+    ) -> tuple[list[DkimKey], tuple[bytes, ...]]:
+        fields, _, _ = split_header_block(head)
         if not any(n.lower() == b"from" for n, _ in fields):
             raise ValueError("message has no From: field; DKIM requires signing it (RFC 6376 §5.4)")
-        eol = _eol(message)
-        include = tuple(headers_to_sign(message))
+        include = tuple(headers_to_sign(head))
         usable = []
         for key in sorted(keys, key=lambda k: _ORDER.get(k.algorithm, 9)):
             if key.algorithm not in _ALGORITHMS:
@@ -240,18 +396,23 @@ class DkimSigner:
                 )
                 continue
             usable.append(key)
-        if not usable:
-            return message
-        try:
-            headers, body = _parse(message)
-        except dkimpy.DKIMException as e:
-            raise ValueError(f"DKIM signing for {domain} failed: {e}") from e
+        return usable, include
+
+    def _fields(
+        self,
+        headers: list[list[bytes]],
+        body_hash: bytes,
+        domain: str,
+        usable: list[DkimKey],
+        include: tuple[bytes, ...],
+        eol: bytes,
+        now: float | None,
+    ) -> bytes:
         # RFC 6376 §3.4.2, once for every key, and only for the fields h= names (what
         # dkimpy.select_headers picks from is then the same, minus fields it would skip anyway)
         wanted = set(include)
         cheaders = _CANON.canonicalize_headers([h for h in headers if h[0].lower() in wanted])
-        # RFC 6376 §3.4.4 + §3.7: one body hash for all keys (same canonicalisation and hash)
-        bh = base64.b64encode(hashlib.sha256(canonical_body(body)).digest())
+        bh = base64.b64encode(body_hash)
         d = domain.lower().encode("idna")
         t = str(int(self._clock() if now is None else now)).encode("ascii")  # RFC 6376 §3.5 t=
         sigs: list[bytes] = []
@@ -280,7 +441,7 @@ class DkimSigner:
                 + b": "
                 + dkimpy.fold(b"; ".join(b"=".join(x) for x in tags) + eol, namelen=len(_FIELD), linesep=eol)
             )
-        return b"".join(sigs) + message
+        return b"".join(sigs)
 
 
 def sign(message: bytes, domain: str, keys: Sequence[DkimKey], *, now: float | None = None) -> bytes:
@@ -335,9 +496,9 @@ def _signature_tags(value: bytes) -> dict[bytes, bytes]:
         return {}
 
 
-def _signatures(message: bytes) -> list[tuple[bytes, dict[bytes, bytes], str, str, str]]:
-    """Each DKIM-Signature of MESSAGE, top to bottom: (value, tags, d, s, a)."""
-    fields, _, _ = split_header_block(message)
+def _signatures(head: bytes) -> list[tuple[bytes, dict[bytes, bytes], str, str, str]]:
+    """Each DKIM-Signature of a header section (or whole message), top to bottom: (value, tags, d, s, a)."""
+    fields, _, _ = split_header_block(head)
     out = []
     for n, value in fields:
         if n.lower() != b"dkim-signature":
@@ -350,17 +511,57 @@ def _signatures(message: bytes) -> list[tuple[bytes, dict[bytes, bytes], str, st
     return out
 
 
-def unfinished(message: bytes, why: str) -> list[DkimResult]:
+def unfinished(message: bytes | SpooledMessage, why: str) -> list[DkimResult]:
     """The results of a verification that ran out of DNS time: temperror per signature
     (RFC 8601 §2.7.1; unparseable ones neutral, as :func:`verify` says)."""
     return [
         DkimResult("temperror" if tags else "neutral", d, s, a, why)
-        for _, tags, d, s, a in _signatures(message)
+        for _, tags, d, s, a in _signatures(message if isinstance(message, bytes) else message.head)
     ]
 
 
+class _SpooledDKIM(dkimpy.DKIM):  # type: ignore[misc]
+    """dkimpy's verifier over the header section only, checking ``bh=`` against body hashes
+    computed beforehand in one streaming pass (`body_hashes`): dkimpy never sees the body."""
+
+    def __init__(self, head: bytes, hashes: dict[BodyHashSpec, bytes], timeout: int) -> None:
+        super().__init__(head, timeout=timeout)
+        self._hashes = hashes
+
+    def verify_sig_process(
+        self, sig: dict[bytes, bytes], include_headers: list[bytes], sig_header: Any, dnsfunc: Any
+    ) -> bool:
+        spec = _spec(sig)
+        if b"bh" in sig and spec is not None:
+            try:
+                expected = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]))
+            except (TypeError, binascii.Error) as e:
+                raise dkimpy.MessageFormatError(str(e)) from e
+            got = self._hashes.get(spec)
+            if got != expected:  # RFC 6376 §6.1.3 step 5: the body hash must match
+                raise dkimpy.ValidationError(
+                    f"body hash mismatch (got {base64.b64encode(got or b'')!r}, expected {sig[b'bh']!r})"
+                )
+            sig = {k: v for k, v in sig.items() if k != b"bh"}  # checked: dkimpy hashes headers only
+        result: bool = super().verify_sig_process(sig, include_headers, sig_header, dnsfunc)
+        return result
+
+
+def _spec(tags: dict[bytes, bytes]) -> BodyHashSpec | None:
+    """The body hash a signature's tags ask for (None: malformed; dkimpy reports it)."""
+    c = tags.get(b"c", b"simple/simple").split(b"/")
+    body = c[1] if len(c) == 2 else b"simple"  # RFC 6376 §3.5 c=: the body defaults to simple
+    a = tags.get(b"a", b"")
+    length = tags.get(b"l")
+    if body not in (b"simple", b"relaxed") or a not in dkimpy.HASH_ALGORITHMS:
+        return None
+    if length is not None and not length.isdigit():
+        return None
+    return body, a, int(length) if length is not None else None
+
+
 def verify(
-    message: bytes,
+    message: bytes | SpooledMessage,
     dns_nameservers: Sequence[tuple[str, int]] | None = None,
     *,
     dnsfunc: Callable[..., bytes | None] | None = None,
@@ -373,11 +574,20 @@ def verify(
     resolver only when that list is empty. No signature → empty list (RFC 8601 ``dkim=none``).
     DEADLINE (``time.monotonic()``) bounds all key look-ups together (the message's DNS budget):
     a look-up gets at most the time left, and none is tried after it (temperror).
+    The body is read once, in pieces, for all body hashes (RFC 6376 §3.7): a spooled message is
+    never loaded whole; dkimpy checks the header section and the signatures.
     """
     if dnsfunc is None:
         dnsfunc = txt_lookup(make_resolver(dns_nameservers, timeout))
+    if isinstance(message, bytes):
+        message = SpooledMessage.from_bytes(to_crlf(message))  # as it is stored (store.crlf)
+    sigs = _signatures(message.head)
+    if not sigs:
+        return []
+    specs = [sp for sp in (_spec(t) for _, t, _, _, _ in sigs if t) if sp is not None]
+    hashes = body_hashes(message.body_chunks(), specs)
     results: list[DkimResult] = []
-    for idx, (_value, tags, d, s, a) in enumerate(_signatures(message)):
+    for idx, (_value, tags, d, s, a) in enumerate(sigs):
         if not tags:
             results.append(DkimResult("neutral", d, s, a, "unparseable DKIM-Signature"))  # RFC 8601 §2.7.1
             continue
@@ -399,7 +609,7 @@ def verify(
                 seen["permerror"] = f"no key record at {name.decode('ascii', 'replace')}"  # RFC 6376 §6.1.2
             return rec
 
-        v = dkimpy.DKIM(message, timeout=int(timeout))
+        v = _SpooledDKIM(message.head, hashes, int(timeout))
         try:
             ok = v.verify(idx=idx, dnsfunc=tracking)
         except dkimpy.ValidationError as e:

@@ -28,6 +28,7 @@ from typing import Any
 from mailhouse.mailauth import dkim, spf
 from mailhouse.mailauth.dkim import DkimResult
 from mailhouse.mailauth.spf import SpfResult
+from mailhouse.store.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def _consume(fut: asyncio.Future[Any]) -> None:
 
 
 async def check(
-    message: bytes,
+    message: bytes | SpooledMessage,
     ip: str,
     mail_from: str,
     helo: str,

@@ -50,13 +50,14 @@ from mailhouse.accounts.resolve import Resolver
 from mailhouse.config import Config
 from mailhouse.log import ConnLogger, safe
 from mailhouse.queue import retry
-from mailhouse.queue.dsn import RecipientReport, build_dsn, status_of, wanted
+from mailhouse.queue.dsn import MAX_RETURNED, RecipientReport, build_dsn, status_of, wanted
 from mailhouse.queue.ids import new_queue_id
 from mailhouse.queue.owner import INCARNATION, Owner, node_id
 from mailhouse.queue.routing import Router, RoutingError
 from mailhouse.queue.status import DEFERRED, DELIVERED, FAILED, OPEN
 from mailhouse.smtpclient.client import ConnectionPool, RcptReply, SmtpConnection, SmtpError, StaleConnection
 from mailhouse.store.api import Account, NotFound, QueueEntry, QueueRecipient, Store
+from mailhouse.store.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
 QueueLog = logging.Logger | logging.LoggerAdapter[logging.Logger]
@@ -151,10 +152,17 @@ class QueueRunner:
         queue_id: str,
         sender: str,
         remote: list[tuple[str, dict[str, str | None]]],
-        message: bytes,
+        message: bytes | SpooledMessage,
         mail_params: dict[str, str | None],
     ) -> None:
-        """Durably queue MESSAGE for the remote recipients (blob fsynced, row committed)."""
+        """Durably queue MESSAGE for the remote recipients (blob fsynced, row committed).
+
+        A spooled message on disk becomes its blob through the store's ``put_file``, never whole
+        in memory; only messages already in memory are kept for the first delivery pass."""
+        size = message.size if isinstance(message, SpooledMessage) else len(message)
+        data: bytes | None = message if isinstance(message, bytes) else None
+        if isinstance(message, SpooledMessage) and message.in_memory:
+            data = message.to_bytes()
         now = self.clock()
         rcpts = [
             QueueRecipient(addr, notify=params.get("NOTIFY") or "", orcpt=params.get("ORCPT") or "")
@@ -174,7 +182,7 @@ class QueueRunner:
             sender=sender,
             recipients=rcpts,
             blob_key="",  # set by the store, which keeps the message with the row
-            size=len(message),
+            size=size,
             created=now,
             next_attempt=now,
             ret=mail_params.get("RET") or "",
@@ -183,12 +191,13 @@ class QueueRunner:
             lease_owner=self.owner if direct else "",
             lease_until=now + LEASE_SECONDS if direct else 0.0,
         )
-        await self.store.enqueue(entry, message)
-        log.info("[%s] queued from=<%s> nrcpt=%d size=%d", queue_id, safe(sender), len(rcpts), len(message))
+        await self.store.enqueue(entry, data if data is not None else message)
+        log.info("[%s] queued from=<%s> nrcpt=%d size=%d", queue_id, safe(sender), len(rcpts), size)
         if direct:
-            self._start_pass(entry, message)
+            self._start_pass(entry, data)
         else:
-            self._remember(entry.blob_key, message)
+            if data is not None:
+                self._remember(entry.blob_key, data)
             self.wake()
 
     def _start_pass(self, entry: QueueEntry, message: bytes | None = None) -> None:
@@ -198,10 +207,18 @@ class QueueRunner:
         self._inflight[entry.id] = task
         task.add_done_callback(self._done)
 
-    async def bounce_local(self, message: bytes, sender: str, failed: list[str], reason: str) -> None:
+    async def bounce_local(
+        self, message: bytes | SpooledMessage, sender: str, failed: list[str], reason: str
+    ) -> None:
         """A DSN to SENDER for local recipients that failed after acceptance (over quota)."""
         if not sender:
             return  # RFC 5321 §6.1: never a bounce to the null sender
+        ret = ""
+        if isinstance(message, SpooledMessage):
+            if message.size > MAX_RETURNED:  # RFC 3461 §4.3: too big to return: headers only
+                message, ret = message.head, "HDRS"
+            else:
+                message = await asyncio.to_thread(message.to_bytes)
         now = self.clock()
         qid = new_queue_id()
         reports = [
@@ -214,6 +231,7 @@ class QueueRunner:
             reports=reports,
             queue_id=qid,
             arrival=now,
+            ret=ret,
         )
         await self._send_dsn(qid, sender, dsn)
 

@@ -23,6 +23,11 @@ Invariants:
   before AUTH; all answered ``421 4.4.2`` (RFC 5321 §4.5.3.2.7 / §3.8).
 - Input pipelined before PIPELINING applies is refused with ``554 5.5.0`` and the connection
   closed (Postfix ≥ 3.9 ``smtpd_forbid_unauth_pipelining``; RFC 2920 §3.1).
+- Messages stream (issue 12 item 2): DATA (dot-unstuffed by the core) and BDAT octets go to a
+  `store.spool.Spool` as they arrive — memory up to ``SPOOL_MEMORY_MAX``, then a file under
+  ``data_dir/spool`` — and reach delivery as a `SpooledMessage` (header section in memory, body
+  on disk); the spool is discarded when the transaction ends, whatever the outcome, and its
+  octets count against the process's `InflightBudget` until then (``452 4.3.1`` beyond it).
 """
 
 from __future__ import annotations
@@ -48,8 +53,10 @@ from mailhouse.proto.smtp import Reply
 from mailhouse.queue.ids import new_queue_id
 from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
 from mailhouse.runtime.connlimits import ConnectionGate, Refusal, policy_from_config
+from mailhouse.smtpserver.inflight import REPLY_INSUFFICIENT_STORAGE, InflightBudget
 from mailhouse.smtpserver.pregreet import PregreetMemory, Verdict
 from mailhouse.store.api import Account, StoreUnavailable
+from mailhouse.store.spool import HeaderTooLarge, Spool, SpooledMessage, remove_stale
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
@@ -65,6 +72,8 @@ STORE_UNAVAILABLE = Reply(451, "4.3.0", "Temporary storage failure, try again la
 #: To a client that talked before the final greeting line (postscreen's pregreet test): 554
 #: (RFC 5321 §3.1 "no SMTP service here"), then the connection is closed.
 PREGREET_REFUSED = b"554 5.5.1 Error: you talked before the greeting\r\n"
+#: RFC 3463 X.3.4 "message too big for system": a header section longer than store.spool.HEAD_MAX.
+REPLY_HEADER_TOO_BIG = Reply(552, "5.3.4", "Error: message header section too big")
 
 
 def limits_for(svc: Services) -> Limits:
@@ -87,10 +96,20 @@ def limits_for(svc: Services) -> Limits:
 
 class SmtpSession:
     def __init__(
-        self, svc: Services, mode: str, conn: Connection, pregreet: PregreetMemory, cid: str
+        self,
+        svc: Services,
+        mode: str,
+        conn: Connection,
+        pregreet: PregreetMemory,
+        cid: str,
+        budget: InflightBudget,
     ) -> None:
         self.svc = svc
         self.pregreet = pregreet
+        self.budget = budget
+        self.spool: Spool | None = None
+        self._held = 0  # octets of the current message reserved in the budget
+        self._over_budget = False
         self.cfg = svc.cfg
         self.mode = mode  # "smtp" | "submission" | "submissions"
         self.conn = conn
@@ -119,8 +138,18 @@ class SmtpSession:
         self.local: dict[int, Account] = {}
         self.remote: list[tuple[str, dict[str, str | None]]] = []
         self.rcpt_for_header: list[str] = []
-        self.chunks: list[bytes] = []
+        self._drop_message()
         self._queue_id: str | None = None
+
+    def _drop_message(self) -> None:
+        """Forget the message being received: spool file removed, its octets given back."""
+        if self.spool is not None:
+            self.spool.discard()
+            self.spool = None
+        if self._held:
+            self.budget.give(self._held)
+            self._held = 0
+        self._over_budget = False
 
     @property
     def queue_id(self) -> str:
@@ -196,6 +225,7 @@ class SmtpSession:
         except (ConnectionError, ssl.SSLError) as e:
             self.log.info("connection lost: %s", type(e).__name__)
         finally:
+            self._drop_message()  # a session cut off mid-transfer leaves no spool file behind
             try:
                 await asyncio.wait_for(self.flush(), CLOSE_FLUSH_TIMEOUT)
             except (TimeoutError, ConnectionError, ssl.SSLError):
@@ -314,6 +344,11 @@ class SmtpSession:
         if self.user is not None and (refusal := await self.policy.start_send(self.user, self.ip)):
             self.log.info("send rate limit for %s", self.user.address)  # delivery/sendlimits.py
             await self.reply(refusal)
+        size = ev.params.get("SIZE")
+        if size is not None and size.isdigit() and self.budget.would_exceed(int(size)):
+            # RFC 1870 §6.2 / RFC 5321 §4.5.3.1.10: no room now for a message of this size
+            self.log.info("SIZE=%s refused: %d octets in flight", size, self.budget.used)
+            await self.reply(REPLY_INSUFFICIENT_STORAGE)
             return
         self._reset()
         self.sender = sender
@@ -358,7 +393,22 @@ class SmtpSession:
         await self.reply(core.REPLY_START_DATA)
 
     async def on_chunk(self, ev: core.MessageChunk) -> None:
-        self.chunks.append(ev.data)
+        if self._over_budget:
+            return  # counted and dropped until the end of the transfer
+        if not self.budget.take(len(ev.data)):
+            self.log.info("in-flight limit reached (%d octets); message dropped", self.budget.used)
+            self._drop_message()
+            self._over_budget = True
+            return
+        self._held += len(ev.data)
+        if self.spool is None:
+            self.spool = Spool(self.cfg.data_dir / "spool")
+        try:
+            self.spool.write(ev.data)
+        except OSError as e:  # the spool's disk is full (or failing): insufficient storage too
+            self.log.warning("cannot spool the message: %s; message dropped", e)
+            self._drop_message()
+            self._over_budget = True
 
     async def on_bdat(self, ev: core.Bdat) -> None:
         return None  # chunk bytes follow as MessageChunk events
@@ -366,13 +416,21 @@ class SmtpSession:
     async def on_bdat_chunk_end(self, ev: core.BdatChunkEnd) -> None:
         if ev.too_big:
             await self.reply(core.REPLY_TOO_BIG)
-            self.chunks.clear()
+            self._drop_message()
+            return
+        if self._over_budget:
+            await self.reply(REPLY_INSUFFICIENT_STORAGE)  # RFC 3030 §2: the transaction fails
+            self._reset()
             return
         await self.reply(Reply(250, "2.0.0", f"Ok: {ev.size} octets received"))
 
     async def on_message_end(self, ev: core.MessageEnd) -> None:
-        data = b"".join(self.chunks)
-        self.chunks = []
+        try:
+            await self._message_end(ev)
+        finally:
+            self._reset()  # the spool goes, the octets are given back, whatever happened
+
+    async def _message_end(self, ev: core.MessageEnd) -> None:
         if ev.too_big:
             await self.reply(core.REPLY_TOO_BIG)  # RFC 1870 §6.3 / RFC 3463 5.3.4
             self._reset()
@@ -381,13 +439,21 @@ class SmtpSession:
             await self.reply(core.REPLY_BARE_NEWLINE)
             self._reset()
             return
+        if self._over_budget:
+            await self.reply(REPLY_INSUFFICIENT_STORAGE)  # RFC 5321 §4.5.3.1.10
+            self._reset()
+            return
         if not self.local and not self.remote:
             await self.reply(Reply(554, "5.5.1", "Error: no valid recipients"))
             self._reset()
             return
-        reply = await self._accept(data)
+        try:
+            message = self.spool.finish() if self.spool is not None else SpooledMessage(b"")
+        except HeaderTooLarge:
+            await self.reply(REPLY_HEADER_TOO_BIG)
+            return
+        reply = await self._accept(message)
         await self.reply(reply)
-        self._reset()
 
     def _received(self) -> bytes:
         """RFC 5321 §4.4 trace header; RFC 3848 `with` keywords."""
@@ -406,12 +472,12 @@ class SmtpSession:
             f"{self.queue_id}{for_part};\r\n\t{formatdate(localtime=False)}\r\n"
         ).encode()
 
-    async def _accept(self, body: bytes) -> Reply:
+    async def _accept(self, body: SpooledMessage) -> Reply:
         sender = self.sender or ""
         if self.mode == "smtp" and self.cfg.verify_inbound:
             helo = (self.core.helo_name or b"").decode("ascii", "replace")
             body = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
-        message = self._received() + body
+        message = body.prepend(self._received())
         reply = await self.svc.envelope.accept(
             message,
             sender,
@@ -428,7 +494,7 @@ class SmtpSession:
             self.queue_id,
             safe(sender),
             len(self.rcpt_for_header),
-            len(message),
+            message.size,
         )
         return reply
 
@@ -583,6 +649,11 @@ class Server:
         # connection ids for the logs: a counter from a random start per node (no urandom call
         # per connection)
         self._ids = itertools.count(secrets.randbits(32))
+        # one per process: every listener and session of this node shares it
+        self.budget = InflightBudget(lambda: svc.cfg.max_inflight_bytes)
+        stale = remove_stale(svc.cfg.data_dir / "spool")
+        if stale:
+            log.info("removed %d spool files left by stopped processes", stale)
 
     def _cid(self) -> str:
         return f"{next(self._ids) & 0xFFFFFFFF:08x}"
@@ -595,7 +666,7 @@ class Server:
         return await start_listener(
             host,
             port,
-            lambda conn: SmtpSession(svc, name, conn, pregreet, self._cid()).run(),
+            lambda conn: SmtpSession(svc, name, conn, pregreet, self._cid(), self.budget).run(),
             limits=self.limits,
             ssl_ctx=svc.tls if Listener(name).implicit_tls else None,  # RFC 8314 §3.3: implicit TLS
             track=svc.track,

@@ -29,7 +29,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, Self
+
+from mailhouse.store.spool import SpooledMessage
 
 SPECIAL_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     ("INBOX", None),
@@ -324,6 +327,12 @@ class BlobStore(Protocol):
     async def put(self, data: bytes) -> str: ...  # durable before it returns; returns a new unique key
     async def get(self, key: str) -> bytes: ...
     async def delete(self, keys: Sequence[str]) -> None: ...
+    async def put_file(
+        self, path: Path, *, prefix: bytes = b"", offset: int = 0, length: int | None = None
+    ) -> str: ...
+
+    # the blob PREFIX + LENGTH octets of PATH from OFFSET (to the end when None), read in bounded
+    # pieces, never whole in memory; durable before it returns; PATH is left as it is
 
 
 class MaildropLease(Protocol):
@@ -338,7 +347,7 @@ class MaildropLocks(Protocol):
 
 
 class Queue(Protocol):
-    async def enqueue(self, entry: QueueEntry, blob: bytes | None = None) -> None: ...
+    async def enqueue(self, entry: QueueEntry, blob: bytes | SpooledMessage | None = None) -> None: ...
     # with BLOB: the store keeps it too (sets entry.blob_key), in the same transaction where it can
     async def claim_due(
         self, now: float, owner: str, lease_seconds: float, limit: int
@@ -405,6 +414,8 @@ class Store(Directory, MailIndex, MaildropLocks, Queue, Limits, ChangeFeed, Prot
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
-    async def deliver(self, blob: bytes, messages: Sequence[NewMessage]) -> list[MessageRecord]: ...
+    async def deliver(
+        self, blob: bytes | SpooledMessage, messages: Sequence[NewMessage]
+    ) -> list[MessageRecord]: ...
 
     # convenience: put blob, then append rows referencing it (blob_key filled in)

@@ -23,6 +23,7 @@ Invariants a backend guarantees:
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from mailhouse.store.api import (
@@ -211,6 +212,9 @@ class BlobBackend(Protocol):
     async def put(self, data: bytes) -> str: ...
     async def get(self, key: str) -> bytes: ...
     async def delete(self, keys: Sequence[str]) -> None: ...
+    async def put_file(
+        self, path: Path, *, prefix: bytes = b"", offset: int = 0, length: int | None = None
+    ) -> str: ...
 
 
 class Backend(Protocol):

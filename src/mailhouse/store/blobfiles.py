@@ -6,11 +6,14 @@ missing or partial file. Files are written to a temporary name and renamed into 
 a crash leaves either nothing or the whole blob. Keys are random and unique (never a
 content hash) so deleting one message's blob can never race a new delivery of the
 same bytes.
+`put_file` makes a blob from a spooled file (``store.spool``): the prefix is written, the rest
+copied by the kernel (``copy_file_range``), so no message passes through memory whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import secrets
 import time
@@ -82,3 +85,77 @@ class FileBlobStore:
 
         if keys:
             await asyncio.to_thread(_rm)
+
+    # ------------------------------------------------------------ write side: from a file
+
+    def put_file_sync(
+        self, path: Path, *, prefix: bytes = b"", offset: int = 0, length: int | None = None
+    ) -> str:
+        """`put_sync` of PREFIX + LENGTH octets of PATH from OFFSET, copied in the kernel."""
+        key = new_key()
+        p = self.path(key)
+        d = p.parent
+        if d not in self._made:
+            d.mkdir(parents=True, exist_ok=True)
+            self._fsync_dir(d.parent)
+            self._made.add(d)
+        tmp = d / f".{key}.tmp"
+        src = os.open(path, os.O_RDONLY)
+        try:
+            if length is None:
+                length = os.fstat(src).st_size - offset
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(prefix)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                copy_range(src, fd, offset, length)
+                os.fsync(fd)  # DESIGN.md §Durability: data on disk before the rename
+            finally:
+                os.close(fd)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(src)
+        os.replace(tmp, p)
+        self._fsync_dir(d)
+        return key
+
+    async def put_file(
+        self, path: Path, *, prefix: bytes = b"", offset: int = 0, length: int | None = None
+    ) -> str:
+        return await asyncio.to_thread(self.put_file_sync, path, prefix=prefix, offset=offset, length=length)
+
+
+#: Octets per copy step (bounds the user-space buffer of the read/write fallback).
+COPY_CHUNK = 1024 * 1024
+
+
+def copy_range(src: int, dst: int, offset: int, length: int) -> None:
+    """Append LENGTH octets of SRC from OFFSET to DST (at its current position): ``copy_file_range``
+    (in the kernel; a reflink on file systems that can), else bounded reads and writes."""
+    left = length
+    pos = offset
+    use_cfr = hasattr(os, "copy_file_range")
+    while left > 0:
+        if use_cfr:
+            try:
+                n = os.copy_file_range(src, dst, min(left, 1 << 30), pos)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                use_cfr = False
+                continue
+        else:
+            data = os.pread(src, min(left, COPY_CHUNK), pos)
+            view = memoryview(data)
+            n = len(data)
+            while view:
+                w = os.write(dst, view)
+                view = view[w:]
+        if n == 0:
+            raise OSError(f"source ended {left} octets early")
+        pos += n
+        left -= n

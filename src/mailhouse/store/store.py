@@ -13,6 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -38,6 +39,11 @@ from mailhouse.store.api import (
 from mailhouse.store.backend import Backend, Transfer
 from mailhouse.store.crlf import to_crlf
 from mailhouse.store.feed import FeedHub, Subscription
+from mailhouse.store.spool import BodyFile, SpooledMessage
+
+#: A spooled message on disk up to this size is read into memory when the backend can put it
+#: into the index transaction (one fsync): the size of SQLite's inline blobs.
+TX_BLOB_READ_MAX = 512 * 1024
 
 
 class MailStore:
@@ -176,14 +182,39 @@ class MailStore:
     async def append(self, messages: Sequence[NewMessage]) -> list[MessageRecord]:
         return await self.backend.write(lambda tx: mail.append(tx, messages))
 
-    async def deliver(self, blob: bytes, messages: Sequence[NewMessage]) -> list[MessageRecord]:
-        """Store BLOB and append rows pointing at it; a small blob in the same transaction."""
-        blob = to_crlf(blob)  # api.py invariant: stored messages use CRLF
-        if not self.backend.blob_in_tx(len(blob)):
-            key = await self.backend.blobs.put(blob)  # durable before the rows commit
-            return await self.append([replace(m, blob_key=key, size=len(blob)) for m in messages])
+    async def deliver(
+        self, blob: bytes | SpooledMessage, messages: Sequence[NewMessage]
+    ) -> list[MessageRecord]:
+        """Store BLOB and append rows pointing at it; a small blob in the same transaction.
+
+        A spooled message on disk becomes a blob with `BlobStore.put_file` (never whole in memory).
+        """
+        if isinstance(blob, SpooledMessage):
+            spooled = await self._spooled_blob(blob)
+            if isinstance(spooled, str):
+                size = blob.size
+                return await self.append([replace(m, blob_key=spooled, size=size) for m in messages])
+            blob = spooled
+        data = to_crlf(blob)  # api.py invariant: stored messages use CRLF
+        if not self.backend.blob_in_tx(len(data)):
+            key = await self.backend.blobs.put(data)  # durable before the rows commit
+            return await self.append([replace(m, blob_key=key, size=len(data)) for m in messages])
         key = self.backend.new_tx_blob_key()
-        return await self.backend.write(lambda tx: mail.deliver_in_tx(tx, key, blob, messages))
+        return await self.backend.write(lambda tx: mail.deliver_in_tx(tx, key, data, messages))
+
+    async def _spooled_blob(self, msg: SpooledMessage) -> bytes | str:
+        """MSG as bytes when it may go into the index transaction (in memory, or small enough to
+        read), else the key of the durable blob `put_file` made of it (prefix + file range)."""
+        if msg.in_memory:
+            return msg.to_bytes()
+        if self.backend.blob_in_tx(msg.size) and msg.size <= TX_BLOB_READ_MAX:
+            return await asyncio.to_thread(msg.to_bytes)
+        body = msg.body
+        assert isinstance(body, BodyFile)
+        # store.spool invariant: the spool already normalised line endings to CRLF
+        return await self.backend.blobs.put_file(
+            body.path, prefix=msg.head, offset=body.offset, length=body.length
+        )
 
     async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
         return await self.backend.read(lambda tx: tx.all_messages(mailbox_id))
@@ -270,8 +301,14 @@ class MailStore:
         return await self.backend.write(lambda tx: tx.purge_limits(now, events_before))
 
     # ---------------------------------------------------------------- queue
-    async def enqueue(self, entry: QueueEntry, blob: bytes | None = None) -> None:
+    async def enqueue(self, entry: QueueEntry, blob: bytes | SpooledMessage | None = None) -> None:
         inline: bytes | None = None
+        if isinstance(blob, SpooledMessage):
+            spooled = await self._spooled_blob(blob)
+            if isinstance(spooled, str):
+                entry.blob_key, blob = spooled, None  # durable before the row commits
+            else:
+                blob = spooled
         if blob is not None:
             if self.backend.blob_in_tx(len(blob)):  # blob and row in one transaction: one fsync
                 entry.blob_key, inline = self.backend.new_tx_blob_key(), blob

@@ -8,8 +8,10 @@ immutable files (`store.blobfiles.FileBlobStore`).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 
 from mailhouse.store.blobfiles import FileBlobStore, new_key
 from mailhouse.store.sqlite.engine import Engine
@@ -90,3 +92,18 @@ class HybridBlobStore:
         if inline:
             await self.engine.write(lambda c: self._delete_inline(c, inline))
         await self.files.delete([k for k in keys if not is_inline(k)])
+
+    # ------------------------------------------------------------ write side: from a file
+
+    async def put_file(
+        self, path: Path, *, prefix: bytes = b"", offset: int = 0, length: int | None = None
+    ) -> str:
+        """A spooled message as a blob: inline when small (read whole: ≤ `INLINE_BLOB_MAX`), else a file."""
+        if length is None:
+            length = os.stat(path).st_size - offset
+        if len(prefix) + length > INLINE_BLOB_MAX:
+            return await self.files.put_file(path, prefix=prefix, offset=offset, length=length)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = prefix + f.read(length)
+        return await self.put(data)
