@@ -344,6 +344,7 @@ class SmtpSession:
         if self.user is not None and (refusal := await self.policy.start_send(self.user, self.ip)):
             self.log.info("send rate limit for %s", self.user.address)  # delivery/sendlimits.py
             await self.reply(refusal)
+            return
         size = ev.params.get("SIZE")
         if size is not None and size.isdigit() and self.budget.would_exceed(int(size)):
             # RFC 1870 §6.2 / RFC 5321 §4.5.3.1.10: no room now for a message of this size
