@@ -302,6 +302,11 @@ class BlobStore(Protocol):
     async def put(self, data: bytes) -> str: ...  # durable before it returns; returns a new unique key
     async def get(self, key: str) -> bytes: ...
     async def delete(self, keys: Sequence[str]) -> None: ...
+    async def read_range(self, key: str, offset: int, length: int) -> bytes: ...
+
+    # the octets OFFSET..OFFSET+LENGTH-1 of a blob (fewer at its end, b"" past it); FileNotFoundError
+    # when the blob is gone. The read side of streaming (issue 12 item 2): FETCH BODY[] and POP3 RETR
+    # send a big message in bounded chunks instead of holding it whole.
 
 
 class MaildropLease(Protocol):

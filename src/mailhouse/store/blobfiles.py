@@ -82,3 +82,21 @@ class FileBlobStore:
 
         if keys:
             await asyncio.to_thread(_rm)
+
+    # ---------------------------------------------------------------- read side (streaming)
+    def read_range_sync(self, key: str, offset: int, length: int) -> bytes:
+        """Octets OFFSET..OFFSET+LENGTH-1 of a blob (fewer at its end): one seek and one read."""
+        if offset < 0 or length < 0:
+            raise ValueError("negative offset or length")
+        with open(self.path(key), "rb", buffering=0) as f:
+            f.seek(offset)
+            out = bytearray()
+            while len(out) < length:
+                piece = f.read(length - len(out))
+                if not piece:
+                    break
+                out += piece
+            return bytes(out)
+
+    async def read_range(self, key: str, offset: int, length: int) -> bytes:
+        return await asyncio.to_thread(self.read_range_sync, key, offset, length)

@@ -33,3 +33,15 @@ class PgBlobStore:
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:
             await self._engine.pool().execute("DELETE FROM blobs WHERE key = ANY($1::text[])", list(keys))
+
+    # ---------------------------------------------------------------- read side (streaming)
+    async def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """`api.BlobStore.read_range`: substring() of the bytea, so only the slice is sent."""
+        if offset < 0 or length < 0:
+            raise ValueError("negative offset or length")
+        row = await self._engine.pool().fetchrow(
+            "SELECT substring(data from $2 for $3) AS d FROM blobs WHERE key=$1", key, offset + 1, length
+        )
+        if row is None:
+            raise FileNotFoundError(f"blob {key} does not exist")
+        return bytes(row["d"] or b"")

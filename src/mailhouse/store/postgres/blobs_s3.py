@@ -132,14 +132,18 @@ class S3BlobStore:
         obj = f"{self.prefix}/{key}" if self.prefix else key
         return f"{self.base_path}/{self.bucket}/{obj}"
 
-    def _request(self, method: str, key: str, body: bytes = b"") -> tuple[int, bytes]:
+    def _request(
+        self, method: str, key: str, body: bytes = b"", extra: Mapping[str, str] | None = None
+    ) -> tuple[int, bytes]:
         path = self._path(key)
+        signed = {"content-length": str(len(body))} if method == "PUT" else {}
+        signed.update(extra or {})
         headers = sigv4_headers(
             method,
             self.host,
             path,
             {},
-            {"content-length": str(len(body))} if method == "PUT" else {},
+            signed,
             _sha256(body),
             region=self.region,
             access_key=self.access_key,
@@ -186,3 +190,24 @@ class S3BlobStore:
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:
             await asyncio.to_thread(self.delete_sync, list(keys))
+
+    # ---------------------------------------------------------------- read side (streaming)
+    def read_range_sync(self, key: str, offset: int, length: int) -> bytes:
+        """A ranged GET (RFC 9110 §14.1.2 ``Range: bytes=a-b``): only the slice crosses the wire."""
+        if offset < 0 or length < 0:
+            raise ValueError("negative offset or length")
+        if length == 0:
+            return b""
+        status, body = self._request("GET", key, extra={"range": f"bytes={offset}-{offset + length - 1}"})
+        if status == 404:
+            raise FileNotFoundError(f"blob {key} does not exist")
+        if status == 416:
+            return b""  # RFC 9110 §15.5.17: the range starts past the end
+        if status == 200:
+            return body[offset : offset + length]  # a server that ignores Range sends it all
+        if status != 206:
+            raise StoreError(f"S3 GET {key} range failed: {status} {body[:200]!r}")
+        return body
+
+    async def read_range(self, key: str, offset: int, length: int) -> bytes:
+        return await asyncio.to_thread(self.read_range_sync, key, offset, length)
