@@ -11,7 +11,10 @@ from __future__ import annotations
 import base64
 import random
 import socket
+import time
 from functools import lru_cache
+
+from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 
 BORDER = 256 * 1024
 BOUNDARY = b"=_big_boundary_42"
@@ -33,7 +36,7 @@ def _text_part(start: int, size: int) -> bytes:
             out += b".after a split CRLF\r\n"
         else:
             out += b"line %d of the text part with some words in it\r\n" % n
-            if n % 17 == 0:
+            if n % 5 == 2:
                 out += b".\r\n"  # a lone dot line: must never end the POP3 response
         n += 1
     return bytes(out)
@@ -118,3 +121,25 @@ class Reader:
         if self.pos > (1 << 22):
             del self.buf[: self.pos]
             self.pos = 0
+
+
+async def provision(mh: MailhouseProcess, user: str, messages: list[bytes]) -> None:
+    """Domain example.org, USER with the test password, MESSAGES in its INBOX (before start)."""
+    from mailhouse.accounts.admin import Admin
+    from mailhouse.accounts.passwords import make_credentials
+    from mailhouse.store import open_store
+    from mailhouse.store.api import NewMessage
+
+    mh.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(f"sqlite:///{mh.data_dir / 'mailhouse.db'}", mh.data_dir)
+    await store.open()
+    try:
+        await Admin(store).add_domain("example.org")
+        pw_hash, scram = make_credentials(PASSWORD)
+        acc = await store.add_account(user, pw_hash, scram=scram)
+        inbox = await store.get_mailbox(acc.id, "INBOX")
+        assert inbox is not None
+        for m in messages:
+            await store.deliver(m, [NewMessage(inbox.id, "", len(m), frozenset(), time.time())])
+    finally:
+        await store.close()
