@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,13 +32,18 @@ from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 USER = "big@example.org"
 #: Peak growth allowed for a streamed FETCH of the 40 MB message (before: ~156 MB; streamed: ~2 MB).
 STREAM_BOUND_KIB = 12 * 1024
+#: Seconds another client's NOOP may wait while a big message is parsed (generous: loaded host).
+NOOP_BOUND = 0.5
 
 
 @pytest.fixture(scope="module")
 def big_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailhouseProcess]:
     root: Path = tmp_path_factory.mktemp("imapbig")
     mh = MailhouseProcess(root, services=("imaps",))
-    asyncio.run(provision(mh, USER, [big_message(), b"Subject: small\r\n\r\nsmall body\r\n"]))
+    small = b"Subject: small\r\n\r\nsmall body\r\n"
+    asyncio.run(
+        provision(mh, USER, [big_message(), small, big_message().replace(b"a big one", b"a big two")])
+    )
     mh.start()
     try:
         yield mh
@@ -192,3 +198,35 @@ def test_fetch_body_sets_seen_and_small_messages_unchanged(big_server: Mailhouse
         assert b"\\Seen" in line  # RFC 9051 §6.4.5: the implicit \Seen rides in the same FETCH
     finally:
         c.close()
+
+
+def test_parsing_a_big_message_does_not_stall_other_clients(big_server: MailhouseProcess) -> None:
+    """Issue 12 item 1: the MIME parse of a 40 MB message (BODYSTRUCTURE) runs off the event
+    loop, so another client's NOOP is answered meanwhile."""
+    import threading
+
+    a, b = Client(big_server), Client(big_server)
+    try:
+        done = threading.Event()
+        result: list[bytes] = []
+
+        def structure() -> None:
+            result.append(a.fetch1(3, "BODYSTRUCTURE")[0])
+            done.set()
+
+        t = threading.Thread(target=structure)
+        t.start()
+        worst, noops = 0.0, 0
+        while not done.is_set():
+            t0 = time.monotonic()
+            tagged, _ = b.command("NOOP")
+            worst = max(worst, time.monotonic() - t0)
+            noops += 1
+            assert b" OK " in tagged
+        t.join()
+        print(f"BODYSTRUCTURE of 40 MB: {noops} NOOPs meanwhile, slowest {worst * 1000:.0f} ms")
+        assert b"BODYSTRUCTURE" in result[0]
+        assert worst < NOOP_BOUND, f"a NOOP waited {worst:.2f} s while a big message was parsed"
+    finally:
+        a.close()
+        b.close()
