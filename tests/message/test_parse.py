@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -208,3 +209,17 @@ def test_parse_never_raises(raw):
 
     imap_encode(bodystructure(raw, t))
     imap_encode(envelope(t))
+
+
+def test_boundary_params_scan_equals_one_regex_findall(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12 item 1: the windowed scan finds what one findall over the message finds."""
+    import random
+
+    from mailhouse.message import parse
+
+    monkeypatch.setattr(parse, "_SCAN_WINDOW", 7)  # words straddle every window border
+    rnd = random.Random(3)
+    words = [b"boundary", b"BoUnDaRy", b"=", b" ", b'"', b"x", b";", b"\n", b"bound", b"ary"]
+    for _ in range(2000):
+        s = b"".join(rnd.choice(words) for _ in range(30))
+        assert parse._boundary_params(s) == set(parse._BOUNDARY_PARAM_RE.findall(s)), s

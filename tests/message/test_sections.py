@@ -109,3 +109,50 @@ def test_binary_unknown_cte():
     t = parse_message(raw)
     with pytest.raises(UnknownCTE):
         binary_section(raw, t, (1,))
+
+
+# ---------------------------------------------------------------- issue 12 item 2: streaming decode
+def _feed_all(cte: str, data: bytes, size: int) -> bytes:
+    from mailhouse.message.sections import TransferDecoder
+
+    d = TransferDecoder(cte)
+    return b"".join(d.feed(data[i : i + size]) for i in range(0, len(data), size)) + d.finish()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 76, 4096])
+def test_transfer_decoder_matches_one_shot_decoding(size: int) -> None:
+    import base64
+    import quopri
+    import random
+
+    from mailhouse.message.sections import decode_transfer_encoding
+
+    raw = random.Random(size).randbytes(3000)
+    cases = [
+        ("base64", base64.encodebytes(raw).replace(b"\n", b"\r\n")),
+        ("base64", base64.encodebytes(raw)[:-7] + b"!! junk\r\n"),
+        ("base64", b"QUJD\r\nREVG=ignored after padding"),
+        ("base64", b"QUJDR"),  # a lone trailing sextet is dropped
+        ("quoted-printable", quopri.encodestring(raw).replace(b"\n", b"\r\n")),
+        ("quoted-printable", b"soft=\r\nbreak =41=\r\n=42 end="),
+        ("7bit", raw),
+    ]
+    for cte, enc in cases:
+        assert _feed_all(cte, enc, size) == decode_transfer_encoding(enc, cte), (cte, enc[:40])
+
+
+def test_transfer_decoder_long_qp_line_is_decoded_in_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailhouse.message.sections as sections
+
+    monkeypatch.setattr(sections, "_QP_MAX_CARRY", 8)
+    for enc in (b"abc=41def=\r\nghi" * 50 + b"=4", b"abc=41def=4" * 50 + b"=", b"x=\r" * 40):
+        for size in (1, 3, 7, 50):
+            want = sections.decode_transfer_encoding(enc, "quoted-printable")
+            assert _feed_all("quoted-printable", enc, size) == want, (enc[:20], size)
+
+
+def test_transfer_decoder_refuses_unknown_encodings() -> None:
+    from mailhouse.message.sections import TransferDecoder, UnknownCTE
+
+    with pytest.raises(UnknownCTE):
+        TransferDecoder("x-uuencode")

@@ -806,3 +806,18 @@ async def test_spooled_message_delivered_and_queued_through_put_file(store: Stor
         assert await store.blobs.get(e.blob_key) == expected
         sp.discard()
         assert list((tmp_path / "spool").iterdir()) == []
+
+
+async def test_blob_read_range_small_and_large(store: Store) -> None:
+    """Issue 12 item 2 (read side): ranges of inline/database and file blobs, at and past the end."""
+    small = b"Subject: r\r\n\r\n" + bytes(range(256)) * 4 + b"\r\n"
+    big = b"Subject: R\r\n\r\n" + (b"0123456789abcdef" * 65536) + b"\r\n"  # > 512 KiB: a file on SQLite
+    for data in (small, big):
+        key = await store.blobs.put(data)
+        for off, n in ((0, 10), (5, 1), (0, len(data)), (len(data) - 3, 10), (len(data), 5), (7, 0)):
+            assert await store.blobs.read_range(key, off, n) == data[off : off + n]
+        whole = b"".join([await store.blobs.read_range(key, o, 4096) for o in range(0, len(data), 4096)])
+        assert whole == data
+        await store.blobs.delete([key])
+        with pytest.raises(FileNotFoundError):
+            await store.blobs.read_range(key, 0, 10)

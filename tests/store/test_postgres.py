@@ -293,6 +293,9 @@ async def test_s3_blobs(postgres_db_url: str, tmp_path: Path, s3_env: str) -> No
         acc, inbox = await _inbox(s)
         recs = await s.deliver(b"Subject: s3\r\n\r\nbody\r\n", [NewMessage(inbox, "", 0)])
         assert await s.blobs.get(recs[0].blob_key) == b"Subject: s3\r\n\r\nbody\r\n"
+        key = recs[0].blob_key  # issue 12 item 2: ranged GET
+        assert await s.blobs.read_range(key, 3, 6) == b"ject: "
+        assert await s.blobs.read_range(key, 15, 100) == b"body\r\n"
         conn = await asyncpg.connect(s._dsn)
         try:
             assert await conn.fetchval("SELECT count(*) FROM blobs") == 0  # nothing in the database

@@ -36,6 +36,7 @@ from mailhouse.proto.imap.commands import FetchAtt
 from mailhouse.store.api import MessageRecord
 
 from .errors import Bad, No
+from .fetch_stream import Streamed, big_items, is_big
 
 if TYPE_CHECKING:
     from .context import SessionContext
@@ -137,16 +138,20 @@ def item_value(
 
 async def message_items(
     s: SessionContext, view: SelectedMailbox, rec: MessageRecord, items: Sequence[FetchAtt], *, content: bool
-) -> list[tuple[str, response.Value]] | None:
+) -> list[tuple[str, response.Value | Streamed]] | None:
     """The FETCH items of one message, each name once (FETCH, NOTIFY's MessageNew FETCH);
-    None when its octets are gone (expunged by another session meanwhile)."""
+    None when its octets are gone (expunged by another session meanwhile). A big message
+    (``fetch_stream.STREAM_MIN``) is never loaded: its octets come as ``Streamed`` values
+    for ``fetch_stream.send_fetch``."""
     msg = None
+    if content and is_big(rec):
+        return await big_items(rec, items, s.node.big, lambda it: item_value(it, view, rec, None))
     if content:
         try:
             msg = await s.node.messages(rec)
         except (FileNotFoundError, KeyError, LookupError, OSError):
             return None
-    out: list[tuple[str, response.Value]] = []
+    out: list[tuple[str, response.Value | Streamed]] = []
     names: set[str] = set()
     for it in items:
         k, v = item_value(it, view, rec, msg)

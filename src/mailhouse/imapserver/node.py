@@ -14,7 +14,9 @@ benchmarks) share nothing, while the sessions of one node share:
   (``selected.MessageLoader``, also ``query``'s loader);
 * ``index`` — the shared mailbox indexes (``index.IndexRegistry``; docs/architecture.md
   §Performance (IMAP));
-* ``metadata_locks`` — the METADATA entry-index locks (``metadata.MetadataLocks``).
+* ``metadata_locks`` — the METADATA entry-index locks (``metadata.MetadataLocks``);
+* ``big`` — structures of big messages and their parse pool (``fetch_stream.BigMessages``:
+  FETCH streams those from the blob, issue 12 item 2).
 
 Invariants: nothing here does I/O when built; every member works on the node's one store.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 from mailhouse.store.api import Store
 
 from .changes import ChangeHub
+from .fetch_stream import BigMessages
 from .index import IndexRegistry
 from .metadata import MetadataLocks
 from .selected import MessageLoader, RecentClaims
@@ -32,7 +35,7 @@ from .selected import MessageLoader, RecentClaims
 class ImapNode:
     """The per-node IMAP state (see the module docstring)."""
 
-    __slots__ = ("claims", "hub", "index", "messages", "metadata_locks")
+    __slots__ = ("big", "claims", "hub", "index", "messages", "metadata_locks")
 
     def __init__(self, store: Store) -> None:
         self.hub = ChangeHub(store)
@@ -40,3 +43,4 @@ class ImapNode:
         self.messages = MessageLoader(store)
         self.index = IndexRegistry(store)
         self.metadata_locks = MetadataLocks()
+        self.big = BigMessages(store)

@@ -42,6 +42,7 @@ from mailhouse.store.api import ChangeKind, Mailbox
 
 from . import contexts, metadata
 from .fetch_items import CONTENT_ITEMS, message_items
+from .fetch_stream import send_fetch
 from .notify_state import MAX_OWN, NotifyState, wanted
 from .selected import SelectedMailbox
 from .status import status_line
@@ -143,7 +144,7 @@ async def _new_message_fetches(
         out = await message_items(s, view, rec, atts, content=content)
         if out is None:
             continue  # expunged meanwhile: its EXPUNGE follows
-        s.send(response.fetch(seq, out, utf8=s.utf8))
+        await send_fetch(s, seq, out)
 
 
 # ---------------------------------------------------------------------------- delivery

@@ -41,6 +41,9 @@ __all__ = [
     "binary_section",
     "binary_size",
     "decode_transfer_encoding",
+    "section_range",
+    "header_fields",
+    "TransferDecoder",
 ]
 
 
@@ -126,10 +129,14 @@ def resolve_part(tree: MessagePart, path: tuple[int, ...]) -> MessagePart:
     return cur
 
 
-def _header_fields(raw: bytes, m: MessagePart, names: tuple[bytes, ...], negate: bool) -> bytes:
+def header_fields(
+    raw: bytes, m: MessagePart, names: tuple[bytes, ...], negate: bool, *, base: int = 0
+) -> bytes:
+    """``HEADER.FIELDS`` / ``HEADER.FIELDS.NOT`` of message ``m``; ``raw`` holds the stored
+    octets from offset ``base`` on (the header block alone is enough: streaming FETCH)."""
     want = {n.lower() for n in names}
     out = [
-        raw[s:e]
+        raw[s - base : e - base]
         for (n, _), (s, e) in zip(m.headers, m.header_spans, strict=True)
         if (n.lower() in want) != negate
     ]
@@ -140,29 +147,45 @@ def _header_fields(raw: bytes, m: MessagePart, names: tuple[bytes, ...], negate:
     return b"".join(out)
 
 
-def _select(raw: bytes, tree: MessagePart, spec: SectionSpec) -> bytes:
-    if not spec.part:
-        m = tree
-    else:
+def section_range(tree: MessagePart, spec: SectionSpec) -> tuple[int, int]:
+    """The octets ``[start, end)`` of ``BODY[spec]`` in the stored message: every section but
+    HEADER.FIELDS(.NOT) (ValueError) is one contiguous range, so a big one can be streamed
+    from the blob without holding the message (issue 12 item 2)."""
+    if spec.text.startswith("HEADER.FIELDS"):
+        raise ValueError("HEADER.FIELDS is not one range")
+    m = header_fields_message(tree, spec) if spec.text not in ("", "MIME") or not spec.part else None
+    if m is None:
         p = resolve_part(tree, spec.part)
         if spec.text == "":
-            return raw[p.body_start : p.body_end]
-        if spec.text == "MIME":
-            return raw[p.header_start : p.header_end]
-        if not p.is_message:
-            raise SectionNotFound(spec)  # HEADER/TEXT only apply to message/rfc822 parts
-        m = p.children[0]
+            return p.body_start, p.body_end  # RFC 9051 §6.4.5: part N is its body
+        return p.header_start, p.header_end  # MIME: the part's own header, blank line included
     if spec.text == "":
-        return raw[m.header_start : m.body_end]
+        return m.header_start, m.body_end
     if spec.text == "HEADER":
-        return raw[m.header_start : m.header_end]
+        return m.header_start, m.header_end
     if spec.text == "TEXT":
-        return raw[m.body_start : m.body_end]
-    if spec.text == "HEADER.FIELDS":
-        return _header_fields(raw, m, spec.fields, False)
-    if spec.text == "HEADER.FIELDS.NOT":
-        return _header_fields(raw, m, spec.fields, True)
+        return m.body_start, m.body_end
     raise SectionNotFound(spec)
+
+
+def header_fields_message(tree: MessagePart, spec: SectionSpec) -> MessagePart:
+    """The message whose HEADER/TEXT/HEADER.FIELDS ``spec`` addresses (the top level, or the
+    message embedded in a message/rfc822 part); SectionNotFound for any other part."""
+    if not spec.part:
+        return tree
+    p = resolve_part(tree, spec.part)
+    if not p.is_message:
+        raise SectionNotFound(spec)  # HEADER/TEXT only apply to message/rfc822 parts
+    return p.children[0]
+
+
+def _select(raw: bytes, tree: MessagePart, spec: SectionSpec) -> bytes:
+    if spec.text == "HEADER.FIELDS":
+        return header_fields(raw, header_fields_message(tree, spec), spec.fields, False)
+    if spec.text == "HEADER.FIELDS.NOT":
+        return header_fields(raw, header_fields_message(tree, spec), spec.fields, True)
+    start, end = section_range(tree, spec)
+    return raw[start:end]
 
 
 def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
@@ -236,3 +259,57 @@ def binary_section(
 def binary_size(raw: bytes, msg_tree: MessagePart, part: tuple[int, ...] = ()) -> int:
     """``BINARY.SIZE[part]`` (RFC 3516 §4.3)."""
     return len(binary_section(raw, msg_tree, part))
+
+
+class TransferDecoder:
+    """:func:`decode_transfer_encoding` fed in chunks: the concatenated output equals decoding
+    the whole body at once, while only one chunk (plus a few carried octets) is held — BINARY of
+    a big part streams (issue 12 item 2). Raises UnknownCTE like the one-shot decoder."""
+
+    __slots__ = ("_kind", "_carry", "_done")
+
+    def __init__(self, cte: str) -> None:
+        kind = cte.lower()
+        if kind in ("7bit", "8bit", "binary", ""):
+            kind = "identity"
+        elif kind not in ("base64", "quoted-printable"):
+            raise UnknownCTE(cte)
+        self._kind = kind
+        self._carry = b""
+        self._done = False  # base64: a "=" was seen, the rest is ignored (RFC 2045 §6.8)
+
+    def feed(self, data: bytes) -> bytes:
+        if self._kind == "identity":
+            return data
+        if self._kind == "base64":
+            if self._done:
+                return b""
+            i = data.find(b"=")
+            if i >= 0:
+                data = data[:i]
+                self._done = True
+            clean = self._carry + _B64_JUNK.sub(b"", data)
+            n = len(clean) - len(clean) % 4
+            self._carry = clean[n:]
+            return binascii.a2b_base64(clean[:n]) if n else b""
+        buf = self._carry + data  # quoted-printable: decode whole lines, carry the last one
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0 and len(buf) > _QP_MAX_CARRY:
+            cut = len(buf) - 2
+            j = buf.rfind(b"=", cut - 2, cut)
+            cut = j if j >= 0 else cut  # never split an "=XX" escape or an "=" CRLF soft break
+        self._carry = buf[cut:]
+        return binascii.a2b_qp(buf[:cut]) if cut else b""
+
+    def finish(self) -> bytes:
+        rest, self._carry = self._carry, b""
+        if self._kind == "base64":
+            if len(rest) % 4 == 1:
+                rest = rest[:-1]  # a lone trailing sextet is garbage
+            return binascii.a2b_base64(rest + b"=" * (-len(rest) % 4)) if rest else b""
+        if self._kind == "quoted-printable":
+            return binascii.a2b_qp(rest) if rest else b""
+        return rest
+
+
+_QP_MAX_CARRY = 64 * 1024  # a quoted-printable "line" longer than this is decoded in pieces

@@ -18,6 +18,8 @@ Invariants
 * A message expunged meanwhile over IMAP (its blob gone) raises
   :class:`Vanished`; the session answers ``-ERR`` and goes on. Its size falls
   back to the index size. Expunging it again at QUIT is a no-op.
+* Messages of ``stream.STREAM_MIN`` octets or more are never read whole: RETR and TOP
+  stream them with :meth:`Maildrop.read_range` (issue 12 item 2).
 * Reads go ahead: :meth:`Maildrop.read` fetches the next live messages (up to
   :data:`READ_AHEAD_COUNT` / :data:`READ_AHEAD_BYTES`) in one batched store read,
   in the background while the current one is sent, so sequential RETR costs no
@@ -129,6 +131,17 @@ class Maildrop:
         if data is None:
             raise Vanished(n)
         return data
+
+    def key(self, n: int) -> str:
+        return self.messages[n - 1].blob_key
+
+    async def read_range(self, n: int, offset: int, length: int) -> bytes:
+        """Octets of message ``n`` (streaming RETR/TOP of big messages, issue 12 item 2);
+        :class:`Vanished` if its blob is gone."""
+        try:
+            return await self.store.blobs.read_range(self.messages[n - 1].blob_key, offset, length)
+        except (FileNotFoundError, NotFound, KeyError):
+            raise Vanished(n) from None
 
     def close(self) -> None:
         """Drop the read-ahead (end of session)."""

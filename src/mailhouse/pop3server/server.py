@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Final
 from mailhouse.accounts import sasl_flow
 from mailhouse.config import Listener
 from mailhouse.log import ConnLogger
+from mailhouse.pop3server import stream
 from mailhouse.pop3server.maildrop import Maildrop, Vanished, top
 from mailhouse.proto import pop3 as core
 from mailhouse.proto import sasl
@@ -625,8 +626,41 @@ class Pop3Session:
         if pending is not None:
             await pending
 
+    async def _stream_message(self, n: int, first_line: bytes, lines: int | None) -> None:
+        """RETR (``lines`` None) or TOP of a big message, streamed from the blob: one chunk in
+        memory at a time, each written after the transport drained (issue 12 item 2)."""
+        md = self._md()
+
+        async def read(offset: int, length: int) -> bytes:
+            return await md.read_range(n, offset, length)
+
+        size = md.size(n)
+        try:
+            end = size if lines is None else await stream.top_end(read, size, lines)
+            await read(0, 0)  # gone already (expunged over IMAP)? then -ERR, nothing sent yet
+        except Vanished:
+            self.reply(VANISHED)
+            return
+        if lines is None:
+            md.retrieved.add(n)
+        self.reply(first_line)
+        self._flush()
+        try:
+            async for piece in stream.body_chunks(read, end):
+                self.conn.write(piece)
+                await self._drain()
+        except Vanished:
+            # the +OK and part of the body are out: the framing cannot be repaired
+            raise ConnectionAbortedError("message expunged while it was sent") from None
+
+    def _big(self, n: int) -> bool:
+        md = self._md()
+        return md.exists(n) and md.size(n) >= stream.STREAM_MIN
+
     def on_retr(self, ev: core.Retr) -> Pending:
         md = self._md()
+        if self._big(ev.msg):
+            return self._stream_message(ev.msg, ok(f"{md.size(ev.msg)} octets"), None)
 
         def send(data: bytes) -> Pending:
             md.retrieved.add(ev.msg)
@@ -635,6 +669,9 @@ class Pop3Session:
         return self._with_message(ev.msg, send)
 
     def on_top(self, ev: core.Top) -> Pending:
+        if self._big(ev.msg):
+            return self._stream_message(ev.msg, ok("Top of message follows"), ev.lines)
+
         def send(data: bytes) -> Pending:
             return self._send_body(ok("Top of message follows"), top(data, ev.lines))
 

@@ -333,6 +333,11 @@ class BlobStore(Protocol):
 
     # the blob PREFIX + LENGTH octets of PATH from OFFSET (to the end when None), read in bounded
     # pieces, never whole in memory; durable before it returns; PATH is left as it is
+    async def read_range(self, key: str, offset: int, length: int) -> bytes: ...
+
+    # the octets OFFSET..OFFSET+LENGTH-1 of a blob (fewer at its end, b"" past it); FileNotFoundError
+    # when the blob is gone. The read side of streaming (issue 12 item 2): FETCH BODY[] and POP3 RETR
+    # send a big message in bounded chunks instead of holding it whole.
 
 
 class MaildropLease(Protocol):

@@ -215,6 +215,7 @@ class BlobBackend(Protocol):
     async def put_file(
         self, path: Path, *, prefix: bytes = b"", offset: int = 0, length: int | None = None
     ) -> str: ...
+    async def read_range(self, key: str, offset: int, length: int) -> bytes: ...  # see api.BlobStore
 
 
 class Backend(Protocol):

@@ -128,6 +128,24 @@ class FileBlobStore:
     ) -> str:
         return await asyncio.to_thread(self.put_file_sync, path, prefix=prefix, offset=offset, length=length)
 
+    # ---------------------------------------------------------------- read side (streaming)
+    def read_range_sync(self, key: str, offset: int, length: int) -> bytes:
+        """Octets OFFSET..OFFSET+LENGTH-1 of a blob (fewer at its end): one seek and one read."""
+        if offset < 0 or length < 0:
+            raise ValueError("negative offset or length")
+        with open(self.path(key), "rb", buffering=0) as f:
+            f.seek(offset)
+            out = bytearray()
+            while len(out) < length:
+                piece = f.read(length - len(out))
+                if not piece:
+                    break
+                out += piece
+            return bytes(out)
+
+    async def read_range(self, key: str, offset: int, length: int) -> bytes:
+        return await asyncio.to_thread(self.read_range_sync, key, offset, length)
+
 
 #: Octets per copy step (bounds the user-space buffer of the read/write fallback).
 COPY_CHUNK = 1024 * 1024

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 def to_crlf(data: bytes) -> bytes:
     """Bare LF and bare CR become CRLF; a missing final line ending is added."""
+    crlf = data.count(b"\r\n")
+    if data.endswith(b"\r\n") and data.count(b"\n") == crlf and data.count(b"\r") == crlf:
+        return data  # already normalised (issue 12 item 2: no copies of a big message)
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if b"\n" in data:

@@ -19,6 +19,7 @@ from mailhouse.store.api import SPECIAL_MAILBOXES, Account, Mailbox, MessageReco
 from mailhouse.web import security
 from mailhouse.web.limits import FORM_LIMIT, MAX_FORM_FIELDS
 from mailhouse.web.mailview import Summary, SummaryCache, summarize
+from mailhouse.web.uploads import UPLOAD_DIR, UploadSpool
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
@@ -40,6 +41,7 @@ class WebState:
     env: Environment
     summaries: SummaryCache
     closing: asyncio.Event
+    uploads: UploadSpool  # compose attachments on disk (issue 12 item 2)
 
     @classmethod
     def build(cls, svc: Services, secret: bytes) -> WebState:
@@ -51,7 +53,8 @@ class WebState:
         )
         env.filters["size"] = human_size
         env.filters["when"] = when
-        return cls(svc, security.Sessions(secret), env, SummaryCache(), asyncio.Event())
+        uploads = UploadSpool(svc.cfg.data_dir / UPLOAD_DIR, svc.cfg.max_message_size)
+        return cls(svc, security.Sessions(secret), env, SummaryCache(), asyncio.Event(), uploads)
 
 
 def state(request: Request) -> WebState:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -65,10 +65,11 @@ from mailhouse.web.send import (
     Draft,
     SendError,
     SendLimited,
-    build_message,
+    build_message_file,
     store_copy,
     submit,
 )
+from mailhouse.web.uploads import RequestUploads, UploadTooBig
 
 log = logging.getLogger(__name__)
 
@@ -446,6 +447,47 @@ async def _carried(request: Request, user: Account, refs: list[str]) -> list[Att
     return out
 
 
+async def _compose_send(
+    request: Request,
+    user: Account,
+    form: FormData,
+    d: Draft,
+    keep: list[str],
+    draft_uid: str,
+    spool: RequestUploads,
+) -> Response:
+    """Build the message (attachments streamed from their files) and send or save it."""
+    svc = state(request).svc
+    uploads = [up for up in form.getlist("attach") if isinstance(up, UploadFile) and up.filename]
+    if sum(up.size or 0 for up in uploads) > svc.cfg.max_message_size:
+        raise SendError("message too big")  # before anything is copied
+    for up in uploads:
+        await spool.add(up.file, safe_filename(up.filename or "", "attachment"), up.content_type or "")
+    files = [Attachment(a.filename, a.content_type, b"", a.path) for a in spool.files]
+    d.attachments = await _carried(request, user, keep) + files
+    out = spool.spool_path()
+    size = await asyncio.to_thread(build_message_file, d, svc.cfg.hostname, out)
+    if size > svc.cfg.max_message_size:
+        raise SendError("message too big")
+    message = await asyncio.to_thread(out.read_bytes)  # the accept path takes bytes (one copy)
+    drafts = await mailbox_named(svc, user, DRAFTS, "\\Drafts")
+    if form.get("action") == "save":
+        uid = await store_copy(svc, user, DRAFTS, message, frozenset({"\\Draft", "\\Seen"}))
+        if draft_uid.isdigit():
+            await svc.store.expunge(drafts.id, [int(draft_uid)])
+        return redirect(f"/compose?draft={uid}&saved=1")
+    from mailhouse.web.send import parse_recipients
+
+    rcpts = parse_recipients(d.to) + parse_recipients(d.cc) + parse_recipients(d.bcc)
+    # Bcc stays in the Sent copy; the MSA (Submission.prepare) removes it from what is delivered
+    await submit(svc, user, d.sender, rcpts, message, client_ip(request))
+    await store_copy(svc, user, SENT, message, frozenset({"\\Seen"}))
+    if draft_uid.isdigit():
+        await svc.store.expunge(drafts.id, [int(draft_uid)])
+    inbox = await mailbox_named(svc, user, "INBOX")
+    return redirect(f"/mail/{inbox.id}?sent=1")
+
+
 async def compose_post(request: Request) -> Response:
     user = await require_user(request)
     request.state.user = user
@@ -471,38 +513,15 @@ async def compose_post(request: Request) -> Response:
     error = None
     status = 400
     try:
-        uploads = [up for up in form.getlist("attach") if isinstance(up, UploadFile) and up.filename]
-        if sum(up.size or 0 for up in uploads) > svc.cfg.max_message_size:
-            raise SendError("message too big")  # before the spooled files are read into memory
-        for up in uploads:
-            if up.filename:
-                data = await up.read()
-                d.attachments.append(
-                    Attachment(safe_filename(up.filename, "attachment"), up.content_type or "", data)
-                )
-        d.attachments = await _carried(request, user, keep) + d.attachments
-        message = build_message(d, svc.cfg.hostname)
-        if len(message) > svc.cfg.max_message_size:
-            raise SendError("message too big")
-        drafts = await mailbox_named(svc, user, DRAFTS, "\\Drafts")
-        if form.get("action") == "save":
-            uid = await store_copy(svc, user, DRAFTS, message, frozenset({"\\Draft", "\\Seen"}))
-            if draft_uid.isdigit():
-                await svc.store.expunge(drafts.id, [int(draft_uid)])
-            return redirect(f"/compose?draft={uid}&saved=1")
-        from mailhouse.web.send import parse_recipients
-
-        rcpts = parse_recipients(d.to) + parse_recipients(d.cc) + parse_recipients(d.bcc)
-        # Bcc stays in the Sent copy; the MSA (Submission.prepare) removes it from what is delivered
-        await submit(svc, user, d.sender, rcpts, message, client_ip(request))
-        await store_copy(svc, user, SENT, message, frozenset({"\\Seen"}))
-        if draft_uid.isdigit():
-            await svc.store.expunge(drafts.id, [int(draft_uid)])
-        inbox = await mailbox_named(svc, user, "INBOX")
-        return redirect(f"/mail/{inbox.id}?sent=1")
-    except SendError as e:
+        # issue 12 item 2: uploads are copied to files under the data dir (web.uploads) and the
+        # message is built by streaming their base64 into a spool file; all removed on exit
+        async with state(request).uploads.request(user.id) as spool:
+            return await _compose_send(request, user, form, d, keep, draft_uid, spool)
+    except (SendError, UploadTooBig) as e:
         error = str(e)
         status = 429 if isinstance(e, SendLimited) else 400  # RFC 6585 §4; the draft is shown again
+    finally:
+        await form.close()  # the parser's spooled copies of the uploads
     owned = sorted(await svc.resolver.owned_addresses(user))
     folders = await folder_tree(svc, user)
     d.attachments = []

@@ -10,7 +10,9 @@ Invariants:
   mailbox is read-only (EXAMINE) or the item is a ``.PEEK``; the flag is stored *before* the
   data is sent and the changed FLAGS ride in the same FETCH response (RFC 9051 §6.4.5).
 * Output is flushed as it grows (``SessionContext.maybe_flush``): memory stays bounded by one
-  message plus the flush threshold, whatever the FETCH range.
+  small message plus the flush threshold, whatever the FETCH range; a message of
+  ``fetch_stream.STREAM_MIN`` octets or more is never held: its octets stream from the blob
+  in bounded chunks (issue 12 item 2).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mailhouse.store.api import FlagMode
 from ..context import Ok
 from ..errors import Bad
 from ..fetch_items import CONTENT_ITEMS, SEEN_ITEMS, UNSUPPORTED, message_items
+from ..fetch_stream import send_fetch
 
 if TYPE_CHECKING:
     from mailhouse.proto.imap import Command
@@ -95,7 +98,7 @@ async def cmd_fetch(s: SessionContext, cmd: Command) -> Ok | None:
             out.append(("FLAGS", view.flags_of(uid)))  # RFC 9051 §6.4.5: report the implicit \Seen
         if view.condstore and uid in flag_changed and "MODSEQ" not in names:
             out.append(("MODSEQ", [rec.modseq]))
-        s.send(response.fetch(seq, out, utf8=s.utf8))
+        await send_fetch(s, seq, out)  # big messages: their octets stream from the blob
         await s.maybe_flush()
     if expunge_issued:
         return Ok("Some messages were expunged by another session", "EXPUNGEISSUED")  # RFC 5530 §3

@@ -143,17 +143,20 @@ class S3BlobStore:
         *,
         length: int | None = None,
         payload_hash: str | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> tuple[int, bytes]:
         path = self._path(key)
         if isinstance(body, bytes):
             length, payload_hash = len(body), _sha256(body)
         assert length is not None and payload_hash is not None
+        signed = {"content-length": str(length)} if method == "PUT" else {}
+        signed.update(extra or {})
         headers = sigv4_headers(
             method,
             self.host,
             path,
             {},
-            {"content-length": str(length)} if method == "PUT" else {},
+            signed,
             payload_hash,
             region=self.region,
             access_key=self.access_key,
@@ -240,3 +243,24 @@ class S3BlobStore:
         self, path: Path, *, prefix: bytes = b"", offset: int = 0, length: int | None = None
     ) -> str:
         return await asyncio.to_thread(self.put_file_sync, path, prefix=prefix, offset=offset, length=length)
+
+    # ---------------------------------------------------------------- read side (streaming)
+    def read_range_sync(self, key: str, offset: int, length: int) -> bytes:
+        """A ranged GET (RFC 9110 §14.1.2 ``Range: bytes=a-b``): only the slice crosses the wire."""
+        if offset < 0 or length < 0:
+            raise ValueError("negative offset or length")
+        if length == 0:
+            return b""
+        status, body = self._request("GET", key, extra={"range": f"bytes={offset}-{offset + length - 1}"})
+        if status == 404:
+            raise FileNotFoundError(f"blob {key} does not exist")
+        if status == 416:
+            return b""  # RFC 9110 §15.5.17: the range starts past the end
+        if status == 200:
+            return body[offset : offset + length]  # a server that ignores Range sends it all
+        if status != 206:
+            raise StoreError(f"S3 GET {key} range failed: {status} {body[:200]!r}")
+        return body
+
+    async def read_range(self, key: str, offset: int, length: int) -> bytes:
+        return await asyncio.to_thread(self.read_range_sync, key, offset, length)

@@ -107,3 +107,19 @@ class HybridBlobStore:
             f.seek(offset)
             data = prefix + f.read(length)
         return await self.put(data)
+
+    # ---------------------------------------------------------------- read side (streaming)
+    async def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """`api.BlobStore.read_range`: a slice of the file, or substr() of the inline row."""
+        if offset < 0 or length < 0:
+            raise ValueError("negative offset or length")
+        if not is_inline(key):
+            return await self.files.read_range(key, offset, length)
+        row = await self.engine.read(
+            lambda c: c.execute(
+                "SELECT substr(data, ?, ?) FROM blobs WHERE key=?", (offset + 1, length, key)
+            ).fetchone()
+        )
+        if row is None:
+            raise FileNotFoundError(key)
+        return bytes(row[0] or b"")
