@@ -12,8 +12,16 @@ Sent folder, flagged \\Seen.
 `build_message_file()` does the same for attachments kept in files (`web.uploads`, issue 12
 item 2): the `email` package builds the message around a 57-octet placeholder per attachment
 (one base64 line), and the placeholders are replaced by the base64 of the files, streamed
-into a spool file — the same octets as `build_message` with the data inline, never more than
-one chunk of an attachment in memory.
+into a spool file — the same octets as `build_message` with the data inline (line endings
+normalised to CRLF, RFC 5322 §2.1, as the store would), never more than one chunk of an
+attachment in memory.
+
+`spooled_file()` turns that file into a `store.spool.SpooledMessage` (the header section in
+memory, the body a byte range of the file, as `Spool.finish` makes one for SMTP DATA), and
+`submit()` / `store_copy()` hand it on as it is: the MSA rewrites and DKIM-signs the header
+section only (the body hashed in pieces off the loop), local delivery, the queue and the
+Sent/Drafts copy make their blobs from the file with `put_file` — nothing O(message size) in
+memory (issue 12 item 2). The file must live until they return (the caller's `RequestUploads`).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from mailhouse.proto.smtp_address import parse_path
 from mailhouse.queue.ids import new_queue_id
 from mailhouse.store.api import Account, NewMessage
 from mailhouse.store.crlf import to_crlf
+from mailhouse.store.spool import HEAD_MAX, SPOOL_MEMORY_MAX, BodyFile, SpooledMessage, body_offset
 
 if TYPE_CHECKING:
     from mailhouse.services import Services
@@ -140,7 +149,9 @@ def build_message_file(d: Draft, hostname: str, out: Path, *, message_id: str | 
         token = secrets.token_bytes(57)  # RFC 2045 §6.8: exactly one 76-character line
         marks.append((base64.b64encode(token) + b"\r\n", a.path))
         parts.append(replace(a, data=token, path=None))
-    skeleton = build_message(replace(d, attachments=parts), hostname, message_id=message_id)
+    # RFC 5322 §2.1: CRLF only, as the store keeps it (the base64 lines below are CRLF already),
+    # so the file may become a blob as it is (store.spool invariant)
+    skeleton = to_crlf(build_message(replace(d, attachments=parts), hostname, message_id=message_id))
     size, pos = 0, 0
     view = memoryview(skeleton)
     with open(out, "wb") as f:
@@ -155,6 +166,22 @@ def build_message_file(d: Draft, hostname: str, out: Path, *, message_id: str | 
     return size
 
 
+def spooled_file(path: Path, size: int, memory_max: int = SPOOL_MEMORY_MAX) -> SpooledMessage:
+    """The message ``build_message_file`` wrote to PATH (SIZE octets) as a `SpooledMessage`:
+    read whole when it is small (the in-memory fast path, as `Spool`), else its header section
+    in memory and its body as a byte range of PATH. Blocking: run it in a worker thread."""
+    if size <= memory_max:
+        return SpooledMessage.from_bytes(path.read_bytes())
+    with open(path, "rb") as f:
+        first = f.read(HEAD_MAX)
+    off = body_offset(first)  # RFC 5322 §2.1: the header section ends at the first empty line
+    if off < 0:
+        if size > len(first):
+            raise SendError("header section too long")  # cannot happen: our fields are bounded
+        off = len(first)
+    return SpooledMessage(first[:off], BodyFile(path, off, size - off))
+
+
 @dataclass(slots=True)
 class Sent:
     queue_id: str
@@ -163,9 +190,13 @@ class Sent:
 
 
 async def submit(
-    svc: Services, user: Account, sender: str, recipients: list[str], message: bytes, ip: str
+    svc: Services, user: Account, sender: str, recipients: list[str], message: bytes | SpooledMessage, ip: str
 ) -> Sent:
-    """Submit MESSAGE for USER exactly as port 587 would; raises SendError with the refusal."""
+    """Submit MESSAGE for USER exactly as port 587 would; raises SendError with the refusal.
+
+    A spooled MESSAGE stays spooled all the way (``EnvelopeService.accept`` takes it as SMTP
+    DATA hands it over); the file behind it must exist until this returns."""
+    size = message.size if isinstance(message, SpooledMessage) else len(message)
     envelope = svc.envelope
     if not await envelope.may_send_as(user, sender):
         raise SendError(_text(NOT_OWNER))
@@ -179,7 +210,7 @@ async def submit(
         raise SendLimited("Sending rate limit exceeded; your message was kept here, try again in a minute.")
     if len(recipients) > svc.cfg.max_recipients:
         raise SendError(f"too many recipients (at most {svc.cfg.max_recipients})")
-    if len(message) > svc.cfg.max_message_size:
+    if size > svc.cfg.max_message_size:
         raise SendError("message too big")  # RFC 1870
     local: dict[int, Account] = {}
     remote: list[tuple[str, dict[str, str | None]]] = []
@@ -187,7 +218,7 @@ async def submit(
         addr = parse_path(rcpt.encode("utf-8"), smtputf8=True)
         if addr is None:
             raise SendError(f"not an e-mail address: {safe(rcpt, 80)}")
-        verdict = await envelope.check_recipient(addr, user, len(message))
+        verdict = await envelope.check_recipient(addr, user, size)
         if verdict.reply.code != 250:
             raise SendError(f"{rcpt}: {_text(verdict.reply)}")
         for acc in verdict.local:
@@ -195,7 +226,8 @@ async def submit(
         remote += [(a, {}) for a in verdict.remote]
     await envelope.add_recipients(user, ip, unique)
     queue_id = new_queue_id()
-    message = _received(svc, ip, queue_id) + message
+    received = _received(svc, ip, queue_id)  # on top, the body untouched (RFC 5321 §4.4)
+    message = message.prepend(received) if isinstance(message, SpooledMessage) else received + message
     reply = await envelope.accept(
         message, sender, list(local.values()), remote, queue_id=queue_id, submitted_by=user
     )
@@ -220,11 +252,17 @@ def _received(svc: Services, ip: str, queue_id: str) -> bytes:
     ).encode()
 
 
-async def store_copy(svc: Services, user: Account, folder: str, message: bytes, flags: frozenset[str]) -> int:
-    """Append MESSAGE to the user's FOLDER (created when missing); returns the new UID."""
+async def store_copy(
+    svc: Services, user: Account, folder: str, message: bytes | SpooledMessage, flags: frozenset[str]
+) -> int:
+    """Append MESSAGE to the user's FOLDER (created when missing); returns the new UID.
+
+    A spooled MESSAGE on disk becomes its blob with the blob store's ``put_file``."""
     mb = await svc.store.get_mailbox(user.id, folder)
     if mb is None:
         mb = await svc.store.create_mailbox(user.id, folder, "\\" + folder)
-    message = to_crlf(message)
-    recs = await svc.store.deliver(message, [NewMessage(mb.id, "", len(message), flags, time.time())])
+    if isinstance(message, bytes):
+        message = to_crlf(message)
+    size = message.size if isinstance(message, SpooledMessage) else len(message)
+    recs = await svc.store.deliver(message, [NewMessage(mb.id, "", size, flags, time.time())])
     return recs[0].uid

@@ -18,20 +18,35 @@ Limits (named, documented in the README's security section):
 
 Invariants: a file is created only below the spool directory, owner-only (0600); the byte
 counts are released exactly once per request; nothing here holds an attachment in memory
-beyond one :data:`COPY_CHUNK`.
+beyond one :data:`COPY_CHUNK`. A file's name starts with the id of the process that made it
+(``<pid>.<random><suffix>``), so :func:`remove_stale`, run when an :class:`UploadSpool` is
+made (process start-up), removes what a crashed process left without touching the files of
+live workers sharing the directory (as ``store.spool.remove_stale`` for the SMTP spool).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
+log = logging.getLogger(__name__)
+
 UPLOAD_DIR: Final = "webmail-uploads"
+#: The suffixes of what a request leaves here: attachments and the message built from them.
+SUFFIXES: Final = (".att", ".eml")
+#: Files named without a process id (made before names carried one) older than this are stale.
+UNNAMED_STALE_AGE: Final = 3600.0
+#: When this process loaded the module: a file named with our own process id but older than
+#: this is from an earlier process that had the same id (a container's pid 1 after a restart).
+_LOADED = time.time()
 #: Octets copied at a time from the form's spooled file to the upload file.
 COPY_CHUNK: Final = 1024 * 1024
 #: A user's uploads in flight (all its compose requests together) ≤ this × max_message_size.
@@ -61,6 +76,9 @@ class UploadSpool:
         self.root = root
         self.max_message_size = max_message_size
         self._in_use: dict[int, int] = {}
+        stale = remove_stale(root)  # start-up: what a crashed process left behind
+        if stale:
+            log.info("removed %d webmail upload files left by stopped processes", stale)
 
     def request(self, account_id: int) -> RequestUploads:
         return RequestUploads(self, account_id)
@@ -80,7 +98,7 @@ class UploadSpool:
 
     def new_path(self, suffix: str) -> Path:
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return self.root / f"{secrets.token_hex(12)}{suffix}"
+        return self.root / f"{os.getpid()}.{secrets.token_hex(12)}{suffix}"
 
 
 class RequestUploads:
@@ -139,3 +157,49 @@ def _remove(paths: list[Path]) -> None:
             p.unlink()
         except FileNotFoundError:
             pass
+
+
+_NAME = re.compile(r"(?:(\d+)\.)?[0-9a-f]{24}\.(?:att|eml)")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists under another user: not ours to judge
+    return True
+
+
+def remove_stale(root: Path, *, now: float | None = None) -> int:
+    """Remove the upload and message files in ROOT whose process no longer runs; how many.
+
+    Only names this module makes are considered; one without a process id (an older version's)
+    goes once it is `UNNAMED_STALE_AGE` old. Blocking (a directory listing): start-up only."""
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return 0
+    now = time.time() if now is None else now
+    removed = 0
+    for name in names:
+        m = _NAME.fullmatch(name)
+        if m is None:
+            continue
+        path = root / name
+        try:
+            if m.group(1) is not None:
+                pid = int(m.group(1))
+                if pid == os.getpid():
+                    if path.stat().st_mtime >= _LOADED:
+                        continue  # this process's own (another UploadSpool on the same directory)
+                elif _pid_alive(pid):
+                    continue
+            elif now - path.stat().st_mtime < UNNAMED_STALE_AGE:
+                continue
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed

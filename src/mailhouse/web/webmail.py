@@ -66,6 +66,7 @@ from mailhouse.web.send import (
     SendError,
     SendLimited,
     build_message_file,
+    spooled_file,
     store_copy,
     submit,
 )
@@ -469,7 +470,9 @@ async def _compose_send(
     size = await asyncio.to_thread(build_message_file, d, svc.cfg.hostname, out)
     if size > svc.cfg.max_message_size:
         raise SendError("message too big")
-    message = await asyncio.to_thread(out.read_bytes)  # the accept path takes bytes (one copy)
+    # issue 12 item 2: the header section in memory, the body a range of OUT, which lives until
+    # the request's files are removed (after the copies below are made)
+    message = await asyncio.to_thread(spooled_file, out, size)
     drafts = await mailbox_named(svc, user, DRAFTS, "\\Drafts")
     if form.get("action") == "save":
         uid = await store_copy(svc, user, DRAFTS, message, frozenset({"\\Draft", "\\Seen"}))
