@@ -86,6 +86,10 @@ async def test_delivered_and_sent_copies_equal_the_bytes_path(
     assert len(got) == 2 and got[0] == got[1].replace(b"QID0000000BB", b"QID0000000AA")
     assert b"Received: from [::1]" in got[0] and b"\r\nBcc:" not in got[0]  # the MSA's repairs
     assert got[0].endswith(spooled.to_bytes()[len(spooled.head) :])
+    queued = await svc.store.claim_due(time.time() + 60, "test", 60, 10)  # the Bcc, remote
+    q = sorted([await svc.store.blobs.get(e.blob_key) for e in queued], key=lambda b: b"BB" in b)
+    assert len(q) == 2 and q[0] == q[1].replace(b"QID0000000BB", b"QID0000000AA")
+    assert got[0] == b"Return-Path: <alice@example.org>\r\n" + q[0]
     copies = [await svc.store.blobs.get(r.blob_key) for r in await svc.store.list_messages(sent.id)]
     assert copies == [whole, whole]  # the Sent copy keeps Bcc and is not signed
     records = {
