@@ -19,6 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import time
@@ -42,6 +43,7 @@ class Ban:
     reason: str
 
 
+@functools.lru_cache(maxsize=4096)  # per connection: parsing an address costs more than a lookup
 def normalise_ip(ip: str) -> str:
     """One spelling per client address; a string that is not an address is returned as is."""
     try:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -216,6 +217,7 @@ def policy_from_config(cfg: Config) -> ConnectionPolicy:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # per connection: parsing an address costs more than a lookup
 def client_key(ip: str) -> str:
     """The address a client is counted by: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64."""
     try:
