@@ -97,6 +97,48 @@ def test_data_reader_matches_model(raw: bytes, cuts: list[int]) -> None:
 
 
 @FUZZ
+@given(
+    st.lists(
+        st.sampled_from([b"\r", b"\n", b".", b"a", b"\r\n", b"\r\n.", b".\r\n", b"\r\n.\r\n"]), max_size=60
+    ).map(b"".join),
+    st.lists(st.integers(min_value=0), max_size=10),
+    st.integers(min_value=10, max_value=16),
+    st.sampled_from([10_000, 7]),
+)
+def test_data_reader_windows_match_model(raw: bytes, cuts: list[int], window: int, limit: int) -> None:
+    """The bulk DATA reader with tiny windows (every border inside a marker or a stuffed dot is
+    hit) and past the size limit (windows that emit nothing) still matches the model."""
+    expected = reference_data(raw)
+    old = smtp.DATA_CHUNK_SIZE
+    smtp.DATA_CHUNK_SIZE = window
+    try:
+        events, _, _ = drive(split(HEAD + raw, cuts), max_message_size=limit)
+    finally:
+        smtp.DATA_CHUNK_SIZE = old
+    ends = [e for e in events if isinstance(e, MessageEnd)]
+    if expected is None:
+        assert not ends
+        return
+    assert ends[0].bare_newline == expected[1]
+    assert ends[0].size == len(expected[0])
+    assert ends[0].too_big == (len(expected[0]) > limit)
+    first = events[: events.index(ends[0])]
+    assert body(first) == expected[0][:limit]
+
+
+def test_data_reader_past_the_limit_reads_big_chunks_to_the_end() -> None:
+    """A chunk several windows long, all past the size limit, is read to its end marker."""
+    line = b"y" * 998 + b"\r\n"
+    wire = HEAD + line * 2000 + b".\r\n"
+    for size in (len(wire), 70_000, 300_000):
+        events, _, _ = drive(
+            [wire[i : i + size] for i in range(0, len(wire), size)], max_message_size=100_000
+        )
+        ends = [e for e in events if isinstance(e, MessageEnd)]
+        assert ends == [MessageEnd(2_000_000, True, False)], size
+
+
+@FUZZ
 @given(st.binary(max_size=200), st.lists(st.integers(min_value=0), max_size=8))
 def test_client_encoder_roundtrip(msg: bytes, cuts: list[int]) -> None:
     enc = DataEncoder()

@@ -165,6 +165,7 @@ MAX_HEADER_TEXT = 255
 
 _DOT = 0x2E
 _CRLF_DOT_CRLF_TAIL = b".\r\n"
+_END_OF_DATA = b"\r\n.\r\n"  # RFC 5321 §4.1.1.4
 
 
 class LocalProtocolError(RuntimeError):
@@ -520,7 +521,6 @@ class SMTPServerProtocol:
         self._msg_too_big = False
         self._msg_bare = False
         self._d_bol = True
-        self._d_prev_cr = False
         self._bdat_remaining = 0
         self._bdat_size = 0
         self._bdat_last = False
@@ -661,7 +661,6 @@ class SMTPServerProtocol:
         self._msg_too_big = False
         self._msg_bare = False
         self._d_bol = True  # the CRLF of the DATA line counts as the first CRLF
-        self._d_prev_cr = False
 
     def _error(self, reply: Reply) -> CommandError:
         return CommandError(reply)
@@ -999,51 +998,64 @@ class SMTPServerProtocol:
         return end
 
     def _read_data(self) -> Event | NeedData:
+        """DATA text up to <CRLF>.<CRLF>, dot-unstuffed, in bulk: a few bytes methods per chunk of
+        up to `DATA_CHUNK_SIZE`, not a Python step per line (a 48 MB message is ~600,000 lines, and
+        this runs on the event loop). A chunk border never splits the end marker or a stuffed
+        dot: the text before a line start goes out, what may begin a marker waits."""
+        while not self._events and self._reader is _Reader.DATA and self._data_step():
+            pass  # a window past the size limit emits nothing: go on while the buffer moves
+        return self._events.popleft() if self._events else NEED_DATA
+
+    def _data_step(self) -> bool:
+        """One window of the buffer; False when nothing could be consumed (more data needed)."""
         buf = self._buf
+        if self._d_bol:  # the first line of the text (the DATA line's CRLF counts as its start)
+            if len(buf) < 3 and _CRLF_DOT_CRLF_TAIL.startswith(bytes(buf)):
+                return False  # "", "." or ".\r": the end marker, a stuffed dot or text?
+            self._d_bol = False
+            if buf.startswith(_CRLF_DOT_CRLF_TAIL):  # RFC 5321 §4.1.1.4: an empty message
+                del buf[:3]
+                self._events.append(self._finish_message(self._msg_bare))
+                return True
+            if buf[0] == _DOT:
+                del buf[:1]  # RFC 5321 §4.5.2: delete the leading period
         n = len(buf)
-        pos = 0
-        out = bytearray()
-        ended = False
-        while pos < n and len(out) < DATA_CHUNK_SIZE:
-            if self._d_bol and buf[pos] == _DOT:
-                head = bytes(buf[pos : pos + 3])
-                if head == _CRLF_DOT_CRLF_TAIL:
-                    pos += 3  # RFC 5321 §4.1.1.4: only <CRLF>.<CRLF> ends the message
-                    ended = True
-                    break
-                if _CRLF_DOT_CRLF_TAIL.startswith(head):
-                    break  # "." or ".\r" at the end of the buffer: need more data
-                pos += 1  # RFC 5321 §4.5.2: delete the leading period
-                self._d_bol = False
-                continue
-            i = buf.find(b"\n", pos)
-            end = n if i < 0 else i + 1
-            seg = buf[pos:end]
-            pos = end
-            prev_cr = self._d_prev_cr
-            # Smuggling defence: a line only ends at CRLF; track bare CR / bare LF.
+        limit = min(n, max(DATA_CHUNK_SIZE, 2 * len(_END_OF_DATA)))  # a held-back tail leaves some text
+        end = buf.find(_END_OF_DATA, 0, min(n, limit + len(_END_OF_DATA) - 1))
+        if end >= 0:
+            take, consume = end + 2, end + len(_END_OF_DATA)  # the text keeps its last CRLF
+        else:
+            take = limit
+            # a chunk border inside a possible marker: the text up to a CRLF goes now (the next
+            # round starts at a line start: `_d_bol`), a lone CR waits for what follows it
+            if take >= 4 and buf[take - 4 : take] == b"\r\n.\r":
+                take, self._d_bol = take - 2, True
+            elif take >= 3 and buf[take - 3 : take] == b"\r\n.":
+                take, self._d_bol = take - 1, True
+            elif take >= 2 and buf[take - 2 : take] == b"\r\n":
+                self._d_bol = True
+            elif take >= 1 and buf[take - 1] == 0x0D:
+                take -= 1
+            consume = take
+        if take:
+            seg = bytes(buf[:take])
+            # Smuggling defence: a line only ends at CRLF; a bare CR or LF marks the message
             crlf = seg.count(b"\r\n")
-            cr = seg.count(b"\r")
-            lf = seg.count(b"\n")
-            if prev_cr:
-                if seg.startswith(b"\n"):
-                    lf -= 1
-                else:
-                    self._msg_bare = True
-            if seg.endswith(b"\r"):
-                cr -= 1  # undecided until the next byte
-            if cr > crlf or lf > crlf:
+            if seg.count(b"\r") > crlf or seg.count(b"\n") > crlf:
                 self._msg_bare = True
-            self._d_bol = i >= 0 and (seg.endswith(b"\r\n") or (len(seg) == 1 and prev_cr))
-            self._d_prev_cr = seg.endswith(b"\r")
-            self._account(out, seg)
-        del buf[:pos]
+            # RFC 5321 §4.5.2: a period at the start of a line is deleted (no "\r\n." straddles
+            # two chunks: see above)
+            self._account_data(seg.replace(b"\r\n.", b"\r\n"))
+        del buf[:consume]
+        if end >= 0:
+            self._events.append(self._finish_message(self._msg_bare))
+        return consume > 0
+
+    def _account_data(self, seg: bytes) -> None:
+        out = bytearray()
+        self._account(out, seg)
         if out:
             self._events.append(MessageChunk(bytes(out)))
-        if ended:
-            bare = self._msg_bare or self._d_prev_cr
-            self._events.append(self._finish_message(bare))
-        return self._events.popleft() if self._events else NEED_DATA
 
     def _read_bdat(self) -> Event | NeedData:
         buf = self._buf

@@ -406,6 +406,8 @@ class SmtpSession:
             self.spool = Spool(self.cfg.data_dir / "spool")
         try:
             self.spool.write(ev.data)
+            if self.spool.flush_due:
+                await asyncio.to_thread(self.spool.flush)  # file I/O never on the event loop
         except OSError as e:  # the spool's disk is full (or failing): insufficient storage too
             self.log.warning("cannot spool the message: %s; message dropped", e)
             self._drop_message()
@@ -449,7 +451,13 @@ class SmtpSession:
             self._reset()
             return
         try:
-            message = self.spool.finish() if self.spool is not None else SpooledMessage(b"")
+            spool = self.spool
+            if spool is None:
+                message = SpooledMessage(b"")
+            elif spool.on_disk:  # the last write and the header read: file I/O off the loop
+                message = await asyncio.to_thread(spool.finish)
+            else:
+                message = spool.finish()  # in memory: no I/O
         except HeaderTooLarge:
             await self.reply(REPLY_HEADER_TOO_BIG)
             return

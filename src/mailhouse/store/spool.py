@@ -214,7 +214,18 @@ class Spool:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(prefix=f"{os.getpid()}.", suffix=".msg", dir=self.directory)
             self._fd, self._path = fd, Path(name)
-        if len(self._buf) >= WRITE_BUFFER:
+        if len(self._buf) >= 4 * WRITE_BUFFER:
+            self._flush()  # a caller that does not `flush` (in a thread) still stays bounded
+
+    @property
+    def flush_due(self) -> bool:
+        """Enough is buffered for a write: the caller should run `flush`, off the event loop
+        (a disk under writeback pressure blocks a writing thread for a while)."""
+        return self._fd is not None and len(self._buf) >= WRITE_BUFFER
+
+    def flush(self) -> None:
+        """Write what is buffered to the spool file (no-op while the message is in memory)."""
+        if self._fd is not None and self._buf:
             self._flush()
 
     def _flush(self) -> None:
