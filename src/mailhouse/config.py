@@ -12,10 +12,12 @@ Invariant: every error names the file, the key and what is wrong (`ConfigError`)
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import os
 import socket
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,13 +190,7 @@ class Config:
 
     def is_trusted(self, ip: str) -> bool:
         """Whether client address IP lies in `trusted_networks` (an unparsable IP never does)."""
-        if not self.trusted_networks:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip.split("%", 1)[0])
-        except ValueError:
-            return False
-        return any(addr in ipaddress.ip_network(n, strict=False) for n in self.trusted_networks)
+        return bool(self.trusted_networks) and address_in(ip, parse_networks(tuple(self.trusted_networks)))
 
     @property
     def store(self) -> str:
@@ -508,6 +504,28 @@ def _auth_limits(auth: dict[str, Any], path: str) -> AuthLimits:
     if lim.max_failure_delay < lim.failure_delay:
         raise ConfigError(path, "auth.max_failure_delay", "must be ≥ auth.failure_delay")
     return lim
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=64)  # asked per connection; the configured lists are few
+def parse_networks(networks: tuple[str, ...]) -> tuple[Network, ...]:
+    """Configured addresses or networks ("192.0.2.0/24", "2001:db8::1"), validated at load."""
+    return tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+def address_in(ip: str, networks: Sequence[Network]) -> bool:
+    """Whether client address IP (a scope id ignored, IPv4-mapped IPv6 as IPv4) lies in NETWORKS."""
+    if not networks:
+        return False
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in networks)
 
 
 def _networks(ips: Any, path: str, key: str) -> list[str]:

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from mailhouse.config import Config
+from mailhouse.config import Config, Network, address_in, parse_networks
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +191,6 @@ class CountTable:
                     _ENTRY.pack_into(self._mem, slot * _ENTRY.size, tag, n - 1)
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
 @dataclass(frozen=True, slots=True)
 class ConnectionPolicy:
     """The configured limits (``[connections]`` and ``[limits] trusted_networks``); 0 = no limit."""
@@ -213,7 +210,7 @@ def policy_from_config(cfg: Config) -> ConnectionPolicy:
         per_user_ip=cfg.conn_per_user_ip,
         per_account=cfg.conn_per_account,
         max_connections=cfg.max_connections,
-        trusted=tuple(ipaddress.ip_network(n, strict=False) for n in cfg.trusted_networks),
+        trusted=parse_networks(tuple(cfg.trusted_networks)),
     )
 
 
@@ -278,15 +275,7 @@ class ConnectionGate:
         return max(cap, 1)
 
     def trusted(self, ip: str) -> bool:
-        if not self.policy.trusted:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.policy.trusted)
+        return address_in(ip, self.policy.trusted)
 
     def admit(self, service: str, ip: str, *, per_ip: bool = True) -> Admission | Refusal:
         """A connection from IP to SERVICE (a ``[listen]`` key) was accepted: count it, or refuse.
