@@ -17,7 +17,7 @@ import errno
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -37,7 +37,14 @@ class FileBlobStore:
         return self.root / key[-2:] / key
 
     def put_sync(self, data: bytes, key: str | None = None) -> str:
-        key = key or new_key()
+        def fill(fd: int) -> None:
+            _write_all(fd, data)
+
+        return self._put_durably(key or new_key(), fill)
+
+    def _put_durably(self, key: str, fill: Callable[[int], None]) -> str:
+        """Write KEY's file through FILL(fd) into a temporary name, fsync it, rename it into place
+        and fsync the directory (DESIGN.md §Durability: on disk before it is referenced)."""
         p = self.path(key)
         d = p.parent
         if d not in self._made:
@@ -47,13 +54,13 @@ class FileBlobStore:
         tmp = d / f".{key}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            fill(fd)
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
         os.replace(tmp, p)
         self._fsync_dir(d)
         return key
@@ -92,36 +99,17 @@ class FileBlobStore:
         self, path: Path, *, prefix: bytes = b"", offset: int = 0, length: int | None = None
     ) -> str:
         """`put_sync` of PREFIX + LENGTH octets of PATH from OFFSET, copied in the kernel."""
-        key = new_key()
-        p = self.path(key)
-        d = p.parent
-        if d not in self._made:
-            d.mkdir(parents=True, exist_ok=True)
-            self._fsync_dir(d.parent)
-            self._made.add(d)
-        tmp = d / f".{key}.tmp"
         src = os.open(path, os.O_RDONLY)
         try:
-            if length is None:
-                length = os.fstat(src).st_size - offset
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(prefix)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                copy_range(src, fd, offset, length)
-                os.fsync(fd)  # DESIGN.md §Durability: data on disk before the rename
-            finally:
-                os.close(fd)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            size = os.fstat(src).st_size - offset if length is None else length
+
+            def fill(fd: int) -> None:
+                _write_all(fd, prefix)
+                copy_range(src, fd, offset, size)
+
+            return self._put_durably(new_key(), fill)
         finally:
             os.close(src)
-        os.replace(tmp, p)
-        self._fsync_dir(d)
-        return key
 
     async def put_file(
         self, path: Path, *, prefix: bytes = b"", offset: int = 0, length: int | None = None
@@ -177,3 +165,10 @@ def copy_range(src: int, dst: int, offset: int, length: int) -> None:
             raise OSError(f"source ended {left} octets early")
         pos += n
         left -= n
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
