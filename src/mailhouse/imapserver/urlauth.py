@@ -3,7 +3,7 @@ URL resolver CATENATE (RFC 4469) and BURL (RFC 4468) use.
 
 URLs (RFC 5092 §11 as extended by RFC 4467 §8)::
 
-    imap://user@host/Mailbox;UIDVALIDITY=n/;UID=n[/;SECTION=s][/;PARTIAL=a.b]
+    imap://user@host/Mailbox[;UIDVALIDITY=n]/;UID=n[/;SECTION=s][/;PARTIAL=a.b]
            [;EXPIRE=rfc3339];URLAUTH=access:INTERNAL:hex-token
 
 ``access`` is ``anonymous``, ``authuser``, ``user+<name>`` or ``submit+<name>``. The token
@@ -15,8 +15,9 @@ RESETKEY replaces it, which invalidates every URL issued for the mailbox (RFC 44
 
 Checks (a failed URLFETCH item answers NIL, RFC 4467 §6.3; GENURLAUTH refuses with NO):
 
-* GENURLAUTH: the URL names the authenticated user, has UIDVALIDITY and UID (RFC 4467 §3:
-  the mailbox and message must be fixed), the mailbox exists with that UIDVALIDITY;
+* GENURLAUTH: the URL names the authenticated user and a UID, the mailbox exists (with that
+  UIDVALIDITY when the URL has one: RFC 5092 §6 makes it optional, as Dovecot does; the key
+  behind the token is per mailbox id *and* UIDVALIDITY, so the URL still dies with the mailbox);
 * URLFETCH: token valid (constant-time compare), not expired, UIDVALIDITY unchanged,
   message exists, and the requester is allowed by ``access``; ``submit+`` only for the
   submission server (``as_submit=True``), never for a plain IMAP URLFETCH;
@@ -240,10 +241,12 @@ async def genurlauth(
             raise No("Invalid URL", "BADURL") from None
         if url.access is None or url.mechanism is not None:
             raise No("URL must end with ;URLAUTH=access", "BADURL")
-        if url.user != account.address.lower() or url.uidvalidity is None or not _host_ok(url, hostnames):
-            raise No("URL must name your own mailbox, with UIDVALIDITY", "BADURL")
+        # RFC 5092 §6 makes ;UIDVALIDITY optional and RFC 4467 §6 does not require it: without
+        # it the token still dies with the mailbox, whose key is kept per id *and* UIDVALIDITY
+        if url.user != account.address.lower() or not _host_ok(url, hostnames):
+            raise No("URL must name your own mailbox", "BADURL")
         box = await store.get_mailbox(account.id, url.mailbox)
-        if box is None or box.uidvalidity != url.uidvalidity:
+        if box is None or (url.uidvalidity is not None and box.uidvalidity != url.uidvalidity):
             raise No("No such mailbox", "BADURL")
         key = await _key_or_new(store, account.id, box, locks)
         full = f"{url.text}:{MECHANISM.lower()}:{_token(key, url.text)}"
@@ -323,8 +326,8 @@ async def _resolve(
     if box is None or (url.uidvalidity is not None and box.uidvalidity != url.uidvalidity):
         raise ValueError("no such mailbox")
     if url.access is not None:
-        if url.uidvalidity is None:
-            raise ValueError("URLAUTH URL without UIDVALIDITY")
+        # no ;UIDVALIDITY (RFC 5092 §6: optional): the key is per mailbox id and UIDVALIDITY
+        # (metadata.mailbox_scope), so a recreated mailbox never honours an old URL
         key = await _key(store, owner.id, box)
         if key is None or not hmac.compare_digest(_token(key, url.rump), url.token or ""):
             raise ValueError("bad URLAUTH token")

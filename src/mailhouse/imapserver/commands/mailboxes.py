@@ -174,6 +174,23 @@ def _attrs(name: str, names: set[str], mb: Mailbox | None) -> list[str]:
     return attrs
 
 
+def _matches(regexes: list[re.Pattern[str]], name: str) -> bool:
+    return any(r.match(name) for r in regexes)
+
+
+def _childinfo(regexes: list[re.Pattern[str]], subs: set[str]) -> set[str]:
+    """The names that get ``CHILDINFO ("SUBSCRIBED")`` (RFC 5258 §3.5, §5 example 9): a name
+    matching the pattern with a subscribed descendant that does *not* match it. A descendant
+    the same command lists anyway would make CHILDINFO redundant (§3.5 SHOULD NOT), and a
+    subscribed parent still gets it (example 9, "eps2"). LSUB's ``\\Noselect`` placeholders
+    (RFC 3501 §6.3.9) are the unsubscribed names of this set."""
+    out: set[str] = set()
+    for n in subs:
+        if not _matches(regexes, n):
+            out.update(p for p in parents(n) if _matches(regexes, p))
+    return out
+
+
 async def cmd_list(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, List)
@@ -195,31 +212,22 @@ async def cmd_list(s: SessionContext, cmd: Command) -> Ok | None:
     want_subs = "SUBSCRIBED" in sel or "SUBSCRIBED" in ret
     subs = set(await s.store.subscriptions(acc)) if want_subs else set()
     regexes = [pattern_regex(args.reference, p) for p in args.patterns if p != ""]
-    candidates = set(names)
-    if "SUBSCRIBED" in sel:
-        candidates = set(subs)
+    childinfo: set[str] = set()
+    if "SUBSCRIBED" in sel:  # RFC 5258 §3.1: the subscribed names, existing or not
+        listed = {n for n in subs if _matches(regexes, n)}
+        if "RECURSIVEMATCH" in sel:
+            childinfo = _childinfo(regexes, subs)
+    else:
+        listed = {n for n in names if _matches(regexes, n)}
     results: list[tuple[str, list[str], list[tuple[str, response.Value]]]] = []
-    childinfo_parents: set[str] = set()
-    if "SUBSCRIBED" in sel and "RECURSIVEMATCH" in sel:
-        for n in subs:
-            for p in parents(n):
-                childinfo_parents.add(p)
-    for name in sorted(candidates | childinfo_parents, key=lambda n: (n != "INBOX", n)):
-        if not any(r.match(name) for r in regexes):
-            continue
+    for name in sorted(listed | childinfo, key=lambda n: (n != "INBOX", n)):
         mb = mbs.get(name)
         if "SPECIAL-USE" in sel and (mb is None or not mb.special_use):
             continue
         attrs = _attrs(name, names, mb)
-        if mb is None and name not in names and "\\NonExistent" not in attrs:
-            attrs.insert(0, "\\NonExistent")
         ext: list[tuple[str, response.Value]] = []
-        if "SUBSCRIBED" in sel and name not in subs:
-            if name not in childinfo_parents:
-                continue
+        if name in childinfo:
             ext.append(("CHILDINFO", ["SUBSCRIBED"]))  # RFC 5258 §3.5
-        elif name in childinfo_parents and "RECURSIVEMATCH" in sel:
-            ext.append(("CHILDINFO", ["SUBSCRIBED"]))
         if want_subs and name in subs:
             attrs.append("\\Subscribed")
         results.append((name, attrs, ext))
@@ -239,12 +247,16 @@ async def cmd_lsub(s: SessionContext, cmd: Command) -> Ok | None:
     if args.pattern == "":
         s.send(response.list_response(["\\Noselect"], DELIM, "", utf8=s.utf8, kind="LSUB"))
         return None
-    rx = pattern_regex(args.reference, args.pattern)
+    rx = [pattern_regex(args.reference, args.pattern)]
     existing = {m.name for m in await s.store.list_mailboxes(acc)}
-    for name in sorted(await s.store.subscriptions(acc), key=lambda n: (n != "INBOX", n)):
-        if rx.match(name):
-            attrs = [] if name in existing else ["\\Noselect"]
-            s.send(response.list_response(attrs, DELIM, name, utf8=s.utf8, kind="LSUB"))
+    subs = set(await s.store.subscriptions(acc))
+    listed = {n for n in subs if _matches(rx, n)}
+    # RFC 3501 §6.3.9: "foo/bar" subscribed, "foo" not: "%" returns "foo" flagged \\Noselect.
+    # "With the % wildcard" read as Dovecot does: a pattern ending in "%" (a level cut off)
+    placeholders = _childinfo(rx, subs) - listed if args.pattern.endswith("%") else set()
+    for name in sorted(listed | placeholders, key=lambda n: (n != "INBOX", n)):
+        attrs = [] if name in listed and name in existing else ["\\Noselect"]
+        s.send(response.list_response(attrs, DELIM, name, utf8=s.utf8, kind="LSUB"))
     return None
 
 

@@ -1,7 +1,7 @@
 """NOTIFY (RFC 5465): ``NOTIFY SET [STATUS] (filter events) ...`` and ``NOTIFY NONE``.
 
-RFCs: RFC 5465 §3 (the command; ``NO [BADEVENT]``, STATUS), §5 (MessageNew and MessageExpunge go
-together; FlagChange needs both), §6.1 (SELECTED / SELECTED-DELAYED: one, message events only),
+RFCs: RFC 5465 §3 (the command; ``NO [BADEVENT]``, STATUS), §5 (for the selected mailbox
+MessageNew and MessageExpunge go together and FlagChange needs both; elsewhere any one event), §6.1 (SELECTED / SELECTED-DELAYED: one, message events only),
 §8 (the MessageNew fetch-att list only for the selected mailbox).
 
 This module only validates the request and installs the :class:`~..updates.NotifyState` (with
@@ -42,13 +42,16 @@ async def cmd_notify(s: SessionContext, cmd: Command) -> Ok | None:
         if bad:
             # RFC 5465 §3.1: unsupported event → NO [BADEVENT (supported)]
             raise No(f"Unsupported event {bad[0]}", "BADEVENT (" + " ".join(sorted(EVENTS)) + ")")
-        # RFC 5465 §5: MessageNew and MessageExpunge go together; FlagChange needs both
-        if ("MessageNew" in names) != ("MessageExpunge" in names):
-            raise Bad("MessageNew and MessageExpunge must be specified together")
-        if "FlagChange" in names and "MessageNew" not in names:
-            raise Bad("FlagChange requires MessageNew and MessageExpunge")
         atts = tuple(a for e in g.events for a in e.fetch_atts)
         if g.filter.kind in SELECTED_KINDS:
+            # RFC 5465 §5: for the selected mailbox MessageNew and MessageExpunge go together
+            # (its message sequence numbers must stay in step) and FlagChange needs both. For
+            # other mailboxes each event alone is valid (they are reported as STATUS), e.g.
+            # (MAILBOXES x (MessageExpunge)) — as Dovecot accepts.
+            if ("MessageNew" in names) != ("MessageExpunge" in names):
+                raise Bad("MessageNew and MessageExpunge must be specified together for SELECTED")
+            if "FlagChange" in names and "MessageNew" not in names:
+                raise Bad("FlagChange requires MessageNew and MessageExpunge for SELECTED")
             if seen_selected:  # RFC 5465 §6.1: only one of SELECTED / SELECTED-DELAYED
                 raise Bad("Only one SELECTED or SELECTED-DELAYED filter")
             seen_selected = True

@@ -149,7 +149,7 @@ def parse_list(r: Reader, uid: bool) -> List:
             if s not in _LIST_SELECT:
                 r.error(f"Unknown LIST selection option {s[:40]}")
         r.sp()
-    ref = r.list_mailbox() if r.peek() != 0x22 and not r.at_literal() else r.decode_mailbox(r.string())
+    ref = r.list_mailbox()  # decoded like a pattern (RFC 3501 §5.1.3 only where "&" forms a shift)
     r.sp()
     patterns: list[str] = []
     if r.try_take(b"("):  # RFC 5258 §3: patterns = "(" list-mailbox *(SP list-mailbox) ")"
@@ -185,7 +185,7 @@ def parse_list(r: Reader, uid: bool) -> List:
 
 def parse_lsub(r: Reader, uid: bool) -> Lsub:
     r.sp()
-    ref = r.decode_mailbox(r.astring())
+    ref = r.list_mailbox()  # as LIST: the reference is decoded like the pattern
     r.sp()
     return Lsub(ref, r.list_mailbox())
 

@@ -11,6 +11,11 @@ Rules implemented (all from RFC 3501 §5.1.3):
   adjacent shifts (non-canonical) all raise :class:`MUTF7Error`, so the server can answer
   NO/BAD instead of creating a second spelling of the same mailbox.
 
+A LIST/LSUB *pattern* is not a name (:func:`decode_pattern`): only the ``&``-sequences that
+form a valid, canonical shift are decoded; any other ``&`` stands for itself, so a pattern such
+as ``!#$&'+,-.*`` matches the names spelled with those characters instead of being refused
+(Dovecot does the same: a pattern it cannot decode is matched as written).
+
 Invariant: for any ``str`` without lone surrogates ``decode(encode(s)) == s``, and for any
 ``b`` that ``decode`` accepts ``encode(decode(b)) == b`` (one spelling per name).
 
@@ -24,6 +29,7 @@ import binascii
 import re
 
 _B64_CHARS = re.compile(rb"[A-Za-z0-9+,]+")
+_SHIFT = re.compile(rb"&[A-Za-z0-9+,]*-")  # a candidate shift: "&" base64-chars "-"
 
 
 class MUTF7Error(ValueError):
@@ -96,4 +102,30 @@ def decode(data: bytes) -> str:
             raise MUTF7Error("printable ASCII encoded in base64")
         out.append(text)
         i = last_shift_end = j + 1
+    return "".join(out)
+
+
+def decode_pattern(data: bytes) -> str:
+    """Decode a LIST/LSUB pattern (RFC 3501 §6.3.8, §5.1.3): each ``&...-`` that is a valid
+    canonical shift is decoded as :func:`decode` would; every other octet, ``&`` included,
+    stands for itself. Bytes outside printable US-ASCII still raise :class:`MUTF7Error`."""
+    for c in data:
+        if c < 0x20 or c > 0x7E:  # RFC 3501 §5.1.3: only printable US-ASCII on the wire
+            raise MUTF7Error(f"byte 0x{c:02x} not allowed in modified UTF-7")
+    out: list[str] = []
+    pos = 0
+    prev_end = -1  # end of the last decoded base64 shift (adjacent shifts stay literal)
+    for m in _SHIFT.finditer(data):
+        out.append(data[pos : m.start()].decode("ascii"))
+        chunk = m.group()
+        try:
+            if chunk != b"&-" and m.start() == prev_end:
+                raise MUTF7Error("adjacent base64 shifts are not canonical")
+            out.append(decode(chunk))
+            if chunk != b"&-":
+                prev_end = m.end()
+        except MUTF7Error:
+            out.append(chunk.decode("ascii"))  # not a shift: the characters stand for themselves
+        pos = m.end()
+    out.append(data[pos:].decode("ascii"))
     return "".join(out)

@@ -281,7 +281,12 @@ class Reader:
             raw = tok
         if raw.upper() == b"INBOX":
             return "INBOX"
-        return self.decode_mailbox(raw) if raw else ""
+        if not raw or self.utf8:
+            return self.decode_mailbox(raw) if raw else ""
+        try:  # a pattern is not a name: "&" that forms no shift stands for itself
+            return mutf7.decode_pattern(raw)  # RFC 3501 §5.1.3
+        except mutf7.MUTF7Error as exc:
+            raise MailboxNameError(f"Invalid mailbox pattern: {exc}") from exc
 
     def date(self) -> datetime.date:
         """date = date-text / DQUOTE date-text DQUOTE (RFC 9051 §9)."""
