@@ -73,3 +73,40 @@ def test_decode_is_canonical(b: bytes) -> None:
     except mutf7.MUTF7Error:
         return
     assert mutf7.encode(text) == b
+
+
+@pytest.mark.parametrize(
+    ("wire", "pattern"),
+    [
+        (b"!#$$&'+,-.0123456789:;<=>?@^_`|[}%*", "!#$$&'+,-.0123456789:;<=>?@^_`|[}%*"),  # issue 13
+        (b"a&*", "a&*"),
+        (b"a&-*", "a&*"),
+        (b"a&Jjo-*", "a\u263a*"),
+        (b"a&Jjo-&*", "a\u263a&*"),
+        (b"&AGE-%", "&AGE-%"),  # non-canonical (printable "a" in base64): as written
+        (b"&Jjo-&Jjo-", "\u263a&Jjo-"),  # an adjacent second shift is not canonical: as written
+        (b"&", "&"),
+    ],
+)
+def test_decode_pattern(wire: bytes, pattern: str) -> None:
+    """A LIST pattern decodes ``&`` only where it forms a valid shift (RFC 3501 §5.1.3)."""
+    assert mutf7.decode_pattern(wire) == pattern
+
+
+def test_decode_pattern_refuses_non_printable() -> None:
+    with pytest.raises(mutf7.MUTF7Error):
+        mutf7.decode_pattern(b"a\x01*")
+
+
+@given(st.text())
+def test_decode_pattern_agrees_with_decode_on_names(s: str) -> None:
+    try:
+        wire = mutf7.encode(s)
+    except mutf7.MUTF7Error:
+        return
+    assert mutf7.decode_pattern(wire) == s
+
+
+@given(st.text(alphabet="&-AZaz09+,%*'. ", max_size=24))
+def test_decode_pattern_never_refuses_printable(s: str) -> None:
+    mutf7.decode_pattern(s.encode())

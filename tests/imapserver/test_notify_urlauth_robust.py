@@ -1,0 +1,298 @@
+"""NOTIFY and URLAUTH through a real socket (issue 13 §1).
+
+* ``NOTIFY SET (MAILBOXES INBOX (MessageExpunge))`` is valid (RFC 5465 §5: the MessageNew /
+  MessageExpunge pairing is for the selected mailbox; Dovecot accepts it) and reports an
+  expunge in INBOX as STATUS.
+* No NOTIFY / URLFETCH / GENURLAUTH / RESETKEY input drops the connection: every malformed
+  command gets a tagged BAD or NO and the session goes on (a table, then hypothesis).
+* ``GENURLAUTH "imap://user@host/INBOX/;uid=N;urlauth=user+user" INTERNAL`` without
+  ``;UIDVALIDITY`` is valid (RFC 5092 §6, RFC 4467 §6); URLFETCH of such URLs with
+  ``;section=``, ``;partial=``, ``(url BINARY)`` and ``(url BODYPARTSTRUCTURE)`` (RFC 5524)
+  answers what the RFCs (and Dovecot's imaptest ``urlauth-binary`` script) say.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.imapserver.server_helpers import RawIMAP, raw_client, start_server, tagged
+from tests.mailhouse_proc import MailhouseProcess
+
+USERS = ("nu1", "nu2", "nu3")
+HOST = "mail.example.org"  # MailhouseProcess's hostname: a URL of this server carries it
+QP_BODY = b"caf=C3=A9 hello=3Dworld=\r\n!"
+MESSAGE = (
+    b"From: a@b.example\r\nTo: c@d.example\r\nSubject: urltest\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="xx"\r\n\r\npreamble\r\n--xx\r\n'
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    + QP_BODY
+    + b"\r\n--xx\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"AAECAwQFBgc=\r\n--xx--\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailhouseProcess]:
+    mh = start_server(tmp_path_factory.mktemp("notifyurl"), users=USERS)
+    try:
+        yield mh
+    finally:
+        mh.stop()
+
+
+def _append(c: RawIMAP, mailbox: str, msg: bytes) -> int:
+    c.n += 1
+    tag = b"R%d" % c.n
+    c.send(tag + b" APPEND " + mailbox.encode() + b" {%d+}\r\n" % len(msg) + msg + b"\r\n")
+    r = c.until_tagged(tag)
+    m = re.search(rb"APPENDUID \d+ (\d+)", r[-1])
+    assert m is not None, r
+    return int(m.group(1))
+
+
+def test_notify_message_expunge_alone(server: MailhouseProcess) -> None:
+    n = raw_client(server, "nu1")
+    other = raw_client(server, "nu1")
+    try:
+        r = n.cmd("NOTIFY SET (MAILBOXES INBOX (MessageExpunge))")
+        assert tagged(r).startswith(b"OK"), r  # was BAD: "must be specified together"
+        for ev in ("(MessageNew)", "(FlagChange)", "(MessageExpunge FlagChange)"):
+            assert tagged(n.cmd(f"NOTIFY SET (PERSONAL {ev})")).startswith(b"OK"), ev
+        assert tagged(n.cmd("NOTIFY SET (MAILBOXES INBOX (MessageExpunge))")).startswith(b"OK")
+        uid = _append(other, "INBOX", b"Subject: x\r\n\r\nx\r\n")
+        assert tagged(other.cmd("SELECT INBOX")).startswith(b"OK")
+        assert tagged(other.cmd(f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)")).startswith(b"OK")
+        assert tagged(other.cmd("EXPUNGE")).startswith(b"OK")
+        # the expunge is reported (RFC 5465 §5.3: STATUS for a mailbox that is not selected);
+        # the APPEND before it is not (MessageNew was not asked for)
+        ln = n.line()
+        assert ln.startswith(b"* STATUS INBOX (") and b"MESSAGES 0" in ln, ln
+        # SELECTED keeps the pairing rule (RFC 5465 §5), as Dovecot does
+        assert tagged(n.cmd("NOTIFY SET (SELECTED (MessageExpunge))")).startswith(b"BAD")
+        assert tagged(n.cmd("NOOP")).startswith(b"OK")
+    finally:
+        n.close()
+        other.close()
+
+
+MALFORMED = [
+    "NOTIFY",
+    "NOTIFY ",
+    "NOTIFY SET",
+    "NOTIFY SET ",
+    "NOTIFY SET (",
+    "NOTIFY SET ((",
+    "NOTIFY SET ()",
+    "NOTIFY SET (MAILBOXES",
+    "NOTIFY SET (MAILBOXES INBOX",
+    "NOTIFY SET (MAILBOXES INBOX ()",
+    "NOTIFY SET (MAILBOXES INBOX (MessageNew (FLAGS)))",
+    "NOTIFY SET (MAILBOXES () (MessageNew MessageExpunge))",
+    'NOTIFY SET (MAILBOXES "a&b" (MessageExpunge))',
+    "NOTIFY SET (SUBTREE (INBOX (MessageNew MessageExpunge))",
+    "NOTIFY SET (SELECTED (MessageNew (BODY[ MessageExpunge))",
+    "NOTIFY SET (SELECTED (MessageNew (BINARY[1]<0.-1>) MessageExpunge))",
+    "NOTIFY SET (SELECTED (MessageNew (UID FLAGS) MessageExpunge)) (SELECTED (MessageNew MessageExpunge))",
+    "NOTIFY SET STATUS",
+    "NOTIFY SET STATUS STATUS (PERSONAL (MailboxName))",
+    "NOTIFY SET (INBOXES (Bogus))",
+    "NOTIFY SET (PERSONAL (AnnotationChange))",
+    "NOTIFY SET (PERSONAL (MailboxName)) extra",
+    "NOTIFY NONE extra",
+    "NOTIFY BOGUS",
+    "URLFETCH",
+    "URLFETCH ",
+    "URLFETCH (",
+    "URLFETCH ()",
+    'URLFETCH ("imap://x/INBOX/;uid=1"',
+    'URLFETCH ("imap://x/INBOX/;uid=1" BOGUS)',
+    'URLFETCH ("imap://x/INBOX/;uid=1" BINARY BINARY BODY)',
+    "URLFETCH imap://x/INBOX/;uid=1 (",
+    'URLFETCH "imap://x@/INBOX/;uid=99999999999;urlauth=anonymous:internal:zz"',
+    'URLFETCH "imap://a%ZZ@h/%FF%FE/;uid=1;urlauth=user+a%FF:internal:00"',
+    'URLFETCH "/INBOX/;uid=1/;section=1.2.3.4.5.6.7.8.9.0.1.2.3.4.5.6.7.8.9;urlauth=anonymous:internal:00"',
+    'URLFETCH "imap://h/INBOX/;uid=1/;partial=99999999999999999999.1;urlauth=anonymous:internal:00"',
+    'URLFETCH "imap://h/INBOX/;uid=1;expire=notadate;urlauth=anonymous:internal:00"',
+    "GENURLAUTH",
+    'GENURLAUTH "imap://x/INBOX/;uid=1;urlauth=anonymous"',
+    'GENURLAUTH "imap://x/INBOX/;uid=1;urlauth=anonymous" SHA1',
+    'GENURLAUTH "imap://x/INBOX/;uid=1;urlauth=anonymous" INTERNAL extra(',
+    'GENURLAUTH "" INTERNAL',
+    'GENURLAUTH "imap://nu2%40example.org@h/%FF/;uid=1;urlauth=user+%FF" INTERNAL',
+    "GENURLAUTH (a b) INTERNAL",
+    "RESETKEY (",
+    "RESETKEY INBOX (",
+    "RESETKEY INBOX BOGUS",
+    'RESETKEY "a&b"',
+    "RESETKEY NoSuchBox INTERNAL",
+]
+
+
+def _alive(c: RawIMAP, cmd: str) -> None:
+    r = c.cmd(cmd)
+    status = tagged(r)
+    assert status.startswith((b"OK", b"NO", b"BAD")), (cmd, r)
+    assert not status.startswith(b"BYE"), (cmd, r)
+    assert tagged(c.cmd("NOOP")).startswith(b"OK"), cmd
+
+
+def test_malformed_notify_and_urlauth_never_drop_the_session(server: MailhouseProcess) -> None:
+    c = raw_client(server, "nu2")
+    try:
+        for cmd in MALFORMED:
+            _alive(c, cmd)
+    finally:
+        c.close()
+
+
+_TOKENS = st.sampled_from(
+    [
+        "(",
+        ")",
+        " ",
+        '"',
+        "INBOX",
+        "MAILBOXES",
+        "SUBTREE",
+        "SELECTED",
+        "SELECTED-DELAYED",
+        "PERSONAL",
+        "INBOXES",
+        "SUBSCRIBED",
+        "STATUS",
+        "SET",
+        "NONE",
+        "MessageNew",
+        "MessageExpunge",
+        "FlagChange",
+        "MailboxName",
+        "BODY[",
+        "]",
+        "<0.5>",
+        "UID",
+        "INTERNAL",
+        "BINARY",
+        "BODYPARTSTRUCTURE",
+        "imap://nu3%40example.org@mail.example.org/INBOX",
+        "/;uid=1",
+        ";uidvalidity=",
+        "/;section=",
+        "1.2",
+        "/;partial=",
+        "3.4",
+        ";urlauth=",
+        "user+nu3%40example.org",
+        "anonymous",
+        ":internal:",
+        "00ff",
+        "%",
+        "&",
+        "\\",
+        "\u00e9",
+    ]
+)
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    verb=st.sampled_from(["NOTIFY", "NOTIFY SET", "URLFETCH", "GENURLAUTH", "RESETKEY"]),
+    args=st.lists(_TOKENS, max_size=14),
+)
+def test_fuzzed_arguments_get_a_tagged_answer(server: MailhouseProcess, verb: str, args: list[str]) -> None:
+    c = _fuzz_client(server)
+    line = (verb + " " + "".join(args)).encode("utf-8")
+    r = c.cmd(line)
+    assert tagged(r).startswith((b"OK", b"NO", b"BAD")), (line, r)
+    assert tagged(c.cmd("NOTIFY NONE")).startswith(b"OK"), line  # the same session goes on
+
+
+_CLIENTS: dict[int, RawIMAP] = {}
+
+
+def _fuzz_client(server: MailhouseProcess) -> RawIMAP:
+    """One session for every hypothesis example (a dropped connection fails the next one)."""
+    c = _CLIENTS.get(id(server))
+    if c is None:
+        c = _CLIENTS[id(server)] = raw_client(server, "nu3")
+    return c
+
+
+def _q(url: bytes) -> bytes:
+    return b'"' + url + b'"'  # "%" is no ATOM-CHAR (RFC 9051 §9): a URL goes as a quoted string
+
+
+def _urlauth(c: RawIMAP, rump: str) -> bytes:
+    r = c.cmd(f'GENURLAUTH "{rump}" INTERNAL')
+    assert tagged(r).startswith(b"OK"), (rump, r)
+    m = re.match(rb'\* GENURLAUTH "([^"]+)"$', r[0])
+    assert m is not None, r
+    return m.group(1)
+
+
+def test_urlauth_without_uidvalidity(server: MailhouseProcess) -> None:
+    c = raw_client(server, "nu1")
+    try:
+        uid = _append(c, "INBOX", MESSAGE)
+        base = f"imap://nu1%40example.org@{HOST}/INBOX/;uid={uid}"
+        who = ";urlauth=user+nu1%40example.org"
+        whole = _urlauth(c, base + who)  # was NO [BADURL] "... with UIDVALIDITY"
+        assert whole.startswith((base + who + ":internal:").encode())
+        r = c.cmd(b"URLFETCH " + _q(whole))
+        assert (
+            tagged(r).startswith(b"OK")
+            and r[0] == b'* URLFETCH "' + whole + b'" {%d}\r\n' % len(MESSAGE) + MESSAGE
+        ), r
+        # ;section= and ;partial= (RFC 5092 §6): BODY[1] octets as stored, then a range of them
+        sec = _urlauth(c, base + "/;section=1" + who)
+        r = c.cmd(b"URLFETCH " + _q(sec))
+        assert r[0].endswith(b" {%d}\r\n" % len(QP_BODY) + QP_BODY) or r[0].endswith(
+            b' "' + QP_BODY + b'"'
+        ), r
+        part = _urlauth(c, base + "/;section=1/;partial=2.5" + who)
+        r = c.cmd(b"URLFETCH " + _q(part))
+        assert r[0] == b'* URLFETCH "' + part + b'" "' + QP_BODY[2:7] + b'"', r
+        # RFC 5524: BINARY is the content-transfer-decoded part, BODYPARTSTRUCTURE its structure
+        r = c.cmd(b"URLFETCH (" + _q(sec) + b" BINARY)")
+        decoded = "caf\u00e9 hello=world!".encode()
+        assert (
+            r[0].replace(b"~{", b"{")
+            == b'* URLFETCH "' + sec + b'" (BINARY {%d}\r\n' % len(decoded) + decoded + b")"
+        ), r  # a literal8 is only needed for NUL (RFC 3516 §4.2)
+        r = c.cmd(b"URLFETCH (" + _q(sec) + b" BODYPARTSTRUCTURE)")
+        assert r[0] == (
+            b'* URLFETCH "' + sec + b'" (BODYPARTSTRUCTURE ("text" "plain" ("charset" "utf-8") NIL NIL '
+            b'"quoted-printable" %d 1 NIL NIL NIL NIL))' % len(QP_BODY)
+        ), r
+        b64 = _urlauth(c, base + "/;section=2" + who)
+        r = c.cmd(b"URLFETCH (" + _q(b64) + b" BINARY)")
+        assert r[0] == b'* URLFETCH "' + b64 + b'" (BINARY ~{8}\r\n' + bytes(range(8)) + b")", r
+        # another user's URL, and one for a mailbox recreated since (new UIDVALIDITY): NIL
+        assert tagged(c.cmd("CREATE Tmp")).startswith(b"OK")
+        tuid = _append(c, "Tmp", MESSAGE)
+        tmp = _urlauth(c, f"imap://nu1%40example.org@{HOST}/Tmp/;uid={tuid}{who}")
+        assert tagged(c.cmd("DELETE Tmp")).startswith(b"OK")
+        assert tagged(c.cmd("CREATE Tmp")).startswith(b"OK")
+        _append(c, "Tmp", MESSAGE)  # the same UID again, in a mailbox with a new UIDVALIDITY
+        r = c.cmd(b"URLFETCH " + _q(tmp))
+        assert r[0] == b'* URLFETCH "' + tmp + b'" NIL', r
+        other = raw_client(server, "nu2")
+        try:
+            r = other.cmd(b"URLFETCH " + _q(whole))
+            assert r[0].endswith(b" NIL"), r
+        finally:
+            other.close()
+        # RESETKEY kills it (RFC 4467 §6.2)
+        assert tagged(c.cmd("RESETKEY INBOX")).startswith(b"OK")
+        r = c.cmd(b"URLFETCH " + _q(whole))
+        assert r[0] == b'* URLFETCH "' + whole + b'" NIL', r
+    finally:
+        c.close()
