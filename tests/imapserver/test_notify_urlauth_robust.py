@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.imapserver.imap_wire import RawIMAP as PlainIMAP
 from tests.imapserver.server_helpers import RawIMAP, raw_client, start_server, tagged
 from tests.mailhouse_proc import MailhouseProcess
 
@@ -296,3 +297,127 @@ def test_urlauth_without_uidvalidity(server: MailhouseProcess) -> None:
         assert r[0] == b'* URLFETCH "' + whole + b'" NIL', r
     finally:
         c.close()
+
+
+# ---------------------------------------------------------------------------- against Dovecot
+
+DOVECOT_URLAUTH = """
+imap_urlauth_host = localhost
+protocol imap {
+  imap_metadata = yes
+}
+mail_attribute_dict = file:%h/dovecot-attributes
+service imap-urlauth-login {
+  chroot =
+}
+"""
+NESTED = (
+    b"From: a@b.example\r\nTo: c@d.example\r\nSubject: urltest\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="xx"\r\n\r\npreamble\r\n--xx\r\n'
+    b"Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"caf=C3=A9 hello=3Dworld=\r\n!\r\n--xx\r\n"
+    b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAwQFBgc=\r\n"
+    b"--xx\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: x-unprintable\r\n\r\n"
+    b"nothing to see here\r\n--xx\r\nContent-Type: message/rfc822\r\n\r\nFrom: x@y.example\r\n"
+    b"Subject: inner\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"aGVsbG8gd29ybGQ=\r\n--xx--\r\n"
+)
+# (section/partial tail, URLFETCH forms) compared with Dovecot 2.3. Left out, because Dovecot 2.3.19
+# drops the connection on them: BINARY of the whole message, BINARY of an x-unprintable part,
+# and BINARY together with BODYPARTSTRUCTURE (checked against RFC 5524 below instead). A part
+# that does not exist is NIL here (RFC 4467 §6.3: "NIL if the URL is invalid for any reason");
+# Dovecot answers an empty string for BODY/BINARY there, so it is not compared either.
+ALL_FORMS = ("{u}", "({u} BODY)", "({u} BINARY)", "({u} BODYPARTSTRUCTURE)")
+URL_CASES = [
+    ("", ("{u}", "({u} BODY)", "({u} BODYPARTSTRUCTURE)")),
+    ("/;section=1", ALL_FORMS),
+    ("/;section=2", ALL_FORMS),
+    ("/;section=3", ("{u}", "({u} BODY)", "({u} BODYPARTSTRUCTURE)")),
+    ("/;section=4", ("{u}", "({u} BODY)", "({u} BODYPARTSTRUCTURE)")),
+    ("/;section=4.1", ALL_FORMS),
+    ("/;section=4.TEXT", ALL_FORMS),
+    ("/;section=HEADER", ALL_FORMS),
+    ("/;section=1.MIME", ALL_FORMS),
+    ("/;section=1/;partial=2.5", ALL_FORMS),
+    ("/;section=2/;partial=1", ALL_FORMS),
+    ("/;partial=0.10", ("{u}", "({u} BODY)")),
+]
+_STR = re.compile(rb'"((?:[^"\\]|\\.)*)"|~?\{(\d+)\}\r\n')
+
+
+def _canon(data: bytes) -> bytes:
+    """A response with every string as ``{n}`` + octets: quoted vs literal vs literal8 is the
+    server's choice (RFC 9051 §4.3, RFC 3516 §4.2), not a difference."""
+    out, pos = b"", 0
+    while (m := _STR.search(data, pos)) is not None:
+        out += data[pos : m.start()]
+        if m.group(2) is not None:
+            n = int(m.group(2))
+            s, pos = data[m.end() : m.end() + n], m.end() + n
+        else:
+            s, pos = re.sub(rb"\\(.)", rb"\1", m.group(1)), m.end()
+        out += b"{%d}" % len(s) + s
+    return out + data[pos:]
+
+
+def _fetch_all(c: object, base: str, access: str, uid: int) -> dict[tuple[str, str], bytes]:
+    out: dict[tuple[str, str], bytes] = {}
+    for tail, forms in URL_CASES:
+        untagged, _ = _run(c, f'GENURLAUTH "{base}/INBOX/;uid={uid}{tail};urlauth=user+{access}" INTERNAL')
+        m = re.match(rb'\* GENURLAUTH "?([^" \r]+)', untagged[0])
+        assert m is not None, untagged
+        url = m.group(1)
+        for form in forms:
+            untagged, status = _run(c, "URLFETCH " + form.format(u='"' + url.decode() + '"'))
+            # Dovecot adds "* NO Failed to fetch ..." for a NIL: only the URLFETCH data is compared
+            untagged = [ln for ln in untagged if ln.startswith(b"* URLFETCH ")]
+            assert status.startswith(b"OK") and len(untagged) == 1, (tail, form, untagged, status)
+            line = untagged[0].rstrip(b"\r\n")
+            prefix = b'* URLFETCH "' + url + b'" '
+            if not line.startswith(prefix):
+                prefix = b"* URLFETCH " + url + b" "
+            assert line.startswith(prefix), line
+            out[(tail, form)] = _canon(line[len(prefix) :])
+    return out
+
+
+def _run(c: object, cmd: str) -> tuple[list[bytes], bytes]:
+    if isinstance(c, PlainIMAP):
+        untagged, status = c.cmd(cmd, check=False)
+        return untagged, status.split(b" ", 1)[1]
+    assert isinstance(c, RawIMAP)
+    r = c.cmd(cmd)
+    return [ln + b"\r\n" for ln in r[:-1]], tagged(r)
+
+
+def test_urlfetch_matches_dovecot(server: MailhouseProcess, dovecot_factory: object) -> None:
+    dc = dovecot_factory(users={"uu": "pw"}, pop3_port=0, extra_conf=DOVECOT_URLAUTH)  # type: ignore[operator]
+    d = PlainIMAP(dc.host, dc.imap_port)
+    d.cmd("LOGIN uu pw")
+    d.append("INBOX", NESTED)
+    theirs = _fetch_all(d, "imap://uu@localhost", "uu", 1)
+    d.sock.close()
+    c = raw_client(server, "nu2")
+    try:
+        uid = _append(c, "INBOX", NESTED)
+        ours = _fetch_all(c, f"imap://nu2%40example.org@{HOST}", "nu2%40example.org", uid)
+        # RFC 5524 §5 ABNF (url-metadata = 1*(SP "(" url-metadata-el ")")): one group per item;
+        # an undecodable part has BINARY NIL next to its structure (imaptest urlauth-binary)
+        url = _urlauth(
+            c, f"imap://nu2%40example.org@{HOST}/INBOX/;uid={uid}/;section=3;urlauth=user+nu2%40example.org"
+        )
+        base = f"imap://nu2%40example.org@{HOST}/INBOX/;uid={uid}"
+        missing = _urlauth(c, base + "/;section=9;urlauth=user+nu2%40example.org")
+        for form in (b"%s", b"(%s BINARY)", b"(%s BODY)", b"(%s BODYPARTSTRUCTURE)"):
+            r = c.cmd(b"URLFETCH " + form.replace(b"%s", _q(missing)))
+            assert r[0] == b'* URLFETCH "' + missing + b'" NIL', r
+        r = c.cmd(b"URLFETCH (" + _q(url) + b" BINARY BODYPARTSTRUCTURE)")
+        assert (
+            r[0]
+            == b'* URLFETCH "'
+            + url
+            + b'" (BODYPARTSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL "x-unprintable" 19 0 NIL NIL NIL NIL)) (BINARY NIL)'
+        ), r
+    finally:
+        c.close()
+    assert ours == theirs

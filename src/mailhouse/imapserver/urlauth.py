@@ -52,9 +52,10 @@ from mailhouse.imapserver import metadata
 from mailhouse.imapserver.errors import Bad, No
 from mailhouse.message.bodystructure import bodystructure
 from mailhouse.message.envelope import imap_encode
-from mailhouse.message.parse import parse_message
+from mailhouse.message.parse import MessagePart, parse_message
 from mailhouse.message.sections import (
     SectionNotFound,
+    SectionSpec,
     UnknownCTE,
     decode_transfer_encoding,
     fetch_section,
@@ -337,20 +338,28 @@ async def _resolve(
     return _Resolved(await store.blobs.get(rec.blob_key), url)
 
 
+def _described(tree: MessagePart, spec: SectionSpec) -> MessagePart:
+    """The entity a URL's section is about (its BODYPARTSTRUCTURE, the CTE its BINARY removes):
+    part N for ``N`` and ``N.MIME``; the message for ``HEADER``/``HEADER.FIELDS``/``TEXT`` (the
+    top-level one, or the message embedded in part N) — as Dovecot answers."""
+    p = resolve_part(tree, spec.part) if spec.part else tree
+    if spec.text in ("", "MIME"):
+        return p
+    emb = p.embedded
+    return emb if emb is not None else p
+
+
 def _section(raw: bytes, url: ImapUrl, *, binary: bool) -> bytes:
     tree = parse_message(raw)
     spec = parse_section_spec(url.section or "")
-    if binary:  # RFC 5524 §3: content-transfer-decoded part
-        if spec.text not in ("",):
-            raise ValueError("BINARY needs a part number")
-        if not spec.part:
-            data = raw
-        else:
-            p = resolve_part(tree, spec.part)
-            data = raw[p.body_start : p.body_end]
-            if not p.is_multipart and not p.is_message:
-                data = decode_transfer_encoding(data, p.cte)
-    else:
+    if binary and spec.text in ("", "TEXT") and (spec.part or spec.text):
+        # RFC 5524 §3 / RFC 3516 §4.2: the content-transfer-decoded body; multipart and message
+        # bodies as stored. UnknownCTE: the caller answers (BINARY NIL)
+        m = _described(tree, spec)
+        data = fetch_section(raw, tree, spec, None, missing_ok=False)
+        if not m.is_multipart and not m.is_message:
+            data = decode_transfer_encoding(data, m.cte)
+    else:  # the whole message, a header, a MIME header: the octets as stored
         data = fetch_section(raw, tree, spec, None, missing_ok=False)
     if url.partial is not None:
         start, length = url.partial
@@ -402,8 +411,11 @@ async def urlfetch(
             if req.bodypartstructure:
                 parts.append(b"(BODYPARTSTRUCTURE " + _bodypartstructure(got.raw, got.url) + b")")
             if req.binary:
-                data = _section(got.raw, got.url, binary=True)
-                parts.append(b"(BINARY " + response.encode_value(response.Binary(data)) + b")")
+                try:
+                    data = _section(got.raw, got.url, binary=True)
+                    parts.append(b"(BINARY " + response.encode_value(response.Binary(data)) + b")")
+                except UnknownCTE:  # the part is there but cannot be decoded: BINARY NIL only
+                    parts.append(b"(BINARY NIL)")  # (Dovecot's imaptest urlauth-binary script)
             elif req.body:
                 data = _section(got.raw, got.url, binary=False)
                 parts.append(
@@ -417,12 +429,8 @@ async def urlfetch(
 
 
 def _bodypartstructure(raw: bytes, url: ImapUrl) -> bytes:
-    """RFC 5524 §4: the BODYSTRUCTURE of the part the URL names."""
+    """RFC 5524 §4: the BODYSTRUCTURE of the part the URL names (for HEADER / TEXT sections:
+    of their message, for N.MIME: of part N, as Dovecot answers)."""
     tree = parse_message(raw)
     spec = parse_section_spec(url.section or "")
-    if spec.text:
-        raise ValueError("BODYPARTSTRUCTURE needs a part number")
-    if not spec.part:
-        return imap_encode(bodystructure(raw, tree))
-    part = resolve_part(tree, spec.part)
-    return imap_encode(bodystructure(raw, part))
+    return imap_encode(bodystructure(raw, _described(tree, spec)))
