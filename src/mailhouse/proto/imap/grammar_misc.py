@@ -154,6 +154,8 @@ def parse_notify(r: Reader, uid: bool) -> Notify:
                         atts_l.append(fetch_att(r))
                     atts = tuple(atts_l)
                 events.append(NotifyEvent(canon, atts))
+            if not events:  # RFC 5465 §8: events = ( "(" event *(SP event) ")" ) / "NONE"
+                r.error("Empty NOTIFY event list")
         r.expect(b")")
         groups.append(NotifyEventGroup(filt, tuple(events)))
         if r.eol():
