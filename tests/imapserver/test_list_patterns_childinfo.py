@@ -27,7 +27,7 @@ from tests.imapserver.imap_wire import RawIMAP as PlainIMAP
 from tests.imapserver.server_helpers import raw_client, start_server, tagged
 from tests.mailhouse_proc import MailhouseProcess
 
-USERS = ("lp1", "lp2", "lp3", "lp4")
+USERS = ("lp1", "lp2", "lp3", "lp4", "lp5", "lp6")
 DOVECOT_USER, DOVECOT_PW = "lp@example.test", "lp-pw"
 # every printable US-ASCII character except the hierarchy delimiter "/" and the wildcards
 PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "/%*")
@@ -247,3 +247,128 @@ def test_childinfo_and_lsub_placeholders(server: MailhouseProcess) -> None:
         assert {"a/b/c", "a/b/c/d", "gone/kid"} <= set(got) and "a" not in got, got
     finally:
         c.close()
+
+
+# RFC 5258 §5: the examples, as (command, {name: attributes that must be there, CHILDINFO}).
+# Only the attributes an example is about are checked (a server MAY add \HasChildren etc.).
+RFC5258_SETUP = [
+    "CREATE Fruit",
+    "CREATE Fruit/Apple",
+    "CREATE Fruit/Banana",
+    "CREATE Fruit/Peach",
+    "CREATE Tofu",
+    "CREATE Vegetable",
+    "CREATE Vegetable/Broccoli",
+    "CREATE Vegetable/Corn",
+    "SUBSCRIBE Fruit/Banana",
+    "SUBSCRIBE Fruit/Peach",
+    "SUBSCRIBE Vegetable",
+    "SUBSCRIBE Vegetable/Broccoli",
+    "DELETE Fruit/Peach",  # "subscribed to, but does not actually exist"
+]
+_ALL = {"Fruit", "Fruit/Apple", "Fruit/Banana", "Tofu", "Vegetable", "Vegetable/Broccoli", "Vegetable/Corn"}
+_SUBS2 = {
+    "Fruit/Banana": {"\\subscribed"},
+    "Vegetable": {"\\subscribed"},
+    "Vegetable/Broccoli": {"\\subscribed"},
+}
+_TOP3 = {"Fruit": {"\\haschildren"}, "Tofu": {"\\hasnochildren"}, "Vegetable": {"\\haschildren"}}
+RFC5258_EXAMPLES: list[tuple[str, dict[str, tuple[set[str], bool]]]] = [
+    ('LIST "" "*"', {n: (set(), False) for n in _ALL}),  # example 1
+    (  # example 2
+        'LIST (SUBSCRIBED) "" "*"',
+        {
+            **{n: (a, False) for n, a in _SUBS2.items()},
+            "Fruit/Peach": ({"\\subscribed", "\\nonexistent"}, False),
+        },
+    ),
+    ('LIST () "" "%" RETURN (CHILDREN)', {n: (a, False) for n, a in _TOP3.items()}),  # example 3
+    ('LIST (REMOTE) "" "%" RETURN (CHILDREN)', {n: (a, False) for n, a in _TOP3.items()}),  # 4: no remote
+    (  # example 5
+        'LIST (REMOTE SUBSCRIBED) "" "*"',
+        {
+            **{n: (a, False) for n, a in _SUBS2.items()},
+            "Fruit/Peach": ({"\\subscribed", "\\nonexistent"}, False),
+        },
+    ),
+    ('LIST (REMOTE) "" "*" RETURN (SUBSCRIBED)', {n: (_SUBS2.get(n, set()), False) for n in _ALL}),  # 6
+    (
+        'LIST "" ("INBOX" "Fruit" "Vegetable/%")',
+        {n: (set(), False) for n in ("Fruit", "Vegetable/Broccoli", "Vegetable/Corn")},
+    ),
+    (
+        'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"',
+        {"Fruit": (set(), True), "Vegetable": ({"\\subscribed"}, True)},
+    ),
+]
+# example 8, in steps: (subscription changes, command, expected)
+RFC5258_EXAMPLE8 = [
+    (
+        [],
+        'LIST "" "%" RETURN (CHILDREN)',
+        {"Foo": ({"\\haschildren"}, False), "Moo": ({"\\hasnochildren"}, False)},
+    ),
+    (["SUBSCRIBE Foo/Baz"], 'LIST (SUBSCRIBED) "" "*"', {"Foo/Baz": ({"\\subscribed"}, False)}),  # A
+    ([], 'LIST (SUBSCRIBED) "" "%"', {}),
+    ([], 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"', {"Foo": (set(), True)}),
+    (["SUBSCRIBE Foo"], 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"', {"Foo": ({"\\subscribed"}, True)}),  # A1
+    (["UNSUBSCRIBE Foo", "UNSUBSCRIBE Foo/Baz"], 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"', {}),  # B
+    (  # C
+        ["SUBSCRIBE Foo", "SUBSCRIBE Moo"],
+        'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%" RETURN (CHILDREN)',
+        {
+            "Foo": ({"\\haschildren", "\\subscribed"}, False),
+            "Moo": ({"\\hasnochildren", "\\subscribed"}, False),
+        },
+    ),
+]
+_DEFAULTS = {"INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"}
+
+
+def _check(
+    got: dict[str, tuple[frozenset[str], bool]], want: dict[str, tuple[set[str], bool]], what: str
+) -> None:
+    got = {n: v for n, v in got.items() if n not in _DEFAULTS}
+    assert set(got) == set(want), (what, got)
+    for n, (attrs, childinfo) in want.items():
+        assert attrs <= got[n][0] and got[n][1] == childinfo, (what, n, got[n])
+        if "\\subscribed" not in attrs:
+            assert "\\subscribed" not in got[n][0], (what, n, got[n])
+
+
+def _run_rfc5258(cmd: Any, sep: str) -> None:
+    """Run RFC 5258 §5's examples through ``cmd(line) -> untagged lines`` on one server."""
+    for line in RFC5258_SETUP:
+        cmd(line.replace("/", sep))
+    for line, want in RFC5258_EXAMPLES:
+        _check(_listed(cmd(line.replace("/", sep)), sep), want, line)
+
+
+def test_rfc5258_examples(server: MailhouseProcess, dovecot_factory: Any) -> None:
+    c = raw_client(server, "lp5")
+    c8 = raw_client(server, "lp6")
+    dc = dovecot_factory(users={"ex@example.test": "ex-pw", "ex8@example.test": "ex-pw"}, pop3_port=0)
+    d = PlainIMAP(dc.host, dc.imap_port)
+    d.cmd('LOGIN ex@example.test "ex-pw"')
+    d8 = PlainIMAP(dc.host, dc.imap_port)
+    d8.cmd('LOGIN ex8@example.test "ex-pw"')
+    try:
+        _run_rfc5258(lambda line: c.cmd(line), "/")
+        _run_rfc5258(lambda line: d.cmd(line, check=False)[0], ".")  # the examples hold for Dovecot too
+        for ours, theirs, sep in ((c8, None, "/"), (None, d8, ".")):
+
+            def run(line: str) -> list[bytes]:
+                line = line.replace("/", sep)
+                return ours.cmd(line) if ours is not None else theirs.cmd(line, check=False)[0]  # type: ignore[union-attr]
+
+            for line in ("CREATE Foo", "CREATE Foo/Bar", "CREATE Foo/Baz", "CREATE Moo"):
+                run(line)
+            for changes, line, want in RFC5258_EXAMPLE8:
+                for ch in changes:
+                    run(ch)
+                _check(_listed(run(line), sep), want, line)
+    finally:
+        for x in (c, c8):
+            x.close()
+        for y in (d, d8):
+            y.sock.close()
