@@ -74,6 +74,12 @@ def test_notify_message_expunge_alone(server: MailhouseProcess) -> None:
         # the APPEND before it is not (MessageNew was not asked for)
         ln = n.line()
         assert ln.startswith(b"* STATUS INBOX (") and b"MESSAGES 0" in ln, ln
+        # NOTIFY SET STATUS: FlagChange alone gets UIDVALIDITY and HIGHESTMODSEQ (imaptest "notify")
+        r = n.cmd("NOTIFY SET STATUS (MAILBOXES INBOX (FlagChange))")
+        assert tagged(r).startswith(b"OK") and re.match(rb"\* STATUS INBOX \(.*UIDVALIDITY \d+", r[0]), r
+        assert re.search(rb"HIGHESTMODSEQ \d+\)$", r[0]), r
+        r = n.cmd("NOTIFY SET STATUS (MAILBOXES INBOX (MessageExpunge))")
+        assert tagged(r).startswith(b"OK") and re.match(rb"\* STATUS INBOX \(MESSAGES 0 ", r[0]), r
         # SELECTED keeps the pairing rule (RFC 5465 §5), as Dovecot does
         assert tagged(n.cmd("NOTIFY SET (SELECTED (MessageExpunge))")).startswith(b"BAD")
         assert tagged(n.cmd("NOOP")).startswith(b"OK")
@@ -293,6 +299,13 @@ def test_urlauth_without_uidvalidity(server: MailhouseProcess) -> None:
             assert r[0].endswith(b" NIL"), r
         finally:
             other.close()
+        # the mail-domain spelling imaptest uses: unqualified user, the user's domain as host
+        alt = _urlauth(c, f"imap://nu1@example.org/INBOX/;uid={uid};urlauth=user+nu1@example.org")
+        r = c.cmd(b"URLFETCH " + _q(alt))
+        assert r[0] == b'* URLFETCH "' + alt + b'" {%d}\r\n' % len(MESSAGE) + MESSAGE, r
+        for bad in ("imap://nu2@example.org/INBOX/", "imap://nu1@evil.example/INBOX/"):
+            r = c.cmd(f'GENURLAUTH "{bad};uid={uid};urlauth=anonymous" INTERNAL')
+            assert tagged(r).startswith(b"NO [BADURL]"), r
         # RESETKEY kills it (RFC 4467 §6.2)
         assert tagged(c.cmd("RESETKEY INBOX")).startswith(b"OK")
         r = c.cmd(b"URLFETCH " + _q(whole))

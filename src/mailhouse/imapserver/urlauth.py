@@ -216,11 +216,27 @@ async def _key_or_new(store: Store, account_id: int, box: Mailbox, locks: metada
     return key
 
 
+def _host(url: ImapUrl) -> str | None:
+    if url.host is None:
+        return None
+    return url.host.rsplit(":", 1)[0] if not url.host.startswith("[") else url.host
+
+
 def _host_ok(url: ImapUrl, hostnames: Collection[str] | None) -> bool:
-    if url.host is None or not hostnames:
+    host = _host(url)
+    if host is None or not hostnames:
         return True
-    host = url.host.rsplit(":", 1)[0] if not url.host.startswith("[") else url.host
     return host in {h.lower() for h in hostnames}
+
+
+def _address(url: ImapUrl, hostnames: Collection[str] | None) -> tuple[str | None, bool]:
+    """The account address a URL names, and whether its host may be a mail domain instead of
+    this server's name: ``imap://joe@example.org/...`` (an unqualified user on a host that is
+    none of our names) is ``joe@example.org`` — the spelling mail domains and Dovecot's
+    imaptest scripts use; the caller still requires that account (RFC 5092 §3.2 userinfo)."""
+    if url.user is None or "@" in url.user or _host_ok(url, hostnames):
+        return url.user, False
+    return f"{url.user}@{_host(url)}", True
 
 
 async def genurlauth(
@@ -244,7 +260,8 @@ async def genurlauth(
             raise No("URL must end with ;URLAUTH=access", "BADURL")
         # RFC 5092 §6 makes ;UIDVALIDITY optional and RFC 4467 §6 does not require it: without
         # it the token still dies with the mailbox, whose key is kept per id *and* UIDVALIDITY
-        if url.user != account.address.lower() or not _host_ok(url, hostnames):
+        who, via_domain = _address(url, hostnames)  # another host: only the user's own domain
+        if who != account.address.lower() or not (via_domain or _host_ok(url, hostnames)):
             raise No("URL must name your own mailbox", "BADURL")
         box = await store.get_mailbox(account.id, url.mailbox)
         if box is None or (url.uidvalidity is not None and box.uidvalidity != url.uidvalidity):
@@ -297,13 +314,14 @@ async def _resolve(
 ) -> _Resolved:
     """The message a URL designates, after every check; ValueError with the reason if not."""
     url = parse_url(url_b)
-    if not _host_ok(url, hostnames):
+    user, via_domain = _address(url, hostnames)
+    if not via_domain and not _host_ok(url, hostnames):
         raise ValueError("URL for another server")
     if url.access is None:
         if require_auth:
             raise ValueError("URLFETCH needs a URLAUTH URL")
         # RFC 4469 §5: a plain URL reaches only the requester's own messages
-        if requester is None or (url.user is not None and url.user != requester.address.lower()):
+        if requester is None or (user is not None and user != requester.address.lower()):
             raise ValueError("not your mailbox")
         owner = requester
     else:
@@ -319,8 +337,8 @@ async def _resolve(
             raise ValueError("URL is for another user")
         if acc.startswith("submit+") and not (as_submit and acc[7:] == who):
             raise ValueError("URL is for the submission server")  # RFC 4467 §4.2
-        found = await store.get_account(url.user)
-        if found is None:
+        found = await store.get_account(user or "")
+        if found is None:  # (also: a host that is neither our name nor the user's domain)
             raise ValueError("no such user")
         owner = found
     box = await store.get_mailbox(owner.id, url.mailbox)

@@ -83,7 +83,7 @@ async def cmd_notify(s: SessionContext, cmd: Command) -> Ok | None:
             if not want & MESSAGE_EVENTS:
                 continue
             items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN"]
-            if "FlagChange" in want and s.condstore:
-                items.append("HIGHESTMODSEQ")
+            if "FlagChange" in want:  # the client's base to judge later FlagChange STATUS by
+                items.append("HIGHESTMODSEQ")  # (sent with or without ENABLE, as Dovecot does)
             s.send(await status_line(s, m, tuple(items)))
     return None
