@@ -281,6 +281,15 @@ def test_urlauth_without_uidvalidity(server: MailhouseProcess) -> None:
             b'* URLFETCH "' + sec + b'" (BODYPARTSTRUCTURE ("text" "plain" ("charset" "utf-8") NIL NIL '
             b'"quoted-printable" %d 1 NIL NIL NIL NIL))' % len(QP_BODY)
         ), r
+        # both: the structure gives the size and lines of what BINARY sends (as Dovecot 2.3)
+        r = c.cmd(b"URLFETCH (" + _q(sec) + b" BINARY BODYPARTSTRUCTURE)")
+        assert r[0].replace(b"~{", b"{") == (
+            b'* URLFETCH "' + sec + b'" (BODYPARTSTRUCTURE ("text" "plain" ("charset" "utf-8") NIL NIL '
+            b'"quoted-printable" %d 0 NIL NIL NIL NIL)) (BINARY {%d}\r\n'
+            % (len(decoded), len(decoded))
+            + decoded
+            + b")"
+        ), r
         b64 = _urlauth(c, base + "/;section=2" + who)
         r = c.cmd(b"URLFETCH (" + _q(b64) + b" BINARY)")
         assert r[0] == b'* URLFETCH "' + b64 + b'" (BINARY ~{8}\r\n' + bytes(range(8)) + b")", r

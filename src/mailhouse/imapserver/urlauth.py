@@ -427,7 +427,8 @@ async def urlfetch(
             )
             parts: list[bytes] = []
             if req.bodypartstructure:
-                parts.append(b"(BODYPARTSTRUCTURE " + _bodypartstructure(got.raw, got.url) + b")")
+                bps = _bodypartstructure(got.raw, got.url, binary=req.binary)
+                parts.append(b"(BODYPARTSTRUCTURE " + bps + b")")
             if req.binary:
                 try:
                     data = _section(got.raw, got.url, binary=True)
@@ -446,9 +447,25 @@ async def urlfetch(
     return Reply(out, "URLFETCH completed")
 
 
-def _bodypartstructure(raw: bytes, url: ImapUrl) -> bytes:
+def _bodypartstructure(raw: bytes, url: ImapUrl, *, binary: bool = False) -> bytes:
     """RFC 5524 §4: the BODYSTRUCTURE of the part the URL names (for HEADER / TEXT sections:
-    of their message, for N.MIME: of part N, as Dovecot answers)."""
+    of their message, for N.MIME: of part N, as Dovecot answers). Asked together with BINARY,
+    a base64 / quoted-printable leaf gets the size and line count of the decoded octets BINARY
+    sends, its encoding field kept — as Dovecot 2.3 answers (imaptest ``urlauth-binary``:
+    ``"base64" 11 0`` for a decoded "hello world")."""
     tree = parse_message(raw)
     spec = parse_section_spec(url.section or "")
-    return imap_encode(bodystructure(raw, _described(tree, spec)))
+    part = _described(tree, spec)
+    node = bodystructure(raw, part)
+    if (
+        binary
+        and not part.is_multipart
+        and not part.is_message
+        and part.cte in ("base64", "quoted-printable")
+    ):
+        data = decode_transfer_encoding(raw[part.body_start : part.body_end], part.cte)
+        # body-type-1part: type subtype params id description encoding size [lines (text/*)] ...
+        node[6] = len(data)
+        if part.type == "text" and not part.opaque:
+            node[7] = data.count(b"\n")
+    return imap_encode(node)
