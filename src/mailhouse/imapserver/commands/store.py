@@ -44,6 +44,7 @@ async def cmd_store(s: SessionContext, cmd: Command) -> Ok | None:
     updated = {r.uid for r in res.updated}
     for rec in res.updated:
         view.set_record(rec)
+    s.send(view.announce())  # RFC 9051 §7.3.5: a new keyword is in FLAGS before the FETCH shows it
     failed = set(res.failed_uids)
     for uid in uids:
         if uid in failed or uid not in view.records:
