@@ -170,3 +170,60 @@ def test_invalid_escape_is_kept_as_written(pair: Any) -> None:
     (m,) = fetch_items(ours.cmd("FETCH * (BINARY.PEEK[1] BINARY.SIZE[1])")[:-1]).values()
     assert m["BINARY[1]"].endswith(b"end\r\nnot an escape =ZZ and =4\r\n")
     assert m["BINARY.SIZE[1]"] == len(m["BINARY[1]"])
+
+
+BINARY_PART = b"\0 -\xe4\n\r\n\n\xff\r"  # NUL, bare LF, CR alone, 8-bit octets
+
+
+def _binary_msg(multipart: bool) -> bytes:
+    if not multipart:
+        return (
+            b"From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: binary\r\n\r\n" + BINARY_PART
+        )
+    return (
+        b'From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b3"\r\n\r\n'
+        b"--b3\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b"--b3\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+        + BINARY_PART * 40
+        + b"\r\n--b3--\r\n"
+    )
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_append_literal8_keeps_binary_octets(pair: Any, multipart: bool) -> None:
+    """RFC 3516 §4.4: APPEND ~{n} of a binary part; BINARY gives back exactly those octets (like
+    Dovecot), and BODY never carries NUL in a plain literal (RFC 9051 §4.3): the part is kept
+    base64-encoded, as Dovecot does."""
+    box, ours, theirs = pair
+    msg = _binary_msg(multipart)
+    part = 2 if multipart else 1
+    want = BINARY_PART * 40 if multipart else BINARY_PART
+    ours.send(b"AP APPEND %s ~{%d+}\r\n" % (box.encode(), len(msg)) + msg + b"\r\n")
+    assert b"AP OK" in ours.until_tagged(b"AP")[-1]
+    theirs.sock.sendall(b"AP APPEND %s ~{%d+}\r\n" % (box.encode(), len(msg)) + msg + b"\r\n")
+    theirs.cmd("NOOP")
+    ours.cmd(f"SELECT {box}")
+    theirs.cmd(f"SELECT {box}")
+    items = f"FETCH * (BINARY.PEEK[{part}] BINARY.SIZE[{part}] BODY.PEEK[{part}] BINARY.PEEK[{part}]<3.5>)"
+    raw_lines = ours.cmd(items)
+    (m,) = fetch_items(raw_lines[:-1]).values()
+    (r,) = fetch_items(theirs.cmd(items)[0]).values()
+    assert m[f"BINARY[{part}]"] == r[f"BINARY[{part}]"] == want
+    assert m[f"BINARY.SIZE[{part}]"] == len(want)
+    assert m[f"BINARY[{part}]<3>"] == r[f"BINARY[{part}]<3>"] == want[3:8]
+    assert b"\0" not in m[f"BODY[{part}]"]
+    assert base64.b64decode(m[f"BODY[{part}]"], validate=False) == want
+
+
+def test_append_empty_literal8_is_refused_and_session_goes_on(pair: Any) -> None:
+    """APPEND ~{0} (synchronising and LITERAL+): NO (an empty message is no message; Dovecot:
+    "Can't save a zero byte message"), with the framing intact — the next command runs."""
+    box, ours, _theirs = pair
+    ours.send(b"E1 APPEND %s ~{0}\r\n" % box.encode())
+    assert ours.line().startswith(b"+ ")
+    ours.send(b"\r\n")
+    assert ours.until_tagged(b"E1")[-1].startswith(b"E1 NO ")
+    ours.send(b"E2 APPEND %s (\\Seen) ~{0+}\r\n\r\nE3 NOOP\r\n" % box.encode())
+    assert ours.until_tagged(b"E2")[-1].startswith(b"E2 NO ")
+    assert ours.until_tagged(b"E3")[-1].startswith(b"E3 OK")

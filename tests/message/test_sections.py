@@ -212,3 +212,23 @@ def test_transfer_decoder_qp_chunks_fuzzed() -> None:
         check()
     finally:
         sections._QP_MAX_CARRY = old
+
+
+def test_base64_binary_parts_keeps_the_octets() -> None:
+    import base64
+
+    from mailhouse.message.sections import base64_binary_parts
+
+    data = b"\0-\xe4\n\r\n\n"
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=xx\r\nMIME-Version: 1.0\r\n\r\n"
+        b"--xx\r\nContent-Transfer-Encoding: BINARY\r\n\r\n" + data + b"\r\n"
+        b"--xx\r\nContent-Type: text/plain\r\n\r\nhi\r\n--xx--\r\n"
+    )
+    out = base64_binary_parts(raw)
+    assert out is not None and b"\0" not in out
+    t = parse_message(out)
+    assert binary_section(out, t, (1,)) == data
+    assert fetch_section(out, t, "2") == b"hi"
+    assert base64.b64decode(fetch_section(out, t, "1")) == data
+    assert base64_binary_parts(b"Subject: plain\r\n\r\ntext\r\n") is None

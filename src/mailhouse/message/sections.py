@@ -30,6 +30,7 @@ RFC 3516 §4.3 / RFC 9051 §7.1).
 
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ __all__ = [
     "binary_size",
     "decode_transfer_encoding",
     "qp_decode",
+    "base64_binary_parts",
     "section_range",
     "header_fields",
     "TransferDecoder",
@@ -277,6 +279,54 @@ def qp_decode(data: bytes, *, final: bool = True) -> bytes:
             line, eol = line[:-1], b""  # rule 5: soft line break
         out.append(_QP_ESCAPE.sub(_qp_byte, line) if b"=" in line else line)
         out.append(eol)
+    return b"".join(out)
+
+
+def _leaves(tree: MessagePart) -> list[MessagePart]:
+    out: list[MessagePart] = []
+    stack = [tree]
+    while stack:
+        p = stack.pop()
+        if p.children:
+            stack.extend(reversed(p.children))
+        else:
+            out.append(p)
+    return out
+
+
+_B64_LINE = 76  # RFC 2045 §6.8: encoded lines of at most 76 characters
+
+
+def base64_binary_parts(raw: bytes) -> bytes | None:
+    """``raw`` with every leaf part of ``Content-Transfer-Encoding: binary`` re-encoded as
+    base64 (its CTE field rewritten), or None when there is none.
+
+    For APPEND of literal8 data (RFC 3516 §4.4): the store keeps messages with CRLF line ends
+    (``store.crlf``) and BODY[] must never carry NUL in a plain literal (RFC 9051 §4.3), so
+    binary octets are kept only in an encoding both survive; BINARY[part] and BINARY.SIZE still
+    give back the octets that were appended. Dovecot converts such parts the same way."""
+    from mailhouse.message.parse import parse_message
+
+    tree = parse_message(raw)
+    edits: list[tuple[int, int, bytes]] = []
+    for p in _leaves(tree):
+        if p.cte != "binary" or p.is_multipart or p.is_message:
+            continue
+        for (name, _), (a, b) in zip(p.headers, p.header_spans, strict=True):
+            if name.lower() == b"content-transfer-encoding":
+                edits.append((a, b, b"Content-Transfer-Encoding: base64\r\n"))
+        body = raw[p.body_start : p.body_end]
+        enc = base64.b64encode(body)
+        lines = b"\r\n".join(enc[i : i + _B64_LINE] for i in range(0, len(enc), _B64_LINE))
+        edits.append((p.body_start, p.body_end, lines))
+    if not edits:
+        return None
+    out: list[bytes] = []
+    pos = 0
+    for a, b, text in sorted(edits):
+        out += (raw[pos:a], text)
+        pos = b
+    out.append(raw[pos:])
     return b"".join(out)
 
 
