@@ -175,30 +175,32 @@ def test_invalid_escape_is_kept_as_written(pair: Any) -> None:
 BINARY_PART = b"\0 -\xe4\n\r\n\n\xff\r"  # NUL, bare LF, CR alone, 8-bit octets
 
 
-def _binary_msg(multipart: bool) -> bytes:
-    if not multipart:
-        return (
+def _binary_msg(kind: str) -> tuple[bytes, int, bytes]:
+    """(message, part number, the part's octets) for APPEND ~{n}."""
+    if kind == "single":
+        msg = (
             b"From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\n"
             b"Content-Transfer-Encoding: binary\r\n\r\n" + BINARY_PART
         )
-    return (
+        return msg, 1, BINARY_PART
+    want = BINARY_PART * (STREAM_MIN // len(BINARY_PART) + 1 if kind == "big" else 40)
+    msg = (
         b'From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b3"\r\n\r\n'
         b"--b3\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
         b"--b3\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
-        + BINARY_PART * 40
+        + want
         + b"\r\n--b3--\r\n"
     )
+    return msg, 2, want
 
 
-@pytest.mark.parametrize("multipart", [False, True])
-def test_append_literal8_keeps_binary_octets(pair: Any, multipart: bool) -> None:
+@pytest.mark.parametrize("kind", ["single", "multipart", "big"])
+def test_append_literal8_keeps_binary_octets(pair: Any, kind: str) -> None:
     """RFC 3516 §4.4: APPEND ~{n} of a binary part; BINARY gives back exactly those octets (like
     Dovecot), and BODY never carries NUL in a plain literal (RFC 9051 §4.3): the part is kept
-    base64-encoded, as Dovecot does."""
+    base64-encoded, as Dovecot does. "big" is parsed off the event loop and FETCHed streaming."""
     box, ours, theirs = pair
-    msg = _binary_msg(multipart)
-    part = 2 if multipart else 1
-    want = BINARY_PART * 40 if multipart else BINARY_PART
+    msg, part, want = _binary_msg(kind)
     ours.send(b"AP APPEND %s ~{%d+}\r\n" % (box.encode(), len(msg)) + msg + b"\r\n")
     assert b"AP OK" in ours.until_tagged(b"AP")[-1]
     theirs.sock.sendall(b"AP APPEND %s ~{%d+}\r\n" % (box.encode(), len(msg)) + msg + b"\r\n")
@@ -206,8 +208,7 @@ def test_append_literal8_keeps_binary_octets(pair: Any, multipart: bool) -> None
     ours.cmd(f"SELECT {box}")
     theirs.cmd(f"SELECT {box}")
     items = f"FETCH * (BINARY.PEEK[{part}] BINARY.SIZE[{part}] BODY.PEEK[{part}] BINARY.PEEK[{part}]<3.5>)"
-    raw_lines = ours.cmd(items)
-    (m,) = fetch_items(raw_lines[:-1]).values()
+    (m,) = fetch_items(ours.cmd(items)[:-1]).values()
     (r,) = fetch_items(theirs.cmd(items)[0]).values()
     assert m[f"BINARY[{part}]"] == r[f"BINARY[{part}]"] == want
     assert m[f"BINARY.SIZE[{part}]"] == len(want)

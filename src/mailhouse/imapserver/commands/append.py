@@ -25,6 +25,7 @@ from mailhouse.store.crlf import to_crlf
 from .. import urlauth
 from ..context import Ok
 from ..errors import No
+from ..fetch_stream import STREAM_MIN
 from ..mailbox_names import check_name
 from ..quota import check_quota
 from ..updates import note_own
@@ -73,7 +74,12 @@ async def cmd_append(s: SessionContext, cmd: Command) -> Ok | None:
             binary = m.binary
         if binary or b"\0" in data:
             # RFC 3516 §4.4: literal8 data may hold binary parts; keep their octets as base64
-            data = base64_binary_parts(data) or data
+            # (a big message is parsed off the event loop)
+            if len(data) >= STREAM_MIN:
+                rewritten = await s.node.big.offload(base64_binary_parts, data)
+            else:
+                rewritten = base64_binary_parts(data)
+            data = rewritten if rewritten is not None else data
         data = to_crlf(data)  # store invariant: CRLF line endings, so RFC822.SIZE = stored size
         if not data:
             raise No("Cannot append an empty message", "CANNOT")
