@@ -156,3 +156,79 @@ def test_transfer_decoder_refuses_unknown_encodings() -> None:
 
     with pytest.raises(UnknownCTE):
         TransferDecoder("x-uuencode")
+
+
+# ---------------------------------------------------------------- issue 13 §1: RFC 2045 §6.7 decoding
+@pytest.mark.parametrize(
+    ("enc", "dec"),
+    [
+        (b"padded   \r\nnext\r\n", b"padded\r\nnext\r\n"),  # rule 3: trailing white space deleted
+        (b"soft=\r\nbreak\r\n", b"softbreak\r\n"),  # rule 5
+        (b"soft= \t\r\nbreak\r\n", b"softbreak\r\n"),  # "=" then padding: still a soft break
+        (b"tab\t=\r\nx\r\n", b"tab\tx\r\n"),  # white space before the "=" is data
+        (b"=41=4a=4B\r\n", b"AJK\r\n"),  # rule 1, hex digits in either case
+        (b"=ZZ =4\r\n", b"=ZZ =4\r\n"),  # note (2): an "=" that starts no escape is kept
+        (b"last  ", b"last"),  # the last line too
+        (b"end=", b"end"),
+        (b"lf only  \nx=\ny\n", b"lf only\nxy\n"),
+        (b"", b""),
+    ],
+)
+def test_quoted_printable_rules(enc: bytes, dec: bytes) -> None:
+    from mailhouse.message.sections import decode_transfer_encoding
+
+    assert decode_transfer_encoding(enc, "quoted-printable") == dec
+    for size in (1, 2, 3, 7):
+        assert _feed_all("quoted-printable", enc, size) == dec
+
+
+def test_binary_size_of_quoted_printable_is_the_decoded_size() -> None:
+    raw = (
+        b"MIME-Version: 1.0\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"hello  \r\nbar=\r\n\r\nfoo\t \t= \r\n=62\r\n"
+    )
+    t = parse_message(raw)
+    assert binary_section(raw, t, (1,)) == b"hello\r\nbar\r\nfoo\t \tb\r\n"
+    assert binary_size(raw, t, (1,)) == len(b"hello\r\nbar\r\nfoo\t \tb\r\n")
+    assert binary_section(raw, t, (1,), (5, 7)) == b"\r\nbar\r\n"  # a range of the decoded octets
+
+
+def test_transfer_decoder_qp_chunks_fuzzed() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    import mailhouse.message.sections as sections
+
+    piece = st.sampled_from([b"a", b" ", b"\t", b"=", b"=4", b"1", b"\r\n", b"\n", b"=\r\n", b"= \r\n", b"z"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(piece, max_size=60).map(b"".join), st.integers(1, 9))
+    def check(enc: bytes, size: int) -> None:
+        assert _feed_all("quoted-printable", enc, size) == sections.qp_decode(enc)
+
+    old = sections._QP_MAX_CARRY
+    sections._QP_MAX_CARRY = 6  # the over-long-line path too
+    try:
+        check()
+    finally:
+        sections._QP_MAX_CARRY = old
+
+
+def test_base64_binary_parts_keeps_the_octets() -> None:
+    import base64
+
+    from mailhouse.message.sections import base64_binary_parts
+
+    data = b"\0-\xe4\n\r\n\n"
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=xx\r\nMIME-Version: 1.0\r\n\r\n"
+        b"--xx\r\nContent-Transfer-Encoding: BINARY\r\n\r\n" + data + b"\r\n"
+        b"--xx\r\nContent-Type: text/plain\r\n\r\nhi\r\n--xx--\r\n"
+    )
+    out = base64_binary_parts(raw)
+    assert out is not None and b"\0" not in out
+    t = parse_message(out)
+    assert binary_section(out, t, (1,)) == data
+    assert fetch_section(out, t, "2") == b"hi"
+    assert base64.b64decode(fetch_section(out, t, "1")) == data
+    assert base64_binary_parts(b"Subject: plain\r\n\r\ntext\r\n") is None

@@ -33,7 +33,7 @@ import collections
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from mailhouse.message.bodystructure import body as body_of
 from mailhouse.message.bodystructure import bodystructure
@@ -55,6 +55,8 @@ from mailhouse.runtime.offload import Offload, OffloadError
 from mailhouse.store.api import MessageRecord, Store
 
 from .errors import No, Transient
+
+T = TypeVar("T")
 
 
 class Output(Protocol):
@@ -132,6 +134,14 @@ class BigMessages:
         self._whole: dict[str, tuple[int, bool]] = {}  # BINARY[] of whole messages: (size, NUL?)
         self._lock = asyncio.Semaphore(PARSE_WORKERS)
         self._pool = Offload(workers=PARSE_WORKERS, queue=PARSE_QUEUE, budget=PARSE_BUDGET, name="imap-parse")
+
+    async def offload(self, fn: Callable[[bytes], T], raw: bytes) -> T:
+        """``fn(raw)`` in the node's parse pool (MIME work on a big message, e.g. APPEND's
+        ``base64_binary_parts``): never on the event loop (issue 12 item 1)."""
+        try:
+            return await self._pool.run(fn, raw)
+        except OffloadError:
+            raise Transient("Server busy parsing messages, try again later") from None
 
     async def shape(self, rec: MessageRecord) -> MessageShape:
         key = rec.blob_key

@@ -22,6 +22,14 @@ which the session calls where the RFC allows each kind:
 * ``FETCH (FLAGS ...)`` for flag changes made by others (with UID when QRESYNC is enabled,
   MODSEQ when CONDSTORE is enabled).
 
+Keywords are announced before use (RFC 9051 §7.3.5, RFC 3501 §7.2.6): ``announced`` is the
+keyword set of the last ``FLAGS`` sent (SELECT's, then every announcement); whenever a record
+enters the view with a keyword outside it (another session's STORE, APPEND, COPY or MOVE, this
+session's own STORE or APPEND), the keyword is queued in ``unannounced`` and :meth:`announce`
+returns the untagged ``FLAGS`` and ``OK [PERMANENTFLAGS]`` listing it. Every path that writes a
+``FETCH`` carrying FLAGS calls it first (:meth:`updates`, ``updates.report``, STORE, FETCH).
+The set only grows while the mailbox is selected (a client may keep showing a keyword).
+
 \\Recent (rev1 only) lives in :class:`RecentClaims`: the highest UID of each mailbox already
 announced as recent to some session, kept by the store and advanced by one atomic statement
 (``Store.claim_recent``), so exactly one session of any process or node gets a message as
@@ -188,6 +196,8 @@ class SelectedMailbox:
         self.index: SharedIndex | None = None  # the shared index this view follows
         self.index_pos = 0  # how far this view has consumed ``index.log``
         self._views: list[MessageView] | None = None  # views() cache, kept current in place
+        self.announced: set[str] = _keywords(records)  # keywords in the last FLAGS sent
+        self.unannounced: set[str] = set()  # keywords in the view not yet announced
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -226,6 +236,7 @@ class SelectedMailbox:
         view.known_modseq = idx.modseq  # every change up to it is in the records
         view.index = idx
         view.index_pos = idx.log_end
+        view.announced = _keywords(view.records.values())  # SELECT's FLAGS lists them
         if view.uids and view.uids[-1] >= view.mailbox.uidnext:  # records read after the row
             view.mailbox = dataclasses.replace(view.mailbox, uidnext=view.uids[-1] + 1)
         if not rev2:
@@ -353,10 +364,12 @@ class SelectedMailbox:
             if old is not None:
                 if old.flags != rec.flags or (self.condstore and old.modseq != rec.modseq):
                     self.pending_flags.add(rec.uid)
+                    self._note_keywords(rec)
                 self.records[rec.uid] = rec
                 self._view_record(rec)
             elif rec.uid > top:
                 self.pending_new[rec.uid] = rec
+                self._note_keywords(rec)
 
     def set_record(self, rec: MessageRecord) -> None:
         """This session changed a message itself (STORE, implicit \\Seen): no update needed."""
@@ -364,6 +377,30 @@ class SelectedMailbox:
             self.records[rec.uid] = rec
             self.pending_flags.discard(rec.uid)
             self._view_record(rec)
+            self._note_keywords(rec)
+
+    # ---------------------------------------------------------------- keyword announcement
+    def _note_keywords(self, rec: MessageRecord) -> None:
+        """Queue the keywords of ``rec`` that the client has not been told about."""
+        announced = self.announced
+        for f in rec.flags:
+            if f not in announced and not f.startswith("\\"):
+                self.unannounced.add(f)
+
+    def announce(self) -> bytes:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` when keywords not announced yet entered
+        the view (RFC 9051 §7.3.5: the client records the new FLAGS); else nothing. Must be
+        sent before any FETCH response mentioning them (RFC 3501 §7.2.6)."""
+        if not self.unannounced:
+            return b""
+        self.announced |= self.unannounced
+        self.unannounced.clear()
+        perm = self.permanent_flags()
+        out = response.untagged("FLAGS", perm)
+        if not self.readonly:  # EXAMINE: PERMANENTFLAGS stays () (RFC 9051 §6.3.2)
+            codes = " ".join(a.value for a in perm if isinstance(a, response.Atom))
+            out += response.untagged_status("OK", "Flags permitted", f"PERMANENTFLAGS ({codes} \\*)")
+        return out
 
     def remove_expunged(self, uids: Iterable[int]) -> list[int]:
         """Drop ``uids`` from the view; returns the sequence numbers to report, in the order
@@ -398,8 +435,9 @@ class SelectedMailbox:
         return b"".join(response.expunge(s) for s in seqs)
 
     async def updates(self, claims: RecentClaims | None, *, allow_expunge: bool) -> bytes:
-        """Responses for everything queued that may be sent now (see the module docstring)."""
-        out = b""
+        """Responses for everything queued that may be sent now (see the module docstring);
+        new keywords are announced first (also those of new messages, before their EXISTS)."""
+        out = self.announce()
         if allow_expunge and self.pending_expunge:
             out += self.expunge_responses(sorted(self.pending_expunge))
         if self.pending_new:
@@ -472,6 +510,11 @@ class SelectedMailbox:
                 self._views[seq - 1].record = rec
 
     def permanent_flags(self) -> list[response.Value]:
-        keywords = sorted({f for r in self.records.values() for f in r.flags if not f.startswith("\\")})
+        """The system flags, then the keywords announced so far (SELECT's FLAGS, PERMANENTFLAGS)."""
         base = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
-        return [response.Atom(f) for f in base + keywords]
+        return [response.Atom(f) for f in base + sorted(self.announced)]
+
+
+def _keywords(records: Iterable[MessageRecord]) -> set[str]:
+    """The keywords (flags not starting with a backslash) used by ``records``."""
+    return {f for r in records for f in r.flags if not f.startswith("\\")}

@@ -108,6 +108,7 @@ async def report(s: SessionContext, view: SelectedMailbox, *, allow_expunge: boo
     EXPUNGEs they follow from (RFC 5267 §4.3.4), EXPUNGE/EXISTS/FETCH FLAGS, ADDTO after
     EXISTS, then the MessageNew FETCHes of NOTIFY (RFC 5465 §5.2)."""
     st = s.notify
+    s.send(view.announce())  # RFC 9051 §7.3.5: new keywords in FLAGS before any FETCH uses them
     if st is not None and "FlagChange" in st.selected and view.pending_flags:
         # RFC 5465 §5.1: the unsolicited FETCH carries UID and FLAGS (numbers valid now: any
         # EXPUNGE follows)

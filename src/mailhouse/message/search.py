@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from mailhouse.message.headers import _codec, decode_bytes, decode_words, unfold
 from mailhouse.message.parse import MessagePart, iter_parts
-from mailhouse.message.sections import UnknownCTE, decode_transfer_encoding
+from mailhouse.message.sections import TransferDecoder, UnknownCTE, decode_transfer_encoding
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -192,29 +192,18 @@ class _Base64Stream:
 
 
 class _QPStream:
-    """Quoted-printable across windows: a window is decoded up to its last line break (so a soft
-    line break "=" CRLF is never split, RFC 2045 §6.7 rule 5), or, for a line longer than a
-    window, up to but not including an "=" in its last two octets (an escape "=XX" is never
-    split, rule 1)."""
+    """Quoted-printable across windows: ``sections.TransferDecoder``, so SEARCH reads exactly
+    the octets BINARY returns (RFC 2045 §6.7: whole lines decoded, an over-long line never cut
+    inside an "=XX" escape or before its trailing white space / soft line break)."""
 
     done = False
 
     def __init__(self) -> None:
-        self._rest = b""
+        self._dec = TransferDecoder("quoted-printable")
 
     def feed(self, chunk: bytes, final: bool) -> bytes:
-        data = self._rest + chunk if self._rest else chunk
-        if final:
-            self._rest = b""
-            return binascii.a2b_qp(data)
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            cut = len(data)
-            j = data.find(b"=", max(0, cut - 2))
-            if j >= 0:
-                cut = j
-        self._rest = data[cut:]
-        return binascii.a2b_qp(data[:cut])
+        out = self._dec.feed(chunk)
+        return out + self._dec.finish() if final else out
 
 
 class _Utf8OrCp1252:

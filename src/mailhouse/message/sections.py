@@ -16,7 +16,12 @@ Part numbering rules (RFC 9051 §6.4.5):
 - partial ``<start.len>``: octets start..start+len-1 of the result; start past the end gives
   an empty string.
 
-Invariants: results are exact slices of the stored octets (only HEADER.FIELDS concatenates
+BINARY (RFC 3516 §4.2-4.3) decodes the part's Content-Transfer-Encoding first: quoted-printable
+by RFC 2045 §6.7 (:func:`qp_decode`: trailing white space deleted, ``=`` before the line end is a
+soft line break even with white space between), base64 by §6.8; ``<off.len>`` and BINARY.SIZE
+are over the DECODED octets, and :class:`TransferDecoder` gives the same octets chunk by chunk.
+
+Invariants: BODY results are exact slices of the stored octets (only HEADER.FIELDS concatenates
 whole field lines and appends CRLF). Errors: :class:`SectionNotFound` for a part that does not
 exist or a spec that does not apply (the server answers with an empty/NIL body or NO), and
 :class:`UnknownCTE` from BINARY for an encoding we cannot decode (``NO [UNKNOWN-CTE]``,
@@ -25,6 +30,7 @@ RFC 3516 §4.3 / RFC 9051 §7.1).
 
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 from dataclasses import dataclass
@@ -41,6 +47,8 @@ __all__ = [
     "binary_section",
     "binary_size",
     "decode_transfer_encoding",
+    "qp_decode",
+    "base64_binary_parts",
     "section_range",
     "header_fields",
     "TransferDecoder",
@@ -234,9 +242,92 @@ def decode_transfer_encoding(data: bytes, cte: str) -> bytes:
         except binascii.Error:
             return b""
     if cte == "quoted-printable":
-        # RFC 2045 §6.7: soft line breaks "=" CRLF; keep hard line breaks as they are.
-        return binascii.a2b_qp(data)
+        return qp_decode(data)
     raise UnknownCTE(cte)
+
+
+_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+def _qp_byte(m: re.Match[bytes]) -> bytes:
+    return bytes((int(m.group(1), 16),))
+
+
+def qp_decode(data: bytes, *, final: bool = True) -> bytes:
+    """Quoted-printable octets to the octets they encode (RFC 2045 §6.7), line by line:
+
+    * rule 3: white space at the end of an encoded line is deleted (transport padding);
+    * rule 5: a line ending in ``=`` (after that deletion, so ``= `` CRLF too) is a soft line
+      break: the ``=`` and the line break go;
+    * rule 1: ``=XX`` (hex digits, either case — a robust decoder) is the octet XX; any other
+      ``=`` is kept as it is (RFC 2045 §6.7 note (2));
+    * hard line breaks stay as stored (CRLF; a bare LF stays LF).
+
+    With ``final=False`` the data must end with a line break (streaming: whole lines only)."""
+    out: list[bytes] = []
+    pos, n = 0, len(data)
+    while pos < n:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            line, eol, pos = data[pos:], b"", n
+        else:
+            end = nl - 1 if nl > pos and data[nl - 1] == 0x0D else nl
+            line, eol, pos = data[pos:end], data[end : nl + 1], nl + 1
+        if eol or final:
+            line = line.rstrip(b" \t")  # rule 3
+        if line.endswith(b"=") and (eol or final):
+            line, eol = line[:-1], b""  # rule 5: soft line break
+        out.append(_QP_ESCAPE.sub(_qp_byte, line) if b"=" in line else line)
+        out.append(eol)
+    return b"".join(out)
+
+
+def _leaves(tree: MessagePart) -> list[MessagePart]:
+    out: list[MessagePart] = []
+    stack = [tree]
+    while stack:
+        p = stack.pop()
+        if p.children:
+            stack.extend(reversed(p.children))
+        else:
+            out.append(p)
+    return out
+
+
+_B64_LINE = 76  # RFC 2045 §6.8: encoded lines of at most 76 characters
+
+
+def base64_binary_parts(raw: bytes) -> bytes | None:
+    """``raw`` with every leaf part of ``Content-Transfer-Encoding: binary`` re-encoded as
+    base64 (its CTE field rewritten), or None when there is none.
+
+    For APPEND of literal8 data (RFC 3516 §4.4): the store keeps messages with CRLF line ends
+    (``store.crlf``) and BODY[] must never carry NUL in a plain literal (RFC 9051 §4.3), so
+    binary octets are kept only in an encoding both survive; BINARY[part] and BINARY.SIZE still
+    give back the octets that were appended. Dovecot converts such parts the same way."""
+    from mailhouse.message.parse import parse_message
+
+    tree = parse_message(raw)
+    edits: list[tuple[int, int, bytes]] = []
+    for p in _leaves(tree):
+        if p.cte != "binary" or p.is_multipart or p.is_message:
+            continue
+        for (name, _), (a, b) in zip(p.headers, p.header_spans, strict=True):
+            if name.lower() == b"content-transfer-encoding":
+                edits.append((a, b, b"Content-Transfer-Encoding: base64\r\n"))
+        body = raw[p.body_start : p.body_end]
+        enc = base64.b64encode(body)
+        lines = b"\r\n".join(enc[i : i + _B64_LINE] for i in range(0, len(enc), _B64_LINE))
+        edits.append((p.body_start, p.body_end, lines))
+    if not edits:
+        return None
+    out: list[bytes] = []
+    pos = 0
+    for a, b, text in sorted(edits):
+        out += (raw[pos:a], text)
+        pos = b
+    out.append(raw[pos:])
+    return b"".join(out)
 
 
 def binary_section(
@@ -294,12 +385,21 @@ class TransferDecoder:
             return binascii.a2b_base64(clean[:n]) if n else b""
         buf = self._carry + data  # quoted-printable: decode whole lines, carry the last one
         cut = buf.rfind(b"\n") + 1
-        if cut == 0 and len(buf) > _QP_MAX_CARRY:
-            cut = len(buf) - 2
-            j = buf.rfind(b"=", cut - 2, cut)
-            cut = j if j >= 0 else cut  # never split an "=XX" escape or an "=" CRLF soft break
+        if cut:
+            self._carry = buf[cut:]
+            return qp_decode(buf[:cut], final=False)
+        if len(buf) <= _QP_MAX_CARRY:
+            self._carry = buf
+            return b""
+        # an over-long line is decoded in pieces: never cut an "=XX" escape, and keep trailing
+        # white space (and an "=") with the rest of the line, where rule 3 / rule 5 judge it
+        cut = len(buf) - 2
+        j = buf.rfind(b"=", cut - 2, cut)
+        cut = j if j >= 0 else cut
+        body = buf[:cut].rstrip(b" \t=")
+        cut = len(body) if body else cut  # a line of nothing but blanks: decode it as it is
         self._carry = buf[cut:]
-        return binascii.a2b_qp(buf[:cut]) if cut else b""
+        return qp_decode(buf[:cut], final=False)
 
     def finish(self) -> bytes:
         rest, self._carry = self._carry, b""
@@ -308,7 +408,7 @@ class TransferDecoder:
                 rest = rest[:-1]  # a lone trailing sextet is garbage
             return binascii.a2b_base64(rest + b"=" * (-len(rest) % 4)) if rest else b""
         if self._kind == "quoted-printable":
-            return binascii.a2b_qp(rest) if rest else b""
+            return qp_decode(rest) if rest else b""
         return rest
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from mailhouse.message.sections import base64_binary_parts
 from mailhouse.proto.imap.commands import Append, CatenateText, CatenateURL
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import NewMessage
@@ -24,6 +25,7 @@ from mailhouse.store.crlf import to_crlf
 from .. import urlauth
 from ..context import Ok
 from ..errors import No
+from ..fetch_stream import STREAM_MIN
 from ..mailbox_names import check_name
 from ..quota import check_quota
 from ..updates import note_own
@@ -66,8 +68,18 @@ async def cmd_append(s: SessionContext, cmd: Command) -> Ok | None:
                     raise No("Message too big", "TOOBIG")  # RFC 4469 §5 / RFC 7889
                 parts.append(chunk)
             data = b"".join(parts)
+            binary = any(isinstance(p, CatenateText) and p.binary for p in m.catenate)
         else:
             data = m.data or b""
+            binary = m.binary
+        if binary or b"\0" in data:
+            # RFC 3516 §4.4: literal8 data may hold binary parts; keep their octets as base64
+            # (a big message is parsed off the event loop)
+            if len(data) >= STREAM_MIN:
+                rewritten = await s.node.big.offload(base64_binary_parts, data)
+            else:
+                rewritten = base64_binary_parts(data)
+            data = rewritten if rewritten is not None else data
         data = to_crlf(data)  # store invariant: CRLF line endings, so RFC822.SIZE = stored size
         if not data:
             raise No("Cannot append an empty message", "CANNOT")

@@ -82,6 +82,7 @@ async def cmd_fetch(s: SessionContext, cmd: Command) -> Ok | None:
             for rec in res.updated:
                 view.set_record(rec)
                 flag_changed.add(rec.uid)
+    s.send(view.announce())  # RFC 9051 §7.3.5: keywords the view holds are announced first
     expunge_issued = False
     for r in records:
         uid = r.uid

@@ -2,7 +2,9 @@
 
 RFCs: RFC 9051 §6.4.6 (STORE, ``+FLAGS``/``-FLAGS``, .SILENT), §2.3.2 (``\\Recent`` can never be
 stored); RFC 7162 §3.1.3 (UNCHANGEDSINCE → ``[MODIFIED set]``, MODSEQ in the FETCH responses
-even with .SILENT; UNCHANGEDSINCE enables CONDSTORE), §3.2.4 (UID with QRESYNC).
+even with .SILENT; UNCHANGEDSINCE enables CONDSTORE), §3.2.4 (UID with QRESYNC); RFC 9051
+§7.3.5 (a keyword new to the mailbox is announced in FLAGS / PERMANENTFLAGS before the FETCH
+responses that carry it, ``SelectedMailbox.announce``).
 
 Invariants: a read-only (EXAMINE) view changes nothing; the store call is the commit point —
 the FETCH responses describe committed state.
@@ -44,6 +46,7 @@ async def cmd_store(s: SessionContext, cmd: Command) -> Ok | None:
     updated = {r.uid for r in res.updated}
     for rec in res.updated:
         view.set_record(rec)
+    s.send(view.announce())  # RFC 9051 §7.3.5: a new keyword is in FLAGS before the FETCH shows it
     failed = set(res.failed_uids)
     for uid in uids:
         if uid in failed or uid not in view.records:
