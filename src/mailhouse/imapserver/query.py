@@ -54,14 +54,13 @@ import asyncio
 import datetime as dt
 import threading
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mailhouse.imapserver.errors import ImapError
 from mailhouse.message.cache import CachedMessage
-from mailhouse.message.envelope import parse_addresses
+from mailhouse.message.envelope import address_search_text, parse_addresses
 from mailhouse.message.headers import _codec, decode_words
 from mailhouse.message.parse import MessagePart
 from mailhouse.message.search import (
@@ -72,6 +71,7 @@ from mailhouse.message.search import (
     sent_date,
 )
 from mailhouse.message.thread import (
+    collate,
     format_threads,
     record_from_message,
     sort_ids,
@@ -445,6 +445,8 @@ def _loaded(key: SearchKey, v: MessageView, ctx: _Ctx, got: CachedMessage) -> bo
             return idx.body(n, ctx.limits)
         if key.key == "TEXT":
             return idx.text(n, ctx.limits) or idx.mime_headers(n)
+        if key.key in _ADDRESS_KEYS:
+            return _address_match(got, key.key.lower().encode(), n)
         return idx.header(key.key.lower(), n)
     if isinstance(key, SearchHeader):
         return got.index.header(key.field, ctx.needle(key.value))
@@ -463,6 +465,20 @@ def _loaded(key: SearchKey, v: MessageView, ctx: _Ctx, got: CachedMessage) -> bo
     x = _cheap(key, v, ctx)  # every other key is decided by the index
     assert x is not None
     return x
+
+
+# RFC 9051 §6.4.4: FROM/TO/CC/BCC "contain the specified string in the … field" — compared with
+# the field written as addresses (envelope.address_search_text), like Dovecot.
+_ADDRESS_KEYS = frozenset(("FROM", "TO", "CC", "BCC"))
+
+
+def _address_match(got: CachedMessage, name: bytes, n: str) -> bool:
+    """Does any top-level ``name`` field, written as addresses, contain the folded needle ``n``?
+    An empty needle matches every message that has the field."""
+    for value in got.tree.get_all(name):
+        if not n or n in address_search_text(value).casefold():
+            return True
+    return False
 
 
 def _ctx(
@@ -820,9 +836,8 @@ _ADDRESS_SORT_KEYS = frozenset(("FROM", "TO", "CC", "DISPLAYFROM", "DISPLAYTO"))
 
 
 def _collate(s: str) -> str:
-    """Comparison form of a sort string: i;unicode-casemap (RFC 5051: case mapping, then NFKD),
-    which is what Dovecot sorts with; "Élody" sorts with the Es, not after "z"."""
-    return unicodedata.normalize("NFKD", s.casefold())
+    """Comparison form of a sort string: i;unicode-casemap (RFC 5051, :func:`thread.collate`)."""
+    return collate(s)
 
 
 def _address_key(tree: MessagePart, crit: str) -> str:
@@ -839,7 +854,8 @@ def _address_key(tree: MessagePart, crit: str) -> str:
             return _collate(decode_words(name))
         if host is not None and host != b"MISSING_DOMAIN":
             return _collate(decode_words(mailbox) + "@" + host.decode("latin-1"))
-    return _collate(decode_words(mailbox))
+    # RFC 5256 §3: the addr-mailbox as ENVELOPE gives it (encoded-words not decoded)
+    return _collate(mailbox.decode("utf-8", "replace"))
 
 
 def format_sort(
