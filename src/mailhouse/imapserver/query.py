@@ -722,12 +722,14 @@ def esearch_items(
             rng, sel = _partial(o.value, nums)
             body = (ordered_set(sel) if ordered else str(SequenceSet.from_numbers(sel))) if sel else "NIL"
             items.append(("PARTIAL", f"({rng} {body})"))
-    # RFC 7162 §3.1.5 / RFC 4731 §3.2: MODSEQ of the messages returned (MIN/MAX only → just those)
+    # RFC 7162 §3.1.5 / RFC 4731 §3.2: the highest MODSEQ of the messages returned — with MIN
+    # and/or MAX alone, only the message(s) those name; with ALL/COUNT/PARTIAL, every match
     if modseq and found:
         if names & {"ALL", "COUNT", "PARTIAL"}:
             ms = max(v.record.modseq for v in found)
         else:
-            ms = max(v.record.modseq for v in (first, last) if v is not None)
+            named = [v for n, v in (("MIN", first), ("MAX", last)) if n in names and v is not None]
+            ms = max(v.record.modseq for v in named)
         items.append(("MODSEQ", ms))
     save: list[int] | None = None
     if "SAVE" in explicit:
