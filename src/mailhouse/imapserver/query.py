@@ -4,7 +4,7 @@ RFCs: RFC 9051 §6.4.4 (SEARCH), §7.3.4 (ESEARCH in rev2); RFC 3501 §6.4.4, §
 response); RFC 4731 (ESEARCH RETURN MIN MAX ALL COUNT); RFC 5182 (SEARCHRES: SAVE and ``$``);
 RFC 5267 (CONTEXT=SEARCH, CONTEXT=SORT, ESORT, PARTIAL, UPDATE ADDTO/REMOVEFROM);
 RFC 9394 (PARTIAL with negative ranges); RFC 7162 §3.1.5 (MODSEQ search key and result);
-RFC 5032 (OLDER, YOUNGER); RFC 8514 (SAVEDBEFORE ...); RFC 5256 (SORT, THREAD=REFERENCES,
+RFC 5032 (OLDER, YOUNGER); RFC 8514 (SAVEDBEFORE ...); RFC 8474 §6 (EMAILID, THREADID); RFC 5256 (SORT, THREAD=REFERENCES,
 THREAD=ORDEREDSUBJECT); RFC 5957 (SORT=DISPLAY).
 
 How the session uses this module (the adapter owns the mailbox state, this module owns none):
@@ -62,6 +62,7 @@ from mailhouse.imapserver.errors import ImapError
 from mailhouse.message.cache import CachedMessage
 from mailhouse.message.envelope import address_search_text, parse_addresses
 from mailhouse.message.headers import _codec, decode_words
+from mailhouse.message.objectid import emailid, threadid
 from mailhouse.message.parse import MessagePart
 from mailhouse.message.search import (
     DEFAULT_MAX_DECODED_BYTES,
@@ -412,8 +413,10 @@ def _cheap(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool | None:
             ts = r.internaldate
         return _date_cmp(key.key, _local_date(ts), key.date)
     if isinstance(key, SearchObjectId):
-        # RFC 8474: we do not advertise OBJECTID; no message has such an id.
-        return False
+        # RFC 8474 §6: EMAILID comes from the record; THREADID needs the header
+        if key.key == "EMAILID":
+            return emailid(r.blob_key) == key.value
+        return None
     if isinstance(key, SearchNot):
         x = _cheap(key.key, v, ctx)
         return None if x is None else not x
@@ -450,6 +453,8 @@ def _loaded(key: SearchKey, v: MessageView, ctx: _Ctx, got: CachedMessage) -> bo
         return idx.header(key.key.lower(), n)
     if isinstance(key, SearchHeader):
         return got.index.header(key.field, ctx.needle(key.value))
+    if isinstance(key, SearchObjectId) and key.key == "THREADID":  # RFC 8474 §6
+        return threadid(got.tree, v.record.blob_key) == key.value
     if isinstance(key, SearchAnd):
         # cheap conjuncts were all True or unknown; evaluate the unknown ones in order
         return all(_loaded(k, v, ctx, got) for k in key.keys)
