@@ -29,7 +29,7 @@ from mailhouse.message.bodystructure import body as body_of
 from mailhouse.message.bodystructure import bodystructure
 from mailhouse.message.cache import CachedMessage
 from mailhouse.message.envelope import envelope, imap_encode
-from mailhouse.message.objectid import emailid, threadid
+from mailhouse.message.objectid import threadid
 from mailhouse.message.preview import PREVIEW_WINDOW, preview, preview_of_part, preview_part
 from mailhouse.message.sections import (
     SectionNotFound,
@@ -75,12 +75,12 @@ SEEN_ITEMS = frozenset(("BODY", "BINARY", "RFC822", "RFC822.TEXT"))
 UNSUPPORTED: frozenset[str] = frozenset()
 
 
-def _derived(kind: str, msg: CachedMessage, blob_key: str) -> bytes:
+def _derived(kind: str, msg: CachedMessage, eid: str) -> bytes:
     """THREADID / PREVIEW of a cached message, computed once (kept in ``structs``)."""
     hit = msg.structs.get(kind)
     if hit is None:
         if kind == "THREADID":
-            hit = msg.structs[kind] = threadid(msg.tree, blob_key).encode("ascii")
+            hit = msg.structs[kind] = threadid(msg.tree, eid).encode("ascii")
         else:
             hit = msg.structs[kind] = preview(msg.raw, msg.tree).encode("utf-8")
     return hit
@@ -137,12 +137,12 @@ def item_value(
     if name == "MODSEQ":
         return "MODSEQ", [rec.modseq]  # RFC 7162 §3.1.4.1: "MODSEQ (n)"
     if name == "EMAILID":  # RFC 8474 §5.1: "EMAILID" SP "(" objectid ")"
-        return "EMAILID", [response.Atom(emailid(rec.blob_key))]
+        return "EMAILID", [response.Atom(rec.emailid)]
     if name in ("THREADID", "PREVIEW"):
         got = derived.get(name) if derived else None
         if got is None:
             assert msg is not None
-            got = _derived(name, msg, rec.blob_key)
+            got = _derived(name, msg, rec.emailid)
         if name == "THREADID":  # RFC 8474 §5.2: "THREADID" SP ("(" objectid ")" / nil)
             return "THREADID", [response.Atom(got.decode("ascii"))]
         return "PREVIEW", got.decode("utf-8")  # RFC 8970 §4: "PREVIEW" SP nstring
@@ -211,7 +211,7 @@ async def _big_derived(s: SessionContext, rec: MessageRecord, names: set[str]) -
         return out
     shape = await s.node.big.shape(rec)
     if "THREADID" in names:
-        out["THREADID"] = threadid(shape.tree, rec.blob_key).encode("ascii")
+        out["THREADID"] = threadid(shape.tree, rec.emailid).encode("ascii")
     if "PREVIEW" in names:
         hit = shape.structs.get("PREVIEW")
         if hit is None:

@@ -62,7 +62,7 @@ from mailhouse.imapserver.errors import ImapError
 from mailhouse.message.cache import CachedMessage
 from mailhouse.message.envelope import address_search_text, parse_addresses
 from mailhouse.message.headers import _codec, decode_words
-from mailhouse.message.objectid import emailid, threadid
+from mailhouse.message.objectid import threadid
 from mailhouse.message.parse import MessagePart
 from mailhouse.message.search import (
     DEFAULT_MAX_DECODED_BYTES,
@@ -415,7 +415,7 @@ def _cheap(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool | None:
     if isinstance(key, SearchObjectId):
         # RFC 8474 §6: EMAILID comes from the record; THREADID needs the header
         if key.key == "EMAILID":
-            return emailid(r.blob_key) == key.value
+            return r.emailid == key.value
         return None
     if isinstance(key, SearchNot):
         x = _cheap(key.key, v, ctx)
@@ -454,7 +454,7 @@ def _loaded(key: SearchKey, v: MessageView, ctx: _Ctx, got: CachedMessage) -> bo
     if isinstance(key, SearchHeader):
         return got.index.header(key.field, ctx.needle(key.value))
     if isinstance(key, SearchObjectId) and key.key == "THREADID":  # RFC 8474 §6
-        return threadid(got.tree, v.record.blob_key) == key.value
+        return threadid(got.tree, v.record.emailid) == key.value
     if isinstance(key, SearchAnd):
         # cheap conjuncts were all True or unknown; evaluate the unknown ones in order
         return all(_loaded(k, v, ctx, got) for k in key.keys)
