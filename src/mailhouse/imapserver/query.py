@@ -60,7 +60,7 @@ from typing import Any
 
 from mailhouse.imapserver.errors import ImapError
 from mailhouse.message.cache import CachedMessage
-from mailhouse.message.envelope import address_search_text, parse_addresses
+from mailhouse.message.envelope import parse_addresses
 from mailhouse.message.headers import _codec, decode_words
 from mailhouse.message.objectid import threadid
 from mailhouse.message.parse import MessagePart
@@ -480,10 +480,7 @@ _ADDRESS_KEYS = frozenset(("FROM", "TO", "CC", "BCC"))
 def _address_match(got: CachedMessage, name: bytes, n: str) -> bool:
     """Does any top-level ``name`` field, written as addresses, contain the folded needle ``n``?
     An empty needle matches every message that has the field."""
-    for value in got.tree.get_all(name):
-        if not n or n in address_search_text(value).casefold():
-            return True
-    return False
+    return any(not n or n in text for text in got.addresses(name))
 
 
 def _ctx(
