@@ -42,7 +42,7 @@ from mailhouse.message.sections import (
 from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import FetchAtt
 from mailhouse.runtime.offload import OffloadError
-from mailhouse.store.api import MessageRecord
+from mailhouse.store.api import MessageRecord, emailid_for_blob
 
 from . import query
 from .errors import Bad, No
@@ -73,6 +73,11 @@ CONTENT_ITEMS = frozenset(
 SEEN_ITEMS = frozenset(("BODY", "BINARY", "RFC822", "RFC822.TEXT"))
 # Parsed by the core but not served (none today: OBJECTID and PREVIEW are wired).
 UNSUPPORTED: frozenset[str] = frozenset()
+
+
+def _emailid(rec: MessageRecord) -> str:
+    # every record read from the store has one; a record built by hand gets its blob's
+    return rec.emailid or emailid_for_blob(rec.blob_key)
 
 
 def _derived(kind: str, msg: CachedMessage, eid: str) -> bytes:
@@ -137,12 +142,12 @@ def item_value(
     if name == "MODSEQ":
         return "MODSEQ", [rec.modseq]  # RFC 7162 §3.1.4.1: "MODSEQ (n)"
     if name == "EMAILID":  # RFC 8474 §5.1: "EMAILID" SP "(" objectid ")"
-        return "EMAILID", [response.Atom(rec.emailid)]
+        return "EMAILID", [response.Atom(_emailid(rec))]
     if name in ("THREADID", "PREVIEW"):
         got = derived.get(name) if derived else None
         if got is None:
             assert msg is not None
-            got = _derived(name, msg, rec.emailid)
+            got = _derived(name, msg, _emailid(rec))
         if name == "THREADID":  # RFC 8474 §5.2: "THREADID" SP ("(" objectid ")" / nil)
             return "THREADID", [response.Atom(got.decode("ascii"))]
         return "PREVIEW", got.decode("utf-8")  # RFC 8970 §4: "PREVIEW" SP nstring
@@ -211,7 +216,7 @@ async def _big_derived(s: SessionContext, rec: MessageRecord, names: set[str]) -
         return out
     shape = await s.node.big.shape(rec)
     if "THREADID" in names:
-        out["THREADID"] = threadid(shape.tree, rec.emailid).encode("ascii")
+        out["THREADID"] = threadid(shape.tree, _emailid(rec)).encode("ascii")
     if "PREVIEW" in names:
         hit = shape.structs.get("PREVIEW")
         if hit is None:

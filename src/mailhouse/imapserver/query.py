@@ -100,7 +100,7 @@ from mailhouse.proto.imap.search import (
 )
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.runtime.offload import Offload, Overloaded, TimedOut
-from mailhouse.store.api import MessageRecord, NotFound
+from mailhouse.store.api import MessageRecord, NotFound, emailid_for_blob
 
 __all__ = [
     "BADCHARSET_CODE",
@@ -415,7 +415,7 @@ def _cheap(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool | None:
     if isinstance(key, SearchObjectId):
         # RFC 8474 §6: EMAILID comes from the record; THREADID needs the header
         if key.key == "EMAILID":
-            return r.emailid == key.value
+            return (r.emailid or emailid_for_blob(r.blob_key)) == key.value
         return None
     if isinstance(key, SearchNot):
         x = _cheap(key.key, v, ctx)
@@ -454,7 +454,7 @@ def _loaded(key: SearchKey, v: MessageView, ctx: _Ctx, got: CachedMessage) -> bo
     if isinstance(key, SearchHeader):
         return got.index.header(key.field, ctx.needle(key.value))
     if isinstance(key, SearchObjectId) and key.key == "THREADID":  # RFC 8474 §6
-        return threadid(got.tree, v.record.emailid) == key.value
+        return threadid(got.tree, v.record.emailid or emailid_for_blob(v.record.blob_key)) == key.value
     if isinstance(key, SearchAnd):
         # cheap conjuncts were all True or unknown; evaluate the unknown ones in order
         return all(_loaded(k, v, ctx, got) for k in key.keys)
