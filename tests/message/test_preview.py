@@ -75,3 +75,8 @@ def test_never_raises_and_stays_bounded(body: bytes) -> None:
         got = preview(raw, tree)
         assert len(got) <= PREVIEW_CHARS and "\r" not in got and "\n" not in got
         preview_part(tree)
+
+
+def test_quoted_lines_of_plain_text_are_left_out() -> None:
+    raw = b"Subject: q\r\n\r\nHi Bob,\r\n\r\n> quoted text\r\n>> more\r\nMy answer\r\n"
+    assert _p(raw) == "Hi Bob, My answer"

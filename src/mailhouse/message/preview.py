@@ -13,8 +13,8 @@ How it is built:
   (``message/rfc822``) are not entered: their text is not this message's.
 * :func:`preview_of_part` decodes at most :data:`PREVIEW_WINDOW` octets of its body (transfer
   encoding, then charset), strips HTML (tags dropped, ``<script>``/``<style>``/``<head>``
-  contents dropped, entities decoded — :class:`html.parser.HTMLParser`, never rendered), then
-  collapses white space (any run, including line ends, becomes one space) and cuts to
+  contents dropped, entities decoded — :class:`html.parser.HTMLParser`, never rendered) or, in
+  plain text, drops quoted lines (``>``, RFC 3676 §4.5), then collapses white space (any run, including line ends, becomes one space) and cuts to
   :data:`PREVIEW_CHARS` characters.
 
 Invariants: never raises on any message; work per message is bounded by
@@ -41,6 +41,7 @@ PREVIEW_WINDOW = 64 * 1024
 MAX_PARTS = 256
 
 _WS = re.compile(r"[\s\x00-\x1f\x7f]+")
+_QUOTED = re.compile(r"^>[^\n]*(?:\n|$)", re.M)  # a quoted line of plain text (RFC 3676 §4.5)
 _SKIP_TAGS = frozenset(("script", "style", "head", "title", "template"))
 _BREAK_TAGS = frozenset(("br", "p", "div", "tr", "li", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6"))
 
@@ -140,6 +141,8 @@ def preview_of_part(body: bytes, part: MessagePart, *, final: bool) -> str:
     text = decode_bytes(data, charset)
     if part.subtype == "html":
         text = _strip_html(text, final=final)
+    else:  # quoted lines of a reply say nothing new (Dovecot drops them too)
+        text = _QUOTED.sub("", text)
     return _WS.sub(" ", text).strip()[:PREVIEW_CHARS].rstrip()
 
 
