@@ -1,3 +1,6 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mailhouse.message.envelope import AddressList, envelope, imap_encode, parse_addresses
 from mailhouse.message.parse import parse_message
 
@@ -73,3 +76,30 @@ def test_envelope_wire_format(corpus):
         b'((NIL NIL "mooch" "owatagu.siam.edu.example")) NIL NIL NIL '
         b'"<B27397-0100000@Blurdybloop.example>")'
     )
+
+
+# ---------------------------------------------------------------- address_search_text (SEARCH FROM/TO/CC/BCC)
+
+
+def test_address_search_text_writes_addresses_as_dovecot_compares_them() -> None:
+    from mailhouse.message.envelope import address_search_text as ast
+
+    assert ast(b'"Doe, John" <john.doe@Example.COM>') == '"Doe, John" <john.doe@Example.COM>'
+    assert ast(b"plain@simple.test") == "<plain@simple.test>"
+    assert ast(b"Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>") == "Pete <pete@silly.test>"
+    assert ast(b"=?UTF-8?Q?J=C3=B6rg?= <j@x.test>") == "Jörg <j@x.test>"
+    assert ast(b'"john..doe"@example.com') == "<john..doe@example.com>"
+    assert ast(b'"quoted local"@weird.test') == '<"quoted local"@weird.test>'
+    assert ast(b"Team: a@x.test, Bob B <b@x.test>;") == 'Team: <a@x.test>, "Bob B" <b@x.test>;'
+    assert ast(b"undisclosed-recipients:;") == "undisclosed-recipients:;"
+    assert ast(b'"Sm\\"ith, A" <s@q.test>') == '"Sm\\"ith, A" <s@q.test>'
+    assert ast(b"<@relay.test:user@final.test>") == "<@relay.test:user@final.test>"
+    assert ast(None) == "" and ast(b"") == ""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_address_search_text_never_raises(value: bytes) -> None:
+    from mailhouse.message.envelope import address_search_text
+
+    assert isinstance(address_search_text(value), str)

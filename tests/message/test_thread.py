@@ -108,3 +108,12 @@ def test_sort_keys_and_sort():
     assert base_subject("[fwd: Gamma]") == "Gamma"
     with pytest.raises(ValueError):
         sort_ids(items, ["BOGUS"], key_of)
+
+
+def test_collate_is_unicode_casemap_titlecase_then_nfkd() -> None:
+    from mailhouse.message.thread import collate
+
+    # RFC 5051 §2: titlecase, so "[" and "_" sort after letters (as in Dovecot), and NFKD
+    assert collate("[blob]") > collate("zebra") and collate("a_b") > collate("aZb")
+    assert collate("été") == collate("ÉTÉ") and collate("Élody") < collate("f")
+    assert collate("ﬁ") == "fi"  # NFKD after the (simple) titlecase mapping, which ﬁ has none of

@@ -149,6 +149,28 @@ async def test_copy_move_and_usage(store: Store) -> None:
     assert await store.blobs.get(in_arch[0].blob_key) == b"hello\r\n"
 
 
+async def test_emailid_given_once_and_kept_by_copy_and_move(store: Store) -> None:
+    """RFC 8474 §5.1: a new content instance gets an EMAILID (an objectid, §7), COPY and MOVE
+    keep it, the same octets delivered again get another; reads from any path agree."""
+    import re
+
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    arch = await store.get_mailbox(acc, "Archive")
+    assert inbox and arch
+    first = (await store.deliver(b"same\r\n", [NewMessage(inbox.id, "", 0)]))[0]
+    second = (await store.deliver(b"same\r\n", [NewMessage(inbox.id, "", 0)]))[0]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,255}", first.emailid) and first.emailid != second.emailid
+    assert [m.emailid for m in await store.list_messages(inbox.id)] == [first.emailid, second.emailid]
+    await store.copy(inbox.id, [first.uid], arch.id)
+    await store.move(inbox.id, [second.uid], arch.id)
+    assert [m.emailid for m in await store.list_messages(arch.id)] == [first.emailid, second.emailid]
+    assert [m.emailid for m in await store.changed_since(arch.id, 0)] == [first.emailid, second.emailid]
+    # a delivery to two mailboxes stores one blob: one content instance, one EMAILID
+    both = await store.deliver(b"both\r\n", [NewMessage(inbox.id, "", 0), NewMessage(arch.id, "", 0)])
+    assert both[0].emailid == both[1].emailid != first.emailid
+
+
 async def test_mailbox_lifecycle_new_uidvalidity(store: Store) -> None:
     acc = await _account(store)
     mb = await store.create_mailbox(acc, "Projects/X")

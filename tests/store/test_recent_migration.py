@@ -22,6 +22,7 @@ async def test_recent_claims_migrate_from_metadata(tmp_path: Path) -> None:
     # roll the file back to schema version 3 with a claim stored the old way
     db = sqlite3.connect(tmp_path / "mh.db")
     db.execute("DROP TABLE recent")
+    db.execute("ALTER TABLE messages DROP COLUMN emailid")  # a version-3 file: no later column either
     db.execute("INSERT INTO metadata VALUES (?, '//mailhouse/recent', ?, '7')", (acc.id, str(inbox.id)))
     db.execute("PRAGMA user_version=3")
     db.commit()

@@ -57,6 +57,8 @@ def capabilities(s: SessionContext) -> list[str]:
         "SAVEDATE",  # RFC 8514: FETCH SAVEDATE, SAVEDBEFORE/SAVEDON/SAVEDSINCE, SAVEDATESUPPORTED
         "UNAUTHENTICATE",  # RFC 8437 §2: commands/auth.py
         "MULTISEARCH",  # RFC 7377 §2: the ESEARCH command (commands/search.py)
+        "OBJECTID",  # RFC 8474: MAILBOXID, EMAILID, THREADID (message/objectid.py)
+        "PREVIEW",  # RFC 8970: FETCH PREVIEW (message/preview.py)
     ]
     # CONTEXT=SEARCH, CONTEXT=SORT (RFC 5267 §4): RETURN (UPDATE) contexts (contexts.py),
     # ADDTO/REMOVEFROM (positions for SORT), CANCELUPDATE, PARTIAL.

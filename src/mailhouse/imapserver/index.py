@@ -94,18 +94,25 @@ class SharedIndex:
             if mb is None or mb.uidvalidity != self.mailbox.uidvalidity:
                 self.dead = True
                 return
+            newest = 0
             if not self.loaded:
                 # the row first: the records read after it reflect at least its modseq
                 records = await self.store.list_messages(mb.id)
                 self.records = {r.uid: r for r in records}
                 self.uids = [r.uid for r in records]  # list_messages is in UID order
                 self.loaded = True
+                newest = max((r.modseq for r in records), default=0)
             elif mb.highestmodseq > self.modseq:
                 changed = await self.store.changed_since(mb.id, self.modseq)
                 gone = await self.store.expunged_since(mb.id, self.modseq)
                 self._apply(changed, gone)
+                newest = max((r.modseq for r in changed), default=0)
             self.mailbox = mb
-            self.modseq = max(self.modseq, mb.highestmodseq)
+            # A change committed between the row and the records is in the records: the index
+            # then reflects every change up to its modseq (modseqs are given in commit order per
+            # mailbox), so HIGHESTMODSEQ at SELECT is never below a message's MODSEQ (RFC 7162
+            # §3.1.2.1; issue 13: FETCH 1 MODSEQ after SELECT above OK [HIGHESTMODSEQ]).
+            self.modseq = max(self.modseq, mb.highestmodseq, newest)
         finally:
             self._done = max(self._done, n)
 

@@ -4,7 +4,7 @@ RFCs: RFC 9051 §6.4.4 (SEARCH), §7.3.4 (ESEARCH in rev2); RFC 3501 §6.4.4, §
 response); RFC 4731 (ESEARCH RETURN MIN MAX ALL COUNT); RFC 5182 (SEARCHRES: SAVE and ``$``);
 RFC 5267 (CONTEXT=SEARCH, CONTEXT=SORT, ESORT, PARTIAL, UPDATE ADDTO/REMOVEFROM);
 RFC 9394 (PARTIAL with negative ranges); RFC 7162 §3.1.5 (MODSEQ search key and result);
-RFC 5032 (OLDER, YOUNGER); RFC 8514 (SAVEDBEFORE ...); RFC 5256 (SORT, THREAD=REFERENCES,
+RFC 5032 (OLDER, YOUNGER); RFC 8514 (SAVEDBEFORE ...); RFC 8474 §6 (EMAILID, THREADID); RFC 5256 (SORT, THREAD=REFERENCES,
 THREAD=ORDEREDSUBJECT); RFC 5957 (SORT=DISPLAY).
 
 How the session uses this module (the adapter owns the mailbox state, this module owns none):
@@ -54,7 +54,6 @@ import asyncio
 import datetime as dt
 import threading
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +62,7 @@ from mailhouse.imapserver.errors import ImapError
 from mailhouse.message.cache import CachedMessage
 from mailhouse.message.envelope import parse_addresses
 from mailhouse.message.headers import _codec, decode_words
+from mailhouse.message.objectid import threadid
 from mailhouse.message.parse import MessagePart
 from mailhouse.message.search import (
     DEFAULT_MAX_DECODED_BYTES,
@@ -72,6 +72,7 @@ from mailhouse.message.search import (
     sent_date,
 )
 from mailhouse.message.thread import (
+    collate,
     format_threads,
     record_from_message,
     sort_ids,
@@ -99,7 +100,7 @@ from mailhouse.proto.imap.search import (
 )
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.runtime.offload import Offload, Overloaded, TimedOut
-from mailhouse.store.api import MessageRecord, NotFound
+from mailhouse.store.api import MessageRecord, NotFound, emailid_for_blob
 
 __all__ = [
     "BADCHARSET_CODE",
@@ -412,8 +413,10 @@ def _cheap(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool | None:
             ts = r.internaldate
         return _date_cmp(key.key, _local_date(ts), key.date)
     if isinstance(key, SearchObjectId):
-        # RFC 8474: we do not advertise OBJECTID; no message has such an id.
-        return False
+        # RFC 8474 §6: EMAILID comes from the record; THREADID needs the header
+        if key.key == "EMAILID":
+            return (r.emailid or emailid_for_blob(r.blob_key)) == key.value
+        return None
     if isinstance(key, SearchNot):
         x = _cheap(key.key, v, ctx)
         return None if x is None else not x
@@ -445,9 +448,13 @@ def _loaded(key: SearchKey, v: MessageView, ctx: _Ctx, got: CachedMessage) -> bo
             return idx.body(n, ctx.limits)
         if key.key == "TEXT":
             return idx.text(n, ctx.limits) or idx.mime_headers(n)
+        if key.key in _ADDRESS_KEYS:
+            return _address_match(got, key.key.lower().encode(), n)
         return idx.header(key.key.lower(), n)
     if isinstance(key, SearchHeader):
         return got.index.header(key.field, ctx.needle(key.value))
+    if isinstance(key, SearchObjectId) and key.key == "THREADID":  # RFC 8474 §6
+        return threadid(got.tree, v.record.emailid or emailid_for_blob(v.record.blob_key)) == key.value
     if isinstance(key, SearchAnd):
         # cheap conjuncts were all True or unknown; evaluate the unknown ones in order
         return all(_loaded(k, v, ctx, got) for k in key.keys)
@@ -463,6 +470,17 @@ def _loaded(key: SearchKey, v: MessageView, ctx: _Ctx, got: CachedMessage) -> bo
     x = _cheap(key, v, ctx)  # every other key is decided by the index
     assert x is not None
     return x
+
+
+# RFC 9051 §6.4.4: FROM/TO/CC/BCC "contain the specified string in the … field" — compared with
+# the field written as addresses (envelope.address_search_text), like Dovecot.
+_ADDRESS_KEYS = frozenset(("FROM", "TO", "CC", "BCC"))
+
+
+def _address_match(got: CachedMessage, name: bytes, n: str) -> bool:
+    """Does any top-level ``name`` field, written as addresses, contain the folded needle ``n``?
+    An empty needle matches every message that has the field."""
+    return any(not n or n in text for text in got.addresses(name))
 
 
 def _ctx(
@@ -706,12 +724,14 @@ def esearch_items(
             rng, sel = _partial(o.value, nums)
             body = (ordered_set(sel) if ordered else str(SequenceSet.from_numbers(sel))) if sel else "NIL"
             items.append(("PARTIAL", f"({rng} {body})"))
-    # RFC 7162 §3.1.5 / RFC 4731 §3.2: MODSEQ of the messages returned (MIN/MAX only → just those)
+    # RFC 7162 §3.1.5 / RFC 4731 §3.2: the highest MODSEQ of the messages returned — with MIN
+    # and/or MAX alone, only the message(s) those name; with ALL/COUNT/PARTIAL, every match
     if modseq and found:
         if names & {"ALL", "COUNT", "PARTIAL"}:
             ms = max(v.record.modseq for v in found)
         else:
-            ms = max(v.record.modseq for v in (first, last) if v is not None)
+            named = [v for n, v in (("MIN", first), ("MAX", last)) if n in names and v is not None]
+            ms = max(v.record.modseq for v in named)
         items.append(("MODSEQ", ms))
     save: list[int] | None = None
     if "SAVE" in explicit:
@@ -820,9 +840,8 @@ _ADDRESS_SORT_KEYS = frozenset(("FROM", "TO", "CC", "DISPLAYFROM", "DISPLAYTO"))
 
 
 def _collate(s: str) -> str:
-    """Comparison form of a sort string: i;unicode-casemap (RFC 5051: case mapping, then NFKD),
-    which is what Dovecot sorts with; "Élody" sorts with the Es, not after "z"."""
-    return unicodedata.normalize("NFKD", s.casefold())
+    """Comparison form of a sort string: i;unicode-casemap (RFC 5051, :func:`thread.collate`)."""
+    return collate(s)
 
 
 def _address_key(tree: MessagePart, crit: str) -> str:
@@ -839,7 +858,8 @@ def _address_key(tree: MessagePart, crit: str) -> str:
             return _collate(decode_words(name))
         if host is not None and host != b"MISSING_DOMAIN":
             return _collate(decode_words(mailbox) + "@" + host.decode("latin-1"))
-    return _collate(decode_words(mailbox))
+    # RFC 5256 §3: the addr-mailbox as ENVELOPE gives it (encoded-words not decoded)
+    return _collate(mailbox.decode("utf-8", "replace"))
 
 
 def format_sort(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from mailhouse.message.objectid import mailboxid
 from mailhouse.proto.imap import response
 
 if TYPE_CHECKING:
@@ -20,10 +21,12 @@ if TYPE_CHECKING:
     from .context import SessionContext
 
 
-async def status_items(s: SessionContext, mb: Mailbox, items: Iterable[str]) -> list[tuple[str, int]]:
+async def status_items(
+    s: SessionContext, mb: Mailbox, items: Iterable[str]
+) -> list[tuple[str, response.Value]]:
     items = list(items)
     msgs = await s.store.list_messages(mb.id)
-    out: list[tuple[str, int]] = []
+    out: list[tuple[str, response.Value]] = []
     for it in items:
         if it == "MESSAGES":
             out.append((it, len(msgs)))
@@ -47,7 +50,9 @@ async def status_items(s: SessionContext, mb: Mailbox, items: Iterable[str]) -> 
             out.append((it, mb.highestmodseq))
         elif it == "APPENDLIMIT":  # RFC 7889 §3
             out.append((it, s.cfg.max_message_size))
-        # MAILBOXID (RFC 8474) and DELETED-STORAGE (RFC 9208) are not advertised: omitted
+        elif it == "MAILBOXID":  # RFC 8474 §4.2: "MAILBOXID" SP "(" objectid ")"
+            out.append((it, [response.Atom(mailboxid(mb.id, mb.uidvalidity))]))
+        # DELETED-STORAGE (RFC 9208) is not advertised: omitted
     return out
 
 

@@ -6,7 +6,10 @@ so an entry never goes stale: it only has to be evicted for memory. One entry ho
 * the raw octets and their MIME tree (:func:`mailhouse.message.parse.parse_message`),
 * the SEARCH index (:class:`mailhouse.message.search.SearchIndex`: header text decoded and
   case-folded once, body-scan answers per needle; built on first use),
-* encoded per-message FETCH items (ENVELOPE, BODYSTRUCTURE, BODY) in ``structs``.
+* encoded per-message FETCH items (ENVELOPE, BODYSTRUCTURE, BODY; THREADID, PREVIEW) in
+  ``structs``,
+* the address fields as SEARCH FROM/TO/CC/BCC compare them (:meth:`CachedMessage.addresses`:
+  :func:`mailhouse.message.envelope.address_search_text`, case-folded, once per field).
 
 The cache is an LRU bounded by an *estimate* of the bytes an entry keeps alive
 (:func:`entry_cost`); an entry bigger than an eighth of the budget is returned but not kept, so
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import collections
 
+from mailhouse.message.envelope import address_search_text
 from mailhouse.message.parse import MessagePart, parse_message
 from mailhouse.message.search import SearchIndex
 
@@ -43,7 +47,7 @@ class CachedMessage:
     """One message and what was derived from it; immutable as its blob. The MIME tree is
     parsed on first use (an entry made at APPEND costs no parse until someone reads it)."""
 
-    __slots__ = ("raw", "structs", "cost", "_tree", "_index")
+    __slots__ = ("raw", "structs", "cost", "_tree", "_index", "_addresses")
 
     def __init__(self, raw: bytes, tree: MessagePart | None = None) -> None:
         self.raw = raw
@@ -51,12 +55,25 @@ class CachedMessage:
         self.structs: dict[str, bytes] = {}
         self.cost = entry_cost(raw)
         self._index: SearchIndex | None = None
+        self._addresses: dict[bytes, tuple[str, ...]] | None = None
 
     @property
     def tree(self) -> MessagePart:
         if self._tree is None:
             self._tree = parse_message(self.raw)
         return self._tree
+
+    def addresses(self, name: bytes) -> tuple[str, ...]:
+        """The top-level ``name`` fields (lower-case name) written as addresses and case-folded
+        (SEARCH FROM/TO/CC/BCC, RFC 9051 §6.4.4), computed once per field. Safe from one worker
+        thread at a time (a race only computes twice)."""
+        got = self._addresses.get(name) if self._addresses is not None else None
+        if got is None:
+            got = tuple(address_search_text(v).casefold() for v in self.tree.get_all(name))
+            if self._addresses is None:
+                self._addresses = {}
+            self._addresses[name] = got
+        return got
 
     @property
     def index(self) -> SearchIndex:

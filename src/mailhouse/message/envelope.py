@@ -19,18 +19,26 @@ literal, parenthesised list); :class:`AddressList` and :class:`MultipartBody` ar
 whose members are written without separating spaces, as the grammar requires
 (``env-from = "(" 1*address ")"``, ``body-type-mpart = 1*body SP media-subtype``).
 
-Invariants: never raises on any header bytes; never decodes charsets.
+:func:`address_search_text` writes an address field the way SEARCH FROM/TO/CC/BCC compare it
+(RFC 9051 §6.4.4 "contains the specified string in the … field"): each address as
+``name <local@domain>`` with comments dropped and quoting normalised, groups as
+``name: …;``, then RFC 2047 words decoded — the form Dovecot matches, so display name, local
+part, domain and the whole ``local@domain`` are all substrings of it.
+
+Invariants: never raises on any header bytes; never decodes charsets (except
+:func:`address_search_text`, whose result is text).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mailhouse.message.headers import unfold
+from mailhouse.message.headers import decode_words, unfold
 from mailhouse.message.parse import MessagePart
 
 __all__ = [
     "AddressList",
+    "address_search_text",
     "MultipartBody",
     "parse_addresses",
     "envelope",
@@ -269,6 +277,65 @@ def first_mailbox(addrs: AddressList | None) -> list[Any] | None:
         if a[2] is not None and a[3] is not None:
             return a
     return None
+
+
+# RFC 5322 §3.2.3 atext (8-bit octets count as atext, RFC 6532 §3.2): a word made only of these
+# is written bare, anything else as a quoted-string.
+_ATEXT = frozenset(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~"
+) | frozenset(range(0x80, 0x100))
+# Escaped inside the quoted-string (Dovecot also escapes the apostrophe; the written form is
+# what a SEARCH needle is compared with, so we write what it writes).
+_ESCAPED = frozenset(b"\\\"'")
+
+
+def _word(b: bytes, *, dots: bool) -> bytes:
+    """``b`` bare if it is atext (``.`` allowed inside a local part unless ``dots``), else quoted
+    (RFC 5322 §3.2.4) with ``\\`` before each of :data:`_ESCAPED`."""
+    if not b:
+        return b'""'
+    dots = dots or b[:1] == b"." or b[-1:] == b"."
+    if all(c in _ATEXT or (c == 0x2E and not dots) for c in b):
+        return b
+    if not any(c in _ESCAPED for c in b):
+        return b'"' + b + b'"'
+    return b'"' + bytes(x for c in b for x in ((0x5C, c) if c in _ESCAPED else (c,))) + b'"'
+
+
+def _phrase(b: bytes) -> bytes:
+    # RFC 2047 §5: an encoded-word may not sit inside a quoted-string, so a phrase holding one
+    # is written as the (obsolete, RFC 5322 §4.1) bare phrase
+    return b if b"=?" in b else _word(b, dots=True)
+
+
+def address_search_text(value: bytes | None) -> str:
+    """An address field as SEARCH FROM/TO/CC/BCC compare it (see the module docstring):
+    ``"Doe, John" <john@example.com>, Team: <a@example.org>;``, RFC 2047 words decoded."""
+    addrs = parse_addresses(value)
+    if not addrs:
+        return ""
+    out = bytearray()
+    first, in_group = True, False
+    for name, adl, mailbox, host in addrs:
+        if not first:
+            out += b", "
+        first = False
+        if host is None:  # group marker (RFC 9051 §7.5.2): start (mailbox = name) or end
+            if not in_group:
+                out += (_phrase(mailbox) if mailbox else b'""') + b": "
+                first = True
+            else:  # RFC 5322 §3.4 group: display-name ":" [group-list] ";"
+                del out[-2 if out.endswith(b", ") else -1 :]
+                out += b";"
+            in_group = not in_group
+            continue
+        local = b"" if mailbox == b"MISSING_MAILBOX" else mailbox
+        domain = b"" if host == b"MISSING_DOMAIN" else host
+        if name:
+            out += _phrase(name) + b" "
+        out += b"<" + (adl + b":" if adl else b"") + _word(local, dots=False)
+        out += (b"@" + domain if domain else b"") + b">"
+    return decode_words(bytes(out))
 
 
 def _quote(b: bytes) -> bytes:

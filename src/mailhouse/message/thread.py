@@ -19,7 +19,9 @@ Dates are compared in UTC; a missing or unparsable sent date uses INTERNALDATE (
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +35,7 @@ __all__ = [
     "ThreadRecord",
     "ThreadNode",
     "base_subject",
+    "collate",
     "base_subject_ex",
     "thread_orderedsubject",
     "thread_references",
@@ -90,6 +93,21 @@ def base_subject_ex(subject: bytes | str | None) -> tuple[str, bool]:
         if not m:
             break
     return s.strip(" "), is_reply
+
+
+@functools.lru_cache(maxsize=4096)
+def _titlecase_char(c: str) -> str:
+    t = c.title()
+    return t if len(t) == 1 else c  # simple mappings only (UnicodeData field 14)
+
+
+def collate(s: str) -> str:
+    """The i;unicode-casemap comparison form (RFC 5051 §2): each character to its titlecase,
+    then NFKD. Titlecase, not lower case, decides where punctuation sorts: ``[`` and ``_``
+    come after the letters, as in Dovecot; "Élody" sorts with the Es, not after "z"."""
+    if s.isascii():
+        return s.upper()
+    return unicodedata.normalize("NFKD", "".join(_titlecase_char(c) for c in s))
 
 
 def base_subject(subject: bytes | str | None) -> str:
@@ -392,7 +410,7 @@ def _addr_mailbox(tree: MessagePart, name: bytes) -> str:
     a = first_mailbox(parse_addresses(tree.get(name)))
     if a is None:
         return ""
-    return decode_words(a[2]).casefold()  # RFC 5256: addr-mailbox, i;ascii-casemap
+    return collate(a[2].decode("utf-8", "replace"))  # RFC 5256 §3: addr-mailbox as in ENVELOPE
 
 
 def _display(tree: MessagePart, name: bytes) -> str:
@@ -400,9 +418,9 @@ def _display(tree: MessagePart, name: bytes) -> str:
     if a is None:
         return ""
     if a[0]:
-        return decode_words(a[0]).casefold()  # RFC 5957 §3: decoded display-name
+        return collate(decode_words(a[0]))  # RFC 5957 §3: decoded display-name
     host = a[3] if a[3] != b"MISSING_DOMAIN" else b""
-    return (decode_words(a[2]) + ("@" + host.decode("latin-1") if host else "")).casefold()
+    return collate(decode_words(a[2]) + ("@" + host.decode("latin-1") if host else ""))
 
 
 def sort_key(
@@ -413,7 +431,8 @@ def sort_key(
     internaldate: dt.datetime | None = None,
     size: int | None = None,
 ) -> Any:
-    """Key for one SORT criterion (not REVERSE). Strings are case-folded; dates are UTC stamps."""
+    """Key for one SORT criterion (not REVERSE). Strings are in :func:`collate` form; dates are
+    UTC stamps."""
     c = criterion.upper()
     if c == "ARRIVAL":
         return _ts(internaldate)
@@ -422,7 +441,7 @@ def sort_key(
     if c == "SIZE":
         return size if size is not None else len(raw)
     if c == "SUBJECT":
-        return base_subject(tree.get(b"subject")).casefold()
+        return collate(base_subject(tree.get(b"subject")))  # RFC 5256 §2.1, RFC 5051
     if c in ("FROM", "TO", "CC"):
         return _addr_mailbox(tree, c.lower().encode())
     if c == "DISPLAYFROM":

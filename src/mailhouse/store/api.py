@@ -27,6 +27,7 @@ pinned down on every backend by `tests/store/test_contract.py`:
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +129,18 @@ class Mailbox:
     special_use: str | None
 
 
+_OBJECTID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def emailid_for_blob(blob_key: str) -> str:
+    """The EMAILID (RFC 8474 §5.1) of content first stored under ``blob_key``: ``M`` + the key,
+    or + 32 hex of its SHA-256 where the key has characters an objectid may not (§7:
+    ``1*255(ALPHA / DIGIT / "_" / "-")``). Migration 7 gives existing rows the same value."""
+    if blob_key and len(blob_key) < 255 and all(c in _OBJECTID_CHARS for c in blob_key):
+        return "M" + blob_key
+    return "M" + hashlib.sha256(blob_key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
     mailbox_id: int
@@ -138,6 +151,9 @@ class MessageRecord:
     size: int
     blob_key: str
     saved: float = 0.0  # when it landed in this mailbox (SAVEDATE, RFC 8514)
+    # RFC 8474 §5.1 EMAILID: given when the content is first stored (emailid_for_blob), kept by
+    # COPY, MOVE and `store copy` (whose blob keys may change); "" only for a record built by hand
+    emailid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +164,7 @@ class NewMessage:
     flags: frozenset[str] = frozenset()
     internaldate: float = 0.0
     delivery_key: str | None = None  # idempotency key (queue id + recipient)
+    emailid: str = ""  # RFC 8474 §5.1: the source's on COPY/MOVE; "" = a new content instance
 
 
 class FlagMode(enum.Enum):

@@ -30,6 +30,7 @@ from mailhouse.store.api import (
     MessageRecord,
     NewMessage,
     NotFound,
+    emailid_for_blob,
 )
 from mailhouse.store.backend import Tx
 
@@ -106,8 +107,10 @@ async def append(tx: Tx, messages: Sequence[NewMessage]) -> list[MessageRecord]:
                 out.append(old)
                 continue
         acc, uid, modseq = await tx.bump(m.mailbox_id, 1)  # RFC 9051 §2.3.1.1, RFC 7162 §3.1
+        # RFC 8474 §5.1: a new content instance gets its EMAILID here; COPY/MOVE pass theirs
+        eid = m.emailid or emailid_for_blob(m.blob_key)
         rec = MessageRecord(
-            m.mailbox_id, uid, modseq, m.flags, m.internaldate or now, m.size, m.blob_key, now
+            m.mailbox_id, uid, modseq, m.flags, m.internaldate or now, m.size, m.blob_key, now, eid
         )
         await tx.insert_messages([(rec, m.delivery_key)])
         n, size = usage.get(acc, (0, 0))
@@ -201,8 +204,9 @@ async def copy(
     recs = [have[u] for u in wanted if u in have]
     new = await append(
         tx,
-        # RFC 9051 §6.4.7: COPY keeps flags and INTERNALDATE (\Recent aside)
-        [NewMessage(dst, r.blob_key, r.size, r.flags, r.internaldate) for r in recs],
+        # RFC 9051 §6.4.7: COPY keeps flags and INTERNALDATE (\Recent aside); RFC 8474 §5.1:
+        # COPY and MOVE keep the EMAILID
+        [NewMessage(dst, r.blob_key, r.size, r.flags, r.internaldate, emailid=r.emailid) for r in recs],
     )
     return [(r.uid, n.uid) for r, n in zip(recs, new, strict=True)]
 

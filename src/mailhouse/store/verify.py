@@ -2,7 +2,7 @@
 
 Everything a client relies on is compared field by field — directory, usage counters, DKIM
 keys, mailboxes (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ: RFC 9051 §2.3.1.1, RFC 7162 §3.1),
-messages (UID, MODSEQ, flags, dates, size), the expunged-UID memory (RFC 7162 §3.2.10),
+messages (UID, MODSEQ, flags, dates, size, EMAILID), the expunged-UID memory (RFC 7162 §3.2.10),
 delivery keys, subscriptions, metadata, the queue — and blobs by SHA-256 of their bytes.
 
 Invariant: a copy is only reported good (`Report.ok`) when nothing differs; every difference

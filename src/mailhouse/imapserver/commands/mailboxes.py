@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from mailhouse.message.objectid import mailboxid
 from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import Create, List, Lsub, MailboxArg, Rename, Status
 
@@ -72,8 +73,9 @@ async def cmd_create(s: SessionContext, cmd: Command) -> Ok | None:
     if await s.store.get_mailbox(s.acc().id, name) is not None:
         raise No("Mailbox already exists", "ALREADYEXISTS")
     await _create_parents(s, name)
-    await s.store.create_mailbox(s.acc().id, name, use)
-    return None
+    mb = await s.store.create_mailbox(s.acc().id, name, use)
+    # RFC 8474 §4.1: the new mailbox's MAILBOXID in the tagged OK
+    return Ok("CREATE completed", f"MAILBOXID ({mailboxid(mb.id, mb.uidvalidity)})")
 
 
 async def cmd_delete(s: SessionContext, cmd: Command) -> Ok | None:

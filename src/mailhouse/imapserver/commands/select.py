@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mailhouse.message.objectid import mailboxid
 from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import Select
 from mailhouse.proto.imap.sequence import SequenceSet
@@ -76,6 +77,9 @@ async def cmd_select(s: SessionContext, cmd: Command) -> Ok | None:
         s.send(response.untagged_status("OK", "Flags permitted", f"PERMANENTFLAGS ({codes} \\*)"))
     # RFC 7162 §3.1.2.1: HIGHESTMODSEQ with every SELECT/EXAMINE
     s.send(response.untagged_status("OK", "Highest", f"HIGHESTMODSEQ {view.known_modseq}"))
+    s.send(
+        response.untagged_status("OK", "Ok", f"MAILBOXID ({mailboxid(mb.id, mb.uidvalidity)})")
+    )  # RFC 8474 §4.3
     if s.rev2:  # RFC 9051 §6.3.2: the mailbox name as the server knows it
         s.send(response.list_response(["\\HasNoChildren"], "/", mb.name, utf8=s.utf8))
     if args.qresync is not None and args.qresync.uidvalidity == mb.uidvalidity:

@@ -254,11 +254,13 @@ class FetchAtt:
     ``name`` is upper-case: ENVELOPE FLAGS INTERNALDATE RFC822.SIZE RFC822 RFC822.HEADER
     RFC822.TEXT BODY BODYSTRUCTURE UID MODSEQ BINARY.SIZE EMAILID THREADID SAVEDATE PREVIEW,
     or BODY / BODY.PEEK / BINARY / BINARY.PEEK with a ``section``. ``partial`` is
-    ``(start, length)`` from ``<start.length>``."""
+    ``(start, length)`` from ``<start.length>``; ``modifiers`` those of PREVIEW (``LAZY``,
+    RFC 8970 §3.2)."""
 
     name: str
     section: Section | None = None
     partial: tuple[int, int] | None = None
+    modifiers: tuple[str, ...] = ()
 
     @property
     def peek(self) -> bool:

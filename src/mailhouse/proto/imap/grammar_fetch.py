@@ -80,6 +80,19 @@ def _section(r: Reader, binary: bool) -> Section:
     return Section(part, text, fields)
 
 
+def _lazy_follows(r: Reader) -> bool:
+    """`` (LAZY`` next: PREVIEW's modifier list, not the fetch-modifiers of RFC 7162 (``FETCH 1
+    PREVIEW (CHANGEDSINCE 5)``) that may follow a lone fetch-att."""
+    want = b" (lazy"
+    if (
+        any((r.peek(i) | 0x20) != c for i, c in enumerate(want) if i >= 2)
+        or r.peek() != 0x20
+        or r.peek(1) != 0x28
+    ):
+        return False
+    return r.peek(len(want)) in (0x20, 0x29)
+
+
 def fetch_att(r: Reader) -> FetchAtt:
     tok = r.match(_FETCH_NAME)
     if tok is None:
@@ -100,6 +113,17 @@ def fetch_att(r: Reader) -> FetchAtt:
         return FetchAtt(name, section, partial)
     if name not in _SIMPLE_FETCH:
         r.error(f"Unknown fetch attribute {name[:40]}")
+    if name == "PREVIEW" and _lazy_follows(r):
+        # RFC 8970 §6: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"], preview-mod = "LAZY"
+        r.sp()
+        r.expect(b"(")
+        mods = [r.atom().upper()]
+        while r.try_take(b" "):
+            mods.append(r.atom().upper())
+        r.expect(b")")
+        if any(m != "LAZY" for m in mods):
+            r.error("Unknown PREVIEW modifier")
+        return FetchAtt(name, modifiers=tuple(dict.fromkeys(mods)))
     return FetchAtt(name)
 
 

@@ -250,7 +250,7 @@ def list_response(
     return out + b"\r\n"
 
 
-def status(name: str, items: Sequence[tuple[str, int]], *, utf8: bool = False, rev2: bool = False) -> bytes:
+def status(name: str, items: Sequence[tuple[str, Value]], *, utf8: bool = False, rev2: bool = False) -> bytes:
     """``* STATUS name (MESSAGES n ...)`` (RFC 9051 §7.3.4); RECENT dropped for rev2."""
     vals: list[Value] = []
     for k, v in items:

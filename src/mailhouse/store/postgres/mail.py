@@ -18,10 +18,10 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
-from mailhouse.store.api import AlreadyExists, Mailbox, MessageRecord, NotFound, Usage
+from mailhouse.store.api import AlreadyExists, Mailbox, MessageRecord, NotFound, Usage, emailid_for_blob
 from mailhouse.store.postgres.engine import Conn, Row
 
-MSG_COLS = "mailbox_id, uid, modseq, flags, internaldate, size, blob_key, saved"
+MSG_COLS = "mailbox_id, uid, modseq, flags, internaldate, size, blob_key, saved, emailid"
 MB_COLS = "id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use"
 
 
@@ -35,6 +35,7 @@ def message_row(r: Row) -> MessageRecord:
         size=int(r[5]),
         blob_key=str(r[6]),
         saved=float(r[7]),
+        emailid=str(r[8]) or emailid_for_blob(str(r[6])),
     )
 
 
@@ -216,10 +217,21 @@ class MailTx:
 
     async def insert_messages(self, rows: Sequence[tuple[MessageRecord, str | None]]) -> None:
         args = [
-            (m.mailbox_id, m.uid, m.modseq, sorted(m.flags), m.internaldate, m.size, m.blob_key, m.saved, dk)
+            (
+                m.mailbox_id,
+                m.uid,
+                m.modseq,
+                sorted(m.flags),
+                m.internaldate,
+                m.size,
+                m.blob_key,
+                m.saved,
+                m.emailid or emailid_for_blob(m.blob_key),
+                dk,
+            )
             for m, dk in rows
         ]
-        sql = f"INSERT INTO messages({MSG_COLS}, delivery_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
+        sql = f"INSERT INTO messages({MSG_COLS}, delivery_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
         if len(args) == 1:
             await self.c.execute(sql, *args[0])
         elif args:

@@ -108,4 +108,9 @@ MIGRATIONS: list[str] = [
     CREATE TABLE limit_marks(key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL,
         expires DOUBLE PRECISION NOT NULL);
     """,
+    # 7: RFC 8474 §5.1 EMAILID kept with the row, see the SQLite schema's migration 7
+    """
+    ALTER TABLE messages ADD COLUMN IF NOT EXISTS emailid TEXT COLLATE "C" NOT NULL DEFAULT '';
+    UPDATE messages SET emailid = 'M' || blob_key WHERE emailid = '' AND blob_key ~ '^[A-Za-z0-9_-]{1,254}$';
+    """,
 ]

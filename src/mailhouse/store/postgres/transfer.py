@@ -124,7 +124,7 @@ class PgTransfer:
         async def fn(c: Conn) -> None:
             await c.executemany(
                 "INSERT INTO messages(mailbox_id, uid, modseq, flags, internaldate, size, blob_key, saved,"
-                " delivery_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+                " emailid, delivery_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
                 [
                     (
                         m.mailbox_id,
@@ -135,6 +135,7 @@ class PgTransfer:
                         m.size,
                         m.blob_key,
                         m.saved,
+                        m.emailid,  # RFC 8474 §5.1: kept although the blob key may change
                         dk,
                     )
                     for m, dk in rows

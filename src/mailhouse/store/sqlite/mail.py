@@ -14,10 +14,10 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mailhouse.store.api import AlreadyExists, Mailbox, MessageRecord, NotFound, Usage
+from mailhouse.store.api import AlreadyExists, Mailbox, MessageRecord, NotFound, Usage, emailid_for_blob
 from mailhouse.store.sqlite.blobs import is_inline
 
-MSG_COLS = "mailbox_id, uid, modseq, flags, internaldate, size, blob_key, saved"
+MSG_COLS = "mailbox_id, uid, modseq, flags, internaldate, size, blob_key, saved, emailid"
 MB_COLS = "id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use"
 
 _FLAG_SETS: dict[str, frozenset[str]] = {}  # a mailbox has few distinct flag strings: share the sets
@@ -50,6 +50,7 @@ def message_row(row: Sequence[Any]) -> MessageRecord:
         size=row[5],
         blob_key=row[6],
         saved=row[7],
+        emailid=row[8] or emailid_for_blob(row[6]),
     )
 
 
@@ -210,7 +211,7 @@ class MailTx:
     async def insert_messages(self, rows: Sequence[tuple[MessageRecord, str | None]]) -> None:
         for m, dk in rows:  # one execute per row (see blobs.HybridBlobStore._delete_inline on executemany)
             self.c.execute(
-                f"INSERT INTO messages({MSG_COLS}, delivery_key) VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO messages({MSG_COLS}, delivery_key) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     m.mailbox_id,
                     m.uid,
@@ -220,6 +221,7 @@ class MailTx:
                     m.size,
                     m.blob_key,
                     m.saved,
+                    m.emailid or emailid_for_blob(m.blob_key),
                     dk,
                 ),
             )

@@ -88,4 +88,11 @@ MIGRATIONS: list[str | list[str]] = [
         "CREATE INDEX IF NOT EXISTS limit_events_at ON limit_events(at)",
         "CREATE TABLE IF NOT EXISTS limit_marks(key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL)",
     ],
+    # 7: RFC 8474 §5.1 EMAILID, kept with the row (COPY/MOVE and `store copy` carry it even where
+    # the blob key changes); existing rows get store.api.emailid_for_blob of their key
+    [
+        "ALTER TABLE messages ADD COLUMN emailid TEXT NOT NULL DEFAULT ''",
+        "UPDATE messages SET emailid = 'M' || blob_key WHERE emailid = '' AND blob_key <> '' AND length(blob_key) < 255"
+        " AND blob_key NOT GLOB '*[^A-Za-z0-9_-]*'",
+    ],
 ]

@@ -129,7 +129,7 @@ class SqliteTransfer:
         await self.engine.write(
             lambda c: c.executemany(
                 "INSERT INTO messages(mailbox_id, uid, modseq, flags, internaldate, size, blob_key, saved,"
-                " delivery_key) VALUES (?,?,?,?,?,?,?,?,?)",
+                " emailid, delivery_key) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         m.mailbox_id,
@@ -140,6 +140,7 @@ class SqliteTransfer:
                         m.size,
                         m.blob_key,
                         m.saved,
+                        m.emailid,  # RFC 8474 §5.1: kept although the blob key may change
                         dk,
                     )
                     for m, dk in rows
