@@ -158,6 +158,39 @@ class MailTx:
             )
         return not st.endswith(" 0")
 
+    async def acl(self, mailbox_id: int) -> list[tuple[str, str]]:
+        rows = await self.c.fetch(
+            "SELECT identifier, rights FROM acl WHERE mailbox_id=$1 ORDER BY identifier", mailbox_id
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def set_acl(self, mailbox_id: int, identifier: str, rights: str | None) -> bool:
+        if rights is None:
+            st = await self.c.execute(
+                "DELETE FROM acl WHERE mailbox_id=$1 AND identifier=$2", mailbox_id, identifier
+            )
+        else:
+            st = await self.c.execute(
+                "INSERT INTO acl VALUES ($1,$2,$3) ON CONFLICT (mailbox_id, identifier)"
+                " DO UPDATE SET rights=excluded.rights",
+                mailbox_id,
+                identifier,
+                rights,
+            )
+        return not st.endswith(" 0")
+
+    async def acl_for(self, identifiers: Sequence[str]) -> list[tuple[int, str, str]]:
+        rows = await self.c.fetch(
+            "SELECT mailbox_id, identifier, rights FROM acl WHERE identifier = ANY($1::text[])",
+            list(identifiers),
+        )
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    async def drop_acl(self, mailbox_ids: Sequence[int], identifier: str | None) -> None:
+        await self.c.execute("DELETE FROM acl WHERE mailbox_id = ANY($1::bigint[])", list(mailbox_ids))
+        if identifier is not None:
+            await self.c.execute("DELETE FROM acl WHERE identifier=$1", identifier)
+
     # ---------------------------------------------------------------- messages
     async def lock_mailboxes(self, ids: Iterable[int]) -> None:
         wanted = sorted(set(ids))

@@ -108,4 +108,10 @@ MIGRATIONS: list[str] = [
     CREATE TABLE limit_marks(key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL,
         expires DOUBLE PRECISION NOT NULL);
     """,
+    # 7: mailbox access-control lists (RFC 4314), see the SQLite schema's migration 7
+    """
+    CREATE TABLE acl(mailbox_id BIGINT NOT NULL, identifier TEXT COLLATE "C" NOT NULL, rights TEXT NOT NULL,
+        PRIMARY KEY(mailbox_id, identifier));
+    CREATE INDEX acl_identifier ON acl(identifier);
+    """,
 ]

@@ -154,6 +154,38 @@ class MailTx:
             )
         return cur.rowcount > 0
 
+    async def acl(self, mailbox_id: int) -> list[tuple[str, str]]:
+        rows = self.c.execute(
+            "SELECT identifier, rights FROM acl WHERE mailbox_id=? ORDER BY identifier", (mailbox_id,)
+        ).fetchall()
+        return [(str(i), str(r)) for i, r in rows]
+
+    async def set_acl(self, mailbox_id: int, identifier: str, rights: str | None) -> bool:
+        if rights is None:
+            cur = self.c.execute(
+                "DELETE FROM acl WHERE mailbox_id=? AND identifier=?", (mailbox_id, identifier)
+            )
+        else:
+            cur = self.c.execute(
+                "INSERT OR REPLACE INTO acl VALUES (?,?,?)", (mailbox_id, identifier, rights)
+            )
+        return cur.rowcount > 0
+
+    async def acl_for(self, identifiers: Sequence[str]) -> list[tuple[int, str, str]]:
+        rows = self.c.execute(
+            "SELECT mailbox_id, identifier, rights FROM acl WHERE identifier IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(identifiers)),),
+        ).fetchall()
+        return [(int(m), str(i), str(r)) for m, i, r in rows]
+
+    async def drop_acl(self, mailbox_ids: Sequence[int], identifier: str | None) -> None:
+        self.c.execute(
+            "DELETE FROM acl WHERE mailbox_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(mailbox_ids)),),
+        )
+        if identifier is not None:
+            self.c.execute("DELETE FROM acl WHERE identifier=?", (identifier,))
+
     # ---------------------------------------------------------------- messages
     async def lock_mailboxes(self, ids: Iterable[int]) -> None:
         """Nothing to do: one writer per database (the writer thread and the cross-process flock)."""

@@ -88,4 +88,11 @@ MIGRATIONS: list[str | list[str]] = [
         "CREATE INDEX IF NOT EXISTS limit_events_at ON limit_events(at)",
         "CREATE TABLE IF NOT EXISTS limit_marks(key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL)",
     ],
+    # 7: mailbox access-control lists (RFC 4314, store/acl.py): rights per (mailbox, identifier);
+    # identifier = account address, "anyone" or "anyone@<domain>"
+    [
+        "CREATE TABLE IF NOT EXISTS acl(mailbox_id INTEGER NOT NULL, identifier TEXT NOT NULL,"
+        " rights TEXT NOT NULL, PRIMARY KEY(mailbox_id, identifier)) WITHOUT ROWID",
+        "CREATE INDEX IF NOT EXISTS acl_identifier ON acl(identifier)",
+    ],
 ]
