@@ -17,9 +17,8 @@ from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import CopyMove
 from mailhouse.proto.imap.sequence import SequenceSet
 
+from .. import namespaces
 from ..context import Ok
-from ..errors import No
-from ..mailbox_names import check_name
 from ..quota import check_quota
 from ..updates import before_expunge, note_own
 
@@ -31,10 +30,7 @@ if TYPE_CHECKING:
 
 
 async def _target(s: SessionContext, name: str) -> Mailbox:
-    mb = await s.store.get_mailbox(s.acc().id, check_name(name))
-    if mb is None:
-        raise No("Target mailbox does not exist", "TRYCREATE")  # RFC 9051 §6.4.7
-    return mb
+    return (await namespaces.target(s, name)).mailbox  # RFC 4314 §4: i; RFC 9051 §6.4.7
 
 
 async def _copy_or_move(s: SessionContext, cmd: Command, move: bool) -> Ok | None:
@@ -49,7 +45,7 @@ async def _copy_or_move(s: SessionContext, cmd: Command, move: bool) -> Ok | Non
     if not uids:
         return Ok(f"{cmd.name} completed, no messages")
     if dst.id != view.mailbox.id or not move:
-        await check_quota(s.store, s.acc().id, sum(view.records[u].size for u in uids), len(uids))
+        await check_quota(s.store, dst.account_id, sum(view.records[u].size for u in uids), len(uids))
     if move:
         pairs = await s.store.move(view.mailbox.id, uids, dst.id)
     else:
