@@ -25,6 +25,7 @@ class ShareError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class FolderAcl:
+    owner: str  # the owning account's address
     mailbox: Mailbox
     entries: list[AclEntry]
 
@@ -87,7 +88,7 @@ async def list_rights(store: Store, owner: str, folder: str | None = None) -> li
     """OWNER's folders (or just FOLDER) that have entries, with them."""
     if folder is not None:
         mb = await _folder(store, owner, folder)
-        return [FolderAcl(mb, await store.get_acl(mb.id))]
+        return [FolderAcl(_address(owner), mb, await store.get_acl(mb.id))]
     acc = await store.get_account(_address(owner))
     if acc is None:
         raise ShareError(f"no account {owner}")
@@ -95,5 +96,5 @@ async def list_rights(store: Store, owner: str, folder: str | None = None) -> li
     for mb in await store.list_mailboxes(acc.id):
         entries = await store.get_acl(mb.id)
         if entries:
-            out.append(FolderAcl(mb, entries))
+            out.append(FolderAcl(acc.address, mb, entries))
     return out
