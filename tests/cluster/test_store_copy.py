@@ -83,6 +83,8 @@ async def _fill(store: Store) -> dict[str, object]:
     await store.set_metadata(alice.id, "", "/private/comment", "hello")
     await store.set_metadata(alice.id, "INBOX", "/shared/vendor/x", "ü")
     await store.shared_secret("web-session", "5e" * 32)  # the webmail's cookie key
+    await store.set_acl(work.id, "bob@other.test", "lrs")  # RFC 4314 rights and bob's own \Seen
+    await store.set_seen_by(bob.id, work.id, [1, 3], True)
     bob_inbox = await store.get_mailbox(bob.id, "INBOX")
     assert bob_inbox is not None
     await store.deliver(b"Subject: bob\r\n\r\nhi\r\n", [NewMessage(bob_inbox.id, "", 0)])
@@ -145,6 +147,12 @@ async def test_copy_sqlite_to_postgres_and_back_is_identical(postgres_db_url: st
         assert q is not None and q.lease_owner == "" and q.lease_until == 0.0  # old node's lease dropped
         assert await pg.blobs.get(q.blob_key) == b"Subject: out\r\n\r\nqueued\r\n"
         assert await pg.shared_secret("web-session", "00") == "5e" * 32  # webmail sessions survive
+        bob = await pg.get_account("bob@other.test")
+        assert bob is not None
+        assert [(e.identifier, e.rights) for e in await pg.get_acl(int(facts["work"]))] == [
+            ("bob@other.test", "lrs")
+        ]  # type: ignore[arg-type]
+        assert await pg.seen_by(bob.id, int(facts["work"])) == {1, 3}  # type: ignore[arg-type]
 
         # life goes on after the move: a redelivery is still idempotent, new ids/UIDVALIDITYs are fresh
         again = await pg.deliver(b"dup", [NewMessage(inbox.id, "", 0, delivery_key="Q0:1")])

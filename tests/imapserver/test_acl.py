@@ -76,6 +76,8 @@ def test_share_folder_getacl_myrights_listrights(mh: MailhouseProcess) -> None:
         assert f'* LIST (\\HasNoChildren) "/" "{OU}/Team1"'.encode() in listed, listed
         assert r.cmd(f'MYRIGHTS "{OU}/Team1"')[0] == f'* MYRIGHTS "{OU}/Team1" lrkxc'.encode()
         assert b"[NOPERM]" in tagged(r.cmd(f'GETACL "{OU}/Team1"'))  # needs a
+        assert ok(r.cmd(f'SUBSCRIBE "{OU}/Team1"'))
+        assert r.cmd(f'LSUB "" "{OU}/*"')[0] == f'* LSUB () "/" "{OU}/Team1"'.encode()
         assert ok(o.cmd('DELETEACL "Team1" reader@example.org'))
         assert b"[NONEXISTENT]" in tagged(r.cmd(f'MYRIGHTS "{OU}/Team1"'))
         assert f"{OU}/Team1".encode() not in b"".join(r.cmd(f'LIST "" "{OU}/*"'))
@@ -123,6 +125,7 @@ MATRIX: list[tuple[str, str]] = [
     ("implicit \\Seen", "rs"),
     ("COPY", "ri"),
     ("EXPUNGE", "re"),
+    ("MOVE", "rtei"),  # RFC 6851 §3.3 / RFC 4314 §4: i on the target, t and e on the source
 ]
 
 
@@ -155,6 +158,7 @@ def _run_matrix(c: RawIMAP, folder: str) -> dict[str, bool]:
     res["implicit \\Seen"] = b"\\Seen" in flags
     res["COPY"] = ok(c.cmd(f"COPY 2 {f}"))
     res["EXPUNGE"] = ok(c.cmd("EXPUNGE"))
+    res["MOVE"] = ok(c.cmd(f"MOVE 1 {f}"))
     c.cmd("UNSELECT")
     return res
 
@@ -365,3 +369,75 @@ def test_second_client_in_another_process_is_woken_by_a_change_in_a_shared_folde
                 p.kill()
     finally:
         o.close()
+
+
+def _flags(c: RawIMAP, n: int) -> set[bytes]:
+    """Message N's flags as C's session shows them, after a NOOP took in others' changes."""
+    c.cmd("NOOP")
+    got = b"".join(ln for ln in c.cmd(f"FETCH {n} (FLAGS)") if ln.startswith(b"* "))
+    m = re.search(rb"FLAGS \(([^)]*)\)", got)
+    assert m, got
+    return set(m.group(1).split()) - {b"\\Recent"}
+
+
+def test_seen_is_per_user_on_shared_folders(mh: MailhouseProcess) -> None:
+    o, r, t = raw_client(mh, "owner"), raw_client(mh, "reader"), raw_client(mh, "third")
+    box = f'"{OU}/SeenBox"'
+    try:
+        assert ok(o.cmd('CREATE "SeenBox"'))
+        for _ in range(3):
+            assert tagged(append(o, "SeenBox")).startswith(b"OK")
+        for who in ("reader", "third"):
+            assert ok(o.cmd(f'SETACL "SeenBox" {who}@example.org lrswt'))
+        assert ok(o.cmd('SELECT "SeenBox"'))
+        assert ok(r.cmd(f"SELECT {box}"))
+        assert ok(t.cmd(f"SELECT {box}"))
+        # the reader marks 1 seen: only the reader sees it so
+        assert b"\\Seen" in b"".join(r.cmd("STORE 1 +FLAGS (\\Seen)"))
+        assert b"\\Seen" in _flags(r, 1)
+        assert b"\\Seen" not in _flags(t, 1) and b"\\Seen" not in _flags(o, 1)
+        # the owner marks 2 seen: the readers still see it unseen
+        assert ok(o.cmd("STORE 2 +FLAGS (\\Seen)"))
+        assert b"\\Seen" not in _flags(r, 2) and b"\\Seen" not in _flags(t, 2)
+        # implicit \Seen of FETCH BODY[] is the reader's own
+        r.cmd("FETCH 3 BODY[]")
+        assert b"\\Seen" in _flags(r, 3) and b"\\Seen" not in _flags(t, 3) and b"\\Seen" not in _flags(o, 3)
+        assert r.cmd("SEARCH UNSEEN")[0] == b"* SEARCH 2"
+        assert t.cmd("SEARCH UNSEEN")[0] == b"* SEARCH 1 2 3"
+        # a replacement by a reader keeps the owner's \Seen and sets only the reader's
+        assert ok(r.cmd("STORE 2 FLAGS (\\Flagged \\Seen)"))
+        assert _flags(o, 2) == {b"\\Seen", b"\\Flagged"}
+        assert ok(r.cmd("STORE 2 FLAGS (\\Flagged)"))
+        assert b"\\Seen" in _flags(o, 2) and b"\\Seen" not in _flags(r, 2)
+        # kept in the store: a new session, and STATUS, count the reader's own state
+        r2 = raw_client(mh, "reader")
+        try:
+            st = r2.cmd(f"STATUS {box} (UNSEEN)")
+            assert st[0] == f'* STATUS "{OU}/SeenBox" (UNSEEN 1)'.encode(), st
+            assert ok(r2.cmd(f"EXAMINE {box}"))
+            assert r2.cmd("SEARCH SEEN")[0] == b"* SEARCH 1 3"
+        finally:
+            r2.close()
+        assert t.cmd(f"STATUS {box} (UNSEEN)")[0] == f'* STATUS "{OU}/SeenBox" (UNSEEN 3)'.encode()
+    finally:
+        for c in (o, r, t):
+            c.close()
+
+
+def test_no_updates_once_the_read_right_is_gone(mh: MailhouseProcess) -> None:
+    o, r = raw_client(mh, "owner"), raw_client(mh, "reader")
+    try:
+        assert ok(o.cmd('CREATE "Revoke"'))
+        assert tagged(append(o, "Revoke")).startswith(b"OK")
+        assert ok(o.cmd('SETACL "Revoke" reader@example.org lr'))
+        assert b"* 1 EXISTS" in r.cmd(f'EXAMINE "{OU}/Revoke"')
+        assert tagged(append(o, "Revoke")).startswith(b"OK")
+        assert b"* 2 EXISTS" in r.cmd("NOOP")
+        assert ok(o.cmd('SETACL "Revoke" reader@example.org -r'))
+        assert tagged(append(o, "Revoke")).startswith(b"OK")
+        got = r.cmd("NOOP")
+        assert not any(b"EXISTS" in ln for ln in got), got
+        assert b"[NOPERM]" in tagged(r.cmd("FETCH 1 (FLAGS)"))
+    finally:
+        o.close()
+        r.close()

@@ -104,3 +104,23 @@ async def test_entries_go_with_mailbox_and_account(store: Store) -> None:
     assert await store.get_acl(again.id) == []
     bob = await _acc(store, "bob@example.org")  # a new bob inherits nothing
     assert await store.shared_with(bob) == []
+
+
+async def test_seen_per_reader(store: Store) -> None:
+    alice = await _acc(store, "alice@example.org")
+    bob = await _acc(store, "bob@example.org")
+    carol = await _acc(store, "carol@example.org")
+    team = await store.create_mailbox(alice.id, "Team")
+    assert await store.seen_by(bob.id, team.id) == frozenset()
+    await store.set_seen_by(bob.id, team.id, [3, 1, 3], True)
+    await store.set_seen_by(carol.id, team.id, [2], True)
+    assert await store.seen_by(bob.id, team.id) == {1, 3}
+    assert await store.seen_by(carol.id, team.id) == {2}
+    await store.set_seen_by(bob.id, team.id, [3, 9], False)
+    assert await store.seen_by(bob.id, team.id) == {1}
+    await store.set_seen_by(bob.id, team.id, [], True)  # nothing to do
+    await store.remove_account("carol@example.org")
+    carol = await _acc(store, "carol@example.org")
+    assert await store.seen_by(carol.id, team.id) == frozenset()  # ids may be reused: nothing left
+    await store.delete_mailbox(team.id)
+    assert await store.seen_by(bob.id, team.id) == frozenset()

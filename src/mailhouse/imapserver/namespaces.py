@@ -32,14 +32,18 @@ from typing import TYPE_CHECKING
 from mailhouse.accounts import mailbox_names as names
 from mailhouse.proto.imap.commands import Store as StoreArgs
 from mailhouse.store.acl import ALL_RIGHTS, is_shared_account
+from mailhouse.store.api import FlagMode, FlagResult
 
 from .errors import No
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from mailhouse.proto.imap import Command
-    from mailhouse.store.api import Account, Mailbox
+    from mailhouse.store.api import Account, Mailbox, MessageRecord
 
     from .context import SessionContext
+    from .selected import SelectedMailbox
 
 DELIM = names.DELIM
 OTHER_USERS = "Other Users"  # RFC 2342 §4: the other users' namespace prefix (without delimiter)
@@ -267,3 +271,79 @@ async def target(s: SessionContext, name: str) -> Resolved:
         if e.code == "NONEXISTENT":
             raise No("Target mailbox does not exist", "TRYCREATE") from None
         raise
+
+
+# ---------------------------------------------------------------------------- per-user \Seen
+
+
+async def overlay_seen(s: SessionContext, view: SelectedMailbox) -> None:
+    """On another account's mailbox the session sees its own \\Seen (issue 13 §3): the
+    message's stored \\Seen is the owner's; each reader's is kept apart (`Store.seen_by`)."""
+    if view.mailbox.account_id != s.acc().id:
+        view.overlay_seen(await s.store.seen_by(s.acc().id, view.mailbox.id))
+
+
+async def reader_seen(s: SessionContext, mb: Mailbox) -> frozenset[int] | None:
+    """The session's own seen UIDs on another account's MB; None on its own (the flag counts)."""
+    if mb.account_id == s.acc().id:
+        return None
+    return await s.store.seen_by(s.acc().id, mb.id)
+
+
+def _is_seen(flag: str) -> bool:
+    return flag.lower() == "\\seen"
+
+
+async def store_flags(
+    s: SessionContext,
+    view: SelectedMailbox,
+    uids: Sequence[int],
+    mode: FlagMode,
+    flags: frozenset[str],
+    unchanged_since: int | None = None,
+) -> FlagResult:
+    """`Store.store_flags` on the selected mailbox, with \\Seen kept per reader on another
+    account's mailbox: the reader's \\Seen goes to its own rows, the other flags to the message
+    (a FLAGS replacement keeps the owner's stored \\Seen). Returned records show the reader's
+    view; UNCHANGEDSINCE applies to the shared flags only."""
+    if view.seen is None:
+        return await s.store.store_flags(view.mailbox.id, uids, mode, flags, unchanged_since)
+    me, mid = s.acc().id, view.mailbox.id
+    wants_seen = any(_is_seen(f) for f in flags)
+    others = frozenset(f for f in flags if not _is_seen(f))
+    seen_changed: set[int] = set()
+    if mode is FlagMode.REPLACE or wants_seen:
+        on = wants_seen and mode is not FlagMode.REMOVE
+        target = [u for u in uids if (u in view.seen) != on]
+        await s.store.set_seen_by(me, mid, target, on)
+        if on:
+            view.seen.update(target)
+        else:
+            view.seen.difference_update(target)
+        seen_changed.update(target)
+    updated: dict[int, MessageRecord] = {}
+    failed: list[int] = []
+    if mode is FlagMode.REPLACE:
+        stored = view.index.records if view.index is not None else {}
+        owner_seen = [u for u in uids if u in stored and "\\Seen" in stored[u].flags]
+        rest = [u for u in uids if u not in set(owner_seen)]
+        for part, fl in ((owner_seen, others | {"\\Seen"}), (rest, others)):
+            if part:
+                res = await s.store.store_flags(mid, part, mode, fl, unchanged_since)
+                updated.update((r.uid, r) for r in res.updated)
+                failed += res.failed_uids
+    elif others:
+        res = await s.store.store_flags(mid, uids, mode, others, unchanged_since)
+        updated.update((r.uid, r) for r in res.updated)
+        failed += res.failed_uids
+    for u in seen_changed:
+        if u not in updated and u in view.records:
+            updated[u] = view.records[u]
+    return FlagResult([view.mine(r) for r in updated.values()], failed)
+
+
+async def readable(s: SessionContext) -> bool:
+    """Whether updates of the selected mailbox may be delivered (RFC 4314 §4: r): a right taken
+    away stops EXISTS/EXPUNGE/FETCH updates, also during IDLE, on any node."""
+    view = s.selected
+    return view is None or view.mailbox.account_id == s.acc().id or "r" in await selected_rights(s)

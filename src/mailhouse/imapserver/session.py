@@ -313,7 +313,7 @@ class IMAPSession:
     async def sync(self, *, allow_expunge: bool) -> None:
         """Re-read the selected mailbox and queue what may be reported now."""
         view = self.selected
-        if view is None:
+        if view is None or not await namespaces.readable(self):  # RFC 4314 §4: updates need r
             return
         try:
             await view.refresh()

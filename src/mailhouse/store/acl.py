@@ -19,11 +19,13 @@ Model:
   so an RFC 2086 client sees the rights it knows.
 - An entry left with no rights is deleted; entries go with their mailbox (`store/mail.py`
   `delete_mailbox`) and entries naming an account go with the account (`store/directory.py`).
+- ``\\Seen`` is per user on shared mailboxes: the message's flag is the owner's; every other
+  reader's seen UIDs are rows of their own (`set_seen`), gone with the mailbox or the reader.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from mailhouse.store.api import Account, AclEntry, Mailbox, SharedMailbox
 from mailhouse.store.backend import Tx
@@ -131,6 +133,12 @@ async def my_rights(tx: Tx, account: Account, mailbox: Mailbox) -> str:
     if mailbox.account_id == account.id:
         return ALL_RIGHTS  # RFC 4314 §2.2: the owner's rights are implicit
     return effective(account.address, await tx.acl(mailbox.id))
+
+
+async def set_seen(tx: Tx, account_id: int, mailbox_id: int, uids: Sequence[int], seen: bool) -> None:
+    """A reader's own \\Seen on another account's mailbox (the owner's is the message flag)."""
+    if uids:
+        await tx.set_seen(mailbox_id, account_id, sorted(set(uids)), seen)
 
 
 async def shared_with(tx: Tx, account: Account) -> list[SharedMailbox]:

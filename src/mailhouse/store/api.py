@@ -356,6 +356,13 @@ class Acls(Protocol):
     async def shared_with(self, account: Account) -> list[SharedMailbox]: ...
 
     # the other accounts' mailboxes on which ACCOUNT has at least the lookup right ``l``
+    async def seen_by(self, account_id: int, mailbox_id: int) -> frozenset[int]: ...
+    async def set_seen_by(
+        self, account_id: int, mailbox_id: int, uids: Sequence[int], seen: bool
+    ) -> None: ...
+
+    # the \\Seen state of a reader (not the owner) of a shared mailbox, kept per reader (issue 13
+    # §3): the UIDs that reader has seen; the message's own \\Seen flag is the owner's
 
 
 class BlobStore(Protocol):

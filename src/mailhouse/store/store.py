@@ -196,6 +196,12 @@ class MailStore:
     async def shared_with(self, account: Account) -> list[SharedMailbox]:
         return await self.backend.read(lambda tx: acl.shared_with(tx, account))
 
+    async def seen_by(self, account_id: int, mailbox_id: int) -> frozenset[int]:
+        return frozenset(await self.backend.read(lambda tx: tx.seen_uids(mailbox_id, account_id)))
+
+    async def set_seen_by(self, account_id: int, mailbox_id: int, uids: Sequence[int], seen: bool) -> None:
+        await self.backend.write(lambda tx: acl.set_seen(tx, account_id, mailbox_id, uids, seen), single=True)
+
     # ---------------------------------------------------------------- messages
     async def append(self, messages: Sequence[NewMessage]) -> list[MessageRecord]:
         return await self.backend.write(lambda tx: mail.append(tx, messages))

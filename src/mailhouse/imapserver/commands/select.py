@@ -57,6 +57,7 @@ async def cmd_select(s: SessionContext, cmd: Command) -> Ok | None:
         registry=s.node.index,
         previous=previous,
     )
+    await namespaces.overlay_seen(s, view)  # \Seen is per reader on another account's mailbox
     mb = view.mailbox
     flags: list[response.Value] = [
         response.Atom(f) for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")

@@ -113,5 +113,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE acl(mailbox_id BIGINT NOT NULL, identifier TEXT COLLATE "C" NOT NULL, rights TEXT NOT NULL,
         PRIMARY KEY(mailbox_id, identifier));
     CREATE INDEX acl_identifier ON acl(identifier);
+    CREATE TABLE seen(mailbox_id BIGINT NOT NULL, account_id BIGINT NOT NULL, uid BIGINT NOT NULL,
+        PRIMARY KEY(mailbox_id, account_id, uid));
+    CREATE INDEX seen_account ON seen(account_id);
     """,
 ]

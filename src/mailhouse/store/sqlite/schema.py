@@ -94,5 +94,9 @@ MIGRATIONS: list[str | list[str]] = [
         "CREATE TABLE IF NOT EXISTS acl(mailbox_id INTEGER NOT NULL, identifier TEXT NOT NULL,"
         " rights TEXT NOT NULL, PRIMARY KEY(mailbox_id, identifier)) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS acl_identifier ON acl(identifier)",
+        # \\Seen of the other accounts reading a shared mailbox: one row per (mailbox, reader, uid)
+        "CREATE TABLE IF NOT EXISTS seen(mailbox_id INTEGER NOT NULL, account_id INTEGER NOT NULL,"
+        " uid INTEGER NOT NULL, PRIMARY KEY(mailbox_id, account_id, uid)) WITHOUT ROWID",
+        "CREATE INDEX IF NOT EXISTS seen_account ON seen(account_id)",
     ],
 ]
