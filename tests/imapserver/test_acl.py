@@ -441,3 +441,22 @@ def test_no_updates_once_the_read_right_is_gone(mh: MailhouseProcess) -> None:
     finally:
         o.close()
         r.close()
+
+
+def test_copy_and_append_into_a_shared_folder_drop_flags_without_rights(mh: MailhouseProcess) -> None:
+    o, r = raw_client(mh, "owner"), raw_client(mh, "reader")
+    try:
+        assert ok(o.cmd('CREATE "Drop"'))
+        assert ok(o.cmd('SETACL "Drop" reader@example.org lri'))  # may insert, may set no flag
+        assert ok(r.cmd('CREATE "Mine"'))
+        assert tagged(append(r, "Mine", flags="\\Seen \\Flagged \\Deleted $X")).startswith(b"OK")
+        assert tagged(append(r, f"{OU}/Drop", flags="\\Seen \\Flagged \\Deleted $X")).startswith(b"OK")
+        assert ok(r.cmd('SELECT "Mine"'))
+        assert ok(r.cmd(f'COPY 1 "{OU}/Drop"'))
+        assert ok(r.cmd(f'MOVE 1 "{OU}/Drop"'))
+        assert ok(o.cmd('SELECT "Drop"'))
+        for n in (1, 2, 3):
+            assert _flags(o, n) == set(), n
+    finally:
+        o.close()
+        r.close()

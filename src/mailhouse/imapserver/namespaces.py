@@ -347,3 +347,21 @@ async def readable(s: SessionContext) -> bool:
     away stops EXISTS/EXPUNGE/FETCH updates, also during IDLE, on any node."""
     view = s.selected
     return view is None or view.mailbox.account_id == s.acc().id or "r" in await selected_rights(s)
+
+
+async def drop_flags(
+    s: SessionContext, target: Resolved, view: SelectedMailbox, pairs: Sequence[tuple[int, int]]
+) -> None:
+    """After COPY/MOVE into another account's mailbox: the copies lose the flags the user has
+    no right to set there (RFC 4314 §4: \\Seen needs s, \\Deleted t, the others w), as APPEND's do."""
+    if target.mailbox.account_id == s.acc().id or not pairs:
+        return
+    stored = view.index.records if view.index is not None else {}
+    present: set[str] = set()
+    for src, _ in pairs:
+        for rec in (view.records.get(src), stored.get(src)):
+            if rec is not None:
+                present |= rec.flags
+    banned = frozenset(f for f in present if f != "\\Recent" and flag_right(f) not in target.rights)
+    if banned:
+        await s.store.store_flags(target.mailbox.id, [d for _, d in pairs], FlagMode.REMOVE, banned)

@@ -24,13 +24,13 @@ from ..updates import before_expunge, note_own
 
 if TYPE_CHECKING:
     from mailhouse.proto.imap import Command
-    from mailhouse.store.api import Mailbox
 
     from ..context import SessionContext
+    from ..namespaces import Resolved
 
 
-async def _target(s: SessionContext, name: str) -> Mailbox:
-    return (await namespaces.target(s, name)).mailbox  # RFC 4314 §4: i; RFC 9051 §6.4.7
+async def _target(s: SessionContext, name: str) -> Resolved:
+    return await namespaces.target(s, name)  # RFC 4314 §4: i; RFC 9051 §6.4.7
 
 
 async def _copy_or_move(s: SessionContext, cmd: Command, move: bool) -> Ok | None:
@@ -41,7 +41,8 @@ async def _copy_or_move(s: SessionContext, cmd: Command, move: bool) -> Ok | Non
     if move:
         view.check_writable()
     uids = [u for u in view.resolve(args.sequence, args.uid) if u not in view.pending_expunge]
-    dst = await _target(s, args.mailbox)
+    target = await _target(s, args.mailbox)
+    dst = target.mailbox
     if not uids:
         return Ok(f"{cmd.name} completed, no messages")
     if dst.id != view.mailbox.id or not move:
@@ -52,6 +53,7 @@ async def _copy_or_move(s: SessionContext, cmd: Command, move: bool) -> Ok | Non
         pairs = await s.store.copy(view.mailbox.id, uids, dst.id)
     if not pairs:
         return Ok("Messages were expunged by another session", "EXPUNGEISSUED")
+    await namespaces.drop_flags(s, target, view, pairs)  # RFC 4314 §4: flags need s/w/t in the target
     note_own(s, dst.id, [p[1] for p in pairs])  # RFC 5465 §5.2: created by this connection
     src_set = SequenceSet.from_numbers(p[0] for p in pairs)
     dst_set = SequenceSet.from_numbers(p[1] for p in pairs)
