@@ -204,12 +204,14 @@ async def test_verify_finds_a_difference_and_copy_refuses_a_full_destination(
             await conn.execute("UPDATE mailboxes SET uidnext=uidnext-1 WHERE id=$1", facts["work"])
             key = res.blob_map[(await src.list_messages(int(facts["inbox"])))[0].blob_key]  # type: ignore[arg-type]
             await conn.execute("UPDATE blobs SET data = data || '\\x00'::bytea WHERE key=$1", key)
+            await conn.execute("UPDATE acl SET rights='lrsw' WHERE mailbox_id=$1", facts["work"])
         finally:
             await conn.close()
         rep = await verify_store(src, pg, blob_map=res.blob_map)
         assert not rep.ok
         assert not rep["messages"].ok and "UID 3" in rep["messages"].problems[0]
         assert not rep["mailboxes"].ok and "Work/Projects" in rep["mailboxes"].problems[0]
+        assert not rep["acl"].ok and "lrsw" in rep["acl"].problems[0]
         assert rep["blobs"].problems == [
             f"blob {next(k for k, v in res.blob_map.items() if v == key)}: bytes differ in destination"
         ]
