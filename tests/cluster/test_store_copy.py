@@ -83,6 +83,8 @@ async def _fill(store: Store) -> dict[str, object]:
     await store.set_metadata(alice.id, "", "/private/comment", "hello")
     await store.set_metadata(alice.id, "INBOX", "/shared/vendor/x", "ü")
     await store.shared_secret("web-session", "5e" * 32)  # the webmail's cookie key
+    await store.set_acl(work.id, "bob@other.test", "lrs")  # RFC 4314 rights and bob's own \Seen
+    await store.set_seen_by(bob.id, work.id, [1, 3], True)
     bob_inbox = await store.get_mailbox(bob.id, "INBOX")
     assert bob_inbox is not None
     await store.deliver(b"Subject: bob\r\n\r\nhi\r\n", [NewMessage(bob_inbox.id, "", 0)])
@@ -145,6 +147,12 @@ async def test_copy_sqlite_to_postgres_and_back_is_identical(postgres_db_url: st
         assert q is not None and q.lease_owner == "" and q.lease_until == 0.0  # old node's lease dropped
         assert await pg.blobs.get(q.blob_key) == b"Subject: out\r\n\r\nqueued\r\n"
         assert await pg.shared_secret("web-session", "00") == "5e" * 32  # webmail sessions survive
+        bob = await pg.get_account("bob@other.test")
+        assert bob is not None
+        assert [(e.identifier, e.rights) for e in await pg.get_acl(int(facts["work"]))] == [
+            ("bob@other.test", "lrs")
+        ]  # type: ignore[arg-type]
+        assert await pg.seen_by(bob.id, int(facts["work"])) == {1, 3}  # type: ignore[arg-type]
 
         # life goes on after the move: a redelivery is still idempotent, new ids/UIDVALIDITYs are fresh
         again = await pg.deliver(b"dup", [NewMessage(inbox.id, "", 0, delivery_key="Q0:1")])
@@ -196,12 +204,14 @@ async def test_verify_finds_a_difference_and_copy_refuses_a_full_destination(
             await conn.execute("UPDATE mailboxes SET uidnext=uidnext-1 WHERE id=$1", facts["work"])
             key = res.blob_map[(await src.list_messages(int(facts["inbox"])))[0].blob_key]  # type: ignore[arg-type]
             await conn.execute("UPDATE blobs SET data = data || '\\x00'::bytea WHERE key=$1", key)
+            await conn.execute("UPDATE acl SET rights='lrsw' WHERE mailbox_id=$1", facts["work"])
         finally:
             await conn.close()
         rep = await verify_store(src, pg, blob_map=res.blob_map)
         assert not rep.ok
         assert not rep["messages"].ok and "UID 3" in rep["messages"].problems[0]
         assert not rep["mailboxes"].ok and "Work/Projects" in rep["mailboxes"].problems[0]
+        assert not rep["acl"].ok and "lrsw" in rep["acl"].problems[0]
         assert rep["blobs"].problems == [
             f"blob {next(k for k, v in res.blob_map.items() if v == key)}: bytes differ in destination"
         ]

@@ -127,7 +127,9 @@ def test_enable_id_namespace(imap_server: MailhouseProcess) -> None:
     assert raw.cmd("ENABLE CONDSTORE")[0] == b"* ENABLED"  # already on: not listed again
     r = raw.cmd('ID ("name" "pytest")')
     assert r[0].startswith(b'* ID ("name" "Mailhouse"')
-    assert raw.cmd("NAMESPACE")[0] == b'* NAMESPACE (("" "/")) NIL NIL'
+    assert (
+        raw.cmd("NAMESPACE")[0] == b'* NAMESPACE (("" "/")) (("Other Users/" "/")) (("Shared/" "/"))'
+    )  # issue 13 §3
     raw.close()
 
 

@@ -66,6 +66,7 @@ def capabilities(s: SessionContext) -> list[str]:
     caps += [f"THREAD={a}" for a in query.THREAD_ALGORITHMS]
     caps += list(quota.CAPABILITIES) + list(metadata.CAPABILITIES)
     caps += list(urlauth.CAPABILITIES)  # URLAUTH, URLAUTH=BINARY (RFC 5524 URLFETCH items)
+    caps += ["ACL", "RIGHTS=texk"]  # RFC 4314 §2.1, §3: commands/acl.py, enforced in namespaces.py
     caps.append("CATENATE")  # RFC 4469: URL parts resolved by urlauth.resolve_url
     if not s.conn.compressed:
         caps.append("COMPRESS=DEFLATE")

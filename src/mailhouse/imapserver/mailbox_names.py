@@ -7,8 +7,8 @@ The policy (what a valid name is, and that a *new* name — CREATE, the target o
 not contain the LIST wildcards ``%`` or ``*``) is `accounts.mailbox_names`, shared with the
 webmail's folder form; this module answers it the IMAP way, ``NO [CANNOT]`` as Dovecot does.
 
-Invariant: names are looked up only inside the logged-in account (every store call carries
-its account id), so no spelling reaches another account.
+Invariant: a name reaches another account's mailbox only through `namespaces` (the
+``Other Users/`` and ``Shared/`` prefixes) and only with the RFC 4314 rights the command needs.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 
 from mailhouse.accounts import mailbox_names as names
 
+from . import namespaces
 from .errors import No
 
 if TYPE_CHECKING:
     from mailhouse.store.api import Mailbox
 
     from .context import SessionContext
+    from .namespaces import Resolved
 
 DELIM = names.DELIM
 MAX_NAME_OCTETS = names.MAX_NAME_OCTETS
@@ -52,10 +54,12 @@ def parents(name: str) -> list[str]:
     return [DELIM.join(parts[:i]) for i in range(1, len(parts))]
 
 
-async def get_existing(s: SessionContext, name: str) -> Mailbox:
-    """The logged-in account's mailbox ``name`` or ``NO [NONEXISTENT]``."""
-    name = check_name(name)
-    mb = await s.store.get_mailbox(s.acc().id, name)
-    if mb is None:
-        raise No("Mailbox does not exist", "NONEXISTENT")  # RFC 5530 §3
-    return mb
+async def get_existing(s: SessionContext, name: str, need: str = "r") -> Mailbox:
+    """The mailbox ``name`` (personal, or another account's through `namespaces`) on which the
+    session holds the RFC 4314 rights NEED, or ``NO [NONEXISTENT]`` / ``NO [NOPERM]``."""
+    return (await resolve_existing(s, name, need)).mailbox
+
+
+async def resolve_existing(s: SessionContext, name: str, need: str = "r") -> Resolved:
+    """:func:`get_existing` with the session's rights and its name for the mailbox."""
+    return await namespaces.resolve(s, check_name(name), need)

@@ -198,6 +198,7 @@ class SelectedMailbox:
         self._views: list[MessageView] | None = None  # views() cache, kept current in place
         self.announced: set[str] = _keywords(records)  # keywords in the last FLAGS sent
         self.unannounced: set[str] = set()  # keywords in the view not yet announced
+        self.seen: set[int] | None = None  # a reader's own \Seen on a shared mailbox (overlay_seen)
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -358,6 +359,7 @@ class SelectedMailbox:
                 self.pending_flags.discard(uid)
             self.pending_new.pop(uid, None)
         for rec in changed:
+            rec = self.mine(rec)
             if rec.uid in self.pending_expunge:
                 continue
             old = self.records.get(rec.uid)
@@ -373,6 +375,7 @@ class SelectedMailbox:
 
     def set_record(self, rec: MessageRecord) -> None:
         """This session changed a message itself (STORE, implicit \\Seen): no update needed."""
+        rec = self.mine(rec)
         if rec.uid in self.records:
             self.records[rec.uid] = rec
             self.pending_flags.discard(rec.uid)
@@ -401,6 +404,21 @@ class SelectedMailbox:
             codes = " ".join(a.value for a in perm if isinstance(a, response.Atom))
             out += response.untagged_status("OK", "Flags permitted", f"PERMANENTFLAGS ({codes} \\*)")
         return out
+
+    def overlay_seen(self, seen: Iterable[int]) -> None:
+        """Show SEEN (a reader's own seen UIDs) as \\Seen instead of the stored flag, which is
+        the owner's: \\Seen is per user on shared mailboxes (issue 13 §3, `namespaces`)."""
+        self.seen = set(seen)
+        self.records = {u: self.mine(r) for u, r in self.records.items()}
+        self._views = None
+
+    def mine(self, rec: MessageRecord) -> MessageRecord:
+        """REC as this session shows it (with its own \\Seen when `overlay_seen` is on)."""
+        seen = self.seen
+        if seen is None or (rec.uid in seen) == ("\\Seen" in rec.flags):
+            return rec
+        flags = rec.flags | {"\\Seen"} if rec.uid in seen else rec.flags - {"\\Seen"}
+        return dataclasses.replace(rec, flags=frozenset(flags))
 
     def remove_expunged(self, uids: Iterable[int]) -> list[int]:
         """Drop ``uids`` from the view; returns the sequence numbers to report, in the order

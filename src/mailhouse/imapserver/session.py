@@ -48,7 +48,7 @@ from mailhouse.runtime import LOAD
 from mailhouse.store.api import Account, AlreadyExists, Conflict, NotFound, StoreError
 
 from . import capabilities as caps_mod
-from . import updates
+from . import namespaces, updates
 from .changes import Listener
 from .commands import ALLOWED, COMMANDS
 from .context import IMPLEMENTATION, TLS_HANDSHAKE_TIMEOUT, Ok, State
@@ -278,6 +278,7 @@ class IMAPSession:
         status, text = "OK", f"{base} completed"
         code: str | None = None
         try:
+            await namespaces.check_selected(self, cmd)  # RFC 4314 §4: rights on a shared selected mailbox
             result = await handler(self, cmd)
         except AlreadyAnswered:
             self.current = None
@@ -312,7 +313,7 @@ class IMAPSession:
     async def sync(self, *, allow_expunge: bool) -> None:
         """Re-read the selected mailbox and queue what may be reported now."""
         view = self.selected
-        if view is None:
+        if view is None or not await namespaces.readable(self):  # RFC 4314 §4: updates need r
             return
         try:
             await view.refresh()

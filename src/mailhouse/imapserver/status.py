@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from mailhouse.message.objectid import mailboxid
 from mailhouse.proto.imap import response
 
+from .namespaces import reader_seen
+
 if TYPE_CHECKING:
     from mailhouse.store.api import Mailbox
 
@@ -35,7 +37,10 @@ async def status_items(
         elif it == "UIDVALIDITY":
             out.append((it, mb.uidvalidity))
         elif it == "UNSEEN":
-            out.append((it, sum(1 for m in msgs if "\\Seen" not in m.flags)))
+            mine = await reader_seen(s, mb)  # \Seen is per reader on another account's mailbox
+            out.append(
+                (it, sum(1 for m in msgs if ("\\Seen" not in m.flags if mine is None else m.uid not in mine)))
+            )
         elif it == "DELETED":  # RFC 9051 §6.3.11
             out.append((it, sum(1 for m in msgs if "\\Deleted" in m.flags)))
         elif it == "SIZE":  # RFC 8438 §2

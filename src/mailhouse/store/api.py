@@ -142,6 +142,23 @@ def emailid_for_blob(blob_key: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class AclEntry:
+    """One access-control entry of a mailbox (RFC 4314 §2): IDENTIFIER holds RIGHTS."""
+
+    identifier: str  # an account address, "anyone", or "anyone@<domain>" (everyone at a domain)
+    rights: str  # normalised RFC 4314 §2.1 rights, in "lrswipkxtea" order
+
+
+@dataclass(frozen=True, slots=True)
+class SharedMailbox:
+    """A mailbox of another account that an account may see (RFC 4314 ``l``), with its rights."""
+
+    mailbox: Mailbox
+    owner: str  # the owning account's address
+    rights: str  # the effective rights of the asking account
+
+
+@dataclass(frozen=True, slots=True)
 class MessageRecord:
     mailbox_id: int
     uid: int
@@ -340,6 +357,31 @@ class MailIndex(Protocol):
     # the highest UID announced as recent (0 if none), without claiming (EXAMINE, STATUS)
 
 
+class Acls(Protocol):
+    """Mailbox access-control lists (RFC 4314), rules in `store/acl.py`.
+
+    The owner of a mailbox holds every right implicitly (they are not stored); another account's
+    rights are the union of the entries naming its address, ``anyone@<its domain>`` and
+    ``anyone``."""
+
+    async def get_acl(self, mailbox_id: int) -> list[AclEntry]: ...  # by identifier
+    async def set_acl(self, mailbox_id: int, identifier: str, rights: str) -> str: ...
+    # RIGHTS: "+xyz" adds, "-xyz" removes, else replaces (RFC 4314 §3.1); the stored rights after
+    # (an entry left with no rights is removed); ValueError on an unknown right or identifier
+    async def delete_acl(self, mailbox_id: int, identifier: str) -> bool: ...  # whether it existed
+    async def my_rights(self, account: Account, mailbox: Mailbox) -> str: ...
+    async def shared_with(self, account: Account) -> list[SharedMailbox]: ...
+
+    # the other accounts' mailboxes on which ACCOUNT has at least the lookup right ``l``
+    async def seen_by(self, account_id: int, mailbox_id: int) -> frozenset[int]: ...
+    async def set_seen_by(
+        self, account_id: int, mailbox_id: int, uids: Sequence[int], seen: bool
+    ) -> None: ...
+
+    # the \\Seen state of a reader (not the owner) of a shared mailbox, kept per reader (issue 13
+    # §3): the UIDs that reader has seen; the message's own \\Seen flag is the owner's
+
+
 class BlobStore(Protocol):
     async def put(self, data: bytes) -> str: ...  # durable before it returns; returns a new unique key
     async def get(self, key: str) -> bytes: ...
@@ -428,7 +470,7 @@ class ChangeFeed(Protocol):
     # the other nodes' feed too); iterate with ``async for``; ``await feed.aclose()`` ends it
 
 
-class Store(Directory, MailIndex, MaildropLocks, Queue, Limits, ChangeFeed, Protocol):
+class Store(Directory, MailIndex, Acls, MaildropLocks, Queue, Limits, ChangeFeed, Protocol):
     """Everything a Mailhouse node needs; `blobs` is the blob store."""
 
     @property

@@ -53,6 +53,8 @@ TABLES: dict[str, str] = {
     "subscriptions": "copied",
     "metadata": "copied",
     "recent": "copied (IMAP \\Recent claims per mailbox, through the store API)",
+    "acl": "copied (mailbox rights, RFC 4314, through the store API)",
+    "seen": "copied (each reader's own \\Seen of a shared mailbox, through the store API)",
     "queue": "copied, lease cleared; blob copied",
     "blobs": "PostgreSQL in-database blobs: copied through the blob store",
     "meta": "SQLite: the UIDVALIDITY counter and the shared secrets are carried over",
@@ -177,6 +179,12 @@ async def copy_store(
             claimed = await src.recent_claimed(mb.id, mb.uidvalidity)
             if claimed:  # IMAP \Recent claims: copied mail does not become recent again
                 await dst.claim_recent(mb.id, mb.uidvalidity, claimed)
+            entries = await src.get_acl(mb.id)
+            for entry in entries:  # RFC 4314 rights, through the store API
+                await dst.set_acl(mb.id, entry.identifier, entry.rights)
+            for reader in accounts if entries else []:  # the readers' own \Seen of a shared mailbox
+                if reader.id != a.id and (seen := await src.seen_by(reader.id, mb.id)):
+                    await dst.set_seen_by(reader.id, mb.id, sorted(seen), True)
             res.expunged += len(expunged)
             msgs = await src.list_messages(mb.id)
             dkeys = await s.delivery_keys(mb.id)

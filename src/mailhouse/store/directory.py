@@ -84,6 +84,7 @@ async def remove_account(tx: Tx, address: str) -> list[str]:
     ids = await tx.mailbox_ids(acc)
     await tx.lock_mailboxes(ids)
     keys = await tx.delete_account(acc, ids)
+    await tx.drop_acl(ids, address.lower(), acc)  # store/acl.py: its mailboxes' entries and those naming it
     for mid in ids:  # IDLE/NOTIFY sessions of the account learn that their mailbox is gone
         await tx.publish(Change(acc, mid, ChangeKind.MAILBOX, 0))
     return await free_blobs(tx, set(keys))

@@ -74,6 +74,7 @@ async def delete_mailbox(tx: Tx, mailbox_id: int) -> list[str]:
     if got is None:
         raise NotFound("no such mailbox")
     account_id, rows = got
+    await tx.drop_acl([mailbox_id], None, None)  # store/acl.py: entries go with their mailbox
     await tx.adjust_usage({account_id: (-len(rows), -sum(size for _, size in rows))})
     await tx.publish(Change(account_id, mailbox_id, ChangeKind.MAILBOX, 0))
     return await free_blobs(tx, {key for key, _ in rows})

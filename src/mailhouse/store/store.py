@@ -17,9 +17,10 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mailhouse.store import directory, limits, mail, queue
+from mailhouse.store import acl, directory, limits, mail, queue
 from mailhouse.store.api import (
     Account,
+    AclEntry,
     Alias,
     BlobStore,
     DkimKey,
@@ -34,6 +35,7 @@ from mailhouse.store.api import (
     NotFound,
     QueueEntry,
     ScramKeys,
+    SharedMailbox,
     Usage,
 )
 from mailhouse.store.backend import Backend, Transfer
@@ -177,6 +179,28 @@ class MailStore:
 
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
         await self.backend.write(lambda tx: mail.set_subscribed(tx, account_id, name, subscribed))
+
+    # ---------------------------------------------------------------- access-control lists (RFC 4314)
+    async def get_acl(self, mailbox_id: int) -> list[AclEntry]:
+        return await self.backend.read(lambda tx: acl.get_acl(tx, mailbox_id))
+
+    async def set_acl(self, mailbox_id: int, identifier: str, rights: str) -> str:
+        return await self.backend.write(lambda tx: acl.set_acl(tx, mailbox_id, identifier, rights))
+
+    async def delete_acl(self, mailbox_id: int, identifier: str) -> bool:
+        return await self.backend.write(lambda tx: acl.delete_acl(tx, mailbox_id, identifier))
+
+    async def my_rights(self, account: Account, mailbox: Mailbox) -> str:
+        return await self.backend.read(lambda tx: acl.my_rights(tx, account, mailbox))
+
+    async def shared_with(self, account: Account) -> list[SharedMailbox]:
+        return await self.backend.read(lambda tx: acl.shared_with(tx, account))
+
+    async def seen_by(self, account_id: int, mailbox_id: int) -> frozenset[int]:
+        return frozenset(await self.backend.read(lambda tx: tx.seen_uids(mailbox_id, account_id)))
+
+    async def set_seen_by(self, account_id: int, mailbox_id: int, uids: Sequence[int], seen: bool) -> None:
+        await self.backend.write(lambda tx: acl.set_seen(tx, account_id, mailbox_id, uids, seen), single=True)
 
     # ---------------------------------------------------------------- messages
     async def append(self, messages: Sequence[NewMessage]) -> list[MessageRecord]:

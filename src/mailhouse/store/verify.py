@@ -3,7 +3,7 @@
 Everything a client relies on is compared field by field — directory, usage counters, DKIM
 keys, mailboxes (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ: RFC 9051 §2.3.1.1, RFC 7162 §3.1),
 messages (UID, MODSEQ, flags, dates, size, EMAILID), the expunged-UID memory (RFC 7162 §3.2.10),
-delivery keys, subscriptions, metadata, the queue — and blobs by SHA-256 of their bytes.
+delivery keys, subscriptions, metadata, mailbox rights (RFC 4314), the queue — and blobs by SHA-256 of their bytes.
 
 Invariant: a copy is only reported good (`Report.ok`) when nothing differs; every difference
 is listed (up to `MAX_REPORTED` per category).
@@ -200,6 +200,9 @@ async def verify_store(
             ks_, kd_ = await s.delivery_keys(m.id), await d.delivery_keys(n.id)
             rep["delivery keys"].count(len(ks_), len(kd_))
             _cmp(rep["delivery keys"], f"{a.address}/{m.name}", ks_, kd_)
+            acl_s, acl_d = await src.get_acl(m.id), await dst.get_acl(n.id)  # RFC 4314 rights
+            rep["acl"].count(len(acl_s), len(acl_d))
+            _cmp(rep["acl"], f"{a.address}/{m.name}", acl_s, acl_d)
         ss, sdst = await src.subscriptions(a.id), await dst.subscriptions(b.id)
         rep["subscriptions"].count(len(ss), len(sdst))
         _cmp(rep["subscriptions"], a.address, ss, sdst)

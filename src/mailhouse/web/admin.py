@@ -1,5 +1,5 @@
 """Admin pages (accounts with `is_admin` only; everyone else gets 403): domains, users,
-aliases, quotas, the outbound queue, and per domain the DNS records to publish beside
+aliases, quotas, shared mailboxes and folder rights (RFC 4314), the outbound queue, and per domain the DNS records to publish beside
 what DNS answers now (dnspython, through `[dns] nameservers` when configured).
 
 All changes go through `accounts.admin.Admin`, as the CLI's do, so validation (IDNA,
@@ -22,8 +22,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mailhouse.accounts import shared
 from mailhouse.accounts.admin import MIN_PASSWORD, Admin, AdminError
 from mailhouse.mailauth.dnsrecords import Record, records
+from mailhouse.store.acl import is_shared_account
 from mailhouse.store.api import AlreadyExists, Conflict, NotFound, StoreError
 from mailhouse.web.common import checked_form, redirect, render, require_admin, state
 
@@ -42,6 +44,7 @@ ERRORS = {
     "not found": "No such domain, account, alias or queue entry.",
     "conflict": "That conflicts with what is stored.",
     "failed": "The change could not be made.",
+    "share refused": "That sharing change was refused: check the folder, the identifier and the rights (lrswipkxtea).",
 }
 
 
@@ -49,6 +52,8 @@ def error_key(e: Exception) -> str:
     """The `ERRORS` key for a refused change (the detail goes to the log)."""
     log.info("admin change refused: %s", e)
     text = str(e)
+    if isinstance(e, shared.ShareError):
+        return "share refused"
     if isinstance(e, AlreadyExists):
         return "already exists"
     if isinstance(e, NotFound) or (isinstance(e, AdminError) and text.startswith("no ")):
@@ -163,12 +168,15 @@ async def admin_domain(request: Request) -> Response:
         raise HTTPException(404, "no such domain")
     users = [(a, await store.usage(a.id)) for a in await store.list_accounts(d.name)]
     aliases = await store.list_aliases(d.name)
+    shares = [f for a, _ in users for f in await shared.list_rights(store, a.address)]  # RFC 4314 ACLs
     return render(
         request,
         "admin_domain.html",
         domain=d,
         users=users,
         aliases=aliases,
+        shares=shares,
+        shared_accounts={a.address for a, _ in users if is_shared_account(a)},
         dns=await dns_rows(request, d.name),
         error=shown_error(request),
     )
@@ -229,6 +237,30 @@ async def admin_aliases_post(request: Request) -> Response:
         else:
             raise HTTPException(400, "unknown action")
     except (AdminError, StoreError) as e:
+        return redirect(f"{back}?error=" + quote(error_key(e)))
+    return redirect(back)
+
+
+async def admin_shares_post(request: Request) -> Response:
+    """Shared mailboxes and folder rights (`accounts.shared`, as `mailhouse mailbox share`)."""
+    await require_admin(request)
+    form = await checked_form(request)
+    store = state(request).svc.store
+    owner = str(form.get("owner", "")).strip().lower()
+    folder = str(form.get("folder", "")).strip() or "INBOX"
+    ident = str(form.get("identifier", "")).strip()
+    domain = owner.rpartition("@")[2]
+    back = f"/admin/domain/{domain}" if domain else "/admin"
+    try:
+        if form.get("action") == "create":
+            await shared.create_shared_mailbox(store, owner)
+        elif form.get("action") == "set":
+            await shared.set_rights(store, owner, folder, ident, str(form.get("rights", "")).strip())
+        elif form.get("action") == "remove":
+            await shared.remove_rights(store, owner, folder, ident)
+        else:
+            raise HTTPException(400, "unknown action")
+    except (shared.ShareError, StoreError) as e:
         return redirect(f"{back}?error=" + quote(error_key(e)))
     return redirect(back)
 

@@ -43,6 +43,7 @@ ROUTES = [
     Route("/admin/domain/{name}", admin.admin_domain),
     Route("/admin/users", admin.admin_users_post, methods=["POST"]),
     Route("/admin/aliases", admin.admin_aliases_post, methods=["POST"]),
+    Route("/admin/shares", admin.admin_shares_post, methods=["POST"]),
     Route("/admin/queue", admin.admin_queue, methods=["GET"]),
     Route("/admin/queue", admin.admin_queue_post, methods=["POST"]),
     Route("/.well-known/autoconfig/mail/config-v1.1.xml", autoconfig.thunderbird),

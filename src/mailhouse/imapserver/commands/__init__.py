@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from ..context import Handler, State
 from . import (
+    acl,
     any_state,
     append,
     auth,
@@ -75,6 +76,11 @@ COMMANDS: dict[str, Handler] = {
     "GENURLAUTH": urlauth.cmd_genurlauth,  # RFC 4467
     "RESETKEY": urlauth.cmd_resetkey,
     "URLFETCH": urlauth.cmd_urlfetch,
+    "SETACL": acl.cmd_setacl,  # RFC 4314 §3
+    "DELETEACL": acl.cmd_deleteacl,
+    "GETACL": acl.cmd_getacl,
+    "LISTRIGHTS": acl.cmd_listrights,
+    "MYRIGHTS": acl.cmd_myrights,
     # RFC 9051 §6.4: selected
     "CLOSE": select.cmd_close,
     "UNSELECT": select.cmd_unselect,  # RFC 3691
@@ -127,6 +133,11 @@ _AUTHENTICATED = _ANY | {
     "GENURLAUTH",
     "RESETKEY",
     "URLFETCH",
+    "SETACL",  # RFC 4314 §3: authenticated and selected states
+    "DELETEACL",
+    "GETACL",
+    "LISTRIGHTS",
+    "MYRIGHTS",
 }
 _SELECTED = _AUTHENTICATED | {
     "CLOSE",

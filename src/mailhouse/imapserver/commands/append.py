@@ -22,11 +22,10 @@ from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import NewMessage
 from mailhouse.store.crlf import to_crlf
 
-from .. import urlauth
+from .. import namespaces, urlauth
 from ..context import Ok
 from ..errors import No
 from ..fetch_stream import STREAM_MIN
-from ..mailbox_names import check_name
 from ..quota import check_quota
 from ..updates import note_own
 
@@ -47,10 +46,8 @@ async def resolve_url(s: SessionContext, url: bytes) -> bytes:
 async def cmd_append(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, Append)
-    name = check_name(args.mailbox)
-    mb = await s.store.get_mailbox(s.acc().id, name)
-    if mb is None:
-        raise No("Mailbox does not exist", "TRYCREATE")  # RFC 9051 §6.3.12
+    res = await namespaces.target(s, args.mailbox)  # RFC 4314 §4: APPEND needs i
+    mb = res.mailbox
     limit = s.cfg.max_message_size
     items: list[tuple[bytes, frozenset[str], float]] = []
     for m in args.messages:
@@ -86,9 +83,10 @@ async def cmd_append(s: SessionContext, cmd: Command) -> Ok | None:
         if len(data) > limit:
             raise No("Message too big", "TOOBIG")  # RFC 7889 §4
         flags = frozenset(f for f in m.flags if f.upper() != "\\RECENT")  # RFC 9051 §2.3.2
+        flags = namespaces.allowed_flags(res.rights, flags)  # RFC 4314 §4: flags need s/w/t
         when = m.internal_date.timestamp() if m.internal_date is not None else time.time()
         items.append((data, flags, when))
-    await check_quota(s.store, s.acc().id, sum(len(d) for d, _, _ in items), len(items))
+    await check_quota(s.store, mb.account_id, sum(len(d) for d, _, _ in items), len(items))
     keys: list[str] = []
     try:
         for data, _, _ in items:

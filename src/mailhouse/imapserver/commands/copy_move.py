@@ -17,24 +17,20 @@ from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import CopyMove
 from mailhouse.proto.imap.sequence import SequenceSet
 
+from .. import namespaces
 from ..context import Ok
-from ..errors import No
-from ..mailbox_names import check_name
 from ..quota import check_quota
 from ..updates import before_expunge, note_own
 
 if TYPE_CHECKING:
     from mailhouse.proto.imap import Command
-    from mailhouse.store.api import Mailbox
 
     from ..context import SessionContext
+    from ..namespaces import Resolved
 
 
-async def _target(s: SessionContext, name: str) -> Mailbox:
-    mb = await s.store.get_mailbox(s.acc().id, check_name(name))
-    if mb is None:
-        raise No("Target mailbox does not exist", "TRYCREATE")  # RFC 9051 §6.4.7
-    return mb
+async def _target(s: SessionContext, name: str) -> Resolved:
+    return await namespaces.target(s, name)  # RFC 4314 §4: i; RFC 9051 §6.4.7
 
 
 async def _copy_or_move(s: SessionContext, cmd: Command, move: bool) -> Ok | None:
@@ -45,17 +41,19 @@ async def _copy_or_move(s: SessionContext, cmd: Command, move: bool) -> Ok | Non
     if move:
         view.check_writable()
     uids = [u for u in view.resolve(args.sequence, args.uid) if u not in view.pending_expunge]
-    dst = await _target(s, args.mailbox)
+    target = await _target(s, args.mailbox)
+    dst = target.mailbox
     if not uids:
         return Ok(f"{cmd.name} completed, no messages")
     if dst.id != view.mailbox.id or not move:
-        await check_quota(s.store, s.acc().id, sum(view.records[u].size for u in uids), len(uids))
+        await check_quota(s.store, dst.account_id, sum(view.records[u].size for u in uids), len(uids))
     if move:
         pairs = await s.store.move(view.mailbox.id, uids, dst.id)
     else:
         pairs = await s.store.copy(view.mailbox.id, uids, dst.id)
     if not pairs:
         return Ok("Messages were expunged by another session", "EXPUNGEISSUED")
+    await namespaces.drop_flags(s, target, view, pairs)  # RFC 4314 §4: flags need s/w/t in the target
     note_own(s, dst.id, [p[1] for p in pairs])  # RFC 5465 §5.2: created by this connection
     src_set = SequenceSet.from_numbers(p[0] for p in pairs)
     dst_set = SequenceSet.from_numbers(p[1] for p in pairs)

@@ -28,6 +28,7 @@ from ..context import Ok
 from ..errors import Bad
 from ..fetch_items import CONTENT_ITEMS, SEEN_ITEMS, UNSUPPORTED, message_items
 from ..fetch_stream import send_fetch
+from ..namespaces import rights_on, store_flags  # RFC 4314 §4: \Seen is set implicitly only with s
 
 if TYPE_CHECKING:
     from mailhouse.proto.imap import Command
@@ -75,10 +76,12 @@ async def cmd_fetch(s: SessionContext, cmd: Command) -> Ok | None:
         items.append(FetchAtt("MODSEQ"))  # RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ
     content = any(_needs_content(it) for it in items)
     flag_changed: set[int] = set()
-    if not view.readonly and any(_sets_seen(it) for it in items):
+    if not view.readonly and any(_sets_seen(it) for it in items) and "s" in await rights_on(s, view.mailbox):
         unseen = [r.uid for r in records if "\\Seen" not in r.flags and r.uid not in view.pending_expunge]
         if unseen:
-            res = await s.store.store_flags(view.mailbox.id, unseen, FlagMode.ADD, frozenset({"\\Seen"}))
+            res = await store_flags(
+                s, view, unseen, FlagMode.ADD, frozenset({"\\Seen"})
+            )  # per reader if shared
             for rec in res.updated:
                 view.set_record(rec)
                 flag_changed.add(rec.uid)

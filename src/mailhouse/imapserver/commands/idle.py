@@ -28,7 +28,8 @@ async def cmd_idle(s: SessionContext, cmd: Command) -> Ok | None:
     s.send(response.continuation("idling"))  # RFC 2177 §3
     await s.flush()
     s.core.begin_idle(cmd.tag)
-    lst = s.node.hub.listen(s.acc().id)
+    # a shared selected mailbox changes in its owner's account: listen there (RFC 4314: r, checked at SELECT)
+    lst = s.node.hub.listen(s.selected.mailbox.account_id if s.selected is not None else s.acc().id)
     try:
         if s.selected is not None:
             await s.sync(allow_expunge=True)

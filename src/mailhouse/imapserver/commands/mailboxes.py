@@ -25,9 +25,10 @@ from mailhouse.message.objectid import mailboxid
 from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import Create, List, Lsub, MailboxArg, Rename, Status
 
+from .. import namespaces
 from ..context import Ok, State
 from ..errors import Bad, No
-from ..mailbox_names import DELIM, check_name, check_new_name, get_existing, parents
+from ..mailbox_names import DELIM, check_name, check_new_name, get_existing, parents, resolve_existing
 from ..status import status_line
 
 if TYPE_CHECKING:
@@ -62,6 +63,9 @@ async def cmd_create(s: SessionContext, cmd: Command) -> Ok | None:
     name = check_new_name(raw)  # also no LIST wildcards in a new name
     if name == "INBOX":
         raise No("INBOX always exists", "ALREADYEXISTS")
+    if namespaces.is_foreign_name(name):
+        await namespaces.create_foreign(s, name)  # RFC 4314 §4: k on the parent
+        return None
     use: str | None = None
     if args.special_use:
         canon = {u.upper(): u for u in SPECIAL_USES}
@@ -84,9 +88,9 @@ async def cmd_delete(s: SessionContext, cmd: Command) -> Ok | None:
     name = check_name(args.mailbox)
     if name == "INBOX":
         raise No("INBOX cannot be deleted", "CANNOT")  # RFC 9051 §6.3.5
-    mb = await get_existing(s, name)
-    others = await s.store.list_mailboxes(s.acc().id)
-    if any(m.name.startswith(name + DELIM) for m in others):
+    mb = await get_existing(s, name, "x")  # RFC 4314 §4: DELETE needs x
+    others = await s.store.list_mailboxes(mb.account_id)
+    if any(m.name.startswith(mb.name + DELIM) for m in others):
         raise No("Mailbox has inferior mailboxes; delete them first", "INUSE")
     if s.selected is not None and s.selected.mailbox.id == mb.id:
         s.selected = None
@@ -101,7 +105,9 @@ async def cmd_rename(s: SessionContext, cmd: Command) -> Ok | None:
     old = check_name(args.old)
     new = check_new_name(args.new.rstrip(DELIM) if args.new.endswith(DELIM) else args.new)
     acc = s.acc().id
-    src = await get_existing(s, old)
+    src = await get_existing(s, old, "x")  # RFC 4314 §4: RENAME needs x on the old name
+    if namespaces.is_foreign_name(old) or namespaces.is_foreign_name(new):
+        raise No("Mailboxes are renamed only inside the personal namespace", "CANNOT")
     if new == "INBOX" or await s.store.get_mailbox(acc, new) is not None:
         raise No("Target mailbox already exists", "ALREADYEXISTS")
     if new.startswith(old + DELIM):
@@ -131,7 +137,7 @@ async def cmd_subscribe(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, MailboxArg)
     name = check_name(args.mailbox)
-    await get_existing(s, name)  # RFC 9051 §6.3.7: we only let existing mailboxes be subscribed
+    await get_existing(s, name, "l")  # RFC 9051 §6.3.7: we only let existing mailboxes be subscribed
     await s.store.set_subscribed(s.acc().id, name, True)
     return None
 
@@ -206,6 +212,7 @@ async def cmd_list(s: SessionContext, cmd: Command) -> Ok | None:
     if "RECURSIVEMATCH" in sel and not sel - {"RECURSIVEMATCH", "REMOTE"}:
         raise Bad("RECURSIVEMATCH needs another selection option")  # RFC 5258 §3.1
     mbs = {m.name: m for m in await s.store.list_mailboxes(acc)}
+    mbs.update(await namespaces.visible(s))  # RFC 4314 §4: others' mailboxes with l
     names = set(mbs)
     # implied superiors of existing names (never created by us, but may exist in old data)
     for n in list(names):
@@ -250,7 +257,7 @@ async def cmd_lsub(s: SessionContext, cmd: Command) -> Ok | None:
         s.send(response.list_response(["\\Noselect"], DELIM, "", utf8=s.utf8, kind="LSUB"))
         return None
     rx = [pattern_regex(args.reference, args.pattern)]
-    existing = {m.name for m in await s.store.list_mailboxes(acc)}
+    existing = {m.name for m in await s.store.list_mailboxes(acc)} | set(await namespaces.visible(s))
     subs = set(await s.store.subscriptions(acc))
     listed = {n for n in subs if _matches(rx, n)}
     # RFC 3501 §6.3.9: "foo/bar" subscribed, "foo" not: "%" returns "foo" flagged \\Noselect.
@@ -268,12 +275,11 @@ async def cmd_lsub(s: SessionContext, cmd: Command) -> Ok | None:
 async def cmd_status(s: SessionContext, cmd: Command) -> Ok | None:
     args = cmd.args
     assert isinstance(args, Status)
-    mb = await get_existing(s, args.mailbox)
-    s.send(await status_line(s, mb, args.items))
+    res = await resolve_existing(s, args.mailbox, "r")  # RFC 4314 §4: STATUS needs r
+    s.send(await status_line(s, res.shown(), args.items))
     return None
 
 
 async def cmd_namespace(s: SessionContext, cmd: Command) -> Ok | None:
-    # RFC 2342 §5: one personal namespace, prefix "" and delimiter "/"; no shared/other
-    s.send(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
+    s.send(namespaces.namespace_response())  # RFC 2342 §5: personal, other users', shared
     return None

@@ -20,9 +20,10 @@ from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import Select
 from mailhouse.proto.imap.sequence import SequenceSet
 
+from .. import namespaces
 from ..context import Ok, State
 from ..errors import Bad
-from ..mailbox_names import get_existing
+from ..mailbox_names import resolve_existing
 from ..selected import SelectedMailbox
 
 if TYPE_CHECKING:
@@ -43,8 +44,9 @@ async def cmd_select(s: SessionContext, cmd: Command) -> Ok | None:
         raise Bad("QRESYNC not enabled")  # RFC 7162 §3.2.5
     if args.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8: SELECT (CONDSTORE) enables it
-    mb = await get_existing(s, args.mailbox)
-    readonly = args.readonly
+    res = await resolve_existing(s, args.mailbox, "r")  # RFC 4314 §4: SELECT/EXAMINE need r
+    mb = res.mailbox
+    readonly = args.readonly or not any(r in res.rights for r in "swite")  # RFC 4314 §4: READ-ONLY
     view = await SelectedMailbox.open(
         s.store,
         mb,
@@ -56,6 +58,7 @@ async def cmd_select(s: SessionContext, cmd: Command) -> Ok | None:
         registry=s.node.index,
         previous=previous,
     )
+    await namespaces.overlay_seen(s, view)  # \Seen is per reader on another account's mailbox
     mb = view.mailbox
     flags: list[response.Value] = [
         response.Atom(f) for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -81,7 +84,7 @@ async def cmd_select(s: SessionContext, cmd: Command) -> Ok | None:
         response.untagged_status("OK", "Ok", f"MAILBOXID ({mailboxid(mb.id, mb.uidvalidity)})")
     )  # RFC 8474 §4.3
     if s.rev2:  # RFC 9051 §6.3.2: the mailbox name as the server knows it
-        s.send(response.list_response(["\\HasNoChildren"], "/", mb.name, utf8=s.utf8))
+        s.send(response.list_response(["\\HasNoChildren"], "/", res.name, utf8=s.utf8))
     if args.qresync is not None and args.qresync.uidvalidity == mb.uidvalidity:
         await _qresync_select(s, view, args)
     s.selected = view
@@ -114,7 +117,8 @@ async def cmd_close(s: SessionContext, cmd: Command) -> Ok | None:
     assert view is not None
     s.selected = None
     s.state = State.AUTHENTICATED
-    if not view.readonly:  # RFC 9051 §6.4.1: silently expunge \Deleted, no responses
+    # RFC 9051 §6.4.1: silently expunge \Deleted, no responses; RFC 4314 §4: only with e
+    if not view.readonly and "e" in await namespaces.rights_on(s, view.mailbox):
         uids = [u for u in view.uids if "\\Deleted" in view.records[u].flags]
         if uids:
             await s.store.expunge(view.mailbox.id, uids)

@@ -19,6 +19,7 @@ from mailhouse.proto.imap.commands import Store
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.store.api import FlagMode
 
+from .. import namespaces
 from ..context import Ok
 
 if TYPE_CHECKING:
@@ -40,9 +41,8 @@ async def cmd_store(s: SessionContext, cmd: Command) -> Ok | None:
     if args.unchangedsince is not None and not s.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: UNCHANGEDSINCE enables CONDSTORE
         view.condstore = True
-    res = await s.store.store_flags(
-        view.mailbox.id, uids, _MODES[args.mode.value], flags, args.unchangedsince
-    )
+    # namespaces.store_flags: \Seen per reader on another account's mailbox (issue 13 §3)
+    res = await namespaces.store_flags(s, view, uids, _MODES[args.mode.value], flags, args.unchangedsince)
     updated = {r.uid for r in res.updated}
     for rec in res.updated:
         view.set_record(rec)

@@ -470,8 +470,19 @@ class MultiSearch:
     return_options: tuple[SearchReturnOption, ...] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Acl:
+    """RFC 4314 §3: SETACL (identifier, rights), DELETEACL (identifier), GETACL, LISTRIGHTS
+    (identifier), MYRIGHTS — the mailbox and what the command carries."""
+
+    mailbox: str
+    identifier: str | None = None
+    rights: str | None = None  # SETACL mod-rights, "+"/"-" kept (RFC 4314 §3.1)
+
+
 CommandArgs = (
     NoArgs
+    | Acl
     | Authenticate
     | Login
     | Enable

@@ -5,7 +5,7 @@ command-nonauth / command-select) CRLF``), RFC 9051 §6.4.9 and RFC 5256 §3 (th
 prefix). The arguments of each command are parsed by its family module: ``grammar_session``
 (connection, authentication), ``grammar_mailbox``, ``grammar_fetch``, ``grammar_store``,
 ``grammar_search`` (SEARCH, ESEARCH, SORT, THREAD) and ``grammar_misc`` (QUOTA, METADATA,
-NOTIFY, URLAUTH).
+NOTIFY, URLAUTH), ``grammar_acl`` (RFC 4314).
 
 Invariants:
 
@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Final
 
 from mailhouse.proto.imap import (
+    grammar_acl,
     grammar_fetch,
     grammar_mailbox,
     grammar_misc,
@@ -93,6 +94,11 @@ COMMANDS: Final[dict[str, ArgParser]] = {
     "URLFETCH": grammar_misc.parse_urlfetch,
     "CANCELUPDATE": grammar_search.parse_cancelupdate,
     "ESEARCH": grammar_search.parse_esearch,
+    "SETACL": grammar_acl.parse_setacl,  # RFC 4314 §3
+    "DELETEACL": grammar_acl.parse_deleteacl,
+    "GETACL": grammar_acl.parse_getacl,
+    "LISTRIGHTS": grammar_acl.parse_listrights,
+    "MYRIGHTS": grammar_acl.parse_getacl,
 }
 """Command name → argument parser (names without the ``UID`` prefix)."""
 

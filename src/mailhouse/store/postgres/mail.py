@@ -159,6 +159,66 @@ class MailTx:
             )
         return not st.endswith(" 0")
 
+    async def acl(self, mailbox_id: int) -> list[tuple[str, str]]:
+        rows = await self.c.fetch(
+            "SELECT identifier, rights FROM acl WHERE mailbox_id=$1 ORDER BY identifier", mailbox_id
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def set_acl(self, mailbox_id: int, identifier: str, rights: str | None) -> bool:
+        if rights is None:
+            st = await self.c.execute(
+                "DELETE FROM acl WHERE mailbox_id=$1 AND identifier=$2", mailbox_id, identifier
+            )
+        else:
+            st = await self.c.execute(
+                "INSERT INTO acl VALUES ($1,$2,$3) ON CONFLICT (mailbox_id, identifier)"
+                " DO UPDATE SET rights=excluded.rights",
+                mailbox_id,
+                identifier,
+                rights,
+            )
+        return not st.endswith(" 0")
+
+    async def acl_for(self, identifiers: Sequence[str]) -> list[tuple[int, str, str]]:
+        rows = await self.c.fetch(
+            "SELECT mailbox_id, identifier, rights FROM acl WHERE identifier = ANY($1::text[])",
+            list(identifiers),
+        )
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    async def drop_acl(
+        self, mailbox_ids: Sequence[int], identifier: str | None, account_id: int | None
+    ) -> None:
+        await self.c.execute("DELETE FROM acl WHERE mailbox_id = ANY($1::bigint[])", list(mailbox_ids))
+        await self.c.execute("DELETE FROM seen WHERE mailbox_id = ANY($1::bigint[])", list(mailbox_ids))
+        if identifier is not None:
+            await self.c.execute("DELETE FROM acl WHERE identifier=$1", identifier)
+        if account_id is not None:
+            await self.c.execute("DELETE FROM seen WHERE account_id=$1", account_id)
+
+    async def seen_uids(self, mailbox_id: int, account_id: int) -> list[int]:
+        rows = await self.c.fetch(
+            "SELECT uid FROM seen WHERE mailbox_id=$1 AND account_id=$2", mailbox_id, account_id
+        )
+        return [int(r[0]) for r in rows]
+
+    async def set_seen(self, mailbox_id: int, account_id: int, uids: Sequence[int], seen: bool) -> None:
+        if seen:
+            await self.c.execute(
+                "INSERT INTO seen SELECT $1, $2, u FROM unnest($3::bigint[]) AS u ON CONFLICT DO NOTHING",
+                mailbox_id,
+                account_id,
+                list(uids),
+            )
+        else:
+            await self.c.execute(
+                "DELETE FROM seen WHERE mailbox_id=$1 AND account_id=$2 AND uid = ANY($3::bigint[])",
+                mailbox_id,
+                account_id,
+                list(uids),
+            )
+
     # ---------------------------------------------------------------- messages
     async def lock_mailboxes(self, ids: Iterable[int]) -> None:
         wanted = sorted(set(ids))

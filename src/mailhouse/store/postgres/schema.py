@@ -113,4 +113,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN IF NOT EXISTS emailid TEXT COLLATE "C" NOT NULL DEFAULT '';
     UPDATE messages SET emailid = 'M' || blob_key WHERE emailid = '' AND blob_key ~ '^[A-Za-z0-9_-]{1,254}$';
     """,
+    # 8: mailbox access-control lists (RFC 4314), see the SQLite schema's migration 8
+    """
+    CREATE TABLE acl(mailbox_id BIGINT NOT NULL, identifier TEXT COLLATE "C" NOT NULL, rights TEXT NOT NULL,
+        PRIMARY KEY(mailbox_id, identifier));
+    CREATE INDEX acl_identifier ON acl(identifier);
+    CREATE TABLE seen(mailbox_id BIGINT NOT NULL, account_id BIGINT NOT NULL, uid BIGINT NOT NULL,
+        PRIMARY KEY(mailbox_id, account_id, uid));
+    CREATE INDEX seen_account ON seen(account_id);
+    """,
 ]

@@ -155,6 +155,55 @@ class MailTx:
             )
         return cur.rowcount > 0
 
+    async def acl(self, mailbox_id: int) -> list[tuple[str, str]]:
+        rows = self.c.execute(
+            "SELECT identifier, rights FROM acl WHERE mailbox_id=? ORDER BY identifier", (mailbox_id,)
+        ).fetchall()
+        return [(str(i), str(r)) for i, r in rows]
+
+    async def set_acl(self, mailbox_id: int, identifier: str, rights: str | None) -> bool:
+        if rights is None:
+            cur = self.c.execute(
+                "DELETE FROM acl WHERE mailbox_id=? AND identifier=?", (mailbox_id, identifier)
+            )
+        else:
+            cur = self.c.execute(
+                "INSERT OR REPLACE INTO acl VALUES (?,?,?)", (mailbox_id, identifier, rights)
+            )
+        return cur.rowcount > 0
+
+    async def acl_for(self, identifiers: Sequence[str]) -> list[tuple[int, str, str]]:
+        rows = self.c.execute(
+            "SELECT mailbox_id, identifier, rights FROM acl WHERE identifier IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(identifiers)),),
+        ).fetchall()
+        return [(int(m), str(i), str(r)) for m, i, r in rows]
+
+    async def drop_acl(
+        self, mailbox_ids: Sequence[int], identifier: str | None, account_id: int | None
+    ) -> None:
+        ids = json.dumps(list(mailbox_ids))
+        self.c.execute("DELETE FROM acl WHERE mailbox_id IN (SELECT value FROM json_each(?))", (ids,))
+        self.c.execute("DELETE FROM seen WHERE mailbox_id IN (SELECT value FROM json_each(?))", (ids,))
+        if identifier is not None:
+            self.c.execute("DELETE FROM acl WHERE identifier=?", (identifier,))
+        if account_id is not None:
+            self.c.execute("DELETE FROM seen WHERE account_id=?", (account_id,))
+
+    async def seen_uids(self, mailbox_id: int, account_id: int) -> list[int]:
+        rows = self.c.execute(
+            "SELECT uid FROM seen WHERE mailbox_id=? AND account_id=?", (mailbox_id, account_id)
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    async def set_seen(self, mailbox_id: int, account_id: int, uids: Sequence[int], seen: bool) -> None:
+        sql = (
+            "INSERT OR IGNORE INTO seen SELECT ?, ?, value FROM json_each(?)"
+            if seen
+            else "DELETE FROM seen WHERE mailbox_id=? AND account_id=? AND uid IN (SELECT value FROM json_each(?))"
+        )
+        self.c.execute(sql, (mailbox_id, account_id, json.dumps(list(uids))))
+
     # ---------------------------------------------------------------- messages
     async def lock_mailboxes(self, ids: Iterable[int]) -> None:
         """Nothing to do: one writer per database (the writer thread and the cross-process flock)."""

@@ -95,4 +95,15 @@ MIGRATIONS: list[str | list[str]] = [
         "UPDATE messages SET emailid = 'M' || blob_key WHERE emailid = '' AND blob_key <> '' AND length(blob_key) < 255"
         " AND blob_key NOT GLOB '*[^A-Za-z0-9_-]*'",
     ],
+    # 8: mailbox access-control lists (RFC 4314, store/acl.py): rights per (mailbox, identifier);
+    # identifier = account address, "anyone" or "anyone@<domain>"
+    [
+        "CREATE TABLE IF NOT EXISTS acl(mailbox_id INTEGER NOT NULL, identifier TEXT NOT NULL,"
+        " rights TEXT NOT NULL, PRIMARY KEY(mailbox_id, identifier)) WITHOUT ROWID",
+        "CREATE INDEX IF NOT EXISTS acl_identifier ON acl(identifier)",
+        # \\Seen of the other accounts reading a shared mailbox: one row per (mailbox, reader, uid)
+        "CREATE TABLE IF NOT EXISTS seen(mailbox_id INTEGER NOT NULL, account_id INTEGER NOT NULL,"
+        " uid INTEGER NOT NULL, PRIMARY KEY(mailbox_id, account_id, uid)) WITHOUT ROWID",
+        "CREATE INDEX IF NOT EXISTS seen_account ON seen(account_id)",
+    ],
 ]
