@@ -18,6 +18,8 @@ loopback with Maildir and ``mail_fsync = optimized`` (Mailhouse fsyncs every APP
 flag change before answering OK). Run from the repository root:
 
     .venv/bin/python -m bench.imap.run [--messages 1000] [--clients 10] [--ops 300] [--idle 1000]
+
+Other profiles: ``bench.imap.sync`` (sync clients over TLS), ``bench.imap.push`` (push latency).
 """
 
 from __future__ import annotations
@@ -313,13 +315,15 @@ async def idle_memory(host: str, port: int, users: Sequence[str], n: int, pid: i
 # ---------------------------------------------------------------- servers
 
 
-def start_mailhouse(root: Path, messages: Sequence[bytes], workers: int) -> MailhouseProcess:
+def start_mailhouse(
+    root: Path, messages: Sequence[bytes], workers: int, services: tuple[str, ...] = ("imap",)
+) -> MailhouseProcess:
     # the load generator's idle connections come from one address: exempt from the per-address
     # and per-account connection limits (issue 12 item 5), as Dovecot's are raised for it
     extra = '[auth]\nallow_plaintext = true\n[limits]\ntrusted_networks = ["127.0.0.0/8"]\n'
     if workers > 1:
         extra += f"workers = {workers}\n"
-    mh = MailhouseProcess(root, services=("imap",), extra=extra)
+    mh = MailhouseProcess(root, services=services, extra=extra)
     mh.add_domain("example.org")
     mh.add_user("user@example.org")
     for i in range(IDLE_USERS):
@@ -346,13 +350,13 @@ async def append_messages(
         c.close()
 
 
-def start_dovecot(root: Path, messages: Sequence[bytes]) -> DovecotInstance:
+def start_dovecot(root: Path, messages: Sequence[bytes], extra_conf: str = "") -> DovecotInstance:
     users = {"user@example.org": PASSWORD} | {f"idle{i}@example.org": PASSWORD for i in range(IDLE_USERS)}
     conf = (
         "mail_fsync = optimized\n"
         "default_process_limit = 2000\ndefault_client_limit = 5000\n"
         "service imap {\n  process_limit = 2000\n}\n"
-    )
+    ) + extra_conf
     dc = DovecotInstance(root, users=users, pop3_port=0, extra_conf=conf)
     dc.write_config()
     base = time.time() - 86400 * 30
