@@ -16,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,7 @@ CONTENT_ITEMS = frozenset(
 SEEN_ITEMS = frozenset(("BODY", "BINARY", "RFC822", "RFC822.TEXT"))
 # Parsed by the core but not advertised here (OBJECTID RFC 8474, PREVIEW RFC 8970).
 UNSUPPORTED = frozenset(("EMAILID", "THREADID", "PREVIEW"))
+INTERNALDATE_CACHE = 65536  # memoised INTERNALDATE encodings (~100 bytes each)
 
 
 def _structure(kind: str, msg: CachedMessage) -> bytes:
@@ -76,6 +78,14 @@ def _structure(kind: str, msg: CachedMessage) -> bytes:
         val = imap_encode(body_of(msg.raw, msg.tree))
     msg.structs[kind] = val
     return val
+
+
+@functools.lru_cache(maxsize=INTERNALDATE_CACHE)
+def _internaldate(ts: float) -> response.Raw:
+    """INTERNALDATE as its quoted string, pre-encoded (memoised: a header FETCH of a whole
+    mailbox formats every message's date)."""
+    text = response.internaldate(datetime.datetime.fromtimestamp(ts, datetime.UTC))
+    return response.Raw(response.string(text))
 
 
 def _spec(it: FetchAtt) -> SectionSpec:
@@ -97,9 +107,7 @@ def item_value(
     if name == "FLAGS":
         return "FLAGS", view.flags_of(rec.uid)
     if name == "INTERNALDATE":
-        return "INTERNALDATE", response.internaldate(
-            datetime.datetime.fromtimestamp(rec.internaldate, datetime.UTC)
-        )
+        return "INTERNALDATE", _internaldate(rec.internaldate)
     if name == "SAVEDATE":  # RFC 8514 §4.2: when the message was saved into this mailbox
         if not rec.saved:
             return "SAVEDATE", None
