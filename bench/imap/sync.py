@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import random
 import re
-import ssl
 import sys
 import tempfile
 import time
@@ -43,8 +42,18 @@ from pathlib import Path
 from typing import Any
 
 from tests.mailhouse_proc import PASSWORD
+from tests.peers.ports import free_port
 
-from bench.imap.run import Client, _wait_login, make_messages, pct, start_dovecot, start_mailhouse
+from bench.imap.run import (
+    Client,
+    _wait_login,
+    client_tls,
+    dovecot_tls_conf,
+    make_messages,
+    pct,
+    start_dovecot,
+    start_mailhouse,
+)
 from mailhouse.tls import ensure_self_signed
 
 USER = "user@example.org"
@@ -53,7 +62,16 @@ SYSTEM = ("\\Seen", "\\Flagged", "\\Answered")
 HEADER_PAGE = 100  # messages a later round's header fetch covers besides new mail
 BODY_SHARE = 0.30  # of the mailbox, downloaded as BODY.PEEK[] over the whole run
 STORES_PER_ROUND = 4
-OPS = ("LOGIN", "LIST", "STATUS", "SELECT", "FETCH_FLAGS", "FETCH_HEADERS", "FETCH_BODY", "STORE")
+OPS: tuple[str, ...] = (
+    "LOGIN",
+    "LIST",
+    "STATUS",
+    "SELECT",
+    "FETCH_FLAGS",
+    "FETCH_HEADERS",
+    "FETCH_BODY",
+    "STORE",
+)
 OPS += ("APPEND", "EXPUNGE")
 
 _UNTAGGED = re.compile(rb"^\* (\d+) (EXISTS|EXPUNGE|FETCH)\b", re.M)
@@ -82,10 +100,10 @@ class Checker:
         for m in _FLAGS_RESP.finditer(resp):
             self.announced = {f.lower() for f in m.group(1).split()}
         for resp_line in _split_untagged(resp):
-            m = _UNTAGGED.match(resp_line)
-            if m is None:
+            um = _UNTAGGED.match(resp_line)
+            if um is None:
                 continue
-            n, kind = int(m.group(1)), m.group(2)
+            n, kind = int(um.group(1)), um.group(2)
             if kind == b"EXISTS":
                 if n < self.exists and not select:
                     self.bad("EXISTS shrank without EXPUNGE", resp_line)
@@ -218,13 +236,6 @@ async def cmd_all(c: Client, text: str, literal: bytes | None = None) -> bytes:
             return out
 
 
-def client_tls() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # the benchmark's self-signed certificate
-    return ctx
-
-
 async def run_sync(
     host: str, port: int, clients: int, rounds: int, n_msgs: int, messages: Sequence[bytes]
 ) -> dict[str, Any]:
@@ -265,14 +276,6 @@ async def run_sync(
         "violations": violations,
         "examples": examples[:5],
     }
-
-
-def dovecot_tls_conf(cert: Path, key: Path, host: str, port: int) -> str:
-    return (
-        f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n"
-        f"service imap-login {{\n  inet_listener imaps {{\n    address = {host}\n    port = {port}\n"
-        "    ssl = yes\n  }\n}\n"
-    )
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -317,8 +320,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 srv = start_mailhouse(root / name, messages, 1, services=("imap", "imaps"))
                 host, port = srv.addr("imaps")
             else:
-                from tests.peers.ports import free_port
-
                 tls_port = free_port("127.0.0.1")
                 srv = start_dovecot(root / name, messages, dovecot_tls_conf(cert, key, "127.0.0.1", tls_port))
                 host, port = srv.host, tls_port
