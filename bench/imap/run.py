@@ -328,7 +328,7 @@ def start_mailhouse(
     # and per-account connection limits (issue 12 item 5), as Dovecot's are raised for it
     extra = '[auth]\nallow_plaintext = true\n[limits]\ntrusted_networks = ["127.0.0.0/8"]\n'
     if workers > 1:
-        extra += f"workers = {workers}\n"
+        extra += f"[server]\nworkers = {workers}\n"
     mh = MailhouseProcess(root, services=services, extra=extra)
     mh.add_domain("example.org")
     mh.add_user("user@example.org")

@@ -24,7 +24,7 @@ Printed: commands/s of each server and the ratio Mailhouse/Dovecot (goal >= 1.5x
 command type, and the violations. Dovecot: Debian's dovecot-imapd on loopback with Maildir and
 ``mail_fsync = optimized`` (as ``bench.imap.run``); both servers use one self-signed certificate.
 
-    .venv/bin/python -m bench.imap.sync [--messages 1000] [--clients 10] [--rounds 10] [--seed 7]
+    .venv/bin/python -m bench.imap.sync [--messages 1000] [--clients 10] [--rounds 10] [--workers 1]
 """
 
 from __future__ import annotations
@@ -304,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--messages", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=1, help="Mailhouse [server] workers")
     ap.add_argument("--only", choices=("mailhouse", "dovecot"), help="run one server only (no ratio)")
     a = ap.parse_args(argv)
     messages = make_messages(a.messages)
@@ -317,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             srv: Any
             if name == "mailhouse":
-                srv = start_mailhouse(root / name, messages, 1, services=("imap", "imaps"))
+                srv = start_mailhouse(root / name, messages, a.workers, services=("imap", "imaps"))
                 host, port = srv.addr("imaps")
             else:
                 tls_port = free_port("127.0.0.1")
@@ -342,7 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             finally:
                 srv.stop()
-    print(f"\nIMAP sync-client profile, {a.messages} messages, {a.clients} TLS clients x {a.rounds} rounds")
+    print(
+        f"\nIMAP sync-client profile, {a.messages} messages, {a.clients} TLS clients x {a.rounds} rounds"
+        f" (Mailhouse workers: {a.workers})"
+    )
     print(table(results))
     if len(results) == 2:
         mh, dc = results["mailhouse"], results["dovecot"]

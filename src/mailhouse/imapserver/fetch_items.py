@@ -71,7 +71,7 @@ def _structure(kind: str, msg: CachedMessage) -> bytes:
     if hit is not None:
         return hit
     if kind == "ENVELOPE":
-        val = imap_encode(envelope(msg.tree))
+        val = imap_encode(envelope(msg.head))  # the header fields only: no MIME parse
     elif kind == "BODYSTRUCTURE":
         val = imap_encode(bodystructure(msg.raw, msg.tree))
     else:
@@ -117,9 +117,9 @@ def item_value(
     if name == "MODSEQ":
         return "MODSEQ", [rec.modseq]  # RFC 7162 §3.1.4.1: "MODSEQ (n)"
     assert msg is not None
-    raw, tree = msg.raw, msg.tree
     if name in ("ENVELOPE", "BODYSTRUCTURE") or (name == "BODY" and it.section is None):
         return name, response.Raw(_structure(name, msg))
+    raw, tree = msg.raw, msg.tree  # parsed on first use (ENVELOPE above needs no tree)
     if name in ("BODY", "BODY.PEEK"):
         data = fetch_section(raw, tree, _spec(it), it.partial)
         return f"BODY[{it.section}]{_partial_suffix(it)}", data

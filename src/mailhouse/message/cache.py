@@ -6,7 +6,8 @@ so an entry never goes stale: it only has to be evicted for memory. One entry ho
 * the raw octets and their MIME tree (:func:`mailhouse.message.parse.parse_message`),
 * the SEARCH index (:class:`mailhouse.message.search.SearchIndex`: header text decoded and
   case-folded once, body-scan answers per needle; built on first use),
-* encoded per-message FETCH items (ENVELOPE, BODYSTRUCTURE, BODY) in ``structs``.
+* encoded per-message FETCH items (ENVELOPE, BODYSTRUCTURE, BODY) in ``structs``; ENVELOPE
+  needs only the header section (``head``), so a header FETCH parses no MIME tree.
 
 The cache is an LRU bounded by an *estimate* of the bytes an entry keeps alive
 (:func:`entry_cost`); an entry bigger than an eighth of the budget is returned but not kept, so
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import collections
 
+from mailhouse.message.headers import split_header_block
 from mailhouse.message.parse import MessagePart, parse_message
 from mailhouse.message.search import SearchIndex
 
@@ -57,6 +59,16 @@ class CachedMessage:
         if self._tree is None:
             self._tree = parse_message(self.raw)
         return self._tree
+
+    @property
+    def head(self) -> MessagePart:
+        """The root's header fields only (no MIME walk), enough for ENVELOPE (RFC 9051 §7.5.2
+        reads the top-level header): a header FETCH of a mailbox never parses bodies. The full
+        tree when it is already parsed; otherwise made for the caller and not kept."""
+        if self._tree is not None:
+            return self._tree
+        fields, spans, end = split_header_block(self.raw, 0, len(self.raw))
+        return MessagePart(header_start=0, header_end=end, headers=fields, header_spans=spans)
 
     @property
     def index(self) -> SearchIndex:
