@@ -119,17 +119,21 @@ def item_value(
     assert msg is not None
     if name in ("ENVELOPE", "BODYSTRUCTURE") or (name == "BODY" and it.section is None):
         return name, response.Raw(_structure(name, msg))
-    raw, tree = msg.raw, msg.tree  # parsed on first use (ENVELOPE above needs no tree)
+    raw = msg.raw
     if name in ("BODY", "BODY.PEEK"):
-        data = fetch_section(raw, tree, _spec(it), it.partial)
+        # a top-level section (BODY[], [HEADER], [TEXT], [HEADER.FIELDS ...]) reads only the
+        # root's header and ranges: no MIME parse (the full tree is parsed on first use)
+        sec = it.section
+        top = sec is not None and not sec.part
+        data = fetch_section(raw, msg.head if top else msg.tree, _spec(it), it.partial)
         return f"BODY[{it.section}]{_partial_suffix(it)}", data
     if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE"):
         sec = it.section
         assert sec is not None
         try:
             if name == "BINARY.SIZE":
-                return f"BINARY.SIZE[{sec}]", binary_size(raw, tree, sec.part)
-            data = binary_section(raw, tree, sec.part, it.partial)
+                return f"BINARY.SIZE[{sec}]", binary_size(raw, msg.tree, sec.part)
+            data = binary_section(raw, msg.tree, sec.part, it.partial)
         except UnknownCTE:
             raise No("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE") from None  # RFC 3516 §4.3
         except SectionNotFound:
@@ -138,9 +142,9 @@ def item_value(
     if name == "RFC822":
         return "RFC822", raw
     if name == "RFC822.HEADER":
-        return "RFC822.HEADER", fetch_section(raw, tree, SectionSpec(text="HEADER"))
+        return "RFC822.HEADER", fetch_section(raw, msg.head, SectionSpec(text="HEADER"))
     if name == "RFC822.TEXT":
-        return "RFC822.TEXT", fetch_section(raw, tree, SectionSpec(text="TEXT"))
+        return "RFC822.TEXT", fetch_section(raw, msg.head, SectionSpec(text="TEXT"))
     raise Bad(f"Unsupported FETCH item {name}")
 
 

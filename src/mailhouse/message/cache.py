@@ -62,13 +62,18 @@ class CachedMessage:
 
     @property
     def head(self) -> MessagePart:
-        """The root's header fields only (no MIME walk), enough for ENVELOPE (RFC 9051 §7.5.2
-        reads the top-level header): a header FETCH of a mailbox never parses bodies. The full
-        tree when it is already parsed; otherwise made for the caller and not kept."""
+        """The root's header fields and ranges only (no MIME walk): enough for ENVELOPE (RFC
+        9051 §7.5.2 reads the top-level header) and for the top-level sections ``BODY[]``,
+        ``[HEADER]``, ``[TEXT]``, ``[HEADER.FIELDS ...]``, so header and whole-message FETCHes
+        never parse bodies. The full tree when already parsed; else made for the caller, not kept."""
         if self._tree is not None:
             return self._tree
-        fields, spans, end = split_header_block(self.raw, 0, len(self.raw))
-        return MessagePart(header_start=0, header_end=end, headers=fields, header_spans=spans)
+        n = len(self.raw)
+        fields, spans, end = split_header_block(self.raw, 0, n)
+        # the root's ranges as parse_message sets them: header [0, end), body [end, n)
+        return MessagePart(
+            header_start=0, header_end=end, body_start=end, body_end=n, headers=fields, header_spans=spans
+        )
 
     @property
     def index(self) -> SearchIndex:

@@ -122,11 +122,15 @@ async def _send_simple(
         if it.name not in names:  # without a section, a content-free item's name is its response name
             names.add(it.name)
             simple.append(it)
-    records_now, seq_of, utf8 = view.records, view.seq_of, s.utf8
-    for r in records:
-        rec = records_now.get(r.uid, r)
-        seq = seq_of(rec.uid)
-        if seq is None:
+    records_now, uids, utf8 = view.records, view.uids, s.utf8
+    i, n = 0, len(uids)
+    for r in records:  # ascending UIDs, like view.uids: the sequence numbers follow in one pass
+        uid = r.uid
+        while i < n and uids[i] < uid:
+            i += 1
+        if i == n or uids[i] != uid:
             continue
+        seq = i + 1
+        rec = records_now.get(uid, r)
         s.send(response.fetch(seq, [item_value(it, view, rec, None) for it in simple], utf8=utf8))
         await s.maybe_flush()
