@@ -18,6 +18,8 @@ loopback with Maildir and ``mail_fsync = optimized`` (Mailhouse fsyncs every APP
 flag change before answering OK). Run from the repository root:
 
     .venv/bin/python -m bench.imap.run [--messages 1000] [--clients 10] [--ops 300] [--idle 1000]
+
+Other profiles: ``bench.imap.sync`` (sync clients over TLS), ``bench.imap.push`` (push latency).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import asyncio
 import random
 import re
 import resource
+import ssl
 import sys
 import tempfile
 import time
@@ -36,8 +39,10 @@ from typing import Any
 
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 from tests.peers.dovecot import DovecotInstance
+from tests.peers.ports import free_port
 
 from bench.common import mib, tree_pids
+from mailhouse.tls import ensure_self_signed
 
 WORDS = (
     "meeting report budget travel invoice lunch project deadline review party quarterly plan "
@@ -86,8 +91,8 @@ class Client:
         self.r, self.w, self.n = reader, writer, 0
 
     @classmethod
-    async def connect(cls, host: str, port: int) -> Client:
-        r, w = await asyncio.open_connection(host, port, limit=1 << 22)
+    async def connect(cls, host: str, port: int, tls: ssl.SSLContext | None = None) -> Client:
+        r, w = await asyncio.open_connection(host, port, limit=1 << 22, ssl=tls)
         c = cls(r, w)
         await c._read_response()
         return c
@@ -284,8 +289,11 @@ def _mem(pid: int, key: str) -> int:
     return total
 
 
-async def idle_memory(host: str, port: int, users: Sequence[str], n: int, pid: int) -> tuple[int, int, int]:
-    """Open n IDLE connections; return (connections made, RSS delta, PSS delta) in bytes."""
+async def idle_memory(
+    host: str, port: int, users: Sequence[str], n: int, pid: int, tls: ssl.SSLContext | None = None
+) -> tuple[int, int, int]:
+    """Open n IDLE connections (over TLS with ``tls``); return (connections made, RSS delta,
+    PSS delta) in bytes."""
     await asyncio.sleep(1.0)
     rss0, pss0 = _mem(pid, "Rss"), _mem(pid, "Pss")
     sem = asyncio.Semaphore(50)
@@ -293,7 +301,7 @@ async def idle_memory(host: str, port: int, users: Sequence[str], n: int, pid: i
 
     async def one(i: int) -> None:
         async with sem:
-            c = await Client.connect(host, port)
+            c = await Client.connect(host, port, tls)
             await c.login(users[i % len(users)], PASSWORD)
             await c.cmd("SELECT INBOX")
             await c.idle()
@@ -313,13 +321,15 @@ async def idle_memory(host: str, port: int, users: Sequence[str], n: int, pid: i
 # ---------------------------------------------------------------- servers
 
 
-def start_mailhouse(root: Path, messages: Sequence[bytes], workers: int) -> MailhouseProcess:
+def start_mailhouse(
+    root: Path, messages: Sequence[bytes], workers: int, services: tuple[str, ...] = ("imap",)
+) -> MailhouseProcess:
     # the load generator's idle connections come from one address: exempt from the per-address
     # and per-account connection limits (issue 12 item 5), as Dovecot's are raised for it
     extra = '[auth]\nallow_plaintext = true\n[limits]\ntrusted_networks = ["127.0.0.0/8"]\n'
     if workers > 1:
-        extra += f"workers = {workers}\n"
-    mh = MailhouseProcess(root, services=("imap",), extra=extra)
+        extra += f"[server]\nworkers = {workers}\n"
+    mh = MailhouseProcess(root, services=services, extra=extra)
     mh.add_domain("example.org")
     mh.add_user("user@example.org")
     for i in range(IDLE_USERS):
@@ -346,19 +356,36 @@ async def append_messages(
         c.close()
 
 
-def start_dovecot(root: Path, messages: Sequence[bytes]) -> DovecotInstance:
+def start_dovecot(root: Path, messages: Sequence[bytes], extra_conf: str = "") -> DovecotInstance:
     users = {"user@example.org": PASSWORD} | {f"idle{i}@example.org": PASSWORD for i in range(IDLE_USERS)}
     conf = (
         "mail_fsync = optimized\n"
         "default_process_limit = 2000\ndefault_client_limit = 5000\n"
         "service imap {\n  process_limit = 2000\n}\n"
-    )
+    ) + extra_conf
     dc = DovecotInstance(root, users=users, pop3_port=0, extra_conf=conf)
     dc.write_config()
     base = time.time() - 86400 * 30
     for i, m in enumerate(messages):
         dc.add_message("user@example.org", m, internal_date=base + i * 60)
     return dc.start()
+
+
+def client_tls() -> ssl.SSLContext:
+    """The load generator's TLS context (the servers' certificate is self-signed)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def dovecot_tls_conf(cert: Path, key: Path, host: str, port: int) -> str:
+    """Dovecot settings for an imaps listener on HOST:PORT with the given certificate."""
+    return (
+        f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n"
+        f"service imap-login {{\n  inet_listener imaps {{\n    address = {host}\n    port = {port}\n"
+        "    ssl = yes\n  }\n}\n"
+    )
 
 
 async def _wait_login(host: str, port: int, timeout: float = 30.0) -> None:
@@ -382,6 +409,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--ops", type=int, default=300, help="operations per client")
     ap.add_argument("--idle", type=int, default=1000, help="idle connections for the memory test")
+    ap.add_argument("--idle-tls", action="store_true", help="the idle connections use implicit TLS")
     ap.add_argument("--workers", type=int, default=1, help="Mailhouse [server] workers")
     ap.add_argument("--only", choices=("mailhouse", "dovecot"), help="run one server only (no ratio)")
     a = ap.parse_args()
@@ -398,12 +426,19 @@ def main() -> int:
             (root / name).mkdir()
             t0 = time.perf_counter()
             if name == "mailhouse":
-                srv: MailhouseProcess | DovecotInstance = start_mailhouse(root / name, messages, a.workers)
+                srv: MailhouseProcess | DovecotInstance = start_mailhouse(
+                    root / name, messages, a.workers, services=("imap", "imaps")
+                )
                 host, port = srv.addr("imap")  # type: ignore[union-attr]
+                idle_port = srv.addr("imaps")[1] if a.idle_tls else port  # type: ignore[union-attr]
                 pid = srv.proc.pid  # type: ignore[union-attr]
             else:
-                srv = start_dovecot(root / name, messages)
+                idle_port = free_port("127.0.0.1")
+                cert, key = ensure_self_signed(root / "tls", "localhost")
+                tls_conf = dovecot_tls_conf(cert, key, "127.0.0.1", idle_port) if a.idle_tls else ""
+                srv = start_dovecot(root / name, messages, tls_conf)
                 host, port = srv.host, srv.imap_port  # type: ignore[union-attr]
+                idle_port = idle_port if a.idle_tls else port
                 pid = srv.proc.pid  # type: ignore[union-attr]
             print(
                 f"{name}: loaded {len(messages)} messages in {time.perf_counter() - t0:.1f}s", file=sys.stderr
@@ -413,7 +448,8 @@ def main() -> int:
                     asyncio.run(_wait_login(host, port))
                 # idle memory first, on a fresh process: after the load phase the heap holds
                 # caches and freed-but-kept memory that would hide the per-connection cost
-                idle = asyncio.run(idle_memory(host, port, idle_users, a.idle, pid))
+                tls = client_tls() if a.idle_tls else None
+                idle = asyncio.run(idle_memory(host, idle_port, idle_users, a.idle, pid, tls))
                 print(f"{name}: idle {idle}", file=sys.stderr)
                 r = asyncio.run(run_load(host, port, "user@example.org", a.clients, a.ops, messages))
                 r["idle"] = idle
@@ -437,11 +473,12 @@ def main() -> int:
     for name, r in results.items():
         print(f"{name:12}{r['ops'] / r['elapsed']:>10.0f}{r['p50'] * 1000:>10.2f}{r['p99'] * 1000:>10.2f}")
     ratio = (mh["ops"] / mh["elapsed"]) / (dc["ops"] / dc["elapsed"])
-    print(f"ratio Mailhouse/Dovecot: {ratio:.2f}x   (goal >= 1.0x)")
+    print(f"ratio Mailhouse/Dovecot: {ratio:.2f}x   (goal >= 1.5x, issue 13 §2)")
     print("\np99 by operation (ms):   " + "  ".join(f"{op}" for op, _ in MIX))
     for name, r in results.items():
         print(f"  {name:10}" + "  ".join(f"{pct(r['lat'].get(op, []), 0.99) * 1000:.1f}" for op, _ in MIX))
-    print("\nidle connections (LOGIN + SELECT + IDLE), goal <= 64 KiB each for Mailhouse:")
+    how = "over TLS" if a.idle_tls else "plain"
+    print(f"\nidle connections {how} (LOGIN + SELECT + IDLE), goal <= 64 KiB each for Mailhouse:")
     for name, r in results.items():
         n, drss, dpss = r["idle"]
         per_rss = drss / max(n, 1) / 1024

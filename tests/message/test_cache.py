@@ -43,3 +43,37 @@ def test_search_index_agrees_with_direct_matching(path: Path) -> None:
         assert index.body(n) == body_matches(raw, tree, needle), (path.name, needle)
         for name in ("Subject", "From", "To"):
             assert index.header(name, n) == header_matches(raw, tree, name, needle), (path.name, name, needle)
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_envelope_from_the_header_section_equals_the_full_parse(path: Path) -> None:
+    """Issue 13 §2: ENVELOPE is computed from the header fields alone (``head``), without the
+    MIME walk, and is the same as from the full tree; asking for it parses nothing more."""
+    from mailhouse.message.envelope import envelope, imap_encode
+
+    raw = path.read_bytes()
+    msg = CachedMessage(raw)
+    head = msg.head
+    assert msg._tree is None  # noqa: SLF001 - the point: no full parse happened
+    assert imap_encode(envelope(head)) == imap_encode(envelope(parse_message(raw)))
+    assert head.headers == parse_message(raw).headers
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_top_level_sections_from_the_header_section_equal_the_full_parse(path: Path) -> None:
+    """BODY[], [HEADER], [TEXT], [HEADER.FIELDS (...)] and .NOT, with and without a partial,
+    answered from ``head`` (what FETCH does for them) are the full tree's octets."""
+    from mailhouse.message.sections import SectionSpec, fetch_section
+
+    raw = path.read_bytes()
+    head, tree = CachedMessage(raw).head, parse_message(raw)
+    specs = [
+        SectionSpec(),
+        SectionSpec(text="HEADER"),
+        SectionSpec(text="TEXT"),
+        SectionSpec(text="HEADER.FIELDS", fields=(b"SUBJECT", b"FROM", b"X-NOT-THERE")),
+        SectionSpec(text="HEADER.FIELDS.NOT", fields=(b"SUBJECT", b"RECEIVED")),
+    ]
+    for spec in specs:
+        for partial in (None, (0, 10), (7, 1000)):
+            assert fetch_section(raw, head, spec, partial) == fetch_section(raw, tree, spec, partial), spec

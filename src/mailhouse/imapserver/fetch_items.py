@@ -73,6 +73,7 @@ CONTENT_ITEMS = frozenset(
 SEEN_ITEMS = frozenset(("BODY", "BINARY", "RFC822", "RFC822.TEXT"))
 # Parsed by the core but not served (none today: OBJECTID and PREVIEW are wired).
 UNSUPPORTED: frozenset[str] = frozenset()
+INTERNALDATE_CACHE = 65536  # memoised INTERNALDATE encodings (~100 bytes each)
 
 
 def _emailid(rec: MessageRecord) -> str:
@@ -97,13 +98,21 @@ def _structure(kind: str, msg: CachedMessage) -> bytes:
     if hit is not None:
         return hit
     if kind == "ENVELOPE":
-        val = imap_encode(envelope(msg.tree))
+        val = imap_encode(envelope(msg.head))  # the header fields only: no MIME parse
     elif kind == "BODYSTRUCTURE":
         val = imap_encode(bodystructure(msg.raw, msg.tree))
     else:
         val = imap_encode(body_of(msg.raw, msg.tree))
     msg.structs[kind] = val
     return val
+
+
+@functools.lru_cache(maxsize=INTERNALDATE_CACHE)
+def _internaldate(ts: float) -> response.Raw:
+    """INTERNALDATE as its quoted string, pre-encoded (memoised: a header FETCH of a whole
+    mailbox formats every message's date)."""
+    text = response.internaldate(datetime.datetime.fromtimestamp(ts, datetime.UTC))
+    return response.Raw(response.string(text))
 
 
 def _spec(it: FetchAtt) -> SectionSpec:
@@ -130,9 +139,7 @@ def item_value(
     if name == "FLAGS":
         return "FLAGS", view.flags_of(rec.uid)
     if name == "INTERNALDATE":
-        return "INTERNALDATE", response.internaldate(
-            datetime.datetime.fromtimestamp(rec.internaldate, datetime.UTC)
-        )
+        return "INTERNALDATE", _internaldate(rec.internaldate)
     if name == "SAVEDATE":  # RFC 8514 §4.2: when the message was saved into this mailbox
         if not rec.saved:
             return "SAVEDATE", None
@@ -152,19 +159,23 @@ def item_value(
             return "THREADID", [response.Atom(got.decode("ascii"))]
         return "PREVIEW", got.decode("utf-8")  # RFC 8970 §4: "PREVIEW" SP nstring
     assert msg is not None
-    raw, tree = msg.raw, msg.tree
     if name in ("ENVELOPE", "BODYSTRUCTURE") or (name == "BODY" and it.section is None):
         return name, response.Raw(_structure(name, msg))
+    raw = msg.raw
     if name in ("BODY", "BODY.PEEK"):
-        data = fetch_section(raw, tree, _spec(it), it.partial)
+        # a top-level section (BODY[], [HEADER], [TEXT], [HEADER.FIELDS ...]) reads only the
+        # root's header and ranges: no MIME parse (the full tree is parsed on first use)
+        sec = it.section
+        top = sec is not None and not sec.part
+        data = fetch_section(raw, msg.head if top else msg.tree, _spec(it), it.partial)
         return f"BODY[{it.section}]{_partial_suffix(it)}", data
     if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE"):
         sec = it.section
         assert sec is not None
         try:
             if name == "BINARY.SIZE":
-                return f"BINARY.SIZE[{sec}]", binary_size(raw, tree, sec.part)
-            data = binary_section(raw, tree, sec.part, it.partial)
+                return f"BINARY.SIZE[{sec}]", binary_size(raw, msg.tree, sec.part)
+            data = binary_section(raw, msg.tree, sec.part, it.partial)
         except UnknownCTE:
             raise No("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE") from None  # RFC 3516 §4.3
         except SectionNotFound:
@@ -173,9 +184,9 @@ def item_value(
     if name == "RFC822":
         return "RFC822", raw
     if name == "RFC822.HEADER":
-        return "RFC822.HEADER", fetch_section(raw, tree, SectionSpec(text="HEADER"))
+        return "RFC822.HEADER", fetch_section(raw, msg.head, SectionSpec(text="HEADER"))
     if name == "RFC822.TEXT":
-        return "RFC822.TEXT", fetch_section(raw, tree, SectionSpec(text="TEXT"))
+        return "RFC822.TEXT", fetch_section(raw, msg.head, SectionSpec(text="TEXT"))
     raise Bad(f"Unsupported FETCH item {name}")
 
 

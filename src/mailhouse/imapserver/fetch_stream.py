@@ -312,8 +312,7 @@ async def send_fetch(s: Output, seq: int, items: Sequence[tuple[str, response.Va
     """``* seq FETCH (...)`` with the :class:`Streamed` values written chunk by chunk."""
     streams = [v for _, v in items if isinstance(v, Streamed)]
     if not streams:
-        plain = [(k, v) for k, v in items if not isinstance(v, Streamed)]
-        s.send(response.fetch(seq, plain, utf8=s.utf8))
+        s.send(response.fetch(seq, items, utf8=s.utf8))  # type: ignore[arg-type]  # no Streamed
         return
     marks: list[bytes] = []
     encoded: list[tuple[str, response.Value]] = []

@@ -492,12 +492,10 @@ class SelectedMailbox:
         return out
 
     # ---------------------------------------------------------------- helpers for responses
-    def flags_of(self, uid: int) -> list[response.Value]:
-        rec = self.records[uid]
-        flags = sorted(rec.flags)
-        if not self.rev2 and uid in self.recent:
-            flags.append("\\Recent")
-        return response.flags(flags, rev2=self.rev2)
+    def flags_of(self, uid: int) -> response.Value:
+        """The FLAGS of ``uid``, sorted, ``\\Recent`` last (rev1), pre-encoded (memoised)."""
+        recent = not self.rev2 and uid in self.recent
+        return response.flag_list(self.records[uid].flags, recent=recent, rev2=self.rev2)
 
     def flags_fetch(self, seq: int, uid: int, *, with_uid: bool = False) -> bytes:
         items: list[tuple[str, response.Value]] = []

@@ -169,7 +169,11 @@ class IMAPSession:
                     return None
                 waker = asyncio.ensure_future(wake.wait())
                 waits.add(waker)
-            done, _ = await asyncio.wait(waits, timeout=min(left, DRAIN_POLL))
+            # FIRST_COMPLETED: a wake-up (IDLE, NOTIFY) must not wait for client input or the
+            # drain poll (the default, ALL_COMPLETED, delayed every IDLE push by up to 0.5 s)
+            done, _ = await asyncio.wait(
+                waits, timeout=min(left, DRAIN_POLL), return_when=asyncio.FIRST_COMPLETED
+            )
             if waker is not None and not waker.done():
                 waker.cancel()
             if self._read_task in done:

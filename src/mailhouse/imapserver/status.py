@@ -18,7 +18,7 @@ from mailhouse.proto.imap import response
 from .namespaces import reader_seen
 
 if TYPE_CHECKING:
-    from mailhouse.store.api import Mailbox
+    from mailhouse.store.api import Mailbox, MessageRecord
 
     from .context import SessionContext
 
@@ -27,7 +27,18 @@ async def status_items(
     s: SessionContext, mb: Mailbox, items: Iterable[str]
 ) -> list[tuple[str, response.Value]]:
     items = list(items)
-    msgs = await s.store.list_messages(mb.id)
+    idx = s.node.index.live.get(mb.id)
+    if idx is not None and (not idx.loaded or idx.dead or idx.mailbox.uidvalidity != mb.uidvalidity):
+        idx = None
+    if idx is not None:
+        # a mailbox a session of this node has open: its shared index, synced with everything
+        # committed before this call, instead of reading every message row (issue 13 §2)
+        await idx.sync()
+    msgs: list[MessageRecord]
+    if idx is not None and not idx.dead:
+        msgs = list(idx.records.values())
+    else:
+        msgs = await s.store.list_messages(mb.id)
     out: list[tuple[str, response.Value]] = []
     for it in items:
         if it == "MESSAGES":

@@ -7,7 +7,8 @@ so an entry never goes stale: it only has to be evicted for memory. One entry ho
 * the SEARCH index (:class:`mailhouse.message.search.SearchIndex`: header text decoded and
   case-folded once, body-scan answers per needle; built on first use),
 * encoded per-message FETCH items (ENVELOPE, BODYSTRUCTURE, BODY; THREADID, PREVIEW) in
-  ``structs``,
+  ``structs``; ENVELOPE needs only the header section (``head``), so a header FETCH parses no
+  MIME tree,
 * the address fields as SEARCH FROM/TO/CC/BCC compare them (:meth:`CachedMessage.addresses`:
   :func:`mailhouse.message.envelope.address_search_text`, case-folded, once per field).
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import collections
 
 from mailhouse.message.envelope import address_search_text
+from mailhouse.message.headers import split_header_block
 from mailhouse.message.parse import MessagePart, parse_message
 from mailhouse.message.search import SearchIndex
 
@@ -74,6 +76,21 @@ class CachedMessage:
                 self._addresses = {}
             self._addresses[name] = got
         return got
+
+    @property
+    def head(self) -> MessagePart:
+        """The root's header fields and ranges only (no MIME walk): enough for ENVELOPE (RFC
+        9051 §7.5.2 reads the top-level header) and for the top-level sections ``BODY[]``,
+        ``[HEADER]``, ``[TEXT]``, ``[HEADER.FIELDS ...]``, so header and whole-message FETCHes
+        never parse bodies. The full tree when already parsed; else made for the caller, not kept."""
+        if self._tree is not None:
+            return self._tree
+        n = len(self.raw)
+        fields, spans, end = split_header_block(self.raw, 0, n)
+        # the root's ranges as parse_message sets them: header [0, end), body [end, n)
+        return MessagePart(
+            header_start=0, header_end=end, body_start=end, body_end=n, headers=fields, header_spans=spans
+        )
 
     @property
     def index(self) -> SearchIndex:

@@ -26,14 +26,16 @@ from mailhouse.store.api import FlagMode
 
 from ..context import Ok
 from ..errors import Bad
-from ..fetch_items import CONTENT_ITEMS, SEEN_ITEMS, UNSUPPORTED, message_items
+from ..fetch_items import CONTENT_ITEMS, SEEN_ITEMS, UNSUPPORTED, item_value, message_items
 from ..fetch_stream import send_fetch
 from ..namespaces import rights_on, store_flags  # RFC 4314 §4: \Seen is set implicitly only with s
 
 if TYPE_CHECKING:
     from mailhouse.proto.imap import Command
+    from mailhouse.store.api import MessageRecord
 
     from ..context import SessionContext
+    from ..selected import SelectedMailbox
 
 
 def _sets_seen(it: FetchAtt) -> bool:
@@ -86,6 +88,9 @@ async def cmd_fetch(s: SessionContext, cmd: Command) -> Ok | None:
                 view.set_record(rec)
                 flag_changed.add(rec.uid)
     s.send(view.announce())  # RFC 9051 §7.3.5: keywords the view holds are announced first
+    if not content and not flag_changed:
+        await _send_simple(s, view, records, items)  # no octets needed: FLAGS resync and the like
+        return None
     expunge_issued = False
     for r in records:
         uid = r.uid
@@ -107,3 +112,29 @@ async def cmd_fetch(s: SessionContext, cmd: Command) -> Ok | None:
     if expunge_issued:
         return Ok("Some messages were expunged by another session", "EXPUNGEISSUED")  # RFC 5530 §3
     return None
+
+
+async def _send_simple(
+    s: SessionContext, view: SelectedMailbox, records: list[MessageRecord], items: list[FetchAtt]
+) -> None:
+    """FETCH of items that need no message octets (UID, FLAGS, INTERNALDATE, RFC822.SIZE,
+    MODSEQ, SAVEDATE), e.g. a sync client's ``FETCH 1:* (UID FLAGS)``: one tight loop over the
+    records, the same responses as the general path (each name once, in request order)."""
+    simple: list[FetchAtt] = []
+    names: set[str] = set()
+    for it in items:
+        if it.name not in names:  # without a section, a content-free item's name is its response name
+            names.add(it.name)
+            simple.append(it)
+    records_now, uids, utf8 = view.records, view.uids, s.utf8
+    i, n = 0, len(uids)
+    for r in records:  # ascending UIDs, like view.uids: the sequence numbers follow in one pass
+        uid = r.uid
+        while i < n and uids[i] < uid:
+            i += 1
+        if i == n or uids[i] != uid:
+            continue
+        seq = i + 1
+        rec = records_now.get(uid, r)
+        s.send(response.fetch(seq, [item_value(it, view, rec, None) for it in simple], utf8=utf8))
+        await s.maybe_flush()

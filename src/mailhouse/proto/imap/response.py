@@ -22,6 +22,7 @@ Hand-written: imaplib/imapclient are clients and do not produce server responses
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from mailhouse.proto.imap.sequence import SequenceSet
 
 # Longer strings go as literals: keeps lines short and avoids escaping cost on big values.
 MAX_QUOTED = 1024
+FLAG_LIST_CACHE = 4096  # memoised flag-list encodings and FETCH item names (a bound on memory)
 
 _ATOM_SAFE = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+')  # RFC 9051 §9 ATOM-CHAR
 _ASTRING_SAFE = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+')  # ASTRING-CHAR (adds "]")
@@ -203,6 +205,21 @@ def flags(items: Iterable[str], *, rev2: bool = False) -> list[Value]:
     return [Atom(f) for f in items if not (rev2 and f.upper() == "\\RECENT")]
 
 
+def flag_list(flag_set: frozenset[str], *, recent: bool = False, rev2: bool = False) -> Raw:
+    """``(\\Seen $Work)``, pre-encoded: :func:`flags` of the sorted set (``\\Recent`` appended
+    when ``recent``), the same octets :func:`encode_value` makes of it. Mailboxes share few
+    distinct flag sets, so the encodings are memoised (FETCH FLAGS of a whole mailbox)."""
+    return _flag_list(flag_set, recent, rev2)
+
+
+@functools.lru_cache(maxsize=FLAG_LIST_CACHE)
+def _flag_list(flag_set: frozenset[str], recent: bool, rev2: bool) -> Raw:
+    names = sorted(flag_set)
+    if recent:
+        names.append("\\Recent")
+    return Raw(encode_value(flags(names, rev2=rev2)) if names else b"()")
+
+
 def exists(n: int) -> bytes:
     return b"* %d EXISTS\r\n" % n
 
@@ -286,8 +303,24 @@ def fetch(seq: int, items: Sequence[tuple[str, Value]], *, utf8: bool = False) -
     Names are verbatim (``BODY[HEADER.FIELDS (SUBJECT)]<0>``); values are encoded with
     :func:`encode_value` (pass :class:`Binary` for BINARY[] data, :class:`Raw` for
     pre-built ENVELOPE/BODYSTRUCTURE, a list of :class:`Atom` for FLAGS)."""
-    parts = [name.encode("ascii") + b" " + encode_value(v, utf8=utf8) for name, v in items]
+    parts = []
+    for name, v in items:
+        head = _ITEM_NAMES.get(name)
+        if head is None:
+            head = name.encode("ascii") + b" "
+            if len(_ITEM_NAMES) < FLAG_LIST_CACHE:
+                _ITEM_NAMES[name] = head
+        # the common kinds first (FETCH of a whole mailbox formats many messages)
+        if isinstance(v, Raw):
+            parts.append(head + v.value)
+        elif type(v) is int and v >= 0:  # not bool (an int subclass): encode_value refuses it
+            parts.append(head + b"%d" % v)
+        else:
+            parts.append(head + encode_value(v, utf8=utf8))
     return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
+
+
+_ITEM_NAMES: dict[str, bytes] = {}  # FETCH item name -> its encoding and the space after it
 
 
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()

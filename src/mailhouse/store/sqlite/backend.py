@@ -43,10 +43,11 @@ __all__ = ["INLINE_BLOB_MAX", "HybridBlobStore", "SqliteBackend", "SqliteStore",
 class SqliteTx(DirectoryTx, MailTx, QueueTx, LimitsTx, FeedTx):
     """`store.backend.Tx` on one sqlite3 connection (methods never suspend)."""
 
-    __slots__ = ("c",)
+    __slots__ = ("c", "published")
 
     def __init__(self, c: sqlite3.Connection) -> None:
         self.c = c
+        self.published = False
 
 
 class SqliteBackend:
@@ -77,7 +78,18 @@ class SqliteBackend:
         await self.engine.close()
 
     async def write(self, fn: Callable[[Tx], Coroutine[Any, Any, T]], *, single: bool = False) -> T:
-        return await self.engine.write(lambda c: run_sync(fn(SqliteTx(c))))
+        txs: list[SqliteTx] = []
+
+        def job(c: sqlite3.Connection) -> T:
+            tx = SqliteTx(c)
+            txs.append(tx)
+            return run_sync(fn(tx))
+
+        try:
+            return await self.engine.write(job)
+        finally:
+            if txs and txs[0].published:
+                self.poller.kick()  # our own subscribers hear of the change now (feed.py)
 
     async def read(self, fn: Callable[[Tx], Coroutine[Any, Any, T]], *, quick: bool = False) -> T:
         job: Callable[[sqlite3.Connection], T] = lambda c: run_sync(fn(SqliteTx(c)))  # noqa: E731
