@@ -150,3 +150,30 @@ def test_esearch_modseq_matches_dovecot(servers: Any) -> None:
         if step.startswith("STORE"):  # FETCH item order differs (MODSEQ first in Dovecot)
             continue
         assert o == t, f"{step}: dovecot {t} ours {o}"
+
+
+@pytest.mark.parametrize(
+    "step", ["FETCH 1 (MODSEQ)", "SEARCH MODSEQ 1", "STORE 1 (UNCHANGEDSINCE 1000) +FLAGS (x)"]
+)
+def test_condstore_enabling_command_sends_highestmodseq(servers: Any, step: str) -> None:
+    """RFC 7162 §3.1: the first CONDSTORE-enabling command while a mailbox is selected gets an
+    untagged ``OK [HIGHESTMODSEQ n]`` (imaptest's esearch-condstore), once — as Dovecot answers."""
+    from tests.mailhouse_proc import PASSWORD
+
+    dovecot, ours = servers
+    box = "en" + str(abs(hash(step)) % 10**6)
+    results = []
+    for c, login in ((dovecot, 'LOGIN "u@x.test" "pw"'), (ours, f'LOGIN "u@example.org" "{PASSWORD}"')):
+        fresh = RawIMAP(*c.sock.getpeername()[:2])  # a session with CONDSTORE not yet enabled
+        fresh.cmd(login)
+        fresh.cmd(f"CREATE {box}")
+        fresh.append(box, MSG)
+        fresh.cmd(f"SELECT {box}")
+        first, _ = fresh.cmd(step)
+        second, _ = fresh.cmd(step)
+        fresh.close()
+        results.append(
+            (sum(b"HIGHESTMODSEQ" in x for x in first), sum(b"HIGHESTMODSEQ" in x for x in second))
+        )
+    assert results[0] == (1, 0), results  # the reference
+    assert results[1] == results[0]

@@ -274,6 +274,12 @@ class SelectedMailbox:
     def exists(self) -> int:
         return len(self.uids)
 
+    def enable_condstore(self) -> bytes:
+        """CONDSTORE switched on by a command while this mailbox is selected: RFC 7162 §3.1 —
+        "the server MUST also send the HIGHESTMODSEQ response code", in an untagged OK."""
+        self.condstore = True
+        return response.untagged_status("OK", "Highest", f"HIGHESTMODSEQ {self.known_modseq}")
+
     def check_writable(self) -> None:
         """STORE, MOVE and EXPUNGE change nothing in a read-only (EXAMINE) view: ``NO [CANNOT]``."""
         if self.readonly:

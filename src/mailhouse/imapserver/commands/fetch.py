@@ -61,7 +61,7 @@ async def cmd_fetch(s: SessionContext, cmd: Command) -> Ok | None:
     want_modseq = args.changedsince is not None or any(it.name == "MODSEQ" for it in args.items)
     if want_modseq and not s.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: FETCH MODSEQ / CHANGEDSINCE enable CONDSTORE
-        view.condstore = True
+        s.send(view.enable_condstore())
     uids = view.resolve(args.sequence, args.uid)
     if args.vanished and args.changedsince is not None:
         # RFC 7162 §3.2.6: expunged UIDs of the set since CHANGEDSINCE, before the FETCHes

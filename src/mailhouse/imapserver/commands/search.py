@@ -74,7 +74,7 @@ async def cmd_search(s: SessionContext, cmd: Command) -> Ok | None:
     modseq = query.uses_modseq(args.criteria)
     if modseq and not s.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.5: SEARCH MODSEQ enables CONDSTORE
-        view.condstore = True
+        s.send(view.enable_condstore())
     contexts.check_return_options(ret)
     if "UPDATE" in _names(ret):
         contexts.check_tag(view, cmd.tag)
@@ -265,7 +265,7 @@ async def cmd_esearch(s: SessionContext, cmd: Command) -> Ok | None:
     if modseq and not s.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1.5: SEARCH MODSEQ enables CONDSTORE
         if view is not None:
-            view.condstore = True
+            s.send(view.enable_condstore())
     load = s.node.messages
     for mb in mailboxes:
         if view is not None and mb.id == selected_id:

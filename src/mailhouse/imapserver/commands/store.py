@@ -40,7 +40,7 @@ async def cmd_store(s: SessionContext, cmd: Command) -> Ok | None:
     flags = frozenset(f for f in args.flags if f.upper() != "\\RECENT")
     if args.unchangedsince is not None and not s.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: UNCHANGEDSINCE enables CONDSTORE
-        view.condstore = True
+        s.send(view.enable_condstore())
     # namespaces.store_flags: \Seen per reader on another account's mailbox (issue 13 §3)
     res = await namespaces.store_flags(s, view, uids, _MODES[args.mode.value], flags, args.unchangedsince)
     updated = {r.uid for r in res.updated}
