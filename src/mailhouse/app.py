@@ -27,6 +27,7 @@ from typing import Protocol
 
 from mailhouse import config as config_mod
 from mailhouse.accounts.housekeeping import Housekeeper
+from mailhouse.accounts.throttle import LoginThrottle
 from mailhouse.config import Config, Listener
 from mailhouse.runtime.connlimits import ConnectionGate, CountTable, policy_from_config
 from mailhouse.runtime.watchdog import Watchdog
@@ -123,7 +124,7 @@ async def run_node(
             except (NotImplementedError, RuntimeError):
                 pass
         try:
-            loop.add_signal_handler(signal.SIGHUP, _reload, cfg, gate)
+            loop.add_signal_handler(signal.SIGHUP, _reload, cfg, gate, svc.auth.limiter)
         except (NotImplementedError, RuntimeError):
             pass
         log.info(
@@ -150,7 +151,7 @@ async def run_node(
         await svc.store.close()
 
 
-def _reload(cfg: Config, gate: ConnectionGate | None = None) -> None:
+def _reload(cfg: Config, gate: ConnectionGate | None = None, throttle: LoginThrottle | None = None) -> None:
     try:
         new = config_mod.load(cfg.source_path if cfg.source_path != "<defaults>" else None)
     except config_mod.ConfigError as e:
@@ -181,10 +182,13 @@ def _reload(cfg: Config, gate: ConnectionGate | None = None) -> None:
         "pregreet_ttl",
         "pregreet_fail_ttl",
         "dns_budget",
+        "auth_limits",
     ):
         setattr(cfg, attr, getattr(new, attr))
     if gate is not None:
         gate.policy = policy_from_config(cfg)  # new connections and logins get the new limits
+    if throttle is not None:
+        throttle.limits = cfg.auth_limits  # [auth]: the next login attempt gets the new penalties and bans
     log.info("configuration reloaded from %s", cfg.source_path)
 
 
