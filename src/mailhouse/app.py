@@ -5,8 +5,9 @@ module's `Server` class. A node builds its `services.Services` once, then ONE `S
 adapter module, shared by all of that module's listeners (smtp, submission and submissions
 share the SMTP server; imap and imaps share the IMAP server's state), and calls
 `Server.listen(name, host, port)` once per configured address.
-With `[server] workers = N > 1` the process forks N workers that each bind the same
-addresses with SO_REUSEPORT and open the same store, so ingest uses every core.
+With `[server] workers = N > 1` the process binds the listening sockets once and forks N
+workers that accept from them and open the same store, so ingest uses every core
+(`runtime.listener.bind_shared`; the web server's sockets use SO_REUSEPORT).
 Connection limits (issue 12 item 5): one `runtime.connlimits.ConnectionGate` per node, shared by
 every adapter's `Server`; with workers its counts live in a table mapped from
 `data_dir/connections.shm` before the fork, so per-address and per-account limits hold across them.
@@ -30,6 +31,7 @@ from mailhouse.accounts.housekeeping import Housekeeper
 from mailhouse.accounts.throttle import LoginThrottle
 from mailhouse.config import Config, Listener
 from mailhouse.runtime.connlimits import ConnectionGate, CountTable, policy_from_config
+from mailhouse.runtime.listener import bind_shared
 from mailhouse.runtime.watchdog import Watchdog
 from mailhouse.services import Services, build
 
@@ -199,12 +201,14 @@ async def serve(cfg: Config) -> int:
 
 
 async def _serve_workers(cfg: Config) -> int:
-    """Fork `cfg.workers` children, each a full node on SO_REUSEPORT sockets."""
+    """Fork `cfg.workers` children, each a full node on the listening sockets bound here."""
     # Create the data dir, certificate and schema once before forking.
     svc = await build(cfg)
     await svc.store.close()
     # issue 12 item 5: the workers count connections per address and account in one table
     table = CountTable(cfg.data_dir / "connections.shm")
+    # one listening socket per address, inherited by every worker (runtime/listener.py)
+    bind_shared(a for name, addrs in cfg.listen.items() if name != Listener.HTTP for a in addrs)
     pids = []
     for _ in range(cfg.workers):
         pid = os.fork()
