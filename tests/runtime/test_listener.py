@@ -45,3 +45,16 @@ def test_a_stopped_worker_holds_no_connection(mailhouse_factory: Callable[..., M
     finally:
         os.kill(workers[0], signal.SIGCONT)
     assert all(g.startswith(b"220 ") for g in greetings), greetings
+
+
+def test_bind_shared_takes_address_literals_and_binds_ipv6_only() -> None:
+    from mailhouse.runtime import listener
+
+    listener.bind_shared([("::1", 0), ("127.0.0.1", 0), ("localhost", 0)])
+    try:
+        assert set(listener._shared) == {("::1", 0), ("127.0.0.1", 0)}  # a name: each worker binds it
+        v6 = listener._shared[("::1", 0)]
+        assert v6.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1  # as create_server does
+    finally:
+        for key in [("::1", 0), ("127.0.0.1", 0)]:
+            listener._shared.pop(key).close()

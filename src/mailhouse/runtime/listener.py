@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import socket
 import ssl
@@ -46,10 +47,16 @@ def bind_shared(addresses: Iterable[tuple[str, int]]) -> None:
     """Bind and listen on every (host, port) once, before forking workers: each worker's
     `start_listener` for that address accepts from the inherited socket."""
     for host, port in addresses:
+        try:
+            family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        except ValueError:
+            continue  # a host name may stand for several addresses: each worker binds it (SO_REUSEPORT)
         if (host, port) in _shared:
             continue
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as create_server binds it
         sock.bind((host, port))
         sock.listen(BACKLOG)
         sock.setblocking(False)
