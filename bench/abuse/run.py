@@ -34,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,25 @@ def attack(target: Target, p: Profile, mix: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def breakdown(
+    results: list[dict[str, Any]], side: str, by: str, row: Callable[[str, dict[str, Any]], str]
+) -> list[str]:
+    """One report line per server and entry of ``result[SIDE][BY]``: ``  <server> <row(name, stats)>``."""
+    return [f"  {r['server']:16} {row(name, st)}" for r in results for name, st in r[side][by].items()]
+
+
+def _op_row(op: str, s: dict[str, Any]) -> str:
+    err = f"  first: {s['first_error']}" if s["first_error"] else ""
+    return f"{op:24} {s['ops']:>5} {s['p50'] * 1000:>8.0f} {s['p99'] * 1000:>8.0f} {s['errors']:>4}{err}"
+
+
+def _kind_row(kind: str, t: dict[str, Any]) -> str:
+    first = f"  first refusal: {t['first_refusal']}" if t["first_refusal"] else ""
+    return (
+        f"{kind:16} {t['conns']:>5} {t['refused']:>5} {t['closed']:>5} {t['held']:>5} {t['done']:>5}{first}"
+    )
+
+
 def table(results: list[dict[str, Any]], p: Profile) -> str:
     out = [
         f"abuse: {p.duration:g} s per server; DATA {p.data_size / 1e6:g} MB, APPEND literal "
@@ -158,21 +178,9 @@ def table(results: list[dict[str, Any]], p: Profile) -> str:
             f"{h['refused']:>9}{h['closed']:>8}{h['held']:>6}"
         )
     out += ["", "legitimate client by operation (ops, p50/p99 ms, errors):"]
-    for r in results:
-        for op, s in r["legit"]["by_op"].items():
-            err = f"  first: {s['first_error']}" if s["first_error"] else ""
-            out.append(
-                f"  {r['server']:16} {op:24} {s['ops']:>5} {s['p50'] * 1000:>8.0f} {s['p99'] * 1000:>8.0f}"
-                f" {s['errors']:>4}{err}"
-            )
+    out += breakdown(results, "legit", "by_op", _op_row)
     out += ["", "hostile connections by kind (connections, refused, closed, held, abusive ops done):"]
-    for r in results:
-        for kind, t in r["hostile"]["by_kind"].items():
-            first = f"  first refusal: {t['first_refusal']}" if t["first_refusal"] else ""
-            out.append(
-                f"  {r['server']:16} {kind:16} {t['conns']:>5} {t['refused']:>5} {t['closed']:>5}"
-                f" {t['held']:>5} {t['done']:>5}{first}"
-            )
+    out += breakdown(results, "hostile", "by_kind", _kind_row)
     for r in results:
         for per, mm in r["memory"]["by_process_tree"].items():
             if per != r["server"]:

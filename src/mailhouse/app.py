@@ -5,8 +5,9 @@ module's `Server` class. A node builds its `services.Services` once, then ONE `S
 adapter module, shared by all of that module's listeners (smtp, submission and submissions
 share the SMTP server; imap and imaps share the IMAP server's state), and calls
 `Server.listen(name, host, port)` once per configured address.
-With `[server] workers = N > 1` the process forks N workers that each bind the same
-addresses with SO_REUSEPORT and open the same store, so ingest uses every core.
+With `[server] workers = N > 1` the process binds the listening sockets once and forks N
+workers that accept from them and open the same store, so ingest uses every core
+(`runtime.listener.bind_shared`; the web server's sockets use SO_REUSEPORT).
 Connection limits (issue 12 item 5): one `runtime.connlimits.ConnectionGate` per node, shared by
 every adapter's `Server`; with workers its counts live in a table mapped from
 `data_dir/connections.shm` before the fork, so per-address and per-account limits hold across them.
@@ -27,8 +28,10 @@ from typing import Protocol
 
 from mailhouse import config as config_mod
 from mailhouse.accounts.housekeeping import Housekeeper
+from mailhouse.accounts.throttle import LoginThrottle
 from mailhouse.config import Config, Listener
 from mailhouse.runtime.connlimits import ConnectionGate, CountTable, policy_from_config
+from mailhouse.runtime.listener import bind_shared
 from mailhouse.runtime.watchdog import Watchdog
 from mailhouse.services import Services, build
 
@@ -123,7 +126,7 @@ async def run_node(
             except (NotImplementedError, RuntimeError):
                 pass
         try:
-            loop.add_signal_handler(signal.SIGHUP, _reload, cfg, gate)
+            loop.add_signal_handler(signal.SIGHUP, _reload, cfg, gate, svc.auth.limiter)
         except (NotImplementedError, RuntimeError):
             pass
         log.info(
@@ -150,7 +153,7 @@ async def run_node(
         await svc.store.close()
 
 
-def _reload(cfg: Config, gate: ConnectionGate | None = None) -> None:
+def _reload(cfg: Config, gate: ConnectionGate | None = None, throttle: LoginThrottle | None = None) -> None:
     try:
         new = config_mod.load(cfg.source_path if cfg.source_path != "<defaults>" else None)
     except config_mod.ConfigError as e:
@@ -181,10 +184,13 @@ def _reload(cfg: Config, gate: ConnectionGate | None = None) -> None:
         "pregreet_ttl",
         "pregreet_fail_ttl",
         "dns_budget",
+        "auth_limits",
     ):
         setattr(cfg, attr, getattr(new, attr))
     if gate is not None:
         gate.policy = policy_from_config(cfg)  # new connections and logins get the new limits
+    if throttle is not None:
+        throttle.limits = cfg.auth_limits  # [auth]: the next login attempt gets the new penalties and bans
     log.info("configuration reloaded from %s", cfg.source_path)
 
 
@@ -195,12 +201,14 @@ async def serve(cfg: Config) -> int:
 
 
 async def _serve_workers(cfg: Config) -> int:
-    """Fork `cfg.workers` children, each a full node on SO_REUSEPORT sockets."""
+    """Fork `cfg.workers` children, each a full node on the listening sockets bound here."""
     # Create the data dir, certificate and schema once before forking.
     svc = await build(cfg)
     await svc.store.close()
     # issue 12 item 5: the workers count connections per address and account in one table
     table = CountTable(cfg.data_dir / "connections.shm")
+    # one listening socket per address, inherited by every worker (runtime/listener.py)
+    bind_shared(a for name, addrs in cfg.listen.items() if name != Listener.HTTP for a in addrs)
     pids = []
     for _ in range(cfg.workers):
         pid = os.fork()

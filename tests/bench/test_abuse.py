@@ -66,3 +66,36 @@ def test_abuse_bench_quick_against_mailhouse(tmp_path: Path) -> None:
         # every connection ended one way or another, or was still open at the end
         assert t["refused"] + t["closed"] + t["held"] + t["done"] >= 1, (kind, t)
     assert hostile["refused"] + hostile["closed"] + hostile["held"] >= 1
+
+
+def test_report_breakdowns_share_one_loop() -> None:
+    """Both per-server breakdowns of the report (legitimate operations, hostile kinds) are
+    written by one `breakdown` loop, and read as before."""
+    from bench.abuse.run import _kind_row, _op_row, breakdown
+
+    results = [
+        {
+            "server": "mailhouse",
+            "legit": {
+                "by_op": {"smtp send": {"ops": 3, "p50": 0.012, "p99": 0.5, "errors": 1, "first_error": "x"}}
+            },
+            "hostile": {
+                "by_kind": {
+                    "slowloris": {
+                        "conns": 5,
+                        "refused": 1,
+                        "closed": 2,
+                        "held": 2,
+                        "done": 0,
+                        "first_refusal": None,
+                    }
+                }
+            },
+        }
+    ]
+    assert breakdown(results, "legit", "by_op", _op_row) == [
+        "  mailhouse        smtp send                    3       12      500    1  first: x"
+    ]
+    assert breakdown(results, "hostile", "by_kind", _kind_row) == [
+        "  mailhouse        slowloris            5     1     2     2     0"
+    ]

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from mailhouse.accounts.passwords import make_credentials
-from mailhouse.config import default_config, from_dict
-from mailhouse.imapserver import server as imap_server
-from mailhouse.pop3server import server as pop3_server
+from mailhouse.config import from_dict
 from mailhouse.runtime.connlimits import (
     ConnectionGate,
     ConnectionPolicy,
@@ -27,35 +25,15 @@ from mailhouse.runtime.connlimits import (
     client_key,
     policy_from_config,
 )
-from mailhouse.services import Services, build
-from mailhouse.smtpserver import server as smtp_server
+from mailhouse.services import Services
+
+if TYPE_CHECKING:
+    from tests.runtime.conftest import Listen
 
 PASSWORD = "connlimits-pw"
 USER = "u@example.org"
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-@pytest.fixture
-async def svc(tmp_path: Path) -> AsyncIterator[Services]:
-    cfg = default_config(tmp_path)
-    cfg.pregreet_wait = 0.0
-    cfg.verify_inbound = False
-    cfg.allow_plaintext_auth = True
-    s = await build(cfg)
-    yield s
-    await s.outbound.pool.close()
-    await s.store.close()
-
-
-async def _listen(svc: Services, kind: str) -> tuple[asyncio.base_events.Server, int]:
-    if kind in ("smtp", "submission"):
-        srv = await smtp_server.Server(svc).listen(kind, "127.0.0.1", 0)
-    elif kind == "pop3":
-        srv = await pop3_server.Server(svc).listen("pop3", "127.0.0.1", 0)
-    else:
-        srv = await imap_server.Server(svc).listen("imap", "127.0.0.1", 0)
-    return srv, srv.sockets[0].getsockname()[1]
 
 
 async def _connect(port: int, source: str) -> Stream:
@@ -72,8 +50,8 @@ async def _close_all(conns: list[Stream]) -> None:
     await asyncio.sleep(0.2)  # let the server see the closes
 
 
-async def test_smtp_51st_connection_from_one_address_gets_421(svc: Services) -> None:
-    srv, port = await _listen(svc, "smtp")
+async def test_smtp_51st_connection_from_one_address_gets_421(svc: Services, listen: Listen) -> None:
+    srv, port = await listen("smtp")
     conns: list[Stream] = []
     try:
         for _ in range(60):
@@ -100,10 +78,10 @@ async def test_smtp_51st_connection_from_one_address_gets_421(svc: Services) -> 
         srv.close()
 
 
-async def test_trusted_networks_are_exempt(svc: Services) -> None:
+async def test_trusted_networks_are_exempt(svc: Services, listen: Listen) -> None:
     svc.cfg.trusted_networks = ["127.0.0.2/32"]
     svc.cfg.conn_per_ip = {"smtp": 5}
-    srv, port = await _listen(svc, "smtp")
+    srv, port = await listen("smtp")
     conns: list[Stream] = []
     try:
         for _ in range(12):
@@ -127,9 +105,9 @@ async def test_trusted_networks_are_exempt(svc: Services) -> None:
     ],
 )
 async def test_per_address_limit_of_each_protocol(
-    svc: Services, kind: str, limit: int, refusal: bytes
+    svc: Services, listen: Listen, kind: str, limit: int, refusal: bytes
 ) -> None:
-    srv, port = await _listen(svc, kind)
+    srv, port = await listen(kind)
     conns: list[Stream] = []
     try:
         for _ in range(limit + 2):
@@ -142,9 +120,9 @@ async def test_per_address_limit_of_each_protocol(
         srv.close()
 
 
-async def test_process_cap_refuses_cleanly(svc: Services) -> None:
+async def test_process_cap_refuses_cleanly(svc: Services, listen: Listen) -> None:
     svc.cfg.max_connections = 5
-    srv, port = await _listen(svc, "smtp")
+    srv, port = await listen("smtp")
     conns: list[Stream] = []
     try:
         for i in range(5):
@@ -168,11 +146,11 @@ async def _imap_login(port: int, source: str, password: str = PASSWORD) -> tuple
             return c, line
 
 
-async def test_imap_11th_login_of_one_user_from_one_address_refused(svc: Services) -> None:
+async def test_imap_11th_login_of_one_user_from_one_address_refused(svc: Services, listen: Listen) -> None:
     await svc.store.add_domain("example.org")
     pw_hash, scram = make_credentials(PASSWORD)
     await svc.store.add_account(USER, pw_hash, scram=scram)
-    srv, port = await _listen(svc, "imap")
+    srv, port = await listen("imap")
     conns: list[Stream] = []
     try:
         for _ in range(10):
@@ -203,12 +181,12 @@ async def test_imap_11th_login_of_one_user_from_one_address_refused(svc: Service
         srv.close()
 
 
-async def test_imap_per_account_total(svc: Services) -> None:
+async def test_imap_per_account_total(svc: Services, listen: Listen) -> None:
     svc.cfg.conn_per_account = 3
     await svc.store.add_domain("example.org")
     pw_hash, scram = make_credentials(PASSWORD)
     await svc.store.add_account(USER, pw_hash, scram=scram)
-    srv, port = await _listen(svc, "imap")
+    srv, port = await listen("imap")
     conns: list[Stream] = []
     try:
         for i in range(3):
@@ -280,12 +258,12 @@ def test_gate_process_cap_counts_admissions() -> None:
     assert not isinstance(gate.admit("pop3", "192.0.2.3"), Refusal)
 
 
-async def test_pop3_login_over_the_per_user_limit_is_in_use(svc: Services) -> None:
+async def test_pop3_login_over_the_per_user_limit_is_in_use(svc: Services, listen: Listen) -> None:
     svc.cfg.conn_per_user_ip = 1
     await svc.store.add_domain("example.org")
     pw_hash, scram = make_credentials(PASSWORD)
     await svc.store.add_account(USER, pw_hash, scram=scram)
-    srv, port = await _listen(svc, "pop3")
+    srv, port = await listen("pop3")
     conns: list[Stream] = []
 
     async def login(source: str) -> bytes:
@@ -306,3 +284,15 @@ async def test_pop3_login_over_the_per_user_limit_is_in_use(svc: Services) -> No
     finally:
         await _close_all(conns)
         srv.close()
+
+
+def test_one_address_normaliser_for_bans_and_connection_counts() -> None:
+    """`accounts.bans.normalise_ip` is the one spelling of a client address; the connection
+    gate's key is it with IPv6 grouped by /64 (before: two copies of the parsing)."""
+    from mailhouse.accounts.bans import normalise_ip
+
+    for ip in ("192.0.2.1", "::ffff:192.0.2.1", "2001:db8:1:2::5", "fe80::1%eth0", "not-an-ip"):
+        assert client_key(ip) == normalise_ip(ip, 64)
+    assert normalise_ip("2001:db8:1:2:ffff::1", 64) == "2001:db8:1:2::/64"
+    assert normalise_ip("2001:db8:1:2:ffff::1") == "2001:db8:1:2:ffff::1"  # bans: the address itself
+    assert normalise_ip("::ffff:192.0.2.1", 64) == normalise_ip("::ffff:192.0.2.1") == "192.0.2.1"

@@ -11,42 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from mailhouse.accounts.passwords import make_credentials
-from mailhouse.config import default_config
-from mailhouse.imapserver import server as imap_server
-from mailhouse.pop3server import server as pop3_server
 from mailhouse.runtime import LOAD
-from mailhouse.services import Services, build
-from mailhouse.smtpserver import server as smtp_server
+from mailhouse.services import Services
+
+if TYPE_CHECKING:
+    from tests.runtime.conftest import Listen
 
 PASSWORD = "deadline-pw"
-
-
-@pytest.fixture
-async def svc(tmp_path: Path) -> AsyncIterator[Services]:
-    cfg = default_config(tmp_path)
-    cfg.pregreet_wait = 0.0
-    cfg.verify_inbound = False
-    cfg.allow_plaintext_auth = True
-    s = await build(cfg)
-    yield s
-    await s.outbound.pool.close()
-    await s.store.close()
-
-
-async def _listen(svc: Services, kind: str) -> tuple[asyncio.base_events.Server, int]:
-    if kind in ("smtp", "submission"):
-        srv = await smtp_server.Server(svc).listen(kind, "127.0.0.1", 0)
-    elif kind == "pop3":
-        srv = await pop3_server.Server(svc).listen("pop3", "127.0.0.1", 0)
-    else:
-        srv = await imap_server.Server(svc).listen("imap", "127.0.0.1", 0)
-    return srv, srv.sockets[0].getsockname()[1]
 
 
 async def _closed_after(reader: asyncio.StreamReader, start: float, limit: float) -> tuple[float, bytes]:
@@ -70,10 +46,10 @@ async def _drip(writer: asyncio.StreamWriter, data: bytes, every: float) -> None
         await asyncio.sleep(every)
 
 
-async def test_smtp_command_trickled_byte_by_byte_hits_the_deadline(svc: Services) -> None:
+async def test_smtp_command_trickled_byte_by_byte_hits_the_deadline(svc: Services, listen: Listen) -> None:
     svc.cfg.smtp_idle_timeout = 1.0
     svc.cfg.smtp_command_deadline = 1.5
-    srv, port = await _listen(svc, "smtp")
+    srv, port = await listen("smtp")
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert (await reader.readline()).startswith(b"220 ")
@@ -88,7 +64,7 @@ async def test_smtp_command_trickled_byte_by_byte_hits_the_deadline(svc: Service
         srv.close()
 
 
-async def test_smtp_data_gets_a_size_proportional_allowance(svc: Services) -> None:
+async def test_smtp_data_gets_a_size_proportional_allowance(svc: Services, listen: Listen) -> None:
     """A message arriving steadily above ``min_data_rate`` is not cut at the command deadline."""
     svc.cfg.smtp_idle_timeout = 1.0
     svc.cfg.smtp_command_deadline = 0.8
@@ -96,7 +72,7 @@ async def test_smtp_data_gets_a_size_proportional_allowance(svc: Services) -> No
     await svc.store.add_domain("example.org")
     pw_hash, scram = make_credentials(PASSWORD)
     await svc.store.add_account("u@example.org", pw_hash, scram=scram)
-    srv, port = await _listen(svc, "smtp")
+    srv, port = await listen("smtp")
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await reader.readline()
@@ -117,10 +93,10 @@ async def test_smtp_data_gets_a_size_proportional_allowance(svc: Services) -> No
         srv.close()
 
 
-async def test_smtp_session_cap_ends_a_busy_session(svc: Services) -> None:
+async def test_smtp_session_cap_ends_a_busy_session(svc: Services, listen: Listen) -> None:
     svc.cfg.smtp_idle_timeout = 1.0
     svc.cfg.session_timeout = 2.0
-    srv, port = await _listen(svc, "smtp")
+    srv, port = await listen("smtp")
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         start = time.monotonic()
@@ -141,10 +117,10 @@ async def test_smtp_session_cap_ends_a_busy_session(svc: Services) -> None:
         srv.close()
 
 
-async def test_submission_waits_less_before_auth(svc: Services) -> None:
+async def test_submission_waits_less_before_auth(svc: Services, listen: Listen) -> None:
     svc.cfg.smtp_idle_timeout = 5.0
     svc.cfg.preauth_timeout = 1.0
-    srv, port = await _listen(svc, "submission")
+    srv, port = await listen("submission")
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         start = time.monotonic()
@@ -166,13 +142,13 @@ async def _pop3_login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     assert line.startswith(b"+OK"), line
 
 
-async def test_pop3_preauth_timeout_is_shorter_than_after_login(svc: Services) -> None:
+async def test_pop3_preauth_timeout_is_shorter_than_after_login(svc: Services, listen: Listen) -> None:
     svc.cfg.pop3_idle_timeout = 3.0
     svc.cfg.preauth_timeout = 1.0
     await svc.store.add_domain("example.org")
     pw_hash, scram = make_credentials(PASSWORD)
     await svc.store.add_account("p@example.org", pw_hash, scram=scram)
-    srv, port = await _listen(svc, "pop3")
+    srv, port = await listen("pop3")
     try:
         # before login: dropped at the 1 s login deadline, even while sending CAPA every 0.3 s
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -201,9 +177,11 @@ async def test_pop3_preauth_timeout_is_shorter_than_after_login(svc: Services) -
         srv.close()
 
 
-async def test_imap_login_phase_is_capped_though_the_client_keeps_talking(svc: Services) -> None:
+async def test_imap_login_phase_is_capped_though_the_client_keeps_talking(
+    svc: Services, listen: Listen
+) -> None:
     svc.cfg.preauth_timeout = 1.0
-    srv, port = await _listen(svc, "imap")
+    srv, port = await listen("imap")
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         start = time.monotonic()
@@ -226,13 +204,13 @@ async def test_imap_login_phase_is_capped_though_the_client_keeps_talking(svc: S
 
 
 async def test_stress_mode_shortens_timers_and_is_logged(
-    svc: Services, caplog: pytest.LogCaptureFixture
+    svc: Services, listen: Listen, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="mailhouse.runtime.connection")
     svc.cfg.smtp_idle_timeout = 5.0
     svc.cfg.stress_timeout = 0.5
     svc.cfg.connection_budget = LOAD.active + 4  # stress above 75 %: from the 4th connection on
-    srv, port = await _listen(svc, "smtp")
+    srv, port = await listen("smtp")
     try:
         conns = []
         for _ in range(2):
@@ -266,8 +244,8 @@ async def test_stress_mode_shortens_timers_and_is_logged(
     "packet",
     [b"EHLO x.test\r\nMAIL FROM:<>\r\n", b"HELO x.test\r\nNOOP\r\n", b"NOOP\r\nNOOP\r\n"],
 )
-async def test_smtp_pipelining_before_ehlo_is_refused(svc: Services, packet: bytes) -> None:
-    srv, port = await _listen(svc, "smtp")
+async def test_smtp_pipelining_before_ehlo_is_refused(svc: Services, listen: Listen, packet: bytes) -> None:
+    srv, port = await listen("smtp")
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await reader.readline()
@@ -279,8 +257,8 @@ async def test_smtp_pipelining_before_ehlo_is_refused(svc: Services, packet: byt
         srv.close()
 
 
-async def test_smtp_pipelining_after_ehlo_still_works(svc: Services) -> None:
-    srv, port = await _listen(svc, "smtp")
+async def test_smtp_pipelining_after_ehlo_still_works(svc: Services, listen: Listen) -> None:
+    srv, port = await listen("smtp")
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await reader.readline()

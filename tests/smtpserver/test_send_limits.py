@@ -93,3 +93,22 @@ def test_recipients_per_day(mailhouse_factory: Callable[..., MailhouseProcess]) 
         assert not c.sendmail(
             "bob@example.org", ["alice@example.org"], MSG.replace(b"From: alice", b"From: bob")
         )
+
+
+def test_admin_overrides_per_account(mailhouse_factory: Callable[..., MailhouseProcess]) -> None:
+    """`mailhouse user limits ADDRESS --send-rate N --recipients-per-day N` sets one account's own
+    limits over `[limits]` (0: none; `default`: back to the configuration)."""
+    mh = _start(mailhouse_factory, "[limits]\nsend_rate = 5\n")
+    out = mh.cli(
+        "user", "limits", "alice@example.org", "--send-rate", "2", "--recipients-per-day", "3"
+    ).stdout
+    assert "send_rate 2 per minute (set)" in out and "recipients_per_day 3 recipients a day (set)" in out
+    assert [c for c, _ in _burst(mh, 4)] == [250, 250, 450, 450]  # 2, not the configured 5
+    with submission(mh) as c:  # two recipients used; the third fits, the fourth does not
+        mh.cli("user", "limits", "alice@example.org", "--send-rate", "0")  # no rate limit for alice
+        assert c.mail("alice@example.org")[0] == 250
+        assert c.rcpt("bob@example.org")[0] == 250
+        assert c.rcpt("alice@example.org")[0] == 452
+    out = mh.cli("user", "limits", "alice@example.org", "--send-rate", "default").stdout
+    assert "send_rate 5 per minute (default)" in out and "recipients_per_day 3 recipients a day (set)" in out
+    assert mh.cli("user", "limits", "nobody@example.org", check=False).returncode == 1

@@ -56,6 +56,11 @@ def page_csrf(c: httpx.Client, path: str = "/compose") -> str:
     return csrf_of(c.get(path).text)
 
 
+def compose(c: httpx.Client, fields: dict[str, str], action: str = "send") -> httpx.Response:
+    """POST /compose with the compose page's CSRF token: ACTION ("send", "save") and FIELDS."""
+    return c.post("/compose", data={"csrf": page_csrf(c), "action": action, **fields})
+
+
 def deliver(mh: MailhouseProcess, rcpt: str, raw: bytes | str, sender: str = "someone@remote.test") -> None:
     if isinstance(raw, str):
         raw = raw.replace("\r\n", "\n").replace("\n", "\r\n").encode()

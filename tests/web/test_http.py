@@ -12,7 +12,17 @@ import time
 import httpx
 
 from tests.mailhouse_proc import PASSWORD
-from tests.web.conftest import ADMIN, base_url, csrf_of, deliver, folder_ids, login, page_csrf, wait_for
+from tests.web.conftest import (
+    ADMIN,
+    base_url,
+    compose,
+    csrf_of,
+    deliver,
+    folder_ids,
+    login,
+    page_csrf,
+    wait_for,
+)
 
 
 def test_login_sets_strict_httponly_cookie_and_headers(web_mh):
@@ -154,17 +164,7 @@ def test_delivered_copy_is_dkim_signed_without_bcc(web_mh, tmp_path):
     import poplib
 
     c = login(web_mh, "alice@example.org")
-    r = c.post(
-        "/compose",
-        data={
-            "csrf": page_csrf(c),
-            "action": "send",
-            "to": "bob@example.org",
-            "bcc": "carol@example.org",
-            "subject": "Signed?",
-            "body": "sig",
-        },
-    )
+    r = compose(c, {"to": "bob@example.org", "bcc": "carol@example.org", "subject": "Signed?", "body": "sig"})
     assert r.status_code == 303
     time.sleep(0.3)
     import ssl
@@ -189,46 +189,26 @@ def test_delivered_copy_is_dkim_signed_without_bcc(web_mh, tmp_path):
 
 def test_send_as_foreign_address_is_refused(web_mh):
     c = login(web_mh, "alice@example.org")
-    r = c.post(
-        "/compose",
-        data={
-            "csrf": page_csrf(c),
-            "action": "send",
-            "from": "bob@example.org",
-            "to": "carol@example.org",
-            "subject": "spoof",
-            "body": "x",
-        },
-    )
+    r = compose(c, {"from": "bob@example.org", "to": "carol@example.org", "subject": "spoof", "body": "x"})
     assert r.status_code == 400 and "not owned" in r.text
 
 
 def test_unknown_local_recipient_is_refused(web_mh):
     c = login(web_mh, "alice@example.org")
-    r = c.post(
-        "/compose",
-        data={
-            "csrf": page_csrf(c),
-            "action": "send",
-            "to": "nobody@example.org",
-            "subject": "x",
-            "body": "x",
-        },
-    )
+    r = compose(c, {"to": "nobody@example.org", "subject": "x", "body": "x"})
     assert r.status_code == 400 and "5.1.1" in r.text
 
 
 def test_drafts_save_and_move_delete_flag(web_mh):
     c = login(web_mh, "alice@example.org")
-    r = c.post(
-        "/compose",
-        data={
-            "csrf": page_csrf(c),
-            "action": "save",
+    r = compose(
+        c,
+        {
             "to": "bob@example.org",
             "subject": "Half-written",
             "body": "to be continued",
         },
+        action="save",
     )
     assert r.status_code == 303 and "draft=" in r.headers["location"]
     ids = folder_ids(c)
@@ -403,16 +383,7 @@ def test_admin_manages_users_aliases_quotas_and_dns(web_mh):
 def test_admin_queue_retry_and_delete(web_mh):
     # a message routed to a closed port stays in the queue
     c = login(web_mh, "alice@example.org")
-    r = c.post(
-        "/compose",
-        data={
-            "csrf": page_csrf(c),
-            "action": "send",
-            "to": "x@deferred.test",
-            "subject": "queued",
-            "body": "x",
-        },
-    )
+    r = compose(c, {"to": "x@deferred.test", "subject": "queued", "body": "x"})
     assert r.status_code == 303, r.text
     a = login(web_mh, ADMIN)
     page = wait_for(lambda: (t := a.get("/admin/queue").text) and "x@deferred.test" in t and t)
@@ -425,13 +396,18 @@ def test_admin_queue_retry_and_delete(web_mh):
     assert qid not in a.get("/admin/queue").text
 
 
-def _login_cookie_via(mh, source: str, headers: dict[str, str]) -> str:
-    """The cookie the login page sets on a connection from SOURCE (a loopback address) with HEADERS."""
+def _login_page_via(mh, source: str, headers: dict[str, str]) -> httpx.Response:
+    """The login page fetched over a connection from SOURCE (a loopback address) with HEADERS."""
     transport = httpx.HTTPTransport(local_address=source)
     with httpx.Client(base_url=base_url(mh), transport=transport, headers=headers, timeout=20) as c:
         r = c.get("/login")
         assert r.status_code == 200, r.text
-        return r.headers["set-cookie"].lower()
+        return r
+
+
+def _login_cookie_via(mh, source: str, headers: dict[str, str]) -> str:
+    """The cookie the login page sets on a connection from SOURCE with HEADERS."""
+    return _login_page_via(mh, source, headers).headers["set-cookie"].lower()
 
 
 def test_forwarded_proto_is_believed_only_from_trusted_proxies(web_mh):
@@ -464,11 +440,7 @@ def test_forwarded_allow_ips_is_configurable(tmp_path):
 
 
 def _hsts_via(mh, source: str, headers: dict[str, str]) -> str | None:
-    transport = httpx.HTTPTransport(local_address=source)
-    with httpx.Client(base_url=base_url(mh), transport=transport, headers=headers, timeout=20) as c:
-        r = c.get("/login")
-        assert r.status_code == 200, r.text
-        return r.headers.get("strict-transport-security")
+    return _login_page_via(mh, source, headers).headers.get("strict-transport-security")
 
 
 def test_no_hsts_and_no_forwarded_trust_by_default(web_mh):

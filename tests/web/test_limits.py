@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from tests.mailhouse_proc import MailhouseProcess
-from tests.web.conftest import ADMIN, deliver, folder_ids, login, page_csrf
+from tests.web.conftest import ADMIN, compose, deliver, folder_ids, login, page_csrf
 
 RLO = "\u202e"
 
@@ -162,11 +162,9 @@ def test_attachment_uploads_are_bounded_and_spooled(web_mh):
 
 def test_crlf_in_compose_from_is_a_400(web_mh):
     c = login(web_mh, "alice@example.org")
-    r = c.post(
-        "/compose",
-        data={
-            "csrf": page_csrf(c),
-            "action": "send",
+    r = compose(
+        c,
+        {
             "from": "alice@example.org\r\nBcc: victim@remote.test",
             "to": "bob@example.org",
             "subject": "s",

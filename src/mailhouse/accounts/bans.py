@@ -44,14 +44,22 @@ class Ban:
 
 
 @functools.lru_cache(maxsize=4096)  # per connection: parsing an address costs more than a lookup
-def normalise_ip(ip: str) -> str:
-    """One spelling per client address; a string that is not an address is returned as is."""
+def normalise_ip(ip: str, v6_prefix: int = 128) -> str:
+    """One spelling per client address; a string that is not an address is returned as is.
+
+    An IPv4-mapped IPv6 address is its IPv4 address; with V6_PREFIX below 128 another IPv6
+    address is its /V6_PREFIX network (``2001:db8::/64``: what one host or one site holds, the
+    connection limits' key). The one normaliser of the bans, the throttle and the connection gate.
+    """
     try:
         addr = ipaddress.ip_address(ip.split("%", 1)[0])
     except ValueError:
         return ip
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return str(addr.ipv4_mapped)
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        if v6_prefix < 128:
+            return str(ipaddress.IPv6Network((addr, v6_prefix), strict=False))
     return str(addr)
 
 

@@ -20,7 +20,11 @@ from mailhouse.cli import mailbox as cli_mailbox
 from mailhouse.cli import queue as cli_queue
 from mailhouse.cli import store as cli_store
 from mailhouse.cli.common import Handler, with_store
+from mailhouse.delivery.sendlimits import SendOverrides, get_overrides, set_overrides
 from mailhouse.store.api import StoreError
+
+#: ``--send-rate default``: remove the account's override (back to ``[limits]``).
+DEFAULT = "default"
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -52,6 +56,38 @@ async def cmd_domain(args: argparse.Namespace, cfg: config_mod.Config) -> int:
     return await with_store(cfg, run)
 
 
+def _limit_arg(v: str) -> int | str:
+    """``--send-rate`` / ``--recipients-per-day``: a whole number ≥ 0 (0: no limit) or "default"."""
+    if v == DEFAULT:
+        return v
+    if not v.isdigit():
+        raise argparse.ArgumentTypeError("a whole number ≥ 0 (0: no limit), or 'default'")
+    return int(v)
+
+
+async def _send_limits(store: Any, cfg: config_mod.Config, args: argparse.Namespace, address: str) -> None:
+    """Apply the ``--send-rate`` / ``--recipients-per-day`` given (delivery/sendlimits.py) and
+    print the account's limits."""
+    acc = await store.get_account(address.lower())
+    if acc is None:
+        raise AdminError(f"no account {address}")
+    cur = await get_overrides(store, acc)
+    new = {}
+    for name in ("send_rate", "recipients_per_day"):
+        v = getattr(args, name)
+        new[name] = getattr(cur, name) if v is None else (None if v == DEFAULT else v)
+    if (got := SendOverrides(**new)) != cur:
+        await set_overrides(store, acc, got)
+    shown = []
+    for name, unit in (("send_rate", "per minute"), ("recipients_per_day", "recipients a day")):
+        v = getattr(got, name)
+        limit = getattr(cfg, name) if v is None else v
+        shown.append(
+            f"{name} {limit or 'unlimited'}{f' {unit}' if limit else ''} ({'default' if v is None else 'set'})"
+        )
+    print(f"{acc.address}\t" + "\t".join(shown))
+
+
 async def cmd_user(args: argparse.Namespace, cfg: config_mod.Config) -> int:
     async def run(store: Any) -> int:
         admin = Admin(store, cfg.dkim_selector)
@@ -65,6 +101,10 @@ async def cmd_user(args: argparse.Namespace, cfg: config_mod.Config) -> int:
                 is_admin=args.admin,
             )
             print(f"user {acc.address} added")
+            if args.send_rate is not None or args.recipients_per_day is not None:
+                await _send_limits(store, cfg, args, acc.address)
+        elif args.action == "limits":
+            await _send_limits(store, cfg, args, args.address)
         elif args.action == "passwd":
             await admin.set_password(args.address, _read_password(args))
             print(f"password of {args.address} changed")
@@ -179,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_domain)
 
     u = sub.add_parser("user", help="accounts")
-    u.add_argument("action", choices=["add", "passwd", "list", "remove"])
+    u.add_argument("action", choices=["add", "passwd", "list", "remove", "limits"])
     u.add_argument("address", nargs="?", help="ADDRESS (for list: a domain to filter on)")
     u.add_argument(
         "--password-stdin", action="store_true", help="read the password from the first line of stdin"
@@ -187,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--quota-bytes", type=int, default=0)
     u.add_argument("--quota-messages", type=int, default=0)
     u.add_argument("--admin", action="store_true", help="may use the web admin pages")
+    for opt, what in (("--send-rate", "messages a minute"), ("--recipients-per-day", "recipients a day")):
+        u.add_argument(
+            opt,
+            type=_limit_arg,
+            metavar="N|default",
+            help=f"with add or limits: this account's {what} (0: no limit; default: [limits])",
+        )
     u.set_defaults(fn=cmd_user)
 
     a = sub.add_parser("alias", help="aliases (SOURCE may be @domain for a catch-all)")
@@ -213,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _needs_arg(args: argparse.Namespace) -> str | None:
     if args.command in ("domain",) and args.action in ("add", "remove") and not args.name:
         return f"domain {args.action} needs a domain name"
-    if args.command == "user" and args.action in ("add", "passwd", "remove") and not args.address:
+    if args.command == "user" and args.action in ("add", "passwd", "remove", "limits") and not args.address:
         return f"user {args.action} needs an ADDRESS"
     if args.command == "alias" and args.action in ("add", "remove") and not args.source:
         return f"alias {args.action} needs a SOURCE"

@@ -38,9 +38,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
-import functools
 import hashlib
-import ipaddress
 import logging
 import mmap
 import os
@@ -53,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from mailhouse.accounts.bans import normalise_ip
 from mailhouse.config import Config, Network, address_in, parse_networks
 
 log = logging.getLogger(__name__)
@@ -214,18 +213,9 @@ def policy_from_config(cfg: Config) -> ConnectionPolicy:
     )
 
 
-@functools.lru_cache(maxsize=4096)  # per connection: parsing an address costs more than a lookup
 def client_key(ip: str) -> str:
     """The address a client is counted by: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64."""
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return ip
-    if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
-        return str(ipaddress.IPv6Network((addr, IPV6_PREFIX), strict=False))
-    return str(addr)
+    return normalise_ip(ip, IPV6_PREFIX)
 
 
 def open_fds() -> int:
@@ -267,7 +257,10 @@ class ConnectionGate:
         self._baseline = open_fds()  # store, listeners, logs: what the process holds anyway
 
     def capacity(self) -> int:
-        """Connections this process may hold: below RLIMIT_NOFILE with headroom (and the configured cap)."""
+        """Connections this process may hold: below RLIMIT_NOFILE with headroom (and the configured cap).
+
+        Read per connection on purpose: the limit may be changed on the running process
+        (``prlimit``), and getrlimit costs ~2 µs, under 0.1 % of a connection's CPU."""
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         cap = self.policy.max_connections or (1 << 31)
         if soft != resource.RLIM_INFINITY:

@@ -2,8 +2,12 @@
 
 RFC 8314 §3.3: with implicit TLS (ports 465, 993, 995) the TLS handshake happens before the
 session sees a byte, bounded by ``Limits.tls_handshake_timeout``. With several worker processes
-(``[server] workers``) every worker binds the same address with SO_REUSEPORT and the kernel
-spreads the connections.
+(``[server] workers``) the parent binds each address once before the fork (`bind_shared`) and
+every worker accepts from that one socket, as Postfix's smtpd processes share theirs: a client
+is taken by whichever worker is waiting, so a busy worker never holds the next connection in
+its own queue while the other one idles (SO_REUSEPORT hashes each connection to one worker
+whatever its load: with short connections the busier worker fell behind; issue 12 item 8).
+An address not bound before the fork (the web server's) binds with SO_REUSEPORT in each worker.
 
 Invariants:
 * Every session runs as one task handed to ``track`` at once, so the node's drain on SIGTERM
@@ -15,20 +19,48 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import socket
 import ssl
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
 
 from mailhouse.runtime.connection import Connection, Opener
 from mailhouse.runtime.connlimits import ConnectionGate, Refusal
 from mailhouse.runtime.limits import Limits
 
+#: Pending connections per listening socket (the kernel caps it at net.core.somaxconn): a burst
+#: of one-connection-per-message senders waits in the queue instead of being reset.
+BACKLOG: Final = 1024
+
+#: Listening sockets bound by the parent before forking workers, by (host, port).
+_shared: dict[tuple[str, int], socket.socket] = {}
+
 
 def reuse_port() -> bool:
     """Listeners bind with SO_REUSEPORT when several workers share them."""
     return os.environ.get("MAILHOUSE_WORKER") == "1"
+
+
+def bind_shared(addresses: Iterable[tuple[str, int]]) -> None:
+    """Bind and listen on every (host, port) once, before forking workers: each worker's
+    `start_listener` for that address accepts from the inherited socket."""
+    for host, port in addresses:
+        try:
+            family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        except ValueError:
+            continue  # a host name may stand for several addresses: each worker binds it (SO_REUSEPORT)
+        if (host, port) in _shared:
+            continue
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as create_server binds it
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+        _shared[(host, port)] = sock
 
 
 async def start_listener(
@@ -53,12 +85,19 @@ async def start_listener(
     per-process cap keeps headroom so it does not come to that.
     """
     handshake = limits().tls_handshake_timeout
-    return await asyncio.get_running_loop().create_server(
-        lambda: Connection(limits(), on_open, track, gate=gate, service=service, refusals=refusals),
+    loop = asyncio.get_running_loop()
+    factory = lambda: Connection(limits(), on_open, track, gate=gate, service=service, refusals=refusals)  # noqa: E731
+    timeout = handshake if ssl_ctx is not None else None
+    shared = _shared.get((host, port))
+    if shared is not None:  # bound by the parent: every worker accepts from it
+        return await loop.create_server(factory, sock=shared, ssl=ssl_ctx, ssl_handshake_timeout=timeout)
+    return await loop.create_server(
+        factory,
         host,
         port,
         ssl=ssl_ctx,
         reuse_port=reuse_port(),
         family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-        ssl_handshake_timeout=handshake if ssl_ctx is not None else None,
+        backlog=BACKLOG,
+        ssl_handshake_timeout=timeout,
     )

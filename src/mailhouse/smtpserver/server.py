@@ -354,7 +354,8 @@ class SmtpSession:
         self._reset()
         self.sender = sender
         self.mail_params = ev.params
-        self.log.debug("from=<%s> size=%s", safe(sender), ev.params.get("SIZE"))
+        if log.isEnabledFor(logging.DEBUG):  # safe() walks the address: not for a line never written
+            self.log.debug("from=<%s> size=%s", safe(sender), ev.params.get("SIZE"))
         await self.reply(Reply(250, "2.1.0", "Ok"))
 
     async def on_rcpt(self, ev: core.Rcpt) -> None:
@@ -370,13 +371,11 @@ class SmtpSession:
             return
         size = int(self.mail_params.get("SIZE") or 0)
         verdict = await self.policy.check_recipient(ev.path, self.user, size)
-        self.log.log(
-            logging.DEBUG if verdict.reply.code == 250 else logging.INFO,
-            "to=<%s> %d %s",
-            safe(ev.path.mailbox),
-            verdict.reply.code,
-            verdict.reply.enhanced,
-        )
+        level = logging.DEBUG if verdict.reply.code == 250 else logging.INFO
+        if log.isEnabledFor(level):
+            self.log.log(
+                level, "to=<%s> %d %s", safe(ev.path.mailbox), verdict.reply.code, verdict.reply.enhanced
+            )
         if verdict.reply.code == 250:
             if verdict.remote and self.svc.outbound is None:
                 await self.reply(Reply(451, "4.3.2", "Error: outbound delivery is not available"))

@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from mailhouse.accounts import shared
 from mailhouse.accounts.admin import MIN_PASSWORD, Admin, AdminError
+from mailhouse.delivery.sendlimits import SendOverrides, get_overrides, set_overrides
 from mailhouse.mailauth.dnsrecords import Record, records
 from mailhouse.store.acl import is_shared_account
 from mailhouse.store.api import AlreadyExists, Conflict, NotFound, StoreError
@@ -166,7 +167,9 @@ async def admin_domain(request: Request) -> Response:
     d = await store.get_domain(name)
     if d is None:
         raise HTTPException(404, "no such domain")
-    users = [(a, await store.usage(a.id)) for a in await store.list_accounts(d.name)]
+    users = [
+        (a, await store.usage(a.id), await get_overrides(store, a)) for a in await store.list_accounts(d.name)
+    ]
     aliases = await store.list_aliases(d.name)
     shares = [f for a, _ in users for f in await shared.list_rights(store, a.address)]  # RFC 4314 ACLs
     return render(
@@ -174,6 +177,8 @@ async def admin_domain(request: Request) -> Response:
         "admin_domain.html",
         domain=d,
         users=users,
+        send_rate=state(request).svc.cfg.send_rate,  # the defaults, shown where no override is set
+        recipients_per_day=state(request).svc.cfg.recipients_per_day,
         aliases=aliases,
         shares=shares,
         shared_accounts={a.address for a, _ in users if is_shared_account(a)},
@@ -187,6 +192,11 @@ def _int(v: object) -> int:
         return max(0, int(str(v or "0")))
     except ValueError:
         raise AdminError("quota must be a whole number") from None
+
+
+def _override(v: object) -> int | None:
+    """A send-limit field: empty keeps the configured limit (None), else a whole number (0: none)."""
+    return None if not str(v or "").strip() else _int(v)
 
 
 async def admin_users_post(request: Request) -> Response:
@@ -212,6 +222,12 @@ async def admin_users_post(request: Request) -> Response:
             await store.set_quota(
                 address, _int(form.get("quota_mb")) * 1024 * 1024, _int(form.get("quota_messages"))
             )
+        elif action == "sendlimits":  # delivery/sendlimits.py: this account's own limits
+            acc = await store.get_account(address)
+            if acc is None:
+                raise AdminError(f"no account {address}")
+            rate, rcpts = _override(form.get("send_rate")), _override(form.get("recipients_per_day"))
+            await set_overrides(store, acc, SendOverrides(rate, rcpts))
         elif action == "remove":
             await store.remove_account(address)
         else:
