@@ -171,7 +171,7 @@ async def admin_domain(request: Request) -> Response:
         (a, await store.usage(a.id), await get_overrides(store, a)) for a in await store.list_accounts(d.name)
     ]
     aliases = await store.list_aliases(d.name)
-    shares = [f for a, _ in users for f in await shared.list_rights(store, a.address)]  # RFC 4314 ACLs
+    shares = [f for a, _, _ in users for f in await shared.list_rights(store, a.address)]  # RFC 4314 ACLs
     return render(
         request,
         "admin_domain.html",
@@ -181,7 +181,7 @@ async def admin_domain(request: Request) -> Response:
         recipients_per_day=state(request).svc.cfg.recipients_per_day,
         aliases=aliases,
         shares=shares,
-        shared_accounts={a.address for a, _ in users if is_shared_account(a)},
+        shared_accounts={a.address for a, _, _ in users if is_shared_account(a)},
         dns=await dns_rows(request, d.name),
         error=shown_error(request),
     )
