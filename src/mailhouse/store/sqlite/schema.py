@@ -88,4 +88,11 @@ MIGRATIONS: list[str | list[str]] = [
         "CREATE INDEX IF NOT EXISTS limit_events_at ON limit_events(at)",
         "CREATE TABLE IF NOT EXISTS limit_marks(key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL)",
     ],
+    # 7: the full-text word index (store/fts.py, store/sqlite/fts.py): a document per blob
+    [
+        "CREATE TABLE IF NOT EXISTS fts_docs(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " blob_key TEXT UNIQUE NOT NULL, state INTEGER NOT NULL)",
+        "CREATE VIRTUAL TABLE IF NOT EXISTS fts_terms USING fts5(terms, content='', tokenize='ascii', detail='none')",
+        "INSERT OR IGNORE INTO meta VALUES ('fts_generation', '0')",
+    ],
 ]
