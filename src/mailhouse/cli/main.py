@@ -15,6 +15,7 @@ from typing import Any
 from mailhouse import config as config_mod
 from mailhouse.accounts.admin import Admin, AdminError, generate_password
 from mailhouse.cli import ban as cli_ban
+from mailhouse.cli import index as cli_index
 from mailhouse.cli import mail as cli_mail
 from mailhouse.cli import queue as cli_queue
 from mailhouse.cli import store as cli_store
@@ -198,7 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("domain")
     n.set_defaults(fn=cmd_dns)
 
-    for register in (cli_queue.register, cli_mail.register, cli_store.register, cli_ban.register):
+    for register in (
+        cli_queue.register,
+        cli_mail.register,
+        cli_store.register,
+        cli_ban.register,
+        cli_index.register,
+    ):
         register(sub)
     return p
 
