@@ -554,6 +554,18 @@ async def _narrow(views: Sequence[MessageView], criteria: SearchKey, ctx: _Ctx) 
         ctx.fts[id(k)] = (hits | got.unindexed, hits if q.exact and exact_ok else frozenset())
 
 
+def _candidates(criteria: SearchKey, ctx: _Ctx) -> frozenset[int] | None:
+    """UIDs outside which the whole program is false: the index candidates of the program's
+    text key or of the text keys of its top-level AND; None when there are none."""
+    keys = criteria.keys if isinstance(criteria, SearchAnd) else (criteria,)
+    out: frozenset[int] | None = None
+    for k in keys:
+        got = ctx.fts.get(id(k))
+        if got is not None:
+            out = got[0] if out is None else out & got[0]
+    return out
+
+
 def _batches(
     pending: list[tuple[MessageView, bool | None]],
 ) -> Iterable[list[tuple[MessageView, bool | None]]]:
@@ -614,6 +626,9 @@ async def _search(
     out: list[tuple[MessageView, Any]] = []
     pending: list[tuple[MessageView, bool | None]] = []
     await _narrow(views, criteria, ctx)
+    cand = _candidates(criteria, ctx)
+    if cand is not None:  # issue 13 §4: only the word index's candidates can match at all
+        views = [v for v in views if v.record.uid in cand]
     for v in views:  # pass 1: index-only keys decide most messages
         x = _cheap(criteria, v, ctx)
         if x is True and extract is None:

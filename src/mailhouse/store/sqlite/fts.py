@@ -67,9 +67,11 @@ class FtsTx:
 
     async def fts_match(self, mailbox_id: int, query: FtsQuery) -> list[int]:
         rows = self.c.execute(
-            "SELECT m.uid FROM fts_terms f JOIN fts_docs d ON d.id = f.rowid"
-            " JOIN messages m ON m.blob_key = d.blob_key"
-            " WHERE fts_terms MATCH ? AND d.state = ? AND m.mailbox_id = ?",
+            # CROSS JOIN fixes the order: the FTS5 match once, then documents by id and messages by
+            # blob key (left to itself the planner walks the mailbox and re-runs the MATCH per row)
+            "SELECT m.uid FROM fts_terms f CROSS JOIN fts_docs d CROSS JOIN messages m"
+            " WHERE fts_terms MATCH ? AND d.id = f.rowid AND d.state = ? AND m.blob_key = d.blob_key"
+            " AND m.mailbox_id = ?",
             (match_expr(query), int(DocState.INDEXED), mailbox_id),
         ).fetchall()
         return [int(r[0]) for r in rows]
