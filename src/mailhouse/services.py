@@ -29,6 +29,7 @@ from mailhouse.delivery.policy import EnvelopePolicy
 from mailhouse.delivery.sendlimits import SendLimits
 from mailhouse.delivery.submission import Submission
 from mailhouse.mailauth.dkim import DkimSigner
+from mailhouse.message import fts_text
 from mailhouse.queue.runner import QueueRunner
 from mailhouse.store import open_store
 from mailhouse.store.api import Store
@@ -59,7 +60,7 @@ async def build(cfg: Config) -> Services:
         cert, key = cfg.tls_cert, cfg.tls_key
     else:
         cert, key = tls_mod.ensure_self_signed(cfg.data_dir, cfg.hostname)
-    store = open_store(cfg.store, cfg.data_dir)
+    store = open_store(cfg.store, cfg.data_dir, indexer=fts_text.extract)  # issue 13 §4
     await store.open()
     resolver = Resolver(store)
     local = LocalDelivery(store, resolver)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mailhouse import config as config_mod
+from mailhouse.message import fts_text
 from mailhouse.store import open_store
 
 Handler = Callable[[argparse.Namespace, config_mod.Config], Awaitable[int]]
@@ -19,7 +20,7 @@ Handler = Callable[[argparse.Namespace, config_mod.Config], Awaitable[int]]
 
 async def with_store(cfg: config_mod.Config, fn: Callable[[Any], Awaitable[int]]) -> int:
     """Run FN with the configured store open, and close it afterwards."""
-    store = open_store(cfg.store, cfg.data_dir)
+    store = open_store(cfg.store, cfg.data_dir, indexer=fts_text.extract)
     await store.open()
     try:
         return await fn(store)

@@ -15,6 +15,7 @@ from typing import Any
 from mailhouse import config as config_mod
 from mailhouse.accounts.admin import Admin, AdminError, generate_password
 from mailhouse.cli import ban as cli_ban
+from mailhouse.cli import index as cli_index
 from mailhouse.cli import mail as cli_mail
 from mailhouse.cli import mailbox as cli_mailbox
 from mailhouse.cli import queue as cli_queue
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_store.register,
         cli_ban.register,
         cli_mailbox.register,
+        cli_index.register,
     ):
         register(sub)
     return p

@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailhouse.imapserver.errors import ImapError
+from mailhouse.message import fts_text
 from mailhouse.message.cache import CachedMessage
 from mailhouse.message.envelope import parse_addresses
 from mailhouse.message.headers import _codec, decode_words
@@ -100,7 +101,7 @@ from mailhouse.proto.imap.search import (
 )
 from mailhouse.proto.imap.sequence import SequenceSet
 from mailhouse.runtime.offload import Offload, Overloaded, TimedOut
-from mailhouse.store.api import MessageRecord, NotFound, emailid_for_blob
+from mailhouse.store.api import FtsQuery, MessageRecord, NotFound, emailid_for_blob
 
 __all__ = [
     "BADCHARSET_CODE",
@@ -254,6 +255,9 @@ class _Ctx:
     limits: SearchLimits = field(default_factory=SearchLimits)
     cache: dict[int, CachedMessage] = field(default_factory=dict)
     needles: dict[int, str] = field(default_factory=dict)
+    # the full-text index's answer per text key (id of the key): (candidate UIDs, UIDs known to
+    # match); a key without an entry is decided by the exact matcher alone
+    fts: dict[int, tuple[frozenset[int], frozenset[int]]] = field(default_factory=dict)
 
     def check(self) -> None:
         """Past the deadline: :class:`SearchTooLong`."""
@@ -375,7 +379,11 @@ def _cheap(key: SearchKey, v: MessageView, ctx: _Ctx) -> bool | None:
     """Three-valued evaluation without the message body: None = needs the message."""
     r = v.record
     if isinstance(key, _MESSAGE_KEYS):  # first: the common text searches
-        return None
+        got = ctx.fts.get(id(key))
+        if got is None:
+            return None
+        # issue 13 §4: not a candidate of the word index → no match; an exact hit → a match
+        return True if r.uid in got[1] else (None if r.uid in got[0] else False)
     if isinstance(key, SearchFlagKey):
         k = key.key
         if k in ("ALL", "SAVEDATESUPPORTED"):  # RFC 8514 §4.3: every mailbox keeps save dates
@@ -530,6 +538,52 @@ def _body_needles(key: SearchKey, ctx: _Ctx) -> set[str]:
     return out
 
 
+async def _narrow(views: Sequence[MessageView], criteria: SearchKey, ctx: _Ctx) -> None:
+    """Ask the full-text index (the loader's ``fts``, `store/fts.py`) about every text key of
+    the program: its candidates narrow, the exact matcher confirms (issue 13 §4)."""
+    ask = getattr(ctx.load, "fts", None)
+    if ask is None or not views:
+        return
+    # an exact hit stands for the scan only when the scan reads at least the indexed text
+    exact_ok = ctx.limits.max_decoded_bytes >= fts_text.MAX_TEXT
+    plan: list[tuple[SearchKey, FtsQuery]] = []
+    stack: list[SearchKey] = [criteria]
+    while stack:
+        k = stack.pop()
+        q: FtsQuery | None = None
+        if isinstance(k, SearchText):
+            q = fts_text.query_for(k.key, ctx.needle(k.value))
+        elif isinstance(k, SearchHeader):
+            q = fts_text.query_for("HEADER", ctx.needle(k.value), field=k.field)
+        elif isinstance(k, SearchNot):
+            stack.append(k.key)
+        elif isinstance(k, SearchOr):
+            stack += (k.left, k.right)
+        elif isinstance(k, SearchAnd):
+            stack.extend(k.keys)
+        if q is not None:
+            plan.append((k, q))
+    if not plan:
+        return
+    got = await ask(views[0].record.mailbox_id, [q for _, q in plan])
+    if got is None:
+        return
+    for (k, q), hits in zip(plan, got.hits, strict=True):
+        ctx.fts[id(k)] = (hits | got.unindexed, hits if q.exact and exact_ok else frozenset())
+
+
+def _candidates(criteria: SearchKey, ctx: _Ctx) -> frozenset[int] | None:
+    """UIDs outside which the whole program is false: the index candidates of the program's
+    text key or of the text keys of its top-level AND; None when there are none."""
+    keys = criteria.keys if isinstance(criteria, SearchAnd) else (criteria,)
+    out: frozenset[int] | None = None
+    for k in keys:
+        got = ctx.fts.get(id(k))
+        if got is not None:
+            out = got[0] if out is None else out & got[0]
+    return out
+
+
 def _batches(
     pending: list[tuple[MessageView, bool | None]],
 ) -> Iterable[list[tuple[MessageView, bool | None]]]:
@@ -589,6 +643,10 @@ async def _search(
     """Matching views in sequence order, each with ``extract(view, message)`` (or None)."""
     out: list[tuple[MessageView, Any]] = []
     pending: list[tuple[MessageView, bool | None]] = []
+    await _narrow(views, criteria, ctx)
+    cand = _candidates(criteria, ctx)
+    if cand is not None:  # issue 13 §4: only the word index's candidates can match at all
+        views = [v for v in views if v.record.uid in cand]
     for v in views:  # pass 1: index-only keys decide most messages
         x = _cheap(criteria, v, ctx)
         if x is True and extract is None:

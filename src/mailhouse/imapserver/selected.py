@@ -44,7 +44,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -53,13 +54,15 @@ from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import SortCriterion
 from mailhouse.proto.imap.search import SearchKey
 from mailhouse.proto.imap.sequence import SequenceSet
-from mailhouse.store.api import Mailbox, MessageRecord, Store
+from mailhouse.store.api import FtsQuery, FtsResult, Mailbox, MessageRecord, Store
 
 from .errors import Bad, No
 from .index import IndexRegistry, SharedIndex
 
 if TYPE_CHECKING:
     from .query import MessageView
+
+log = logging.getLogger(__name__)
 
 
 class MessageLoader:
@@ -115,6 +118,15 @@ class MessageLoader:
     def remember(self, key: str, raw: bytes) -> None:
         """A message this node just stored (APPEND): keep its octets, parsed on first use."""
         self._cache.put(key, CachedMessage(raw))
+
+    async def fts(self, mailbox_id: int, queries: Sequence[FtsQuery]) -> FtsResult | None:
+        """The full-text index's candidates (``query``'s narrowing, issue 13 §4); None when
+        the index cannot answer now (the search then scans, as before the index existed)."""
+        try:
+            return await self.store.search_index(mailbox_id, queries)
+        except Exception:  # noqa: BLE001 - an index fault costs speed, never a result
+            log.warning("full-text index lookup failed; scanning", exc_info=True)
+            return None
 
 
 @dataclass(eq=False, slots=True)

@@ -5,16 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from mailhouse.store.api import Store
+from mailhouse.store.fts import Indexer
 
 
-def open_store(url: str, data_dir: Path) -> Store:
-    """Return an (unopened) store for URL: sqlite:///path or postgresql://…"""
+def open_store(url: str, data_dir: Path, indexer: Indexer | None = None) -> Store:
+    """Return an (unopened) store for URL: sqlite:///path or postgresql://…
+
+    INDEXER (`message.fts_text.extract`) makes the full-text index documents at delivery."""
     if url.startswith("sqlite://"):
         from mailhouse.store.sqlite.backend import SqliteStore
 
-        return SqliteStore(Path(url.removeprefix("sqlite://")), data_dir / "blobs")
+        return SqliteStore(Path(url.removeprefix("sqlite://")), data_dir / "blobs", indexer=indexer)
     if url.startswith(("postgresql://", "postgres://")):
         from mailhouse.store.postgres.backend import PostgresStore  # type: ignore[import-not-found,unused-ignore]
 
-        return PostgresStore(url, data_dir)  # type: ignore[no-any-return,unused-ignore]
+        return PostgresStore(url, data_dir, indexer)  # type: ignore[no-any-return,unused-ignore]
     raise ValueError(f"unknown store url {url!r}")

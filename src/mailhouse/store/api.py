@@ -325,7 +325,10 @@ class MailIndex(Protocol):
     async def subscriptions(self, account_id: int) -> list[str]: ...
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None: ...
 
-    async def append(self, messages: Sequence[NewMessage]) -> list[MessageRecord]: ...
+    async def append(
+        self, messages: Sequence[NewMessage], bodies: Sequence[bytes] | None = None
+    ) -> list[MessageRecord]: ...
+    # BODIES: each message's octets, indexed in the same transaction (store/fts.py)
     async def list_messages(self, mailbox_id: int) -> list[MessageRecord]: ...
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]: ...
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]: ...
@@ -470,7 +473,74 @@ class ChangeFeed(Protocol):
     # the other nodes' feed too); iterate with ``async for``; ``await feed.aclose()`` ends it
 
 
-class Store(Directory, MailIndex, Acls, MaildropLocks, Queue, Limits, ChangeFeed, Protocol):
+# ---------------------------------------------------------------- full-text index records
+class DocState(enum.IntEnum):
+    """What a document's terms cover."""
+
+    INDEXED = 1  # every searchable text of the message: hits are exact for `FtsTerm.exact` queries
+    PARTIAL = 2  # text over the cap (or too many terms): always scanned
+    FAILED = 3  # extraction raised or the message was too big to read: always scanned
+
+
+class Tag(enum.StrEnum):
+    """Where a term's word was found (the first letter of every stored term)."""
+
+    BODY = "b"  # decoded text of the text/* parts (what BODY scans)
+    HEADERS = "h"  # every header line "Name: value", top level and MIME parts (TEXT, HEADER)
+    SUBJECT = "s"
+    FROM = "f"
+    TO = "t"
+    CC = "c"
+    BCC = "k"
+    HTML = "x"  # marker: the message has an inline text/html part (the webmail's HTML match)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexDoc:
+    """The index document of one blob: space-separated unique terms (empty unless INDEXED)."""
+
+    state: DocState
+    terms: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FtsTerm:
+    """Any of TAGS followed by WORD (``prefix``: WORD followed by anything)."""
+
+    tags: tuple[Tag, ...]
+    word: str
+    prefix: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FtsQuery:
+    """Documents having every term. ``exact``: a hit is a match of the search key (no scan
+    needed for INDEXED documents); otherwise hits are only candidates."""
+
+    terms: tuple[FtsTerm, ...]
+    exact: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FtsResult:
+    """Per query, the UIDs of the mailbox's messages whose document hits; and the UIDs of the
+    mailbox's unindexed messages (candidates for every query)."""
+
+    hits: list[frozenset[int]]
+    unindexed: frozenset[int]
+
+
+class WordIndex(Protocol):
+    """The full-text word index (`store/fts.py`): narrows SEARCH, the exact matcher confirms."""
+
+    async def search_index(self, mailbox_id: int, queries: Sequence[FtsQuery]) -> FtsResult: ...
+    async def index_backlog(self, limit: int, after: str = "") -> list[str]: ...
+    # blob keys of messages with no index document, ascending, after AFTER
+    async def add_index_docs(self, docs: Sequence[tuple[str, IndexDoc]]) -> int: ...
+    async def clear_index(self, account_id: int | None = None) -> int: ...
+
+
+class Store(Directory, MailIndex, Acls, MaildropLocks, Queue, Limits, ChangeFeed, WordIndex, Protocol):
     """Everything a Mailhouse node needs; `blobs` is the blob store."""
 
     @property

@@ -32,6 +32,8 @@ from mailhouse.store.api import (
     Change,
     DkimKey,
     Domain,
+    FtsQuery,
+    IndexDoc,
     Mailbox,
     MaildropLease,
     Mark,
@@ -168,6 +170,22 @@ class Tx(Protocol):
     # one atomic statement: the \\Recent high-water mark of (mailbox, uidvalidity) raised to at
     # least UP_TO_UID (reset when the uidvalidity differs); returns the value before
     async def recent(self, mailbox_id: int) -> tuple[int, int] | None: ...  # (uidvalidity, uid)
+
+    # ---------------------------------------------------------------- full-text index (store/fts.py)
+    async def fts_insert(self, docs: Sequence[tuple[str, IndexDoc]]) -> int: ...
+    # documents for blob keys that have none (others left alone); the number inserted
+    async def fts_delete(self, keys: Sequence[str]) -> None: ...  # the documents of KEYS
+    async def fts_referenced(self, keys: Sequence[str]) -> list[str]: ...  # of KEYS, those a message uses
+    async def fts_match(self, mailbox_id: int, query: FtsQuery) -> list[int]: ...
+    # UIDs of the mailbox's messages whose INDEXED document has every term of QUERY
+    async def fts_unindexed(self, mailbox_id: int) -> list[int]: ...
+    # UIDs of the mailbox's messages without an INDEXED document
+    async def fts_backlog(self, after: str, limit: int) -> list[str]: ...
+    # blob keys > AFTER of messages without a document, ascending
+    async def fts_clear(self, account_id: int | None) -> int: ...
+    # drop the documents of ACCOUNT_ID's blobs (all documents: None); the number dropped
+    async def fts_generation(self) -> int: ...
+    async def fts_bump(self) -> None: ...  # the generation + 1 (index changed without a MODSEQ)
 
     # ---------------------------------------------------------------- queue
     async def insert_queue(self, entry: QueueEntry) -> None: ...  # AlreadyExists

@@ -64,6 +64,8 @@ TABLES: dict[str, str] = {
     "schema_version": "PostgreSQL: set by migrations",
     "limit_events": "login-failure and send-rate counters: transient (minutes to a day), not copied",
     "limit_marks": "bans and pregreet results: expiring, not copied (re-add lasting bans with `mailhouse ban add`)",
+    "fts_docs": "full-text index: derived from the messages, not copied (run `mailhouse index backfill`"
+    " on the destination; until then searches scan)",
 }
 
 BATCH = 200  # messages per destination transaction (and blobs copied between commits)

@@ -45,6 +45,7 @@ async def free_blobs(tx: Tx, keys: Sequence[str] | set[str]) -> list[str]:
     free = await tx.unreferenced(keys)
     if free:
         await tx.delete_blobs(free)
+        await tx.fts_delete(free)  # store/fts.py invariant: a freed blob's index document goes with it
     return free
 
 

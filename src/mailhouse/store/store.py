@@ -14,19 +14,24 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mailhouse.store import acl, directory, limits, mail, queue
+from mailhouse.store import acl, directory, fts, limits, mail, queue
 from mailhouse.store.api import (
     Account,
     AclEntry,
     Alias,
     BlobStore,
     DkimKey,
+    DocState,
     Domain,
     FlagMode,
     FlagResult,
+    FtsQuery,
+    FtsResult,
+    IndexDoc,
     Mailbox,
     MaildropLease,
     Mark,
@@ -47,13 +52,19 @@ from mailhouse.store.spool import BodyFile, SpooledMessage
 #: into the index transaction (one fsync): the size of SQLite's inline blobs.
 TX_BLOB_READ_MAX = 512 * 1024
 
+log = logging.getLogger(__name__)
+
 
 class MailStore:
     """`mailhouse.store.api.Store` over any `Backend`."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, indexer: fts.Indexer | None = None) -> None:
         self.backend = backend
         self.feed = FeedHub(backend)
+        # store/fts.py: what makes a message's index document (message/fts_text.extract, handed
+        # in by whoever opens the store: the store layer has no MIME code); None: no indexing
+        self.indexer = indexer
+        self._unindexed: fts.UnindexedCache = {}
 
     @property
     def blobs(self) -> BlobStore:
@@ -203,8 +214,38 @@ class MailStore:
         await self.backend.write(lambda tx: acl.set_seen(tx, account_id, mailbox_id, uids, seen), single=True)
 
     # ---------------------------------------------------------------- messages
-    async def append(self, messages: Sequence[NewMessage]) -> list[MessageRecord]:
-        return await self.backend.write(lambda tx: mail.append(tx, messages))
+    async def append(
+        self, messages: Sequence[NewMessage], bodies: Sequence[bytes] | None = None
+    ) -> list[MessageRecord]:
+        """Append rows; BODIES (the octets of each message's blob, e.g. an IMAP APPEND) are
+        indexed in the same transaction (`store/fts.py`)."""
+        docs: dict[str, IndexDoc] = {}
+        if bodies is not None and self.indexer is not None:
+            for m, body in zip(messages, bodies, strict=True):
+                if m.blob_key not in docs:
+                    docs[m.blob_key] = await self._index(body)
+        if not docs:
+            return await self.backend.write(lambda tx: mail.append(tx, messages))
+        return await self.backend.write(lambda tx: fts.append_indexed(tx, messages, docs))
+
+    async def _index(self, data: bytes | SpooledMessage) -> IndexDoc:
+        """The index document of a message, made in a worker thread; never raises (issue 13 §4:
+        indexing never fails a delivery: FAILED, and every search scans the message)."""
+        indexer = self.indexer
+        assert indexer is not None
+
+        def run() -> IndexDoc:
+            if isinstance(data, SpooledMessage):
+                if data.size > fts.MAX_INDEX_MESSAGE:
+                    return IndexDoc(DocState.FAILED)
+                return indexer(data.to_bytes())
+            return indexer(data)
+
+        try:
+            return await asyncio.to_thread(run)
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.warning("could not index a message; it will be scanned", exc_info=True)
+            return IndexDoc(DocState.FAILED)
 
     async def deliver(
         self, blob: bytes | SpooledMessage, messages: Sequence[NewMessage]
@@ -212,19 +253,41 @@ class MailStore:
         """Store BLOB and append rows pointing at it; a small blob in the same transaction.
 
         A spooled message on disk becomes a blob with `BlobStore.put_file` (never whole in memory).
+        With an indexer, the blob's index document is written in the rows' transaction.
         """
         if isinstance(blob, SpooledMessage):
             spooled = await self._spooled_blob(blob)
             if isinstance(spooled, str):
                 size = blob.size
-                return await self.append([replace(m, blob_key=spooled, size=size) for m in messages])
+                doc = await self._index(blob) if self.indexer is not None else None
+                rows = [replace(m, blob_key=spooled, size=size) for m in messages]
+                return await self.backend.write(
+                    lambda tx: fts.append_indexed(tx, rows, {spooled: doc} if doc else {})
+                )
             blob = spooled
         data = to_crlf(blob)  # api.py invariant: stored messages use CRLF
+        doc = await self._index(data) if self.indexer is not None else None
         if not self.backend.blob_in_tx(len(data)):
             key = await self.backend.blobs.put(data)  # durable before the rows commit
-            return await self.append([replace(m, blob_key=key, size=len(data)) for m in messages])
+            rows = [replace(m, blob_key=key, size=len(data)) for m in messages]
+            return await self.backend.write(
+                lambda tx: fts.append_indexed(tx, rows, {key: doc} if doc else {})
+            )
         key = self.backend.new_tx_blob_key()
-        return await self.backend.write(lambda tx: mail.deliver_in_tx(tx, key, data, messages))
+        return await self.backend.write(lambda tx: fts.deliver_indexed(tx, key, data, messages, doc))
+
+    # ---------------------------------------------------------------- full-text index (store/fts.py)
+    async def search_index(self, mailbox_id: int, queries: Sequence[FtsQuery]) -> FtsResult:
+        return await self.backend.read(lambda tx: fts.search(tx, mailbox_id, queries, self._unindexed))
+
+    async def index_backlog(self, limit: int, after: str = "") -> list[str]:
+        return await self.backend.read(lambda tx: tx.fts_backlog(after, limit))
+
+    async def add_index_docs(self, docs: Sequence[tuple[str, IndexDoc]]) -> int:
+        return await self.backend.write(lambda tx: fts.add_docs(tx, docs, only_referenced=True))
+
+    async def clear_index(self, account_id: int | None = None) -> int:
+        return await self.backend.write(lambda tx: fts.clear(tx, account_id))
 
     async def _spooled_blob(self, msg: SpooledMessage) -> bytes | str:
         """MSG as bytes when it may go into the index transaction (in memory, or small enough to

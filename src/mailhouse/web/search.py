@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from mailhouse.message import fts_text
 from mailhouse.message.parse import MessagePart, iter_parts, parse_message
 from mailhouse.message.search import (
     SearchLimits,
@@ -30,7 +31,7 @@ from mailhouse.message.search import (
     iter_text_windows,
 )
 from mailhouse.runtime.offload import Offload, Overloaded, TimedOut
-from mailhouse.store.api import MessageRecord, Store
+from mailhouse.store.api import FtsQuery, FtsTerm, MessageRecord, Store, Tag
 from mailhouse.web.sanitize import MAX_HTML_INPUT, html_to_text
 
 __all__ = ["MAX_HTML_SEARCH", "TOO_LONG_NOTICE", "SearchResult", "match_message", "pool", "search", "terms"]
@@ -123,7 +124,14 @@ async def search(
     deadline = time.monotonic() + time_budget
     limits = SearchLimits(max_decoded_bytes=max_decoded_bytes, deadline=deadline)
     found: list[MessageRecord] = []
+    narrowed = await _narrow(store, recs, query, exact_ok=max_decoded_bytes >= fts_text.MAX_TEXT)
     for r in recs:
+        if narrowed is not None:  # issue 13 §4: the word index narrows, match_message confirms
+            if r.uid in narrowed[1]:
+                found.append(r)
+                continue
+            if r.uid not in narrowed[0]:
+                continue
         try:
             if await _one(store, r, query, limits, deadline):
                 found.append(r)
@@ -132,6 +140,51 @@ async def search(
         except FileNotFoundError:
             continue  # expunged meanwhile
     return SearchResult(found)
+
+
+# The store's keys a webmail term reads (`match_message`): "body" also matches the stripped HTML,
+# which the index does not hold — a message with an inline HTML part stays a candidate.
+_TERM_KEYS = {
+    "any": ("SUBJECT", "FROM", "TO", "CC", "BODY"),
+    "subject": ("SUBJECT",),
+    "from": ("FROM",),
+    "to": ("TO", "CC"),
+    "body": ("BODY",),
+}
+_HTML = FtsQuery((FtsTerm((Tag.HTML,), "html", False),))
+
+
+async def _narrow(
+    store: Store, recs: list[MessageRecord], query: list[tuple[str, str]], *, exact_ok: bool
+) -> tuple[frozenset[int], frozenset[int]] | None:
+    """(candidate UIDs, UIDs known to match) from the full-text index, or None (scan all)."""
+    if not recs or any(r.mailbox_id != recs[0].mailbox_id for r in recs):
+        return None
+    plan: list[list[FtsQuery]] = []  # per term, the queries whose union is its candidates
+    for kind, needle in query:
+        asked = [fts_text.query_for(k, needle.casefold()) for k in _TERM_KEYS[kind]]
+        if any(q is None for q in asked):
+            continue  # this term cannot narrow; the others still may
+        plan.append([q for q in asked if q is not None] + ([_HTML] if kind in ("any", "body") else []))
+    if not plan:
+        return None
+    try:
+        got = await store.search_index(recs[0].mailbox_id, [q for qs in plan for q in qs])
+    except Exception:  # noqa: BLE001 - an index fault costs speed, never a result
+        return None
+    cand: frozenset[int] | None = None
+    sure: frozenset[int] | None = None
+    hits = iter(got.hits)
+    for qs in plan:
+        term_hits = [next(hits) for _ in qs]
+        c = frozenset().union(*term_hits) | got.unindexed
+        s = frozenset().union(*(h for q, h in zip(qs, term_hits, strict=True) if q.exact and exact_ok))
+        cand = c if cand is None else cand & c
+        sure = s if sure is None else sure & s
+    if len(plan) < len(query):
+        sure = frozenset()  # a term the index cannot answer must be matched by the scan
+    assert cand is not None and sure is not None
+    return cand, sure
 
 
 async def _one(

@@ -92,7 +92,8 @@ async def cmd_append(s: SessionContext, cmd: Command) -> Ok | None:
         for data, _, _ in items:
             keys.append(await s.store.blobs.put(data))  # fsynced before it returns
         recs = await s.store.append(
-            [NewMessage(mb.id, k, len(d), f, w) for k, (d, f, w) in zip(keys, items, strict=True)]
+            [NewMessage(mb.id, k, len(d), f, w) for k, (d, f, w) in zip(keys, items, strict=True)],
+            bodies=[d for d, _, _ in items],  # issue 13 §4: indexed in the same transaction
         )
     except BaseException:
         if keys:

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from mailhouse.store.api import BlobStore
 from mailhouse.store.backend import Tx, new_blob_key
 from mailhouse.store.feed import FeedHub
+from mailhouse.store.fts import Indexer
 from mailhouse.store.postgres.blobs import PgBlobStore
 from mailhouse.store.postgres.directory import DirectoryTx
 from mailhouse.store.postgres.engine import (
@@ -42,6 +43,7 @@ from mailhouse.store.postgres.engine import (
     unavailable_as_store_error,
 )
 from mailhouse.store.postgres.feed import FeedTx, Listener
+from mailhouse.store.postgres.fts import FtsTx
 from mailhouse.store.postgres.limits import LimitsTx
 from mailhouse.store.postgres.locks import PgLease, PgMaildropLocks
 from mailhouse.store.postgres.mail import MailTx
@@ -54,7 +56,7 @@ T = TypeVar("T")
 __all__ = ["PgBlobStore", "PgTx", "PostgresBackend", "PostgresStore", "split_url"]
 
 
-class PgTx(DirectoryTx, MailTx, QueueTx, LimitsTx, FeedTx):
+class PgTx(DirectoryTx, MailTx, QueueTx, LimitsTx, FeedTx, FtsTx):
     """`store.backend.Tx` on one asyncpg connection."""
 
     def __init__(self, c: Conn, db_blobs: bool) -> None:
@@ -141,8 +143,8 @@ class PostgresStore(MailStore):
 
     backend: PostgresBackend
 
-    def __init__(self, url: str, data_dir: Path) -> None:
-        super().__init__(PostgresBackend(url))
+    def __init__(self, url: str, data_dir: Path, indexer: Indexer | None = None) -> None:
+        super().__init__(PostgresBackend(url), indexer)
         self.url = url
         self.data_dir = Path(data_dir)
 

@@ -122,4 +122,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(mailbox_id, account_id, uid));
     CREATE INDEX seen_account ON seen(account_id);
     """,
+    # 9: the full-text word index (store/fts.py, store/postgres/fts.py): a tsvector per blob + GIN
+    """
+    CREATE TABLE fts_docs(blob_key TEXT COLLATE "C" PRIMARY KEY, state SMALLINT NOT NULL, terms TSVECTOR);
+    CREATE INDEX fts_docs_terms ON fts_docs USING GIN (terms);
+    INSERT INTO counters(name, value) VALUES ('fts_generation', 0) ON CONFLICT DO NOTHING;
+    """,
 ]

@@ -24,11 +24,13 @@ from typing import Any, TypeVar
 from mailhouse.store.backend import Tx, run_sync
 from mailhouse.store.blobfiles import FileBlobStore
 from mailhouse.store.feed import FeedHub
+from mailhouse.store.fts import Indexer
 from mailhouse.store.locks import FileLease, FileMaildropLocks
 from mailhouse.store.sqlite.blobs import INLINE_BLOB_MAX, HybridBlobStore, is_inline, new_inline_key
 from mailhouse.store.sqlite.directory import DirectoryTx
 from mailhouse.store.sqlite.engine import Engine
 from mailhouse.store.sqlite.feed import FeedTx, Poller
+from mailhouse.store.sqlite.fts import FtsTx
 from mailhouse.store.sqlite.limits import LimitsTx
 from mailhouse.store.sqlite.mail import MailTx
 from mailhouse.store.sqlite.queue import QueueTx
@@ -40,7 +42,7 @@ T = TypeVar("T")
 __all__ = ["INLINE_BLOB_MAX", "HybridBlobStore", "SqliteBackend", "SqliteStore", "SqliteTx"]
 
 
-class SqliteTx(DirectoryTx, MailTx, QueueTx, LimitsTx, FeedTx):
+class SqliteTx(DirectoryTx, MailTx, QueueTx, LimitsTx, FeedTx, FtsTx):
     """`store.backend.Tx` on one sqlite3 connection (methods never suspend)."""
 
     __slots__ = ("c", "published")
@@ -127,8 +129,10 @@ class SqliteStore(MailStore):
 
     backend: SqliteBackend
 
-    def __init__(self, db_path: Path, blob_dir: Path, lock_dir: Path | None = None) -> None:
-        super().__init__(SqliteBackend(db_path, blob_dir, lock_dir))
+    def __init__(
+        self, db_path: Path, blob_dir: Path, lock_dir: Path | None = None, indexer: Indexer | None = None
+    ) -> None:
+        super().__init__(SqliteBackend(db_path, blob_dir, lock_dir), indexer)
 
     @property
     def db_path(self) -> Path:

@@ -106,4 +106,11 @@ MIGRATIONS: list[str | list[str]] = [
         " uid INTEGER NOT NULL, PRIMARY KEY(mailbox_id, account_id, uid)) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS seen_account ON seen(account_id)",
     ],
+    # 9: the full-text word index (store/fts.py, store/sqlite/fts.py): a document per blob
+    [
+        "CREATE TABLE IF NOT EXISTS fts_docs(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " blob_key TEXT UNIQUE NOT NULL, state INTEGER NOT NULL)",
+        "CREATE VIRTUAL TABLE IF NOT EXISTS fts_terms USING fts5(terms, content='', tokenize='ascii', detail='none')",
+        "INSERT OR IGNORE INTO meta VALUES ('fts_generation', '0')",
+    ],
 ]

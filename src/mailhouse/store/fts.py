@@ -1,0 +1,137 @@
+"""The full-text word index (issue 13 §4): its records and its rules, written once over `Tx`.
+
+The index NARROWS a search, the exact matcher (`message/search.py`) CONFIRMS (RFC 9051 §6.4.4
+asks for substring matching, which no word index answers alone). What is indexed, and how a
+search string becomes an index query, is `message/fts_text.py`; this module only stores and
+looks up its output, so the store layer needs no MIME code.
+
+Shape: one document per blob (the octets of a message are immutable and shared by every copy,
+so COPY, MOVE and multi-recipient deliveries index nothing new). A document is a set of
+*terms*: a one-letter tag (which text it came from, `Tag`) followed by a word. A `FtsQuery` is
+an AND of `FtsTerm`s, each an OR over tags of one word, matched whole or as a prefix.
+
+Invariants:
+- A document's row is written in the same transaction as the message rows that reference its
+  blob (`deliver`/`append` in `store/store.py`), and removed in the transaction that frees the
+  blob (`free_blobs` in `store/mail.py`): after kill -9 the index and the messages agree.
+- A message whose blob has no document, or one in state `DocState.PARTIAL`/`FAILED`
+  (text over the cap, extraction raised, message too big), is *unindexed*: every search
+  scans it. Extraction never fails a delivery.
+- Every write of index state that changes no MODSEQ (backfill, rebuild) bumps the index
+  generation, so a cached unindexed-set keyed on (HIGHESTMODSEQ, generation) stays right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from mailhouse.store import mail
+from mailhouse.store.api import (
+    DocState,
+    FtsQuery,
+    FtsResult,
+    FtsTerm,
+    IndexDoc,
+    MessageRecord,
+    NewMessage,
+    Tag,
+)
+from mailhouse.store.backend import Tx
+
+#: The one term a document has iff the message has an inline HTML part.
+HTML_MARKER = Tag.HTML.value + "html"
+
+#: What `MailStore` calls (in a worker thread) to index a message's octets; never raises.
+Indexer = Callable[[bytes], IndexDoc]
+
+#: Messages bigger than this are not read back for indexing at delivery (state FAILED: scanned,
+#: and `mailhouse index backfill` leaves them so too); the default message size limit is 50 MiB.
+MAX_INDEX_MESSAGE = 32 * 1024 * 1024
+
+GENERATION = "fts_generation"  # the counter's name in `meta` (SQLite) / `counters` (PostgreSQL)
+
+
+async def add_docs(tx: Tx, docs: Sequence[tuple[str, IndexDoc]], *, only_referenced: bool) -> int:
+    """Insert documents for blob keys that have none. ``only_referenced`` (backfill): skip keys
+    no message references any more (freed meanwhile); then the generation is bumped (the index
+    changed without a MODSEQ). Returns the number inserted."""
+    if only_referenced:
+        live = set(await tx.fts_referenced([k for k, _ in docs]))
+        docs = [(k, d) for k, d in docs if k in live]
+    n = await tx.fts_insert(docs) if docs else 0
+    if only_referenced and n:
+        await tx.fts_bump()
+    return n
+
+
+async def append_indexed(
+    tx: Tx, messages: Sequence[NewMessage], docs: dict[str, IndexDoc]
+) -> list[MessageRecord]:
+    """`mail.append` and, in the same transaction, the documents of the blobs a new row uses
+    (a repeated delivery key returns the old row and indexes nothing)."""
+    recs = await mail.append(tx, messages)
+    used = {r.blob_key for r in recs}
+    if docs:
+        await tx.fts_insert([(k, d) for k, d in docs.items() if k in used])
+    return recs
+
+
+async def deliver_indexed(
+    tx: Tx, key: str, blob: bytes, messages: Sequence[NewMessage], doc: IndexDoc | None
+) -> list[MessageRecord]:
+    """`mail.deliver_in_tx` and, in the same transaction, the blob's document if a row is new."""
+    recs = await mail.deliver_in_tx(tx, key, blob, messages)
+    if doc is not None and any(r.blob_key == key for r in recs):
+        await tx.fts_insert([(key, doc)])
+    return recs
+
+
+#: mailbox id -> (HIGHESTMODSEQ, generation, unindexed UIDs): the set is O(mailbox) to compute
+#: and changes only with a new MODSEQ (a message added or removed) or a new generation.
+UnindexedCache = dict[int, tuple[int, int, frozenset[int]]]
+_CACHE_MAX = 1024  # mailboxes remembered per process
+
+
+async def search(tx: Tx, mailbox_id: int, queries: Sequence[FtsQuery], cache: UnindexedCache) -> FtsResult:
+    # MODSEQ and generation are read BEFORE the set: a change committed in between makes the
+    # cached set a superset (harmless: more candidates), never a subset
+    mb = await tx.mailbox_by_id(mailbox_id)
+    gen = await tx.fts_generation()
+    got = cache.get(mailbox_id)
+    if mb is not None and got is not None and got[0] == mb.highestmodseq and got[1] == gen:
+        unindexed = got[2]
+    else:
+        unindexed = frozenset(await tx.fts_unindexed(mailbox_id))
+        if mb is not None:
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            cache[mailbox_id] = (mb.highestmodseq, gen, unindexed)
+    hits = [frozenset(await tx.fts_match(mailbox_id, q)) for q in queries]
+    return FtsResult(hits, unindexed)
+
+
+async def clear(tx: Tx, account_id: int | None) -> int:
+    """Drop the documents of ACCOUNT_ID's messages (all documents: None); bumps the generation."""
+    n = await tx.fts_clear(account_id)
+    await tx.fts_bump()
+    return n
+
+
+__all__ = [
+    "DocState",
+    "FtsQuery",
+    "FtsResult",
+    "FtsTerm",
+    "GENERATION",
+    "HTML_MARKER",
+    "IndexDoc",
+    "Indexer",
+    "MAX_INDEX_MESSAGE",
+    "Tag",
+    "UnindexedCache",
+    "add_docs",
+    "append_indexed",
+    "deliver_indexed",
+    "clear",
+    "search",
+]
