@@ -10,7 +10,7 @@ KILLED (SIGKILL) and its worker replaced, so a hostile message cannot keep burni
 command that asked for it has given up.
 
 Shape: ``await pool.run(fn, *args)`` runs ``fn(*args)`` in one of ``workers`` processes
-(``python -m mailhouse.runtime.cpuworker``, spawned lazily by the event loop that first uses the
+(``runtime/cpuworker.py`` run as a script, spawned lazily by the event loop that first uses the
 pool: a pool made before ``fork()`` or by another loop starts its own workers). ``fn`` must be a
 module-level function (pickled by reference); arguments and result are pickled over the worker's
 stdin/stdout through asyncio pipes, so a big payload never blocks the loop — but jobs should still
@@ -37,7 +37,9 @@ import os
 import pickle
 import struct
 import sys
+import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from mailhouse.runtime.offload import OffloadError, Overloaded, TimedOut
@@ -56,6 +58,10 @@ DEFAULT_QUEUE: Final = 32
 DEFAULT_BUDGET: Final = 30.0
 #: Seconds a new worker may take to start (import the interpreter) before it counts as dead.
 START_TIMEOUT: Final = 30.0
+
+
+#: The worker's script (stdlib only; ``mailhouse.runtime`` itself is not imported there).
+_WORKER: Final = str(Path(__file__).with_name("cpuworker.py"))
 
 
 class WorkerDied(OffloadError):
@@ -79,8 +85,7 @@ class _Worker:
         if proc is None or proc.returncode is not None:
             proc = self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "mailhouse.runtime.cpuworker",
+                _WORKER,  # run as a script: the worker imports only what its jobs need
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
@@ -128,6 +133,11 @@ class CpuPool:
         self._idle: asyncio.Queue[_Worker] | None = None
         self._all: list[_Worker] = []
         self._closed = False
+        _POOLS.add(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def in_flight(self) -> int:
@@ -172,7 +182,8 @@ class CpuPool:
 
     async def _call(self, worker: _Worker, payload: bytes, budget: float) -> Any:
         try:
-            proc = await asyncio.wait_for(worker.ensure(), START_TIMEOUT)
+            async with asyncio.timeout(START_TIMEOUT):  # not wait_for: on 3.11 it can swallow a cancel
+                proc = await worker.ensure()
         except (OSError, TimeoutError) as e:
             worker.kill()
             raise WorkerDied(f"{self.name}: cannot start a worker: {e}") from None
@@ -228,6 +239,7 @@ class CpuPool:
 
 
 _shared: CpuPool | None = None
+_POOLS: weakref.WeakSet[CpuPool] = weakref.WeakSet()  # every pool of this process (shutdown)
 _settings: dict[str, Any] = {}
 
 
@@ -246,14 +258,15 @@ def configure(*, workers: int | None = None, queue: int | None = None, budget: f
 def shared() -> CpuPool:
     """The process's shared CPU pool, made on first use (workers start with the first job)."""
     global _shared
-    if _shared is None or _shared._closed:
+    if _shared is None or _shared.closed:
         _shared = CpuPool(name="cpu", **_settings)
     return _shared
 
 
 async def shutdown() -> None:
-    """Stop the shared pool's workers (``app`` on stop)."""
+    """Stop the workers of every pool of this process (``app`` on stop); a pool used afterwards
+    refuses work (the shared one is made anew)."""
     global _shared
-    pool, _shared = _shared, None
-    if pool is not None:
+    _shared = None
+    for pool in list(_POOLS):
         await pool.aclose()

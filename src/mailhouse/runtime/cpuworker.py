@@ -1,4 +1,7 @@
-"""The worker process of :mod:`mailhouse.runtime.cpupool`: ``python -m mailhouse.runtime.cpuworker``.
+"""The worker process of :mod:`mailhouse.runtime.cpupool`: ``python .../runtime/cpuworker.py``.
+
+Run as a script, not as ``-m``, so starting a worker imports no ``mailhouse`` package (the
+runtime's ``__init__`` alone pulls in ~150 modules); unpickling a job imports its module.
 
 Reads frames ``8-octet length + pickle((fn, args))`` on stdin, runs ``fn(*args)`` and answers
 ``pickle((True, result))`` or ``pickle((False, exception))`` on the original stdout, one job at a
