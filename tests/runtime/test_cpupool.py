@@ -42,6 +42,10 @@ def spin(seconds: float) -> int:
     return os.getpid()
 
 
+def niceness() -> int:
+    return os.nice(0)
+
+
 def die() -> None:
     os._exit(3)
 
@@ -63,6 +67,17 @@ async def test_result_runs_in_another_process() -> None:
         assert total == 6 and pid != os.getpid()
         pid2, _ = await pool.run(pid_and_sum, [])
         assert pid2 == pid  # the worker is reused
+    finally:
+        await pool.aclose()
+
+
+async def test_workers_run_below_the_event_loop() -> None:
+    """The jobs yield the CPU to the serving process: niceness + WORKER_NICE, SCHED_BATCH."""
+    from mailhouse.runtime.cpupool import WORKER_NICE
+
+    pool = CpuPool(workers=1, queue=0, budget=30)
+    try:
+        assert await pool.run(niceness) == min(19, os.nice(0) + WORKER_NICE)
     finally:
         await pool.aclose()
 

@@ -56,6 +56,10 @@ DEFAULT_WORKERS: Final = max(1, min(2, os.cpu_count() or 1))
 DEFAULT_QUEUE: Final = 32
 #: Seconds one job may run before its worker is killed ([limits] cpu_budget).
 DEFAULT_BUDGET: Final = 30.0
+#: Niceness added to worker processes (and SCHED_BATCH): on a busy machine the event loop's
+#: short interactive steps get the CPU before the jobs' long ones (measured under bench/abuse:
+#: at equal priority two busy search workers took CPU time the loop needed).
+WORKER_NICE: Final = 10
 #: Seconds a new worker may take to start (import the interpreter) before it counts as dead.
 START_TIMEOUT: Final = 30.0
 
@@ -86,6 +90,7 @@ class _Worker:
             proc = self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 _WORKER,  # run as a script: the worker imports only what its jobs need
+                str(WORKER_NICE),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},

@@ -6,7 +6,8 @@ runtime's ``__init__`` alone pulls in ~150 modules); unpickling a job imports it
 Reads frames ``8-octet length + pickle((fn, args))`` on stdin, runs ``fn(*args)`` and answers
 ``pickle((True, result))`` or ``pickle((False, exception))`` on the original stdout, one job at a
 time, until stdin ends. Before the first job, fd 1 is pointed at stderr so a job that prints
-cannot corrupt the framing. SIGINT is ignored (a ^C to the server's process group is the
+cannot corrupt the framing. The niceness given as the first argument is added to the process's
+(and its scheduling made SCHED_BATCH), so CPU jobs never outcompete the event loop. SIGINT is ignored (a ^C to the server's process group is the
 parent's to handle; the parent kills or closes us).
 
 Invariants: one answer per request, in order; an exception that cannot be pickled is answered
@@ -16,6 +17,7 @@ answer pipe.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -68,6 +70,13 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if len(sys.argv) > 1:
+        # below the serving process: when both want a CPU, the event loop (interactive work)
+        # gets it first and the jobs use what is left (CFS weight ~1/9 at nice 10)
+        with contextlib.suppress(OSError):
+            os.nice(int(sys.argv[1]))
+        with contextlib.suppress(AttributeError, OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # type: ignore[attr-defined,unused-ignore]
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # print() in a job goes to stderr, never into the answers
     serve(sys.stdin.buffer, answers)
