@@ -35,6 +35,7 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import struct
 import sys
 import weakref
@@ -153,11 +154,11 @@ class CpuPool:
         loop = asyncio.get_running_loop()
         if self._idle is None or self._loop is not loop or self._pid != os.getpid():
             # first use, another event loop, or a fork: this process/loop gets workers of its own
-            if self._pid == os.getpid() and self._loop is not None and not self._loop.is_closed():
+            if self._pid == os.getpid():  # (after a fork the parent still owns the old ones)
                 for w in self._all:
                     if w.proc is not None and w.proc.returncode is None:
                         with contextlib.suppress(ProcessLookupError):
-                            w.proc.kill()
+                            os.kill(w.proc.pid, signal.SIGKILL)  # its loop may be closed already
             self._loop, self._pid = loop, os.getpid()
             self._all = [_Worker() for _ in range(self.workers)]
             self._idle = asyncio.Queue()
