@@ -104,8 +104,13 @@ class _Worker:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
         if proc is not None:
-            # reap it in the background: the loop's child watcher sets returncode
-            asyncio.get_running_loop().create_task(_reap(proc))
+            # reap it in the background (CpuPool.aclose waits for these)
+            task = asyncio.get_running_loop().create_task(_reap(proc))
+            _REAPING.add(task)
+            task.add_done_callback(_REAPING.discard)
+
+
+_REAPING: set[asyncio.Task[None]] = set()
 
 
 async def _reap(proc: asyncio.subprocess.Process) -> None:
@@ -113,6 +118,7 @@ async def _reap(proc: asyncio.subprocess.Process) -> None:
         if proc.stdin is not None:
             proc.stdin.close()
         await proc.wait()
+        await asyncio.sleep(0)  # the pipes' connection_lost: the transport closes on this loop
 
 
 class CpuPool:
@@ -236,12 +242,10 @@ class CpuPool:
         """:meth:`close` and wait until the workers are gone (on the pool's own loop)."""
         procs = [w.proc for w in self._all if w.proc is not None]
         self.close()
-        if self._loop is asyncio.get_running_loop():
-            for p in procs:
-                with contextlib.suppress(Exception):
-                    if p.stdin is not None:
-                        p.stdin.close()
-                    await p.wait()
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            await asyncio.gather(*(_reap(p) for p in procs))
+            await asyncio.gather(*(t for t in list(_REAPING) if t.get_loop() is loop), return_exceptions=True)
 
 
 _shared: CpuPool | None = None
