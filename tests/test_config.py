@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,18 @@ def test_search_limits() -> None:
     cfg = config.from_dict({"limits": {"search_time_budget": 2.5, "search_max_decoded_bytes": 1 << 20}})
     assert (cfg.search_time_budget, cfg.search_max_decoded_bytes) == (2.5, 1 << 20)
     for bad in ({"search_time_budget": 0}, {"search_time_budget": "1"}, {"search_max_decoded_bytes": -1}):
+        with pytest.raises(config.ConfigError, match=next(iter(bad))):
+            config.from_dict({"limits": bad})
+
+
+def test_cpu_pool_limits() -> None:
+    """Issue 12 item 1: [limits] cpu_workers, cpu_queue, cpu_budget (the CPU process pool)."""
+    cfg = config.from_dict({})
+    assert cfg.cpu_workers == max(1, min(2, os.cpu_count() or 1))
+    assert (cfg.cpu_queue, cfg.cpu_budget) == (32, 30.0)
+    cfg = config.from_dict({"limits": {"cpu_workers": 4, "cpu_queue": 8, "cpu_budget": 2.5}})
+    assert (cfg.cpu_workers, cfg.cpu_queue, cfg.cpu_budget) == (4, 8, 2.5)
+    for bad in ({"cpu_workers": 0}, {"cpu_queue": "1"}, {"cpu_budget": 0}, {"cpu_budget": "9"}):
         with pytest.raises(config.ConfigError, match=next(iter(bad))):
             config.from_dict({"limits": bad})
 

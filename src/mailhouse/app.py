@@ -30,6 +30,7 @@ from mailhouse import config as config_mod
 from mailhouse.accounts.housekeeping import Housekeeper
 from mailhouse.accounts.throttle import LoginThrottle
 from mailhouse.config import Config, Listener
+from mailhouse.runtime import cpupool
 from mailhouse.runtime.connlimits import ConnectionGate, CountTable, policy_from_config
 from mailhouse.runtime.listener import bind_shared
 from mailhouse.runtime.watchdog import Watchdog
@@ -108,6 +109,9 @@ async def run_node(
     # loops; the loop thread asks for it back and waits up to the switch interval each time
     # (5 ms by default, several times per event under load): 1 ms keeps the loop's latency low.
     sys.setswitchinterval(SWITCH_INTERVAL)
+    # issue 12 item 1: GIL-holding jobs go to worker processes of this serving process (started
+    # with the first job, so each forked worker has its own; killed on stop)
+    cpupool.configure(workers=cfg.cpu_workers, queue=cfg.cpu_queue, budget=cfg.cpu_budget)
     gate = ConnectionGate(policy_from_config(cfg), table)
     housekeeper = Housekeeper(svc.store)
     try:
@@ -150,6 +154,7 @@ async def run_node(
             s.close()
         await housekeeper.stop()
         await watchdog.stop()
+        await cpupool.shutdown()
         await svc.store.close()
 
 

@@ -129,6 +129,11 @@ class Config:
     # (then IMAP NO [LIMIT], RFC 5530) and scans at most this many decoded octets per message
     search_time_budget: float = 20.0
     search_max_decoded_bytes: int = DEFAULT_MAX_MESSAGE_SIZE
+    # issue 12 item 1: the CPU process pool (runtime/cpupool.py) for SEARCH matching and MIME
+    # parsing of big messages: worker processes per serving process, jobs waiting, seconds per job
+    cpu_workers: int = field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)))
+    cpu_queue: int = 32
+    cpu_budget: float = 30.0
     max_inflight_bytes_set: int | None = None  # [limits] max_inflight_bytes; see `max_inflight_bytes`
     allow_plaintext_auth: bool = False  # AUTH/LOGIN/USER over unencrypted connections (never by default)
     auth_cache_ttl: float = (
@@ -305,6 +310,9 @@ _TABLE_KEYS = {
         "send_rate",
         "recipients_per_day",
         "max_inflight_bytes",
+        "cpu_workers",
+        "cpu_queue",
+        "cpu_budget",
     },
     "auth": {"allow_plaintext", "cache_ttl", *AUTH_LIMIT_KEYS},
     "server": {
@@ -385,6 +393,8 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         ("max_recipients", "max_recipients"),
         ("search_max_decoded_bytes", "search_max_decoded_bytes"),
         ("max_inflight_bytes", "max_inflight_bytes_set"),
+        ("cpu_workers", "cpu_workers"),
+        ("cpu_queue", "cpu_queue"),
     ):
         if key in limits:
             v = limits[key]
@@ -397,6 +407,12 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         )
         if cfg.search_time_budget <= 0:
             raise ConfigError(path, "limits.search_time_budget", "must be a number of seconds > 0")
+    if "cpu_budget" in limits:
+        cfg.cpu_budget = _nonneg_number(
+            limits["cpu_budget"], path, "limits.cpu_budget", "must be seconds > 0"
+        )
+        if cfg.cpu_budget <= 0:
+            raise ConfigError(path, "limits.cpu_budget", "must be seconds > 0")
     auth = _table(data, "auth", path)
     if "allow_plaintext" in auth:
         cfg.allow_plaintext_auth = _bool(auth["allow_plaintext"], path, "auth.allow_plaintext")

@@ -400,3 +400,81 @@ async def test_push_mode_handler(node: Node) -> None:
     w.close()
     await node.finished()
     assert events == [b"NOOP\r\n", "eof", "lost"]
+
+
+async def test_read_budget_hands_out_slices_and_yields(node: Node) -> None:
+    """Issue 12 item 1: a session consuming a fast stream gets at most ``read_budget`` octets per
+    read and, once it has had that much without waiting, yields the loop before the next read;
+    every octet arrives, in order, and flow control still pauses and resumes the client."""
+    limits = replace(FAST, max_buffered_input=256 * 1024, read_budget=16 * 1024)
+    sizes: list[int] = []
+    turns: list[int] = []  # the other task's tick count at each read
+    got = bytearray()
+    ticks = 0
+    go = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def session(conn: Connection) -> None:
+        await go.wait()  # let a backlog build up in the buffer
+        while len(got) < 2 * 1024 * 1024:
+            data = await conn.read(timeout=5)
+            if not data:
+                break
+            sizes.append(len(data))
+            turns.append(ticks)
+            got.extend(data)
+        await conn.close()
+
+    tick = asyncio.ensure_future(ticker())
+    await node.start(session, limits)
+    r, w = await asyncio.open_connection("127.0.0.1", node.port)
+    payload = bytes(range(256)) * (2 * 1024 * 1024 // 256)
+    w.write(payload)
+    sender = asyncio.ensure_future(w.drain())
+    await asyncio.sleep(0.5)
+    go.set()
+    await asyncio.wait_for(sender, 10)
+    await node.finished()
+    tick.cancel()
+    assert bytes(got) == payload
+    assert max(sizes) <= limits.read_budget
+    # the backlog (more than one budget's worth was buffered) was read in slices with loop turns
+    # in between: never two reads of the same loop turn
+    assert len(sizes) >= 2 * 1024 * 1024 // limits.read_budget
+    assert all(b > a for a, b in zip(turns, turns[1:], strict=False)), "reads without a loop turn between"
+    w.close()
+
+
+async def test_pace_yields_every_commands_per_turn(node: Node) -> None:
+    """``Connection.pace`` (one per command run) gives the loop away every
+    ``commands_per_turn`` commands, even when input is buffered and nothing else awaits."""
+    limits = replace(FAST, commands_per_turn=4)
+    seen: list[int] = []
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def session(conn: Connection) -> None:
+        for _ in range(12):
+            await conn.pace()
+            seen.append(ticks)
+        await conn.close()
+
+    tick = asyncio.ensure_future(ticker())
+    await node.start(session, limits)
+    r, w = await asyncio.open_connection("127.0.0.1", node.port)
+    await node.finished()
+    tick.cancel()
+    # the ticker ran exactly at commands 4, 8 and 12 (after each fourth command)
+    changed = [i + 1 for i in range(1, len(seen)) if seen[i] != seen[i - 1]]
+    assert changed == [4, 8, 12], seen
+    w.close()

@@ -172,3 +172,31 @@ def test_oversized_output_falls_back(monkeypatch):
     monkeypatch.setattr(sanitize, "MAX_HTML_OUTPUT", 100)
     out = sanitize_html("<p>" + "x" * 200 + "</p>")
     assert out.html == "" and out.fallback
+
+
+async def test_sanitiser_runs_in_a_worker_process_and_is_killed_past_its_budget(monkeypatch):
+    """Issue 12 item 1: `cap_depth` and the regex passes are pure Python holding the GIL, so the
+    whole sanitiser job runs in a `runtime.cpupool` worker process (same output as in-process);
+    a job past the budget has its process killed, and the page falls back to plain text."""
+    from mailhouse.runtime.cpupool import CpuPool
+
+    html = deep_html() + '<img src="cid:part1@x">'
+    cid = sanitize.cid_path("/m/7")
+    pool = CpuPool(workers=1, queue=0, budget=30, name="t-sanitize")
+    monkeypatch.setattr(sanitize, "_pool", pool)
+    monkeypatch.setattr(sanitize, "OFFLOAD_BUDGET", 60.0)  # the worker's start counts (loaded machine)
+    try:
+        out = await sanitize.sanitize_html_async(html, cid_url=cid)
+        assert out == sanitize_html(html, cid_url=cid)
+        assert out.fallback is None and "/m/7/cid/part1%40x" in out.html
+        assert await sanitize.html_to_text_async("<p>a</p><p>b</p>") == html_to_text("<p>a</p><p>b</p>")
+        monkeypatch.setattr(sanitize, "OFFLOAD_BUDGET", 0.001)  # far below one 60,000-deep job
+        out = await sanitize.sanitize_html_async(html * 3, cid_url=cid)
+        assert out.fallback and out.html == ""
+        for _ in range(100):
+            if pool.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert pool.in_flight == 0  # the cancelled job's worker was killed, not left running
+    finally:
+        await pool.aclose()

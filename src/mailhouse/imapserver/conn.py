@@ -34,6 +34,10 @@ class Conn:
         """Next input octets (inflated when compression is on); ``b""`` at EOF."""
         return await self.conn.read()  # the session keeps its own idle deadline (wait_input)
 
+    async def pace(self) -> None:
+        """One command run: yields a loop turn every ``Limits.commands_per_turn`` (issue 12 item 1)."""
+        await self.conn.pace()
+
     async def write(self, data: bytes) -> None:
         self.conn.write(data)
         await self.conn.drain()

@@ -14,8 +14,10 @@ more now never enters the parsed-message cache:
   stalled-writer timeout for a client that stops reading).
 * Anything that needs the MIME structure (ENVELOPE, BODYSTRUCTURE, BODY, section fetches) uses
   the message's :class:`MessageShape` — the MIME tree (offsets only) and the encoded structure
-  items — built once per node off the event loop (``runtime.offload``; item 1: nothing O(message
-  size) on the loop) and cached without the octets. Parsing reads the message once; at most
+  items — built once per node off the event loop (in a ``runtime.cpupool`` worker process that
+  reads the blob file itself; a thread of ``runtime.offload`` for blobs without a path; item 1:
+  nothing O(message size) on the loop, nor holding the GIL the loop needs) and cached without
+  the octets. Parsing reads the message once; at most
   :data:`PARSE_WORKERS` parses run per node, so that transient memory is bounded by the message
   size limit per node, not per session. A section is then a range of the blob (streamed when
   big); ``HEADER.FIELDS`` reads only the header block; ``BINARY[part]`` decodes the range chunk
@@ -51,6 +53,8 @@ from mailhouse.message.sections import (
 )
 from mailhouse.proto.imap import response
 from mailhouse.proto.imap.commands import FetchAtt
+from mailhouse.runtime import cpupool
+from mailhouse.runtime.cpupool import RemoteError
 from mailhouse.runtime.offload import Offload, OffloadError
 from mailhouse.store.api import MessageRecord, Store
 
@@ -125,6 +129,12 @@ def build_shape(raw: bytes) -> MessageShape:
     return MessageShape(tree, structs)
 
 
+def build_shape_file(path: str) -> MessageShape:
+    """:func:`build_shape` of a blob file (runs in a CPU-pool worker process, which reads it)."""
+    with open(path, "rb") as f:
+        return build_shape(f.read())
+
+
 class BigMessages:
     """The node's big-message structures (LRU by immutable blob key) and parse pool."""
 
@@ -153,17 +163,27 @@ class BigMessages:
             hit = self._shapes.get(key)
             if hit is not None:
                 return hit
-            raw = await self.store.blobs.get(key)
+            local_path = getattr(self.store.blobs, "local_path", None)
+            path = local_path(key) if local_path is not None else None
             try:
-                shape = await self._pool.run(build_shape, raw)
-            except OffloadError:
+                if path is not None:  # a file: parsed in a worker process that reads it itself
+                    shape = await cpupool.shared().run(build_shape_file, str(path), budget=PARSE_BUDGET)
+                else:
+                    shape = await self._parse_here(key)
+            except (OffloadError, RemoteError):
                 raise Transient("Server busy parsing messages, try again later") from None
-            finally:
-                del raw
         self._shapes[key] = shape
         while len(self._shapes) > SHAPE_CACHE:
             self._shapes.popitem(last=False)
         return shape
+
+    async def _parse_here(self, key: str) -> MessageShape:
+        """Blobs that cannot be opened by path: read here, parsed on a thread."""
+        raw = await self.store.blobs.get(key)
+        try:
+            return await self._pool.run(build_shape, raw)
+        finally:
+            del raw
 
     async def count(self, key: str, start: int, end: int, cte: str | None) -> tuple[int, bool]:
         """Octets of a range after decoding, and whether any is NUL: one streaming pass."""

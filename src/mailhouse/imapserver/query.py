@@ -58,6 +58,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailhouse.imapserver import search_worker
 from mailhouse.imapserver.errors import ImapError
 from mailhouse.message import fts_text
 from mailhouse.message.cache import CachedMessage
@@ -622,6 +623,28 @@ def _match_batch(
     return out
 
 
+def _match_files(
+    criteria: SearchKey,
+    items: list[tuple[MessageView, bool | None, str]],
+    parts: tuple[Any, ...],
+    needles: set[str],
+) -> list[int]:
+    """``_match_batch`` in a CPU-pool worker process (``search_worker``): which of ``items`` match,
+    each message read from its blob file here, one at a time."""
+    ctx = _Ctx((), _no_load, *parts)
+    out: list[int] = []
+    for i, (v, known, path) in enumerate(items):
+        got = search_worker.read_message(path)
+        if got is not None and _match_batch(criteria, [(v, known, got)], ctx, needles, None):
+            out.append(i)
+        del got
+    return out
+
+
+async def _no_load(_rec: MessageRecord) -> bytes:
+    raise FileNotFoundError("a worker process loads nothing")
+
+
 async def _load_batch(
     batch: list[tuple[MessageView, bool | None]], ctx: _Ctx
 ) -> list[tuple[MessageView, bool | None, CachedMessage]]:
@@ -656,6 +679,19 @@ async def _search(
     needles = _body_needles(criteria, ctx) if pending else set()
     for batch in _batches(pending):  # pass 2: load what is left, one batch at a time
         ctx.check()
+        if extract is None:  # big uncached messages stored as files: matched in a worker process
+            remote, batch = search_worker.split(batch, ctx.load)
+            if remote:
+                parts = (ctx.charset, ctx.saved_uids, ctx.max_seq, ctx.max_uid, ctx.now, ctx.limits)
+                try:
+                    found = await search_worker.run_jobs(
+                        _match_files, criteria, remote, parts, needles, ctx.limits.deadline or 0.0
+                    )
+                except SearchTimeout:
+                    raise SearchTooLong from None
+                out += [(v, None) for v in found]
+            if not batch:
+                continue
         entries = await _load_batch(batch, ctx)
         size = sum(len(e[2].raw) for e in entries)
         try:

@@ -254,6 +254,7 @@ class IMAPSession:
                 self.send(ev.reply_bytes)
             elif isinstance(ev, Command):
                 await self._run_command(ev)
+                await self.conn.pace()  # issue 12 item 1: pipelined commands yield the loop in turns
             elif isinstance(ev, AuthContinuation | IdleDone):
                 self.send(response.untagged_status("BAD", "Unexpected continuation"))
             await self.flush()

@@ -42,6 +42,12 @@ Invariants
   [UNAVAILABLE]``, ``-ERR [SYS/TEMP]``) and the connection is closed, no session runs. What
   the connection was admitted with (and a login, :meth:`admit_login`) is released exactly once,
   in ``connection_lost``.
+* **Read budget** (issue 12 item 1): :meth:`read` hands a session at most ``Limits.read_budget``
+  octets at a time, and once a session has been handed that much (or run
+  ``Limits.commands_per_turn`` commands, counted by :meth:`pace`) without waiting for input, the
+  next read yields one loop turn first, so one client streaming bytes or pipelining commands
+  cannot monopolise the loop. Flow control is unchanged: reading pauses above
+  ``max_buffered_input`` and resumes once the buffer is back under it.
 * **Stress** (Postfix ``stress``): :data:`LOAD` counts this process's open connections; above
   ``Limits.stress_ratio`` × ``Limits.connection_budget`` the timers shorten; entering and
   leaving stress are logged.
@@ -168,6 +174,9 @@ class Connection(asyncio.Protocol):
         self._inflate: zlib._Decompress | None = None
         self._deflate: zlib._Compress | None = None
         self.started = 0.0  # loop time of connection_made: the session cap counts from it
+        # input octets and commands handed to the session since it last yielded (read budget)
+        self._turn_bytes = 0
+        self._turn_commands = 0
         self._counted = False
 
     # ---------------------------------------------------------------- asyncio.Protocol
@@ -422,11 +431,35 @@ class Connection(asyncio.Protocol):
             await self._wait_data(timeout)
             if not self._buf:
                 return self._at_end()
-        data = bytes(self._buf)
-        self._buf.clear()
-        if self._read_paused:
+        elif self._turn_bytes >= self.limits.read_budget:
+            await self._yield_turn()
+        return self._take(self.limits.read_budget)
+
+    def _take(self, limit: int) -> bytes:
+        """At most LIMIT buffered octets; reading resumes once the buffer is below its cap."""
+        buf = self._buf
+        if len(buf) <= limit:
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:limit])
+            del buf[:limit]
+        self._turn_bytes += len(data)
+        if self._read_paused and len(buf) <= self.limits.max_buffered_input:
             self.resume_reading()
         return data
+
+    async def _yield_turn(self) -> None:
+        """Let the other connections have a loop turn (issue 12 item 1: the read budget)."""
+        self._turn_bytes = self._turn_commands = 0
+        await asyncio.sleep(0)
+
+    async def pace(self) -> None:
+        """Count one command; after ``Limits.commands_per_turn`` of them without a wait for input,
+        yield one loop turn, so a client pipelining cheap commands cannot hold the loop."""
+        self._turn_commands += 1
+        if self._turn_commands >= self.limits.commands_per_turn:
+            await self._yield_turn()
 
     def _at_end(self) -> bytes:
         exc = self._exc
@@ -439,6 +472,7 @@ class Connection(asyncio.Protocol):
     async def _wait_data(self, timeout: float | None) -> None:
         if self._eof or self._lost:
             return
+        self._turn_bytes = self._turn_commands = 0  # waiting for input gives the turn away
         waiter: asyncio.Future[None] = self.loop.create_future()
         self._waiter = waiter
         try:
@@ -464,10 +498,9 @@ class Connection(asyncio.Protocol):
                     return self._at_end()
                 await self._wait_data(timeout)
                 continue
-            raw = bytes(self._buf)
-            self._buf.clear()
-            if self._read_paused:
-                self.resume_reading()
+            if self._turn_bytes >= self.limits.read_budget:
+                await self._yield_turn()
+            raw = self._take(self.limits.read_budget)
             try:
                 out = d.decompress(raw, limit)  # RFC 4978 §3; bounded per read (a deflate bomb)
             except zlib.error as e:

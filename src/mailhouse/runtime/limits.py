@@ -89,3 +89,8 @@ class Limits:
     #: Octets of inflated input produced per read with COMPRESS=DEFLATE (RFC 4978): a deflate bomb
     #: costs CPU in slices, never memory; the core's line and literal limits then apply.
     max_inflate: int = 64 * 1024
+    #: Input octets :meth:`Connection.read` hands a session per loop turn, and commands a session
+    #: runs (:meth:`Connection.pace`) before it yields to the other connections (issue 12 item 1:
+    #: one client streaming bytes or pipelining commands must not monopolise the event loop).
+    read_budget: int = 64 * 1024
+    commands_per_turn: int = 32

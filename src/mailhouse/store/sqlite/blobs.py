@@ -52,6 +52,11 @@ class HybridBlobStore:
             raise FileNotFoundError(key)
         return bytes(row[0])
 
+    def local_path(self, key: str) -> Path | None:
+        """The file holding blob KEY, or None for an inline one (an optional extension of
+        ``BlobStore``: CPU-pool workers read big blobs by path instead of through a pipe)."""
+        return None if is_inline(key) else self.files.path(key)
+
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         """Several blobs with one hop to a reader thread for the inline ones; missing keys are left out.
 
