@@ -62,6 +62,10 @@ TABLES: dict[str, str] = {
     "schema_version": "PostgreSQL: set by migrations",
     "limit_events": "login-failure and send-rate counters: transient (minutes to a day), not copied",
     "limit_marks": "bans and pregreet results: expiring, not copied (re-add lasting bans with `mailhouse ban add`)",
+    "spam_tokens": "Bayes token counts: not copied (retrain with `mailhouse spam train`)",
+    "spam_totals": "Bayes trained-message totals: not copied, as spam_tokens",
+    "spam_trained": "what each message was trained as: not copied, as spam_tokens",
+    "spam_lists": "per-user sender allow/block lists: not copied yet (re-add them)",
 }
 
 BATCH = 200  # messages per destination transaction (and blobs copied between commits)
