@@ -1,0 +1,62 @@
+"""The spam-learning bundle a node hands to its faces: the Bayes classifier and the sender lists.
+
+`Learning.moved(account_id, messages, src_special, dst_special)` is the one training trigger of
+every face (IMAP MOVE/COPY, webmail buttons): it trains what `bayes.training_for_move` says, for at
+most `MAX_TRAIN_PER_ACTION` messages per action (a user moving 50 000 messages into Junk at once
+trains the first ones, the rest are logged as skipped), and never lets a training failure fail
+the user's action (logged instead: the move itself is already committed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from mailhouse.spam.bayes import Bayes, training_for_move
+from mailhouse.spam.userlists import UserLists
+from mailhouse.store.api import StoreError, TrainKind
+
+log = logging.getLogger(__name__)
+
+MAX_TRAIN_PER_ACTION = 500  # messages trained per MOVE/COPY/button press
+
+# reads at most N octets of one message (the caller's blob access), or None when it is gone
+ReadMessage = Callable[[int], Awaitable[bytes | None]]
+
+
+class Learning:
+    def __init__(self, bayes: Bayes, lists: UserLists) -> None:
+        self.bayes = bayes
+        self.lists = lists
+
+    async def moved(
+        self,
+        account_id: int,
+        messages: Sequence[ReadMessage],
+        src_special: str | None,
+        dst_special: str | None,
+    ) -> int:
+        """Train the moved MESSAGES as the move teaches; the number trained."""
+        kind = training_for_move(src_special, dst_special)
+        if kind is None or not self.bayes.enabled:
+            return 0
+        return await self.train_all(account_id, messages, kind)
+
+    async def train_all(self, account_id: int, messages: Sequence[ReadMessage], kind: TrainKind) -> int:
+        n = 0
+        if len(messages) > MAX_TRAIN_PER_ACTION:
+            log.info(
+                "account %d: training %d of %d messages as %s (limit per action)",
+                account_id,
+                MAX_TRAIN_PER_ACTION,
+                len(messages),
+                kind.value,
+            )
+        for read in messages[:MAX_TRAIN_PER_ACTION]:
+            try:
+                raw = await read(self.bayes.max_bytes)
+                if raw is not None and await self.bayes.learn(account_id, raw, kind):
+                    n += 1
+            except (StoreError, OSError) as e:
+                log.warning("account %d: training as %s failed: %s", account_id, kind.value, e)
+        return n
