@@ -78,6 +78,7 @@ async def build(cfg: Config) -> Services:
         local,
         outbound,
         SendLimits(store, cfg),
+        lists,
     )
     return Services(
         cfg=cfg,
