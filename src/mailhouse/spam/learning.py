@@ -5,12 +5,18 @@ every face (IMAP MOVE/COPY, webmail buttons): it trains what `bayes.training_for
 most `MAX_TRAIN_PER_ACTION` messages per action (a user moving 50 000 messages into Junk at once
 trains the first ones, the rest are logged as skipped), and never lets a training failure fail
 the user's action (logged instead: the move itself is already committed).
+
+`Learning.judged(account_id, messages, spam)` is the webmail's "Spam" / "Not spam" (issue 14 §4):
+it trains each message and, for "Not spam", allow-lists its From address.
 """
 
 from __future__ import annotations
 
+import email.policy
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from email.parser import BytesParser
+from email.utils import getaddresses
 
 from mailhouse.spam.bayes import Bayes, training_for_move
 from mailhouse.spam.userlists import UserLists
@@ -60,3 +66,31 @@ class Learning:
             except (StoreError, OSError) as e:
                 log.warning("account %d: training as %s failed: %s", account_id, kind.value, e)
         return n
+
+    async def judged(self, account_id: int, messages: Sequence[ReadMessage], spam: bool) -> int:
+        """The user's verdict on MESSAGES: train them; "not spam" also allows their senders."""
+        kind = TrainKind.SPAM if spam else TrainKind.HAM
+        n = 0
+        for read in messages[:MAX_TRAIN_PER_ACTION]:
+            try:
+                raw = await read(self.bayes.max_bytes)
+                if raw is None:
+                    continue
+                if self.bayes.enabled and await self.bayes.learn(account_id, raw, kind):
+                    n += 1
+                sender = None if spam else sender_of(raw)
+                if sender is not None:
+                    await self.lists.allow(account_id, sender)
+            except (StoreError, OSError, ValueError) as e:
+                log.warning("account %d: verdict %s not learnt: %s", account_id, kind.value, e)
+        return n
+
+
+def sender_of(raw: bytes) -> str | None:
+    """The first From address of a message (RFC 5322 §3.6.2), or None."""
+    head = raw.split(b"\r\n\r\n", 1)[0][:65536]
+    msg = BytesParser(policy=email.policy.compat32).parsebytes(head, headersonly=True)
+    for _, addr in getaddresses([str(v) for v in msg.get_all("From", [])]):
+        if "@" in addr:
+            return addr
+    return None
