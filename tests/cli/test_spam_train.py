@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mailhouse.accounts.admin import Admin
-from mailhouse.spam.tokens import token_hash
+from mailhouse.cli.spam_train import mbox_messages
+from mailhouse.spam.tokens import MAX_BYTES, token_hash
 from tests.mailhouse_proc import MailhouseProcess
 from tests.spam.corpus import corpus
 
@@ -68,3 +73,15 @@ def test_train_refuses_what_it_cannot_read(tmp_path: Path) -> None:
     assert r.returncode == 1
     r = mh.cli("spam", "train", USER, str(tmp_path / "plain"), check=False)
     assert r.returncode == 2  # --spam or --ham is required
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=20))
+def test_mbox_splitter_takes_any_octets(parts: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "x.mbox"
+        data = b"From a@b Mon Dec  7 10:00:00 2026\n".join([b""] + parts)
+        p.write_bytes(data)
+        msgs = list(mbox_messages(p))
+        separators = sum(1 for line in data.split(b"\n") if line.startswith(b"From "))
+        assert len(msgs) == separators and all(len(m) <= MAX_BYTES for m in msgs)

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mailhouse.spam.bayes import Bayes, combine, token_probability, training_for_move
 from mailhouse.spam.tokens import MAX_TOKENS, message_key, tokenize
@@ -97,3 +99,11 @@ def test_tokeniser_decodes_and_bounds() -> None:
     assert message_key(b"Message-ID: <a@b>\r\nX: 1\r\n\r\nbody") == message_key(
         b"Message-ID: <a@b>\r\n\r\nother"
     )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=4000))
+def test_tokeniser_takes_any_octets(raw: bytes) -> None:
+    toks = tokenize(b"Content-Type: text/html; charset=x-unknown\r\n" + raw)
+    assert len(toks) <= MAX_TOKENS and len(set(toks)) == len(toks)
+    assert message_key(raw) == message_key(raw)

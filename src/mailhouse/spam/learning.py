@@ -1,5 +1,11 @@
 """The spam-learning bundle a node hands to its faces: the Bayes classifier and the sender lists.
 
+For the scoring pipeline (`Services.learning`, built in `services.build`), per hosted recipient:
+- `learning.lists.check(account_id, mail_from) -> Verdict.ALLOW | Verdict.BLOCK | None`
+  (an ALLOW is the user's word: not Junk; a BLOCK: Junk);
+- `learning.bayes.score(account_id, message_bytes) -> BayesResult | None` (None: disabled or
+  not trained enough); a result becomes ``Hit(result.name, result.points, result.reason)``.
+
 `Learning.moved(account_id, messages, src_special, dst_special)` is the one training trigger of
 every face (IMAP MOVE/COPY, webmail buttons): it trains what `bayes.training_for_move` says, for at
 most `MAX_TRAIN_PER_ACTION` messages per action (a user moving 50 000 messages into Junk at once
