@@ -71,6 +71,8 @@ class Learning:
                     n += 1
             except (StoreError, OSError) as e:
                 log.warning("account %d: training as %s failed: %s", account_id, kind.value, e)
+            except Exception:  # a tokeniser bug must not fail a move that is already committed
+                log.exception("account %d: training as %s failed", account_id, kind.value)
         return n
 
     async def judged(self, account_id: int, messages: Sequence[ReadMessage], spam: bool) -> int:
@@ -89,6 +91,8 @@ class Learning:
                     await self.lists.allow(account_id, sender)
             except (StoreError, OSError, ValueError) as e:
                 log.warning("account %d: verdict %s not learnt: %s", account_id, kind.value, e)
+            except Exception:  # as in train_all: the move is already committed
+                log.exception("account %d: verdict %s not learnt", account_id, kind.value)
         return n
 
 
