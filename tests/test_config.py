@@ -246,3 +246,19 @@ def test_max_inflight_bytes_default_and_key() -> None:
     assert config.from_dict({"limits": {"max_inflight_bytes": 1000}}).max_inflight_bytes == 1000
     with pytest.raises(config.ConfigError, match="max_inflight_bytes"):
         config.from_dict({"limits": {"max_inflight_bytes": 0}})
+
+
+def test_spam_bayes_keys() -> None:
+    """Issue 14 §3: ``[spam] bayes``, ``bayes_min_spam``, ``bayes_min_ham``."""
+    d = config.from_dict({})
+    assert (d.spam_bayes, d.spam_bayes_min_spam, d.spam_bayes_min_ham) == (True, 200, 200)
+    cfg = config.from_dict({"spam": {"bayes": False, "bayes_min_spam": 50, "bayes_min_ham": 0}})
+    assert (cfg.spam_bayes, cfg.spam_bayes_min_spam, cfg.spam_bayes_min_ham) == (False, 50, 0)
+    for bad, key in (
+        ({"bayes": "yes"}, "spam.bayes"),
+        ({"bayes_min_spam": -1}, "spam.bayes_min_spam"),
+        ({"bayes_min_ham": 1.5}, "spam.bayes_min_ham"),
+        ({"bayes_min": 1}, "spam.bayes_min"),
+    ):
+        with pytest.raises(config.ConfigError, match=key.replace(".", r"\.")):
+            config.from_dict({"spam": bad})

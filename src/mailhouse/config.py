@@ -140,6 +140,11 @@ class Config:
         3600.0  # seconds a verified password skips argon2id (accounts/authcache.py); 0 = off
     )
     auth_limits: AuthLimits = field(default_factory=AuthLimits)
+    # issue 14 §3 [spam]: the per-user Bayes classifier (spam/bayes.py) and the trained messages
+    # of each kind an account needs before it gives a verdict (SpamAssassin's bayes_min_*_num)
+    spam_bayes: bool = True
+    spam_bayes_min_spam: int = 200
+    spam_bayes_min_ham: int = 200
     workers: int = 1  # processes sharing the listening sockets (SO_REUSEPORT) and one store
     smtp_idle_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: server timeout ≥ 5 minutes
     imap_idle_timeout: float = 1800.0  # RFC 9051 §5.4: autologout timer ≥ 30 minutes
@@ -294,6 +299,7 @@ _TOP_KEYS = {
     "mailauth",
     "web",
     "connections",
+    "spam",
 }
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
@@ -315,6 +321,7 @@ _TABLE_KEYS = {
         "cpu_budget",
     },
     "auth": {"allow_plaintext", "cache_ttl", *AUTH_LIMIT_KEYS},
+    "spam": {"bayes", "bayes_min_spam", "bayes_min_ham"},
     "server": {
         "workers",
         "smtp_idle_timeout",
@@ -501,6 +508,12 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     dkim = _table(data, "dkim", path)
     if "selector" in dkim:
         cfg.dkim_selector = str(dkim["selector"])
+    spam = _table(data, "spam", path)
+    if "bayes" in spam:
+        cfg.spam_bayes = _bool(spam["bayes"], path, "spam.bayes")
+    for key in ("bayes_min_spam", "bayes_min_ham"):
+        if key in spam:
+            setattr(cfg, f"spam_{key}", _count(spam[key], path, f"spam.{key}"))
     return cfg
 
 

@@ -31,6 +31,9 @@ from mailhouse.delivery.submission import Submission
 from mailhouse.mailauth.dkim import DkimSigner
 from mailhouse.message import fts_text
 from mailhouse.queue.runner import QueueRunner
+from mailhouse.spam.bayes import Bayes
+from mailhouse.spam.learning import Learning
+from mailhouse.spam.userlists import UserLists
 from mailhouse.store import open_store
 from mailhouse.store.api import Store
 
@@ -45,6 +48,7 @@ class Services:
     delivery: LocalDelivery
     outbound: QueueRunner
     envelope: EnvelopeService
+    learning: Learning  # issue 14 §3: Bayes + sender lists, trained by IMAP moves and the webmail
     sessions: set[asyncio.Task[Any]] = field(default_factory=set)
     draining: bool = False
 
@@ -65,12 +69,17 @@ async def build(cfg: Config) -> Services:
     resolver = Resolver(store)
     local = LocalDelivery(store, resolver)
     outbound = QueueRunner(cfg, store, resolver, local)
+    lists = UserLists(store)
+    bayes = Bayes(
+        store, enabled=cfg.spam_bayes, min_spam=cfg.spam_bayes_min_spam, min_ham=cfg.spam_bayes_min_ham
+    )
     envelope = EnvelopeService(
         EnvelopePolicy(store, resolver, local),
         Submission(resolver, cfg.hostname, DkimSigner()),
         local,
         outbound,
         SendLimits(store, cfg),
+        lists,
     )
     return Services(
         cfg=cfg,
@@ -83,4 +92,5 @@ async def build(cfg: Config) -> Services:
         delivery=local,
         outbound=outbound,
         envelope=envelope,
+        learning=Learning(bayes, lists),
     )

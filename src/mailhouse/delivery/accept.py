@@ -17,10 +17,13 @@ all the way into its blobs (issue 12 item 2).
 Built once per node in `services.build`; queue ids come from `queue.ids.new_queue_id`.
 An authenticated sender's transactions and recipients are also counted against the
 per-account limits (`delivery.sendlimits`: `start_send` at MAIL FROM, `recipient_room` /
-`add_recipients` at RCPT) by every face.
+`add_recipients` at RCPT) by every face. The recipients of an accepted submission are allowed as
+senders for the submitter (`spam.userlists`, issue 14 §3: "senders the user wrote to are allowed").
 """
 
 from __future__ import annotations
+
+import logging
 
 from mailhouse.delivery.local import LocalDelivery
 from mailhouse.delivery.policy import EnvelopePolicy, RcptVerdict
@@ -29,8 +32,11 @@ from mailhouse.delivery.submission import Submission
 from mailhouse.proto.smtp import Reply
 from mailhouse.proto.smtp_address import Address
 from mailhouse.queue.runner import QueueRunner
-from mailhouse.store.api import Account
+from mailhouse.spam.userlists import UserLists
+from mailhouse.store.api import Account, StoreError
 from mailhouse.store.spool import SpooledMessage
+
+log = logging.getLogger(__name__)
 
 RemoteRcpt = tuple[str, dict[str, str | None]]
 
@@ -43,12 +49,14 @@ class EnvelopeService:
         local: LocalDelivery,
         outbound: QueueRunner,
         limits: SendLimits | None = None,
+        lists: UserLists | None = None,
     ) -> None:
         self.policy = policy
         self.msa = msa
         self.local = local
         self.outbound = outbound
         self.limits = limits
+        self.lists = lists
 
     async def start_send(self, account: Account, ip: str) -> Reply | None:
         """A message transaction by ACCOUNT from IP: None, or the send-rate refusal (counted if not)."""
@@ -100,4 +108,11 @@ class EnvelopeService:
                 )
         if remote:
             await self.outbound.enqueue(queue_id, sender, remote, message, mail_params or {})
+        if submitted_by is not None and self.lists is not None:
+            try:  # after the message is safe: a failure here costs an allow entry, not the mail
+                await self.lists.remember_recipients(
+                    submitted_by.id, [a.address for a in local] + [r for r, _ in remote]
+                )
+            except StoreError as e:
+                log.warning("%s: recipients not remembered as allowed senders: %s", queue_id, e)
         return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")

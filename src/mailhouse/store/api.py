@@ -453,6 +453,42 @@ class Limits(Protocol):
     # drop marks expired before NOW and events older than EVENTS_BEFORE; the number of rows
 
 
+class TrainKind(enum.StrEnum):
+    """What a message was trained as for an account's Bayes classifier (`store/spam.py`)."""
+
+    SPAM = "spam"
+    HAM = "ham"
+
+
+class ListKind(enum.StrEnum):
+    """A per-user sender list entry: always accept as ham, or always treat as spam."""
+
+    ALLOW = "allow"
+    BLOCK = "block"
+
+
+class SpamLearning(Protocol):
+    """Per-account spam learning, shared by every node: Bayes token counts (tokens are 63-bit
+    hashes, `spam/tokens.py`), trained-message totals, what each message was trained as (KEY:
+    the caller's stable message key, e.g. a Message-ID digest) and the user's sender lists
+    (ENTRY: a lower-case address or domain)."""
+
+    async def train_tokens(
+        self, account_id: int, key: str, tokens: Sequence[int], kind: TrainKind | None
+    ) -> bool: ...
+
+    # KEY now counts as KIND (None: untrained); an earlier opposite training is taken back in the
+    # same transaction; False when KEY was already trained as KIND (nothing changed)
+    async def spam_token_counts(
+        self, account_id: int, tokens: Sequence[int]
+    ) -> dict[int, tuple[int, int]]: ...
+    async def spam_totals(self, account_id: int) -> tuple[int, int]: ...  # (spam, ham) trained messages
+    async def trained_as(self, account_id: int, key: str) -> TrainKind | None: ...
+    async def set_sender_list(self, account_id: int, entry: str, kind: ListKind | None) -> bool: ...
+    async def sender_lists(self, account_id: int) -> list[tuple[str, ListKind]]: ...  # by entry
+    async def sender_list_match(self, account_id: int, entries: Sequence[str]) -> dict[str, ListKind]: ...
+
+
 class Subscription(Protocol):
     """One subscriber's view of the change feed: registered in this process when `subscribe`
     returns (changes committed after that reach it); ``await sub`` additionally waits until the
@@ -540,7 +576,7 @@ class WordIndex(Protocol):
     async def clear_index(self, account_id: int | None = None) -> int: ...
 
 
-class Store(Directory, MailIndex, Acls, MaildropLocks, Queue, Limits, ChangeFeed, WordIndex, Protocol):
+class Store(Directory, MailIndex, Acls, MaildropLocks, Queue, Limits, SpamLearning, ChangeFeed, WordIndex, Protocol):
     """Everything a Mailhouse node needs; `blobs` is the blob store."""
 
     @property

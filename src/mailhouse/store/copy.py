@@ -66,6 +66,10 @@ TABLES: dict[str, str] = {
     "limit_marks": "bans and pregreet results: expiring, not copied (re-add lasting bans with `mailhouse ban add`)",
     "fts_docs": "full-text index: derived from the messages, not copied (run `mailhouse index backfill`"
     " on the destination; until then searches scan)",
+    "spam_tokens": "Bayes token counts: not copied (retrain with `mailhouse spam train`)",
+    "spam_totals": "Bayes trained-message totals: not copied, as spam_tokens",
+    "spam_trained": "what each message was trained as: not copied, as spam_tokens",
+    "spam_lists": "per-user sender allow/block lists: not copied yet (re-add them)",
 }
 
 BATCH = 200  # messages per destination transaction (and blobs copied between commits)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mailhouse.store import acl, directory, fts, limits, mail, queue
+from mailhouse.store import acl, directory, fts, limits, mail, queue, spam
 from mailhouse.store.api import (
     Account,
     AclEntry,
@@ -32,6 +32,7 @@ from mailhouse.store.api import (
     FtsQuery,
     FtsResult,
     IndexDoc,
+    ListKind,
     Mailbox,
     MaildropLease,
     Mark,
@@ -41,6 +42,7 @@ from mailhouse.store.api import (
     QueueEntry,
     ScramKeys,
     SharedMailbox,
+    TrainKind,
     Usage,
 )
 from mailhouse.store.backend import Backend, Transfer
@@ -386,6 +388,31 @@ class MailStore:
 
     async def purge_limits(self, now: float, events_before: float) -> int:
         return await self.backend.write(lambda tx: tx.purge_limits(now, events_before))
+
+    # ---------------------------------------------------------------- spam learning
+    async def train_tokens(
+        self, account_id: int, key: str, tokens: Sequence[int], kind: TrainKind | None
+    ) -> bool:
+        return await self.backend.write(lambda tx: spam.train_tokens(tx, account_id, key, tokens, kind))
+
+    async def spam_token_counts(self, account_id: int, tokens: Sequence[int]) -> dict[int, tuple[int, int]]:
+        return await self.backend.read(lambda tx: tx.spam_tokens(account_id, tokens))
+
+    async def spam_totals(self, account_id: int) -> tuple[int, int]:
+        return await self.backend.read(lambda tx: tx.spam_totals(account_id), quick=True)
+
+    async def trained_as(self, account_id: int, key: str) -> TrainKind | None:
+        return await self.backend.read(lambda tx: spam.trained_as(tx, account_id, key), quick=True)
+
+    async def set_sender_list(self, account_id: int, entry: str, kind: ListKind | None) -> bool:
+        v = None if kind is None else kind.value
+        return await self.backend.write(lambda tx: tx.set_spam_list_entry(account_id, entry, v), single=True)
+
+    async def sender_lists(self, account_id: int) -> list[tuple[str, ListKind]]:
+        return await self.backend.read(lambda tx: spam.sender_lists(tx, account_id))
+
+    async def sender_list_match(self, account_id: int, entries: Sequence[str]) -> dict[str, ListKind]:
+        return await self.backend.read(lambda tx: spam.sender_list_match(tx, account_id, entries), quick=True)
 
     # ---------------------------------------------------------------- queue
     async def enqueue(self, entry: QueueEntry, blob: bytes | SpooledMessage | None = None) -> None:

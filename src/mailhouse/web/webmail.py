@@ -11,8 +11,8 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from starlette.datastructures import FormData, UploadFile
@@ -71,6 +71,9 @@ from mailhouse.web.send import (
     submit,
 )
 from mailhouse.web.uploads import RequestUploads, UploadTooBig
+
+if TYPE_CHECKING:
+    from mailhouse.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +297,13 @@ async def cid_part(request: Request) -> Response:
 
 
 # ------------------------------------------------------------------ actions
+def blob_reader(svc: Services, key: str) -> Callable[[int], Awaitable[bytes | None]]:
+    async def read(limit: int) -> bytes | None:
+        return await svc.store.blobs.read_range(key, 0, limit)
+
+    return read
+
+
 async def bulk_action(request: Request) -> Response:
     user = await require_user(request)
     form = await checked_form(request)
@@ -314,10 +324,23 @@ async def bulk_action(request: Request) -> Response:
         else:
             await store.move(mb.id, uids, trash.id)
         back = f"/mail/{mb.id}" if "/mail/" in back and back.count("/") > 2 else back
-    elif action == "move":
-        dest = await own_mailbox(svc, user, int(str(form.get("dest", "0")) or 0))
+    elif action in ("move", "spam", "notspam"):
+        if action == "move":
+            dest = await own_mailbox(svc, user, int(str(form.get("dest", "0")) or 0))
+        else:  # issue 14 §3-4: "Spam" files into Junk; "Not spam" into INBOX (+ trains, allows sender)
+            dest = await (
+                mailbox_named(svc, user, "Junk", "\\Junk")
+                if action == "spam"
+                else mailbox_named(svc, user, "INBOX")
+            )
+        keys = {r.uid: r.blob_key for r in await store.list_messages(mb.id) if r.uid in set(uids)}
         if dest.id != mb.id:
             await store.move(mb.id, uids, dest.id)
+        readers = [blob_reader(svc, keys[u]) for u in uids if u in keys]
+        if action == "move":
+            await svc.learning.moved(user.id, readers, mb.special_use, dest.special_use)
+        else:
+            await svc.learning.judged(user.id, readers, spam=action == "spam")
         back = f"/mail/{mb.id}" if back.count("/") > 2 else back
     elif action in ("flag", "unflag", "read", "unread"):
         flag = "\\Flagged" if action in ("flag", "unflag") else "\\Seen"

@@ -23,6 +23,8 @@ from ..quota import check_quota
 from ..updates import before_expunge, note_own
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from mailhouse.proto.imap import Command
 
     from ..context import SessionContext
@@ -31,6 +33,13 @@ if TYPE_CHECKING:
 
 async def _target(s: SessionContext, name: str) -> Resolved:
     return await namespaces.target(s, name)  # RFC 4314 §4: i; RFC 9051 §6.4.7
+
+
+def _reader(s: SessionContext, key: str) -> Callable[[int], Awaitable[bytes | None]]:
+    async def read(limit: int) -> bytes | None:
+        return await s.store.blobs.read_range(key, 0, limit)
+
+    return read
 
 
 async def _copy_or_move(s: SessionContext, cmd: Command, move: bool) -> Ok | None:
@@ -47,6 +56,7 @@ async def _copy_or_move(s: SessionContext, cmd: Command, move: bool) -> Ok | Non
         return Ok(f"{cmd.name} completed, no messages")
     if dst.id != view.mailbox.id or not move:
         await check_quota(s.store, dst.account_id, sum(view.records[u].size for u in uids), len(uids))
+    blobs = {u: view.records[u].blob_key for u in uids}  # read before MOVE expunges them from the view
     if move:
         pairs = await s.store.move(view.mailbox.id, uids, dst.id)
     else:
@@ -55,6 +65,10 @@ async def _copy_or_move(s: SessionContext, cmd: Command, move: bool) -> Ok | Non
         return Ok("Messages were expunged by another session", "EXPUNGEISSUED")
     await namespaces.drop_flags(s, target, view, pairs)  # RFC 4314 §4: flags need s/w/t in the target
     note_own(s, dst.id, [p[1] for p in pairs])  # RFC 5465 §5.2: created by this connection
+    # issue 14 §3: into \Junk trains spam, out of \Junk trains ham (after the commit point)
+    await s.svc.learning.moved(
+        s.acc().id, [_reader(s, blobs[p[0]]) for p in pairs], view.mailbox.special_use, dst.special_use
+    )
     src_set = SequenceSet.from_numbers(p[0] for p in pairs)
     dst_set = SequenceSet.from_numbers(p[1] for p in pairs)
     code = f"COPYUID {dst.uidvalidity} {src_set} {dst_set}"  # RFC 4315 §3

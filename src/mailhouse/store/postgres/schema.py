@@ -128,4 +128,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX fts_docs_terms ON fts_docs USING GIN (terms);
     INSERT INTO counters(name, value) VALUES ('fts_generation', 0) ON CONFLICT DO NOTHING;
     """,
+    # 10: spam learning (store/spam.py), see the SQLite schema's migration 10
+    """
+    CREATE TABLE spam_tokens(account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        token BIGINT NOT NULL, spam INTEGER NOT NULL, ham INTEGER NOT NULL, PRIMARY KEY(account_id, token));
+    CREATE TABLE spam_totals(account_id BIGINT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        spam INTEGER NOT NULL, ham INTEGER NOT NULL);
+    CREATE TABLE spam_trained(account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        key TEXT COLLATE "C" NOT NULL, kind TEXT NOT NULL, PRIMARY KEY(account_id, key));
+    CREATE TABLE spam_lists(account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        entry TEXT COLLATE "C" NOT NULL, kind TEXT NOT NULL, PRIMARY KEY(account_id, entry));
+    """,
 ]

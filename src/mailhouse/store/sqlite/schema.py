@@ -113,4 +113,17 @@ MIGRATIONS: list[str | list[str]] = [
         "CREATE VIRTUAL TABLE IF NOT EXISTS fts_terms USING fts5(terms, content='', tokenize='ascii', detail='none')",
         "INSERT OR IGNORE INTO meta VALUES ('fts_generation', '0')",
     ],
+    # 10: spam learning (store/spam.py): per-account Bayes token counts (token = 63-bit hash) and
+    # totals, what each message was trained as, and the per-user allow/block lists
+    [
+        "CREATE TABLE IF NOT EXISTS spam_tokens(account_id INTEGER NOT NULL REFERENCES accounts(id)"
+        " ON DELETE CASCADE, token INTEGER NOT NULL, spam INTEGER NOT NULL, ham INTEGER NOT NULL,"
+        " PRIMARY KEY(account_id, token)) WITHOUT ROWID",
+        "CREATE TABLE IF NOT EXISTS spam_totals(account_id INTEGER PRIMARY KEY REFERENCES accounts(id)"
+        " ON DELETE CASCADE, spam INTEGER NOT NULL, ham INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS spam_trained(account_id INTEGER NOT NULL REFERENCES accounts(id)"
+        " ON DELETE CASCADE, key TEXT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY(account_id, key))",
+        "CREATE TABLE IF NOT EXISTS spam_lists(account_id INTEGER NOT NULL REFERENCES accounts(id)"
+        " ON DELETE CASCADE, entry TEXT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY(account_id, entry))",
+    ],
 ]
