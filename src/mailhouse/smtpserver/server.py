@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailhouse.accounts import sasl_flow
 from mailhouse.config import Listener
+from mailhouse.delivery.local import Folder
 from mailhouse.delivery.policy import NOT_OWNER
 from mailhouse.delivery.sendlimits import RECIPIENTS_EXCEEDED
 from mailhouse.log import ConnLogger, safe
@@ -483,9 +484,15 @@ class SmtpSession:
 
     async def _accept(self, body: SpooledMessage) -> Reply:
         sender = self.sender or ""
+        folder = Folder.INBOX
         if self.mode == "smtp" and self.cfg.verify_inbound:
             helo = (self.core.helo_name or b"").decode("ascii", "replace")
-            body = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
+            body, verdict = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
+            if verdict.action is inbound.Action.REJECT:  # RFC 7489 §10.3: refuse, never bounce later
+                self.log.info("refused from=<%s>: %s", safe(sender), verdict.reason)
+                return Reply(550, "5.7.1", "Message rejected by the sender domain's DMARC policy")
+            if verdict.action is inbound.Action.JUNK:
+                folder = Folder.JUNK
         message = body.prepend(self._received())
         reply = await self.svc.envelope.accept(
             message,
@@ -495,6 +502,7 @@ class SmtpSession:
             queue_id=self.queue_id,
             submitted_by=self.user if self.mode != "smtp" else None,
             mail_params=self.mail_params,
+            folder=folder,
         )
         if reply.code != 250:
             return reply
