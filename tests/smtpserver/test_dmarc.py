@@ -17,8 +17,10 @@ import dkim as dkimpy
 import pytest
 
 from mailhouse.mailauth import dkim, dkimkeys
+from mailhouse.message.headers import split_header_block
 from tests.helpers import mailbox
 from tests.mailhouse_proc import PASSWORD
+from tests.smtpclient.fake_server import FakeSMTP
 from tests.smtpserver.test_dns_budget import BlackHole
 
 BANK = dkimkeys.generate("bank.test", "sel")  # p=reject
@@ -52,18 +54,28 @@ for _keys, _dom in ((BANK, "bank.test"), (LISTS, "lists.test"), (ROGUE, "rogue.t
 
 
 @pytest.fixture(scope="module")
-def mh(tmp_path_factory: pytest.TempPathFactory, dns_server_factory: Any) -> Iterator[Any]:
+def sink() -> Iterator[FakeSMTP]:
+    """The outside server an alias forwards to (remote.test)."""
+    s = FakeSMTP().start_thread()
+    yield s
+    s.stop_thread()
+
+
+@pytest.fixture(scope="module")
+def mh(tmp_path_factory: pytest.TempPathFactory, dns_server_factory: Any, sink: FakeSMTP) -> Iterator[Any]:
     from tests.mailhouse_proc import MailhouseProcess
 
     dns = dns_server_factory(txt=RECORDS)
     extra = (
         f'[dns]\nnameservers = ["{dns.nameserver}"]\n'
+        f'[routes]\n"remote.test" = {{ host = "127.0.0.1", port = {sink.port}, tls = "none" }}\n'
         '[dmarc]\ntrusted_arc_sealers = ["lists.test"]\nallow = ["partner.test"]\n'
     )
     proc = MailhouseProcess(tmp_path_factory.mktemp("mh-dmarc"), extra=extra, verify_inbound=True)
     proc.add_domain("example.org")
     proc.add_user("alice@example.org")
     proc.add_user("bob@example.org")
+    proc.admin(lambda a: a.add_alias("fwd@example.org", "friend@remote.test"))
     proc.start()
     yield proc
     proc.stop()
@@ -238,3 +250,31 @@ def test_dns_that_never_answers_is_temperror_and_accepted(mailhouse_factory: Any
         assert took < 1.5 + 4.0, took  # the budget, not a resolver timeout per look-up
     finally:
         hole.close()
+
+
+def test_alias_forwarding_outside_is_arc_sealed(mh: Any, sink: FakeSMTP, dns_server_factory: Any) -> None:
+    """fwd@example.org → friend@remote.test: the forwarded copy carries an ARC set of example.org
+    (RFC 8617 §5.1) whose AAR holds our results, and the chain validates (dkimpy, keys in DNS)."""
+    signed = dkim.sign(_msg("alerts@bank.test", "to be forwarded"), "bank.test", BANK)
+    _send(mh, "alerts@bank.test", signed, ("fwd@example.org",))
+    end = time.monotonic() + 30
+    while not any(b"to be forwarded" in t.data for t in sink.transactions) and time.monotonic() < end:
+        time.sleep(0.1)
+    tx = next(t for t in sink.transactions if b"to be forwarded" in t.data)
+    data = tx.data.removesuffix(b".\r\n").replace(b"\r\n..", b"\r\n.")
+    fields = dict((n.lower(), v) for n, v in split_header_block(data)[0] if n.lower().startswith(b"arc-"))
+    assert fields[b"arc-seal"].startswith(b" i=1; cv=none; a=rsa-sha256; d=example.org;"), fields
+    aar = fields[b"arc-authentication-results"]
+    assert aar.startswith(b" i=1; mail.example.org;") and b"dmarc=pass" in aar, aar  # our results
+    keys = mh.admin(lambda a: a.store.get_dkim_keys("example.org"))
+    dns = dns_server_factory(
+        txt={
+            **{f"{k.selector}._domainkey.example.org": [k.public_record] for k in keys},
+            **{n: v for n, v in RECORDS.items() if "_domainkey" in n},
+        }
+    )
+    cv, results, why = dkimpy.arc_verify(
+        data, dnsfunc=dkim.txt_lookup(dkim.make_resolver([("127.0.0.1", dns.port)]))
+    )
+    assert cv == dkimpy.CV_Pass, (why, results)
+    assert results[0]["as-domain"] == b"example.org"

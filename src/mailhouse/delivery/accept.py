@@ -22,6 +22,7 @@ per-account limits (`delivery.sendlimits`: `start_send` at MAIL FROM, `recipient
 
 from __future__ import annotations
 
+from mailhouse.delivery.forward import ArcSealer
 from mailhouse.delivery.local import Folder, LocalDelivery
 from mailhouse.delivery.policy import EnvelopePolicy, RcptVerdict
 from mailhouse.delivery.sendlimits import SendLimits
@@ -43,12 +44,14 @@ class EnvelopeService:
         local: LocalDelivery,
         outbound: QueueRunner,
         limits: SendLimits | None = None,
+        sealer: ArcSealer | None = None,
     ) -> None:
         self.policy = policy
         self.msa = msa
         self.local = local
         self.outbound = outbound
         self.limits = limits
+        self.sealer = sealer
 
     async def start_send(self, account: Account, ip: str) -> Reply | None:
         """A message transaction by ACCOUNT from IP: None, or the send-rate refusal (counted if not)."""
@@ -84,9 +87,11 @@ class EnvelopeService:
         submitted_by: Account | None = None,
         mail_params: dict[str, str | None] | None = None,
         folder: Folder = Folder.INBOX,
+        forwarded_by: str = "",
     ) -> Reply:
         """File and queue MESSAGE durably; the reply for end of data (RFC 5321 §4.2, §4.4).
-        FOLDER is where local recipients get it (a verdict's: `Folder.JUNK` for quarantine)."""
+        FOLDER is where local recipients get it (a verdict's: `Folder.JUNK` for quarantine);
+        FORWARDED_BY, the hosted domain whose alias sends it on to REMOTE (then ARC-sealed)."""
         if submitted_by is not None:
             prepared = await self.msa.prepare(message, submitted_by, sender)
             if isinstance(prepared, Reply):
@@ -100,6 +105,8 @@ class EnvelopeService:
                 await self.outbound.bounce_local(
                     message, sender, [a.address for a in result.over_quota], "552 5.2.2 Mailbox full"
                 )
+        if remote and submitted_by is None and forwarded_by and self.sealer is not None:
+            message = await self.sealer.seal(message, forwarded_by, queue_id)  # RFC 8617 §5.1
         if remote:
             await self.outbound.enqueue(queue_id, sender, remote, message, mail_params or {})
         return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")

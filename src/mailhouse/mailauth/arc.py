@@ -121,6 +121,18 @@ def verify(message: bytes, dnsfunc: Callable[..., bytes | None], deadline: float
 def seal(message: bytes, key: DkimKey, authserv_id: str, *, now: float | None = None) -> bytes:
     """The next ARC set (AAR, AMS, AS; RFC 8617 §5.1) for MESSAGE, CRLF-terminated fields, or
     b"" when dkimpy cannot seal it (no Authentication-Results of ours, a chain too long)."""
+    # RFC 8617 §4.1.3: cv= is none, pass or fail; a chain we could not check (temperror) is
+    # not sealed at all rather than sealed with an invalid status
+    fields_, _, _ = split_header_block(message.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+    ours = [
+        v
+        for n, v in fields_
+        if n.lower() == b"authentication-results"
+        and v.strip().lower().startswith(authserv_id.lower().encode() + b";")
+    ]
+    cv = re.findall(rb"\barc=([a-z]+)", b" ".join(ours).lower())
+    if not ours or any(c not in (b"none", b"pass", b"fail") for c in cv):
+        return b""
     try:
         fields = dkimpy.arc_sign(
             message,

@@ -139,6 +139,7 @@ class SmtpSession:
         self.local: dict[int, Account] = {}
         self.remote: list[tuple[str, dict[str, str | None]]] = []
         self.rcpt_for_header: list[str] = []
+        self.forwarded_by = ""  # a hosted domain whose alias forwards outside (ARC seal, RFC 8617)
         self._drop_message()
         self._queue_id: str | None = None
 
@@ -388,6 +389,8 @@ class SmtpSession:
                 self.local[acc.id] = acc
             for addr in verdict.remote:
                 self.remote.append((addr, ev.params))
+            if verdict.remote and self.user is None:
+                self.forwarded_by = self.forwarded_by or ev.path.domain
             self.rcpt_for_header.append(ev.path.mailbox)
         await self.reply(verdict.reply)
 
@@ -503,6 +506,7 @@ class SmtpSession:
             submitted_by=self.user if self.mode != "smtp" else None,
             mail_params=self.mail_params,
             folder=folder,
+            forwarded_by=self.forwarded_by,
         )
         if reply.code != 250:
             return reply
