@@ -18,7 +18,7 @@ import pytest
 
 from mailhouse.mailauth import dkim, dkimkeys
 from mailhouse.message.headers import split_header_block
-from tests.helpers import mailbox
+from tests.helpers import RawSMTP, mailbox
 from tests.mailhouse_proc import PASSWORD
 from tests.smtpclient.fake_server import FakeSMTP
 from tests.smtpserver.test_dns_budget import BlackHole
@@ -133,6 +133,22 @@ def test_reject_is_550_before_any_250_and_nothing_is_stored(mh: Any) -> None:
     for user in ("alice@example.org", "bob@example.org"):
         for folder in ("INBOX", "Junk"):
             assert _find(mh, "forged bank", folder, user) is None
+
+
+def test_reject_at_the_end_of_bdat_too(mh: Any) -> None:
+    """RFC 3030: with CHUNKING the refusal is the reply to BDAT ... LAST, and nothing is stored."""
+    msg = _msg("alerts@bank.test", "forged by bdat")
+    c = RawSMTP(mh.addr("smtp"), timeout=30)
+    try:
+        assert c.reply().startswith(b"220")
+        assert b"CHUNKING" in c.cmd(b"EHLO client.test")
+        assert c.cmd(b"MAIL FROM:<alerts@bank.test>").startswith(b"250")
+        assert c.cmd(b"RCPT TO:<alice@example.org>").startswith(b"250")
+        c.send(b"BDAT %d LAST\r\n" % len(msg) + msg)
+        assert c.reply().startswith(b"550 5.7.1")
+    finally:
+        c.close()
+    assert _find(mh, "forged by bdat") is None and _find(mh, "forged by bdat", "Junk") is None
 
 
 def test_quarantine_files_into_junk(mh: Any) -> None:
