@@ -187,6 +187,13 @@ class Config:
     # issue 12 item 9: seconds of DNS (SPF, DKIM, … in parallel) one inbound message may wait for
     # before its results are recorded as temperror (RFC 8601 §2.7, RFC 7208 §2.6.6)
     dns_budget: float = 5.0
+    # [dmarc] (issue 14 §1): enforce = act on p=reject (550 5.7.1 at end of DATA) and
+    # p=quarantine (Junk) failures; allow = sender (From) domains never enforced (a partner whose
+    # forwarding breaks DMARC); trusted_arc_sealers = ARC sealers (d= of the newest ARC-Seal) whose
+    # passing chain rescues a DMARC failure (mailing lists, forwarders you rely on)
+    dmarc_enforce: bool = True
+    dmarc_allow: list[str] = field(default_factory=list)
+    trusted_arc_sealers: list[str] = field(default_factory=list)
     # [limits] trusted_networks: clients exempt from connection limits, login throttling, bans,
     # the pregreet test and send-rate limits (monitoring, your own relays). NOT a relay permission:
     # relaying always needs authentication. Empty by default, loopback included.
@@ -297,6 +304,7 @@ _TOP_KEYS = {
     "routes",
     "dkim",
     "mailauth",
+    "dmarc",
     "web",
     "connections",
     "spam",
@@ -341,6 +349,7 @@ _TABLE_KEYS = {
     "connections": {"per_ip", "per_user_ip", "per_account", "max"},
     "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port", "source_address"},
     "mailauth": {"verify_inbound", "dns_budget"},
+    "dmarc": {"enforce", "allow", "trusted_arc_sealers"},
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
 }
@@ -486,6 +495,12 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         cfg.verify_inbound = _bool(mailauth["verify_inbound"], path, "mailauth.verify_inbound")
     if "dns_budget" in mailauth:
         cfg.dns_budget = _pos_number(mailauth["dns_budget"], path, "mailauth.dns_budget")
+    dmarc = _table(data, "dmarc", path)
+    if "enforce" in dmarc:
+        cfg.dmarc_enforce = _bool(dmarc["enforce"], path, "dmarc.enforce")
+    for key, attr in (("allow", "dmarc_allow"), ("trusted_arc_sealers", "trusted_arc_sealers")):
+        if key in dmarc:
+            setattr(cfg, attr, _domains(dmarc[key], path, f"dmarc.{key}"))
     if "smtp_pregreet_wait" in server:
         cfg.pregreet_wait = _nonneg_number(server["smtp_pregreet_wait"], path, "server.smtp_pregreet_wait")
     if "smtp_pregreet_ttl" in server:  # 0: remember no pass (test every connection)
@@ -606,6 +621,13 @@ def _table(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
             if k not in known:
                 raise ConfigError(path, f"{key}.{k}", f"unknown key (known: {', '.join(sorted(known))})")
     return v
+
+
+def _domains(v: Any, path: str, key: str) -> list[str]:
+    """A list of domain names, lower-cased, without the trailing dot."""
+    if not isinstance(v, list) or not all(isinstance(d, str) and d.strip(". ") for d in v):
+        raise ConfigError(path, key, "must be a list of domain names")
+    return [d.strip().lower().rstrip(".") for d in v]
 
 
 def _bool(v: Any, path: str, key: str) -> bool:

@@ -24,6 +24,7 @@ from mailhouse.accounts.auth import Authenticator
 from mailhouse.accounts.resolve import Resolver
 from mailhouse.config import Config
 from mailhouse.delivery.accept import EnvelopeService
+from mailhouse.delivery.forward import ArcSealer
 from mailhouse.delivery.local import LocalDelivery
 from mailhouse.delivery.policy import EnvelopePolicy
 from mailhouse.delivery.sendlimits import SendLimits
@@ -80,6 +81,7 @@ async def build(cfg: Config) -> Services:
         outbound,
         SendLimits(store, cfg),
         lists,
+        ArcSealer(resolver, cfg.hostname),
     )
     return Services(
         cfg=cfg,

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 
-from mailhouse.delivery.local import LocalDelivery
+from mailhouse.delivery.forward import ArcSealer
+from mailhouse.delivery.local import Folder, LocalDelivery
 from mailhouse.delivery.policy import EnvelopePolicy, RcptVerdict
 from mailhouse.delivery.sendlimits import SendLimits
 from mailhouse.delivery.submission import Submission
@@ -50,6 +51,7 @@ class EnvelopeService:
         outbound: QueueRunner,
         limits: SendLimits | None = None,
         lists: UserLists | None = None,
+        sealer: ArcSealer | None = None,
     ) -> None:
         self.policy = policy
         self.msa = msa
@@ -57,6 +59,7 @@ class EnvelopeService:
         self.outbound = outbound
         self.limits = limits
         self.lists = lists
+        self.sealer = sealer
 
     async def start_send(self, account: Account, ip: str) -> Reply | None:
         """A message transaction by ACCOUNT from IP: None, or the send-rate refusal (counted if not)."""
@@ -91,21 +94,27 @@ class EnvelopeService:
         queue_id: str,
         submitted_by: Account | None = None,
         mail_params: dict[str, str | None] | None = None,
+        folder: Folder = Folder.INBOX,
+        forwarded_by: str = "",
     ) -> Reply:
-        """File and queue MESSAGE durably; the reply for end of data (RFC 5321 §4.2, §4.4)."""
+        """File and queue MESSAGE durably; the reply for end of data (RFC 5321 §4.2, §4.4).
+        FOLDER is where local recipients get it (a verdict's: `Folder.JUNK` for quarantine);
+        FORWARDED_BY, the hosted domain whose alias sends it on to REMOTE (then ARC-sealed)."""
         if submitted_by is not None:
             prepared = await self.msa.prepare(message, submitted_by, sender)
             if isinstance(prepared, Reply):
                 return prepared
             message = prepared
         if local:
-            result = await self.local.deliver(message, sender, local, queue_id)
+            result = await self.local.deliver(message, sender, local, queue_id, folder=folder)
             if result.over_quota and not result.delivered and not remote:
                 return Reply(452, "4.2.2", "Error: mailbox full")  # RFC 3463 X.2.2
             if result.over_quota:
                 await self.outbound.bounce_local(
                     message, sender, [a.address for a in result.over_quota], "552 5.2.2 Mailbox full"
                 )
+        if remote and submitted_by is None and forwarded_by and self.sealer is not None:
+            message = await self.sealer.seal(message, forwarded_by, queue_id)  # RFC 8617 §5.1
         if remote:
             await self.outbound.enqueue(queue_id, sender, remote, message, mail_params or {})
         if submitted_by is not None and self.lists is not None:

@@ -1,4 +1,5 @@
-"""Local delivery (MDA): a message accepted for hosted recipients lands in their INBOX.
+"""Local delivery (MDA): a message accepted for hosted recipients lands in their INBOX, or in
+the folder a verdict chose (`Folder`: DMARC quarantine today, spam scoring later).
 
 RFC 5321 §4.4: `Return-Path:` is added by the final delivery. Recipients resolve through
 aliases, plus-addressing and catch-all (`accounts.resolve`). Quota is checked at RCPT
@@ -8,6 +9,9 @@ then gets a bounce (DSN) instead of the message.
 Built once per node (`services.build`) from the store and the node's resolver; the accept
 path (`delivery.accept`) and the queue runner (hosted recipients found in the queue) call it.
 
+`Folder.JUNK` is the account's special-use ``\\Junk`` mailbox (RFC 6154 §2), found by its
+attribute whatever its name, and created as ``Junk`` when the account has none.
+
 Invariants: `deliver` returns only after the blob is fsynced and the index committed;
 the delivery key `<queue id>:<account id>` makes a repeated delivery of the same
 message (recovery after a crash) a no-op, so nobody ever gets two copies.
@@ -15,17 +19,28 @@ message (recovery after a crash) a no-op, so nobody ever gets two copies.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailhouse.accounts.resolve import Resolver
-from mailhouse.store.api import Account, MessageRecord, NewMessage, Store
+from mailhouse.store.api import Account, AlreadyExists, MessageRecord, NewMessage, Store
 from mailhouse.store.crlf import to_crlf
 from mailhouse.store.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
+
+
+class Folder(enum.Enum):
+    """Where a verdict files a message: the named mailbox (default INBOX) or the \\Junk one."""
+
+    INBOX = "inbox"
+    JUNK = "junk"  # RFC 6154 §2 \Junk: RFC 7489 §6.3 p=quarantine, spam verdicts
+
+
+JUNK_NAME = "Junk"  # the name a missing \Junk mailbox is created under (store.api.SPECIAL_MAILBOXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +80,10 @@ class LocalDelivery:
         accounts: list[Account],
         queue_id: str,
         mailbox: str = "INBOX",
+        folder: Folder = Folder.INBOX,
     ) -> DeliveryResult:
-        """File DATA (already carrying Received:) into each account's MAILBOX, durably."""
+        """File DATA (already carrying Received:) into each account's MAILBOX (or its \\Junk
+        mailbox when FOLDER says so), durably."""
         return_path = b"Return-Path: <" + sender.encode("utf-8") + b">\r\n"  # RFC 5321 §4.4
         blob: bytes | SpooledMessage
         if isinstance(data, SpooledMessage):
@@ -83,7 +100,12 @@ class LocalDelivery:
             if (await self.quota_state(acc, size)).over:
                 over.append(acc)
                 continue
-            mb_id = await resolver.mailbox_id(acc.id, mailbox) or await resolver.mailbox_id(acc.id, "INBOX")
+            mb_id = await self._junk_id(acc) if folder is Folder.JUNK else None
+            mb_id = (
+                mb_id
+                or await resolver.mailbox_id(acc.id, mailbox)
+                or await resolver.mailbox_id(acc.id, "INBOX")
+            )
             if mb_id is None:
                 mb_id = (await self.store.create_mailbox(acc.id, "INBOX")).id
             targets.append(
@@ -98,3 +120,17 @@ class LocalDelivery:
         for acc in over:
             log.info("[%s] %s is over quota; bouncing", queue_id, acc.address)
         return DeliveryResult(delivered, over)
+
+    async def _junk_id(self, acc: Account) -> int | None:
+        """The id of ACC's \\Junk mailbox (RFC 6154 §2), created as `JUNK_NAME` if it has none."""
+        for mb in await self.store.list_mailboxes(acc.id):
+            if (mb.special_use or "").lower() == "\\junk":
+                return mb.id
+        existing = await self.store.get_mailbox(acc.id, JUNK_NAME)
+        if existing is not None:  # a "Junk" without the attribute (made by a client): use it
+            return existing.id
+        try:
+            return (await self.store.create_mailbox(acc.id, JUNK_NAME, "\\Junk")).id
+        except AlreadyExists:  # made meanwhile by another delivery or the user
+            again = await self.store.get_mailbox(acc.id, JUNK_NAME)
+            return again.id if again is not None else None

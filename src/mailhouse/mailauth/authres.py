@@ -1,4 +1,4 @@
-"""The ``Authentication-Results:`` header field (RFC 8601) for SPF and DKIM results.
+"""The ``Authentication-Results:`` header field (RFC 8601) for SPF, DKIM, DMARC and ARC results.
 
 Built by the receiving MTA for the MDA and the reader; the authserv-id is our hostname
 (RFC 8601 §2.5). Any ``Authentication-Results`` carrying our authserv-id that arrived with the
@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from mailhouse.mailauth.arc import ArcResult
 from mailhouse.mailauth.dkim import DkimResult
+from mailhouse.mailauth.dmarc import DmarcResult
 from mailhouse.mailauth.spf import SpfResult
 from mailhouse.message.headers import split_header_block
 
@@ -26,8 +28,16 @@ def _clean(s: str) -> str:
     return _TOKEN.sub("", s)[:253] or "unknown"
 
 
-def build(authserv_id: str, spf: SpfResult | None, dkim: Sequence[DkimResult] | None) -> str:
-    """The field *value*: ``authserv-id; spf=...; dkim=...`` (or ``; none``, RFC 8601 §2.2)."""
+def build(
+    authserv_id: str,
+    spf: SpfResult | None,
+    dkim: Sequence[DkimResult] | None,
+    dmarc: DmarcResult | None = None,
+    arc: ArcResult | None = None,
+    arc_override: str = "",
+) -> str:
+    """The field *value*: ``authserv-id; spf=...; dkim=...; dmarc=...; arc=...`` (or ``; none``,
+    RFC 8601 §2.2). ARC_OVERRIDE names the trusted sealer whose chain rescued a DMARC failure."""
     parts: list[str] = []
     if spf is not None:
         ptype = "smtp.mailfrom" if spf.identity == "mailfrom" else "smtp.helo"  # RFC 8601 §2.7.2
@@ -41,14 +51,37 @@ def build(authserv_id: str, spf: SpfResult | None, dkim: Sequence[DkimResult] | 
                 f"dkim={_clean(r.result)} header.d={_clean(r.domain)} header.s={_clean(r.selector)}"
                 f" header.a={_clean(r.algorithm)}"
             )
+    if dmarc is not None:
+        # RFC 7489 §11.2: method dmarc, ptype header, property from; the policy and the
+        # disposition in a comment, as Gmail and OpenDMARC write them
+        notes = [f"p={dmarc.policy.value}"] if dmarc.policy is not None else []
+        if dmarc.result == "fail" or dmarc.policy is not None:
+            notes.append(f"dis={dmarc.disposition.value}")
+        if arc_override:
+            notes.append(f"arc-override={_clean(arc_override)}")  # RFC 7489 §7.2.1 local_policy
+        comment = f" ({' '.join(notes)})" if notes else ""
+        hfrom = f" header.from={_clean(dmarc.from_domain)}" if dmarc.from_domain else ""
+        parts.append(f"dmarc={_clean(dmarc.result)}{comment}{hfrom}")
+    if arc is not None:
+        # RFC 8617 §7.1: method arc; the newest sealer in a comment
+        sealer = f" (as.d={_clean(arc.sealer)})" if arc.sealer and arc.result != "none" else ""
+        parts.append(f"arc={_clean(arc.result)}{sealer}")
     if not parts:
         return f"{_clean(authserv_id)}; none"
     return f"{_clean(authserv_id)};\r\n\t" + ";\r\n\t".join(parts)
 
 
-def field(authserv_id: str, spf: SpfResult | None, dkim: Sequence[DkimResult] | None) -> bytes:
+def field(
+    authserv_id: str,
+    spf: SpfResult | None,
+    dkim: Sequence[DkimResult] | None,
+    dmarc: DmarcResult | None = None,
+    arc: ArcResult | None = None,
+    arc_override: str = "",
+) -> bytes:
     """The whole header line, CRLF-terminated, to prepend."""
-    return b"Authentication-Results: " + build(authserv_id, spf, dkim).encode("ascii") + b"\r\n"
+    value = build(authserv_id, spf, dkim, dmarc, arc, arc_override)
+    return b"Authentication-Results: " + value.encode("ascii") + b"\r\n"
 
 
 def strip_forged(message: bytes, authserv_id: str) -> bytes:

@@ -1,4 +1,4 @@
-"""One DNS time budget per inbound message (issue 12 item 9): SPF and DKIM in parallel, bounded.
+"""One DNS time budget per inbound message (issue 12 item 9): SPF, DKIM, DMARC and ARC, bounded.
 
 Without it a resolver that never answers held each message for pyspf's 20 s query time (RFC 7208
 §4.6.4) plus DKIM's key look-ups, and a client with a 20 s timeout gave up. Here every check of
@@ -13,7 +13,13 @@ DATA:
   §2.7.1 for DKIM) and the message goes on: results are recorded, not enforced, so a DNS outage
   delays mail by at most the budget and never defers it.
 
-Invariants: :func:`check` returns within ``budget + GRACE`` seconds; a checker that raised (a bug)
+:func:`check_all` adds, within the same deadline and in two more threads, the DMARC policy
+records of the From domains (RFC 7489 §6.6.3; the discovery needs only the From field, so it
+runs alongside SPF and DKIM and the evaluation, which needs their results, follows them — it is
+pure) and the ARC chain (RFC 8617 §5.2, only when the message carries ARC-Seal fields). A
+discovery or ARC check out of time is ``temperror`` too.
+
+Invariants: :func:`check` and :func:`check_all` return within ``budget + GRACE`` seconds; a checker that raised (a bug)
 gives ``None`` for its half (nothing recorded for it), logged with its traceback.
 """
 
@@ -23,21 +29,47 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from mailhouse.mailauth import dkim, spf
+from mailhouse.mailauth import arc, dkim, dmarc, spf
+from mailhouse.mailauth.arc import ArcResult
 from mailhouse.mailauth.dkim import DkimResult
+from mailhouse.mailauth.dmarc import Discovery
 from mailhouse.mailauth.spf import SpfResult
 from mailhouse.store.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GRACE", "check"]
+__all__ = ["GRACE", "Checks", "check", "check_all"]
 
 #: Seconds past the budget a check may take to hand back its own temperror (thread start-up,
 #: the last look-up's socket timeout) before its result is taken as temperror without it.
 GRACE = 0.5
 BUDGET_EXHAUSTED = "DNS budget exhausted"
+#: From domains whose DMARC policy is looked up for one message (RFC 7489 §6.6.1 asks for every
+#: author domain; a From field with dozens of domains gets the first few, the strictest wins).
+MAX_AUTHOR_DOMAINS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """Everything the DNS work of one message found; None for a checker that raised (a bug)."""
+
+    spf: SpfResult | None
+    dkim: list[DkimResult] | None
+    dmarc: list[Discovery] | None  # one per author domain
+    from_problem: str  # why there is no author domain ("" when there is one)
+    arc: ArcResult | None
+
+
+def _discover_all(domains: list[str], lookup: dmarc.TxtLookup, deadline: float) -> list[Discovery]:
+    return [dmarc.discover(d, lookup, deadline) for d in domains]
+
+
+def _arc_verify(message: bytes | SpooledMessage, dnsfunc: Any, deadline: float) -> ArcResult:
+    data = message if isinstance(message, bytes) else message.to_bytes()  # dkimpy hashes it whole
+    return arc.verify(data, dnsfunc, deadline)
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
@@ -55,12 +87,42 @@ async def check(
     budget: float,
 ) -> tuple[SpfResult | None, list[DkimResult] | None]:
     """SPF of (IP, MAIL FROM, HELO) and DKIM of MESSAGE, both within BUDGET seconds."""
+    c = await check_all(message, ip, mail_from, helo, nameservers, budget, dmarc_and_arc=False)
+    return c.spf, c.dkim
+
+
+async def check_all(
+    message: bytes | SpooledMessage,
+    ip: str,
+    mail_from: str,
+    helo: str,
+    nameservers: Sequence[tuple[str, int]] | None,
+    budget: float,
+    *,
+    dmarc_and_arc: bool = True,
+) -> Checks:
+    """SPF, DKIM, the From domains' DMARC records and the ARC chain of MESSAGE within BUDGET s."""
     deadline = time.monotonic() + budget
     spf_fut = asyncio.ensure_future(
         asyncio.to_thread(spf.check, ip, mail_from, helo, nameservers, timeout=budget)
     )
     dkim_fut = asyncio.ensure_future(asyncio.to_thread(dkim.verify, message, nameservers, deadline=deadline))
-    await asyncio.wait((spf_fut, dkim_fut), timeout=budget + GRACE)
+    futs: list[asyncio.Future[Any]] = [spf_fut, dkim_fut]
+    head = message if isinstance(message, bytes) else message.head
+    domains, problem = dmarc.author_domains(head) if dmarc_and_arc else ([], "")
+    domains = domains[:MAX_AUTHOR_DOMAINS]
+    resolver = dkim.make_resolver(nameservers, budget)
+    dmarc_fut: asyncio.Future[list[Discovery]] | None = None
+    if domains:
+        lookup = dmarc.resolver_lookup(resolver)
+        dmarc_fut = asyncio.ensure_future(asyncio.to_thread(_discover_all, domains, lookup, deadline))
+        futs.append(dmarc_fut)
+    arc_fut: asyncio.Future[ArcResult] | None = None
+    if dmarc_and_arc and arc.has_chain(head):
+        dnsfunc = dkim.txt_lookup(resolver)
+        arc_fut = asyncio.ensure_future(asyncio.to_thread(_arc_verify, message, dnsfunc, deadline))
+        futs.append(arc_fut)
+    await asyncio.wait(futs, timeout=budget + GRACE)
 
     spf_result: SpfResult | None
     if spf_fut.done():
@@ -86,4 +148,29 @@ async def check(
         dkim_fut.add_done_callback(_consume)
         dkim_results = dkim.unfinished(message, BUDGET_EXHAUSTED)  # RFC 8601 §2.7.1 temperror
         log.info("DKIM for ip=%s: DNS budget of %.1f s exhausted, temperror", ip, budget)
-    return spf_result, dkim_results
+
+    discoveries: list[Discovery] | None = []
+    if dmarc_fut is not None and dmarc_fut.done():
+        try:
+            discoveries = dmarc_fut.result()
+        except Exception:
+            log.exception("DMARC discovery failed for ip=%s", ip)
+            discoveries = None
+    elif dmarc_fut is not None:
+        dmarc_fut.add_done_callback(_consume)
+        # RFC 7489 §6.6.3: a DNS failure during discovery is a temporary error
+        discoveries = [Discovery(d, None, error="temperror", reason=BUDGET_EXHAUSTED) for d in domains]
+        log.info("DMARC for ip=%s: DNS budget of %.1f s exhausted, temperror", ip, budget)
+
+    arc_result: ArcResult | None = ArcResult("none") if dmarc_and_arc else None
+    if arc_fut is not None and arc_fut.done():
+        try:
+            arc_result = arc_fut.result()
+        except Exception:
+            log.exception("ARC verification failed for ip=%s", ip)
+            arc_result = None
+    elif arc_fut is not None:
+        arc_fut.add_done_callback(_consume)
+        arc_result = arc.unfinished(BUDGET_EXHAUSTED)
+        log.info("ARC for ip=%s: DNS budget of %.1f s exhausted, temperror", ip, budget)
+    return Checks(spf_result, dkim_results, discoveries, problem, arc_result)

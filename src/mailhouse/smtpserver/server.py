@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailhouse.accounts import sasl_flow
 from mailhouse.config import Listener
+from mailhouse.delivery.local import Folder
 from mailhouse.delivery.policy import NOT_OWNER
 from mailhouse.delivery.sendlimits import RECIPIENTS_EXCEEDED
 from mailhouse.log import ConnLogger, safe
@@ -138,6 +139,7 @@ class SmtpSession:
         self.local: dict[int, Account] = {}
         self.remote: list[tuple[str, dict[str, str | None]]] = []
         self.rcpt_for_header: list[str] = []
+        self.forwarded_by = ""  # a hosted domain whose alias forwards outside (ARC seal, RFC 8617)
         self._drop_message()
         self._queue_id: str | None = None
 
@@ -386,6 +388,8 @@ class SmtpSession:
                 self.local[acc.id] = acc
             for addr in verdict.remote:
                 self.remote.append((addr, ev.params))
+            if verdict.remote and self.user is None:
+                self.forwarded_by = self.forwarded_by or ev.path.domain
             self.rcpt_for_header.append(ev.path.mailbox)
         await self.reply(verdict.reply)
 
@@ -482,9 +486,15 @@ class SmtpSession:
 
     async def _accept(self, body: SpooledMessage) -> Reply:
         sender = self.sender or ""
+        folder = Folder.INBOX
         if self.mode == "smtp" and self.cfg.verify_inbound:
             helo = (self.core.helo_name or b"").decode("ascii", "replace")
-            body = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
+            body, verdict = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
+            if verdict.action is inbound.Action.REJECT:  # RFC 7489 §10.3: refuse, never bounce later
+                self.log.info("refused from=<%s>: %s", safe(sender), verdict.reason)
+                return Reply(550, "5.7.1", "Message rejected by the sender domain's DMARC policy")
+            if verdict.action is inbound.Action.JUNK:
+                folder = Folder.JUNK
         message = body.prepend(self._received())
         reply = await self.svc.envelope.accept(
             message,
@@ -494,6 +504,8 @@ class SmtpSession:
             queue_id=self.queue_id,
             submitted_by=self.user if self.mode != "smtp" else None,
             mail_params=self.mail_params,
+            folder=folder,
+            forwarded_by=self.forwarded_by,
         )
         if reply.code != 250:
             return reply

@@ -576,7 +576,9 @@ class WordIndex(Protocol):
     async def clear_index(self, account_id: int | None = None) -> int: ...
 
 
-class Store(Directory, MailIndex, Acls, MaildropLocks, Queue, Limits, SpamLearning, ChangeFeed, WordIndex, Protocol):
+class Store(
+    Directory, MailIndex, Acls, MaildropLocks, Queue, Limits, SpamLearning, ChangeFeed, WordIndex, Protocol
+):
     """Everything a Mailhouse node needs; `blobs` is the blob store."""
 
     @property
