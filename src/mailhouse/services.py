@@ -30,6 +30,7 @@ from mailhouse.delivery.sendlimits import SendLimits
 from mailhouse.delivery.submission import Submission
 from mailhouse.mailauth.dkim import DkimSigner
 from mailhouse.queue.runner import QueueRunner
+from mailhouse.reports.intake import ReportIntake
 from mailhouse.store import open_store
 from mailhouse.store.api import Store
 
@@ -62,7 +63,8 @@ async def build(cfg: Config) -> Services:
     store = open_store(cfg.store, cfg.data_dir)
     await store.open()
     resolver = Resolver(store)
-    local = LocalDelivery(store, resolver)
+    intake = ReportIntake(store, cfg.report_addresses, cfg.reports_folder) if cfg.reports_enabled else None
+    local = LocalDelivery(store, resolver, reports=intake)
     outbound = QueueRunner(cfg, store, resolver, local)
     envelope = EnvelopeService(
         EnvelopePolicy(store, resolver, local),

@@ -18,6 +18,7 @@ from mailhouse.cli import ban as cli_ban
 from mailhouse.cli import mail as cli_mail
 from mailhouse.cli import mailbox as cli_mailbox
 from mailhouse.cli import queue as cli_queue
+from mailhouse.cli import report as cli_report
 from mailhouse.cli import store as cli_store
 from mailhouse.cli.common import Handler, with_store
 from mailhouse.store.api import StoreError
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_store.register,
         cli_ban.register,
         cli_mailbox.register,
+        cli_report.register,
     ):
         register(sub)
     return p

@@ -37,6 +37,7 @@ from mailhouse.store.api import (
     Mark,
     MessageRecord,
     QueueEntry,
+    ReportSummary,
     ScramKeys,
     StoreError,
     Usage,
@@ -196,6 +197,12 @@ class Tx(Protocol):
     async def marks(self, prefix: str) -> list[Mark]: ...  # keys starting with PREFIX (not LIKE), by key
     async def delete_mark(self, key: str) -> bool: ...
     async def purge_limits(self, now: float, events_before: float) -> int: ...
+
+    # ---------------------------------------------------------------- received reports (store/reports.py)
+    async def insert_report(self, r: ReportSummary) -> bool: ...  # False when the key exists (no change)
+    async def reports(self, domain: str, kind: str, since: float) -> list[ReportSummary]: ...
+
+    # end >= SINCE, ordered by (begin, org, report_id)
 
 
 class Transfer(Protocol):

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mailhouse.store import acl, directory, limits, mail, queue
+from mailhouse.store import acl, directory, limits, mail, queue, reports
 from mailhouse.store.api import (
     Account,
     AclEntry,
@@ -34,6 +34,8 @@ from mailhouse.store.api import (
     NewMessage,
     NotFound,
     QueueEntry,
+    ReportKind,
+    ReportSummary,
     ScramKeys,
     SharedMailbox,
     Usage,
@@ -323,6 +325,13 @@ class MailStore:
 
     async def purge_limits(self, now: float, events_before: float) -> int:
         return await self.backend.write(lambda tx: tx.purge_limits(now, events_before))
+
+    # ---------------------------------------------------------------- received reports (DMARC, TLS-RPT)
+    async def add_report(self, summary: ReportSummary) -> bool:
+        return await self.backend.write(lambda tx: reports.add_report(tx, summary))
+
+    async def list_reports(self, domain: str, kind: ReportKind, since: float) -> list[ReportSummary]:
+        return await self.backend.read(lambda tx: reports.list_reports(tx, domain, kind, since))
 
     # ---------------------------------------------------------------- queue
     async def enqueue(self, entry: QueueEntry, blob: bytes | SpooledMessage | None = None) -> None:

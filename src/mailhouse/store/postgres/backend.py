@@ -46,6 +46,7 @@ from mailhouse.store.postgres.limits import LimitsTx
 from mailhouse.store.postgres.locks import PgLease, PgMaildropLocks
 from mailhouse.store.postgres.mail import MailTx
 from mailhouse.store.postgres.queue import QueueTx
+from mailhouse.store.postgres.reports import ReportsTx
 from mailhouse.store.postgres.transfer import PgTransfer
 from mailhouse.store.store import MailStore
 
@@ -54,7 +55,7 @@ T = TypeVar("T")
 __all__ = ["PgBlobStore", "PgTx", "PostgresBackend", "PostgresStore", "split_url"]
 
 
-class PgTx(DirectoryTx, MailTx, QueueTx, LimitsTx, FeedTx):
+class PgTx(DirectoryTx, MailTx, QueueTx, LimitsTx, ReportsTx, FeedTx):
     """`store.backend.Tx` on one asyncpg connection."""
 
     def __init__(self, c: Conn, db_blobs: bool) -> None:

@@ -122,4 +122,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(mailbox_id, account_id, uid));
     CREATE INDEX seen_account ON seen(account_id);
     """,
+    # 9: received DMARC/TLS-RPT report summaries (store/reports.py), see the SQLite schema's migration 9
+    """
+    CREATE TABLE reports(domain TEXT COLLATE "C" NOT NULL, kind TEXT COLLATE "C" NOT NULL,
+        org TEXT COLLATE "C" NOT NULL, report_id TEXT COLLATE "C" NOT NULL,
+        begin_at DOUBLE PRECISION NOT NULL, end_at DOUBLE PRECISION NOT NULL,
+        received DOUBLE PRECISION NOT NULL, rows TEXT NOT NULL, PRIMARY KEY(domain, kind, org, report_id));
+    CREATE INDEX reports_end ON reports(domain, kind, end_at);
+    """,
 ]

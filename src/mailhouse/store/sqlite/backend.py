@@ -32,6 +32,7 @@ from mailhouse.store.sqlite.feed import FeedTx, Poller
 from mailhouse.store.sqlite.limits import LimitsTx
 from mailhouse.store.sqlite.mail import MailTx
 from mailhouse.store.sqlite.queue import QueueTx
+from mailhouse.store.sqlite.reports import ReportsTx
 from mailhouse.store.sqlite.transfer import SqliteTransfer
 from mailhouse.store.store import MailStore
 
@@ -40,7 +41,7 @@ T = TypeVar("T")
 __all__ = ["INLINE_BLOB_MAX", "HybridBlobStore", "SqliteBackend", "SqliteStore", "SqliteTx"]
 
 
-class SqliteTx(DirectoryTx, MailTx, QueueTx, LimitsTx, FeedTx):
+class SqliteTx(DirectoryTx, MailTx, QueueTx, LimitsTx, ReportsTx, FeedTx):
     """`store.backend.Tx` on one sqlite3 connection (methods never suspend)."""
 
     __slots__ = ("c", "published")

@@ -106,4 +106,12 @@ MIGRATIONS: list[str | list[str]] = [
         " uid INTEGER NOT NULL, PRIMARY KEY(mailbox_id, account_id, uid)) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS seen_account ON seen(account_id)",
     ],
+    # 9: summaries of DMARC aggregate and TLS-RPT reports received for hosted domains
+    # (store/reports.py); the key makes a report delivered twice count once
+    [
+        "CREATE TABLE IF NOT EXISTS reports(domain TEXT NOT NULL, kind TEXT NOT NULL, org TEXT NOT NULL,"
+        " report_id TEXT NOT NULL, begin_at REAL NOT NULL, end_at REAL NOT NULL, received REAL NOT NULL,"
+        " rows TEXT NOT NULL, PRIMARY KEY(domain, kind, org, report_id)) WITHOUT ROWID",
+        "CREATE INDEX IF NOT EXISTS reports_end ON reports(domain, kind, end_at)",
+    ],
 ]
