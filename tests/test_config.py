@@ -238,7 +238,11 @@ def test_max_inflight_bytes_default_and_key() -> None:
 def test_reports_keys() -> None:
     """Issue 14 §2: [reports] enabled, dmarc_address, tlsrpt_address, folder."""
     cfg = config.from_dict({})
-    assert (cfg.reports_enabled, cfg.report_addresses, cfg.reports_folder) == (True, ("postmaster",), "Reports")
+    assert (cfg.reports_enabled, cfg.report_addresses, cfg.reports_folder) == (
+        True,
+        ("postmaster",),
+        "Reports",
+    )
     cfg = config.from_dict(
         {"reports": {"enabled": False, "dmarc_address": "DMARC-Reports", "tlsrpt_address": "tls@example.org"}}
     )
