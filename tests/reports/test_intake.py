@@ -134,3 +134,26 @@ def test_report_to_other_address_stays_in_inbox(mh: MailhouseProcess) -> None:
 def test_report_command_errors(mh: MailhouseProcess) -> None:
     r = mh.cli("report", "dmarc", "nothosted.example", check=False)
     assert r.returncode == 1 and "not hosted" in r.stderr
+
+
+def _big_dmarc(records: int) -> bytes:
+    xml = samples.google_dmarc(report_id="big-1")
+    row = xml[xml.index(b"<record>", xml.index(b"</record>")) : xml.rindex(b"</record>") + len(b"</record>")]
+    return xml.replace(b"</feedback>", row * records + b"</feedback>")
+
+
+def test_big_report_parsed_and_huge_report_kept(mh: MailhouseProcess) -> None:
+    # a big but legal report, sent uncompressed (spooled to disk by the server): parsed
+    big = _big_dmarc(20_000)
+    assert len(big) > 4 << 20
+    send(mh, samples.report_message(big, ctype="text/xml", filename="google.com!example.org!1!2.xml"))
+    out = mh.cli("report", "dmarc", "example.org").stdout
+    assert f"1 reports, {42 + 7 * 20_001} messages" in out, out
+    # a report message above archive.MAX_MESSAGE_BYTES: not parsed, kept in Reports, error logged
+    huge = samples.report_message(
+        b"\0" * (17 << 20), ctype="application/gzip", subject="Report Domain: example.org Report-ID: <huge>"
+    )
+    send(mh, huge)
+    assert [s for s in folder_subjects(mh, PM, "Reports") if "<huge>" in s]
+    assert "report message larger than" in mh.logtext()
+    assert "1 reports" in mh.cli("report", "dmarc", "example.org").stdout
