@@ -8,6 +8,8 @@ import io
 import zipfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailhouse.reports import archive, dmarc_in, tlsrpt_in
 from mailhouse.reports.archive import Attachment, ReportError, find_report, unpack
@@ -67,8 +69,14 @@ def test_xxe_refused() -> None:
 
 @pytest.mark.parametrize(
     "xml",
-    [b"<feedback><report_metadata>", b"not xml at all", b"<other/>", b"<feedback/>"],
-    ids=["truncated", "garbage", "wrong-root", "empty"],
+    [
+        b"<feedback><report_metadata>",
+        b"not xml at all",
+        b"<other/>",
+        b"<feedback/>",
+        b'<?xml version="1.0" encoding="bogus"?><feedback/>',
+    ],
+    ids=["truncated", "garbage", "wrong-root", "empty", "unknown-encoding"],
 )
 def test_malformed_xml_refused(xml: bytes) -> None:
     with pytest.raises(ReportError):
@@ -142,3 +150,26 @@ def test_find_report_kinds() -> None:
     att = find_report(t)
     assert att is not None and att.kind is ReportKind.TLSRPT
     assert find_report(b"From: a@b\r\nSubject: hello\r\n\r\nJust mail.\r\n") is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000))
+def test_fuzz_parsers_raise_only_report_error(data: bytes) -> None:
+    for fn in (dmarc_in.parse, tlsrpt_in.parse, lambda b: unpack(_att(b))):
+        try:
+            fn(data)
+        except ReportError:
+            pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=0, max_value=2000))
+def test_fuzz_truncated_report_raises_only_report_error(cut: int) -> None:
+    for doc, parse in (
+        (samples.google_dmarc(now=1), dmarc_in.parse),
+        (samples.tlsrpt(now=1), tlsrpt_in.parse),
+    ):
+        try:
+            parse(doc[:cut])
+        except ReportError:
+            pass

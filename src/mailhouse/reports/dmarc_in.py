@@ -92,7 +92,7 @@ def parse(xml: bytes) -> DmarcReport:
         root = SafeET.fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as e:
         raise ReportError(f"unsafe XML refused: {type(e).__name__}") from None
-    except ET.ParseError as e:
+    except (ET.ParseError, LookupError, ValueError) as e:  # LookupError: an unknown encoding declared
         raise ReportError(f"malformed XML: {e}") from None
     if _local(root.tag) != "feedback":  # RFC 7489 Appendix C: <feedback> is the root
         raise ReportError(f"not a DMARC aggregate report (root <{_local(root.tag)}>)")
