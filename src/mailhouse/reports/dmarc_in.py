@@ -10,6 +10,7 @@ Invariants: at most `MAX_RECORDS` records are read; a report without ``report_me
 
 from __future__ import annotations
 
+import functools
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ class DmarcReport:
     rows: tuple[DmarcRow, ...]
 
 
+@functools.lru_cache(maxsize=256)  # a report repeats a few dozen tag names thousands of times
 def _local(tag: str) -> str:
     return tag.rpartition("}")[2] if tag.startswith("{") else tag
 
