@@ -262,3 +262,20 @@ def test_spam_bayes_keys() -> None:
     ):
         with pytest.raises(config.ConfigError, match=key.replace(".", r"\.")):
             config.from_dict({"spam": bad})
+
+
+def test_reports_keys() -> None:
+    """Issue 14 §2: [reports] enabled, dmarc_address, tlsrpt_address, folder."""
+    cfg = config.from_dict({})
+    assert (cfg.reports_enabled, cfg.report_addresses, cfg.reports_folder) == (
+        True,
+        ("postmaster",),
+        "Reports",
+    )
+    cfg = config.from_dict(
+        {"reports": {"enabled": False, "dmarc_address": "DMARC-Reports", "tlsrpt_address": "tls@example.org"}}
+    )
+    assert (cfg.reports_enabled, cfg.report_addresses) == (False, ("dmarc-reports", "tls@example.org"))
+    for bad in ({"folder": "INBOX"}, {"dmarc_address": "@x"}, {"enabled": "yes"}, {"sender": "x"}):
+        with pytest.raises(config.ConfigError, match="reports"):
+            config.from_dict({"reports": bad})

@@ -203,6 +203,12 @@ class Config:
     # 1000 recipients a day sits between Gmail's 500 and Google Workspace's 2000.
     send_rate: int = 30  # message transactions per minute (submission and webmail)
     recipients_per_day: int = 1000  # accepted recipients per 24 h (submission and webmail)
+    # [reports] (issue 14 §2): reports mailed to these addresses — local parts on every hosted
+    # domain, or whole addresses — are summarised (`mailhouse report`) and filed into `folder`;
+    # the default is the rua address `mailhouse dns` publishes
+    reports_enabled: bool = True
+    report_addresses: tuple[str, ...] = ("postmaster",)
+    reports_folder: str = "Reports"
     source_path: str = "<defaults>"
 
     def is_trusted(self, ip: str) -> bool:
@@ -308,6 +314,7 @@ _TOP_KEYS = {
     "web",
     "connections",
     "spam",
+    "reports",
 }
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
@@ -352,6 +359,7 @@ _TABLE_KEYS = {
     "dmarc": {"enforce", "allow", "trusted_arc_sealers"},
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
+    "reports": {"enabled", "dmarc_address", "tlsrpt_address", "folder"},
 }
 _ROUTE_KEYS = {"host", "port", "username", "password", "tls"}
 
@@ -509,6 +517,7 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         cfg.pregreet_fail_ttl = _nonneg_number(
             server["smtp_pregreet_fail_ttl"], path, "server.smtp_pregreet_fail_ttl"
         )
+    _reports(cfg, _table(data, "reports", path), path)
     web = _table(data, "web", path)
     if "forwarded_allow_ips" in web:
         cfg.forwarded_allow_ips = _networks(web["forwarded_allow_ips"], path, "web.forwarded_allow_ips")
@@ -609,6 +618,23 @@ def _connections(cfg: Config, t: dict[str, Any], path: str) -> None:
     ):
         if key in t:
             setattr(cfg, attr, _count(t[key], path, f"connections.{key}"))
+
+
+def _reports(cfg: Config, t: dict[str, Any], path: str) -> None:
+    if "enabled" in t:
+        cfg.reports_enabled = _bool(t["enabled"], path, "reports.enabled")
+    addresses = []
+    for key in ("dmarc_address", "tlsrpt_address"):
+        v = t.get(key, "postmaster")
+        if not isinstance(v, str) or not v.strip() or v.startswith("@") or v.endswith("@"):
+            raise ConfigError(path, f"reports.{key}", "must be a local part or an address")
+        addresses.append(v.strip().lower())
+    cfg.report_addresses = tuple(dict.fromkeys(addresses))
+    if "folder" in t:
+        v = t["folder"]
+        if not isinstance(v, str) or not v.strip() or v.upper() == "INBOX":
+            raise ConfigError(path, "reports.folder", "must be a mailbox name other than INBOX")
+        cfg.reports_folder = v.strip()
 
 
 def _table(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from mailhouse.delivery.submission import Submission
 from mailhouse.mailauth.dkim import DkimSigner
 from mailhouse.message import fts_text
 from mailhouse.queue.runner import QueueRunner
+from mailhouse.reports.intake import ReportIntake
 from mailhouse.spam.bayes import Bayes
 from mailhouse.spam.learning import Learning
 from mailhouse.spam.userlists import UserLists
@@ -68,7 +69,8 @@ async def build(cfg: Config) -> Services:
     store = open_store(cfg.store, cfg.data_dir, indexer=fts_text.extract)  # issue 13 §4
     await store.open()
     resolver = Resolver(store)
-    local = LocalDelivery(store, resolver)
+    intake = ReportIntake(store, cfg.report_addresses, cfg.reports_folder) if cfg.reports_enabled else None
+    local = LocalDelivery(store, resolver, reports=intake)
     outbound = QueueRunner(cfg, store, resolver, local)
     lists = UserLists(store)
     bayes = Bayes(

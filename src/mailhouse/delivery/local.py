@@ -12,6 +12,9 @@ path (`delivery.accept`) and the queue runner (hosted recipients found in the qu
 `Folder.JUNK` is the account's special-use ``\\Junk`` mailbox (RFC 6154 §2), found by its
 attribute whatever its name, and created as ``Junk`` when the account has none.
 
+Reports: a report mailed to a hosted domain's report address (`reports.intake`) is summarised
+before it is filed, and filed into the Reports folder instead of INBOX (kept even when malformed).
+
 Invariants: `deliver` returns only after the blob is fsynced and the index committed;
 the delivery key `<queue id>:<account id>` makes a repeated delivery of the same
 message (recovery after a crash) a no-op, so nobody ever gets two copies.
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailhouse.accounts.resolve import Resolver
+from mailhouse.reports.intake import ReportIntake
 from mailhouse.store.api import Account, AlreadyExists, MessageRecord, NewMessage, Store
 from mailhouse.store.crlf import to_crlf
 from mailhouse.store.spool import SpooledMessage
@@ -58,10 +62,30 @@ class DeliveryResult:
 class LocalDelivery:
     """Files messages into hosted mailboxes; CLOCK gives INTERNALDATE (seconds since the epoch)."""
 
-    def __init__(self, store: Store, resolver: Resolver, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        resolver: Resolver,
+        clock: Callable[[], float] = time.time,
+        reports: ReportIntake | None = None,
+    ) -> None:
         self.store = store
         self.resolver = resolver
         self.clock = clock
+        self.reports = reports
+
+    async def _report_folder(
+        self, data: bytes | SpooledMessage, accounts: list[Account], queue_id: str
+    ) -> str:
+        """The Reports folder when DATA is a report for one of ACCOUNTS' report addresses, else ""."""
+        intake = self.reports
+        if intake is None:
+            return ""
+        acc = next((a for a in accounts if intake.is_report_address(a.address)), None)
+        if acc is None:
+            return ""
+        result = await intake.take(data, acc.address.rpartition("@")[2], queue_id)
+        return intake.folder if result.is_report else ""
 
     async def quota_state(self, account: Account, incoming: int = 0) -> QuotaState:
         if not account.quota_bytes and not account.quota_messages:
@@ -96,11 +120,21 @@ class LocalDelivery:
         over: list[Account] = []
         now = self.clock()
         resolver = self.resolver
+        report_folder = await self._report_folder(data, accounts, queue_id) if mailbox == "INBOX" else ""
         for acc in accounts:
             if (await self.quota_state(acc, size)).over:
                 over.append(acc)
                 continue
             mb_id = await self._junk_id(acc) if folder is Folder.JUNK else None
+            if (
+                not mb_id
+                and report_folder
+                and self.reports is not None
+                and self.reports.is_report_address(acc.address)
+            ):
+                mb_id = await resolver.mailbox_id(acc.id, report_folder) or await self._create(
+                    acc.id, report_folder
+                )
             mb_id = (
                 mb_id
                 or await resolver.mailbox_id(acc.id, mailbox)
@@ -134,3 +168,10 @@ class LocalDelivery:
         except AlreadyExists:  # made meanwhile by another delivery or the user
             again = await self.store.get_mailbox(acc.id, JUNK_NAME)
             return again.id if again is not None else None
+
+    async def _create(self, account_id: int, name: str) -> int | None:
+        try:
+            return (await self.store.create_mailbox(account_id, name)).id
+        except AlreadyExists:  # made meanwhile by another delivery (the resolver may cache its absence)
+            mb = await self.store.get_mailbox(account_id, name)
+            return mb.id if mb else None

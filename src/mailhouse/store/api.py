@@ -245,6 +245,27 @@ class Mark:
     expires: float  # epoch seconds
 
 
+class ReportKind(enum.Enum):
+    """The reports that arrive for hosted domains (`reports/`, `store/reports.py`)."""
+
+    DMARC = "dmarc"  # RFC 7489 §7.2 aggregate report
+    TLSRPT = "tlsrpt"  # RFC 8460 SMTP TLS report
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSummary:
+    """One received report, summarised: (domain, kind, org, report_id) identifies it."""
+
+    domain: str  # the hosted domain it reports on
+    kind: ReportKind
+    org: str  # reporting organisation
+    report_id: str
+    begin: float  # date range, epoch seconds
+    end: float
+    received: float
+    rows: str  # JSON list: per source (DMARC) or per policy (TLS-RPT), see reports/intake.py
+
+
 @dataclass(slots=True)
 class QueueRecipient:
     address: str
@@ -489,6 +510,15 @@ class SpamLearning(Protocol):
     async def sender_list_match(self, account_id: int, entries: Sequence[str]) -> dict[str, ListKind]: ...
 
 
+class Reports(Protocol):
+    """Summaries of the DMARC and TLS-RPT reports received for hosted domains (`store/reports.py`)."""
+
+    async def add_report(self, summary: ReportSummary) -> bool: ...  # False: a duplicate, not stored
+    async def list_reports(self, domain: str, kind: ReportKind, since: float) -> list[ReportSummary]: ...
+
+    # reports whose date range ends at or after SINCE, oldest first
+
+
 class Subscription(Protocol):
     """One subscriber's view of the change feed: registered in this process when `subscribe`
     returns (changes committed after that reach it); ``await sub`` additionally waits until the
@@ -577,7 +607,17 @@ class WordIndex(Protocol):
 
 
 class Store(
-    Directory, MailIndex, Acls, MaildropLocks, Queue, Limits, SpamLearning, ChangeFeed, WordIndex, Protocol
+    Directory,
+    MailIndex,
+    Acls,
+    MaildropLocks,
+    Queue,
+    Limits,
+    SpamLearning,
+    Reports,
+    ChangeFeed,
+    WordIndex,
+    Protocol,
 ):
     """Everything a Mailhouse node needs; `blobs` is the blob store."""
 

@@ -39,6 +39,7 @@ from mailhouse.store.api import (
     Mark,
     MessageRecord,
     QueueEntry,
+    ReportSummary,
     ScramKeys,
     StoreError,
     Usage,
@@ -229,6 +230,12 @@ class Tx(Protocol):
     async def set_spam_list_entry(self, account_id: int, entry: str, kind: str | None) -> bool: ...
 
     # insert or replace (None removes); whether a row changed
+
+    # ---------------------------------------------------------------- received reports (store/reports.py)
+    async def insert_report(self, r: ReportSummary) -> bool: ...  # False when the key exists (no change)
+    async def reports(self, domain: str, kind: str, since: float) -> list[ReportSummary]: ...
+
+    # end >= SINCE, ordered by (begin, org, report_id)
 
 
 class Transfer(Protocol):

@@ -63,6 +63,7 @@ TABLES: dict[str, str] = {
     "changes": "SQLite change-feed log: transient, not copied",
     "schema_version": "PostgreSQL: set by migrations",
     "limit_events": "login-failure and send-rate counters: transient (minutes to a day), not copied",
+    "reports": "received DMARC/TLS-RPT summaries: not copied (the report messages stay in each Reports folder)",
     "limit_marks": "bans and pregreet results: expiring, not copied (re-add lasting bans with `mailhouse ban add`)",
     "fts_docs": "full-text index: derived from the messages, not copied (run `mailhouse index backfill`"
     " on the destination; until then searches scan)",

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mailhouse.store import acl, directory, fts, limits, mail, queue, spam
+from mailhouse.store import acl, directory, fts, limits, mail, queue, reports, spam
 from mailhouse.store.api import (
     Account,
     AclEntry,
@@ -40,6 +40,8 @@ from mailhouse.store.api import (
     NewMessage,
     NotFound,
     QueueEntry,
+    ReportKind,
+    ReportSummary,
     ScramKeys,
     SharedMailbox,
     TrainKind,
@@ -413,6 +415,13 @@ class MailStore:
 
     async def sender_list_match(self, account_id: int, entries: Sequence[str]) -> dict[str, ListKind]:
         return await self.backend.read(lambda tx: spam.sender_list_match(tx, account_id, entries), quick=True)
+
+    # ---------------------------------------------------------------- received reports (DMARC, TLS-RPT)
+    async def add_report(self, summary: ReportSummary) -> bool:
+        return await self.backend.write(lambda tx: reports.add_report(tx, summary))
+
+    async def list_reports(self, domain: str, kind: ReportKind, since: float) -> list[ReportSummary]:
+        return await self.backend.read(lambda tx: reports.list_reports(tx, domain, kind, since))
 
     # ---------------------------------------------------------------- queue
     async def enqueue(self, entry: QueueEntry, blob: bytes | SpooledMessage | None = None) -> None:

@@ -26,6 +26,7 @@ from mailhouse.accounts import shared
 from mailhouse.accounts.admin import MIN_PASSWORD, Admin, AdminError
 from mailhouse.delivery.sendlimits import SendOverrides, get_overrides, set_overrides
 from mailhouse.mailauth.dnsrecords import Record, records
+from mailhouse.reports.views import load_dmarc, load_tls
 from mailhouse.store.acl import is_shared_account
 from mailhouse.store.api import AlreadyExists, Conflict, NotFound, StoreError
 from mailhouse.web.common import checked_form, redirect, render, require_admin, state
@@ -159,6 +160,9 @@ async def dns_rows(request: Request, domain: str) -> list[DnsRow]:
     return list(await asyncio.gather(*(look(r) for r in want)))
 
 
+REPORT_DAYS = 30  # the domain page summarises the DMARC / TLS-RPT reports of the last 30 days
+
+
 async def admin_domain(request: Request) -> Response:
     user = await require_admin(request)
     request.state.user = user
@@ -183,6 +187,8 @@ async def admin_domain(request: Request) -> Response:
         shares=shares,
         shared_accounts={a.address for a, _, _ in users if is_shared_account(a)},
         dns=await dns_rows(request, d.name),
+        dmarc=await load_dmarc(store, d.name, REPORT_DAYS),  # issue 14 §2: reports received
+        tlsrpt=await load_tls(store, d.name, REPORT_DAYS),
         error=shown_error(request),
     )
 

@@ -139,4 +139,12 @@ MIGRATIONS: list[str] = [
     CREATE TABLE spam_lists(account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
         entry TEXT COLLATE "C" NOT NULL, kind TEXT NOT NULL, PRIMARY KEY(account_id, entry));
     """,
+    # 11: received DMARC/TLS-RPT report summaries (store/reports.py), see the SQLite schema's migration 11
+    """
+    CREATE TABLE reports(domain TEXT COLLATE "C" NOT NULL, kind TEXT COLLATE "C" NOT NULL,
+        org TEXT COLLATE "C" NOT NULL, report_id TEXT COLLATE "C" NOT NULL,
+        begin_at DOUBLE PRECISION NOT NULL, end_at DOUBLE PRECISION NOT NULL,
+        received DOUBLE PRECISION NOT NULL, rows TEXT NOT NULL, PRIMARY KEY(domain, kind, org, report_id));
+    CREATE INDEX reports_end ON reports(domain, kind, end_at);
+    """,
 ]

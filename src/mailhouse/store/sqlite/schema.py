@@ -126,4 +126,12 @@ MIGRATIONS: list[str | list[str]] = [
         "CREATE TABLE IF NOT EXISTS spam_lists(account_id INTEGER NOT NULL REFERENCES accounts(id)"
         " ON DELETE CASCADE, entry TEXT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY(account_id, entry))",
     ],
+    # 11: summaries of DMARC aggregate and TLS-RPT reports received for hosted domains
+    # (store/reports.py); the key makes a report delivered twice count once
+    [
+        "CREATE TABLE IF NOT EXISTS reports(domain TEXT NOT NULL, kind TEXT NOT NULL, org TEXT NOT NULL,"
+        " report_id TEXT NOT NULL, begin_at REAL NOT NULL, end_at REAL NOT NULL, received REAL NOT NULL,"
+        " rows TEXT NOT NULL, PRIMARY KEY(domain, kind, org, report_id)) WITHOUT ROWID",
+        "CREATE INDEX IF NOT EXISTS reports_end ON reports(domain, kind, end_at)",
+    ],
 ]
