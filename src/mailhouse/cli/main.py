@@ -20,8 +20,8 @@ from mailhouse.cli import index as cli_index
 from mailhouse.cli import mail as cli_mail
 from mailhouse.cli import mailbox as cli_mailbox
 from mailhouse.cli import queue as cli_queue
-from mailhouse.cli import spam_train as cli_spam_train
 from mailhouse.cli import report as cli_report
+from mailhouse.cli import spam_train as cli_spam_train
 from mailhouse.cli import store as cli_store
 from mailhouse.cli.common import Handler, with_store
 from mailhouse.delivery.sendlimits import SendOverrides, get_overrides, set_overrides

@@ -48,8 +48,8 @@ from mailhouse.store.postgres.limits import LimitsTx
 from mailhouse.store.postgres.locks import PgLease, PgMaildropLocks
 from mailhouse.store.postgres.mail import MailTx
 from mailhouse.store.postgres.queue import QueueTx
-from mailhouse.store.postgres.spam import SpamTx
 from mailhouse.store.postgres.reports import ReportsTx
+from mailhouse.store.postgres.spam import SpamTx
 from mailhouse.store.postgres.transfer import PgTransfer
 from mailhouse.store.store import MailStore
 

@@ -34,8 +34,8 @@ from mailhouse.store.sqlite.fts import FtsTx
 from mailhouse.store.sqlite.limits import LimitsTx
 from mailhouse.store.sqlite.mail import MailTx
 from mailhouse.store.sqlite.queue import QueueTx
-from mailhouse.store.sqlite.spam import SpamTx
 from mailhouse.store.sqlite.reports import ReportsTx
+from mailhouse.store.sqlite.spam import SpamTx
 from mailhouse.store.sqlite.transfer import SqliteTransfer
 from mailhouse.store.store import MailStore
 
