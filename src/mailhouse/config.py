@@ -3,7 +3,7 @@
 Keys (DESIGN.md §Operator interface): `hostname`, `data_dir`; `[listen]` with one key per
 service (`"host:port"` or a list of them — a missing key means that service is off), keyed
 in `Config.listen` by `Listener`;
-`[tls] cert`, `key`; `[store] url`; `[dns] nameservers`. Without a config file every
+`[tls] cert`, `key`, `ca_file` (extra CAs for outbound verification); `[store] url`; `[dns] nameservers`. Without a config file every
 service listens on 127.0.0.1 at an unprivileged port so a first try just works.
 
 Invariant: every error names the file, the key and what is wrong (`ConfigError`).
@@ -87,7 +87,12 @@ class Route:
     port: int = 25
     username: str | None = None
     password: str | None = None
-    tls: str = "opportunistic"  # "opportunistic" | "required" | "implicit" | "none"
+    # "required" (STARTTLS, certificate chain + host name verified; the default for routes),
+    # "implicit" (TLS from the first byte, verified), "encrypt" (STARTTLS, not verified),
+    # "opportunistic" (STARTTLS when offered, not verified), "none" (plaintext)
+    tls: str = "required"
+    # AUTH is sent only over a verified connection unless this is set (issue 15 item 1)
+    auth_over_unverified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,8 @@ class Config:
     listen: dict[Listener, list[tuple[str, int]]]
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # [tls] ca_file: extra CAs trusted for every outbound verification (system store + these)
+    tls_ca_file: Path | None = None
     store_url: str = ""
     dns_nameservers: list[tuple[str, int]] = field(default_factory=list)
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -229,6 +236,9 @@ def _nameserver(value: str, path: str, key: str) -> tuple[str, int]:
     return value.strip("[]"), 53
 
 
+ROUTE_TLS_MODES = ("required", "implicit", "encrypt", "opportunistic", "none")
+
+
 def _route(value: Any, path: str, key: str) -> Route:
     if isinstance(value, str):
         host, port = parse_hostport(value if ":" in value else value + ":25", path, key)
@@ -243,9 +253,14 @@ def _route(value: Any, path: str, key: str) -> Route:
     r = Route(str(value["host"]), int(value.get("port", 25)))
     r.username = value.get("username")
     r.password = value.get("password")
-    r.tls = str(value.get("tls", "opportunistic"))
-    if r.tls not in ("opportunistic", "required", "implicit", "none"):
-        raise ConfigError(path, f"{key}.tls", f"unknown TLS mode {r.tls!r}")
+    r.tls = str(value.get("tls", "required"))
+    if r.tls not in ROUTE_TLS_MODES:
+        raise ConfigError(
+            path, f"{key}.tls", f"unknown TLS mode {r.tls!r} (known: {', '.join(ROUTE_TLS_MODES)})"
+        )
+    r.auth_over_unverified = _bool(
+        value.get("auth_over_unverified", False), path, f"{key}.auth_over_unverified"
+    )
     return r
 
 
@@ -293,7 +308,7 @@ _TOP_KEYS = {
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
 _TABLE_KEYS = {
-    "tls": {"cert", "key"},
+    "tls": {"cert", "key", "ca_file"},
     "store": {"url"},
     "dns": {"nameservers"},
     "limits": {
@@ -329,7 +344,7 @@ _TABLE_KEYS = {
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
 }
-_ROUTE_KEYS = {"host", "port", "username", "password", "tls"}
+_ROUTE_KEYS = {"host", "port", "username", "password", "tls", "auth_over_unverified"}
 
 
 def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
@@ -367,6 +382,10 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         for k, p in (("tls.cert", cfg.tls_cert), ("tls.key", cfg.tls_key)):
             if not p.is_file():
                 raise ConfigError(path, k, f"file {p} does not exist")
+    if "ca_file" in tls:
+        cfg.tls_ca_file = (base / str(tls["ca_file"])).resolve()
+        if not cfg.tls_ca_file.is_file():
+            raise ConfigError(path, "tls.ca_file", f"file {cfg.tls_ca_file} does not exist")
     store = _table(data, "store", path)
     if "url" in store:
         url = store["url"]

@@ -117,7 +117,10 @@ class QueueRunner:
         self.clock = clock
         self.router = Router(cfg)
         self.pool = ConnectionPool(
-            cfg.hostname, tls_mod.client_context(), source_addresses=cfg.source_addresses
+            cfg.hostname,
+            tls_mod.client_context(),
+            verify_context=tls_mod.client_context(verify=True, ca_file=cfg.tls_ca_file),
+            source_addresses=cfg.source_addresses,
         )
         self.owner_id = Owner(node_id(cfg.hostname, cfg.data_dir), incarnation, os.getpid())
         self.owner = str(self.owner_id)
@@ -500,6 +503,7 @@ class QueueRunner:
                 tls_mode = route.tls if route else "opportunistic"
                 username = route.username if route else None
                 password = route.password if route else None
+                unverified_ok = route.auth_over_unverified if route else False
                 try:
                     conn = await self.pool.get(
                         target.name,
@@ -508,6 +512,7 @@ class QueueRunner:
                         tls_mode=tls_mode,
                         username=username,
                         password=password,
+                        auth_over_unverified=unverified_ok,
                     )
                 except SmtpError as e:
                     # RFC 5321 §5.1: connection-level trouble → try the next address / MX
@@ -539,6 +544,7 @@ class QueueRunner:
                             username=username,
                             password=password,
                             fresh=True,
+                            auth_over_unverified=unverified_ok,
                         )
                         has_dsn = "DSN" in conn.ext
                         results = await transaction(conn)
