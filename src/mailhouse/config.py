@@ -158,6 +158,11 @@ class Config:
     queue_delay_warning: float = 4 * 3600.0  # Postfix delay_warning_time = 4h
     queue_retry_base: float = 300.0
     queue_retry_max: float = 4000.0
+    # [mta_sts] (RFC 8461, queue/mtasts.py): apply published policies to MX delivery
+    mta_sts_enabled: bool = True
+    mta_sts_fetch_timeout: float = 10.0
+    # test/ops override: policy host → (address, port) instead of DNS and port 443
+    mta_sts_resolve: dict[str, tuple[str, int]] = field(default_factory=dict)
     relayhost: Route | None = None
     routes: dict[str, Route] = field(default_factory=dict)
     dkim_selector: str = "mailhouse"
@@ -300,6 +305,7 @@ _TOP_KEYS = {
     "queue",
     "relayhost",
     "routes",
+    "mta_sts",
     "dkim",
     "mailauth",
     "web",
@@ -343,6 +349,7 @@ _TABLE_KEYS = {
     "mailauth": {"verify_inbound", "dns_budget"},
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
+    "mta_sts": {"enabled", "fetch_timeout", "resolve"},
 }
 _ROUTE_KEYS = {"host", "port", "username", "password", "tls", "auth_over_unverified"}
 
@@ -473,6 +480,17 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         cfg.source_addresses = list(addrs)
     if "outbound_port" in queue:
         cfg.outbound_port = int(_pos_number(queue["outbound_port"], path, "queue.outbound_port"))
+    mta_sts = _table(data, "mta_sts", path)
+    if "enabled" in mta_sts:
+        cfg.mta_sts_enabled = _bool(mta_sts["enabled"], path, "mta_sts.enabled")
+    if "fetch_timeout" in mta_sts:
+        cfg.mta_sts_fetch_timeout = _pos_number(mta_sts["fetch_timeout"], path, "mta_sts.fetch_timeout")
+    resolve = mta_sts.get("resolve", {})
+    if not isinstance(resolve, dict):
+        raise ConfigError(path, "mta_sts.resolve", 'expected a table {"mta-sts.DOMAIN" = "ip:port"}')
+    cfg.mta_sts_resolve = {
+        str(h).lower(): parse_hostport(str(v), path, f"mta_sts.resolve.{h}") for h, v in resolve.items()
+    }
     if "relayhost" in data:
         cfg.relayhost = _route(data["relayhost"], path, "relayhost")
     routes = _table(data, "routes", path)
