@@ -94,7 +94,11 @@ DOMAINS = {
     ),
     "html.test": ("mx.bad.test", Answer(policy("enforce", "mx.bad.test"), content_type="text/html")),
     "cache.test": ("mx.bad.test", Answer(policy("enforce", "mx.bad.test"))),
+    # a Postfix peer as the MX, its certificate from the test CA for mx.pf.test only
+    "pf.test": ("mx.pf.test", Answer(policy("enforce", "*.pf.test"))),
+    "pfname.test": ("mx2.pf.test", Answer(policy("enforce", "*.pf.test"))),
 }
+PF = "127.0.0.23"
 
 
 @dataclass
@@ -111,7 +115,7 @@ class Lab:
 def dns(dns_server_factory: Any) -> Any:
     return dns_server_factory(
         mx={d: [(10, mx)] for d, (mx, _) in DOMAINS.items()},
-        a={"mx.good.test": GOOD, "mx.bad.test": BAD},
+        a={"mx.good.test": GOOD, "mx.bad.test": BAD, "mx.pf.test": PF, "mx2.pf.test": PF},
         txt={f"_mta-sts.{d}": ["v=STSv1; id=20261207a"] for d in DOMAINS},
     )
 
@@ -272,3 +276,29 @@ def test_parse_policy_and_mx_patterns() -> None:
         with pytest.raises(PolicyError):
             parse_policy(bad, "d", "1", 0)
     assert parse_policy("version: STSv1\nmode: none\nmax_age: 1\n", "d", "1", 0).mode is Mode.NONE
+
+
+async def test_enforce_against_a_postfix_mx(lab: Lab, postfix_factory: Any) -> None:
+    """Postfix with a certificate for mx.pf.test from the test CA: pf.test (MX mx.pf.test) is
+    delivered over verified TLS; pfname.test (MX mx2.pf.test, the same Postfix, allowed by the
+    policy's *.pf.test) fails the host name check and is deferred without a transaction."""
+    cert, key = lab.ca.issue("mx.pf.test")
+    pf = postfix_factory(
+        host=PF,
+        port=lab.good.port,
+        domains=["pf.test", "pfname.test"],
+        main={
+            "smtpd_tls_security_level": "may",
+            "smtpd_tls_cert_file": str(cert),
+            "smtpd_tls_key_file": str(key),
+            "smtpd_tls_loglevel": "1",
+        },
+    )
+    cfg = cfg_for(lab)
+    assert await deliver(cfg, "P1", "pf.test") is None
+    (msg,) = await asyncio.to_thread(pf.wait_delivered, 1, "bob@pf.test")
+    assert b"Subject: x" in msg.read_bytes()
+    assert "TLS connection established from" in pf.log(400)
+    entry = await deliver(cfg, "P2", "pfname.test")
+    assert deferred_with(entry, "MTA-STS policy: certificate verification failed for mx2.pf.test")
+    assert pf.delivered("bob@pfname.test") == []
