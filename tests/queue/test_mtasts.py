@@ -302,3 +302,40 @@ async def test_enforce_against_a_postfix_mx(lab: Lab, postfix_factory: Any) -> N
     entry = await deliver(cfg, "P2", "pfname.test")
     assert deferred_with(entry, "MTA-STS policy: certificate verification failed for mx2.pf.test")
     assert pf.delivered("bob@pfname.test") == []
+
+
+async def test_refresh_before_expiry_and_expiry(lab: Lab) -> None:
+    """A cached policy is refetched after half its max_age (before it expires), and once
+    expired with the policy server failing, there is no policy any more (RFC 8461 §5.1)."""
+    from mailhouse.queue.mtasts import MtaSts
+    from mailhouse.queue.routing import Router
+
+    cfg = cfg_for(lab)
+    s = await services.build(cfg)
+    now = [time.time()]
+    router = Router(cfg)
+    mt = MtaSts(
+        s.store,
+        router.txt,
+        router.addresses,
+        tls.client_context(verify=True, ca_file=lab.ca.ca_file),
+        resolve=cfg.mta_sts_resolve,
+        fetch_timeout=1,
+        clock=lambda: now[0],
+    )
+    try:
+        p = await mt.policy("enf.test")
+        assert p is not None and p.mode is Mode.ENFORCE and p.max_age == 86400
+        now[0] += 3600
+        assert await mt.policy("enf.test") == p and len(lab.server.requests) == 1  # cached
+        now[0] += 86400 * 0.5  # past half of max_age: refreshed before expiry
+        p2 = await mt.policy("enf.test")
+        assert p2 is not None and p2.fetched == now[0] and len(lab.server.requests) == 2
+        lab.server.answers["mta-sts.enf.test"] = Answer(b"broken")
+        now[0] += 86400 * 0.6  # refresh fails: the cached (unexpired) policy stays
+        assert await mt.policy("enf.test") == p2 and len(lab.server.requests) == 3
+        now[0] += 86400  # expired, refresh fails: no policy
+        assert await mt.policy("enf.test") is None
+    finally:
+        lab.server.answers["mta-sts.enf.test"] = DOMAINS["enf.test"][1]
+        await s.store.close()
