@@ -3,7 +3,7 @@
 Keys (DESIGN.md §Operator interface): `hostname`, `data_dir`; `[listen]` with one key per
 service (`"host:port"` or a list of them — a missing key means that service is off), keyed
 in `Config.listen` by `Listener`;
-`[tls] cert`, `key`; `[store] url`; `[dns] nameservers`. Without a config file every
+`[tls] cert`, `key`, `ca_file` (extra CAs for outbound verification); `[store] url`; `[dns] nameservers`. Without a config file every
 service listens on 127.0.0.1 at an unprivileged port so a first try just works.
 
 Invariant: every error names the file, the key and what is wrong (`ConfigError`).
@@ -87,7 +87,12 @@ class Route:
     port: int = 25
     username: str | None = None
     password: str | None = None
-    tls: str = "opportunistic"  # "opportunistic" | "required" | "implicit" | "none"
+    # "required" (STARTTLS, certificate chain + host name verified; the default for routes),
+    # "implicit" (TLS from the first byte, verified), "encrypt" (STARTTLS, not verified),
+    # "opportunistic" (STARTTLS when offered, not verified), "none" (plaintext)
+    tls: str = "required"
+    # AUTH is sent only over a verified connection unless this is set (issue 15 item 1)
+    auth_over_unverified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,8 @@ class Config:
     listen: dict[Listener, list[tuple[str, int]]]
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # [tls] ca_file: extra CAs trusted for every outbound verification (system store + these)
+    tls_ca_file: Path | None = None
     store_url: str = ""
     dns_nameservers: list[tuple[str, int]] = field(default_factory=list)
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -161,6 +168,11 @@ class Config:
     queue_delay_warning: float = 4 * 3600.0  # Postfix delay_warning_time = 4h
     queue_retry_base: float = 300.0
     queue_retry_max: float = 4000.0
+    # [mta_sts] (RFC 8461, queue/mtasts.py): apply published policies to MX delivery
+    mta_sts_enabled: bool = True
+    mta_sts_fetch_timeout: float = 10.0
+    # test/ops override: policy host → (address, port) instead of DNS and port 443
+    mta_sts_resolve: dict[str, tuple[str, int]] = field(default_factory=dict)
     relayhost: Route | None = None
     routes: dict[str, Route] = field(default_factory=dict)
     dkim_selector: str = "mailhouse"
@@ -252,6 +264,9 @@ def _nameserver(value: str, path: str, key: str) -> tuple[str, int]:
     return value.strip("[]"), 53
 
 
+ROUTE_TLS_MODES = ("required", "implicit", "encrypt", "opportunistic", "none")
+
+
 def _route(value: Any, path: str, key: str) -> Route:
     if isinstance(value, str):
         host, port = parse_hostport(value if ":" in value else value + ":25", path, key)
@@ -266,9 +281,14 @@ def _route(value: Any, path: str, key: str) -> Route:
     r = Route(str(value["host"]), int(value.get("port", 25)))
     r.username = value.get("username")
     r.password = value.get("password")
-    r.tls = str(value.get("tls", "opportunistic"))
-    if r.tls not in ("opportunistic", "required", "implicit", "none"):
-        raise ConfigError(path, f"{key}.tls", f"unknown TLS mode {r.tls!r}")
+    r.tls = str(value.get("tls", "required"))
+    if r.tls not in ROUTE_TLS_MODES:
+        raise ConfigError(
+            path, f"{key}.tls", f"unknown TLS mode {r.tls!r} (known: {', '.join(ROUTE_TLS_MODES)})"
+        )
+    r.auth_over_unverified = _bool(
+        value.get("auth_over_unverified", False), path, f"{key}.auth_over_unverified"
+    )
     return r
 
 
@@ -308,6 +328,7 @@ _TOP_KEYS = {
     "queue",
     "relayhost",
     "routes",
+    "mta_sts",
     "dkim",
     "mailauth",
     "dmarc",
@@ -319,7 +340,7 @@ _TOP_KEYS = {
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
 _TABLE_KEYS = {
-    "tls": {"cert", "key"},
+    "tls": {"cert", "key", "ca_file"},
     "store": {"url"},
     "dns": {"nameservers"},
     "limits": {
@@ -360,8 +381,9 @@ _TABLE_KEYS = {
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
     "reports": {"enabled", "dmarc_address", "tlsrpt_address", "folder"},
+    "mta_sts": {"enabled", "fetch_timeout", "resolve"},
 }
-_ROUTE_KEYS = {"host", "port", "username", "password", "tls"}
+_ROUTE_KEYS = {"host", "port", "username", "password", "tls", "auth_over_unverified"}
 
 
 def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
@@ -399,6 +421,10 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         for k, p in (("tls.cert", cfg.tls_cert), ("tls.key", cfg.tls_key)):
             if not p.is_file():
                 raise ConfigError(path, k, f"file {p} does not exist")
+    if "ca_file" in tls:
+        cfg.tls_ca_file = (base / str(tls["ca_file"])).resolve()
+        if not cfg.tls_ca_file.is_file():
+            raise ConfigError(path, "tls.ca_file", f"file {cfg.tls_ca_file} does not exist")
     store = _table(data, "store", path)
     if "url" in store:
         url = store["url"]
@@ -494,6 +520,17 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         cfg.source_addresses = list(addrs)
     if "outbound_port" in queue:
         cfg.outbound_port = int(_pos_number(queue["outbound_port"], path, "queue.outbound_port"))
+    mta_sts = _table(data, "mta_sts", path)
+    if "enabled" in mta_sts:
+        cfg.mta_sts_enabled = _bool(mta_sts["enabled"], path, "mta_sts.enabled")
+    if "fetch_timeout" in mta_sts:
+        cfg.mta_sts_fetch_timeout = _pos_number(mta_sts["fetch_timeout"], path, "mta_sts.fetch_timeout")
+    resolve = mta_sts.get("resolve", {})
+    if not isinstance(resolve, dict):
+        raise ConfigError(path, "mta_sts.resolve", 'expected a table {"mta-sts.DOMAIN" = "ip:port"}')
+    cfg.mta_sts_resolve = {
+        str(h).lower(): parse_hostport(str(v), path, f"mta_sts.resolve.{h}") for h, v in resolve.items()
+    }
     if "relayhost" in data:
         cfg.relayhost = _route(data["relayhost"], path, "relayhost")
     routes = _table(data, "routes", path)

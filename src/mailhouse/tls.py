@@ -66,10 +66,18 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
-def client_context(verify: bool = False) -> ssl.SSLContext:
-    """Outbound SMTP: opportunistic TLS does not verify (RFC 7435); MTA-STS/DANE would."""
+def client_context(verify: bool = False, ca_file: Path | None = None) -> ssl.SSLContext:
+    """Outbound TLS. Opportunistic TLS does not verify (RFC 7435 §4). With VERIFY the chain
+    is checked against the system store plus CA_FILE (`[tls] ca_file`, extra CAs trusted for
+    every outbound verification) and the host name against the certificate (RFC 6125 via
+    OpenSSL's check_hostname): smarthosts with tls = "required", MTA-STS policy fetches and
+    MTA-STS enforced MX hosts (RFC 8461 §4.2). TLS 1.2+ when verifying."""
     ctx = ssl.create_default_context()
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_file is not None:
+        ctx.load_verify_locations(cafile=str(ca_file))
     return ctx

@@ -192,3 +192,57 @@ async def test_outbound_mail_leaves_from_the_configured_source_address(tmp_path:
         await s.outbound.pool.close()
         await s.store.close()
         await srv.stop()
+
+
+@pytest.mark.parametrize("case", ["right-ca", "wrong-ca", "wrong-name"])
+async def test_smarthost_tls_is_verified_before_the_password(
+    tmp_path: Path, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 15 item 1: a relayhost (default tls = "required") gets AUTH and the message only
+    when its certificate verifies against [tls] ca_file; otherwise the message is deferred
+    with 4.7.5 in the queue and the log, and the password never leaves."""
+    import time
+
+    from tests.smtpclient.fake_server import FakeSMTP
+    from tests.smtpclient.testca import TestCA
+
+    ca, other = TestCA(tmp_path / "ca"), TestCA(tmp_path / "other", "Other CA")
+    server_ctx = {
+        "right-ca": ca.server_context("127.0.0.1"),
+        "wrong-ca": other.server_context("127.0.0.1"),
+        "wrong-name": ca.server_context("other.test"),
+    }[case]
+    srv = await FakeSMTP(
+        extensions=("PIPELINING", "STARTTLS", "ENHANCEDSTATUSCODES"),
+        server_ssl=server_ctx,
+        auth=("relay", "pw"),
+    ).start()
+    cfg = config.from_dict(
+        {
+            "hostname": "mx.a.test",
+            "data_dir": str(tmp_path / "data"),
+            "dns": {"nameservers": ["127.0.0.1:9"]},
+            "tls": {"ca_file": str(ca.ca_file)},
+            "relayhost": {"host": srv.host, "port": srv.port, "username": "relay", "password": "pw"},
+        }
+    )
+    assert cfg.relayhost is not None and cfg.relayhost.tls == "required"
+    s = await services.build(cfg)
+    try:
+        await s.outbound.enqueue("V1", "alice@a.test", [("bob@b.test", {})], b"Subject: x\r\n\r\nhi\r\n", {})
+        (entry,) = await s.store.claim_due(time.time() + 1, "test", 60.0, 10)
+        with caplog.at_level("INFO"):
+            await s.outbound.process(entry)
+        after = await s.store.get("V1")
+        if case == "right-ca":
+            assert after is None and srv.authenticated == ["relay"] and len(srv.transactions) == 1
+        else:
+            assert after is not None and after.recipients[0].status == "deferred"
+            assert after.recipients[0].last_reply.startswith("451 4.7.5 certificate verification failed")
+            assert "4.7.5 certificate verification failed" in caplog.text
+            assert srv.authenticated == [] and not any(c.upper().startswith(b"AUTH") for c in srv.commands)
+            assert not srv.transactions
+    finally:
+        await s.outbound.pool.close()
+        await s.store.close()
+        await srv.stop()

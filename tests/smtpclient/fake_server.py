@@ -61,6 +61,7 @@ class FakeSMTP:
         tls_dir: Path | None = None,
         auth: tuple[str, str] | None = None,
         starttls_break: bool = False,
+        server_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.host = check_loopback(host)
         self.port = port
@@ -79,7 +80,7 @@ class FakeSMTP:
         self.tls_sessions = 0
         self.authenticated: list[str] = []
         self._server: asyncio.base_events.Server | None = None
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl: ssl.SSLContext | None = server_ssl  # e.g. a certificate from tests/smtpclient/testca.py
         if tls_dir is not None:
             from mailhouse import tls
 

@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 from mailhouse import tls
-from mailhouse.smtpclient.client import ConnectionPool, ProtocolViolation, SmtpConnection, SmtpError, xtext
+from mailhouse.smtpclient.client import (
+    ConnectionPool,
+    ProtocolViolation,
+    SmtpConnection,
+    SmtpError,
+    TlsVerifyFailed,
+    xtext,
+)
 from tests.smtpclient.fake_server import FakeSMTP
+from tests.smtpclient.testca import TestCA
 
 MSG = b"From: a@a.test\r\nTo: b@b.test\r\nSubject: hi\r\n\r\nhello\r\n"
 
@@ -153,7 +161,12 @@ async def test_auth_plain_over_tls_only(tmp_path: Path) -> None:
     srv = await FakeSMTP(
         extensions=("PIPELINING", "STARTTLS"), tls_dir=tmp_path, auth=("relay", "s3cret")
     ).start()
-    conn = await open_conn(srv, username="relay", password="s3cret")
+    # issue 15 item 1: a self-signed (unverified) certificate gets the password only when
+    # the route explicitly allows it
+    with pytest.raises(SmtpError, match="unverified"):
+        await open_conn(srv, username="relay", password="s3cret")
+    assert srv.authenticated == [] and not any(c.upper().startswith(b"AUTH") for c in srv.commands)
+    conn = await open_conn(srv, username="relay", password="s3cret", auth_over_unverified=True)
     assert srv.authenticated == ["relay"]
     await conn.quit()
     # no STARTTLS offered: the password is never sent in clear
@@ -301,3 +314,118 @@ async def test_dead_cached_connection_is_stale_and_a_fresh_one_works(extensions:
     assert srv.connections == 2 and len(srv.transactions) == 2
     await pool.close()
     await srv.stop()
+
+
+# ---------------------------------------------------------------- verified TLS (issue 15 item 1)
+
+
+def _no_auth(srv: FakeSMTP) -> bool:
+    return srv.authenticated == [] and not any(c.upper().startswith(b"AUTH") for c in srv.commands)
+
+
+async def _verified_pool(ca: TestCA | None) -> ConnectionPool:
+    return ConnectionPool(
+        "client.test",
+        tls.client_context(),
+        verify_context=tls.client_context(verify=True, ca_file=ca.ca_file if ca else None),
+    )
+
+
+async def test_required_tls_verifies_and_sends_auth(tmp_path: Path) -> None:
+    ca = TestCA(tmp_path / "ca")
+    srv = await FakeSMTP(
+        extensions=("PIPELINING", "STARTTLS"),
+        server_ssl=ca.server_context("smarthost.test"),
+        auth=("relay", "pw"),
+    ).start()
+    pool = await _verified_pool(ca)
+    conn = await pool.get(
+        "smarthost.test", srv.host, srv.port, tls_mode="required", username="relay", password="pw"
+    )
+    assert conn.tls and conn.verified and srv.authenticated == ["relay"]
+    assert [r.code for r in await conn.send("a@a.test", [("b@b.test", {})], MSG)] == [250]
+    await pool.close()
+    await srv.stop()
+
+
+@pytest.mark.parametrize("case", ["wrong-ca", "wrong-name", "system-store-only"])
+async def test_required_tls_failed_verification_never_sends_password(tmp_path: Path, case: str) -> None:
+    ca, other = TestCA(tmp_path / "ca"), TestCA(tmp_path / "other", "Other CA")
+    server_ctx = {
+        "wrong-ca": other.server_context("smarthost.test"),
+        "wrong-name": ca.server_context("elsewhere.test"),
+        "system-store-only": ca.server_context("smarthost.test"),
+    }[case]
+    srv = await FakeSMTP(
+        extensions=("PIPELINING", "STARTTLS"), server_ssl=server_ctx, auth=("relay", "pw")
+    ).start()
+    pool = await _verified_pool(None if case == "system-store-only" else ca)
+    with pytest.raises(TlsVerifyFailed) as ei:
+        await pool.get(
+            "smarthost.test", srv.host, srv.port, tls_mode="required", username="relay", password="pw"
+        )
+    assert ei.value.reply.startswith("451 4.7.5 certificate verification failed for smarthost.test")
+    assert not ei.value.permanent
+    assert _no_auth(srv) and srv.connections == 1  # no plaintext retry either
+    await pool.close()
+    await srv.stop()
+
+
+async def test_implicit_tls_verifies(tmp_path: Path) -> None:
+    ca, other = TestCA(tmp_path / "ca"), TestCA(tmp_path / "other", "Other CA")
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 smarthost.test ESMTP\r\n")
+        await writer.drain()
+        while line := await reader.readline():
+            writer.write(b"221 bye\r\n" if line.upper().startswith(b"QUIT") else b"250 smarthost.test\r\n")
+            await writer.drain()
+        writer.close()
+
+    for server_ca, ok in ((ca, True), (other, False)):
+        server = await asyncio.start_server(
+            session, "127.0.0.1", 0, ssl=server_ca.server_context("smarthost.test")
+        )
+        port = server.sockets[0].getsockname()[1]
+        pool = await _verified_pool(ca)
+        if ok:
+            conn = await pool.get("smarthost.test", "127.0.0.1", port, tls_mode="implicit")
+            assert conn.verified
+        else:
+            with pytest.raises(TlsVerifyFailed, match="4.7.5"):
+                await pool.get("smarthost.test", "127.0.0.1", port, tls_mode="implicit")
+        await pool.close()
+        server.close()
+
+
+async def test_encrypt_mode_does_not_verify_and_keeps_the_password(tmp_path: Path) -> None:
+    other = TestCA(tmp_path / "other", "Other CA")
+    srv = await FakeSMTP(
+        extensions=("PIPELINING", "STARTTLS"), server_ssl=other.server_context("x.test"), auth=("relay", "pw")
+    ).start()
+    pool = await _verified_pool(None)
+    conn = await pool.get("smarthost.test", srv.host, srv.port, tls_mode="encrypt")
+    assert conn.tls and not conn.verified
+    await pool.put(conn)
+    with pytest.raises(SmtpError, match="unverified TLS"):
+        await pool.get(
+            "smarthost.test", srv.host, srv.port, tls_mode="encrypt", username="relay", password="pw"
+        )
+    assert _no_auth(srv)
+    conn = await pool.get(
+        "smarthost.test",
+        srv.host,
+        srv.port,
+        tls_mode="encrypt",
+        username="relay",
+        password="pw",
+        auth_over_unverified=True,
+    )
+    assert srv.authenticated == ["relay"]
+    await pool.close()
+    await srv.stop()
+    # encrypt insists on STARTTLS
+    plain = await FakeSMTP().start()
+    with pytest.raises(SmtpError, match="TLS required"):
+        await pool.get("smarthost.test", plain.host, plain.port, tls_mode="encrypt")
+    await plain.stop()

@@ -355,7 +355,10 @@ def binary_size(raw: bytes, msg_tree: MessagePart, part: tuple[int, ...] = ()) -
 class TransferDecoder:
     """:func:`decode_transfer_encoding` fed in chunks: the concatenated output equals decoding
     the whole body at once, while only one chunk (plus a few carried octets) is held — BINARY of
-    a big part streams (issue 12 item 2). Raises UnknownCTE like the one-shot decoder."""
+    a big part streams (issue 12 item 2). One bounded exception: a quoted-printable run of only
+    blanks and "=" longer than `_QP_MAX_CARRY` (64 KiB; RFC 2045 lines are at most 76) is passed
+    on as it stands, since holding it until its line ends would hold it whole. Raises UnknownCTE
+    like the one-shot decoder."""
 
     __slots__ = ("_kind", "_carry", "_done")
 

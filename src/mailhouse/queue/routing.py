@@ -161,3 +161,14 @@ class Router:
                 continue
             out.extend(rr.to_text() for rr in answer)
         return out
+
+    async def txt(self, name: str) -> list[str] | None:
+        """TXT strings of NAME (each record's character-strings joined, RFC 7208 §3.3 style);
+        [] when there is none, None when the lookup failed (timeout, SERVFAIL)."""
+        try:
+            answer = await self.resolver.resolve(name, "TXT", search=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return []
+        except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout):
+            return None
+        return [b"".join(rr.strings).decode("utf-8", "replace") for rr in answer]

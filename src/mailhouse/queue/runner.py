@@ -52,6 +52,7 @@ from mailhouse.log import ConnLogger, safe
 from mailhouse.queue import retry
 from mailhouse.queue.dsn import MAX_RETURNED, RecipientReport, build_dsn, status_of, wanted
 from mailhouse.queue.ids import new_queue_id
+from mailhouse.queue.mtasts import Mode, MtaSts
 from mailhouse.queue.owner import INCARNATION, Owner, node_id
 from mailhouse.queue.routing import Router, RoutingError
 from mailhouse.queue.status import DEFERRED, DELIVERED, FAILED, OPEN
@@ -116,9 +117,25 @@ class QueueRunner:
         self.local = local
         self.clock = clock
         self.router = Router(cfg)
+        verify_ctx = tls_mod.client_context(verify=True, ca_file=cfg.tls_ca_file)
         self.pool = ConnectionPool(
-            cfg.hostname, tls_mod.client_context(), source_addresses=cfg.source_addresses
+            cfg.hostname,
+            tls_mod.client_context(),
+            verify_context=verify_ctx,
+            source_addresses=cfg.source_addresses,
         )
+        # RFC 8461: MX delivery follows the destination's MTA-STS policy (cached in the store)
+        self.mtasts: MtaSts | None = None
+        if cfg.mta_sts_enabled:
+            self.mtasts = MtaSts(
+                store,
+                self.router.txt,
+                self.router.addresses,
+                verify_ctx,
+                resolve=cfg.mta_sts_resolve,
+                fetch_timeout=cfg.mta_sts_fetch_timeout,
+                clock=clock,
+            )
         self.owner_id = Owner(node_id(cfg.hostname, cfg.data_dir), incarnation, os.getpid())
         self.owner = str(self.owner_id)
         self._next_beat = 0.0
@@ -492,14 +509,32 @@ class QueueRunner:
                 qlog.info("to=<%s> status=%s (%s)", safe(r.address), r.status, e.reply)
             return
         last_error = "451 4.4.1 no reachable server"
+        enforce = False
+        if self.mtasts is not None and targets[0].route is None and not domain.startswith("["):
+            policy = await self.mtasts.policy(domain)
+            if policy is not None and policy.mode is not Mode.NONE:
+                matching = [t for t in targets if policy.matches(t.name)]
+                if policy.mode is Mode.ENFORCE:
+                    # RFC 8461 §5: only MX hosts the policy names, with a verified certificate
+                    enforce = True
+                    for t in targets:
+                        if t not in matching:
+                            qlog.info("MTA-STS policy of %s: MX %s not allowed, skipped", domain, t.name)
+                    targets = matching
+                    last_error = f"451 4.7.5 MTA-STS policy: no MX host of {domain} matches the policy"
+                else:  # testing: deliver as usual, note what enforce would have refused (RFC 8461 §5)
+                    for t in targets:
+                        if t not in matching:
+                            qlog.info("MTA-STS policy of %s (testing): MX %s does not match", domain, t.name)
         smtputf8 = entry.extra.get("smtputf8") == "1"
         body = entry.extra.get("body", "")
         for target in targets:
             route = target.route
             for address in target.addresses:
-                tls_mode = route.tls if route else "opportunistic"
+                tls_mode = route.tls if route else "required" if enforce else "opportunistic"
                 username = route.username if route else None
                 password = route.password if route else None
+                unverified_ok = route.auth_over_unverified if route else False
                 try:
                     conn = await self.pool.get(
                         target.name,
@@ -508,11 +543,14 @@ class QueueRunner:
                         tls_mode=tls_mode,
                         username=username,
                         password=password,
+                        auth_over_unverified=unverified_ok,
                     )
                 except SmtpError as e:
                     # RFC 5321 §5.1: connection-level trouble → try the next address / MX
                     last_error = e.reply
-                    qlog.info("%s[%s]:%d: %s", target.name, address, target.port, safe(e.reply))
+                    if enforce:  # RFC 8461 §4.2: say why (the code is 4.7.5 for any failure)
+                        last_error = "451 4.7.5 MTA-STS policy: " + e.reply.split(" ", 2)[-1]
+                    qlog.info("%s[%s]:%d: %s", target.name, address, target.port, safe(last_error))
                     continue
                 where = f"{target.name}[{address}]:{target.port}"
                 has_dsn = "DSN" in conn.ext
@@ -539,6 +577,7 @@ class QueueRunner:
                             username=username,
                             password=password,
                             fresh=True,
+                            auth_over_unverified=unverified_ok,
                         )
                         has_dsn = "DSN" in conn.ext
                         results = await transaction(conn)

@@ -16,7 +16,12 @@ Invariants:
 - Every reply is read through the core; a malformed or oversized reply, or any byte
   received after the `220` to STARTTLS and before the TLS handshake, closes the
   connection (`ProtocolViolation`) — nothing is ever acted upon.
-- A password is sent only over TLS (unless the route says `tls = "none"`).
+- A password is sent only over TLS whose certificate chain and host name were verified
+  (route `tls = "required"` or `"implicit"`), unless the route says
+  `auth_over_unverified = true` (issue 15 item 1: anyone on the path could take it).
+- Route TLS modes: "required"/"implicit" verify (a failed verification is `TlsVerifyFailed`,
+  451 4.7.5, never a fallback), "encrypt" insists on STARTTLS without verifying,
+  "opportunistic" uses STARTTLS when offered (RFC 7435), "none" stays in plaintext.
 - `send()` never raises for per-recipient results: each recipient gets its own reply;
   it raises `SmtpError` only when the whole transaction failed (connection lost,
   MAIL refused...), and then `.reply`/`.permanent` say what to record.
@@ -68,6 +73,20 @@ class StaleConnection(SmtpError):
 
 class TlsHandshakeFailed(SmtpError):
     """STARTTLS was offered and accepted but the handshake failed (opportunistic: retry in clear)."""
+
+
+class TlsVerifyFailed(SmtpError):
+    """The server's certificate did not verify (chain or host name) where verification is
+    required: the message is deferred with 4.7.5 and nothing (no AUTH, no mail) is sent."""
+
+
+def verifies(ctx: ssl.SSLContext) -> bool:
+    return ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+
+
+def _verify_error(host: str, e: ssl.SSLCertVerificationError) -> TlsVerifyFailed:
+    why = e.verify_message or e.reason or type(e).__name__
+    return TlsVerifyFailed(f"451 4.7.5 certificate verification failed for {host}: {why}")
 
 
 class ProtocolViolation(SmtpError):
@@ -123,6 +142,7 @@ class SmtpConnection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.tls = False
+        self.verified = False  # TLS with the chain and host name verified
         self.closed = False
         self.messages_sent = 0
         self.key: tuple[object, ...] = ()  # ConnectionPool cache key
@@ -191,6 +211,7 @@ class SmtpConnection:
         password: str | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         try_starttls: bool = True,
+        auth_over_unverified: bool = False,
     ) -> None:
         """Connect, greet, STARTTLS per TLS_MODE, AUTH. TRY_STARTTLS=False is the plaintext
         retry after a failed opportunistic handshake (RFC 7435 §4; Postfix does the same)."""
@@ -207,11 +228,14 @@ class SmtpConnection:
                 ),
                 connect_timeout,
             )
+        except ssl.SSLCertVerificationError as e:
+            raise _verify_error(self.host, e) from None
         except (TimeoutError, OSError) as e:
             raise SmtpError(
                 f"451 4.4.1 connect to {self.host}[{self.address}]:{self.port} failed: {type(e).__name__}"
             ) from None
         self.tls = implicit
+        self.verified = implicit and tls_context is not None and verifies(tls_context)
         self.core.tls_active = implicit
         greeting = await self._reply(GREETING_TIMEOUT)
         if greeting.code != 220:
@@ -219,17 +243,25 @@ class SmtpConnection:
             await self.quit()
             raise SmtpError(reply_text(greeting), permanent=False)
         await self._ehlo(helo)
-        if not self.tls and tls_mode in ("opportunistic", "required"):
-            if "STARTTLS" in self.ext and (try_starttls or tls_mode == "required"):
+        if not self.tls and tls_mode in ("opportunistic", "required", "encrypt"):
+            if "STARTTLS" in self.ext and (try_starttls or tls_mode != "opportunistic"):
                 await self._starttls(tls_context or ssl.create_default_context())
                 await self._ehlo(helo)
-            elif tls_mode == "required" or (username and not try_starttls):
+            elif tls_mode != "opportunistic" or (username and not try_starttls):
                 await self.quit()
                 raise SmtpError("451 4.7.4 TLS required but not offered by the remote server")
-        if username:
-            if not self.tls and tls_mode != "none":
+        if username and not auth_over_unverified:
+            # issue 15 item 1: credentials only where the server's identity was checked
+            if not self.tls:
                 await self.quit()
                 raise SmtpError("451 4.7.4 refusing to send credentials without TLS")
+            if not self.verified:
+                await self.quit()
+                raise SmtpError(
+                    f"451 4.7.4 refusing to send credentials to {self.host} over unverified TLS"
+                    ' (route tls = "required", or auth_over_unverified = true)'
+                )
+        if username:
             await self._auth(username, password or "")
 
     async def _ehlo(self, helo: str) -> None:
@@ -261,6 +293,9 @@ class SmtpConnection:
                 self.writer.start_tls(ctx, server_hostname=self.host, ssl_handshake_timeout=TLS_TIMEOUT),
                 TLS_TIMEOUT + 5,
             )
+        except ssl.SSLCertVerificationError as e:
+            await self.abort()
+            raise _verify_error(self.host, e) from None
         except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as e:
             await self.abort()
             raise TlsHandshakeFailed(
@@ -268,6 +303,7 @@ class SmtpConnection:
             ) from None
         self.core.start_tls_done()
         self.tls = True
+        self.verified = verifies(ctx)
 
     async def _auth(self, username: str, password: str) -> None:
         mechs = (self.ext.get("AUTH") or "").upper().split()
@@ -498,6 +534,7 @@ class ConnectionPool:
         helo: str,
         tls_context: ssl.SSLContext,
         *,
+        verify_context: ssl.SSLContext | None = None,
         idle_time: float = 5.0,
         max_messages: int = 100,
         per_destination: int = 20,
@@ -506,7 +543,9 @@ class ConnectionPool:
         self.helo = helo
         # [queue] source_address: at most one IPv4 and one IPv6 address to send from
         self.sources = {ipaddress.ip_address(a).version: a for a in source_addresses}
-        self.tls_context = tls_context
+        self.tls_context = tls_context  # opportunistic / encrypt: not verified (RFC 7435)
+        # required / implicit: chain + host name (system store + [tls] ca_file)
+        self.verify_context = verify_context or ssl.create_default_context()
         self.idle_time = idle_time
         self.max_messages = max_messages
         self.per_destination = per_destination
@@ -542,6 +581,7 @@ class ConnectionPool:
         username: str | None = None,
         password: str | None = None,
         fresh: bool = False,
+        auth_over_unverified: bool = False,
     ) -> SmtpConnection:
         """A cached connection (its RSET check still owed: `send` raises StaleConnection if
         it has died) or, with FRESH or none cached, a new one."""
@@ -557,13 +597,15 @@ class ConnectionPool:
             return item.conn
         source = self._source_for(address)
         conn = SmtpConnection(host, address, port, source)
+        ctx = self.verify_context if tls_mode in ("required", "implicit") else self.tls_context
         try:
             await conn.open(
                 self.helo,
                 tls_mode=tls_mode,
-                tls_context=self.tls_context,
+                tls_context=ctx,
                 username=username,
                 password=password,
+                auth_over_unverified=auth_over_unverified,
             )
         except TlsHandshakeFailed:
             if tls_mode != "opportunistic" or username:
