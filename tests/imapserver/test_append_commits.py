@@ -1,4 +1,7 @@
-"""APPEND of a small message is one commit (issue 13 §2: writes are fsync-bound).
+"""Commits (each a WAL fsync) on the IMAP command path (issue 13 §2: writes are fsync-bound).
+
+APPEND of a small message is one commit; a SELECT whose messages were already claimed as
+\\Recent by another session makes none.
 
 The octets of a message the SQLite store keeps inline went in a transaction (and a WAL fsync) of
 their own before the transaction of the rows: two group commits per APPEND. They now go in the
@@ -55,5 +58,28 @@ def test_append_of_a_small_message_is_one_commit(tmp_path: Path) -> None:
         bodies = [item[1] for item in got if isinstance(item, tuple)]
         assert bodies == [msg] * 3
         c.logout()
+    finally:
+        mh.stop()
+
+
+def test_select_of_messages_already_claimed_as_recent_commits_nothing(tmp_path: Path) -> None:
+    """RFC 3501 §6.3.2 \\Recent: a rev1 SELECT (and a refresh seeing new mail) claims the new
+    messages with a write; when another session already claimed them all, a read is enough."""
+    mh = start_server(tmp_path, users=("rec",))
+    try:
+        a, b = login(mh, "rec"), login(mh, "rec")
+        wal = mh.data_dir / "mailhouse.db-wal"
+        typ, _ = a.append("INBOX", None, None, b"Subject: r\r\n\r\nx\r\n")
+        assert typ == "OK"
+        typ, got = a.select("INBOX")  # claims message 1 as recent
+        assert typ == "OK" and a.untagged_responses.get("RECENT") == [b"1"]
+        before = wal_commits(wal)
+        typ, _ = b.select("INBOX")
+        assert typ == "OK" and b.untagged_responses.get("RECENT") == [b"0"]
+        typ, _ = a.select("INBOX")
+        assert typ == "OK" and a.untagged_responses.get("RECENT") == [b"0"]
+        assert wal_commits(wal) - before == 0
+        a.logout()
+        b.logout()
     finally:
         mh.stop()

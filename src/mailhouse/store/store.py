@@ -324,7 +324,9 @@ class MailStore:
         )
 
     async def recent_claimed(self, mailbox_id: int, uidvalidity: int) -> int:
-        return await self.backend.read(lambda tx: mail.recent_claimed(tx, mailbox_id, uidvalidity))
+        return await self.backend.read(
+            lambda tx: mail.recent_claimed(tx, mailbox_id, uidvalidity), quick=True
+        )
 
     # ---------------------------------------------------------------- limits (counters and marks)
     async def count_event(self, key: str, now: float, window: float, weight: int = 1) -> int:
