@@ -111,3 +111,16 @@ def test_injected_clock_expires_entries() -> None:
     assert cache.hit("a@b", "h", "pw")
     now[0] = 10.5
     assert not cache.hit("a@b", "h", "pw")
+
+
+async def test_concurrent_logins_share_one_argon2(store: Store, argon2_calls: list[str]) -> None:
+    """Ten connections logging in at once on a node whose cache is cold (a second worker) pay one
+    argon2id verification; a wrong password running beside them still fails."""
+    import asyncio
+
+    auth = Authenticator(store, LoginThrottle(store, is_trusted=lambda ip: True))
+    got = await asyncio.gather(*(auth.check("alice@example.org", "right", f"127.0.0.{i}") for i in range(10)))
+    assert all(a is not None for a in got)
+    assert argon2_calls == ["right"]
+    bad = await asyncio.gather(*(auth.check("alice@example.org", "wrong", f"127.0.1.{i}") for i in range(2)))
+    assert bad == [None, None]

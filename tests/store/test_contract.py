@@ -843,3 +843,22 @@ async def test_blob_read_range_small_and_large(store: Store) -> None:
         await store.blobs.delete([key])
         with pytest.raises(FileNotFoundError):
             await store.blobs.read_range(key, 0, 10)
+
+
+async def test_append_octets_stores_octets_and_rows(store: Store) -> None:
+    """`append_octets` (IMAP APPEND): each message's octets under its own key, rows in order,
+    small and large alike; what FETCH reads back is what was given."""
+    acc = await _account(store)
+    mb = await store.get_mailbox(acc, "INBOX")
+    assert mb is not None
+    small = b"Subject: small\r\n\r\nbody\r\n"
+    large = b"Subject: large\r\n\r\n" + b"x" * 998 + b"\r\n" + b"y" * (600 * 1024) + b"\r\n"
+    recs = await store.append_octets(
+        [(small, NewMessage(mb.id, "", 0, frozenset({"\\Seen"}))), (large, NewMessage(mb.id, "", 0))]
+    )
+    assert [r.uid for r in recs] == [1, 2]
+    assert [r.size for r in recs] == [len(small), len(large)]
+    assert recs[0].flags == frozenset({"\\Seen"}) and recs[0].blob_key != recs[1].blob_key
+    assert await store.blobs.get(recs[0].blob_key) == small
+    assert await store.blobs.get(recs[1].blob_key) == large
+    assert [r.uid for r in await store.list_messages(mb.id)] == [1, 2]

@@ -13,6 +13,8 @@ waited before the check; every failure is logged once, in `throttle`'s one shape
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -41,6 +43,21 @@ class Authenticator:
         self.cache_ttl = cache_ttl  # [auth] cache_ttl: 0 = every login pays argon2id
         self.cache = AuthCache(clock)
         self.hasher = hasher if hasher is not None else PasswordHasher()
+        self._verifying: dict[bytes, asyncio.Future[bool]] = {}  # see _verify_once
+
+    async def _verify_once(self, stored: str | None, password: str) -> bool:
+        """argon2id of PASSWORD against STORED, shared by the checks of the same pair running at
+        once: a client that opens ten connections to a worker whose cache is cold (issue 13 §2,
+        ``--workers 2``) pays one verification, not ten queued behind the bounded verifier."""
+        if stored is None:
+            return await self.hasher.verify_async(stored, password)
+        k = hashlib.sha256(stored.encode() + b"\0" + password.encode("utf-8", "surrogatepass")).digest()
+        fut = self._verifying.get(k)
+        if fut is None:
+            fut = asyncio.ensure_future(self.hasher.verify_async(stored, password))
+            self._verifying[k] = fut
+            fut.add_done_callback(lambda _f: self._verifying.pop(k, None))
+        return await asyncio.shield(fut)  # one waiter's cancellation leaves the others' check running
 
     @property
     def bans(self) -> Bans:
@@ -61,7 +78,7 @@ class Authenticator:
             if key is not None and stored and self.cache.hit(key, stored, password):
                 ok = True  # verified against this very hash a moment ago
             else:
-                ok = await self.hasher.verify_async(stored, password)
+                ok = await self._verify_once(stored, password)
                 if key is not None and stored and ok:
                     self.cache.remember(key, stored, password, self.cache_ttl)
             if acc is not None and ok:

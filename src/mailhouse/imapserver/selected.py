@@ -161,9 +161,11 @@ class RecentClaims:
         uids = sorted(uids)
         if not uids:
             return set()
-        if peek:
-            high = await self.store.recent_claimed(mailbox.id, mailbox.uidvalidity)
-        else:
+        # A read first: when another session already claimed all of them (the usual case: one of
+        # the sessions that see a new message claims it) no commit is made. Claims only grow, so
+        # what the atomic claim would return is then at least this and the answer is the same.
+        high = await self.store.recent_claimed(mailbox.id, mailbox.uidvalidity)
+        if not peek and uids[-1] > high:
             high = await self.store.claim_recent(mailbox.id, mailbox.uidvalidity, uids[-1])
         return {u for u in uids if u > high}
 

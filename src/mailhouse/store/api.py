@@ -629,5 +629,6 @@ class Store(
     async def deliver(
         self, blob: bytes | SpooledMessage, messages: Sequence[NewMessage]
     ) -> list[MessageRecord]: ...
+    async def append_octets(self, items: Sequence[tuple[bytes, NewMessage]]) -> list[MessageRecord]: ...
 
     # convenience: put blob, then append rows referencing it (blob_key filled in)

@@ -76,6 +76,18 @@ async def append_indexed(
     return recs
 
 
+async def append_with_blobs_indexed(
+    tx: Tx, messages: Sequence[NewMessage], blobs: Sequence[tuple[str, bytes]], docs: dict[str, IndexDoc]
+) -> list[MessageRecord]:
+    """`mail.append_with_blobs` (IMAP APPEND: octets and rows in one commit) and, in the same
+    transaction, the documents of the blobs the new rows use."""
+    recs = await mail.append_with_blobs(tx, messages, blobs)
+    if docs:
+        used = {r.blob_key for r in recs}
+        await tx.fts_insert([(k, d) for k, d in docs.items() if k in used])
+    return recs
+
+
 async def deliver_indexed(
     tx: Tx, key: str, blob: bytes, messages: Sequence[NewMessage], doc: IndexDoc | None
 ) -> list[MessageRecord]:

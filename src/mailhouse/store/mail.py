@@ -123,6 +123,16 @@ async def append(tx: Tx, messages: Sequence[NewMessage]) -> list[MessageRecord]:
     return out
 
 
+async def append_with_blobs(
+    tx: Tx, messages: Sequence[NewMessage], blobs: Sequence[tuple[str, bytes]]
+) -> list[MessageRecord]:
+    """Append rows and write the in-transaction BLOBS (key, octets) they point at: one commit."""
+    recs = await append(tx, messages)
+    for key, data in blobs:
+        await tx.put_blob(key, data)
+    return recs
+
+
 async def deliver_in_tx(tx: Tx, key: str, blob: bytes, messages: Sequence[NewMessage]) -> list[MessageRecord]:
     """Append rows for a blob kept in the database: the blob is written only if some row is new."""
     recs = await append(tx, [replace(m, blob_key=key, size=len(blob)) for m in messages])

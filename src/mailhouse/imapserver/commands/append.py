@@ -87,23 +87,13 @@ async def cmd_append(s: SessionContext, cmd: Command) -> Ok | None:
         when = m.internal_date.timestamp() if m.internal_date is not None else time.time()
         items.append((data, flags, when))
     await check_quota(s.store, mb.account_id, sum(len(d) for d, _, _ in items), len(items))
-    keys: list[str] = []
-    try:
-        for data, _, _ in items:
-            keys.append(await s.store.blobs.put(data))  # fsynced before it returns
-        recs = await s.store.append(
-            [NewMessage(mb.id, k, len(d), f, w) for k, (d, f, w) in zip(keys, items, strict=True)],
-            bodies=[d for d, _, _ in items],  # issue 13 §4: indexed in the same transaction
-        )
-    except BaseException:
-        if keys:
-            try:
-                await s.store.blobs.delete(keys)
-            except Exception:  # noqa: BLE001 - orphan blobs are harmless; the error below matters
-                s.log.warning("could not remove %d orphan blob(s)", len(keys))
-        raise
-    for k, (d, _, _) in zip(keys, items, strict=True):
-        s.node.messages.remember(k, d)  # clients usually fetch what they just appended (Sent, Drafts)
+    # the octets and rows in one commit where the backend keeps small blobs inline (store.append_octets),
+    # each message's full-text document in the same transaction (issue 13 §4)
+    recs = await s.store.append_octets([(d, NewMessage(mb.id, "", len(d), f, w)) for d, f, w in items])
+    for r, (d, _, _) in zip(recs, items, strict=True):
+        s.node.messages.remember(
+            r.blob_key, d
+        )  # clients usually fetch what they just appended (Sent, Drafts)
     note_own(s, mb.id, [r.uid for r in recs])  # RFC 5465 §5.2: no MessageNew FETCH for these
     uids = SequenceSet.from_numbers(r.uid for r in recs)
     return Ok("APPEND completed", f"APPENDUID {mb.uidvalidity} {uids}")  # RFC 4315 §3

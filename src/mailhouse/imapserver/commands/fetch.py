@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from mailhouse.proto.imap import response
@@ -29,6 +30,11 @@ from ..errors import Bad
 from ..fetch_items import CONTENT_ITEMS, SEEN_ITEMS, UNSUPPORTED, item_value, message_items
 from ..fetch_stream import send_fetch
 from ..namespaces import rights_on, store_flags  # RFC 4314 §4: \Seen is set implicitly only with s
+
+#: FETCH responses between two turns of the event loop: a ``FETCH 1:*`` of a big mailbox whose
+#: items are cached never suspends on its own and would hold every other session's small
+#: command until its last response (issue 13 §2).
+YIELD_EVERY = 64
 
 if TYPE_CHECKING:
     from mailhouse.proto.imap import Command
@@ -92,6 +98,7 @@ async def cmd_fetch(s: SessionContext, cmd: Command) -> Ok | None:
         await _send_simple(s, view, records, items)  # no octets needed: FLAGS resync and the like
         return None
     expunge_issued = False
+    sent = 0
     for r in records:
         uid = r.uid
         rec = view.records.get(uid, r)
@@ -109,6 +116,9 @@ async def cmd_fetch(s: SessionContext, cmd: Command) -> Ok | None:
             out.append(("MODSEQ", [rec.modseq]))
         await send_fetch(s, seq, out)  # big messages: their octets stream from the blob
         await s.maybe_flush()
+        sent += 1
+        if sent % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let other sessions' commands run (the view is this task's own)
     if expunge_issued:
         return Ok("Some messages were expunged by another session", "EXPUNGEISSUED")  # RFC 5530 §3
     return None
@@ -138,3 +148,5 @@ async def _send_simple(
         rec = records_now.get(uid, r)
         s.send(response.fetch(seq, [item_value(it, view, rec, None) for it in simple], utf8=utf8))
         await s.maybe_flush()
+        if seq % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let other sessions' commands run (the view is this task's own)

@@ -4,7 +4,12 @@ Invariants:
 - All writes run on one dedicated thread per process holding one connection, so the event
   loop never blocks on disk; several processes (workers) share the database file and take
   turns through a ``flock`` (SQLite's own busy handler sleeps in steps of up to 100 ms).
-- `synchronous=FULL` in WAL mode: a returned commit survives power loss.
+- `synchronous=FULL` in WAL mode: a returned commit survives power loss. Kept for every write
+  (issue 13 §2 looked at the alternative): Dovecot's default ``mail_fsync = optimized`` fsyncs new
+  mail files but not its index and flag changes, so a STORE or EXPUNGE may be lost there on power
+  loss; here one group-committed WAL fsync covers the rows, flags and small message octets of
+  every session's concurrent writes (an IMAP APPEND is one commit, ``Store.append_octets``), so
+  "OK means durable" costs one fsync per batch, not per command, and the class stays the stronger one.
 - Concurrent write jobs are group-committed: the writer thread drains every pending job into
   one transaction (each job in its own SAVEPOINT so one job's failure does not undo the
   others), then commits once and answers them all.
