@@ -237,6 +237,15 @@ def summary(name: str, xs: Sequence[float]) -> str:
     return f"{name:<34} p50 {pct(xs, 50) * 1000:9.1f} ms   p99 {pct(xs, 99) * 1000:9.1f} ms   (n={len(xs)})"
 
 
+def slowest(words: Sequence[str], times: Sequence[float], counts: Sequence[int], n: int = 3) -> str:
+    """The N slowest queries: position on the connection (#0 also builds the session's message
+    list after SELECT), word, hits, time; p99 of 50 queries is their maximum."""
+    top = sorted(range(len(times)), key=lambda i: times[i], reverse=True)[:n]
+    return "  slowest: " + "; ".join(
+        f"#{i} {words[i]} {counts[i]} hits {times[i] * 1000:.0f} ms" for i in top
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=100_000)
@@ -277,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(summary("Mailhouse, scan (no index)", mh["scan"]))
             print(summary("Mailhouse, word index", mh["indexed"]))
+            print(slowest(words, mh["indexed"], mh["indexed_counts"]))
             same = mh["scan_counts"] == mh["indexed_counts"][: len(scan_words)]
             print(f"  scan vs index results identical on the scanned words: {same}")
             print(

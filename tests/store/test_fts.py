@@ -126,3 +126,34 @@ async def test_text_over_the_cap_is_partial(store: Store) -> None:
     await store.deliver(big, [NewMessage(mb, "", 0)])
     got = await store.search_index(mb, [_q("BODY", "word")])
     assert got.hits == [set()] and got.unindexed == {1}
+
+
+async def test_document_ids_map_index_hits_to_uids(store: Store, store_backend: str) -> None:
+    """The id primitives a search answers from (`store/fts.py` `_Snapshot`): one row per
+    message, its INDEXED document's id (None: unindexed); a match gives document ids only."""
+    mb = await _inbox(store)
+    await store.deliver(MSG1, [NewMessage(mb, "", 0)])
+    await store.deliver(MSG2, [NewMessage(mb, "", 0)])
+    backend = store.backend  # type: ignore[attr-defined]
+    rows = await backend.read(lambda tx: tx.fts_doc_uids(mb))
+    if store_backend == "postgres":
+        assert rows is None  # documents keyed by blob key: the search joins in SQL
+        return
+    assert sorted(u for u, _ in rows) == [1, 2] and all(d is not None for _, d in rows)
+    doc_of = dict(rows)
+    assert await backend.read(lambda tx: tx.fts_match_docs(_q("BODY", "swordfish"))) == [doc_of[1]]
+
+
+async def test_search_follows_copies_expunges_and_flags(store: Store) -> None:
+    """The per-mailbox snapshot of a search is renewed by every MODSEQ: a blob copied within the
+    mailbox hits under both UIDs, an expunged UID goes, a new message comes."""
+    mb = await _inbox(store)
+    await store.deliver(MSG1, [NewMessage(mb, "", 0)])
+    q = [_q("BODY", "swordfish")]
+    assert (await store.search_index(mb, q)).hits == [{1}]
+    await store.copy(mb, [1], mb)
+    assert (await store.search_index(mb, q)).hits == [{1, 2}]
+    await store.expunge(mb, [1])
+    assert (await store.search_index(mb, q)).hits == [{2}]
+    await store.deliver(MSG1.replace(b"north", b"south"), [NewMessage(mb, "", 0)])
+    assert (await store.search_index(mb, q)).hits == [{2, 3}]

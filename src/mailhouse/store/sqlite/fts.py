@@ -84,6 +84,20 @@ class FtsTx:
         ).fetchall()
         return [int(r[0]) for r in rows]
 
+    async def fts_doc_uids(self, mailbox_id: int) -> list[tuple[int, int | None]] | None:
+        rows = self.c.execute(
+            "SELECT m.uid, d.id FROM messages m LEFT JOIN fts_docs d ON d.blob_key = m.blob_key AND d.state = ?"
+            " WHERE m.mailbox_id = ?",
+            (int(DocState.INDEXED), mailbox_id),
+        ).fetchall()
+        return [(int(u), None if d is None else int(d)) for u, d in rows]
+
+    async def fts_match_docs(self, query: FtsQuery) -> list[int]:
+        # the FTS5 match alone, no join (ids of freed documents included: their postings stay
+        # until a rebuild; the caller's id -> UID map has no entry for them)
+        rows = self.c.execute("SELECT rowid FROM fts_terms WHERE fts_terms MATCH ?", (match_expr(query),))
+        return [r[0] for r in rows.fetchall()]
+
     async def fts_backlog(self, after: str, limit: int) -> list[str]:
         rows = self.c.execute(  # index messages_blob, in key order
             "SELECT DISTINCT blob_key FROM messages m WHERE blob_key > ? AND NOT EXISTS"
