@@ -77,6 +77,9 @@ def test_select_examine_and_fetch_items(imap_server: MailhouseProcess) -> None:
     r = raw.cmd("FETCH 1 (RFC822.HEADER RFC822.TEXT)")  # RFC822.TEXT sets \Seen → FLAGS sent
     assert b"RFC822.HEADER {" in r[0] and b"RFC822.TEXT {" in r[0] and b"FLAGS (\\Seen" in r[0]
     r = raw.cmd("UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1)")
+    # RFC 7162 §3.1: CHANGEDSINCE enables CONDSTORE here, so OK [HIGHESTMODSEQ] comes first
+    assert r[0].startswith(b"* OK [HIGHESTMODSEQ ")
+    r = r[1:]
     assert all(b"MODSEQ (" in ln for ln in r[:-1]) and b"UID 1" in r[0]
     assert tagged(raw.cmd("FETCH 3 FLAGS")).startswith(b"BAD")  # beyond EXISTS
     assert tagged(raw.cmd("UID FETCH 99 FLAGS")).startswith(b"OK")  # missing UID: nothing
