@@ -103,6 +103,36 @@ class AuthLimits:
     ban_time: float = 3600.0  # seconds a ban lasts
 
 
+@dataclass(frozen=True, slots=True)
+class SpamConfig:
+    """[spam]: the scoring pipeline on port 25 (issue 14 §3, §5; spam/pipeline.py, README "Spam and
+    authentication")."""
+
+    enabled: bool = True
+    junk_threshold: float = 5.0  # SpamAssassin's required_score: at or above, filed into Junk
+    reject_threshold: float = 15.0  # at or above: 550 5.7.1 at end of DATA (no backscatter)
+    # DNS lists: "zone" or "zone=score"; empty by default (public lists have terms of use)
+    dnsbl: tuple[str, ...] = ()
+    dnswl: tuple[str, ...] = ()
+    domain_blocklists: tuple[str, ...] = ()
+    trusted_networks: tuple[str, ...] = ()  # clients never scored; loopback is not trusted by itself
+    score_submission: bool = False  # score authenticated submission too
+    timeout: float = 3.0  # seconds all rules of one message may take (then the verdict goes without them)
+
+
+SPAM_KEYS = (
+    "enabled",
+    "junk_threshold",
+    "reject_threshold",
+    "dnsbl",
+    "dnswl",
+    "domain_blocklists",
+    "trusted_networks",
+    "score_submission",
+    "timeout",
+)
+
+
 AUTH_LIMIT_KEYS = (  # the [auth] keys of AuthLimits
     "failure_window",
     "failure_delay",
@@ -186,6 +216,7 @@ class Config:
     # 1000 recipients a day sits between Gmail's 500 and Google Workspace's 2000.
     send_rate: int = 30  # message transactions per minute (submission and webmail)
     recipients_per_day: int = 1000  # accepted recipients per 24 h (submission and webmail)
+    spam: SpamConfig = field(default_factory=SpamConfig)
     source_path: str = "<defaults>"
 
     def is_trusted(self, ip: str) -> bool:
@@ -289,6 +320,7 @@ _TOP_KEYS = {
     "mailauth",
     "web",
     "connections",
+    "spam",
 }
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
@@ -328,6 +360,7 @@ _TABLE_KEYS = {
     "mailauth": {"verify_inbound", "dns_budget"},
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
+    "spam": set(SPAM_KEYS),
 }
 _ROUTE_KEYS = {"host", "port", "username", "password", "tls"}
 
@@ -485,7 +518,48 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     dkim = _table(data, "dkim", path)
     if "selector" in dkim:
         cfg.dkim_selector = str(dkim["selector"])
+    cfg.spam = _spam(_table(data, "spam", path), path)
     return cfg
+
+
+def _zones(v: Any, path: str, key: str) -> tuple[str, ...]:
+    """DNS list zones: "zone" or "zone=score"."""
+    if not isinstance(v, list) or not all(isinstance(z, str) for z in v):
+        raise ConfigError(path, key, 'must be a list of zones, e.g. ["zen.spamhaus.org", "list.example=2.5"]')
+    for z in v:
+        zone, eq, score = z.partition("=")
+        if not zone.strip() or " " in zone.strip():
+            raise ConfigError(path, key, f"{z!r}: empty or malformed zone")
+        if eq:
+            try:
+                float(score)
+            except ValueError:
+                raise ConfigError(path, key, f"{z!r}: the score after '=' is not a number") from None
+    return tuple(v)
+
+
+def _spam(t: dict[str, Any], path: str) -> SpamConfig:
+    values: dict[str, Any] = {}
+    for key in ("enabled", "score_submission"):
+        if key in t:
+            values[key] = _bool(t[key], path, f"spam.{key}")
+    for key in ("junk_threshold", "reject_threshold"):
+        if key in t:
+            v = t[key]
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ConfigError(path, f"spam.{key}", "must be a number")
+            values[key] = float(v)
+    if "timeout" in t:
+        values["timeout"] = _pos_number(t["timeout"], path, "spam.timeout")
+    for key in ("dnsbl", "dnswl", "domain_blocklists"):
+        if key in t:
+            values[key] = _zones(t[key], path, f"spam.{key}")
+    if "trusted_networks" in t:
+        values["trusted_networks"] = tuple(_networks(t["trusted_networks"], path, "spam.trusted_networks"))
+    spam = SpamConfig(**values)
+    if spam.reject_threshold < spam.junk_threshold:
+        raise ConfigError(path, "spam.reject_threshold", "must be ≥ spam.junk_threshold")
+    return spam
 
 
 def _auth_limits(auth: dict[str, Any], path: str) -> AuthLimits:

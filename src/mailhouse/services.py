@@ -30,6 +30,7 @@ from mailhouse.delivery.sendlimits import SendLimits
 from mailhouse.delivery.submission import Submission
 from mailhouse.mailauth.dkim import DkimSigner
 from mailhouse.queue.runner import QueueRunner
+from mailhouse.spam.pipeline import SpamFilter
 from mailhouse.store import open_store
 from mailhouse.store.api import Store
 
@@ -44,6 +45,7 @@ class Services:
     delivery: LocalDelivery
     outbound: QueueRunner
     envelope: EnvelopeService
+    spam: SpamFilter | None = None  # issue 14: scoring on port 25 (None: [spam] enabled = false)
     sessions: set[asyncio.Task[Any]] = field(default_factory=set)
     draining: bool = False
 
@@ -82,4 +84,6 @@ async def build(cfg: Config) -> Services:
         delivery=local,
         outbound=outbound,
         envelope=envelope,
+        # the Bayes rule (spam.bayes) joins through SpamFilter(cfg, extra_rules=[...])
+        spam=SpamFilter(cfg) if cfg.spam.enabled else None,
     )

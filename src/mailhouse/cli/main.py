@@ -1,4 +1,4 @@
-"""`mailhouse` command line: serve, quickstart, domain, user, alias, queue, dns, mail, ban.
+"""`mailhouse` command line: serve, quickstart, domain, user, alias, queue, dns, mail, ban, spam.
 
 Passwords are read from stdin (`--password-stdin`) or a prompt, never from argv.
 Errors are one line on stderr and exit status 1 (2 for usage and configuration).
@@ -17,6 +17,7 @@ from mailhouse.accounts.admin import Admin, AdminError, generate_password
 from mailhouse.cli import ban as cli_ban
 from mailhouse.cli import mail as cli_mail
 from mailhouse.cli import queue as cli_queue
+from mailhouse.cli import spam as cli_spam
 from mailhouse.cli import store as cli_store
 from mailhouse.cli.common import Handler, with_store
 from mailhouse.store.api import StoreError
@@ -198,7 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("domain")
     n.set_defaults(fn=cmd_dns)
 
-    for register in (cli_queue.register, cli_mail.register, cli_store.register, cli_ban.register):
+    for register in (
+        cli_queue.register,
+        cli_mail.register,
+        cli_store.register,
+        cli_ban.register,
+        cli_spam.register,
+    ):
         register(sub)
     return p
 

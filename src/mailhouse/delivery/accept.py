@@ -83,15 +83,17 @@ class EnvelopeService:
         queue_id: str,
         submitted_by: Account | None = None,
         mail_params: dict[str, str | None] | None = None,
+        junk: bool = False,
     ) -> Reply:
-        """File and queue MESSAGE durably; the reply for end of data (RFC 5321 §4.2, §4.4)."""
+        """File and queue MESSAGE durably; the reply for end of data (RFC 5321 §4.2, §4.4).
+        JUNK: the spam verdict says Junk — local recipients get it in their \\Junk mailbox."""
         if submitted_by is not None:
             prepared = await self.msa.prepare(message, submitted_by, sender)
             if isinstance(prepared, Reply):
                 return prepared
             message = prepared
         if local:
-            result = await self.local.deliver(message, sender, local, queue_id)
+            result = await self.local.deliver(message, sender, local, queue_id, junk=junk)
             if result.over_quota and not result.delivered and not remote:
                 return Reply(452, "4.2.2", "Error: mailbox full")  # RFC 3463 X.2.2
             if result.over_quota:

@@ -21,11 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailhouse.accounts.resolve import Resolver
-from mailhouse.store.api import Account, MessageRecord, NewMessage, Store
+from mailhouse.store.api import Account, MessageRecord, NewMessage, Store, StoreError
 from mailhouse.store.crlf import to_crlf
 from mailhouse.store.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
+
+#: The name of the \Junk mailbox created when an account has none (store.api.SPECIAL_MAILBOXES).
+JUNK_NAME = "Junk"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,23 @@ class LocalDelivery:
             return QuotaState(True, "storage quota exceeded")
         return QuotaState(False)
 
+    async def junk_mailbox(self, account: Account) -> int:
+        """The id of ACCOUNT's special-use \\Junk mailbox (RFC 6154 §2), whatever its name; a
+        mailbox "Junk" with that use is created when the account has none."""
+        for mb in await self.store.list_mailboxes(account.id):
+            if mb.special_use and "\\junk" in mb.special_use.lower().split():
+                return mb.id
+        existing = await self.resolver.mailbox_id(account.id, JUNK_NAME)
+        if existing is not None:  # a "Junk" without the attribute (made by a client): use it
+            return existing
+        try:
+            return (await self.store.create_mailbox(account.id, JUNK_NAME, "\\Junk")).id
+        except StoreError:  # made meanwhile by another delivery
+            made = await self.store.get_mailbox(account.id, JUNK_NAME)
+            if made is None:
+                raise
+            return made.id
+
     async def deliver(
         self,
         data: bytes | SpooledMessage,
@@ -65,8 +85,10 @@ class LocalDelivery:
         accounts: list[Account],
         queue_id: str,
         mailbox: str = "INBOX",
+        junk: bool = False,
     ) -> DeliveryResult:
-        """File DATA (already carrying Received:) into each account's MAILBOX, durably."""
+        """File DATA (already carrying Received:) into each account's MAILBOX, durably; JUNK (the spam
+        verdict, issue 14 §3) files it into each account's \\Junk mailbox instead."""
         return_path = b"Return-Path: <" + sender.encode("utf-8") + b">\r\n"  # RFC 5321 §4.4
         blob: bytes | SpooledMessage
         if isinstance(data, SpooledMessage):
@@ -83,7 +105,12 @@ class LocalDelivery:
             if (await self.quota_state(acc, size)).over:
                 over.append(acc)
                 continue
-            mb_id = await resolver.mailbox_id(acc.id, mailbox) or await resolver.mailbox_id(acc.id, "INBOX")
+            mb_id = await self.junk_mailbox(acc) if junk else None
+            mb_id = (
+                mb_id
+                or await resolver.mailbox_id(acc.id, mailbox)
+                or await resolver.mailbox_id(acc.id, "INBOX")
+            )
             if mb_id is None:
                 mb_id = (await self.store.create_mailbox(acc.id, "INBOX")).id
             targets.append(

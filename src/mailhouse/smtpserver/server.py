@@ -55,6 +55,11 @@ from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
 from mailhouse.runtime.connlimits import ConnectionGate, Refusal, policy_from_config
 from mailhouse.smtpserver.inflight import REPLY_INSUFFICIENT_STORAGE, InflightBudget
 from mailhouse.smtpserver.pregreet import PregreetMemory, Verdict
+from mailhouse.spam import explain as spam_explain
+from mailhouse.spam import headers as spam_headers
+from mailhouse.spam.pipeline import Verdict as SpamVerdict
+from mailhouse.spam.pipeline import spam_refusal
+from mailhouse.spam.rules import Action, header_values
 from mailhouse.store.api import Account, StoreUnavailable
 from mailhouse.store.spool import HeaderTooLarge, Spool, SpooledMessage, remove_stale
 
@@ -486,6 +491,9 @@ class SmtpSession:
         if self.mode == "smtp" and self.cfg.verify_inbound:
             helo = (self.core.helo_name or b"").decode("ascii", "replace")
             body = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
+        verdict, body = await self._score(body, sender)
+        if verdict is not None and verdict.action is Action.REJECT:
+            return spam_refusal(verdict)  # before the 250: no backscatter (issue 14 §3)
         message = body.prepend(self._received())
         reply = await self.svc.envelope.accept(
             message,
@@ -495,6 +503,7 @@ class SmtpSession:
             queue_id=self.queue_id,
             submitted_by=self.user if self.mode != "smtp" else None,
             mail_params=self.mail_params,
+            junk=verdict is not None and verdict.action is Action.JUNK,
         )
         if reply.code != 250:
             return reply
@@ -506,6 +515,22 @@ class SmtpSession:
             message.size,
         )
         return reply
+
+    async def _score(self, body: SpooledMessage, sender: str) -> tuple[SpamVerdict | None, SpooledMessage]:
+        """The spam verdict (None: not scored) and BODY with our X-Spam-* fields (spam/pipeline.py)."""
+        spam = self.svc.spam
+        if spam is None or not spam.applies(self.ip, authenticated=self.user is not None):
+            return None, body
+        body = body.with_head(spam_headers.strip_incoming(body.head))
+        helo = (self.core.helo_name or b"").decode("ascii", "replace")
+        verdict = await spam.evaluate(body, self.ip, helo, sender, self.rcpt_for_header)
+        self.log.info("spam %s %s", self.queue_id, safe(verdict.summary()))
+        mid = next(iter(header_values(body.head, "message-id")), "")
+        try:
+            await spam_explain.record(self.svc.store, self.queue_id, mid, verdict)
+        except StoreUnavailable:
+            self.log.warning("spam verdict of %s not stored (store unavailable)", self.queue_id)
+        return verdict, body.prepend(spam_headers.fields(verdict.score, verdict.required, list(verdict.hits)))
 
     async def on_rset(self, ev: core.Rset) -> None:
         self._reset()

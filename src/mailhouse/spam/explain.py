@@ -1,0 +1,85 @@
+"""Verdicts kept so they can be explained later (`mailhouse spam explain QUEUE-ID|MESSAGE-ID`).
+
+Stored as the store's shared expiring marks (`store/limits.py`, no new table; every node and
+`mailhouse` command sees them): ``spam:<queue id>`` holds the verdict as JSON, and
+``spam-mid:<Message-ID>`` points to the queue id. They expire after `KEEP` seconds, long after
+a user would ask "why is this in Junk?", and the hourly housekeeping purges them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from mailhouse.spam.pipeline import Verdict
+from mailhouse.spam.rules import Hit
+from mailhouse.store.api import Store
+
+__all__ = ["KEEP", "Explained", "find", "record"]
+
+#: Seconds a verdict is kept: 30 days, the usual retention of a Junk folder.
+KEEP = 30 * 86400.0
+#: Message-IDs longer than this are not indexed (RFC 5322 lines are ≤ 998 octets; a key is a row).
+MID_MAX = 250
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    queue_id: str
+    message_id: str
+    score: float
+    action: str
+    required: float
+    hits: tuple[Hit, ...]
+    unfinished: tuple[str, ...]
+    when: float
+
+
+def _mid(message_id: str) -> str:
+    return message_id.strip().strip("<>").strip()
+
+
+async def record(
+    store: Store, queue_id: str, message_id: str, verdict: Verdict, now: float | None = None
+) -> None:
+    now = time.time() if now is None else now
+    data = {
+        "queue_id": queue_id,
+        "message_id": _mid(message_id),
+        "score": verdict.score,
+        "action": verdict.action.value,
+        "required": verdict.required,
+        "hits": [[h.name, h.score, h.reason] for h in verdict.hits],
+        "unfinished": list(verdict.unfinished),
+        "when": now,
+    }
+    await store.set_mark(f"spam:{queue_id}", json.dumps(data), now + KEEP)
+    mid = _mid(message_id)
+    if mid and len(mid) <= MID_MAX:
+        await store.set_mark(f"spam-mid:{mid}", queue_id, now + KEEP)
+
+
+async def find(store: Store, ident: str, now: float | None = None) -> Explained | None:
+    """The verdict of queue id or Message-ID IDENT (with or without <>), or None."""
+    now = time.time() if now is None else now
+    mark = await store.get_mark(f"spam:{ident.strip()}", now)
+    if mark is None:
+        mid = _mid(ident)
+        pointer = await store.get_mark(f"spam-mid:{mid}", now) if mid else None
+        if pointer is None:
+            return None
+        mark = await store.get_mark(f"spam:{pointer.value}", now)
+        if mark is None:
+            return None
+    d = json.loads(mark.value)
+    return Explained(
+        queue_id=d["queue_id"],
+        message_id=d["message_id"],
+        score=float(d["score"]),
+        action=d["action"],
+        required=float(d["required"]),
+        hits=tuple(Hit(str(n), float(s), str(r)) for n, s, r in d["hits"]),
+        unfinished=tuple(d.get("unfinished", ())),
+        when=float(d["when"]),
+    )
