@@ -57,8 +57,8 @@ from mailhouse.smtpserver.inflight import REPLY_INSUFFICIENT_STORAGE, InflightBu
 from mailhouse.smtpserver.pregreet import PregreetMemory, Verdict
 from mailhouse.spam import explain as spam_explain
 from mailhouse.spam import headers as spam_headers
+from mailhouse.spam.pipeline import Scoring, spam_refusal
 from mailhouse.spam.pipeline import Verdict as SpamVerdict
-from mailhouse.spam.pipeline import spam_refusal
 from mailhouse.spam.rules import Action, header_values
 from mailhouse.store.api import Account, StoreUnavailable
 from mailhouse.store.spool import HeaderTooLarge, Spool, SpooledMessage, remove_stale
@@ -488,12 +488,21 @@ class SmtpSession:
 
     async def _accept(self, body: SpooledMessage) -> Reply:
         sender = self.sender or ""
-        if self.mode == "smtp" and self.cfg.verify_inbound:
-            helo = (self.core.helo_name or b"").decode("ascii", "replace")
-            body = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
-        verdict, body = await self._score(body, sender)
-        if verdict is not None and verdict.action is Action.REJECT:
-            return spam_refusal(verdict)  # before the 250: no backscatter (issue 14 §3)
+        helo = (self.core.helo_name or b"").decode("ascii", "replace")
+        scoring = self._start_scoring(body, sender, helo)
+        if scoring is not None:
+            body = scoring.ctx.message  # without the X-Spam-* fields that arrived with it
+        try:
+            if self.mode == "smtp" and self.cfg.verify_inbound:
+                body = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
+            verdict = None if scoring is None else await scoring.finish(body)
+        finally:
+            if scoring is not None:
+                scoring.cancel()  # a no-op once finished
+        if verdict is not None:
+            body = await self._record_verdict(body, verdict)
+            if verdict.action is Action.REJECT:
+                return spam_refusal(verdict)  # before the 250: no backscatter (issue 14 §3)
         message = body.prepend(self._received())
         reply = await self.svc.envelope.accept(
             message,
@@ -516,21 +525,23 @@ class SmtpSession:
         )
         return reply
 
-    async def _score(self, body: SpooledMessage, sender: str) -> tuple[SpamVerdict | None, SpooledMessage]:
-        """The spam verdict (None: not scored) and BODY with our X-Spam-* fields (spam/pipeline.py)."""
+    def _start_scoring(self, body: SpooledMessage, sender: str, helo: str) -> Scoring | None:
+        """Start the spam rules (spam/pipeline.py) on port 25, unless the client is exempt."""
         spam = self.svc.spam
         if spam is None or not spam.applies(self.ip, authenticated=self.user is not None):
-            return None, body
+            return None
         body = body.with_head(spam_headers.strip_incoming(body.head))
-        helo = (self.core.helo_name or b"").decode("ascii", "replace")
-        verdict = await spam.evaluate(body, self.ip, helo, sender, self.rcpt_for_header)
+        return spam.start(body, self.ip, helo, sender, self.rcpt_for_header)
+
+    async def _record_verdict(self, body: SpooledMessage, verdict: SpamVerdict) -> SpooledMessage:
+        """Log and store VERDICT (for `mailhouse spam explain`); BODY with our X-Spam-* fields."""
         self.log.info("spam %s %s", self.queue_id, safe(verdict.summary()))
         mid = next(iter(header_values(body.head, "message-id")), "")
         try:
             await spam_explain.record(self.svc.store, self.queue_id, mid, verdict)
         except StoreUnavailable:
             self.log.warning("spam verdict of %s not stored (store unavailable)", self.queue_id)
-        return verdict, body.prepend(spam_headers.fields(verdict.score, verdict.required, list(verdict.hits)))
+        return body.prepend(spam_headers.fields(verdict.score, verdict.required, list(verdict.hits)))
 
     async def on_rset(self, ev: core.Rset) -> None:
         self._reset()

@@ -12,6 +12,8 @@ pre-label its own mail as clean (SpamAssassin does the same with its own fields)
 
 from __future__ import annotations
 
+import re
+
 from mailhouse.message.headers import split_header_block
 from mailhouse.spam.rules import Hit
 
@@ -29,16 +31,21 @@ def fields(score: float, required: float, hits: list[Hit]) -> bytes:
     status = (
         f"{'Yes' if spam else 'No'}, score={score:.1f} required={required:.1f} tests={names} autolearn=no"
     )
-    folded: list[str] = []
-    line = ""
+    # fold between words, and inside the tests= list after a comma, as SpamAssassin does
+    pieces: list[tuple[str, str]] = []  # (separator before it unless folded there, text)
     for word in (status + " version=Mailhouse").split(" "):
-        if line and len(line) + 1 + len(word) > FOLD_AT:
+        for j, piece in enumerate(re.findall(r"[^,]+,?|,", word)):
+            pieces.append(("" if j else " ", piece))
+    folded: list[str] = []
+    line = "X-Spam-Status:"
+    for sep, piece in pieces:
+        if len(line) + len(sep) + len(piece) > FOLD_AT:
             folded.append(line)
-            line = word
+            line = piece  # RFC 5322 §2.2.3: the fold (CRLF TAB) is the separator
         else:
-            line = f"{line} {word}" if line else word
+            line += sep + piece
     folded.append(line)
-    out = "X-Spam-Status: " + "\r\n\t".join(folded) + "\r\n"
+    out = "\r\n\t".join(folded) + "\r\n"
     out = f"X-Spam-Score: {score:.1f}\r\n" + out
     if spam:
         out = "X-Spam-Flag: YES\r\n" + out

@@ -16,7 +16,8 @@ per-user Bayes classifier (``spam.bayes``, issue 14 §3: a rule whose hit is BAY
 recipient's probability) and anything else that satisfies `Rule`. DMARC and ARC outcomes need
 no slot: `spam.authrules` reads them from our Authentication-Results.
 
-Invariants: `evaluate` returns within ``timeout + GRACE`` seconds; hit names are unique in a
+Invariants: `Scoring.finish` returns within ``timeout + GRACE`` seconds of `SpamFilter.start`
+(the rules after authentication read one header field); hit names are unique in a
 verdict; a verdict with GTUBE is always at least JUNK (its score is 1000).
 """
 
@@ -41,7 +42,7 @@ from mailhouse.store.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GRACE", "SpamFilter", "Verdict", "decide", "spam_refusal"]
+__all__ = ["GRACE", "Scoring", "SpamFilter", "Verdict", "decide", "spam_refusal"]
 
 #: Seconds past the budget the rules get to hand back (a thread finishing its scan).
 GRACE = 0.3
@@ -95,8 +96,9 @@ class SpamFilter:
         self.settings = cfg.spam
         self.clock = clock
         lookup = lookup or Lookup(cfg.dns_nameservers or None)
+        # run once Authentication-Results is there (instant: they read a header field)
+        self.after_auth: list[Rule] = [AuthResultsRule()]
         rules: list[Rule] = [
-            AuthResultsRule(),
             HeaderAnomalies(),
             ContentRules(),
             ClientDns(lookup, cfg.hostname),
@@ -114,11 +116,13 @@ class SpamFilter:
             return False
         return not (s.trusted_networks and address_in(ip, parse_networks(s.trusted_networks)))
 
-    async def evaluate(
+    def start(
         self, message: SpooledMessage, ip: str, helo: str, mail_from: str, recipients: Sequence[str]
-    ) -> Verdict:
-        start = time.monotonic()
-        budget = self.settings.timeout
+    ) -> Scoring:
+        """Start the rules on MESSAGE (as received) now; `Scoring.finish` gives the verdict. The SMTP
+        server starts them before the SPF/DKIM checks of `mailauth.inbound`, so the two budgets run
+        side by side and a message waits for the longer one, not for their sum."""
+        now = time.monotonic()
         ctx = Context(
             ip=ip,
             helo=helo,
@@ -126,11 +130,39 @@ class SpamFilter:
             recipients=tuple(recipients),
             message=message,
             authserv_id=self.cfg.hostname,
-            deadline=start + budget,
+            deadline=now + self.settings.timeout,
             clock=self.clock,
         )
         tasks = {asyncio.ensure_future(r.check(ctx)): r.name for r in self.rules}
-        done, pending = await asyncio.wait(tasks, timeout=budget + GRACE)
+        return Scoring(self, ctx, tasks, now)
+
+    async def evaluate(
+        self, message: SpooledMessage, ip: str, helo: str, mail_from: str, recipients: Sequence[str]
+    ) -> Verdict:
+        """The verdict on MESSAGE, which already carries our Authentication-Results (if any)."""
+        return await self.start(message, ip, helo, mail_from, recipients).finish(message)
+
+
+class Scoring:
+    """The rules of one message under way (`SpamFilter.start`)."""
+
+    def __init__(
+        self, spam: SpamFilter, ctx: Context, tasks: dict[asyncio.Task[list[Hit]], str], started: float
+    ) -> None:
+        self.spam = spam
+        self.ctx = ctx
+        self.tasks = tasks
+        self.started = started
+
+    def cancel(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+
+    async def finish(self, annotated: SpooledMessage) -> Verdict:
+        """Wait for the rules until the deadline (plus `GRACE`), then run the rules that read
+        ANNOTATED's Authentication-Results, and sum it all up."""
+        ctx, tasks, settings = self.ctx, self.tasks, self.spam.settings
+        done, pending = await asyncio.wait(tasks, timeout=max(0.0, ctx.deadline - time.monotonic()) + GRACE)
         for t in pending:
             t.cancel()
         hits: dict[str, Hit] = {}
@@ -139,17 +171,29 @@ class SpamFilter:
                 for h in t.result():
                     hits.setdefault(h.name, h)
             except Exception:
-                log.exception("spam rule %s failed for ip=%s", tasks[t], ip)
+                log.exception("spam rule %s failed for ip=%s", tasks[t], ctx.ip)
         unfinished = tuple(sorted(tasks[t] for t in pending))
         if unfinished:
-            log.info("spam rules %s cut off by the %.1f s budget for ip=%s", ",".join(unfinished), budget, ip)
+            log.info(
+                "spam rules %s cut off by the %.1f s budget for ip=%s",
+                ",".join(unfinished),
+                settings.timeout,
+                ctx.ip,
+            )
+        ctx.message, ctx._fields = annotated, None  # the other rules are done: nobody reads it now
+        for rule in self.spam.after_auth:
+            try:
+                for h in await rule.check(ctx):
+                    hits.setdefault(h.name, h)
+            except Exception:
+                log.exception("spam rule %s failed for ip=%s", rule.name, ctx.ip)
         ordered = tuple(sorted(hits.values(), key=lambda h: (-abs(h.score), h.name)))
         score = round(sum(h.score for h in ordered), 1)
         return Verdict(
             score=score,
-            action=decide(score, self.settings),
+            action=decide(score, settings),
             hits=ordered,
-            required=self.settings.junk_threshold,
+            required=settings.junk_threshold,
             unfinished=unfinished,
-            elapsed=time.monotonic() - start,
+            elapsed=time.monotonic() - self.started,
         )
