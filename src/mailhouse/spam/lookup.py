@@ -5,12 +5,18 @@ when they are set, so tests and labs answer from their own server). A look-up ge
 time left in the message's budget; the answer distinguishes *no such name* (``[]``: the list
 does not list it, the PTR does not exist) from *could not tell* (``None``: timeout, SERVFAIL,
 REFUSED), which a rule must never score as a listing.
+
+Answers are cached per process (`CACHE_MAX` entries): positive ones for their TTL (at most
+`MAX_TTL`), negative ones (no such name, no data) for `NEGATIVE_TTL` seconds, also when the
+server sends no SOA to take a negative TTL from (RFC 2308 §5) — most clients have no DNSWL/DNSBL entry, and a busy sender is
+looked up once a minute, not once a message. "Could not tell" is never cached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from collections.abc import Sequence
 
 import dns.asyncresolver
@@ -19,7 +25,14 @@ import dns.nameserver
 import dns.resolver
 import dns.reversename
 
-__all__ = ["Lookup", "reverse_name"]
+__all__ = ["CACHE_MAX", "MAX_TTL", "NEGATIVE_TTL", "Lookup", "reverse_name"]
+
+#: Seconds a "no such name / no data" answer is reused (RFC 2308 §5 allows caching it).
+NEGATIVE_TTL = 60.0
+#: Seconds a positive answer is reused at most (a list's TTL is usually shorter).
+MAX_TTL = 3600.0
+#: Answers remembered per process (oldest dropped first).
+CACHE_MAX = 8192
 
 
 def reverse_name(ip: str) -> str | None:
@@ -43,19 +56,36 @@ class Lookup:
             r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
         else:
             r = dns.asyncresolver.Resolver()
-        r.cache = dns.resolver.LRUCache(4096)  # a DNSBL answer is asked once per TTL, not per message
         self.resolver = r
+        # (name, type) → (expiry in time.monotonic, answer): a DNSBL is asked once per TTL
+        self.cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
+
+    def _remember(self, key: tuple[str, str], ttl: float, answer: list[str]) -> None:
+        if ttl <= 0:
+            return
+        if len(self.cache) >= CACHE_MAX:
+            del self.cache[next(iter(self.cache))]
+        self.cache[key] = (time.monotonic() + ttl, answer)
 
     async def _query(self, name: str, rdtype: str, timeout: float) -> list[str] | None:
+        key = (name.lower(), rdtype)
+        hit = self.cache.get(key)
+        if hit is not None:
+            if hit[0] > time.monotonic():
+                return list(hit[1])
+            del self.cache[key]
         if timeout <= 0:
             return None
         try:
             ans = await self.resolver.resolve(name, rdtype, lifetime=timeout, search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            self._remember(key, NEGATIVE_TTL, [])
             return []
         except (dns.exception.DNSException, OSError):
-            return None
-        return [r.to_text().rstrip(".").lower() if rdtype == "PTR" else r.to_text() for r in ans]
+            return None  # could not tell: never cached
+        out = [r.to_text().rstrip(".").lower() if rdtype == "PTR" else r.to_text() for r in ans]
+        self._remember(key, min(float(ans.rrset.ttl) if ans.rrset is not None else 0.0, MAX_TTL), out)
+        return out
 
     async def a(self, name: str, timeout: float) -> list[str] | None:
         return await self._query(name, "A", timeout)
