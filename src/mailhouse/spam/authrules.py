@@ -16,11 +16,11 @@ from mailhouse.spam.rules import Context, Hit, clean_reason
 __all__ = ["SCORES", "AuthResultsRule", "parse_ours"]
 
 #: (method, result) → (rule name, score, reason). Failures of a mechanism the sender published
-#: count; a missing record (none/neutral) says nothing. Values after SpamAssassin's SPF_FAIL,
-#: SPF_SOFTFAIL, DKIM_INVALID and DMARC's quarantine/reject weights, rounded.
+#: count; a missing record (none/neutral) says nothing. SPF as SpamAssassin 4's defaults (SPF_FAIL
+#: 0.9, SPF_SOFTFAIL 0.7); DKIM and DMARC failures weigh more, as Rspamd's R_DKIM_REJECT/DMARC_POLICY_*.
 SCORES: dict[tuple[str, str], tuple[str, float, str]] = {
-    ("spf", "fail"): ("SPF_FAIL", 2.0, "SPF: the sending host is not allowed to send for {d}"),
-    ("spf", "softfail"): ("SPF_SOFTFAIL", 1.0, "SPF: {d} says the sending host is probably not its own"),
+    ("spf", "fail"): ("SPF_FAIL", 0.9, "SPF: the sending host is not allowed to send for {d}"),
+    ("spf", "softfail"): ("SPF_SOFTFAIL", 0.7, "SPF: {d} says the sending host is probably not its own"),
     ("spf", "permerror"): ("SPF_PERMERROR", 0.5, "SPF: the record of {d} is broken"),
     ("spf", "pass"): ("SPF_PASS", -0.1, "SPF: the sending host is allowed to send for {d}"),
     ("dkim", "fail"): ("DKIM_FAIL", 1.5, "DKIM: the signature of {d} does not verify (altered or forged)"),

@@ -8,6 +8,7 @@ a user would ask "why is this in Junk?", and the hourly housekeeping purges them
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -54,10 +55,11 @@ async def record(
         "unfinished": list(verdict.unfinished),
         "when": now,
     }
-    await store.set_mark(f"spam:{queue_id}", json.dumps(data), now + KEEP)
+    writes = [store.set_mark(f"spam:{queue_id}", json.dumps(data), now + KEEP)]
     mid = _mid(message_id)
     if mid and len(mid) <= MID_MAX:
-        await store.set_mark(f"spam-mid:{mid}", queue_id, now + KEEP)
+        writes.append(store.set_mark(f"spam-mid:{mid}", queue_id, now + KEEP))
+    await asyncio.gather(*writes)  # concurrent: SQLite's writer commits them in one transaction
 
 
 async def find(store: Store, ident: str, now: float | None = None) -> Explained | None:

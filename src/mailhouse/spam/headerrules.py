@@ -16,14 +16,16 @@ from mailhouse.spam.rules import Context, Hit, clean_reason
 
 __all__ = ["FUTURE_SLACK", "SCORES", "HeaderAnomalies"]
 
+#: Near SpamAssassin 4's defaults (MISSING_DATE 1.36, MISSING_MID 0.5, MISSING_FROM 1.0,
+#: FREEMAIL_FORGED_REPLYTO-like mismatch 0.5, DATE_IN_FUTURE_12_24 ~1.5).
 SCORES = {
-    "MISSING_DATE": 1.0,
+    "MISSING_DATE": 1.4,
     "DATE_IN_FUTURE": 1.5,
     "MISSING_MID": 0.5,
     "INVALID_MSGID": 1.0,
     "FROM_REPLYTO_DIFFER": 0.5,
     "UNDISC_RECIPS": 1.0,
-    "MISSING_FROM": 1.5,
+    "MISSING_FROM": 1.0,
 }
 #: A Date this far ahead of our clock is "in the future" (SpamAssassin's DATE_IN_FUTURE_12_24
 #: starts at 12 hours: clocks and time zones get that wrong honestly).
