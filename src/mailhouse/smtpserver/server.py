@@ -499,20 +499,27 @@ class SmtpSession:
         finally:
             if scoring is not None:
                 scoring.cancel()  # a no-op once finished
+        stored: Awaitable[None] = asyncio.sleep(0)
         if verdict is not None:
-            body = await self._record_verdict(body, verdict)
+            self.log.info("spam %s %s", self.queue_id, safe(verdict.summary()))
+            stored = self._store_verdict(body, verdict)
+            body = body.prepend(spam_headers.fields(verdict.score, verdict.required, list(verdict.hits)))
             if verdict.action is Action.REJECT:
+                await stored
                 return spam_refusal(verdict)  # before the 250: no backscatter (issue 14 §3)
         message = body.prepend(self._received())
-        reply = await self.svc.envelope.accept(
-            message,
-            sender,
-            list(self.local.values()),
-            self.remote,
-            queue_id=self.queue_id,
-            submitted_by=self.user if self.mode != "smtp" else None,
-            mail_params=self.mail_params,
-            junk=verdict is not None and verdict.action is Action.JUNK,
+        reply, _ = await asyncio.gather(  # the verdict is written beside the delivery (one group commit)
+            self.svc.envelope.accept(
+                message,
+                sender,
+                list(self.local.values()),
+                self.remote,
+                queue_id=self.queue_id,
+                submitted_by=self.user if self.mode != "smtp" else None,
+                mail_params=self.mail_params,
+                junk=verdict is not None and verdict.action is Action.JUNK,
+            ),
+            stored,
         )
         if reply.code != 250:
             return reply
@@ -533,15 +540,13 @@ class SmtpSession:
         body = body.with_head(spam_headers.strip_incoming(body.head))
         return spam.start(body, self.ip, helo, sender, self.rcpt_for_header)
 
-    async def _record_verdict(self, body: SpooledMessage, verdict: SpamVerdict) -> SpooledMessage:
-        """Log and store VERDICT (for `mailhouse spam explain`); BODY with our X-Spam-* fields."""
-        self.log.info("spam %s %s", self.queue_id, safe(verdict.summary()))
+    async def _store_verdict(self, body: SpooledMessage, verdict: SpamVerdict) -> None:
+        """Keep VERDICT for `mailhouse spam explain` (spam/explain.py); a store outage only loses it."""
         mid = next(iter(header_values(body.head, "message-id")), "")
         try:
             await spam_explain.record(self.svc.store, self.queue_id, mid, verdict)
         except StoreUnavailable:
             self.log.warning("spam verdict of %s not stored (store unavailable)", self.queue_id)
-        return body.prepend(spam_headers.fields(verdict.score, verdict.required, list(verdict.hits)))
 
     async def on_rset(self, ev: core.Rset) -> None:
         self._reset()
