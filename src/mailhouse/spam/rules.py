@@ -5,7 +5,8 @@ A rule has a stable ``name`` (config, logs and ``X-Spam-Status: tests=`` use it)
 verdict can be explained ("why is this in Junk?", issue 14 §4). A rule never raises for bad
 input (a bug is logged by the pipeline and the rule counts as silent), never blocks the event
 loop (DNS is async and bounded by ``ctx.deadline``; content work goes through ``ctx.scan()``,
-which runs once per message in a worker thread over a bounded prefix of the body), and never
+which runs once per message over a bounded prefix of the body — in a worker thread unless the
+message is small and in memory), and never
 waits past ``ctx.deadline``.
 
 Invariants: hit names are tokens ``[A-Z0-9_]`` (SpamAssassin's ``tests=`` list is
@@ -31,6 +32,9 @@ __all__ = ["Action", "Context", "Hit", "Rule", "clean_reason", "header_values", 
 
 _NOT_TOKEN = re.compile(r"[^A-Z0-9_]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+#: A message up to this size held in memory is scanned on the loop (~0.1 ms): a thread hop costs
+#: a GIL hand-over, up to the 5 ms switch interval on a busy loop (docs/architecture.md, Quick reads).
+INLINE_SCAN_MAX = 64 * 1024
 #: A reason longer than this is cut: it must fit one log line and one explain line.
 REASON_MAX = 200
 
@@ -113,7 +117,13 @@ class Context:
     async def scan(self) -> scan_mod.Scan:
         """The bounded content scan of the message, made once in a worker thread."""
         if self._scan is None:
-            self._scan = asyncio.ensure_future(asyncio.to_thread(scan_mod.scan, self.message))
+            if self.message.in_memory and self.message.size <= INLINE_SCAN_MAX:
+                # a small message in memory: cheaper here than the GIL hand-over to a thread
+                done: asyncio.Future[scan_mod.Scan] = asyncio.get_running_loop().create_future()
+                done.set_result(scan_mod.scan(self.message))
+                self._scan = done
+            else:
+                self._scan = asyncio.ensure_future(asyncio.to_thread(scan_mod.scan, self.message))
         return await asyncio.shield(self._scan)
 
 
