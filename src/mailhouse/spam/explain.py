@@ -1,14 +1,14 @@
 """Verdicts kept so they can be explained later (`mailhouse spam explain QUEUE-ID|MESSAGE-ID`).
 
 Stored as the store's shared expiring marks (`store/limits.py`, no new table; every node and
-`mailhouse` command sees them): ``spam:<queue id>`` holds the verdict as JSON, and
-``spam-mid:<Message-ID>`` points to the queue id. They expire after `KEEP` seconds, long after
-a user would ask "why is this in Junk?", and the hourly housekeeping purges them.
+`mailhouse` command sees them): ``spam:<queue id>`` holds the verdict as JSON, Message-ID
+included. One write per message, beside its delivery; a look-up by Message-ID reads the
+``spam:`` marks (an admin command, not the mail path). They expire after `KEEP` seconds, long
+after a user would ask "why is this in Junk?", and the hourly housekeeping purges them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -21,8 +21,6 @@ __all__ = ["KEEP", "Explained", "find", "record"]
 
 #: Seconds a verdict is kept: 30 days, the usual retention of a Junk folder.
 KEEP = 30 * 86400.0
-#: Message-IDs longer than this are not indexed (RFC 5322 lines are ≤ 998 octets; a key is a row).
-MID_MAX = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +53,7 @@ async def record(
         "unfinished": list(verdict.unfinished),
         "when": now,
     }
-    writes = [store.set_mark(f"spam:{queue_id}", json.dumps(data), now + KEEP)]
-    mid = _mid(message_id)
-    if mid and len(mid) <= MID_MAX:
-        writes.append(store.set_mark(f"spam-mid:{mid}", queue_id, now + KEEP))
-    await asyncio.gather(*writes)  # concurrent: SQLite's writer commits them in one transaction
+    await store.set_mark(f"spam:{queue_id}", json.dumps(data), now + KEEP)
 
 
 async def find(store: Store, ident: str, now: float | None = None) -> Explained | None:
@@ -68,11 +62,13 @@ async def find(store: Store, ident: str, now: float | None = None) -> Explained 
     mark = await store.get_mark(f"spam:{ident.strip()}", now)
     if mark is None:
         mid = _mid(ident)
-        pointer = await store.get_mark(f"spam-mid:{mid}", now) if mid else None
-        if pointer is None:
+        if not mid:
             return None
-        mark = await store.get_mark(f"spam:{pointer.value}", now)
-        if mark is None:
+        for m in await store.list_marks("spam:", now):
+            if f'"message_id": {json.dumps(mid)}' in m.value and json.loads(m.value).get("message_id") == mid:
+                mark = m
+                break
+        else:
             return None
     d = json.loads(mark.value)
     return Explained(
