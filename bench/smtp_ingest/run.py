@@ -6,7 +6,13 @@ the mailbox (fsynced blob + committed index); Postfix's 250 means "in the queue"
 rate is measured until the last message is delivered into a maildir (and its 250-rate is
 shown too). Run from the repository root:
 
-    .venv/bin/python -m bench.smtp_ingest.run [--messages 20000] [--workers 2] [--mode both]
+    .venv/bin/python -m bench.smtp_ingest.run [--messages 20000] [--workers 2] [--mode both] [--filter]
+
+With ``--filter`` the spam pipeline (issue 14) runs with its default rules and DNS lists
+answered by a local dnsmasq (a DNSBL, a DNSWL and a domain list zone, PTR/A of the client):
+Mailhouse is measured with it, with ``[spam] enabled = false`` and Postfix in the same run, and
+the scoring cost per message is reported twice — as the end-to-end difference of the two
+Mailhouse runs and as `SpamFilter.evaluate` timed in this process on the same message.
 
 Modes: ``session`` (smtp-source ``-d``: each session sends many messages, the original
 measurement) and ``connection`` (no ``-d``: one connection per message, what Postfix does for
@@ -24,15 +30,80 @@ from pathlib import Path
 
 from bench.common import mib, peak_rss
 from tests.mailhouse_proc import MailhouseProcess
+from tests.peers.dns import DNSServer
 from tests.peers.postfix import PostfixInstance, smtp_source
 
 MODES = {"session": ["-d"], "connection": []}  # smtp-source -d: don't disconnect between messages
 
 
+class CachedDNS(DNSServer):
+    """dnsmasq with a TTL on its answers (its default for local records is 0, which no real
+    DNS list uses): the filter's resolver caches them as it would a real list's."""
+
+    def _conf_lines(self) -> list[str]:
+        return [*super()._conf_lines(), "local-ttl=300", "neg-ttl=300"]
+
+
+def filter_dns() -> DNSServer:
+    """dnsmasq answering the filter's look-ups: the client listed in the allow list only."""
+    return CachedDNS(
+        a={"1.0.0.127.wl.bench.test": "127.0.10.2", "client.bench.test": "127.0.0.1"},
+        ptr={"1.0.0.127.in-addr.arpa": "client.bench.test"},
+    ).start()
+
+
+def filter_config(dns: DNSServer) -> str:
+    return (
+        f'[dns]\nnameservers = ["{dns.nameserver}"]\n'
+        '[spam]\ndnsbl = ["bl.bench.test"]\ndnswl = ["wl.bench.test"]\ndomain_blocklists = ["dbl.bench.test"]\n'
+    )
+
+
+def scoring_cost(dns: DNSServer, size: int, n: int = 2000) -> float:
+    """Microseconds per `SpamFilter.evaluate` of a SIZE-octet message (DNS cached after the first)."""
+    import asyncio
+
+    from mailhouse.config import default_config, from_dict
+    from mailhouse.spam.pipeline import SpamFilter
+    from mailhouse.store.spool import SpooledMessage
+
+    cfg = from_dict(
+        {
+            "dns": {"nameservers": [dns.nameserver]},
+            "spam": {
+                "dnsbl": ["bl.bench.test"],
+                "dnswl": ["wl.bench.test"],
+                "domain_blocklists": ["dbl.bench.test"],
+            },
+        }
+    )
+    cfg.hostname = default_config().hostname
+    head = (
+        b"From: <bench@client.bench.test>\r\nTo: <user@example.test>\r\nSubject: bench\r\n"
+        b"Date: Mon, 07 Dec 2026 10:00:00 +0000\r\nMessage-ID: <1@client.bench.test>\r\n\r\n"
+    )
+    line = b"see https://www.example.test/page for details, then reply to this message please.\r\n"
+    msg = SpooledMessage.from_bytes(head + line * max(1, (size - len(head)) // len(line)))
+
+    async def go() -> float:
+        f = SpamFilter(cfg)
+        await f.evaluate(
+            msg, "127.0.0.1", "client.bench.test", "bench@client.bench.test", ["user@example.test"]
+        )
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await f.evaluate(
+                msg, "127.0.0.1", "client.bench.test", "bench@client.bench.test", ["user@example.test"]
+            )
+        return (time.perf_counter() - t0) / n * 1e6
+
+    return asyncio.run(go())
+
+
 def run_mailhouse(
-    root: Path, messages: int, sessions: int, size: int, workers: int, mode: str = "session"
+    root: Path, messages: int, sessions: int, size: int, workers: int, mode: str = "session", extra: str = ""
 ) -> tuple[float, int, int]:
-    mh = MailhouseProcess(root, services=("smtp",), extra=f"[server]\nworkers = {workers}\n")
+    mh = MailhouseProcess(root, services=("smtp",), extra=f"[server]\nworkers = {workers}\n{extra}")
     mh.add_domain("example.test")
     mh.add_user("user@example.test")
     mh.start()
@@ -97,25 +168,57 @@ def run_postfix(
 
 
 def run_mode(a: argparse.Namespace, mode: str) -> bool:
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-", dir="/var/tmp") as tmp:
-        root = Path(tmp)
-        (root / "mh").mkdir()
-        mh_t, mh_peak, mh_n = run_mailhouse(root / "mh", a.messages, a.sessions, a.size, a.workers, mode)
-        pf_acc, pf_t, pf_n = run_postfix(root / "pf", a.messages, a.sessions, a.size, mode)
+    dns = filter_dns() if a.filter else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-ingest-", dir="/var/tmp") as tmp:
+            root = Path(tmp)
+            (root / "mh").mkdir()
+            extra = filter_config(dns) if dns else ""
+            mh_t, mh_peak, mh_n = run_mailhouse(
+                root / "mh", a.messages, a.sessions, a.size, a.workers, mode, extra
+            )
+            if dns:
+                (root / "mh-off").mkdir()
+                off_t, _, off_n = run_mailhouse(
+                    root / "mh-off",
+                    a.messages,
+                    a.sessions,
+                    a.size,
+                    a.workers,
+                    mode,
+                    "[spam]\nenabled = false\n",
+                )
+            pf_acc, pf_t, pf_n = run_postfix(root / "pf", a.messages, a.sessions, a.size, mode)
+        per_message = scoring_cost(dns, a.size) if dns else 0.0
+    finally:
+        if dns:
+            dns.stop()
     mh_rate = a.messages / mh_t
     pf_rate = a.messages / pf_t
     how = "many messages per session (-d)" if mode == "session" else "one connection per message"
     print(f"mode {mode}: {a.messages} x {a.size} B over {a.sessions} sessions, {how} (Postfix smtp-source)")
+    label = "Mailhouse, filter on" if dns else "Mailhouse"
     print(
-        f"Mailhouse ({a.workers} workers): {mh_rate:8.0f} msg/s  (in mailbox at 250; {mh_n} stored)  "
+        f"{label} ({a.workers} workers): {mh_rate:8.0f} msg/s  (in mailbox at 250; {mh_n} stored)  "
         f"peak RSS {mib(mh_peak)}"
     )
+    ok = mh_n == a.messages and pf_n == a.messages
+    if dns:
+        off_rate = a.messages / off_t
+        print(f"Mailhouse, filter off ({a.workers} workers): {off_rate:8.0f} msg/s  ({off_n} stored)")
+        # the server is CPU-bound: wall time per message × its processes ≈ CPU time per message
+        delta = (1 / mh_rate - 1 / off_rate) * 1e6 * a.workers
+        print(
+            f"scoring cost per message: {per_message:.0f} µs in-process (SpamFilter.evaluate, DNS cached); "
+            f"{delta:.0f} µs end to end (difference of the two runs × {a.workers} workers)"
+        )
+        ok = ok and off_n == a.messages
     print(
         f"Postfix (local maildir):     {pf_rate:8.0f} msg/s  (until delivered; {a.messages / pf_acc:.0f} msg/s "
         f"to 250; {pf_n} delivered)"
     )
     print(f"ratio Mailhouse/Postfix: {mh_rate / pf_rate:.2f}x")
-    return mh_n == a.messages and pf_n == a.messages
+    return ok
 
 
 def main() -> int:
@@ -125,6 +228,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--mode", choices=[*MODES, "both"], default="both")
+    ap.add_argument("--filter", action="store_true", help="spam filtering on, DNS lists from a local dnsmasq")
     a = ap.parse_args()
     ok = True
     for mode in MODES if a.mode == "both" else [a.mode]:

@@ -108,6 +108,36 @@ class AuthLimits:
     ban_time: float = 3600.0  # seconds a ban lasts
 
 
+@dataclass(frozen=True, slots=True)
+class SpamConfig:
+    """[spam]: the scoring pipeline on port 25 (issue 14 §3, §5; spam/pipeline.py, README "Spam and
+    authentication")."""
+
+    enabled: bool = True
+    junk_threshold: float = 5.0  # SpamAssassin's required_score: at or above, filed into Junk
+    reject_threshold: float = 15.0  # at or above: 550 5.7.1 at end of DATA (no backscatter)
+    # DNS lists: "zone" or "zone=score"; empty by default (public lists have terms of use)
+    dnsbl: tuple[str, ...] = ()
+    dnswl: tuple[str, ...] = ()
+    domain_blocklists: tuple[str, ...] = ()
+    trusted_networks: tuple[str, ...] = ()  # clients never scored; loopback is not trusted by itself
+    score_submission: bool = False  # score authenticated submission too
+    timeout: float = 3.0  # seconds all rules of one message may take (then the verdict goes without them)
+
+
+SPAM_KEYS = (
+    "enabled",
+    "junk_threshold",
+    "reject_threshold",
+    "dnsbl",
+    "dnswl",
+    "domain_blocklists",
+    "trusted_networks",
+    "score_submission",
+    "timeout",
+)
+
+
 AUTH_LIMIT_KEYS = (  # the [auth] keys of AuthLimits
     "failure_window",
     "failure_delay",
@@ -221,6 +251,7 @@ class Config:
     reports_enabled: bool = True
     report_addresses: tuple[str, ...] = ("postmaster",)
     reports_folder: str = "Reports"
+    spam: SpamConfig = field(default_factory=SpamConfig)
     source_path: str = "<defaults>"
 
     def is_trusted(self, ip: str) -> bool:
@@ -357,7 +388,7 @@ _TABLE_KEYS = {
         "cpu_budget",
     },
     "auth": {"allow_plaintext", "cache_ttl", *AUTH_LIMIT_KEYS},
-    "spam": {"bayes", "bayes_min_spam", "bayes_min_ham"},
+    "spam": {"bayes", "bayes_min_spam", "bayes_min_ham", *SPAM_KEYS},
     "server": {
         "workers",
         "smtp_idle_timeout",
@@ -575,7 +606,48 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
     for key in ("bayes_min_spam", "bayes_min_ham"):
         if key in spam:
             setattr(cfg, f"spam_{key}", _count(spam[key], path, f"spam.{key}"))
+    cfg.spam = _spam({k: v for k, v in spam.items() if k in SPAM_KEYS}, path)
     return cfg
+
+
+def _zones(v: Any, path: str, key: str) -> tuple[str, ...]:
+    """DNS list zones: "zone" or "zone=score"."""
+    if not isinstance(v, list) or not all(isinstance(z, str) for z in v):
+        raise ConfigError(path, key, 'must be a list of zones, e.g. ["zen.spamhaus.org", "list.example=2.5"]')
+    for z in v:
+        zone, eq, score = z.partition("=")
+        if not zone.strip() or " " in zone.strip():
+            raise ConfigError(path, key, f"{z!r}: empty or malformed zone")
+        if eq:
+            try:
+                float(score)
+            except ValueError:
+                raise ConfigError(path, key, f"{z!r}: the score after '=' is not a number") from None
+    return tuple(v)
+
+
+def _spam(t: dict[str, Any], path: str) -> SpamConfig:
+    values: dict[str, Any] = {}
+    for key in ("enabled", "score_submission"):
+        if key in t:
+            values[key] = _bool(t[key], path, f"spam.{key}")
+    for key in ("junk_threshold", "reject_threshold"):
+        if key in t:
+            v = t[key]
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ConfigError(path, f"spam.{key}", "must be a number")
+            values[key] = float(v)
+    if "timeout" in t:
+        values["timeout"] = _pos_number(t["timeout"], path, "spam.timeout")
+    for key in ("dnsbl", "dnswl", "domain_blocklists"):
+        if key in t:
+            values[key] = _zones(t[key], path, f"spam.{key}")
+    if "trusted_networks" in t:
+        values["trusted_networks"] = tuple(_networks(t["trusted_networks"], path, "spam.trusted_networks"))
+    spam = SpamConfig(**values)
+    if spam.reject_threshold < spam.junk_threshold:
+        raise ConfigError(path, "spam.reject_threshold", "must be ≥ spam.junk_threshold")
+    return spam
 
 
 def _auth_limits(auth: dict[str, Any], path: str) -> AuthLimits:

@@ -35,6 +35,7 @@ from mailhouse.queue.runner import QueueRunner
 from mailhouse.reports.intake import ReportIntake
 from mailhouse.spam.bayes import Bayes
 from mailhouse.spam.learning import Learning
+from mailhouse.spam.pipeline import SpamFilter
 from mailhouse.spam.userlists import UserLists
 from mailhouse.store import open_store
 from mailhouse.store.api import Store
@@ -51,6 +52,7 @@ class Services:
     outbound: QueueRunner
     envelope: EnvelopeService
     learning: Learning  # issue 14 §3: Bayes + sender lists, trained by IMAP moves and the webmail
+    spam: SpamFilter | None = None  # issue 14: scoring on port 25 (None: [spam] enabled = false)
     sessions: set[asyncio.Task[Any]] = field(default_factory=set)
     draining: bool = False
 
@@ -97,4 +99,6 @@ async def build(cfg: Config) -> Services:
         outbound=outbound,
         envelope=envelope,
         learning=Learning(bayes, lists),
+        # the Bayes rule (spam.bayes) joins through SpamFilter(cfg, extra_rules=[...])
+        spam=SpamFilter(cfg) if cfg.spam.enabled else None,
     )

@@ -1,5 +1,5 @@
 """`mailhouse` command line: serve, quickstart, domain, user, alias, queue, dns, mail, ban,
-spam train.
+spam (explain, train), report, index, mailbox.
 
 Passwords are read from stdin (`--password-stdin`) or a prompt, never from argv.
 Errors are one line on stderr and exit status 1 (2 for usage and configuration).
@@ -21,7 +21,7 @@ from mailhouse.cli import mail as cli_mail
 from mailhouse.cli import mailbox as cli_mailbox
 from mailhouse.cli import queue as cli_queue
 from mailhouse.cli import report as cli_report
-from mailhouse.cli import spam_train as cli_spam_train
+from mailhouse.cli import spam as cli_spam
 from mailhouse.cli import store as cli_store
 from mailhouse.cli.common import Handler, with_store
 from mailhouse.delivery.sendlimits import SendOverrides, get_overrides, set_overrides
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_ban.register,
         cli_mailbox.register,
         cli_index.register,
-        cli_spam_train.register,
+        cli_spam.register,
         cli_report.register,
     ):
         register(sub)

@@ -103,7 +103,7 @@ async def cmd_spam_train(args: argparse.Namespace, cfg: config_mod.Config) -> in
 
 
 def add_train(spam_sub: Any) -> None:
-    """`spam train` under an existing `spam` subparser (h-spam's `spam explain` shares it)."""
+    """`spam train` under the `spam` command (`cli/spam.py`, which also has `spam explain`)."""
     t = spam_sub.add_parser("train", help="train a user's Bayes classifier from a Maildir or mbox")
     g = t.add_mutually_exclusive_group(required=True)
     g.add_argument("--spam", action="store_true", help="the messages are spam")
@@ -111,8 +111,3 @@ def add_train(spam_sub: Any) -> None:
     t.add_argument("user", help="the account (address)")
     t.add_argument("path", help="a Maildir directory or an mbox file")
     t.set_defaults(fn=cmd_spam_train)
-
-
-def register(sub: Any) -> None:
-    s = sub.add_parser("spam", help="spam filtering: train the per-user classifier")
-    add_train(s.add_subparsers(dest="spam_action", required=True))

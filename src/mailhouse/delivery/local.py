@@ -36,15 +36,15 @@ from mailhouse.store.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
 
+#: The name of the \Junk mailbox created when an account has none (store.api.SPECIAL_MAILBOXES).
+JUNK_NAME = "Junk"
+
 
 class Folder(enum.Enum):
     """Where a verdict files a message: the named mailbox (default INBOX) or the \\Junk one."""
 
     INBOX = "inbox"
     JUNK = "junk"  # RFC 6154 §2 \Junk: RFC 7489 §6.3 p=quarantine, spam verdicts
-
-
-JUNK_NAME = "Junk"  # the name a missing \Junk mailbox is created under (store.api.SPECIAL_MAILBOXES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,11 @@ from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
 from mailhouse.runtime.connlimits import ConnectionGate, Refusal, policy_from_config
 from mailhouse.smtpserver.inflight import REPLY_INSUFFICIENT_STORAGE, InflightBudget
 from mailhouse.smtpserver.pregreet import PregreetMemory, Verdict
+from mailhouse.spam import explain as spam_explain
+from mailhouse.spam import headers as spam_headers
+from mailhouse.spam.pipeline import Scoring, spam_refusal
+from mailhouse.spam.pipeline import Verdict as SpamVerdict
+from mailhouse.spam.rules import Action, header_values
 from mailhouse.store.api import Account, StoreUnavailable
 from mailhouse.store.spool import HeaderTooLarge, Spool, SpooledMessage, remove_stale
 
@@ -487,25 +492,46 @@ class SmtpSession:
     async def _accept(self, body: SpooledMessage) -> Reply:
         sender = self.sender or ""
         folder = Folder.INBOX
-        if self.mode == "smtp" and self.cfg.verify_inbound:
-            helo = (self.core.helo_name or b"").decode("ascii", "replace")
-            body, verdict = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
-            if verdict.action is inbound.Action.REJECT:  # RFC 7489 §10.3: refuse, never bounce later
-                self.log.info("refused from=<%s>: %s", safe(sender), verdict.reason)
-                return Reply(550, "5.7.1", "Message rejected by the sender domain's DMARC policy")
-            if verdict.action is inbound.Action.JUNK:
+        helo = (self.core.helo_name or b"").decode("ascii", "replace")
+        scoring = self._start_scoring(body, sender, helo)
+        if scoring is not None:
+            body = scoring.ctx.message  # without the X-Spam-* fields that arrived with it
+        try:
+            if self.mode == "smtp" and self.cfg.verify_inbound:
+                body, auth_verdict = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
+                if auth_verdict.action is inbound.Action.REJECT:  # RFC 7489 §10.3: refuse, never bounce
+                    self.log.info("refused from=<%s>: %s", safe(sender), auth_verdict.reason)
+                    return Reply(550, "5.7.1", "Message rejected by the sender domain's DMARC policy")
+                if auth_verdict.action is inbound.Action.JUNK:
+                    folder = Folder.JUNK
+            verdict = None if scoring is None else await scoring.finish(body)
+        finally:
+            if scoring is not None:
+                scoring.cancel()  # a no-op once finished
+        stored: Awaitable[None] = asyncio.sleep(0)
+        if verdict is not None:
+            self.log.info("spam %s %s", self.queue_id, safe(verdict.summary()))
+            stored = self._store_verdict(body, verdict)
+            body = body.prepend(spam_headers.fields(verdict.score, verdict.required, list(verdict.hits)))
+            if verdict.action is Action.REJECT:
+                await stored
+                return spam_refusal(verdict)  # before the 250: no backscatter (issue 14 §3)
+            if verdict.action is Action.JUNK:
                 folder = Folder.JUNK
         message = body.prepend(self._received())
-        reply = await self.svc.envelope.accept(
-            message,
-            sender,
-            list(self.local.values()),
-            self.remote,
-            queue_id=self.queue_id,
-            submitted_by=self.user if self.mode != "smtp" else None,
-            mail_params=self.mail_params,
-            folder=folder,
-            forwarded_by=self.forwarded_by,
+        reply, _ = await asyncio.gather(  # the verdict is written beside the delivery (one group commit)
+            self.svc.envelope.accept(
+                message,
+                sender,
+                list(self.local.values()),
+                self.remote,
+                queue_id=self.queue_id,
+                submitted_by=self.user if self.mode != "smtp" else None,
+                mail_params=self.mail_params,
+                folder=folder,
+                forwarded_by=self.forwarded_by,
+            ),
+            stored,
         )
         if reply.code != 250:
             return reply
@@ -517,6 +543,22 @@ class SmtpSession:
             message.size,
         )
         return reply
+
+    def _start_scoring(self, body: SpooledMessage, sender: str, helo: str) -> Scoring | None:
+        """Start the spam rules (spam/pipeline.py) on port 25, unless the client is exempt."""
+        spam = self.svc.spam
+        if spam is None or not spam.applies(self.ip, authenticated=self.user is not None):
+            return None
+        body = body.with_head(spam_headers.strip_incoming(body.head))
+        return spam.start(body, self.ip, helo, sender, self.rcpt_for_header)
+
+    async def _store_verdict(self, body: SpooledMessage, verdict: SpamVerdict) -> None:
+        """Keep VERDICT for `mailhouse spam explain` (spam/explain.py); a store outage only loses it."""
+        mid = next(iter(header_values(body.head, "message-id")), "")
+        try:
+            await spam_explain.record(self.svc.store, self.queue_id, mid, verdict)
+        except StoreUnavailable:
+            self.log.warning("spam verdict of %s not stored (store unavailable)", self.queue_id)
 
     async def on_rset(self, ev: core.Rset) -> None:
         self._reset()

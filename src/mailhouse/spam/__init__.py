@@ -1,1 +1,2 @@
-"""Spam filtering services: scoring rules, the per-user Bayes classifier, sender lists, training."""
+"""Spam filtering services: scoring with named rules that explain themselves (issue 14 §3-§5), the
+per-user Bayes classifier, sender lists and training."""

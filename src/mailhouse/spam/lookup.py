@@ -1,0 +1,105 @@
+"""Async DNS look-ups for the spam rules, each bounded by the message's deadline.
+
+dnspython's asyncio resolver on the configured ``[dns] nameservers`` (never /etc/resolv.conf
+when they are set, so tests and labs answer from their own server). A look-up gets at most the
+time left in the message's budget; the answer distinguishes *no such name* (``[]``: the list
+does not list it, the PTR does not exist) from *could not tell* (``None``: timeout, SERVFAIL,
+REFUSED), which a rule must never score as a listing.
+
+Answers are cached per process (`CACHE_MAX` entries): positive ones for their TTL (at most
+`MAX_TTL`), negative ones (no such name, no data) for `NEGATIVE_TTL` seconds, also when the
+server sends no SOA to take a negative TTL from (RFC 2308 §5) — most clients have no DNSWL/DNSBL entry, and a busy sender is
+looked up once a minute, not once a message. "Could not tell" is never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from collections.abc import Sequence
+
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.resolver
+import dns.reversename
+
+__all__ = ["CACHE_MAX", "MAX_TTL", "NEGATIVE_TTL", "Lookup", "reverse_name"]
+
+#: Seconds a "no such name / no data" answer is reused (RFC 2308 §5 allows caching it).
+NEGATIVE_TTL = 60.0
+#: Seconds a positive answer is reused at most (a list's TTL is usually shorter).
+MAX_TTL = 3600.0
+#: Answers remembered per process (oldest dropped first).
+CACHE_MAX = 8192
+
+
+def reverse_name(ip: str) -> str | None:
+    """IP as a DNS list label without the zone: ``4.3.2.1`` for 1.2.3.4 (RFC 5782 §2.1), 32
+    nibbles for IPv6 (RFC 5782 §2.4); IPv4-mapped IPv6 as IPv4; None for a non-address."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv4Address):
+        return ".".join(reversed(str(addr).split(".")))
+    return ".".join(reversed(addr.exploded.replace(":", "")))
+
+
+class Lookup:
+    def __init__(self, nameservers: Sequence[tuple[str, int]] | None) -> None:
+        if nameservers:
+            r = dns.asyncresolver.Resolver(configure=False)
+            r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
+        else:
+            r = dns.asyncresolver.Resolver()
+        self.resolver = r
+        # (name, type) → (expiry in time.monotonic, answer): a DNSBL is asked once per TTL
+        self.cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
+
+    def _remember(self, key: tuple[str, str], ttl: float, answer: list[str]) -> None:
+        if ttl <= 0:
+            return
+        if len(self.cache) >= CACHE_MAX:
+            del self.cache[next(iter(self.cache))]
+        self.cache[key] = (time.monotonic() + ttl, answer)
+
+    async def _query(self, name: str, rdtype: str, timeout: float) -> list[str] | None:
+        key = (name.lower(), rdtype)
+        hit = self.cache.get(key)
+        if hit is not None:
+            if hit[0] > time.monotonic():
+                return list(hit[1])
+            del self.cache[key]
+        if timeout <= 0:
+            return None
+        try:
+            ans = await self.resolver.resolve(name, rdtype, lifetime=timeout, search=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            self._remember(key, NEGATIVE_TTL, [])
+            return []
+        except (dns.exception.DNSException, OSError):
+            return None  # could not tell: never cached
+        out = [r.to_text().rstrip(".").lower() if rdtype == "PTR" else r.to_text() for r in ans]
+        self._remember(key, min(float(ans.rrset.ttl) if ans.rrset is not None else 0.0, MAX_TTL), out)
+        return out
+
+    async def a(self, name: str, timeout: float) -> list[str] | None:
+        return await self._query(name, "A", timeout)
+
+    async def addresses(self, name: str, timeout: float) -> list[str] | None:
+        """A and AAAA of NAME (None if either could not be told)."""
+        v4, v6 = await asyncio.gather(self._query(name, "A", timeout), self._query(name, "AAAA", timeout))
+        if v4 is None or v6 is None:
+            return None
+        return v4 + v6
+
+    async def ptr(self, ip: str, timeout: float) -> list[str] | None:
+        try:
+            name = dns.reversename.from_address(ip.split("%", 1)[0]).to_text()
+        except (ValueError, dns.exception.SyntaxError):
+            return None
+        return await self._query(name, "PTR", timeout)
