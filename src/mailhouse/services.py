@@ -34,6 +34,7 @@ from mailhouse.message import fts_text
 from mailhouse.queue.runner import QueueRunner
 from mailhouse.reports.intake import ReportIntake
 from mailhouse.spam.bayes import Bayes
+from mailhouse.spam.learned import AccountOf, LearnedRule
 from mailhouse.spam.learning import Learning
 from mailhouse.spam.pipeline import SpamFilter
 from mailhouse.spam.userlists import UserLists
@@ -99,6 +100,18 @@ async def build(cfg: Config) -> Services:
         outbound=outbound,
         envelope=envelope,
         learning=Learning(bayes, lists),
-        # the Bayes rule (spam.bayes) joins through SpamFilter(cfg, extra_rules=[...])
-        spam=SpamFilter(cfg) if cfg.spam.enabled else None,
+        # the recipients' sender lists and Bayes classifiers join the default rules (spam/learned.py)
+        spam=SpamFilter(cfg, extra_rules=[LearnedRule(lists, bayes, _account_of(resolver))])
+        if cfg.spam.enabled
+        else None,
     )
+
+
+def _account_of(resolver: Resolver) -> AccountOf:
+    """A recipient address → the id of the local account it reaches first (aliases followed)."""
+
+    async def account_of(address: str) -> int | None:
+        res = await resolver.resolve(address)
+        return res.local[0].id if res.local else None
+
+    return account_of
