@@ -28,9 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from mailhouse.mailauth import arc, dkim, dmarc, spf
 from mailhouse.mailauth.arc import ArcResult
@@ -38,6 +38,8 @@ from mailhouse.mailauth.dkim import DkimResult
 from mailhouse.mailauth.dmarc import Discovery
 from mailhouse.mailauth.spf import SpfResult
 from mailhouse.store.spool import SpooledMessage
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -124,53 +126,38 @@ async def check_all(
         futs.append(arc_fut)
     await asyncio.wait(futs, timeout=budget + GRACE)
 
-    spf_result: SpfResult | None
-    if spf_fut.done():
-        try:
-            spf_result = spf_fut.result()
-        except Exception:  # a checker bug must never lose mail: record nothing for it
-            log.exception("SPF check failed for ip=%s", ip)
-            spf_result = None
-    else:
-        spf_fut.add_done_callback(_consume)
-        # RFC 7208 §2.6.6: temperror — the check could not complete for DNS reasons
-        spf_result = spf.unfinished(mail_from, helo, BUDGET_EXHAUSTED)
-        log.info("SPF for ip=%s: DNS budget of %.1f s exhausted, temperror", ip, budget)
-
-    dkim_results: list[DkimResult] | None
-    if dkim_fut.done():
-        try:
-            dkim_results = dkim_fut.result()
-        except Exception:
-            log.exception("DKIM verification failed for ip=%s", ip)
-            dkim_results = None
-    else:
-        dkim_fut.add_done_callback(_consume)
-        dkim_results = dkim.unfinished(message, BUDGET_EXHAUSTED)  # RFC 8601 §2.7.1 temperror
-        log.info("DKIM for ip=%s: DNS budget of %.1f s exhausted, temperror", ip, budget)
-
+    # RFC 7208 §2.6.6 / RFC 8601 §2.7.1 / RFC 7489 §6.6.3: a check the DNS budget cut short is a
+    # temperror; a checker bug must never lose mail: it records nothing for that check
+    spf_result = _outcome(
+        spf_fut, "SPF", ip, budget, lambda: spf.unfinished(mail_from, helo, BUDGET_EXHAUSTED)
+    )
+    dkim_results = _outcome(dkim_fut, "DKIM", ip, budget, lambda: dkim.unfinished(message, BUDGET_EXHAUSTED))
     discoveries: list[Discovery] | None = []
-    if dmarc_fut is not None and dmarc_fut.done():
-        try:
-            discoveries = dmarc_fut.result()
-        except Exception:
-            log.exception("DMARC discovery failed for ip=%s", ip)
-            discoveries = None
-    elif dmarc_fut is not None:
-        dmarc_fut.add_done_callback(_consume)
-        # RFC 7489 §6.6.3: a DNS failure during discovery is a temporary error
-        discoveries = [Discovery(d, None, error="temperror", reason=BUDGET_EXHAUSTED) for d in domains]
-        log.info("DMARC for ip=%s: DNS budget of %.1f s exhausted, temperror", ip, budget)
-
+    if dmarc_fut is not None:
+        discoveries = _outcome(
+            dmarc_fut,
+            "DMARC",
+            ip,
+            budget,
+            lambda: [Discovery(d, None, error="temperror", reason=BUDGET_EXHAUSTED) for d in domains],
+        )
     arc_result: ArcResult | None = ArcResult("none") if dmarc_and_arc else None
-    if arc_fut is not None and arc_fut.done():
-        try:
-            arc_result = arc_fut.result()
-        except Exception:
-            log.exception("ARC verification failed for ip=%s", ip)
-            arc_result = None
-    elif arc_fut is not None:
-        arc_fut.add_done_callback(_consume)
-        arc_result = arc.unfinished(BUDGET_EXHAUSTED)
-        log.info("ARC for ip=%s: DNS budget of %.1f s exhausted, temperror", ip, budget)
+    if arc_fut is not None:
+        arc_result = _outcome(arc_fut, "ARC", ip, budget, lambda: arc.unfinished(BUDGET_EXHAUSTED))
     return Checks(spf_result, dkim_results, discoveries, problem, arc_result)
+
+
+def _outcome(
+    fut: asyncio.Future[T], what: str, ip: str, budget: float, unfinished: Callable[[], T]
+) -> T | None:
+    """FUT's result; None (logged) when the checker raised; UNFINISHED() when the budget ran out
+    (the late thread's result is then consumed and dropped)."""
+    if fut.done():
+        try:
+            return fut.result()
+        except Exception:
+            log.exception("%s check failed for ip=%s", what, ip)
+            return None
+    fut.add_done_callback(_consume)
+    log.info("%s for ip=%s: DNS budget of %.1f s exhausted, temperror", what, ip, budget)
+    return unfinished()
