@@ -216,8 +216,12 @@ def test_bidi_controls_neutralised_in_names_and_attachment_names(web_mh):
     )
     deliver(web_mh, "alice@example.org", raw)
     c = login(web_mh, "alice@example.org")
-    inbox = folder_ids(c)["INBOX"]
-    listing = c.get(f"/mail/{inbox}?threads=0").text
+    # an .exe with a right-to-left override in its name scores as spam (tests/spam): it may be in Junk
+    for name in ("INBOX", "Junk"):
+        inbox = folder_ids(c)[name]
+        listing = c.get(f"/mail/{inbox}?threads=0").text
+        if "Bankmoc" in listing:
+            break
     assert RLO not in listing and "Bankmoc.knab" in listing
     uid = re.search(rf'/mail/{inbox}/(\d+)">\s*<span class="from">Bankmoc', listing)
     assert uid
