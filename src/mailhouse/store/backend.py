@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from mailhouse.store.api import (
     Account,
@@ -181,11 +181,6 @@ class Tx(Protocol):
     # UIDs of the mailbox's messages whose INDEXED document has every term of QUERY
     async def fts_unindexed(self, mailbox_id: int) -> list[int]: ...
     # UIDs of the mailbox's messages without an INDEXED document
-    async def fts_doc_uids(self, mailbox_id: int) -> list[tuple[int, int | None]] | None: ...
-    # (UID, id of its INDEXED document or None) of every message of the mailbox; None: this
-    # backend's documents have no ids (`fts_match` and `fts_unindexed` answer instead)
-    async def fts_match_docs(self, query: FtsQuery) -> list[int]: ...
-    # ids of the INDEXED documents with every term of QUERY (maybe ids no message uses any more)
     async def fts_backlog(self, after: str, limit: int) -> list[str]: ...
     # blob keys > AFTER of messages without a document, ascending
     async def fts_clear(self, account_id: int | None) -> int: ...
@@ -241,6 +236,19 @@ class Tx(Protocol):
     async def reports(self, domain: str, kind: str, since: float) -> list[ReportSummary]: ...
 
     # end >= SINCE, ordered by (begin, org, report_id)
+
+
+@runtime_checkable
+class FtsDocIds(Protocol):
+    """Optional: a backend whose index documents have ids (SQLite FTS5 rowids). `store/fts.py`
+    then maps hits to UIDs in memory; a backend without it (PostgreSQL: documents keyed by blob
+    key) answers with `Tx.fts_match` / `Tx.fts_unindexed`, joined in SQL."""
+
+    async def fts_doc_uids(self, mailbox_id: int) -> list[tuple[int, int | None]]: ...
+    # (UID, id of its INDEXED document or None) of every message of the mailbox
+    async def fts_match_docs(self, query: FtsQuery) -> list[int]: ...
+
+    # ids of the INDEXED documents with every term of QUERY (maybe ids no message uses any more)
 
 
 class Transfer(Protocol):

@@ -37,7 +37,7 @@ from mailhouse.store.api import (
     NewMessage,
     Tag,
 )
-from mailhouse.store.backend import Tx
+from mailhouse.store.backend import FtsDocIds, Tx
 
 #: The one term a document has iff the message has an inline HTML part.
 HTML_MARKER = Tag.HTML.value + "html"
@@ -127,7 +127,8 @@ async def _snapshot(tx: Tx, mailbox_id: int, cache: UnindexedCache) -> _Snapshot
     got = cache.get(mailbox_id)
     if mb is not None and got is not None and got.modseq == mb.highestmodseq and got.generation == gen:
         return got
-    rows = await tx.fts_doc_uids(mailbox_id)
+    # backends whose documents have ids map hits to UIDs here; the others join in SQL
+    rows = await tx.fts_doc_uids(mailbox_id) if isinstance(tx, FtsDocIds) else None
     uid_of: dict[int, int] | None = None
     more: dict[int, tuple[int, ...]] = {}
     if rows is None:
@@ -156,7 +157,7 @@ async def search(tx: Tx, mailbox_id: int, queries: Sequence[FtsQuery], cache: Un
     snap = await _snapshot(tx, mailbox_id, cache)
     hits: list[frozenset[int]] = []
     for q in queries:
-        if snap.uid_of is None:
+        if snap.uid_of is None or not isinstance(tx, FtsDocIds):
             hits.append(frozenset(await tx.fts_match(mailbox_id, q)))
             continue
         uid_of, more = snap.uid_of, snap.more

@@ -76,12 +76,6 @@ class FtsTx:
         )
         return [int(r[0]) for r in rows]
 
-    async def fts_doc_uids(self, mailbox_id: int) -> list[tuple[int, int | None]] | None:
-        return None  # documents are keyed by blob key: `fts_match` joins in SQL (GIN lookup)
-
-    async def fts_match_docs(self, query: FtsQuery) -> list[int]:
-        raise NotImplementedError("PostgreSQL documents have no ids (fts_doc_uids is None)")
-
     async def fts_backlog(self, after: str, limit: int) -> list[str]:
         rows = await self.c.fetch(
             "SELECT DISTINCT blob_key FROM messages m WHERE blob_key > $1 AND NOT EXISTS"

@@ -84,7 +84,7 @@ class FtsTx:
         ).fetchall()
         return [int(r[0]) for r in rows]
 
-    async def fts_doc_uids(self, mailbox_id: int) -> list[tuple[int, int | None]] | None:
+    async def fts_doc_uids(self, mailbox_id: int) -> list[tuple[int, int | None]]:
         rows = self.c.execute(
             "SELECT m.uid, d.id FROM messages m LEFT JOIN fts_docs d ON d.blob_key = m.blob_key AND d.state = ?"
             " WHERE m.mailbox_id = ?",
