@@ -203,6 +203,11 @@ class Config:
     mta_sts_fetch_timeout: float = 10.0
     # test/ops override: policy host → (address, port) instead of DNS and port 443
     mta_sts_resolve: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # [mta_sts] publish (issue 15 §7): the policy served at https://mta-sts.DOMAIN/ for every hosted
+    # domain (web/mtasts.py) and advertised by `mailhouse dns`: "testing" first (report, do not
+    # enforce), "enforce" once TLS works, "none" to withdraw a policy, "off" to serve nothing
+    mta_sts_publish: str = "testing"
+    mta_sts_publish_max_age: int = 604800  # RFC 8461 §3.2: one week
     relayhost: Route | None = None
     routes: dict[str, Route] = field(default_factory=dict)
     dkim_selector: str = "mailhouse"
@@ -412,7 +417,7 @@ _TABLE_KEYS = {
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
     "reports": {"enabled", "dmarc_address", "tlsrpt_address", "folder"},
-    "mta_sts": {"enabled", "fetch_timeout", "resolve"},
+    "mta_sts": {"enabled", "fetch_timeout", "resolve", "publish", "publish_max_age"},
 }
 _ROUTE_KEYS = {"host", "port", "username", "password", "tls", "auth_over_unverified"}
 
@@ -556,6 +561,16 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         cfg.mta_sts_enabled = _bool(mta_sts["enabled"], path, "mta_sts.enabled")
     if "fetch_timeout" in mta_sts:
         cfg.mta_sts_fetch_timeout = _pos_number(mta_sts["fetch_timeout"], path, "mta_sts.fetch_timeout")
+    if "publish" in mta_sts:
+        v = str(mta_sts["publish"])
+        if v not in ("enforce", "testing", "none", "off"):
+            raise ConfigError(path, "mta_sts.publish", 'expected "enforce", "testing", "none" or "off"')
+        cfg.mta_sts_publish = v
+    if "publish_max_age" in mta_sts:
+        age = int(_pos_number(mta_sts["publish_max_age"], path, "mta_sts.publish_max_age"))
+        if age > 31557600:  # RFC 8461 §3.2
+            raise ConfigError(path, "mta_sts.publish_max_age", "at most 31557600 seconds (RFC 8461)")
+        cfg.mta_sts_publish_max_age = age
     resolve = mta_sts.get("resolve", {})
     if not isinstance(resolve, dict):
         raise ConfigError(path, "mta_sts.resolve", 'expected a table {"mta-sts.DOMAIN" = "ip:port"}')

@@ -86,6 +86,45 @@ def test_dns_records(cfgfile: Path) -> None:
     assert "mailhouser._domainkey.example.org. 3600 IN TXT" in out and "k=rsa" in out
     assert "mailhousee._domainkey.example.org" in out and "k=ed25519" in out
     assert "_dmarc.example.org" in out and "_submissions._tcp.example.org" in out
+    # issue 15 §7: advised because Mailhouse serves the policy and reads the reports
+    assert "rua=mailto:postmaster@example.org" in out and "_smtp._tls.example.org. 3600 IN TXT" in out
+    assert "_mta-sts.example.org. 3600 IN TXT" in out and "mta-sts.example.org. 3600 IN CNAME" in out
+
+
+def test_dns_advises_only_what_is_served(tmp_path: Path) -> None:
+    p = tmp_path / "mailhouse.toml"
+    p.write_text(
+        f'hostname = "mail.example.org"\ndata_dir = "{tmp_path / "data"}"\n'
+        '[mta_sts]\npublish = "off"\n[reports]\nenabled = false\n'
+    )
+    run(p, "domain", "add", "example.org")
+    out = run(p, "dns", "example.org").stdout
+    assert "_dmarc.example.org" in out and "v=DMARC1; p=quarantine" in out
+    assert "rua=" not in out and "_smtp._tls" not in out and "mta-sts" not in out
+
+
+def test_dns_check_against_live_dns(tmp_path: Path) -> None:
+    from tests.peers.dns import DNSServer
+
+    with DNSServer(
+        mx={"example.org": [(10, "mail.example.org")]},
+        a={"mail.example.org": ["127.0.0.2"]},
+        txt={"example.org": ["v=spf1 a:mail.example.org -all"]},
+    ) as dns:
+        p = tmp_path / "mailhouse.toml"
+        p.write_text(
+            f'hostname = "mail.example.org"\ndata_dir = "{tmp_path / "data"}"\n'
+            f'[dns]\nnameservers = ["{dns.nameserver}"]\n'
+        )
+        run(p, "domain", "add", "example.org")
+        r = run(p, "dns", "example.org", "--check")
+    assert r.returncode == 1, r.stdout + r.stderr  # DKIM and DMARC are not published
+    lines = r.stdout.splitlines()
+    assert any(x.startswith("ok") and "MX" in x and "example.org:" in x for x in lines), r.stdout
+    assert any(x.startswith("ok") and "SPF passes for 127.0.0.2" in x for x in lines), r.stdout
+    assert any(x.startswith("missing") and "_dmarc.example.org" in x for x in lines), r.stdout
+    assert any(x.startswith("missing") and "._domainkey.example.org" in x for x in lines), r.stdout
+    assert "required record(s) missing or different" in lines[-1]
 
 
 def test_bad_config_exits_nonzero(tmp_path: Path) -> None:

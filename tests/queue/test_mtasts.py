@@ -15,15 +15,8 @@ from typing import Any
 import pytest
 
 from mailhouse import config, services, tls
-from mailhouse.queue.mtasts import (
-    MAX_AGE_LIMIT,
-    Mode,
-    PolicyError,
-    fetch_policy_text,
-    mx_matches,
-    parse_policy,
-    parse_txt,
-)
+from mailhouse.proto.mtasts import MAX_AGE_LIMIT, Mode, PolicyError, mx_matches, parse_policy, parse_txt
+from mailhouse.queue.mtasts import fetch_policy_text
 from tests.smtpclient.fake_server import FakeSMTP
 from tests.smtpclient.testca import TestCA
 

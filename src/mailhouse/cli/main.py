@@ -183,16 +183,38 @@ async def cmd_quickstart(args: argparse.Namespace, cfg: config_mod.Config) -> in
 
 
 async def cmd_dns(args: argparse.Namespace, cfg: config_mod.Config) -> int:
-    from mailhouse.mailauth.dnsrecords import records
+    from mailhouse.mailauth import dnscheck
+    from mailhouse.mailauth.dnsrecords import advice
 
     async def run(store: Any) -> int:
         domain = args.domain.lower().rstrip(".")
         if await store.get_domain(domain) is None:
             raise AdminError(f"domain {domain} is not hosted here")
-        for r in records(domain, cfg.hostname, await store.get_dkim_keys(domain)):
-            print(f"; {r.note}")
-            print(r.zone_line())
-        return 0
+        want = advice(cfg, domain, await store.get_dkim_keys(domain))
+        if not args.check:
+            for r in want:
+                print(f"; {r.note}")
+                print(r.zone_line())
+            return 0
+        checker = dnscheck.Checker(
+            dnscheck.async_resolver(cfg.dns_nameservers),
+            cfg.hostname,
+            cfg.dns_nameservers,
+            cfg.source_addresses,
+        )
+        findings = await checker.check(domain, want)
+        for f in findings:
+            print(f"{f.status.value:<9} {f.type:<5} {f.name}: {f.detail}")
+            if not f.status.fine:
+                for value in f.found:
+                    print(f"{'':<16}found: {value}")
+        failed = [f for f in findings if f.failed]
+        print(
+            f"{len(failed)} required record(s) missing or different"
+            if failed
+            else "all required records are right"
+        )
+        return 1 if failed else 0
 
     return await with_store(cfg, run)
 
@@ -246,8 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("destination", nargs="?")
     a.set_defaults(fn=cmd_alias)
 
-    n = sub.add_parser("dns", help="DNS records to publish for a domain")
+    n = sub.add_parser("dns", help="DNS records to publish for a domain (--check: compare with live DNS)")
     n.add_argument("domain")
+    n.add_argument(
+        "--check",
+        action="store_true",
+        help="query DNS and say, record by record, what is missing or different",
+    )
     n.set_defaults(fn=cmd_dns)
 
     for register in (

@@ -19,99 +19,32 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 
+from mailhouse.proto.mtasts import WELL_KNOWN, Mode, Policy, PolicyError, mx_matches, parse_policy, parse_txt
 from mailhouse.store.api import Limits
+
+__all__ = [
+    "Mode",
+    "MtaSts",
+    "Policy",
+    "PolicyError",
+    "fetch_policy_text",
+    "mx_matches",
+    "parse_policy",
+    "parse_txt",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3: "reasonable" limit; Postfix-TLSpol and mox use 64 KiB
 MAX_HEADER_BYTES = 16 * 1024
-MAX_AGE_LIMIT = 31557600  # RFC 8461 §3.2: max_age up to 31557600 seconds (about 1 year)
 TXT_MEMO_SECONDS = 60.0  # in-process memo of the TXT answer (one DNS query per minute per domain)
 MARK_PREFIX = "mta-sts:"
-WELL_KNOWN = "/.well-known/mta-sts.txt"
-
-
-class Mode(enum.Enum):
-    ENFORCE = "enforce"
-    TESTING = "testing"
-    NONE = "none"
-
-
-class PolicyError(Exception):
-    """A policy that cannot be used (malformed, too large, fetch failed)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    domain: str
-    id: str  # the TXT id this policy was fetched under
-    mode: Mode
-    mx: tuple[str, ...]
-    max_age: int
-    fetched: float
-
-    def matches(self, host: str) -> bool:
-        return any(mx_matches(host, p) for p in self.mx)
-
-
-def mx_matches(host: str, pattern: str) -> bool:
-    """RFC 8461 §4.1: exact (case-insensitive) match, or `*.` standing for exactly one label."""
-    host, pattern = host.lower().rstrip("."), pattern.lower().rstrip(".")
-    if pattern.startswith("*."):
-        head, _, rest = host.partition(".")
-        return bool(head) and rest == pattern[2:]
-    return host == pattern
-
-
-def parse_txt(records: Sequence[str]) -> str | None:
-    """RFC 8461 §3.1: the id of the single `v=STSv1` record; None when there is not exactly one."""
-    found = [r for r in records if r.startswith("v=STSv1")]
-    if len(found) != 1:
-        return None
-    fields = {}
-    for part in found[0].split(";"):
-        k, sep, v = part.strip().partition("=")
-        if sep:
-            fields[k.strip()] = v.strip()
-    pid = fields.get("id", "")
-    # §3.1: id is 1*32(ALPHA / DIGIT)
-    if not (1 <= len(pid) <= 32 and pid.isascii() and pid.isalnum()):
-        return None
-    return pid
-
-
-def parse_policy(text: str, domain: str, pid: str, fetched: float) -> Policy:
-    """RFC 8461 §3.2: `key: value` lines (CRLF or LF); version, mode and max_age required;
-    at least one mx unless mode is none; unknown keys ignored."""
-    fields: dict[str, list[str]] = {}
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if not line.strip():
-            continue
-        k, sep, v = line.partition(":")
-        if not sep:
-            raise PolicyError(f"malformed policy line {line[:40]!r}")
-        fields.setdefault(k.strip(), []).append(v.strip())
-    if fields.get("version") != ["STSv1"]:
-        raise PolicyError("policy version is not STSv1")
-    try:
-        mode = Mode(fields.get("mode", [""])[0])
-    except ValueError:
-        raise PolicyError("policy mode is not enforce, testing or none") from None
-    age = fields.get("max_age", [""])[0]
-    if not (age.isdigit() and len(age) <= 10):
-        raise PolicyError("policy max_age missing or not a number")
-    mx = tuple(fields.get("mx", []))
-    if mode is not Mode.NONE and not mx:
-        raise PolicyError("policy has no mx")
-    return Policy(domain, pid, mode, mx, min(int(age), MAX_AGE_LIMIT), fetched)
 
 
 def _encode(p: Policy) -> str:

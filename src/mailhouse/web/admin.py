@@ -8,16 +8,10 @@ address syntax, password length) and side effects (DKIM keys) are the same.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from urllib.parse import quote
 
-import dns.asyncresolver
-import dns.exception
-import dns.nameserver
-import dns.resolver
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,7 +19,8 @@ from starlette.responses import Response
 from mailhouse.accounts import shared
 from mailhouse.accounts.admin import MIN_PASSWORD, Admin, AdminError
 from mailhouse.delivery.sendlimits import SendOverrides, get_overrides, set_overrides
-from mailhouse.mailauth.dnsrecords import Record, records
+from mailhouse.mailauth import dnscheck
+from mailhouse.mailauth.dnsrecords import advice
 from mailhouse.reports.views import load_dmarc, load_tls
 from mailhouse.store.acl import is_shared_account
 from mailhouse.store.api import AlreadyExists, Conflict, NotFound, StoreError
@@ -116,48 +111,18 @@ async def admin_domains_post(request: Request) -> Response:
     raise HTTPException(400, "unknown action")
 
 
-@dataclass(slots=True)
-class DnsRow:
-    record: Record
-    current: list[str]
-    ok: bool
-
-
-def _resolver(nameservers: list[tuple[str, int]]) -> dns.asyncresolver.Resolver:
-    if nameservers:
-        r = dns.asyncresolver.Resolver(configure=False)
-        r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
-    else:
-        r = dns.asyncresolver.Resolver()
-    r.lifetime = DNS_TIMEOUT
-    r.timeout = DNS_TIMEOUT
-    return r
-
-
-def _norm(value: str, rtype: str) -> str:
-    v = value.strip()
-    if rtype == "TXT":
-        v = v.replace('" "', "").strip('"')
-    return v.lower().rstrip(".")
-
-
-async def dns_rows(request: Request, domain: str) -> list[DnsRow]:
+async def dns_rows(request: Request, domain: str) -> list[dnscheck.Finding]:
+    """The advised records next to what DNS answers now, compared by meaning (mailauth/dnscheck.py)."""
     svc = state(request).svc
-    want = records(domain, svc.cfg.hostname, await svc.store.get_dkim_keys(domain))
-    resolver = _resolver(list(svc.cfg.dns_nameservers))
-
-    async def look(rec: Record) -> DnsRow:
-        try:
-            ans = await resolver.resolve(rec.name, rec.type, raise_on_no_answer=False)
-            current = [r.to_text() for r in ans] if ans.rrset is not None else []
-        except (dns.exception.DNSException, OSError):
-            current = []
-        if rec.type == "TXT":
-            current = [c.replace('" "', "").strip('"') for c in current]
-        ok = any(_norm(c, rec.type) == _norm(rec.value, rec.type) for c in current)
-        return DnsRow(rec, current, ok)
-
-    return list(await asyncio.gather(*(look(r) for r in want)))
+    cfg = svc.cfg
+    want = advice(cfg, domain, await svc.store.get_dkim_keys(domain))
+    checker = dnscheck.Checker(
+        dnscheck.async_resolver(cfg.dns_nameservers, DNS_TIMEOUT),
+        cfg.hostname,
+        cfg.dns_nameservers,
+        cfg.source_addresses,
+    )
+    return await checker.check(domain, want)
 
 
 REPORT_DAYS = 30  # the domain page summarises the DMARC / TLS-RPT reports of the last 30 days
