@@ -30,7 +30,7 @@ from mailhouse import config as config_mod
 from mailhouse.accounts.housekeeping import Housekeeper
 from mailhouse.accounts.throttle import LoginThrottle
 from mailhouse.config import Config, Listener
-from mailhouse.runtime import cpupool
+from mailhouse.runtime import cpupool, sdnotify
 from mailhouse.runtime.connlimits import ConnectionGate, CountTable, policy_from_config
 from mailhouse.runtime.listener import bind_shared
 from mailhouse.runtime.watchdog import Watchdog
@@ -99,8 +99,12 @@ async def run_node(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
     table: CountTable | None = None,
+    ready_fd: int | None = None,
 ) -> int:
-    """Run one node; TABLE is the connection count table shared with the other workers."""
+    """Run one node; TABLE is the connection count table shared with the other workers.
+
+    READY_FD (a worker): one byte is written there once the listeners are up, for the parent to
+    tell systemd; the main process of a single-process node tells systemd itself."""
     svc = await build(cfg)
     listening: list[Listening] = []
     watchdog = Watchdog()  # issue 12: warn, naming the culprit, when something blocks the loop
@@ -129,8 +133,9 @@ async def run_node(
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):
                 pass
+        main = ready_fd is None
         try:
-            loop.add_signal_handler(signal.SIGHUP, _reload, cfg, gate, svc.auth.limiter)
+            loop.add_signal_handler(signal.SIGHUP, _reload, cfg, gate, svc.auth.limiter, main)
         except (NotImplementedError, RuntimeError):
             pass
         log.info(
@@ -138,7 +143,14 @@ async def run_node(
         )
         if ready:
             ready.set()
+        if ready_fd is not None:
+            os.write(ready_fd, b".")
+            os.close(ready_fd)
+        else:
+            sdnotify.notify(sdnotify.READY, f"STATUS=serving {len(listening)} listener(s)")
         await stop.wait()
+        if main:
+            sdnotify.notify(sdnotify.STOPPING)
         log.info("stopping: no new connections, draining %d session(s)", len(svc.sessions))
         svc.draining = True
         for s in listening:
@@ -158,7 +170,22 @@ async def run_node(
         await svc.store.close()
 
 
-def _reload(cfg: Config, gate: ConnectionGate | None = None, throttle: LoginThrottle | None = None) -> None:
+def _reload(
+    cfg: Config,
+    gate: ConnectionGate | None = None,
+    throttle: LoginThrottle | None = None,
+    main: bool = False,
+) -> None:
+    if main:
+        sdnotify.notify(sdnotify.RELOADING)
+    try:
+        _apply_reload(cfg, gate, throttle)
+    finally:
+        if main:
+            sdnotify.notify(sdnotify.READY)
+
+
+def _apply_reload(cfg: Config, gate: ConnectionGate | None, throttle: LoginThrottle | None) -> None:
     try:
         new = config_mod.load(cfg.source_path if cfg.source_path != "<defaults>" else None)
     except config_mod.ConfigError as e:
@@ -215,24 +242,30 @@ async def _serve_workers(cfg: Config) -> int:
     # one listening socket per address, inherited by every worker (runtime/listener.py)
     bind_shared(a for name, addrs in cfg.listen.items() if name != Listener.HTTP for a in addrs)
     pids = []
+    ready_r, ready_w = os.pipe()  # each worker writes one byte once it serves (sd_notify READY)
     for _ in range(cfg.workers):
         pid = os.fork()
         if pid == 0:  # child: a fresh event loop
             os.environ["MAILHOUSE_WORKER"] = "1"
+            os.close(ready_r)
             code = 0
             try:
-                code = _run_child(cfg, table)
+                code = _run_child(cfg, table, ready_w)
             finally:
                 os._exit(code)
         pids.append(pid)
+    os.close(ready_w)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _signal_all, pids, signal.SIGHUP)
+    loop.add_signal_handler(signal.SIGHUP, _reload_workers, pids)
+    readiness = asyncio.ensure_future(asyncio.to_thread(_await_workers, ready_r, cfg.workers))
     waiter = asyncio.ensure_future(asyncio.to_thread(os.wait))
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    sdnotify.notify(sdnotify.STOPPING)
+    readiness.cancel()
     for p in pids:
         try:
             os.kill(p, signal.SIGTERM)
@@ -247,6 +280,24 @@ async def _serve_workers(cfg: Config) -> int:
     return 0
 
 
+def _await_workers(fd: int, n: int) -> None:
+    """Tell systemd READY once N workers wrote their byte (EOF first: one died, no READY)."""
+    got = 0
+    try:
+        while got < n and (chunk := os.read(fd, n - got)):
+            got += len(chunk)
+    finally:
+        os.close(fd)
+    if got == n:
+        sdnotify.notify(sdnotify.READY, f"STATUS=serving with {n} workers")
+
+
+def _reload_workers(pids: list[int]) -> None:
+    sdnotify.notify(sdnotify.RELOADING)
+    _signal_all(pids, signal.SIGHUP)  # each worker re-reads the configuration itself
+    sdnotify.notify(sdnotify.READY)
+
+
 def _signal_all(pids: list[int], sig: int) -> None:
     for p in pids:
         try:
@@ -255,6 +306,6 @@ def _signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-def _run_child(cfg: Config, table: CountTable) -> int:
+def _run_child(cfg: Config, table: CountTable, ready_fd: int) -> int:
     asyncio.set_event_loop(None)
-    return asyncio.run(run_node(cfg, table=table))
+    return asyncio.run(run_node(cfg, table=table, ready_fd=ready_fd))

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 
 from tests.mailhouse_proc import MailhouseProcess
@@ -34,8 +35,13 @@ def test_a_stopped_worker_holds_no_connection(mailhouse_factory: Callable[..., M
     mh = mailhouse_factory(services=("smtp",), extra="[server]\nworkers = 2\nsmtp_pregreet_wait = 0\n")
     mh.start()
     assert mh.proc is not None
-    out = subprocess.run(["pgrep", "-P", str(mh.proc.pid)], capture_output=True, text=True, check=True)
-    workers = [int(p) for p in out.stdout.split()]
+    # the port is open once the parent bound it, just before it forks: wait for both workers
+    workers: list[int] = []
+    deadline = time.monotonic() + 20
+    while len(workers) < 2 and time.monotonic() < deadline:
+        out = subprocess.run(["pgrep", "-P", str(mh.proc.pid)], capture_output=True, text=True)
+        workers = [int(p) for p in out.stdout.split()]
+        time.sleep(0.05)
     assert len(workers) == 2
     os.kill(workers[0], signal.SIGSTOP)
     try:

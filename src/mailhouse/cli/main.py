@@ -13,6 +13,7 @@ import getpass
 import sys
 from typing import Any
 
+from mailhouse import __version__
 from mailhouse import config as config_mod
 from mailhouse.accounts.admin import Admin, AdminError, generate_password
 from mailhouse.cli import ban as cli_ban
@@ -21,6 +22,7 @@ from mailhouse.cli import mail as cli_mail
 from mailhouse.cli import mailbox as cli_mailbox
 from mailhouse.cli import queue as cli_queue
 from mailhouse.cli import report as cli_report
+from mailhouse.cli import service as cli_service
 from mailhouse.cli import spam as cli_spam
 from mailhouse.cli import store as cli_store
 from mailhouse.cli.common import Handler, with_store
@@ -230,7 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mailhouse", description="Mailhouse: a complete, self-hostable mail system"
     )
     p.add_argument("--config", help="TOML config file (default: $MAILHOUSE_CONFIG, else built-in defaults)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="log verbosity (default INFO)",
+    )
+    p.add_argument("--version", action="version", version=f"mailhouse {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", help="run every configured listener in the foreground").set_defaults(fn=cmd_serve)
@@ -286,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_index.register,
         cli_spam.register,
         cli_report.register,
+        cli_service.register,
     ):
         register(sub)
     return p
