@@ -138,9 +138,16 @@ async def run_node(
             loop.add_signal_handler(signal.SIGHUP, _reload, cfg, gate, svc.auth.limiter, main)
         except (NotImplementedError, RuntimeError):
             pass
+        web = cfg.listen.get(Listener.HTTP)
         log.info(
-            "Mailhouse %s ready (pid %d, store %s)", cfg.hostname, os.getpid(), cfg.store.split("://")[0]
+            "Mailhouse %s ready (pid %d, store %s)%s",
+            cfg.hostname,
+            os.getpid(),
+            cfg.store.split("://")[0],
+            f"; webmail and admin at http://{web[0][0]}:{web[0][1]}/" if web else "",
         )
+        if main and (problem := cfg.hostname_warning()):
+            log.warning("%s", problem)
         if ready:
             ready.set()
         if ready_fd is not None:

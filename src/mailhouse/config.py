@@ -259,6 +259,24 @@ class Config:
     spam: SpamConfig = field(default_factory=SpamConfig)
     source_path: str = "<defaults>"
 
+    def hostname_warning(self) -> str | None:
+        """Why `hostname` cannot be this server's public name (then MX, HELO and certificates go
+        wrong), or None. A warning, not an error: labs and tests use names like mail.example.test."""
+        name = self.hostname.lower().rstrip(".")
+        if name in ("localhost", "localhost.localdomain") or name.endswith(".localhost"):
+            why = f"is {name!r}"
+        elif "." not in name:
+            why = f"{name!r} has no dot"
+        elif name.endswith((".local", ".localdomain", ".lan", ".internal", ".home.arpa")):
+            why = f"{name!r} is a local-network name"
+        else:
+            return None
+        source = "set in the config" if self.source_path != "<defaults>" else "taken from this machine"
+        return (
+            f"the host name ({source}) {why}: other servers cannot reach or verify it; set `hostname`"
+            " in the config to the public name of this server (its MX, HELO and certificate name)"
+        )
+
     def is_trusted(self, ip: str) -> bool:
         """Whether client address IP lies in `trusted_networks` (an unparsable IP never does)."""
         return bool(self.trusted_networks) and address_in(ip, parse_networks(tuple(self.trusted_networks)))
@@ -336,9 +354,19 @@ def default_config(data_dir: str | Path = "mailhouse-data") -> Config:
     )
 
 
+#: Where the server and the CLI look for a config file when neither --config nor
+#: $MAILHOUSE_CONFIG names one: the system-wide place, then the current directory.
+DEFAULT_PATHS: tuple[str, ...] = ("/etc/mailhouse/mailhouse.toml", "mailhouse.toml")
+
+
 def load(path: str | None = None) -> Config:
-    """Load config from PATH, else $MAILHOUSE_CONFIG, else built-in defaults."""
-    path = path or os.environ.get("MAILHOUSE_CONFIG")
+    """Load config from PATH, else $MAILHOUSE_CONFIG, else the first of `DEFAULT_PATHS` that
+    exists, else built-in defaults."""
+    path = (
+        path
+        or os.environ.get("MAILHOUSE_CONFIG")
+        or next((p for p in DEFAULT_PATHS if os.path.isfile(p)), None)
+    )
     if not path:
         return default_config()
     try:

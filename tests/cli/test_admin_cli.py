@@ -26,6 +26,7 @@ def run(cfgfile: Path, *args: str, stdin: str = "") -> subprocess.CompletedProce
 def cfgfile(tmp_path: Path) -> Path:
     p = tmp_path / "mailhouse.toml"
     p.write_text(f'hostname = "mail.example.org"\ndata_dir = "{tmp_path / "data"}"\n')
+    assert run(p, "setup").returncode == 0
     return p
 
 
@@ -97,6 +98,7 @@ def test_dns_advises_only_what_is_served(tmp_path: Path) -> None:
         f'hostname = "mail.example.org"\ndata_dir = "{tmp_path / "data"}"\n'
         '[mta_sts]\npublish = "off"\n[reports]\nenabled = false\n'
     )
+    run(p, "setup")
     run(p, "domain", "add", "example.org")
     out = run(p, "dns", "example.org").stdout
     assert "_dmarc.example.org" in out and "v=DMARC1; p=quarantine" in out
@@ -116,6 +118,7 @@ def test_dns_check_against_live_dns(tmp_path: Path) -> None:
             f'hostname = "mail.example.org"\ndata_dir = "{tmp_path / "data"}"\n'
             f'[dns]\nnameservers = ["{dns.nameserver}"]\n'
         )
+        run(p, "setup")
         run(p, "domain", "add", "example.org")
         r = run(p, "dns", "example.org", "--check")
     assert r.returncode == 1, r.stdout + r.stderr  # DKIM and DMARC are not published
@@ -132,3 +135,64 @@ def test_bad_config_exits_nonzero(tmp_path: Path) -> None:
     p.write_text('[listen]\nsmtp = "x"\n')
     r = run(p, "domain", "list")
     assert r.returncode == 2 and str(p) in r.stderr and "listen.smtp" in r.stderr
+
+
+def test_only_setup_and_quickstart_create_a_store(tmp_path: Path) -> None:
+    p = tmp_path / "mailhouse.toml"
+    p.write_text(f'hostname = "mail.example.org"\ndata_dir = "{tmp_path / "data"}"\n')
+    r = run(p, "user", "list")
+    assert r.returncode == 1 and "no Mailhouse store" in r.stderr and "mailhouse setup" in r.stderr
+    assert not (tmp_path / "data" / "mailhouse.db").exists()  # nothing made behind the operator's back
+    r = run(p, "setup")
+    assert r.returncode == 0 and "Created" in r.stdout
+    assert run(p, "setup").stdout.startswith("Found")
+    assert run(p, "user", "list").returncode == 0
+
+
+def test_config_found_in_the_current_directory(tmp_path: Path) -> None:
+    (tmp_path / "mailhouse.toml").write_text(
+        f'hostname = "mail.example.org"\ndata_dir = "{tmp_path / "d"}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MAILHOUSE_CONFIG"}
+    r = subprocess.run(
+        [sys.executable, "-m", "mailhouse", "setup"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "d" / "mailhouse.db").exists()
+
+
+def test_hostname_warnings_and_host_records(tmp_path: Path) -> None:
+    p = tmp_path / "mailhouse.toml"
+    p.write_text(
+        f'hostname = "localhost"\ndata_dir = "{tmp_path / "data"}"\n[queue]\nsource_address = "192.0.2.10"\n'
+    )
+    r = run(p, "quickstart", "me@example.org")
+    assert r.returncode == 0 and "WARNING" in r.stderr and "'localhost'" in r.stderr
+    assert "Next steps:" in r.stdout and "mailhouse serve" in r.stdout  # nothing listens: not running
+    out = run(p, "dns", "example.org")
+    assert "WARNING" in out.stderr
+    assert "localhost. 3600 IN A 192.0.2.10" in out.stdout
+    assert "10.2.0.192.in-addr.arpa. 3600 IN PTR localhost." in out.stdout
+    p.write_text(f'hostname = "mail.example.org"\ndata_dir = "{tmp_path / "data"}"\n')
+    out = run(p, "dns", "example.org")
+    assert "WARNING" not in out.stderr and "set [queue] source_address" in out.stdout
+
+
+def test_quickstart_knows_a_running_server(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        p = tmp_path / "mailhouse.toml"
+        p.write_text(
+            f'hostname = "mail.example.org"\ndata_dir = "{tmp_path / "data"}"\n[listen]\nsmtp = "127.0.0.1:{port}"\n'
+        )
+        r = run(p, "quickstart", "me@example.org")
+    assert r.returncode == 0 and "already running" in r.stdout, r.stdout

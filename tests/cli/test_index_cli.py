@@ -44,6 +44,7 @@ def test_backfill_and_rebuild(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cfg = tmp_path / "mailhouse.toml"
     cfg.write_text(f'hostname = "mail.example.org"\ndata_dir = "{data}"\n')
+    assert run(cfg, "setup").returncode == 0
     assert run(cfg, "domain", "add", "example.org").returncode == 0
 
     async def fill() -> None:  # mail stored before the index existed (no indexer)

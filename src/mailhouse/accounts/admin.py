@@ -2,6 +2,12 @@
 
 Validation (address syntax, IDNA) and side effects (DKIM keys on domain add) live here
 so every face behaves the same.
+
+Role addresses: RFC 5321 §4.5.1 requires `postmaster@` for every domain, and RFC 2142 §2 names
+`abuse@`; the DMARC and TLS-RPT records `mailhouse dns` advises send reports to postmaster@.
+A new domain gets both as aliases of the first admin account (and a domain made before any
+admin gets them when the first admin is created). They are ordinary aliases: change or
+remove them; an account created under a role address replaces its alias.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from mailhouse.mailauth import dkimkeys
 from mailhouse.store.api import Account, Alias, Domain, NotFound, Store
 
 MIN_PASSWORD = 8
+ROLE_LOCAL_PARTS = ("postmaster", "abuse")  # RFC 5321 §4.5.1, RFC 2142 §2
 
 
 class AdminError(Exception):
@@ -39,7 +46,24 @@ class Admin:
         d = await self.store.add_domain(name)
         for key in dkimkeys.generate(name, self.dkim_selector):
             await self.store.set_dkim_key(key)
+        await self.ensure_role_aliases([d.name])
         return d
+
+    async def ensure_role_aliases(self, domains: list[str] | None = None) -> list[Alias]:
+        """Alias postmaster@ and abuse@ of DOMAINS (default: every domain) to the first admin,
+        where neither an account nor an alias has the address; the aliases made."""
+        admins = sorted((a for a in await self.store.list_accounts() if a.is_admin), key=lambda a: a.id)
+        if not admins:
+            return []
+        made = []
+        for domain in domains if domains is not None else [d.name for d in await self.store.list_domains()]:
+            taken = {a.source for a in await self.store.list_aliases(domain)}
+            for local in ROLE_LOCAL_PARTS:
+                address = f"{local}@{domain}"
+                if address in taken or await self.store.get_account(address) is not None:
+                    continue
+                made.append(await self.store.add_alias(address, admins[0].address))
+        return made
 
     async def add_user(
         self,
@@ -62,7 +86,14 @@ class Admin:
                 f"domain {domain} is not hosted here; add it with `mailhouse domain add {domain}`"
             )
         pw_hash, scram = make_credentials(password)
-        return await self.store.add_account(
+        local = address.rpartition("@")[0]
+        if local in ROLE_LOCAL_PARTS:
+            # an alias would take the account's mail (aliases resolve first): the account replaces it
+            for a in await self.store.list_aliases(domain):
+                if a.source == address:
+                    await self.store.remove_alias(address, None)
+                    break
+        acc = await self.store.add_account(
             address,
             pw_hash,
             quota_bytes=quota_bytes,
@@ -70,6 +101,9 @@ class Admin:
             is_admin=is_admin,
             scram=scram,
         )
+        if is_admin:
+            await self.ensure_role_aliases()  # domains made before the first admin
+        return acc
 
     async def set_password(self, address: str, password: str) -> None:
         if len(password) < MIN_PASSWORD:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import socket
 import sys
 from typing import Any
 
@@ -25,7 +26,7 @@ from mailhouse.cli import report as cli_report
 from mailhouse.cli import service as cli_service
 from mailhouse.cli import spam as cli_spam
 from mailhouse.cli import store as cli_store
-from mailhouse.cli.common import Handler, with_store
+from mailhouse.cli.common import Handler, NoStore, missing_store, with_store
 from mailhouse.delivery.sendlimits import SendOverrides, get_overrides, set_overrides
 from mailhouse.store.api import StoreError
 
@@ -167,7 +168,39 @@ def _settings_text(cfg: config_mod.Config, address: str) -> str:
     )
 
 
+def _warn_hostname(cfg: config_mod.Config) -> None:
+    problem = cfg.hostname_warning()
+    if problem:
+        print(f"mailhouse: WARNING: {problem}", file=sys.stderr)
+
+
+def _print_records(cfg: config_mod.Config, want: list[Any]) -> None:
+    for r in want:
+        print(f"; {r.note}")
+        print(r.zone_line())
+    if not cfg.source_addresses:
+        print(f"; this server's address: {cfg.hostname}. A (and AAAA) = its public IP address(es),")
+        print("; and a PTR record for each naming it; set [queue] source_address to have them printed here")
+
+
+def _server_running(cfg: config_mod.Config) -> str | None:
+    """The first listener that answers a TCP connect (a server already runs), or None."""
+    for name, addrs in cfg.listen.items():
+        for host, port in addrs:
+            target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+            try:
+                with socket.create_connection((target, port), timeout=0.5):
+                    return f"{name} on {host}:{port}"
+            except OSError:
+                continue
+    return None
+
+
 async def cmd_quickstart(args: argparse.Namespace, cfg: config_mod.Config) -> int:
+    from mailhouse.mailauth.dnsrecords import advice
+
+    _warn_hostname(cfg)
+
     async def run(store: Any) -> int:
         admin = Admin(store, cfg.dkim_selector)
         domain = args.address.rpartition("@")[2].lower()
@@ -178,10 +211,34 @@ async def cmd_quickstart(args: argparse.Namespace, cfg: config_mod.Config) -> in
         print(f"Mailhouse is set up for {acc.address}.\n")
         print(f"  Password:   {password}\n")
         print(_settings_text(cfg, acc.address))
-        print(f"Start the server with `mailhouse serve`; DNS records to publish: `mailhouse dns {domain}`.")
+        print(f"DNS records to publish for {domain} (again with `mailhouse dns {domain}`):\n")
+        _print_records(cfg, advice(cfg, domain, await store.get_dkim_keys(domain)))
+        running = await asyncio.to_thread(_server_running, cfg)
+        print("\nNext steps:")
+        if running:
+            print(f"  - the server is already running ({running}): log in with the password above;")
+        else:
+            print("  - start the server: `mailhouse serve` (or `make serve`);")
+        print(f"  - publish the records above, then check them: `mailhouse dns {domain} --check`;")
+        print("  - going to production (certificates, service unit, firewall): docs/deploy.md.")
         return 0
 
-    return await with_store(cfg, run)
+    return await with_store(cfg, run, create=True)
+
+
+async def cmd_setup(args: argparse.Namespace, cfg: config_mod.Config) -> int:
+    _warn_hostname(cfg)
+    new = missing_store(cfg) is not None
+
+    async def run(store: Any) -> int:
+        where = cfg.store if not cfg.store.startswith("postgres") else "the PostgreSQL database"
+        print(f"{'Created' if new else 'Found'} the Mailhouse store at {where} (schema up to date).")
+        print(
+            "Next: `mailhouse quickstart you@example.org` (a domain and an admin account), then `mailhouse serve`."
+        )
+        return 0
+
+    return await with_store(cfg, run, create=True)
 
 
 async def cmd_dns(args: argparse.Namespace, cfg: config_mod.Config) -> int:
@@ -193,10 +250,9 @@ async def cmd_dns(args: argparse.Namespace, cfg: config_mod.Config) -> int:
         if await store.get_domain(domain) is None:
             raise AdminError(f"domain {domain} is not hosted here")
         want = advice(cfg, domain, await store.get_dkim_keys(domain))
+        _warn_hostname(cfg)
         if not args.check:
-            for r in want:
-                print(f"; {r.note}")
-                print(r.zone_line())
+            _print_records(cfg, want)
             return 0
         checker = dnscheck.Checker(
             dnscheck.async_resolver(cfg.dns_nameservers),
@@ -243,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", help="run every configured listener in the foreground").set_defaults(fn=cmd_serve)
+
+    sub.add_parser(
+        "setup", help="create the store (data directory and schema) for this configuration"
+    ).set_defaults(fn=cmd_setup)
 
     q = sub.add_parser("quickstart", help="create a domain and an admin account, print client settings")
     q.add_argument("address")
@@ -338,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return asyncio.run(run())
-    except (AdminError, StoreError, ValueError) as e:
+    except (AdminError, StoreError, ValueError, NoStore) as e:
         print(f"mailhouse: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

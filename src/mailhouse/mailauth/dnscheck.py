@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
+import dns.name
 import dns.nameserver
 import dns.resolver
 import dns.reversename
@@ -122,7 +123,8 @@ class Checker:
 
     async def check(self, domain: str, want: Sequence[Record]) -> list[Finding]:
         """Every advised record of WANT, then the PTR of every outbound address."""
-        results = await asyncio.gather(*(self._one(domain, r) for r in want), self._ptrs())
+        advised = {dns.reversename.to_address(dns.name.from_text(r.name)) for r in want if r.kind == "ptr"}
+        results = await asyncio.gather(*(self._one(domain, r) for r in want), self._ptrs(advised))
         out: list[Finding] = list(results[:-1])  # type: ignore[arg-type]
         ptrs = results[-1]
         assert isinstance(ptrs, list)
@@ -251,12 +253,25 @@ class Checker:
             f"resolves elsewhere than {self.hostname} ({', '.join(sorted(ours))})",
         )
 
-    async def _ptrs(self) -> list[Finding]:
+    async def _ptrs(self, advised: set[str]) -> list[Finding]:
+        """PTR checks of the outbound addresses no advised record covers."""
         try:
-            ips = await self.outbound_addresses()
+            ips = [ip for ip in await self.outbound_addresses() if ip not in advised]
         except _Unanswered as e:
             return [Finding(self.hostname, "PTR", Status.UNKNOWN, (), str(e))]
         return list(await asyncio.gather(*(self._ptr(ip) for ip in ips)))
+
+    async def _ptr_record(self, domain: str, rec: Record) -> Finding:
+        f = await self._ptr(dns.reversename.to_address(dns.name.from_text(rec.name)))
+        return Finding(f.name, f.type, f.status, f.found, f.detail, rec)
+
+    async def _address(self, domain: str, rec: Record) -> Finding:
+        found = await self._answer(rec.name, rec.type)
+        if not found:
+            return _f(rec, Status.MISSING, found, f"publish: {rec.name} {rec.type} {rec.value}")
+        if rec.value in {str(ipaddress.ip_address(x)) for x in found}:
+            return _f(rec, Status.OK, found, f"{rec.name} has {rec.value}")
+        return _f(rec, Status.DIFFERENT, found, f"{rec.name} does not have {rec.value}")
 
     async def _ptr(self, ip: str) -> Finding:
         rname = dns.reversename.from_address(ip).to_text(omit_final_dot=True)
@@ -298,6 +313,8 @@ _CHECKS = {
     "host": Checker._host,
     "tlsrpt": Checker._tlsrpt,
     "srv": Checker._srv,
+    "address": Checker._address,
+    "ptr": Checker._ptr_record,
 }
 
 

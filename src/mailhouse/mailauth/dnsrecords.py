@@ -12,7 +12,11 @@ TLS-RPT addresses only while arriving reports are read (`[reports]`, reports/int
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import dns.reversename
 
 from mailhouse.config import Config
 from mailhouse.proto.mtasts import Mode, policy_id, render_policy
@@ -64,7 +68,22 @@ def advice(cfg: Config, domain: str, dkim_keys: list[DkimKey]) -> list[Record]:
         mta_sts_id=policy_id(policy) if policy is not None else None,
         dmarc_rua=report_address(cfg, domain, "dmarc"),
         tlsrpt_rua=report_address(cfg, domain, "tlsrpt"),
-    )
+    ) + host_records(cfg.hostname, cfg.source_addresses)
+
+
+def host_records(hostname: str, addresses: Sequence[str]) -> list[Record]:
+    """A/AAAA of the host name and the PTR of each address mail leaves from (`[queue]
+    source_address`): the PTR is set by whoever runs the address, usually the provider."""
+    out = []
+    for ip in addresses:
+        v6 = ipaddress.ip_address(ip).version == 6
+        out.append(Record(hostname, "AAAA" if v6 else "A", ip, "this server's address", "address", True))
+    for ip in addresses:
+        rname = dns.reversename.from_address(ip).to_text(omit_final_dot=True)
+        out.append(
+            Record(rname, "PTR", f"{hostname}.", "reverse DNS: set it at your provider (FCrDNS)", "ptr", True)
+        )
+    return out
 
 
 def records(
