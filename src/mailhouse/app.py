@@ -18,6 +18,7 @@ exit 0; SIGHUP re-reads the configuration file and reports problems without stop
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib
 import logging
 import os
@@ -67,6 +68,25 @@ SERVERS: dict[Listener, str] = {
     Listener.POP3S: "mailhouse.pop3server.server:Server",
     Listener.HTTP: "mailhouse.web.server:Server",
 }
+
+
+class StartupError(Exception):
+    """Serving cannot start; the message is one line saying what to do (no traceback)."""
+
+
+def bind_error(name: Listener | str, host: str, port: int, e: OSError) -> StartupError:
+    """A listener that cannot bind, in words an operator can act on."""
+    where = f"cannot listen for {name} on {host}:{port}"
+    if e.errno == errno.EADDRINUSE:
+        return StartupError(f"{where}: the address is in use (is Mailhouse or another mail server running?)")
+    if e.errno == errno.EACCES and port < 1024:
+        return StartupError(
+            f"{where}: ports below 1024 need root or CAP_NET_BIND_SERVICE (`mailhouse service install`"
+            " sets that up; see docs/deploy.md), or use an unprivileged port"
+        )
+    if e.errno == errno.EADDRNOTAVAIL:
+        return StartupError(f"{where}: this machine has no such address")
+    return StartupError(f"{where}: {e.strerror or e}")
 
 
 def server_class(name: Listener) -> Callable[[Services, ConnectionGate | None], NodeServer]:
@@ -122,7 +142,10 @@ async def run_node(
         servers = node_servers(svc, cfg.listen, gate)
         for name, addrs in cfg.listen.items():
             for host, port in addrs:
-                listening.append(await servers[name].listen(name, host, port))
+                try:
+                    listening.append(await servers[name].listen(name, host, port))
+                except OSError as e:
+                    raise bind_error(name, host, port, e) from None
                 log.info("%s listening on %s:%d", name, host, port)
         await svc.outbound.start()
         housekeeper.start()  # hourly purge of expired bans/marks and old limit events
@@ -247,7 +270,12 @@ async def _serve_workers(cfg: Config) -> int:
     # issue 12 item 5: the workers count connections per address and account in one table
     table = CountTable(cfg.data_dir / "connections.shm")
     # one listening socket per address, inherited by every worker (runtime/listener.py)
-    bind_shared(a for name, addrs in cfg.listen.items() if name != Listener.HTTP for a in addrs)
+    for name, addrs in cfg.listen.items():
+        for host, port in addrs if name != Listener.HTTP else ():
+            try:
+                bind_shared([(host, port)])
+            except OSError as e:
+                raise bind_error(name, host, port, e) from None
     pids = []
     ready_r, ready_w = os.pipe()  # each worker writes one byte once it serves (sd_notify READY)
     for _ in range(cfg.workers):

@@ -58,10 +58,30 @@ def ensure_self_signed(data_dir: Path, hostname: str) -> tuple[Path, Path]:
     return cert_p, key_p
 
 
+class CertificateError(Exception):
+    """The configured certificate or key cannot be used (unreadable, not PEM, not a pair)."""
+
+
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(cert), str(key))
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except PermissionError:
+        raise CertificateError(
+            f"cannot read the TLS certificate {cert} or key {key}: permission denied"
+        ) from None
+    except FileNotFoundError as e:
+        raise CertificateError(f"TLS file {e.filename or cert} does not exist") from None
+    except ssl.SSLError as e:
+        why = (
+            "the key does not match the certificate"
+            if "KEY_VALUES_MISMATCH" in str(e)
+            else "not a PEM certificate and key"
+        )
+        raise CertificateError(
+            f"cannot use the TLS certificate {cert} with key {key}: {why} ({e.reason})"
+        ) from None
     ctx.options |= ssl.OP_NO_COMPRESSION  # CRIME
     return ctx
 

@@ -278,9 +278,14 @@ async def cmd_dns(args: argparse.Namespace, cfg: config_mod.Config) -> int:
 
 
 async def cmd_serve(args: argparse.Namespace, cfg: config_mod.Config) -> int:
-    from mailhouse.app import serve
+    from mailhouse.app import StartupError, serve
+    from mailhouse.tls import CertificateError
 
-    return await serve(cfg)
+    try:
+        return await serve(cfg)
+    except (StartupError, CertificateError) as e:  # one line, not a traceback (issue 16 §9)
+        print(f"mailhouse: {e}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
