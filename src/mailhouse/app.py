@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from mailhouse import config as config_mod
+from mailhouse import tls as tls_mod
 from mailhouse.accounts.housekeeping import Housekeeper
 from mailhouse.accounts.throttle import LoginThrottle
 from mailhouse.config import Config, Listener
@@ -40,6 +41,7 @@ from mailhouse.services import Services, build
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
+CERT_CHECK_SECONDS = 30.0  # how often the certificate files are checked for a renewal
 SWITCH_INTERVAL = 0.001  # seconds: sys.setswitchinterval for a node (see run_node)
 
 
@@ -138,6 +140,7 @@ async def run_node(
     cpupool.configure(workers=cfg.cpu_workers, queue=cfg.cpu_queue, budget=cfg.cpu_budget)
     gate = ConnectionGate(policy_from_config(cfg), table)
     housekeeper = Housekeeper(svc.store)
+    cert_watch: asyncio.Future[None] | None = None
     try:
         servers = node_servers(svc, cfg.listen, gate)
         for name, addrs in cfg.listen.items():
@@ -148,6 +151,8 @@ async def run_node(
                     raise bind_error(name, host, port, e) from None
                 log.info("%s listening on %s:%d", name, host, port)
         await svc.outbound.start()
+        if svc.certificate is not None:
+            cert_watch = asyncio.ensure_future(_watch_certificate(svc.certificate))
         housekeeper.start()  # hourly purge of expired bans/marks and old limit events
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -158,7 +163,9 @@ async def run_node(
                 pass
         main = ready_fd is None
         try:
-            loop.add_signal_handler(signal.SIGHUP, _reload, cfg, gate, svc.auth.limiter, main)
+            loop.add_signal_handler(
+                signal.SIGHUP, _reload, cfg, gate, svc.auth.limiter, main, svc.certificate
+            )
         except (NotImplementedError, RuntimeError):
             pass
         web = cfg.listen.get(Listener.HTTP)
@@ -192,6 +199,8 @@ async def run_node(
         await svc.outbound.stop()
         return 0
     finally:
+        if cert_watch is not None:
+            cert_watch.cancel()
         for s in listening:
             s.close()
         await housekeeper.stop()
@@ -205,14 +214,34 @@ def _reload(
     gate: ConnectionGate | None = None,
     throttle: LoginThrottle | None = None,
     main: bool = False,
+    certificate: tls_mod.ServerCertificate | None = None,
 ) -> None:
     if main:
         sdnotify.notify(sdnotify.RELOADING)
     try:
         _apply_reload(cfg, gate, throttle)
+        if certificate is not None:
+            _reload_certificate(certificate)
     finally:
         if main:
             sdnotify.notify(sdnotify.READY)
+
+
+def _reload_certificate(certificate: tls_mod.ServerCertificate) -> None:
+    try:
+        certificate.reload()
+    except tls_mod.CertificateError as e:
+        log.error("certificate not reloaded, keeping the running one: %s", e)
+        return
+    log.info("TLS certificate reloaded from %s", certificate.cert)
+
+
+async def _watch_certificate(certificate: tls_mod.ServerCertificate) -> None:
+    """Reload the certificate when its files change (a renewal by certbot or another node)."""
+    while True:
+        await asyncio.sleep(CERT_CHECK_SECONDS)
+        if certificate.changed():
+            _reload_certificate(certificate)
 
 
 def _apply_reload(cfg: Config, gate: ConnectionGate | None, throttle: LoginThrottle | None) -> None:

@@ -48,7 +48,7 @@ class Services:
     store: Store
     resolver: Resolver
     auth: Authenticator
-    tls: ssl.SSLContext
+    tls: ssl.SSLContext  # certificate.context: what every listener hands to TLS handshakes
     delivery: LocalDelivery
     outbound: QueueRunner
     envelope: EnvelopeService
@@ -56,6 +56,7 @@ class Services:
     spam: SpamFilter | None = None  # issue 14: scoring on port 25 (None: [spam] enabled = false)
     sessions: set[asyncio.Task[Any]] = field(default_factory=set)
     draining: bool = False
+    certificate: tls_mod.ServerCertificate | None = None  # reloaded on SIGHUP and when the files change
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self.sessions.add(task)
@@ -69,6 +70,7 @@ async def build(cfg: Config) -> Services:
         cert, key = cfg.tls_cert, cfg.tls_key
     else:
         cert, key = tls_mod.ensure_self_signed(cfg.data_dir, cfg.hostname)
+    certificate = tls_mod.ServerCertificate(cert, key)
     store = open_store(cfg.store, cfg.data_dir, indexer=fts_text.extract)  # issue 13 §4
     await store.open()
     resolver = Resolver(store)
@@ -95,7 +97,8 @@ async def build(cfg: Config) -> Services:
         auth=Authenticator(
             store, cache_ttl=cfg.auth_cache_ttl, limits=cfg.auth_limits, is_trusted=cfg.is_trusted
         ),
-        tls=tls_mod.server_context(cert, key),
+        tls=certificate.context,
+        certificate=certificate,
         delivery=local,
         outbound=outbound,
         envelope=envelope,

@@ -65,6 +65,12 @@ class CertificateError(Exception):
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    _load(ctx, cert, key)
+    ctx.options |= ssl.OP_NO_COMPRESSION  # CRIME
+    return ctx
+
+
+def _load(ctx: ssl.SSLContext, cert: Path, key: Path) -> None:
     try:
         ctx.load_cert_chain(str(cert), str(key))
     except PermissionError:
@@ -79,11 +85,38 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
             if "KEY_VALUES_MISMATCH" in str(e)
             else "not a PEM certificate and key"
         )
-        raise CertificateError(
-            f"cannot use the TLS certificate {cert} with key {key}: {why} ({e.reason})"
-        ) from None
-    ctx.options |= ssl.OP_NO_COMPRESSION  # CRIME
-    return ctx
+        raise CertificateError(f"cannot use the TLS certificate {cert} with key {key}: {why}") from None
+
+
+class ServerCertificate:
+    """The server context every listener shares and the files it was loaded from.
+
+    `reload()` loads the files again into the same context (issue 16 §3): new handshakes get
+    the new certificate at once, on every listener, while established connections keep the one
+    they negotiated. A pair that cannot be used is refused and the running one kept."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.cert, self.key = cert, key
+        self.context = server_context(cert, key)
+        self._stamp = self._mtimes()
+
+    def _mtimes(self) -> tuple[int, ...] | None:
+        try:
+            return (self.cert.stat().st_mtime_ns, self.key.stat().st_mtime_ns)
+        except OSError:
+            return None
+
+    def changed(self) -> bool:
+        """Whether the files changed since they were last loaded."""
+        return self._mtimes() != self._stamp
+
+    def reload(self) -> None:
+        """Load the files again (CertificateError: unusable; the running certificate stays)."""
+        stamp = self._mtimes()
+        check = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        _load(check, self.cert, self.key)  # a half-written or mismatched pair never reaches the context
+        _load(self.context, self.cert, self.key)
+        self._stamp = stamp
 
 
 def client_context(verify: bool = False, ca_file: Path | None = None) -> ssl.SSLContext:
