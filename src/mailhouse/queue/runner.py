@@ -257,6 +257,11 @@ class QueueRunner:
         if self._wake is not None:
             self._wake.set()
 
+    @property
+    def alive(self) -> bool:
+        """The runner loop runs (readiness, web/health.py)."""
+        return self._task is not None and not self._task.done()
+
     async def start(self) -> None:
         self._wake = asyncio.Event()
         self._stopping = False
