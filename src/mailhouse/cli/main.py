@@ -21,6 +21,7 @@ from mailhouse.cli import ban as cli_ban
 from mailhouse.cli import index as cli_index
 from mailhouse.cli import mail as cli_mail
 from mailhouse.cli import mailbox as cli_mailbox
+from mailhouse.cli import migrate as cli_migrate
 from mailhouse.cli import queue as cli_queue
 from mailhouse.cli import report as cli_report
 from mailhouse.cli import service as cli_service
@@ -279,11 +280,12 @@ async def cmd_dns(args: argparse.Namespace, cfg: config_mod.Config) -> int:
 
 async def cmd_serve(args: argparse.Namespace, cfg: config_mod.Config) -> int:
     from mailhouse.app import StartupError, serve
+    from mailhouse.store.api import SchemaTooNew
     from mailhouse.tls import CertificateError
 
     try:
         return await serve(cfg)
-    except (StartupError, CertificateError) as e:  # one line, not a traceback (issue 16 §9)
+    except (StartupError, CertificateError, SchemaTooNew) as e:  # one line, not a traceback (issue 16 §9)
         print(f"mailhouse: {e}", file=sys.stderr)
         return 1
 
@@ -361,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_spam.register,
         cli_report.register,
         cli_service.register,
+        cli_migrate.register,
     ):
         register(sub)
     return p

@@ -21,3 +21,22 @@ def open_store(url: str, data_dir: Path, indexer: Indexer | None = None) -> Stor
 
         return PostgresStore(url, data_dir, indexer)  # type: ignore[no-any-return,unused-ignore]
     raise ValueError(f"unknown store url {url!r}")
+
+
+async def schema_versions(url: str) -> tuple[int | None, list[str]]:
+    """(the version the database at URL is at — None: no store yet —, every migration this
+    Mailhouse knows, in order): `mailhouse migrate --dry-run` shows the difference."""
+    if url.startswith("sqlite://"):
+        import asyncio
+
+        from mailhouse.store.sqlite import engine as sqlite_engine
+        from mailhouse.store.sqlite.schema import MIGRATIONS as SQLITE
+
+        version = await asyncio.to_thread(sqlite_engine.read_version, Path(url.removeprefix("sqlite://")))
+        return version, [m if isinstance(m, str) else ";\n".join(m) for m in SQLITE]
+    if url.startswith(("postgresql://", "postgres://")):
+        from mailhouse.store.postgres import engine as pg_engine  # type: ignore[import-not-found,unused-ignore]
+        from mailhouse.store.postgres.schema import MIGRATIONS as PG  # type: ignore[import-not-found,unused-ignore]
+
+        return await pg_engine.read_version(url), list(PG)
+    raise ValueError(f"unknown store url {url!r}")

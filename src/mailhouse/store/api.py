@@ -61,6 +61,19 @@ class Conflict(StoreError):
     """A concurrent change made this operation impossible (retry may succeed)."""
 
 
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer Mailhouse: this version must not write to it
+    (issue 16 §8). Upgrade this node; during a rolling upgrade, nodes that were already
+    running keep serving (migrations only add), but none of the old version starts again."""
+
+    def __init__(self, found: int, known: int) -> None:
+        super().__init__(
+            f"the store's schema is version {found}, newer than this Mailhouse knows ({known}):"
+            " upgrade Mailhouse on this node"
+        )
+        self.found, self.known = found, known
+
+
 class StoreUnavailable(StoreError):
     """The database cannot be reached or used right now (connection lost, server restarting,
     pool exhausted, file locked or unreadable): the operation did not happen or its outcome

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from mailhouse.store.api import StoreError, StoreUnavailable
+from mailhouse.store.api import SchemaTooNew, StoreError, StoreUnavailable
 from mailhouse.store.postgres.schema import BOOTSTRAP, MIGRATION_LOCK, MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -138,11 +138,7 @@ class Engine:
                 await c.execute("INSERT INTO schema_version(version) VALUES (0)")
                 version = 0
             if int(version) > len(MIGRATIONS):
-                log.warning(
-                    "store: database schema version %d is newer than this Mailhouse knows (%d)",
-                    version,
-                    len(MIGRATIONS),
-                )
+                raise SchemaTooNew(int(version), len(MIGRATIONS))
             for i in range(int(version), len(MIGRATIONS)):
                 log.info("store: migrating PostgreSQL schema to version %d", i + 1)
                 await c.execute(MIGRATIONS[i])
@@ -190,3 +186,15 @@ class Engine:
         async with unavailable_as_store_error():
             async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as c:
                 return await fn(c)
+
+
+async def read_version(dsn: str) -> int | None:
+    """The schema version of the database at DSN without migrating it; None: not set up yet."""
+    c = await asyncpg.connect(dsn)
+    try:
+        if await c.fetchval("SELECT to_regclass('schema_version')") is None:
+            return None
+        v = await c.fetchval("SELECT max(version) FROM schema_version")
+        return None if v is None else int(v)
+    finally:
+        await c.close()

@@ -34,7 +34,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mailhouse.store.api import StoreUnavailable
+from mailhouse.store.api import SchemaTooNew, StoreUnavailable
 from mailhouse.store.sqlite.schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -143,6 +143,8 @@ class Engine:
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise SchemaTooNew(version, len(MIGRATIONS))
             for i in range(version, len(MIGRATIONS)):
                 migration = MIGRATIONS[i]
                 for stmt in migration if isinstance(migration, list) else migration.split(";"):
@@ -286,3 +288,14 @@ class Engine:
         job = _Job(fn, write=True)
         self._jobs.put(job)
         return await _await(job)  # type: ignore[no-any-return]
+
+
+def read_version(db_path: Path) -> int | None:
+    """The schema version of the database at DB_PATH without migrating it; None: no database."""
+    if not db_path.exists():
+        return None
+    conn = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
