@@ -24,15 +24,19 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from mailhouse import __version__
 from mailhouse import config as config_mod
 from mailhouse import tls as tls_mod
 from mailhouse.accounts.housekeeping import Housekeeper
 from mailhouse.accounts.throttle import LoginThrottle
 from mailhouse.config import Config, Listener
+from mailhouse.queue.owner import node_id
 from mailhouse.runtime import cpupool, sdnotify
+from mailhouse.runtime.beacon import Beacon, NodeInfo
 from mailhouse.runtime.connlimits import ConnectionGate, CountTable, policy_from_config
 from mailhouse.runtime.listener import bind_shared
 from mailhouse.runtime.watchdog import Watchdog
@@ -141,6 +145,7 @@ async def run_node(
     gate = ConnectionGate(policy_from_config(cfg), table)
     housekeeper = Housekeeper(svc.store)
     cert_watch: asyncio.Future[None] | None = None
+    beacon: Beacon | None = None
     try:
         servers = node_servers(svc, cfg.listen, gate)
         for name, addrs in cfg.listen.items():
@@ -153,6 +158,19 @@ async def run_node(
         await svc.outbound.start()
         if svc.certificate is not None:
             cert_watch = asyncio.ensure_future(_watch_certificate(svc.certificate))
+        beacon = Beacon(
+            svc.store,
+            NodeInfo(
+                node_id(cfg.hostname, cfg.data_dir),
+                cfg.hostname,
+                __version__,
+                os.getpid(),
+                time.time(),
+                tuple(f"{name}={h}:{p}" for name, addrs in cfg.listen.items() for h, p in addrs),
+                time.time(),
+            ),
+        )
+        beacon.start()  # `mailhouse status`: this node serves
         housekeeper.start()  # hourly purge of expired bans/marks and old limit events
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -201,6 +219,8 @@ async def run_node(
     finally:
         if cert_watch is not None:
             cert_watch.cancel()
+        if beacon is not None:
+            await beacon.stop()
         for s in listening:
             s.close()
         await housekeeper.stop()

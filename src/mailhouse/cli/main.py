@@ -18,6 +18,7 @@ from mailhouse import __version__
 from mailhouse import config as config_mod
 from mailhouse.accounts.admin import Admin, AdminError, generate_password
 from mailhouse.cli import ban as cli_ban
+from mailhouse.cli import doctor as cli_doctor
 from mailhouse.cli import index as cli_index
 from mailhouse.cli import mail as cli_mail
 from mailhouse.cli import mailbox as cli_mailbox
@@ -26,6 +27,7 @@ from mailhouse.cli import queue as cli_queue
 from mailhouse.cli import report as cli_report
 from mailhouse.cli import service as cli_service
 from mailhouse.cli import spam as cli_spam
+from mailhouse.cli import status as cli_status
 from mailhouse.cli import store as cli_store
 from mailhouse.cli.common import Handler, NoStore, missing_store, with_store
 from mailhouse.delivery.sendlimits import SendOverrides, get_overrides, set_overrides
@@ -364,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
         cli_report.register,
         cli_service.register,
         cli_migrate.register,
+        cli_status.register,
+        cli_doctor.register,
     ):
         register(sub)
     return p
