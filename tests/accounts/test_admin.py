@@ -29,10 +29,16 @@ def test_new_domain_aliases_postmaster_and_abuse_to_the_first_admin(tmp_path: Pa
         await admin.add_user("boss@example.org", "long password 1", is_admin=True)
         await admin.add_user("second@example.org", "long password 2", is_admin=True)
         got = {(a.source, a.destination) for a in await store.list_aliases("example.org")}
-        assert got == {("postmaster@example.org", "boss@example.org"), ("abuse@example.org", "boss@example.org")}
+        assert got == {
+            ("postmaster@example.org", "boss@example.org"),
+            ("abuse@example.org", "boss@example.org"),
+        }
         await admin.add_domain("example.net")  # made while an admin exists
         got = {(a.source, a.destination) for a in await store.list_aliases("example.net")}
-        assert got == {("postmaster@example.net", "boss@example.org"), ("abuse@example.net", "boss@example.org")}
+        assert got == {
+            ("postmaster@example.net", "boss@example.org"),
+            ("abuse@example.net", "boss@example.org"),
+        }
         res = await Resolver(store).resolve("postmaster@example.net")
         assert [a.address for a in res.local] == ["boss@example.org"]
 
