@@ -14,6 +14,8 @@ Invariants:
   §5.7) and a target is `secure` only when its MX RRset and its address RRsets all came back
   with AD set (RFC 7672 §2.2: only then may TLSA records count); routes, literals and the
   implicit MX are never secure (no DANE for them here).
+- Answers are cached for their TTL (LRU, `DNS_CACHE_ENTRIES`), so a changed record is seen
+  when its TTL has run out, as with any caching resolver.
 - A transient DNS problem is a `RoutingError(permanent=False)` (the message is
   deferred); only NXDOMAIN and null MX are permanent.
 """
@@ -34,6 +36,7 @@ import dns.resolver
 
 from mailhouse.config import Config, Dnssec, Route
 
+DNS_CACHE_ENTRIES = 10000  # RRsets kept per node (dnspython LRU cache, each for its TTL)
 DNS_LIFETIME = 10.0  # seconds for one whole lookup (Postfix: smtp_dns_... uses resolver defaults)
 
 
@@ -78,6 +81,9 @@ class Router:
         else:
             r = dns.asyncresolver.Resolver()
         r.lifetime = DNS_LIFETIME
+        # answers reused for their TTL (MX, A/AAAA, TLSA, TXT per message otherwise; Postfix
+        # relies on the system's caching resolver for the same)
+        r.cache = dns.resolver.LRUCache(DNS_CACHE_ENTRIES)
         if cfg.dns_dnssec is Dnssec.RESOLVER:
             # RFC 6840 §5.7: set AD (and DO) so a validating resolver reports what it validated
             r.use_edns(0, dns.flags.DO, 1232)
