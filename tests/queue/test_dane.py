@@ -6,7 +6,8 @@ runner with `[dns] dnssec = "resolver"` on that resolver.
 Domains (each MX is the same Postfix, whose certificate names every MX host but mx-name):
 ee / full (DANE-EE match) · ta (DANE-TA match) · bad (no record matches) · name (DANE-TA
 match, but the certificate does not name the MX) · pkix (only PKIX usages: unusable) ·
-notls (an MX without STARTTLS) · bogus.test (TLSA signatures broken) · plain.test (unsigned
+notls (an MX without STARTTLS) · sts (DANE-EE match, and an MTA-STS enforce policy that does
+not list its MX: DANE takes precedence) · bogus.test (TLSA signatures broken) · plain.test (unsigned
 zone: its TLSA records do not count)."""
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from mailhouse import config
 from tests.peers.ports import free_port
 from tests.peers.unbound import ValidatingResolver, Zone
-from tests.queue.test_mtasts import deliver
+from tests.queue.test_mtasts import Answer, PolicyServer, deliver, policy
 from tests.smtpclient.fake_server import FakeSMTP
 from tests.smtpclient.testca import TestCA
 
 PF, NOTLS = "127.0.0.31", "127.0.0.32"
-PF_NAMES = ("mx-ee", "mx-full", "mx-ta", "mx-bad", "mx-pkix", "mx-notls")
-DOMAINS = ["ee", "full", "ta", "bad", "name", "pkix", "notls"]
+PF_NAMES = ("mx-ee", "mx-full", "mx-ta", "mx-bad", "mx-pkix", "mx-notls", "mx-sts")
+DOMAINS = ["ee", "full", "ta", "bad", "name", "pkix", "notls", "sts"]
+POLICY_HOST = "127.0.0.33"
 
 
 @dataclass
@@ -42,6 +44,8 @@ class Lab:
     pf: Any
     port: int
     tmp: Path
+    ca: TestCA
+    policy_port: int
 
 
 def _sha256(b: bytes) -> str:
@@ -92,11 +96,13 @@ def resolver(ca: TestCA, postfix: Any, tmp_module: Path) -> Iterator[ValidatingR
         "name": [ta],
         "pkix": [f"1 1 1 {_sha256(spki)}", f"0 0 1 {_sha256(ca.cert.public_bytes(Encoding.DER))}"],
         "notls": [ee],
+        "sts": [ee],
     }
     records: list[str] = []
     for d in DOMAINS:
         records += [f"{d} MX 10 mx-{d}", f"mx-{d} A {NOTLS if d == 'notls' else PF}"]
         records += [f"_{port}._tcp.mx-{d} TLSA {t}" for t in tlsa[d]]
+    records.append('_mta-sts.sts TXT "v=STSv1; id=20261207"')
     same = ["@ MX 10 mx", f"mx A {PF}"]
     zones = [
         Zone("dane.test", records),
@@ -109,9 +115,15 @@ def resolver(ca: TestCA, postfix: Any, tmp_module: Path) -> Iterator[ValidatingR
 
 
 @pytest.fixture
-async def lab(resolver: ValidatingResolver, postfix: Any, tmp_path: Path) -> AsyncIterator[Lab]:
+async def lab(resolver: ValidatingResolver, postfix: Any, ca: TestCA, tmp_path: Path) -> AsyncIterator[Lab]:
     notls = await FakeSMTP(NOTLS, postfix.port, extensions=("PIPELINING", "ENHANCEDSTATUSCODES")).start()
-    yield Lab(resolver, postfix, postfix.port, tmp_path)
+    # an MTA-STS enforce policy for sts.dane.test that names another MX (tests/queue/test_mtasts.py)
+    server = PolicyServer({"mta-sts.sts.dane.test": Answer(policy("enforce", "mx.elsewhere.test"))})
+    https = await asyncio.start_server(
+        server.session, POLICY_HOST, 0, ssl=ca.server_context("mta-sts.sts.dane.test")
+    )
+    yield Lab(resolver, postfix, postfix.port, tmp_path, ca, https.sockets[0].getsockname()[1])
+    https.close()
     await notls.stop()
 
 
@@ -122,6 +134,8 @@ def cfg_for(lab: Lab, dnssec: str = "resolver") -> config.Config:
             "data_dir": str(lab.tmp / "data"),
             "dns": {"nameservers": [lab.res.nameserver], "dnssec": dnssec},
             "queue": {"outbound_port": lab.port},
+            "tls": {"ca_file": str(lab.ca.ca_file)},
+            "mta_sts": {"resolve": {"mta-sts.sts.dane.test": f"{POLICY_HOST}:{lab.policy_port}"}},
         }
     )
 
@@ -187,3 +201,12 @@ async def test_unsigned_zone_or_unusable_records_mean_opportunistic_tls(lab: Lab
 async def test_dnssec_off_means_no_dane(lab: Lab) -> None:
     assert await deliver(cfg_for(lab, dnssec="off"), "DOFF", "bad.dane.test") is None
     assert b"Subject: x" in await delivered(lab, "bob@bad.dane.test")
+
+
+async def test_dane_takes_precedence_over_mta_sts(lab: Lab) -> None:
+    """RFC 8461 §2: sts.dane.test's MX has a matching TLSA record; its MTA-STS enforce policy
+    names another MX, which alone would defer the message (dnssec = "off" shows it)."""
+    entry = await deliver(cfg_for(lab, dnssec="off"), "DSTSOFF", "sts.dane.test")
+    assert entry.recipients[0].last_reply.startswith("451 4.7.5 MTA-STS policy")
+    assert await deliver(cfg_for(lab), "DSTS", "sts.dane.test") is None
+    assert b"Subject: x" in await delivered(lab, "bob@sts.dane.test")
