@@ -83,7 +83,7 @@ class Dane:
     def __init__(
         self, resolver: dns.asyncresolver.Resolver, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.resolver = resolver  # the router's: asks with DO + AD (routing.Router)
+        self.resolver = resolver  # routing.Router.tlsa_resolver: asks with DO + AD, no LRU cache
         self.clock = clock
         self._cache: dict[str, tuple[float, DanePolicy]] = {}
 
@@ -112,6 +112,7 @@ class Dane:
             detail = f"TLSA lookup of {qname} failed ({type(e).__name__}): DNSSEC bogus or unreachable"
             return DanePolicy(mx, DaneState.FAILED, detail=detail)
         if not authenticated(answer):
+            log.info("TLSA of %s is not DNSSEC-validated (no AD): no DANE for this attempt", qname)
             return DanePolicy(mx, DaneState.NONE, detail=f"TLSA of {qname} is not DNSSEC-validated")
         published = tuple(
             Tlsa(int(rr.usage), int(rr.selector), int(rr.mtype), bytes(rr.cert)) for rr in answer

@@ -72,23 +72,32 @@ def authenticated(answer: dns.resolver.Answer) -> bool:
     return bool(answer.response.flags & dns.flags.AD)
 
 
+def make_resolver(cfg: Config, cache: bool = True) -> dns.asyncresolver.Resolver:
+    """A resolver on `[dns] nameservers` (else the system's), asking for DNSSEC when configured."""
+    if cfg.dns_nameservers:
+        r = dns.asyncresolver.Resolver(configure=False)
+        r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in cfg.dns_nameservers]
+    else:
+        r = dns.asyncresolver.Resolver()
+    r.lifetime = DNS_LIFETIME
+    if cache:
+        # answers reused for their TTL (MX, A/AAAA, TXT per message otherwise; Postfix relies on
+        # the system's caching resolver for the same)
+        r.cache = dns.resolver.LRUCache(DNS_CACHE_ENTRIES)
+    if cfg.dns_dnssec is Dnssec.RESOLVER:
+        # RFC 6840 §5.7: set AD (and DO) so a validating resolver reports what it validated
+        r.use_edns(0, dns.flags.DO, 1232)
+        r.flags = dns.flags.RD | dns.flags.AD
+    return r
+
+
 class Router:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        if cfg.dns_nameservers:
-            r = dns.asyncresolver.Resolver(configure=False)
-            r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in cfg.dns_nameservers]
-        else:
-            r = dns.asyncresolver.Resolver()
-        r.lifetime = DNS_LIFETIME
-        # answers reused for their TTL (MX, A/AAAA, TLSA, TXT per message otherwise; Postfix
-        # relies on the system's caching resolver for the same)
-        r.cache = dns.resolver.LRUCache(DNS_CACHE_ENTRIES)
-        if cfg.dns_dnssec is Dnssec.RESOLVER:
-            # RFC 6840 §5.7: set AD (and DO) so a validating resolver reports what it validated
-            r.use_edns(0, dns.flags.DO, 1232)
-            r.flags = dns.flags.RD | dns.flags.AD
-        self.resolver = r
+        self.resolver = make_resolver(cfg)
+        # TLSA look-ups (queue/dane.py) bypass the LRU cache: DANE keeps only secure policies,
+        # so one unvalidated answer never sticks for a whole TTL
+        self.tlsa_resolver = make_resolver(cfg, cache=False)
 
     def override(self, domain: str) -> Route | None:
         domain = domain.lower().rstrip(".")

@@ -151,7 +151,7 @@ class QueueRunner:
                 clock=clock,
             )
         # RFC 7672: DANE for MX hosts with secure TLSA records ([dns] dnssec = "resolver")
-        self.dane = Dane(self.router.resolver) if cfg.dns_dnssec is Dnssec.RESOLVER else None
+        self.dane = Dane(self.router.tlsa_resolver) if cfg.dns_dnssec is Dnssec.RESOLVER else None
         self.owner_id = Owner(node_id(cfg.hostname, cfg.data_dir), incarnation, os.getpid())
         self.owner = str(self.owner_id)
         self._next_beat = 0.0
@@ -551,7 +551,7 @@ class QueueRunner:
             d = dane.get(target.name)
             if d is not None and d.state is DaneState.FAILED:
                 last_error = f"451 4.7.5 DANE: {d.detail}"
-                self.tls_result(outcome(domain, d, Failure.DNSSEC_INVALID, d.detail))
+                self.tls_result(outcome(domain, d, Failure.DNSSEC_INVALID, d.detail), qlog)
                 qlog.info("%s: %s", target.name, safe(last_error))
                 continue
             for address in target.addresses:
@@ -576,8 +576,8 @@ class QueueRunner:
                     # RFC 5321 §5.1: connection-level trouble → try the next address / MX
                     last_error = e.reply
                     if d is not None and isinstance(e, DaneFailed):
-                        self.tls_result(outcome(domain, d, e.failure, e.reply))
-                    if enforce:  # RFC 8461 §4.2: say why (the code is 4.7.5 for any failure)
+                        self.tls_result(outcome(domain, d, e.failure, e.reply), qlog)
+                    if enforce and not isinstance(e, DaneFailed):  # RFC 8461 §4.2: say why (4.7.5)
                         last_error = "451 4.7.5 MTA-STS policy: " + e.reply.split(" ", 2)[-1]
                     qlog.info("%s[%s]:%d: %s", target.name, address, target.port, safe(last_error))
                     continue
@@ -623,7 +623,7 @@ class QueueRunner:
                     return
                 await self.pool.put(conn)
                 if d is not None and d.state is DaneState.USABLE:
-                    self.tls_result(outcome(domain, d))
+                    self.tls_result(outcome(domain, d), qlog)
                 for r, res in zip(rcpts, results, strict=True):
                     r.status = DELIVERED if res.ok else FAILED if res.permanent else DEFERRED
                     r.last_reply = res.text
@@ -636,9 +636,9 @@ class QueueRunner:
             r.status, r.last_reply = DEFERRED, last_error
             qlog.info("to=<%s> status=deferred (%s)", safe(r.address), safe(last_error))
 
-    def tls_result(self, result: TlsaOutcome) -> None:
+    def tls_result(self, result: TlsaOutcome, qlog: QueueLog = log) -> None:
         """One DANE outcome (RFC 8460 policy type "tlsa"): the spot a TLS-RPT recorder hooks in."""
-        log.info(
+        qlog.info(
             "DANE %s for %s MX %s%s",
             result.result.value,
             result.policy_domain,
