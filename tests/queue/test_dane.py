@@ -21,11 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from mailhouse import config
+from mailhouse.queue.routing import Router
 from tests.peers.ports import free_port
 from tests.peers.unbound import ValidatingResolver, Zone
 from tests.queue.test_mtasts import Answer, PolicyServer, deliver, policy
@@ -210,3 +214,18 @@ async def test_dane_takes_precedence_over_mta_sts(lab: Lab) -> None:
     assert entry.recipients[0].last_reply.startswith("451 4.7.5 MTA-STS policy")
     assert await deliver(cfg_for(lab), "DSTS", "sts.dane.test") is None
     assert b"Subject: x" in await delivered(lab, "bob@sts.dane.test")
+
+
+async def test_only_validated_answers_are_cached(resolver: ValidatingResolver) -> None:
+    """With dnssec = "resolver", an unvalidated MX answer is not kept for its TTL (it would keep
+    DANE off that long); a validated one is."""
+    cfg = config.from_dict({"dns": {"nameservers": [resolver.nameserver], "dnssec": "resolver"}})
+    router = Router(cfg)
+    (ee,) = await router.mx_targets("ee.dane.test")
+    (plain,) = await router.mx_targets("plain.test")
+    assert ee.secure and not plain.secure
+    cache = router.resolver.cache
+    assert cache is not None
+    key = (dns.name.from_text("ee.dane.test"), dns.rdatatype.MX, dns.rdataclass.IN)
+    assert cache.get(key) is not None
+    assert cache.get((dns.name.from_text("plain.test"), dns.rdatatype.MX, dns.rdataclass.IN)) is None

@@ -15,7 +15,8 @@ Invariants:
   with AD set (RFC 7672 §2.2: only then may TLSA records count); routes, literals and the
   implicit MX are never secure (no DANE for them here).
 - Answers are cached for their TTL (LRU, `DNS_CACHE_ENTRIES`), so a changed record is seen
-  when its TTL has run out, as with any caching resolver.
+  when its TTL has run out, as with any caching resolver; with `dnssec = "resolver"` only
+  validated (AD) answers are cached (`ValidatedOnlyCache`), and TLSA answers not at all here.
 - A transient DNS problem is a `RoutingError(permanent=False)` (the message is
   deferred); only NXDOMAIN and null MX are permanent.
 """
@@ -31,6 +32,7 @@ import dns.exception
 import dns.flags
 import dns.name
 import dns.nameserver
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
@@ -72,6 +74,19 @@ def authenticated(answer: dns.resolver.Answer) -> bool:
     return bool(answer.response.flags & dns.flags.AD)
 
 
+class ValidatedOnlyCache(dns.resolver.LRUCache):
+    """With DNSSEC on, only answers the resolver validated (AD) are kept: an unvalidated MX or
+    address answer is asked again next time rather than switching DANE off for a whole TTL."""
+
+    def put(
+        self,
+        key: tuple[dns.name.Name, dns.rdatatype.RdataType, dns.rdataclass.RdataClass],
+        value: dns.resolver.Answer,
+    ) -> None:
+        if authenticated(value):
+            super().put(key, value)
+
+
 def make_resolver(cfg: Config, cache: bool = True) -> dns.asyncresolver.Resolver:
     """A resolver on `[dns] nameservers` (else the system's), asking for DNSSEC when configured."""
     if cfg.dns_nameservers:
@@ -80,11 +95,14 @@ def make_resolver(cfg: Config, cache: bool = True) -> dns.asyncresolver.Resolver
     else:
         r = dns.asyncresolver.Resolver()
     r.lifetime = DNS_LIFETIME
+    dnssec = cfg.dns_dnssec is Dnssec.RESOLVER
     if cache:
         # answers reused for their TTL (MX, A/AAAA, TXT per message otherwise; Postfix relies on
         # the system's caching resolver for the same)
-        r.cache = dns.resolver.LRUCache(DNS_CACHE_ENTRIES)
-    if cfg.dns_dnssec is Dnssec.RESOLVER:
+        r.cache = (
+            ValidatedOnlyCache(DNS_CACHE_ENTRIES) if dnssec else dns.resolver.LRUCache(DNS_CACHE_ENTRIES)
+        )
+    if dnssec:
         # RFC 6840 §5.7: set AD (and DO) so a validating resolver reports what it validated
         r.use_edns(0, dns.flags.DO, 1232)
         r.flags = dns.flags.RD | dns.flags.AD
