@@ -200,15 +200,16 @@ def main() -> int:
                 "smtpd_tls_key_file": str(key),
                 "smtpd_tls_loglevel": "1",
             },
-        ).start()
+        )
         try:
+            mx.start()
             pf_total, pf_verified = bench_postfix(root / "postfix", mx, args)
             pf_sessions = mx_tls_sessions(mx)
             print(f"Postfix (dane) → MX: {args.messages / pf_total:.1f} msg/s", flush=True)
             mh_total, mh_verified = bench_mailhouse(root / "mailhouse", mx, ca, args)
             mh_sessions = mx_tls_sessions(mx) - pf_sessions
         finally:
-            mx.stop()
+            mx.stop()  # idempotent; stops by PID whatever started
             res.stop()
     n = args.messages
     print(f"relay to a DANE MX: {n} messages of {args.size} octets over {args.sessions} sessions")
