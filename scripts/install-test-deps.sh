@@ -3,14 +3,14 @@
 # own daemons out of the tests' way only where they really are in it.
 #
 # Postfix is installed with debconf's "No configuration", and policy-rc.d keeps apt from starting any
-# daemon while installing. The tests start private Postfix, Dovecot, PostgreSQL and dnsmasq instances
+# daemon while installing. The tests start private Postfix, Dovecot, PostgreSQL, dnsmasq and unbound instances
 # (tests/peers/) from their own temp directories on free loopback ports, so a developer's own running
 # postfix/dovecot/postgresql/dnsmasq is left alone. The one fixed resource the tests need is TCP port
 # 25 on 127.0.0.2-127.0.0.9 (tests/queue/test_outbound_e2e.py: the MX hosts of its lab). If one of
 # those four system services holds it (say a Postfix with inet_interfaces = all), that service is
 # stopped, with a line saying so; anything else holding it is reported and left running.
 set -euo pipefail
-PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base postfix dovecot-imapd dovecot-pop3d dovecot-fts-xapian postgresql fetchmail getmail6 isync offlineimap3 msmtp mutt chromium sqlite3 procps systemd)
+PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base postfix dovecot-imapd dovecot-pop3d dovecot-fts-xapian postgresql fetchmail getmail6 isync offlineimap3 msmtp mutt chromium sqlite3 procps systemd unbound ldnsutils)
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 missing=()
 for p in "${PKGS[@]}"; do

@@ -279,3 +279,19 @@ def test_reports_keys() -> None:
     for bad in ({"folder": "INBOX"}, {"dmarc_address": "@x"}, {"enabled": "yes"}, {"sender": "x"}):
         with pytest.raises(config.ConfigError, match="reports"):
             config.from_dict({"reports": bad})
+
+
+def test_dns_dnssec_keys(tmp_path: Path) -> None:
+    """[dns] dnssec (issue 15 item 9): "resolver" or "off" (default); "validate" is refused with
+    the reason (in-process validation is not built); trust_anchor must be an existing file."""
+    assert config.from_dict({}).dns_dnssec is config.Dnssec.OFF
+    assert config.from_dict({"dns": {"dnssec": "resolver"}}).dns_dnssec is config.Dnssec.RESOLVER
+    with pytest.raises(config.ConfigError, match="dns.dnssec.*not available yet"):
+        config.from_dict({"dns": {"dnssec": "validate"}})
+    with pytest.raises(config.ConfigError, match="dns.dnssec"):
+        config.from_dict({"dns": {"dnssec": "yes"}})
+    anchor = tmp_path / "root.key"
+    anchor.write_text(". IN DS 20326 8 2 e06d44b80b8f1d39a95c0b0d7c65d08458e880409bbc683457104237c7f8ec8d\n")
+    assert config.from_dict({"dns": {"trust_anchor": str(anchor)}}).dns_trust_anchor == anchor
+    with pytest.raises(config.ConfigError, match="dns.trust_anchor"):
+        config.from_dict({"dns": {"trust_anchor": str(tmp_path / "missing")}})

@@ -3,7 +3,8 @@
 Keys (DESIGN.md §Operator interface): `hostname`, `data_dir`; `[listen]` with one key per
 service (`"host:port"` or a list of them — a missing key means that service is off), keyed
 in `Config.listen` by `Listener`;
-`[tls] cert`, `key`, `ca_file` (extra CAs for outbound verification); `[store] url`; `[dns] nameservers`. Without a config file every
+`[tls] cert`, `key`, `ca_file` (extra CAs for outbound verification); `[store] url`; `[dns] nameservers`,
+`dnssec`, `trust_anchor` (DANE, queue/dane.py). Without a config file every
 service listens on 127.0.0.1 at an unprivileged port so a first try just works.
 
 Invariant: every error names the file, the key and what is wrong (`ConfigError`).
@@ -44,8 +45,23 @@ class Listener(enum.StrEnum):
 _IMPLICIT_TLS = frozenset({Listener.SUBMISSIONS, Listener.IMAPS, Listener.POP3S})
 
 SERVICES: tuple[str, ...] = tuple(Listener)
+
+
 # `[listen]` keys DESIGN.md reserves for services this version does not have yet: an error
 # naming the missing feature, not a listener that silently never starts.
+class Dnssec(enum.StrEnum):
+    """`[dns] dnssec`: where DNSSEC answers for DANE come from (RFC 7672 §2.1)."""
+
+    RESOLVER = "resolver"  # trust the AD bit of the configured nameservers (declared validating)
+    OFF = "off"  # no DNSSEC, so no DANE (Postfix's default smtp_dns_support_level)
+
+
+# [dns] dnssec = "validate": in-process chain validation from a trust anchor (DNSKEY → DS → …
+# → RRSIG of the MX/TLSA RRsets, with NSEC/NSEC3 proofs of insecure delegations) is not built
+DNSSEC_VALIDATE_NOT_YET = (
+    '"validate" (in-process DNSSEC validation from [dns] trust_anchor) is not available yet in this'
+    ' version: use "resolver" with [dns] nameservers that validate (e.g. a local unbound), or "off"'
+)
 NOT_YET: dict[str, str] = {"managesieve": "ManageSieve is not available yet in this version"}
 
 # Unprivileged defaults so `mailhouse serve` runs without root (the standard ports are
@@ -160,6 +176,11 @@ class Config:
     tls_ca_file: Path | None = None
     store_url: str = ""
     dns_nameservers: list[tuple[str, int]] = field(default_factory=list)
+    # [dns] dnssec (issue 15 item 3, queue/dane.py): "resolver" trusts the AD bit of the
+    # nameservers (declared validating, as Postfix smtp_dns_support_level = dnssec) for DANE;
+    # "off" (the default, as Postfix's): no DANE
+    dns_dnssec: Dnssec = Dnssec.OFF
+    dns_trust_anchor: Path | None = None  # [dns] trust_anchor: reserved for dnssec = "validate"
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
     # issue 12 item 4: one SEARCH/SORT/THREAD (and a webmail search) runs at most this long
@@ -406,7 +427,7 @@ _TOP_KEYS = {
 _TABLE_KEYS = {
     "tls": {"cert", "key", "ca_file"},
     "store": {"url"},
-    "dns": {"nameservers"},
+    "dns": {"nameservers", "dnssec", "trust_anchor"},
     "limits": {
         "max_message_size",
         "max_recipients",
@@ -501,6 +522,17 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         if not isinstance(ns, list):
             raise ConfigError(path, "dns.nameservers", 'must be a list of "IP" or "IP:port"')
         cfg.dns_nameservers = [_nameserver(v, path, "dns.nameservers") for v in ns]
+    if "dnssec" in dns:
+        mode = dns["dnssec"]
+        if mode == "validate":
+            raise ConfigError(path, "dns.dnssec", DNSSEC_VALIDATE_NOT_YET)
+        if mode not in ("resolver", "off"):
+            raise ConfigError(path, "dns.dnssec", 'must be "resolver" or "off" ("validate" is not built yet)')
+        cfg.dns_dnssec = Dnssec(mode)
+    if "trust_anchor" in dns:
+        cfg.dns_trust_anchor = (base / str(dns["trust_anchor"])).resolve()
+        if not cfg.dns_trust_anchor.is_file():
+            raise ConfigError(path, "dns.trust_anchor", f"file {cfg.dns_trust_anchor} does not exist")
     limits = _table(data, "limits", path)
     for key, attr in (
         ("max_message_size", "max_message_size"),

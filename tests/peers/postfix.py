@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import subprocess
@@ -109,6 +110,9 @@ class PostfixInstance:
             or ``""`` to test that relaying is refused).
         myhostname: HELO/banner name.
         main: extra ``main.cf`` settings, applied last.
+        resolv_conf: a resolv.conf bind-mounted over /etc/resolv.conf for this instance only
+            (a private mount namespace, root only): Postfix's DNS lookups (DANE, MX) then go
+            to a resolver on loopback instead of the system's.
     """
 
     def __init__(
@@ -127,6 +131,7 @@ class PostfixInstance:
         mynetworks: str = "127.0.0.0/8",
         myhostname: str | None = None,
         main: Mapping[str, str] | None = None,
+        resolv_conf: str | Path | None = None,
     ) -> None:
         if mode not in ("local", "relay"):
             raise ValueError("mode must be 'local' or 'relay'")
@@ -144,6 +149,7 @@ class PostfixInstance:
         self.mynetworks = mynetworks
         self.myhostname = myhostname or f"postfix-{host.replace('.', '-')}.test"
         self.extra_main = dict(main or {})
+        self.resolv_conf = Path(resolv_conf) if resolv_conf else None
 
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="mh-postfix-"))
@@ -310,8 +316,21 @@ class PostfixInstance:
         # Stale pid file from a crashed run would make master refuse to start.
         (self.queue_dir / "pid" / "master.pid").unlink(missing_ok=True)
         with open(self.base_dir / "master.stderr", "ab") as err:
+            cmd = [f"{DAEMON_DIR}/master", "-c", str(self.config_dir), "-d"]
+            if self.resolv_conf is not None:
+                # unshare execs sh, which execs master: the PID stays master's
+                mount = f"mount --bind {shlex.quote(str(self.resolv_conf))} /etc/resolv.conf"
+                cmd = [
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    f"{mount} && exec {shlex.join(cmd)}",
+                ]
             self.proc = subprocess.Popen(
-                [f"{DAEMON_DIR}/master", "-c", str(self.config_dir), "-d"],
+                cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=err,
                 stderr=err,

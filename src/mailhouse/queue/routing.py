@@ -10,6 +10,13 @@ Invariants:
 - Overrides win in this order, as Postfix's transport_maps then relayhost: exact domain
   in `[routes]`, a parent domain in `[routes]` (`.example.org` style match on suffix),
   `relayhost`, then MX. An override host is resolved by A/AAAA only (like `[host]`).
+- With `[dns] dnssec = "resolver"` every query asks for DNSSEC (EDNS DO and the AD bit, RFC 6840
+  §5.7) and a target is `secure` only when its MX RRset and its address RRsets all came back
+  with AD set (RFC 7672 §2.2: only then may TLSA records count); routes, literals and the
+  implicit MX are never secure (no DANE for them here).
+- Answers are cached for their TTL (LRU, `DNS_CACHE_ENTRIES`), so a changed record is seen
+  when its TTL has run out, as with any caching resolver; with `dnssec = "resolver"` only
+  validated (AD) answers are cached (`ValidatedOnlyCache`), and TLSA answers not at all here.
 - A transient DNS problem is a `RoutingError(permanent=False)` (the message is
   deferred); only NXDOMAIN and null MX are permanent.
 """
@@ -22,13 +29,16 @@ from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.name
 import dns.nameserver
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
-from mailhouse.config import Config, Route
+from mailhouse.config import Config, Dnssec, Route
 
+DNS_CACHE_ENTRIES = 10000  # RRsets kept per node (dnspython LRU cache, each for its TTL)
 DNS_LIFETIME = 10.0  # seconds for one whole lookup (Postfix: smtp_dns_... uses resolver defaults)
 
 
@@ -41,6 +51,7 @@ class Target:
     port: int
     preference: int = 0
     route: Route | None = None
+    secure: bool = False  # MX and address RRsets DNSSEC-validated (AD): DANE applies (RFC 7672 §2.2)
 
 
 class RoutingError(Exception):
@@ -58,16 +69,53 @@ def _is_ip(s: str) -> bool:
     return True
 
 
+def authenticated(answer: dns.resolver.Answer) -> bool:
+    """The resolver set AD: it validated the answer (trusted only with [dns] dnssec = "resolver")."""
+    return bool(answer.response.flags & dns.flags.AD)
+
+
+class ValidatedOnlyCache(dns.resolver.LRUCache):
+    """With DNSSEC on, only answers the resolver validated (AD) are kept: an unvalidated MX or
+    address answer is asked again next time rather than switching DANE off for a whole TTL."""
+
+    def put(
+        self,
+        key: tuple[dns.name.Name, dns.rdatatype.RdataType, dns.rdataclass.RdataClass],
+        value: dns.resolver.Answer,
+    ) -> None:
+        if authenticated(value):
+            super().put(key, value)
+
+
+def make_resolver(cfg: Config, cache: bool = True) -> dns.asyncresolver.Resolver:
+    """A resolver on `[dns] nameservers` (else the system's), asking for DNSSEC when configured."""
+    if cfg.dns_nameservers:
+        r = dns.asyncresolver.Resolver(configure=False)
+        r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in cfg.dns_nameservers]
+    else:
+        r = dns.asyncresolver.Resolver()
+    r.lifetime = DNS_LIFETIME
+    dnssec = cfg.dns_dnssec is Dnssec.RESOLVER
+    if cache:
+        # answers reused for their TTL (MX, A/AAAA, TXT per message otherwise; Postfix relies on
+        # the system's caching resolver for the same)
+        r.cache = (
+            ValidatedOnlyCache(DNS_CACHE_ENTRIES) if dnssec else dns.resolver.LRUCache(DNS_CACHE_ENTRIES)
+        )
+    if dnssec:
+        # RFC 6840 §5.7: set AD (and DO) so a validating resolver reports what it validated
+        r.use_edns(0, dns.flags.DO, 1232)
+        r.flags = dns.flags.RD | dns.flags.AD
+    return r
+
+
 class Router:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        if cfg.dns_nameservers:
-            r = dns.asyncresolver.Resolver(configure=False)
-            r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in cfg.dns_nameservers]
-        else:
-            r = dns.asyncresolver.Resolver()
-        r.lifetime = DNS_LIFETIME
-        self.resolver = r
+        self.resolver = make_resolver(cfg)
+        # TLSA look-ups (queue/dane.py) bypass the LRU cache: DANE keeps only secure policies,
+        # so one unvalidated answer never sticks for a whole TTL
+        self.tlsa_resolver = make_resolver(cfg, cache=False)
 
     def override(self, domain: str) -> Route | None:
         domain = domain.lower().rstrip(".")
@@ -101,8 +149,10 @@ class Router:
 
     async def mx_targets(self, domain: str) -> list[Target]:
         port = self.cfg.outbound_port
+        mx_secure = False
         try:
             answer = await self.resolver.resolve(domain, "MX", search=False)
+            mx_secure = authenticated(answer)
             mxs = [
                 (
                     int(rr.preference),
@@ -139,19 +189,24 @@ class Router:
         mxs.sort(key=lambda m: m[0])
         targets: list[Target] = []
         for pref, host in mxs:
-            addrs = await self.addresses(host)
+            addrs, secure = await self.addresses_dnssec(host)
             if addrs:
-                targets.append(Target(host, tuple(addrs), port, pref))
+                targets.append(Target(host, tuple(addrs), port, pref, secure=mx_secure and secure))
         if not targets:
             raise RoutingError(f"451 4.4.3 no address for any MX host of {domain}", permanent=False)
         return targets
 
     async def addresses(self, host: str) -> list[str]:
         """A and AAAA records of HOST (an IP literal is returned as is). Transient errors → []."""
+        return (await self.addresses_dnssec(host))[0]
+
+    async def addresses_dnssec(self, host: str) -> tuple[list[str], bool]:
+        """`addresses` and whether every address RRset found was DNSSEC-validated (AD)."""
         host = host.strip("[]")
         if _is_ip(host):
-            return [host]
+            return [host], False
         out: list[str] = []
+        secure = True
         for rdtype in ("A", "AAAA"):  # RFC 3974: both families; IPv4 first (loopback labs are v4)
             try:
                 answer = await self.resolver.resolve(host, rdtype, search=False)
@@ -159,8 +214,9 @@ class Router:
                 continue
             except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout):
                 continue
+            secure = secure and authenticated(answer)
             out.extend(rr.to_text() for rr in answer)
-        return out
+        return out, secure and bool(out)
 
     async def txt(self, name: str) -> list[str] | None:
         """TXT strings of NAME (each record's character-strings joined, RFC 7208 §3.3 style);

@@ -47,16 +47,25 @@ from typing import Protocol
 
 from mailhouse import tls as tls_mod
 from mailhouse.accounts.resolve import Resolver
-from mailhouse.config import Config
+from mailhouse.config import Config, Dnssec
 from mailhouse.log import ConnLogger, safe
 from mailhouse.queue import retry
+from mailhouse.queue.dane import Dane, DanePolicy, DaneState, TlsaOutcome, outcome
 from mailhouse.queue.dsn import MAX_RETURNED, RecipientReport, build_dsn, status_of, wanted
 from mailhouse.queue.ids import new_queue_id
 from mailhouse.queue.mtasts import Mode, MtaSts
 from mailhouse.queue.owner import INCARNATION, Owner, node_id
 from mailhouse.queue.routing import Router, RoutingError
 from mailhouse.queue.status import DEFERRED, DELIVERED, FAILED, OPEN
-from mailhouse.smtpclient.client import ConnectionPool, RcptReply, SmtpConnection, SmtpError, StaleConnection
+from mailhouse.smtpclient.client import (
+    ConnectionPool,
+    DaneFailed,
+    RcptReply,
+    SmtpConnection,
+    SmtpError,
+    StaleConnection,
+)
+from mailhouse.smtpclient.dane import Failure
 from mailhouse.store.api import Account, NotFound, QueueEntry, QueueRecipient, Store
 from mailhouse.store.spool import SpooledMessage
 
@@ -81,6 +90,11 @@ DEFER_ON_ERROR = 60.0  # retry delay after an internal error
 def dsn_id(entry_id: str, kind: str, attempt: int) -> str:
     """Deterministic queue id of the DSN a pass generates (idempotent re-runs)."""
     return hashlib.sha256(f"{entry_id}:{kind}:{attempt}".encode()).hexdigest()[:12].upper()
+
+
+def _dane_usable(dane: dict[str, DanePolicy], mx: str) -> bool:
+    d = dane.get(mx)
+    return d is not None and d.state is DaneState.USABLE
 
 
 class LocalOutcome(Protocol):
@@ -136,6 +150,8 @@ class QueueRunner:
                 fetch_timeout=cfg.mta_sts_fetch_timeout,
                 clock=clock,
             )
+        # RFC 7672: DANE for MX hosts with secure TLSA records ([dns] dnssec = "resolver")
+        self.dane = Dane(self.router.tlsa_resolver) if cfg.dns_dnssec is Dnssec.RESOLVER else None
         self.owner_id = Owner(node_id(cfg.hostname, cfg.data_dir), incarnation, os.getpid())
         self.owner = str(self.owner_id)
         self._next_beat = 0.0
@@ -515,10 +531,12 @@ class QueueRunner:
             return
         last_error = "451 4.4.1 no reachable server"
         enforce = False
+        dane: dict[str, DanePolicy] = await self.dane.policies(targets) if self.dane else {}
         if self.mtasts is not None and targets[0].route is None and not domain.startswith("["):
             policy = await self.mtasts.policy(domain)
             if policy is not None and policy.mode is not Mode.NONE:
-                matching = [t for t in targets if policy.matches(t.name)]
+                # RFC 8461 §2: an MX with usable TLSA records is governed by DANE, not MTA-STS
+                matching = [t for t in targets if policy.matches(t.name) or _dane_usable(dane, t.name)]
                 if policy.mode is Mode.ENFORCE:
                     # RFC 8461 §5: only MX hosts the policy names, with a verified certificate
                     enforce = True
@@ -535,8 +553,16 @@ class QueueRunner:
         body = entry.extra.get("body", "")
         for target in targets:
             route = target.route
+            d = dane.get(target.name)
+            if d is not None and d.state is DaneState.FAILED:
+                last_error = f"451 4.7.5 DANE: {d.detail}"
+                self.tls_result(outcome(domain, d, Failure.DNSSEC_INVALID, d.detail), qlog)
+                qlog.info("%s: %s", target.name, safe(last_error))
+                continue
             for address in target.addresses:
                 tls_mode = route.tls if route else "required" if enforce else "opportunistic"
+                if d is not None and d.state is DaneState.USABLE:
+                    tls_mode = "dane"  # RFC 7672 §2.2: authenticated TLS, no fallback
                 username = route.username if route else None
                 password = route.password if route else None
                 unverified_ok = route.auth_over_unverified if route else False
@@ -549,11 +575,14 @@ class QueueRunner:
                         username=username,
                         password=password,
                         auth_over_unverified=unverified_ok,
+                        tlsa=d.records if d else (),
                     )
                 except SmtpError as e:
                     # RFC 5321 §5.1: connection-level trouble → try the next address / MX
                     last_error = e.reply
-                    if enforce:  # RFC 8461 §4.2: say why (the code is 4.7.5 for any failure)
+                    if d is not None and isinstance(e, DaneFailed):
+                        self.tls_result(outcome(domain, d, e.failure, e.reply), qlog)
+                    if enforce and not isinstance(e, DaneFailed):  # RFC 8461 §4.2: say why (4.7.5)
                         last_error = "451 4.7.5 MTA-STS policy: " + e.reply.split(" ", 2)[-1]
                     qlog.info("%s[%s]:%d: %s", target.name, address, target.port, safe(last_error))
                     continue
@@ -583,6 +612,7 @@ class QueueRunner:
                             password=password,
                             fresh=True,
                             auth_over_unverified=unverified_ok,
+                            tlsa=d.records if d else (),
                         )
                         has_dsn = "DSN" in conn.ext
                         results = await transaction(conn)
@@ -597,6 +627,8 @@ class QueueRunner:
                         )
                     return
                 await self.pool.put(conn)
+                if d is not None and d.state is DaneState.USABLE:
+                    self.tls_result(outcome(domain, d), qlog)
                 for r, res in zip(rcpts, results, strict=True):
                     r.status = DELIVERED if res.ok else FAILED if res.permanent else DEFERRED
                     r.last_reply = res.text
@@ -608,6 +640,16 @@ class QueueRunner:
         for r in rcpts:
             r.status, r.last_reply = DEFERRED, last_error
             qlog.info("to=<%s> status=deferred (%s)", safe(r.address), safe(last_error))
+
+    def tls_result(self, result: TlsaOutcome, qlog: QueueLog = log) -> None:
+        """One DANE outcome (RFC 8460 policy type "tlsa"): the spot a TLS-RPT recorder hooks in."""
+        qlog.info(
+            "DANE %s for %s MX %s%s",
+            result.result.value,
+            result.policy_domain,
+            result.mx_host,
+            f": {result.failure.value}: {safe(result.detail)}" if result.failure else "",
+        )
 
     # ---------------------------------------------------------------- DSNs
     async def _dsn(

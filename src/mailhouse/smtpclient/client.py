@@ -19,6 +19,9 @@ Invariants:
 - A password is sent only over TLS whose certificate chain and host name were verified
   (route `tls = "required"` or `"implicit"`), unless the route says
   `auth_over_unverified = true` (issue 15 item 1: anyone on the path could take it).
+- DANE (RFC 7672): with TLSA records given (`tls_mode = "dane"`), STARTTLS is mandatory, SNI is
+  the MX host name, and the presented chain must satisfy a record (`smtpclient.dane`) before
+  any command is sent over TLS; every failure is `DaneFailed` (451 4.7.5, no cleartext fallback).
 - Route TLS modes: "required"/"implicit" verify (a failed verification is `TlsVerifyFailed`,
   451 4.7.5, never a fallback), "encrypt" insists on STARTTLS without verifying,
   "opportunistic" uses STARTTLS when offered (RFC 7435), "none" stays in plaintext.
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 
 from mailhouse.proto.smtp import NeedData
 from mailhouse.proto.smtp_client import ReplyProtocolError, ServerReply, SMTPClientProtocol
+from mailhouse.smtpclient.dane import DaneMismatch, Failure, Tlsa, check_chain, peer_chain
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,15 @@ class TlsHandshakeFailed(SmtpError):
 class TlsVerifyFailed(SmtpError):
     """The server's certificate did not verify (chain or host name) where verification is
     required: the message is deferred with 4.7.5 and nothing (no AUTH, no mail) is sent."""
+
+
+class DaneFailed(TlsVerifyFailed):
+    """A DANE-protected session could not be secured (RFC 7672 §2.2: defer, never cleartext);
+    FAILURE is the RFC 8460 result type for a TLS-RPT report."""
+
+    def __init__(self, failure: Failure, host: str, detail: str) -> None:
+        super().__init__(f"451 4.7.5 DANE verification failed for {host}: {detail}")
+        self.failure = failure
 
 
 def verifies(ctx: ssl.SSLContext) -> bool:
@@ -142,7 +155,8 @@ class SmtpConnection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.tls = False
-        self.verified = False  # TLS with the chain and host name verified
+        self.verified = False  # TLS with the chain and host name verified (PKIX or DANE)
+        self.dane_match: Tlsa | None = None  # the TLSA record the server's chain satisfied
         self.closed = False
         self.messages_sent = 0
         self.key: tuple[object, ...] = ()  # ConnectionPool cache key
@@ -212,9 +226,11 @@ class SmtpConnection:
         connect_timeout: float = CONNECT_TIMEOUT,
         try_starttls: bool = True,
         auth_over_unverified: bool = False,
+        tlsa: Sequence[Tlsa] = (),
     ) -> None:
         """Connect, greet, STARTTLS per TLS_MODE, AUTH. TRY_STARTTLS=False is the plaintext
-        retry after a failed opportunistic handshake (RFC 7435 §4; Postfix does the same)."""
+        retry after a failed opportunistic handshake (RFC 7435 §4; Postfix does the same).
+        TLS_MODE "dane" checks the server's chain against TLSA (the usable records of the MX)."""
         implicit = tls_mode == "implicit"
         try:
             self.reader, self.writer = await asyncio.wait_for(
@@ -243,10 +259,16 @@ class SmtpConnection:
             await self.quit()
             raise SmtpError(reply_text(greeting), permanent=False)
         await self._ehlo(helo)
-        if not self.tls and tls_mode in ("opportunistic", "required", "encrypt"):
+        if not self.tls and tls_mode in ("opportunistic", "required", "encrypt", "dane"):
             if "STARTTLS" in self.ext and (try_starttls or tls_mode != "opportunistic"):
-                await self._starttls(tls_context or ssl.create_default_context())
+                await self._starttls(
+                    tls_context or ssl.create_default_context(), tlsa if tls_mode == "dane" else ()
+                )
                 await self._ehlo(helo)
+            elif tls_mode == "dane":
+                # RFC 7672 §2.2: usable TLSA records → STARTTLS is mandatory
+                await self.quit()
+                raise DaneFailed(Failure.STARTTLS_NOT_SUPPORTED, self.host, "STARTTLS not offered")
             elif tls_mode != "opportunistic" or (username and not try_starttls):
                 await self.quit()
                 raise SmtpError("451 4.7.4 TLS required but not offered by the remote server")
@@ -275,7 +297,7 @@ class SmtpConnection:
             await self.quit()
             raise SmtpError(reply_text(r), permanent=False)
 
-    async def _starttls(self, ctx: ssl.SSLContext) -> None:
+    async def _starttls(self, ctx: ssl.SSLContext, tlsa: Sequence[Tlsa] = ()) -> None:
         assert self.reader is not None and self.writer is not None
         await self._write(self.core.starttls())
         r = await self._reply()
@@ -298,12 +320,25 @@ class SmtpConnection:
             raise _verify_error(self.host, e) from None
         except (ssl.SSLError, TimeoutError, ConnectionError, OSError) as e:
             await self.abort()
+            if tlsa:  # RFC 7672 §2.2: no fallback to cleartext
+                raise DaneFailed(
+                    Failure.VALIDATION_FAILURE, self.host, f"TLS handshake failed: {type(e).__name__}"
+                ) from None
             raise TlsHandshakeFailed(
                 f"451 4.7.5 TLS handshake with {self.host} failed: {type(e).__name__}"
             ) from None
         self.core.start_tls_done()
         self.tls = True
         self.verified = verifies(ctx)
+        if tlsa:
+            # RFC 7672 §3: the chain must satisfy a usable TLSA record before anything is sent
+            ssl_object = self.writer.get_extra_info("ssl_object")
+            try:
+                self.dane_match = check_chain(tlsa, peer_chain(ssl_object) if ssl_object else [], self.host)
+            except DaneMismatch as e:
+                await self.abort()
+                raise DaneFailed(e.failure, self.host, e.detail) from None
+            self.verified = True
 
     async def _auth(self, username: str, password: str) -> None:
         mechs = (self.ext.get("AUTH") or "").upper().split()
@@ -568,8 +603,10 @@ class ConnectionPool:
             return None
 
     @staticmethod
-    def _key(host: str, address: str, port: int, tls_mode: str, username: str | None) -> tuple[object, ...]:
-        return (address, port, tls_mode, username or "", host)
+    def _key(
+        host: str, address: str, port: int, tls_mode: str, username: str | None, tlsa: Sequence[Tlsa] = ()
+    ) -> tuple[object, ...]:
+        return (address, port, tls_mode, username or "", host, tuple(tlsa))
 
     async def get(
         self,
@@ -582,10 +619,12 @@ class ConnectionPool:
         password: str | None = None,
         fresh: bool = False,
         auth_over_unverified: bool = False,
+        tlsa: Sequence[Tlsa] = (),
     ) -> SmtpConnection:
         """A cached connection (its RSET check still owed: `send` raises StaleConnection if
-        it has died) or, with FRESH or none cached, a new one."""
-        key = self._key(host, address, port, tls_mode, username)
+        it has died) or, with FRESH or none cached, a new one. TLSA (with tls_mode "dane"):
+        the usable records the server's chain must satisfy (part of the cache key)."""
+        key = self._key(host, address, port, tls_mode, username, tlsa)
         loop = asyncio.get_running_loop()
         idle = [] if fresh else self._idle.get(key, [])
         while idle:
@@ -606,6 +645,7 @@ class ConnectionPool:
                 username=username,
                 password=password,
                 auth_over_unverified=auth_over_unverified,
+                tlsa=tlsa,
             )
         except TlsHandshakeFailed:
             if tls_mode != "opportunistic" or username:

@@ -1,0 +1,141 @@
+"""DANE for outbound SMTP, the DNS half: which MX hosts have a secure, usable TLSA RRset.
+
+RFCs: RFC 7672 §2.1 (DNSSEC from a validating resolver the client trusts), §2.2 (only a secure
+MX RRset and secure address RRsets lead to a TLSA lookup; a secure TLSA RRset with a usable
+record means authenticated TLS is mandatory, with no fallback to cleartext; all records
+unusable → opportunistic TLS; a failed TLSA lookup (SERVFAIL: bogus or unreachable) → the MX
+is not used), §2.2.3 (TLSA base `_PORT._tcp.MXHOST`), RFC 6698 §2 (the record), RFC 8461 §2
+(DANE takes precedence over MTA-STS), RFC 8460 §4.3-§4.4 (the typed outcome for TLS-RPT).
+
+Where the DNSSEC status comes from is `[dns] dnssec`: "resolver" trusts the AD bit of the
+configured `[dns] nameservers`, declared validating by the operator (Postfix's
+`smtp_dns_support_level = dnssec`); "off" means no DANE. In-process validation ("validate")
+is not built (config.DNSSEC_VALIDATE_NOT_YET says what it lacks).
+
+Invariants:
+- A TLSA RRset counts only when it came back with AD set, and only for a `Target.secure` MX.
+- Policies are cached per node by the TLSA RRset's TTL (at most `MAX_CACHE_SECONDS`); a failed
+  lookup is never cached, so the next delivery pass asks again.
+- The certificate matching itself is `smtpclient.dane` (run by the SMTP client after STARTTLS).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+
+from mailhouse.queue.routing import Target, authenticated
+from mailhouse.smtpclient.dane import Failure, Tlsa
+
+log = logging.getLogger(__name__)
+
+MAX_CACHE_SECONDS = 3600.0  # a TLSA RRset is reused for min(TTL, this) seconds (Postfix: the DNS cache)
+MAX_CACHED = 10000  # MX hosts remembered per node
+
+
+class DaneState(enum.Enum):
+    NONE = "none"  # no DANE for this MX: insecure MX/addresses, no TLSA, or an insecure TLSA RRset
+    USABLE = "usable"  # secure TLSA RRset with a usable record: DANE-authenticated TLS required
+    UNUSABLE = "unusable"  # secure TLSA RRset, every record unusable: opportunistic TLS (§2.2)
+    FAILED = "failed"  # the TLSA lookup failed (bogus or no answer): this MX is not used (§2.2)
+
+
+@dataclass(frozen=True, slots=True)
+class DanePolicy:
+    """What DANE asks of the session with one MX host."""
+
+    mx: str
+    state: DaneState
+    records: tuple[Tlsa, ...] = ()  # the usable records (USABLE only)
+    published: tuple[Tlsa, ...] = ()  # the whole secure RRset (for reports)
+    detail: str = ""
+
+
+class Result(enum.Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsaOutcome:
+    """One DANE-governed delivery attempt, in RFC 8460 §4.4 terms (policy-type "tlsa"): what
+    a TLS-RPT recorder counts per policy domain (the recipient domain)."""
+
+    policy_domain: str
+    mx_host: str
+    policy_strings: tuple[str, ...]  # the TLSA records, presentation form (§4.4 "policy-string")
+    result: Result
+    failure: Failure | None = None  # RFC 8460 §4.3 result type of a failure
+    detail: str = ""
+    policy_type: str = "tlsa"
+
+
+class Dane:
+    """TLSA look-ups for the queue runner (one per node)."""
+
+    def __init__(
+        self, resolver: dns.asyncresolver.Resolver, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.resolver = resolver  # routing.Router.tlsa_resolver: asks with DO + AD, no LRU cache
+        self.clock = clock
+        self._cache: dict[str, tuple[float, DanePolicy]] = {}
+
+    async def policies(self, targets: Sequence[Target]) -> dict[str, DanePolicy]:
+        """DANE policy of every secure MX target, by host name (the others have none)."""
+        out: dict[str, DanePolicy] = {}
+        for t in targets:
+            if t.secure and t.route is None and t.name not in out:
+                out[t.name] = await self.policy(t.name, t.port)
+        return out
+
+    async def policy(self, mx: str, port: int) -> DanePolicy:
+        """RFC 7672 §2.2: the DANE policy of MX (whose MX and address RRsets were secure)."""
+        qname = f"_{port}._tcp.{mx.lower().rstrip('.')}"  # RFC 7672 §2.2.3, RFC 6698 §3
+        now = self.clock()
+        hit = self._cache.get(qname)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            answer = await self.resolver.resolve(qname, "TLSA", search=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            # no TLSA (proved or not): no DANE; not cached, a negative answer costs one query
+            return DanePolicy(mx, DaneState.NONE)
+        except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout) as e:
+            # RFC 7672 §2.2: a failed TLSA lookup (SERVFAIL: bogus signatures) → do not deliver here
+            detail = f"TLSA lookup of {qname} failed ({type(e).__name__}): DNSSEC bogus or unreachable"
+            return DanePolicy(mx, DaneState.FAILED, detail=detail)
+        if not authenticated(answer):
+            log.info("TLSA of %s is not DNSSEC-validated (no AD): no DANE for this attempt", qname)
+            return DanePolicy(mx, DaneState.NONE, detail=f"TLSA of {qname} is not DNSSEC-validated")
+        published = tuple(
+            Tlsa(int(rr.usage), int(rr.selector), int(rr.mtype), bytes(rr.cert)) for rr in answer
+        )
+        usable = tuple(r for r in published if r.usable)
+        # RFC 7672 §2.2: all records unusable → as if there were none, but TLS is still tried
+        state = DaneState.USABLE if usable else DaneState.UNUSABLE
+        policy = DanePolicy(mx, state, usable, published)
+        ttl = min(float(answer.rrset.ttl if answer.rrset is not None else 0), MAX_CACHE_SECONDS)
+        if ttl > 0:
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
+            self._cache[qname] = (now + ttl, policy)
+        return policy
+
+
+def outcome(domain: str, policy: DanePolicy, failure: Failure | None = None, detail: str = "") -> TlsaOutcome:
+    """The TLS-RPT view of one attempt under POLICY (FAILURE None: success)."""
+    return TlsaOutcome(
+        domain,
+        policy.mx,
+        tuple(r.text() for r in policy.published),
+        Result.SUCCESS if failure is None else Result.FAILURE,
+        failure,
+        detail,
+    )
