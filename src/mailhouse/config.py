@@ -278,6 +278,10 @@ class Config:
     report_addresses: tuple[str, ...] = ("postmaster",)
     reports_folder: str = "Reports"
     spam: SpamConfig = field(default_factory=SpamConfig)
+    # [metrics] (issue 16 §6): who may read /metrics on the web listener — these addresses or
+    # networks, or a client presenting `token` as "Authorization: Bearer TOKEN"; 403 otherwise
+    metrics_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    metrics_token: str = ""
     source_path: str = "<defaults>"
 
     def hostname_warning(self) -> str | None:
@@ -421,6 +425,7 @@ _TOP_KEYS = {
     "connections",
     "spam",
     "reports",
+    "metrics",
 }
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
@@ -466,6 +471,7 @@ _TABLE_KEYS = {
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
     "reports": {"enabled", "dmarc_address", "tlsrpt_address", "folder"},
+    "metrics": {"allow_ips", "token"},
     "mta_sts": {"enabled", "fetch_timeout", "resolve", "publish", "publish_max_age"},
 }
 _ROUTE_KEYS = {"host", "port", "username", "password", "tls", "auth_over_unverified"}
@@ -661,6 +667,13 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
             server["smtp_pregreet_fail_ttl"], path, "server.smtp_pregreet_fail_ttl"
         )
     _reports(cfg, _table(data, "reports", path), path)
+    metrics = _table(data, "metrics", path)
+    if "allow_ips" in metrics:
+        cfg.metrics_allow_ips = _networks(metrics["allow_ips"], path, "metrics.allow_ips")
+    if "token" in metrics:
+        if not isinstance(metrics["token"], str):
+            raise ConfigError(path, "metrics.token", "must be a string")
+        cfg.metrics_token = metrics["token"]
     web = _table(data, "web", path)
     if "forwarded_allow_ips" in web:
         cfg.forwarded_allow_ips = _networks(web["forwarded_allow_ips"], path, "web.forwarded_allow_ips")

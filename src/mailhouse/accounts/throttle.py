@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from mailhouse import metrics
 from mailhouse.accounts.bans import Bans, network_of, normalise_ip
 from mailhouse.config import AuthLimits
 from mailhouse.log import safe
@@ -83,6 +84,7 @@ class Attempt:
 
     async def failed(self, reason: str) -> None:
         self.done = True
+        metrics.AUTH_FAILURES.labels(self.service, reason).inc()
         await self.throttle.record_failure(self, reason)
 
 

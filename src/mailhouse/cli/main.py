@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import socket
 import sys
 from typing import Any
@@ -383,6 +384,21 @@ def _needs_arg(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _multiprocess_metrics(cfg: config_mod.Config, argv: list[str]) -> None:
+    """Workers share /metrics through prometheus_client's multiprocess mode, which it picks when
+    first imported: start this command again with PROMETHEUS_MULTIPROC_DIR set (same PID)."""
+    from mailhouse.metrics import MULTIPROC_ENV
+
+    if os.environ.get(MULTIPROC_ENV):
+        return
+    shared = cfg.data_dir / "metrics"
+    shared.mkdir(parents=True, exist_ok=True)
+    for stale in shared.glob("*.db"):  # counters of an earlier run
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(shared)
+    os.execv(sys.executable, [sys.executable, "-m", "mailhouse", *argv])  # noqa: S606 - ourselves again
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -397,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     except config_mod.ConfigError as e:
         print(f"mailhouse: configuration error: {e}", file=sys.stderr)
         return 2
+    if args.command == "serve" and cfg.workers > 1:
+        _multiprocess_metrics(cfg, sys.argv[1:] if argv is None else argv)
     try:
         import uvloop  # the fast event loop where available (DESIGN.md §Conventions 6)
 

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from mailhouse import metrics
 from mailhouse.accounts.bans import normalise_ip
 from mailhouse.config import Config, Network, address_in, parse_networks
 
@@ -275,15 +276,19 @@ class ConnectionGate:
 
         PER_IP False counts it against the process cap only (a trusted reverse proxy's connections)."""
         if self.active >= self.capacity():
+            metrics.CONNECTIONS.labels(service, Refusal.BUSY.name.lower()).inc()
             return Refusal.BUSY
         keys: tuple[bytes, ...] = ()
         limit = self.policy.per_ip.get(service, 0) if per_ip else 0
         if limit > 0 and not self.trusted(ip):
             key = f"ip\0{service}\0{client_key(ip)}".encode()
             if self.table.acquire([(key, limit)]) is not None:
+                metrics.CONNECTIONS.labels(service, "per-ip").inc()
                 return Refusal.PER_IP
             keys = (key,)
         self.active += 1
+        metrics.CONNECTIONS.labels(service, "accepted").inc()
+        metrics.CONNECTIONS_OPEN.inc()
         return Admission(self, keys, True)
 
     def admit_login(self, family: str, account: str, ip: str) -> Admission | Refusal:
@@ -315,6 +320,7 @@ class ConnectionGate:
             self.table.release(keys)
         if process:
             self.active -= 1
+            metrics.CONNECTIONS_OPEN.dec()
 
 
 __all__ = [

@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from mailhouse.accounts.bans import Bans
 from mailhouse.store.api import StoreUnavailable
-from mailhouse.web import admin, autoconfig, health, mtasts, webmail
+from mailhouse.web import admin, autoconfig, health, metrics, mtasts, webmail
 from mailhouse.web.banned import BannedClients
 from mailhouse.web.common import HERE, LoginRequired, WebState, redirect, render
 from mailhouse.web.limits import BodyLimit
@@ -48,11 +48,10 @@ ROUTES = [
     Route("/admin/queue", admin.admin_queue_post, methods=["POST"]),
     Route("/.well-known/autoconfig/mail/config-v1.1.xml", autoconfig.thunderbird),
     Route("/mail/config-v1.1.xml", autoconfig.thunderbird),
-    Route("/.well-known/mta-sts.txt", mtasts.policy),
+    Route("/.well-known/mta-sts.txt", mtasts.policy),  # RFC 8461 §3.3, on mta-sts.DOMAIN
     Route("/healthz", health.healthz),  # issue 16 §6: liveness
-    Route(
-        "/readyz", health.readyz
-    ),  # readiness: store, not draining, queue runner  # RFC 8461 §3.3, on mta-sts.DOMAIN
+    Route("/readyz", health.readyz),  # readiness: store, not draining, queue runner
+    Route("/metrics", metrics.metrics_page),  # Prometheus; [metrics] allow_ips / token
     Route("/autodiscover/autodiscover.xml", autoconfig.autodiscover, methods=["POST"]),
     Route("/Autodiscover/Autodiscover.xml", autoconfig.autodiscover, methods=["POST"]),
     Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
