@@ -22,7 +22,10 @@ Every response is checked as a client would (a violation is counted, never fatal
 
 Printed: commands/s of each server and the ratio Mailhouse/Dovecot (goal >= 1.5x), the same for the
 sync rounds alone (the clients start them together once all have logged in), p50/p99 per
-command type, and the violations. Dovecot: Debian's dovecot-imapd on loopback with Maildir and
+command type, and the violations. Also the CPU time the server's processes used during the
+rounds (``/proc``: the server and every live descendant, plus the children it reaped) and the
+commands per CPU-second: on a shared machine commands/s follows the scheduler's share (Dovecot runs
+a process per connection, Mailhouse one event loop per worker), the CPU cost per command does not. Dovecot: Debian's dovecot-imapd on loopback with Maildir and
 ``mail_fsync = optimized`` (as ``bench.imap.run``); both servers use one self-signed certificate.
 
     .venv/bin/python -m bench.imap.sync [--messages 1000] [--clients 10] [--rounds 10] [--workers 1]
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import sys
@@ -237,13 +241,45 @@ async def cmd_all(c: Client, text: str, literal: bytes | None = None) -> bytes:
             return out
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process PID, its live descendants and the children they reaped."""
+    tck = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()  # after "pid (comm) "
+        ppid = int(fields[1])
+        children.setdefault(ppid, []).append(int(d))
+        ticks[int(d)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += ticks.get(p, 0)
+        todo += children.get(p, [])
+    return total / tck
+
+
 async def run_sync(
-    host: str, port: int, clients: int, rounds: int, n_msgs: int, messages: Sequence[bytes]
+    host: str,
+    port: int,
+    clients: int,
+    rounds: int,
+    n_msgs: int,
+    messages: Sequence[bytes],
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     ctx = client_tls()
     workers: list[SyncClient] = []
     logged_in = asyncio.Event()  # the rounds start together once every client has logged in
     rounds_t0: list[float] = []
+    cpu0: list[float] = []
 
     async def one(k: int) -> None:
         r, w = await asyncio.open_connection(host, port, ssl=ctx, limit=1 << 22)
@@ -256,6 +292,7 @@ async def run_sync(
         sc.lat["LOGIN"] = [time.perf_counter() - t0]
         if sum(1 for w in workers if "LOGIN" in w.lat) == clients:
             rounds_t0.append(time.perf_counter())
+            cpu0.append(tree_cpu(server_pid) if server_pid else 0.0)
             logged_in.set()
         await logged_in.wait()
         await sc.run()
@@ -266,6 +303,8 @@ async def run_sync(
     await asyncio.gather(*(one(k) for k in range(clients)))
     elapsed = time.perf_counter() - t0
     rounds_elapsed = time.perf_counter() - rounds_t0[0]
+    await asyncio.sleep(0.2)  # the server reaps the processes of the connections that logged out
+    rounds_cpu = tree_cpu(server_pid) - cpu0[0] if server_pid else 0.0
     lat: dict[str, list[float]] = {}
     violations: dict[str, int] = {}
     examples: list[str] = []
@@ -280,6 +319,7 @@ async def run_sync(
     return {
         "elapsed": elapsed,
         "rounds_elapsed": rounds_elapsed,  # from the moment every client had logged in
+        "rounds_cpu": rounds_cpu,  # server CPU seconds from then on
         "commands": commands,
         "lat": lat,
         "violations": violations,
@@ -288,12 +328,17 @@ async def run_sync(
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
-    lines = [f"{'':12}{'cmds':>8}{'cmds/s':>10}{'violations':>12}{'rounds cmds/s':>15}"]
+    lines = [
+        f"{'':12}{'cmds':>8}{'cmds/s':>10}{'violations':>12}{'rounds cmds/s':>15}"
+        f"{'rounds CPU s':>14}{'cmds/CPU-s':>12}"
+    ]
     for name, r in results.items():
-        rounds = (r["commands"] - len(r["lat"].get("LOGIN", []))) / r["rounds_elapsed"]
+        n_rounds = r["commands"] - len(r["lat"].get("LOGIN", []))
+        per_cpu = n_rounds / r["rounds_cpu"] if r["rounds_cpu"] else 0.0
         lines.append(
             f"{name:12}{r['commands']:>8}{r['commands'] / r['elapsed']:>10.0f}"
-            f"{sum(r['violations'].values()):>12}{rounds:>15.0f}"
+            f"{sum(r['violations'].values()):>12}{n_rounds / r['rounds_elapsed']:>15.0f}"
+            f"{r['rounds_cpu']:>14.2f}{per_cpu:>12.0f}"
         )
     lines.append("\np50 / p99 by command type (ms):")
     lines.append(f"  {'':14}" + "".join(f"{name:>22}" for name in results))
@@ -341,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 if name == "dovecot":
                     asyncio.run(_wait_login(srv.host, srv.imap_port))
-                r = asyncio.run(run_sync(host, port, a.clients, a.rounds, a.messages, messages))
+                pid = srv.proc.pid if srv.proc is not None else None
+                r = asyncio.run(run_sync(host, port, a.clients, a.rounds, a.messages, messages, pid))
                 print(
                     f"{name}: {r['commands']} commands in {r['elapsed']:.1f}s"
                     f" = {r['commands'] / r['elapsed']:.0f}/s",
@@ -365,6 +411,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nratio Mailhouse/Dovecot (commands/s): {ratio:.2f}x   (goal >= 1.5x)")
         per_round = [(r["commands"] - len(r["lat"].get("LOGIN", []))) / r["rounds_elapsed"] for r in (mh, dc)]
         print(f"ratio of the sync rounds alone (after every LOGIN): {per_round[0] / per_round[1]:.2f}x")
+        if mh["rounds_cpu"] and dc["rounds_cpu"]:
+            per_cpu = [(r["commands"] - len(r["lat"].get("LOGIN", []))) / r["rounds_cpu"] for r in (mh, dc)]
+            print(f"ratio of commands per server CPU-second in the rounds: {per_cpu[0] / per_cpu[1]:.2f}x")
     return 0
 
 

@@ -169,6 +169,8 @@ async def test_sync_is_coalesced_but_never_misses_an_earlier_commit(store: Sqlit
         return got
 
     store.get_mailbox_by_id = counted  # type: ignore[method-assign]
+    # a commit, so the next sync reads the row (with nothing committed it would skip the read)
+    await store.store_flags(mb.id, [1], FlagMode.ADD, frozenset({"\\Seen"}))
     first = asyncio.ensure_future(idx.sync())
     for _ in range(500):  # until the first sync has read the row (bounded)
         if calls:
@@ -265,3 +267,50 @@ async def test_registry_does_not_keep_a_store_alive(tmp_path: Path) -> None:
     del s, view
     gc.collect()
     assert gone() is None
+
+
+class _CountingStore(SqliteStore):
+    """A real store that counts the mailbox-row reads a sync makes."""
+
+    row_reads = 0
+
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
+        self.row_reads += 1
+        return await super().get_mailbox_by_id(mailbox_id)
+
+
+async def test_sync_skips_the_row_read_until_something_commits(tmp_path: Path) -> None:
+    """issue 13 §2: a command's sync reads the mailbox row only when the store committed anything
+    since the last sync began (SQLite's data_version), yet still sees every commit — this
+    process's, and another worker's through its own connection to the same file."""
+    store = _CountingStore(tmp_path / "index.db", tmp_path / "blobs")
+    other = SqliteStore(tmp_path / "index.db", tmp_path / "blobs")  # another worker process's store
+    await store.open()
+    await other.open()
+    try:
+        mb = await _inbox(store)
+        await _add(store, mb, 3)
+        view = await _open(store, mb)
+        await view.refresh()  # the first sync after SELECT takes its mark
+        before = store.row_reads
+        for _ in range(5):
+            await view.refresh()
+        assert store.row_reads == before  # nothing committed: no row read
+        await _add(other, mb, 1)
+        await view.refresh()
+        assert sorted(view.pending_new) == [4] and store.row_reads == before + 1
+        await other.store_flags(mb.id, [1], FlagMode.ADD, frozenset({"\\Flagged"}))
+        await view.refresh()
+        assert 1 in view.pending_flags
+        await store.expunge(mb.id, [2])
+        await view.refresh()
+        assert view.pending_expunge == {2}
+        reads = store.row_reads
+        await view.refresh()
+        assert store.row_reads == reads
+        await other.delete_mailbox(mb.id)
+        await view.refresh()
+        assert view.deleted
+    finally:
+        await other.close()
+        await store.close()

@@ -512,7 +512,7 @@ class SelectedMailbox:
         return out
 
     # ---------------------------------------------------------------- helpers for responses
-    def flags_of(self, uid: int) -> response.Value:
+    def flags_of(self, uid: int) -> response.Raw:
         """The FLAGS of ``uid``, sorted, ``\\Recent`` last (rev1), pre-encoded (memoised)."""
         recent = not self.rev2 and uid in self.recent
         return response.flag_list(self.records[uid].flags, recent=recent, rev2=self.rev2)

@@ -547,6 +547,10 @@ class Subscription(Protocol):
 
 class ChangeFeed(Protocol):
     def subscribe(self, account_id: int) -> Subscription: ...
+    def commit_mark(self) -> int | None: ...
+
+    # commit_mark: differs from every earlier mark once anything was committed to the store since
+    # it was taken; None when the backend cannot tell without a query (then re-read)
 
     # live on return: ``feed = store.subscribe(acc)`` (or ``await store.subscribe(acc)`` to wait for
     # the other nodes' feed too); iterate with ``async for``; ``await feed.aclose()`` ends it

@@ -251,6 +251,16 @@ class FtsDocIds(Protocol):
     # ids of the INDEXED documents with every term of QUERY (maybe ids no message uses any more)
 
 
+@runtime_checkable
+class CommitMarks(Protocol):
+    """Optional: a backend that can tell cheaply, without a query, whether anything was committed
+    (SQLite: ``PRAGMA data_version``). `MailStore.commit_mark` answers None without it."""
+
+    def commit_mark(self) -> int | None: ...
+
+    # differs from every earlier mark once anything was committed since; None: cannot tell here
+
+
 class Transfer(Protocol):
     """A backend's half of `mailhouse store copy` (`store/copy.py`): raw rows out and in, with
     the IMAP state (ids, UIDVALIDITY, UIDs, MODSEQs, delivery keys) kept verbatim."""

@@ -47,7 +47,7 @@ from mailhouse.store.api import (
     TrainKind,
     Usage,
 )
-from mailhouse.store.backend import Backend, Transfer
+from mailhouse.store.backend import Backend, CommitMarks, Transfer
 from mailhouse.store.crlf import to_crlf
 from mailhouse.store.feed import FeedHub, Subscription
 from mailhouse.store.spool import BodyFile, SpooledMessage
@@ -69,6 +69,7 @@ class MailStore:
         # in by whoever opens the store: the store layer has no MIME code); None: no indexing
         self.indexer = indexer
         self._unindexed: fts.UnindexedCache = {}
+        self._marks = backend if isinstance(backend, CommitMarks) else None
 
     @property
     def blobs(self) -> BlobStore:
@@ -89,6 +90,9 @@ class MailStore:
 
     def subscribe(self, account_id: int) -> Subscription:
         return self.feed.subscribe(account_id)
+
+    def commit_mark(self) -> int | None:
+        return self._marks.commit_mark() if self._marks is not None else None
 
     # ---------------------------------------------------------------- directory
     async def directory_generation(self) -> int:

@@ -137,7 +137,11 @@ async def _send_simple(
             names.add(it.name)
             simple.append(it)
     records_now, uids, utf8 = view.records, view.uids, s.utf8
-    i, n = 0, len(uids)
+    # the flag resync of every sync client, ``(UID FLAGS)``: its line built in one step (the same
+    # octets response.fetch makes of UID's number and FLAGS' pre-encoded list)
+    uid_flags = [it.name for it in simple] == ["UID", "FLAGS"]
+    flags_of = view.flags_of
+    i, n, sent = 0, len(uids), 0
     for r in records:  # ascending UIDs, like view.uids: the sequence numbers follow in one pass
         uid = r.uid
         while i < n and uids[i] < uid:
@@ -145,8 +149,12 @@ async def _send_simple(
         if i == n or uids[i] != uid:
             continue
         seq = i + 1
-        rec = records_now.get(uid, r)
-        s.send(response.fetch(seq, [item_value(it, view, rec, None) for it in simple], utf8=utf8))
-        await s.maybe_flush()
-        if seq % YIELD_EVERY == 0:
+        if uid_flags:
+            s.send(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, uid, flags_of(uid).value))
+        else:
+            rec = records_now.get(uid, r)
+            s.send(response.fetch(seq, [item_value(it, view, rec, None) for it in simple], utf8=utf8))
+        sent += 1
+        if sent % YIELD_EVERY == 0:  # output stays bounded: FLUSH_AT plus YIELD_EVERY short lines
+            await s.maybe_flush()
             await asyncio.sleep(0)  # let other sessions' commands run (the view is this task's own)

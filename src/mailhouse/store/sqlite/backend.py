@@ -101,6 +101,10 @@ class SqliteBackend:
             return await self.engine.read_quick(job)
         return await self.engine.read(job)
 
+    def commit_mark(self) -> int | None:
+        """`store.backend.CommitMarks`: the engine's ``PRAGMA data_version`` mark."""
+        return self.engine.commit_mark()
+
     def blob_in_tx(self, size: int) -> bool:
         return size <= INLINE_BLOB_MAX
 

@@ -15,6 +15,10 @@ Invariants:
   others), then commits once and answers them all.
 - WAL readers (`READER_THREADS` threads, and the loop thread's query-only connection for
   `read_quick`) never wait for the writer.
+- `commit_mark` is SQLite's ``PRAGMA data_version`` on the loop thread's query-only connection:
+  it moves when any other connection (this process's writer, another worker, the CLI) committed,
+  so a caller that saw the same mark before and after knows nothing was committed in between
+  (the shared IMAP index skips its mailbox-row read then, issue 13 §2).
 - A database that cannot be used right now (locked past the busy timeout, disk I/O error,
   disk full, file cannot be opened) is reported as `api.StoreUnavailable`, the error every
   protocol answers with its temporary-failure reply (issue 12 item 11); any other SQLite
@@ -92,6 +96,8 @@ class Engine:
         self._opened = False
         self._quick: sqlite3.Connection | None = None  # see read_quick
         self._quick_owner = (0, 0)  # (pid, thread) that may use _quick
+        self._data_version = -1  # the quick connection's last PRAGMA data_version (commit_mark)
+        self._mark = 0
 
     @property
     def opened(self) -> bool:
@@ -275,6 +281,7 @@ class Engine:
             conn.execute("PRAGMA query_only=1")
             conn.execute("PRAGMA busy_timeout=0")
             self._quick, self._quick_owner = conn, owner
+            self._data_version = -1  # marks of an earlier connection are not comparable
         try:
             return fn(conn)
         except sqlite3.OperationalError as e:
@@ -283,6 +290,24 @@ class Engine:
                     raise StoreUnavailable(f"SQLite unavailable ({e})") from e
                 raise
             return await self.read(fn)
+
+    def commit_mark(self) -> int | None:
+        """A number that differs from every earlier one once anything was committed to the database
+        since that one was taken; None where it cannot be told on this thread (then re-read).
+
+        ``PRAGMA data_version`` (https://sqlite.org/pragma.html#pragma_data_version) changes when
+        another connection commits; the quick connection never writes, so every commit counts."""
+        conn = self._quick
+        if conn is None or self._quick_owner != (os.getpid(), threading.get_ident()):
+            return None
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return None
+        if version != self._data_version:
+            self._data_version = version
+            self._mark += 1
+        return self._mark
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         job = _Job(fn, write=True)
