@@ -279,3 +279,21 @@ def test_reports_keys() -> None:
     for bad in ({"folder": "INBOX"}, {"dmarc_address": "@x"}, {"enabled": "yes"}, {"sender": "x"}):
         with pytest.raises(config.ConfigError, match="reports"):
             config.from_dict({"reports": bad})
+
+
+def test_srs_section() -> None:
+    """[srs] (issue 15 item 6): domain defaults to the host name; bad values name the key."""
+    cfg = config.from_dict({"hostname": "mx.example.test", "data_dir": "/tmp/x"})
+    assert (cfg.srs_enabled, cfg.srs_domain, cfg.srs_max_age, cfg.srs_secret_generation) == (
+        True,
+        "mx.example.test",
+        21,
+        1,
+    )
+    cfg = config.from_dict(
+        {"hostname": "h.test", "data_dir": "/tmp/x", "srs": {"domain": "SRS.Example.test.", "max_age": 7}}
+    )
+    assert (cfg.srs_domain, cfg.srs_max_age) == ("srs.example.test", 7)
+    for bad in ({"max_age": 0}, {"max_age": 2000}, {"secret_generation": 0}, {"domain": 3}, {"secrets": 1}):
+        with pytest.raises(config.ConfigError, match="srs"):
+            config.from_dict({"hostname": "h.test", "data_dir": "/tmp/x", "srs": bad})
