@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +16,11 @@ import pytest
 from mailhouse import config, services
 from mailhouse.queue.dsn import RecipientReport, build_dsn
 from mailhouse.store.api import QueueEntry
+from tests.mailhouse_proc import MailhouseProcess
 from tests.queue.test_mtasts import DOMAINS, Lab, cfg_for, lab  # noqa: F401 (fixture)
 from tests.smtpclient.fake_server import FakeSMTP
 
-PLAIN, RT, PF_RT = "127.0.0.24", "127.0.0.25", "127.0.0.26"
+PLAIN, RT, PF_RT, MH = "127.0.0.24", "127.0.0.25", "127.0.0.26", "127.0.0.27"
 EXTS = ("PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN")
 
 
@@ -30,6 +32,7 @@ def dns(dns_server_factory: Any) -> Any:
             "plain.test": [(10, "mx.plain.test")],
             "rt.test": [(10, "mx.rt.test")],
             "pfrt.test": [(10, "mx.pfrt.test")],
+            "mh.test": [(10, "mx.mh.test")],
         },
         a={
             "mx.good.test": "127.0.0.21",
@@ -37,6 +40,7 @@ def dns(dns_server_factory: Any) -> Any:
             "mx.plain.test": PLAIN,
             "mx.rt.test": RT,
             "mx.pfrt.test": PF_RT,
+            "mx.mh.test": MH,
         },
         txt={f"_mta-sts.{d}": ["v=STSv1; id=20261207a"] for d in DOMAINS},
     )
@@ -61,14 +65,20 @@ MESSAGE = b"From: alice@a.test\r\nSubject: secret plans\r\n\r\nthe body that mus
 
 
 async def deliver(
-    cfg: config.Config, qid: str, domain: str, *, requiretls: bool = True, message: bytes = MESSAGE
+    cfg: config.Config,
+    qid: str,
+    domain: str,
+    *,
+    requiretls: bool = True,
+    message: bytes = MESSAGE,
+    local: str = "bob",
 ) -> tuple[QueueEntry | None, list[QueueEntry]]:
     """One delivery pass by a fresh node: (the entry after it or None when delivered, the DSNs queued)."""
     s = await services.build(cfg)
     try:
         before = {e.id for e in await s.store.list()}
         params: dict[str, str | None] = {"REQUIRETLS": None} if requiretls else {}
-        await s.outbound.enqueue(qid, "alice@a.test", [(f"bob@{domain}", {})], message, params)
+        await s.outbound.enqueue(qid, "alice@a.test", [(f"{local}@{domain}", {})], message, params)
         (entry,) = [e for e in await s.store.claim_due(time.time() + 1, "test", 60.0, 10) if e.id == qid]
         assert (entry.extra.get("requiretls") == "1") is requiretls  # recorded with the message
         await s.outbound.process(entry)
@@ -164,6 +174,43 @@ async def test_tls_required_no_overrides_an_mta_sts_enforce_failure(lab: Lab, pe
     # with REQUIRETLS the field is ignored (RFC 8689 §4.3): verified TLS or nothing
     entry, dsns = await deliver(cfg, "N3", "badcert.test", message=optional)
     assert len(lab.bad.transactions) == 1 and b"Status: 5.7.10" in await dsn_text(cfg, dsns[0])
+
+
+async def test_second_mailhouse_receives_it_and_keeps_the_flag(
+    lab: Lab,  # noqa: F811
+    peers: Any,
+    tmp_path: Path,
+) -> None:
+    """Mailhouse B (certificate from the test CA for mx.mh.test) takes the message over verified
+    TLS with REQUIRETLS, and its alias sends it on to mx.rt.test with REQUIRETLS again."""
+    _, rt = peers
+    cert, key = lab.ca.issue("mx.mh.test")
+    (tmp_path / "b").mkdir()
+    b = MailhouseProcess(
+        tmp_path / "b",
+        host=MH,
+        hostname="mx.mh.test",
+        services=("smtp",),
+        ports={"smtp": lab.good.port},
+        extra=f'[tls]\ncert = "{cert}"\nkey = "{key}"\nca_file = "{lab.ca.ca_file}"\n'
+        f'[dns]\nnameservers = ["{lab.dns.nameserver}"]\n[queue]\noutbound_port = {lab.good.port}\n',
+    )
+    b.add_domain("mh.test")
+    b.add_user("bob@mh.test")
+    b.cli("alias", "add", "fwd@mh.test", "carol@rt.test")
+    await asyncio.to_thread(b.start)
+    try:
+        entry, dsns = await deliver(cfg_for(lab), "R7", "mh.test", local="fwd")
+        assert entry is None and dsns == []
+        for _ in range(300):
+            if rt.transactions:
+                break
+            await asyncio.sleep(0.1)
+        (tx,) = rt.transactions
+        assert b"REQUIRETLS" in tx.mail.upper() and b"must not leak" in tx.data
+        assert b"by mx.mh.test" in tx.data and b"ESMTPS" in tx.data  # B's hop, received over TLS
+    finally:
+        await asyncio.to_thread(b.stop)
 
 
 def test_dsn_returns_no_content_of_a_requiretls_message() -> None:
