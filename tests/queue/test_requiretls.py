@@ -141,17 +141,8 @@ async def test_postfix_with_a_trusted_certificate_has_no_requiretls(
     peers: Any,
     postfix_factory: Any,
 ) -> None:
-    cert, key = lab.ca.issue("mx.pfrt.test")
     pf = postfix_factory(
-        host=PF_RT,
-        port=lab.good.port,
-        domains=["pfrt.test"],
-        main={
-            "smtpd_tls_security_level": "may",
-            "smtpd_tls_cert_file": str(cert),
-            "smtpd_tls_key_file": str(key),
-            "smtpd_tls_loglevel": "1",
-        },
+        host=PF_RT, port=lab.good.port, domains=["pfrt.test"], main=lab.ca.postfix_tls("mx.pfrt.test")
     )
     cfg = cfg_for(lab)
     _, dsns = await deliver(cfg, "R5", "pfrt.test")
