@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from mailhouse.smtpclient.client import SmtpError, TlsHandshakeFailed, TlsVerifyFailed
+from mailhouse.smtpclient.client import SmtpError
 
 FLAG = "requiretls"  # QueueEntry.extra key
 HEADER_SCAN = 64 * 1024  # only the header section is read for TLS-Required
@@ -31,11 +31,12 @@ def tls_mode(route_tls: str | None) -> str:
 
 def refusal(e: SmtpError, host: str) -> str | None:
     """The 5.7.10 reply when connection error E means no verified TLS to HOST, else None
-    (a connection that failed for another reason is deferred as usual)."""
-    no_starttls = "TLS required but not offered" in e.reply
-    if isinstance(e, TlsVerifyFailed | TlsHandshakeFailed) or no_starttls:
-        why = "offers no STARTTLS" if no_starttls else e.reply.split(" ", 2)[-1]
-        return f"550 5.7.10 REQUIRETLS: no verified TLS to {host} ({why})"  # RFC 8689 §5
+    (a connection that failed for another reason is deferred as usual). Every TLS failure of
+    the client — no STARTTLS, handshake, PKIX or DANE verification — is a 4.7.x reply (RFC 3463
+    §3.8: security or policy status), so any such reply counts."""
+    parts = e.reply.split(" ", 2)
+    if len(parts) == 3 and parts[1].startswith("4.7."):
+        return f"550 5.7.10 REQUIRETLS: no verified TLS to {host} ({parts[2]})"  # RFC 8689 §5
     return None
 
 
