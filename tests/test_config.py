@@ -295,3 +295,21 @@ def test_dns_dnssec_keys(tmp_path: Path) -> None:
     assert config.from_dict({"dns": {"trust_anchor": str(anchor)}}).dns_trust_anchor == anchor
     with pytest.raises(config.ConfigError, match="dns.trust_anchor"):
         config.from_dict({"dns": {"trust_anchor": str(tmp_path / "missing")}})
+
+
+def test_srs_section() -> None:
+    """[srs] (issue 15 item 6): domain defaults to the host name; bad values name the key."""
+    cfg = config.from_dict({"hostname": "mx.example.test", "data_dir": "/tmp/x"})
+    assert (cfg.srs_enabled, cfg.srs_domain, cfg.srs_max_age, cfg.srs_secret_generation) == (
+        True,
+        "mx.example.test",
+        21,
+        1,
+    )
+    cfg = config.from_dict(
+        {"hostname": "h.test", "data_dir": "/tmp/x", "srs": {"domain": "SRS.Example.test.", "max_age": 7}}
+    )
+    assert (cfg.srs_domain, cfg.srs_max_age) == ("srs.example.test", 7)
+    for bad in ({"max_age": 0}, {"max_age": 2000}, {"secret_generation": 0}, {"domain": 3}, {"secrets": 1}):
+        with pytest.raises(config.ConfigError, match="srs"):
+            config.from_dict({"hostname": "h.test", "data_dir": "/tmp/x", "srs": bad})

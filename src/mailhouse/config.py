@@ -282,6 +282,13 @@ class Config:
     # networks, or a client presenting `token` as "Authorization: Bearer TOKEN"; 403 otherwise
     metrics_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
     metrics_token: str = ""
+    # [srs] (issue 15 item 6, delivery/srs.py): envelope senders of mail forwarded to other domains
+    # are rewritten into this domain ("" = hostname), valid max_age days for bounces; raising
+    # secret_generation rotates the store-kept secret (the previous one still verifies)
+    srs_enabled: bool = True
+    srs_domain_set: str = ""
+    srs_max_age: int = 21
+    srs_secret_generation: int = 1
     source_path: str = "<defaults>"
 
     def hostname_warning(self) -> str | None:
@@ -309,6 +316,11 @@ class Config:
     @property
     def store(self) -> str:
         return self.store_url or f"sqlite:///{self.data_dir / 'mailhouse.db'}"
+
+    @property
+    def srs_domain(self) -> str:
+        """[srs] domain, else the host name."""
+        return self.srs_domain_set or self.hostname
 
     @property
     def max_inflight_bytes(self) -> int:
@@ -426,6 +438,7 @@ _TOP_KEYS = {
     "spam",
     "reports",
     "metrics",
+    "srs",
 }
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
@@ -473,6 +486,7 @@ _TABLE_KEYS = {
     "reports": {"enabled", "dmarc_address", "tlsrpt_address", "folder"},
     "metrics": {"allow_ips", "token"},
     "mta_sts": {"enabled", "fetch_timeout", "resolve", "publish", "publish_max_age"},
+    "srs": {"enabled", "domain", "max_age", "secret_generation"},
 }
 _ROUTE_KEYS = {"host", "port", "username", "password", "tls", "auth_over_unverified"}
 
@@ -674,6 +688,7 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         if not isinstance(metrics["token"], str):
             raise ConfigError(path, "metrics.token", "must be a string")
         cfg.metrics_token = metrics["token"]
+    _srs(cfg, _table(data, "srs", path), path)
     web = _table(data, "web", path)
     if "forwarded_allow_ips" in web:
         cfg.forwarded_allow_ips = _networks(web["forwarded_allow_ips"], path, "web.forwarded_allow_ips")
@@ -832,6 +847,24 @@ def _reports(cfg: Config, t: dict[str, Any], path: str) -> None:
         if not isinstance(v, str) or not v.strip() or v.upper() == "INBOX":
             raise ConfigError(path, "reports.folder", "must be a mailbox name other than INBOX")
         cfg.reports_folder = v.strip()
+
+
+def _srs(cfg: Config, t: dict[str, Any], path: str) -> None:
+    if "enabled" in t:
+        cfg.srs_enabled = _bool(t["enabled"], path, "srs.enabled")
+    if "domain" in t:
+        d = _domains([t["domain"]] if isinstance(t["domain"], str) else None, path, "srs.domain")
+        cfg.srs_domain_set = d[0]
+    if "max_age" in t:
+        v = t["max_age"]
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 1000:
+            raise ConfigError(path, "srs.max_age", "must be a number of days from 1 to 1000")
+        cfg.srs_max_age = v
+    if "secret_generation" in t:
+        v = t["secret_generation"]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(path, "srs.secret_generation", "must be an integer ≥ 1")
+        cfg.srs_secret_generation = v
 
 
 def _table(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from mailhouse.delivery.forward import ArcSealer
 from mailhouse.delivery.local import LocalDelivery
 from mailhouse.delivery.policy import EnvelopePolicy
 from mailhouse.delivery.sendlimits import SendLimits
+from mailhouse.delivery.srs import load_codec
 from mailhouse.delivery.submission import Submission
 from mailhouse.mailauth.dkim import DkimSigner
 from mailhouse.message import fts_text
@@ -81,14 +82,20 @@ async def build(cfg: Config) -> Services:
     bayes = Bayes(
         store, enabled=cfg.spam_bayes, min_spam=cfg.spam_bayes_min_spam, min_ham=cfg.spam_bayes_min_ham
     )
+    srs = (
+        await load_codec(store, cfg.srs_domain, cfg.srs_max_age, cfg.srs_secret_generation)
+        if cfg.srs_enabled
+        else None
+    )
     envelope = EnvelopeService(
-        EnvelopePolicy(store, resolver, local),
+        EnvelopePolicy(store, resolver, local, srs),
         Submission(resolver, cfg.hostname, DkimSigner()),
         local,
         outbound,
         SendLimits(store, cfg),
         lists,
         ArcSealer(resolver, cfg.hostname),
+        srs,
     )
     return Services(
         cfg=cfg,

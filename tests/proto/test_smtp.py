@@ -221,6 +221,15 @@ def test_smtputf8() -> None:
     assert codes(ev) == [(553, "5.6.7"), (501, "5.1.3")]
 
 
+def test_requiretls_parameter() -> None:
+    """RFC 8689 §4: REQUIRETLS is a MAIL parameter without value (the TLS rule is the server's)."""
+    ev = three_ways(
+        b"EHLO c\r\nMAIL FROM:<a@x.test> REQUIRETLS\r\nRSET\r\nMAIL FROM:<a@x.test> REQUIRETLS=1\r\n"
+    )
+    assert isinstance(ev[1], Mail) and ev[1].params == {"REQUIRETLS": None}
+    assert codes(ev) == [(501, "5.5.4")]
+
+
 @pytest.mark.parametrize(
     ("rcpt", "trick"),
     [

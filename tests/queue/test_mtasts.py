@@ -275,17 +275,8 @@ async def test_enforce_against_a_postfix_mx(lab: Lab, postfix_factory: Any) -> N
     """Postfix with a certificate for mx.pf.test from the test CA: pf.test (MX mx.pf.test) is
     delivered over verified TLS; pfname.test (MX mx2.pf.test, the same Postfix, allowed by the
     policy's *.pf.test) fails the host name check and is deferred without a transaction."""
-    cert, key = lab.ca.issue("mx.pf.test")
     pf = postfix_factory(
-        host=PF,
-        port=lab.good.port,
-        domains=["pf.test", "pfname.test"],
-        main={
-            "smtpd_tls_security_level": "may",
-            "smtpd_tls_cert_file": str(cert),
-            "smtpd_tls_key_file": str(key),
-            "smtpd_tls_loglevel": "1",
-        },
+        host=PF, port=lab.good.port, domains=["pf.test", "pfname.test"], main=lab.ca.postfix_tls("mx.pf.test")
     )
     cfg = cfg_for(lab)
     assert await deliver(cfg, "P1", "pf.test") is None

@@ -84,3 +84,13 @@ class TestCA:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(cert), str(key))
         return ctx
+
+    def postfix_tls(self, *names: str) -> dict[str, str]:
+        """main.cf settings for a Postfix peer offering STARTTLS with a certificate for NAMES."""
+        cert, key = self.issue(*names)
+        return {
+            "smtpd_tls_security_level": "may",
+            "smtpd_tls_cert_file": str(cert),
+            "smtpd_tls_key_file": str(key),
+            "smtpd_tls_loglevel": "1",
+        }

@@ -29,6 +29,7 @@ from mailhouse.delivery.forward import ArcSealer
 from mailhouse.delivery.local import Folder, LocalDelivery
 from mailhouse.delivery.policy import EnvelopePolicy, RcptVerdict
 from mailhouse.delivery.sendlimits import SendLimits
+from mailhouse.delivery.srs import SrsCodec
 from mailhouse.delivery.submission import Submission
 from mailhouse.proto.smtp import Reply
 from mailhouse.proto.smtp_address import Address
@@ -52,6 +53,7 @@ class EnvelopeService:
         limits: SendLimits | None = None,
         lists: UserLists | None = None,
         sealer: ArcSealer | None = None,
+        srs: SrsCodec | None = None,
     ) -> None:
         self.policy = policy
         self.msa = msa
@@ -60,6 +62,7 @@ class EnvelopeService:
         self.limits = limits
         self.lists = lists
         self.sealer = sealer
+        self.srs = srs
 
     async def start_send(self, account: Account, ip: str) -> Reply | None:
         """A message transaction by ACCOUNT from IP: None, or the send-rate refusal (counted if not)."""
@@ -113,10 +116,14 @@ class EnvelopeService:
                 await self.outbound.bounce_local(
                     message, sender, [a.address for a in result.over_quota], "552 5.2.2 Mailbox full"
                 )
-        if remote and submitted_by is None and forwarded_by and self.sealer is not None:
-            message = await self.sealer.seal(message, forwarded_by, queue_id)  # RFC 8617 §5.1
+        remote_sender = sender
+        if remote and submitted_by is None and forwarded_by:
+            if self.sealer is not None:
+                message = await self.sealer.seal(message, forwarded_by, queue_id)  # RFC 8617 §5.1
+            if self.srs is not None:  # SPF is checked against our domain at the next hop (srs.py)
+                remote_sender = self.srs.forward(sender)
         if remote:
-            await self.outbound.enqueue(queue_id, sender, remote, message, mail_params or {})
+            await self.outbound.enqueue(queue_id, remote_sender, remote, message, mail_params or {})
         if submitted_by is not None and self.lists is not None:
             try:  # after the message is safe: a failure here costs an allow entry, not the mail
                 await self.lists.remember_recipients(

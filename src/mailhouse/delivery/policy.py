@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from mailhouse.accounts.resolve import Resolver
 from mailhouse.delivery.local import LocalDelivery
+from mailhouse.delivery.srs import SrsCodec, SrsError
 from mailhouse.proto.smtp import Reply
 from mailhouse.proto.smtp_address import Address, relay_tricks
 from mailhouse.store.api import Account, Store
@@ -38,10 +39,13 @@ class RcptVerdict:
 class EnvelopePolicy:
     """Recipient and sender rules over the node's resolver; quota through local delivery."""
 
-    def __init__(self, store: Store, resolver: Resolver, local: LocalDelivery) -> None:
+    def __init__(
+        self, store: Store, resolver: Resolver, local: LocalDelivery, srs: SrsCodec | None = None
+    ) -> None:
         self.store = store
         self.resolver = resolver
         self.local = local
+        self.srs = srs
 
     async def check_recipient(
         self, addr: Address, authenticated: Account | None, declared_size: int
@@ -58,6 +62,8 @@ class EnvelopePolicy:
             if accounts:
                 return RcptVerdict(RCPT_OK, accounts[:1])
             return RcptVerdict(UNKNOWN_USER)
+        if self.srs is not None and self.srs.is_ours(addr.mailbox):
+            return await self._srs_recipient(addr)
         trick = relay_tricks(addr)
         local_domain = (not addr.is_literal) and await resolver.is_local_domain(addr.domain)
         if trick is not None and authenticated is None:
@@ -73,6 +79,23 @@ class EnvelopePolicy:
             if (await self.local.quota_state(acc, declared_size)).over:
                 return RcptVerdict(MAILBOX_FULL)  # RFC 3463 §3.3: X.2.2 mailbox full
         return RcptVerdict(RCPT_OK, list(res.local), list(res.remote))
+
+    async def _srs_recipient(self, addr: Address) -> RcptVerdict:
+        """A bounce to one of our SRS addresses goes to the sender it encodes (delivery/srs.py)."""
+        assert self.srs is not None
+        try:
+            original = self.srs.reverse(addr.mailbox)
+        except SrsError as e:
+            return RcptVerdict(Reply(550, "5.1.1", f"Recipient address rejected: {e.kind.value}"))
+        _, _, domain = original.rpartition("@")
+        if await self.resolver.is_local_domain(domain):
+            res = await self.resolver.resolve(original)
+            return (
+                RcptVerdict(RCPT_OK, list(res.local), list(res.remote))
+                if not res.empty
+                else RcptVerdict(UNKNOWN_USER)
+            )
+        return RcptVerdict(RCPT_OK, remote=[original])
 
     async def may_send_as(self, account: Account, address: str) -> bool:
         owned = await self.resolver.owned_addresses(account)

@@ -847,6 +847,8 @@ class SMTPServerProtocol:
         bad = Reply(501, "5.5.4", f"Error: bad {key} parameter value")
         if key == "SMTPUTF8":
             return bad if value is not None else None  # RFC 6531 §3.4: no value
+        if key == "REQUIRETLS":
+            return bad if value is not None else None  # RFC 8689 §4: a keyword without value
         if value is None:
             return bad
         if key == "SIZE":
@@ -1099,7 +1101,7 @@ def _xtext_str(value: str, bad: Reply) -> str | Reply:
         return bad
 
 
-_MAIL_PARAMS = frozenset({"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"})
+_MAIL_PARAMS = frozenset({"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH", "REQUIRETLS"})
 _RCPT_PARAMS = frozenset({"NOTIFY", "ORCPT"})
 
 _COMMANDS = {

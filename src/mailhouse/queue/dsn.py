@@ -14,6 +14,8 @@ Invariants:
 - RET=HDRS returns only the header (text/rfc822-headers); RET=FULL or none the whole
   message, unless it is larger than `MAX_RETURNED` (then the headers), and delay
   warnings carry the headers only.
+- A DSN about a REQUIRETLS message (RFC 8689 §5) returns none of it (no third part, RFC 3464
+  §2 allows that): the DSN itself travels without REQUIRETLS, so the content must not.
 """
 
 from __future__ import annotations
@@ -113,8 +115,10 @@ def build_dsn(
     ret: str = "",
     envid: str = "",
     now: float | None = None,
+    return_content: bool = True,
 ) -> bytes:
-    """The whole DSN message (CRLF line ends), ready for the queue or local delivery."""
+    """The whole DSN message (CRLF line ends), ready for the queue or local delivery.
+    RETURN_CONTENT=False (a REQUIRETLS message): notification and status parts only."""
     assert to, "never a DSN to the null sender"  # RFC 5321 §6.1 / RFC 3461 §6.2
     now = time.time() if now is None else now
     kind = reports[0].action if reports else "failed"
@@ -186,5 +190,7 @@ def build_dsn(
         ).encode()
         + third,
     ]
+    if not return_content:  # RFC 8689 §5: nothing of a REQUIRETLS message over a plain DSN
+        parts = parts[:2]
     body = b"\r\n".join(parts) + f"\r\n--{boundary}--\r\n".encode()
     return head.encode() + b"\r\n\r\n" + body

@@ -49,7 +49,7 @@ from mailhouse import tls as tls_mod
 from mailhouse.accounts.resolve import Resolver
 from mailhouse.config import Config, Dnssec
 from mailhouse.log import ConnLogger, safe
-from mailhouse.queue import retry
+from mailhouse.queue import requiretls, retry
 from mailhouse.queue.dane import Dane, DanePolicy, DaneState, TlsaOutcome, outcome
 from mailhouse.queue.dsn import MAX_RETURNED, RecipientReport, build_dsn, status_of, wanted
 from mailhouse.queue.ids import new_queue_id
@@ -206,6 +206,8 @@ class QueueRunner:
             extra["smtputf8"] = "1"
         if mail_params.get("BODY"):
             extra["body"] = str(mail_params["BODY"])
+        if "REQUIRETLS" in mail_params:
+            extra[requiretls.FLAG] = "1"  # RFC 8689 §4.2: kept with the message to every hop
         # Hand-off: while this process has room for another pass, the row is written already
         # leased to it and its pass starts at once, with no claim transaction (a crash leaves
         # it leased until the node restarts or LEASE_SECONDS pass, as a crash during any pass does).
@@ -532,12 +534,18 @@ class QueueRunner:
         last_error = "451 4.4.1 no reachable server"
         enforce = False
         dane: dict[str, DanePolicy] = await self.dane.policies(targets) if self.dane else {}
+        must_tls = requiretls.is_required(entry.extra)
+        refused = False  # a REQUIRETLS refusal: returned at once, never retried in the clear
+        # RFC 8689 §4.3: TLS-Required: No (ignored with REQUIRETLS) → the policy never blocks
+        relaxed = not must_tls and requiretls.tls_optional(data)
         if self.mtasts is not None and targets[0].route is None and not domain.startswith("["):
             policy = await self.mtasts.policy(domain)
             if policy is not None and policy.mode is not Mode.NONE:
                 # RFC 8461 §2: an MX with usable TLSA records is governed by DANE, not MTA-STS
                 matching = [t for t in targets if policy.matches(t.name) or _dane_usable(dane, t.name)]
-                if policy.mode is Mode.ENFORCE:
+                if policy.mode is Mode.ENFORCE and relaxed:
+                    qlog.info("MTA-STS policy of %s not enforced: TLS-Required: No (RFC 8689 §4.3)", domain)
+                elif policy.mode is Mode.ENFORCE:
                     # RFC 8461 §5: only MX hosts the policy names, with a verified certificate
                     enforce = True
                     for t in targets:
@@ -562,7 +570,11 @@ class QueueRunner:
             for address in target.addresses:
                 tls_mode = route.tls if route else "required" if enforce else "opportunistic"
                 if d is not None and d.state is DaneState.USABLE:
-                    tls_mode = "dane"  # RFC 7672 §2.2: authenticated TLS, no fallback
+                    tls_mode = (
+                        "dane"  # RFC 7672 §2.2: authenticated TLS, no fallback (verified: REQUIRETLS holds)
+                    )
+                elif must_tls:  # RFC 8689 §4.2.1: verified TLS to every hop, whatever the route says
+                    tls_mode = requiretls.tls_mode(route.tls if route else None)
                 username = route.username if route else None
                 password = route.password if route else None
                 unverified_ok = route.auth_over_unverified if route else False
@@ -579,22 +591,32 @@ class QueueRunner:
                     )
                 except SmtpError as e:
                     # RFC 5321 §5.1: connection-level trouble → try the next address / MX
-                    last_error = e.reply
+                    last_error, refused = e.reply, False
                     if d is not None and isinstance(e, DaneFailed):
                         self.tls_result(outcome(domain, d, e.failure, e.reply), qlog)
-                    if enforce and not isinstance(e, DaneFailed):  # RFC 8461 §4.2: say why (4.7.5)
+                    if must_tls and (why := requiretls.refusal(e, target.name)) is not None:
+                        last_error, refused = why, True
+                    elif enforce and not isinstance(e, DaneFailed):  # RFC 8461 §4.2: say why (4.7.5)
                         last_error = "451 4.7.5 MTA-STS policy: " + e.reply.split(" ", 2)[-1]
                     qlog.info("%s[%s]:%d: %s", target.name, address, target.port, safe(last_error))
                     continue
                 where = f"{target.name}[{address}]:{target.port}"
                 has_dsn = "DSN" in conn.ext
+                if must_tls and "REQUIRETLS" not in conn.ext:  # RFC 8689 §4.2.1 item 3
+                    await self.pool.put(conn)
+                    last_error, refused = requiretls.unsupported(target.name), True
+                    qlog.info("%s: %s", where, last_error)
+                    continue
 
                 async def transaction(conn: SmtpConnection) -> list[RcptReply]:
+                    params = conn.mail_params(data, entry.ret, entry.envid, smtputf8, body)
+                    if must_tls:
+                        params["REQUIRETLS"] = None  # RFC 8689 §4.2.1 item 4
                     return await conn.send(
                         entry.sender,
                         [(r.address, conn.rcpt_params(r.notify, r.orcpt)) for r in rcpts],
                         data,
-                        conn.mail_params(data, entry.ret, entry.envid, smtputf8, body),
+                        params,
                         body,
                     )
 
@@ -637,9 +659,9 @@ class QueueRunner:
                         "to=<%s> relay=%s status=%s (%s)", safe(r.address), where, r.status, safe(res.text)
                     )
                 return
-        for r in rcpts:
-            r.status, r.last_reply = DEFERRED, last_error
-            qlog.info("to=<%s> status=deferred (%s)", safe(r.address), safe(last_error))
+        for r in rcpts:  # RFC 8689 §5: a REQUIRETLS refusal is returned, never retried downgraded
+            r.status, r.last_reply = (FAILED if refused else DEFERRED), last_error
+            qlog.info("to=<%s> status=%s (%s)", safe(r.address), r.status, safe(last_error))
 
     def tls_result(self, result: TlsaOutcome, qlog: QueueLog = log) -> None:
         """One DANE outcome (RFC 8460 policy type "tlsa"): the spot a TLS-RPT recorder hooks in."""
@@ -665,6 +687,7 @@ class QueueRunner:
             arrival=entry.created,
             ret=entry.ret,
             envid=entry.envid,
+            return_content=not requiretls.is_required(entry.extra),  # RFC 8689 §5
         )
         await self._send_dsn(qid, entry.sender, dsn)
         log.info("[%s] %s DSN %s to <%s>", entry.id, kind, qid, safe(entry.sender))

@@ -324,6 +324,8 @@ class SmtpSession:
         ]
         if not self.tls:
             ext.append("STARTTLS")  # RFC 3207
+        else:
+            ext.append("REQUIRETLS")  # RFC 8689 §4.1: offered only once the session is TLS
         if self.mode != "smtp" and (self.tls or self.cfg.allow_plaintext_auth):
             ext.append("AUTH " + " ".join(sasl_flow.MECHANISMS))  # RFC 4954; never over plaintext
         return ext
@@ -344,6 +346,9 @@ class SmtpSession:
             await self.reply(Reply(530, "5.7.0", "Authentication required"))  # RFC 4954 §6
             return
         sender = ev.path.mailbox if ev.path is not None else ""
+        if "REQUIRETLS" in ev.params and not self.tls:  # RFC 8689 §4.1: only within a TLS session
+            await self.reply(Reply(530, "5.7.10", "REQUIRETLS needs a TLS session (STARTTLS first)"))
+            return
         if self.user is not None and sender and not await self.policy.may_send_as(self.user, sender):
             self.log.info("sender %s refused for %s", safe(sender), self.user.address)
             await self.reply(NOT_OWNER)
