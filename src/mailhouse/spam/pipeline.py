@@ -63,9 +63,12 @@ class Verdict:
         return self.hits[0] if self.hits and self.hits[0].score > 0 else None
 
     def summary(self, n: int = 3) -> str:
-        """``score=7.2 GTUBE(1000.0),HTML_ONLY(0.7)`` for the log line."""
+        """``score=7.2 action=junk tests=GTUBE(1000),HTML_ONLY(0.7) time=1.3ms`` for the log line (the
+        time is the evaluation's, start to verdict: what scoring costs a message's reply)."""
         tops = ",".join(f"{h.name}({h.score:g})" for h in self.hits[:n]) or "-"
-        return f"score={self.score:.1f} action={self.action.value} tests={tops}"
+        return (
+            f"score={self.score:.1f} action={self.action.value} tests={tops} time={self.elapsed * 1000:.1f}ms"
+        )
 
 
 def decide(score: float, spam: SpamConfig) -> Action:
