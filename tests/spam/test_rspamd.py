@@ -246,3 +246,14 @@ def test_explained_through_smtp_and_the_cli(
     assert "4.2  RSPAMD_MAILHOUSE_TEST_WORD" in out and "Rspamd: The body says the test word" in out
     assert "RSPAMD  " in out and "Rspamd score" in out
     assert f"qid: <{queue_id}>" in rspamd.logtext()
+
+
+def test_dnsmasq_answers_while_a_tcp_client_keeps_its_connection(dns: DNSServer) -> None:
+    """Rspamd keeps TCP connections to its nameserver open; dnsmasq must go on answering UDP."""
+    held = socket.create_connection((dns.host, int(dns.port or 0)), timeout=5)
+    try:
+        r = dns.resolver()
+        r.lifetime = 3.0
+        assert [a.to_text() for a in r.resolve("mail.sender.test", "A")] == ["192.0.2.10"]
+    finally:
+        held.close()

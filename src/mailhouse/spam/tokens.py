@@ -23,7 +23,7 @@ import email.policy
 import hashlib
 import re
 from email.errors import HeaderParseError
-from email.header import decode_header, make_header
+from email.header import decode_header
 from email.message import Message
 from email.parser import BytesParser
 
@@ -80,13 +80,25 @@ def _header_text(text: str) -> str:
     """A raw header value (as compat32 keeps it: 8-bit octets as surrogates) as text: raw UTF-8
     decoded (RFC 6532 §3.2), RFC 2047 encoded words decoded."""
     if not text.isascii():
-        return text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+        text = text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
     if "=?" not in text:
         return text
     try:
-        return str(make_header(decode_header(text)))
-    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        chunks = decode_header(text)
+    except HeaderParseError:
         return text
+    out = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            out.append(chunk)
+        elif charset is None:  # the text between encoded words, as decode_header re-encoded it
+            out.append(chunk.decode("raw-unicode-escape"))
+        else:
+            try:
+                out.append(chunk.decode(charset, "replace"))
+            except LookupError:  # unknown charset
+                out.append(chunk.decode("latin-1"))
+    return "".join(out)
 
 
 #: compat32 leaves header values as strings: ~10x cheaper than email.policy.default's header
