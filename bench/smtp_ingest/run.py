@@ -247,6 +247,7 @@ def main() -> int:
     ap.add_argument(
         "--rspamd", action="store_true", help="filtering on vs Postfix + Rspamd milter (filtering.py)"
     )
+    ap.add_argument("--rounds", type=int, default=1, help="--rspamd: alternating runs per side (median)")
     a = ap.parse_args()
     if a.rspamd:
         from bench.smtp_ingest.filtering import run_filtering
