@@ -26,6 +26,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import mib, peak_rss
@@ -101,11 +102,20 @@ def scoring_cost(dns: DNSServer, size: int, n: int = 2000) -> float:
 
 
 def run_mailhouse(
-    root: Path, messages: int, sessions: int, size: int, workers: int, mode: str = "session", extra: str = ""
+    root: Path,
+    messages: int,
+    sessions: int,
+    size: int,
+    workers: int,
+    mode: str = "session",
+    extra: str = "",
+    before_start: Callable[[MailhouseProcess], None] | None = None,
 ) -> tuple[float, int, int]:
     mh = MailhouseProcess(root, services=("smtp",), extra=f"[server]\nworkers = {workers}\n{extra}")
     mh.add_domain("example.test")
     mh.add_user("user@example.test")
+    if before_start is not None:  # e.g. train the user's Bayes (bench/smtp_ingest/filtering.py)
+        before_start(mh)
     mh.start()
     try:
         host, port = mh.addr("smtp")
@@ -138,14 +148,19 @@ def run_mailhouse(
 
 
 def run_postfix(
-    root: Path, messages: int, sessions: int, size: int, mode: str = "session"
+    root: Path,
+    messages: int,
+    sessions: int,
+    size: int,
+    mode: str = "session",
+    main: dict[str, str] | None = None,
 ) -> tuple[float, float, int]:
     pf = PostfixInstance(
         None,
         host="127.0.0.1",
         mode="local",
         domains=("example.test",),
-        main={"default_process_limit": "100", "smtpd_client_connection_count_limit": "0"},
+        main={"default_process_limit": "100", "smtpd_client_connection_count_limit": "0", **(main or {})},
     )
     pf.start()
     try:
@@ -229,7 +244,15 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--mode", choices=[*MODES, "both"], default="both")
     ap.add_argument("--filter", action="store_true", help="spam filtering on, DNS lists from a local dnsmasq")
+    ap.add_argument(
+        "--rspamd", action="store_true", help="filtering on vs Postfix + Rspamd milter (filtering.py)"
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="--rspamd: alternating runs per side (median)")
     a = ap.parse_args()
+    if a.rspamd:
+        from bench.smtp_ingest.filtering import run_filtering
+
+        return 0 if all([run_filtering(a, mode) for mode in (MODES if a.mode == "both" else [a.mode])]) else 1
     ok = True
     for mode in MODES if a.mode == "both" else [a.mode]:
         ok = run_mode(a, mode) and ok

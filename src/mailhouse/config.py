@@ -139,6 +139,8 @@ class SpamConfig:
     trusted_networks: tuple[str, ...] = ()  # clients never scored; loopback is not trusted by itself
     score_submission: bool = False  # score authenticated submission too
     timeout: float = 3.0  # seconds all rules of one message may take (then the verdict goes without them)
+    rspamd_url: str = ""  # Rspamd's normal worker, e.g. "http://127.0.0.1:11333"; empty = not asked
+    rspamd_max_size: int = 2 * 1024 * 1024  # larger messages are not sent to Rspamd (spamc's max size)
 
 
 SPAM_KEYS = (
@@ -151,6 +153,8 @@ SPAM_KEYS = (
     "trusted_networks",
     "score_submission",
     "timeout",
+    "rspamd_url",
+    "rspamd_max_size",
 )
 
 
@@ -747,6 +751,15 @@ def _spam(t: dict[str, Any], path: str) -> SpamConfig:
             values[key] = _zones(t[key], path, f"spam.{key}")
     if "trusted_networks" in t:
         values["trusted_networks"] = tuple(_networks(t["trusted_networks"], path, "spam.trusted_networks"))
+    if "rspamd_url" in t:
+        url = t["rspamd_url"]
+        if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
+            raise ConfigError(
+                path, "spam.rspamd_url", 'must be an http(s) URL, e.g. "http://127.0.0.1:11333"'
+            )
+        values["rspamd_url"] = url
+    if "rspamd_max_size" in t:
+        values["rspamd_max_size"] = _count(t["rspamd_max_size"], path, "spam.rspamd_max_size")
     spam = SpamConfig(**values)
     if spam.reject_threshold < spam.junk_threshold:
         raise ConfigError(path, "spam.reject_threshold", "must be ≥ spam.junk_threshold")

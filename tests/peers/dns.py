@@ -151,7 +151,8 @@ class DNSServer:
                 self.port = free_port(self.host)
             cmd = [
                 binary,
-                "--no-daemon",
+                "--keep-in-foreground",  # not --no-daemon: that serves TCP in the main process, and
+                # a client that keeps its TCP connection open (Rspamd does) would stall every query
                 "--no-resolv",
                 "--no-hosts",
                 "--no-poll",

@@ -107,3 +107,9 @@ def test_tokeniser_takes_any_octets(raw: bytes) -> None:
     toks = tokenize(b"Content-Type: text/html; charset=x-unknown\r\n" + raw)
     assert len(toks) <= MAX_TOKENS and len(set(toks)) == len(toks)
     assert message_key(raw) == message_key(raw)
+
+
+def test_tokens_of_raw_utf8_and_encoded_headers() -> None:
+    raw = "From: Jürgen <j@x.example>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= aus Köln\r\n\r\nhallo\r\n"
+    toks = tokenize(raw.encode())
+    assert {"from:jürgen", "subject:grüsse", "subject:köln", "from-domain:x.example", "hallo"} <= set(toks)

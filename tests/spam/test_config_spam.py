@@ -50,3 +50,16 @@ def test_errors_name_the_key(table: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError) as e:
         from_dict({"spam": table}, "mh.toml")
     assert e.value.key == key
+
+
+def test_rspamd_keys() -> None:
+    s = from_dict({}).spam
+    assert (s.rspamd_url, s.rspamd_max_size) == ("", 2 * 1024 * 1024)
+    s = from_dict({"spam": {"rspamd_url": "http://127.0.0.1:11333", "rspamd_max_size": 1000}}).spam
+    assert (s.rspamd_url, s.rspamd_max_size) == ("http://127.0.0.1:11333", 1000)
+    for bad, key in (
+        ({"rspamd_url": "127.0.0.1:11333"}, "spam.rspamd_url"),
+        ({"rspamd_max_size": -1}, "spam.rspamd_max_size"),
+    ):
+        with pytest.raises(ConfigError, match=key):
+            from_dict({"spam": bad})

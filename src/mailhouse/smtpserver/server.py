@@ -555,7 +555,10 @@ class SmtpSession:
         if spam is None or not spam.applies(self.ip, authenticated=self.user is not None):
             return None
         body = body.with_head(spam_headers.strip_incoming(body.head))
-        return spam.start(body, self.ip, helo, sender, self.rcpt_for_header)
+        user = self.user.address if self.user is not None else None
+        return spam.start(
+            body, self.ip, helo, sender, self.rcpt_for_header, queue_id=self.queue_id, user=user
+        )
 
     async def _store_verdict(self, body: SpooledMessage, verdict: SpamVerdict) -> None:
         """Keep VERDICT for `mailhouse spam explain` (spam/explain.py); a store outage only loses it."""

@@ -37,6 +37,7 @@ from mailhouse.spam.dnslists import DomainLists, IpLists
 from mailhouse.spam.headerrules import HeaderAnomalies
 from mailhouse.spam.lookup import Lookup
 from mailhouse.spam.rdns import ClientDns
+from mailhouse.spam.rspamd import RspamdRule
 from mailhouse.spam.rules import Action, Context, Hit, Rule
 from mailhouse.store.spool import SpooledMessage
 
@@ -62,9 +63,12 @@ class Verdict:
         return self.hits[0] if self.hits and self.hits[0].score > 0 else None
 
     def summary(self, n: int = 3) -> str:
-        """``score=7.2 GTUBE(1000.0),HTML_ONLY(0.7)`` for the log line."""
+        """``score=7.2 action=junk tests=GTUBE(1000),HTML_ONLY(0.7) time=1.3ms`` for the log line (the
+        time is the evaluation's, start to verdict: what scoring costs a message's reply)."""
         tops = ",".join(f"{h.name}({h.score:g})" for h in self.hits[:n]) or "-"
-        return f"score={self.score:.1f} action={self.action.value} tests={tops}"
+        return (
+            f"score={self.score:.1f} action={self.action.value} tests={tops} time={self.elapsed * 1000:.1f}ms"
+        )
 
 
 def decide(score: float, spam: SpamConfig) -> Action:
@@ -107,6 +111,8 @@ class SpamFilter:
             rules.append(IpLists(lookup, self.settings.dnsbl, self.settings.dnswl))
         if self.settings.domain_blocklists:
             rules.append(DomainLists(lookup, self.settings.domain_blocklists))
+        if self.settings.rspamd_url:  # its score is added to ours (spam/rspamd.py)
+            rules.append(RspamdRule(self.settings.rspamd_url, self.settings.rspamd_max_size, lookup))
         self.rules: list[Rule] = rules + list(extra_rules)
 
     def applies(self, ip: str, authenticated: bool) -> bool:
@@ -117,7 +123,15 @@ class SpamFilter:
         return not (s.trusted_networks and address_in(ip, parse_networks(s.trusted_networks)))
 
     def start(
-        self, message: SpooledMessage, ip: str, helo: str, mail_from: str, recipients: Sequence[str]
+        self,
+        message: SpooledMessage,
+        ip: str,
+        helo: str,
+        mail_from: str,
+        recipients: Sequence[str],
+        *,
+        queue_id: str = "",
+        user: str | None = None,
     ) -> Scoring:
         """Start the rules on MESSAGE (as received) now; `Scoring.finish` gives the verdict. The SMTP
         server starts them before the SPF/DKIM checks of `mailauth.inbound`, so the two budgets run
@@ -132,6 +146,8 @@ class SpamFilter:
             authserv_id=self.cfg.hostname,
             deadline=now + self.settings.timeout,
             clock=self.clock,
+            queue_id=queue_id,
+            user=user,
         )
         tasks = {asyncio.ensure_future(r.check(ctx)): r.name for r in self.rules}
         return Scoring(self, ctx, tasks, now)

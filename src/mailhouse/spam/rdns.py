@@ -22,7 +22,7 @@ import ipaddress
 from mailhouse.spam.lookup import Lookup
 from mailhouse.spam.rules import Context, Hit, clean_reason
 
-__all__ = ["SCORES", "ClientDns"]
+__all__ = ["SCORES", "ClientDns", "verified_name"]
 
 #: RDNS_NONE as SpamAssassin's (0.79); the others small: alone they never make a message Junk.
 SCORES = {
@@ -41,6 +41,17 @@ def _same_ip(a: str, b: str) -> bool:
         return ipaddress.ip_address(a.split("%", 1)[0]) == ipaddress.ip_address(b.split("%", 1)[0])
     except ValueError:
         return False
+
+
+async def verified_name(lookup: Lookup, ip: str, timeout: float) -> str | None:
+    """The client's forward-confirmed reverse DNS name (FCrDNS: a PTR name whose A/AAAA include
+    IP), or None — what Postfix calls the client name (``unknown`` without one). The answers
+    come from LOOKUP's cache when `ClientDns` asked already."""
+    names = await lookup.ptr(ip, timeout)
+    for name in (names or [])[:MAX_PTR_NAMES]:
+        if any(_same_ip(a, ip) for a in await lookup.addresses(name, timeout) or ()):
+            return name
+    return None
 
 
 class ClientDns:

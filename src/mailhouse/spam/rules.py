@@ -93,6 +93,8 @@ class Context:
     authserv_id: str
     deadline: float  # time.monotonic() after which no rule waits for anything
     clock: Callable[[], float] = time.time
+    queue_id: str = ""  # our queue id (the Received: field's), for rules that log or pass it on
+    user: str | None = None  # the authenticated client's login, None on port 25
     _fields: list[tuple[str, str]] | None = None
     _scan: asyncio.Future[scan_mod.Scan] | None = field(default=None, repr=False)
 
