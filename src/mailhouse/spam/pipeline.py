@@ -95,7 +95,7 @@ class SpamFilter:
         self.cfg = cfg
         self.settings = cfg.spam
         self.clock = clock
-        lookup = lookup or Lookup(cfg.dns_nameservers or None)
+        lookup = self.lookup = lookup or Lookup(cfg.dns_nameservers or None)
         # run once Authentication-Results is there (instant: they read a header field)
         self.after_auth: list[Rule] = [AuthResultsRule()]
         rules: list[Rule] = [
