@@ -271,6 +271,13 @@ class Transfer(Protocol):
     async def insert_metadata(self, rows: list[MetaRow]) -> None: ...
     async def finish(self, uidvalidity: int) -> None: ...  # counters/identities past the copied values
     async def put_blob(self, key: str, data: bytes) -> str: ...  # under KEY where possible; the key used
+    # `store/copy.py` ROW_TABLES: COLUMNS of TABLE as they are (ordered by them), of one account or all
+    async def table_rows(
+        self, table: str, columns: Sequence[str], account_id: int | None = None
+    ) -> list[tuple[Any, ...]]: ...
+    async def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> None: ...
 
 
 class BlobBackend(Protocol):

@@ -7,6 +7,7 @@ counter past every copied value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mailhouse.store.api import Account, Alias, BlobStore, Domain, Mailbox, MessageRecord
@@ -149,6 +150,25 @@ class PgTransfer:
             await c.executemany(
                 "INSERT INTO metadata(account_id, mailbox, key, value) VALUES ($1,$2,$3,$4)", rows
             )
+
+        await self.engine.transaction(fn)
+
+    async def table_rows(
+        self, table: str, columns: Sequence[str], account_id: int | None = None
+    ) -> list[tuple[Any, ...]]:
+        q = f"SELECT {', '.join(columns)} FROM {table}"  # names from store/copy.py ROW_TABLES only
+        args: tuple[int, ...] = ()
+        if account_id is not None:
+            q, args = q + " WHERE account_id=$1", (account_id,)
+        q += " ORDER BY " + ", ".join(str(i + 1) for i in range(len(columns)))
+        return [tuple(r) for r in await self._fetch(q, *args)]
+
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        marks = ", ".join(f"${i + 1}" for i in range(len(columns)))
+        q = f"INSERT INTO {table}({', '.join(columns)}) VALUES ({marks})"
+
+        async def fn(c: Conn) -> None:
+            await c.executemany(q, rows)
 
         await self.engine.transaction(fn)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Sequence
+from typing import Any
 
 from mailhouse.store.api import Account, Alias, Domain, Mailbox, MessageRecord
 from mailhouse.store.backend import MetaRow
@@ -154,6 +156,21 @@ class SqliteTransfer:
                 "INSERT INTO metadata(account_id, mailbox, key, value) VALUES (?,?,?,?)", rows
             )
         )
+
+    async def table_rows(
+        self, table: str, columns: Sequence[str], account_id: int | None = None
+    ) -> list[tuple[Any, ...]]:
+        q = f"SELECT {', '.join(columns)} FROM {table}"  # names from store/copy.py ROW_TABLES only
+        args: tuple[int, ...] = ()
+        if account_id is not None:
+            q, args = q + " WHERE account_id=?", (account_id,)
+        q += " ORDER BY " + ", ".join(str(i + 1) for i in range(len(columns)))
+        rows = await self.engine.read(lambda c: c.execute(q, args).fetchall())
+        return [tuple(r) for r in rows]
+
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        q = f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        await self.engine.write(lambda c: c.executemany(q, rows))
 
     async def finish(self, uidvalidity: int) -> None:
         await self.engine.write(
