@@ -5,15 +5,13 @@ allow-lists the sender in one click."""
 
 from __future__ import annotations
 
-import re
-
-from mailhouse.accounts.admin import Admin
 from mailhouse.message.parse import parse_message
 from mailhouse.store.api import ListKind
 from mailhouse.web.mailview import our_queue_id
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 from tests.web.conftest import base_url, deliver, folder_ids, login, wait_for
 from tests.web.test_browser import browser  # noqa: F401 - the module's Chromium fixture
+from tests.web.test_spam_buttons import _spam_state, _uids
 
 USER = "why@example.org"
 SENDER = "promo@bulk.example"
@@ -28,20 +26,6 @@ HAM = (
     "From: Ann <ann@sender.test>\nTo: why@example.org\nSubject: lunch\n"
     "Date: Mon, 07 Dec 2026 10:00:00 +0000\nMessage-ID: <lunch.7@sender.test>\n\npick up at noon\n"
 )
-
-
-def _uids(c, mb: int) -> list[int]:  # type: ignore[no-untyped-def]
-    return sorted({int(u) for u in re.findall(rf'href="/mail/{mb}/(\d+)"', c.get(f"/mail/{mb}").text)})
-
-
-def _spam_state(mh: MailhouseProcess) -> tuple[tuple[int, int], list[tuple[str, ListKind]]]:
-    async def read(a: Admin) -> tuple[tuple[int, int], list[tuple[str, ListKind]]]:
-        acc = await a.store.get_account(USER)
-        assert acc is not None
-        return await a.store.spam_totals(acc.id), await a.store.sender_lists(acc.id)
-
-    result: tuple[tuple[int, int], list[tuple[str, ListKind]]] = mh.admin(read)
-    return result
 
 
 def test_why_in_junk_panel_and_not_spam_without_javascript(browser, web_mh: MailhouseProcess) -> None:  # noqa: F811
@@ -84,7 +68,7 @@ def test_why_in_junk_panel_and_not_spam_without_javascript(browser, web_mh: Mail
         ctx.close()
     assert _uids(c, junk) == [] and len(_uids(c, inbox)) == 1
     # trained as ham, and the sender is allowed from now on: one action
-    assert _spam_state(web_mh) == ((0, 1), [(SENDER, ListKind.ALLOW)])
+    assert _spam_state(web_mh, USER) == ((0, 1), [(SENDER, ListKind.ALLOW)])
     # back in INBOX it keeps its explanation, no longer "in Junk"
     moved = c.get(f"/mail/{inbox}/{_uids(c, inbox)[0]}").text
     assert '<h2 id="spam-why-title">Spam check</h2>' in moved and "RCVD_FORGED_OURS" in moved

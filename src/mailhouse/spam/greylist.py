@@ -31,11 +31,11 @@ the cache holds at most `MAX_CACHED` networks.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
 
+from mailhouse.accounts.bans import network_of
 from mailhouse.config import Config, address_in, parse_networks
 from mailhouse.proto.smtp import Reply
 from mailhouse.spam.dnslists import listed_in_allow_lists
@@ -60,15 +60,9 @@ class Outcome(enum.Enum):
 
 
 def client_network(ip: str) -> str:
-    """The /24 (IPv4) or /64 (IPv6) of IP as text; IP itself if it does not parse."""
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return ip
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    prefix = 24 if addr.version == 4 else 64
-    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+    """The /24 (IPv4) or /64 (IPv6) of IP as text (the login throttle's aggregate); IP itself if it
+    does not parse."""
+    return network_of(ip) or ip
 
 
 def deferral(wait: float) -> Reply:

@@ -251,6 +251,19 @@ class FtsDocIds(Protocol):
     # ids of the INDEXED documents with every term of QUERY (maybe ids no message uses any more)
 
 
+def rows_select(table: str, columns: Sequence[str], account_param: str | None) -> str:
+    """``SELECT`` of `Transfer.table_rows`, ordered by every column; ACCOUNT_PARAM (``?``, ``$1``)
+    restricts it to one account. TABLE and COLUMNS come from `store/copy.py` ROW_TABLES only."""
+    where = f" WHERE account_id={account_param}" if account_param else ""
+    order = ", ".join(str(i + 1) for i in range(len(columns)))
+    return f"SELECT {', '.join(columns)} FROM {table}{where} ORDER BY {order}"
+
+
+def rows_insert(table: str, columns: Sequence[str], params: Sequence[str]) -> str:
+    """``INSERT`` of `Transfer.insert_rows` with the dialect's PARAMS, one per column."""
+    return f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join(params)})"
+
+
 class Transfer(Protocol):
     """A backend's half of `mailhouse store copy` (`store/copy.py`): raw rows out and in, with
     the IMAP state (ids, UIDVALIDITY, UIDs, MODSEQs, delivery keys) kept verbatim."""

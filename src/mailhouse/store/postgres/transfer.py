@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mailhouse.store.api import Account, Alias, BlobStore, Domain, Mailbox, MessageRecord
-from mailhouse.store.backend import MetaRow
+from mailhouse.store.backend import MetaRow, rows_insert, rows_select
 from mailhouse.store.postgres.engine import Conn, Engine
 
 
@@ -156,16 +156,12 @@ class PgTransfer:
     async def table_rows(
         self, table: str, columns: Sequence[str], account_id: int | None = None
     ) -> list[tuple[Any, ...]]:
-        q = f"SELECT {', '.join(columns)} FROM {table}"  # names from store/copy.py ROW_TABLES only
-        args: tuple[int, ...] = ()
-        if account_id is not None:
-            q, args = q + " WHERE account_id=$1", (account_id,)
-        q += " ORDER BY " + ", ".join(str(i + 1) for i in range(len(columns)))
+        q = rows_select(table, columns, None if account_id is None else "$1")
+        args = () if account_id is None else (account_id,)
         return [tuple(r) for r in await self._fetch(q, *args)]
 
     async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-        marks = ", ".join(f"${i + 1}" for i in range(len(columns)))
-        q = f"INSERT INTO {table}({', '.join(columns)}) VALUES ({marks})"
+        q = rows_insert(table, columns, [f"${i + 1}" for i in range(len(columns))])
 
         async def fn(c: Conn) -> None:
             await c.executemany(q, rows)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mailhouse.store.api import Account, Alias, Domain, Mailbox, MessageRecord
-from mailhouse.store.backend import MetaRow
+from mailhouse.store.backend import MetaRow, rows_insert, rows_select
 from mailhouse.store.blobfiles import FileBlobStore
 from mailhouse.store.sqlite.blobs import INLINE_BLOB_MAX, HybridBlobStore
 from mailhouse.store.sqlite.directory import scram_cols
@@ -160,16 +160,12 @@ class SqliteTransfer:
     async def table_rows(
         self, table: str, columns: Sequence[str], account_id: int | None = None
     ) -> list[tuple[Any, ...]]:
-        q = f"SELECT {', '.join(columns)} FROM {table}"  # names from store/copy.py ROW_TABLES only
-        args: tuple[int, ...] = ()
-        if account_id is not None:
-            q, args = q + " WHERE account_id=?", (account_id,)
-        q += " ORDER BY " + ", ".join(str(i + 1) for i in range(len(columns)))
-        rows = await self.engine.read(lambda c: c.execute(q, args).fetchall())
-        return [tuple(r) for r in rows]
+        q = rows_select(table, columns, None if account_id is None else "?")
+        args = () if account_id is None else (account_id,)
+        return [tuple(r) for r in await self.engine.read(lambda c: c.execute(q, args).fetchall())]
 
     async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-        q = f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        q = rows_insert(table, columns, ["?"] * len(columns))
         await self.engine.write(lambda c: c.executemany(q, rows))
 
     async def finish(self, uidvalidity: int) -> None:
