@@ -1,25 +1,24 @@
 """Greylisting (RFC 6647) at RCPT on port 25: an unknown (client network, sender, recipient) triplet
 is deferred with ``451 4.7.1`` until it comes back after ``[spam] greylist_delay`` seconds.
 
-Why at RCPT and not after DATA: the triplet is per recipient and needs nothing from the message, so
-the deferral costs the sender no upload and us no spooling or scoring (RFC 6647 §2.1 — greylisting
-"can be done at any point in the SMTP dialogue"; §3: RCPT is where the triplet is complete). A
+Why at RCPT and not after DATA: the triplet is per recipient and needs nothing from the message,
+and RCPT is the first point where it is complete (RFC 6647 describes greylisting at the SMTP
+command level), so the deferral costs the sender no upload and us no spooling or scoring. A
 message for several recipients may get ``250`` for some and ``451`` for others; the sender
-retries the deferred ones later (RFC 5321 §4.2.5, §4.5.4.1), as with any per-recipient 4xx.
+retries the deferred ones later (RFC 5321 §4.5.4.1), as with any per-recipient 4xx.
 
 State is the store's shared expiring marks (`store/limits.py`, no new table), so every worker and
 every node on one store see the same triplets (issue 14 §3: "triplets in the store, shared across
 nodes"):
 
 - ``greylist:<net>|<sender>|<recipient>`` — first seen (epoch seconds); kept
-  ``greylist_expire`` seconds: a retry after that starts over (RFC 6647 §4.2, "a record that is
-  never retried expires");
+  ``greylist_expire`` seconds: a retry after that starts over;
 - ``greylist-pass:<net>`` — the client network once retried correctly; kept ``greylist_pass_ttl``
   seconds, renewed (at most once a day) while it keeps sending: a known-good sender is not
-  greylisted again for any sender or recipient (RFC 6647 §4.4, auto-allow-listing).
+  greylisted again for any sender or recipient (postgrey's auto-allow-listing of clients).
 
 The network is the client's /24 (IPv4) or /64 (IPv6): big senders retry from another address of the
-same pool (RFC 6647 §4.1 recommends "treat a /24 as one client"). Exempt (decided here):
+same pool (postgrey compares /24 networks by default for the same reason). Exempt (decided here):
 ``[limits]``/``[spam] trusted_networks``, clients on a ``[spam] dnswl`` allow list; authenticated
 submission is never greylisted (the session calls this only on port 25 without a user).
 
@@ -113,12 +112,12 @@ class Greylist:
             key = f"greylist:{net}|{sender.lower()}|{recipient.lower()}"
             seen = await self._store.get_mark(key, now)
             if seen is None:
-                # RFC 6647 §2.1: first attempt of this triplet — remember it, defer
+                # first attempt of this triplet: remember it, defer (451: try again later)
                 await self._store.set_mark(key, repr(now), now + s.greylist_expire)
                 log.info("greylist: new triplet %s from=<%s> to=<%s>: deferred", net, sender, recipient)
                 return Outcome.DEFER, deferral(s.greylist_delay)
             first = float(seen.value)
-            if now - first < s.greylist_delay:  # RFC 6647 §4.2: a retry too soon is deferred again
+            if now - first < s.greylist_delay:  # a retry too soon is deferred again
                 return Outcome.DEFER, deferral(first + s.greylist_delay - now)
             await self._pass(net, now)
             await self._store.remove_mark(key)
