@@ -141,6 +141,11 @@ class SpamConfig:
     timeout: float = 3.0  # seconds all rules of one message may take (then the verdict goes without them)
     rspamd_url: str = ""  # Rspamd's normal worker, e.g. "http://127.0.0.1:11333"; empty = not asked
     rspamd_max_size: int = 2 * 1024 * 1024  # larger messages are not sent to Rspamd (spamc's max size)
+    # greylisting at RCPT (spam/greylist.py, RFC 6647): off by default, it delays first mail
+    greylisting: bool = False
+    greylist_delay: float = 300.0  # a retry of a new triplet is accepted after this (postgrey: 300 s)
+    greylist_expire: float = 4 * 3600.0  # a triplet not retried within this starts over
+    greylist_pass_ttl: float = 36 * 86400.0  # a network that retried is not greylisted for this long
 
 
 SPAM_KEYS = (
@@ -155,6 +160,10 @@ SPAM_KEYS = (
     "timeout",
     "rspamd_url",
     "rspamd_max_size",
+    "greylisting",
+    "greylist_delay",
+    "greylist_expire",
+    "greylist_pass_ttl",
 )
 
 
@@ -735,9 +744,12 @@ def _zones(v: Any, path: str, key: str) -> tuple[str, ...]:
 
 def _spam(t: dict[str, Any], path: str) -> SpamConfig:
     values: dict[str, Any] = {}
-    for key in ("enabled", "score_submission"):
+    for key in ("enabled", "score_submission", "greylisting"):
         if key in t:
             values[key] = _bool(t[key], path, f"spam.{key}")
+    for key in ("greylist_delay", "greylist_expire", "greylist_pass_ttl"):
+        if key in t:
+            values[key] = _pos_number(t[key], path, f"spam.{key}")
     for key in ("junk_threshold", "reject_threshold"):
         if key in t:
             v = t[key]

@@ -13,9 +13,11 @@ from tests.web.conftest import csrf_of, deliver, folder_ids, login, wait_for
 USER = "judge@example.org"
 
 
-def _spam_state(mh: MailhouseProcess) -> tuple[tuple[int, int], list[tuple[str, ListKind]]]:
+def _spam_state(mh: MailhouseProcess, user: str = USER) -> tuple[tuple[int, int], list[tuple[str, ListKind]]]:
+    """The account's (spam, ham) trained totals and its sender lists."""
+
     async def read(a: Admin) -> tuple[tuple[int, int], list[tuple[str, ListKind]]]:
-        acc = await a.store.get_account(USER)
+        acc = await a.store.get_account(user)
         assert acc is not None
         return await a.store.spam_totals(acc.id), await a.store.sender_lists(acc.id)
 

@@ -121,7 +121,9 @@ async def run_copy(
             f"copied {res.domains} domains, {res.accounts} accounts, {res.aliases} aliases, {res.dkim_keys} DKIM keys,"
             f" {res.mailboxes} mailboxes, {res.messages} messages ({res.expunged} expunged UIDs remembered),"
             f" {res.blobs} blobs / {res.bytes} bytes, {res.subscriptions} subscriptions, {res.metadata} metadata"
-            f" entries, {res.queue} queued messages in {res.seconds:.1f} s ({rate:.0f} msg/s)",
+            f" entries, {res.queue} queued messages"
+            + "".join(f", {n} {t} rows" for t, n in res.rows.items())
+            + f" in {res.seconds:.1f} s ({rate:.0f} msg/s)",
             file=out,
         )
         rep = None

@@ -58,6 +58,8 @@ from mailhouse.smtpserver.inflight import REPLY_INSUFFICIENT_STORAGE, InflightBu
 from mailhouse.smtpserver.pregreet import PregreetMemory, Verdict
 from mailhouse.spam import explain as spam_explain
 from mailhouse.spam import headers as spam_headers
+from mailhouse.spam.greylist import Greylist
+from mailhouse.spam.lookup import Lookup
 from mailhouse.spam.pipeline import Scoring, spam_refusal
 from mailhouse.spam.pipeline import Verdict as SpamVerdict
 from mailhouse.spam.rules import Action, header_values
@@ -109,9 +111,11 @@ class SmtpSession:
         pregreet: PregreetMemory,
         cid: str,
         budget: InflightBudget,
+        greylist: Greylist | None = None,
     ) -> None:
         self.svc = svc
         self.pregreet = pregreet
+        self.greylist = greylist
         self.budget = budget
         self.spool: Spool | None = None
         self._held = 0  # octets of the current message reserved in the budget
@@ -388,6 +392,9 @@ class SmtpSession:
             self.log.log(
                 level, "to=<%s> %d %s", safe(ev.path.mailbox), verdict.reply.code, verdict.reply.enhanced
             )
+        if verdict.reply.code == 250 and (deferred := await self._greylisted(ev.path.mailbox)):
+            await self.reply(deferred)
+            return
         if verdict.reply.code == 250:
             if verdict.remote and self.svc.outbound is None:
                 await self.reply(Reply(451, "4.3.2", "Error: outbound delivery is not available"))
@@ -402,6 +409,12 @@ class SmtpSession:
                 self.forwarded_by = self.forwarded_by or ev.path.domain
             self.rcpt_for_header.append(ev.path.mailbox)
         await self.reply(verdict.reply)
+
+    async def _greylisted(self, recipient: str) -> Reply | None:
+        """The 451 of spam/greylist.py for a new triplet on port 25 (never for authenticated users)."""
+        if self.greylist is None or self.mode != "smtp" or self.user is not None:
+            return None
+        return (await self.greylist.check(self.ip, self.sender or "", recipient))[1]
 
     async def on_data(self, ev: core.Data) -> None:
         await self.reply(core.REPLY_START_DATA)
@@ -716,6 +729,8 @@ class Server:
         self.svc = svc
         self.gate = gate or ConnectionGate(policy_from_config(svc.cfg))
         self.pregreet = PregreetMemory(svc.store, svc.cfg)  # shared by this node's sessions
+        lookup = svc.spam.lookup if svc.spam is not None else Lookup(svc.cfg.dns_nameservers or None)
+        self.greylist = Greylist(svc.store, svc.cfg, lookup)  # [spam] greylisting, read per RCPT
         # connection ids for the logs: a counter from a random start per node (no urandom call
         # per connection)
         self._ids = itertools.count(secrets.randbits(32))
@@ -736,7 +751,9 @@ class Server:
         return await start_listener(
             host,
             port,
-            lambda conn: SmtpSession(svc, name, conn, pregreet, self._cid(), self.budget).run(),
+            lambda conn: SmtpSession(
+                svc, name, conn, pregreet, self._cid(), self.budget, self.greylist
+            ).run(),
             limits=self.limits,
             ssl_ctx=svc.tls if Listener(name).implicit_tls else None,  # RFC 8314 §3.3: implicit TLS
             track=svc.track,

@@ -37,6 +37,7 @@ __all__ = [
     "DomainLists",
     "IpLists",
     "interpret",
+    "listed_in_allow_lists",
     "parse_zone",
 ]
 
@@ -96,8 +97,8 @@ def _meaning(zone: str, code: str) -> str:
     return code
 
 
-async def _listed(lookup: Lookup, query: str, zone: str, ctx: Context) -> str | None:
-    answers = await lookup.a(f"{query}.{zone}", ctx.remaining())
+async def _listed(lookup: Lookup, query: str, zone: str, timeout: float) -> str | None:
+    answers = await lookup.a(f"{query}.{zone}", timeout)
     if answers is None:
         log.info("DNS list %s: no answer in time for %s", zone, query)
         return None
@@ -122,7 +123,9 @@ class IpLists:
         query = reverse_name(ctx.ip)
         if query is None or not self.zones:
             return []
-        codes = await asyncio.gather(*(_listed(self.lookup, query, z, ctx) for z, _, _ in self.zones))
+        codes = await asyncio.gather(
+            *(_listed(self.lookup, query, z, ctx.remaining()) for z, _, _ in self.zones)
+        )
         hits = []
         for (zone, score, welcome), code in zip(self.zones, codes, strict=True):
             if code is None:
@@ -136,6 +139,17 @@ class IpLists:
                 )
             )
         return hits
+
+
+async def listed_in_allow_lists(lookup: Lookup, ip: str, zones: Sequence[str], timeout: float) -> bool:
+    """Whether client IP is on any of the allow-list ZONES (``"zone"`` or ``"zone=score"``) within
+    TIMEOUT seconds (greylisting's DNSWL exemption; the answers are cached for `IpLists`)."""
+    query = reverse_name(ip)
+    if query is None or not zones:
+        return False
+    names = [parse_zone(z, DEFAULT_WELCOME_SCORE)[0] for z in zones]
+    codes = await asyncio.gather(*(_listed(lookup, query, z, timeout) for z in names))
+    return any(c is not None for c in codes)
 
 
 def _domain(address: str) -> str:
@@ -176,7 +190,7 @@ class DomainLists:
                 where.setdefault(h.removeprefix("www."), "a link")
         names = [d for d in where if "." in d][:MAX_DOMAIN_LOOKUPS]
         pairs = [(d, z, s) for z, s in self.zones for d in names]
-        codes = await asyncio.gather(*(_listed(self.lookup, d, z, ctx) for d, z, _ in pairs))
+        codes = await asyncio.gather(*(_listed(self.lookup, d, z, ctx.remaining()) for d, z, _ in pairs))
         hits: dict[str, Hit] = {}
         for (d, zone, score), code in zip(pairs, codes, strict=True):
             if code is not None:

@@ -10,6 +10,15 @@ Answers are cached per process (`CACHE_MAX` entries): positive ones for their TT
 `MAX_TTL`), negative ones (no such name, no data) for `NEGATIVE_TTL` seconds, also when the
 server sends no SOA to take a negative TTL from (RFC 2308 §5) — most clients have no DNSWL/DNSBL entry, and a busy sender is
 looked up once a minute, not once a message. "Could not tell" is never cached.
+
+A circuit breaker per process (per `Lookup`) keeps a dead resolver cheap: after
+`BREAKER_THRESHOLD` look-ups in a row went unanswered (timed out), look-ups are skipped — answered
+"could not tell" at once, counted in ``skipped`` — for `BREAKER_COOLDOWN` seconds; then one look-up
+goes out as a probe (the others keep being skipped while it is under way): an answer of any kind
+(even NXDOMAIN or SERVFAIL: the resolver is alive) closes the breaker, another timeout opens it for
+the next cool-down. A dead resolver thus costs one budget per cool-down instead of one per message.
+Only time-outs with at least `MIN_COUNTED_WAIT` seconds to go count: a look-up cut short by an
+almost spent message budget says nothing about the resolver. Cached answers are served throughout.
 """
 
 from __future__ import annotations
@@ -25,7 +34,16 @@ import dns.nameserver
 import dns.resolver
 import dns.reversename
 
-__all__ = ["CACHE_MAX", "MAX_TTL", "NEGATIVE_TTL", "Lookup", "reverse_name"]
+__all__ = [
+    "BREAKER_COOLDOWN",
+    "BREAKER_THRESHOLD",
+    "CACHE_MAX",
+    "MAX_TTL",
+    "MIN_COUNTED_WAIT",
+    "NEGATIVE_TTL",
+    "Lookup",
+    "reverse_name",
+]
 
 #: Seconds a "no such name / no data" answer is reused (RFC 2308 §5 allows caching it).
 NEGATIVE_TTL = 60.0
@@ -33,6 +51,13 @@ NEGATIVE_TTL = 60.0
 MAX_TTL = 3600.0
 #: Answers remembered per process (oldest dropped first).
 CACHE_MAX = 8192
+#: Unanswered look-ups in a row that open the breaker (a message's rules make 2-5 at once, so a
+#: dead resolver opens it within the first message or two; one lost UDP datagram does not).
+BREAKER_THRESHOLD = 3
+#: Seconds look-ups are skipped once the breaker is open, before one probe is let through.
+BREAKER_COOLDOWN = 30.0
+#: A time-out counts against the resolver only if the look-up had this long to wait.
+MIN_COUNTED_WAIT = 0.5
 
 
 def reverse_name(ip: str) -> str | None:
@@ -50,7 +75,12 @@ def reverse_name(ip: str) -> str | None:
 
 
 class Lookup:
-    def __init__(self, nameservers: Sequence[tuple[str, int]] | None) -> None:
+    def __init__(
+        self,
+        nameservers: Sequence[tuple[str, int]] | None,
+        threshold: int = BREAKER_THRESHOLD,
+        cooldown: float = BREAKER_COOLDOWN,
+    ) -> None:
         if nameservers:
             r = dns.asyncresolver.Resolver(configure=False)
             r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
@@ -59,6 +89,28 @@ class Lookup:
         self.resolver = r
         # (name, type) → (expiry in time.monotonic, answer): a DNSBL is asked once per TTL
         self.cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.attempted = 0  # look-ups sent to the resolver (the cache and the breaker spare the rest)
+        self.skipped = 0  # look-ups the open breaker answered "could not tell" at once
+        self._unanswered = 0  # time-outs in a row
+        self._open_until = 0.0  # time.monotonic() until which look-ups are skipped; 0: closed
+        self._probing = False  # the one look-up after a cool-down is under way
+
+    @property
+    def breaker_open(self) -> bool:
+        return self._open_until > 0.0
+
+    def _answered(self) -> None:
+        self._unanswered = 0
+        self._open_until = 0.0
+
+    def _timed_out(self, waited: float, probe: bool) -> None:
+        if waited < MIN_COUNTED_WAIT and not probe:
+            return
+        self._unanswered += 1
+        if probe or self._unanswered >= self.threshold:
+            self._open_until = time.monotonic() + self.cooldown
 
     def _remember(self, key: tuple[str, str], ttl: float, answer: list[str]) -> None:
         if ttl <= 0:
@@ -76,13 +128,28 @@ class Lookup:
             del self.cache[key]
         if timeout <= 0:
             return None
+        if self._probing or self._open_until > time.monotonic():
+            self.skipped += 1  # the breaker is open: the resolver has not been answering
+            return None
+        probe = self._open_until > 0.0  # the cool-down is over: this one finds out
+        self._probing = probe
+        self.attempted += 1
         try:
             ans = await self.resolver.resolve(name, rdtype, lifetime=timeout, search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            self._answered()
             self._remember(key, NEGATIVE_TTL, [])
             return []
-        except (dns.exception.DNSException, OSError):
+        except dns.exception.Timeout:
+            self._timed_out(timeout, probe)
             return None  # could not tell: never cached
+        except (dns.exception.DNSException, OSError):
+            self._answered()  # SERVFAIL, REFUSED…: the resolver is there, it could not tell
+            return None  # could not tell: never cached
+        finally:
+            if probe:
+                self._probing = False
+        self._answered()
         out = [r.to_text().rstrip(".").lower() if rdtype == "PTR" else r.to_text() for r in ans]
         self._remember(key, min(float(ans.rrset.ttl) if ans.rrset is not None else 0.0, MAX_TTL), out)
         return out

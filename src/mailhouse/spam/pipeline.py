@@ -43,10 +43,16 @@ from mailhouse.store.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GRACE", "Scoring", "SpamFilter", "Verdict", "decide", "spam_refusal"]
+__all__ = ["DNS_SKIPPED", "GRACE", "Scoring", "SpamFilter", "Verdict", "decide", "spam_refusal"]
 
 #: Seconds past the budget the rules get to hand back (a thread finishing its scan).
 GRACE = 0.3
+#: The temperror result of a message whose DNS look-ups the breaker skipped (it scores nothing).
+DNS_SKIPPED = "DNS_TEMPERROR"
+
+
+def dns_skipped_reason(n: int) -> str:
+    return f"{n} DNS look-up(s) skipped: the resolver has not been answering (temperror, retried later)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +105,7 @@ class SpamFilter:
         self.cfg = cfg
         self.settings = cfg.spam
         self.clock = clock
-        lookup = lookup or Lookup(cfg.dns_nameservers or None)
+        lookup = self.lookup = lookup or Lookup(cfg.dns_nameservers or None)
         # run once Authentication-Results is there (instant: they read a header field)
         self.after_auth: list[Rule] = [AuthResultsRule()]
         rules: list[Rule] = [
@@ -169,6 +175,7 @@ class Scoring:
         self.ctx = ctx
         self.tasks = tasks
         self.started = started
+        self.skipped = spam.lookup.skipped  # DNS look-ups the breaker skipped before this message
 
     def cancel(self) -> None:
         for t in self.tasks:
@@ -188,6 +195,8 @@ class Scoring:
                     hits.setdefault(h.name, h)
             except Exception:
                 log.exception("spam rule %s failed for ip=%s", tasks[t], ctx.ip)
+        if skipped := self.spam.lookup.skipped - self.skipped:  # spam/lookup.py's breaker is open
+            hits.setdefault(DNS_SKIPPED, Hit(DNS_SKIPPED, 0.0, dns_skipped_reason(skipped)))
         unfinished = tuple(sorted(tasks[t] for t in pending))
         if unfinished:
             log.info(

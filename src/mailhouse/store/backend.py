@@ -261,6 +261,19 @@ class CommitMarks(Protocol):
     # differs from every earlier mark once anything was committed since; None: cannot tell here
 
 
+def rows_select(table: str, columns: Sequence[str], account_param: str | None) -> str:
+    """``SELECT`` of `Transfer.table_rows`, ordered by every column; ACCOUNT_PARAM (``?``, ``$1``)
+    restricts it to one account. TABLE and COLUMNS come from `store/copy.py` ROW_TABLES only."""
+    where = f" WHERE account_id={account_param}" if account_param else ""
+    order = ", ".join(str(i + 1) for i in range(len(columns)))
+    return f"SELECT {', '.join(columns)} FROM {table}{where} ORDER BY {order}"
+
+
+def rows_insert(table: str, columns: Sequence[str], params: Sequence[str]) -> str:
+    """``INSERT`` of `Transfer.insert_rows` with the dialect's PARAMS, one per column."""
+    return f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join(params)})"
+
+
 class Transfer(Protocol):
     """A backend's half of `mailhouse store copy` (`store/copy.py`): raw rows out and in, with
     the IMAP state (ids, UIDVALIDITY, UIDs, MODSEQs, delivery keys) kept verbatim."""
@@ -281,6 +294,13 @@ class Transfer(Protocol):
     async def insert_metadata(self, rows: list[MetaRow]) -> None: ...
     async def finish(self, uidvalidity: int) -> None: ...  # counters/identities past the copied values
     async def put_blob(self, key: str, data: bytes) -> str: ...  # under KEY where possible; the key used
+    # `store/copy.py` ROW_TABLES: COLUMNS of TABLE as they are (ordered by them), of one account or all
+    async def table_rows(
+        self, table: str, columns: Sequence[str], account_id: int | None = None
+    ) -> list[tuple[Any, ...]]: ...
+    async def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> None: ...
 
 
 class BlobBackend(Protocol):

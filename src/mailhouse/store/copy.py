@@ -63,15 +63,27 @@ TABLES: dict[str, str] = {
     "changes": "SQLite change-feed log: transient, not copied",
     "schema_version": "PostgreSQL: set by migrations",
     "limit_events": "login-failure and send-rate counters: transient (minutes to a day), not copied",
-    "reports": "received DMARC/TLS-RPT summaries: not copied (the report messages stay in each Reports folder)",
+    "reports": "received DMARC/TLS-RPT summaries: copied (ROW_TABLES)",
     "limit_marks": "bans and pregreet results: expiring, not copied (re-add lasting bans with `mailhouse ban add`)",
     "fts_docs": "full-text index: derived from the messages, not copied (run `mailhouse index backfill`"
     " on the destination; until then searches scan)",
-    "spam_tokens": "Bayes token counts: not copied (retrain with `mailhouse spam train`)",
-    "spam_totals": "Bayes trained-message totals: not copied, as spam_tokens",
-    "spam_trained": "what each message was trained as: not copied, as spam_tokens",
-    "spam_lists": "per-user sender allow/block lists: not copied yet (re-add them)",
+    "spam_tokens": "Bayes token counts: copied per account (ROW_TABLES)",
+    "spam_totals": "Bayes trained-message totals: copied per account (ROW_TABLES)",
+    "spam_trained": "what each message was trained as: copied per account (ROW_TABLES)",
+    "spam_lists": "per-user sender allow/block lists: copied per account (ROW_TABLES)",
 }
+
+# Tables copied row for row (`Transfer.table_rows` → `Transfer.insert_rows`): nothing in them is
+# assigned by the rules (their keys are account ids, which are kept, or natural keys), so the rows
+# are the state. Those with an account_id column are read one account at a time (bounded memory).
+ROW_TABLES: dict[str, tuple[str, ...]] = {
+    "spam_tokens": ("account_id", "token", "spam", "ham"),
+    "spam_totals": ("account_id", "spam", "ham"),
+    "spam_trained": ("account_id", "key", "kind"),
+    "spam_lists": ("account_id", "entry", "kind"),
+    "reports": ("domain", "kind", "org", "report_id", "begin_at", "end_at", "received", "rows"),
+}
+ROW_BATCH = 5000  # rows per destination transaction
 
 BATCH = 200  # messages per destination transaction (and blobs copied between commits)
 BLOB_CONCURRENCY = 8  # blobs read/written at once
@@ -122,6 +134,7 @@ class CopyResult:
     subscriptions: int = 0
     metadata: int = 0
     queue: int = 0
+    rows: dict[str, int] = field(default_factory=dict)  # ROW_TABLES: table → rows copied
     seconds: float = 0.0
     blob_map: dict[str, str] = field(default_factory=dict)  # source key -> destination key
     blob_sha: dict[str, str] = field(default_factory=dict)  # source key -> sha256 of the bytes read
@@ -207,6 +220,12 @@ async def copy_store(
         for name in await src.subscriptions(a.id):
             await dst.set_subscribed(a.id, name, True)
             res.subscriptions += 1
+    for table, columns in ROW_TABLES.items():  # spam learning, received reports
+        for owner in [a.id for a in accounts] if columns[0] == "account_id" else [None]:
+            rows = await s.table_rows(table, columns, owner)
+            for i in range(0, len(rows), ROW_BATCH):
+                await d.insert_rows(table, columns, rows[i : i + ROW_BATCH])
+            res.rows[table] = res.rows.get(table, 0) + len(rows)
     meta = await s.metadata_rows()
     if meta:
         await d.insert_metadata(meta)
@@ -244,4 +263,13 @@ async def open_pair(src_url: str, dst_url: str, src_dir: Path, dst_dir: Path) ->
     return src, dst
 
 
-__all__ = ["TABLES", "CopyError", "CopyProgress", "CopyResult", "copy_store", "open_pair", "transfer_of"]
+__all__ = [
+    "ROW_TABLES",
+    "TABLES",
+    "CopyError",
+    "CopyProgress",
+    "CopyResult",
+    "copy_store",
+    "open_pair",
+    "transfer_of",
+]

@@ -3,7 +3,8 @@
 Everything a client relies on is compared field by field — directory, usage counters, DKIM
 keys, mailboxes (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ: RFC 9051 §2.3.1.1, RFC 7162 §3.1),
 messages (UID, MODSEQ, flags, dates, size, EMAILID), the expunged-UID memory (RFC 7162 §3.2.10),
-delivery keys, subscriptions, metadata, mailbox rights (RFC 4314), the queue — and blobs by SHA-256 of their bytes.
+delivery keys, subscriptions, metadata, mailbox rights (RFC 4314), the queue, the rows of
+`copy.ROW_TABLES` (spam learning, received reports) — and blobs by SHA-256 of their bytes.
 
 Invariant: a copy is only reported good (`Report.ok`) when nothing differs; every difference
 is listed (up to `MAX_REPORTED` per category).
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mailhouse.store.api import QueueEntry, Store, StoreError
-from mailhouse.store.copy import BLOB_CONCURRENCY, transfer_of
+from mailhouse.store.copy import BLOB_CONCURRENCY, ROW_TABLES, transfer_of
 
 MAX_REPORTED = 20  # differences listed per category in the verification report
 
@@ -206,6 +207,14 @@ async def verify_store(
         ss, sdst = await src.subscriptions(a.id), await dst.subscriptions(b.id)
         rep["subscriptions"].count(len(ss), len(sdst))
         _cmp(rep["subscriptions"], a.address, ss, sdst)
+    for table, columns in ROW_TABLES.items():  # account ids are kept by the copy: compared per id
+        chk = rep[table.replace("_", " ")]
+        for owner in [a.id for a in sa] if columns[0] == "account_id" else [None]:
+            rs, rd = await s.table_rows(table, columns, owner), await d.table_rows(table, columns, owner)
+            chk.count(len(rs), len(rd))
+            if rs != rd:
+                diff = sorted(set(rs) ^ set(rd))
+                chk.problem(f"{table}{'' if owner is None else f' account {owner}'}: {len(diff)} rows differ")
     ms_, md_ = await s.metadata_rows(), await d.metadata_rows()
     rep["metadata"].source, rep["metadata"].destination = len(ms_), len(md_)
     _cmp(rep["metadata"], "metadata", ms_, md_)

@@ -8,6 +8,13 @@ Body choice (RFC 2046 §5.1.4): in `multipart/alternative` the last part we can 
 wins (HTML over plain text); the reader may ask for the plain-text alternative. Leaf
 parts that are not the shown body (attachments, `message/rfc822`) are listed with
 their part number for download.
+
+"Why is this in Junk?" (issue 14 §4, `spam_panel`): the verdict that filed the message, as
+`spam/explain.py` stored it under the queue id. The queue id is read from the topmost Received
+field only, and only when it is ours (``by <hostname> (Mailhouse) … id <queue id>``): we prepend
+it last, so a sender cannot plant one there; and the stored verdict must name this message's
+Message-ID, so no other message's verdict is ever shown. When the verdict has expired, the
+panel falls back to the rule names of our ``X-Spam-Status`` field.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from mailhouse.message.parse import MessagePart, parse_message
 from mailhouse.message.search import parse_date, part_text
 from mailhouse.message.sections import UnknownCTE, decode_transfer_encoding
 from mailhouse.message.thread import ThreadNode, ThreadRecord, thread_references
-from mailhouse.store.api import MessageRecord
+from mailhouse.spam import explain
+from mailhouse.spam.rules import Hit
+from mailhouse.store.api import MessageRecord, Store
 
 SUMMARY_CACHE_SIZE = 20_000  # summaries kept in memory per process (a few hundred bytes each)
 MAX_SHOWN_BODY = 2 * 1024 * 1024  # characters of a body rendered inline; the rest is cut
@@ -290,3 +299,45 @@ def thread_of(items: list[tuple[MessageRecord, Summary]], uid: int) -> list[int]
         if uid in row.uids:
             return row.uids
     return [uid]
+
+
+# RFC 5321 §4.4 as smtpserver/server.py writes it: "from H ([ip]) by HOST (Mailhouse) with P id QID"
+_OUR_RECEIVED = re.compile(r"\bby\s+(\S+)\s+\(Mailhouse\)\s+with\s+\S+\s+id\s+([A-Za-z0-9]+)")
+_STATUS = re.compile(r"score=(-?[0-9.]+)\s+required=(-?[0-9.]+)\s+tests=(\S+)")
+
+
+@dataclass(frozen=True, slots=True)
+class SpamPanel:
+    """What "Why is this in Junk?" shows: the stored verdict (HITS with scores and reasons), or only
+    the rule names of X-Spam-Status (TESTS) once the verdict has expired, or nothing known."""
+
+    score: float | None
+    required: float | None
+    hits: tuple[Hit, ...] = ()
+    tests: tuple[str, ...] = ()
+
+
+def our_queue_id(tree: MessagePart, hostname: str) -> str | None:
+    """The queue id in the topmost Received field if it is ours (see the module docstring)."""
+    top = tree.get("received")
+    m = _OUR_RECEIVED.search(top.decode("latin-1")) if top is not None else None
+    if m is None or m.group(1).lower().rstrip(".") != hostname.lower().rstrip("."):
+        return None
+    return m.group(2)
+
+
+async def spam_panel(store: Store, hostname: str, tree: MessagePart, in_junk: bool) -> SpamPanel | None:
+    """The panel for a message in Junk or flagged as spam (X-Spam-Flag: YES); None for others."""
+    status = tree.get("x-spam-status")
+    if not in_junk and (tree.get("x-spam-flag") or b"").strip().upper() != b"YES":
+        return None
+    qid = our_queue_id(tree, hostname)
+    verdict = await explain.find(store, qid) if qid else None
+    mid = decode_bytes(tree.get("message-id") or b"").strip().strip("<>").strip()
+    if verdict is not None and verdict.queue_id == qid and verdict.message_id == mid:
+        return SpamPanel(verdict.score, verdict.required, verdict.hits)
+    m = _STATUS.search(status.decode("latin-1")) if status is not None else None
+    if m is None:
+        return SpamPanel(None, None)
+    tests = tuple(t for t in m.group(3).split(",") if t and t != "none")
+    return SpamPanel(float(m.group(1)), float(m.group(2)), tests=tests)

@@ -53,6 +53,7 @@ from mailhouse.web.mailview import (
     header_text,
     part_bytes,
     safe_filename,
+    spam_panel,
     summarize,
     thread_of,
     thread_rows,
@@ -255,6 +256,7 @@ async def message_view(request: Request) -> Response:
         conversation=conversation,
         flagged="\\Flagged" in rec.flags,
         is_draft=mb.name == DRAFTS,
+        spam=await spam_panel(svc.store, svc.cfg.hostname, tree, mb.special_use == "\\Junk"),
     )
     if allow_remote:
         resp.headers["content-security-policy"] = security.CSP_REMOTE_IMAGES

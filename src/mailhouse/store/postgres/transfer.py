@@ -7,10 +7,11 @@ counter past every copied value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mailhouse.store.api import Account, Alias, BlobStore, Domain, Mailbox, MessageRecord
-from mailhouse.store.backend import MetaRow
+from mailhouse.store.backend import MetaRow, rows_insert, rows_select
 from mailhouse.store.postgres.engine import Conn, Engine
 
 
@@ -149,6 +150,21 @@ class PgTransfer:
             await c.executemany(
                 "INSERT INTO metadata(account_id, mailbox, key, value) VALUES ($1,$2,$3,$4)", rows
             )
+
+        await self.engine.transaction(fn)
+
+    async def table_rows(
+        self, table: str, columns: Sequence[str], account_id: int | None = None
+    ) -> list[tuple[Any, ...]]:
+        q = rows_select(table, columns, None if account_id is None else "$1")
+        args = () if account_id is None else (account_id,)
+        return [tuple(r) for r in await self._fetch(q, *args)]
+
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        q = rows_insert(table, columns, [f"${i + 1}" for i in range(len(columns))])
+
+        async def fn(c: Conn) -> None:
+            await c.executemany(q, rows)
 
         await self.engine.transaction(fn)
 

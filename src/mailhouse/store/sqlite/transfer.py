@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Sequence
+from typing import Any
 
 from mailhouse.store.api import Account, Alias, Domain, Mailbox, MessageRecord
-from mailhouse.store.backend import MetaRow
+from mailhouse.store.backend import MetaRow, rows_insert, rows_select
 from mailhouse.store.blobfiles import FileBlobStore
 from mailhouse.store.sqlite.blobs import INLINE_BLOB_MAX, HybridBlobStore
 from mailhouse.store.sqlite.directory import scram_cols
@@ -154,6 +156,17 @@ class SqliteTransfer:
                 "INSERT INTO metadata(account_id, mailbox, key, value) VALUES (?,?,?,?)", rows
             )
         )
+
+    async def table_rows(
+        self, table: str, columns: Sequence[str], account_id: int | None = None
+    ) -> list[tuple[Any, ...]]:
+        q = rows_select(table, columns, None if account_id is None else "?")
+        args = () if account_id is None else (account_id,)
+        return [tuple(r) for r in await self.engine.read(lambda c: c.execute(q, args).fetchall())]
+
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        q = rows_insert(table, columns, ["?"] * len(columns))
+        await self.engine.write(lambda c: c.executemany(q, rows))
 
     async def finish(self, uidvalidity: int) -> None:
         await self.engine.write(
