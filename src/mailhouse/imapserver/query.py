@@ -51,6 +51,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime as dt
 import threading
 import time
@@ -585,6 +586,38 @@ def _candidates(criteria: SearchKey, ctx: _Ctx) -> frozenset[int] | None:
     return out
 
 
+def _decided(criteria: SearchKey, cand: frozenset[int], ctx: _Ctx) -> bool:
+    """Is every candidate a match? True when the program is text keys (alone or ANDed) and
+    each key's exact index hits hold every candidate (no unindexed message among them): then
+    no per-message evaluation is needed (issue 13 §4: 30,000 hits answered in one set pass)."""
+    keys = criteria.keys if isinstance(criteria, SearchAnd) else (criteria,)
+    for k in keys:
+        got = ctx.fts.get(id(k))
+        if got is None or not cand <= got[1]:
+            return False
+    return True
+
+
+def _pick(
+    views: Sequence[MessageView], cand: frozenset[int], uids: Sequence[int] | None
+) -> list[MessageView]:
+    """The views whose UID is in CAND, in sequence order. With UIDS (the views' UIDs, ascending,
+    in the same order: a mailbox's numbering, RFC 9051 §2.3.1.2) each candidate is found by
+    bisection instead of testing every view of the mailbox."""
+    if uids is None or len(uids) != len(views) or len(cand) * 16 > len(views):  # bisection: ~20x a test
+        return [v for v in views if v.record.uid in cand]
+    out: list[MessageView] = []
+    n = len(uids)
+    for u in sorted(cand):
+        i = bisect.bisect_left(uids, u)
+        if i < n and uids[i] == u:
+            v = views[i]
+            if v.record.uid != u:  # not aligned after all: test every view
+                return [v for v in views if v.record.uid in cand]
+            out.append(v)
+    return out
+
+
 def _batches(
     pending: list[tuple[MessageView, bool | None]],
 ) -> Iterable[list[tuple[MessageView, bool | None]]]:
@@ -660,16 +693,34 @@ async def _load_batch(
     return entries
 
 
-async def _search(
-    views: Sequence[MessageView], criteria: SearchKey, ctx: _Ctx, extract: Extract | None = None
-) -> list[tuple[MessageView, Any]]:
-    """Matching views in sequence order, each with ``extract(view, message)`` (or None)."""
-    out: list[tuple[MessageView, Any]] = []
-    pending: list[tuple[MessageView, bool | None]] = []
+async def _narrowed(
+    views: Sequence[MessageView], criteria: SearchKey, ctx: _Ctx, uids: Sequence[int] | None
+) -> tuple[Sequence[MessageView], bool]:
+    """The views that can match (issue 13 §4: only the word index's candidates can match at
+    all) and whether each of them does (`_decided`). UIDS: the views' UIDs, if the caller has
+    them (`_pick`). Allocates nothing per candidate: with 30,000 hits, 30,000 tuples cost more
+    in the cyclic garbage collector's passes over a 100,000-message session than the search."""
     await _narrow(views, criteria, ctx)
     cand = _candidates(criteria, ctx)
-    if cand is not None:  # issue 13 §4: only the word index's candidates can match at all
-        views = [v for v in views if v.record.uid in cand]
+    if cand is None:
+        return views, False
+    return _pick(views, cand, uids), _decided(criteria, cand, ctx)
+
+
+async def _search(
+    views: Sequence[MessageView],
+    criteria: SearchKey,
+    ctx: _Ctx,
+    extract: Extract | None = None,
+    *,
+    narrowed: bool = False,
+) -> list[tuple[MessageView, Any]]:
+    """Matching views in sequence order, each with ``extract(view, message)`` (or None).
+    NARROWED: VIEWS are already the index's candidates (`_narrowed`)."""
+    out: list[tuple[MessageView, Any]] = []
+    pending: list[tuple[MessageView, bool | None]] = []
+    if not narrowed:
+        views, _ = await _narrowed(views, criteria, ctx, None)
     for v in views:  # pass 1: index-only keys decide most messages
         x = _cheap(criteria, v, ctx)
         if x is True and extract is None:
@@ -721,14 +772,19 @@ async def search(
     now: float | None = None,
     time_budget: float | None = None,
     max_decoded_bytes: int | None = None,
+    uids: Sequence[int] | None = None,
 ) -> list[MessageView]:
-    """The views matching ``criteria``, in sequence order (RFC 9051 §6.4.4).
+    """The views matching ``criteria``, in sequence order (RFC 9051 §6.4.4). ``uids``: the
+    views' UIDs in the same order (the selected mailbox keeps them), to find index hits fast.
 
     Raises :class:`BadCharset` for an unknown CHARSET, :class:`QueryError` (BAD) for a key
     this server does not evaluate, :class:`SearchTooLong` past ``time_budget`` seconds.
     """
     ctx = _ctx(views, load, saved, charset, now, time_budget, max_decoded_bytes)
-    return [v for v, _ in await _search(views, criteria, ctx)]
+    views, decided = await _narrowed(views, criteria, ctx, uids)
+    if decided:
+        return list(views)
+    return [v for v, _ in await _search(views, criteria, ctx, narrowed=True)]
 
 
 # ---------------------------------------------------------------------------- SEARCH results

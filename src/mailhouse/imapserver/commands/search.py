@@ -87,6 +87,7 @@ async def cmd_search(s: SessionContext, cmd: Command) -> Ok | None:
             load=s.node.messages,
             saved=saved_before,
             charset=args.charset,
+            uids=view.uids,
             **_budget(s),
         )
     except query.QueryError as e:
