@@ -189,3 +189,39 @@ async def test_index_decided_search_evaluates_no_message(
         assert [v.seq for v in await query.search(views, _crit(p), load=indexed)] == want[p], p
         assert [v.seq for v in await query.search(views, _crit(p), load=indexed, uids=uids)] == want[p], p
     assert indexed.loads == 0
+
+
+async def test_lazy_views_make_the_candidates_views_only(
+    box: tuple[Store, list[MessageView], list[bytes]],
+) -> None:
+    """`query.LazyViews` (the first SEARCH after SELECT): an index-narrowed search makes a view
+    for each candidate only, with the right sequence number, record and \\Recent, and finds
+    what the full view list finds; a program the index cannot narrow is not handed one."""
+    store, views, _ = box
+    keys = await store.index_backlog(100)
+    await store.add_index_docs([(k, fts_text.extract(await store.blobs.get(k))) for k in keys])
+    uids = [v.record.uid for v in views]
+    records = {v.record.uid: v.record for v in views}
+    made: list[int] = []
+
+    class Counting(query.LazyViews):
+        def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+            got = super().__getitem__(i)
+            made.append(1)
+            return got
+
+    indexed = Loader(store, True)
+    for p, cand in (
+        ("BODY swordfish", "BODY swordfish"),
+        ("BODY ordfis NOT SUBJECT zebra", "BODY ordfis"),
+        ("SUBJECT zebra", "SUBJECT zebra"),
+    ):
+        want = await query.search(views, _crit(p), load=indexed)
+        n = len(await query.search(views, _crit(cand), load=indexed))
+        made.clear()
+        lazy = Counting(uids, records, {uids[-1]})
+        got = await query.search(lazy, _crit(p), load=indexed, uids=uids)
+        assert [(v.seq, v.record) for v in got] == [(v.seq, v.record) for v in want], p
+        assert 0 < len(made) <= n + 3 < len(views), p  # the candidates (and the first and last)
+    assert query.narrows(_crit("BODY x")) and not query.narrows(_crit("OR BODY x SUBJECT y"))
+    assert query.LazyViews(uids, records, {uids[-1]})[-1].recent
