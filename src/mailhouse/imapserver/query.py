@@ -55,7 +55,7 @@ import bisect
 import datetime as dt
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -598,26 +598,49 @@ def _decided(criteria: SearchKey, cand: frozenset[int], ctx: _Ctx) -> bool:
     return True
 
 
-def _pick(
-    views: Sequence[MessageView], cand: frozenset[int], uids: Sequence[int] | None
-) -> list[MessageView]:
+def _pick(views: Sequence[MessageView], cand: frozenset[int], uids: Sequence[int] | None) -> Picked:
     """The views whose UID is in CAND, in sequence order. With UIDS (the views' UIDs, ascending,
-    in the same order: a mailbox's numbering, RFC 9051 §2.3.1.2) each candidate is found by
-    bisection instead of testing every view of the mailbox."""
+    in the same order: a mailbox's numbering, RFC 9051 §2.3.1.2) the views are not looked at
+    here, and for a few candidates each is found by bisection."""
     if uids is None or len(uids) != len(views):
-        return [v for v in views if v.record.uid in cand]
+        return Picked(views, [i for i, v in enumerate(views) if v.record.uid in cand])
     if len(cand) * 16 > len(views):  # a bisection costs ~20 tests: test every UID instead
-        at: Iterable[tuple[int, int]] = ((i, u) for i, u in enumerate(uids) if u in cand)
+        at = [i for i, u in enumerate(uids) if u in cand]
     else:
         n = len(uids)
-        at = ((i, u) for u in sorted(cand) if (i := bisect.bisect_left(uids, u)) < n and uids[i] == u)
-    out: list[MessageView] = []
-    for i, u in at:
-        v = views[i]  # made here if VIEWS makes its items on demand (`LazyViews`)
-        if v.record.uid != u:  # not aligned after all: test every view
-            return [v for v in views if v.record.uid in cand]
-        out.append(v)
-    return out
+        at = [i for u in sorted(cand) if (i := bisect.bisect_left(uids, u)) < n and uids[i] == u]
+    if at and (views[at[0]].record.uid, views[at[-1]].record.uid) != (uids[at[0]], uids[at[-1]]):
+        return Picked(views, [i for i, v in enumerate(views) if v.record.uid in cand])  # not aligned
+    return Picked(views, at)
+
+
+class Picked(Sequence[MessageView]):
+    """Some of a view list, by position; each view is taken from the list when used (from a
+    `LazyViews`, made then and freed after use). Positions are ints, which the cyclic garbage
+    collector does not track: 30,000 hits kept as views or tuples would start its passes over
+    every object of a 100,000-message session (issue 13 §4, p99)."""
+
+    __slots__ = ("_at", "_views")
+
+    def __init__(self, views: Sequence[MessageView], at: list[int]) -> None:
+        self._views, self._at = views, at
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    @overload
+    def __getitem__(self, i: int) -> MessageView: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[MessageView]: ...
+    def __getitem__(self, i: int | slice) -> MessageView | list[MessageView]:
+        if isinstance(i, slice):
+            return [self._views[k] for k in self._at[i]]
+        return self._views[self._at[i]]
+
+    def __iter__(self) -> Iterator[MessageView]:
+        views = self._views
+        for k in self._at:
+            yield views[k]
 
 
 def narrows(criteria: SearchKey) -> bool:
@@ -808,7 +831,7 @@ async def search(
     time_budget: float | None = None,
     max_decoded_bytes: int | None = None,
     uids: Sequence[int] | None = None,
-) -> list[MessageView]:
+) -> Sequence[MessageView]:
     """The views matching ``criteria``, in sequence order (RFC 9051 §6.4.4). ``uids``: the
     views' UIDs in the same order (the selected mailbox keeps them), to find index hits fast.
 
@@ -818,7 +841,7 @@ async def search(
     ctx = _ctx(views, load, saved, charset, now, time_budget, max_decoded_bytes)
     views, decided = await _narrowed(views, criteria, ctx, uids)
     if decided:
-        return list(views)
+        return views  # issue 13 §4: no object per hit (see `Picked`)
     return [v for v, _ in await _search(views, criteria, ctx, narrowed=True)]
 
 
