@@ -614,7 +614,25 @@ def _pick(views: Sequence[MessageView], cand: frozenset[int], uids: Sequence[int
     return Picked(views, at)
 
 
-class Picked(Sequence[MessageView]):
+class _ViewSeq(Sequence[MessageView]):
+    """A read-only view list whose items are got one at a time (`one`), sliced alike."""
+
+    __slots__ = ()
+
+    def one(self, i: int) -> MessageView:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, i: int) -> MessageView: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[MessageView]: ...
+    def __getitem__(self, i: int | slice) -> MessageView | list[MessageView]:
+        if isinstance(i, slice):
+            return [self.one(k) for k in range(*i.indices(len(self)))]
+        return self.one(i + len(self) if i < 0 else i)
+
+
+class Picked(_ViewSeq):
     """Some of a view list, by position; each view is taken from the list when used (from a
     `LazyViews`, made then and freed after use). Positions are ints, which the cyclic garbage
     collector does not track: 30,000 hits kept as views or tuples would start its passes over
@@ -628,13 +646,7 @@ class Picked(Sequence[MessageView]):
     def __len__(self) -> int:
         return len(self._at)
 
-    @overload
-    def __getitem__(self, i: int) -> MessageView: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[MessageView]: ...
-    def __getitem__(self, i: int | slice) -> MessageView | list[MessageView]:
-        if isinstance(i, slice):
-            return [self._views[k] for k in self._at[i]]
+    def one(self, i: int) -> MessageView:
         return self._views[self._at[i]]
 
     def __iter__(self) -> Iterator[MessageView]:
@@ -650,7 +662,7 @@ def narrows(criteria: SearchKey) -> bool:
     return any(isinstance(k, (SearchText, SearchHeader)) for k in keys)
 
 
-class LazyViews(Sequence[MessageView]):
+class LazyViews(_ViewSeq):
     """The views of a mailbox made on demand from its UIDs and records: a SEARCH the index
     narrows looks at its candidates only, and 100,000 views built (and kept) for 30 hits cost
     more than the search (issue 13 §4; the first SEARCH after SELECT)."""
@@ -663,15 +675,7 @@ class LazyViews(Sequence[MessageView]):
     def __len__(self) -> int:
         return len(self._uids)
 
-    @overload
-    def __getitem__(self, i: int) -> MessageView: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[MessageView]: ...
-    def __getitem__(self, i: int | slice) -> MessageView | list[MessageView]:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self._uids)))]
-        if i < 0:
-            i += len(self._uids)
+    def one(self, i: int) -> MessageView:
         u = self._uids[i]
         return MessageView(i + 1, self._records[u], u in self._recent)
 
