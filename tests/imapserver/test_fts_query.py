@@ -21,6 +21,7 @@ from mailhouse.imapserver import query
 from mailhouse.imapserver.query import MessageView
 from mailhouse.message import fts_text
 from mailhouse.message.cache import CachedMessage
+from mailhouse.proto.imap.commands import SearchReturnOption
 from mailhouse.proto.imap.reader import Reader
 from mailhouse.proto.imap.search import parse_search_program
 from mailhouse.store import open_store
@@ -222,6 +223,12 @@ async def test_lazy_views_make_the_candidates_views_only(
         lazy = Counting(uids, records, {uids[-1]})
         got = await query.search(lazy, _crit(p), load=indexed, uids=uids)
         during = len(made)
+        for uid in (False, True):  # the reply's numbers, made without a view per hit
+            assert query.numbers(got, uid=uid) == query.numbers(want, uid=uid), p
+            ret = [SearchReturnOption("MIN"), SearchReturnOption("MAX"), SearchReturnOption("COUNT")]
+            assert query.esearch_items(got, ret, uid=uid) == query.esearch_items(want, ret, uid=uid), p
+        assert len(made) - during <= 4, p  # MIN and MAX, twice
+        del made[during:]
         assert [(v.seq, v.record) for v in got] == [(v.seq, v.record) for v in want], p
         assert n < len(views), p
         if p == "BODY ordfis NOT SUBJECT zebra":  # decided per message: the candidates' views

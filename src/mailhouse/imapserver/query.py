@@ -654,6 +654,13 @@ class Picked(_ViewSeq):
         for k in self._at:
             yield views[k]
 
+    def numbers(self, *, uid: bool) -> list[int]:
+        """The UIDs or sequence numbers of the views, without making one from a `LazyViews`."""
+        views = self._views
+        if isinstance(views, LazyViews):
+            return [views.uid_at(k) for k in self._at] if uid else [k + 1 for k in self._at]
+        return [views[k].record.uid if uid else views[k].seq for k in self._at]
+
 
 def narrows(criteria: SearchKey) -> bool:
     """Can the word index narrow CRITERIA (a text key alone or in its top-level AND)? Then
@@ -678,6 +685,9 @@ class LazyViews(_ViewSeq):
     def one(self, i: int) -> MessageView:
         u = self._uids[i]
         return MessageView(i + 1, self._records[u], u in self._recent)
+
+    def uid_at(self, i: int) -> int:
+        return self._uids[i]
 
 
 def _batches(
@@ -912,9 +922,9 @@ def esearch_items(
     names = explicit & {"MIN", "MAX", "ALL", "COUNT", "PARTIAL"}
     if not names:
         names = {"ALL"}  # RFC 4731 §3.1: RETURN () means RETURN (ALL); so do CONTEXT/UPDATE alone
-    nums = [v.record.uid if uid else v.seq for v in found]
+    nums = numbers(found, uid=uid)
     items: list[tuple[str, int | SequenceSet | str]] = []
-    if ordered:
+    if ordered or isinstance(found, Picked):  # a Picked list is in sequence order
         first, last = (found[0], found[-1]) if found else (None, None)
     else:
         first = min(found, key=lambda v: v.seq) if found else None
@@ -982,7 +992,7 @@ def format_search(
     ``modseq`` is :func:`uses_modseq` of the criteria.
     """
     if return_options is None:
-        nums = [v.record.uid if uid else v.seq for v in found]
+        nums = numbers(found, uid=uid)
         ms = max((v.record.modseq for v in found), default=None) if modseq else None
         return SearchOutcome(response.search(nums, modseq=ms))
     items, save = esearch_items(found, return_options, uid=uid, modseq=modseq)
@@ -1136,4 +1146,6 @@ def format_thread(data: bytes) -> bytes:
 
 def numbers(found: Iterable[MessageView], *, uid: bool) -> list[int]:
     """Sequence numbers or UIDs of ``found`` (helper for callers and tests)."""
+    if isinstance(found, Picked):
+        return found.numbers(uid=uid)
     return [v.record.uid if uid else v.seq for v in found]
