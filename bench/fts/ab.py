@@ -20,13 +20,12 @@ import random
 import shutil
 import statistics
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 
-from bench.fts.run import pct, vocabulary
+from bench.fts.run import pct, search_once, vocabulary
 from bench.imap.run import Client
 
 EXTRA = "[auth]\nallow_plaintext = true\n[limits]\nsearch_time_budget = 3600\n"
@@ -38,19 +37,6 @@ def start(root: Path, src: Path) -> MailhouseProcess:
     env = dict(base, PYTHONPATH=f"{src / 'src'}{os.pathsep}{src}")
     mh.env = lambda: env  # type: ignore[method-assign]
     return mh.start()
-
-
-async def one(c: Client, tag: bytes, word: str) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    c.w.write(tag + b" SEARCH BODY " + word.encode() + b"\r\n")
-    await c.w.drain()
-    n = -1
-    while True:
-        line = await c.r.readline()
-        if line.startswith(b"* SEARCH"):
-            n = len(line.split()) - 2
-        elif line.startswith(tag + b" ") or not line:
-            return time.perf_counter() - t0, n
 
 
 async def compare(servers: dict[str, MailhouseProcess], words: Sequence[str], rounds: int) -> None:
@@ -66,7 +52,7 @@ async def compare(servers: dict[str, MailhouseProcess], words: Sequence[str], ro
             order = list(servers) if i % 2 == 0 else list(reversed(servers))
             got = {}
             for name in order:
-                t, n = await one(cs[name], b"S%d" % i, w)
+                t, n = await search_once(cs[name], b"S%d" % i, w)
                 got[name] = n
                 if rnd:
                     res[name].append((t, i, w, n))
