@@ -114,6 +114,23 @@ def pct(xs: Sequence[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
+async def search_once(c: Client, tag: bytes, word: str) -> tuple[float, int]:
+    """One ``SEARCH BODY word`` on C: (seconds to the tagged OK, number of hits)."""
+    t0 = time.perf_counter()
+    c.w.write(tag + b" SEARCH BODY " + word.encode() + b"\r\n")
+    await c.w.drain()
+    found = -1
+    while True:
+        line = await c.r.readline()
+        if line.startswith(b"* SEARCH"):
+            found = len(line.split()) - 2
+        elif line.startswith(tag + b" "):
+            assert line.startswith(tag + b" OK"), line
+            return time.perf_counter() - t0, found
+        elif not line:
+            raise ConnectionError("closed")
+
+
 async def timed_searches(
     host: str, port: int, user: str, words: Sequence[str]
 ) -> tuple[list[float], list[int]]:
@@ -122,21 +139,8 @@ async def timed_searches(
     await c.cmd("SELECT INBOX")
     times, counts = [], []
     for i, w in enumerate(words):
-        tag = b"S%d" % i
-        t0 = time.perf_counter()
-        c.w.write(tag + b" SEARCH BODY " + w.encode() + b"\r\n")
-        await c.w.drain()
-        found = -1
-        while True:
-            line = await c.r.readline()
-            if line.startswith(b"* SEARCH"):
-                found = len(line.split()) - 2
-            elif line.startswith(tag + b" "):
-                assert line.startswith(tag + b" OK"), line
-                break
-            elif not line:
-                raise ConnectionError("closed")
-        times.append(time.perf_counter() - t0)
+        t, found = await search_once(c, b"S%d" % i, w)
+        times.append(t)
         counts.append(found)
     c.close()
     return times, counts

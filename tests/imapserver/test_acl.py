@@ -460,3 +460,33 @@ def test_copy_and_append_into_a_shared_folder_drop_flags_without_rights(mh: Mail
     finally:
         o.close()
         r.close()
+
+
+def test_rename_of_another_users_folder_follows_rfc_4314(mh: MailhouseProcess) -> None:
+    """RFC 4314 §4: RENAME needs x on the mailbox and k on the new name's parent; the mailbox
+    stays its owner's (entries, messages and inferiors go with it); a rename out of the owner's
+    folders, or without either right, is refused and changes nothing."""
+    o, r = raw_client(mh, "owner"), raw_client(mh, "reader")
+    try:
+        assert ok(o.cmd('CREATE "Ren/Proj/Sub"'))
+        assert ok(o.cmd('CREATE "Ren/Archive"'))
+        assert tagged(append(o, "Ren/Proj")).startswith(b"OK")
+        assert ok(o.cmd('SETACL "Ren" reader@example.org lr'))  # no k on Ren
+        assert ok(o.cmd('SETACL "Ren/Archive" reader@example.org lrk'))
+        assert ok(o.cmd('SETACL "Ren/Proj" reader@example.org lrw'))  # no x yet
+        src, base = f"{OU}/Ren/Proj", f"{OU}/Ren"
+        assert b"[NOPERM]" in tagged(r.cmd(f'RENAME "{src}" "{base}/Archive/Proj"'))  # needs x
+        assert ok(o.cmd('SETACL "Ren/Proj" reader@example.org lrwx'))
+        assert b"[NOPERM]" in tagged(r.cmd(f'RENAME "{src}" "{base}/Done"'))  # no k on Ren
+        assert b"[CANNOT]" in tagged(r.cmd(f'RENAME "{src}" "Mine"'))  # out of the owner's folders
+        assert b"[CANNOT]" in tagged(r.cmd(f'RENAME "{src}" "{OU.replace(OWNER, "third@example.org")}/X"'))
+        assert ok(r.cmd(f'SUBSCRIBE "{src}"'))
+        assert ok(r.cmd(f'RENAME "{src}" "{base}/Archive/Proj"'))
+        names = {ln.rsplit(b" ", 1)[1] for ln in o.cmd('LIST "" "Ren/*"') if ln.startswith(b"* LIST")}
+        assert names == {b"Ren/Archive", b"Ren/Archive/Proj", b"Ren/Archive/Proj/Sub"}
+        assert b"lrwx" in o.cmd('GETACL "Ren/Archive/Proj"')[0]  # the entries stayed with it
+        assert b"* 1 EXISTS" in o.cmd('SELECT "Ren/Archive/Proj"')
+        assert r.cmd(f'LSUB "" "{base}/*"')[0] == f'* LSUB () "/" "{base}/Archive/Proj"'.encode()
+    finally:
+        o.close()
+        r.close()

@@ -105,3 +105,25 @@ def test_unindexed_and_appended_messages_are_found(server: MailhouseProcess) -> 
     assert tagged(c.until_tagged(b"A1")).startswith(b"OK")
     assert c.cmd("NOOP")
     assert c.cmd("SEARCH BODY wildebeest")[0] == b"* SEARCH 12"
+
+
+def test_first_search_after_select_sees_current_flags_and_numbers(server: MailhouseProcess) -> None:
+    """The first SEARCH after SELECT makes only its candidates' views (query.LazyViews): they
+    carry the session's sequence numbers, UIDs and the flags as of now (another session's
+    STORE), alone and combined with flag keys; RETURN (UPDATE) still uses the full list."""
+    other = _client(server)
+    try:
+        assert tagged(other.cmd("STORE 5 +FLAGS (\\Seen)")).startswith(b"OK")
+        c = _client(server)
+        assert c.cmd("SEARCH BODY zebra UNSEEN")[0] == b"* SEARCH"
+        c.close()
+        c = _client(server)
+        assert c.cmd("UID SEARCH SEEN BODY zebra")[0] == b"* SEARCH 5"
+        c.close()
+        c = _client(server)
+        got = c.cmd("SEARCH RETURN (UPDATE ALL COUNT) BODY zebra")[0]
+        assert got.endswith(b"ALL 5 COUNT 1"), got
+        c.close()
+    finally:
+        other.cmd("STORE 5 -FLAGS (\\Seen)")
+        other.close()

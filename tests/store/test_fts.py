@@ -10,7 +10,7 @@ import pytest
 
 from mailhouse.message import fts_text
 from mailhouse.store import open_store
-from mailhouse.store.api import DocState, FtsQuery, IndexDoc, NewMessage, Store
+from mailhouse.store.api import DocState, FlagMode, FtsQuery, IndexDoc, NewMessage, Store
 from mailhouse.store.backend import FtsDocIds
 from mailhouse.store.fts import Indexer
 
@@ -162,3 +162,65 @@ async def test_search_follows_copies_expunges_and_flags(store: Store) -> None:
     assert (await store.search_index(mb, q)).hits == [{2}]
     await store.deliver(MSG1.replace(b"north", b"south"), [NewMessage(mb, "", 0)])
     assert (await store.search_index(mb, q)).hits == [{2, 3}]
+
+
+async def test_flag_changes_keep_the_search_maps(store: Store) -> None:
+    """Flags change no document and no UID: a STORE must not cost the next search an
+    O(mailbox) rebuild of its maps (issue 13 §4, p99 on 100,000 messages)."""
+    mb = await _inbox(store)
+    await store.deliver(MSG1, [NewMessage(mb, "", 0)])
+    await store.deliver(MSG2, [NewMessage(mb, "", 0)])
+    q = [_q("BODY", "swordfish")]
+    assert (await store.search_index(mb, q)).hits == [{1}]
+    cache = store._unindexed  # type: ignore[attr-defined]
+    before = cache[mb]
+    await store.store_flags(mb, [1, 2], FlagMode.ADD, frozenset({"\\Seen", "$Label1"}))
+    assert (await store.search_index(mb, q)).hits == [{1}]
+    after = cache[mb]
+    assert after.modseq > before.modseq
+    assert after.uid_of is before.uid_of and after.unindexed is before.unindexed
+
+
+async def test_updated_search_maps_equal_a_rebuild(
+    store_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The maps brought forward change by change (copies within the mailbox, expunges of a
+    first or a further UID of one document, new and unindexed messages) answer as maps built
+    from scratch do, on both backends."""
+
+    def extract(raw: bytes) -> IndexDoc:  # a message marked "unindexable" gets no document
+        return IndexDoc(DocState.FAILED) if b"unindexable" in raw else fts_text.extract(raw)
+
+    store = _open(store_backend, tmp_path, request, extract)
+    await store.open()
+    try:
+        mb = await _inbox(store)
+        qs = [_q("BODY", "swordfish"), _q("BODY", "pizza"), _q("SUBJECT", "lunch")]
+        cache = store._unindexed  # type: ignore[attr-defined]
+
+        async def same() -> None:
+            got = await store.search_index(mb, qs)
+            cache.clear()
+            fresh = await store.search_index(mb, qs)
+            assert got.hits == fresh.hits and got.unindexed == fresh.unindexed
+
+        await store.deliver(MSG1, [NewMessage(mb, "", 0)])  # 1
+        await store.deliver(MSG2, [NewMessage(mb, "", 0)])  # 2
+        await same()
+        await store.copy(mb, [1, 2], mb)  # 3, 4: the same documents again
+        await same()
+        await store.copy(mb, [1], mb)  # 5
+        await store.expunge(mb, [1])  # the first UID of a document with two more
+        await same()
+        await store.expunge(mb, [5])  # a further UID
+        await store.store_flags(mb, [3], FlagMode.ADD, frozenset({"\\Flagged"}))
+        await same()
+        await store.deliver(MSG2 + b"unindexable\r\n", [NewMessage(mb, "", 0)])  # 6: no document
+        assert (await store.search_index(mb, qs)).unindexed == {6}
+        await same()
+        await store.expunge(mb, [3, 4, 6])
+        await same()
+        got = await store.search_index(mb, qs)
+        assert got.hits == [set(), {2}, {2}] and got.unindexed == set()
+    finally:
+        await store.close()

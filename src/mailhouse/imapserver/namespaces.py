@@ -223,6 +223,39 @@ async def create_foreign(s: SessionContext, name: str) -> None:
         await s.store.set_acl(mb.id, entry.identifier, entry.rights)
 
 
+async def rename_foreign(s: SessionContext, old: str, new: str) -> None:
+    """RENAME of another account's folder, inside that account (RFC 4314 §4: ``x`` on the
+    mailbox, ``k`` on the new name's parent). Its inferiors go with it and its entries stay
+    (they belong to the mailbox, not to the name); a name in another account, or the owner's
+    INBOX, is refused ``NO [CANNOT]`` (a move between accounts is not a rename)."""
+    src = await resolve(s, old, "x")
+    a, b = await locate(s, old), await locate(s, new)
+    if a is None or b is None or a.owner.id != b.owner.id:
+        raise No("A mailbox is renamed only inside its owner's folders", "CANNOT")
+    if a.local == "INBOX":
+        raise No("Another user's INBOX cannot be renamed", "CANNOT")
+    denied = No("Permission denied", "NOPERM")  # RFC 5530 §3; a parent out of sight alike
+    if DELIM not in b.local:
+        raise denied  # the top of another account's folders: no mailbox to hold k on
+    parent = await s.store.get_mailbox(b.owner.id, b.local.rpartition(DELIM)[0])
+    if parent is None or "k" not in await s.store.my_rights(s.acc(), parent):
+        raise denied
+    if b.local == "INBOX" or await s.store.get_mailbox(b.owner.id, b.local) is not None:
+        raise No("Target mailbox already exists", "ALREADYEXISTS")
+    if b.local.startswith(a.local + DELIM):
+        raise No("Cannot rename a mailbox into its own inferior", "CANNOT")
+    owned = await s.store.list_mailboxes(b.owner.id)
+    children = [m for m in owned if m.name.startswith(a.local + DELIM)]
+    await s.store.rename_mailbox(src.mailbox.id, b.local)
+    for m in sorted(children, key=lambda m: m.name):
+        await s.store.rename_mailbox(m.id, b.local + m.name[len(a.local) :])
+    me = s.acc().id
+    for name in await s.store.subscriptions(me):  # the renamer's subscriptions follow (as its own do)
+        if name == old or name.startswith(old + DELIM):
+            await s.store.set_subscribed(me, name, False)
+            await s.store.set_subscribed(me, new + name[len(old) :], True)
+
+
 SELECTED_NEEDS = {
     # RFC 4314 §4: what a command needs on the selected mailbox (beyond r, which SELECT needed)
     "FETCH": "r",

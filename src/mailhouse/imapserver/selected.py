@@ -526,6 +526,10 @@ class SelectedMailbox:
             items.append(("MODSEQ", [self.records[uid].modseq]))
         return response.fetch(seq, items)
 
+    def views_built(self) -> bool:
+        """Is the ``views()`` list there already (else building it costs O(mailbox))?"""
+        return self._views is not None
+
     def views(self) -> list[MessageView]:
         """``query.MessageView`` list in sequence order (the colleague module's input).
 

@@ -101,56 +101,130 @@ async def deliver_indexed(
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
-    """What a mailbox's searches share until its next MODSEQ or index generation: the unindexed
-    UIDs and, on a backend whose documents have ids, each document id's UID(s)."""
+    """What a mailbox's searches share until its next change or index generation: the unindexed
+    UIDs and, on a backend whose documents have ids, each document id's UID(s). Never changed
+    once made (searches in other threads may hold it): an update builds a new one."""
 
+    uidvalidity: int
     modseq: int
+    uidnext: int
     generation: int
     unindexed: frozenset[int]
     uid_of: dict[int, int] | None  # document id -> UID (None: the backend joins in SQL)
     more: dict[int, tuple[int, ...]]  # document id -> further UIDs (one blob copied within the mailbox)
+    doc_of: dict[int, int]  # UID -> document id (to forget an expunged UID without a rebuild)
 
 
-#: mailbox id -> its `_Snapshot`: O(mailbox) to compute, changed only by a new MODSEQ (a message
-#: added or removed, flags) or a new generation; then a query costs the index match and one dict
-#: lookup per hit, not a join per hit (issue 13 §4: p99 < 100 ms with 30 % of 100,000 messages hit).
+#: mailbox id -> its `_Snapshot`: O(mailbox) to compute once; then a new MODSEQ costs only what
+#: changed (issue 13 §4: p99 < 100 ms on 100,000 messages, with flags being set meanwhile):
+#: flags alone change nothing here, new UIDs (>= the old UIDNEXT) are read and added, expunged
+#: UIDs (`Tx.expunged_since` the old MODSEQ, RFC 7162 §3.2.10's memory) dropped. A new index
+#: generation or UIDVALIDITY rebuilds. A query costs the index match and one dict lookup per hit.
 UnindexedCache = dict[int, _Snapshot]
 _CACHE_MAX = 1024  # mailboxes remembered per process
 _CACHE_ROWS = 1_000_000  # and at most this many messages in them (about 100 MB of maps)
 
 
+def _add_rows(
+    rows: Sequence[tuple[int, int | None]],
+    uid_of: dict[int, int],
+    more: dict[int, tuple[int, ...]],
+    doc_of: dict[int, int],
+    loose: set[int],
+) -> None:
+    """Enter (UID, document id or None) ROWS into the maps (in place); a UID already there (read
+    by the update before) is kept as it is."""
+    for uid, doc in rows:
+        if uid in doc_of or uid in loose:
+            continue
+        if doc is None:
+            loose.add(uid)
+            continue
+        doc_of[uid] = doc
+        if doc in uid_of:
+            more[doc] = more.get(doc, ()) + (uid,)
+        else:
+            uid_of[doc] = uid
+
+
+def _drop_uids(
+    gone: Sequence[int],
+    uid_of: dict[int, int],
+    more: dict[int, tuple[int, ...]],
+    doc_of: dict[int, int],
+    loose: set[int],
+) -> None:
+    """Forget the expunged UIDs GONE (in place): a document's next UID takes the place of one."""
+    for uid in gone:
+        loose.discard(uid)
+        doc = doc_of.pop(uid, None)
+        if doc is None:
+            continue
+        rest = more.pop(doc, ())
+        if uid_of.get(doc) == uid:
+            if rest:
+                uid_of[doc] = rest[0]
+                rest = rest[1:]
+            else:
+                del uid_of[doc]
+        else:
+            rest = tuple(u for u in rest if u != uid)
+        if rest:
+            more[doc] = rest
+
+
 async def _snapshot(tx: Tx, mailbox_id: int, cache: UnindexedCache) -> _Snapshot:
-    # MODSEQ and generation are read BEFORE the rows: a change committed in between makes the
-    # cached snapshot stale under a key that no longer matches, or (same transaction) consistent
+    # MODSEQ, UIDNEXT and generation are read BEFORE the rows: a change committed in between is
+    # read again at the next update (rows are keyed by UID: reading one twice is harmless)
     mb = await tx.mailbox_by_id(mailbox_id)
     gen = await tx.fts_generation()
     got = cache.get(mailbox_id)
-    if mb is not None and got is not None and got.modseq == mb.highestmodseq and got.generation == gen:
-        return got
-    # backends whose documents have ids map hits to UIDs here; the others join in SQL
-    rows = await tx.fts_doc_uids(mailbox_id) if isinstance(tx, FtsDocIds) else None
-    uid_of: dict[int, int] | None = None
-    more: dict[int, tuple[int, ...]] = {}
-    if rows is None:
-        unindexed = frozenset(await tx.fts_unindexed(mailbox_id))
+    if mb is None:
+        return _Snapshot(0, -1, 0, gen, frozenset(), None if not isinstance(tx, FtsDocIds) else {}, {}, {})
+    if got is not None and (got.generation, got.uidvalidity) == (gen, mb.uidvalidity):
+        if got.modseq == mb.highestmodseq:
+            return got
+        snap = await _update(tx, mailbox_id, got, mb.highestmodseq, mb.uidnext)
     else:
-        uid_of = {}
-        loose: list[int] = []
-        for uid, doc in rows:
-            if doc is None:
-                loose.append(uid)
-            elif doc in uid_of:
-                more[doc] = more.get(doc, ()) + (uid,)
-            else:
-                uid_of[doc] = uid
-        unindexed = frozenset(loose)
-    snap = _Snapshot(mb.highestmodseq if mb else -1, gen, unindexed, uid_of, more)
-    if mb is not None:
-        size = sum(len(v.uid_of or ()) + len(v.unindexed) for v in cache.values())
-        if len(cache) >= _CACHE_MAX or size > _CACHE_ROWS:
-            cache.clear()
-        cache[mailbox_id] = snap
+        snap = await _build(tx, mailbox_id, mb.uidvalidity, mb.highestmodseq, mb.uidnext, gen)
+    size = sum(len(v.doc_of) + len(v.unindexed) for v in cache.values())
+    if len(cache) >= _CACHE_MAX or size > _CACHE_ROWS:
+        cache.clear()
+    cache[mailbox_id] = snap
     return snap
+
+
+async def _build(tx: Tx, mailbox_id: int, uidvalidity: int, modseq: int, uidnext: int, gen: int) -> _Snapshot:
+    if not isinstance(tx, FtsDocIds):  # the backend joins hits in SQL: only the unindexed UIDs
+        unindexed = frozenset(await tx.fts_unindexed(mailbox_id))
+        return _Snapshot(uidvalidity, modseq, uidnext, gen, unindexed, None, {}, {})
+    uid_of: dict[int, int] = {}
+    more: dict[int, tuple[int, ...]] = {}
+    doc_of: dict[int, int] = {}
+    loose: set[int] = set()
+    _add_rows(await tx.fts_doc_uids(mailbox_id), uid_of, more, doc_of, loose)
+    return _Snapshot(uidvalidity, modseq, uidnext, gen, frozenset(loose), uid_of, more, doc_of)
+
+
+async def _update(tx: Tx, mailbox_id: int, old: _Snapshot, modseq: int, uidnext: int) -> _Snapshot:
+    """OLD brought to MODSEQ: expunged UIDs dropped, UIDs from OLD's UIDNEXT on added; a flag
+    change needs nothing (the maps hold no flags)."""
+    gone = await tx.expunged_since(mailbox_id, old.modseq)
+    if not gone and uidnext <= old.uidnext:  # flags only: the same maps under the new MODSEQ
+        return _Snapshot(
+            old.uidvalidity, modseq, uidnext, old.generation, old.unindexed, old.uid_of, old.more, old.doc_of
+        )
+    loose = set(old.unindexed)
+    if old.uid_of is None or not isinstance(tx, FtsDocIds):
+        loose.difference_update(gone)
+        if uidnext > old.uidnext:
+            loose.update(await tx.fts_unindexed(mailbox_id, old.uidnext))
+        return _Snapshot(old.uidvalidity, modseq, uidnext, old.generation, frozenset(loose), None, {}, {})
+    uid_of, more, doc_of = dict(old.uid_of), dict(old.more), dict(old.doc_of)
+    _drop_uids(gone, uid_of, more, doc_of, loose)
+    if uidnext > old.uidnext:
+        _add_rows(await tx.fts_doc_uids(mailbox_id, old.uidnext), uid_of, more, doc_of, loose)
+    return _Snapshot(old.uidvalidity, modseq, uidnext, old.generation, frozenset(loose), uid_of, more, doc_of)
 
 
 async def search(tx: Tx, mailbox_id: int, queries: Sequence[FtsQuery], cache: UnindexedCache) -> FtsResult:

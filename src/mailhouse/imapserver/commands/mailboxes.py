@@ -105,9 +105,12 @@ async def cmd_rename(s: SessionContext, cmd: Command) -> Ok | None:
     old = check_name(args.old)
     new = check_new_name(args.new.rstrip(DELIM) if args.new.endswith(DELIM) else args.new)
     acc = s.acc().id
+    if namespaces.is_foreign_name(old):  # another account's folder: renamed inside that account
+        await namespaces.rename_foreign(s, old, new)
+        return None
     src = await get_existing(s, old, "x")  # RFC 4314 §4: RENAME needs x on the old name
-    if namespaces.is_foreign_name(old) or namespaces.is_foreign_name(new):
-        raise No("Mailboxes are renamed only inside the personal namespace", "CANNOT")
+    if namespaces.is_foreign_name(new):
+        raise No("A mailbox is renamed only inside its owner's folders", "CANNOT")
     if new == "INBOX" or await s.store.get_mailbox(acc, new) is not None:
         raise No("Target mailbox already exists", "ALREADYEXISTS")
     if new.startswith(old + DELIM):

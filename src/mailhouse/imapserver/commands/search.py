@@ -78,7 +78,9 @@ async def cmd_search(s: SessionContext, cmd: Command) -> Ok | None:
     contexts.check_return_options(ret)
     if "UPDATE" in _names(ret):
         contexts.check_tag(view, cmd.tag)
-    views = view.views()
+    lazy = not view.views_built() and "UPDATE" not in _names(ret) and query.narrows(args.criteria)
+    # issue 13 §4: a search the word index narrows makes the views of its candidates only
+    views = query.LazyViews(view.uids, view.records, view.recent) if lazy else view.views()
     saved_before = view.saved
     try:
         found = await query.search(
@@ -87,6 +89,7 @@ async def cmd_search(s: SessionContext, cmd: Command) -> Ok | None:
             load=s.node.messages,
             saved=saved_before,
             charset=args.charset,
+            uids=view.uids,
             **_budget(s),
         )
     except query.QueryError as e:

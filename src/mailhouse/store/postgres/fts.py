@@ -67,12 +67,13 @@ class FtsTx:
         )
         return [int(r[0]) for r in rows]
 
-    async def fts_unindexed(self, mailbox_id: int) -> list[int]:
+    async def fts_unindexed(self, mailbox_id: int, since_uid: int = 0) -> list[int]:
         rows = await self.c.fetch(
-            "SELECT uid FROM messages m WHERE mailbox_id = $1 AND NOT EXISTS"
+            "SELECT uid FROM messages m WHERE mailbox_id = $1 AND uid >= $3 AND NOT EXISTS"
             " (SELECT 1 FROM fts_docs d WHERE d.blob_key = m.blob_key AND d.state = $2)",
             mailbox_id,
             int(DocState.INDEXED),
+            since_uid,
         )
         return [int(r[0]) for r in rows]
 

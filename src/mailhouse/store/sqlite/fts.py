@@ -76,27 +76,29 @@ class FtsTx:
         ).fetchall()
         return [int(r[0]) for r in rows]
 
-    async def fts_unindexed(self, mailbox_id: int) -> list[int]:
+    async def fts_unindexed(self, mailbox_id: int, since_uid: int = 0) -> list[int]:
         rows = self.c.execute(
-            "SELECT uid FROM messages m WHERE mailbox_id = ? AND NOT EXISTS"
+            "SELECT uid FROM messages m WHERE mailbox_id = ? AND uid >= ? AND NOT EXISTS"
             " (SELECT 1 FROM fts_docs d WHERE d.blob_key = m.blob_key AND d.state = ?)",
-            (mailbox_id, int(DocState.INDEXED)),
+            (mailbox_id, since_uid, int(DocState.INDEXED)),
         ).fetchall()
         return [int(r[0]) for r in rows]
 
-    async def fts_doc_uids(self, mailbox_id: int) -> list[tuple[int, int | None]]:
+    async def fts_doc_uids(self, mailbox_id: int, since_uid: int = 0) -> list[tuple[int, int | None]]:
         rows = self.c.execute(
             "SELECT m.uid, d.id FROM messages m LEFT JOIN fts_docs d ON d.blob_key = m.blob_key AND d.state = ?"
-            " WHERE m.mailbox_id = ?",
-            (int(DocState.INDEXED), mailbox_id),
+            " WHERE m.mailbox_id = ? AND m.uid >= ?",
+            (int(DocState.INDEXED), mailbox_id, since_uid),
         ).fetchall()
         return [(int(u), None if d is None else int(d)) for u, d in rows]
 
     async def fts_match_docs(self, query: FtsQuery) -> list[int]:
         # the FTS5 match alone, no join (ids of freed documents included: their postings stay
         # until a rebuild; the caller's id -> UID map has no entry for them)
+        # row by row, not fetchall: each row's tuple is freed at once (30,000 live tuples would
+        # start the cyclic garbage collector's passes over the whole process)
         rows = self.c.execute("SELECT rowid FROM fts_terms WHERE fts_terms MATCH ?", (match_expr(query),))
-        return [r[0] for r in rows.fetchall()]
+        return [r for (r,) in rows]
 
     async def fts_backlog(self, after: str, limit: int) -> list[str]:
         rows = self.c.execute(  # index messages_blob, in key order
