@@ -19,14 +19,7 @@ from mailhouse import __version__
 from mailhouse import config as config_mod
 from mailhouse.cli.common import with_store
 from mailhouse.runtime.beacon import live_nodes
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
+from mailhouse.web.common import human_size
 
 
 def _duration(s: float) -> str:
@@ -89,7 +82,7 @@ async def cmd_status(args: argparse.Namespace, cfg: config_mod.Config) -> int:
         if cfg.store.startswith("sqlite://"):
             size = await asyncio.to_thread(_db_size, cfg.store.removeprefix("sqlite://"))
             blobs = await asyncio.to_thread(_tree_size, cfg.data_dir / "blobs")
-            print(f"Store: SQLite {_human(size)} + message files {_human(blobs)} in {cfg.data_dir}")
+            print(f"Store: SQLite {human_size(size)} + message files {human_size(blobs)} in {cfg.data_dir}")
         else:
             print(
                 "Store: PostgreSQL (size: ask the database, e.g. SELECT pg_database_size(current_database()))"

@@ -44,7 +44,6 @@ from typing import Any
 
 import dkim as dkimpy
 import dns.exception
-import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -52,6 +51,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from mailhouse.mailauth.resolvers import resolver_on
 from mailhouse.message.headers import split_header_block
 from mailhouse.store.api import DkimKey
 from mailhouse.store.crlf import to_crlf
@@ -456,14 +456,7 @@ def make_resolver(
     nameservers: Sequence[tuple[str, int]] | None, timeout: float = DNS_TIMEOUT
 ) -> dns.resolver.Resolver:
     """A dnspython resolver on NAMESERVERS (``[(ip, port)]``); the system's only when none given."""
-    if nameservers:
-        r = dns.resolver.Resolver(configure=False)  # never /etc/resolv.conf
-        r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
-    else:
-        r = dns.resolver.Resolver()
-    r.lifetime = timeout
-    r.timeout = timeout
-    return r
+    return resolver_on(dns.resolver.Resolver, nameservers, timeout)
 
 
 def txt_lookup(resolver: dns.resolver.Resolver) -> Callable[..., bytes | None]:

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import dns.asyncresolver
 import dns.exception
 import dns.name
-import dns.nameserver
 import dns.resolver
 import dns.reversename
 
 from mailhouse.mailauth import spf
 from mailhouse.mailauth.dnsrecords import Record
+from mailhouse.mailauth.resolvers import resolver_on
 from mailhouse.proto.mtasts import parse_txt
 
 DNS_TIMEOUT = 5.0
@@ -72,14 +72,7 @@ def async_resolver(
     nameservers: Sequence[tuple[str, int]], timeout: float = DNS_TIMEOUT
 ) -> dns.asyncresolver.Resolver:
     """A resolver asking `[dns] nameservers` (the system's when none are configured)."""
-    if nameservers:
-        r = dns.asyncresolver.Resolver(configure=False)
-        r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
-    else:
-        r = dns.asyncresolver.Resolver()
-    r.lifetime = timeout
-    r.timeout = timeout
-    return r
+    return resolver_on(dns.asyncresolver.Resolver, nameservers, timeout)
 
 
 class Checker:

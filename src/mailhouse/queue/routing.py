@@ -31,12 +31,12 @@ import dns.asyncresolver
 import dns.exception
 import dns.flags
 import dns.name
-import dns.nameserver
 import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
 from mailhouse.config import Config, Dnssec, Route
+from mailhouse.mailauth.resolvers import resolver_on
 
 DNS_CACHE_ENTRIES = 10000  # RRsets kept per node (dnspython LRU cache, each for its TTL)
 DNS_LIFETIME = 10.0  # seconds for one whole lookup (Postfix: smtp_dns_... uses resolver defaults)
@@ -89,11 +89,7 @@ class ValidatedOnlyCache(dns.resolver.LRUCache):
 
 def make_resolver(cfg: Config, cache: bool = True) -> dns.asyncresolver.Resolver:
     """A resolver on `[dns] nameservers` (else the system's), asking for DNSSEC when configured."""
-    if cfg.dns_nameservers:
-        r = dns.asyncresolver.Resolver(configure=False)
-        r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in cfg.dns_nameservers]
-    else:
-        r = dns.asyncresolver.Resolver()
+    r = resolver_on(dns.asyncresolver.Resolver, cfg.dns_nameservers)
     r.lifetime = DNS_LIFETIME
     dnssec = cfg.dns_dnssec is Dnssec.RESOLVER
     if cache:

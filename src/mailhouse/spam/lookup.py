@@ -30,9 +30,10 @@ from collections.abc import Sequence
 
 import dns.asyncresolver
 import dns.exception
-import dns.nameserver
 import dns.resolver
 import dns.reversename
+
+from mailhouse.mailauth.resolvers import resolver_on
 
 __all__ = [
     "BREAKER_COOLDOWN",
@@ -81,12 +82,7 @@ class Lookup:
         threshold: int = BREAKER_THRESHOLD,
         cooldown: float = BREAKER_COOLDOWN,
     ) -> None:
-        if nameservers:
-            r = dns.asyncresolver.Resolver(configure=False)
-            r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
-        else:
-            r = dns.asyncresolver.Resolver()
-        self.resolver = r
+        self.resolver = resolver_on(dns.asyncresolver.Resolver, nameservers)
         # (name, type) → (expiry in time.monotonic, answer): a DNSBL is asked once per TTL
         self.cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
         self.threshold = threshold
