@@ -150,9 +150,12 @@ class SmtpSession:
 
     def _drop_message(self) -> None:
         """Forget the message being received: spool file removed, its octets given back."""
-        if self.spool is not None:
-            self.spool.discard()
-            self.spool = None
+        spool, self.spool = self.spool, None
+        if spool is not None:
+            if spool.on_disk:  # unlinking a big file blocks for a while: not on the event loop
+                self.conn.loop.run_in_executor(None, spool.discard)
+            else:
+                spool.discard()
         if self._held:
             self.budget.give(self._held)
             self._held = 0
@@ -413,7 +416,7 @@ class SmtpSession:
         if self.spool is None:
             self.spool = Spool(self.cfg.data_dir / "spool")
         try:
-            self.spool.write(ev.data)
+            self.spool.write(ev.data, crlf=ev.crlf)  # DATA: CRLF already, no pass over it
             if self.spool.flush_due:
                 await asyncio.to_thread(self.spool.flush)  # file I/O never on the event loop
         except OSError as e:  # the spool's disk is full (or failing): insufficient storage too
