@@ -511,7 +511,7 @@ class SmtpSession:
         finally:
             if scoring is not None:
                 scoring.cancel()  # a no-op once finished
-        stored: Awaitable[None] = asyncio.sleep(0)
+        stored: Awaitable[None] | None = None  # (no placeholder coroutine: one left unawaited warns)
         if verdict is not None:
             self.log.info("spam %s %s", self.queue_id, safe(verdict.summary()))
             stored = self._store_verdict(body, verdict)
@@ -522,20 +522,21 @@ class SmtpSession:
             if verdict.action is Action.JUNK:
                 folder = Folder.JUNK
         message = body.prepend(self._received())
-        reply, _ = await asyncio.gather(  # the verdict is written beside the delivery (one group commit)
-            self.svc.envelope.accept(
-                message,
-                sender,
-                list(self.local.values()),
-                self.remote,
-                queue_id=self.queue_id,
-                submitted_by=self.user if self.mode != "smtp" else None,
-                mail_params=self.mail_params,
-                folder=folder,
-                forwarded_by=self.forwarded_by,
-            ),
-            stored,
+        accepted = self.svc.envelope.accept(
+            message,
+            sender,
+            list(self.local.values()),
+            self.remote,
+            queue_id=self.queue_id,
+            submitted_by=self.user if self.mode != "smtp" else None,
+            mail_params=self.mail_params,
+            folder=folder,
+            forwarded_by=self.forwarded_by,
         )
+        if stored is None:
+            reply = await accepted
+        else:  # the verdict is written beside the delivery (one group commit)
+            reply, _ = await asyncio.gather(accepted, stored)
         if reply.code != 250:
             return reply
         self.log.info(
