@@ -985,16 +985,17 @@ class SMTPServerProtocol:
 
     # ------------------------------------------------------------ message readers
 
-    def _account(self, out: bytearray, seg: bytes | bytearray) -> None:
+    def _account(self, seg: bytes, crlf: bool) -> None:
+        """Message octets: counted, cut at the size limit, emitted without another copy."""
         self._msg_size += len(seg)
         if self._msg_too_big:
             return  # past the limit: count and drop (bounded memory)
         over = self._msg_size - self.max_message_size
         if over > 0:
             self._msg_too_big = True
-            out += seg[: len(seg) - over]
-        else:
-            out += seg
+            seg = seg[: len(seg) - over]
+        if seg:
+            self._events.append(MessageChunk(seg, crlf))
 
     def _finish_message(self, bare: bool) -> MessageEnd:
         end = MessageEnd(self._msg_size, self._msg_too_big, bare)
@@ -1058,36 +1059,22 @@ class SMTPServerProtocol:
                 # RFC 5321 §4.5.2: a period at the start of a line is deleted (no "\r\n."
                 # straddles two chunks: see above)
                 seg = seg.replace(_LINE_DOT, b"\r\n")
-            self._account_data(seg)
+            self._account(seg, True)
         del buf[:consume]
         if end >= 0:
             self._events.append(self._finish_message(self._msg_bare))
         return consume > 0
 
-    def _account_data(self, seg: bytes) -> None:
-        """DATA text: counted, cut at the size limit, emitted without another copy."""
-        self._msg_size += len(seg)
-        if self._msg_too_big:
-            return  # past the limit: count and drop (bounded memory)
-        over = self._msg_size - self.max_message_size
-        if over > 0:
-            self._msg_too_big = True
-            seg = seg[: len(seg) - over]
-        if seg:
-            self._events.append(MessageChunk(seg, crlf=True))
-
     def _read_bdat(self) -> Event | NeedData:
         buf = self._buf
         take = min(self._bdat_remaining, len(buf), DATA_CHUNK_SIZE)
-        out = bytearray()
         if take:
-            seg = buf[:take]
+            with memoryview(buf) as view:
+                seg = bytes(view[:take])
             del buf[:take]
             self._bdat_remaining -= take
             if not self._bdat_discard:
-                self._account(out, seg)  # RFC 3030 §2: chunk bytes are raw, no dot-stuffing
-        if out:
-            self._events.append(MessageChunk(bytes(out)))
+                self._account(seg, False)  # RFC 3030 §2: chunk bytes are raw, no dot-stuffing
         if self._bdat_remaining == 0:
             if self._bdat_discard:
                 self._bdat_discard = False
