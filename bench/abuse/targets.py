@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.mailhouse_proc import MailhouseProcess
+from tests.peers.dns import DNSServer
 from tests.peers.dovecot import DovecotInstance
 from tests.peers.postfix import PostfixInstance
 
@@ -103,13 +104,25 @@ async def _load_mailhouse(mh: MailhouseProcess, p: Profile, pops: tuple[str, ...
 
 def start_mailhouse(root: Path, p: Profile, n_pop: int) -> Target:
     root.mkdir(parents=True, exist_ok=True)
+    # every DNS look-up answered on loopback (the system resolver is not ours to query, and one
+    # that never answers would make each delivery wait out the DNS budget): PTR/A of the clients
+    dns = DNSServer(
+        a={"legit.bench.test": "127.0.0.1", "hostile.bench.test": "127.0.0.2"},
+        ptr={"1.0.0.127.in-addr.arpa": "legit.bench.test", "2.0.0.127.in-addr.arpa": "hostile.bench.test"},
+    ).start()
     mh = MailhouseProcess(
-        root, services=("smtp", "imap", "pop3", "http"), extra="[auth]\nallow_plaintext = true\n"
+        root,
+        services=("smtp", "imap", "pop3", "http"),
+        extra=f'[auth]\nallow_plaintext = true\n[dns]\nnameservers = ["{dns.nameserver}"]\n',
     )
-    mh.add_domain("example.org")
-    pops = pop_users(n_pop)
-    web_path = asyncio.run(_load_mailhouse(mh, p, pops))
-    mh.start()
+    try:
+        mh.add_domain("example.org")
+        pops = pop_users(n_pop)
+        web_path = asyncio.run(_load_mailhouse(mh, p, pops))
+        mh.start()
+    except BaseException:
+        dns.stop()
+        raise
     assert mh.proc is not None
     ep = Endpoints(
         host=mh.host,
@@ -124,7 +137,7 @@ def start_mailhouse(root: Path, p: Profile, n_pop: int) -> Target:
         "mailhouse",
         ep,
         {"mailhouse": mh.proc.pid},
-        lambda: mh.stop(timeout=3),  # SIGTERM drains; past 3 s the group is killed (nothing is kept)
+        lambda: (mh.stop(timeout=3), dns.stop()),  # SIGTERM drains; past 3 s the group is killed
         diagnose=lambda: {"watchdog": watchdog_stalls(mh.logtext())},
     )
 

@@ -76,7 +76,7 @@ def merge(events: Iterable[Event]) -> list[Event]:
     out: list[Event] = []
     for ev in events:
         if isinstance(ev, MessageChunk) and out and isinstance(out[-1], MessageChunk):
-            out[-1] = MessageChunk(out[-1].data + ev.data)
+            out[-1] = MessageChunk(out[-1].data + ev.data, ev.crlf)
         else:
             out.append(ev)
     return out

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+from tests.mailhouse_proc import MailhouseProcess
 
 
 class RawSmtp:
@@ -79,3 +81,14 @@ def vm_status(pid: int) -> dict[str, int]:
             if k in ("VmRSS", "VmHWM"):
                 out[k] = int(v.split()[0])
     return out
+
+
+def smtp_only(factory: Callable[..., MailhouseProcess], max_size: int, inflight: int) -> MailhouseProcess:
+    """A started Mailhouse with SMTP only, hosting alice@example.org, with these message limits."""
+    mh = factory(
+        services=("smtp",),
+        extra=f"[limits]\nmax_message_size = {max_size}\nmax_inflight_bytes = {inflight}\n",
+    )
+    mh.add_domain("example.org")
+    mh.add_user("alice@example.org")
+    return mh.start()

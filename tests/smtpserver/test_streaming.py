@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.mailhouse_proc import MailhouseProcess
-from tests.smtpserver.stream_client import RawSmtp, big_body, vm_status
+from tests.smtpserver.stream_client import RawSmtp, big_body, smtp_only, vm_status
 
 BIG = 48 * 1000 * 1000
 MAX_SIZE = 60 * 1000 * 1000
@@ -95,13 +95,7 @@ def stored(mh: MailhouseProcess, user: str, token: str) -> bytes:
 
 @pytest.fixture
 def small_mh(mailhouse_factory: Callable[..., MailhouseProcess]) -> MailhouseProcess:
-    mh = mailhouse_factory(
-        services=("smtp",),
-        extra="[limits]\nmax_message_size = 8000000\nmax_inflight_bytes = 6000000\n",
-    )
-    mh.add_domain("example.org")
-    mh.add_user("alice@example.org")
-    return mh.start()
+    return smtp_only(mailhouse_factory, 8_000_000, 6_000_000)
 
 
 def session(mh: MailhouseProcess) -> RawSmtp:

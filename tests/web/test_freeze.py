@@ -85,6 +85,51 @@ def test_deeply_nested_html_mail_does_not_freeze_the_node(web_mh):
     assert max(probe.times) < 0.5, (max(probe.times), page_time)
 
 
+LINK = '<a href="https://e.test/">w &amp; w</a><br>\n'
+
+
+def test_plain_text_fallback_of_a_2mb_html_mail_does_not_freeze_the_node(web_mh):
+    """The sanitiser gives up on 2 MB of links (too slow or too big: nh3 adds attributes to each);
+    the page then shows `quick_text` of the HTML, which held the loop ~0.4 s per view in one pass."""
+    subject = "Link flood fallback"
+    html = LINK * (sanitize.MAX_HTML_INPUT // len(LINK))
+    msg = (
+        f"From: Mallory <mallory@remote.test>\nTo: bob@example.org\nSubject: {subject}\n"
+        "Message-ID: <link.flood@remote.test>\nMIME-Version: 1.0\n"
+        "Content-Type: text/html; charset=utf-8\n\n" + html
+    )
+    deliver(web_mh, "bob@example.org", msg, sender="mallory@remote.test")
+    c = login(web_mh, "bob@example.org")
+    c.timeout = httpx.Timeout(120)
+    inbox = folder_ids(c)["INBOX"]
+    listing = c.get(f"/mail/{inbox}", params={"q": f"subject:{subject}"}).text
+    uid = re.search(rf'/mail/{inbox}/(\d+)"', listing).group(1)
+    views = 4
+    with LatencyProbe(*web_mh.addr("imap")) as probe:
+        time.sleep(0.2)
+        pages = [c.get(f"/mail/{inbox}/{uid}") for _ in range(views)]
+        time.sleep(0.2)
+    assert all(r.status_code == 200 and 'id="html-fallback"' in r.text for r in pages)
+    assert "w &amp; w" in pages[0].text  # the plain text is shown (escaped)
+    slow = [t for t in probe.times if t > 0.25]
+    # one stall per view before (0.36-0.6 s each); a loaded machine may add one unrelated spike
+    assert len(slow) < 2, (slow, len(probe.times))
+
+
+def test_quick_text_pieces_give_the_same_text_as_one_pass():
+    html = "<p>a &amp; b</p>\n\n\n<script>x<y</script><div>c</div>" * 50 + "<style>p{}" + "<b>t</b>" * 20
+    whole = quick_text(html)
+    for size in (1, 7, 64, 1 << 20):
+        assert "".join(sanitize._windows(html, size)) == html
+    saved = sanitize.QUICK_WINDOW
+    try:
+        for size in (1, 7, 64):
+            sanitize.QUICK_WINDOW = size
+            assert quick_text(html) == whole
+    finally:
+        sanitize.QUICK_WINDOW = saved
+
+
 # ------------------------------------------------------------------ the pieces, without a node
 def test_sanitising_deep_html_is_fast_and_keeps_the_text():
     t = time.perf_counter()

@@ -166,6 +166,7 @@ MAX_HEADER_TEXT = 255
 _DOT = 0x2E
 _CRLF_DOT_CRLF_TAIL = b".\r\n"
 _END_OF_DATA = b"\r\n.\r\n"  # RFC 5321 §4.1.1.4
+_LINE_DOT = b"\r\n."  # a line starting with a period: stuffed (RFC 5321 §4.5.2) or the end marker
 
 
 class LocalProtocolError(RuntimeError):
@@ -290,6 +291,10 @@ class Data:
 @dataclass(frozen=True, slots=True)
 class MessageChunk:
     data: bytes  # un-dot-stuffed message bytes (DATA) or raw chunk bytes (BDAT)
+    #: DATA: every line ending in DATA is CRLF and no chunk ends inside one, unless the
+    #: `MessageEnd` says ``bare_newline`` (then the message is refused anyway), so the consumer
+    #: need not normalise line endings. BDAT (RFC 3030 §2: raw octets): False.
+    crlf: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -982,16 +987,17 @@ class SMTPServerProtocol:
 
     # ------------------------------------------------------------ message readers
 
-    def _account(self, out: bytearray, seg: bytes | bytearray) -> None:
+    def _account(self, seg: bytes, crlf: bool) -> None:
+        """Message octets: counted, cut at the size limit, emitted without another copy."""
         self._msg_size += len(seg)
         if self._msg_too_big:
             return  # past the limit: count and drop (bounded memory)
         over = self._msg_size - self.max_message_size
         if over > 0:
             self._msg_too_big = True
-            out += seg[: len(seg) - over]
-        else:
-            out += seg
+            seg = seg[: len(seg) - over]
+        if seg:
+            self._events.append(MessageChunk(seg, crlf))
 
     def _finish_message(self, bare: bool) -> MessageEnd:
         end = MessageEnd(self._msg_size, self._msg_too_big, bare)
@@ -1023,7 +1029,11 @@ class SMTPServerProtocol:
                 del buf[:1]  # RFC 5321 §4.5.2: delete the leading period
         n = len(buf)
         limit = min(n, max(DATA_CHUNK_SIZE, 2 * len(_END_OF_DATA)))  # a held-back tail leaves some text
-        end = buf.find(_END_OF_DATA, 0, min(n, limit + len(_END_OF_DATA) - 1))
+        window = min(n, limit + len(_END_OF_DATA) - 1)
+        # One pass finds the first line starting with a period: without one there is neither an
+        # end marker nor a stuffed dot in the window (most windows), so nothing else is searched.
+        dot = buf.find(_LINE_DOT, 0, window)
+        end = -1 if dot < 0 else buf.find(_END_OF_DATA, dot, window)
         if end >= 0:
             take, consume = end + 2, end + len(_END_OF_DATA)  # the text keeps its last CRLF
         else:
@@ -1040,37 +1050,33 @@ class SMTPServerProtocol:
                 take -= 1
             consume = take
         if take:
-            seg = bytes(buf[:take])
-            # Smuggling defence: a line only ends at CRLF; a bare CR or LF marks the message
-            crlf = seg.count(b"\r\n")
-            if seg.count(b"\r") > crlf or seg.count(b"\n") > crlf:
-                self._msg_bare = True
-            # RFC 5321 §4.5.2: a period at the start of a line is deleted (no "\r\n." straddles
-            # two chunks: see above)
-            self._account_data(seg.replace(b"\r\n.", b"\r\n"))
+            with memoryview(buf) as view:  # one copy (released before the buffer shrinks)
+                seg = bytes(view[:take])
+            if not self._msg_bare:  # (once bare, the message is refused: no need to look again)
+                # Smuggling defence: a line only ends at CRLF; a bare CR or LF marks the message
+                crlf = seg.count(b"\r\n")
+                if seg.count(b"\r") != crlf or seg.count(b"\n") != crlf:
+                    self._msg_bare = True
+            if 0 <= dot and dot + len(_LINE_DOT) <= take:
+                # RFC 5321 §4.5.2: a period at the start of a line is deleted (no "\r\n."
+                # straddles two chunks: see above)
+                seg = seg.replace(_LINE_DOT, b"\r\n")
+            self._account(seg, True)
         del buf[:consume]
         if end >= 0:
             self._events.append(self._finish_message(self._msg_bare))
         return consume > 0
 
-    def _account_data(self, seg: bytes) -> None:
-        out = bytearray()
-        self._account(out, seg)
-        if out:
-            self._events.append(MessageChunk(bytes(out)))
-
     def _read_bdat(self) -> Event | NeedData:
         buf = self._buf
         take = min(self._bdat_remaining, len(buf), DATA_CHUNK_SIZE)
-        out = bytearray()
         if take:
-            seg = buf[:take]
+            with memoryview(buf) as view:
+                seg = bytes(view[:take])
             del buf[:take]
             self._bdat_remaining -= take
             if not self._bdat_discard:
-                self._account(out, seg)  # RFC 3030 §2: chunk bytes are raw, no dot-stuffing
-        if out:
-            self._events.append(MessageChunk(bytes(out)))
+                self._account(seg, False)  # RFC 3030 §2: chunk bytes are raw, no dot-stuffing
         if self._bdat_remaining == 0:
             if self._bdat_discard:
                 self._bdat_discard = False

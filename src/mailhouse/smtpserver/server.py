@@ -154,9 +154,12 @@ class SmtpSession:
 
     def _drop_message(self) -> None:
         """Forget the message being received: spool file removed, its octets given back."""
-        if self.spool is not None:
-            self.spool.discard()
-            self.spool = None
+        spool, self.spool = self.spool, None
+        if spool is not None:
+            if spool.on_disk:  # unlinking a big file blocks for a while: not on the event loop
+                self.conn.loop.run_in_executor(None, spool.discard)
+            else:
+                spool.discard()
         if self._held:
             self.budget.give(self._held)
             self._held = 0
@@ -431,7 +434,7 @@ class SmtpSession:
         if self.spool is None:
             self.spool = Spool(self.cfg.data_dir / "spool")
         try:
-            self.spool.write(ev.data)
+            self.spool.write(ev.data, crlf=ev.crlf)  # DATA: CRLF already, no pass over it
             if self.spool.flush_due:
                 await asyncio.to_thread(self.spool.flush)  # file I/O never on the event loop
         except OSError as e:  # the spool's disk is full (or failing): insufficient storage too
@@ -526,7 +529,7 @@ class SmtpSession:
         finally:
             if scoring is not None:
                 scoring.cancel()  # a no-op once finished
-        stored: Awaitable[None] = asyncio.sleep(0)
+        stored: Awaitable[None] | None = None  # (no placeholder coroutine: one left unawaited warns)
         if verdict is not None:
             self.log.info("spam %s %s", self.queue_id, safe(verdict.summary()))
             stored = self._store_verdict(body, verdict)
@@ -537,20 +540,21 @@ class SmtpSession:
             if verdict.action is Action.JUNK:
                 folder = Folder.JUNK
         message = body.prepend(self._received())
-        reply, _ = await asyncio.gather(  # the verdict is written beside the delivery (one group commit)
-            self.svc.envelope.accept(
-                message,
-                sender,
-                list(self.local.values()),
-                self.remote,
-                queue_id=self.queue_id,
-                submitted_by=self.user if self.mode != "smtp" else None,
-                mail_params=self.mail_params,
-                folder=folder,
-                forwarded_by=self.forwarded_by,
-            ),
-            stored,
+        accepted = self.svc.envelope.accept(
+            message,
+            sender,
+            list(self.local.values()),
+            self.remote,
+            queue_id=self.queue_id,
+            submitted_by=self.user if self.mode != "smtp" else None,
+            mail_params=self.mail_params,
+            folder=folder,
+            forwarded_by=self.forwarded_by,
         )
+        if stored is None:
+            reply = await accepted
+        else:  # the verdict is written beside the delivery (one group commit)
+            reply, _ = await asyncio.gather(accepted, stored)
         if reply.code != 250:
             return reply
         self.log.info(

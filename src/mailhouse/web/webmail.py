@@ -58,7 +58,7 @@ from mailhouse.web.mailview import (
     thread_of,
     thread_rows,
 )
-from mailhouse.web.sanitize import cid_path, html_to_text_async, quick_text, sanitize_html_async
+from mailhouse.web.sanitize import cid_path, html_to_text_async, quick_text_async, sanitize_html_async
 from mailhouse.web.send import (
     DRAFTS,
     SENT,
@@ -226,7 +226,7 @@ async def message_view(request: Request) -> Response:
         clean = await sanitize_html_async(body.html, allow_remote=allow_remote, cid_url=cid_path(base))
         html, blocked, fallback = clean.html, clean.remote_blocked, clean.fallback
         if fallback is not None:  # issue 12: too slow or too big; plain text instead of a frozen node
-            html, text = None, text if text is not None else quick_text(body.html)
+            html, text = None, text if text is not None else await quick_text_async(body.html)
     items = await summaries(st, await svc.store.list_messages(mb.id))
     conv_uids = thread_of(items, rec.uid)
     by_uid = {r.uid: (r, s) for r, s in items}
