@@ -30,6 +30,7 @@ from mailhouse import config as config_mod
 from mailhouse.accounts.housekeeping import Housekeeper
 from mailhouse.accounts.throttle import LoginThrottle
 from mailhouse.config import Config, Listener
+from mailhouse.reports.schedule import DailyReports
 from mailhouse.runtime import cpupool
 from mailhouse.runtime.connlimits import ConnectionGate, CountTable, policy_from_config
 from mailhouse.runtime.listener import bind_shared
@@ -114,6 +115,7 @@ async def run_node(
     cpupool.configure(workers=cfg.cpu_workers, queue=cfg.cpu_queue, budget=cfg.cpu_budget)
     gate = ConnectionGate(policy_from_config(cfg), table)
     housekeeper = Housekeeper(svc.store)
+    reports = DailyReports(cfg, svc.store, svc.outbound.enqueue, svc.outbound.owner)  # issue 14 §2, 15 §4
     try:
         servers = node_servers(svc, cfg.listen, gate)
         for name, addrs in cfg.listen.items():
@@ -122,6 +124,7 @@ async def run_node(
                 log.info("%s listening on %s:%d", name, host, port)
         await svc.outbound.start()
         housekeeper.start()  # hourly purge of expired bans/marks and old limit events
+        reports.start()
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -153,6 +156,7 @@ async def run_node(
         for s in listening:
             s.close()
         await housekeeper.stop()
+        await reports.stop()
         await watchdog.stop()
         await cpupool.shutdown()
         await svc.store.close()

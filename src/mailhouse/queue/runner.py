@@ -56,6 +56,7 @@ from mailhouse.queue.mtasts import Mode, MtaSts
 from mailhouse.queue.owner import INCARNATION, Owner, node_id
 from mailhouse.queue.routing import Router, RoutingError
 from mailhouse.queue.status import DEFERRED, DELIVERED, FAILED, OPEN
+from mailhouse.smtpclient import tlsrpt
 from mailhouse.smtpclient.client import ConnectionPool, RcptReply, SmtpConnection, SmtpError, StaleConnection
 from mailhouse.store.api import Account, NotFound, QueueEntry, QueueRecipient, Store
 from mailhouse.store.spool import SpooledMessage
@@ -510,9 +511,11 @@ class QueueRunner:
             return
         last_error = "451 4.4.1 no reachable server"
         enforce = False
+        applied = tlsrpt.NO_POLICY if targets[0].route is None else None  # RFC 8460: MX delivery only
         if self.mtasts is not None and targets[0].route is None and not domain.startswith("["):
             policy = await self.mtasts.policy(domain)
             if policy is not None and policy.mode is not Mode.NONE:
+                applied = tlsrpt.AppliedPolicy.sts(policy.mode.value, policy.mx, policy.max_age)
                 matching = [t for t in targets if policy.matches(t.name)]
                 if policy.mode is Mode.ENFORCE:
                     # RFC 8461 §5: only MX hosts the policy names, with a verified certificate
@@ -546,12 +549,14 @@ class QueueRunner:
                         auth_over_unverified=unverified_ok,
                     )
                 except SmtpError as e:
+                    await tlsrpt.record_session(self.store, domain, applied, target.name, address, e)
                     # RFC 5321 §5.1: connection-level trouble → try the next address / MX
                     last_error = e.reply
                     if enforce:  # RFC 8461 §4.2: say why (the code is 4.7.5 for any failure)
                         last_error = "451 4.7.5 MTA-STS policy: " + e.reply.split(" ", 2)[-1]
                     qlog.info("%s[%s]:%d: %s", target.name, address, target.port, safe(last_error))
                     continue
+                await tlsrpt.record_session(self.store, domain, applied, target.name, address, conn)
                 where = f"{target.name}[{address}]:{target.port}"
                 has_dsn = "DSN" in conn.ext
 
