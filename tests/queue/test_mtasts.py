@@ -6,6 +6,7 @@ CA (mx.good.test) or from another one (mx.bad.test)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from mailhouse.queue.mtasts import (
     parse_policy,
     parse_txt,
 )
+from mailhouse.smtpclient.tlsrpt import day_of
+from mailhouse.store.api import ReportKind
 from tests.smtpclient.fake_server import FakeSMTP
 from tests.smtpclient.testca import TestCA
 
@@ -339,3 +342,37 @@ async def test_refresh_before_expiry_and_expiry(lab: Lab) -> None:
     finally:
         lab.server.answers["mta-sts.enf.test"] = DOMAINS["enf.test"][1]
         await s.store.close()
+
+
+async def test_tls_outcomes_are_counted_for_tlsrpt(lab: Lab) -> None:
+    """RFC 8460 §4.3: each MX session's TLS outcome under the MTA-STS policy is counted in the store
+    (smtpclient/tlsrpt.py), success and certificate failure alike, for the daily report."""
+    cfg = cfg_for(lab)
+    assert await deliver(cfg, "R1", "enf.test") is None
+    deferred_with(await deliver(cfg, "R2", "badcert.test"), "certificate verification failed")
+    assert await deliver(cfg, "R3", "none.test") is None  # mode none: no policy for TLS-RPT either
+    s = await services.build(cfg)
+    try:
+        rows = {
+            (r.domain, r.count): json.loads(r.key)
+            for r in await s.store.report_rows(ReportKind.TLSRPT, day_of(time.time()))
+        }
+    finally:
+        await s.store.close()
+    sts = ["version: STSv1", "mode: enforce", "mx: mx.good.test", "max_age: 86400"]
+    assert rows[("enf.test", 1)] == {
+        "policy-type": "sts",
+        "policy-string": sts,
+        "mx-host": ["mx.good.test"],
+        "result-type": "",
+    }
+    bad = rows[("badcert.test", 1)]
+    assert (bad["policy-type"], bad["result-type"], bad["receiving-mx-hostname"], bad["receiving-ip"]) == (
+        "sts",
+        "certificate-not-trusted",
+        "mx.bad.test",
+        BAD,
+    )
+    assert rows[("none.test", 1)]["policy-type"] == "no-policy-found"
+    assert rows[("none.test", 1)]["result-type"] == ""  # STARTTLS offered and done: a success
+    assert len(rows) == 3
