@@ -30,8 +30,8 @@ from mailhouse.reports.outbound import (
     Status,
     TxtLookup,
     day_range,
-    gz,
-    parse_uris,
+    document,
+    report_id,
 )
 from mailhouse.smtpclient.tlsrpt import RowCounter, day_of
 from mailhouse.store.api import ReportKind, ReportRow
@@ -160,21 +160,9 @@ def make_build(cfg: Config, lookup: TxtLookup) -> Build:
             if len(rows) > MAX_ROWS:
                 log.warning("DMARC report for %s: %d rows, sending the %d largest", pdom, len(rows), MAX_ROWS)
                 rows = rows[:MAX_ROWS]
-            report_id = f"{day}.{pdom}@{cfg.hostname}"
-            uris, other = parse_uris(rec.rua)
-            out.append(
-                Document(
-                    ReportKind.DMARC,
-                    pdom,
-                    report_id,
-                    f"{cfg.hostname}!{pdom}!{begin}!{end}.xml.gz",  # §7.2.1.1 filename
-                    gz(xml_report(org, email, report_id, begin, end, pdom, rec, rows)),
-                    tuple(uris),
-                    begin,
-                    end,
-                    tuple(other),
-                )
-            )
+            rid = report_id(cfg, pdom, day)
+            xml = xml_report(org, email, rid, begin, end, pdom, rec, rows)
+            out.append(document(ReportKind.DMARC, cfg, pdom, day, xml, rec.rua))
         return out
 
     return build

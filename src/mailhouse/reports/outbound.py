@@ -182,6 +182,32 @@ def gz(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=9, mtime=0)
 
 
+def document(
+    kind: ReportKind, cfg: Config, domain: str, day: str, body: bytes, rua: Sequence[str]
+) -> Document:
+    """DOMAIN's report of DAY: BODY gzipped, named ``<submitter>!<domain>!<begin>!<end>.<ext>.gz``
+    (RFC 7489 §7.2.1.1, RFC 8460 §5.1), for the ``mailto:`` URIs of RUA."""
+    begin, end = day_range(day)
+    ext = "xml" if kind is ReportKind.DMARC else "json"
+    uris, other = parse_uris(rua)
+    return Document(
+        kind,
+        domain,
+        report_id(cfg, domain, day),
+        f"{cfg.hostname}!{domain}!{begin}!{end}.{ext}.gz",
+        gz(body),
+        tuple(uris),
+        begin,
+        end,
+        tuple(other),
+    )
+
+
+def report_id(cfg: Config, domain: str, day: str) -> str:
+    """Unique per (reporter, domain, day): RFC 7489 §7.2.1.1, RFC 8460 §4.4 report-id."""
+    return f"{day}.{domain}@{cfg.hostname}"
+
+
 def build_message(doc: Document, cfg: Config, to: Sequence[str], now: float) -> bytes:
     """The report message (RFC 7489 §7.2.1.1 for DMARC, RFC 8460 §5.3 for TLS-RPT)."""
     org = cfg.reports_org_name or cfg.hostname

@@ -25,8 +25,8 @@ from mailhouse.reports.outbound import (
     Status,
     TxtLookup,
     day_range,
-    gz,
-    parse_uris,
+    document,
+    report_id,
 )
 from mailhouse.store.api import ReportKind
 
@@ -118,21 +118,8 @@ def make_build(cfg: Config, lookup: TxtLookup) -> Build:
                 out.append(Outcome(ReportKind.TLSRPT, domain, Status.NO_RECORD, detail="no TLSRPTv1 record"))
                 continue
             rows = sorted(rows, key=lambda kv: (-kv[1], kv[0]))[:MAX_ROWS]
-            report_id = f"{day}.{domain}@{cfg.hostname}"
-            uris, other = parse_uris(rua)
-            out.append(
-                Document(
-                    ReportKind.TLSRPT,
-                    domain,
-                    report_id,
-                    f"{cfg.hostname}!{domain}!{begin}!{end}.json.gz",  # RFC 8460 §5.1
-                    gz(json_report(org, contact, report_id, begin, end, domain, rows)),
-                    tuple(uris),
-                    begin,
-                    end,
-                    tuple(other),
-                )
-            )
+            body = json_report(org, contact, report_id(cfg, domain, day), begin, end, domain, rows)
+            out.append(document(ReportKind.TLSRPT, cfg, domain, day, body, rua))
         return out
 
     return build
