@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 from xml.sax.saxutils import escape
 
 from mailhouse.config import Config
@@ -83,6 +84,31 @@ def _el(name: str, value: object) -> str:
     return f"<{name}>{escape(str(value))}</{name}>"
 
 
+_FIELDS = (
+    "source_ip",
+    "disposition",
+    "dkim",
+    "spf",
+    "reason",
+    "header_from",
+    "envelope_from",
+    "auth_dkim",
+    "auth_spf",
+)
+
+
+def _fields(key: str) -> dict[str, Any] | None:
+    """A row key's fields; None (logged) for a key this version did not write."""
+    try:
+        f = json.loads(key)
+    except ValueError:
+        f = None
+    if not isinstance(f, dict) or any(k not in f for k in _FIELDS):
+        log.warning("DMARC report: skipped a row with an unknown key %.200r", key)
+        return None
+    return f
+
+
 def xml_report(
     org: str,
     email: str,
@@ -112,7 +138,9 @@ def xml_report(
         "</policy_published>",
     ]
     for key, count in rows:
-        f = json.loads(key)
+        f = _fields(key)
+        if f is None:
+            continue
         reason = f"<reason>{_el('type', f['reason'])}</reason>" if f["reason"] else ""
         auth = "".join(
             f"<dkim>{_el('domain', d)}{_el('selector', s)}{_el('result', r)}</dkim>"

@@ -12,6 +12,7 @@ of ``mailto:`` (sent) and ``https:`` URIs (not supported: listed as skipped).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 
@@ -31,6 +32,8 @@ from mailhouse.reports.outbound import (
 from mailhouse.store.api import ReportKind
 
 __all__ = ["json_report", "make_build", "parse_record"]
+
+log = logging.getLogger(__name__)
 
 #: A TXT answer longer than this is not a TLS-RPT record (a few rua URIs): ignored unparsed.
 MAX_RECORD_OCTETS = 4096
@@ -59,8 +62,13 @@ def json_report(
     """The RFC 8460 §4.4 report for DOMAIN from its (row key, count) ROWS."""
     policies: dict[str, dict[str, object]] = {}
     for key, count in rows:
-        f = json.loads(key)
-        pkey = json.dumps([f["policy-type"], f["policy-string"], f["mx-host"]])
+        try:
+            f = json.loads(key)
+            pkey = json.dumps([f["policy-type"], f["policy-string"], f["mx-host"]])
+            result = f["result-type"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("TLS-RPT report: skipped a row with an unknown key %.200r", key)
+            continue
         p = policies.setdefault(
             pkey,
             {
@@ -76,11 +84,11 @@ def json_report(
         )
         summary = p["summary"]
         assert isinstance(summary, dict)
-        if not f["result-type"]:
+        if not result:
             summary["total-successful-session-count"] += count
             continue
         summary["total-failure-session-count"] += count
-        detail: dict[str, object] = {"result-type": f["result-type"], "failed-session-count": count}
+        detail: dict[str, object] = {"result-type": result, "failed-session-count": count}
         for name in ("sending-mta-ip", "receiving-mx-hostname", "receiving-ip", "failure-reason-code"):
             if f.get(name):
                 detail[name] = f[name]
