@@ -19,6 +19,7 @@ from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
+import dkim as dkimpy
 import jsonschema
 import pytest
 
@@ -169,7 +170,7 @@ def lab(
         "[routes]\n"
         + "".join(f'"{d}" = {route}\n' for d in ("collector.test", "pass.test", "tiny.test"))
         # DMARC alone decides here: spam scoring would junk the SPF-failing test messages
-        + '[spam]\nenabled = false\n[reports]\nfrom = "dmarc-reports@mail.example.org"\norg_name = "Example Mail"\n'
+        + '[spam]\nenabled = false\n[reports]\nfrom = "dmarc-reports@example.org"\norg_name = "Example Mail"\n'
     )
     mh = mailhouse_factory(services=("smtp",), extra=extra, verify_inbound=True)
     mh.add_domain("example.org")
@@ -207,7 +208,7 @@ def _reports(sink: Any) -> dict[tuple[str, str], tuple[Any, bytes]]:
     out = {}
     for path in sink.messages():
         raw = path.read_bytes()
-        raw = raw[raw.find(b"From: ") :] if not raw.startswith(b"From: ") else raw  # smtp-sink's own lines
+        raw = raw[raw.find(b"DKIM-Signature: ") :]  # after smtp-sink's own lines
         msg = message_from_bytes(raw)
         att = archive.find_report(raw)
         assert att is not None, raw[:2000]
@@ -254,6 +255,18 @@ def test_daily_reports_are_built_authorised_and_sent_once(lab: Lab) -> None:
     lab.sink.wait_messages(4)
     _wait(lambda: len(_reports(lab.sink)) == 4, "four reports at smtp-sink")
     reports = _reports(lab.sink)
+    # signed by the hosted From domain's DKIM keys, verifiable with the records `mailhouse dns` prints
+    zone = mh.cli("dns", "example.org").stdout
+    keys = {
+        ln.split()[0].rstrip(".").encode(): "".join(re.findall(r'"([^"]*)"', ln)).encode()
+        for ln in zone.splitlines()
+        if "._domainkey." in ln
+    }
+    for path in lab.sink.messages():
+        raw = path.read_bytes()
+        raw = raw[raw.find(b"DKIM-Signature:") :]
+        assert raw.startswith(b"DKIM-Signature:") and b"d=example.org" in raw[:400]
+        assert dkimpy.verify(raw, dnsfunc=lambda name, timeout=5: keys.get(name.rstrip(b".")))
     assert set(reports) == {
         ("dmarc", "pass.test"),
         ("dmarc", "bank.test"),
@@ -263,7 +276,7 @@ def test_daily_reports_are_built_authorised_and_sent_once(lab: Lab) -> None:
 
     # DMARC (RFC 7489 §7.2.1.1 message, appendix C document)
     msg, xml = reports[("dmarc", "bank.test")]
-    assert msg["From"] == "dmarc-reports@mail.example.org"
+    assert msg["From"] == "dmarc-reports@example.org"
     assert (
         re.sub(r"\r?\n", "", msg["Subject"])  # RFC 5322 §2.2.3 unfolding
         == f"Report Domain: bank.test Submitter: Example Mail Report-ID: <{day}.bank.test@mail.example.org>"
@@ -278,7 +291,7 @@ def test_daily_reports_are_built_authorised_and_sent_once(lab: Lab) -> None:
         begin + 86399,
         "bank.test",
     )
-    assert report.email == "dmarc-reports@mail.example.org"
+    assert report.email == "dmarc-reports@example.org"
     assert report.policy == "reject"
     (row,) = report.rows
     assert (row.source_ip, row.count, row.disposition, row.dkim, row.spf, row.header_from) == (

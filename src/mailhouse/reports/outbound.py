@@ -9,7 +9,7 @@ document. This module then, per report:
    sends each report once (`Store.claim_report`);
 2. keeps the ``mailto:`` URIs whose size limit (RFC 7489 §6.2 ``!10m``) the attachment fits,
    and for DMARC, whose domain has authorised reports about the policy domain (RFC 7489 §7.1);
-3. mails it through the queue from ``[reports] from``: DMARC with the §7.2.1.1 subject and an
+3. mails it through the queue from ``[reports] from`` (DKIM-signed when that domain is hosted): DMARC with the §7.2.1.1 subject and an
    ``application/gzip`` attachment, TLS-RPT as ``multipart/report; report-type="tlsrpt"`` with
    the §5.3 ``TLS-Report-Domain``/``TLS-Report-Submitter`` fields and ``application/tlsrpt+gzip``.
 
@@ -30,7 +30,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Protocol
@@ -38,7 +38,7 @@ from urllib.parse import unquote
 
 from mailhouse.config import Config
 from mailhouse.mailauth import dkim, dmarc
-from mailhouse.store.api import Domain, ReportKind, ReportRow
+from mailhouse.store.api import DkimKey, Domain, ReportKind, ReportRow
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,7 @@ class ReportStore(Protocol):
     async def claim_report(self, kind: ReportKind, day: str, domain: str, owner: str, now: float) -> bool: ...
     async def drop_report_rows(self, kind: ReportKind, before: str) -> int: ...
     async def get_domain(self, name: str) -> Domain | None: ...
+    async def get_dkim_keys(self, domain: str) -> list[DkimKey]: ...
 
 
 TxtLookup = Callable[[str], Awaitable[list[str] | None]]
@@ -257,6 +258,7 @@ class ReportSender:
     lookup: TxtLookup
     owner: str  # who claims (node id), for the record
     clock: Callable[[], float] = time.time
+    signer: dkim.DkimSigner = field(default_factory=dkim.DkimSigner)
 
     async def send(
         self,
@@ -304,7 +306,12 @@ class ReportSender:
         now = self.clock()
         sender = self.cfg.reports_from or f"noreply-reports@{self.cfg.hostname}"
         qid = f"R{uuid.uuid4().hex[:16].upper()}"
-        await self.enqueue(qid, sender, [(a, {}) for a in to], build_message(doc, self.cfg, to, now), {})
+        message = build_message(doc, self.cfg, to, now)
+        from_domain = sender.rpartition("@")[2].lower()
+        keys = await self.store.get_dkim_keys(from_domain)
+        if keys:  # a hosted From domain: signed as its other mail is (DMARC of the report itself)
+            message = await asyncio.to_thread(self.signer.sign, message, from_domain, keys)
+        await self.enqueue(qid, sender, [(a, {}) for a in to], message, {})
         return Outcome(doc.kind, doc.policy_domain, Status.SENT, tuple(to), detail)
 
 
