@@ -35,6 +35,7 @@ from mailhouse.accounts.housekeeping import Housekeeper
 from mailhouse.accounts.throttle import LoginThrottle
 from mailhouse.config import Config, Listener
 from mailhouse.queue.owner import node_id
+from mailhouse.reports.schedule import DailyReports
 from mailhouse.runtime import cpupool, sdnotify
 from mailhouse.runtime.beacon import Beacon, NodeInfo
 from mailhouse.runtime.connlimits import ConnectionGate, CountTable, policy_from_config
@@ -146,6 +147,7 @@ async def run_node(
     housekeeper = Housekeeper(svc.store)
     cert_watch: asyncio.Future[None] | None = None
     beacon: Beacon | None = None
+    reports = DailyReports(cfg, svc.store, svc.outbound.enqueue, svc.outbound.owner)  # issue 14 §2, 15 §4
     try:
         servers = node_servers(svc, cfg.listen, gate)
         for name, addrs in cfg.listen.items():
@@ -172,6 +174,7 @@ async def run_node(
         )
         beacon.start()  # `mailhouse status`: this node serves
         housekeeper.start()  # hourly purge of expired bans/marks and old limit events
+        reports.start()
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -224,6 +227,7 @@ async def run_node(
         for s in listening:
             s.close()
         await housekeeper.stop()
+        await reports.stop()
         await watchdog.stop()
         await cpupool.shutdown()
         await svc.store.close()

@@ -290,6 +290,12 @@ class Config:
     reports_enabled: bool = True
     report_addresses: tuple[str, ...] = ("postmaster",)
     reports_folder: str = "Reports"
+    # [reports] the reports we send (reports/schedule.py): DMARC aggregate (RFC 7489 §7.2) and TLS-RPT
+    # (RFC 8460), daily; from = their sender ("" = noreply-reports@<hostname>), org_name = the
+    # organisation they name ("" = the host name)
+    reports_send: bool = True
+    reports_from: str = ""
+    reports_org_name: str = ""
     spam: SpamConfig = field(default_factory=SpamConfig)
     # [metrics] (issue 16 §6): who may read /metrics on the web listener — these addresses or
     # networks, or a client presenting `token` as "Authorization: Bearer TOKEN"; 403 otherwise
@@ -496,7 +502,7 @@ _TABLE_KEYS = {
     "dmarc": {"enforce", "allow", "trusted_arc_sealers"},
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
-    "reports": {"enabled", "dmarc_address", "tlsrpt_address", "folder"},
+    "reports": {"enabled", "dmarc_address", "tlsrpt_address", "folder", "send", "from", "org_name"},
     "metrics": {"allow_ips", "token"},
     "mta_sts": {"enabled", "fetch_timeout", "resolve", "publish", "publish_max_age"},
     "srs": {"enabled", "domain", "max_age", "secret_generation"},
@@ -872,6 +878,17 @@ def _reports(cfg: Config, t: dict[str, Any], path: str) -> None:
         if not isinstance(v, str) or not v.strip() or v.upper() == "INBOX":
             raise ConfigError(path, "reports.folder", "must be a mailbox name other than INBOX")
         cfg.reports_folder = v.strip()
+    if "send" in t:
+        cfg.reports_send = _bool(t["send"], path, "reports.send")
+    if "from" in t:
+        v = t["from"]
+        if not isinstance(v, str) or v.count("@") != 1 or v.startswith("@") or v.endswith("@") or " " in v:
+            raise ConfigError(path, "reports.from", "must be an address (local@domain)")
+        cfg.reports_from = v.strip()
+    if "org_name" in t:
+        if not isinstance(t["org_name"], str) or not t["org_name"].strip():
+            raise ConfigError(path, "reports.org_name", "must be a non-empty string")
+        cfg.reports_org_name = t["org_name"].strip()
 
 
 def _srs(cfg: Config, t: dict[str, Any], path: str) -> None:

@@ -6,6 +6,7 @@ CA (mx.good.test) or from another one (mx.bad.test)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ import pytest
 from mailhouse import config, services, tls
 from mailhouse.proto.mtasts import MAX_AGE_LIMIT, Mode, PolicyError, mx_matches, parse_policy, parse_txt
 from mailhouse.queue.mtasts import fetch_policy_text
+from mailhouse.smtpclient.tlsrpt import day_of
+from mailhouse.store.api import ReportKind
 from tests.smtpclient.fake_server import FakeSMTP
 from tests.smtpclient.testca import TestCA
 
@@ -323,3 +326,45 @@ async def test_refresh_before_expiry_and_expiry(lab: Lab) -> None:
     finally:
         lab.server.answers["mta-sts.enf.test"] = DOMAINS["enf.test"][1]
         await s.store.close()
+
+
+async def test_tls_outcomes_are_counted_for_tlsrpt(lab: Lab) -> None:
+    """RFC 8460 §4.3: each MX session's TLS outcome under the MTA-STS policy is counted in the store
+    (smtpclient/tlsrpt.py), success and certificate failure alike, for the daily report."""
+    cfg = cfg_for(lab)
+    assert await deliver(cfg, "R1", "enf.test") is None
+    deferred_with(await deliver(cfg, "R2", "badcert.test"), "certificate verification failed")
+    assert await deliver(cfg, "R3", "none.test") is None  # mode none: no policy for TLS-RPT either
+    assert await deliver(cfg, "R4", "malformed.test") is None  # delivered without a policy …
+    no_ca = cfg_for(lab)
+    no_ca.tls_ca_file = None  # the policy host's certificate does not verify
+    assert await deliver(no_ca, "R5", "wild.test") is None
+    s = await services.build(cfg)
+    try:
+        found = await s.store.report_rows(ReportKind.TLSRPT, day_of(time.time()))
+    finally:
+        await s.store.close()
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for r in found:
+        assert r.count == 1
+        rows.setdefault(r.domain, []).append(json.loads(r.key))
+    sts = ["version: STSv1", "mode: enforce", "mx: mx.good.test", "max_age: 86400"]
+    assert rows["enf.test"] == [
+        {"policy-type": "sts", "policy-string": sts, "mx-host": ["mx.good.test"], "result-type": ""}
+    ]
+    ((bad,),) = [rows["badcert.test"]]
+    assert (bad["policy-type"], bad["result-type"], bad["receiving-mx-hostname"], bad["receiving-ip"]) == (
+        "sts",
+        "certificate-not-trusted",
+        "mx.bad.test",
+        BAD,
+    )
+    # mode none: no policy for TLS-RPT either; STARTTLS offered and done: a success
+    assert [(r["policy-type"], r["result-type"]) for r in rows["none.test"]] == [("no-policy-found", "")]
+    # the unusable policies are reported (RFC 8460 §4.3.2) beside the session that went without one
+    for domain, result in (("malformed.test", "sts-policy-invalid"), ("wild.test", "sts-webpki-invalid")):
+        assert sorted((r["policy-type"], r["result-type"]) for r in rows[domain]) == [
+            ("no-policy-found", ""),
+            ("sts", result),
+        ]
+    assert len(found) == 7

@@ -50,7 +50,8 @@ async def test_postgres_rows_from_before_get_their_emailid(postgres_db_url: str,
     try:
         await conn.execute("ALTER TABLE messages DROP COLUMN emailid")
         await conn.execute(
-            "DROP TABLE acl, seen, fts_docs, spam_tokens, spam_totals, spam_trained, spam_lists, reports"
+            "DROP TABLE acl, seen, fts_docs, spam_tokens, spam_totals, spam_trained, spam_lists, reports,"
+            " report_rows, report_sends"
         )  # a version-6 database: no later tables either
         await conn.execute("UPDATE schema_version SET version=6")
     finally:

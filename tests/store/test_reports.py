@@ -1,15 +1,17 @@
-"""Received-report summaries (store/reports.py) on every backend: stored once per
-(domain, kind, org, report id), listed by date range."""
+"""Report rules (store/reports.py) on every backend: received summaries stored once per
+(domain, kind, org, report id), listed by date range; outgoing report rows counted by upsert
+and claimed for sending once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from mailhouse.store import open_store
-from mailhouse.store.api import ReportKind, ReportSummary, Store
+from mailhouse.store.api import ReportKind, ReportRow, ReportSummary, Store
 
 
 @pytest.fixture
@@ -51,3 +53,38 @@ async def test_list_by_domain_kind_and_date(store: Store) -> None:
         "new",
     ]
     assert await store.list_reports("example.org", ReportKind.TLSRPT, 0.0) == []
+
+
+def _row(key: str, n: int = 1, day: str = "2026-12-07", kind: ReportKind = ReportKind.DMARC) -> ReportRow:
+    return ReportRow(kind, day, "Example.ORG.", key, n)
+
+
+async def test_report_rows_are_counted_not_appended(store: Store) -> None:
+    # RFC 7489 §7.2: one row per distinct result with a count, however many messages
+    await asyncio.gather(*(store.count_report_row(_row('{"ip":"192.0.2.1"}')) for _ in range(20)))
+    await store.count_report_row(_row('{"ip":"192.0.2.2"}', 3))
+    await store.count_report_row(_row('{"ip":"192.0.2.1"}', 2, day="2026-12-08"))
+    await store.count_report_row(_row('{"ip":"192.0.2.1"}', 5, kind=ReportKind.TLSRPT))
+    got = await store.report_rows(ReportKind.DMARC, "2026-12-07")
+    assert [(r.domain, r.key, r.count) for r in got] == [
+        ("example.org", '{"ip":"192.0.2.1"}', 20),
+        ("example.org", '{"ip":"192.0.2.2"}', 3),
+    ]
+    assert [r.count for r in await store.report_rows(ReportKind.TLSRPT, "2026-12-07")] == [5]
+    assert await store.drop_report_rows(ReportKind.DMARC, "2026-12-08") == 2
+    assert await store.report_rows(ReportKind.DMARC, "2026-12-07") == []
+    assert [r.count for r in await store.report_rows(ReportKind.DMARC, "2026-12-08")] == [2]
+    assert [r.count for r in await store.report_rows(ReportKind.TLSRPT, "2026-12-07")] == [5]
+
+
+async def test_report_claimed_once_across_nodes(store: Store) -> None:
+    claims = await asyncio.gather(
+        *(
+            store.claim_report(ReportKind.DMARC, "2026-12-07", "Example.org", f"node{i}", 1.0)
+            for i in range(5)
+        )
+    )
+    assert sorted(claims) == [False] * 4 + [True]
+    assert not await store.claim_report(ReportKind.DMARC, "2026-12-07", "example.org.", "node9", 2.0)
+    assert await store.claim_report(ReportKind.TLSRPT, "2026-12-07", "example.org", "node9", 2.0)
+    assert await store.claim_report(ReportKind.DMARC, "2026-12-08", "example.org", "node9", 2.0)

@@ -33,12 +33,14 @@ from dataclasses import dataclass
 from mailhouse.config import Config
 from mailhouse.mailauth import authres, dmarc, dnsbudget
 from mailhouse.mailauth.arc import ArcResult
+from mailhouse.mailauth.dkim import DkimResult
 from mailhouse.mailauth.dmarc import DmarcResult, Policy
+from mailhouse.mailauth.spf import SpfResult
 from mailhouse.store.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Action", "Verdict", "annotate", "decide"]
+__all__ = ["Action", "Evaluation", "Verdict", "annotate", "decide"]
 
 
 class Action(enum.Enum):
@@ -48,9 +50,20 @@ class Action(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What DMARC evaluated, for the aggregate report (RFC 7489 §7.2, `reports/dmarc_out.py`)."""
+
+    result: DmarcResult  # as recorded: the disposition applied
+    spf: SpfResult | None
+    dkim: tuple[DkimResult, ...]
+    override: str = ""  # why a failing disposition was not applied (RFC 7489 §7.2 reason), "" if it was
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     action: Action
     reason: str = ""
+    evaluation: Evaluation | None = None  # set when a DMARC policy record was evaluated
 
 
 DELIVER = Verdict(Action.DELIVER)
@@ -118,4 +131,14 @@ async def annotate(
         result = dmarc.evaluate(c.dmarc, c.spf, c.dkim, rand=rand, problem=c.from_problem)
     verdict, recorded, sealer = decide(result, c.arc, cfg, ip)
     field = authres.field(cfg.hostname, c.spf, c.dkim, recorded, c.arc, sealer)
+    if recorded is not None and result is not None and recorded.result in ("pass", "fail"):
+        override = (
+            ""
+            if recorded.disposition is result.disposition
+            else "trusted_forwarder"
+            if sealer
+            else "local_policy"
+        )
+        ev = Evaluation(recorded, c.spf, tuple(c.dkim or ()), override)
+        verdict = dataclasses.replace(verdict, evaluation=ev)
     return message.prepend(field), verdict

@@ -24,8 +24,10 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 from mailhouse.proto.mtasts import WELL_KNOWN, Mode, Policy, PolicyError, mx_matches, parse_policy, parse_txt
+from mailhouse.smtpclient import tlsrpt
 from mailhouse.store.api import Limits
 
 __all__ = [
@@ -132,6 +134,23 @@ async def _chunked(reader: asyncio.StreamReader) -> bytes:
         await reader.readexactly(2)
 
 
+class PolicyInvalid(PolicyError):
+    """The policy was fetched but does not parse (RFC 8461 §3.2)."""
+
+
+def _rpt_result(e: PolicyError) -> tlsrpt.ResultType:
+    """RFC 8460 §4.3.2 result type of a policy that could not be used."""
+    if isinstance(e, PolicyInvalid):
+        return tlsrpt.ResultType.STS_POLICY_INVALID
+    if "does not verify" in str(e):
+        return tlsrpt.ResultType.STS_WEBPKI_INVALID
+    return tlsrpt.ResultType.STS_POLICY_FETCH_ERROR
+
+
+class PolicyStore(Limits, tlsrpt.RowCounter, Protocol):
+    """The shared policy cache (marks) and the TLS-RPT counts."""
+
+
 TxtLookup = Callable[[str], Awaitable[list[str] | None]]  # None: lookup failed (not "no record")
 AddressLookup = Callable[[str], Awaitable[list[str]]]
 
@@ -141,7 +160,7 @@ class MtaSts:
 
     def __init__(
         self,
-        marks: Limits,
+        marks: PolicyStore,
         txt: TxtLookup,
         addresses: AddressLookup,
         ctx: ssl.SSLContext,
@@ -185,6 +204,10 @@ class MtaSts:
             policy = await self._fetch(domain, pid, now)
         except PolicyError as e:
             log.warning("MTA-STS policy of %s: %s%s", domain, e, "; using the cached one" if cached else "")
+            if cached is None:  # RFC 8460 §4.3.2: a policy announced but not usable
+                await tlsrpt.record(
+                    self.marks, tlsrpt.TlsOutcome(domain, tlsrpt.PolicyType.STS, _rpt_result(e))
+                )
             return cached  # §5.1: a failed refresh keeps the cached policy
         await self.marks.set_mark(MARK_PREFIX + domain, _encode(policy), now + policy.max_age)
         log.info(
@@ -202,4 +225,7 @@ class MtaSts:
                 raise PolicyError(f"{host} has no address")
             address, port = addrs[0], 443
         text = await fetch_policy_text(domain, address, port, self.ctx, self.fetch_timeout)
-        return parse_policy(text, domain, pid, now)
+        try:
+            return parse_policy(text, domain, pid, now)
+        except PolicyError as e:
+            raise PolicyInvalid(str(e)) from None

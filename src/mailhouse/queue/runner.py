@@ -57,6 +57,7 @@ from mailhouse.queue.mtasts import Mode, MtaSts
 from mailhouse.queue.owner import INCARNATION, Owner, node_id
 from mailhouse.queue.routing import Router, RoutingError
 from mailhouse.queue.status import DEFERRED, DELIVERED, FAILED, OPEN
+from mailhouse.smtpclient import tlsrpt
 from mailhouse.smtpclient.client import (
     ConnectionPool,
     DaneFailed,
@@ -538,9 +539,11 @@ class QueueRunner:
         refused = False  # a REQUIRETLS refusal: returned at once, never retried in the clear
         # RFC 8689 §4.3: TLS-Required: No (ignored with REQUIRETLS) → the policy never blocks
         relaxed = not must_tls and requiretls.tls_optional(data)
+        applied = tlsrpt.NO_POLICY if targets[0].route is None else None  # RFC 8460: MX delivery only
         if self.mtasts is not None and targets[0].route is None and not domain.startswith("["):
             policy = await self.mtasts.policy(domain)
             if policy is not None and policy.mode is not Mode.NONE:
+                applied = tlsrpt.AppliedPolicy.sts(policy.mode.value, policy.mx, policy.max_age)
                 # RFC 8461 §2: an MX with usable TLSA records is governed by DANE, not MTA-STS
                 matching = [t for t in targets if policy.matches(t.name) or _dane_usable(dane, t.name)]
                 if policy.mode is Mode.ENFORCE and relaxed:
@@ -565,8 +568,21 @@ class QueueRunner:
             if d is not None and d.state is DaneState.FAILED:
                 last_error = f"451 4.7.5 DANE: {d.detail}"
                 self.tls_result(outcome(domain, d, Failure.DNSSEC_INVALID, d.detail), qlog)
+                await tlsrpt.record(  # RFC 8460 §4.3.2.1: no session, the TLSA look-up failed
+                    self.store,
+                    tlsrpt.TlsOutcome(
+                        domain,
+                        tlsrpt.PolicyType.TLSA,
+                        tlsrpt.ResultType.DNSSEC_INVALID,
+                        receiving_mx_hostname=target.name,
+                    ),
+                )
                 qlog.info("%s: %s", target.name, safe(last_error))
                 continue
+            # RFC 8460 §4.4: a DANE-governed MX is reported under its TLSA records, not MTA-STS
+            governing = applied
+            if applied is not None and d is not None and d.state is DaneState.USABLE:
+                governing = tlsrpt.AppliedPolicy(tlsrpt.PolicyType.TLSA, outcome(domain, d).policy_strings)
             for address in target.addresses:
                 tls_mode = route.tls if route else "required" if enforce else "opportunistic"
                 if d is not None and d.state is DaneState.USABLE:
@@ -590,6 +606,7 @@ class QueueRunner:
                         tlsa=d.records if d else (),
                     )
                 except SmtpError as e:
+                    await tlsrpt.record_session(self.store, domain, governing, target.name, address, e)
                     # RFC 5321 §5.1: connection-level trouble → try the next address / MX
                     last_error, refused = e.reply, False
                     if d is not None and isinstance(e, DaneFailed):
@@ -600,6 +617,7 @@ class QueueRunner:
                         last_error = "451 4.7.5 MTA-STS policy: " + e.reply.split(" ", 2)[-1]
                     qlog.info("%s[%s]:%d: %s", target.name, address, target.port, safe(last_error))
                     continue
+                await tlsrpt.record_session(self.store, domain, governing, target.name, address, conn)
                 where = f"{target.name}[{address}]:{target.port}"
                 has_dsn = "DSN" in conn.ext
                 if must_tls and "REQUIRETLS" not in conn.ext:  # RFC 8689 §4.2.1 item 3

@@ -52,6 +52,7 @@ from mailhouse.proto import sasl
 from mailhouse.proto import smtp as core
 from mailhouse.proto.smtp import Reply
 from mailhouse.queue.ids import new_queue_id
+from mailhouse.reports import dmarc_out
 from mailhouse.runtime import Connection, Limits, read_auth_line, start_listener
 from mailhouse.runtime.connlimits import ConnectionGate, Refusal, policy_from_config
 from mailhouse.smtpserver.inflight import REPLY_INSUFFICIENT_STORAGE, InflightBudget
@@ -520,6 +521,8 @@ class SmtpSession:
         try:
             if self.mode == "smtp" and self.cfg.verify_inbound:
                 body, auth_verdict = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
+                if auth_verdict.evaluation is not None and self.cfg.reports_send:  # RFC 7489 §7.2 counts
+                    await dmarc_out.record(self.svc.store, auth_verdict.evaluation, self.ip, sender)
                 if auth_verdict.action is inbound.Action.REJECT:  # RFC 7489 §10.3: refuse, never bounce
                     self.log.info("refused from=<%s>: %s", safe(sender), auth_verdict.reason)
                     return Reply(550, "5.7.1", "Message rejected by the sender domain's DMARC policy")

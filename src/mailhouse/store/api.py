@@ -279,6 +279,18 @@ class ReportSummary:
     rows: str  # JSON list: per source (DMARC) or per policy (TLS-RPT), see reports/intake.py
 
 
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One aggregated row of a report we SEND (`reports/outbound.py`): (kind, day, domain, key)
+    identifies it and COUNT grows with every message or session it stands for."""
+
+    kind: ReportKind
+    day: str  # UTC date, YYYY-MM-DD
+    domain: str  # the policy domain the report is for (DMARC header-from's policy / TLS-RPT domain)
+    key: str  # canonical JSON of the row's fields (reports/dmarc_out.py, reports/tlsrpt_out.py)
+    count: int
+
+
 @dataclass(slots=True)
 class QueueRecipient:
     address: str
@@ -530,6 +542,13 @@ class Reports(Protocol):
     async def list_reports(self, domain: str, kind: ReportKind, since: float) -> list[ReportSummary]: ...
 
     # reports whose date range ends at or after SINCE, oldest first
+
+    # reports we send (RFC 7489 §7.2, RFC 8460): counts shared across nodes
+    async def count_report_row(self, row: ReportRow) -> None: ...  # adds row.count to the row (upsert)
+    async def report_rows(self, kind: ReportKind, day: str) -> list[ReportRow]: ...  # by (domain, key)
+    async def claim_report(self, kind: ReportKind, day: str, domain: str, owner: str, now: float) -> bool: ...
+    # True for the one caller that claims (kind, day, domain) first: that node sends the report
+    async def drop_report_rows(self, kind: ReportKind, before: str) -> int: ...  # rows of days < BEFORE
 
 
 class Subscription(Protocol):

@@ -39,6 +39,7 @@ from mailhouse.store.api import (
     Mark,
     MessageRecord,
     QueueEntry,
+    ReportRow,
     ReportSummary,
     ScramKeys,
     StoreError,
@@ -236,6 +237,10 @@ class Tx(Protocol):
     async def reports(self, domain: str, kind: str, since: float) -> list[ReportSummary]: ...
 
     # end >= SINCE, ordered by (begin, org, report_id)
+    async def add_report_row(self, r: ReportRow) -> None: ...  # insert, or add r.count to the row's count
+    async def report_rows(self, kind: str, day: str) -> list[ReportRow]: ...  # ordered by (domain, key)
+    async def insert_report_send(self, kind: str, day: str, domain: str, owner: str, at: float) -> bool: ...
+    async def delete_report_rows(self, kind: str, before: str) -> int: ...
 
 
 @runtime_checkable

@@ -64,6 +64,8 @@ TABLES: dict[str, str] = {
     "schema_version": "PostgreSQL: set by migrations",
     "limit_events": "login-failure and send-rate counters: transient (minutes to a day), not copied",
     "reports": "received DMARC/TLS-RPT summaries: copied (ROW_TABLES)",
+    "report_rows": "counts for the reports we send: not copied (a day's counts; the next day starts afresh)",
+    "report_sends": "which reports were sent: not copied (goes with report_rows)",
     "limit_marks": "bans and pregreet results: expiring, not copied (re-add lasting bans with `mailhouse ban add`)",
     "fts_docs": "full-text index: derived from the messages, not copied (run `mailhouse index backfill`"
     " on the destination; until then searches scan)",

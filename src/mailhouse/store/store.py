@@ -41,6 +41,7 @@ from mailhouse.store.api import (
     NotFound,
     QueueEntry,
     ReportKind,
+    ReportRow,
     ReportSummary,
     ScramKeys,
     SharedMailbox,
@@ -460,6 +461,20 @@ class MailStore:
 
     async def list_reports(self, domain: str, kind: ReportKind, since: float) -> list[ReportSummary]:
         return await self.backend.read(lambda tx: reports.list_reports(tx, domain, kind, since))
+
+    async def count_report_row(self, row: ReportRow) -> None:
+        await self.backend.write(lambda tx: reports.count_row(tx, row), single=True)
+
+    async def report_rows(self, kind: ReportKind, day: str) -> list[ReportRow]:
+        return await self.backend.read(lambda tx: reports.rows(tx, kind, day))
+
+    async def claim_report(self, kind: ReportKind, day: str, domain: str, owner: str, now: float) -> bool:
+        return await self.backend.write(
+            lambda tx: reports.claim(tx, kind, day, domain, owner, now), single=True
+        )
+
+    async def drop_report_rows(self, kind: ReportKind, before: str) -> int:
+        return await self.backend.write(lambda tx: tx.delete_report_rows(kind.value, before))
 
     # ---------------------------------------------------------------- queue
     async def enqueue(self, entry: QueueEntry, blob: bytes | SpooledMessage | None = None) -> None:

@@ -1,11 +1,11 @@
-"""PostgreSQL primitives for received-report summaries; the rules are in `store/reports.py`.
+"""PostgreSQL primitives for received-report summaries and outgoing report rows; the rules are in `store/reports.py`.
 
 Part of `PgTx` (`store/postgres/backend.py`).
 """
 
 from __future__ import annotations
 
-from mailhouse.store.api import ReportKind, ReportSummary
+from mailhouse.store.api import ReportKind, ReportRow, ReportSummary
 from mailhouse.store.postgres.engine import Conn
 
 
@@ -39,3 +39,38 @@ class ReportsTx:
             ReportSummary(r[0], ReportKind(r[1]), r[2], r[3], float(r[4]), float(r[5]), float(r[6]), r[7])
             for r in rows
         ]
+
+    async def add_report_row(self, r: ReportRow) -> None:
+        await self.c.execute(
+            "INSERT INTO report_rows(kind, day, domain, key, count) VALUES ($1,$2,$3,$4,$5)"
+            " ON CONFLICT(kind, day, domain, key) DO UPDATE SET count = report_rows.count + excluded.count",
+            r.kind.value,
+            r.day,
+            r.domain,
+            r.key,
+            r.count,
+        )
+
+    async def report_rows(self, kind: str, day: str) -> list[ReportRow]:
+        rows = await self.c.fetch(
+            "SELECT domain, key, count FROM report_rows WHERE kind=$1 AND day=$2 ORDER BY domain, key",
+            kind,
+            day,
+        )
+        return [ReportRow(ReportKind(kind), day, r[0], r[1], int(r[2])) for r in rows]
+
+    async def insert_report_send(self, kind: str, day: str, domain: str, owner: str, at: float) -> bool:
+        status = await self.c.execute(
+            "INSERT INTO report_sends(kind, day, domain, owner, at) VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
+            kind,
+            day,
+            domain,
+            owner,
+            at,
+        )
+        return str(status).rpartition(" ")[2] != "0"
+
+    async def delete_report_rows(self, kind: str, before: str) -> int:
+        status = await self.c.execute("DELETE FROM report_rows WHERE kind=$1 AND day<$2", kind, before)
+        await self.c.execute("DELETE FROM report_sends WHERE kind=$1 AND day<$2", kind, before)
+        return int(str(status).rpartition(" ")[2] or 0)

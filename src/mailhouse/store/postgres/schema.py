@@ -147,4 +147,13 @@ MIGRATIONS: list[str] = [
         received DOUBLE PRECISION NOT NULL, rows TEXT NOT NULL, PRIMARY KEY(domain, kind, org, report_id));
     CREATE INDEX reports_end ON reports(domain, kind, end_at);
     """,
+    # 12: outgoing report rows and send claims (store/reports.py), see the SQLite schema's migration 12
+    """
+    CREATE TABLE report_rows(kind TEXT COLLATE "C" NOT NULL, day TEXT COLLATE "C" NOT NULL,
+        domain TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL, count BIGINT NOT NULL,
+        PRIMARY KEY(kind, day, domain, key));
+    CREATE TABLE report_sends(kind TEXT COLLATE "C" NOT NULL, day TEXT COLLATE "C" NOT NULL,
+        domain TEXT COLLATE "C" NOT NULL, owner TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY(kind, day, domain));
+    """,
 ]

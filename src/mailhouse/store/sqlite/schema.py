@@ -134,4 +134,14 @@ MIGRATIONS: list[str | list[str]] = [
         " rows TEXT NOT NULL, PRIMARY KEY(domain, kind, org, report_id)) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS reports_end ON reports(domain, kind, end_at)",
     ],
+    # 12: outgoing reports (store/reports.py, reports/outbound.py): per-day aggregated rows of the
+    # DMARC aggregate (RFC 7489 §7.2) and TLS-RPT (RFC 8460) reports we send, one row per distinct
+    # result (KEY is its canonical JSON) whose count is incremented; and which (kind, day, policy
+    # domain) reports a node has claimed to send (the cluster-wide once-only mark)
+    [
+        "CREATE TABLE IF NOT EXISTS report_rows(kind TEXT NOT NULL, day TEXT NOT NULL, domain TEXT NOT NULL,"
+        " key TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY(kind, day, domain, key)) WITHOUT ROWID",
+        "CREATE TABLE IF NOT EXISTS report_sends(kind TEXT NOT NULL, day TEXT NOT NULL, domain TEXT NOT NULL,"
+        " owner TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY(kind, day, domain)) WITHOUT ROWID",
+    ],
 ]
