@@ -72,7 +72,7 @@ def _text_of(part: Message) -> str:
         return ""
     try:
         return payload.decode(part.get_content_charset() or "ascii", "replace")
-    except LookupError:  # unknown charset
+    except (LookupError, ValueError):  # unknown charset, or a name no codec lookup takes (NUL)
         return payload.decode("latin-1")
 
 
@@ -96,7 +96,7 @@ def _header_text(text: str) -> str:
         else:
             try:
                 out.append(chunk.decode(charset, "replace"))
-            except LookupError:  # unknown charset
+            except (LookupError, ValueError):  # unknown charset, or a name no codec lookup takes
                 out.append(chunk.decode("latin-1"))
     return "".join(out)
 
