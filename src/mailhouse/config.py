@@ -273,6 +273,10 @@ class Config:
     # forwarding breaks DMARC); trusted_arc_sealers = ARC sealers (d= of the newest ARC-Seal) whose
     # passing chain rescues a DMARC failure (mailing lists, forwarders you rely on)
     dmarc_enforce: bool = True
+    # [dmarc] reports: count DMARC results and send the daily aggregate reports (RFC 7489 §7.2)
+    # to domains that ask (with `[reports] send`, which also covers TLS-RPT)
+    dmarc_reports: bool = True
+    log_format: str = "text"  # [log] format: "text" or "json" (log.py)
     dmarc_allow: list[str] = field(default_factory=list)
     trusted_arc_sealers: list[str] = field(default_factory=list)
     # [limits] trusted_networks: clients exempt from connection limits, login throttling, bans,
@@ -458,6 +462,7 @@ _TOP_KEYS = {
     "reports",
     "metrics",
     "srs",
+    "log",
 }
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
@@ -499,7 +504,8 @@ _TABLE_KEYS = {
     "connections": {"per_ip", "per_user_ip", "per_account", "max"},
     "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port", "source_address"},
     "mailauth": {"verify_inbound", "dns_budget"},
-    "dmarc": {"enforce", "allow", "trusted_arc_sealers"},
+    "dmarc": {"enforce", "allow", "trusted_arc_sealers", "reports"},
+    "log": {"format"},
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
     "reports": {"enabled", "dmarc_address", "tlsrpt_address", "folder", "send", "from", "org_name"},
@@ -685,9 +691,16 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         cfg.verify_inbound = _bool(mailauth["verify_inbound"], path, "mailauth.verify_inbound")
     if "dns_budget" in mailauth:
         cfg.dns_budget = _pos_number(mailauth["dns_budget"], path, "mailauth.dns_budget")
+    log_table = _table(data, "log", path)
+    if "format" in log_table:
+        if log_table["format"] not in ("text", "json"):
+            raise ConfigError(path, "log.format", 'expected "text" or "json"')
+        cfg.log_format = log_table["format"]
     dmarc = _table(data, "dmarc", path)
     if "enforce" in dmarc:
         cfg.dmarc_enforce = _bool(dmarc["enforce"], path, "dmarc.enforce")
+    if "reports" in dmarc:
+        cfg.dmarc_reports = _bool(dmarc["reports"], path, "dmarc.reports")
     for key, attr in (("allow", "dmarc_allow"), ("trusted_arc_sealers", "trusted_arc_sealers")):
         if key in dmarc:
             setattr(cfg, attr, _domains(dmarc[key], path, f"dmarc.{key}"))

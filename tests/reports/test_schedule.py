@@ -81,3 +81,35 @@ async def test_send_false_records_and_sends_nothing(tmp_path: Path) -> None:
         await d.stop()
     finally:
         await n.store.close()
+
+
+async def test_dmarc_reports_false_sends_only_tlsrpt(tmp_path: Path, dns_server_factory: Any) -> None:
+    """[dmarc] reports = false: no DMARC aggregate report goes out; TLS-RPT still does."""
+    dns = dns_server_factory(
+        txt={
+            "_dmarc.shop.test": ["v=DMARC1; p=none; rua=mailto:dmarc@shop.test"],
+            "_smtp._tls.shop.test": ["v=TLSRPTv1; rua=mailto:tls@shop.test"],
+        }
+    )
+    cfg = config.from_dict(
+        {
+            "hostname": "mx.test",
+            "data_dir": str(tmp_path),
+            "dns": {"nameservers": [dns.nameserver]},
+            "dmarc": {"reports": False},
+        }
+    )
+    n = await services.build(cfg)
+    try:
+        day = yesterday(time.time())
+        ev = Evaluation(DmarcResult("pass", "shop.test", Policy.NONE, aligned_spf=True), None, ())
+        await n.store.count_report_row(
+            ReportRow(ReportKind.DMARC, day, "shop.test", row_key(ev, "192.0.2.1", ""), 4)
+        )
+        tls = TlsOutcome("shop.test", PolicyType.NO_POLICY, None)
+        await n.store.count_report_row(ReportRow(ReportKind.TLSRPT, day, "shop.test", tls.key(), 9))
+        await schedule.send_due(cfg, n.store, n.outbound.enqueue, "node")
+        assert [r.address for e in await n.store.list() for r in e.recipients] == ["tls@shop.test"]
+    finally:
+        await n.outbound.pool.close()
+        await n.store.close()

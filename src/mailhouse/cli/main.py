@@ -413,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     except config_mod.ConfigError as e:
         print(f"mailhouse: configuration error: {e}", file=sys.stderr)
         return 2
+    if cfg.log_format != "text":
+        log.setup(args.log_level, cfg.log_format)
     if args.command == "serve" and cfg.workers > 1:
         _multiprocess_metrics(cfg, sys.argv[1:] if argv is None else argv)
     try:

@@ -53,6 +53,8 @@ async def send_due(
     builds = {ReportKind.DMARC: dmarc_out.make_build, ReportKind.TLSRPT: tlsrpt_out.make_build}
     out: list[Outcome] = []
     for kind in kinds:
+        if kind is ReportKind.DMARC and not cfg.dmarc_reports:  # [dmarc] reports = false
+            continue
         out += await sender.send(kind, day, builds[kind](cfg, lookup))
     return out
 

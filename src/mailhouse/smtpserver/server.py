@@ -521,7 +521,9 @@ class SmtpSession:
         try:
             if self.mode == "smtp" and self.cfg.verify_inbound:
                 body, auth_verdict = await inbound.annotate(body, self.cfg, self.ip, sender, helo)
-                if auth_verdict.evaluation is not None and self.cfg.reports_send:  # RFC 7489 §7.2 counts
+                if (
+                    auth_verdict.evaluation is not None and self.cfg.reports_send and self.cfg.dmarc_reports
+                ):  # RFC 7489 §7.2 counts
                     await dmarc_out.record(self.svc.store, auth_verdict.evaluation, self.ip, sender)
                 if auth_verdict.action is inbound.Action.REJECT:  # RFC 7489 §10.3: refuse, never bounce
                     self.log.info("refused from=<%s>: %s", safe(sender), auth_verdict.reason)
