@@ -1,5 +1,5 @@
 # Mailhouse: two commands, and a fast one for the edit loop.
-#   make serve   - create .venv, install Mailhouse, run `mailhouse serve` on the embedded default
+#   make serve   - create .venv, install Mailhouse (no test extras), run `mailhouse serve` on the embedded default
 #   make test    - install test dependencies (Debian packages + Python), then every gate and every test:
 #                  ruff check, ruff format --check, mypy (strict, all of src/), the architecture contract
 #                  (lint-imports + tests/architecture: layers, no import cycles), the whole pytest suite
@@ -23,18 +23,28 @@ UNIT_SELECT := -k "not postgres"
 
 .PHONY: serve test check test-deps lint format-check typecheck arch-contract arch unit pytest venv clean
 
-$(STAMP): pyproject.toml
-	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV) || { \
+# Two installs into one venv: `serve` needs only Mailhouse and its runtime dependencies (about a
+# quarter of the size); the test command adds the test extras (pytest, Playwright, mypy, ...).
+SERVE_STAMP := $(VENV)/.installed-serve
+
+$(VENV)/bin/python:
+	$(PY) -m venv $(VENV) || { \
 	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3-venv python3-dev build-essential && \
 	  rm -rf $(VENV) && $(PY) -m venv $(VENV); }
 	$(VENV)/bin/pip install -q --upgrade pip
+
+$(SERVE_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/pip install -q -e .
+	touch $(SERVE_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install -q -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(SERVE_STAMP)
 
-venv: $(STAMP)
+venv: $(SERVE_STAMP)
 
-serve: $(STAMP)
+serve: $(SERVE_STAMP)
 	$(VENV)/bin/mailhouse serve
 
 # Order matters for a serial make: cheap static gates first. `make -k check` runs them all and
