@@ -164,6 +164,7 @@ def test_self_signed_certificate_refused_without_insecure(mh, tmp_path):
     )
     r = run_mail(cfg, "list")
     assert r.returncode == 1 and "certificate" in r.stderr.lower()
+    assert "--insecure" in r.stderr and "insecure = true" in r.stderr  # the way out is named
     r = run_mail(cfg, "--insecure", "list")
     assert r.returncode == 0, r.stderr
 

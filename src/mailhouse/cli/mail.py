@@ -326,7 +326,10 @@ async def cmd_mail(args: argparse.Namespace, cfg: Any) -> int:
         return 0
     except (ClientError, OSError, smtplib.SMTPException, imaplib.IMAP4.error, ssl.SSLError) as e:
         err = str(e)
-        if isinstance(e, smtplib.SMTPResponseException):
+        if isinstance(e, ssl.SSLCertVerificationError):
+            # name the two ways to trust a server whose certificate is self-signed or for another name
+            err += " (a self-signed server: pass --insecure, or set insecure = true in the client config)"
+        elif isinstance(e, smtplib.SMTPResponseException):
             err = f"{e.smtp_code} {_text(e.smtp_error)}"
         elif isinstance(e, smtplib.SMTPRecipientsRefused):
             err = "; ".join(f"{r}: {c} {_text(m)}" for r, (c, m) in e.recipients.items())
@@ -339,7 +342,12 @@ def _text(v: bytes | str) -> str:
 
 
 def register(sub: Any) -> None:
-    m = sub.add_parser("mail", help="a command-line mail client (SMTP submission + IMAP) for any server")
+    m = sub.add_parser(
+        "mail",
+        help="a command-line mail client (SMTP submission + IMAP) for any server",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     m.add_argument("--client-config", help=f"client TOML (default {DEFAULT_CONFIG})")
     m.add_argument(
         "--insecure", action="store_true", help="accept self-signed or mismatched TLS certificates"
