@@ -21,7 +21,8 @@ from mailhouse.accounts.admin import Admin
 from mailhouse.config import Listener
 from tests.peers.ports import free_port, wait_port
 
-ALL_SERVICES: tuple[str, ...] = tuple(Listener)
+# every listener but https, which test servers start only when asked (plain http redirects to it)
+ALL_SERVICES: tuple[str, ...] = tuple(s for s in Listener if s is not Listener.HTTPS)
 
 # MAILHOUSE_TEST_SERVICES=smtp,imap narrows what test servers start (handy while a service is in progress).
 SERVICES = tuple(

@@ -89,7 +89,7 @@ def test_listen_is_keyed_by_listener() -> None:
 
 
 def test_implicit_tls_listeners() -> None:
-    assert {ln for ln in config.Listener if ln.implicit_tls} == {"submissions", "imaps", "pop3s"}
+    assert {ln for ln in config.Listener if ln.implicit_tls} == {"submissions", "imaps", "pop3s", "https"}
     assert [str(ln) for ln in config.Listener] == list(config.SERVICES)
     assert "managesieve" not in config.SERVICES
 

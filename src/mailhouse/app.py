@@ -74,6 +74,7 @@ SERVERS: dict[Listener, str] = {
     Listener.POP3: "mailhouse.pop3server.server:Server",
     Listener.POP3S: "mailhouse.pop3server.server:Server",
     Listener.HTTP: "mailhouse.web.server:Server",
+    Listener.HTTPS: "mailhouse.web.server:Server",
 }
 
 
@@ -324,7 +325,7 @@ async def _serve_workers(cfg: Config) -> int:
     table = CountTable(cfg.data_dir / "connections.shm")
     # one listening socket per address, inherited by every worker (runtime/listener.py)
     for name, addrs in cfg.listen.items():
-        for host, port in addrs if name != Listener.HTTP else ():
+        for host, port in addrs if name not in (Listener.HTTP, Listener.HTTPS) else ():
             try:
                 bind_shared([(host, port)])
             except OSError as e:

@@ -35,6 +35,7 @@ class Listener(enum.StrEnum):
     POP3 = "pop3"  # RFC 1939, port 110 (STLS, RFC 2595)
     POP3S = "pop3s"  # RFC 8314 implicit TLS, port 995
     HTTP = "http"  # webmail, admin, autoconfig
+    HTTPS = "https"  # the same over TLS (RFC 8314 style implicit TLS, port 443); http then redirects
 
     @property
     def implicit_tls(self) -> bool:
@@ -42,7 +43,7 @@ class Listener(enum.StrEnum):
         return self in _IMPLICIT_TLS
 
 
-_IMPLICIT_TLS = frozenset({Listener.SUBMISSIONS, Listener.IMAPS, Listener.POP3S})
+_IMPLICIT_TLS = frozenset({Listener.SUBMISSIONS, Listener.IMAPS, Listener.POP3S, Listener.HTTPS})
 
 SERVICES: tuple[str, ...] = tuple(Listener)
 

@@ -76,6 +76,7 @@ DEFAULT_PER_IP: Final[Mapping[str, int]] = {
     "pop3": POP3_PER_IP,
     "pop3s": POP3_PER_IP,
     "http": HTTP_PER_IP,
+    "https": HTTP_PER_IP,
 }
 #: Dovecot ``mail_max_userip_connections = 10``: sessions of one account from one address.
 PER_USER_IP: Final = 10

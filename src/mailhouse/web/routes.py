@@ -12,11 +12,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from mailhouse.accounts.bans import Bans
+from mailhouse.config import Listener
 from mailhouse.store.api import StoreUnavailable
 from mailhouse.web import admin, autoconfig, health, metrics, mtasts, webmail
 from mailhouse.web.banned import BannedClients
 from mailhouse.web.common import HERE, LoginRequired, WebState, redirect, render
 from mailhouse.web.limits import BodyLimit
+from mailhouse.web.redirect import HttpsRedirect
 from mailhouse.web.security import SecurityHeaders
 
 if TYPE_CHECKING:
@@ -104,16 +106,25 @@ def create_app(svc: Services, secret: bytes) -> SecurityHeadersApp:
     web = WebState.build(svc, secret)
     app.state.web = web
     app.state.closing = web.closing
-    return SecurityHeadersApp(app, svc.cfg.max_message_size, svc.auth.bans)
+    https = svc.cfg.listen.get(Listener.HTTPS)
+    return SecurityHeadersApp(
+        app, svc.cfg.max_message_size, svc.auth.bans, https_port=https[0][1] if https else None
+    )
 
 
 class SecurityHeadersApp(SecurityHeaders):
     """The Starlette app behind the request body limits (`web.limits`), wrapped in the
-    security headers; `.state` reaches the app's."""
+    security headers; `.state` reaches the app's. With HTTPS_PORT, plain HTTP is redirected."""
 
-    def __init__(self, app: Starlette, max_message_size: int, bans: Bans | None = None) -> None:
-        inner = BodyLimit(app, max_message_size)
-        super().__init__(BannedClients(inner, bans) if bans is not None else inner)  # banned: 403
+    def __init__(
+        self, app: Starlette, max_message_size: int, bans: Bans | None = None, https_port: int | None = None
+    ) -> None:
+        inner: Any = BodyLimit(app, max_message_size)
+        if bans is not None:
+            inner = BannedClients(inner, bans)  # banned: 403
+        if https_port is not None:
+            inner = HttpsRedirect(inner, https_port, app.state.web.svc.cfg.hostname)
+        super().__init__(inner)
         self.starlette = app
 
     @property

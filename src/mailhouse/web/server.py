@@ -1,8 +1,9 @@
 """The `http` listener: webmail, admin pages and client autoconfiguration in one ASGI app.
 
 `Server(svc)` is the node's HTTP server: it builds the ASGI app once (on the first
-`listen`) and every `http` address of the node serves that one app (one session key, one
-summary cache). `Server.listen(name, host, port)` binds the socket itself (so it returns
+`listen`) and every `http` and `https` address of the node serves that one app (one session
+key, one summary cache); `https` listeners speak TLS from the first byte with the node's
+certificate, and plain `http` then redirects to them (web/redirect.py). `Server.listen(name, host, port)` binds the socket itself (so it returns
 only once the port accepts connections), then runs uvicorn's server as a task of the
 running loop. uvicorn must not install signal handlers: `mailhouse serve` owns SIGTERM/SIGHUP.
 
@@ -102,6 +103,11 @@ class Server:
             proxy_headers=bool(self.svc.cfg.forwarded_allow_ips),
             forwarded_allow_ips=self.svc.cfg.forwarded_allow_ips or None,
         )
+        if Listener(name).implicit_tls:
+            # the node's own server context (tls.ServerCertificate): a renewed certificate reaches
+            # new HTTPS handshakes too, as it does every other listener's
+            config.load()
+            config.ssl = self.svc.tls
         server = _Server(config)
         task = asyncio.get_running_loop().create_task(
             server.serve(sockets=[sock]), name=f"http-{host}:{port}"
