@@ -11,6 +11,10 @@ workers that accept from them and open the same store, so ingest uses every core
 Connection limits (issue 12 item 5): one `runtime.connlimits.ConnectionGate` per node, shared by
 every adapter's `Server`; with workers its counts live in a table mapped from
 `data_dir/connections.shm` before the fork, so per-address and per-account limits hold across them.
+Privileges (issue 16 §1, runtime/privileges.py): started as root with `user` set, `serve` binds
+every listener and reads the key, hands the data directory to the user and drops root before
+building anything that writes files or forking workers; as root on a port < 1024 without `user`
+it refuses unless `allow_root = true`.
 SIGTERM (and SIGINT) stop accepting, let sessions finish for `DRAIN_SECONDS`, then
 exit 0; SIGHUP re-reads the configuration file and reports problems without stopping.
 """
@@ -36,12 +40,13 @@ from mailhouse.accounts.throttle import LoginThrottle
 from mailhouse.config import Config, Listener
 from mailhouse.queue.owner import node_id
 from mailhouse.reports.schedule import DailyReports
-from mailhouse.runtime import cpupool, sdnotify
+from mailhouse.runtime import cpupool, privileges, sdnotify
 from mailhouse.runtime.beacon import Beacon, NodeInfo
 from mailhouse.runtime.connlimits import ConnectionGate, CountTable, policy_from_config
 from mailhouse.runtime.listener import bind_shared
 from mailhouse.runtime.watchdog import Watchdog
-from mailhouse.services import Services, build
+from mailhouse.services import Services, build, load_certificate
+from mailhouse.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +133,14 @@ async def run_node(
     stop: asyncio.Event | None = None,
     table: CountTable | None = None,
     ready_fd: int | None = None,
+    certificate: tls_mod.ServerCertificate | None = None,
 ) -> int:
     """Run one node; TABLE is the connection count table shared with the other workers.
 
     READY_FD (a worker): one byte is written there once the listeners are up, for the parent to
-    tell systemd; the main process of a single-process node tells systemd itself."""
-    svc = await build(cfg)
+    tell systemd; the main process of a single-process node tells systemd itself.
+    CERTIFICATE: read before root was dropped (`serve`)."""
+    svc = await build(cfg, certificate)
     listening: list[Listening] = []
     watchdog = Watchdog()  # issue 12: warn, naming the culprit, when something blocks the loop
     watchdog.start()
@@ -311,25 +318,55 @@ def _apply_reload(cfg: Config, gate: ConnectionGate | None, throttle: LoginThrot
 
 
 async def serve(cfg: Config) -> int:
+    """Serve CFG: as root with `user` set, bind, read the key and drop root first (runtime/privileges.py)."""
+    ports = [port for addrs in cfg.listen.values() for _, port in addrs]
+    certificate: tls_mod.ServerCertificate | None = None
+    try:
+        privileges.check_root(ports, has_user=cfg.user is not None, allow_root=cfg.allow_root)
+        if cfg.user is not None and os.geteuid() == 0:
+            certificate = _bind_and_drop(cfg, privileges.identity(cfg.user, cfg.group))
+    except privileges.PrivilegeError as e:
+        raise StartupError(str(e)) from None
     if cfg.workers <= 1:
-        return await run_node(cfg)
-    return await _serve_workers(cfg)
+        return await run_node(cfg, certificate=certificate)
+    return await _serve_workers(cfg, certificate)
 
 
-async def _serve_workers(cfg: Config) -> int:
-    """Fork `cfg.workers` children, each a full node on the listening sockets bound here."""
-    # Create the data dir, certificate and schema once before forking.
-    svc = await build(cfg)
-    await svc.store.close()
-    # issue 12 item 5: the workers count connections per address and account in one table
-    table = CountTable(cfg.data_dir / "connections.shm")
-    # one listening socket per address, inherited by every worker (runtime/listener.py)
+def _bind_and_drop(cfg: Config, who: privileges.Identity) -> tls_mod.ServerCertificate:
+    """As root: bind every listener, read the certificate, hand the data directory to WHO, become
+    WHO — before anything opens the store, so every file it writes belongs to WHO."""
+    _bind_listeners(cfg, web=True)
+    # import what serving loads lazily while root can read every file (the interpreter may live
+    # where the user cannot read, e.g. under /root)
+    for name in cfg.listen:
+        server_class(name)
+    open_store(cfg.store, cfg.data_dir)  # the backend's modules (the store is not opened here)
+    certificate = load_certificate(cfg)  # the key may be readable by root only
+    privileges.prepare_data_dir(cfg.data_dir, who)
+    privileges.drop(who)
+    privileges.check_data_dir(cfg.data_dir, who)
+    return certificate
+
+
+def _bind_listeners(cfg: Config, *, web: bool) -> None:
+    """One listening socket per address, inherited by every worker (runtime/listener.py); the web
+    server's only when WEB (without it, each worker binds its own with SO_REUSEPORT)."""
     for name, addrs in cfg.listen.items():
-        for host, port in addrs if name not in (Listener.HTTP, Listener.HTTPS) else ():
+        for host, port in addrs if web or name not in (Listener.HTTP, Listener.HTTPS) else ():
             try:
                 bind_shared([(host, port)])
             except OSError as e:
                 raise bind_error(name, host, port, e) from None
+
+
+async def _serve_workers(cfg: Config, certificate: tls_mod.ServerCertificate | None = None) -> int:
+    """Fork `cfg.workers` children, each a full node on the listening sockets bound here."""
+    # Create the data dir, certificate and schema once before forking.
+    svc = await build(cfg, certificate)
+    await svc.store.close()
+    # issue 12 item 5: the workers count connections per address and account in one table
+    table = CountTable(cfg.data_dir / "connections.shm")
+    _bind_listeners(cfg, web=False)  # already bound (the web's too) when root was dropped
     pids = []
     ready_r, ready_w = os.pipe()  # each worker writes one byte once it serves (sd_notify READY)
     for _ in range(cfg.workers):
@@ -339,7 +376,7 @@ async def _serve_workers(cfg: Config) -> int:
             os.close(ready_r)
             code = 0
             try:
-                code = _run_child(cfg, table, ready_w)
+                code = _run_child(cfg, table, ready_w, certificate)
             finally:
                 os._exit(code)
         pids.append(pid)
@@ -395,6 +432,8 @@ def _signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-def _run_child(cfg: Config, table: CountTable, ready_fd: int) -> int:
+def _run_child(
+    cfg: Config, table: CountTable, ready_fd: int, certificate: tls_mod.ServerCertificate | None
+) -> int:
     asyncio.set_event_loop(None)
-    return asyncio.run(run_node(cfg, table=table, ready_fd=ready_fd))
+    return asyncio.run(run_node(cfg, table=table, ready_fd=ready_fd, certificate=certificate))

@@ -1,6 +1,7 @@
 """Mailhouse configuration: TOML file → typed, validated `Config`.
 
-Keys (DESIGN.md §Operator interface): `hostname`, `data_dir`; `[listen]` with one key per
+Keys (DESIGN.md §Operator interface): `hostname`, `data_dir`, `user`/`group`/`allow_root`
+(runtime/privileges.py); `[listen]` with one key per
 service (`"host:port"` or a list of them — a missing key means that service is off), keyed
 in `Config.listen` by `Listener`;
 `[tls] cert`, `key`, `ca_file` (extra CAs for outbound verification); `[store] url`; `[dns] nameservers`,
@@ -314,6 +315,10 @@ class Config:
     srs_max_age: int = 21
     srs_secret_generation: int = 1
     source_path: str = "<defaults>"
+    # issue 16 §1 (runtime/privileges.py): started as root, serve as this user after binding
+    user: str | None = None
+    group: str | None = None  # default: the user's login group
+    allow_root: bool = False  # keep serving as root on a port < 1024 without `user`
 
     def hostname_warning(self) -> str | None:
         """Why `hostname` cannot be this server's public name (then MX, HELO and certificates go
@@ -443,6 +448,9 @@ def load(path: str | None = None) -> Config:
 _TOP_KEYS = {
     "hostname",
     "data_dir",
+    "user",
+    "group",
+    "allow_root",
     "listen",
     "tls",
     "store",
@@ -532,6 +540,15 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         if not isinstance(data["data_dir"], str):
             raise ConfigError(path, "data_dir", "must be a string path")
         cfg.data_dir = (base / data["data_dir"]).resolve()
+    for key in ("user", "group"):
+        if key in data:
+            if not isinstance(data[key], str) or not data[key]:
+                raise ConfigError(path, key, "must be a non-empty system account name")
+            setattr(cfg, key, data[key])
+    if "group" in data and "user" not in data:
+        raise ConfigError(path, "group", "needs user (the account to serve as)")
+    if "allow_root" in data:
+        cfg.allow_root = _bool(data["allow_root"], path, "allow_root")
     if "listen" in data:
         listen = data["listen"]
         if not isinstance(listen, dict):

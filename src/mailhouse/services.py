@@ -64,14 +64,21 @@ class Services:
         task.add_done_callback(self.sessions.discard)
 
 
-async def build(cfg: Config) -> Services:
-    """Open the store and construct the node's components (the store is open on return)."""
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+def load_certificate(cfg: Config) -> tls_mod.ServerCertificate:
+    """The node's certificate: `[tls] cert`/`key`, else a self-signed pair in the data directory."""
     if cfg.tls_cert and cfg.tls_key:
         cert, key = cfg.tls_cert, cfg.tls_key
     else:
         cert, key = tls_mod.ensure_self_signed(cfg.data_dir, cfg.hostname)
-    certificate = tls_mod.ServerCertificate(cert, key)
+    return tls_mod.ServerCertificate(cert, key)
+
+
+async def build(cfg: Config, certificate: tls_mod.ServerCertificate | None = None) -> Services:
+    """Open the store and construct the node's components (the store is open on return).
+
+    CERTIFICATE: one already read (by a node before it dropped root, runtime/privileges.py)."""
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    certificate = certificate or load_certificate(cfg)
     store = open_store(cfg.store, cfg.data_dir, indexer=fts_text.extract)  # issue 13 §4
     await store.open()
     resolver = Resolver(store)

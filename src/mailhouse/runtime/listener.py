@@ -8,6 +8,8 @@ is taken by whichever worker is waiting, so a busy worker never holds the next c
 its own queue while the other one idles (SO_REUSEPORT hashes each connection to one worker
 whatever its load: with short connections the busier worker fell behind; issue 12 item 8).
 An address not bound before the fork (the web server's) binds with SO_REUSEPORT in each worker.
+A node that drops root (runtime/privileges.py) binds every address, the web server's too, here
+first: the web server takes its socket from `shared_socket`.
 
 Invariants:
 * Every session runs as one task handed to ``track`` at once, so the node's drain on SIGTERM
@@ -63,6 +65,11 @@ def bind_shared(addresses: Iterable[tuple[str, int]]) -> None:
         _shared[(host, port)] = sock
 
 
+def shared_socket(host: str, port: int) -> socket.socket | None:
+    """The socket `bind_shared` bound for HOST:PORT before forking or dropping root, if any."""
+    return _shared.get((host, port))
+
+
 async def start_listener(
     host: str,
     port: int,
@@ -88,7 +95,7 @@ async def start_listener(
     loop = asyncio.get_running_loop()
     factory = lambda: Connection(limits(), on_open, track, gate=gate, service=service, refusals=refusals)  # noqa: E731
     timeout = handshake if ssl_ctx is not None else None
-    shared = _shared.get((host, port))
+    shared = shared_socket(host, port)
     if shared is not None:  # bound by the parent: every worker accepts from it
         return await loop.create_server(factory, sock=shared, ssl=ssl_ctx, ssl_handshake_timeout=timeout)
     return await loop.create_server(

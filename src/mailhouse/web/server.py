@@ -27,7 +27,7 @@ import uvicorn
 
 from mailhouse.config import Listener
 from mailhouse.runtime.connlimits import ConnectionGate, policy_from_config
-from mailhouse.runtime.listener import reuse_port
+from mailhouse.runtime.listener import reuse_port, shared_socket
 from mailhouse.services import Services
 from mailhouse.web import security
 from mailhouse.web.connguard import guarded_protocol
@@ -62,6 +62,8 @@ class HttpListener:
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    if (shared := shared_socket(host, port)) is not None:  # bound before root was dropped
+        return shared
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

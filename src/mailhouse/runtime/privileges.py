@@ -1,0 +1,134 @@
+"""Start as root only to bind the listeners and read the TLS key, then serve as `user` (issue 16 §1).
+
+`mailhouse serve` started as root with a top-level `user = "mailhouse"` (optional `group`, default
+the user's login group) does, in this order (app.serve):
+
+1. binds every configured listener (runtime/listener.py `bind_shared`, which the web server's
+   listener uses too), so ports below 1024 work without CAP_NET_BIND_SERVICE;
+2. creates the data directory and hands it to the user (`prepare_data_dir`: chown of the
+   directory and of every entry not owned by the user yet, with one log line) and reads the TLS
+   certificate and key (a key readable only by root stays usable: it is held in memory);
+3. drops: setgroups, setgid, setuid — in that order, since after setuid the process may no
+   longer change its groups (`drop`) — and checks with getresuid/getresgid that no real, effective
+   or saved id is still root and that setuid(0) now fails;
+4. only then builds the store and services, so every file they write belongs to the user, and
+   (with `[server] workers`) forks the workers, which inherit the dropped ids: no process that
+   serves a connection runs as root.
+
+Refusal (`check_root`): a root process without `user` refuses to start when a listener port is
+below 1024 unless `allow_root = true` — that is the configuration that needs root and would keep
+it for the whole run. Root on unprivileged ports only gets a warning: root is not needed there
+(it is what a container or a test run does), and refusing it would break every such setup while
+protecting nothing the operator asked for.
+
+Known limit: a certificate reload after the drop (SIGHUP, renewal) reads the files as the user,
+so a renewed key must be readable by the user or its group (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import pwd
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PRIVILEGED_PORT = (
+    1024  # ports below this need root or CAP_NET_BIND_SERVICE (Linux ip_unprivileged_port_start)
+)
+
+
+class PrivilegeError(Exception):
+    """Privileges cannot be set as configured; the message is one line saying what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The unprivileged account a node serves as."""
+
+    user: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+def identity(user: str, group: str | None = None) -> Identity:
+    """USER (and GROUP, default the user's login group) from the system's account database."""
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise PrivilegeError(
+            f"user = {user!r}: no such system user (create it: useradd --system --home /var/lib/mailhouse"
+            f" --shell /usr/sbin/nologin {user})"
+        ) from None
+    if group is None:
+        gid = pw.pw_gid
+    else:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise PrivilegeError(f"group = {group!r}: no such system group") from None
+    if pw.pw_uid == 0 or gid == 0:
+        raise PrivilegeError(f"user = {user!r}: must be an unprivileged account (uid and gid not 0)")
+    # the user's supplementary groups (e.g. ssl-cert for a key readable by that group), never root's
+    groups = tuple(sorted({g for g in os.getgrouplist(user, gid) if g != 0} | {gid}))
+    return Identity(user, pw.pw_uid, gid, groups)
+
+
+def privileged_ports(ports: list[int]) -> list[int]:
+    return sorted({p for p in ports if 0 < p < PRIVILEGED_PORT})
+
+
+def check_root(ports: list[int], *, has_user: bool, allow_root: bool) -> None:
+    """Refuse to serve as root on a privileged port without `user` or `allow_root` (module docstring)."""
+    if os.geteuid() != 0 or has_user:
+        return
+    low = privileged_ports(ports)
+    if low and not allow_root:
+        raise PrivilegeError(
+            f'running as root on port {low[0]}: set user = "mailhouse" (an unprivileged system user) at'
+            " the top of the config to drop root after binding, or allow_root = true to keep it"
+        )
+    log.warning('serving as root: set user = "mailhouse" to drop root after binding the listeners')
+
+
+def prepare_data_dir(data_dir: Path, who: Identity) -> None:
+    """Create DATA_DIR and give it and everything in it to WHO (as root, before the drop)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    changed = 0
+    for path in (data_dir, *data_dir.rglob("*")):
+        st = path.lstat()
+        if st.st_uid != who.uid or st.st_gid != who.gid:
+            os.lchown(path, who.uid, who.gid)
+            changed += 1
+    if changed:
+        log.info(
+            "data directory %s: %d entr(ies) now owned by %s (uid %d)", data_dir, changed, who.user, who.uid
+        )
+
+
+def drop(who: Identity) -> None:
+    """Become WHO for good: setgroups, setgid, setuid (in that order), then prove root is gone."""
+    os.setgroups(list(who.groups))
+    os.setgid(who.gid)  # as root: real, effective and saved gid
+    os.setuid(who.uid)  # as root: real, effective and saved uid — no way back
+    if os.getresuid() != (who.uid,) * 3 or os.getresgid() != (who.gid,) * 3:
+        raise PrivilegeError(f"could not drop to {who.user}: ids are {os.getresuid()}/{os.getresgid()}")
+    try:
+        os.setuid(0)
+    except PermissionError:
+        pass
+    else:
+        raise PrivilegeError(f"dropped to {who.user} but setuid(0) still succeeds; refusing to serve")
+    log.info("serving as %s (uid %d, gid %d)", who.user, who.uid, who.gid)
+
+
+def check_data_dir(data_dir: Path, who: Identity) -> None:
+    """After the drop: the user must reach and write DATA_DIR (every directory above it searchable)."""
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise PrivilegeError(
+            f"data_dir {data_dir}: not writable for user {who.user} (a directory above it is not searchable?)"
+        )

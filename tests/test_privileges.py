@@ -1,0 +1,168 @@
+"""Root start-up then drop (issue 16 §1, runtime/privileges.py), through real sockets.
+
+The suite runs as root: `mailhouse serve` listens on port 25 of a free 127.0.0.x address, drops to
+`nobody`, and every process of its session must show that uid in /proc/PID/status; mail delivered
+over SMTP is read back over IMAP, the data files belong to `nobody`, and SIGHUP reloads.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import pwd
+import random
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailhouse import config as config_mod
+from mailhouse.runtime import privileges
+from tests.mailhouse_proc import PASSWORD, MailhouseProcess
+
+NOBODY = pwd.getpwnam("nobody")
+
+
+def _free_port25_host() -> str:
+    """A 127.0.0.x address whose port 25 is free (never 127.0.0.1, where a system MTA may be)."""
+    for _ in range(200):
+        host = f"127.0.{random.randint(1, 254)}.{random.randint(2, 254)}"
+        with socket.socket() as s:
+            try:
+                s.bind((host, 25))
+            except OSError:
+                continue
+        return host
+    raise RuntimeError("no 127.0.x.y with port 25 free")
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    # the dropped user must reach its data directory: not under root's 0700 pytest tmp dir
+    d = Path(tempfile.mkdtemp(prefix="mh-privdrop-", dir="/tmp"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _session_uids(pid: int) -> dict[int, tuple[list[str], list[str]]]:
+    """(Uid, Gid) lines of /proc/PID/status for every process in the session PID leads."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[3]) != pid:  # field 6: session id
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        out[int(entry)] = (fields["Uid"].split(), fields["Gid"].split())
+    return out
+
+
+def _tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _serve(root: Path, extra: str, workers: int = 1) -> MailhouseProcess:
+    host = _free_port25_host()
+    server = f"\n[server]\nworkers = {workers}\n" if workers > 1 else ""
+    return MailhouseProcess(
+        root, host=host, services=("smtp", "imaps", "http"), ports={"smtp": 25}, extra=extra + server
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_root_binds_port_25_then_serves_as_nobody(root: Path, workers: int) -> None:
+    mh = _serve(root, 'user = "nobody"', workers)
+    mh.add_domain("example.org")  # as root, before start: the store files start out root's
+    mh.add_user("alice@example.org")
+    mh.start()
+    try:
+        assert mh.proc is not None
+        assert mh.wait_log("serving as nobody")
+        if workers > 1:
+            assert mh.wait_log("ready", timeout=30)
+        procs = _session_uids(mh.proc.pid)
+        assert len(procs) >= workers + (1 if workers > 1 else 0), procs
+        want = [str(NOBODY.pw_uid)] * 4, [str(NOBODY.pw_gid)] * 4
+        assert all(ids == want for ids in procs.values()), procs  # real, effective, saved, fs
+        with smtplib.SMTP(*mh.addr("smtp"), timeout=30) as c:
+            c.sendmail("bob@example.net", ["alice@example.org"], b"Subject: dropped\r\n\r\nhello\r\n")
+        imap = imaplib.IMAP4_SSL(*mh.addr("imaps"), ssl_context=_tls(), timeout=30)
+        imap.login("alice@example.org", PASSWORD)
+        imap.select("INBOX")
+        _, data = imap.search(None, "SUBJECT", "dropped")
+        assert data[0].split(), "the message delivered over SMTP is in the INBOX"
+        imap.logout()
+        owners = {p: p.lstat().st_uid for p in [mh.data_dir, *mh.data_dir.rglob("*")]}
+        assert set(owners.values()) == {NOBODY.pw_uid}, owners
+        os.kill(mh.proc.pid, signal.SIGHUP)
+        assert mh.wait_log("configuration reloaded")
+        with smtplib.SMTP(*mh.addr("smtp"), timeout=30) as c:
+            assert c.noop()[0] == 250
+    finally:
+        code = mh.stop()
+        assert code == 0, mh.logtext()[-3000:]
+
+
+def _serve_fails(mh: MailhouseProcess) -> list[str]:
+    r = subprocess.run(
+        [sys.executable, "-m", "mailhouse", "serve"], env=mh.env(), capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 1
+    return r.stderr.strip().splitlines()
+
+
+def test_root_on_port_25_without_user_refuses_in_one_line(root: Path) -> None:
+    lines = _serve_fails(_serve(root, ""))
+    assert len(lines) == 1 and "port 25" in lines[0] and "user" in lines[0] and "allow_root" in lines[0], (
+        lines
+    )
+
+
+def test_unknown_user_refuses_in_one_line(root: Path) -> None:
+    lines = _serve_fails(_serve(root, 'user = "no-such-mailhouse-user"'))
+    assert len(lines) == 1 and "no such system user" in lines[0], lines
+
+
+def test_allow_root_keeps_root(root: Path) -> None:
+    mh = _serve(root, "allow_root = true").start()
+    try:
+        assert mh.proc is not None
+        assert Path(f"/proc/{mh.proc.pid}/status").read_text().count("\t0\t0\t0\t0") == 2  # Uid and Gid
+    finally:
+        code = mh.stop()
+        assert code == 0, mh.logtext()[-3000:]
+
+
+def test_config_keys() -> None:
+    cfg = config_mod.from_dict({"user": "mailhouse", "group": "mail", "allow_root": True})
+    assert (cfg.user, cfg.group, cfg.allow_root) == ("mailhouse", "mail", True)
+    with pytest.raises(config_mod.ConfigError, match="group"):
+        config_mod.from_dict({"group": "mail"})
+    with pytest.raises(config_mod.ConfigError, match="user"):
+        config_mod.from_dict({"user": ""})
+
+
+def test_identity_refuses_root() -> None:
+    with pytest.raises(privileges.PrivilegeError, match="unprivileged"):
+        privileges.identity("root")
+    who = privileges.identity("nobody")
+    assert (who.uid, who.gid) == (NOBODY.pw_uid, NOBODY.pw_gid) and 0 not in who.groups
