@@ -166,3 +166,9 @@ def test_identity_refuses_root() -> None:
         privileges.identity("root")
     who = privileges.identity("nobody")
     assert (who.uid, who.gid) == (NOBODY.pw_uid, NOBODY.pw_gid) and 0 not in who.groups
+
+
+def test_user_set_but_started_unprivileged_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        privileges.check_not_root("nobody")  # the suite runs as root: "nobody" is not who serves
+    assert "only used when started as root" in caplog.text

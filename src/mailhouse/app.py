@@ -325,6 +325,8 @@ async def serve(cfg: Config) -> int:
         privileges.check_root(ports, has_user=cfg.user is not None, allow_root=cfg.allow_root)
         if cfg.user is not None and os.geteuid() == 0:
             certificate = _bind_and_drop(cfg, privileges.identity(cfg.user, cfg.group))
+        elif cfg.user is not None:
+            privileges.check_not_root(cfg.user)
     except privileges.PrivilegeError as e:
         raise StartupError(str(e)) from None
     if cfg.workers <= 1:

@@ -95,6 +95,13 @@ def check_root(ports: list[int], *, has_user: bool, allow_root: bool) -> None:
     log.warning('serving as root: set user = "mailhouse" to drop root after binding the listeners')
 
 
+def check_not_root(user: str) -> None:
+    """Started unprivileged (systemd's User=) with `user` set: nothing to drop; say so if it differs."""
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    if me != user:
+        log.warning("user = %r is only used when started as root; serving as %s", user, me)
+
+
 def prepare_data_dir(data_dir: Path, who: Identity) -> None:
     """Create DATA_DIR and give it and everything in it to WHO (as root, before the drop)."""
     data_dir.mkdir(parents=True, exist_ok=True)
