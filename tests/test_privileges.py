@@ -80,12 +80,12 @@ def _tls() -> ssl.SSLContext:
     return ctx
 
 
-def _serve(root: Path, extra: str, workers: int = 1) -> MailhouseProcess:
+def _serve(
+    root: Path, extra: str, workers: int = 1, services: tuple[str, ...] = ("smtp", "imaps", "http")
+) -> MailhouseProcess:
     host = _free_port25_host()
     server = f"\n[server]\nworkers = {workers}\n" if workers > 1 else ""
-    return MailhouseProcess(
-        root, host=host, services=("smtp", "imaps", "http"), ports={"smtp": 25}, extra=extra + server
-    )
+    return MailhouseProcess(root, host=host, services=services, ports={"smtp": 25}, extra=extra + server)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -172,3 +172,37 @@ def test_user_set_but_started_unprivileged_warns(caplog: pytest.LogCaptureFixtur
     with caplog.at_level("WARNING"):
         privileges.check_not_root("nobody")  # the suite runs as root: "nobody" is not who serves
     assert "only used when started as root" in caplog.text
+
+
+def test_systemd_socket_activation(root: Path) -> None:
+    """LISTEN_FDS (sd_listen_fds(3)): the passed socket serves [listen] smtp; nothing binds it again
+    (on today's code the bind of the held address fails: EADDRINUSE)."""
+    mh = _serve(root, 'user = "nobody"', services=("smtp",))
+    sock = socket.socket()
+    sock.bind((mh.host, 25))
+    sock.listen(16)
+
+    def as_fd3() -> None:
+        os.dup2(sock.fileno(), 3)
+
+    logf = open(mh.log, "ab")  # noqa: SIM115 - closed below
+    # sh's $$ is the pid that exec keeps, as systemd sets LISTEN_PID to the service's pid
+    mh.proc = subprocess.Popen(
+        ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -m mailhouse serve', sys.executable],
+        env=mh.env(),
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=as_fd3,
+        pass_fds=(3,),
+    )
+    sock.close()
+    logf.close()
+    try:
+        assert mh.wait_log("ready", timeout=30), mh.logtext()
+        assert "listening on 1 socket(s) from systemd" in mh.logtext()
+        with smtplib.SMTP(*mh.addr("smtp"), timeout=30) as c:
+            assert c.noop()[0] == 250
+    finally:
+        code = mh.stop()
+        assert code == 0, mh.logtext()[-3000:]

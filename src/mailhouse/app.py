@@ -14,7 +14,8 @@ every adapter's `Server`; with workers its counts live in a table mapped from
 Privileges (issue 16 §1, runtime/privileges.py): started as root with `user` set, `serve` binds
 every listener and reads the key, hands the data directory to the user and drops root before
 building anything that writes files or forking workers; as root on a port < 1024 without `user`
-it refuses unless `allow_root = true`.
+it refuses unless `allow_root = true`. Systemd socket activation (LISTEN_FDS) hands over
+sockets for configured addresses instead: those are not bound again (runtime/listener.py).
 SIGTERM (and SIGINT) stop accepting, let sessions finish for `DRAIN_SECONDS`, then
 exit 0; SIGHUP re-reads the configuration file and reports problems without stopping.
 """
@@ -43,7 +44,7 @@ from mailhouse.reports.schedule import DailyReports
 from mailhouse.runtime import cpupool, privileges, sdnotify
 from mailhouse.runtime.beacon import Beacon, NodeInfo
 from mailhouse.runtime.connlimits import ConnectionGate, CountTable, policy_from_config
-from mailhouse.runtime.listener import bind_shared
+from mailhouse.runtime.listener import adopt_listen_fds, bind_shared
 from mailhouse.runtime.watchdog import Watchdog
 from mailhouse.services import Services, build, load_certificate
 from mailhouse.store import open_store
@@ -319,7 +320,12 @@ def _apply_reload(cfg: Config, gate: ConnectionGate | None, throttle: LoginThrot
 
 async def serve(cfg: Config) -> int:
     """Serve CFG: as root with `user` set, bind, read the key and drop root first (runtime/privileges.py)."""
-    ports = [port for addrs in cfg.listen.values() for _, port in addrs]
+    if adopted := adopt_listen_fds():  # systemd socket activation: its sockets, nothing to bind
+        configured = {addr for addrs in cfg.listen.values() for addr in addrs}
+        if stray := [f"{h}:{p}" for h, p in adopted if (h, p) not in configured]:
+            raise StartupError(f"systemd passed sockets for {', '.join(stray)}, which [listen] does not name")
+        log.info("listening on %d socket(s) from systemd", len(adopted))
+    ports = [port for addrs in cfg.listen.values() for h, port in addrs if (h, port) not in adopted]
     certificate: tls_mod.ServerCertificate | None = None
     try:
         privileges.check_root(ports, has_user=cfg.user is not None, allow_root=cfg.allow_root)

@@ -65,6 +65,31 @@ def bind_shared(addresses: Iterable[tuple[str, int]]) -> None:
         _shared[(host, port)] = sock
 
 
+#: sd_listen_fds(3): the first descriptor systemd passes with socket activation
+SD_LISTEN_FDS_START: Final = 3
+
+
+def adopt_listen_fds(environ: dict[str, str] | None = None) -> list[tuple[str, int]]:
+    """Take the listening sockets systemd passed (socket activation, sd_listen_fds(3)): each one
+    stands in for the configured listener on its address, so nothing is bound here and the
+    process needs no privilege. Returns the (host, port) of each; none without LISTEN_FDS."""
+    env = os.environ if environ is None else environ
+    if env.get("LISTEN_PID") != str(os.getpid()) or not env.get("LISTEN_FDS", "").isdigit():
+        return []
+    n = int(env["LISTEN_FDS"])
+    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        env.pop(key, None)  # sd_listen_fds(unset_environment=1): not inherited by what we start
+    out = []
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + n):
+        sock = socket.socket(fileno=fd)
+        os.set_inheritable(fd, False)
+        sock.setblocking(False)
+        host, port = sock.getsockname()[:2]
+        _shared[(host, port)] = sock
+        out.append((host, port))
+    return out
+
+
 def shared_socket(host: str, port: int) -> socket.socket | None:
     """The socket `bind_shared` bound for HOST:PORT before forking or dropping root, if any."""
     return _shared.get((host, port))
