@@ -4,14 +4,21 @@ restart with a valid certificate in the store does not order again."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
+from mailhouse import config as config_mod
+from mailhouse import tls
+from mailhouse.certs import acme
+from mailhouse.store import open_store
 from tests.mailhouse_proc import MailhouseProcess
 from tests.peers.dns import DNSServer
 from tests.peers.pebble import Pebble
@@ -74,3 +81,101 @@ def test_certificate_ordered_from_pebble_served_and_not_reordered(tmp_path: Path
         mh.stop()
         pebble.stop()
         dns.stop()
+
+
+def _node(
+    tmp_path: Path, name: str, extra: dict[str, object]
+) -> tuple[config_mod.Config, tls.ServerCertificate]:
+    """A node's config on the shared store at tmp_path/mh.db with its own certificate files."""
+    cfg = config_mod.from_dict(
+        {
+            "hostname": HOST,
+            "data_dir": str(tmp_path / name),
+            "store": {"url": f"sqlite:///{tmp_path / 'mh.db'}"},
+        }
+        | extra
+    )
+    return cfg, tls.ServerCertificate(*tls.ensure_self_signed(cfg.data_dir, HOST))
+
+
+async def test_two_nodes_one_order_same_certificate(tmp_path: Path) -> None:
+    """The second node on the store orders nothing: it installs the first node's certificate."""
+    http_port = free_port()
+    dns = DNSServer(a={n: ["127.0.0.1"] for n in NAMES}).start()
+    pebble = Pebble(http_port=http_port, dnsserver=dns.nameserver).start()
+    (tmp_path / "mh").mkdir()
+    # the web node answering the challenges shares the store with A and B
+    web = MailhouseProcess(
+        tmp_path / "mh",
+        services=("http",),
+        ports={"http": http_port},
+        store_url=f"sqlite:///{tmp_path / 'mh.db'}",
+    )
+    acme_table = {"directory": pebble.directory, "ca_file": str(pebble.ca_file), "names": sorted(NAMES)}
+    cfg_a, cert_a = _node(tmp_path, "a", {"acme": acme_table})
+    cfg_b, cert_b = _node(tmp_path, "b", {"acme": acme_table})
+    store = open_store(cfg_a.store, cfg_a.data_dir)
+    await store.open()
+    try:
+        web.start()
+        assert await acme.AcmeManager(cfg_a, store, cert_a).ensure() is acme.Outcome.ORDERED
+        assert await acme.AcmeManager(cfg_b, store, cert_b).ensure() is acme.Outcome.CURRENT
+        assert cert_a.cert.read_text() == cert_b.cert.read_text()
+        assert cert_a.key.read_text() == cert_b.key.read_text()
+        assert _sans(x509.load_pem_x509_certificate(cert_b.cert.read_bytes())) == NAMES
+        assert not await store.list_marks(acme.TOKEN_PREFIX, 0.0)  # challenges withdrawn
+    finally:
+        await store.close()
+        web.stop()
+        pebble.stop()
+        dns.stop()
+
+
+async def test_renewal_due_waits_for_the_lease_holder(tmp_path: Path) -> None:
+    """Past two thirds of its lifetime a certificate is renewed, by the node holding the lease only."""
+    cfg, cert = _node(tmp_path, "a", {"acme": {"directory": "https://127.0.0.1:9/dir"}})
+    chain, key = cert.cert.read_text(), cert.key.read_text()
+    issued = acme.Issued.from_pem(chain, key)
+    assert issued.renew_at == pytest.approx(
+        issued.not_before + (issued.not_after - issued.not_before) * 2 / 3
+    )
+    store = open_store(cfg.store, cfg.data_dir)
+    await store.open()
+    try:
+        await store.set_mark(acme.CERT_MARK, json.dumps({"chain": chain, "key": key}), issued.not_after)
+        manager = acme.AcmeManager(cfg, store, cert)
+        assert await manager.ensure() is acme.Outcome.CURRENT  # names (the host name) covered, not due
+        cfg.acme_names = ["other.example.org"]  # a name it lacks: due now, but another node ordering
+        await store.count_event(acme.LEASE_KEY, time.time(), acme.LEASE_SECONDS)
+        assert await manager.ensure() is acme.Outcome.WAITING
+    finally:
+        await store.close()
+
+
+def test_acme_config(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    cfg = config_mod.from_dict(
+        {
+            "acme": {
+                "directory": "https://acme.example/dir",
+                "email": "a@example.org",
+                "names": ["Mail.Example.org."],
+                "ca_file": str(ca),
+            }
+        }
+    )
+    assert (cfg.acme_directory, cfg.acme_email, cfg.acme_names, cfg.acme_ca_file) == (
+        "https://acme.example/dir",
+        "a@example.org",
+        ["mail.example.org"],
+        ca,
+    )
+    for bad, key in (
+        ({"directory": "http://acme.example/dir"}, "acme.directory"),
+        ({"email": "nobody"}, "acme.email"),
+        ({"ca_file": str(tmp_path / "missing.pem")}, "acme.ca_file"),
+        ({"renew": 1}, "acme"),
+    ):
+        with pytest.raises(config_mod.ConfigError, match=key):
+            config_mod.from_dict({"acme": bad})

@@ -194,8 +194,10 @@ class AcmeManager:
         jwk, uri = await self._account()
         acme = await asyncio.to_thread(self._client, jwk, uri)
         if uri is None:
-            email = (self.cfg.acme_email,) if self.cfg.acme_email else ()
-            reg = messages.NewRegistration.from_data(email=",".join(email), terms_of_service_agreed=True)
+            # RFC 8555 §7.3: contact is optional; an empty mailto: is refused
+            reg = messages.NewRegistration.from_data(
+                email=self.cfg.acme_email or None, terms_of_service_agreed=True
+            )
             regr = await asyncio.to_thread(acme.new_account, reg)  # RFC 8555 §7.3
             acme.net.account = regr
             await self.store.set_mark(
