@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -20,8 +21,6 @@ from mailhouse import tls
 from mailhouse.certs import acme
 from mailhouse.store import open_store
 from tests.mailhouse_proc import MailhouseProcess
-from tests.peers.dns import DNSServer
-from tests.peers.pebble import Pebble
 from tests.peers.ports import free_port
 
 HOST = "mail.example.org"
@@ -41,10 +40,12 @@ def _sans(cert: x509.Certificate) -> set[str]:
     return set(san.get_values_for_type(x509.DNSName))
 
 
-def test_certificate_ordered_from_pebble_served_and_not_reordered(tmp_path: Path) -> None:
+def test_certificate_ordered_from_pebble_served_and_not_reordered(
+    tmp_path: Path, dns_server_factory: Any, pebble_factory: Any
+) -> None:
     http_port = free_port()
-    dns = DNSServer(a={n: ["127.0.0.1"] for n in NAMES}).start()
-    pebble = Pebble(http_port=http_port, dnsserver=dns.nameserver).start()
+    dns = dns_server_factory(a={n: ["127.0.0.1"] for n in NAMES})
+    pebble = pebble_factory(http_port=http_port, dnsserver=dns.nameserver)
     (tmp_path / "mh").mkdir()
     extra = (
         f'[acme]\ndirectory = "{pebble.directory}"\nemail = "postmaster@example.org"\n'
@@ -79,8 +80,6 @@ def test_certificate_ordered_from_pebble_served_and_not_reordered(tmp_path: Path
         assert _served(mh.addr("https")).serial_number == first
     finally:
         mh.stop()
-        pebble.stop()
-        dns.stop()
 
 
 def _node(
@@ -98,11 +97,13 @@ def _node(
     return cfg, tls.ServerCertificate(*tls.ensure_self_signed(cfg.data_dir, HOST))
 
 
-async def test_two_nodes_one_order_same_certificate(tmp_path: Path) -> None:
+async def test_two_nodes_one_order_same_certificate(
+    tmp_path: Path, dns_server_factory: Any, pebble_factory: Any
+) -> None:
     """The second node on the store orders nothing: it installs the first node's certificate."""
     http_port = free_port()
-    dns = DNSServer(a={n: ["127.0.0.1"] for n in NAMES}).start()
-    pebble = Pebble(http_port=http_port, dnsserver=dns.nameserver).start()
+    dns = dns_server_factory(a={n: ["127.0.0.1"] for n in NAMES})
+    pebble = pebble_factory(http_port=http_port, dnsserver=dns.nameserver)
     (tmp_path / "mh").mkdir()
     # the web node answering the challenges shares the store with A and B
     web = MailhouseProcess(
@@ -127,8 +128,6 @@ async def test_two_nodes_one_order_same_certificate(tmp_path: Path) -> None:
     finally:
         await store.close()
         web.stop()
-        pebble.stop()
-        dns.stop()
 
 
 async def test_renewal_due_waits_for_the_lease_holder(tmp_path: Path) -> None:

@@ -16,8 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import shutil
 import ssl
@@ -27,10 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from mailhouse.tls import ensure_self_signed
 
 from ._proc import find_binary, stop_process, tail
 from .ports import check_loopback, free_port, wait_port
@@ -44,7 +39,7 @@ class Pebble:
         self.http_port, self.tls_port, self.dnsserver = http_port, tls_port or free_port(host), dnsserver
         self.base_dir = Path(tempfile.mkdtemp(prefix="mh-pebble-"))
         self.port = self.mgmt_port = 0
-        self.ca_file = self.base_dir / "cert.pem"
+        self.ca_file = self.base_dir / "tls" / "cert.pem"
         self.log_file = self.base_dir / "pebble.log"
         self.proc: subprocess.Popen | None = None
 
@@ -52,32 +47,9 @@ class Pebble:
     def directory(self) -> str:
         return f"https://{self.host}:{self.port}/dir"
 
-    def _write_tls(self) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble test listener")])
-        now = datetime.datetime.now(datetime.UTC)
-        sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(self.host))]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        self.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        (self.base_dir / "key.pem").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-
     def start(self, timeout: float = 20.0) -> Pebble:
-        self._write_tls()
+        # pebble's own listener certificate (localhost, 127.0.0.1): what `ca_file` trusts
+        self.ca_file, key_file = ensure_self_signed(self.base_dir, "localhost")
         self.port, self.mgmt_port = free_port(self.host), free_port(self.host)
         conf = self.base_dir / "pebble-config.json"
         conf.write_text(
@@ -87,7 +59,7 @@ class Pebble:
                         "listenAddress": f"{self.host}:{self.port}",
                         "managementListenAddress": f"{self.host}:{self.mgmt_port}",
                         "certificate": str(self.ca_file),
-                        "privateKey": str(self.base_dir / "key.pem"),
+                        "privateKey": str(key_file),
                         "httpPort": self.http_port,
                         "tlsPort": self.tls_port,
                         "ocspResponderURL": "",
