@@ -21,6 +21,7 @@ from mailhouse import tls
 from mailhouse.certs import acme
 from mailhouse.store import open_store
 from tests.mailhouse_proc import MailhouseProcess
+from tests.peers.pebble import Pebble
 from tests.peers.ports import free_port
 
 HOST = "mail.example.org"
@@ -40,13 +41,16 @@ def _sans(cert: x509.Certificate) -> set[str]:
     return set(san.get_values_for_type(x509.DNSName))
 
 
-def test_certificate_ordered_from_pebble_served_and_not_reordered(
-    tmp_path: Path, dns_server_factory: Any, pebble_factory: Any
-) -> None:
-    http_port = free_port()
+@pytest.fixture
+def pebble(tmp_path: Path, dns_server_factory: Any, pebble_factory: Any) -> Pebble:
+    """pebble validating HTTP-01 on a free loopback port, NAMES resolving to 127.0.0.1."""
     dns = dns_server_factory(a={n: ["127.0.0.1"] for n in NAMES})
-    pebble = pebble_factory(http_port=http_port, dnsserver=dns.nameserver)
     (tmp_path / "mh").mkdir()
+    return pebble_factory(http_port=free_port(), dnsserver=dns.nameserver)
+
+
+def test_certificate_ordered_from_pebble_served_and_not_reordered(tmp_path: Path, pebble: Pebble) -> None:
+    http_port = pebble.http_port
     extra = (
         f'[acme]\ndirectory = "{pebble.directory}"\nemail = "postmaster@example.org"\n'
         f'ca_file = "{pebble.ca_file}"\n'
@@ -97,14 +101,9 @@ def _node(
     return cfg, tls.ServerCertificate(*tls.ensure_self_signed(cfg.data_dir, HOST))
 
 
-async def test_two_nodes_one_order_same_certificate(
-    tmp_path: Path, dns_server_factory: Any, pebble_factory: Any
-) -> None:
+async def test_two_nodes_one_order_same_certificate(tmp_path: Path, pebble: Pebble) -> None:
     """The second node on the store orders nothing: it installs the first node's certificate."""
-    http_port = free_port()
-    dns = dns_server_factory(a={n: ["127.0.0.1"] for n in NAMES})
-    pebble = pebble_factory(http_port=http_port, dnsserver=dns.nameserver)
-    (tmp_path / "mh").mkdir()
+    http_port = pebble.http_port
     # the web node answering the challenges shares the store with A and B
     web = MailhouseProcess(
         tmp_path / "mh",
