@@ -39,7 +39,7 @@ from josepy.jwk import JWK, JWKEC
 
 from mailhouse import tls as tls_mod
 from mailhouse.certs import HTTP01_PREFIX
-from mailhouse.config import Config
+from mailhouse.config import Config, Listener
 from mailhouse.store.api import Store
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,8 @@ class AcmeManager:
 
     async def run(self) -> None:
         """`ensure()` forever: at the renewal time (plus jitter), hourly, and retried with back-off."""
+        if Listener.HTTP not in self.cfg.listen:
+            log.warning("ACME: [listen] http is not set: HTTP-01 challenges (port 80) cannot be answered")
         while True:
             try:
                 await self.ensure()
