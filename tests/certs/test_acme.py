@@ -156,6 +156,24 @@ async def test_renewal_due_waits_for_the_lease_holder(
         await store.close()
 
 
+async def test_failed_order_backs_off(tmp_path: Path) -> None:
+    """An order that fails (nothing listens at the directory) is retried after RETRY_BASE at the
+    earliest; a check before then orders nothing (no second lease event)."""
+    cfg, cert = _node(tmp_path, "a", {"acme": {"directory": "https://127.0.0.1:9/dir"}})
+    cfg.acme_names = ["other.example.org"]  # the self-signed certificate lacks it: an order is due
+    store = open_store(cfg.store, cfg.data_dir)
+    await store.open()
+    try:
+        manager = acme.AcmeManager(cfg, store, cert)
+        assert await manager.step() >= acme.RETRY_BASE
+        assert await manager.ensure() is acme.Outcome.WAITING
+        assert await store.events_within(acme.LEASE_KEY, time.time(), acme.LEASE_SECONDS) == 1
+        assert 0 < await manager.step() <= 1.25 * acme.RETRY_BASE  # the same back-off, not a new failure
+        assert await store.events_within(acme.LEASE_KEY, time.time(), acme.LEASE_SECONDS) == 1
+    finally:
+        await store.close()
+
+
 def test_acme_config(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("x")

@@ -114,6 +114,7 @@ class AcmeManager:
         self.verify: bool | str = str(cfg.acme_ca_file) if cfg.acme_ca_file else True
         self._failures = 0
         self._next = 0.0
+        self._retry_at = 0.0  # after a failed order: no new one before this
 
     # ------------------------------------------------------------------ the pass
     async def ensure(self) -> Outcome:
@@ -132,10 +133,10 @@ class AcmeManager:
             self._next = stored.renew_at
             return Outcome.CURRENT
         # RFC 8555 does not coordinate clients: the store does (one counted event per window)
-        if await self.store.count_event(LEASE_KEY, now, LEASE_SECONDS) > 1:
+        if now < self._retry_at or await self.store.count_event(LEASE_KEY, now, LEASE_SECONDS) > 1:
             if stored is not None:
                 self._install(stored)
-            self._next = now + LEASE_SECONDS
+            self._next = max(self._retry_at, now + LEASE_SECONDS)
             return Outcome.WAITING
         issued = await self._order(names)
         await self.store.set_mark(
@@ -147,19 +148,25 @@ class AcmeManager:
         return Outcome.ORDERED
 
     async def run(self) -> None:
-        """`ensure()` forever: at the renewal time (plus jitter), hourly, and retried with back-off."""
+        """`step()` forever, looking at the store at least hourly."""
         if Listener.HTTP not in self.cfg.listen:
             log.warning("ACME: [listen] http is not set: HTTP-01 challenges (port 80) cannot be answered")
         while True:
-            try:
-                await self.ensure()
-                self._failures = 0
-                delay = max(0.0, self._next - time.time()) + random.uniform(0, 0.02 * CHECK_MAX)
-            except Exception as e:  # an ACME or network failure must not stop the node
-                self._failures += 1
-                delay = min(RETRY_MAX, RETRY_BASE * 2 ** (self._failures - 1)) * random.uniform(1.0, 1.25)
-                log.error("ACME: no certificate yet (%s); next try in %.0f s", e, delay)
-            await asyncio.sleep(min(delay, CHECK_MAX))
+            await asyncio.sleep(min(await self.step(), CHECK_MAX))
+
+    async def step(self) -> float:
+        """One `ensure()`; the seconds until the next: the renewal time plus jitter, or after a
+        failure the back-off (no new order before it, RETRY_BASE doubling up to RETRY_MAX)."""
+        try:
+            await self.ensure()
+            self._failures = 0
+            return max(0.0, self._next - time.time()) + random.uniform(0, 0.02 * CHECK_MAX)
+        except Exception as e:  # an ACME or network failure must not stop the node
+            self._failures += 1
+            delay = min(RETRY_MAX, RETRY_BASE * 2.0 ** (self._failures - 1)) * random.uniform(1.0, 1.25)
+            self._retry_at = time.time() + delay
+            log.error("ACME: no certificate yet (%s); next order in %.0f s", e, delay)
+            return delay
 
     # ------------------------------------------------------------------ store and files
     async def _stored(self, now: float) -> Issued | None:
