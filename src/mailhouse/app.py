@@ -155,6 +155,7 @@ async def run_node(
     gate = ConnectionGate(policy_from_config(cfg), table)
     housekeeper = Housekeeper(svc.store)
     cert_watch: asyncio.Future[None] | None = None
+    acme: asyncio.Future[None] | None = None
     beacon: Beacon | None = None
     reports = DailyReports(cfg, svc.store, svc.outbound.enqueue, svc.outbound.owner)  # issue 14 §2, 15 §4
     try:
@@ -169,6 +170,10 @@ async def run_node(
         await svc.outbound.start()
         if svc.certificate is not None:
             cert_watch = asyncio.ensure_future(_watch_certificate(svc.certificate))
+            if cfg.acme_directory:  # issue 16 §2: order and renew the certificate (certs/acme.py)
+                from mailhouse.certs.acme import AcmeManager
+
+                acme = asyncio.ensure_future(AcmeManager(cfg, svc.store, svc.certificate).run())
         beacon = Beacon(
             svc.store,
             NodeInfo(
@@ -231,6 +236,8 @@ async def run_node(
     finally:
         if cert_watch is not None:
             cert_watch.cancel()
+        if acme is not None:
+            acme.cancel()
         if beacon is not None:
             await beacon.stop()
         for s in listening:

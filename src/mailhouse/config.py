@@ -314,6 +314,13 @@ class Config:
     srs_domain_set: str = ""
     srs_max_age: int = 21
     srs_secret_generation: int = 1
+    # [acme] (issue 16 §2, certs/acme.py): with `directory` (the ACME server's directory URL) the node
+    # orders its certificate over HTTP-01 on the web listener; `names` default to the host name and
+    # mta-sts./autoconfig. of every hosted domain; `ca_file` trusts a private ACME server's CA
+    acme_directory: str = ""
+    acme_email: str = ""
+    acme_names: list[str] = field(default_factory=list)
+    acme_ca_file: Path | None = None
     source_path: str = "<defaults>"
     # issue 16 §1 (runtime/privileges.py): started as root, serve as this user after binding
     user: str | None = None
@@ -472,6 +479,7 @@ _TOP_KEYS = {
     "metrics",
     "srs",
     "log",
+    "acme",
 }
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
@@ -521,6 +529,7 @@ _TABLE_KEYS = {
     "metrics": {"allow_ips", "token"},
     "mta_sts": {"enabled", "fetch_timeout", "resolve", "publish", "publish_max_age"},
     "srs": {"enabled", "domain", "max_age", "secret_generation"},
+    "acme": {"directory", "email", "names", "ca_file"},
 }
 _ROUTE_KEYS = {"host", "port", "username", "password", "tls", "auth_over_unverified"}
 
@@ -739,6 +748,7 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
             raise ConfigError(path, "metrics.token", "must be a string")
         cfg.metrics_token = metrics["token"]
     _srs(cfg, _table(data, "srs", path), path)
+    _acme(cfg, _table(data, "acme", path), path, base)
     web = _table(data, "web", path)
     if "forwarded_allow_ips" in web:
         cfg.forwarded_allow_ips = _networks(web["forwarded_allow_ips"], path, "web.forwarded_allow_ips")
@@ -938,6 +948,26 @@ def _srs(cfg: Config, t: dict[str, Any], path: str) -> None:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ConfigError(path, "srs.secret_generation", "must be an integer ≥ 1")
         cfg.srs_secret_generation = v
+
+
+def _acme(cfg: Config, t: dict[str, Any], path: str, base: Path) -> None:
+    """`[acme]`: directory (an https URL; http only on loopback, for tests), email, names, ca_file."""
+    if "directory" in t:
+        v = t["directory"]
+        if not isinstance(v, str) or not v.startswith(("https://", "http://127.", "http://[::1]")):
+            raise ConfigError(path, "acme.directory", "must be the https:// URL of the ACME directory")
+        cfg.acme_directory = v
+    if "email" in t:
+        v = t["email"]
+        if not isinstance(v, str) or v.count("@") != 1 or " " in v:
+            raise ConfigError(path, "acme.email", "must be an address (local@domain)")
+        cfg.acme_email = v
+    if "names" in t:
+        cfg.acme_names = _domains(t["names"], path, "acme.names")
+    if "ca_file" in t:
+        cfg.acme_ca_file = (base / str(t["ca_file"])).resolve()
+        if not cfg.acme_ca_file.is_file():
+            raise ConfigError(path, "acme.ca_file", f"file {cfg.acme_ca_file} does not exist")
 
 
 def _table(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:

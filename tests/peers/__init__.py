@@ -9,6 +9,7 @@ The pytest fixtures live in :mod:`tests.peers.fixtures`.
 
 from .dns import DNSServer
 from .dovecot import DovecotInstance
+from .pebble import Pebble
 from .ports import free_port, wait_port
 from .postfix import PostfixInstance, SmtpSink, smtp_sink, smtp_source
 from .postgres import PostgresInstance
@@ -16,6 +17,7 @@ from .postgres import PostgresInstance
 __all__ = [
     "DNSServer",
     "DovecotInstance",
+    "Pebble",
     "PostfixInstance",
     "PostgresInstance",
     "SmtpSink",

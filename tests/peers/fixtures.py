@@ -25,6 +25,7 @@ import pytest
 
 from .dns import DNSServer
 from .dovecot import DovecotInstance
+from .pebble import Pebble
 from .postfix import PostfixInstance, SmtpSink
 from .postgres import PostgresInstance
 
@@ -62,6 +63,14 @@ def _stop_all(started) -> None:
 def dns_server_factory():
     """``dns_server_factory(mx={...}, a={...}, txt={...}, srv={...}) -> DNSServer``."""
     make, started = _factory(DNSServer)
+    yield make
+    _stop_all(started)
+
+
+@pytest.fixture
+def pebble_factory():
+    """``pebble_factory(http_port=, dnsserver=) -> Pebble``: a test ACME server, a fresh CA each."""
+    make, started = _factory(Pebble)
     yield make
     _stop_all(started)
 

@@ -292,3 +292,26 @@ def test_stop_kills_processes(dns_server_factory):
     pid = srv.proc.pid
     srv.stop()
     assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0
+
+
+def test_pebble_directory_and_stop(dns_server_factory):
+    """pebble serves its ACME directory over TLS trusted by `ca_file`, hands out its CA, stops by PID."""
+    import json
+    import ssl
+    import urllib.request
+
+    from .pebble import Pebble
+
+    dns = dns_server_factory()
+    pebble = Pebble(http_port=free_port(), dnsserver=dns.nameserver).start()
+    try:
+        ctx = ssl.create_default_context(cafile=str(pebble.ca_file))
+        with urllib.request.urlopen(pebble.directory, context=ctx, timeout=10) as r:
+            directory = json.load(r)
+        assert {"newAccount", "newNonce", "newOrder"} <= set(directory)  # RFC 8555 §7.1.1
+        assert pebble.intermediate_pem().startswith("-----BEGIN CERTIFICATE-----")
+        proc = pebble.proc
+    finally:
+        pebble.stop()
+    assert proc is not None and proc.poll() is not None
+    assert not port_is_open("127.0.0.1", pebble.port)

@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 from mailhouse.accounts.bans import Bans
 from mailhouse.config import Listener
 from mailhouse.store.api import StoreUnavailable
-from mailhouse.web import admin, autoconfig, health, metrics, mtasts, webmail
+from mailhouse.web import acme, admin, autoconfig, health, metrics, mtasts, webmail
 from mailhouse.web.banned import BannedClients
 from mailhouse.web.common import HERE, LoginRequired, WebState, redirect, render
 from mailhouse.web.limits import BodyLimit
@@ -50,6 +50,7 @@ ROUTES = [
     Route("/admin/queue", admin.admin_queue_post, methods=["POST"]),
     Route("/.well-known/autoconfig/mail/config-v1.1.xml", autoconfig.thunderbird),
     Route("/mail/config-v1.1.xml", autoconfig.thunderbird),
+    Route("/.well-known/acme-challenge/{token}", acme.challenge),  # RFC 8555 §8.3 HTTP-01
     Route("/.well-known/mta-sts.txt", mtasts.policy),  # RFC 8461 §3.3, on mta-sts.DOMAIN
     Route("/healthz", health.healthz),  # issue 16 §6: liveness
     Route("/readyz", health.readyz),  # readiness: store, not draining, queue runner
