@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.accounts.wire import Imap, Pop3
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 from tests.peers.ports import free_port
+from tests.smtpclient.fake_server import FakeSMTP
 from tests.spam.test_smtp_spam import CLEAN, SPAM
 from tests.web.conftest import base_url
 
@@ -118,9 +119,14 @@ def test_only_allowed_addresses_or_the_token(tmp_path: Path) -> None:
 
 
 def test_messages_spam_deliveries_dns_and_store(tmp_path: Path) -> None:
-    # routed.test: a [routes] entry to a closed port; elsewhere.test: MX look-up on the dead resolver
+    # routed.test: a [routes] entry to a closed port; sink.test: to a server taking friend@ and
+    # refusing perm@ (5xx); elsewhere.test: MX look-up on the dead resolver
+    sink = FakeSMTP().start_thread()
     mh = _start(
-        tmp_path, f'[limits]\nmax_message_size = 4000\n[routes]\n"routed.test" = "127.0.0.1:{free_port()}"\n'
+        tmp_path,
+        "[limits]\nmax_message_size = 4000\n[routes]\n"
+        f'"routed.test" = "127.0.0.1:{free_port()}"\n'
+        f'"sink.test" = {{ host = "127.0.0.1", port = {sink.port}, tls = "none" }}\n',
     )
     try:
         with smtplib.SMTP(*mh.addr("smtp"), timeout=30) as c:
@@ -138,8 +144,9 @@ def test_messages_spam_deliveries_dns_and_store(tmp_path: Path) -> None:
             assert s.data(CLEAN)[0] == 553  # From: ann@sender.test is not hers (MSA)
             s.rset()
             mine = CLEAN.replace(b"From: Ann <ann@sender.test>", b"From: alice@example.org")
-            s.sendmail("alice@example.org", ["bob@routed.test", "carol@elsewhere.test"], mine)
-        got = _until(mh, lambda g: _total(g, "mailhouse_deliveries_total") >= 2)
+            rcpts = ["bob@routed.test", "carol@elsewhere.test", "friend@sink.test", "perm@sink.test"]
+            s.sendmail("alice@example.org", rcpts, mine)
+        got = _until(mh, lambda g: _total(g, "mailhouse_deliveries_total") >= 4)
         msgs = "mailhouse_messages_total"
         assert _total(got, msgs, service="smtp", result="accepted", reason="ok") == 1
         assert _total(got, msgs, service="smtp", result="refused", reason="spam") == 1
@@ -151,6 +158,9 @@ def test_messages_spam_deliveries_dns_and_store(tmp_path: Path) -> None:
         deliveries = "mailhouse_deliveries_total"
         assert _total(got, deliveries, result="deferred", destination="route") == 1
         assert _total(got, deliveries, result="deferred", destination="remote") == 1
+        assert _total(got, deliveries, result="delivered", destination="route") == 1
+        assert _total(got, deliveries, result="bounced", destination="route") == 1
+        assert _total(got, deliveries) == 4
         assert _total(got, "mailhouse_dns_lookup_seconds_count", rdtype="MX") >= 1
         assert _total(got, "mailhouse_dns_lookup_seconds_bucket", rdtype="MX", le="+Inf") >= 1
         store = "mailhouse_store_transaction_seconds"
@@ -160,6 +170,7 @@ def test_messages_spam_deliveries_dns_and_store(tmp_path: Path) -> None:
         assert smtp_data == 5
     finally:
         mh.stop()
+        sink.stop_thread()
 
 
 def test_command_latency_and_bans(tmp_path: Path) -> None:
