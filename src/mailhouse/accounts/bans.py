@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from mailhouse import metrics
 from mailhouse.store.api import Limits
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class Bans:
         until = now + seconds
         await self.store.set_mark(PREFIX + ip, reason, until)
         self._remember(ip, until, now)
+        metrics.BANS.labels("manual" if failures is None else "auto").inc()
         log.warning(
             "auth ban: ip=%s until=%s failures=%s reason=%s",
             ip,

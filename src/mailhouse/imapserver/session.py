@@ -30,6 +30,7 @@ import secrets
 import ssl
 from typing import TYPE_CHECKING, Any
 
+from mailhouse import metrics
 from mailhouse.log import ConnLogger
 from mailhouse.proto.imap import (
     NEED_DATA,
@@ -284,7 +285,8 @@ class IMAPSession:
         code: str | None = None
         try:
             await namespaces.check_selected(self, cmd)  # RFC 4314 §4: rights on a shared selected mailbox
-            result = await handler(self, cmd)
+            with metrics.timed(metrics.COMMAND_SECONDS, "imap", base):  # a COMMANDS name: bounded
+                result = await handler(self, cmd)
         except AlreadyAnswered:
             self.current = None
             return

@@ -50,9 +50,11 @@ import base64
 import logging
 import secrets
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from mailhouse import metrics
 from mailhouse.accounts import sasl_flow
 from mailhouse.config import Listener
 from mailhouse.log import ConnLogger
@@ -223,6 +225,7 @@ class Pop3Session:
                     self.conn.resume_reading()
                 return
             handler = self.COMMANDS.get(type(ev))
+            started = time.perf_counter()
             try:
                 assert handler is not None, f"no handler for {type(ev).__name__}"
                 pending = handler(self, ev)
@@ -231,14 +234,16 @@ class Pop3Session:
                 self.reply(TEMP_FAILURE)
                 continue
             if pending is not None:
-                self._busy = self.loop.create_task(self._run_pending(ev, pending))
+                self._busy = self.loop.create_task(self._run_pending(ev, pending, started))
                 return
+            metrics.observe_since(metrics.COMMAND_SECONDS, started, "pop3", type(ev).__name__.lower())
             if self.conn.writing_paused:
                 return  # resume_writing pumps on
         self._finish()
 
-    async def _run_pending(self, ev: core.Event, pending: Awaitable[None]) -> None:
-        """The waiting part of one command; errors are caught here once (as in ``_pump``)."""
+    async def _run_pending(self, ev: core.Event, pending: Awaitable[None], started: float) -> None:
+        """The waiting part of one command (begun at STARTED, a `time.perf_counter()` reading);
+        errors are caught here once (as in ``_pump``)."""
         try:
             await pending
         except (ConnectionError, ssl.SSLError) as e:
@@ -254,6 +259,7 @@ class Pop3Session:
         except Exception:
             self.log.exception("internal error handling %s", type(ev).__name__)
             self.reply(TEMP_FAILURE)
+        metrics.observe_since(metrics.COMMAND_SECONDS, started, "pop3", type(ev).__name__.lower())
         self._busy = None
         if self.closing or self._lost:
             self._finish()

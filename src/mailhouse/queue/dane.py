@@ -31,6 +31,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
+from mailhouse import metrics
 from mailhouse.queue.routing import Target, authenticated
 from mailhouse.smtpclient.dane import Failure, Tlsa
 
@@ -103,7 +104,8 @@ class Dane:
         if hit is not None and hit[0] > now:
             return hit[1]
         try:
-            answer = await self.resolver.resolve(qname, "TLSA", search=False)
+            with metrics.timed(metrics.DNS_SECONDS, "TLSA"):
+                answer = await self.resolver.resolve(qname, "TLSA", search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             # no TLSA (proved or not): no DANE; not cached, a negative answer costs one query
             return DanePolicy(mx, DaneState.NONE)

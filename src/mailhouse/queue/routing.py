@@ -35,6 +35,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
+from mailhouse import metrics
 from mailhouse.config import Config, Dnssec, Route
 from mailhouse.mailauth.resolvers import resolver_on
 
@@ -147,7 +148,8 @@ class Router:
         port = self.cfg.outbound_port
         mx_secure = False
         try:
-            answer = await self.resolver.resolve(domain, "MX", search=False)
+            with metrics.timed(metrics.DNS_SECONDS, "MX"):
+                answer = await self.resolver.resolve(domain, "MX", search=False)
             mx_secure = authenticated(answer)
             mxs = [
                 (
@@ -205,7 +207,8 @@ class Router:
         secure = True
         for rdtype in ("A", "AAAA"):  # RFC 3974: both families; IPv4 first (loopback labs are v4)
             try:
-                answer = await self.resolver.resolve(host, rdtype, search=False)
+                with metrics.timed(metrics.DNS_SECONDS, rdtype):
+                    answer = await self.resolver.resolve(host, rdtype, search=False)
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
                 continue
             except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout):
@@ -218,7 +221,8 @@ class Router:
         """TXT strings of NAME (each record's character-strings joined, RFC 7208 §3.3 style);
         [] when there is none, None when the lookup failed (timeout, SERVFAIL)."""
         try:
-            answer = await self.resolver.resolve(name, "TXT", search=False)
+            with metrics.timed(metrics.DNS_SECONDS, "TXT"):
+                answer = await self.resolver.resolve(name, "TXT", search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []
         except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout):

@@ -45,6 +45,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from mailhouse import metrics
 from mailhouse import tls as tls_mod
 from mailhouse.accounts.resolve import Resolver
 from mailhouse.config import Config, Dnssec
@@ -69,6 +70,9 @@ from mailhouse.smtpclient.client import (
 from mailhouse.smtpclient.dane import Failure
 from mailhouse.store.api import Account, NotFound, QueueEntry, QueueRecipient, Store
 from mailhouse.store.spool import SpooledMessage
+
+#: the result label of mailhouse_deliveries_total by recipient status after a pass
+_DELIVERY_RESULTS = {DELIVERED: "delivered", FAILED: "bounced", DEFERRED: "deferred"}
 
 log = logging.getLogger(__name__)
 QueueLog = logging.Logger | logging.LoggerAdapter[logging.Logger]
@@ -478,8 +482,10 @@ class QueueRunner:
         info: dict[int, tuple[str, bool]],
         qlog: QueueLog,
     ) -> None:
+        destination = "remote" if self.router.override(domain) is None else "route"
         try:
             if await self.resolver.is_local_domain(domain):
+                destination = "local"
                 await self._deliver_local(entry, rcpts, data, info, qlog)
             else:
                 async with self.pool.limit(domain):  # per-destination concurrency
@@ -489,6 +495,8 @@ class QueueRunner:
             for r in rcpts:
                 if r.status in OPEN:
                     r.status, r.last_reply = DEFERRED, "451 4.3.0 internal error"
+        for r in rcpts:
+            metrics.DELIVERIES.labels(_DELIVERY_RESULTS.get(r.status, "deferred"), destination).inc()
 
     async def _deliver_local(
         self,

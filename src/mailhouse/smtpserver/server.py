@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
+from mailhouse import metrics
 from mailhouse.accounts import sasl_flow
 from mailhouse.config import Listener
 from mailhouse.delivery.local import Folder
@@ -83,6 +84,9 @@ STORE_UNAVAILABLE = Reply(451, "4.3.0", "Temporary storage failure, try again la
 PREGREET_REFUSED = b"554 5.5.1 Error: you talked before the greeting\r\n"
 #: RFC 3463 X.3.4 "message too big for system": a header section longer than store.spool.HEAD_MAX.
 REPLY_HEADER_TOO_BIG = Reply(552, "5.3.4", "Error: message header section too big")
+REPLY_DMARC_REJECT = Reply(550, "5.7.1", "Message rejected by the sender domain's DMARC policy")
+#: the result label of mailhouse_messages_total by reply class (RFC 5321 §4.2.1)
+_RESULTS = {2: "accepted", 4: "tempfail", 5: "refused"}
 
 
 def limits_for(svc: Services) -> Limits:
@@ -305,12 +309,15 @@ class SmtpSession:
         handler = self.COMMANDS.get(type(ev))
         try:
             assert handler is not None, f"no handler for {type(ev).__name__}"
-            await handler(self, ev)
+            with metrics.timed(metrics.COMMAND_SECONDS, "smtp", type(ev).__name__.lower()):  # event kinds
+                await handler(self, ev)
         except StoreUnavailable as e:  # the database, not the client, went away (issue 12 item 11)
             self.log.warning("store unavailable handling %s: %s", type(ev).__name__, e)
             if isinstance(ev, core.MessageEnd):
                 self._reset()  # the transaction is over; the session stays usable (RSET, next MAIL)
-            await self.reply(STORE_UNAVAILABLE)
+                await self._end_reply(STORE_UNAVAILABLE, "storage")
+            else:
+                await self.reply(STORE_UNAVAILABLE)
         except (ConnectionError, ssl.SSLError):
             raise
         except Exception:
@@ -448,38 +455,36 @@ class SmtpSession:
 
     async def on_bdat_chunk_end(self, ev: core.BdatChunkEnd) -> None:
         if ev.too_big:
-            await self.reply(core.REPLY_TOO_BIG)
+            await self._end_reply(core.REPLY_TOO_BIG, "size")
             self._drop_message()
             return
         if self._over_budget:
-            await self.reply(REPLY_INSUFFICIENT_STORAGE)  # RFC 3030 §2: the transaction fails
+            await self._end_reply(REPLY_INSUFFICIENT_STORAGE, "storage")  # RFC 3030 §2: the transaction fails
             self._reset()
             return
         await self.reply(Reply(250, "2.0.0", f"Ok: {ev.size} octets received"))
 
     async def on_message_end(self, ev: core.MessageEnd) -> None:
         try:
-            await self._message_end(ev)
+            await self._end_reply(*await self._message_end(ev))
         finally:
             self._reset()  # the spool goes, the octets are given back, whatever happened
 
-    async def _message_end(self, ev: core.MessageEnd) -> None:
+    async def _end_reply(self, reply: Reply, reason: str) -> None:
+        """REPLY to the end of a message, counted by result and REASON class (metrics.MESSAGES)."""
+        metrics.MESSAGES.labels(self.mode, _RESULTS.get(reply.code // 100, "refused"), reason).inc()
+        await self.reply(reply)
+
+    async def _message_end(self, ev: core.MessageEnd) -> tuple[Reply, str]:
+        """The reply to the end of data and its reason class (metrics.MESSAGES)."""
         if ev.too_big:
-            await self.reply(core.REPLY_TOO_BIG)  # RFC 1870 §6.3 / RFC 3463 5.3.4
-            self._reset()
-            return
+            return core.REPLY_TOO_BIG, "size"  # RFC 1870 §6.3 / RFC 3463 5.3.4
         if ev.bare_newline:
-            await self.reply(core.REPLY_BARE_NEWLINE)
-            self._reset()
-            return
+            return core.REPLY_BARE_NEWLINE, "other"
         if self._over_budget:
-            await self.reply(REPLY_INSUFFICIENT_STORAGE)  # RFC 5321 §4.5.3.1.10
-            self._reset()
-            return
+            return REPLY_INSUFFICIENT_STORAGE, "storage"  # RFC 5321 §4.5.3.1.10
         if not self.local and not self.remote:
-            await self.reply(Reply(554, "5.5.1", "Error: no valid recipients"))
-            self._reset()
-            return
+            return Reply(554, "5.5.1", "Error: no valid recipients"), "other"
         try:
             spool = self.spool
             if spool is None:
@@ -489,10 +494,8 @@ class SmtpSession:
             else:
                 message = spool.finish()  # in memory: no I/O
         except HeaderTooLarge:
-            await self.reply(REPLY_HEADER_TOO_BIG)
-            return
-        reply = await self._accept(message)
-        await self.reply(reply)
+            return REPLY_HEADER_TOO_BIG, "size"
+        return await self._accept(message)
 
     def _received(self) -> bytes:
         """RFC 5321 §4.4 trace header; RFC 3848 `with` keywords."""
@@ -511,7 +514,7 @@ class SmtpSession:
             f"{self.queue_id}{for_part};\r\n\t{formatdate(localtime=False)}\r\n"
         ).encode()
 
-    async def _accept(self, body: SpooledMessage) -> Reply:
+    async def _accept(self, body: SpooledMessage) -> tuple[Reply, str]:
         sender = self.sender or ""
         folder = Folder.INBOX
         helo = (self.core.helo_name or b"").decode("ascii", "replace")
@@ -527,7 +530,7 @@ class SmtpSession:
                     await dmarc_out.record(self.svc.store, auth_verdict.evaluation, self.ip, sender)
                 if auth_verdict.action is inbound.Action.REJECT:  # RFC 7489 §10.3: refuse, never bounce
                     self.log.info("refused from=<%s>: %s", safe(sender), auth_verdict.reason)
-                    return Reply(550, "5.7.1", "Message rejected by the sender domain's DMARC policy")
+                    return REPLY_DMARC_REJECT, "dmarc"
                 if auth_verdict.action is inbound.Action.JUNK:
                     folder = Folder.JUNK
             verdict = None if scoring is None else await scoring.finish(body)
@@ -541,7 +544,7 @@ class SmtpSession:
             body = body.prepend(spam_headers.fields(verdict.score, verdict.required, list(verdict.hits)))
             if verdict.action is Action.REJECT:
                 await stored
-                return spam_refusal(verdict)  # before the 250: no backscatter (issue 14 §3)
+                return spam_refusal(verdict), "spam"  # before the 250: no backscatter (issue 14 §3)
             if verdict.action is Action.JUNK:
                 folder = Folder.JUNK
         message = body.prepend(self._received())
@@ -560,8 +563,8 @@ class SmtpSession:
             reply = await accepted
         else:  # the verdict is written beside the delivery (one group commit)
             reply, _ = await asyncio.gather(accepted, stored)
-        if reply.code != 250:
-            return reply
+        if reply.code != 250:  # RFC 3463 X.2.2: mailbox full
+            return reply, "quota" if (reply.enhanced or "").endswith(".2.2") else "other"
         self.log.info(
             "queued as %s from=<%s> nrcpt=%d size=%d",
             self.queue_id,
@@ -569,7 +572,7 @@ class SmtpSession:
             len(self.rcpt_for_header),
             message.size,
         )
-        return reply
+        return reply, "ok"
 
     def _start_scoring(self, body: SpooledMessage, sender: str, helo: str) -> Scoring | None:
         """Start the spam rules (spam/pipeline.py) on port 25, unless the client is exempt."""

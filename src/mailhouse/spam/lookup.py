@@ -33,6 +33,7 @@ import dns.exception
 import dns.resolver
 import dns.reversename
 
+from mailhouse import metrics
 from mailhouse.mailauth.resolvers import resolver_on
 
 __all__ = [
@@ -131,7 +132,8 @@ class Lookup:
         self._probing = probe
         self.attempted += 1
         try:
-            ans = await self.resolver.resolve(name, rdtype, lifetime=timeout, search=False)
+            with metrics.timed(metrics.DNS_SECONDS, rdtype):
+                ans = await self.resolver.resolve(name, rdtype, lifetime=timeout, search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             self._answered()
             self._remember(key, NEGATIVE_TTL, [])

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from mailhouse import metrics
 from mailhouse.config import Config, SpamConfig, address_in, parse_networks
 from mailhouse.proto.smtp import Reply
 from mailhouse.spam.authrules import AuthResultsRule
@@ -214,9 +215,11 @@ class Scoring:
                 log.exception("spam rule %s failed for ip=%s", rule.name, ctx.ip)
         ordered = tuple(sorted(hits.values(), key=lambda h: (-abs(h.score), h.name)))
         score = round(sum(h.score for h in ordered), 1)
+        action = decide(score, settings)
+        metrics.SPAM_VERDICTS.labels("ham" if action is Action.ACCEPT else action.value).inc()
         return Verdict(
             score=score,
-            action=decide(score, settings),
+            action=action,
             hits=ordered,
             required=settings.junk_threshold,
             unfinished=unfinished,

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from mailhouse import metrics
 from mailhouse.store.api import SchemaTooNew, StoreError, StoreUnavailable
 from mailhouse.store.postgres.schema import BOOTSTRAP, MIGRATION_LOCK, MIGRATIONS
 
@@ -148,6 +149,10 @@ class Engine:
         """Run FN in one transaction; retry on deadlock/serialization failure (FN may run again).
 
         Raises `StoreUnavailable` when the server cannot be reached or the connection is lost."""
+        with metrics.timed(metrics.STORE_SECONDS, "postgres", "write"):
+            return await self._transaction(fn)
+
+    async def _transaction(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         pool = self.pool()
         reconnected = False
         attempt = 1
@@ -183,9 +188,10 @@ class Engine:
         """Run FN on a pooled connection outside an explicit transaction (reads and
         one-statement writes); `StoreUnavailable` when the database cannot be used."""
         pool = self.pool()
-        async with unavailable_as_store_error():
-            async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as c:
-                return await fn(c)
+        with metrics.timed(metrics.STORE_SECONDS, "postgres", "read"):
+            async with unavailable_as_store_error():
+                async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as c:
+                    return await fn(c)
 
 
 async def read_version(dsn: str) -> int | None:

@@ -38,6 +38,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mailhouse import metrics
 from mailhouse.store.api import SchemaTooNew, StoreUnavailable
 from mailhouse.store.sqlite.schema import MIGRATIONS
 
@@ -261,7 +262,8 @@ class Engine:
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         job = _Job(fn, write=False)
         self._reads.put(job)
-        return await _await(job)  # type: ignore[no-any-return]
+        with metrics.timed(metrics.STORE_SECONDS, "sqlite", "read"):
+            return await _await(job)  # type: ignore[no-any-return]
 
     async def read_quick(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A small indexed read run on the calling (event-loop) thread.
@@ -312,7 +314,8 @@ class Engine:
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         job = _Job(fn, write=True)
         self._jobs.put(job)
-        return await _await(job)  # type: ignore[no-any-return]
+        with metrics.timed(metrics.STORE_SECONDS, "sqlite", "write"):
+            return await _await(job)  # type: ignore[no-any-return]
 
 
 def read_version(db_path: Path) -> int | None:
