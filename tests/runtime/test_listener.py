@@ -43,6 +43,11 @@ def test_a_stopped_worker_holds_no_connection(mailhouse_factory: Callable[..., M
         workers = [int(p) for p in out.stdout.split()]
         time.sleep(0.05)
     assert len(workers) == 2
+    # and until both serve: a worker stopped while opening the store would hold its write lock,
+    # and the other one could never start (a race of the test, not of the server)
+    while mh.logtext().count(" ready (pid ") < 2 and time.monotonic() < deadline + 40:
+        time.sleep(0.05)
+    assert mh.logtext().count(" ready (pid ") == 2, mh.logtext()[-2000:]
     os.kill(workers[0], signal.SIGSTOP)
     try:
         # 8 connections from different source ports: SO_REUSEPORT would send about half to the
