@@ -68,3 +68,44 @@ def test_sighup_reloads_the_certificate_on_every_listener(tmp_path: Path) -> Non
         assert der == der_b
     finally:
         mh.stop()
+
+
+def _cert_for(addr: tuple[str, int], name: str) -> bytes:
+    ctx = ssl._create_unverified_context()
+    with ctx.wrap_socket(socket.create_connection(addr, timeout=20), server_hostname=name) as s:
+        der = s.getpeercert(binary_form=True)
+    assert der
+    return der
+
+
+def test_sni_certificates_served_and_reloaded(tmp_path: Path) -> None:
+    from tests.smtpclient.testca import TestCA
+
+    ca = TestCA(tmp_path / "ca")
+    main = ca.issue("mail.example.org")
+    net_a = ca.issue("mail.example.net")
+    net_b = ca.issue("mail.example.net", "www.example.net")  # the renewal (other files)
+    live = (tmp_path / "net-cert.pem", tmp_path / "net-key.pem")
+    _install(net_a, live)
+    (tmp_path / "mh").mkdir()
+    mh = MailhouseProcess(
+        tmp_path / "mh",
+        services=("imaps", "https"),
+        extra=(
+            f'[tls]\ncert = "{main[0]}"\nkey = "{main[1]}"\n'
+            f'sni = [{{ cert = "{live[0]}", key = "{live[1]}" }}]\n'
+        ),
+    )
+    mh.start()
+    try:
+        for svc in ("imaps", "https"):
+            assert _cert_for(mh.addr(svc), "mail.example.net") != _cert_for(mh.addr(svc), "mail.example.org")
+        before = _cert_for(mh.addr("imaps"), "mail.example.net")
+        _install(net_b, live)  # the second domain's certificate renewed
+        assert mh.proc is not None
+        mh.proc.send_signal(signal.SIGHUP)
+        assert mh.wait_log("TLS certificate reloaded", timeout=20), mh.logtext()[-2000:]
+        after = _cert_for(mh.addr("imaps"), "mail.example.net")
+        assert after != before and after != _cert_for(mh.addr("imaps"), "mail.example.org")
+    finally:
+        mh.stop()

@@ -187,6 +187,9 @@ class Config:
     listen: dict[Listener, list[tuple[str, int]]]
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # [tls] sni = [{cert, key}, ...]: more certificates, each served to clients asking (SNI) for a
+    # name it covers (other domains' names, a second host name); the main pair for everyone else
+    tls_sni: list[tuple[Path, Path]] = field(default_factory=list)
     # [tls] ca_file: extra CAs trusted for every outbound verification (system store + these)
     tls_ca_file: Path | None = None
     store_url: str = ""
@@ -484,7 +487,7 @@ _TOP_KEYS = {
 
 # the keys each table knows: a misspelt key is an error, not silently ignored
 _TABLE_KEYS = {
-    "tls": {"cert", "key", "ca_file"},
+    "tls": {"cert", "key", "ca_file", "sni"},
     "store": {"url"},
     "dns": {"nameservers", "dnssec", "trust_anchor"},
     "limits": {
@@ -578,6 +581,15 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         for k, p in (("tls.cert", cfg.tls_cert), ("tls.key", cfg.tls_key)):
             if not p.is_file():
                 raise ConfigError(path, k, f"file {p} does not exist")
+    sni = tls.get("sni", [])
+    if not isinstance(sni, list) or not all(isinstance(x, dict) and set(x) == {"cert", "key"} for x in sni):
+        raise ConfigError(path, "tls.sni", 'expected a list of {cert = "FILE", key = "FILE"}')
+    for i, pair in enumerate(sni):
+        sni_cert, sni_key = (base / str(pair["cert"])).resolve(), (base / str(pair["key"])).resolve()
+        for what, file in (("cert", sni_cert), ("key", sni_key)):
+            if not file.is_file():
+                raise ConfigError(path, f"tls.sni[{i}].{what}", f"file {file} does not exist")
+        cfg.tls_sni.append((sni_cert, sni_key))
     if "ca_file" in tls:
         cfg.tls_ca_file = (base / str(tls["ca_file"])).resolve()
         if not cfg.tls_ca_file.is_file():

@@ -70,7 +70,7 @@ def load_certificate(cfg: Config) -> tls_mod.ServerCertificate:
         cert, key = cfg.tls_cert, cfg.tls_key
     else:
         cert, key = tls_mod.ensure_self_signed(cfg.data_dir, cfg.hostname)
-    return tls_mod.ServerCertificate(cert, key)
+    return tls_mod.ServerCertificate(cert, key, cfg.tls_sni)
 
 
 async def build(cfg: Config, certificate: tls_mod.ServerCertificate | None = None) -> Services:

@@ -11,6 +11,7 @@ import datetime
 import ipaddress
 import os
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -88,35 +89,98 @@ def _load(ctx: ssl.SSLContext, cert: Path, key: Path) -> None:
         raise CertificateError(f"cannot use the TLS certificate {cert} with key {key}: {why}") from None
 
 
-class ServerCertificate:
-    """The server context every listener shares and the files it was loaded from.
+def dns_names(cert_pem: bytes) -> list[str]:
+    """The DNS names of a PEM certificate's subjectAltName (lower case)."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [n.lower() for n in san.get_values_for_type(x509.DNSName)]
 
-    `reload()` loads the files again into the same context (issue 16 §3): new handshakes get
-    the new certificate at once, on every listener, while established connections keep the one
-    they negotiated. A pair that cannot be used is refused and the running one kept."""
+
+def covers(names: Sequence[str], host: str) -> bool:
+    """RFC 6125 §6.4.3: exact, or a `*.` wildcard standing for the leftmost label."""
+    host = host.lower().rstrip(".")
+    for n in names:
+        if n == host or (n.startswith("*.") and host.partition(".")[2] == n[2:] and "." in n[2:]):
+            return True
+    return False
+
+
+class _Pair:
+    """One certificate/key pair in its own reloadable context."""
 
     def __init__(self, cert: Path, key: Path) -> None:
         self.cert, self.key = cert, key
         self.context = server_context(cert, key)
-        self._stamp = self._mtimes()
+        self.names = _names_of(cert)
+        self.stamp = self.mtimes()
 
-    def _mtimes(self) -> tuple[int, ...] | None:
+    def mtimes(self) -> tuple[int, ...] | None:
         try:
             return (self.cert.stat().st_mtime_ns, self.key.stat().st_mtime_ns)
         except OSError:
             return None
 
-    def changed(self) -> bool:
-        """Whether the files changed since they were last loaded."""
-        return self._mtimes() != self._stamp
-
     def reload(self) -> None:
-        """Load the files again (CertificateError: unusable; the running certificate stays)."""
-        stamp = self._mtimes()
+        stamp = self.mtimes()
         check = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         _load(check, self.cert, self.key)  # a half-written or mismatched pair never reaches the context
         _load(self.context, self.cert, self.key)
-        self._stamp = stamp
+        self.names = _names_of(self.cert)
+        self.stamp = stamp
+
+
+def _names_of(cert: Path) -> list[str]:
+    try:
+        return dns_names(cert.read_bytes())
+    except (OSError, ValueError):
+        return []
+
+
+class ServerCertificate:
+    """The server context every listener shares and the files it was loaded from.
+
+    `reload()` loads the files again into the same contexts (issue 16 §3): new handshakes get
+    the new certificate at once, on every listener, while established connections keep the one
+    they negotiated. A pair that cannot be used is refused and the running one kept.
+
+    SNI (RFC 6066 §3): with `[tls] sni` pairs, a client asking for a name one of them covers
+    gets that certificate (its context is switched in the handshake's SNI callback); every
+    other client, and clients sending no name, get the main certificate."""
+
+    def __init__(self, cert: Path, key: Path, sni: Sequence[tuple[Path, Path]] = ()) -> None:
+        self._main = _Pair(cert, key)
+        self.context = self._main.context
+        self._sni = [_Pair(c, k) for c, k in sni]
+        if self._sni:
+            self.context.sni_callback = self._pick
+
+    @property
+    def cert(self) -> Path:
+        """The main certificate's file (what `[tls] cert` names, or the self-signed one)."""
+        return self._main.cert
+
+    @property
+    def key(self) -> Path:
+        return self._main.key
+
+    def _pick(self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, _ctx: ssl.SSLContext) -> None:
+        if name:
+            for pair in self._sni:
+                if covers(pair.names, name):
+                    sock.context = pair.context
+                    return
+
+    def changed(self) -> bool:
+        """Whether any of the files changed since they were last loaded."""
+        return any(p.mtimes() != p.stamp for p in (self._main, *self._sni))
+
+    def reload(self) -> None:
+        """Load the files again (CertificateError: unusable; the running certificates stay)."""
+        for p in (self._main, *self._sni):
+            p.reload()
 
 
 def client_context(verify: bool = False, ca_file: Path | None = None) -> ssl.SSLContext:

@@ -33,6 +33,7 @@ from mailhouse.mailauth.dnsrecords import advice
 from mailhouse.spam.dnslists import interpret, parse_zone
 from mailhouse.spam.lookup import Lookup, reverse_name
 from mailhouse.store import schema_versions
+from mailhouse.tls import covers, dns_names
 
 CERT_WARN_DAYS = 14  # renew well before: ACME clients renew at 30 days left
 DNS_TIMEOUT = 5.0
@@ -99,23 +100,6 @@ def check_files(cfg: config_mod.Config) -> list[Check]:
     return out
 
 
-def _names(cert: x509.Certificate) -> list[str]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return [n.lower() for n in san.get_values_for_type(x509.DNSName)]
-
-
-def covers(names: Sequence[str], host: str) -> bool:
-    """RFC 6125 §6.4.3: exact, or a `*.` wildcard standing for the leftmost label."""
-    host = host.lower().rstrip(".")
-    for n in names:
-        if n == host or (n.startswith("*.") and host.partition(".")[2] == n[2:] and "." in n[2:]):
-            return True
-    return False
-
-
 def check_certificate(cfg: config_mod.Config, domains: Sequence[str], now: datetime.datetime) -> list[Check]:
     path = cfg.tls_cert or cfg.data_dir / "tls" / "cert.pem"
     try:
@@ -150,7 +134,7 @@ def check_certificate(cfg: config_mod.Config, domains: Sequence[str], now: datet
                 "set [tls] cert/key to a certificate from a CA (docs/deploy.md)",
             )
         )
-    names = _names(cert)
+    names = dns_names(path.read_bytes())
     want = [cfg.hostname] + [f"{p}.{d}" for d in domains for p in ("mta-sts", "autoconfig")]
     missing = [n for n in want if not covers(names, n)]
     if not covers(names, cfg.hostname):
