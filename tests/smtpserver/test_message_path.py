@@ -33,7 +33,11 @@ async def svc(tmp_path: Path) -> AsyncIterator[Services]:
 
 def _send(port: int) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
-        c.sendmail("bob@remote.test", ["alice@example.org"], b"Subject: hi\r\n\r\nhello\r\n")
+        c.sendmail(
+            "bob@remote.test",
+            ["alice@example.org"],
+            b"Subject: hi\r\nMessage-ID: <m1@remote.test>\r\n\r\nhello\r\n",
+        )
 
 
 async def test_debug_lines_cost_nothing_at_info(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,6 +55,6 @@ async def test_debug_lines_cost_nothing_at_info(svc: Services, monkeypatch: pyte
         await asyncio.to_thread(_send, srv.sockets[0].getsockname()[1])
     finally:
         srv.close()
-    # the INFO lines only: the spam verdict ("spam <id> score=…") and "queued as … from=<…>";
-    # none of MAIL's or RCPT's DEBUG arguments
-    assert len(escaped) == 2 and escaped[0].startswith("score=") and escaped[1] == "bob@remote.test"
+    # the INFO lines only: the spam verdict ("spam <id> score=…") and "queued as … from=<…> …
+    # message-id=<…>"; none of MAIL's or RCPT's DEBUG arguments
+    assert escaped[1:] == ["bob@remote.test", "<m1@remote.test>"] and escaped[0].startswith("score="), escaped

@@ -566,11 +566,12 @@ class SmtpSession:
         if reply.code != 250:  # RFC 3463 X.2.2: mailbox full
             return reply, "quota" if (reply.enhanced or "").endswith(".2.2") else "other"
         self.log.info(
-            "queued as %s from=<%s> nrcpt=%d size=%d",
+            "queued as %s from=<%s> nrcpt=%d size=%d message-id=%s",  # Postfix cleanup's message-id=
             self.queue_id,
             safe(sender),
             len(self.rcpt_for_header),
             message.size,
+            safe(next(iter(header_values(body.head, "message-id")), "").strip(), 120) or "-",
         )
         return reply, "ok"
 
