@@ -129,7 +129,8 @@ class Lab:
 
 def mh_extra(dns: Any, **queue: float) -> str:
     q = {"outbound_port": 25, "retry_base": 1, "retry_max": 2, **queue}
-    return f'[dns]\nnameservers = ["{dns.nameserver}"]\n[queue]\n' + "".join(
+    # the lab's servers bind port 25 and the suite runs as root: keep root (runtime/privileges.py)
+    return f'allow_root = true\n[dns]\nnameservers = ["{dns.nameserver}"]\n[queue]\n' + "".join(
         f"{k} = {v}\n" for k, v in q.items()
     )
 
