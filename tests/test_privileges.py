@@ -145,6 +145,8 @@ def test_unknown_user_refuses_in_one_line(root: Path) -> None:
 def test_allow_root_keeps_root(root: Path) -> None:
     mh = _serve(root, "allow_root = true").start()
     try:
+        # the ports open before the node installs its SIGTERM handler: wait until it serves
+        assert mh.wait_log(" ready (pid ", timeout=30), mh.logtext()[-2000:]
         assert mh.proc is not None
         assert Path(f"/proc/{mh.proc.pid}/status").read_text().count("\t0\t0\t0\t0") == 2  # Uid and Gid
     finally:
