@@ -50,6 +50,7 @@ Invariants:
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import bisect
 import datetime as dt
@@ -619,8 +620,9 @@ class _ViewSeq(Sequence[MessageView]):
 
     __slots__ = ()
 
+    @abc.abstractmethod
     def one(self, i: int) -> MessageView:
-        raise NotImplementedError
+        """The view at position I (0 ≤ I < len(self))."""
 
     @overload
     def __getitem__(self, i: int) -> MessageView: ...
