@@ -862,3 +862,15 @@ async def test_append_octets_stores_octets_and_rows(store: Store) -> None:
     assert await store.blobs.get(recs[0].blob_key) == small
     assert await store.blobs.get(recs[1].blob_key) == large
     assert [r.uid for r in await store.list_messages(mb.id)] == [1, 2]
+
+
+async def test_queue_size_counts_without_reading_entries(store: Store) -> None:
+    assert await store.queue_size() == (0, None)
+    key = await store.blobs.put(b"queued\r\n")
+    for qid, created in (("Q2", 7.5), ("Q1", 3.25)):
+        await store.enqueue(
+            QueueEntry(qid, "a@example.org", [QueueRecipient("x@remote.test")], key, 8, created, 0.0)
+        )
+    assert await store.queue_size() == (2, 3.25)
+    await store.remove("Q1")
+    assert await store.queue_size() == (1, 7.5)

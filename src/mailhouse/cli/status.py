@@ -72,10 +72,9 @@ async def cmd_status(args: argparse.Namespace, cfg: config_mod.Config) -> int:
             for host, port in addrs:
                 up = await asyncio.to_thread(listening, host, port)
                 print(f"  {name:<12} {host}:{port}  {'listening' if up else 'not listening'}")
-        entries = await store.list()
-        oldest = min((e.created for e in entries), default=None)
+        queued, oldest = await store.queue_size()
         age = f", oldest {_duration(now - oldest)}" if oldest is not None else ""
-        print(f"Queue: {len(entries)} message(s){age}")
+        print(f"Queue: {queued} message(s){age}")
         domains = await store.list_domains()
         accounts = await store.list_accounts()
         print(f"Directory: {len(domains)} domain(s), {len(accounts)} account(s)")

@@ -475,6 +475,7 @@ class Queue(Protocol):
     async def remove(self, entry_id: str) -> list[str]: ...  # returns unreferenced blob keys
     async def get(self, entry_id: str) -> QueueEntry | None: ...
     async def list(self) -> list[QueueEntry]: ...
+    async def queue_size(self) -> tuple[int, float | None]: ...  # (entries, oldest created), one query
 
 
 class Limits(Protocol):

@@ -203,6 +203,7 @@ class Tx(Protocol):
     async def delete_queue(self, entry_id: str) -> str | None: ...  # the blob key, None if absent
     async def queue_entry(self, entry_id: str) -> QueueEntry | None: ...
     async def queue_entries(self) -> list[QueueEntry]: ...  # by creation time
+    async def queue_size(self) -> tuple[int, float | None]: ...  # count and oldest `created` (None: empty)
 
     # ---------------------------------------------------------------- limits (counters and marks)
     async def lock_limit(self, key: str) -> None: ...

@@ -516,3 +516,8 @@ class MailStore:
 
     async def list(self) -> list[QueueEntry]:
         return await self.backend.read(lambda tx: tx.queue_entries())
+
+    async def queue_size(self) -> tuple[int, float | None]:
+        """How many entries the queue holds and when the oldest was created (metrics, status),
+        without reading the entries: the cost does not grow with the queue."""
+        return await self.backend.read(lambda tx: tx.queue_size())

@@ -40,11 +40,10 @@ async def metrics_page(request: Request) -> Response:
     svc = state(request).svc
     now = time.time()
     reg = CollectorRegistry()
-    entries = await svc.store.list()
-    Gauge("mailhouse_queue_messages", "Messages in the outbound queue", registry=reg).set(len(entries))
-    oldest = min((e.created for e in entries), default=now)
+    queued, oldest = await svc.store.queue_size()
+    Gauge("mailhouse_queue_messages", "Messages in the outbound queue", registry=reg).set(queued)
     Gauge("mailhouse_queue_oldest_seconds", "Age of the oldest queued message", registry=reg).set(
-        now - oldest
+        now - (oldest if oldest is not None else now)
     )
     Gauge("mailhouse_nodes", "Nodes whose heartbeat is in the store", registry=reg).set(
         len(await live_nodes(svc.store, now))

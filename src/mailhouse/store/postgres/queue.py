@@ -130,5 +130,9 @@ class QueueTx:
         r = await self.c.fetchrow(f"SELECT {Q_COLS} FROM queue WHERE id=$1", entry_id)
         return entry_row(r) if r else None
 
+    async def queue_size(self) -> tuple[int, float | None]:
+        r = await self.c.fetchrow("SELECT count(*) AS n, min(created) AS oldest FROM queue")
+        return int(r["n"]), None if r["oldest"] is None else float(r["oldest"])
+
     async def queue_entries(self) -> list[QueueEntry]:
         return [entry_row(r) for r in await self.c.fetch(f"SELECT {Q_COLS} FROM queue ORDER BY created")]

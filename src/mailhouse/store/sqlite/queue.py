@@ -129,6 +129,10 @@ class QueueTx:
         row = self.c.execute(f"SELECT {Q_COLS} FROM queue WHERE id=?", (entry_id,)).fetchone()
         return entry_row(row) if row else None
 
+    async def queue_size(self) -> tuple[int, float | None]:
+        n, oldest = self.c.execute("SELECT count(*), min(created) FROM queue").fetchone()
+        return int(n), None if oldest is None else float(oldest)
+
     async def queue_entries(self) -> list[QueueEntry]:
         return [
             entry_row(r) for r in self.c.execute(f"SELECT {Q_COLS} FROM queue ORDER BY created").fetchall()
