@@ -324,6 +324,7 @@ class Config:
     acme_email: str = ""
     acme_names: list[str] = field(default_factory=list)
     acme_ca_file: Path | None = None
+    acme_challenge: str = ""  # "http-01" | "tls-alpn-01"; "": derived (certs.challenge_type)
     source_path: str = "<defaults>"
     # issue 16 §1 (runtime/privileges.py): started as root, serve as this user after binding
     user: str | None = None
@@ -532,7 +533,7 @@ _TABLE_KEYS = {
     "metrics": {"allow_ips", "token"},
     "mta_sts": {"enabled", "fetch_timeout", "resolve", "publish", "publish_max_age"},
     "srs": {"enabled", "domain", "max_age", "secret_generation"},
-    "acme": {"directory", "email", "names", "ca_file"},
+    "acme": {"directory", "email", "names", "ca_file", "challenge"},
 }
 _ROUTE_KEYS = {"host", "port", "username", "password", "tls", "auth_over_unverified"}
 
@@ -980,6 +981,10 @@ def _acme(cfg: Config, t: dict[str, Any], path: str, base: Path) -> None:
         cfg.acme_ca_file = (base / str(t["ca_file"])).resolve()
         if not cfg.acme_ca_file.is_file():
             raise ConfigError(path, "acme.ca_file", f"file {cfg.acme_ca_file} does not exist")
+    if "challenge" in t:
+        if t["challenge"] not in ("http-01", "tls-alpn-01"):
+            raise ConfigError(path, "acme.challenge", 'must be "http-01" or "tls-alpn-01"')
+        cfg.acme_challenge = t["challenge"]
 
 
 def _table(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:

@@ -3,6 +3,13 @@
 A self-signed certificate (cryptography) is made in `data_dir/tls/` on first start when
 none is configured, so TLS works everywhere from the first run. Server contexts allow
 TLS 1.2+ only (RFC 8996 deprecates 1.0/1.1; RFC 8314 §4.1).
+
+ACME TLS-ALPN-01 (RFC 8737): `ServerCertificate.set_validations` installs the validation
+certificates of an order in progress; on the HTTPS listener's own context (`acme_context`), a
+ClientHello naming one of those names (SNI) gets it, with ALPN `acme-tls/1` (§3). Python cannot
+see the client's ALPN offer in the SNI callback, so a web client asking for such a name without
+`acme-tls/1` during the order's seconds gets it too (and a closed connection: web/acme.py);
+the mail listeners' shared context never serves one.
 """
 
 from __future__ import annotations
@@ -10,8 +17,11 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import pwd
 import ssl
-from collections.abc import Sequence
+import stat
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -71,13 +81,14 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
+ACME_TLS_ALPN = "acme-tls/1"  # RFC 8737 §6.2: the ALPN protocol of TLS-ALPN-01 validation
+
+
 def _load(ctx: ssl.SSLContext, cert: Path, key: Path) -> None:
     try:
         ctx.load_cert_chain(str(cert), str(key))
     except PermissionError:
-        raise CertificateError(
-            f"cannot read the TLS certificate {cert} or key {key}: permission denied"
-        ) from None
+        raise CertificateError(_unreadable(cert, key)) from None
     except FileNotFoundError as e:
         raise CertificateError(f"TLS file {e.filename or cert} does not exist") from None
     except ssl.SSLError as e:
@@ -87,6 +98,25 @@ def _load(ctx: ssl.SSLContext, cert: Path, key: Path) -> None:
             else "not a PEM certificate and key"
         )
         raise CertificateError(f"cannot use the TLS certificate {cert} with key {key}: {why}") from None
+
+
+def _unreadable(cert: Path, key: Path) -> str:
+    """Which of CERT and KEY this process cannot read, whose it is, and what to do (issue 16 §1:
+    after the privilege drop a renewed key readable only by root cannot be loaded)."""
+    path, what = (cert, "certificate") if not os.access(cert, os.R_OK) else (key, "key")
+    try:
+        me = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        me = f"uid {os.geteuid()}"
+    try:
+        st = path.stat()
+        whose = f" (owner uid {st.st_uid}, gid {st.st_gid}, mode {stat.S_IMODE(st.st_mode):04o})"
+    except OSError:
+        whose = ""
+    return (
+        f"cannot read {what} {path} as {me}{whose}: make it readable for {me} or its group"
+        f" (chgrp GROUP {path}; chmod 640 {path}) and reload, or restart"
+    )
 
 
 def dns_names(cert_pem: bytes) -> list[str]:
@@ -114,6 +144,7 @@ class _Pair:
     def __init__(self, cert: Path, key: Path) -> None:
         self.cert, self.key = cert, key
         self.context = server_context(cert, key)
+        self.extra: list[ssl.SSLContext] = []  # more contexts with this pair (the HTTPS one)
         self.names = _names_of(cert)
         self.stamp = self.mtimes()
 
@@ -124,12 +155,21 @@ class _Pair:
             return None
 
     def reload(self) -> None:
-        stamp = self.mtimes()
+        # the files as they are now are tried once: a failure is reported once per change (the
+        # watch), not at every check, and SIGHUP tries again
+        self.stamp = stamp = self.mtimes()
         check = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         _load(check, self.cert, self.key)  # a half-written or mismatched pair never reaches the context
-        _load(self.context, self.cert, self.key)
+        for ctx in (self.context, *self.extra):
+            _load(ctx, self.cert, self.key)
         self.names = _names_of(self.cert)
         self.stamp = stamp
+
+    def another_context(self) -> ssl.SSLContext:
+        """A further context with this pair, reloaded with it."""
+        ctx = server_context(self.cert, self.key)
+        self.extra.append(ctx)
+        return ctx
 
 
 def _names_of(cert: Path) -> list[str]:
@@ -148,12 +188,16 @@ class ServerCertificate:
 
     SNI (RFC 6066 §3): with `[tls] sni` pairs, a client asking for a name one of them covers
     gets that certificate (its context is switched in the handshake's SNI callback); every
-    other client, and clients sending no name, get the main certificate."""
+    other client, and clients sending no name, get the main certificate. On `acme_context()`,
+    before both, a name with an ACME TLS-ALPN-01 validation certificate gets that one."""
 
     def __init__(self, cert: Path, key: Path, sni: Sequence[tuple[Path, Path]] = ()) -> None:
         self._main = _Pair(cert, key)
         self.context = self._main.context
         self._sni = [_Pair(c, k) for c, k in sni]
+        # name -> (the PEM pair it was built from, its context offering only acme-tls/1)
+        self._validations: dict[str, tuple[tuple[str, str], ssl.SSLContext]] = {}
+        self._acme: ssl.SSLContext | None = None
         if self._sni:
             self.context.sni_callback = self._pick
 
@@ -166,12 +210,44 @@ class ServerCertificate:
     def key(self) -> Path:
         return self._main.key
 
+    def acme_context(self) -> ssl.SSLContext:
+        """The HTTPS listener's context: the same certificates (reloaded with them), and the
+        TLS-ALPN-01 validation certificates (`set_validations`) for the names being validated."""
+        if self._acme is None:
+            self._acme = self._main.another_context()
+            self._acme.sni_callback = self._pick_validation
+        return self._acme
+
+    def _pick_validation(
+        self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, ctx: ssl.SSLContext
+    ) -> None:
+        if name and (validation := self._validations.get(name.lower().rstrip("."))) is not None:
+            sock.context = validation[1]  # RFC 8737 §3: the validation certificate for this name
+            return
+        self._pick(sock, name, ctx)
+
     def _pick(self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, _ctx: ssl.SSLContext) -> None:
         if name:
             for pair in self._sni:
                 if covers(pair.names, name):
                     sock.context = pair.context
                     return
+
+    def set_validations(self, pems: Mapping[str, tuple[str, str]]) -> None:
+        """Serve the RFC 8737 validation certificates PEMS (name -> (certificate, key) PEM) to
+        clients asking for those names; names left out stop getting one."""
+        current = self._validations
+        new: dict[str, tuple[tuple[str, str], ssl.SSLContext]] = {}
+        for name, pem in pems.items():
+            old = current.get(name)
+            new[name] = old if old is not None and old[0] == pem else (pem, _validation_context(*pem))
+        self._validations = new
+
+    def is_validation(self, ssl_object: ssl.SSLObject | ssl.SSLSocket) -> bool:
+        """Whether this handshake served a validation certificate (the connection carries no HTTP)."""
+        if ssl_object.selected_alpn_protocol() == ACME_TLS_ALPN:
+            return True
+        return any(ctx is ssl_object.context for _, ctx in self._validations.values())
 
     def changed(self) -> bool:
         """Whether any of the files changed since they were last loaded."""
@@ -181,6 +257,20 @@ class ServerCertificate:
         """Load the files again (CertificateError: unusable; the running certificates stay)."""
         for p in (self._main, *self._sni):
             p.reload()
+
+
+def _validation_context(cert_pem: str, key_pem: str) -> ssl.SSLContext:
+    """A server context with one in-memory pair and ALPN `acme-tls/1` only (RFC 8737 §3)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8737 §3 requires TLS 1.2 or higher
+    ctx.set_alpn_protocols([ACME_TLS_ALPN])
+    with tempfile.TemporaryDirectory(prefix="mh-acme-") as d:  # ssl loads pairs from files only
+        path = Path(d) / "pair.pem"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key_pem + cert_pem)
+        ctx.load_cert_chain(str(path))
+    return ctx
 
 
 def client_context(verify: bool = False, ca_file: Path | None = None) -> ssl.SSLContext:

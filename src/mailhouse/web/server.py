@@ -24,12 +24,14 @@ import socket
 from collections.abc import Iterator
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from mailhouse.certs import TLSALPN01, challenge_type
 from mailhouse.config import Listener
 from mailhouse.runtime.connlimits import ConnectionGate, policy_from_config
 from mailhouse.runtime.listener import reuse_port, shared_socket
 from mailhouse.services import Services
-from mailhouse.web import security
+from mailhouse.web import acme, security
 from mailhouse.web.connguard import guarded_protocol
 from mailhouse.web.routes import SecurityHeadersApp, create_app
 
@@ -51,14 +53,23 @@ class _Server(uvicorn.Server):
 
 
 class HttpListener:
-    def __init__(self, server: _Server, task: asyncio.Task[None], app: SecurityHeadersApp) -> None:
+    def __init__(
+        self,
+        server: _Server,
+        task: asyncio.Task[None],
+        app: SecurityHeadersApp,
+        validations: asyncio.Task[None] | None = None,
+    ) -> None:
         self.server = server
         self.task = task
         self.app = app
+        self.validations = validations
 
     def close(self) -> None:
         self.app.state.closing.set()  # ends SSE streams
         self.server.should_exit = True
+        if self.validations is not None:
+            self.validations.cancel()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -82,6 +93,7 @@ class Server:
         self.svc = svc
         self.gate = gate or ConnectionGate(policy_from_config(svc.cfg))
         self._app: SecurityHeadersApp | None = None
+        self._validations: asyncio.Task[None] | None = None  # TLS-ALPN-01 (web/acme.py)
 
     async def _asgi_app(self) -> SecurityHeadersApp:
         if self._app is None:
@@ -93,9 +105,19 @@ class Server:
     async def listen(self, name: Listener | str, host: str, port: int) -> HttpListener:
         app = await self._asgi_app()
         sock = _bind(host, port)
+        protocol: type[H11Protocol] = guarded_protocol(self.gate, self.svc.cfg.forwarded_allow_ips)
+        cert, cfg = self.svc.certificate, self.svc.cfg
+        context = self.svc.tls
+        if Listener(name).implicit_tls and cert and cfg.acme_directory and challenge_type(cfg) == TLSALPN01:
+            context = cert.acme_context()  # the validation certificates are served here only
+            protocol = acme.closing_protocol(protocol, cert)  # RFC 8737 §3: ACME's handshakes only
+            if self._validations is None:
+                self._validations = asyncio.get_running_loop().create_task(
+                    acme.follow_validations(self.svc.store, cert), name="acme-tls-alpn"
+                )
         config = uvicorn.Config(
             app,
-            http=guarded_protocol(self.gate, self.svc.cfg.forwarded_allow_ips),
+            http=protocol,
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=GRACEFUL_SECONDS,
@@ -109,7 +131,7 @@ class Server:
             # the node's own server context (tls.ServerCertificate): a renewed certificate reaches
             # new HTTPS handshakes too, as it does every other listener's
             config.load()
-            config.ssl = self.svc.tls
+            config.ssl = context
         server = _Server(config)
         task = asyncio.get_running_loop().create_task(
             server.serve(sockets=[sock]), name=f"http-{host}:{port}"
@@ -122,4 +144,4 @@ class Server:
             await asyncio.sleep(0.01)
         if task.done():
             task.result()  # raise uvicorn's start-up error here
-        return HttpListener(server, task, app)
+        return HttpListener(server, task, app, self._validations)
