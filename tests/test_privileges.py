@@ -21,12 +21,16 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography import x509
 
 from mailhouse import config as config_mod
+from mailhouse import tls
 from mailhouse.runtime import privileges
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
+from tests.peers.ports import free_port
 
 NOBODY = pwd.getpwnam("nobody")
 
@@ -205,6 +209,88 @@ def test_systemd_socket_activation(root: Path) -> None:
         assert "listening on 1 socket(s) from systemd" in mh.logtext()
         with smtplib.SMTP(*mh.addr("smtp"), timeout=30) as c:
             assert c.noop()[0] == 250
+    finally:
+        code = mh.stop()
+        assert code == 0, mh.logtext()[-3000:]
+
+
+# ---------------------------------------------------------------- certificates after the drop
+
+
+def _root_only_pair(d: Path, name: str) -> tuple[Path, Path]:
+    """A certificate and a key readable by root only, in DIR (root's, 0755), as certbot leaves them."""
+    made = tls.ensure_self_signed(Path(tempfile.mkdtemp(prefix="mh-pair-")), name)
+    d.mkdir(mode=0o755, exist_ok=True)
+    cert, key = d / "fullchain.pem", d / "privkey.pem"
+    for src, dst, mode in ((made[0], cert, 0o644), (made[1], key, 0o600)):
+        tmp = dst.with_suffix(".new")
+        tmp.write_bytes(src.read_bytes())
+        tmp.chmod(mode)
+        os.replace(tmp, dst)  # a new file: a new mtime and inode, as a renewal makes
+    shutil.rmtree(made[0].parent.parent, ignore_errors=True)
+    return cert, key
+
+
+def _served_serial(addr: tuple[str, int]) -> int:
+    with _tls().wrap_socket(
+        socket.create_connection(addr, timeout=20), server_hostname="mail.example.org"
+    ) as s:
+        der = s.getpeercert(binary_form=True)
+    assert der
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_root_only_renewed_key_is_refused_clearly_and_the_current_one_kept(root: Path) -> None:
+    """An operator's tool renews a key readable by root only: the dropped node cannot read it, says
+    so in one line naming the key, and keeps serving the certificate it has."""
+    cert, key = _root_only_pair(root / "etc-tls", "mail.example.org")
+    extra = f'user = "nobody"\n[tls]\ncert = "{cert}"\nkey = "{key}"\n'
+    mh = MailhouseProcess(root, services=("imaps",), extra=extra).start()
+    try:
+        assert mh.proc is not None
+        assert mh.wait_log(" ready (pid ", timeout=30), mh.logtext()[-3000:]
+        before = _served_serial(mh.addr("imaps"))  # root read the key before the drop
+        _root_only_pair(root / "etc-tls", "mail.example.org")  # the renewal, root-only again
+        os.kill(mh.proc.pid, signal.SIGHUP)
+        assert mh.wait_log("configuration reloaded")
+        assert mh.wait_log(f"cannot read key {key} as nobody"), mh.logtext()[-3000:]
+        line = next(x for x in mh.logtext().splitlines() if "cannot read key" in x)
+        assert "keeping the running one" in line and "mode 0600" in line and "chmod 640" in line, line
+        assert _served_serial(mh.addr("imaps")) == before
+    finally:
+        code = mh.stop()
+        assert code == 0, mh.logtext()[-3000:]
+
+
+def test_acme_renewal_into_a_root_owned_tls_directory_after_the_drop(
+    root: Path, dns_server_factory: Any, pebble_factory: Any
+) -> None:
+    """[tls] files in a directory of root's with a root-only key, and [acme]: the root side hands
+    the directory and files to the user, so the dropped node writes and serves pebble's certificate
+    (on today's code the write failed with permission denied and the old certificate stayed)."""
+    names = ["mail.example.org"]
+    dns = dns_server_factory(a={n: ["127.0.0.1"] for n in names})
+    pebble = pebble_factory(http_port=free_port(), dnsserver=dns.nameserver)
+    cert, key = _root_only_pair(root / "etc-tls", "mail.example.org")
+    ca = root / "pebble-ca.pem"  # pebble's own directory is root's (0700)
+    shutil.copyfile(pebble.ca_file, ca)
+    extra = (
+        f'user = "nobody"\n[tls]\ncert = "{cert}"\nkey = "{key}"\n'
+        f'[acme]\ndirectory = "{pebble.directory}"\nca_file = "{ca}"\nnames = {names!r}\n'
+    ).replace("'", '"')
+    mh = MailhouseProcess(root, services=("http", "imaps"), ports={"http": pebble.http_port}, extra=extra)
+    mh.start()
+    try:
+        assert mh.wait_log("ACME: certificate for", timeout=90), mh.logtext()[-3000:] + pebble.log()
+        assert "ACME: certificate installed" in mh.logtext(), mh.logtext()[-3000:]
+        intermediate = x509.load_pem_x509_certificate(pebble.intermediate_pem().encode())
+        with _tls().wrap_socket(
+            socket.create_connection(mh.addr("imaps"), timeout=20), server_hostname="mail.example.org"
+        ) as s:
+            der = s.getpeercert(binary_form=True)
+        assert der and x509.load_der_x509_certificate(der).issuer == intermediate.subject
+        for p in (cert.parent, cert, key):
+            assert p.stat().st_uid == NOBODY.pw_uid, p
     finally:
         code = mh.stop()
         assert code == 0, mh.logtext()[-3000:]

@@ -356,8 +356,12 @@ def _bind_and_drop(cfg: Config, who: privileges.Identity) -> tls_mod.ServerCerti
     for name in cfg.listen:
         server_class(name)
     open_store(cfg.store, cfg.data_dir)  # the backend's modules (the store is not opened here)
+    if cfg.acme_directory:  # the ACME client (requests locates its CA bundle when imported)
+        importlib.import_module("mailhouse.certs.acme")
     certificate = load_certificate(cfg)  # the key may be readable by root only
     privileges.prepare_data_dir(cfg.data_dir, who)
+    if cfg.acme_directory:  # the renewals it writes must stay the user's to replace and read
+        privileges.prepare_acme_files(certificate.cert, certificate.key, who)
     privileges.drop(who)
     privileges.check_data_dir(cfg.data_dir, who)
     return certificate

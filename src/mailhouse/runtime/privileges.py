@@ -21,8 +21,12 @@ it for the whole run. Root on unprivileged ports only gets a warning: root is no
 (it is what a container or a test run does), and refusing it would break every such setup while
 protecting nothing the operator asked for.
 
-Known limit: a certificate reload after the drop (SIGHUP, renewal) reads the files as the user,
-so a renewed key must be readable by the user or its group (docs/deploy.md).
+Certificates after the drop: a reload (SIGHUP, the 30 s watch, an ACME renewal) reads the files as
+the user. With `[acme]` the files are Mailhouse's own: `prepare_acme_files` (as root, before the
+drop) gives them and their directory to the user, so the renewals it writes there stay readable.
+Files an operator's tool renews (certbot) must be readable by the user or its group; nothing of
+root is kept around to read them, so a root-only renewed key is refused with one log line naming
+the file, its owner and mode and what to do, and the running certificate is kept (tls.py).
 """
 
 from __future__ import annotations
@@ -115,6 +119,28 @@ def prepare_data_dir(data_dir: Path, who: Identity) -> None:
         log.info(
             "data directory %s: %d entr(ies) now owned by %s (uid %d)", data_dir, changed, who.user, who.uid
         )
+
+
+def prepare_acme_files(cert: Path, key: Path, who: Identity) -> None:
+    """With `[acme]`: the directories of CERT and KEY (created if missing) and the files become
+    WHO's, so the dropped node can replace them at each renewal and read them back. A directory
+    of someone else holding other files is not taken over: PrivilegeError says what to do."""
+    ours = {cert.name, key.name, cert.name + ".acme", key.name + ".acme"}  # certs/acme.py writes *.acme first
+    for d in dict.fromkeys((cert.parent, key.parent)):
+        d.mkdir(parents=True, exist_ok=True)
+        st = d.stat()
+        if (st.st_uid, st.st_gid) == (who.uid, who.gid):
+            continue
+        if others := sorted(p.name for p in d.iterdir() if p.name not in ours):
+            raise PrivilegeError(
+                f"[acme] renews {cert} and {key} as {who.user}, but {d} is not {who.user}'s and holds"
+                f" other files ({others[0]}): point [tls] cert and key into a directory of their own"
+            )
+        os.chown(d, who.uid, who.gid)
+        log.info("ACME certificate directory %s now owned by %s (uid %d)", d, who.user, who.uid)
+    for f in (cert, key):
+        if f.exists() and (f.stat().st_uid, f.stat().st_gid) != (who.uid, who.gid):
+            os.chown(f, who.uid, who.gid)
 
 
 def drop(who: Identity) -> None:
