@@ -30,6 +30,32 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
+def self_signed(
+    common_name: str,
+    sans: list[x509.GeneralName],
+    lifetime: datetime.timedelta,
+    extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A fresh P-256 key and a certificate it signs for itself: COMMON_NAME, the subjectAltName
+    SANS, valid from a day ago for LIFETIME, plus EXTENSIONS ((extension, critical) pairs)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + lifetime)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    )
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical=critical)
+    return builder.sign(key, hashes.SHA256()), key
+
+
 def ensure_self_signed(data_dir: Path, hostname: str) -> tuple[Path, Path]:
     """Return (cert, key) paths under data_dir/tls, creating a self-signed pair if absent."""
     tls_dir = data_dir / "tls"
@@ -37,22 +63,13 @@ def ensure_self_signed(data_dir: Path, hostname: str) -> tuple[Path, Path]:
     if cert_p.is_file() and key_p.is_file():
         return cert_p, key_p
     tls_dir.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64])])
-    now = datetime.datetime.now(datetime.UTC)
     sans: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost")]
     sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=825))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+    cert, key = self_signed(
+        hostname,
+        sans,
+        datetime.timedelta(days=825),
+        [(x509.BasicConstraints(ca=True, path_length=None), True)],
     )
     tmp_key = key_p.with_suffix(".tmp")
     fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -43,6 +43,14 @@ def _sans(cert: x509.Certificate) -> set[str]:
     return set(san.get_values_for_type(x509.DNSName))
 
 
+def _ordered(mh: MailhouseProcess, pebble: Pebble) -> x509.Certificate:
+    """Start MH hosting example.org until its first ACME pass logs; PEBBLE's intermediate CA."""
+    mh.add_domain("example.org")
+    mh.start()
+    assert mh.wait_log("ACME: certificate for", timeout=90), mh.logtext()[-3000:] + pebble.log()
+    return x509.load_pem_x509_certificate(pebble.intermediate_pem().encode())
+
+
 @pytest.fixture
 def pebble(tmp_path: Path, dns_server_factory: Any, pebble_factory: Any) -> Pebble:
     """pebble validating HTTP-01 on a free loopback port, NAMES resolving to 127.0.0.1."""
@@ -61,11 +69,8 @@ def test_certificate_ordered_from_pebble_served_and_not_reordered(tmp_path: Path
         tmp_path / "mh", services=("http", "imaps", "https"), ports={"http": http_port}, extra=extra
     )
     try:
-        mh.add_domain("example.org")
-        mh.start()
-        assert mh.wait_log("ACME: certificate for", timeout=90), mh.logtext()[-3000:] + pebble.log()
+        intermediate = _ordered(mh, pebble)
         assert "ACME: certificate installed" in mh.logtext()
-        intermediate = x509.load_pem_x509_certificate(pebble.intermediate_pem().encode())
         for svc in ("imaps", "https"):
             cert = _served(mh.addr(svc))
             assert cert.issuer == intermediate.subject, svc
@@ -298,11 +303,8 @@ def test_certificate_ordered_over_tls_alpn_01(
         tmp_path / "mh", services=("https", "imaps"), ports={"https": https_port}, extra=extra
     )
     try:
-        mh.add_domain("example.org")
-        mh.start()
-        assert mh.wait_log("ACME: certificate for", timeout=90), mh.logtext()[-3000:] + pebble.log()
+        intermediate = _ordered(mh, pebble)
         assert "(tls-alpn-01 challenges)" in mh.logtext()
-        intermediate = x509.load_pem_x509_certificate(pebble.intermediate_pem().encode())
         cert = _served(mh.addr("imaps"))  # the mail listeners never saw a validation certificate
         assert cert.issuer == intermediate.subject and _sans(cert) == NAMES
         deadline = time.monotonic() + 30

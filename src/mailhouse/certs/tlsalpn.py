@@ -14,9 +14,9 @@ import datetime
 import hashlib
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+
+from mailhouse import tls
 
 ID_PE_ACME_IDENTIFIER = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")  # RFC 8737 §6.1
 VALID_FOR = datetime.timedelta(days=7)  # only ever shown during one order
@@ -30,25 +30,12 @@ def acme_identifier(key_authorization: str) -> bytes:
 
 def validation_certificate(name: str, key_authorization: str) -> tuple[str, str]:
     """(certificate, key) PEM proving control of NAME for KEY_AUTHORIZATION."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name[:64])])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + VALID_FOR)
-        # §3: exactly one dNSName, the identifier being validated
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+    cert, key = tls.self_signed(
+        name,
+        [x509.DNSName(name)],  # §3: exactly one dNSName, the identifier being validated
+        VALID_FOR,
         # §3: the acmeIdentifier extension MUST be critical
-        .add_extension(
-            x509.UnrecognizedExtension(ID_PE_ACME_IDENTIFIER, acme_identifier(key_authorization)),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
+        [(x509.UnrecognizedExtension(ID_PE_ACME_IDENTIFIER, acme_identifier(key_authorization)), True)],
     )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
