@@ -2,7 +2,8 @@
 
 The suite runs as root: `mailhouse serve` listens on port 25 of a free 127.0.0.x address, drops to
 `nobody`, and every process of its session must show that uid in /proc/PID/status; mail delivered
-over SMTP is read back over IMAP, the data files belong to `nobody`, and SIGHUP reloads.
+over SMTP is read back over IMAP, the data files belong to `nobody`, and SIGHUP reloads. After the drop, a renewed key
+readable by root only is refused in one line, and [acme] renews into a directory that was root's.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from cryptography import x509
 
 from mailhouse import config as config_mod
 from mailhouse import tls
-from mailhouse.certs import TLSALPN01_PREFIX, acme, tlsalpn
+from mailhouse.certs import TLSALPN01_PREFIX, acme, challenge_type, tlsalpn
 from mailhouse.store import open_store
 from tests.mailhouse_proc import MailhouseProcess
 from tests.peers.pebble import Pebble
@@ -207,6 +207,7 @@ def test_acme_config(tmp_path: Path) -> None:
         ({"email": "nobody"}, "acme.email"),
         ({"ca_file": str(tmp_path / "missing.pem")}, "acme.ca_file"),
         ({"renew": 1}, "acme"),
+        ({"challenge": "dns-01"}, "acme.challenge"),
     ):
         with pytest.raises(config_mod.ConfigError, match=key):
             config_mod.from_dict({"acme": bad})
@@ -364,3 +365,14 @@ async def test_lease_renewed_while_an_order_runs_then_released(tmp_path: Path) -
         assert cert_b.cert.read_text() == issued.chain
     finally:
         await store.close()
+
+
+def test_challenge_type_default_and_setting() -> None:
+    """http-01 with an http listener, else tls-alpn-01 with an https one; `challenge` overrides."""
+    both = {"listen": {"http": "127.0.0.1:8080", "https": "127.0.0.1:8443"}}
+    https = {"listen": {"https": "127.0.0.1:8443", "imaps": "127.0.0.1:9993"}}
+    assert challenge_type(config_mod.from_dict(both)) == "http-01"
+    assert challenge_type(config_mod.from_dict(https)) == "tls-alpn-01"
+    assert (
+        challenge_type(config_mod.from_dict(both | {"acme": {"challenge": "tls-alpn-01"}})) == "tls-alpn-01"
+    )
