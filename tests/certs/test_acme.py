@@ -317,7 +317,9 @@ def test_certificate_ordered_over_tls_alpn_01(
         mh.stop()
 
 
-async def test_lease_renewed_while_an_order_runs_then_released(tmp_path: Path) -> None:
+async def test_lease_renewed_while_an_order_runs_then_released(
+    tmp_path: Path, store_backend: str, request: pytest.FixtureRequest
+) -> None:
     """An order outlasting LEASE_SECONDS (a slow CA) keeps its lease by heartbeat: a second manager
     on the store waits instead of ordering too; when the order is done the lease is released and
     the second manager installs the certificate. Time is the managers' clock, moved by the test."""
@@ -326,8 +328,11 @@ async def test_lease_renewed_while_an_order_runs_then_released(tmp_path: Path) -
     def clock() -> float:
         return time.time() + offset[0]
 
-    cfg_a, cert_a = _node(tmp_path, "a", {"acme": {"directory": "https://127.0.0.1:9/dir"}})
-    cfg_b, cert_b = _node(tmp_path, "b", {"acme": {"directory": "https://127.0.0.1:9/dir"}})
+    extra: dict[str, object] = {"acme": {"directory": "https://127.0.0.1:9/dir"}}
+    if store_backend == "postgres":
+        extra["store"] = {"url": request.getfixturevalue("postgres_db")}
+    cfg_a, cert_a = _node(tmp_path, "a", extra)
+    cfg_b, cert_b = _node(tmp_path, "b", extra)
     for cfg in (cfg_a, cfg_b):
         cfg.acme_names = ["other.example.org"]  # the self-signed certificates lack it: an order is due
     new = tls.ensure_self_signed(tmp_path / "new", "other.example.org")
