@@ -39,7 +39,7 @@ FROM_LINE = re.compile(rb"^From \S*.*\d{4}\s*$")  # RFC 4155 §2: "From " sender
 QUOTED_FROM = re.compile(rb"^>(>*From )", re.M)
 STATUS_FLAGS = {"R": "\\Seen"}
 X_STATUS_FLAGS = {"A": "\\Answered", "F": "\\Flagged", "T": "\\Draft", "D": "\\Deleted"}
-META_HEADERS = {b"status", b"x-status", b"x-keywords", b"x-uid", b"x-imap", b"x-imapbase"}
+META_HEADERS = {b"content-length", b"status", b"x-status", b"x-keywords", b"x-uid", b"x-imap", b"x-imapbase"}
 
 
 def from_line_date(line: bytes) -> float:
@@ -86,6 +86,88 @@ def split_meta(data: bytes) -> tuple[bytes, frozenset[str]]:
     return b"".join(kept) + body, frozenset(flags)
 
 
+class _Scan:
+    """The listing pass over the lines of an mbox file (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.out: list[SourceMessage] = []
+        self.seen: dict[str, int] = {}  # digest -> copies so far
+        self.pos = 0
+        self.start = -1  # first octet after the current message's From_ line
+        self.from_line = b""
+        self.hash = hashlib.sha256()
+        self.pending = b""  # an empty line: the separator before the next From_, or body
+        self.prev_blank = True
+        self.header: list[bytes] | None = None  # the header lines, until the empty line
+        self.body_start = -1
+        self.length: int | None = None  # Content-Length (mboxcl/mboxcl2, mutt): the body's octets
+        self.last = b""
+
+    def line(self, line: bytes) -> None:
+        blank = line in (b"\n", b"\r\n")
+        in_counted_body = self.length is not None and self.pos < self.body_start + self.length
+        if (
+            line.startswith(b"From ")
+            and self.prev_blank
+            and not in_counted_body
+            and FROM_LINE.match(line.rstrip(b"\r\n"))
+        ):
+            if self.start >= 0:
+                self._finish(self.pos - len(self.pending), True)
+            self.start, self.from_line, self.hash = self.pos + len(line), line, hashlib.sha256()
+            self.pending, self.header, self.body_start, self.length = b"", [], -1, None
+        elif self.start >= 0:
+            self.hash.update(self.pending)
+            self.pending = b""
+            if self.header is not None:
+                if blank:  # RFC 5322 §2.1: the empty line ends the header section
+                    self.body_start = self.pos + len(line)
+                    self.length = _content_length(self.header)
+                    self.header = None
+                else:
+                    self.header.append(line)
+            if blank and not in_counted_body:
+                self.pending = line  # held back: the separator before the next From_, or body
+            else:
+                self.hash.update(line)
+        self.prev_blank = blank
+        self.pos += len(line)
+        self.last = line
+
+    def end(self) -> None:
+        if self.start >= 0:
+            self._finish(self.pos - len(self.pending), self.last.endswith(b"\n"))
+
+    def _finish(self, end: int, complete: bool) -> None:
+        digest = self.hash.hexdigest()
+        rank = self.seen.get(digest, 0)
+        self.seen[digest] = rank + 1
+        where = f"{self.path} message {len(self.out) + 1} (offset {self.start})"
+        err = None if complete else "truncated: the file ends inside this message"
+        if complete and self.body_start < 0 and end > self.start:
+            err = "truncated: no end of the header section"
+        # mboxcl2 (mutt): a Content-Length that matches says the body was written unquoted
+        counted = self.length is not None and end - self.body_start == self.length
+        if complete and self.length is not None and not counted and end - self.body_start < self.length:
+            err = f"truncated: Content-Length {self.length}, {end - self.body_start} octets present"
+        date = from_line_date(self.from_line)
+        ref = (self.start, end - self.start, not counted)
+        self.out.append(
+            SourceMessage(
+                f"mbox:{digest[:40]}#{rank}", where, end - self.start, frozenset(), date, 0, err, ref
+            )
+        )
+
+
+def _content_length(header: list[bytes]) -> int | None:
+    for h in header:
+        name, colon, value = h.partition(b":")
+        if colon and name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return int(value.strip())
+    return None
+
+
 class MboxSource:
     """`importer.Source` over one mbox FILE: one folder, FOLDER (default INBOX)."""
 
@@ -99,70 +181,22 @@ class MboxSource:
         return [SourceFolder(self.folder, str(self.path))]
 
     def messages(self, folder: SourceFolder) -> Iterator[SourceMessage]:
-        """The listing pass: (offset, length, SHA-256) of each message, streamed."""
-        seen: dict[str, int] = {}
-        out: list[SourceMessage] = []
+        """The listing pass: (offset, length, SHA-256, quoting) of each message, streamed."""
+        scan = _Scan(self.path)
         with open(self.path, "rb") as f:
-            start = -1  # offset of the current message's first octet after its From_ line
-            from_line = b""
-            h = hashlib.sha256()
-            prev_blank = True
-            pos = 0
-            pending_blank = b""  # an empty line that may be the separator before the next From_
-
-            def finish(end: int, complete: bool, has_sep: bool) -> None:
-                n = len(out) + 1
-                digest = h.hexdigest()
-                rank = seen.get(digest, 0)
-                seen[digest] = rank + 1
-                where = f"{self.path} message {n} (offset {start})"
-                err = None if complete else "truncated: the file ends inside this message"
-                if complete and not has_sep and end > start:
-                    err = "truncated: no end of the header section"
-                out.append(
-                    SourceMessage(
-                        f"mbox:{digest[:40]}#{rank}",
-                        where,
-                        end - start,
-                        frozenset(),
-                        from_line_date(from_line),
-                        0,
-                        err,
-                        (start, end - start),
-                    )
-                )
-
-            has_sep = False
-            last = b""
             for line in f:
-                if line.startswith(b"From ") and prev_blank and FROM_LINE.match(line.rstrip(b"\r\n")):
-                    if start >= 0:
-                        finish(pos - len(pending_blank), True, has_sep)
-                    start, from_line, h, has_sep = pos + len(line), line, hashlib.sha256(), False
-                    pending_blank = b""
-                elif start >= 0:
-                    h.update(pending_blank)
-                    pending_blank = b""
-                    if line in (b"\n", b"\r\n"):
-                        pending_blank = line  # held back: it belongs to the next separator, or the body
-                        has_sep = True
-                    else:
-                        h.update(line)
-                prev_blank = line in (b"\n", b"\r\n")
-                pos += len(line)
-                last = line
-            if start >= 0:
-                # the final empty line ends the last message (mboxrd writers add it)
-                finish(pos - len(pending_blank), last.endswith(b"\n"), has_sep)
-        return iter(out)
+                scan.line(line)
+        scan.end()
+        return iter(scan.out)
 
     def read(self, msg: SourceMessage, max_size: int) -> tuple[bytes, SourceMessage]:
         assert isinstance(msg.ref, tuple)
-        offset, length = msg.ref
+        offset, length, quoted = msg.ref
         with open(self.path, "rb") as f:
             f.seek(offset)
             data = f.read(min(length, max_size + 1))
-        data = QUOTED_FROM.sub(rb"\1", data)  # mboxrd/mboxo: one '>' off every >+From line
+        if quoted:
+            data = QUOTED_FROM.sub(rb"\1", data)  # mboxrd/mboxo: one '>' off every >+From line
         data, flags = split_meta(data)
         date = msg.internaldate
         if not date:
