@@ -188,7 +188,7 @@ class MaildirSource:
                 except SourceError as err:
                     listed.append(SourceMessage("maildir:" + e.name, where, st.st_size, error=str(err)))
                     continue
-                date = st.st_mtime
+                date = float(int(st.st_mtime))  # INTERNALDATE has whole seconds (RFC 9051 §2.3.3)
                 stamp = base.split(".", 1)[0]
                 if date <= 0 and stamp.isdigit():
                     date = float(stamp)
