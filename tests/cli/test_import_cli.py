@@ -15,9 +15,9 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from imapclient import IMAPClient
@@ -28,6 +28,7 @@ from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 
 pytestmark = pytest.mark.slow
 ALICE = "alice@example.org"
+T = TypeVar("T")
 
 
 def make_maildir(root: Path, n: int, size: int = 200) -> None:
@@ -38,28 +39,41 @@ def make_maildir(root: Path, n: int, size: int = 200) -> None:
         (root / "cur" / f"{1_600_000_000 + i}.M{i}P1.host:2,S").write_bytes(body)
 
 
-def stored(mh: MailhouseProcess, user: str = ALICE, folder: str = "INBOX") -> list[tuple[int, str, bytes]]:
-    """(uid, delivery key, octets) of FOLDER's messages, read in-process."""
+def in_store(mh: MailhouseProcess, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """FN(store) on MH's store, opened in-process (in a thread: safe under a running loop)."""
     cfg = config_mod.load(str(mh.cfgfile))
 
-    async def run() -> list[tuple[int, str, bytes]]:
+    async def run() -> T:
         s = open_store(cfg.store, cfg.data_dir)
         await s.open()
         try:
-            acc = await s.get_account(user)
-            assert acc is not None
-            mb = await s.get_mailbox(acc.id, folder)
-            assert mb is not None
-            keys = await s.delivery_keys(mb.id)
-            return [
-                (r.uid, keys.get(r.uid, ""), await s.blobs.get(r.blob_key))
-                for r in await s.list_messages(mb.id)
-            ]
+            return await fn(s)
         finally:
             await s.close()
 
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         return ex.submit(asyncio.run, run()).result()
+
+
+async def mailbox_of(s: Any, user: str = ALICE, folder: str = "INBOX") -> Any:
+    acc = await s.get_account(user)
+    assert acc is not None
+    mb = await s.get_mailbox(acc.id, folder)
+    assert mb is not None
+    return mb
+
+
+def stored(mh: MailhouseProcess, user: str = ALICE, folder: str = "INBOX") -> list[tuple[int, str, bytes]]:
+    """(uid, delivery key, octets) of FOLDER's messages."""
+
+    async def run(s: Any) -> list[tuple[int, str, bytes]]:
+        mb = await mailbox_of(s, user, folder)
+        keys = await s.delivery_keys(mb.id)
+        return [
+            (r.uid, keys.get(r.uid, ""), await s.blobs.get(r.blob_key)) for r in await s.list_messages(mb.id)
+        ]
+
+    return in_store(mh, run)
 
 
 @pytest.fixture
@@ -98,7 +112,6 @@ def test_kill_9_then_resume_without_duplicates(target: MailhouseProcess, tmp_pat
     n = 3000
     root = tmp_path / "Maildir"
     make_maildir(root, n, size=2000)
-    cfg = config_mod.load(str(target.cfgfile))
     proc = subprocess.Popen(
         [sys.executable, "-m", "mailhouse", "import", "maildir", str(root), ALICE, "--no-progress"],
         env=target.env(),
@@ -107,21 +120,12 @@ def test_kill_9_then_resume_without_duplicates(target: MailhouseProcess, tmp_pat
     )
     got = 0
 
-    async def count() -> int:
-        s = open_store(cfg.store, cfg.data_dir)
-        await s.open()
-        try:
-            acc = await s.get_account(ALICE)
-            assert acc is not None
-            mb = await s.get_mailbox(acc.id, "INBOX")
-            assert mb is not None
-            return len(await s.list_messages(mb.id))
-        finally:
-            await s.close()
+    async def count(s: Any) -> int:
+        return len(await s.list_messages((await mailbox_of(s)).id))
 
     deadline = time.monotonic() + 120
     while got == 0 and proc.poll() is None and time.monotonic() < deadline:
-        got = asyncio.run(count())
+        got = in_store(target, count)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     first = len(stored(target))
@@ -162,20 +166,10 @@ def test_import_imap_from_mailhouse_with_verified_tls(
     assert [u for u, *_ in stored(target)] == [1, 2, 3, 4]
     assert len(stored(target, folder="Projects/2026")) == 1 and len(stored(target, folder="Sent")) == 1
 
-    async def uv() -> int:
-        cfg = config_mod.load(str(target.cfgfile))
-        s = open_store(cfg.store, cfg.data_dir)
-        await s.open()
-        try:
-            acc = await s.get_account(ALICE)
-            assert acc is not None
-            mb = await s.get_mailbox(acc.id, "INBOX")
-            assert mb is not None
-            return mb.uidvalidity
-        finally:
-            await s.close()
+    async def uv(s: Any) -> int:
+        return int((await mailbox_of(s)).uidvalidity)
 
-    assert asyncio.run(uv()) == want_uv
+    assert in_store(target, uv) == want_uv
 
 
 def test_new_mail_shows_up_in_idle_while_serving(target: MailhouseProcess, tmp_path: Path) -> None:

@@ -2,7 +2,11 @@
 `import imap URL USER [--password-stdin]` (issue 18 §1): the work is `mailhouse.transfer`.
 
 A live progress bar (rich: messages, octets, ETA) goes to stderr, the final report (imported,
-skipped, failed with per-message reasons) to stdout. Exit status 0 when nothing failed, 1 when
+skipped, failed with per-message reasons) to stdout. Messages are stored without their
+full-text index documents (extracting them in the append path cost 95 % of an import's time)
+and indexed afterwards by `cli.index.backfill` in worker processes (``--jobs``), or later with
+`mailhouse index backfill` after ``--no-index``; until then a search scans them (`store/fts.py`:
+results never depend on how far indexing got). Exit status 0 when nothing failed, 1 when
 some message failed (the rest is imported; running again retries only those), 2 for usage.
 Works while `mailhouse serve` runs.
 """
@@ -10,6 +14,7 @@ Works while `mailhouse serve` runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -25,6 +30,8 @@ from rich.progress import (
 
 from mailhouse import config as config_mod
 from mailhouse.cli.common import with_store
+from mailhouse.cli.index import backfill
+from mailhouse.cli.store import Progress as PlainProgress
 from mailhouse.store.api import StoreError
 from mailhouse.transfer.imapsource import ImapSource, parse_url, tls_context
 from mailhouse.transfer.importer import Importer, Source, SourceError
@@ -88,6 +95,7 @@ async def cmd_import(args: argparse.Namespace, cfg: config_mod.Config) -> int:
         return 2
 
     async def run(store: Any) -> int:
+        store.indexer = None  # indexed in one pass afterwards (the module docstring)
         with RichProgress(enabled=not args.no_progress and sys.stderr.isatty()) as bar:
             imp = Importer(
                 store,
@@ -109,6 +117,10 @@ async def cmd_import(args: argparse.Namespace, cfg: config_mod.Config) -> int:
                 return 1
         for line in report.lines(args.dry_run):
             print(line)
+        if report.imported and not args.dry_run and not args.no_index:
+            show = not args.no_progress and sys.stderr.isatty()
+            n = await backfill(store, PlainProgress(0, 0, enabled=show), args.jobs)
+            print(f"indexed {n} message(s) for search")
         return 1 if report.failed else 0
 
     return await with_store(cfg, run)
@@ -128,6 +140,10 @@ def register(sub: Any) -> None:
         k.add_argument("user", metavar="USER", help="the Mailhouse account to import into")
         k.add_argument("--dry-run", action="store_true", help="read and check everything, store nothing")
         k.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+        k.add_argument(
+            "--no-index", action="store_true", help="leave search indexing to `mailhouse index backfill`"
+        )
+        k.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="indexing processes")
         k.add_argument(
             "--new-uids", action="store_true", help="give new UIDs even where the source's could be kept"
         )

@@ -5,7 +5,9 @@ Formats: RFC 4155 (application/mbox: each message begins with a ``From `` line; 
 ``From `` separator follows an empty line or starts the file). mboxrd quotes every body line
 matching ``>*From `` with one more ``>``; mboxo quotes only ``From `` — reading, one ``>`` is
 removed from ``>+From `` lines (exact for mboxrd; for mboxo a body line that really began with
-``>From `` loses its ``>``, the format's known ambiguity). Flags as mutt, Dovecot and UW-IMAP
+``>From `` loses its ``>``, the format's known ambiguity). mboxcl2 (mutt): a message whose
+``Content-Length`` matches its body was written unquoted, so ``From `` lines inside that many
+body octets do not split it and nothing is unquoted. Flags as mutt, Dovecot and UW-IMAP
 write them: ``Status:`` (R = \\Seen), ``X-Status:`` (A = \\Answered, F = \\Flagged, T = \\Draft,
 D = \\Deleted), ``X-Keywords:`` (keywords, comma or space separated); these headers and
 ``X-UID``/``X-IMAP``/``X-IMAPbase`` are metadata, not message content, and are removed (Dovecot's
