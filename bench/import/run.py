@@ -116,7 +116,6 @@ def mailhouse_round(work: Path, src: Path, n_note: str, index: bool = False) -> 
 
 
 def dovecot_round(dc: DovecotInstance, src: Path, user: str, links: bool = True) -> tuple[float, int]:
-    dc.add_user(user, "pw")
     opts = [] if links else ["-o", "maildir_copy_with_hardlinks=no"]
     secs, rss, _ = run_child(
         [
@@ -150,7 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mh-bench-import-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
-        dc = DovecotInstance(root / "dovecot", users={SRC_USER: "pw"}, pop3_port=0).start()
+        # every target user from the start: a passwd-file rewritten within one second may not be re-read
+        users = {SRC_USER: "pw"} | {
+            f"{k}{r}@example.org": "pw" for r in range(args.rounds) for k in ("dst", "nolink")
+        }
+        dc = DovecotInstance(root / "dovecot", users=users, pop3_port=0).start()
         try:
             src = Path(dc.maildir(SRC_USER))
             octets = make_source(src, args.messages, args.seed)

@@ -122,3 +122,31 @@ async def test_dry_run_stores_nothing(store: MailStore, tmp_path: Path) -> None:
     assert report.imported == 7 and report.failed == []
     f = await folders(store)
     assert all(n == 0 for n, _ in f.values()) and "Lists/python" not in f
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.total = [0, 0]
+        self.done = [0, 0]
+        self.totals_before_first_advance: list[int] | None = None
+
+    def add_total(self, messages: int, octets: int) -> None:
+        self.total[0] += messages
+        self.total[1] += octets
+
+    def advance(self, messages: int, octets: int) -> None:
+        if self.totals_before_first_advance is None:
+            self.totals_before_first_advance = list(self.total)
+        self.done[0] += messages
+        self.done[1] += octets
+
+
+async def test_progress_counts_messages_and_octets(store: MailStore, tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    make_tree(root)
+    put(root, "2.M1.h:2,S", b"")  # a failure advances the bar too
+    rec = Recorder()
+    await Importer(store, MaildirSource(root), ALICE, max_size=MAX, progress=rec).run()
+    assert rec.total == rec.done and rec.total[0] == 8
+    assert rec.totals_before_first_advance == rec.total  # every folder listed first: the ETA is true
+    assert rec.total[1] == sum(p.stat().st_size for p in root.rglob("*") if p.parent.name in ("cur", "new"))

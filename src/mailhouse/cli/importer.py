@@ -21,11 +21,11 @@ from typing import Any
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 
 from mailhouse import config as config_mod
@@ -40,20 +40,19 @@ from mailhouse.transfer.mbox import MboxSource
 
 
 class RichProgress:
-    """`importer.ProgressSink` as two rich bars: messages (with ETA) and octets."""
+    """`importer.ProgressSink` as a rich bar over the octets (ETA, speed), messages counted beside."""
 
     def __init__(self, enabled: bool) -> None:
         self.bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
             DownloadColumn(),
+            TransferSpeedColumn(),
             TimeRemainingColumn(),
             disable=not enabled,
-            transient=False,
         )
-        self.task: TaskID = self.bar.add_task("importing", total=0)
-        self.octets = 0
+        self.task: TaskID = self.bar.add_task("", total=0)
+        self.messages = self.total = 0
 
     def __enter__(self) -> RichProgress:
         self.bar.start()
@@ -63,12 +62,15 @@ class RichProgress:
         self.bar.stop()
 
     def add_total(self, messages: int, octets: int) -> None:
-        t = self.bar.tasks[0]
-        self.bar.update(self.task, total=(t.total or 0) + messages)
+        self.total += messages
+        self.bar.update(self.task, total=(self.bar.tasks[0].total or 0) + octets, description=self._text())
 
     def advance(self, messages: int, octets: int) -> None:
-        self.octets += octets
-        self.bar.update(self.task, advance=messages, description=f"importing ({self.octets / 1e6:.1f} MB)")
+        self.messages += messages
+        self.bar.update(self.task, advance=octets, description=self._text())
+
+    def _text(self) -> str:
+        return f"{self.messages}/{self.total} messages"
 
 
 def _source(args: argparse.Namespace) -> Source:

@@ -133,6 +133,8 @@ class ImapSource:
                 if attempt < self.retries:
                     self.reconnects += 1
                     self.sleep(min(BACKOFF * 2**attempt, MAX_BACKOFF))
+            except IMAPClientError as e:  # a NO or BAD: the server's answer, not a lost connection
+                raise SourceError(f"{self.url.host}: {e}") from e
         raise SourceError(f"connection to {self.url.host} lost ({self.retries} retries): {last}")
 
     def _drop(self) -> None:

@@ -176,6 +176,15 @@ class _Item:
     error: str | None = None
 
 
+@dataclass(slots=True)
+class _Plan:
+    mailbox: Mailbox | None  # None: a dry run's folder that does not exist yet
+    name: str
+    keep_uids: bool
+    done: set[str]  # delivery keys already in the mailbox
+    todo: list[SourceMessage]
+
+
 class Importer:
     """Import one SOURCE into the account ADDRESS of STORE (see the module docstring)."""
 
@@ -208,8 +217,11 @@ class Importer:
         try:
             folders = await asyncio.to_thread(self.source.folders)
             existing = {m.name: m for m in await self.store.list_mailboxes(acc.id)}
-            for folder in folders:
-                await self._folder(acc.id, folder, existing)
+            plans = [p for f in folders if (p := await self._plan(acc.id, f, existing)) is not None]
+            todo = [m for p in plans for m in p.todo]
+            self.progress.add_total(len(todo), sum(max(m.size, 0) for m in todo))  # listed first: a true ETA
+            for plan in plans:
+                await self._copy(plan)
         finally:
             await asyncio.to_thread(self.source.close)
         return self.report
@@ -235,13 +247,16 @@ class Importer:
             existing[name] = mb
         return mb
 
-    async def _folder(self, account_id: int, folder: SourceFolder, existing: dict[str, Mailbox]) -> None:
+    async def _plan(
+        self, account_id: int, folder: SourceFolder, existing: dict[str, Mailbox]
+    ) -> _Plan | None:
+        """Map FOLDER to its mailbox (created, UIDVALIDITY adopted) and list what is new in it."""
         name, use = self._target_name(folder, existing)
         try:
             mb = await self._mailbox(account_id, name, use, existing)
         except StoreError as e:
             self.report.failed.append((folder.where, f"cannot create mailbox {name!r}: {e}"))
-            return
+            return None
         done: set[str] = set()
         keep = False
         if mb is not None:
@@ -251,20 +266,30 @@ class Importer:
                 if keep and name not in self.report.uids_kept:
                     self.report.uids_kept.append(name)
         self.report.folders.setdefault(name, 0)
-        listing = await asyncio.to_thread(lambda: list(self.source.messages(folder)))
+        try:
+            listing = await asyncio.to_thread(lambda: list(self.source.messages(folder)))
+        except SourceError as e:
+            self.report.failed.append((folder.where, f"cannot list the folder: {e}"))
+            return None
         todo: list[SourceMessage] = []
         for m in listing:
             if delivery_key(m.key) in done:
                 self.report.skipped += 1
             else:
                 todo.append(m)
-        self.progress.add_total(len(todo), sum(max(m.size, 0) for m in todo))
-        it = iter(todo)
-        while True:
-            batch = await asyncio.to_thread(self._read_batch, it, done)
-            if not batch:
-                break
-            await self._store_batch(mb, name, batch, keep)
+        return _Plan(mb, name, keep, done, todo)
+
+    async def _copy(self, plan: _Plan) -> None:
+        # the next batch is read (worker thread) while this one commits (the store's writer)
+        it = iter(plan.todo)
+        ahead = asyncio.ensure_future(asyncio.to_thread(self._read_batch, it, plan.done))
+        try:
+            while batch := await ahead:
+                ahead = asyncio.ensure_future(asyncio.to_thread(self._read_batch, it, plan.done))
+                await self._store_batch(plan.mailbox, plan.name, batch, plan.keep_uids)
+        finally:
+            if not ahead.done():
+                await asyncio.wait([ahead])  # the iterator is not shared with a live reader
 
     def _read_batch(self, it: Iterator[SourceMessage], done: set[str]) -> list[_Item]:
         """Read the next messages' octets (worker thread): up to BATCH_MESSAGES / BATCH_BYTES."""
@@ -306,10 +331,10 @@ class Importer:
         for item in batch:
             if item.error == "":
                 self.report.skipped += 1
-                self.progress.advance(1, 0)
+                self.progress.advance(1, max(item.msg.size, 0))
             elif item.error is not None:
                 self.report.failed.append((item.msg.where, item.error))
-                self.progress.advance(1, 0)
+                self.progress.advance(1, max(item.msg.size, 0))
             else:
                 good.append(item)
         if not good:
@@ -339,7 +364,7 @@ class Importer:
         except StoreError as e:
             if len(rows) == 1:
                 self.report.failed.append((good[0].msg.where, f"store refused it: {e}"))
-                self.progress.advance(1, 0)
+                self.progress.advance(1, max(good[0].msg.size, 0))
                 return
             for it in good:  # find the one that fails; the rest go in one by one
                 await self._store_batch(mb, name, [it], keep)
@@ -352,4 +377,4 @@ class Importer:
         self.report.imported += n
         self.report.octets += octets
         self.report.folders[name] = self.report.folders.get(name, 0) + n
-        self.progress.advance(n, octets)
+        self.progress.advance(n, sum(max(it.msg.size, 0) for it in good))  # as the total counted them
