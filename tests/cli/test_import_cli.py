@@ -170,6 +170,11 @@ def test_import_imap_from_mailhouse_with_verified_tls(
         return int((await mailbox_of(s)).uidvalidity)
 
     assert in_store(target, uv) == want_uv
+    # imap:// + STARTTLS (RFC 9051 §6.2.1), verified the same way; the same source: nothing new
+    host, port = src.addr("imap")
+    url = f"imap://{urllib.parse.quote('bob@example.org')}@{host}:{port}"
+    tls = target.cli("import", "imap", url, ALICE, "--password-stdin", "--ca", ca, stdin=PASSWORD + "\n")
+    assert "imported 0 message(s)" in tls.stdout and "skipped 6 already imported" in tls.stdout, tls.stdout
 
 
 def test_new_mail_shows_up_in_idle_while_serving(target: MailhouseProcess, tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ UIDVALIDITY. Also: a source server that drops the connection (a loopback proxy t
 
 from __future__ import annotations
 
+import shutil
 import smtplib
 import socket
+import tempfile
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -35,24 +37,33 @@ def msg(i: int, size: int = 0) -> bytes:
     return b"From: x@example.net\r\nSubject: m%d\r\n\r\nbody %d\r\n" % (i, i) + b"z" * size
 
 
-@pytest.fixture
-def dovecot(dovecot_factory: Callable[..., Any]) -> Iterator[Any]:
-    d = dovecot_factory(users={USER: PW}, extra_conf="protocols = imap pop3 lmtp\n")
-    yield d
+@pytest.fixture(params=["maildir++"])
+def dovecot(dovecot_factory: Callable[..., Any], request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A Dovecot with LMTP; ``indirect`` param "fs": Dovecot's LAYOUT=fs (folders a/b, INBOX at the root)."""
+    conf = "protocols = imap pop3 lmtp\n"
+    mail = Path(tempfile.mkdtemp(prefix="mh-import-dovecot-"))  # not under tmp_path: mode 0700
+    mail.chmod(0o755)
+    if request.param == "fs":
+        conf += f"mail_location = maildir:{mail}/%d/%n:LAYOUT=fs\n"
+    try:
+        yield dovecot_factory(users={USER: PW}, extra_conf=conf, mail_dir=mail)
+    finally:
+        shutil.rmtree(mail, ignore_errors=True)
 
 
 def fill(d: Any) -> None:
     with IMAPClient(d.host, d.imap_port, ssl=False) as c:
         c.login(USER, PW)
         c.create_folder("Sent")
-        c.create_folder("Lists.python")  # Maildir++: "." is Dovecot's separator here
+        sep = c.list_folders()[0][1].decode()  # Maildir++: "."; LAYOUT=fs: "/"
+        c.create_folder(f"Lists{sep}python")
         c.create_folder("Brouillons d'\u00e9t\u00e9")
         when = datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC)
         for i in range(6):
             c.append("INBOX", msg(i), flags=[b"\\Seen", b"$Important"] if i % 2 else [], msg_time=when)
         c.append("INBOX", msg(99), flags=[b"\\Flagged", b"project-x", b"\\Answered"], msg_time=when)
         c.append("Sent", msg(100), flags=[b"\\Seen"], msg_time=when)
-        c.append("Lists.python", msg(101), flags=[b"$Forwarded", b"\\Draft"], msg_time=when)
+        c.append(f"Lists{sep}python", msg(101), flags=[b"$Forwarded", b"\\Draft"], msg_time=when)
         c.append("Brouillons d'\u00e9t\u00e9", msg(102), flags=[], msg_time=when)
         c.select_folder("INBOX")
         c.delete_messages([2, 3])  # a UID gap: UIDs 2 and 3 are gone
@@ -108,6 +119,7 @@ def expected(view: Snapshot) -> Snapshot:
     return {k: v for k, v in view.items() if v[1] or k == "INBOX"}
 
 
+@pytest.mark.parametrize("dovecot", ["maildir++", "fs"], indirect=True)
 async def test_import_maildir_from_dovecot(store: MailStore, dovecot: Any) -> None:
     fill(dovecot)
     want = expected(dovecot_view(dovecot))

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from mailhouse.store.store import MailStore
-from mailhouse.transfer.importer import Importer
+from mailhouse.transfer.importer import Importer, SourceError
 from mailhouse.transfer.maildir import MaildirSource
 from tests.transfer.conftest import ALICE
 from tests.transfer.helpers import contents, folders
@@ -150,3 +152,19 @@ async def test_progress_counts_messages_and_octets(store: MailStore, tmp_path: P
     assert rec.total == rec.done and rec.total[0] == 8
     assert rec.totals_before_first_advance == rec.total  # every folder listed first: the ETA is true
     assert rec.total[1] == sum(p.stat().st_size for p in root.rglob("*") if p.parent.name in ("cur", "new"))
+
+
+def test_a_file_renamed_after_the_listing_is_found(tmp_path: Path) -> None:
+    """A running Dovecot renames files when flags change: the message is read under its new name."""
+    root = tmp_path / "Maildir"
+    put(root, "1.M1.h", msg("moving"), sub="new")
+    put(root, "2.M1.h:2,", msg("gone"))
+    src = MaildirSource(root)
+    [folder] = src.folders()
+    listed = {m.key: m for m in src.messages(folder)}
+    os.rename(root / "new/1.M1.h", root / "cur/1.M1.h:2,S")
+    os.unlink(root / "cur/2.M1.h:2,")
+    data, _ = src.read(listed["maildir:1.M1.h"], MAX)
+    assert data == msg("moving")
+    with pytest.raises(SourceError, match="gone from the Maildir"):
+        src.read(listed["maildir:2.M1.h"], MAX)

@@ -119,6 +119,17 @@ def parse_info(name: str, keywords: dict[str, str]) -> tuple[str, frozenset[str]
     return base, frozenset(flags)
 
 
+def _find_base(folder: Path, base: str) -> str | None:
+    for sub in ("cur", "new"):
+        try:
+            for e in os.scandir(folder / sub):
+                if e.name == base or e.name.startswith(base + ":"):
+                    return e.path
+        except OSError:
+            continue
+    return None
+
+
 class MaildirSource:
     """`importer.Source` over a Maildir tree rooted at PATH (INBOX = PATH itself)."""
 
@@ -210,7 +221,17 @@ class MaildirSource:
 
     def read(self, msg: SourceMessage, max_size: int) -> tuple[bytes, SourceMessage]:
         assert isinstance(msg.ref, str)
-        with open(msg.ref, "rb") as f:
+        path = msg.ref
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            # a running Dovecot renamed it since the listing (a flag changed, or new/ -> cur/):
+            # the same base name in cur/ or new/ is the same message
+            moved = _find_base(Path(path).parent.parent, msg.key.removeprefix("maildir:"))
+            if moved is None:
+                raise SourceError("gone from the Maildir (expunged during the import)") from None
+            f = open(moved, "rb")  # noqa: SIM115 - closed below
+        with f:
             data = f.read(max_size + 1)
         return data, replace(msg, size=len(data))
 
