@@ -92,15 +92,19 @@ def test_report_dry_run_and_exit_status(target: MailhouseProcess, tmp_path: Path
     root = tmp_path / "Maildir"
     make_maildir(root, 5)
     (root / "cur" / "1700000000.Mzero.host:2,").write_bytes(b"")
+    with open(root / "cur" / "1700000001.Mbig.host:2,", "wb") as big:  # 200 MB, sparse: never read
+        big.truncate(200_000_000)
     dry = target.cli("import", "maildir", str(root), ALICE, "--dry-run", check=False)
     assert dry.returncode == 1, dry.stderr
     assert "would import 5 message(s)" in dry.stdout
     assert "1700000000.Mzero.host:2,: empty message (0 octets)" in dry.stdout
+    assert "1700000001.Mbig.host:2,: 200000000 octets, over the limit of 52428800" in dry.stdout
     assert stored(target) == []
     real = target.cli("import", "maildir", str(root), ALICE, check=False)
     assert real.returncode == 1 and "imported 5 message(s)" in real.stdout, real.stdout + real.stderr
     assert len(stored(target)) == 5
     (root / "cur" / "1700000000.Mzero.host:2,").unlink()
+    (root / "cur" / "1700000001.Mbig.host:2,").unlink()
     again = target.cli("import", "maildir", str(root), ALICE)
     assert "imported 0 message(s)" in again.stdout and "skipped 5 already imported" in again.stdout
     missing = target.cli("import", "mbox", str(tmp_path / "nope.mbox"), ALICE, check=False)

@@ -35,6 +35,8 @@ BACKOFF = 0.2  # seconds, doubled per attempt (at most MAX_BACKOFF)
 MAX_BACKOFF = 5.0
 TIMEOUT = 120.0  # seconds a socket operation may take
 LIST_CHUNK = 1000  # UIDs per metadata FETCH
+PREFETCH_MESSAGES = 50  # messages per BODY.PEEK[] FETCH
+PREFETCH_BYTES = 4 << 20  # octets per BODY.PEEK[] FETCH (RFC822.SIZE), beyond the first message
 SPECIAL = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive")  # RFC 6154 §2
 
 T = TypeVar("T")
@@ -90,6 +92,11 @@ class ImapSource:
         self.client: Any = None
         self.selected: str | None = None
         self.reconnects = 0
+        self._raw: dict[str, str | bytes] = {}  # folder label -> the name as the server sent it
+        self._uidvalidity = 0
+        self._listing: dict[str, list[tuple[int, int]]] = {}  # folder -> [(uid, size)] as listed
+        self._index: dict[tuple[str, int], int] = {}  # (folder, uid) -> its place in the listing
+        self._cache: dict[tuple[str, int], bytes] = {}  # prefetched octets
 
     # ---------------------------------------------------------------- connection
     def _connect(self) -> Any:
@@ -147,7 +154,7 @@ class ImapSource:
 
     def _select(self, c: Any, name: str) -> int:
         if self.selected != name:
-            info = c.select_folder(name, readonly=True)
+            info = c.select_folder(self._raw.get(name, name), readonly=True)
             self.selected = name
             self._uidvalidity = int(info.get(b"UIDVALIDITY", 0))
         return self._uidvalidity
@@ -161,14 +168,18 @@ class ImapSource:
                 if {"\\Noselect", "\\NonExistent"} & {n.title() for n in names} or "\\NoSelect" in names:
                     continue
                 d = delim.decode() if isinstance(delim, bytes) else (delim or "/")
-                target = name.replace(d, "/") if d != "/" else name
+                # IMAPClient gives bytes for a name that is not valid modified UTF-7 (RFC 3501
+                # §5.1.3): kept as surrogate escapes (U+FFFD in the target), selected as sent
+                label = name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else name
+                self._raw[label] = name
+                target = label.replace(d, "/") if d != "/" else label
                 use = next((s for s in SPECIAL if s in names), None)
                 uv = 0
                 try:
                     uv = int(c.folder_status(name, [b"UIDVALIDITY"]).get(b"UIDVALIDITY", 0))
                 except IMAPClientError:
                     uv = 0
-                out.append(SourceFolder(target, name, use, uv))
+                out.append(SourceFolder(target, label, use, uv))
             return out
 
         return self._call(run)
@@ -201,19 +212,35 @@ class ImapSource:
                     )
             return out
 
-        return iter(self._call(run))
+        listed = self._call(run)
+        self._listing[folder.where] = [(m.ref[1], max(m.size, 0)) for m in listed if isinstance(m.ref, tuple)]
+        self._index.update({(folder.where, u): i for i, (u, _) in enumerate(self._listing[folder.where])})
+        return iter(listed)
 
     def read(self, msg: SourceMessage, max_size: int) -> tuple[bytes, SourceMessage]:
+        """The octets of MSG; fetched together with the messages listed after it (up to
+        PREFETCH_MESSAGES / PREFETCH_BYTES, as the importer reads them in listing order): one
+        round trip per batch instead of per message."""
         assert isinstance(msg.ref, tuple)
         name, uid = msg.ref
+        if (name, uid) not in self._cache:
+            self._cache = {}
+            uids, total = [uid], max(msg.size, 0)
+            listing = self._listing.get(name, [])
+            i = self._index.get((name, uid))
+            for u, size in listing[i + 1 :] if i is not None else []:
+                if len(uids) >= PREFETCH_MESSAGES or total + size > PREFETCH_BYTES or size > max_size:
+                    break
+                uids.append(u)
+                total += size
 
-        def run(c: Any) -> bytes | None:
-            self._select(c, name)
-            got = c.fetch([uid], ["BODY.PEEK[]"])
-            data = got.get(uid, {}).get(b"BODY[]")
-            return bytes(data) if data is not None else None
+            def run(c: Any) -> dict[int, bytes]:
+                self._select(c, name)
+                got = c.fetch(uids, ["BODY.PEEK[]"])
+                return {int(u): bytes(v[b"BODY[]"]) for u, v in got.items() if b"BODY[]" in v}
 
-        data = self._call(run)
+            self._cache = {(name, u): data for u, data in self._call(run).items()}
+        data = self._cache.pop((name, uid), None)
         if data is None:
             raise SourceError("gone from the source (expunged during the import)")
         return data, msg
