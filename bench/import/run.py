@@ -106,12 +106,13 @@ def mailhouse_round(work: Path, src: Path, n_note: str, index: bool = False) -> 
         "alice@example.org",
         "--no-progress",
     ]
-    secs, rss, _ = run_child(
+    secs, rss, out = run_child(
         cmd + ([] if index else ["--no-index"]),
         env=dict(mh.env(), PYTHONPATH=os.environ.get("PYTHONPATH", "")),
     )
     what = "import + search index" if index else "import"
     print(f"  mailhouse {what}, {n_note}: {secs:.2f} s, peak RSS {rss / 1048576:.0f} MiB", flush=True)
+    print(f"    {out.splitlines()[0]}", flush=True)  # the importer's report: imported N, failed 0
     return secs, rss
 
 

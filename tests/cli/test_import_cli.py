@@ -181,6 +181,7 @@ def test_import_imap_from_mailhouse_with_verified_tls(
     assert "imported 0 message(s)" in tls.stdout and "skipped 6 already imported" in tls.stdout, tls.stdout
 
 
+@pytest.mark.parametrize("target", ["sqlite", "postgres"], indirect=True)
 def test_new_mail_shows_up_in_idle_while_serving(target: MailhouseProcess, tmp_path: Path) -> None:
     target.start()
     path = tmp_path / "in.mbox"
