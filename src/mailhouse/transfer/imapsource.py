@@ -97,6 +97,7 @@ class ImapSource:
         self._listing: dict[str, list[tuple[int, int]]] = {}  # folder -> [(uid, size)] as listed
         self._index: dict[tuple[str, int], int] = {}  # (folder, uid) -> its place in the listing
         self._cache: dict[tuple[str, int], bytes] = {}  # prefetched octets
+        self.prefetch = PREFETCH_MESSAGES
 
     # ---------------------------------------------------------------- connection
     def _connect(self) -> Any:
@@ -219,31 +220,42 @@ class ImapSource:
 
     def read(self, msg: SourceMessage, max_size: int) -> tuple[bytes, SourceMessage]:
         """The octets of MSG; fetched together with the messages listed after it (up to
-        PREFETCH_MESSAGES / PREFETCH_BYTES, as the importer reads them in listing order): one
-        round trip per batch instead of per message."""
+        `prefetch` messages / PREFETCH_BYTES, as the importer reads them in listing order): one
+        round trip per batch instead of per message. A batch the connection cannot carry (it
+        drops every time) halves `prefetch` for the rest of the run and MSG is fetched alone."""
         assert isinstance(msg.ref, tuple)
         name, uid = msg.ref
         if (name, uid) not in self._cache:
             self._cache = {}
-            uids, total = [uid], max(msg.size, 0)
-            listing = self._listing.get(name, [])
-            i = self._index.get((name, uid))
-            for u, size in listing[i + 1 :] if i is not None else []:
-                if len(uids) >= PREFETCH_MESSAGES or total + size > PREFETCH_BYTES or size > max_size:
-                    break
-                uids.append(u)
-                total += size
-
-            def run(c: Any) -> dict[int, bytes]:
-                self._select(c, name)
-                got = c.fetch(uids, ["BODY.PEEK[]"])
-                return {int(u): bytes(v[b"BODY[]"]) for u, v in got.items() if b"BODY[]" in v}
-
-            self._cache = {(name, u): data for u, data in self._call(run).items()}
+            uids = self._batch(name, uid, max(msg.size, 0), max_size)
+            try:
+                got = self._call(lambda c: self._fetch(c, name, uids))
+            except SourceError:
+                if len(uids) == 1:
+                    raise
+                self.prefetch = max(1, len(uids) // 2)
+                got = self._call(lambda c: self._fetch(c, name, [uid]))
+            self._cache = {(name, u): data for u, data in got.items()}
         data = self._cache.pop((name, uid), None)
         if data is None:
             raise SourceError("gone from the source (expunged during the import)")
         return data, msg
+
+    def _batch(self, name: str, uid: int, size: int, max_size: int) -> list[int]:
+        uids, total = [uid], size
+        listing = self._listing.get(name, [])
+        i = self._index.get((name, uid))
+        for u, n in listing[i + 1 :] if i is not None else []:
+            if len(uids) >= self.prefetch or total + n > PREFETCH_BYTES or n > max_size:
+                break
+            uids.append(u)
+            total += n
+        return uids
+
+    def _fetch(self, c: Any, name: str, uids: list[int]) -> dict[int, bytes]:
+        self._select(c, name)
+        got = c.fetch(uids, ["BODY.PEEK[]"])
+        return {int(u): bytes(v[b"BODY[]"]) for u, v in got.items() if b"BODY[]" in v}
 
     def close(self) -> None:
         if self.client is not None:
