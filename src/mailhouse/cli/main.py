@@ -20,6 +20,7 @@ from mailhouse import config as config_mod
 from mailhouse.accounts.admin import Admin, AdminError, generate_password
 from mailhouse.cli import ban as cli_ban
 from mailhouse.cli import doctor as cli_doctor
+from mailhouse.cli import importer as cli_importer
 from mailhouse.cli import index as cli_index
 from mailhouse.cli import mail as cli_mail
 from mailhouse.cli import mailbox as cli_mailbox
@@ -363,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_ban.register,
         cli_mailbox.register,
         cli_index.register,
+        cli_importer.register,
         cli_spam.register,
         cli_report.register,
         cli_service.register,

@@ -195,6 +195,9 @@ class NewMessage:
     internaldate: float = 0.0
     delivery_key: str | None = None  # idempotency key (queue id + recipient)
     emailid: str = ""  # RFC 8474 §5.1: the source's on COPY/MOVE; "" = a new content instance
+    # `mailhouse import` (transfer/): the source's UID, taken when it is >= the mailbox's UIDNEXT
+    # (UIDs only grow: a lower one gets the next UID as usual); 0 = the next UID
+    uid: int = 0
 
 
 class FlagMode(enum.Enum):

@@ -93,6 +93,27 @@ async def set_metadata(tx: Tx, account_id: int, mailbox: str, key: str, value: s
         await tx.publish(Change(account_id, 0, ChangeKind.METADATA, 0))
 
 
+async def adopt_uidvalidity(tx: Tx, mailbox_id: int, uidvalidity: int) -> bool:
+    """Give a mailbox that has never assigned a UID the source's UIDVALIDITY (`mailhouse import`),
+    so clients that knew the source keep their caches; whether the mailbox now has it.
+
+    RFC 9051 §2.3.1.1: the pair (UIDVALIDITY, UID) must never name two messages. A mailbox whose
+    UIDNEXT is still 1 has named none, so no client can hold a UID of it under any UIDVALIDITY;
+    once a UID was given (even if expunged since) the UIDVALIDITY is never changed here.
+    """
+    await tx.lock_mailboxes([mailbox_id])
+    mb = await tx.mailbox_by_id(mailbox_id)
+    if mb is None:
+        raise NotFound("no such mailbox")
+    if mb.uidvalidity == uidvalidity:
+        return True
+    if mb.uidnext != 1 or uidvalidity < 1 or uidvalidity > 0xFFFFFFFF:  # RFC 9051: nz-number32
+        return False
+    await tx.set_uidvalidity(mailbox_id, uidvalidity)
+    await tx.publish(Change(mb.account_id, mailbox_id, ChangeKind.MAILBOX, 0))
+    return True
+
+
 # -------------------------------------------------------------------- messages
 async def append(tx: Tx, messages: Sequence[NewMessage]) -> list[MessageRecord]:
     """Append rows (blobs already stored or in this transaction); idempotent per delivery key."""
@@ -108,6 +129,10 @@ async def append(tx: Tx, messages: Sequence[NewMessage]) -> list[MessageRecord]:
             if old is not None:
                 out.append(old)
                 continue
+        if m.uid > 0:
+            # an import keeps the source's UID where it can (RFC 9051 §2.3.1.1: UIDs strictly
+            # ascending, gaps allowed): UIDNEXT only ever rises, so a lower UID gets the next one
+            await tx.raise_uidnext(m.mailbox_id, m.uid)
         acc, uid, modseq = await tx.bump(m.mailbox_id, 1)  # RFC 9051 §2.3.1.1, RFC 7162 §3.1
         # RFC 8474 §5.1: a new content instance gets its EMAILID here; COPY/MOVE pass theirs
         eid = m.emailid or emailid_for_blob(m.blob_key)

@@ -177,6 +177,13 @@ class MailStore:
             lambda tx: mail.create_mailbox(tx, account_id, name, special_use, publish=True)
         )
 
+    async def adopt_uidvalidity(self, mailbox_id: int, uidvalidity: int) -> bool:
+        return await self.backend.write(lambda tx: mail.adopt_uidvalidity(tx, mailbox_id, uidvalidity))
+
+    async def delivery_keys(self, mailbox_id: int) -> dict[int, str]:
+        """{uid: delivery key} of the mailbox's messages that have one (`mailhouse import`'s mapping)."""
+        return await self.backend.transfer().delivery_keys(mailbox_id)
+
     async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
         return await self.backend.read(lambda tx: tx.mailbox(account_id, name), quick=True)
 

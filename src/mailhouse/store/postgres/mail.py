@@ -238,6 +238,14 @@ class MailTx:
             raise NotFound(f"mailbox {mailbox_id} does not exist")
         return int(r[0]), int(r[1]), int(r[2])
 
+    async def raise_uidnext(self, mailbox_id: int, uid: int) -> None:
+        await self.c.execute(
+            "UPDATE mailboxes SET uidnext=GREATEST(uidnext, $2) WHERE id=$1", mailbox_id, uid
+        )
+
+    async def set_uidvalidity(self, mailbox_id: int, uidvalidity: int) -> None:
+        await self.c.execute("UPDATE mailboxes SET uidvalidity=$2 WHERE id=$1", mailbox_id, uidvalidity)
+
     async def message_by_delivery_key(self, mailbox_id: int, key: str) -> MessageRecord | None:
         r = await self.c.fetchrow(
             f"SELECT {MSG_COLS} FROM messages WHERE mailbox_id=$1 AND delivery_key=$2", mailbox_id, key

@@ -218,6 +218,12 @@ class MailTx:
             raise NotFound(f"mailbox {mailbox_id} does not exist")
         return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
 
+    async def raise_uidnext(self, mailbox_id: int, uid: int) -> None:
+        self.c.execute("UPDATE mailboxes SET uidnext=max(uidnext, ?) WHERE id=?", (uid, mailbox_id))
+
+    async def set_uidvalidity(self, mailbox_id: int, uidvalidity: int) -> None:
+        self.c.execute("UPDATE mailboxes SET uidvalidity=? WHERE id=?", (uidvalidity, mailbox_id))
+
     async def message_by_delivery_key(self, mailbox_id: int, key: str) -> MessageRecord | None:
         row = self.c.execute(
             f"SELECT {MSG_COLS} FROM messages WHERE mailbox_id=? AND delivery_key=?", (mailbox_id, key)
