@@ -18,6 +18,7 @@ from typing import Any
 from mailhouse import __version__
 from mailhouse import config as config_mod
 from mailhouse.accounts.admin import Admin, AdminError, generate_password
+from mailhouse.cli import backup as cli_backup
 from mailhouse.cli import ban as cli_ban
 from mailhouse.cli import doctor as cli_doctor
 from mailhouse.cli import index as cli_index
@@ -369,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_migrate.register,
         cli_status.register,
         cli_doctor.register,
+        cli_backup.register,
     ):
         register(sub)
     return p

@@ -1,0 +1,176 @@
+"""`backup/snapshot.py` and `backup/restore.py` on a SQLite store: backup, incremental backup,
+--verify, whole-store restore into either backend, per-user and per-folder restore."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mailhouse.backup import restore, snapshot
+from mailhouse.store import open_store
+from mailhouse.store.api import NewMessage, Store
+from mailhouse.store.sqlite.backend import SqliteStore
+
+BIG = 600 * 1024  # above INLINE_BLOB_MAX: a blob file
+
+
+def _msg(i: int, size: int = 0) -> bytes:
+    body = b"x" * max(size - 100, 0)
+    return b"Message-ID: <m%d@example.org>\r\nSubject: %d\r\n\r\nbody %d\r\n" % (i, i, i) + body
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "live" / "mh.db", tmp_path / "live" / "blobs")
+    (tmp_path / "live").mkdir()
+    await s.open()
+    await s.add_domain("example.org")
+    for addr in ("alice@example.org", "bob@example.org"):
+        acc = await s.add_account(addr, "hash")
+        inbox = await s.get_mailbox(acc.id, "INBOX")
+        assert inbox is not None
+        await s.append_octets(
+            [
+                (_msg(1), NewMessage(inbox.id, "", 0, frozenset({"\\Seen", "$Label1"}), 1_700_000_000.0)),
+                (_msg(2, BIG), NewMessage(inbox.id, "", 0, frozenset({"\\Flagged"}), 1_700_000_100.0)),
+            ]
+        )
+        sub = await s.create_mailbox(acc.id, "Archive/2025")
+        await s.append_octets(
+            [(_msg(3), NewMessage(sub.id, "", 0, frozenset({"\\Answered"}), 1_600_000_000.0))]
+        )
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def _backup(live: SqliteStore, dest: Path) -> snapshot.BackupResult:
+    return snapshot.backup_sqlite(live.db_path, live.files.root, dest)
+
+
+async def _state(
+    s: Store, address: str
+) -> dict[str, tuple[int, list[tuple[int, frozenset[str], float, bytes]]]]:
+    acc = await s.get_account(address)
+    assert acc is not None
+    out = {}
+    for mb in await s.list_mailboxes(acc.id):
+        msgs = [
+            (m.uid, m.flags, m.internaldate, await s.blobs.get(m.blob_key))
+            for m in await s.list_messages(mb.id)
+        ]
+        out[mb.name] = (mb.uidvalidity, msgs)
+    return out
+
+
+async def test_backup_verify_and_incremental(live: SqliteStore, tmp_path: Path) -> None:
+    dest = tmp_path / "bk"
+    first = _backup(live, dest)
+    assert first.copied == 2 and first.kept == 0  # the two big messages are files; the rest inline
+    man = json.loads((dest / "manifest.json").read_text())
+    assert man["store"] == "sqlite" and man["counts"]["messages"] == 6 and man["counts"]["accounts"] == 2
+    assert set(man["files"]) == {"index.db"} | {k for k in man["files"] if k.startswith("blobs/")}
+    assert len(man["files"]) == 3
+    assert snapshot.verify(dest).ok
+
+    acc = await live.get_account("alice@example.org")
+    assert acc is not None
+    inbox = await live.get_mailbox(acc.id, "INBOX")
+    assert inbox is not None
+    await live.append_octets([(_msg(4, BIG), NewMessage(inbox.id, "", 0))])
+    second = _backup(live, dest)
+    assert (second.copied, second.kept, second.removed) == (1, 2, 0)  # only the new blob is copied
+    assert snapshot.verify(dest).ok
+
+    # an expunged message's blob file leaves the backup with it
+    msgs = await live.list_messages(inbox.id)
+    big = [m for m in msgs if m.size > BIG // 2]
+    _, freed = await live.expunge(inbox.id, [big[0].uid])
+    await live.backend.delete_external_blobs(freed)
+    third = _backup(live, dest)
+    assert (third.copied, third.removed) == (0, 1)
+    assert snapshot.verify(dest).ok
+
+
+async def test_verify_catches_a_corrupted_blob_and_a_missing_one(live: SqliteStore, tmp_path: Path) -> None:
+    dest = tmp_path / "bk"
+    _backup(live, dest)
+    blobs = sorted((dest / "blobs").rglob("*"))
+    files = [p for p in blobs if p.is_file()]
+    data = bytearray(files[0].read_bytes())
+    data[100] ^= 1  # one bit, same size
+    files[0].write_bytes(bytes(data))
+    files[1].unlink()
+    rep = snapshot.verify(dest)
+    assert not rep.ok
+    text = "\n".join(rep.problems)
+    assert "SHA-256 differs" in text and files[0].name in text
+    assert "missing" in text and files[1].name in text
+
+
+async def test_verify_refuses_a_backup_without_manifest(tmp_path: Path) -> None:
+    (tmp_path / "bk").mkdir()
+    rep = snapshot.verify(tmp_path / "bk")
+    assert not rep.ok and "manifest.json" in rep.problems[0]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_restore_into_an_empty_store(
+    live: SqliteStore, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    dest = tmp_path / "bk"
+    _backup(live, dest)
+    url = (
+        request.getfixturevalue("postgres_db_url")
+        if backend == "postgres"
+        else f"sqlite:///{tmp_path / 'new.db'}"
+    )
+    target = open_store(url, tmp_path / "newdata")
+    await target.open()
+    try:
+        res = await restore.restore_all(dest, target)
+        assert res.messages == 6
+        for addr in ("alice@example.org", "bob@example.org"):
+            assert await _state(target, addr) == await _state(live, addr)  # UIDVALIDITY, UIDs, flags, octets
+        with pytest.raises(restore.RestoreError, match="not empty"):
+            await restore.restore_all(dest, target)
+    finally:
+        await target.close()
+    assert snapshot.verify(dest).ok  # restoring never writes into the backup
+
+
+async def test_restore_one_user_beside_live_data(live: SqliteStore, tmp_path: Path) -> None:
+    dest = tmp_path / "bk"
+    _backup(live, dest)
+    before = await _state(live, "alice@example.org")
+    bob_before = await _state(live, "bob@example.org")
+    r = await restore.restore_user(dest, live, "alice@example.org")
+    assert r.parent.startswith("Restored ") and r.messages == 3
+    after = await _state(live, "alice@example.org")
+    for name, (uv, msgs) in before.items():
+        assert after[name] == (uv, msgs)  # the live folders are untouched
+        restored = after[f"{r.parent}/{name}"][1]
+        assert [(f, d, b) for _, f, d, b in restored] == [(f, d, b) for _, f, d, b in msgs]
+    assert await _state(live, "bob@example.org") == bob_before  # nobody else is touched
+    with pytest.raises(restore.RestoreError, match="already has a folder"):
+        await restore.restore_user(dest, live, "alice@example.org")
+
+
+async def test_restore_one_folder_and_a_removed_account(live: SqliteStore, tmp_path: Path) -> None:
+    dest = tmp_path / "bk"
+    _backup(live, dest)
+    before = await _state(live, "bob@example.org")
+    await live.remove_account("bob@example.org")
+    r = await restore.restore_user(dest, live, "bob@example.org", "Archive")
+    assert r.parent == "" and r.mailboxes == 2  # Archive and Archive/2025; the account recreated
+    after = await _state(live, "bob@example.org")
+    assert [(f, d, b) for _, f, d, b in after["Archive/2025"][1]] == [
+        (f, d, b) for _, f, d, b in before["Archive/2025"][1]
+    ]
+    assert after["INBOX"][1] == []  # only the folder asked for
+    with pytest.raises(restore.RestoreError, match="no folder"):
+        await restore.restore_user(dest, live, "alice@example.org", "Nope")
