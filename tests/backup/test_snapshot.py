@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,39 +12,8 @@ from mailhouse.backup import restore, snapshot
 from mailhouse.store import open_store
 from mailhouse.store.api import NewMessage, Store
 from mailhouse.store.sqlite.backend import SqliteStore
-
-BIG = 600 * 1024  # above INLINE_BLOB_MAX: a blob file
-
-
-def _msg(i: int, size: int = 0) -> bytes:
-    body = b"x" * max(size - 100, 0)
-    return b"Message-ID: <m%d@example.org>\r\nSubject: %d\r\n\r\nbody %d\r\n" % (i, i, i) + body
-
-
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "live" / "mh.db", tmp_path / "live" / "blobs")
-    (tmp_path / "live").mkdir()
-    await s.open()
-    await s.add_domain("example.org")
-    for addr in ("alice@example.org", "bob@example.org"):
-        acc = await s.add_account(addr, "hash")
-        inbox = await s.get_mailbox(acc.id, "INBOX")
-        assert inbox is not None
-        await s.append_octets(
-            [
-                (_msg(1), NewMessage(inbox.id, "", 0, frozenset({"\\Seen", "$Label1"}), 1_700_000_000.0)),
-                (_msg(2, BIG), NewMessage(inbox.id, "", 0, frozenset({"\\Flagged"}), 1_700_000_100.0)),
-            ]
-        )
-        sub = await s.create_mailbox(acc.id, "Archive/2025")
-        await s.append_octets(
-            [(_msg(3), NewMessage(sub.id, "", 0, frozenset({"\\Answered"}), 1_600_000_000.0))]
-        )
-    try:
-        yield s
-    finally:
-        await s.close()
+from tests.backup.conftest import BIG
+from tests.backup.conftest import msg as _msg
 
 
 def _backup(live: SqliteStore, dest: Path) -> snapshot.BackupResult:

@@ -21,6 +21,7 @@ from mailhouse.accounts.admin import Admin, AdminError, generate_password
 from mailhouse.cli import backup as cli_backup
 from mailhouse.cli import ban as cli_ban
 from mailhouse.cli import doctor as cli_doctor
+from mailhouse.cli import export as cli_export
 from mailhouse.cli import index as cli_index
 from mailhouse.cli import mail as cli_mail
 from mailhouse.cli import mailbox as cli_mailbox
@@ -371,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_status.register,
         cli_doctor.register,
         cli_backup.register,
+        cli_export.register,
     ):
         register(sub)
     return p
