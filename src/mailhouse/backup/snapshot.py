@@ -15,6 +15,10 @@ Invariants:
   linked/copied twice over: every file present before the snapshot (so a message expunged right
   after the snapshot keeps its file), then whatever the snapshot references and is still missing.
   A message acknowledged (250) before the snapshot point is therefore in DEST, blob and row.
+- PostgreSQL (`backup_postgres`): one REPEATABLE READ, READ ONLY transaction is the snapshot
+  point (`store/postgres/snapshot.py`); `store/copy.py` copies what it sees into DEST's SQLite
+  index and blob files, so the same restore code serves both (in-database blobs are in the
+  snapshot; S3 objects are immutable and read after it).
 - Incremental: blob keys are unique and their files immutable (`store/blobfiles.py`), so a file
   already in DEST with the key is the blob; only new keys are copied, and their SHA-256 comes
   from the previous manifest. Files no longer referenced are removed from DEST.
@@ -24,16 +28,20 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mailhouse.store.copy import copy_store
 from mailhouse.store.sqlite import snapshot as sqlite_snapshot
+from mailhouse.store.sqlite.backend import SqliteStore
 from mailhouse.store.sqlite.engine import read_version
 
 MANIFEST = "manifest.json"
@@ -131,48 +139,48 @@ class _Copier:
         return True
 
 
-def backup_sqlite(db: Path, blob_dir: Path, dest: Path, *, link: bool = False) -> BackupResult:
-    """Back up the SQLite store DB (blob files under BLOB_DIR) into DEST, incrementally."""
-    t0 = time.monotonic()
-    if not db.exists():
-        raise BackupError(f"the store database {db} does not exist")
+def _begin(dest: Path) -> dict[str, dict[str, Any]]:
+    """Prepare DEST for a new backup; the previous manifest's file entries (reused for old blobs)."""
     dest.mkdir(parents=True, exist_ok=True)
-    res = BackupResult(dest)
     old: dict[str, dict[str, Any]] = {}
     if (dest / MANIFEST).exists():
         old = read_manifest(dest)["files"]
         (dest / MANIFEST).unlink()  # from here until the new manifest, DEST is not a backup
-    copier = _Copier(blob_dir, dest / BLOBS, link, res)
-    for key in _live_keys(blob_dir):  # files present before the snapshot point
-        copier.bring(key)
-    stamp = time.time()
-    sqlite_snapshot.snapshot(db, dest / INDEX)  # the snapshot point
+    return old
+
+
+def _seal(
+    dest: Path, kind: str, stamp: float, old: dict[str, dict[str, Any]], new: set[str], res: BackupResult
+) -> None:
+    """Finish a backup whose DEST/index.db is written: drop unreferenced blob files, check that every
+    referenced one is there, hash what is new, fsync, and write the manifest last."""
     files, missing_inline = sqlite_snapshot.blob_refs(dest / INDEX)
     if missing_inline:
         raise BackupError(f"the store's index names {len(missing_inline)} inline blobs it does not hold")
-    lost = sorted(k for k in files if not copier.bring(k))  # written after the first pass
+    present = _live_keys(dest / BLOBS)
+    lost = sorted(files - present)
     if lost:  # created and freed within the backup's window: cannot be a message acknowledged before it
         raise BackupError(
             f"blob files vanished while backing up ({', '.join(lost[:5])}); run the backup again"
         )
-    for key in copier.present - files:  # no longer referenced by the index
+    for key in present - files:  # no longer referenced by the index
         blob_path(dest / BLOBS, key).unlink()
         res.removed += 1
-    res.copied = len(copier.new & files)
+    res.copied = len(new & files)
     res.kept = len(files) - res.copied
-    entries: dict[str, dict[str, Any]] = {}
-    index_size = (dest / INDEX).stat().st_size
     _fsync(dest / INDEX)
-    entries[INDEX] = {"size": index_size, "sha256": sha256_file(dest / INDEX)}
+    entries: dict[str, dict[str, Any]] = {
+        INDEX: {"size": (dest / INDEX).stat().st_size, "sha256": sha256_file(dest / INDEX)}
+    }
     for key in sorted(files):
         rel = blob_path(Path(BLOBS), key).as_posix()
         prev = old.get(rel)
         size = (dest / rel).stat().st_size
-        if key not in copier.new and prev is not None and prev.get("size") == size:
+        if key not in new and prev is not None and prev.get("size") == size:
             entries[rel] = prev  # immutable: the previous backup hashed it
         else:
             entries[rel] = {"size": size, "sha256": sha256_file(dest / rel)}
-    for d in {blob_path(dest / BLOBS, k).parent for k in copier.new}:
+    for d in {blob_path(dest / BLOBS, k).parent for k in new & files}:
         _fsync(d)
     res.counts = sqlite_snapshot.counts(dest / INDEX)
     res.counts["blob_files"] = len(files)
@@ -180,7 +188,7 @@ def backup_sqlite(db: Path, blob_dir: Path, dest: Path, *, link: bool = False) -
         "format": FORMAT,
         "time": stamp,
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)),
-        "store": "sqlite",
+        "store": kind,
         "schema_version": res.counts.pop("schema_version"),
         "counts": res.counts,
         "files": entries,
@@ -190,6 +198,54 @@ def backup_sqlite(db: Path, blob_dir: Path, dest: Path, *, link: bool = False) -
     _fsync(tmp)
     tmp.replace(dest / MANIFEST)
     _fsync(dest)
+
+
+def backup_sqlite(db: Path, blob_dir: Path, dest: Path, *, link: bool = False) -> BackupResult:
+    """Back up the SQLite store DB (blob files under BLOB_DIR) into DEST, incrementally."""
+    t0 = time.monotonic()
+    if not db.exists():
+        raise BackupError(f"the store database {db} does not exist")
+    res = BackupResult(dest)
+    old = _begin(dest)
+    copier = _Copier(blob_dir, dest / BLOBS, link, res)
+    for key in _live_keys(blob_dir):  # files present before the snapshot point
+        copier.bring(key)
+    stamp = time.time()
+    sqlite_snapshot.snapshot(db, dest / INDEX)  # the snapshot point
+    files, _ = sqlite_snapshot.blob_refs(dest / INDEX)
+    for key in files:  # written after the first pass (a vanished one is reported by _seal)
+        copier.bring(key)
+    _seal(dest, "sqlite", stamp, old, copier.new, res)
+    res.seconds = time.monotonic() - t0
+    return res
+
+
+async def backup_postgres(url: str, data_dir: Path, dest: Path) -> BackupResult:
+    """Back up the PostgreSQL store at URL into DEST: one REPEATABLE READ snapshot of every table
+    (`store/postgres/snapshot.py`) copied by `store/copy.py` into a SQLite index + blob files
+    (restorable into either backend). Incremental: a blob file already in DEST is not rewritten."""
+    from mailhouse.store.postgres.snapshot import open_snapshot  # asyncpg only when PostgreSQL is used
+
+    t0 = time.monotonic()
+    res = BackupResult(dest)
+    old = await asyncio.to_thread(_begin, dest)
+    before = _live_keys(dest / BLOBS)
+    with tempfile.TemporaryDirectory(prefix="mailhouse-backup-") as tmp:
+        build = Path(tmp) / INDEX
+        dst = SqliteStore(build, dest / BLOBS, lock_dir=Path(tmp) / "locks")
+        stamp = time.time()
+        src = await open_snapshot(url, data_dir)  # the snapshot point
+        try:
+            await dst.open()
+            try:
+                await copy_store(src, dst)
+            finally:
+                await dst.close()
+        finally:
+            await src.close()
+        await asyncio.to_thread(sqlite_snapshot.snapshot, build, dest / INDEX)  # one self-contained file
+    new = _live_keys(dest / BLOBS) - before
+    await asyncio.to_thread(_seal, dest, "postgresql", stamp, old, new, res)
     res.seconds = time.monotonic() - t0
     return res
 
@@ -248,4 +304,12 @@ def verify(dest: Path) -> VerifyReport:
     return rep
 
 
-__all__ = ["BackupError", "BackupResult", "VerifyReport", "backup_sqlite", "read_manifest", "verify"]
+__all__ = [
+    "BackupError",
+    "BackupResult",
+    "VerifyReport",
+    "backup_postgres",
+    "backup_sqlite",
+    "read_manifest",
+    "verify",
+]
