@@ -1,4 +1,4 @@
-"""Backup while mail flows: `mailhouse backup` against a running `mailhouse serve` in the middle of a
+"""Backup while mail flows (SQLite and PostgreSQL stores): `mailhouse backup` against a running `mailhouse serve` in the middle of a
 2,000-message SMTP burst, then restore into an empty store: every message acknowledged (250)
 before the backup started is present exactly once, none twice; `backup --verify` passes; a second
 backup copies only the blob files that are new (here the big messages sent after the first)."""
@@ -56,9 +56,15 @@ async def _restored_ids(dest: Path, tmp: Path) -> list[str]:
         await target.close()
 
 
-def test_backup_during_smtp_burst_then_restore(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_backup_during_smtp_burst_then_restore(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     (tmp_path / "mh").mkdir()
-    mh = MailhouseProcess(tmp_path / "mh", services=("smtp",), extra="[server]\nsmtp_pregreet_wait = 0\n")
+    url = request.getfixturevalue("postgres_db_url") if backend == "postgres" else None
+    mh = MailhouseProcess(
+        tmp_path / "mh", services=("smtp",), extra="[server]\nsmtp_pregreet_wait = 0\n", store_url=url
+    )
     mh.start()
     dest = tmp_path / "backup"
     try:

@@ -34,7 +34,8 @@ from mailhouse.store.api import NewMessage, Store
 from mailhouse.store.copy import CopyResult, copy_store
 from mailhouse.store.sqlite.backend import SqliteStore
 
-BATCH = 100  # messages appended per transaction in a per-user restore (memory: one batch of blobs)
+BATCH = 100  # messages appended per transaction in a per-user restore
+BATCH_BYTES = 16 * 1024 * 1024  # ... or fewer: the octets held at once (one big message alone)
 
 
 class RestoreError(BackupError):
@@ -128,20 +129,26 @@ async def restore_user(dest: Path, target: Store, address: str, folder: str | No
             name = f"{parent}{DELIM}{mb.name}" if parent else mb.name
             mb_id = await _ensure_mailbox(target, live.id, name)
             res.mailboxes += 1
-            msgs = await src.list_messages(mb.id)
-            for i in range(0, len(msgs), BATCH):
-                chunk = msgs[i : i + BATCH]
-                items = [
-                    (
-                        await src.blobs.get(m.blob_key),
-                        NewMessage(mb_id, "", m.size, flags=m.flags, internaldate=m.internaldate),
-                    )
-                    for m in chunk
-                ]
-                await target.append_octets(items)
-                res.messages += len(items)
-                res.bytes += sum(len(d) for d, _ in items)
+            items: list[tuple[bytes, NewMessage]] = []
+            held = 0
+            for m in await src.list_messages(mb.id):
+                data = await src.blobs.get(m.blob_key)
+                items.append(
+                    (data, NewMessage(mb_id, "", m.size, flags=m.flags, internaldate=m.internaldate))
+                )
+                held += len(data)
+                if len(items) >= BATCH or held >= BATCH_BYTES:
+                    await _append(target, items, res)
+                    items, held = [], 0
+            await _append(target, items, res)
         return res
+
+
+async def _append(target: Store, items: list[tuple[bytes, NewMessage]], res: UserRestore) -> None:
+    if items:
+        await target.append_octets(items)
+        res.messages += len(items)
+        res.bytes += sum(len(d) for d, _ in items)
 
 
 __all__ = ["RestoreError", "UserRestore", "open_backup", "restore_all", "restore_user", "restored_parent"]

@@ -245,6 +245,7 @@ async def backup_postgres(url: str, data_dir: Path, dest: Path) -> BackupResult:
             await src.close()
         await asyncio.to_thread(sqlite_snapshot.snapshot, build, dest / INDEX)  # one self-contained file
     new = _live_keys(dest / BLOBS) - before
+    res.bytes_copied = sum(blob_path(dest / BLOBS, k).stat().st_size for k in new)
     await asyncio.to_thread(_seal, dest, "postgresql", stamp, old, new, res)
     res.seconds = time.monotonic() - t0
     return res

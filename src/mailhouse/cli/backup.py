@@ -29,17 +29,13 @@ async def cmd_backup(args: argparse.Namespace, cfg: config_mod.Config) -> int:
                 + ("" if rep.ok else f", {len(rep.problems)} problems")
             )
             return 0 if rep.ok else 1
-        if not cfg.store.startswith("sqlite://"):
-            print(
-                "mailhouse: backup of a PostgreSQL store is not supported yet; use `mailhouse store copy`"
-                " into a SQLite store with the nodes stopped (docs/backup.md)",
-                file=sys.stderr,
+        if cfg.store.startswith("sqlite://"):
+            db = Path(cfg.store.removeprefix("sqlite://"))
+            res = await asyncio.to_thread(
+                snapshot.backup_sqlite, db, cfg.data_dir / "blobs", dest, link=args.link
             )
-            return 2
-        db = Path(cfg.store.removeprefix("sqlite://"))
-        res = await asyncio.to_thread(
-            snapshot.backup_sqlite, db, cfg.data_dir / "blobs", dest, link=args.link
-        )
+        else:  # PostgreSQL: one REPEATABLE READ snapshot (--link does not apply: the blobs are copied out)
+            res = await snapshot.backup_postgres(cfg.store, cfg.data_dir, dest)
     except snapshot.BackupError as e:
         print(f"mailhouse: {e}", file=sys.stderr)
         return 1
