@@ -11,6 +11,7 @@ import pytest
 from mailhouse.backup import restore, snapshot
 from mailhouse.store import open_store
 from mailhouse.store.api import NewMessage, Store
+from mailhouse.store.sqlite import snapshot as sqlite_snapshot
 from mailhouse.store.sqlite.backend import SqliteStore
 from tests.backup.conftest import BIG
 from tests.backup.conftest import msg as _msg
@@ -142,3 +143,22 @@ async def test_restore_one_folder_and_a_removed_account(live: SqliteStore, tmp_p
     assert after["INBOX"][1] == []  # only the folder asked for
     with pytest.raises(restore.RestoreError, match="no folder"):
         await restore.restore_user(dest, live, "alice@example.org", "Nope")
+
+
+async def test_a_blob_freed_right_after_the_snapshot_point_is_in_the_backup(
+    live: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blob ordering: files present before the snapshot are brought first, so a message in the
+    snapshot whose file the live store frees a moment later (expunge) still has its blob in DEST."""
+    real = sqlite_snapshot.snapshot
+
+    def snapshot_then_free(db: Path, dest: Path) -> None:
+        real(db, dest)
+        for f in live.files.root.rglob("*"):  # every file blob freed just after the snapshot point
+            if f.is_file():
+                f.unlink()
+
+    monkeypatch.setattr(sqlite_snapshot, "snapshot", snapshot_then_free)
+    res = _backup(live, tmp_path / "bk")
+    assert res.copied == 2
+    assert snapshot.verify(tmp_path / "bk").ok
