@@ -107,6 +107,13 @@ async def test_restore_into_an_empty_store(
             assert await _state(target, addr) == await _state(live, addr)  # UIDVALIDITY, UIDs, flags, octets
         with pytest.raises(restore.RestoreError, match="not empty"):
             await restore.restore_all(dest, target)
+        r = await restore.restore_user(
+            dest, target, "alice@example.org", "Archive"
+        )  # beside live data, this backend
+        after = await _state(target, "alice@example.org")
+        assert [x[1:] for x in after[f"{r.parent}/Archive/2025"][1]] == [
+            x[1:] for x in after["Archive/2025"][1]
+        ]
     finally:
         await target.close()
     assert snapshot.verify(dest).ok  # restoring never writes into the backup
