@@ -18,8 +18,10 @@ from typing import Any
 from mailhouse import __version__
 from mailhouse import config as config_mod
 from mailhouse.accounts.admin import Admin, AdminError, generate_password
+from mailhouse.cli import backup as cli_backup
 from mailhouse.cli import ban as cli_ban
 from mailhouse.cli import doctor as cli_doctor
+from mailhouse.cli import export as cli_export
 from mailhouse.cli import importer as cli_importer
 from mailhouse.cli import index as cli_index
 from mailhouse.cli import mail as cli_mail
@@ -371,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
         cli_migrate.register,
         cli_status.register,
         cli_doctor.register,
+        cli_backup.register,
+        cli_export.register,
     ):
         register(sub)
     return p

@@ -90,6 +90,13 @@ async def _init_conn(conn: Conn) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+class _SnapshotConnection(asyncpg.Connection):  # type: ignore[misc]
+    """The one connection of a snapshot engine: its transaction outlives each use (no reset)."""
+
+    async def reset(self, *, timeout: float | None = None) -> None:
+        pass
+
+
 class Engine:
     """One PostgreSQL database: a pool of connections with the jsonb codec."""
 
@@ -98,6 +105,8 @@ class Engine:
         self.pool_min = pool_min
         self.pool_max = pool_max
         self._pool: Any = None
+        self.snapshot = False  # set before open(): `begin_snapshot` (backup/snapshot.py reads through it)
+        self._in_snapshot = False
 
     def pool(self) -> Any:
         if self._pool is None:
@@ -112,9 +121,21 @@ class Engine:
         """Connect the pool and bring the schema to the latest version (idempotent)."""
         if self._pool is not None:
             return
-        self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=self.pool_min, max_size=self.pool_max, init=_init_conn
-        )
+        if self.snapshot:  # one connection, never replaced, never reset: its transaction is the snapshot
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=1,
+                init=_init_conn,
+                setup=self._check_snapshot,
+                connection_class=_SnapshotConnection,
+                max_queries=2**62,
+                max_inactive_connection_lifetime=0,
+            )
+        else:
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=self.pool_min, max_size=self.pool_max, init=_init_conn
+            )
         try:
             async with self._pool.acquire() as c:
                 await self._migrate(c)
@@ -123,7 +144,21 @@ class Engine:
             self._pool = None
             raise
 
+    async def begin_snapshot(self) -> None:
+        """After open() of an engine with ``snapshot`` set: every later read sees the database as it
+        is now (one REPEATABLE READ, READ ONLY transaction: PostgreSQL docs §13.2.2); writes fail."""
+        if not self.snapshot:
+            raise StoreError("begin_snapshot needs an engine opened with snapshot = True")
+        await self.pool().execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        await self.pool().fetchval("SELECT 1")  # the snapshot is taken at the first statement
+        self._in_snapshot = True
+
+    async def _check_snapshot(self, c: Conn) -> None:
+        if self._in_snapshot and not c.is_in_transaction():
+            raise StoreError("the snapshot transaction was lost (connection closed)")
+
     async def close(self) -> None:
+        self._in_snapshot = False
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()

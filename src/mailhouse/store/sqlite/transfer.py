@@ -186,4 +186,6 @@ class SqliteTransfer:
                 lambda c: c.execute("INSERT OR IGNORE INTO blobs(key, data) VALUES (?, ?)", (new, data))
             )
             return new
+        if await asyncio.to_thread(self.files.path(key).exists):  # keys are unique and files immutable:
+            return key  # already this blob (an incremental `mailhouse backup` of PostgreSQL)
         return await asyncio.to_thread(self.files.put_sync, data, key)

@@ -1,0 +1,1 @@
+"""Online backup, verification and restore of a store (`snapshot.py`, `restore.py`); export (`export.py`)."""
