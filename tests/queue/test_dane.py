@@ -109,11 +109,13 @@ def resolver(ca: TestCA, postfix: Any, tmp_module: Path) -> Iterator[ValidatingR
     records.append('_mta-sts.sts TXT "v=STSv1; id=20261207"')
     same = ["@ MX 10 mx", f"mx A {PF}"]
     zones = [
+        Zone("test", []),  # the parent: DS of dane.test and bogus.test, and proof that plain.test has none
         Zone("dane.test", records),
         Zone("bogus.test", [*same, f"_{port}._tcp.mx TLSA {ee}"], bogus={"TLSA"}),
         Zone("plain.test", [*same, f"_{port}._tcp.mx TLSA {wrong[0]}"], signed=False),
     ]
-    res = ValidatingResolver(zones, base_dir=tmp_module / "unbound").start()
+    # plain_host: a non-validating resolver for [dns] dnssec = "validate" (Mailhouse validates)
+    res = ValidatingResolver(zones, plain_host="127.0.0.63", base_dir=tmp_module / "unbound").start()
     yield res
     res.stop()
 
@@ -132,11 +134,17 @@ async def lab(resolver: ValidatingResolver, postfix: Any, ca: TestCA, tmp_path: 
 
 
 def cfg_for(lab: Lab, dnssec: str = "resolver") -> config.Config:
+    """With "validate", the nameserver is the non-validating unbound and the trust anchor the
+    DS of the test zone `test.`: every DNSSEC verdict is Mailhouse's own."""
+    dns: dict[str, Any] = {"nameservers": [lab.res.nameserver], "dnssec": dnssec}
+    if dnssec == "validate":
+        anchor = lab.res.write_trust_anchor(lab.tmp / "anchor.ds")
+        dns = {"nameservers": [lab.res.plain_nameserver], "dnssec": dnssec, "trust_anchor": str(anchor)}
     return config.from_dict(
         {
             "hostname": "mx.a.test",
             "data_dir": str(lab.tmp / "data"),
-            "dns": {"nameservers": [lab.res.nameserver], "dnssec": dnssec},
+            "dns": dns,
             "queue": {"outbound_port": lab.port},
             "tls": {"ca_file": str(lab.ca.ca_file)},
             "mta_sts": {"resolve": {"mta-sts.sts.dane.test": f"{POLICY_HOST}:{lab.policy_port}"}},
@@ -149,24 +157,34 @@ def deferred_dane(entry: Any, text: str) -> bool:
     return bool(r.status == "deferred" and r.last_reply.startswith("451 4.7.5 DANE") and text in r.last_reply)
 
 
-async def delivered(lab: Lab, address: str) -> bytes:
-    (msg,) = await asyncio.to_thread(lab.pf.wait_delivered, 1, address)
-    return msg.read_bytes()
+async def delivered(lab: Lab, address: str, before: int = 0) -> bytes:
+    """The message delivered to ADDRESS after BEFORE others (tests run once per [dns] dnssec mode)."""
+    files = await asyncio.to_thread(lab.pf.wait_delivered, before + 1, address)
+    assert len(files) == before + 1
+    return files[-1].read_bytes()
 
 
+MODES = ["resolver", "validate"]  # [dns] dnssec: the resolver's AD bit, or validated in-process
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("domain", ["ee", "full", "ta"])
 async def test_matching_tlsa_is_delivered_over_dane_authenticated_tls(
-    lab: Lab, domain: str, caplog: pytest.LogCaptureFixture
+    lab: Lab, domain: str, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "mailhouse.queue.runner")
-    assert await deliver(cfg_for(lab), f"D{domain.upper()}", f"{domain}.dane.test") is None
-    assert b"Subject: x" in await delivered(lab, f"bob@{domain}.dane.test")
+    before = len(lab.pf.delivered(f"bob@{domain}.dane.test"))
+    assert await deliver(cfg_for(lab, mode), f"D{domain.upper()}{mode[0]}", f"{domain}.dane.test") is None
+    assert b"Subject: x" in await delivered(lab, f"bob@{domain}.dane.test", before)
     assert f"DANE success for {domain}.dane.test MX mx-{domain}.dane.test" in caplog.text
 
 
-async def test_mismatch_is_deferred_and_nothing_is_sent(lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("mode", MODES)
+async def test_mismatch_is_deferred_and_nothing_is_sent(
+    lab: Lab, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, "mailhouse.queue.runner")
-    entry = await deliver(cfg_for(lab), "DBAD", "bad.dane.test")
+    entry = await deliver(cfg_for(lab, mode), "DBAD" + mode[0], "bad.dane.test")
     assert deferred_dane(entry, "no TLSA record of mx-bad.dane.test matches")
     assert "DANE failure for bad.dane.test MX mx-bad.dane.test: tlsa-invalid" in caplog.text
     assert lab.pf.delivered("bob@bad.dane.test") == []
@@ -184,22 +202,28 @@ async def test_without_starttls_there_is_no_cleartext_fallback(lab: Lab) -> None
     assert deferred_dane(entry, "STARTTLS not offered")
 
 
-async def test_bogus_tlsa_signatures_defer(lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("mode", MODES)
+async def test_bogus_tlsa_signatures_defer(lab: Lab, mode: str, caplog: pytest.LogCaptureFixture) -> None:
     """The TLSA RRset of bogus.test has broken signatures: the validating resolver answers
-    SERVFAIL, so the MX is not used (RFC 7672 §2.2), although the record would match."""
+    SERVFAIL ("resolver"), Mailhouse's validator finds it bogus ("validate"), so the MX is not
+    used (RFC 7672 §2.2), although the record would match."""
     caplog.set_level(logging.INFO, "mailhouse.queue.runner")
-    entry = await deliver(cfg_for(lab), "DBOGUS", "bogus.test")
+    entry = await deliver(cfg_for(lab, mode), "DBOGUS" + mode[0], "bogus.test")
     assert deferred_dane(entry, "TLSA lookup of _")
     assert "dnssec-invalid" in caplog.text
     assert lab.pf.delivered("bob@bogus.test") == []
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("domain", ["plain.test", "pkix.dane.test"])
-async def test_unsigned_zone_or_unusable_records_mean_opportunistic_tls(lab: Lab, domain: str) -> None:
+async def test_unsigned_zone_or_unusable_records_mean_opportunistic_tls(
+    lab: Lab, domain: str, mode: str
+) -> None:
     """plain.test publishes a non-matching TLSA record in an unsigned zone, pkix.dane.test only
     PKIX usages (RFC 7672 §3.1.3): neither is DANE, the message goes over opportunistic TLS."""
-    assert await deliver(cfg_for(lab), "DOPP" + domain[:4].upper(), domain) is None
-    assert b"Subject: x" in await delivered(lab, f"bob@{domain}")
+    before = len(lab.pf.delivered(f"bob@{domain}"))
+    assert await deliver(cfg_for(lab, mode), "DOPP" + domain[:4].upper() + mode[0], domain) is None
+    assert b"Subject: x" in await delivered(lab, f"bob@{domain}", before)
 
 
 async def test_dnssec_off_means_no_dane(lab: Lab) -> None:

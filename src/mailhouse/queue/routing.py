@@ -10,6 +10,9 @@ Invariants:
 - Overrides win in this order, as Postfix's transport_maps then relayhost: exact domain
   in `[routes]`, a parent domain in `[routes]` (`.example.org` style match on suffix),
   `relayhost`, then MX. An override host is resolved by A/AAAA only (like `[host]`).
+- With `[dns] dnssec = "validate"` the same question goes to `mailauth.dnssec.Validator` (an
+  in-process validator asking the nameservers with DO+CD); a bogus MX RRset defers the message
+  and a bogus address RRset drops those addresses (what a validating resolver's SERVFAIL does).
 - With `[dns] dnssec = "resolver"` every query asks for DNSSEC (EDNS DO and the AD bit, RFC 6840
   §5.7) and a target is `secure` only when its MX RRset and its address RRsets all came back
   with AD set (RFC 7672 §2.2: only then may TLSA records count); routes, literals and the
@@ -37,7 +40,8 @@ import dns.resolver
 
 from mailhouse import metrics
 from mailhouse.config import Config, Dnssec, Route
-from mailhouse.mailauth.resolvers import resolver_on
+from mailhouse.mailauth.dnssec import DnsUnavailable, Security, Validator, anchors_from
+from mailhouse.mailauth.resolvers import addresses_of, resolver_on
 
 DNS_CACHE_ENTRIES = 10000  # RRsets kept per node (dnspython LRU cache, each for its TTL)
 DNS_LIFETIME = 10.0  # seconds for one whole lookup (Postfix: smtp_dns_... uses resolver defaults)
@@ -113,6 +117,18 @@ class Router:
         # TLSA look-ups (queue/dane.py) bypass the LRU cache: DANE keeps only secure policies,
         # so one unvalidated answer never sticks for a whole TTL
         self.tlsa_resolver = make_resolver(cfg, cache=False)
+        self.validator: Validator | None = None
+        if cfg.dns_dnssec is Dnssec.VALIDATE:
+            self.validator = Validator(addresses_of(self.resolver), anchors_from(cfg.dns_trust_anchor))
+
+    async def security(self, answer: dns.resolver.Answer) -> Security:
+        """RFC 7672 §2.1: how far ANSWER can be trusted (validated here, or the resolver's AD)."""
+        if self.validator is None:
+            return Security.SECURE if authenticated(answer) else Security.INSECURE
+        try:
+            return (await self.validator.query(answer.qname, answer.rdtype)).security
+        except DnsUnavailable:
+            return Security.INSECURE  # the answer itself came; only its proof is missing
 
     def override(self, domain: str) -> Route | None:
         domain = domain.lower().rstrip(".")
@@ -150,7 +166,10 @@ class Router:
         try:
             with metrics.timed(metrics.DNS_SECONDS, "MX"):
                 answer = await self.resolver.resolve(domain, "MX", search=False)
-            mx_secure = authenticated(answer)
+            mx_security = await self.security(answer)
+            if mx_security is Security.BOGUS:
+                raise RoutingError(f"451 4.4.3 DNSSEC validation of MX for {domain} failed (bogus)", False)
+            mx_secure = mx_security is Security.SECURE
             mxs = [
                 (
                     int(rr.preference),
@@ -213,7 +232,10 @@ class Router:
                 continue
             except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout):
                 continue
-            secure = secure and authenticated(answer)
+            security = await self.security(answer)
+            if security is Security.BOGUS:
+                continue
+            secure = secure and security is Security.SECURE
             out.extend(rr.to_text() for rr in answer)
         return out, secure and bool(out)
 

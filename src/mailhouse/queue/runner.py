@@ -155,8 +155,12 @@ class QueueRunner:
                 fetch_timeout=cfg.mta_sts_fetch_timeout,
                 clock=clock,
             )
-        # RFC 7672: DANE for MX hosts with secure TLSA records ([dns] dnssec = "resolver")
-        self.dane = Dane(self.router.tlsa_resolver) if cfg.dns_dnssec is Dnssec.RESOLVER else None
+        # RFC 7672: DANE for MX hosts with secure TLSA records ([dns] dnssec = "resolver"/"validate")
+        self.dane = (
+            Dane(self.router.tlsa_resolver, validator=self.router.validator)
+            if cfg.dns_dnssec is not Dnssec.OFF
+            else None
+        )
         self.owner_id = Owner(node_id(cfg.hostname, cfg.data_dir), incarnation, os.getpid())
         self.owner = str(self.owner_id)
         self._next_beat = 0.0

@@ -1,0 +1,137 @@
+"""In-process DNSSEC validation (mailauth/dnssec.py) against real signed zones: an authoritative
+unbound serving zones signed by ldns-signzone (tests/peers/unbound.py) behind a recursive unbound
+that does NOT validate, so every verdict here is Mailhouse's own. The trust anchor is the DS of
+the test parent zone `test.`; its children: sec.test (signed, DS in test.), plain.test (unsigned
+delegation, no DS), bogus.test (signed, TLSA signatures broken)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import pytest
+
+from mailhouse.mailauth.dnssec import Kind, Security, Validator, anchors_from, load_anchors
+from tests.peers.unbound import ValidatingResolver, Zone
+
+TLSA = "3 1 1 " + "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def res(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValidatingResolver]:
+    zones = [
+        Zone("test", []),
+        Zone(
+            "sec.test",
+            ["@ MX 10 mx", "mx A 127.0.0.31", f"_25._tcp.mx TLSA {TLSA}", "alias CNAME mx", "x.deep TXT hi"],
+        ),
+        Zone("plain.test", ["@ MX 10 mx", "mx A 127.0.0.31", f"_25._tcp.mx TLSA {TLSA}"], signed=False),
+        Zone("bogus.test", ["@ MX 10 mx", "mx A 127.0.0.31", f"_25._tcp.mx TLSA {TLSA}"], bogus={"TLSA"}),
+    ]
+    base = tmp_path_factory.mktemp("dnssec")
+    r = ValidatingResolver(zones, plain_host="127.0.0.63", base_dir=base / "unbound").start()
+    yield r
+    r.stop()
+
+
+def validator(res: ValidatingResolver, tmp_path: Path, anchor: str | None = None) -> Validator:
+    path = tmp_path / "anchor"
+    if anchor is None:
+        res.write_trust_anchor(path)
+    else:
+        path.write_text(anchor)
+    assert res.plain_port
+    return Validator([(str(res.plain_host), res.plain_port)], anchors_from(path))
+
+
+def test_the_resolver_does_not_validate(res: ValidatingResolver) -> None:
+    """The premise: the plain resolver hands out broken signatures and never sets AD."""
+    q = dns.message.make_query("_25._tcp.mx.bogus.test", "TLSA", want_dnssec=True)
+    r = dns.query.udp(q, str(res.plain_host), port=res.plain_port, timeout=5)
+    assert r.answer and not r.flags & dns.flags.AD
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype"),
+    [("_25._tcp.mx.sec.test", "TLSA"), ("sec.test", "MX"), ("mx.sec.test", "A"), ("x.deep.sec.test", "TXT")],
+)
+async def test_signed_answers_are_secure(
+    res: ValidatingResolver, tmp_path: Path, name: str, rdtype: str
+) -> None:
+    v = await validator(res, tmp_path).query(name, rdtype)
+    assert (v.security, v.kind) == (Security.SECURE, Kind.ANSWER), v.detail
+    assert v.rrset is not None and v.ttl > 0
+
+
+async def test_cname_chain_is_followed_and_each_link_checked(res: ValidatingResolver, tmp_path: Path) -> None:
+    v = await validator(res, tmp_path).query("alias.sec.test", "A")
+    assert (v.security, v.kind, v.name.to_text()) == (Security.SECURE, Kind.ANSWER, "mx.sec.test.")
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "kind"),
+    [
+        ("mx.sec.test", "AAAA", Kind.NODATA),  # NSEC3 matching mx, no AAAA bit
+        ("nx.sec.test", "TLSA", Kind.NXDOMAIN),  # closest encloser sec.test, next closer covered
+        ("_25._tcp.nx.sec.test", "TLSA", Kind.NXDOMAIN),
+        ("deep.sec.test", "TXT", Kind.NODATA),  # an empty non-terminal
+    ],
+)
+async def test_denials_are_proved(
+    res: ValidatingResolver, tmp_path: Path, name: str, rdtype: str, kind: Kind
+) -> None:
+    v = await validator(res, tmp_path).query(name, rdtype)
+    assert (v.security, v.kind) == (Security.SECURE, kind), v.detail
+
+
+async def test_broken_signature_is_bogus(res: ValidatingResolver, tmp_path: Path) -> None:
+    val = validator(res, tmp_path)
+    v = await val.query("_25._tcp.mx.bogus.test", "TLSA")
+    assert v.security is Security.BOGUS and "TLSA" in v.detail
+    assert (await val.query("bogus.test", "MX")).security is Security.SECURE  # only the TLSA RRset broke
+
+
+@pytest.mark.parametrize(("name", "rdtype"), [("_25._tcp.mx.plain.test", "TLSA"), ("plain.test", "MX")])
+async def test_unsigned_delegation_is_insecure(
+    res: ValidatingResolver, tmp_path: Path, name: str, rdtype: str
+) -> None:
+    """test. proves (signed NSEC3 with NS, without DS) that plain.test has no DS: insecure."""
+    v = await validator(res, tmp_path).query(name, rdtype)
+    assert v.security is Security.INSECURE and "unsigned delegation" in v.detail
+
+
+async def test_a_wrong_trust_anchor_makes_everything_bogus(res: ValidatingResolver, tmp_path: Path) -> None:
+    good = res.anchors[0].split()
+    digest = ("0" if good[-1][0] != "0" else "1") + good[-1][1:]
+    wrong = f"test. IN DS {' '.join(good[2:5])} {digest}\n"
+    val = validator(res, tmp_path, wrong)
+    for name, rdtype in (("_25._tcp.mx.sec.test", "TLSA"), ("plain.test", "MX")):
+        assert (await val.query(name, rdtype)).security is Security.BOGUS
+
+
+async def test_a_dnskey_trust_anchor_works_too(res: ValidatingResolver, tmp_path: Path) -> None:
+    q = dns.message.make_query("test.", "DNSKEY")
+    keys = dns.query.udp(q, str(res.plain_host), port=res.plain_port, timeout=5).answer[0]
+    val = validator(res, tmp_path, keys.to_text() + "\n")
+    assert (await val.query("_25._tcp.mx.sec.test", "TLSA")).security is Security.SECURE
+
+
+async def test_no_anchor_above_means_insecure(res: ValidatingResolver, tmp_path: Path) -> None:
+    val = validator(res, tmp_path, "elsewhere. IN DS 1 13 2 " + "00" * 32 + "\n")
+    assert (await val.query("sec.test", "MX")).security is Security.INSECURE
+
+
+def test_default_anchor_is_the_root_ksk_20326() -> None:
+    (ds,) = anchors_from(None)[dns.name.root]
+    assert ds.key_tag == 20326 and ds.algorithm == 8 and ds.digest_type == 2  # type: ignore[attr-defined]
+
+
+def test_anchor_file_must_hold_ds_or_dnskey() -> None:
+    with pytest.raises(ValueError, match="not DS/DNSKEY"):
+        load_anchors("example. IN A 192.0.2.1\n")
+    with pytest.raises(ValueError, match="no DS or DNSKEY"):
+        load_anchors("; nothing\n")
