@@ -1,6 +1,7 @@
 """DANE for outbound SMTP, the DNS half: which MX hosts have a secure, usable TLSA RRset.
 
-RFCs: RFC 7672 §2.1 (DNSSEC from a validating resolver the client trusts), §2.2 (only a secure
+RFCs: RFC 7672 §2.1 (DNSSEC from a validating resolver the client trusts), §2.2.1 (a
+configured next hop: routes and relayhost), §2.2.2 (CNAME-expanded TLSA base first), §2.2 (only a secure
 MX RRset and secure address RRsets lead to a TLSA lookup; a secure TLSA RRset with a usable
 record means authenticated TLS is mandatory, with no fallback to cleartext; all records
 unusable → opportunistic TLS; a failed TLSA lookup (SERVFAIL: bogus or unreachable) → the MX
@@ -27,7 +28,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dns.asyncresolver
@@ -97,12 +98,25 @@ class Dane:
         self._cache: dict[str, tuple[float, DanePolicy]] = {}
 
     async def policies(self, targets: Sequence[Target]) -> dict[str, DanePolicy]:
-        """DANE policy of every secure MX target, by host name (the others have none)."""
+        """DANE policy of every secure target (MX host, or route/relayhost host named in the
+        configuration, RFC 7672 §2.2.1), by host name (the others have none). A route with
+        `tls = "none"` or `"implicit"` opts out (no STARTTLS to authenticate)."""
         out: dict[str, DanePolicy] = {}
         for t in targets:
-            if t.secure and t.route is None and t.name not in out:
-                out[t.name] = await self.policy(t.name, t.port)
+            if t.route is not None and t.route.tls in ("none", "implicit"):
+                continue
+            if t.secure and t.name not in out:
+                out[t.name] = await self.host_policy(t)
         return out
+
+    async def host_policy(self, t: Target) -> DanePolicy:
+        """RFC 7672 §2.2.2: for a host name that is a (secure) CNAME, the TLSA records of the
+        expanded name first, then those of the original name."""
+        if t.canonical and t.canonical != t.name.lower().rstrip("."):
+            expanded = await self.policy(t.canonical, t.port)
+            if expanded.state is not DaneState.NONE:
+                return replace(expanded, mx=t.name)
+        return await self.policy(t.name, t.port)
 
     async def policy(self, mx: str, port: int) -> DanePolicy:
         """RFC 7672 §2.2: the DANE policy of MX (whose MX and address RRsets were secure)."""

@@ -15,8 +15,9 @@ Invariants:
   and a bogus address RRset drops those addresses (what a validating resolver's SERVFAIL does).
 - With `[dns] dnssec = "resolver"` every query asks for DNSSEC (EDNS DO and the AD bit, RFC 6840
   §5.7) and a target is `secure` only when its MX RRset and its address RRsets all came back
-  with AD set (RFC 7672 §2.2: only then may TLSA records count); routes, literals and the
-  implicit MX are never secure (no DANE for them here).
+  with AD set (RFC 7672 §2.2: only then may TLSA records count); a route/relayhost host name is
+  configured, so secure when its address RRsets are (RFC 7672 §2.2.1: DANE for it too);
+  literals and the implicit MX are never secure (no DANE for them here).
 - Answers are cached for their TTL (LRU, `DNS_CACHE_ENTRIES`), so a changed record is seen
   when its TTL has run out, as with any caching resolver; with `dnssec = "resolver"` only
   validated (AD) answers are cached (`ValidatedOnlyCache`), and TLSA answers not at all here.
@@ -57,6 +58,9 @@ class Target:
     preference: int = 0
     route: Route | None = None
     secure: bool = False  # MX and address RRsets DNSSEC-validated (AD): DANE applies (RFC 7672 §2.2)
+    # the name the address lookup ended at when NAME is a CNAME (securely expanded: `secure`);
+    # RFC 7672 §2.2.2: its TLSA records are tried first
+    canonical: str | None = None
 
 
 class RoutingError(Exception):
@@ -147,10 +151,10 @@ class Router:
         domain = domain.lower().rstrip(".")
         route = self.override(domain)
         if route is not None:
-            addrs = await self.addresses(route.host)
+            addrs, secure, canonical = await self.host(route.host)
             if not addrs:
                 raise RoutingError(f"451 4.4.3 cannot resolve route host {route.host}", permanent=False)
-            return [Target(route.host, tuple(addrs), route.port, 0, route)]
+            return [Target(route.host, tuple(addrs), route.port, 0, route, secure, canonical)]
         if domain.startswith("[") and domain.endswith("]"):
             # RFC 5321 §4.1.3: address literal, no DNS
             lit = domain[1:-1]
@@ -206,23 +210,25 @@ class Router:
         mxs.sort(key=lambda m: m[0])
         targets: list[Target] = []
         for pref, host in mxs:
-            addrs, secure = await self.addresses_dnssec(host)
+            addrs, secure, canonical = await self.host(host)
             if addrs:
-                targets.append(Target(host, tuple(addrs), port, pref, secure=mx_secure and secure))
+                targets.append(Target(host, tuple(addrs), port, pref, None, mx_secure and secure, canonical))
         if not targets:
             raise RoutingError(f"451 4.4.3 no address for any MX host of {domain}", permanent=False)
         return targets
 
     async def addresses(self, host: str) -> list[str]:
         """A and AAAA records of HOST (an IP literal is returned as is). Transient errors → []."""
-        return (await self.addresses_dnssec(host))[0]
+        return (await self.host(host))[0]
 
-    async def addresses_dnssec(self, host: str) -> tuple[list[str], bool]:
-        """`addresses` and whether every address RRset found was DNSSEC-validated (AD)."""
+    async def host(self, host: str) -> tuple[list[str], bool, str | None]:
+        """`addresses`, whether every address RRset found was DNSSEC-secure, and the name a CNAME
+        chain led to (None: HOST itself)."""
         host = host.strip("[]")
         if _is_ip(host):
-            return [host], False
+            return [host], False, None
         out: list[str] = []
+        canonical: str | None = None
         secure = True
         for rdtype in ("A", "AAAA"):  # RFC 3974: both families; IPv4 first (loopback labs are v4)
             try:
@@ -237,7 +243,9 @@ class Router:
                 continue
             secure = secure and security is Security.SECURE
             out.extend(rr.to_text() for rr in answer)
-        return out, secure and bool(out)
+            if answer.canonical_name != answer.qname:
+                canonical = answer.canonical_name.to_text(True).lower()
+        return out, secure and bool(out), canonical
 
     async def txt(self, name: str) -> list[str] | None:
         """TXT strings of NAME (each record's character-strings joined, RFC 7208 §3.3 style);
