@@ -329,6 +329,7 @@ def test_daily_reports_are_built_authorised_and_sent_once(lab: Lab) -> None:
         {
             "result-type": "starttls-not-supported",
             "failed-session-count": 1,
+            "sending-mta-ip": "127.0.0.1",  # RFC 8460 §4.4: the address this node connected from
             "receiving-mx-hostname": "mx.plain.test",
             "receiving-ip": MX_PLAIN,
         }

@@ -618,7 +618,9 @@ class QueueRunner:
                         tlsa=d.records if d else (),
                     )
                 except SmtpError as e:
-                    await tlsrpt.record_session(self.store, domain, governing, target.name, address, e)
+                    await tlsrpt.record_session(
+                        self.store, domain, governing, target.name, address, e, self.pool.sources
+                    )
                     # RFC 5321 §5.1: connection-level trouble → try the next address / MX
                     last_error, refused = e.reply, False
                     if d is not None and isinstance(e, DaneFailed):
@@ -629,7 +631,9 @@ class QueueRunner:
                         last_error = "451 4.7.5 MTA-STS policy: " + e.reply.split(" ", 2)[-1]
                     qlog.info("%s[%s]:%d: %s", target.name, address, target.port, safe(last_error))
                     continue
-                await tlsrpt.record_session(self.store, domain, governing, target.name, address, conn)
+                await tlsrpt.record_session(
+                    self.store, domain, governing, target.name, address, conn, self.pool.sources
+                )
                 where = f"{target.name}[{address}]:{target.port}"
                 has_dsn = "DSN" in conn.ext
                 if must_tls and "REQUIRETLS" not in conn.ext:  # RFC 8689 §4.2.1 item 3
