@@ -59,7 +59,10 @@ async def post(
     if parts.scheme.lower() != "https" or not host:
         return "not an https URI"
     port = parts.port or 443
-    addresses = [host] if _is_ip(host) else await resolve(host)
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        addresses = await resolve(host)
     if not addresses:
         return f"cannot resolve {host}"
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -95,11 +98,3 @@ def poster(cfg: Config) -> Post:
         return await post(url, body, ctx, resolve)
 
     return send
-
-
-def _is_ip(s: str) -> bool:
-    try:
-        ipaddress.ip_address(s)
-    except ValueError:
-        return False
-    return True
