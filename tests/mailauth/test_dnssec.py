@@ -15,7 +15,9 @@ import dns.name
 import dns.query
 import pytest
 
+from mailhouse import config
 from mailhouse.mailauth.dnssec import Kind, Security, Validator, anchors_from, load_anchors
+from mailhouse.queue.routing import Router
 from tests.peers.unbound import ValidatingResolver, Zone
 
 TLSA = "3 1 1 " + "ab" * 32
@@ -135,3 +137,16 @@ def test_anchor_file_must_hold_ds_or_dnskey() -> None:
         load_anchors("example. IN A 192.0.2.1\n")
     with pytest.raises(ValueError, match="no DS or DNSKEY"):
         load_anchors("; nothing\n")
+
+
+def test_a_bad_trust_anchor_file_is_a_config_error(tmp_path: Path) -> None:
+    """`[dns] trust_anchor` that holds no DS/DNSKEY names the key at start-up (queue/routing.py)."""
+    bad = tmp_path / "anchor"
+    bad.write_text("example. IN A 192.0.2.1\n")
+    cfg = config.from_dict(
+        {"dns": {"nameservers": ["127.0.0.1:9"], "dnssec": "validate", "trust_anchor": str(bad)}}
+    )
+    with pytest.raises(config.ConfigError, match="dns.trust_anchor"):
+        Router(cfg)
+    cfg.dns_trust_anchor = None  # the built-in root key
+    assert Router(cfg).validator is not None

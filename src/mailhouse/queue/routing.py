@@ -40,7 +40,7 @@ import dns.rdatatype
 import dns.resolver
 
 from mailhouse import metrics
-from mailhouse.config import Config, Dnssec, Route
+from mailhouse.config import Config, ConfigError, Dnssec, Route
 from mailhouse.mailauth.dnssec import DnsUnavailable, Security, Validator, anchors_from
 from mailhouse.mailauth.resolvers import addresses_of, resolver_on
 
@@ -123,7 +123,12 @@ class Router:
         self.tlsa_resolver = make_resolver(cfg, cache=False)
         self.validator: Validator | None = None
         if cfg.dns_dnssec is Dnssec.VALIDATE:
-            self.validator = Validator(addresses_of(self.resolver), anchors_from(cfg.dns_trust_anchor))
+            try:
+                anchors = anchors_from(cfg.dns_trust_anchor)
+            except (OSError, ValueError, dns.exception.DNSException) as e:
+                why = f"not DS/DNSKEY records in zone-file format ({e})"
+                raise ConfigError(cfg.source_path, "dns.trust_anchor", why) from None
+            self.validator = Validator(addresses_of(self.resolver), anchors)
 
     async def security(self, answer: dns.resolver.Answer) -> Security:
         """RFC 7672 §2.1: how far ANSWER can be trusted (validated here, or the resolver's AD)."""
