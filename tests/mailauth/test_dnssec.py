@@ -13,6 +13,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.query
+import dns.rdatatype
 import pytest
 
 from mailhouse import config
@@ -29,7 +30,14 @@ def res(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValidatingResolver
         Zone("test", []),
         Zone(
             "sec.test",
-            ["@ MX 10 mx", "mx A 127.0.0.31", f"_25._tcp.mx TLSA {TLSA}", "alias CNAME mx", "x.deep TXT hi"],
+            [
+                "@ MX 10 mx",
+                "mx A 127.0.0.31",
+                f"_25._tcp.mx TLSA {TLSA}",
+                "alias CNAME mx",
+                "x.deep TXT hi",
+                "*.wild TXT any",
+            ],
         ),
         Zone("plain.test", ["@ MX 10 mx", "mx A 127.0.0.31", f"_25._tcp.mx TLSA {TLSA}"], signed=False),
         Zone("bogus.test", ["@ MX 10 mx", "mx A 127.0.0.31", f"_25._tcp.mx TLSA {TLSA}"], bogus={"TLSA"}),
@@ -59,7 +67,13 @@ def test_the_resolver_does_not_validate(res: ValidatingResolver) -> None:
 
 @pytest.mark.parametrize(
     ("name", "rdtype"),
-    [("_25._tcp.mx.sec.test", "TLSA"), ("sec.test", "MX"), ("mx.sec.test", "A"), ("x.deep.sec.test", "TXT")],
+    [
+        ("_25._tcp.mx.sec.test", "TLSA"),
+        ("sec.test", "MX"),
+        ("mx.sec.test", "A"),
+        ("x.deep.sec.test", "TXT"),
+        ("a.b.wild.sec.test", "TXT"),  # a wildcard expansion, with the NSEC3 proof of no closer name
+    ],
 )
 async def test_signed_answers_are_secure(
     res: ValidatingResolver, tmp_path: Path, name: str, rdtype: str
@@ -150,3 +164,18 @@ def test_a_bad_trust_anchor_file_is_a_config_error(tmp_path: Path) -> None:
         Router(cfg)
     cfg.dns_trust_anchor = None  # the built-in root key
     assert Router(cfg).validator is not None
+
+
+async def test_a_wildcard_answer_without_its_proof_is_bogus(res: ValidatingResolver, tmp_path: Path) -> None:
+    """RFC 5155 §8.8: the wildcard answer as served validates; the same answer with the NSEC3
+    proof of "no closer name" stripped from the authority section (an on-path attacker
+    answering for a name that does exist) is bogus."""
+    val = validator(res, tmp_path)
+    name = dns.name.from_text("a.b.wild.sec.test")
+    q = dns.message.make_query(name, "TXT", want_dnssec=True)
+    q.flags |= dns.flags.CD
+    msg = dns.query.udp(q, str(res.plain_host), port=res.plain_port, timeout=5)
+    zone = await val.zone(name)
+    assert val._judge(msg, name, dns.rdatatype.TXT, zone).security is Security.SECURE
+    msg.authority = []
+    assert val._judge(msg, name, dns.rdatatype.TXT, zone).security is Security.BOGUS

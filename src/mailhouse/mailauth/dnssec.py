@@ -19,11 +19,11 @@ What is checked: every RRSIG on the path (DS, DNSKEY, the answer, NSEC/NSEC3 den
 digest of the key-signing key, NSEC/NSEC3 NODATA (type absent from the bitmap of the matching
 record) and NXDOMAIN (NSEC covering the name; NSEC3 closest-encloser proof with the next closer
 name covered), insecure delegations (DS absent, proved by a signed NSEC/NSEC3 with NS and
-without DS or SOA, or an opt-out NSEC3 covering the name). Not checked: that a wildcard
-expansion had no closer match, and that no wildcard could have answered an NXDOMAIN (RFC 4035
-§5.3.4 / §5.4, RFC 5155 §8.8): such answers are still signed by the zone, so the records
-themselves are authentic; only an attacker holding the zone's keys could misuse it. An answer
-whose denial cannot be proved is BOGUS, never INSECURE.
+without DS or SOA, or an opt-out NSEC3 covering the name), wildcard expansions (RRSIG labels
+below the owner's: a signed NSEC/NSEC3 must show no closer name exists, RFC 4035 §5.3.4, RFC
+5155 §8.8). Not checked: that no wildcard could have answered an NXDOMAIN or NODATA (the
+"no wildcard" half of RFC 4035 §5.4 / RFC 5155 §8.4, §8.7): such a denial is still signed by the
+zone. An answer whose denial cannot be proved is BOGUS, never INSECURE.
 
 Invariants:
 - INSECURE only when an ancestor zone proves (signed) that the delegation has no DS, or no
@@ -340,6 +340,21 @@ class Validator:
         except ValidationFailure as e:
             raise _Bogus(f"{rrset.name} {dns.rdatatype.to_text(rrset.rdtype)}: {e}") from None
 
+    def _wildcard_proof(self, msg: dns.message.Message, rrset: dns.rrset.RRset, zone: _Zone) -> None:
+        """RFC 4035 §5.3.4, RFC 5155 §8.8: an answer synthesised from a wildcard (RRSIG labels
+        fewer than the owner's) needs a signed NSEC covering the name, or an NSEC3 covering
+        the next closer name (one label below the wildcard's closest encloser); else _Bogus."""
+        sigs = msg.find_rrset(msg.answer, rrset.name, IN, dns.rdatatype.RRSIG, rrset.rdtype)
+        owner_labels = len(rrset.name) - 1  # without the root label
+        labels = min(int(sig.labels) for sig in sigs)
+        if labels >= owner_labels:
+            return
+        denial = self._denial(msg, zone)
+        next_closer = dns.name.Name(rrset.name.labels[-(labels + 2) :])
+        if denial.covering(rrset.name) is True or isinstance(denial.covering(next_closer), _Nsec3):
+            return
+        raise _Bogus(f"{rrset.name}: wildcard answer without proof that no closer name exists")
+
     def _denial(self, msg: dns.message.Message, zone: _Zone) -> _Denial:
         """The NSEC/NSEC3 records of MSG's authority section, each signature checked."""
         nsec: list[dns.rrset.RRset] = []
@@ -409,9 +424,13 @@ class Validator:
                     # RFC 4035 §5.2, RFC 5155 §8.6: a delegation proved to have no DS: unsigned
                     return _Zone(Security.INSECURE, child, None, ttl, f"{child} is an unsigned delegation")
                 return zone  # the name exists in ZONE and is no zone cut
-            proved = denial.nxdomain(child) if msg.rcode() == dns.rcode.NXDOMAIN else None
+            # CHILD does not exist (NXDOMAIN, or NODATA from a wildcard, RFC 5155 §8.7): no zone
+            # cut; answers beneath prove their own denial
+            proved = denial.nxdomain(child)
             if proved is True:
-                return zone  # nothing below CHILD exists; answers beneath prove their own NXDOMAIN
+                return zone
+            if proved is None:  # RFC 5155 §8.9 (opt-out): an unsigned delegation may lie here
+                return _Zone(Security.INSECURE, child, None, ttl, f"{child} is in an opt-out span")
             cover = denial.covering(child)
             if isinstance(cover, _Nsec3) and cover.opt_out:
                 # RFC 5155 §8.9 (opt-out): an unsigned delegation may lie in this span
@@ -502,6 +521,7 @@ class Validator:
         try:
             if rrset is not None:
                 self._check(msg, msg.answer, rrset, zone)
+                self._wildcard_proof(msg, rrset, zone)
                 return Validated(Security.SECURE, kind, name, rrset, ttl)
             denial = self._denial(msg, zone)
             if kind is Kind.NODATA:
