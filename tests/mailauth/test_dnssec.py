@@ -179,3 +179,27 @@ async def test_a_wildcard_answer_without_its_proof_is_bogus(res: ValidatingResol
     assert val._judge(msg, name, dns.rdatatype.TXT, zone).security is Security.SECURE
     msg.authority = []
     assert val._judge(msg, name, dns.rdatatype.TXT, zone).security is Security.BOGUS
+
+
+async def test_results_are_cached_for_their_ttl(res: ValidatingResolver, tmp_path: Path) -> None:
+    """Answers and zone keys are reused until the lowest TTL they rest on (300 s here) runs out."""
+    now = [1000.0]
+    path = res.write_trust_anchor(tmp_path / "anchor")
+    val = Validator([(str(res.plain_host), res.plain_port)], anchors_from(path), clock=lambda: now[0])
+    asked: list[str] = []
+    ask = val._ask
+
+    async def counting(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
+        asked.append(f"{name} {dns.rdatatype.to_text(rdtype)}")
+        return await ask(name, rdtype)
+
+    val._ask = counting  # type: ignore[method-assign]
+    assert (await val.query("_25._tcp.mx.sec.test", "TLSA")).security is Security.SECURE
+    first = len(asked)
+    assert first > 1  # the answer, DS and DNSKEY along the chain
+    now[0] += 299
+    assert (await val.query("_25._tcp.mx.sec.test", "TLSA")).security is Security.SECURE
+    assert len(asked) == first
+    now[0] += 2
+    assert (await val.query("_25._tcp.mx.sec.test", "TLSA")).security is Security.SECURE
+    assert len(asked) > first
