@@ -282,12 +282,11 @@ def test_reports_keys() -> None:
 
 
 def test_dns_dnssec_keys(tmp_path: Path) -> None:
-    """[dns] dnssec (issue 15 item 9): "resolver" or "off" (default); "validate" is refused with
-    the reason (in-process validation is not built); trust_anchor must be an existing file."""
+    """[dns] dnssec (issue 15 item 9): "validate", "resolver" or "off" (default); trust_anchor
+    must be an existing file."""
     assert config.from_dict({}).dns_dnssec is config.Dnssec.OFF
     assert config.from_dict({"dns": {"dnssec": "resolver"}}).dns_dnssec is config.Dnssec.RESOLVER
-    with pytest.raises(config.ConfigError, match="dns.dnssec.*not available yet"):
-        config.from_dict({"dns": {"dnssec": "validate"}})
+    assert config.from_dict({"dns": {"dnssec": "validate"}}).dns_dnssec is config.Dnssec.VALIDATE
     with pytest.raises(config.ConfigError, match="dns.dnssec"):
         config.from_dict({"dns": {"dnssec": "yes"}})
     anchor = tmp_path / "root.key"

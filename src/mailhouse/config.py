@@ -54,16 +54,11 @@ SERVICES: tuple[str, ...] = tuple(Listener)
 class Dnssec(enum.StrEnum):
     """`[dns] dnssec`: where DNSSEC answers for DANE come from (RFC 7672 §2.1)."""
 
+    VALIDATE = "validate"  # validate in-process from [dns] trust_anchor (mailauth/dnssec.py)
     RESOLVER = "resolver"  # trust the AD bit of the configured nameservers (declared validating)
     OFF = "off"  # no DNSSEC, so no DANE (Postfix's default smtp_dns_support_level)
 
 
-# [dns] dnssec = "validate": in-process chain validation from a trust anchor (DNSKEY → DS → …
-# → RRSIG of the MX/TLSA RRsets, with NSEC/NSEC3 proofs of insecure delegations) is not built
-DNSSEC_VALIDATE_NOT_YET = (
-    '"validate" (in-process DNSSEC validation from [dns] trust_anchor) is not available yet in this'
-    ' version: use "resolver" with [dns] nameservers that validate (e.g. a local unbound), or "off"'
-)
 NOT_YET: dict[str, str] = {"managesieve": "ManageSieve is not available yet in this version"}
 
 # Unprivileged defaults so `mailhouse serve` runs without root (the standard ports are
@@ -194,11 +189,14 @@ class Config:
     tls_ca_file: Path | None = None
     store_url: str = ""
     dns_nameservers: list[tuple[str, int]] = field(default_factory=list)
-    # [dns] dnssec (issue 15 item 3, queue/dane.py): "resolver" trusts the AD bit of the
-    # nameservers (declared validating, as Postfix smtp_dns_support_level = dnssec) for DANE;
-    # "off" (the default, as Postfix's): no DANE
+    # [dns] dnssec (issue 15 item 3, queue/dane.py): "validate" checks signatures in-process from
+    # the trust anchor (mailauth/dnssec.py); "resolver" trusts the AD bit of the nameservers
+    # (declared validating, as Postfix smtp_dns_support_level = dnssec) for DANE; "off" (the
+    # default, as Postfix's): no DANE
     dns_dnssec: Dnssec = Dnssec.OFF
-    dns_trust_anchor: Path | None = None  # [dns] trust_anchor: reserved for dnssec = "validate"
+    # [dns] trust_anchor: DS or DNSKEY records (zone-file format) for dnssec = "validate";
+    # None: the IANA root KSK built in (mailauth/dnssec.py ROOT_ANCHOR)
+    dns_trust_anchor: Path | None = None
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
     # issue 12 item 4: one SEARCH/SORT/THREAD (and a webmail search) runs at most this long
@@ -609,10 +607,8 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         cfg.dns_nameservers = [_nameserver(v, path, "dns.nameservers") for v in ns]
     if "dnssec" in dns:
         mode = dns["dnssec"]
-        if mode == "validate":
-            raise ConfigError(path, "dns.dnssec", DNSSEC_VALIDATE_NOT_YET)
-        if mode not in ("resolver", "off"):
-            raise ConfigError(path, "dns.dnssec", 'must be "resolver" or "off" ("validate" is not built yet)')
+        if mode not in ("validate", "resolver", "off"):
+            raise ConfigError(path, "dns.dnssec", 'must be "validate", "resolver" or "off"')
         cfg.dns_dnssec = Dnssec(mode)
     if "trust_anchor" in dns:
         cfg.dns_trust_anchor = (base / str(dns["trust_anchor"])).resolve()

@@ -6,7 +6,12 @@
 - a *validating* unbound (``validator iterator``) reaches those zones through ``stub-zone``
   entries and trusts the DS of each signed zone as a local trust anchor (no root key): answers
   from a signed zone come back with AD, from an unsigned one without, and a zone whose
-  signatures were broken (``Zone(bogus=...)``) answers SERVFAIL for the broken RRsets.
+  signatures were broken (``Zone(bogus=...)``) answers SERVFAIL for the broken RRsets;
+- a zone listed below another listed zone is delegated from it (NS + glue, and the DS when the
+  child is signed), so only the top signed zones are trust anchors (``anchors``,
+  ``write_trust_anchor(path)``) and an unsigned child is a proved-insecure delegation;
+- with ``plain_host``, a third, *non-validating* unbound (``iterator`` only) that passes on
+  RRSIG/NSEC3 records and never sets AD (``plain_nameserver``): for `[dns] dnssec = "validate"`.
 
 Nothing leaves the machine: both bind and send from their own 127.0.0.x address
 (``outgoing-interface``), and every name outside the test zones is REFUSED (``local-zone: "."
@@ -62,13 +67,14 @@ def _corrupt(line: str) -> str:
     return line[:i] + ("A" if line[i] != "A" else "B") + line[i + 1 :]
 
 
-def _write_zone(zone: Zone, directory: Path) -> tuple[Path, str | None]:
-    """The zone file to serve, and the DS record to anchor (None: unsigned)."""
+def _write_zone(zone: Zone, directory: Path, extra: Iterable[str] = ()) -> tuple[Path, str | None]:
+    """The zone file to serve (ZONE's records and EXTRA ones: delegations to its children), and
+    the DS record of its key-signing key (None: unsigned)."""
     origin = zone.name.rstrip(".") + "."
     text = (
         f"$ORIGIN {origin}\n$TTL {zone.ttl}\n"
         f"@ IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 {zone.ttl}\n"
-        f"@ IN NS ns.{origin}\nns IN A 127.0.0.1\n" + "".join(r + "\n" for r in zone.records)
+        f"@ IN NS ns.{origin}\nns IN A 127.0.0.1\n" + "".join(r + "\n" for r in [*zone.records, *extra])
     )
     path = directory / f"{zone.name}.zone"
     path.write_text(text)
@@ -103,6 +109,7 @@ class ValidatingResolver:
         *,
         host: str = "127.0.0.62",
         auth_host: str = "127.0.0.61",
+        plain_host: str | None = None,
         base_dir: str | Path | None = None,
     ) -> None:
         self.zones = list(zones)
@@ -110,6 +117,11 @@ class ValidatingResolver:
         self.auth_host = check_loopback(auth_host)
         self.port = 0
         self.auth_port = 0
+        # PLAIN_HOST: also start a non-validating recursive unbound there (`plain_nameserver`),
+        # for in-process validation (`[dns] dnssec = "validate"`)
+        self.plain_host = check_loopback(plain_host) if plain_host else None
+        self.plain_port = 0
+        self.anchors: list[str] = []  # "name DS keytag alg digesttype digest" of the top signed zones
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="mh-unbound-"))
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -117,6 +129,10 @@ class ValidatingResolver:
     @property
     def nameserver(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def plain_nameserver(self) -> str:
+        return f"{self.plain_host}:{self.plain_port}"
 
     def _common(self, host: str, port: int, name: str, modules: str) -> list[str]:
         return [
@@ -143,32 +159,63 @@ class ValidatingResolver:
             *(f'  local-zone: "{z.name}." transparent' for z in self.zones),
         ]
 
-    def write_config(self) -> tuple[Path, Path]:
+    def _parent(self, zone: Zone) -> Zone | None:
+        """The nearest listed zone above ZONE (it then delegates ZONE), or None."""
+        above = [z for z in self.zones if zone.name.endswith("." + z.name.rstrip("."))]
+        return max(above, key=lambda z: z.name.count("."), default=None)
+
+    def write_config(self) -> list[Path]:
+        """Sign and write the zones (children first: a signed parent carries their DS and NS),
+        then the configurations: auth, validating resolver, and the plain one when asked."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        anchors: list[str] = []
+        self.anchors = []
         auth = self._common(self.auth_host, self.auth_port, "auth", "iterator")
         stubs: list[str] = []
-        for z in self.zones:
-            path, ds = _write_zone(z, self.base_dir)
-            if ds:
-                anchors.append(ds)
+        delegations: dict[str, list[str]] = {z.name: [] for z in self.zones}
+        for z in sorted(self.zones, key=lambda z: -z.name.count(".")):
+            path, ds = _write_zone(z, self.base_dir, delegations[z.name])
+            parent = self._parent(z)
+            if parent is None:
+                if ds:
+                    self.anchors.append(ds)  # a top zone: its DS is a trust anchor
+            else:
+                label = z.name.removesuffix("." + parent.name.rstrip("."))
+                delegations[parent.name] += [f"{label} NS ns.{label}", f"ns.{label} A 127.0.0.1"]
+                if ds:
+                    delegations[parent.name].append(f"{label} DS {ds.split(' DS ', 1)[1]}")
             auth += ["auth-zone:", f'  name: "{z.name}."', f'  zonefile: "{path}"']
             auth += ["  for-downstream: yes", "  for-upstream: no"]
             stubs += ["stub-zone:", f'  name: "{z.name}."', f"  stub-addr: {self.auth_host}@{self.auth_port}"]
         auth += ["remote-control:", "  control-enable: no"]
         res = self._common(self.host, self.port, "resolver", "validator iterator")
-        res += [f'  trust-anchor: "{a}"' for a in anchors]
+        res += [f'  trust-anchor: "{a}"' for a in self.anchors]
         res += ["  val-log-level: 2", "remote-control:", "  control-enable: no", *stubs]
-        auth_conf, res_conf = self.base_dir / "auth.conf", self.base_dir / "resolver.conf"
-        auth_conf.write_text("\n".join(auth) + "\n")
-        res_conf.write_text("\n".join(res) + "\n")
-        return auth_conf, res_conf
+        confs = {"auth": auth, "resolver": res}
+        if self.plain_host:
+            # a recursive resolver that does not validate: it passes RRSIG/NSEC3 on to the client
+            plain = self._common(self.plain_host, self.plain_port, "plain", "iterator")
+            confs["plain"] = [*plain, "remote-control:", "  control-enable: no", *stubs]
+        paths = []
+        for name, lines in confs.items():
+            path = self.base_dir / f"{name}.conf"
+            path.write_text("\n".join(lines) + "\n")
+            paths.append(path)
+        return paths
+
+    def write_trust_anchor(self, path: Path) -> Path:
+        """The DS records of the top signed zones, zone-file syntax (for `[dns] trust_anchor`)."""
+        path.write_text(
+            "".join(f"{a.split(' DS ', 1)[0]} IN DS {a.split(' DS ', 1)[1]}\n" for a in self.anchors)
+        )
+        return path
 
     def start(self, timeout: float = 15.0) -> ValidatingResolver:
         if self.procs:
             return self
         self.port = self.port or free_port(self.host, socket.SOCK_DGRAM)
         self.auth_port = self.auth_port or free_port(self.auth_host, socket.SOCK_DGRAM)
+        if self.plain_host:
+            self.plain_port = self.plain_port or free_port(self.plain_host, socket.SOCK_DGRAM)
         unbound = find_binary("unbound")
         for conf in self.write_config():
             subprocess.run([find_binary("unbound-checkconf"), str(conf)], check=True, capture_output=True)
@@ -196,7 +243,10 @@ class ValidatingResolver:
         name = self.zones[0].name + "."
         while True:
             try:
-                for host, port in ((self.auth_host, self.auth_port), (self.host, self.port)):
+                servers = [(self.auth_host, self.auth_port), (self.host, self.port)]
+                if self.plain_host:
+                    servers.append((self.plain_host, self.plain_port))
+                for host, port in servers:
                     r = dns.query.udp(dns.message.make_query(name, "SOA"), host, port=port, timeout=0.5)
                     if r.rcode() != dns.rcode.NOERROR:
                         raise OSError(f"{host}:{port} answered {dns.rcode.to_text(r.rcode())}")
@@ -209,7 +259,7 @@ class ValidatingResolver:
     def log(self, lines: int = 40) -> str:
         return "\n".join(
             tail(self.base_dir / f"{n}.log", lines)
-            for n in ("auth", "resolver")
+            for n in ("auth", "resolver", "plain")
             if (self.base_dir / f"{n}.log").exists()
         )
 

@@ -40,6 +40,9 @@ PF, NOTLS = "127.0.0.31", "127.0.0.32"
 PF_NAMES = ("mx-ee", "mx-full", "mx-ta", "mx-bad", "mx-pkix", "mx-notls", "mx-sts")
 DOMAINS = ["ee", "full", "ta", "bad", "name", "pkix", "notls", "sts"]
 POLICY_HOST = "127.0.0.33"
+# MX host names that are CNAMEs of other MX hosts (RFC 7672 §2.2.2): domain → CNAME target
+CNAMES = {"cnbad": "mx-bad", "cnee": "mx-ee"}
+ROUTED = ["routed.test", "relayed.test"]  # sent through a route / the relayhost to a named host
 
 
 @dataclass
@@ -72,7 +75,7 @@ def postfix(ca: TestCA, postfix_factory: Any) -> Any:
     return postfix_factory(
         host=PF,
         port=free_port(PF),
-        domains=[f"{d}.dane.test" for d in DOMAINS] + ["bogus.test", "plain.test"],
+        domains=[f"{d}.dane.test" for d in [*DOMAINS, *CNAMES]] + ["bogus.test", "plain.test", *ROUTED],
         main={
             "smtpd_tls_security_level": "may",
             "smtpd_tls_cert_file": str(cert),
@@ -107,13 +110,17 @@ def resolver(ca: TestCA, postfix: Any, tmp_module: Path) -> Iterator[ValidatingR
         records += [f"{d} MX 10 mx-{d}", f"mx-{d} A {NOTLS if d == 'notls' else PF}"]
         records += [f"_{port}._tcp.mx-{d} TLSA {t}" for t in tlsa[d]]
     records.append('_mta-sts.sts TXT "v=STSv1; id=20261207"')
+    for d, target in CNAMES.items():
+        records += [f"{d} MX 10 mx-{d}", f"mx-{d} CNAME {target}"]
     same = ["@ MX 10 mx", f"mx A {PF}"]
     zones = [
+        Zone("test", []),  # the parent: DS of dane.test and bogus.test, and proof that plain.test has none
         Zone("dane.test", records),
         Zone("bogus.test", [*same, f"_{port}._tcp.mx TLSA {ee}"], bogus={"TLSA"}),
         Zone("plain.test", [*same, f"_{port}._tcp.mx TLSA {wrong[0]}"], signed=False),
     ]
-    res = ValidatingResolver(zones, base_dir=tmp_module / "unbound").start()
+    # plain_host: a non-validating resolver for [dns] dnssec = "validate" (Mailhouse validates)
+    res = ValidatingResolver(zones, plain_host="127.0.0.63", base_dir=tmp_module / "unbound").start()
     yield res
     res.stop()
 
@@ -131,15 +138,22 @@ async def lab(resolver: ValidatingResolver, postfix: Any, ca: TestCA, tmp_path: 
     await notls.stop()
 
 
-def cfg_for(lab: Lab, dnssec: str = "resolver") -> config.Config:
+def cfg_for(lab: Lab, dnssec: str = "resolver", **extra: Any) -> config.Config:
+    """With "validate", the nameserver is the non-validating unbound and the trust anchor the
+    DS of the test zone `test.`: every DNSSEC verdict is Mailhouse's own."""
+    dns: dict[str, Any] = {"nameservers": [lab.res.nameserver], "dnssec": dnssec}
+    if dnssec == "validate":
+        anchor = lab.res.write_trust_anchor(lab.tmp / "anchor.ds")
+        dns = {"nameservers": [lab.res.plain_nameserver], "dnssec": dnssec, "trust_anchor": str(anchor)}
     return config.from_dict(
         {
             "hostname": "mx.a.test",
             "data_dir": str(lab.tmp / "data"),
-            "dns": {"nameservers": [lab.res.nameserver], "dnssec": dnssec},
+            "dns": dns,
             "queue": {"outbound_port": lab.port},
             "tls": {"ca_file": str(lab.ca.ca_file)},
             "mta_sts": {"resolve": {"mta-sts.sts.dane.test": f"{POLICY_HOST}:{lab.policy_port}"}},
+            **extra,
         }
     )
 
@@ -149,24 +163,34 @@ def deferred_dane(entry: Any, text: str) -> bool:
     return bool(r.status == "deferred" and r.last_reply.startswith("451 4.7.5 DANE") and text in r.last_reply)
 
 
-async def delivered(lab: Lab, address: str) -> bytes:
-    (msg,) = await asyncio.to_thread(lab.pf.wait_delivered, 1, address)
-    return msg.read_bytes()
+async def delivered(lab: Lab, address: str, before: int = 0) -> bytes:
+    """The message delivered to ADDRESS after BEFORE others (tests run once per [dns] dnssec mode)."""
+    files = await asyncio.to_thread(lab.pf.wait_delivered, before + 1, address)
+    assert len(files) == before + 1
+    return files[-1].read_bytes()
 
 
+MODES = ["resolver", "validate"]  # [dns] dnssec: the resolver's AD bit, or validated in-process
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("domain", ["ee", "full", "ta"])
 async def test_matching_tlsa_is_delivered_over_dane_authenticated_tls(
-    lab: Lab, domain: str, caplog: pytest.LogCaptureFixture
+    lab: Lab, domain: str, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "mailhouse.queue.runner")
-    assert await deliver(cfg_for(lab), f"D{domain.upper()}", f"{domain}.dane.test") is None
-    assert b"Subject: x" in await delivered(lab, f"bob@{domain}.dane.test")
+    before = len(lab.pf.delivered(f"bob@{domain}.dane.test"))
+    assert await deliver(cfg_for(lab, mode), f"D{domain.upper()}{mode[0]}", f"{domain}.dane.test") is None
+    assert b"Subject: x" in await delivered(lab, f"bob@{domain}.dane.test", before)
     assert f"DANE success for {domain}.dane.test MX mx-{domain}.dane.test" in caplog.text
 
 
-async def test_mismatch_is_deferred_and_nothing_is_sent(lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("mode", MODES)
+async def test_mismatch_is_deferred_and_nothing_is_sent(
+    lab: Lab, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, "mailhouse.queue.runner")
-    entry = await deliver(cfg_for(lab), "DBAD", "bad.dane.test")
+    entry = await deliver(cfg_for(lab, mode), "DBAD" + mode[0], "bad.dane.test")
     assert deferred_dane(entry, "no TLSA record of mx-bad.dane.test matches")
     assert "DANE failure for bad.dane.test MX mx-bad.dane.test: tlsa-invalid" in caplog.text
     assert lab.pf.delivered("bob@bad.dane.test") == []
@@ -184,22 +208,28 @@ async def test_without_starttls_there_is_no_cleartext_fallback(lab: Lab) -> None
     assert deferred_dane(entry, "STARTTLS not offered")
 
 
-async def test_bogus_tlsa_signatures_defer(lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("mode", MODES)
+async def test_bogus_tlsa_signatures_defer(lab: Lab, mode: str, caplog: pytest.LogCaptureFixture) -> None:
     """The TLSA RRset of bogus.test has broken signatures: the validating resolver answers
-    SERVFAIL, so the MX is not used (RFC 7672 §2.2), although the record would match."""
+    SERVFAIL ("resolver"), Mailhouse's validator finds it bogus ("validate"), so the MX is not
+    used (RFC 7672 §2.2), although the record would match."""
     caplog.set_level(logging.INFO, "mailhouse.queue.runner")
-    entry = await deliver(cfg_for(lab), "DBOGUS", "bogus.test")
+    entry = await deliver(cfg_for(lab, mode), "DBOGUS" + mode[0], "bogus.test")
     assert deferred_dane(entry, "TLSA lookup of _")
     assert "dnssec-invalid" in caplog.text
     assert lab.pf.delivered("bob@bogus.test") == []
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("domain", ["plain.test", "pkix.dane.test"])
-async def test_unsigned_zone_or_unusable_records_mean_opportunistic_tls(lab: Lab, domain: str) -> None:
+async def test_unsigned_zone_or_unusable_records_mean_opportunistic_tls(
+    lab: Lab, domain: str, mode: str
+) -> None:
     """plain.test publishes a non-matching TLSA record in an unsigned zone, pkix.dane.test only
     PKIX usages (RFC 7672 §3.1.3): neither is DANE, the message goes over opportunistic TLS."""
-    assert await deliver(cfg_for(lab), "DOPP" + domain[:4].upper(), domain) is None
-    assert b"Subject: x" in await delivered(lab, f"bob@{domain}")
+    before = len(lab.pf.delivered(f"bob@{domain}"))
+    assert await deliver(cfg_for(lab, mode), "DOPP" + domain[:4].upper() + mode[0], domain) is None
+    assert b"Subject: x" in await delivered(lab, f"bob@{domain}", before)
 
 
 async def test_dnssec_off_means_no_dane(lab: Lab) -> None:
@@ -229,3 +259,43 @@ async def test_only_validated_answers_are_cached(resolver: ValidatingResolver) -
     key = (dns.name.from_text("ee.dane.test"), dns.rdatatype.MX, dns.rdataclass.IN)
     assert cache.get(key) is not None
     assert cache.get((dns.name.from_text("plain.test"), dns.rdatatype.MX, dns.rdataclass.IN)) is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_tlsa_of_the_cname_expanded_mx_name_is_used(
+    lab: Lab, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 7672 §2.2.2: mx-cnbad.dane.test is a CNAME of mx-bad (whose TLSA does not match) and
+    has no TLSA of its own: the expanded name's records apply, so nothing is sent; mx-cnee is a
+    CNAME of mx-ee (matching TLSA): delivered over DANE."""
+    caplog.set_level(logging.INFO, "mailhouse.queue.runner")
+    entry = await deliver(cfg_for(lab, mode), "DCNBAD" + mode[0], "cnbad.dane.test")
+    assert deferred_dane(entry, "no TLSA record of mx-cnbad.dane.test matches")
+    assert lab.pf.delivered("bob@cnbad.dane.test") == []
+    before = len(lab.pf.delivered("bob@cnee.dane.test"))
+    assert await deliver(cfg_for(lab, mode), "DCNEE" + mode[0], "cnee.dane.test") is None
+    assert b"Subject: x" in await delivered(lab, "bob@cnee.dane.test", before)
+    assert "DANE success for cnee.dane.test MX mx-cnee.dane.test" in caplog.text
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_routes_and_relayhost_to_a_named_host_use_its_tlsa(lab: Lab, mode: str) -> None:
+    """RFC 7672 §2.2.1: a next hop named in the configuration (route, relayhost) with secure
+    addresses gets a TLSA look-up like an MX host: mx-bad's records do not match (deferred, even
+    though the route only asks for opportunistic TLS); mx-ee's do (delivered)."""
+    route = {"host": "mx-bad.dane.test", "port": lab.port, "tls": "opportunistic"}
+    routed = len(lab.pf.delivered("bob@routed.test"))  # the other mode's run delivered one too
+    entry = await deliver(cfg_for(lab, mode, routes={"routed.test": route}), "DRT" + mode[0], "routed.test")
+    assert deferred_dane(entry, "no TLSA record of mx-bad.dane.test matches")
+    assert len(lab.pf.delivered("bob@routed.test")) == routed
+    relay = {"host": "mx-ee.dane.test", "port": lab.port, "tls": "opportunistic"}
+    before = len(lab.pf.delivered("bob@relayed.test"))
+    assert await deliver(cfg_for(lab, mode, relayhost=relay), "DRH" + mode[0], "relayed.test") is None
+    assert b"Subject: x" in await delivered(lab, "bob@relayed.test", before)
+    # tls = "none" opts out of DANE: the route is used in the clear, as configured
+    plain = {**route, "tls": "none"}
+    assert (
+        await deliver(cfg_for(lab, mode, routes={"routed.test": plain}), "DRN" + mode[0], "routed.test")
+        is None
+    )
+    assert b"Subject: x" in await delivered(lab, "bob@routed.test", routed)

@@ -6,6 +6,7 @@ CA (mx.good.test) or from another one (mx.bad.test)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +19,8 @@ import pytest
 from mailhouse import config, services, tls
 from mailhouse.proto.mtasts import MAX_AGE_LIMIT, Mode, PolicyError, mx_matches, parse_policy, parse_txt
 from mailhouse.queue.mtasts import fetch_policy_text
-from mailhouse.smtpclient.tlsrpt import day_of
+from mailhouse.smtpclient.client import SmtpError
+from mailhouse.smtpclient.tlsrpt import day_of, sending_ip
 from mailhouse.store.api import ReportKind
 from tests.smtpclient.fake_server import FakeSMTP
 from tests.smtpclient.testca import TestCA
@@ -359,6 +361,8 @@ async def test_tls_outcomes_are_counted_for_tlsrpt(lab: Lab) -> None:
         "mx.bad.test",
         BAD,
     )
+    # §4.4 sending-mta-ip: the address this node connected from (loopback here)
+    assert ipaddress.ip_address(bad["sending-mta-ip"]).is_loopback
     # mode none: no policy for TLS-RPT either; STARTTLS offered and done: a success
     assert [(r["policy-type"], r["result-type"]) for r in rows["none.test"]] == [("no-policy-found", "")]
     # the unusable policies are reported (RFC 8460 §4.3.2) beside the session that went without one
@@ -368,3 +372,11 @@ async def test_tls_outcomes_are_counted_for_tlsrpt(lab: Lab) -> None:
             ("sts", result),
         ]
     assert len(found) == 7
+
+
+def test_sending_mta_ip_prefers_the_configured_source_address() -> None:
+    """RFC 8460 §4.4: with `[queue] source_address` set, failures name it as sending-mta-ip."""
+    err = SmtpError("451 4.7.5 certificate verification failed")
+    assert sending_ip(err, "127.0.0.9", {4: "192.0.2.7"}) == "192.0.2.7"
+    assert sending_ip(err, "127.0.0.9", {6: "2001:db8::7"}) == "127.0.0.1"  # none for IPv4: the kernel's
+    assert sending_ip(err, "not-an-ip", {}) == ""

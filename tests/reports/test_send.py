@@ -5,17 +5,23 @@ without; `mailhouse report send` → the reports arrive at Postfix's smtp-sink, 
 unpacked with the intake's own parsers and checked field by field (DMARC XML) and against the
 RFC 8460 §4.4 format as a JSON schema (TLS-RPT). Bad cases: rua to another domain without the
 RFC 7489 §7.1 authorisation record, a rua size limit the report exceeds, a record gone by send
-time, our own hosted domain, an https rua; a second run sends nothing twice."""
+time, our own hosted domain; an https rua gets the report POSTed to a loopback HTTPS receiver
+with a test CA (RFC 8460 §5.4), one whose certificate does not name it gets nothing; a second
+run sends nothing twice."""
 
 from __future__ import annotations
 
 import calendar
+import gzip
 import json
 import re
 import smtplib
+import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +36,7 @@ from tests.smtpclient.fake_server import FakeSMTP
 from tests.smtpclient.testca import TestCA
 
 MX_TLS, MX_PLAIN = "127.0.0.32", "127.0.0.31"
+HTTPS_RUA = "127.0.0.35"  # reports.plain.test and evil.plain.test: the HTTPS report receiver
 
 RECORDS: dict[str, list[str]] = {
     # passes: SPF for the test client 127.0.0.1, aligned
@@ -138,11 +145,48 @@ TLSRPT_SCHEMA: dict[str, Any] = {
 }
 
 
+class ReportReceiver:
+    """An HTTPS server on loopback (certificate for reports.plain.test only) that keeps every POST."""
+
+    def __init__(self, host: str, ctx: ssl.SSLContext) -> None:
+        self.posts: list[tuple[str, dict[str, str], bytes]] = []
+        posts = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                posts.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class Lab:
     def __init__(
-        self, mh: MailhouseProcess, dns: Any, sink: Any, tls_mx: FakeSMTP, plain_mx: FakeSMTP
+        self,
+        mh: MailhouseProcess,
+        dns: Any,
+        sink: Any,
+        tls_mx: FakeSMTP,
+        plain_mx: FakeSMTP,
+        https: ReportReceiver,
+        records: dict[str, list[str]],
     ) -> None:
         self.mh, self.dns, self.sink, self.tls_mx, self.plain_mx = mh, dns, sink, tls_mx, plain_mx
+        self.https, self.records = https, records
 
 
 @pytest.fixture
@@ -157,15 +201,24 @@ def lab(
         MX_TLS, extensions=("PIPELINING", "STARTTLS", "8BITMIME"), server_ssl=ca.server_context("mx.tls.test")
     ).start_thread()
     plain_mx = FakeSMTP(MX_PLAIN, tls_mx.port, extensions=("PIPELINING", "8BITMIME")).start_thread()
+    https = ReportReceiver(HTTPS_RUA, ca.server_context("reports.plain.test"))
+    rua = f"https://reports.plain.test:{https.port}/v1,https://evil.plain.test:{https.port}/v1"
+    records = {**RECORDS, "_smtp._tls.plain.test": [f"v=TLSRPTv1;rua={rua},mailto:tlsrpt@collector.test"]}
     dns = dns_server_factory(
-        txt=RECORDS,
+        txt=records,
         mx={"tls.test": [(10, "mx.tls.test")], "plain.test": [(10, "mx.plain.test")]},
-        a={"mx.tls.test": MX_TLS, "mx.plain.test": MX_PLAIN},
+        a={
+            "mx.tls.test": MX_TLS,
+            "mx.plain.test": MX_PLAIN,
+            "reports.plain.test": HTTPS_RUA,
+            "evil.plain.test": HTTPS_RUA,
+        },
     )
     sink = smtp_sink_factory(host="127.0.0.1", dump_dir=tmp_path / "sink")
     route = f'{{ host = "{sink.host}", port = {sink.port}, tls = "none" }}'
     extra = (
         f'[dns]\nnameservers = ["{dns.nameserver}"]\n'
+        f'[tls]\nca_file = "{ca.ca_file}"\n'  # the HTTPS report receiver's CA
         f"[queue]\noutbound_port = {tls_mx.port}\n"
         "[routes]\n"
         + "".join(f'"{d}" = {route}\n' for d in ("collector.test", "pass.test", "tiny.test"))
@@ -179,8 +232,9 @@ def lab(
     mh.admin(lambda a: a.add_alias("plain@example.org", "y@plain.test"))
     mh.start()
     try:
-        yield Lab(mh, dns, sink, tls_mx, plain_mx)
+        yield Lab(mh, dns, sink, tls_mx, plain_mx, https, records)
     finally:
+        https.stop()
         tls_mx.stop_thread()
         plain_mx.stop_thread()
 
@@ -232,7 +286,7 @@ def test_daily_reports_are_built_authorised_and_sent_once(lab: Lab) -> None:
     assert _send(mh, "a@pass.test", "out-plain", "plain@example.org") == 250
     _wait(lambda: len(lab.tls_mx.transactions) == 1 and len(lab.plain_mx.transactions) == 1, "outbound mail")
     assert lab.tls_mx.tls_sessions == 1
-    records = dict(RECORDS)
+    records = dict(lab.records)
     del records["_dmarc.gone.test"]
     lab.dns.update(txt=records)
 
@@ -249,8 +303,21 @@ def test_daily_reports_are_built_authorised_and_sent_once(lab: Lab) -> None:
     assert lines["dmarc gone.test"].startswith("dmarc gone.test: no record"), out
     assert lines["dmarc example.org"] == "dmarc example.org: hosted here", out
     assert lines["tlsrpt tls.test"] == "tlsrpt tls.test: sent to tlsrpt@collector.test", out
-    assert lines["tlsrpt plain.test"].startswith("tlsrpt plain.test: sent to tlsrpt@collector.test"), out
-    assert "skipped https://reports.plain.test/v1" in lines["tlsrpt plain.test"]
+    port = lab.https.port
+    assert lines["tlsrpt plain.test"].startswith(
+        f"tlsrpt plain.test: sent to tlsrpt@collector.test, https://reports.plain.test:{port}/v1"
+    ), out
+    # RFC 8460 §5.4 over verified TLS: a certificate that does not name evil.plain.test gets nothing
+    assert f"POST to https://evil.plain.test:{port}/v1 failed" in lines["tlsrpt plain.test"], out
+    ((path, headers, posted),) = lab.https.posts
+    assert (path, headers["content-type"], headers["host"]) == (
+        "/v1",
+        "application/tlsrpt+gzip",
+        f"reports.plain.test:{port}",
+    )
+    posted_doc = json.loads(gzip.decompress(posted))
+    jsonschema.validate(posted_doc, TLSRPT_SCHEMA)
+    assert posted_doc["policies"][0]["policy"]["policy-domain"] == "plain.test"
 
     lab.sink.wait_messages(4)
     _wait(lambda: len(_reports(lab.sink)) == 4, "four reports at smtp-sink")
@@ -329,6 +396,7 @@ def test_daily_reports_are_built_authorised_and_sent_once(lab: Lab) -> None:
         {
             "result-type": "starttls-not-supported",
             "failed-session-count": 1,
+            "sending-mta-ip": "127.0.0.1",  # RFC 8460 §4.4: the address this node connected from
             "receiving-mx-hostname": "mx.plain.test",
             "receiving-ip": MX_PLAIN,
         }

@@ -30,3 +30,14 @@ def resolver_on(
         r.lifetime = timeout
         r.timeout = timeout
     return r
+
+
+def addresses_of(r: dns.resolver.BaseResolver) -> list[tuple[str, int]]:
+    """R's nameservers as ``[(ip, port)]`` (those configured, else the system's)."""
+    out: list[tuple[str, int]] = []
+    for ns in r.nameservers:
+        if isinstance(ns, dns.nameserver.Do53Nameserver):
+            out.append((ns.address, ns.port))
+        elif isinstance(ns, str):
+            out.append((ns, r.port))
+    return out

@@ -1,6 +1,7 @@
 """DANE for outbound SMTP, the DNS half: which MX hosts have a secure, usable TLSA RRset.
 
-RFCs: RFC 7672 §2.1 (DNSSEC from a validating resolver the client trusts), §2.2 (only a secure
+RFCs: RFC 7672 §2.1 (DNSSEC from a validating resolver the client trusts), §2.2.1 (a
+configured next hop: routes and relayhost), §2.2.2 (CNAME-expanded TLSA base first), §2.2 (only a secure
 MX RRset and secure address RRsets lead to a TLSA lookup; a secure TLSA RRset with a usable
 record means authenticated TLS is mandatory, with no fallback to cleartext; all records
 unusable → opportunistic TLS; a failed TLSA lookup (SERVFAIL: bogus or unreachable) → the MX
@@ -9,11 +10,13 @@ is not used), §2.2.3 (TLSA base `_PORT._tcp.MXHOST`), RFC 6698 §2 (the record)
 
 Where the DNSSEC status comes from is `[dns] dnssec`: "resolver" trusts the AD bit of the
 configured `[dns] nameservers`, declared validating by the operator (Postfix's
-`smtp_dns_support_level = dnssec`); "off" means no DANE. In-process validation ("validate")
-is not built (config.DNSSEC_VALIDATE_NOT_YET says what it lacks).
+`smtp_dns_support_level = dnssec`); "validate" asks `mailauth.dnssec.Validator` (in-process
+validation from `[dns] trust_anchor`): a secure TLSA RRset counts, a secure or insecure denial
+means no DANE, a bogus answer (or none) is a failed lookup; "off" means no DANE.
 
 Invariants:
-- A TLSA RRset counts only when it came back with AD set, and only for a `Target.secure` MX.
+- A TLSA RRset counts only when it is secure (AD set, or validated here), and only for a
+  `Target.secure` MX.
 - Policies are cached per node by the TLSA RRset's TTL (at most `MAX_CACHE_SECONDS`); a failed
   lookup is never cached, so the next delivery pass asks again.
 - The certificate matching itself is `smtpclient.dane` (run by the SMTP client after STARTTLS).
@@ -24,14 +27,16 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
 from mailhouse import metrics
+from mailhouse.mailauth.dnssec import DnsUnavailable, Kind, Security, Validator
 from mailhouse.queue.routing import Target, authenticated
 from mailhouse.smtpclient.dane import Failure, Tlsa
 
@@ -82,19 +87,36 @@ class Dane:
     """TLSA look-ups for the queue runner (one per node)."""
 
     def __init__(
-        self, resolver: dns.asyncresolver.Resolver, clock: Callable[[], float] = time.monotonic
+        self,
+        resolver: dns.asyncresolver.Resolver,
+        clock: Callable[[], float] = time.monotonic,
+        validator: Validator | None = None,
     ) -> None:
         self.resolver = resolver  # routing.Router.tlsa_resolver: asks with DO + AD, no LRU cache
         self.clock = clock
+        self.validator = validator  # [dns] dnssec = "validate": in-process validation instead of AD
         self._cache: dict[str, tuple[float, DanePolicy]] = {}
 
     async def policies(self, targets: Sequence[Target]) -> dict[str, DanePolicy]:
-        """DANE policy of every secure MX target, by host name (the others have none)."""
+        """DANE policy of every secure target (MX host, or route/relayhost host named in the
+        configuration, RFC 7672 §2.2.1), by host name (the others have none). A route with
+        `tls = "none"` or `"implicit"` opts out (no STARTTLS to authenticate)."""
         out: dict[str, DanePolicy] = {}
         for t in targets:
-            if t.secure and t.route is None and t.name not in out:
-                out[t.name] = await self.policy(t.name, t.port)
+            if t.route is not None and t.route.tls in ("none", "implicit"):
+                continue
+            if t.secure and t.name not in out:
+                out[t.name] = await self.host_policy(t)
         return out
+
+    async def host_policy(self, t: Target) -> DanePolicy:
+        """RFC 7672 §2.2.2: for a host name that is a (secure) CNAME, the TLSA records of the
+        expanded name first, then those of the original name."""
+        if t.canonical and t.canonical != t.name.lower().rstrip("."):
+            expanded = await self.policy(t.canonical, t.port)
+            if expanded.state is not DaneState.NONE:
+                return replace(expanded, mx=t.name)
+        return await self.policy(t.name, t.port)
 
     async def policy(self, mx: str, port: int) -> DanePolicy:
         """RFC 7672 §2.2: the DANE policy of MX (whose MX and address RRsets were secure)."""
@@ -103,6 +125,8 @@ class Dane:
         hit = self._cache.get(qname)
         if hit is not None and hit[0] > now:
             return hit[1]
+        if self.validator is not None:
+            return self._keep(qname, now, *await self._validated(mx, qname))
         try:
             with metrics.timed(metrics.DNS_SECONDS, "TLSA"):
                 answer = await self.resolver.resolve(qname, "TLSA", search=False)
@@ -116,19 +140,43 @@ class Dane:
         if not authenticated(answer):
             log.info("TLSA of %s is not DNSSEC-validated (no AD): no DANE for this attempt", qname)
             return DanePolicy(mx, DaneState.NONE, detail=f"TLSA of {qname} is not DNSSEC-validated")
-        published = tuple(
-            Tlsa(int(rr.usage), int(rr.selector), int(rr.mtype), bytes(rr.cert)) for rr in answer
-        )
-        usable = tuple(r for r in published if r.usable)
-        # RFC 7672 §2.2: all records unusable → as if there were none, but TLS is still tried
-        state = DaneState.USABLE if usable else DaneState.UNUSABLE
-        policy = DanePolicy(mx, state, usable, published)
-        ttl = min(float(answer.rrset.ttl if answer.rrset is not None else 0), MAX_CACHE_SECONDS)
-        if ttl > 0:
+        ttl = float(answer.rrset.ttl if answer.rrset is not None else 0)
+        return self._keep(qname, now, _secure_policy(mx, answer), ttl)
+
+    async def _validated(self, mx: str, qname: str) -> tuple[DanePolicy, float]:
+        """`policy` through the in-process validator: the policy and how long to keep it."""
+        assert self.validator is not None
+        try:
+            with metrics.timed(metrics.DNS_SECONDS, "TLSA"):
+                v = await self.validator.query(qname, "TLSA")
+        except DnsUnavailable as e:
+            return DanePolicy(mx, DaneState.FAILED, detail=f"TLSA lookup of {qname} failed: {e}"), 0.0
+        if v.security is Security.BOGUS:
+            # RFC 7672 §2.2: a bogus TLSA answer is a failed lookup → do not deliver here
+            detail = f"TLSA lookup of {qname} failed: DNSSEC bogus ({v.detail})"
+            return DanePolicy(mx, DaneState.FAILED, detail=detail), 0.0
+        if v.security is Security.INSECURE:
+            log.info("TLSA of %s is DNSSEC-insecure (%s): no DANE for this MX", qname, v.detail)
+            return DanePolicy(mx, DaneState.NONE, detail=f"TLSA of {qname} is insecure"), v.ttl
+        if v.kind is not Kind.ANSWER or v.rrset is None:
+            return DanePolicy(mx, DaneState.NONE), v.ttl  # a proved denial: no TLSA, no DANE
+        return _secure_policy(mx, v.rrset), v.ttl
+
+    def _keep(self, qname: str, now: float, policy: DanePolicy, ttl: float) -> DanePolicy:
+        ttl = min(ttl, MAX_CACHE_SECONDS)
+        if ttl > 0 and policy.state is not DaneState.FAILED:
             if len(self._cache) >= MAX_CACHED:
                 self._cache.clear()
             self._cache[qname] = (now + ttl, policy)
         return policy
+
+
+def _secure_policy(mx: str, rrset: Iterable[Any]) -> DanePolicy:
+    """The policy of a secure TLSA RRSET."""
+    published = tuple(Tlsa(int(rr.usage), int(rr.selector), int(rr.mtype), bytes(rr.cert)) for rr in rrset)
+    usable = tuple(r for r in published if r.usable)
+    # RFC 7672 §2.2: all records unusable → as if there were none, but TLS is still tried
+    return DanePolicy(mx, DaneState.USABLE if usable else DaneState.UNUSABLE, usable, published)
 
 
 def outcome(domain: str, policy: DanePolicy, failure: Failure | None = None, detail: str = "") -> TlsaOutcome:

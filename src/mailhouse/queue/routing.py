@@ -10,10 +10,14 @@ Invariants:
 - Overrides win in this order, as Postfix's transport_maps then relayhost: exact domain
   in `[routes]`, a parent domain in `[routes]` (`.example.org` style match on suffix),
   `relayhost`, then MX. An override host is resolved by A/AAAA only (like `[host]`).
+- With `[dns] dnssec = "validate"` the same question goes to `mailauth.dnssec.Validator` (an
+  in-process validator asking the nameservers with DO+CD); a bogus MX RRset defers the message
+  and a bogus address RRset drops those addresses (what a validating resolver's SERVFAIL does).
 - With `[dns] dnssec = "resolver"` every query asks for DNSSEC (EDNS DO and the AD bit, RFC 6840
   §5.7) and a target is `secure` only when its MX RRset and its address RRsets all came back
-  with AD set (RFC 7672 §2.2: only then may TLSA records count); routes, literals and the
-  implicit MX are never secure (no DANE for them here).
+  with AD set (RFC 7672 §2.2: only then may TLSA records count); a route/relayhost host name is
+  configured, so secure when its address RRsets are (RFC 7672 §2.2.1: DANE for it too);
+  literals and the implicit MX are never secure (no DANE for them here).
 - Answers are cached for their TTL (LRU, `DNS_CACHE_ENTRIES`), so a changed record is seen
   when its TTL has run out, as with any caching resolver; with `dnssec = "resolver"` only
   validated (AD) answers are cached (`ValidatedOnlyCache`), and TLSA answers not at all here.
@@ -36,8 +40,9 @@ import dns.rdatatype
 import dns.resolver
 
 from mailhouse import metrics
-from mailhouse.config import Config, Dnssec, Route
-from mailhouse.mailauth.resolvers import resolver_on
+from mailhouse.config import Config, ConfigError, Dnssec, Route
+from mailhouse.mailauth.dnssec import DnsUnavailable, Security, Validator, anchors_from
+from mailhouse.mailauth.resolvers import addresses_of, resolver_on
 
 DNS_CACHE_ENTRIES = 10000  # RRsets kept per node (dnspython LRU cache, each for its TTL)
 DNS_LIFETIME = 10.0  # seconds for one whole lookup (Postfix: smtp_dns_... uses resolver defaults)
@@ -53,6 +58,9 @@ class Target:
     preference: int = 0
     route: Route | None = None
     secure: bool = False  # MX and address RRsets DNSSEC-validated (AD): DANE applies (RFC 7672 §2.2)
+    # the name the address lookup ended at when NAME is a CNAME (securely expanded: `secure`);
+    # RFC 7672 §2.2.2: its TLSA records are tried first
+    canonical: str | None = None
 
 
 class RoutingError(Exception):
@@ -113,6 +121,23 @@ class Router:
         # TLSA look-ups (queue/dane.py) bypass the LRU cache: DANE keeps only secure policies,
         # so one unvalidated answer never sticks for a whole TTL
         self.tlsa_resolver = make_resolver(cfg, cache=False)
+        self.validator: Validator | None = None
+        if cfg.dns_dnssec is Dnssec.VALIDATE:
+            try:
+                anchors = anchors_from(cfg.dns_trust_anchor)
+            except (OSError, ValueError, dns.exception.DNSException) as e:
+                why = f"not DS/DNSKEY records in zone-file format ({e})"
+                raise ConfigError(cfg.source_path, "dns.trust_anchor", why) from None
+            self.validator = Validator(addresses_of(self.resolver), anchors)
+
+    async def security(self, answer: dns.resolver.Answer) -> Security:
+        """RFC 7672 §2.1: how far ANSWER can be trusted (validated here, or the resolver's AD)."""
+        if self.validator is None:
+            return Security.SECURE if authenticated(answer) else Security.INSECURE
+        try:
+            return (await self.validator.query(answer.qname, answer.rdtype)).security
+        except DnsUnavailable:
+            return Security.INSECURE  # the answer itself came; only its proof is missing
 
     def override(self, domain: str) -> Route | None:
         domain = domain.lower().rstrip(".")
@@ -131,10 +156,10 @@ class Router:
         domain = domain.lower().rstrip(".")
         route = self.override(domain)
         if route is not None:
-            addrs = await self.addresses(route.host)
+            addrs, secure, canonical = await self.host(route.host)
             if not addrs:
                 raise RoutingError(f"451 4.4.3 cannot resolve route host {route.host}", permanent=False)
-            return [Target(route.host, tuple(addrs), route.port, 0, route)]
+            return [Target(route.host, tuple(addrs), route.port, 0, route, secure, canonical)]
         if domain.startswith("[") and domain.endswith("]"):
             # RFC 5321 §4.1.3: address literal, no DNS
             lit = domain[1:-1]
@@ -150,7 +175,10 @@ class Router:
         try:
             with metrics.timed(metrics.DNS_SECONDS, "MX"):
                 answer = await self.resolver.resolve(domain, "MX", search=False)
-            mx_secure = authenticated(answer)
+            mx_security = await self.security(answer)
+            if mx_security is Security.BOGUS:
+                raise RoutingError(f"451 4.4.3 DNSSEC validation of MX for {domain} failed (bogus)", False)
+            mx_secure = mx_security is Security.SECURE
             mxs = [
                 (
                     int(rr.preference),
@@ -187,23 +215,25 @@ class Router:
         mxs.sort(key=lambda m: m[0])
         targets: list[Target] = []
         for pref, host in mxs:
-            addrs, secure = await self.addresses_dnssec(host)
+            addrs, secure, canonical = await self.host(host)
             if addrs:
-                targets.append(Target(host, tuple(addrs), port, pref, secure=mx_secure and secure))
+                targets.append(Target(host, tuple(addrs), port, pref, None, mx_secure and secure, canonical))
         if not targets:
             raise RoutingError(f"451 4.4.3 no address for any MX host of {domain}", permanent=False)
         return targets
 
     async def addresses(self, host: str) -> list[str]:
         """A and AAAA records of HOST (an IP literal is returned as is). Transient errors → []."""
-        return (await self.addresses_dnssec(host))[0]
+        return (await self.host(host))[0]
 
-    async def addresses_dnssec(self, host: str) -> tuple[list[str], bool]:
-        """`addresses` and whether every address RRset found was DNSSEC-validated (AD)."""
+    async def host(self, host: str) -> tuple[list[str], bool, str | None]:
+        """`addresses`, whether every address RRset found was DNSSEC-secure, and the name a CNAME
+        chain led to (None: HOST itself)."""
         host = host.strip("[]")
         if _is_ip(host):
-            return [host], False
+            return [host], False, None
         out: list[str] = []
+        canonical: str | None = None
         secure = True
         for rdtype in ("A", "AAAA"):  # RFC 3974: both families; IPv4 first (loopback labs are v4)
             try:
@@ -213,9 +243,14 @@ class Router:
                 continue
             except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout):
                 continue
-            secure = secure and authenticated(answer)
+            security = await self.security(answer)
+            if security is Security.BOGUS:
+                continue
+            secure = secure and security is Security.SECURE
             out.extend(rr.to_text() for rr in answer)
-        return out, secure and bool(out)
+            if answer.canonical_name != answer.qname:
+                canonical = answer.canonical_name.to_text(True).lower()
+        return out, secure and bool(out), canonical
 
     async def txt(self, name: str) -> list[str] | None:
         """TXT strings of NAME (each record's character-strings joined, RFC 7208 §3.3 style);

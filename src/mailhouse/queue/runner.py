@@ -155,8 +155,12 @@ class QueueRunner:
                 fetch_timeout=cfg.mta_sts_fetch_timeout,
                 clock=clock,
             )
-        # RFC 7672: DANE for MX hosts with secure TLSA records ([dns] dnssec = "resolver")
-        self.dane = Dane(self.router.tlsa_resolver) if cfg.dns_dnssec is Dnssec.RESOLVER else None
+        # RFC 7672: DANE for MX hosts with secure TLSA records ([dns] dnssec = "resolver"/"validate")
+        self.dane = (
+            Dane(self.router.tlsa_resolver, validator=self.router.validator)
+            if cfg.dns_dnssec is not Dnssec.OFF
+            else None
+        )
         self.owner_id = Owner(node_id(cfg.hostname, cfg.data_dir), incarnation, os.getpid())
         self.owner = str(self.owner_id)
         self._next_beat = 0.0
@@ -614,7 +618,9 @@ class QueueRunner:
                         tlsa=d.records if d else (),
                     )
                 except SmtpError as e:
-                    await tlsrpt.record_session(self.store, domain, governing, target.name, address, e)
+                    await tlsrpt.record_session(
+                        self.store, domain, governing, target.name, address, e, self.pool.sources
+                    )
                     # RFC 5321 §5.1: connection-level trouble → try the next address / MX
                     last_error, refused = e.reply, False
                     if d is not None and isinstance(e, DaneFailed):
@@ -625,7 +631,9 @@ class QueueRunner:
                         last_error = "451 4.7.5 MTA-STS policy: " + e.reply.split(" ", 2)[-1]
                     qlog.info("%s[%s]:%d: %s", target.name, address, target.port, safe(last_error))
                     continue
-                await tlsrpt.record_session(self.store, domain, governing, target.name, address, conn)
+                await tlsrpt.record_session(
+                    self.store, domain, governing, target.name, address, conn, self.pool.sources
+                )
                 where = f"{target.name}[{address}]:{target.port}"
                 has_dsn = "DSN" in conn.ext
                 if must_tls and "REQUIRETLS" not in conn.ext:  # RFC 8689 §4.2.1 item 3

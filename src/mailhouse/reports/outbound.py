@@ -15,8 +15,9 @@ document. This module then, per report:
 
 Invariants: never reports on a domain hosted here (our own mail coming back to us is no news,
 and a report about a report about a report is a loop); a report is claimed before it is queued,
-so a crash in between loses that day's report rather than sending it twice; ``https:`` report
-URIs (RFC 8460 §3) are not supported and are listed as skipped.
+so a crash in between loses that day's report rather than sending it twice; ``https:`` URIs of
+a TLS-RPT record (RFC 8460 §3) get the report by HTTPS POST (reports/https_post.py), after the
+claim as well; other URIs are listed as skipped.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from urllib.parse import unquote
 
 from mailhouse.config import Config
 from mailhouse.mailauth import dkim, dmarc
+from mailhouse.reports import https_post
 from mailhouse.store.api import DkimKey, Domain, ReportKind, ReportRow
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class Status(enum.Enum):
     HOSTED = "hosted here"  # our own domain: not reported to itself
     ALREADY = "already sent"  # another node (or an earlier run) claimed it
     DNS_ERROR = "dns error"
+    NOT_SENT = "not sent"  # every https: POST failed and there was no mailto: (RFC 8460 §5.4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +111,8 @@ class Document:
     uris: tuple[ReportUri, ...]  # from the policy domain's record, before the checks here
     begin: int
     end: int
-    skipped_uris: tuple[str, ...] = ()  # URIs we cannot use (https:, malformed)
+    skipped_uris: tuple[str, ...] = ()  # URIs we cannot use (https: of DMARC, malformed)
+    https_uris: tuple[str, ...] = ()  # TLS-RPT https: URIs (RFC 8460 §3): POSTed
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,8 @@ def document(
     begin, end = day_range(day)
     ext = "xml" if kind is ReportKind.DMARC else "json"
     uris, other = parse_uris(rua)
+    https = [u for u in other if kind is ReportKind.TLSRPT and u.lower().startswith("https://")]
+    other = [u for u in other if u not in https]
     return Document(
         kind,
         domain,
@@ -201,6 +207,7 @@ def document(
         begin,
         end,
         tuple(other),
+        tuple(https),
     )
 
 
@@ -259,6 +266,7 @@ class ReportSender:
     owner: str  # who claims (node id), for the record
     clock: Callable[[], float] = time.time
     signer: dkim.DkimSigner = field(default_factory=dkim.DkimSigner)
+    post: https_post.Post | None = None  # None: https_post.poster(cfg)
 
     async def send(
         self,
@@ -284,7 +292,7 @@ class ReportSender:
 
     async def _mail(self, doc: Document, day: str) -> Outcome:
         extra = f"; skipped {', '.join(doc.skipped_uris)}" if doc.skipped_uris else ""
-        if not doc.uris:
+        if not doc.uris and not doc.https_uris:
             return Outcome(doc.kind, doc.policy_domain, Status.NO_RECORD, detail="no mailto: rua" + extra)
         to: list[str] = []
         refused: list[str] = []
@@ -297,12 +305,26 @@ class ReportSender:
                 refused.append(f"{uri.address} not authorised by {doc.policy_domain}._report._dmarc")
             elif uri.address not in to:
                 to.append(uri.address)
-        detail = "; ".join(refused) + extra
-        if not to:
+        if not to and not doc.https_uris:
+            detail = "; ".join(refused) + extra
             status = Status.NOT_AUTHORISED if any("authorised" in r for r in refused) else Status.TOO_BIG
             return Outcome(doc.kind, doc.policy_domain, status, detail=detail)
         if not await self.store.claim_report(doc.kind, day, doc.policy_domain, self.owner, self.clock()):
             return Outcome(doc.kind, doc.policy_domain, Status.ALREADY)
+        posted: list[str] = []
+        if doc.https_uris:  # RFC 8460 §5.4: the gzipped report, POSTed
+            post = self.post or https_post.poster(self.cfg)
+            for url in doc.https_uris:
+                why = await post(url, doc.gz)
+                if why is None:
+                    posted.append(url)
+                else:
+                    refused.append(f"POST to {url} failed: {why}")
+        detail = "; ".join(refused) + extra
+        if not to:
+            return Outcome(
+                doc.kind, doc.policy_domain, Status.SENT if posted else Status.NOT_SENT, tuple(posted), detail
+            )
         now = self.clock()
         sender = self.cfg.reports_from or f"noreply-reports@{self.cfg.hostname}"
         qid = f"R{uuid.uuid4().hex[:16].upper()}"
@@ -312,7 +334,7 @@ class ReportSender:
         if keys:  # a hosted From domain: signed as its other mail is (DMARC of the report itself)
             message = await asyncio.to_thread(self.signer.sign, message, from_domain, keys)
         await self.enqueue(qid, sender, [(a, {}) for a in to], message, {})
-        return Outcome(doc.kind, doc.policy_domain, Status.SENT, tuple(to), detail)
+        return Outcome(doc.kind, doc.policy_domain, Status.SENT, (*to, *posted), detail)
 
 
 def _days_before(day: str, n: int) -> str:

@@ -15,11 +15,14 @@ Invariants:
 from __future__ import annotations
 
 import enum
+import ipaddress
 import json
 import logging
+import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from mailhouse.smtpclient.client import DaneFailed, SmtpConnection, SmtpError, TlsVerifyFailed
 from mailhouse.store.api import ReportKind, ReportRow
@@ -36,6 +39,7 @@ __all__ = [
     "day_of",
     "record",
     "record_session",
+    "sending_ip",
 ]
 
 
@@ -154,6 +158,30 @@ class AppliedPolicy:
 NO_POLICY = AppliedPolicy()
 
 
+def sending_ip(
+    session: SmtpConnection | SmtpError, receiving_ip: str, sources: Mapping[Literal[4, 6], str]
+) -> str:
+    """RFC 8460 §4.4 "sending-mta-ip": the local address of the connection when there is one,
+    else the configured source address of RECEIVING_IP's family (`[queue] source_address`),
+    else the address the kernel would send from (a connected UDP socket: no packet is sent)."""
+    if isinstance(session, SmtpConnection) and session.writer is not None:
+        name = session.writer.get_extra_info("sockname")
+        if name:
+            return str(name[0])
+    try:
+        version = ipaddress.ip_address(receiving_ip).version
+    except ValueError:
+        return ""
+    if version in sources:
+        return sources[version]
+    try:
+        with socket.socket(socket.AF_INET6 if version == 6 else socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((receiving_ip, 9))  # route selection only: UDP connect sends nothing
+            return str(s.getsockname()[0])
+    except OSError:
+        return ""
+
+
 async def record_session(
     store: RowCounter,
     domain: str,
@@ -161,10 +189,12 @@ async def record_session(
     host: str,
     ip: str,
     session: SmtpConnection | SmtpError,
+    sources: Mapping[Literal[4, 6], str] | None = None,
 ) -> None:
     """Record how a connection to MX HOST [IP] for DOMAIN went under POLICY (None: not an MX
     delivery, e.g. a configured route — nothing to report). SESSION is the connection, or the
-    error that ended the attempt; errors that are not about TLS are not recorded."""
+    error that ended the attempt; errors that are not about TLS are not recorded. SOURCES: the
+    configured source address per IP version (for "sending-mta-ip" of a failure)."""
     if policy is None:
         return
     result: ResultType | None
@@ -186,5 +216,6 @@ async def record_session(
             policy.mx_host,
             receiving_mx_hostname=host,
             receiving_ip=ip,
+            sending_mta_ip=sending_ip(session, ip, sources or {}) if result is not None else "",
         ),
     )
