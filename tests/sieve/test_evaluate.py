@@ -14,6 +14,7 @@ from mailhouse.sieve import (
     Redirect,
     Reject,
     SieveLimits,
+    SieveValidationError,
     Vacation,
     apply_header_edits,
     compile_script,
@@ -303,8 +304,11 @@ def test_error_command() -> None:
 
 
 def test_redirect_invalid_address() -> None:
-    r = run('redirect "not an address";')
-    assert r.error is not None and (r.error.line, r.error.column) == (1, 1)
+    with pytest.raises(SieveValidationError) as e:
+        compile_script('keep;\nredirect "not an address";')
+    assert (e.value.line, e.value.column) == (2, 10)
+    r = run('require "variables";\nset "a" "not an address";\nredirect "${a}";')
+    assert r.error is not None and (r.error.line, r.error.column) == (3, 1)
 
 
 def test_mailboxid_and_create() -> None:

@@ -49,7 +49,7 @@ from mailhouse.sieve.actions import (
 from mailhouse.sieve.context import SieveContext
 from mailhouse.sieve.editheader import PROTECTED, apply_header_edits, valid_field_name
 from mailhouse.sieve.match import Matcher
-from mailhouse.sieve.script import Location, Script
+from mailhouse.sieve.script import Location, Script, valid_redirect_address
 from mailhouse.sieve.vacation import addresses_in, skip_reason
 
 __all__ = ["evaluate", "valid_notify_method", "SUBADDRESS_SEPARATOR"]
@@ -59,7 +59,6 @@ DEFAULT_VACATION_DAYS = 7  # RFC 5230 §4.1: "7 days is recommended"
 MIN_VACATION_SECONDS = 1
 DEFAULT_DUPLICATE_SECONDS = 7 * 86400  # RFC 7352 §3.2: implementation default
 _VAR = re.compile(r"\$\{(\d+|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
-_ADDR = re.compile(r"[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+\.?[^\s@<>()\[\],;:\"]*")
 
 
 class _Stop(Exception):
@@ -87,11 +86,7 @@ def valid_notify_method(uri: str) -> bool:
     addrs = [a.strip() for a in to.split(",") if a.strip()] + [
         a.strip() for v in query.get("to", []) for a in v.split(",") if a.strip()
     ]
-    return bool(addrs) and all(_ADDR.fullmatch(a) for a in addrs)
-
-
-def _valid_redirect(addr: str) -> bool:
-    return bool(_ADDR.fullmatch(addr.strip().strip("<>")))
+    return bool(addrs) and all(valid_redirect_address(a) for a in addrs)
 
 
 def _flag_list(values: tuple[str, ...] | list[str]) -> list[str]:
@@ -343,7 +338,7 @@ class _Run:
                 self.implicit_keep = False
         elif name == "redirect":
             addr = self.str1(frame, n.positional[0]).strip()
-            if not _valid_redirect(addr):
+            if not valid_redirect_address(addr):
                 raise SieveRuntimeError(n.line, n.column, f"invalid redirect address {addr!r}")
             before = len(self.actions)
             copy = "copy" in n.tags

@@ -8,6 +8,7 @@ compile (draft-ietf-sieve-regex §3: a bad pattern is a compile error), and RFC 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 import regex
@@ -16,6 +17,14 @@ from mailhouse.proto.sieve.errors import SieveValidationError
 from mailhouse.proto.sieve.limits import SieveLimits
 from mailhouse.proto.sieve.validate import Node, parse_and_validate
 from mailhouse.sieve.match import compile_regex
+
+_ADDR = re.compile(r"[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+")
+
+
+def valid_redirect_address(addr: str) -> bool:
+    """An RFC 5321 forward-path as written in a script (``local@domain``, optional <>)."""
+    return bool(_ADDR.fullmatch(addr.strip().removeprefix("<").removesuffix(">")))
+
 
 __all__ = ["Location", "Script", "compile_script"]
 
@@ -70,6 +79,11 @@ def compile_script(text: str | bytes, *, name: str = "", limits: SieveLimits = S
                     raise SieveValidationError(
                         keys.line, keys.column, f"invalid regular expression {k!r}: {e}"
                     ) from None
+        if n.name == "redirect":  # RFC 5228 §4.2: a constant address must be valid (Pigeonhole agrees)
+            arg = n.positional[0]
+            addr = getattr(arg, "values", ("",))[0]
+            if not (variables and _has_var(addr)) and not valid_redirect_address(addr):
+                raise SieveValidationError(arg.line, arg.column, f"invalid redirect address {addr!r}")
         if n.name == "include":
             arg = n.positional[0]
             target = getattr(arg, "values", ("",))[0]

@@ -160,7 +160,7 @@ SPECS: Mapping[str, _Spec] = {
         False,
         "variables",
         {
-            m: _TagSpec(None, p)
+            m: _TagSpec(None, p, "regex" if m == "quoteregex" else None)  # regex draft §5: :quoteregex
             for m, p in (
                 ("lower", "case"),
                 ("upper", "case"),
