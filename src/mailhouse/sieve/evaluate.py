@@ -24,6 +24,7 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mailhouse import __version__
 from mailhouse.message.headers import decode_bytes, decode_words
@@ -50,10 +51,11 @@ from mailhouse.sieve.context import SieveContext
 from mailhouse.sieve.editheader import PROTECTED, apply_header_edits, valid_field_name
 from mailhouse.sieve.match import Matcher
 from mailhouse.sieve.script import Location, Script, valid_redirect_address
-from mailhouse.sieve.vacation import addresses_in, skip_reason
+from mailhouse.sieve.vacation import addresses_of, skip_reason
 
 __all__ = ["evaluate", "valid_notify_method", "SUBADDRESS_SEPARATOR"]
 
+T = TypeVar("T")
 SUBADDRESS_SEPARATOR = "+"  # RFC 5233 §1: implementation-defined; Mailhouse uses "+"
 DEFAULT_VACATION_DAYS = 7  # RFC 5230 §4.1: "7 days is recommended"
 MIN_VACATION_SECONDS = 1
@@ -538,7 +540,7 @@ class _Run:
             self.match_vars = groups[:10]
         return ok
 
-    def pick_index(self, n: Node, values: list[str]) -> list[str]:
+    def pick_index(self, n: Node, values: list[T]) -> list[T]:
         """RFC 5260 §6: :index n (:last counts from the bottom)."""
         idx = n.tag_number("index")
         if idx is None:
@@ -609,8 +611,8 @@ class _Run:
         if name == "address":
             values = []
             for h in self.strs(frame, pos[0]):
-                found = addresses_in(self.tree, (h,))
-                values.extend(self.address_parts(n, self.pick_index(n, found)))
+                fields = self.pick_index(n, self.tree.get_all(h))  # RFC 5260 §6: :index counts fields
+                values.extend(self.address_parts(n, addresses_of(fields)))
             return self.match(frame, n, values, pos[1])
         if name == "envelope":
             addrs: list[str] = []

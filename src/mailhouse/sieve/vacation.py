@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from mailhouse.message.envelope import parse_addresses
 from mailhouse.message.parse import MessagePart
 
-__all__ = ["skip_reason", "addresses_in"]
+__all__ = ["skip_reason", "addresses_in", "addresses_of"]
 
 # RFC 3834 §2 / RFC 5230 §4.6: senders that are systems, not people
 _SYSTEM_LOCALPARTS = ("mailer-daemon", "postmaster", "listserv", "majordomo", "listproc")
@@ -28,17 +28,21 @@ _LIST_HEADERS = (
 _RECIPIENT_HEADERS = ("to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc")
 
 
-def addresses_in(tree: MessagePart, names: Iterable[str]) -> list[str]:
+def addresses_of(values: Iterable[bytes]) -> list[str]:
+    """The addr-specs in raw header values (group markers dropped; a bare local part kept as is)."""
     out: list[str] = []
-    for name in names:
-        for value in tree.get_all(name):
-            for a in parse_addresses(value) or ():
-                if a[3] is None or a[2] is None:
-                    continue  # group markers
-                local = a[2].decode("utf-8", "replace")
-                host = a[3].decode("utf-8", "replace")
-                out.append(local if host == "MISSING_DOMAIN" else f"{local}@{host}")
+    for value in values:
+        for a in parse_addresses(value) or ():
+            if a[3] is None or a[2] is None:
+                continue  # group markers
+            local = a[2].decode("utf-8", "replace")
+            host = a[3].decode("utf-8", "replace")
+            out.append(local if host == "MISSING_DOMAIN" else f"{local}@{host}")
     return out
+
+
+def addresses_in(tree: MessagePart, names: Iterable[str]) -> list[str]:
+    return addresses_of(v for name in names for v in tree.get_all(name))
 
 
 def skip_reason(tree: MessagePart, envelope_from: str, mine: Iterable[str]) -> str | None:
