@@ -97,6 +97,9 @@ def test_reject_and_ereject() -> None:
         ('currentdate :value "ge" "iso8601" "2026-12-08T12:30:45+01:00"', True),
         ('currentdate :zone "-0500" :is "hour" "06"', True),
         ('header :index 1 :last :contains "to" "carol"', True),
+        # RFC 5260 §6: :index counts header fields; To is one field holding two addresses
+        ('address :index 2 :is "to" "carol@example.net"', False),
+        ('address :index 1 :is "to" "carol@example.net"', True),
         ('environment :is "name" "Mailhouse"', True),
         ('environment :is "domain" "example.com"', True),
         ('environment :is "x-unknown" ""', False),

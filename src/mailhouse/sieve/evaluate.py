@@ -22,7 +22,7 @@ import html
 import re
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -56,6 +56,7 @@ from mailhouse.sieve.vacation import addresses_of, skip_reason
 __all__ = ["evaluate", "valid_notify_method", "SUBADDRESS_SEPARATOR"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 SUBADDRESS_SEPARATOR = "+"  # RFC 5233 §1: implementation-defined; Mailhouse uses "+"
 DEFAULT_VACATION_DAYS = 7  # RFC 5230 §4.1: "7 days is recommended"
 MIN_VACATION_SECONDS = 1
@@ -203,10 +204,11 @@ class _Run:
                 node.line, node.column, f"script ran too long (limit {self.limits.max_cpu_seconds}s)"
             )
 
-    async def wait(self, coro: object) -> object:
+    async def wait(self, coro: Awaitable[R]) -> R:
+        """Await a caller's lookup; its time does not count against the CPU budget."""
         t = time.perf_counter()
         try:
-            return await coro  # type: ignore[misc]
+            return await coro
         finally:
             self.waited += time.perf_counter() - t
 
@@ -308,14 +310,18 @@ class _Run:
             else:
                 await self.command(frame, n)
 
-    async def command(self, frame: _Frame, n: Node) -> None:
+    async def at(self, n: Node, step: Callable[[], Awaitable[R]]) -> R:
+        """Run one command or test: budget check first, errors without a position get ``n``'s."""
         self.tick(n)
         try:
-            await self._command(frame, n)
+            return await step()
         except SieveRuntimeError as e:
             if e.line == 0:
                 raise SieveRuntimeError(n.line, n.column, e.message) from None
             raise
+
+    async def command(self, frame: _Frame, n: Node) -> None:
+        await self.at(n, lambda: self._command(frame, n))
 
     async def _command(self, frame: _Frame, n: Node) -> None:
         name = n.name
@@ -570,13 +576,7 @@ class _Run:
         return out
 
     async def test(self, frame: _Frame, n: Node) -> bool:
-        self.tick(n)
-        try:
-            return await self._test(frame, n)
-        except SieveRuntimeError as e:
-            if e.line == 0:
-                raise SieveRuntimeError(n.line, n.column, e.message) from None
-            raise
+        return await self.at(n, lambda: self._test(frame, n))
 
     async def _test(self, frame: _Frame, n: Node) -> bool:
         name = n.name
