@@ -320,3 +320,13 @@ def test_mailboxid_and_create() -> None:
         ctx(mailboxids={"M1"}),
     )
     assert r.actions == (FileInto("A", (), True, False, "M1"),)
+
+
+def test_keep_and_fileinto_inbox_are_one_store() -> None:
+    """RFC 5228 §2.10.6: keep ≡ fileinto "INBOX"; the implicit keep is not a second store either."""
+    r = run('require ["fileinto", "copy"];\nfileinto :copy "INBOX";\nkeep;')
+    assert r.actions == (FileInto("INBOX", copy=True),) and not r.implicit_keep
+    r = run('require ["fileinto", "copy"];\nfileinto :copy "inbox";')
+    assert r.actions == (FileInto("inbox", copy=True),) and not r.implicit_keep
+    r = run('require ["fileinto", "copy"];\nfileinto :copy "A";\nfileinto "A";')
+    assert r.actions == (FileInto("A", copy=True),) and not r.implicit_keep

@@ -159,6 +159,25 @@ def date_part(d: dt.datetime, part: str) -> str:
     raise SieveRuntimeError(0, 0, f"unknown date part {part!r}")
 
 
+def _store_target(a: Action) -> str | None:
+    if isinstance(a, Keep):
+        return "INBOX"
+    if isinstance(a, FileInto) and a.mailboxid is None:
+        return "INBOX" if a.mailbox.upper() == "INBOX" else a.mailbox
+    return None
+
+
+def _dedupe_key(a: Action) -> tuple[str, str] | None:
+    box = _store_target(a)
+    if box is not None:
+        return ("store", box)
+    if isinstance(a, Redirect):
+        return ("redirect", a.address.lower())
+    if isinstance(a, Discard):
+        return ("discard", "")
+    return None
+
+
 class _Run:
     def __init__(
         self, ctx: SieveContext, includes: Mapping[tuple[Location, str], Script], limits: SieveLimits
@@ -252,24 +271,11 @@ class _Run:
 
     # -- actions ---------------------------------------------------------------------------------
     def add(self, node: Node, action: Action) -> None:
-        # §2.10.6: identical fileinto / redirect / keep are performed once
-        for a in self.actions:
-            if (
-                (
-                    isinstance(a, FileInto)
-                    and isinstance(action, FileInto)
-                    and a.mailbox == action.mailbox
-                    and a.copy == action.copy
-                )
-                or (
-                    isinstance(a, Redirect)
-                    and isinstance(action, Redirect)
-                    and a.address.lower() == action.address.lower()
-                )
-                or (isinstance(a, Keep) and isinstance(action, Keep))
-                or (isinstance(a, Discard) and isinstance(action, Discard))
-            ):
-                return
+        # §2.10.6: a second store into the same mailbox (keep ≡ fileinto "INBOX"), redirect to the
+        # same address, or discard is performed once
+        key = _dedupe_key(action)
+        if key is not None and any(_dedupe_key(a) == key for a in self.actions):
+            return
         self.counted += 1
         if self.counted > self.limits.max_actions:
             raise SieveRuntimeError(
@@ -771,4 +777,6 @@ async def evaluate(
         return SieveResult((), True, (), e)
     except RecursionError:
         return SieveResult((), True, (), SieveRuntimeError(0, 0, "script nested too deep"))
-    return SieveResult(tuple(run.actions), run.implicit_keep, tuple(run.flags), None, tuple(run.dup_keys))
+    # §2.10.6: the implicit keep is the same store as an explicit one into INBOX (fileinto :copy "INBOX")
+    keep = run.implicit_keep and not any(_store_target(a) == "INBOX" for a in run.actions)
+    return SieveResult(tuple(run.actions), keep, tuple(run.flags), None, tuple(run.dup_keys))
