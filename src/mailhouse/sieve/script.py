@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import regex
 
 from mailhouse.proto.sieve.errors import SieveValidationError
 from mailhouse.proto.sieve.limits import SieveLimits
 from mailhouse.proto.sieve.validate import Node, parse_and_validate
-from mailhouse.sieve.match import compile_regex
+from mailhouse.sieve.match import Matcher, compile_regex
 
 _ADDR = re.compile(r"[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+")
 
@@ -42,6 +42,8 @@ class Script:
     commands: tuple[Node, ...]
     requires: frozenset[str]
     includes: tuple[tuple[Location, str], ...]
+    # evaluator's per-node cache (comparator/match type objects); not part of the value
+    matchers: dict[tuple[int, int, float], Matcher] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def uses_variables(self) -> bool:
