@@ -9,8 +9,9 @@ methods below (each cites its RFC).
 Invariants: the evaluator never raises for a script problem (only :class:`SieveRuntimeError`
 inside, turned into ``SieveResult.error``); run time is bounded by ``SieveLimits.max_cpu_seconds``
 (CPU time of this thread, ``time.thread_time``, so a loaded machine does not fail scripts; looked at
-every 8th command or test; time spent awaiting the caller's lookups is not counted), actions by ``max_actions``, redirects by ``max_redirects``, include nesting by
-``max_include_depth``; variable values are cut to ``max_variable_size``.
+every 8th command or test; time spent awaiting the caller's lookups is not counted), actions by
+``max_actions``, redirects by ``max_redirects``, include nesting by ``max_include_depth``;
+variable values are cut to ``max_variable_size``.
 """
 
 from __future__ import annotations
