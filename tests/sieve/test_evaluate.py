@@ -216,7 +216,13 @@ def test_editheader() -> None:
 def test_notify() -> None:
     r = run('require "enotify";\nnotify :importance "1" :message "hi" "mailto:bob@example.com?subject=x";')
     assert r.actions == (Notify("mailto:bob@example.com?subject=x", None, "1", (), "hi"),)
-    assert run('require "enotify"; notify "xmpp:a@b.c";').error is not None
+    with pytest.raises(SieveValidationError) as e:
+        compile_script('require "enotify";\nnotify "xmpp:a@b.c";')
+    assert (e.value.line, e.value.column) == (2, 8)
+    with pytest.raises(SieveValidationError):
+        compile_script('require "enotify";\nnotify :options "novalue" "mailto:a@b.c";')
+    r = run('require ["enotify", "variables"];\nset "m" "xmpp:a@b.c";\nnotify "${m}";')
+    assert r.error is not None and r.error.line == 3
 
 
 def test_spamtest_virustest() -> None:

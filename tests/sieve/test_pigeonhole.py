@@ -250,7 +250,11 @@ def test_corpus_is_big_enough() -> None:
 
 def test_comparison_is_not_vacuous(pigeonhole: Path) -> None:
     """The parser of sieve-test's output sees real actions (a broken parser would make all equal)."""
-    got = {p.stem: run_pigeonhole(pigeonhole, p, CORPUS / "messages" / "list.eml")[0] for p in SCRIPTS[:14]}
+    wanted = ("02-discard", "06-redirect", "08-reject", "12-imap4flags", "13-imap4flags-implicit")
+    got = {
+        n: run_pigeonhole(pigeonhole, CORPUS / f"{n}.sieve", CORPUS / "messages" / "list.eml")[0]
+        for n in wanted
+    }
     assert got["02-discard"] == Outcome(discard=True)
     assert got["12-imap4flags"].stores == {("Flagged", frozenset({"\\flagged", "$work"}))}
     assert got["08-reject"].reject and got["06-redirect"] == Outcome(frozenset({("INBOX", frozenset())}))

@@ -22,7 +22,6 @@ import hashlib
 import html
 import re
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -51,7 +50,13 @@ from mailhouse.sieve.actions import (
 from mailhouse.sieve.context import SieveContext
 from mailhouse.sieve.editheader import PROTECTED, apply_header_edits, valid_field_name
 from mailhouse.sieve.match import Matcher
-from mailhouse.sieve.script import Location, Script, valid_redirect_address
+from mailhouse.sieve.script import (
+    Location,
+    Script,
+    valid_notify_method,
+    valid_notify_option,
+    valid_redirect_address,
+)
 from mailhouse.sieve.vacation import addresses_of, skip_reason
 
 __all__ = ["evaluate", "valid_notify_method", "SUBADDRESS_SEPARATOR"]
@@ -78,19 +83,6 @@ class _Frame:
     script: Script
     local: dict[str, str] = field(default_factory=dict)
     global_names: set[str] = field(default_factory=set)
-
-
-def valid_notify_method(uri: str) -> bool:
-    """RFC 5436 mailto: the only notification method Mailhouse sends (RFC 5435 §3.9)."""
-    if not uri.lower().startswith("mailto:"):
-        return False
-    parsed = urllib.parse.urlsplit(uri)
-    to = urllib.parse.unquote(parsed.path)
-    query = urllib.parse.parse_qs(parsed.query)
-    addrs = [a.strip() for a in to.split(",") if a.strip()] + [
-        a.strip() for v in query.get("to", []) for a in v.split(",") if a.strip()
-    ]
-    return bool(addrs) and all(valid_redirect_address(a) for a in addrs)
 
 
 def _flag_list(values: tuple[str, ...] | list[str]) -> list[str]:
@@ -431,6 +423,11 @@ class _Run:
             method = self.str1(frame, n.positional[0])
             if not valid_notify_method(method):
                 raise SieveRuntimeError(n.line, n.column, f"invalid or unsupported notify method {method!r}")
+            options = self.strs(frame, n.tags.get("options"))
+            if not all(valid_notify_option(o) for o in options):
+                raise SieveRuntimeError(
+                    n.line, n.column, "invalid notify :options (RFC 5435 §3.7: name=value)"
+                )
             imp = self.str1(frame, n.tags.get("importance")) or "2"
             if imp not in ("1", "2", "3"):
                 raise SieveRuntimeError(n.line, n.column, f"invalid :importance {imp!r} (RFC 5435 §3.5)")
@@ -440,7 +437,7 @@ class _Run:
                     method,
                     self.str1(frame, n.tags.get("from")) or None,
                     imp,
-                    self.strs(frame, n.tags.get("options")),
+                    options,
                     self.str1(frame, n.tags.get("message")) or None,
                 ),
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 
 import regex
@@ -26,7 +27,35 @@ def valid_redirect_address(addr: str) -> bool:
     return bool(_ADDR.fullmatch(addr.strip().removeprefix("<").removesuffix(">")))
 
 
-__all__ = ["Location", "Script", "compile_script"]
+__all__ = [
+    "Location",
+    "Script",
+    "compile_script",
+    "valid_notify_method",
+    "valid_notify_option",
+    "valid_redirect_address",
+]
+
+
+def valid_notify_method(uri: str) -> bool:
+    """RFC 5436 mailto: the only notification method Mailhouse sends (RFC 5435 §3.9)."""
+    if not uri.lower().startswith("mailto:"):
+        return False
+    parsed = urllib.parse.urlsplit(uri)
+    to = urllib.parse.unquote(parsed.path)
+    query = urllib.parse.parse_qs(parsed.query)
+    addrs = [a.strip() for a in to.split(",") if a.strip()] + [
+        a.strip() for v in query.get("to", []) for a in v.split(",") if a.strip()
+    ]
+    return bool(addrs) and all(valid_redirect_address(a) for a in addrs)
+
+
+_OPTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*=.*", re.S)
+
+
+def valid_notify_option(option: str) -> bool:
+    """RFC 5435 §3.7: ``optionname=value``."""
+    return bool(_OPTION.fullmatch(option))
 
 
 class Location(enum.Enum):
@@ -86,6 +115,19 @@ def compile_script(text: str | bytes, *, name: str = "", limits: SieveLimits = S
             addr = getattr(arg, "values", ("",))[0]
             if not (variables and _has_var(addr)) and not valid_redirect_address(addr):
                 raise SieveValidationError(arg.line, arg.column, f"invalid redirect address {addr!r}")
+        if n.name == "notify":  # RFC 5435 §3.7/§3.9: constant method and options checked now
+            method = n.positional[0]
+            uri = getattr(method, "values", ("",))[0]
+            if not (variables and _has_var(uri)) and not valid_notify_method(uri):
+                raise SieveValidationError(
+                    method.line, method.column, f"invalid or unsupported notify method {uri!r}"
+                )
+            opts = n.tags.get("options")
+            for o in getattr(opts, "values", ()):
+                if opts is not None and not (variables and _has_var(o)) and not valid_notify_option(o):
+                    raise SieveValidationError(
+                        opts.line, opts.column, f"invalid notify option {o!r} (name=value)"
+                    )
         if n.name == "include":
             arg = n.positional[0]
             target = getattr(arg, "values", ("",))[0]
