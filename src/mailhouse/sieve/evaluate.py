@@ -120,36 +120,29 @@ def _fmt_zone(d: dt.datetime) -> str:
     return f"{sign}{mins // 60:02d}{mins % 60:02d}"
 
 
+_DATE_PARTS: dict[str, Callable[[dt.datetime], str]] = {
+    "year": lambda d: f"{d.year:04d}",
+    "month": lambda d: f"{d.month:02d}",
+    "day": lambda d: f"{d.day:02d}",
+    "date": lambda d: f"{d.year:04d}-{d.month:02d}-{d.day:02d}",
+    "julian": lambda d: str((d.date() - dt.date(1858, 11, 17)).days),  # Modified Julian Day
+    "hour": lambda d: f"{d.hour:02d}",
+    "minute": lambda d: f"{d.minute:02d}",
+    "second": lambda d: f"{d.second:02d}",
+    "time": lambda d: f"{d.hour:02d}:{d.minute:02d}:{d.second:02d}",
+    "iso8601": lambda d: d.replace(microsecond=0).isoformat(),
+    "std11": lambda d: email.utils.format_datetime(d).replace("-0000", "+0000"),
+    "zone": _fmt_zone,
+    "weekday": lambda d: str((d.weekday() + 1) % 7),  # 0 = Sunday
+}
+
+
 def date_part(d: dt.datetime, part: str) -> str:
     """RFC 5260 §4.2 date-part values."""
-    if part == "year":
-        return f"{d.year:04d}"
-    if part == "month":
-        return f"{d.month:02d}"
-    if part == "day":
-        return f"{d.day:02d}"
-    if part == "date":
-        return f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
-    if part == "julian":  # Modified Julian Day
-        return str((d.date() - dt.date(1858, 11, 17)).days)
-    if part == "hour":
-        return f"{d.hour:02d}"
-    if part == "minute":
-        return f"{d.minute:02d}"
-    if part == "second":
-        return f"{d.second:02d}"
-    if part == "time":
-        return f"{d.hour:02d}:{d.minute:02d}:{d.second:02d}"
-    if part == "iso8601":
-        z = _fmt_zone(d)
-        return f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}{z[:3]}:{z[3:]}"
-    if part == "std11":
-        return email.utils.format_datetime(d).replace("-0000", "+0000")
-    if part == "zone":
-        return _fmt_zone(d)
-    if part == "weekday":
-        return str((d.weekday() + 1) % 7)  # 0 = Sunday
-    raise SieveRuntimeError(0, 0, f"unknown date part {part!r}")
+    fmt = _DATE_PARTS.get(part)
+    if fmt is None:
+        raise SieveRuntimeError(0, 0, f"unknown date part {part!r}")
+    return fmt(d)
 
 
 def _matcher(n: Node, max_input: int, timeout: float) -> Matcher:
