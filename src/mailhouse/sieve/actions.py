@@ -57,7 +57,8 @@ class Redirect:
 
 @dataclass(frozen=True, slots=True)
 class Discard:
-    """RFC 5228 §4.4: silently drop (cancels the implicit keep)."""
+    """RFC 5228 §4.4: cancels the implicit keep; the caller does nothing for it (it never undoes a
+    keep, fileinto or redirect the script also asked for)."""
 
 
 @dataclass(frozen=True, slots=True)
