@@ -18,7 +18,7 @@ PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 # Unit tests for `make check`: no PostgreSQL, Postfix, Dovecot or DNS server, no Mailhouse process
 # (chosen by measurement: about 23 s with tests/architecture; the next cheapest, tests/mailauth and
 # tests/cli, need dnsmasq or run `mailhouse` processes: 12 s and 80 s).
-UNIT_TESTS := tests/proto tests/message tests/store tests/test_config.py
+UNIT_TESTS := tests/proto tests/message tests/store tests/sieve/test_evaluate.py tests/test_config.py
 UNIT_SELECT := -k "not postgres"
 
 .PHONY: serve test check test-deps lint format-check typecheck arch-contract arch unit pytest venv clean

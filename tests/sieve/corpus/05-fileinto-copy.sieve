@@ -1,0 +1,2 @@
+require ["fileinto", "copy"];
+if address :domain "from" "example.org" { fileinto :copy "Org"; }

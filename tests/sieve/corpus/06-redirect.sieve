@@ -1,0 +1,1 @@
+if address :is "to" "bob@example.com" { redirect "bob@elsewhere.example"; }

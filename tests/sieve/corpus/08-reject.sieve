@@ -1,0 +1,2 @@
+require "reject";
+if header :contains "x-spam-score" "8" { reject "spam not wanted"; }

@@ -1,0 +1,2 @@
+require "ereject";
+if not exists "list-id" { ereject "no"; }

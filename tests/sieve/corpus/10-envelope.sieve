@@ -1,0 +1,3 @@
+require ["envelope", "fileinto"];
+if envelope :localpart :is "from" "alice+news" { fileinto "Env"; }
+if envelope :domain "to" "example.com" { fileinto "ToCom"; }

@@ -1,0 +1,3 @@
+require "enotify";
+keep;
+notify :options ["nonsense"] "mailto:alice@example.org";

@@ -1,0 +1,5 @@
+require ["imap4flags", "fileinto"];
+setflag "\\Seen";
+addflag ["\\Flagged", "$Work"];
+removeflag "\\Seen";
+fileinto "Flagged";

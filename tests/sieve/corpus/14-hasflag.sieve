@@ -1,0 +1,3 @@
+require ["imap4flags", "fileinto"];
+addflag "Junk";
+if hasflag :is "junk" { fileinto "HasJunk"; }

@@ -1,0 +1,2 @@
+require ["variables", "fileinto"];
+if header :matches "subject" "[*] *" { set :lower "list" "${1}"; fileinto "lists.${list}"; }

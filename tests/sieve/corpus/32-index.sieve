@@ -1,0 +1,2 @@
+require ["date", "index", "fileinto"];
+if header :index 1 :last :contains "received" "dev.example.org" { fileinto "First"; }

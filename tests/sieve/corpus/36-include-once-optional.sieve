@@ -1,0 +1,4 @@
+require ["include"];
+include :once "lists";
+include :once "lists";
+include :optional "missing";

@@ -1,0 +1,3 @@
+require ["ihave", "fileinto"];
+if ihave "fileinto" { fileinto "Have"; }
+if ihave "x-nonexistent" { discard; }

@@ -1,0 +1,3 @@
+require "fileinto";
+if header :matches "x-mailer" "GIT-*" { fileinto "Git"; }
+if header :comparator "i;octet" :matches "x-mailer" "GIT-*" { fileinto "GitOctet"; }

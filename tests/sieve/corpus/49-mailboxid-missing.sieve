@@ -1,0 +1,3 @@
+require ["fileinto", "mailboxid"];
+if mailboxidexists "F0123" { discard; }
+fileinto "ById";

@@ -1,0 +1,7 @@
+require "fileinto";
+# comment
+/* multi
+ line */
+if true {
+  fileinto "A";
+} elsif nosuchtest { keep; }

@@ -1,0 +1,4 @@
+keep;
+keep;
+fileinto "x;
+keep;

@@ -1,0 +1,4 @@
+require "fileinto";
+keep;
+
+else { keep; }

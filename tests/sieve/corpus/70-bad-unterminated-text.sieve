@@ -1,0 +1,4 @@
+require "vacation";
+vacation :days 2 text:
+line one
+line two

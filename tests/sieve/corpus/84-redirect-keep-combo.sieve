@@ -1,0 +1,4 @@
+require "copy";
+redirect "one@example.org";
+redirect :copy "two@example.org";
+keep;

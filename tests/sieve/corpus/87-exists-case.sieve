@@ -1,0 +1,3 @@
+require "fileinto";
+if exists "SUBJECT" { fileinto "Up"; }
+if not exists ["subject", "list-id"] { fileinto "NotBoth"; }

@@ -1,0 +1,5 @@
+require ["fileinto", "copy"];
+fileinto :copy "INBOX";
+keep;
+fileinto :copy "A";
+fileinto "A";

@@ -1,0 +1,3 @@
+require ["editheader", "fileinto"];
+deleteheader :matches "subject" "*meeting*";
+if not exists "subject" { fileinto "NoSubject"; }
