@@ -255,3 +255,37 @@ def test_against_postfix_and_dovecot(postfix_factory, dovecot_factory, tmp_path,
     )
     r = run_mail(bad, "send", "--to", "ben@example.test", "--subject", "x", stdin="x")
     assert r.returncode == 1 and "535" in r.stderr
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_requiretls_sends_the_mail_parameter_only_where_offered(tmp_path, offered):
+    """RFC 8689 §4.1: `send --requiretls` puts REQUIRETLS on MAIL FROM over the STARTTLS session
+    of a server that advertises it; a server that does not gets no transaction at all."""
+    from tests.smtpclient.fake_server import FakeSMTP
+
+    exts = ("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "STARTTLS")
+    server = FakeSMTP(
+        extensions=(*exts, "REQUIRETLS") if offered else exts,
+        tls_dir=tmp_path / "tls",
+        auth=("alice@example.org", PASSWORD),
+    ).start_thread()
+    try:
+        cfg = client_config(
+            tmp_path / "c.toml", "alice@example.org", (server.host, server.port, "starttls"), None
+        )
+        r = run_mail(cfg, "send", "--requiretls", "--to", "bob@example.org", "--subject", "s", stdin="b\n")
+        if offered:
+            assert r.returncode == 0, r.stderr
+            (tx,) = server.transactions
+            assert tx.mail.upper().endswith(b" REQUIRETLS") and server.tls_sessions == 1
+        else:
+            assert r.returncode == 1 and "does not offer REQUIRETLS" in r.stderr
+            assert server.transactions == [] and not any(c.startswith(b"MAIL") for c in server.commands)
+        # RFC 8689 §4.1: never over a session without TLS
+        plain = client_config(
+            tmp_path / "p.toml", "alice@example.org", (server.host, server.port, "none"), None
+        )
+        r = run_mail(plain, "send", "--requiretls", "--to", "bob@example.org", stdin="b\n")
+        assert r.returncode == 1 and "--requiretls needs TLS" in r.stderr
+    finally:
+        server.stop_thread()

@@ -8,7 +8,9 @@ ee / full (DANE-EE match) · ta (DANE-TA match) · bad (no record matches) · na
 match, but the certificate does not name the MX) · pkix (only PKIX usages: unusable) ·
 notls (an MX without STARTTLS) · sts (DANE-EE match, and an MTA-STS enforce policy that does
 not list its MX: DANE takes precedence) · bogus.test (TLSA signatures broken) · plain.test (unsigned
-zone: its TLSA records do not count)."""
+zone: its TLSA records do not count) · cnee/cnbad/cnta (MX host a CNAME of mx-ee/mx-bad/mx-ta) ·
+nomx/nomxbad (no MX: the domain is its own MX, matching/mismatching TLSA) · nexthop (DANE-TA
+match, the certificate names the domain but not its MX)."""
 
 from __future__ import annotations
 
@@ -41,7 +43,12 @@ PF_NAMES = ("mx-ee", "mx-full", "mx-ta", "mx-bad", "mx-pkix", "mx-notls", "mx-st
 DOMAINS = ["ee", "full", "ta", "bad", "name", "pkix", "notls", "sts"]
 POLICY_HOST = "127.0.0.33"
 # MX host names that are CNAMEs of other MX hosts (RFC 7672 §2.2.2): domain → CNAME target
-CNAMES = {"cnbad": "mx-bad", "cnee": "mx-ee"}
+CNAMES = {"cnbad": "mx-bad", "cnee": "mx-ee", "cnta": "mx-ta"}
+# RFC 7672 §2.2.1: domains without MX records (their own A record is the implicit MX), with a
+# matching / a mismatching TLSA record at _PORT._tcp.DOMAIN: domain → TLSA kind
+IMPLICIT = {"nomx": "ee", "nomxbad": "bad"}
+# RFC 7672 §3.2.2: the certificate names this next-hop domain, not its MX host (DANE-TA match)
+NEXTHOP = "nexthop"
 ROUTED = ["routed.test", "relayed.test"]  # sent through a route / the relayhost to a named host
 
 
@@ -71,11 +78,13 @@ def ca(tmp_module: Path) -> TestCA:
 
 @pytest.fixture(scope="module")
 def postfix(ca: TestCA, postfix_factory: Any) -> Any:
-    cert, key = ca.issue(*(f"{n}.dane.test" for n in PF_NAMES), "mx.bogus.test", "mx.plain.test")
+    names = (*PF_NAMES, NEXTHOP)
+    cert, key = ca.issue(*(f"{n}.dane.test" for n in names), "mx.bogus.test", "mx.plain.test")
     return postfix_factory(
         host=PF,
         port=free_port(PF),
-        domains=[f"{d}.dane.test" for d in [*DOMAINS, *CNAMES]] + ["bogus.test", "plain.test", *ROUTED],
+        domains=[f"{d}.dane.test" for d in [*DOMAINS, *CNAMES, *IMPLICIT, NEXTHOP]]
+        + ["bogus.test", "plain.test", *ROUTED],
         main={
             "smtpd_tls_security_level": "may",
             "smtpd_tls_cert_file": str(cert),
@@ -112,6 +121,13 @@ def resolver(ca: TestCA, postfix: Any, tmp_module: Path) -> Iterator[ValidatingR
     records.append('_mta-sts.sts TXT "v=STSv1; id=20261207"')
     for d, target in CNAMES.items():
         records += [f"{d} MX 10 mx-{d}", f"mx-{d} CNAME {target}"]
+    for d, kind in IMPLICIT.items():
+        records += [f"{d} A {PF}", *(f"_{port}._tcp.{d} TLSA {t}" for t in tlsa[kind])]
+    records += [
+        f"{NEXTHOP} MX 10 mx-{NEXTHOP}",
+        f"mx-{NEXTHOP} A {PF}",
+        f"_{port}._tcp.mx-{NEXTHOP} TLSA {ta}",
+    ]
     same = ["@ MX 10 mx", f"mx A {PF}"]
     zones = [
         Zone("test", []),  # the parent: DS of dane.test and bogus.test, and proof that plain.test has none
@@ -299,3 +315,40 @@ async def test_routes_and_relayhost_to_a_named_host_use_its_tlsa(lab: Lab, mode:
         is None
     )
     assert b"Subject: x" in await delivered(lab, "bob@routed.test", routed)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_dane_ta_accepts_the_cname_expanded_mx_name(
+    lab: Lab, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 7672 §3.2.2: mx-cnta.dane.test is a secure CNAME of mx-ta (DANE-TA match); the
+    certificate names mx-ta, not mx-cnta: the expanded name is a reference identifier too."""
+    caplog.set_level(logging.INFO, "mailhouse.queue.runner")
+    before = len(lab.pf.delivered("bob@cnta.dane.test"))
+    assert await deliver(cfg_for(lab, mode), "DCNTA" + mode[0], "cnta.dane.test") is None
+    assert b"Subject: x" in await delivered(lab, "bob@cnta.dane.test", before)
+    assert "DANE success for cnta.dane.test MX mx-cnta.dane.test" in caplog.text
+
+
+async def test_dane_ta_accepts_the_next_hop_domain(lab: Lab) -> None:
+    """RFC 7672 §3.2.2: the certificate names nexthop.dane.test (the recipient domain), not its
+    MX host mx-nexthop: the next-hop domain is a reference identifier."""
+    assert await deliver(cfg_for(lab), "DNEXTHOP", "nexthop.dane.test") is None
+    assert b"Subject: x" in await delivered(lab, "bob@nexthop.dane.test")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_implicit_mx_uses_the_tlsa_of_the_domain(
+    lab: Lab, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 7672 §2.2.1 / RFC 5321 §5.1: nomx.dane.test and nomxbad.dane.test have no MX record;
+    their secure A record makes each its own MX host, with TLSA at _PORT._tcp.DOMAIN: nomx's
+    matches (delivered over DANE), nomxbad's does not (deferred, nothing sent)."""
+    caplog.set_level(logging.INFO, "mailhouse.queue.runner")
+    before = len(lab.pf.delivered("bob@nomx.dane.test"))
+    assert await deliver(cfg_for(lab, mode), "DNOMX" + mode[0], "nomx.dane.test") is None
+    assert b"Subject: x" in await delivered(lab, "bob@nomx.dane.test", before)
+    assert "DANE success for nomx.dane.test MX nomx.dane.test" in caplog.text
+    entry = await deliver(cfg_for(lab, mode), "DNOMXBAD" + mode[0], "nomxbad.dane.test")
+    assert deferred_dane(entry, "no TLSA record of nomxbad.dane.test matches")
+    assert lab.pf.delivered("bob@nomxbad.dane.test") == []

@@ -90,3 +90,15 @@ def test_no_match_and_no_certificate(pki: tuple[TestCA, list[bytes]]) -> None:
     with pytest.raises(DaneMismatch) as e:
         check_chain([Tlsa(3, 1, 1, b"\0" * 32)], [], "mx.example.test")
     assert e.value.failure is Failure.VALIDATION_FAILURE
+
+
+def test_dane_ta_accepts_any_reference_identifier(pki: tuple[TestCA, list[bytes]]) -> None:
+    """RFC 7672 §3.2.2: the MX host name, its CNAME expansion and the next-hop domain are all
+    reference identifiers: the certificate needs to name one of them."""
+    ca, chain = pki
+    rec = Tlsa(2, 0, 1, hashlib.sha256(ca.cert.public_bytes(Encoding.DER)).digest())
+    assert check_chain([rec], chain, ["alias.example.test", "mx.example.test", "example.test"]) == rec
+    with pytest.raises(DaneMismatch) as e:
+        check_chain([rec], chain, ["alias.example.test", "example.test"])
+    assert e.value.failure is Failure.CERTIFICATE_HOST_MISMATCH
+    assert "alias.example.test or example.test" in e.value.detail

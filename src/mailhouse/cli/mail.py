@@ -2,6 +2,8 @@
 
 - `send` submits over SMTP with AUTH (RFC 6409 submission; RFC 4954): implicit TLS
   (RFC 8314, port 465), STARTTLS (RFC 3207, port 587) or, only when asked for, none.
+  `send --requiretls` asks for TLS on every hop (RFC 8689: the REQUIRETLS MAIL parameter,
+  sent only over TLS to a server that advertises it; otherwise nothing is sent).
 - `list [FOLDER]` and `read UID` speak IMAP4rev1/rev2 (RFC 3501/9051) over TLS or STARTTLS.
 Uses the standard library clients (smtplib, imaplib, email), so it works against
 Mailhouse, Postfix/Dovecot or any other server.
@@ -158,10 +160,19 @@ def build(cc: ClientConfig, args: argparse.Namespace, body: str) -> tuple[EmailM
     return msg, rcpts
 
 
-def smtp_send(cc: ClientConfig, password: str, msg: EmailMessage, rcpts: list[str], insecure: bool) -> None:
+def smtp_send(
+    cc: ClientConfig,
+    password: str,
+    msg: EmailMessage,
+    rcpts: list[str],
+    insecure: bool,
+    requiretls: bool = False,
+) -> None:
     srv = cc.smtp
     if srv is None:
         raise ClientError("no [smtp] server in the client config")
+    if requiretls and srv.security == "none":  # RFC 8689 §4.1: REQUIRETLS only within TLS
+        raise ClientError('--requiretls needs TLS: [smtp] security = "tls" or "starttls"')
     ctx = _tls_context(insecure)
     client: smtplib.SMTP
     if srv.security == "tls":
@@ -173,9 +184,13 @@ def smtp_send(cc: ClientConfig, password: str, msg: EmailMessage, rcpts: list[st
         if srv.security == "starttls":
             client.starttls(context=ctx)  # refuses to go on in plaintext if the server can't
             client.ehlo()
+        if requiretls and not client.has_extn("requiretls"):
+            # RFC 8689 §4.1: a server that does not advertise REQUIRETLS must not get the message
+            raise ClientError(f"{srv.host} does not offer REQUIRETLS (RFC 8689): message not sent")
         client.login(cc.username, password)  # RFC 4954; smtplib picks PLAIN/LOGIN
         sender = email.utils.parseaddr(str(msg["From"]))[1]
-        client.send_message(msg, from_addr=sender, to_addrs=rcpts)  # Bcc is stripped by send_message
+        options = ["REQUIRETLS"] if requiretls else []  # RFC 8689 §4.1: the MAIL FROM parameter
+        client.send_message(msg, from_addr=sender, to_addrs=rcpts, mail_options=options)  # Bcc stripped
     finally:
         try:
             client.quit()
@@ -300,7 +315,7 @@ async def cmd_mail(args: argparse.Namespace, cfg: Any) -> int:
             else:
                 body = sys.stdin.read()
             msg, rcpts = build(cc, args, body)
-            await asyncio.to_thread(smtp_send, cc, password, msg, rcpts, insecure)
+            await asyncio.to_thread(smtp_send, cc, password, msg, rcpts, insecure, args.requiretls)
             print(f"sent to {len(rcpts)} recipient(s)")
             return 0
         password = _password(cc, args)
@@ -366,6 +381,11 @@ def register(sub: Any) -> None:
     s.add_argument("--from", dest="sender", help="From address (default: address in the client config)")
     s.add_argument("--body-file")
     s.add_argument("--attach", action="append", default=[], metavar="FILE")
+    s.add_argument(
+        "--requiretls",
+        action="store_true",
+        help="require TLS on every hop to the recipients (RFC 8689 REQUIRETLS; refused if not offered)",
+    )
     ls = ms.add_parser("list", help="list the newest messages of a folder")
     ls.add_argument("folder", nargs="?", default="INBOX")
     ls.add_argument("--limit", type=int, default=50)

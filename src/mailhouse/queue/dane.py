@@ -62,6 +62,8 @@ class DanePolicy:
     records: tuple[Tlsa, ...] = ()  # the usable records (USABLE only)
     published: tuple[Tlsa, ...] = ()  # the whole secure RRset (for reports)
     detail: str = ""
+    # RFC 7672 §3.2.2: the reference identifiers a DANE-TA(2) match checks the certificate against
+    names: tuple[str, ...] = ()
 
 
 class Result(enum.Enum):
@@ -97,16 +99,18 @@ class Dane:
         self.validator = validator  # [dns] dnssec = "validate": in-process validation instead of AD
         self._cache: dict[str, tuple[float, DanePolicy]] = {}
 
-    async def policies(self, targets: Sequence[Target]) -> dict[str, DanePolicy]:
-        """DANE policy of every secure target (MX host, or route/relayhost host named in the
-        configuration, RFC 7672 §2.2.1), by host name (the others have none). A route with
-        `tls = "none"` or `"implicit"` opts out (no STARTTLS to authenticate)."""
+    async def policies(self, targets: Sequence[Target], domain: str = "") -> dict[str, DanePolicy]:
+        """DANE policy of every secure target (MX host, the implicit MX of a domain without MX
+        records, or route/relayhost host named in the configuration, RFC 7672 §2.2.1), by host
+        name (the others have none). A route with `tls = "none"` or `"implicit"` opts out (no
+        STARTTLS to authenticate). DOMAIN is the next-hop domain of MX targets."""
         out: dict[str, DanePolicy] = {}
         for t in targets:
             if t.route is not None and t.route.tls in ("none", "implicit"):
                 continue
             if t.secure and t.name not in out:
-                out[t.name] = await self.host_policy(t)
+                policy = await self.host_policy(t)
+                out[t.name] = replace(policy, names=reference_names(t, domain))
         return out
 
     async def host_policy(self, t: Target) -> DanePolicy:
@@ -169,6 +173,18 @@ class Dane:
                 self._cache.clear()
             self._cache[qname] = (now + ttl, policy)
         return policy
+
+
+def reference_names(t: Target, domain: str = "") -> tuple[str, ...]:
+    """RFC 7672 §3.2.2: the names a DANE-TA(2) certificate may carry for target T: its host name,
+    the name it securely CNAME-expanded to (T.secure covers the whole chain), and, for an MX
+    found in DNS, the next-hop DOMAIN (a route's next hop is the host it names)."""
+    names = [t.name.lower().rstrip(".")]
+    if t.canonical:
+        names.append(t.canonical.lower().rstrip("."))
+    if t.route is None and domain:
+        names.append(domain.lower().rstrip("."))
+    return tuple(dict.fromkeys(names))
 
 
 def _secure_policy(mx: str, rrset: Iterable[Any]) -> DanePolicy:

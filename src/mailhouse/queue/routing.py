@@ -203,13 +203,14 @@ class Router:
                 )
             mxs = [(p, h) for p, h in mxs if h not in ("", ".")]
         if not mxs:
-            # RFC 5321 §5.1: no MX RRs → the domain itself is the implicit MX (preference 0)
-            addrs = await self.addresses(domain)
+            # RFC 5321 §5.1: no MX RRs → the domain itself is the implicit MX (preference 0);
+            # RFC 7672 §2.2.1: with secure address records it gets a TLSA look-up like an MX host
+            addrs, secure, canonical = await self.host(domain)
             if not addrs:
                 raise RoutingError(
                     f"550 5.1.2 domain {domain} has no MX and no address record", permanent=True
                 )
-            return [Target(domain, tuple(addrs), port)]
+            return [Target(domain, tuple(addrs), port, 0, None, secure, canonical)]
         # RFC 5321 §5.1: by preference, equal preference in random order (load spreading)
         random.shuffle(mxs)
         mxs.sort(key=lambda m: m[0])

@@ -546,7 +546,7 @@ class QueueRunner:
             return
         last_error = "451 4.4.1 no reachable server"
         enforce = False
-        dane: dict[str, DanePolicy] = await self.dane.policies(targets) if self.dane else {}
+        dane: dict[str, DanePolicy] = await self.dane.policies(targets, domain) if self.dane else {}
         must_tls = requiretls.is_required(entry.extra)
         refused = False  # a REQUIRETLS refusal: returned at once, never retried in the clear
         # RFC 8689 §4.3: TLS-Required: No (ignored with REQUIRETLS) → the policy never blocks
@@ -616,6 +616,7 @@ class QueueRunner:
                         password=password,
                         auth_over_unverified=unverified_ok,
                         tlsa=d.records if d else (),
+                        dane_names=d.names if d else (),
                     )
                 except SmtpError as e:
                     await tlsrpt.record_session(
@@ -669,6 +670,7 @@ class QueueRunner:
                             fresh=True,
                             auth_over_unverified=unverified_ok,
                             tlsa=d.records if d else (),
+                            dane_names=d.names if d else (),
                         )
                         has_dsn = "DSN" in conn.ext
                         results = await transaction(conn)

@@ -227,10 +227,12 @@ class SmtpConnection:
         try_starttls: bool = True,
         auth_over_unverified: bool = False,
         tlsa: Sequence[Tlsa] = (),
+        dane_names: Sequence[str] = (),
     ) -> None:
         """Connect, greet, STARTTLS per TLS_MODE, AUTH. TRY_STARTTLS=False is the plaintext
         retry after a failed opportunistic handshake (RFC 7435 §4; Postfix does the same).
-        TLS_MODE "dane" checks the server's chain against TLSA (the usable records of the MX)."""
+        TLS_MODE "dane" checks the server's chain against TLSA (the usable records of the MX);
+        DANE_NAMES are the reference identifiers of a DANE-TA match (default: the host name)."""
         implicit = tls_mode == "implicit"
         try:
             self.reader, self.writer = await asyncio.wait_for(
@@ -262,7 +264,9 @@ class SmtpConnection:
         if not self.tls and tls_mode in ("opportunistic", "required", "encrypt", "dane"):
             if "STARTTLS" in self.ext and (try_starttls or tls_mode != "opportunistic"):
                 await self._starttls(
-                    tls_context or ssl.create_default_context(), tlsa if tls_mode == "dane" else ()
+                    tls_context or ssl.create_default_context(),
+                    tlsa if tls_mode == "dane" else (),
+                    dane_names,
                 )
                 await self._ehlo(helo)
             elif tls_mode == "dane":
@@ -297,7 +301,9 @@ class SmtpConnection:
             await self.quit()
             raise SmtpError(reply_text(r), permanent=False)
 
-    async def _starttls(self, ctx: ssl.SSLContext, tlsa: Sequence[Tlsa] = ()) -> None:
+    async def _starttls(
+        self, ctx: ssl.SSLContext, tlsa: Sequence[Tlsa] = (), dane_names: Sequence[str] = ()
+    ) -> None:
         assert self.reader is not None and self.writer is not None
         await self._write(self.core.starttls())
         r = await self._reply()
@@ -334,7 +340,8 @@ class SmtpConnection:
             # RFC 7672 §3: the chain must satisfy a usable TLSA record before anything is sent
             ssl_object = self.writer.get_extra_info("ssl_object")
             try:
-                self.dane_match = check_chain(tlsa, peer_chain(ssl_object) if ssl_object else [], self.host)
+                chain = peer_chain(ssl_object) if ssl_object else []
+                self.dane_match = check_chain(tlsa, chain, dane_names or (self.host,))
             except DaneMismatch as e:
                 await self.abort()
                 raise DaneFailed(e.failure, self.host, e.detail) from None
@@ -604,9 +611,15 @@ class ConnectionPool:
 
     @staticmethod
     def _key(
-        host: str, address: str, port: int, tls_mode: str, username: str | None, tlsa: Sequence[Tlsa] = ()
+        host: str,
+        address: str,
+        port: int,
+        tls_mode: str,
+        username: str | None,
+        tlsa: Sequence[Tlsa] = (),
+        dane_names: Sequence[str] = (),
     ) -> tuple[object, ...]:
-        return (address, port, tls_mode, username or "", host, tuple(tlsa))
+        return (address, port, tls_mode, username or "", host, tuple(tlsa), tuple(dane_names))
 
     async def get(
         self,
@@ -620,11 +633,13 @@ class ConnectionPool:
         fresh: bool = False,
         auth_over_unverified: bool = False,
         tlsa: Sequence[Tlsa] = (),
+        dane_names: Sequence[str] = (),
     ) -> SmtpConnection:
         """A cached connection (its RSET check still owed: `send` raises StaleConnection if
         it has died) or, with FRESH or none cached, a new one. TLSA (with tls_mode "dane"):
-        the usable records the server's chain must satisfy (part of the cache key)."""
-        key = self._key(host, address, port, tls_mode, username, tlsa)
+        the usable records the server's chain must satisfy, DANE_NAMES the reference identifiers
+        of a DANE-TA match (both part of the cache key)."""
+        key = self._key(host, address, port, tls_mode, username, tlsa, dane_names)
         loop = asyncio.get_running_loop()
         idle = [] if fresh else self._idle.get(key, [])
         while idle:
@@ -646,6 +661,7 @@ class ConnectionPool:
                 password=password,
                 auth_over_unverified=auth_over_unverified,
                 tlsa=tlsa,
+                dane_names=dane_names,
             )
         except TlsHandshakeFailed:
             if tls_mode != "opportunistic" or username:

@@ -12,7 +12,8 @@ Invariants:
 - DANE-EE(3) matches the leaf alone: no chain, no name and no expiry check (RFC 7672 §3.1.1).
 - DANE-TA(2) matches a certificate the server presented in its chain (RFC 7672 §3.1.2: the
   server MUST include it), which then is the only trust anchor the leaf is verified against,
-  with the host name check against the MX host name (§3.2.2) and validity dates.
+  with the host name check against the reference identifiers (§3.2.2: the MX host name, the
+  CNAME-expanded MX host name, the next-hop domain; any one suffices) and validity dates.
 - A record with an unknown usage, selector or matching type, or a digest of the wrong length,
   is unusable (RFC 7672 §2.2, RFC 7671 §4): it never matches and never causes a failure by itself.
 """
@@ -141,11 +142,17 @@ def peer_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
 
 
 def check_chain(
-    records: Sequence[Tlsa], chain: Sequence[bytes], hostname: str, now: datetime.datetime | None = None
+    records: Sequence[Tlsa],
+    chain: Sequence[bytes],
+    names: str | Sequence[str],
+    now: datetime.datetime | None = None,
 ) -> Tlsa:
     """The usable record CHAIN (leaf first) satisfies; DaneMismatch when none does.
 
-    HOSTNAME is the MX host name, the reference identifier of a DANE-TA(2) match (RFC 7672 §3.2.2)."""
+    NAMES are the reference identifiers of a DANE-TA(2) match, the MX host name first (RFC 7672
+    §3.2.2: also the CNAME-expanded MX host name and the next-hop domain; one must match)."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    hostname = names[0] if names else ""
     if not chain:
         raise DaneMismatch(Failure.VALIDATION_FAILURE, "the server presented no certificate")
     leaf = chain[0]
@@ -160,7 +167,7 @@ def check_chain(
         for der in chain:
             if not matches(r, der):
                 continue
-            err = _verify_to_anchor(chain, der, hostname, now or datetime.datetime.now(datetime.UTC))
+            err = _verify_to_anchor(chain, der, names, now or datetime.datetime.now(datetime.UTC))
             if err is None:
                 return r
             ta_error = ta_error or err
@@ -170,19 +177,21 @@ def check_chain(
 
 
 def _verify_to_anchor(
-    chain: Sequence[bytes], anchor_der: bytes, hostname: str, now: datetime.datetime
+    chain: Sequence[bytes], anchor_der: bytes, names: Sequence[str], now: datetime.datetime
 ) -> DaneMismatch | None:
     """RFC 7672 §3.1.2: the leaf chains up to ANCHOR (the matched chain certificate), is within
-    its validity dates and names HOSTNAME (§3.2.2); None when it does, else why not."""
+    its validity dates and names one of NAMES (§3.2.2); None when it does, else why not."""
     try:
         certs = [x509.load_der_x509_certificate(d) for d in chain]
         anchor = x509.load_der_x509_certificate(anchor_der)
     except ValueError as e:
         return DaneMismatch(Failure.CERTIFICATE_NOT_TRUSTED, f"a certificate does not parse: {e}")
     leaf = certs[0]
-    if not _names(leaf, hostname):
+    # RFC 7672 §3.2.2: any one of the reference identifiers may match
+    hostname = next((n for n in names if _names(leaf, n)), None)
+    if hostname is None:
         return DaneMismatch(
-            Failure.CERTIFICATE_HOST_MISMATCH, f"DANE-TA: the certificate does not name {hostname}"
+            Failure.CERTIFICATE_HOST_MISMATCH, f"DANE-TA: the certificate does not name {' or '.join(names)}"
         )
     if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
         return DaneMismatch(Failure.CERTIFICATE_EXPIRED, "DANE-TA: the certificate is not valid now")
