@@ -194,23 +194,38 @@ async def suggest(request: Request) -> Response:
 
 
 # ------------------------------------------------------------------ compose hooks
+def split_entries(value: str) -> list[str]:
+    """A To/Cc/Bcc field as typed, split at commas and semicolons outside quotes and <...>
+    (RFC 5322 §3.4 address-list, leniently: a bare group name is one entry)."""
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = angle = False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        elif ch in "<>" and not quoted:
+            angle = ch == "<"
+        elif ch in ",;" and not quoted and not angle:
+            out.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    out.append("".join(cur).strip())
+    return [e for e in out if e]
+
+
 async def expand_groups(svc: Services, user: Account, d: Draft) -> None:
     """Group names typed in To/Cc/Bcc (an entry without '@' naming a group) become the group's
     members, each as "Name <addr>"; anything else is left for `send.parse_recipients` to judge."""
     for attr in ("to", "cc", "bcc"):
-        value: str = getattr(d, attr)
-        if not value.strip() or all(
-            "@" in part for part in value.replace(";", ",").split(",") if part.strip()
-        ):
+        entries = split_entries(getattr(d, attr))
+        if all("@" in e for e in entries):
             continue
         out = []
-        for name, addr in email.utils.getaddresses([value.replace(";", ",")]):
-            members = await svc.store.group_members(user.id, addr or name) if "@" not in addr else None
-            if members is None:
-                out.append(email.utils.formataddr((name, addr)))
-            else:
-                out += [email.utils.formataddr(m) for m in members]
-        setattr(d, attr, ", ".join(x for x in out if x))
+        for e in entries:
+            members = None if "@" in e else await svc.store.group_members(user.id, e)
+            out += [e] if members is None else [email.utils.formataddr(m) for m in members]
+        setattr(d, attr, ", ".join(out))
 
 
 async def collect_sent(svc: Services, user: Account, d: Draft) -> None:
