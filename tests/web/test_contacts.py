@@ -9,6 +9,7 @@ import re
 import httpx
 import pytest
 
+from mailhouse.message import vcard
 from tests.mailhouse_proc import MailhouseProcess
 from tests.web.conftest import compose, folder_ids, login, page_csrf, wait_for
 
@@ -119,6 +120,11 @@ def test_vcard_import_export_round_trip_and_limits(users: tuple[httpx.Client, ht
     # too big: refused before parsing
     r = _import(erin, b"BEGIN:VCARD\r\n" + b"NOTE:" + b"x" * (2 * 1024 * 1024) + b"\r\n")
     assert r.status_code in (400, 413)
+    # a file of 1200 cards (past the 64 KiB form limit of other routes) is read whole
+    many = vcard.write([vcard.Card(f"bulk-{i}", f"Bulk {i}", [f"bulk{i}@example.net"]) for i in range(1200)])
+    assert len(many) > 100 * 1024
+    r = _import(erin, many)
+    assert r.status_code == 200 and "Imported 1200 contact(s)." in r.text
     # another user's export is their own
     dora = users[0]
     assert b"gil@example.net" not in dora.get("/contacts/export.vcf").content

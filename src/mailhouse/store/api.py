@@ -561,9 +561,11 @@ class Collected:
 
 
 class SuggestionKind(enum.StrEnum):
+    """Where an autocomplete answer comes from (`store/contacts.py` ranks them in this order)."""
+
     CONTACT = "contact"
-    COLLECTED = "collected"
     GROUP = "group"
+    COLLECTED = "collected"
 
 
 @dataclass(frozen=True, slots=True)

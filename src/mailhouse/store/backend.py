@@ -56,6 +56,11 @@ MetaRow = tuple[int, str, str, str]  # account_id, mailbox, key, value (the meta
 ContactRow = tuple[str, str, str, str, str, float]
 
 
+def contact_row(r: Sequence[object]) -> ContactRow:
+    """A backend's contact row (uid, name, emails, notes, categories, updated) as a `ContactRow`."""
+    return (str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), float(str(r[5])))
+
+
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never suspends (a rule over SQLite's synchronous `Tx`) to its end."""
     try:

@@ -9,13 +9,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from mailhouse.store.backend import ContactRow
+from mailhouse.store.backend import ContactRow, contact_row
 
 _COLS = "uid, name, emails, notes, categories, updated"
-
-
-def _row(r: Sequence[object]) -> ContactRow:
-    return (str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), float(str(r[5])))
 
 
 class ContactsTx:
@@ -23,13 +19,13 @@ class ContactsTx:
 
     async def contact_rows(self, account_id: int) -> list[ContactRow]:
         rows = self.c.execute(f"SELECT {_COLS} FROM contacts WHERE account_id = ?", (account_id,)).fetchall()
-        return [_row(r) for r in rows]
+        return [contact_row(r) for r in rows]
 
     async def contact_row(self, account_id: int, uid: str) -> ContactRow | None:
         r = self.c.execute(
             f"SELECT {_COLS} FROM contacts WHERE account_id = ? AND uid = ?", (account_id, uid)
         ).fetchone()
-        return None if r is None else _row(r)
+        return None if r is None else contact_row(r)
 
     async def count_contacts(self, account_id: int) -> int:
         return int(
