@@ -26,6 +26,7 @@ def test_autocomplete_picks_a_contact_by_keyboard(new_page, web_mh: MailhousePro
     page.goto("/compose")
     to = page.locator("#to")
     assert to.get_attribute("role") == "combobox" and to.get_attribute("aria-expanded") == "false"
+    assert to.get_attribute("aria-label") == "To" and to.get_attribute("aria-controls") == "to-suggestions"
     to.click()
     page.keyboard.type("lid")
     option = page.locator("#to-suggestions [role=option]", has_text="Alice Liddell")

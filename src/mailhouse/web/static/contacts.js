@@ -28,7 +28,14 @@
     input.setAttribute("aria-controls", id);
     input.setAttribute("aria-expanded", "false");
     input.setAttribute("autocomplete", "off");
-    if (input.parentElement) input.parentElement.classList.add("ac-wrap");
+    const label = input.closest("label");
+    if (label) {
+      label.classList.add("ac-wrap");
+      // the popup sits inside the <label>: name the field explicitly so the options' text
+      // never becomes part of its accessible name
+      const own = Array.from(label.childNodes).filter((n) => n.nodeType === Node.TEXT_NODE);
+      input.setAttribute("aria-label", own.map((n) => n.textContent).join(" ").trim() || input.name);
+    }
     let items = [];
     let active = -1;
     let timer = 0;
