@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mailhouse.store import open_store
+from mailhouse.store import contacts, open_store
 from mailhouse.store.api import (
     AlreadyExists,
     Change,
     ChangeKind,
+    Contact,
+    ContactError,
     FlagMode,
     NewMessage,
     NotFound,
@@ -20,6 +22,7 @@ from mailhouse.store.api import (
     QueueRecipient,
     QueueStatus,
     Store,
+    SuggestionKind,
 )
 
 
@@ -874,3 +877,112 @@ async def test_queue_size_counts_without_reading_entries(store: Store) -> None:
     assert await store.queue_size() == (2, 3.25)
     await store.remove("Q1")
     assert await store.queue_size() == (1, 7.5)
+
+
+# ---------------------------------------------------------------- address book (store/contacts.py)
+async def test_contacts_put_get_list_delete_per_account(store: Store) -> None:
+    a = await _account(store)
+    b = await _account(store, "bob@example.org")
+    c = await store.put_contact(
+        a,
+        Contact(
+            "",
+            "  Zoë  Müller ",
+            ("zoe@Example.COM", "zoe@example.com", ""),
+            "line1\r\nline2",
+            ("Team", "Team"),
+        ),
+    )
+    assert c.uid.startswith("urn:uuid:") and c.updated > 0
+    assert (c.name, c.emails, c.notes, c.groups) == (
+        "Zoë Müller",
+        ("zoe@example.com",),
+        "line1\nline2",
+        ("Team",),
+    )
+    await store.put_contact(a, Contact("u-2", "", ("adam@example.net",)))
+    assert [x.name for x in await store.list_contacts(a)] == ["adam@example.net", "Zoë Müller"]
+    assert await store.get_contact(a, c.uid) == c
+    assert await store.get_contact(b, c.uid) is None  # another account's contact is not there
+    assert not await store.delete_contact(b, c.uid)
+    edited = await store.put_contact(a, Contact(c.uid, "Zoe", ("z@example.com",)))
+    assert (await store.get_contact(a, c.uid)) == edited and len(await store.list_contacts(a)) == 2
+    assert await store.delete_contact(a, c.uid)
+    assert await store.get_contact(a, c.uid) is None
+
+
+@pytest.mark.parametrize(
+    "contact",
+    [
+        Contact("", "x", ()),
+        Contact("", "x", ("not an address",)),
+        Contact("", "x", ("a@b.example",), groups=("a,b",)),
+        Contact("", "x", tuple(f"u{i}@example.org" for i in range(21))),
+        Contact("", "x", ("a@b.example",), notes="n" * 4001),
+    ],
+)
+async def test_contact_rules_refuse_bad_contacts(store: Store, contact: Contact) -> None:
+    a = await _account(store)
+    with pytest.raises(ContactError):
+        await store.put_contact(a, contact)
+    assert await store.list_contacts(a) == []
+
+
+async def test_collected_recipients_count_and_suggest(store: Store) -> None:
+    a = await _account(store)
+    b = await _account(store, "bob@example.org")
+    await store.collect_recipients(a, [("Pat@Example.org", "Pat Doe"), ("bogus", "x")], 100.0)
+    await store.collect_recipients(a, [("pat@example.org", ""), ("paula@example.net", "Paula")], 200.0)
+    got = await store.collected_recipients(a)
+    assert [(r.address, r.name, r.last_used, r.count) for r in got] == [
+        ("pat@example.org", "Pat Doe", 200.0, 2),
+        ("paula@example.net", "Paula", 200.0, 1),
+    ]
+    assert await store.collected_recipients(b) == []
+    await store.put_contact(
+        a, Contact("c1", "Patrick Smith", ("pat@example.org", "ps@work.example"), groups=("Pals",))
+    )
+    await store.put_contact(a, Contact("c2", "Quinn", ("q@example.org",), groups=("pals", "Team")))
+    s = await store.suggest_recipients(a, "pa", 10)
+    assert [(x.kind, x.name, x.address) for x in s] == [
+        (SuggestionKind.CONTACT, "Patrick Smith", "pat@example.org"),
+        (SuggestionKind.CONTACT, "Patrick Smith", "ps@work.example"),  # the name matches
+        (SuggestionKind.GROUP, "Pals", ""),
+        (SuggestionKind.COLLECTED, "Paula", "paula@example.net"),  # pat@ is a contact already
+    ]
+    assert [x.address for x in await store.suggest_recipients(a, "SMI", 10)] == [
+        "pat@example.org",
+        "ps@work.example",
+    ]
+    assert len(await store.suggest_recipients(a, "p", 1)) == 1
+    assert await store.suggest_recipients(b, "pa", 10) == []
+    assert await store.group_members(a, "PALS") == [
+        ("Patrick Smith", "pat@example.org"),
+        ("Quinn", "q@example.org"),
+    ]
+    assert await store.group_members(a, "nobody") is None
+    assert await store.group_members(b, "pals") is None
+
+
+async def test_collected_recipients_keep_the_most_recent(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(contacts, "MAX_COLLECTED", 3)
+    a = await _account(store)
+    for i in range(5):
+        await store.collect_recipients(a, [(f"r{i}@example.org", "")], float(i))
+    assert [r.address for r in await store.collected_recipients(a)] == [
+        "r4@example.org",
+        "r3@example.org",
+        "r2@example.org",
+    ]
+
+
+async def test_address_book_full(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(contacts, "MAX_CONTACTS", 2)
+    a = await _account(store)
+    await store.put_contact(a, Contact("1", "a", ("a@example.org",)))
+    await store.put_contact(a, Contact("2", "b", ("b@example.org",)))
+    with pytest.raises(ContactError, match="full"):
+        await store.put_contact(a, Contact("3", "c", ("c@example.org",)))
+    await store.put_contact(a, Contact("2", "b2", ("b@example.org",)))  # editing is not adding

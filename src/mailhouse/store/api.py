@@ -539,6 +539,74 @@ class SpamLearning(Protocol):
     async def sender_list_match(self, account_id: int, entries: Sequence[str]) -> dict[str, ListKind]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """An address-book entry of one account (`store/contacts.py`); its fields are those of a
+    vCard 4.0 (RFC 6350): UID (§6.7.6, unique per account), FN (§6.2.1), EMAIL (§6.4.2),
+    NOTE (§6.7.2) and CATEGORIES (§6.7.1), the groups it belongs to."""
+
+    uid: str
+    name: str
+    emails: tuple[str, ...] = ()
+    notes: str = ""
+    groups: tuple[str, ...] = ()
+    updated: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """A recipient collected from the account's sent mail: how often and when last written to."""
+
+    address: str
+    name: str
+    last_used: float
+    count: int
+
+
+class SuggestionKind(enum.StrEnum):
+    """Where an autocomplete answer comes from (`store/contacts.py` ranks them in this order)."""
+
+    CONTACT = "contact"
+    GROUP = "group"
+    COLLECTED = "collected"
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """One autocomplete answer: a contact's address, a collected address, or a group name
+    (ADDRESS empty; it expands to its members' addresses when sent)."""
+
+    kind: SuggestionKind
+    name: str
+    address: str
+
+
+class ContactError(StoreError):
+    """A contact breaks a rule of `store/contacts.py` (an invalid address, a limit)."""
+
+
+class AddressBook(Protocol):
+    """Per-account contacts, groups (a contact's CATEGORIES) and recipients collected from sent
+    mail; the rules and limits are in `store/contacts.py`."""
+
+    async def put_contact(self, account_id: int, contact: Contact) -> Contact: ...
+
+    # insert or replace by UID ("" assigns a new one); validated, normalised; raises ContactError
+    async def get_contact(self, account_id: int, uid: str) -> Contact | None: ...
+    async def list_contacts(self, account_id: int) -> list[Contact]: ...  # by name, case-folded
+    async def delete_contact(self, account_id: int, uid: str) -> bool: ...
+    async def collect_recipients(
+        self, account_id: int, rcpts: Sequence[tuple[str, str]], now: float
+    ) -> None: ...
+
+    # (address, display name) of a sent message: counted, last_used = NOW; oldest beyond the cap dropped
+    async def collected_recipients(self, account_id: int) -> list[Collected]: ...  # most recent first
+    async def suggest_recipients(self, account_id: int, prefix: str, limit: int) -> list[Suggestion]: ...
+    async def group_members(self, account_id: int, group: str) -> list[tuple[str, str]] | None: ...
+
+    # (name, address) of the group's contacts (case-insensitive name); None: no such group
+
+
 class Reports(Protocol):
     """Summaries of the DMARC and TLS-RPT reports received for hosted domains (`store/reports.py`)."""
 
@@ -654,6 +722,7 @@ class Store(
     Queue,
     Limits,
     SpamLearning,
+    AddressBook,
     Reports,
     ChangeFeed,
     WordIndex,

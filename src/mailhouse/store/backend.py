@@ -52,6 +52,14 @@ T = TypeVar("T")
 
 MetaRow = tuple[int, str, str, str]  # account_id, mailbox, key, value (the metadata table)
 
+# a contact row: (uid, name, emails, notes, groups, updated); emails and groups joined with "\n"
+ContactRow = tuple[str, str, str, str, str, float]
+
+
+def contact_row(r: Sequence[object]) -> ContactRow:
+    """A backend's contact row (uid, name, emails, notes, categories, updated) as a `ContactRow`."""
+    return (str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), float(str(r[5])))
+
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never suspends (a rule over SQLite's synchronous `Tx`) to its end."""
@@ -234,6 +242,18 @@ class Tx(Protocol):
     async def set_spam_list_entry(self, account_id: int, entry: str, kind: str | None) -> bool: ...
 
     # insert or replace (None removes); whether a row changed
+
+    # ---------------------------------------------------------------- address book (store/contacts.py)
+    async def contact_rows(self, account_id: int) -> list[ContactRow]: ...
+    async def contact_row(self, account_id: int, uid: str) -> ContactRow | None: ...
+    async def count_contacts(self, account_id: int) -> int: ...
+    async def put_contact_row(self, account_id: int, row: ContactRow) -> None: ...  # insert or replace by uid
+    async def delete_contact_row(self, account_id: int, uid: str) -> bool: ...
+    async def add_collected(self, account_id: int, rows: Sequence[tuple[str, str]], now: float) -> None: ...
+    # upsert each (address, name): count + 1, last_used = NOW, name replaced unless the new one is ""
+    async def collected_rows(self, account_id: int) -> list[tuple[str, str, float, int]]: ...
+    # (address, name, last_used, count), most recently used first
+    async def trim_collected(self, account_id: int, keep: int) -> None: ...  # all but the KEEP most recent
 
     # ---------------------------------------------------------------- received reports (store/reports.py)
     async def insert_report(self, r: ReportSummary) -> bool: ...  # False when the key exists (no change)

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mailhouse.store import acl, directory, fts, limits, mail, queue, reports, spam
+from mailhouse.store import acl, contacts, directory, fts, limits, mail, queue, reports, spam
 from mailhouse.store.api import (
     Account,
     AclEntry,
     Alias,
     BlobStore,
+    Collected,
+    Contact,
     DkimKey,
     DocState,
     Domain,
@@ -45,6 +48,7 @@ from mailhouse.store.api import (
     ReportSummary,
     ScramKeys,
     SharedMailbox,
+    Suggestion,
     TrainKind,
     Usage,
 )
@@ -461,6 +465,32 @@ class MailStore:
 
     async def sender_list_match(self, account_id: int, entries: Sequence[str]) -> dict[str, ListKind]:
         return await self.backend.read(lambda tx: spam.sender_list_match(tx, account_id, entries), quick=True)
+
+    # ---------------------------------------------------------------- address book
+    async def put_contact(self, account_id: int, contact: Contact) -> Contact:
+        now = time.time()
+        return await self.backend.write(lambda tx: contacts.put_contact(tx, account_id, contact, now))
+
+    async def get_contact(self, account_id: int, uid: str) -> Contact | None:
+        return await self.backend.read(lambda tx: contacts.get_contact(tx, account_id, uid), quick=True)
+
+    async def list_contacts(self, account_id: int) -> list[Contact]:
+        return await self.backend.read(lambda tx: contacts.list_contacts(tx, account_id))
+
+    async def delete_contact(self, account_id: int, uid: str) -> bool:
+        return await self.backend.write(lambda tx: tx.delete_contact_row(account_id, uid), single=True)
+
+    async def collect_recipients(self, account_id: int, rcpts: Sequence[tuple[str, str]], now: float) -> None:
+        await self.backend.write(lambda tx: contacts.collect(tx, account_id, rcpts, now))
+
+    async def collected_recipients(self, account_id: int) -> list[Collected]:
+        return await self.backend.read(lambda tx: contacts.collected(tx, account_id))
+
+    async def suggest_recipients(self, account_id: int, prefix: str, limit: int) -> list[Suggestion]:
+        return await self.backend.read(lambda tx: contacts.suggest(tx, account_id, prefix, limit))
+
+    async def group_members(self, account_id: int, group: str) -> list[tuple[str, str]] | None:
+        return await self.backend.read(lambda tx: contacts.group_members(tx, account_id, group))
 
     # ---------------------------------------------------------------- received reports (DMARC, TLS-RPT)
     async def add_report(self, summary: ReportSummary) -> bool:

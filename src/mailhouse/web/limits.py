@@ -27,10 +27,13 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from mailhouse.message import vcard
+
 FORM_LIMIT = 64 * 1024  # bytes of a request body (login, actions, admin forms, autodiscover)
 COMPOSE_OVERHEAD = 1024 * 1024  # multipart framing and the other compose fields
 MAX_FORM_FIELDS = 200  # fields of one form (a page lists 50 messages; compose has ~30 fields)
 COMPOSE_PATH = "/compose"
+VCARD_IMPORT_PATH = "/contacts/import"  # a .vcf file: message.vcard.MAX_BYTES plus the form's framing
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,6 +51,8 @@ def route_limit(method: str, path: str, max_message_size: int) -> int:
     """The request body limit of METHOD PATH, in bytes."""
     if method == "POST" and path == COMPOSE_PATH:
         return compose_limit(max_message_size)
+    if method == "POST" and path == VCARD_IMPORT_PATH:
+        return vcard.MAX_BYTES + FORM_LIMIT
     return FORM_LIMIT
 
 

@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 from mailhouse.accounts.bans import Bans
 from mailhouse.config import Listener
 from mailhouse.store.api import StoreUnavailable
-from mailhouse.web import acme, admin, autoconfig, health, metrics, mtasts, webmail
+from mailhouse.web import acme, admin, autoconfig, contacts, health, metrics, mtasts, webmail
 from mailhouse.web.banned import BannedClients
 from mailhouse.web.common import HERE, LoginRequired, WebState, redirect, render
 from mailhouse.web.limits import BodyLimit
@@ -39,6 +39,13 @@ ROUTES = [
     Route("/compose", webmail.compose_page, methods=["GET"]),
     Route("/compose", webmail.compose_post, methods=["POST"]),
     Route("/events", webmail.events),
+    Route("/contacts", contacts.contacts_page),  # issue 19 build 2: address book
+    Route("/contacts/edit", contacts.edit_page),
+    Route("/contacts/save", contacts.save, methods=["POST"]),
+    Route("/contacts/delete", contacts.delete, methods=["POST"]),
+    Route("/contacts/import", contacts.import_cards, methods=["POST"]),
+    Route("/contacts/export.vcf", contacts.export),
+    Route("/contacts/suggest", contacts.suggest),  # To/Cc/Bcc autocomplete (JSON)
     Route("/settings/mailhouse.mobileconfig", autoconfig.mobileconfig),
     Route("/admin", admin.admin_home),
     Route("/admin/domains", admin.admin_domains_post, methods=["POST"]),

@@ -23,8 +23,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from mailhouse.accounts import mailbox_names
 from mailhouse.message.parse import parse_message
 from mailhouse.store.api import Account, FlagMode, Mailbox
+from mailhouse.web import contacts, security
 from mailhouse.web import search as websearch
-from mailhouse.web import security
 from mailhouse.web.common import (
     MAX_FORM_FILES,
     checked_form,
@@ -491,6 +491,7 @@ async def _compose_send(
         await spool.add(up.file, safe_filename(up.filename or "", "attachment"), up.content_type or "")
     files = [Attachment(a.filename, a.content_type, b"", a.path) for a in spool.files]
     d.attachments = await _carried(request, user, keep) + files
+    await contacts.expand_groups(svc, user, d)  # group names in To/Cc/Bcc become their members
     out = spool.spool_path()
     size = await asyncio.to_thread(build_message_file, d, svc.cfg.hostname, out)
     if size > svc.cfg.max_message_size:
@@ -509,6 +510,7 @@ async def _compose_send(
     rcpts = parse_recipients(d.to) + parse_recipients(d.cc) + parse_recipients(d.bcc)
     # Bcc stays in the Sent copy; the MSA (Submission.prepare) removes it from what is delivered
     await submit(svc, user, d.sender, rcpts, message, client_ip(request))
+    await contacts.collect_sent(svc, user, d)  # autocomplete remembers the recipients
     await store_copy(svc, user, SENT, message, frozenset({"\\Seen"}))
     if draft_uid.isdigit():
         await svc.store.expunge(drafts.id, [int(draft_uid)])

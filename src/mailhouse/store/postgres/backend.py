@@ -33,6 +33,7 @@ from mailhouse.store.backend import Tx, new_blob_key
 from mailhouse.store.feed import FeedHub
 from mailhouse.store.fts import Indexer
 from mailhouse.store.postgres.blobs import PgBlobStore
+from mailhouse.store.postgres.contacts import ContactsTx
 from mailhouse.store.postgres.directory import DirectoryTx
 from mailhouse.store.postgres.engine import (
     POOL_MAX,
@@ -58,7 +59,7 @@ T = TypeVar("T")
 __all__ = ["PgBlobStore", "PgTx", "PostgresBackend", "PostgresStore", "split_url"]
 
 
-class PgTx(DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, ReportsTx, FeedTx, FtsTx):
+class PgTx(DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, ContactsTx, ReportsTx, FeedTx, FtsTx):
     """`store.backend.Tx` on one asyncpg connection."""
 
     def __init__(self, c: Conn, db_blobs: bool) -> None:

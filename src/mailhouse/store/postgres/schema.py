@@ -156,4 +156,13 @@ MIGRATIONS: list[str] = [
         domain TEXT COLLATE "C" NOT NULL, owner TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY(kind, day, domain));
     """,
+    # 13: the address book (store/contacts.py), see the SQLite schema's migration 13
+    """
+    CREATE TABLE contacts(account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        uid TEXT COLLATE "C" NOT NULL, name TEXT NOT NULL, emails TEXT NOT NULL, notes TEXT NOT NULL,
+        categories TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL, PRIMARY KEY(account_id, uid));
+    CREATE TABLE collected_addrs(account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        address TEXT COLLATE "C" NOT NULL, name TEXT NOT NULL, last_used DOUBLE PRECISION NOT NULL,
+        count BIGINT NOT NULL, PRIMARY KEY(account_id, address));
+    """,
 ]

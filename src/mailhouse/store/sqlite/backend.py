@@ -27,6 +27,7 @@ from mailhouse.store.feed import FeedHub
 from mailhouse.store.fts import Indexer
 from mailhouse.store.locks import FileLease, FileMaildropLocks
 from mailhouse.store.sqlite.blobs import INLINE_BLOB_MAX, HybridBlobStore, is_inline, new_inline_key
+from mailhouse.store.sqlite.contacts import ContactsTx
 from mailhouse.store.sqlite.directory import DirectoryTx
 from mailhouse.store.sqlite.engine import Engine
 from mailhouse.store.sqlite.feed import FeedTx, Poller
@@ -44,7 +45,7 @@ T = TypeVar("T")
 __all__ = ["INLINE_BLOB_MAX", "HybridBlobStore", "SqliteBackend", "SqliteStore", "SqliteTx"]
 
 
-class SqliteTx(DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, ReportsTx, FeedTx, FtsTx):
+class SqliteTx(DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, ContactsTx, ReportsTx, FeedTx, FtsTx):
     """`store.backend.Tx` on one sqlite3 connection (methods never suspend)."""
 
     __slots__ = ("c", "published")

@@ -144,4 +144,14 @@ MIGRATIONS: list[str | list[str]] = [
         "CREATE TABLE IF NOT EXISTS report_sends(kind TEXT NOT NULL, day TEXT NOT NULL, domain TEXT NOT NULL,"
         " owner TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY(kind, day, domain)) WITHOUT ROWID",
     ],
+    # 13: the address book (store/contacts.py): contacts keyed by their vCard UID (RFC 6350 §6.7.6),
+    # addresses and groups (CATEGORIES) joined with LF; recipients collected from sent mail
+    [
+        "CREATE TABLE IF NOT EXISTS contacts(account_id INTEGER NOT NULL REFERENCES accounts(id)"
+        " ON DELETE CASCADE, uid TEXT NOT NULL, name TEXT NOT NULL, emails TEXT NOT NULL, notes TEXT NOT NULL,"
+        " categories TEXT NOT NULL, updated REAL NOT NULL, PRIMARY KEY(account_id, uid)) WITHOUT ROWID",
+        "CREATE TABLE IF NOT EXISTS collected_addrs(account_id INTEGER NOT NULL REFERENCES accounts(id)"
+        " ON DELETE CASCADE, address TEXT NOT NULL, name TEXT NOT NULL, last_used REAL NOT NULL,"
+        " count INTEGER NOT NULL, PRIMARY KEY(account_id, address)) WITHOUT ROWID",
+    ],
 ]
