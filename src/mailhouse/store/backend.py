@@ -44,6 +44,7 @@ from mailhouse.store.api import (
     ScramKeys,
     StoreError,
     Usage,
+    WebSession,
 )
 from mailhouse.store.blobfiles import new_key
 from mailhouse.store.feed import FeedHub
@@ -232,6 +233,17 @@ class Tx(Protocol):
     async def set_spam_list_entry(self, account_id: int, entry: str, kind: str | None) -> bool: ...
 
     # insert or replace (None removes); whether a row changed
+
+    # ---------------------------------------------------------------- webmail sessions (store/websessions.py)
+    async def insert_web_session(self, session: WebSession) -> None: ...
+    async def web_session(self, id_hash: str) -> WebSession | None: ...
+    async def web_sessions(self, account_id: int) -> list[WebSession]: ...  # by created
+    async def set_web_session_seen(self, id_hash: str, at: float) -> None: ...
+    async def delete_web_session(self, id_hash: str) -> bool: ...
+    async def delete_web_sessions(self, account_id: int, keep: str, expired_before: float | None) -> int: ...
+    # the account's sessions but KEEP; only those expiring before EXPIRED_BEFORE when given
+    async def user_settings(self, account_id: int) -> list[tuple[str, str]]: ...
+    async def set_user_setting(self, account_id: int, key: str, value: str | None) -> None: ...  # None drops
 
     # ---------------------------------------------------------------- received reports (store/reports.py)
     async def insert_report(self, r: ReportSummary) -> bool: ...  # False when the key exists (no change)

@@ -110,7 +110,7 @@ async def login_post(request: Request) -> Response:
         )
     log.info("webmail login %s from %s", acc.address, client_ip(request))
     resp = redirect("/")
-    st.sessions.issue(resp, request, acc.id, acc.password_hash)
+    await st.sessions.issue(resp, request, acc.id)
     return resp
 
 
@@ -118,7 +118,7 @@ async def logout(request: Request) -> Response:
     await require_user(request)
     await checked_form(request)
     resp = redirect("/login")
-    state(request).sessions.clear(resp)
+    await state(request).sessions.end(request, resp)
     return resp
 
 
@@ -178,8 +178,8 @@ async def folder_fragment(request: Request) -> Response:
     ctx = await _list_context(request, user, mb)
     folders = await folder_tree(svc, user)
     return JSONResponse(
-        {
-            "list": render_fragment(request, "_list.html", **ctx),
+        {  # the list's Move menu is built from FOLDERS too (issue 19: it was empty, Move 404)
+            "list": render_fragment(request, "_list.html", folders=folders, **ctx),
             "folders": render_fragment(request, "_folders.html", folders=folders, current=mb),
         }
     )
