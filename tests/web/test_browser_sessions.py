@@ -80,3 +80,26 @@ def test_error_page_for_a_logged_in_user_has_the_logged_in_layout(new_page, web_
         assert page.locator("#compose-link").is_visible()
         assert page.locator("a[href='/login']").count() == 0
         assert re.search(r"404", page.locator("main").inner_text())
+
+
+def test_settings_page_from_the_nav(new_page, web_mh):  # noqa: F811
+    user = "prefs@example.org"
+    web_mh.add_user(user)
+    page = new_page(user)
+    page.click("details.usermenu summary")
+    page.click("#settings-link")
+    page.wait_for_url("**/settings")
+    page.fill("#name", "Pat Prefs")
+    page.fill("#signature", "Pat")
+    page.click("#save-profile")
+    page.wait_for_selector("#settings-notice")
+    assert page.input_value("#name") == "Pat Prefs"
+    assert page.locator("#sessions tr.this").count() == 1
+    page.click("#compose-link")
+    page.wait_for_url("**/compose")
+    assert page.input_value("textarea#body").endswith("-- \nPat\n")
+    page.goto("/settings")
+    page.click("#logout-all")
+    page.wait_for_url("**/login")
+    page.goto("/")
+    assert urlparse(page.url).path == "/login"

@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 from mailhouse.accounts.bans import Bans
 from mailhouse.config import Listener
 from mailhouse.store.api import StoreError, StoreUnavailable
-from mailhouse.web import acme, admin, autoconfig, health, metrics, mtasts, webmail
+from mailhouse.web import acme, admin, autoconfig, health, metrics, mtasts, settings, webmail
 from mailhouse.web.banned import BannedClients
 from mailhouse.web.common import (
     HERE,
@@ -48,6 +48,8 @@ ROUTES = [
     Route("/compose", webmail.compose_page, methods=["GET"]),
     Route("/compose", webmail.compose_post, methods=["POST"]),
     Route("/events", webmail.events),
+    Route("/settings", settings.settings_page, methods=["GET"]),
+    Route("/settings", settings.settings_post, methods=["POST"]),
     Route("/settings/mailhouse.mobileconfig", autoconfig.mobileconfig),
     Route("/admin", admin.admin_home),
     Route("/admin/domains", admin.admin_domains_post, methods=["POST"]),

@@ -25,6 +25,7 @@ from mailhouse.message.parse import parse_message
 from mailhouse.store.api import Account, FlagMode, Mailbox
 from mailhouse.web import search as websearch
 from mailhouse.web import security
+from mailhouse.web import settings as websettings
 from mailhouse.web.common import (
     MAX_FORM_FILES,
     checked_form,
@@ -442,6 +443,9 @@ async def compose_page(request: Request) -> Response:
             )
             d.body = f"\n\n---------- Forwarded message ----------\n{head}\n\n{text}"
             carried = [(f"{mb.id}:{uid}:{a.path}", a.filename, a.size) for a in attachments(raw, tree)]
+    if not qp.get("draft"):  # settings: the signature, above any quoted or forwarded text
+        prefs = await svc.store.user_settings(user.id)
+        d.body = websettings.signature_block(prefs.get(websettings.SIGNATURE, "")) + d.body
     folders = await folder_tree(svc, user)
     return render(
         request,
@@ -536,6 +540,9 @@ async def compose_post(request: Request) -> Response:
         in_reply_to=f("in_reply_to", 1000),
         references=f("references", 10000),
     )
+    prefs = await svc.store.user_settings(user.id)  # settings: From's display name, Reply-To
+    d.name = prefs.get(websettings.NAME, "")
+    d.reply_to = prefs.get(websettings.REPLY_TO, "")
     keep = [str(x) for x in form.getlist("keep")]
     draft_uid = f("draft_uid", 20)
     error = None
