@@ -3,7 +3,9 @@ backends (the `store` fixture of test_contract)."""
 
 from __future__ import annotations
 
-from mailhouse.store.api import Store, WebSession
+import asyncio
+
+from mailhouse.store.api import NewMessage, Store, WebSession
 from tests.store.test_contract import _account, store  # noqa: F401  (the fixture)
 
 
@@ -66,3 +68,21 @@ async def test_user_settings(store: Store) -> None:  # noqa: F811
     assert await store.user_settings(a) == {"name": "Alice Liddell", "signature": "-- \nA"}
     await store.set_user_setting(a, "signature", None)
     assert await store.user_settings(a) == {"name": "Alice Liddell"}
+
+
+async def test_a_new_subscriber_is_not_told_of_changes_from_before(store: Store) -> None:  # noqa: F811
+    # issue 19: the webmail's "New mail" toast fired after login for mail that arrived while no
+    # page was open — SQLite's poller, restarting, replayed the changes committed while idle
+    acc = await _account(store)
+    inbox = await store.get_mailbox(acc, "INBOX")
+    assert inbox
+    async with store.subscribe(acc) as feed:
+        await store.deliver(b"one\r\n", [NewMessage(inbox.id, "", 0)])
+        await asyncio.wait_for(feed.__anext__(), 3.0)
+    await asyncio.sleep(0.3)  # nobody listens: the poller stops (it polls every 50 ms)
+    await store.deliver(b"two\r\n", [NewMessage(inbox.id, "", 0)])  # while nobody listens
+    await asyncio.sleep(0.3)  # longer ago than the poller's restart margin
+    async with store.subscribe(acc) as feed:
+        (rec,) = await store.deliver(b"three\r\n", [NewMessage(inbox.id, "", 0)])
+        change = await asyncio.wait_for(feed.__anext__(), 3.0)
+        assert change.modseq == rec.modseq  # not "two"'s

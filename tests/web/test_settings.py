@@ -13,12 +13,8 @@ import ssl
 import httpx
 
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
-from tests.web.conftest import base_url, compose, login, page_csrf, wait_for
-
-
-def _logged_in(mh: MailhouseProcess, cookie: str) -> bool:
-    with httpx.Client(base_url=base_url(mh), cookies={"mh_session": cookie}, timeout=20) as c:
-        return bool(c.get("/", follow_redirects=False).headers["location"].startswith("/mail/"))
+from tests.web.conftest import compose, login, page_csrf, wait_for
+from tests.web.test_sessions import _logged_in
 
 
 def _post(c: httpx.Client, **data: str) -> httpx.Response:

@@ -23,6 +23,9 @@ POLL_INTERVAL = 0.05  # seconds between polls for other worker processes' change
 CHANGES_KEEP_SECONDS = 3600.0  # change-feed rows older than this are pruned
 PRUNE_EVERY = 60.0  # seconds between prunes
 POLL_BATCH = 5000  # changes read per poll
+# a transaction stamps its change before it commits: one in flight when the poller restarts
+# (stamped up to this long before) is still delivered
+RESTART_MARGIN = 0.25
 
 
 class FeedTx:
@@ -62,7 +65,7 @@ class Poller:
 
     def wake(self, hub: FeedHub) -> None:
         if self._task is None or self._task.done():
-            self._since = time.time()
+            self._since = time.time() - RESTART_MARGIN
             self._task = asyncio.get_running_loop().create_task(self._poll(hub))
 
     def kick(self) -> None:
