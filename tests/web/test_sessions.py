@@ -69,3 +69,19 @@ def test_error_pages_keep_the_logged_in_layout(web_mh: MailhouseProcess) -> None
     with httpx.Client(base_url=base_url(web_mh), timeout=20) as anon:
         r = anon.get("/no/such/page", headers={"accept": "text/html"})
         assert r.status_code == 404 and 'href="/login"' in r.text
+
+
+def test_an_open_event_stream_ends_after_logout(web_mh: MailhouseProcess) -> None:
+    # the live-update stream of another tab or device stops at its next keep-alive (15 s)
+    web_mh.add_user("stream@example.org")
+    c = login(web_mh, "stream@example.org")
+    cookie = c.cookies["mh_session"]
+    timeout = httpx.Timeout(20, read=30)  # a keep-alive is due every 15 s
+    with httpx.Client(base_url=base_url(web_mh), cookies={"mh_session": cookie}, timeout=timeout) as s:
+        with s.stream("GET", "/events", headers={"accept": "text/event-stream"}) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            assert next(lines) == "retry: 3000"
+            assert c.post("/logout", data={"csrf": page_csrf(c)}).status_code == 303
+            for line in lines:  # ends instead of the next keep-alive; today: pings forever
+                assert line != ": ping"

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -22,7 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mailhouse.accounts import mailbox_names
 from mailhouse.message.parse import parse_message
-from mailhouse.store.api import Account, FlagMode, Mailbox
+from mailhouse.store.api import Account, FlagMode, Mailbox, WebSession
 from mailhouse.web import search as websearch
 from mailhouse.web import security
 from mailhouse.web import settings as websettings
@@ -580,6 +581,7 @@ async def events(request: Request) -> Response:
     """Server-sent events (HTML Living Standard §9.2) fed by the store's change feed."""
     user = await require_user(request)
     st = state(request)
+    session: WebSession = request.state.session
 
     async def stream() -> AsyncIterator[str]:
         feed = st.svc.store.subscribe(user.id).__aiter__()
@@ -599,6 +601,8 @@ async def events(request: Request) -> Response:
                     data = json.dumps({"mailbox": ch.mailbox_id, "kind": ch.kind})
                     yield f"event: change\ndata: {data}\n\n"
                 elif not done:
+                    if await st.svc.store.get_web_session(session.id_hash, time.time()) is None:
+                        break  # issue 19: logged out or revoked meanwhile (noticed within SSE_HEARTBEAT)
                     yield ": ping\n\n"
         finally:
             closing.cancel()
