@@ -32,6 +32,7 @@ async def _learning(store: Store, account_id: int) -> tuple[object, ...]:
         await store.trained_as(account_id, "mid-2"),
         await store.sender_lists(account_id),
         await store.list_reports("example.org", ReportKind.DMARC, 0.0),
+        await store.user_settings(account_id),
     )
 
 
@@ -48,6 +49,8 @@ async def test_copy_carries_spam_learning_and_reports(postgres_db_url: str, tmp_
         await src.set_sender_list(acc.id, "friend@else.test", ListKind.ALLOW)
         await src.set_sender_list(acc.id, "spam.test", ListKind.BLOCK)
         assert await src.add_report(REPORT)
+        await src.set_user_setting(acc.id, "name", "Alice")  # webmail settings (issue 19)
+        await src.set_user_setting(acc.id, "signature", "-- \nA")
         want = await _learning(src, acc.id)
         assert want[0] == (1, 1) and want[1] == {1: (1, 0), 2: (1, 1), BIG_TOKEN: (1, 0)}
 
@@ -58,6 +61,7 @@ async def test_copy_carries_spam_learning_and_reports(postgres_db_url: str, tmp_
             "spam_trained": 2,
             "spam_lists": 2,
             "reports": 1,
+            "user_settings": 2,
         }
         rep = await verify_store(src, pg, blob_map=res.blob_map)
         assert rep.ok, rep.render()

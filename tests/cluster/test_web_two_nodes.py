@@ -1,6 +1,7 @@
 """The webmail on two nodes of one PostgreSQL store: a session started on one node is valid
 on the other (the cookie key is `Store.shared_secret`, not a per-node file), and logging out
-is not needed for that — any node behind a load balancer can serve any request."""
+is not needed for that — any node behind a load balancer can serve any request. Logging out on
+one node ends the session on the other."""
 
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ def test_session_from_node_a_is_valid_on_node_b(postgres_db_url: str, tmp_path: 
                 r = c.get(url + "/", follow_redirects=False)
                 assert r.status_code in (302, 303, 307) and "/login" in r.headers["location"]
         assert not (a.data_dir / "web-secret").exists() and not (b.data_dir / "web-secret").exists()
+        # issue 19: logging out on node A ends the session on node B at once (the session row is
+        # in the shared store and read by every request; no per-node cache)
+        with httpx.Client(timeout=20, cookies={"mh_session": cookie}) as c:
+            tok = _csrf(c.get(urls[0] + "/compose").text)
+            assert c.post(urls[0] + "/logout", data={"csrf": tok}).status_code == 303
+        with httpx.Client(timeout=20, cookies={"mh_session": cookie}) as c:
+            r = c.get(urls[1] + "/", follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"] == "/login"
     finally:
         for n in nodes:
             n.stop()

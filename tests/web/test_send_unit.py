@@ -3,7 +3,9 @@ from files is octet for octet the one ``build_message`` makes with the data in m
 
 from __future__ import annotations
 
+import email
 import email.generator
+import email.policy
 import random
 from pathlib import Path
 
@@ -48,3 +50,19 @@ def test_streamed_attachments_equal_inline_ones(
     n = build_message_file(files, "mail.example.org", out, message_id="<m@example.org>")
     assert out.read_bytes() == want
     assert n == len(want)
+
+
+def test_display_name_and_reply_to_from_settings() -> None:
+    d = Draft(
+        sender="zoe@example.org",
+        to="bob@example.org",
+        name="Zoë Q. Public",
+        reply_to="a@example.org, b@x.test",
+    )
+    msg = email.message_from_bytes(build_message(d, "mx.example.org"), policy=email.policy.default)
+    assert msg["From"] == '"Zoë Q. Public" <zoe@example.org>'
+    assert msg["Reply-To"] == "a@example.org, b@x.test"
+    plain = email.message_from_bytes(
+        build_message(Draft(sender="zoe@example.org"), "mx"), policy=email.policy.default
+    )
+    assert plain["From"] == "zoe@example.org" and plain["Reply-To"] is None

@@ -503,6 +503,38 @@ class Limits(Protocol):
     # drop marks expired before NOW and events older than EVENTS_BEFORE; the number of rows
 
 
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    """A webmail login (store/websessions.py): the cookie holds a random token, the store only
+    its SHA-256 (ID_HASH), so a stolen database yields no usable cookie."""
+
+    id_hash: str
+    account_id: int
+    csrf: str  # the session's synchronizer token (OWASP CSRF)
+    created: float
+    last_seen: float
+    expires: float
+    client: str  # a short user-agent / IP summary shown on the settings page
+
+
+class WebSessions(Protocol):
+    """Server-side webmail sessions and per-user settings, shared by every worker and node.
+
+    A session ends when it expires, is ended (logout, revoke, "log out everywhere"), or its
+    account's password is set (the same transaction) or the account is removed (its rows go with it).
+    """
+
+    async def create_web_session(self, session: WebSession) -> None: ...  # drops the account's expired ones
+    async def get_web_session(self, id_hash: str, now: float) -> WebSession | None: ...  # None once expired
+    async def touch_web_session(self, id_hash: str, now: float) -> None: ...  # last_seen = NOW
+    async def list_web_sessions(self, account_id: int, now: float) -> list[WebSession]: ...  # by created
+    async def end_web_session(self, id_hash: str) -> bool: ...  # whether it existed
+    async def end_web_sessions(self, account_id: int, keep: str = "") -> int: ...
+    # every session of ACCOUNT_ID but KEEP (an id hash); the number ended
+    async def user_settings(self, account_id: int) -> dict[str, str]: ...
+    async def set_user_setting(self, account_id: int, key: str, value: str | None) -> None: ...  # None: drop
+
+
 class TrainKind(enum.StrEnum):
     """What a message was trained as for an account's Bayes classifier (`store/spam.py`)."""
 
@@ -726,6 +758,7 @@ class Store(
     Reports,
     ChangeFeed,
     WordIndex,
+    WebSessions,
     Protocol,
 ):
     """Everything a Mailhouse node needs; `blobs` is the blob store."""

@@ -44,6 +44,7 @@ from mailhouse.store.api import (
     ScramKeys,
     StoreError,
     Usage,
+    WebSession,
 )
 from mailhouse.store.blobfiles import new_key
 from mailhouse.store.feed import FeedHub
@@ -254,6 +255,16 @@ class Tx(Protocol):
     async def collected_rows(self, account_id: int) -> list[tuple[str, str, float, int]]: ...
     # (address, name, last_used, count), most recently used first
     async def trim_collected(self, account_id: int, keep: int) -> None: ...  # all but the KEEP most recent
+    # ---------------------------------------------------------------- webmail sessions (store/websessions.py)
+    async def insert_web_session(self, session: WebSession) -> None: ...
+    async def web_session(self, id_hash: str) -> WebSession | None: ...
+    async def web_sessions(self, account_id: int) -> list[WebSession]: ...  # by created
+    async def set_web_session_seen(self, id_hash: str, at: float) -> None: ...
+    async def delete_web_session(self, id_hash: str) -> bool: ...
+    async def delete_web_sessions(self, account_id: int, keep: str, expired_before: float | None) -> int: ...
+    # the account's sessions but KEEP; only those expiring before EXPIRED_BEFORE when given
+    async def user_settings(self, account_id: int) -> list[tuple[str, str]]: ...
+    async def set_user_setting(self, account_id: int, key: str, value: str | None) -> None: ...  # None drops
 
     # ---------------------------------------------------------------- received reports (store/reports.py)
     async def insert_report(self, r: ReportSummary) -> bool: ...  # False when the key exists (no change)

@@ -75,6 +75,8 @@ TABLES: dict[str, str] = {
     "spam_lists": "per-user sender allow/block lists: copied per account (ROW_TABLES)",
     "contacts": "address books (contacts, groups): copied per account (ROW_TABLES)",
     "collected_addrs": "recipients collected from sent mail: copied per account (ROW_TABLES)",
+    "web_sessions": "webmail logins: not copied (users log in again on the destination)",
+    "user_settings": "webmail settings (display name, signature, reply-to): copied per account (ROW_TABLES)",
 }
 
 # Tables copied row for row (`Transfer.table_rows` → `Transfer.insert_rows`): nothing in them is
@@ -87,6 +89,7 @@ ROW_TABLES: dict[str, tuple[str, ...]] = {
     "spam_lists": ("account_id", "entry", "kind"),
     "contacts": ("account_id", "uid", "name", "emails", "notes", "categories", "updated"),
     "collected_addrs": ("account_id", "address", "name", "last_used", "count"),
+    "user_settings": ("account_id", "key", "value"),
     "reports": ("domain", "kind", "org", "report_id", "begin_at", "end_at", "received", "rows"),
 }
 ROW_BATCH = 5000  # rows per destination transaction

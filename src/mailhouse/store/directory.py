@@ -69,6 +69,9 @@ async def add_account(
 async def set_password(tx: Tx, address: str, password_hash: str, scram: ScramKeys | None) -> None:
     if not await tx.set_password(address, password_hash, scram):
         raise NotFound(f"account {address} does not exist")
+    acc = await tx.account_id(address)
+    if acc is not None:  # a new password ends every webmail session (store/websessions.py)
+        await tx.delete_web_sessions(acc, "", None)
 
 
 async def set_quota(tx: Tx, address: str, quota_bytes: int, quota_messages: int) -> None:

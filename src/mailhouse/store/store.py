@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mailhouse.store import acl, contacts, directory, fts, limits, mail, queue, reports, spam
+from mailhouse.store import acl, contacts, directory, fts, limits, mail, queue, reports, spam, websessions
 from mailhouse.store.api import (
     Account,
     AclEntry,
@@ -51,6 +51,7 @@ from mailhouse.store.api import (
     Suggestion,
     TrainKind,
     Usage,
+    WebSession,
 )
 from mailhouse.store.backend import Backend, CommitMarks, Transfer
 from mailhouse.store.crlf import to_crlf
@@ -141,9 +142,7 @@ class MailStore:
         return await self.backend.read(lambda tx: tx.accounts(domain or None))
 
     async def set_password(self, address: str, password_hash: str, scram: ScramKeys | None) -> None:
-        await self.backend.write(
-            lambda tx: directory.set_password(tx, address, password_hash, scram), single=True
-        )
+        await self.backend.write(lambda tx: directory.set_password(tx, address, password_hash, scram))
 
     async def set_quota(self, address: str, quota_bytes: int, quota_messages: int) -> None:
         await self.backend.write(
@@ -440,6 +439,33 @@ class MailStore:
 
     async def purge_limits(self, now: float, events_before: float) -> int:
         return await self.backend.write(lambda tx: tx.purge_limits(now, events_before))
+
+    # ---------------------------------------------------------------- webmail sessions and settings
+    async def create_web_session(self, session: WebSession) -> None:
+        await self.backend.write(lambda tx: websessions.create(tx, session))
+
+    async def get_web_session(self, id_hash: str, now: float) -> WebSession | None:
+        return await self.backend.read(lambda tx: websessions.get(tx, id_hash, now), quick=True)
+
+    async def touch_web_session(self, id_hash: str, now: float) -> None:
+        await self.backend.write(lambda tx: tx.set_web_session_seen(id_hash, now), single=True)
+
+    async def list_web_sessions(self, account_id: int, now: float) -> list[WebSession]:
+        return await self.backend.read(lambda tx: websessions.live(tx, account_id, now), quick=True)
+
+    async def end_web_session(self, id_hash: str) -> bool:
+        return await self.backend.write(lambda tx: tx.delete_web_session(id_hash), single=True)
+
+    async def end_web_sessions(self, account_id: int, keep: str = "") -> int:
+        return await self.backend.write(
+            lambda tx: tx.delete_web_sessions(account_id, keep, None), single=True
+        )
+
+    async def user_settings(self, account_id: int) -> dict[str, str]:
+        return dict(await self.backend.read(lambda tx: tx.user_settings(account_id), quick=True))
+
+    async def set_user_setting(self, account_id: int, key: str, value: str | None) -> None:
+        await self.backend.write(lambda tx: tx.set_user_setting(account_id, key, value), single=True)
 
     # ---------------------------------------------------------------- spam learning
     async def train_tokens(

@@ -54,7 +54,7 @@ class WebState:
         env.filters["size"] = human_size
         env.filters["when"] = when
         uploads = UploadSpool(svc.cfg.data_dir / UPLOAD_DIR, svc.cfg.max_message_size)
-        return cls(svc, security.Sessions(secret), env, SummaryCache(), asyncio.Event(), uploads)
+        return cls(svc, security.Sessions(secret, svc.store), env, SummaryCache(), asyncio.Event(), uploads)
 
 
 def state(request: Request) -> WebState:
@@ -88,15 +88,14 @@ def client_ip(request: Request) -> str:
 
 async def current_user(request: Request) -> Account | None:
     st = state(request)
-    sess = st.sessions.read(request)
+    sess = await st.sessions.read(request)
     if sess is None:
-        return None
+        return None  # none, expired or ended (logout, password change: web/security.py)
     acc = await st.svc.store.get_account_by_id(sess.account_id)
     if acc is None:
         return None
-    if security.password_fingerprint(acc.password_hash, st.sessions.secret) != sess.pwfp:
-        return None  # password changed since login
     request.state.csrf = sess.csrf
+    request.state.session = sess
     return acc
 
 

@@ -13,10 +13,19 @@ from starlette.staticfiles import StaticFiles
 
 from mailhouse.accounts.bans import Bans
 from mailhouse.config import Listener
-from mailhouse.store.api import StoreUnavailable
-from mailhouse.web import acme, admin, autoconfig, contacts, health, metrics, mtasts, webmail
+from mailhouse.store.api import StoreError, StoreUnavailable
+from mailhouse.web import acme, admin, autoconfig, contacts, health, metrics, mtasts, settings, webmail
 from mailhouse.web.banned import BannedClients
-from mailhouse.web.common import HERE, LoginRequired, WebState, redirect, render
+from mailhouse.web.common import (
+    HERE,
+    LoginRequired,
+    WebState,
+    current_user,
+    folder_tree,
+    redirect,
+    render,
+    state,
+)
 from mailhouse.web.limits import BodyLimit
 from mailhouse.web.redirect import HttpsRedirect
 from mailhouse.web.security import SecurityHeaders
@@ -46,6 +55,8 @@ ROUTES = [
     Route("/contacts/import", contacts.import_cards, methods=["POST"]),
     Route("/contacts/export.vcf", contacts.export),
     Route("/contacts/suggest", contacts.suggest),  # To/Cc/Bcc autocomplete (JSON)
+    Route("/settings", settings.settings_page, methods=["GET"]),
+    Route("/settings", settings.settings_post, methods=["POST"]),
     Route("/settings/mailhouse.mobileconfig", autoconfig.mobileconfig),
     Route("/admin", admin.admin_home),
     Route("/admin/domains", admin.admin_domains_post, methods=["POST"]),
@@ -80,8 +91,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code in (204, 304):
         return Response(status_code=exc.status_code)
     if "text/html" in request.headers.get("accept", ""):
-        return render(request, "error.html", status=exc.status_code, code=exc.status_code, detail=exc.detail)
+        ctx = await _error_layout(request)
+        return render(
+            request, "error.html", status=exc.status_code, code=exc.status_code, detail=exc.detail, **ctx
+        )
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+
+
+async def _error_layout(request: Request) -> dict[str, Any]:
+    """Issue 19: an error page shown to someone logged in keeps the logged-in layout (nav, user,
+    folders), whichever handler (or the router, for an unknown path) raised it."""
+    user = getattr(request.state, "user", None)
+    try:
+        if user is None:
+            user = await current_user(request)
+        if user is None:
+            return {}
+        request.state.user = user
+        return {"user": user, "folders": await folder_tree(state(request).svc, user), "current": None}
+    except StoreError:
+        return {}  # the store went away meanwhile: the plain page
 
 
 #: Seconds a client is asked to wait after a store outage (RFC 9110 §10.2.3 Retry-After).

@@ -1,8 +1,12 @@
 """Web security: per-install secret, signed session cookie, CSRF tokens, response headers.
 
-- Session: an itsdangerous-signed cookie `mh_session` = {account id, CSRF token, password
-  fingerprint}; HttpOnly, SameSite=Strict, Secure when the request came over TLS, 12 h.
-  A password change invalidates every session (the fingerprint no longer matches).
+- Session: server-side (issue 19). The cookie `mh_session` holds 32 random bytes; the store
+  keeps only their SHA-256 with the account, CSRF token, created/last seen/expiry and a client
+  summary (`Store.create_web_session`); HttpOnly, SameSite=Strict, Secure when the request came
+  over TLS, 12 h. Every request reads the row (one indexed read, no per-node cache), so an
+  ended session is refused at once on every node sharing the store: logout, "log out
+  everywhere", revoking it on the settings page, any password change (`Store.set_password`
+  ends the account's sessions in its transaction) and removing the account (rows cascade).
 - CSRF (OWASP "synchronizer token"): logged in, the token lives in the session; before
   login a signed `mh_pre` cookie carries it (double submit, for login CSRF). Every
   state-changing request sends it as form field `csrf` or header `X-CSRF-Token`; a
@@ -20,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +33,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhouse.store.api import Directory
+from mailhouse.store.api import Directory, Store, WebSession
 
 SESSION_COOKIE = "mh_session"
 PRE_COOKIE = "mh_pre"
 SESSION_MAX_AGE = 12 * 3600  # seconds; re-login twice a day at most
+SESSION_TOUCH = 60.0  # seconds: last_seen is written at most this often per session
+CLIENT_MAX = 120  # characters of the client summary kept
 SECRET_NAME = "web-session"  # Store.shared_secret name
 LEGACY_SECRET_FILE = "web-secret"  # where versions before the shared secret kept it
 
@@ -70,44 +76,62 @@ async def load_secret(store: Directory, data_dir: Path) -> bytes:
     return bytes.fromhex(await store.shared_secret(SECRET_NAME, candidate.hex()))
 
 
-def password_fingerprint(password_hash: str, secret: bytes) -> str:
-    return hmac.new(secret, password_hash.encode(), hashlib.sha256).hexdigest()[:16]
+def token_hash(token: str) -> str:
+    """What the store keeps of a session cookie: its SHA-256, never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
-@dataclass(slots=True)
-class SessionData:
-    account_id: int
-    csrf: str
-    pwfp: str
+def client_summary(request: Request) -> str:
+    """A short, human description of the client for the session list: browser and IP."""
+    ua = request.headers.get("user-agent", "")
+    browser = "browser"
+    for name in ("Edg", "Firefox", "Chrome", "Safari", "curl", "python-httpx"):
+        if name + "/" in ua:
+            browser = {"Edg": "Edge"}.get(name, name)
+            break
+    ip = request.client.host if request.client else "?"
+    return f"{browser}, {ip}"[:CLIENT_MAX]
 
 
 class Sessions:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, store: Store) -> None:
         self.secret = secret
-        self.signer = URLSafeTimedSerializer(secret, salt="mailhouse-session")
+        self.store = store
         self.pre_signer = URLSafeTimedSerializer(secret, salt="mailhouse-pre")
 
     # -- session cookie
-    def read(self, request: Request) -> SessionData | None:
+    async def read(self, request: Request) -> WebSession | None:
         raw = request.cookies.get(SESSION_COOKIE)
-        if not raw:
+        if not raw or len(raw) > 100:
             return None
-        try:
-            d = self.signer.loads(raw, max_age=SESSION_MAX_AGE)
-            return SessionData(int(d["a"]), str(d["c"]), str(d["p"]))
-        except (BadSignature, KeyError, TypeError, ValueError):
-            return None
+        now = time.time()
+        sess = await self.store.get_web_session(token_hash(raw), now)
+        if sess is not None and now - sess.last_seen > SESSION_TOUCH:
+            await self.store.touch_web_session(sess.id_hash, now)
+        return sess
 
-    def issue(self, response: Response, request: Request, account_id: int, password_hash: str) -> None:
-        data = {
-            "a": account_id,
-            "c": secrets.token_urlsafe(24),
-            "p": password_fingerprint(password_hash, self.secret),
-        }
-        set_cookie(response, request, SESSION_COOKIE, self.signer.dumps(data), SESSION_MAX_AGE)
+    async def issue(self, response: Response, request: Request, account_id: int) -> WebSession:
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        sess = WebSession(
+            token_hash(token),
+            account_id,
+            secrets.token_urlsafe(24),
+            now,
+            now,
+            now + SESSION_MAX_AGE,
+            client_summary(request),
+        )
+        await self.store.create_web_session(sess)
+        set_cookie(response, request, SESSION_COOKIE, token, SESSION_MAX_AGE)
         response.delete_cookie(PRE_COOKIE, path="/")
+        return sess
 
-    def clear(self, response: Response) -> None:
+    async def end(self, request: Request, response: Response) -> None:
+        """Logout: the row goes (on every node at once), then the cookie."""
+        raw = request.cookies.get(SESSION_COOKIE)
+        if raw:
+            await self.store.end_web_session(token_hash(raw))
         response.delete_cookie(SESSION_COOKIE, path="/")
 
     # -- pre-login CSRF token

@@ -88,6 +88,8 @@ class Draft:
     in_reply_to: str = ""
     references: str = ""
     attachments: list[Attachment] = field(default_factory=list)
+    name: str = ""  # the sender's display name (settings): From: Name <sender>
+    reply_to: str = ""  # addresses for Reply-To (settings)
 
 
 def parse_recipients(value: str) -> list[str]:
@@ -112,11 +114,16 @@ def build_message(d: Draft, hostname: str, *, message_id: str | None = None) -> 
     if any(c in d.sender for c in "\r\n\0"):
         raise SendError("not an e-mail address")  # one header line (RFC 5322 §2.2), not a 500
     msg = EmailMessage(policy=SMTP)
-    msg["From"] = d.sender
+    name = _field(d.name)
+    # RFC 5322 §3.4 name-addr; the policy quotes or RFC 2047-encodes the display name as needed
+    msg["From"] = email.utils.formataddr((name, d.sender)) if name else d.sender
     for name, value in (("To", d.to), ("Cc", d.cc), ("Bcc", d.bcc)):
         addrs = parse_recipients(value)
         if addrs:
             msg[name] = ", ".join(addrs)
+    reply_to = parse_recipients(d.reply_to)
+    if reply_to:
+        msg["Reply-To"] = ", ".join(reply_to)  # RFC 5322 §3.6.2
     msg["Subject"] = _field(d.subject)
     msg["Date"] = email.utils.formatdate(localtime=False)  # RFC 5322 §3.6.1
     msg["Message-ID"] = message_id or email.utils.make_msgid(domain=hostname)

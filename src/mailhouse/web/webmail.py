@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -22,9 +23,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mailhouse.accounts import mailbox_names
 from mailhouse.message.parse import parse_message
-from mailhouse.store.api import Account, FlagMode, Mailbox
+from mailhouse.store.api import Account, FlagMode, Mailbox, WebSession
 from mailhouse.web import contacts, security
 from mailhouse.web import search as websearch
+from mailhouse.web import settings as websettings
 from mailhouse.web.common import (
     MAX_FORM_FILES,
     checked_form,
@@ -110,7 +112,7 @@ async def login_post(request: Request) -> Response:
         )
     log.info("webmail login %s from %s", acc.address, client_ip(request))
     resp = redirect("/")
-    st.sessions.issue(resp, request, acc.id, acc.password_hash)
+    await st.sessions.issue(resp, request, acc.id)
     return resp
 
 
@@ -118,7 +120,7 @@ async def logout(request: Request) -> Response:
     await require_user(request)
     await checked_form(request)
     resp = redirect("/login")
-    state(request).sessions.clear(resp)
+    await state(request).sessions.end(request, resp)
     return resp
 
 
@@ -178,8 +180,8 @@ async def folder_fragment(request: Request) -> Response:
     ctx = await _list_context(request, user, mb)
     folders = await folder_tree(svc, user)
     return JSONResponse(
-        {
-            "list": render_fragment(request, "_list.html", **ctx),
+        {  # the list's Move menu is built from FOLDERS too (issue 19: it was empty, Move 404)
+            "list": render_fragment(request, "_list.html", folders=folders, **ctx),
             "folders": render_fragment(request, "_folders.html", folders=folders, current=mb),
         }
     )
@@ -442,6 +444,9 @@ async def compose_page(request: Request) -> Response:
             )
             d.body = f"\n\n---------- Forwarded message ----------\n{head}\n\n{text}"
             carried = [(f"{mb.id}:{uid}:{a.path}", a.filename, a.size) for a in attachments(raw, tree)]
+    if not qp.get("draft"):  # settings: the signature, above any quoted or forwarded text
+        prefs = await svc.store.user_settings(user.id)
+        d.body = websettings.signature_block(prefs.get(websettings.SIGNATURE, "")) + d.body
     folders = await folder_tree(svc, user)
     return render(
         request,
@@ -538,6 +543,9 @@ async def compose_post(request: Request) -> Response:
         in_reply_to=f("in_reply_to", 1000),
         references=f("references", 10000),
     )
+    prefs = await svc.store.user_settings(user.id)  # settings: From's display name, Reply-To
+    d.name = prefs.get(websettings.NAME, "")
+    d.reply_to = prefs.get(websettings.REPLY_TO, "")
     keep = [str(x) for x in form.getlist("keep")]
     draft_uid = f("draft_uid", 20)
     error = None
@@ -575,6 +583,7 @@ async def events(request: Request) -> Response:
     """Server-sent events (HTML Living Standard §9.2) fed by the store's change feed."""
     user = await require_user(request)
     st = state(request)
+    session: WebSession = request.state.session
 
     async def stream() -> AsyncIterator[str]:
         feed = st.svc.store.subscribe(user.id).__aiter__()
@@ -594,6 +603,8 @@ async def events(request: Request) -> Response:
                     data = json.dumps({"mailbox": ch.mailbox_id, "kind": ch.kind})
                     yield f"event: change\ndata: {data}\n\n"
                 elif not done:
+                    if await st.svc.store.get_web_session(session.id_hash, time.time()) is None:
+                        break  # issue 19: logged out or revoked meanwhile (noticed within SSE_HEARTBEAT)
                     yield ": ping\n\n"
         finally:
             closing.cancel()

@@ -52,6 +52,7 @@ from mailhouse.store.postgres.queue import QueueTx
 from mailhouse.store.postgres.reports import ReportsTx
 from mailhouse.store.postgres.spam import SpamTx
 from mailhouse.store.postgres.transfer import PgTransfer
+from mailhouse.store.postgres.websessions import WebSessionsTx
 from mailhouse.store.store import MailStore
 
 T = TypeVar("T")
@@ -59,7 +60,9 @@ T = TypeVar("T")
 __all__ = ["PgBlobStore", "PgTx", "PostgresBackend", "PostgresStore", "split_url"]
 
 
-class PgTx(DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, ContactsTx, ReportsTx, FeedTx, FtsTx):
+class PgTx(
+    DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, ContactsTx, ReportsTx, FeedTx, FtsTx, WebSessionsTx
+):
     """`store.backend.Tx` on one asyncpg connection."""
 
     def __init__(self, c: Conn, db_blobs: bool) -> None:

@@ -165,4 +165,14 @@ MIGRATIONS: list[str] = [
         address TEXT COLLATE "C" NOT NULL, name TEXT NOT NULL, last_used DOUBLE PRECISION NOT NULL,
         count BIGINT NOT NULL, PRIMARY KEY(account_id, address));
     """,
+    # 14: webmail sessions and per-user settings (store/websessions.py), see the SQLite schema's migration 14
+    """
+    CREATE TABLE web_sessions(id_hash TEXT COLLATE "C" PRIMARY KEY,
+        account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE, csrf TEXT NOT NULL,
+        created DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION NOT NULL,
+        expires DOUBLE PRECISION NOT NULL, client TEXT NOT NULL);
+    CREATE INDEX web_sessions_account ON web_sessions(account_id);
+    CREATE TABLE user_settings(account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        key TEXT COLLATE "C" NOT NULL, value TEXT NOT NULL, PRIMARY KEY(account_id, key));
+    """,
 ]

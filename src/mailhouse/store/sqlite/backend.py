@@ -38,6 +38,7 @@ from mailhouse.store.sqlite.queue import QueueTx
 from mailhouse.store.sqlite.reports import ReportsTx
 from mailhouse.store.sqlite.spam import SpamTx
 from mailhouse.store.sqlite.transfer import SqliteTransfer
+from mailhouse.store.sqlite.websessions import WebSessionsTx
 from mailhouse.store.store import MailStore
 
 T = TypeVar("T")
@@ -45,7 +46,9 @@ T = TypeVar("T")
 __all__ = ["INLINE_BLOB_MAX", "HybridBlobStore", "SqliteBackend", "SqliteStore", "SqliteTx"]
 
 
-class SqliteTx(DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, ContactsTx, ReportsTx, FeedTx, FtsTx):
+class SqliteTx(
+    DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, ContactsTx, ReportsTx, FeedTx, FtsTx, WebSessionsTx
+):
     """`store.backend.Tx` on one sqlite3 connection (methods never suspend)."""
 
     __slots__ = ("c", "published")

@@ -23,6 +23,9 @@ POLL_INTERVAL = 0.05  # seconds between polls for other worker processes' change
 CHANGES_KEEP_SECONDS = 3600.0  # change-feed rows older than this are pruned
 PRUNE_EVERY = 60.0  # seconds between prunes
 POLL_BATCH = 5000  # changes read per poll
+# a transaction stamps its change before it commits: one in flight when the poller restarts
+# (stamped up to this long before) is still delivered
+RESTART_MARGIN = 0.25
 
 
 class FeedTx:
@@ -45,6 +48,10 @@ class Poller:
         self.last = 0
         self._task: asyncio.Task[None] | None = None
         self._kick: asyncio.Event | None = None
+        # when the poller last started after being idle: the rows it catches up on that were
+        # committed before then concern no current subscriber and are skipped (issue 19: a
+        # webmail page opened later was told "New mail" for mail that arrived while none was open)
+        self._since = 0.0
 
     async def open(self) -> None:
         self.last = await self.engine.read(
@@ -58,6 +65,7 @@ class Poller:
 
     def wake(self, hub: FeedHub) -> None:
         if self._task is None or self._task.done():
+            self._since = time.time() - RESTART_MARGIN
             self._task = asyncio.get_running_loop().create_task(self._poll(hub))
 
     def kick(self) -> None:
@@ -74,9 +82,10 @@ class Poller:
                     await asyncio.wait_for(kick.wait(), POLL_INTERVAL)
             kick.clear()
             rows: list[Any] = await self.engine.read(self._after(self.last))
-            for rid, acc, mbox, kind, modseq in rows:
+            for rid, acc, mbox, kind, modseq, at in rows:
                 self.last = max(self.last, rid)
-                hub.dispatch(Change(acc, mbox, ChangeKind(kind), modseq))
+                if at >= self._since:
+                    hub.dispatch(Change(acc, mbox, ChangeKind(kind), modseq))
             if time.time() - last_prune > PRUNE_EVERY:
                 last_prune = time.time()
                 await self.engine.write(self._prune(time.time() - CHANGES_KEEP_SECONDS))
@@ -88,6 +97,6 @@ class Poller:
     @staticmethod
     def _after(last: int) -> Any:
         return lambda c: c.execute(
-            "SELECT id, account_id, mailbox_id, kind, modseq FROM changes WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, account_id, mailbox_id, kind, modseq, at FROM changes WHERE id > ? ORDER BY id LIMIT ?",
             (last, POLL_BATCH),
         ).fetchall()

@@ -154,4 +154,14 @@ MIGRATIONS: list[str | list[str]] = [
         " ON DELETE CASCADE, address TEXT NOT NULL, name TEXT NOT NULL, last_used REAL NOT NULL,"
         " count INTEGER NOT NULL, PRIMARY KEY(account_id, address)) WITHOUT ROWID",
     ],
+    # 14: webmail sessions (store/websessions.py): the SHA-256 of the cookie's random token, so a
+    # logout or password change ends a session on every node; and per-user settings (key/value)
+    [
+        "CREATE TABLE IF NOT EXISTS web_sessions(id_hash TEXT PRIMARY KEY, account_id INTEGER NOT NULL"
+        " REFERENCES accounts(id) ON DELETE CASCADE, csrf TEXT NOT NULL, created REAL NOT NULL,"
+        " last_seen REAL NOT NULL, expires REAL NOT NULL, client TEXT NOT NULL) WITHOUT ROWID",
+        "CREATE INDEX IF NOT EXISTS web_sessions_account ON web_sessions(account_id)",
+        "CREATE TABLE IF NOT EXISTS user_settings(account_id INTEGER NOT NULL REFERENCES accounts(id)"
+        " ON DELETE CASCADE, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(account_id, key)) WITHOUT ROWID",
+    ],
 ]
