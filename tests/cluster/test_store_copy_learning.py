@@ -62,6 +62,8 @@ async def test_copy_carries_spam_learning_and_reports(postgres_db_url: str, tmp_
             "spam_lists": 2,
             "reports": 1,
             "user_settings": 2,
+            "contacts": 0,
+            "collected_addrs": 0,
         }
         rep = await verify_store(src, pg, blob_map=res.blob_map)
         assert rep.ok, rep.render()
