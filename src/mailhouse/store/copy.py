@@ -73,6 +73,7 @@ TABLES: dict[str, str] = {
     "spam_totals": "Bayes trained-message totals: copied per account (ROW_TABLES)",
     "spam_trained": "what each message was trained as: copied per account (ROW_TABLES)",
     "spam_lists": "per-user sender allow/block lists: copied per account (ROW_TABLES)",
+    "sieve_scripts": "per-user Sieve scripts and which is active: copied per account (ROW_TABLES)",
 }
 
 # Tables copied row for row (`Transfer.table_rows` → `Transfer.insert_rows`): nothing in them is
@@ -83,6 +84,7 @@ ROW_TABLES: dict[str, tuple[str, ...]] = {
     "spam_totals": ("account_id", "spam", "ham"),
     "spam_trained": ("account_id", "key", "kind"),
     "spam_lists": ("account_id", "entry", "kind"),
+    "sieve_scripts": ("account_id", "name", "content", "size", "active", "updated"),
     "reports": ("domain", "kind", "org", "report_id", "begin_at", "end_at", "received", "rows"),
 }
 ROW_BATCH = 5000  # rows per destination transaction

@@ -49,6 +49,7 @@ from mailhouse.store.postgres.locks import PgLease, PgMaildropLocks
 from mailhouse.store.postgres.mail import MailTx
 from mailhouse.store.postgres.queue import QueueTx
 from mailhouse.store.postgres.reports import ReportsTx
+from mailhouse.store.postgres.sieve import SieveTx
 from mailhouse.store.postgres.spam import SpamTx
 from mailhouse.store.postgres.transfer import PgTransfer
 from mailhouse.store.store import MailStore
@@ -58,7 +59,7 @@ T = TypeVar("T")
 __all__ = ["PgBlobStore", "PgTx", "PostgresBackend", "PostgresStore", "split_url"]
 
 
-class PgTx(DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, ReportsTx, FeedTx, FtsTx):
+class PgTx(DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, SieveTx, ReportsTx, FeedTx, FtsTx):
     """`store.backend.Tx` on one asyncpg connection."""
 
     def __init__(self, c: Conn, db_blobs: bool) -> None:

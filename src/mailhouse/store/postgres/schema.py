@@ -156,4 +156,11 @@ MIGRATIONS: list[str] = [
         domain TEXT COLLATE "C" NOT NULL, owner TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY(kind, day, domain));
     """,
+    # 13: per-account Sieve scripts (store/sieve.py), see the SQLite schema's migration 13
+    """
+    CREATE TABLE IF NOT EXISTS sieve_scripts(account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT COLLATE "C" NOT NULL, content TEXT NOT NULL, size INTEGER NOT NULL, active INTEGER NOT NULL,
+        updated DOUBLE PRECISION NOT NULL, PRIMARY KEY(account_id, name));
+    CREATE UNIQUE INDEX IF NOT EXISTS sieve_scripts_active ON sieve_scripts(account_id) WHERE active = 1;
+    """,
 ]

@@ -35,6 +35,7 @@ from mailhouse.store.sqlite.limits import LimitsTx
 from mailhouse.store.sqlite.mail import MailTx
 from mailhouse.store.sqlite.queue import QueueTx
 from mailhouse.store.sqlite.reports import ReportsTx
+from mailhouse.store.sqlite.sieve import SieveTx
 from mailhouse.store.sqlite.spam import SpamTx
 from mailhouse.store.sqlite.transfer import SqliteTransfer
 from mailhouse.store.store import MailStore
@@ -44,7 +45,7 @@ T = TypeVar("T")
 __all__ = ["INLINE_BLOB_MAX", "HybridBlobStore", "SqliteBackend", "SqliteStore", "SqliteTx"]
 
 
-class SqliteTx(DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, ReportsTx, FeedTx, FtsTx):
+class SqliteTx(DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, SieveTx, ReportsTx, FeedTx, FtsTx):
     """`store.backend.Tx` on one sqlite3 connection (methods never suspend)."""
 
     __slots__ = ("c", "published")
