@@ -1,0 +1,450 @@
+"""Sieve at local delivery (issue 17 §2): the account's active script — with the admin's
+``[sieve] before`` and ``after`` scripts — decides, once per recipient, where a message goes.
+
+What runs: ``before`` (when set), then the user's active script (store, ManageSieve), then
+``after`` when the message is still kept. The language is the ``ScriptRunner``'s (the sieve
+service); this module turns its actions into mail: folders with flags, discard, reject,
+redirect through the outbound queue, vacation replies through the queue.
+
+RFCs: 5228 §2.10.2 (implicit keep), §4.2 (redirect keeps the envelope sender), 5490 (fileinto
+:create), 5232 (flags), 5429 (reject: a 550 before the 250 where the session can, else a
+bounce), 5230 + 3834 (vacation: who never gets one, once per sender per :days, the reply's
+fields), 7352 (duplicate, tracked in the store).
+
+Invariants
+----------
+* Mail is never lost: a script that cannot be read, compiled or run, or that asks for more than
+  the limits allow (redirects per message and per day), files the message into INBOX (implicit
+  keep) and the user gets ONE notice per script and error (``claim_once``) from the postmaster.
+* A redirect is never sent when the message carries our loop marker for this recipient
+  (``X-Loop``) or a ``Delivered-To`` of the target: it is kept instead (loop detection).
+* A vacation reply is never sent to the null sender, lists (``List-Id`` …), bulk/junk/list
+  precedence, auto-submitted mail, the user's own addresses, or a message not addressed to the
+  user in To/Cc (RFC 5230 §4.5, RFC 3834 §2); at most once per (handle, sender) per ``:days``
+  across every node (``Store.claim_once``); it goes out with a null envelope sender and
+  ``Auto-Submitted: auto-replied`` (RFC 3834 §3.1.7, §5).
+* Filing plans are computed before anything is stored; side effects (queueing redirects and
+  replies, notices) happen after the message was filed.
+"""
+
+from __future__ import annotations
+
+import email.header
+import email.utils
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from mailhouse.config import SieveConfig
+from mailhouse.message.headers import decode_header_value, get_header, get_headers
+from mailhouse.queue.ids import new_queue_id
+from mailhouse.store.api import Account, NewMessage, Store
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+#: RFC 5230 §4.1: ``:days`` defaults to 7; the minimum the server allows is 1 day.
+VACATION_DEFAULT_DAYS = 7
+VACATION_MIN_SECONDS = DAY
+#: How long one script error is remembered (one notice per script text and error per month).
+NOTICE_TTL = 30 * DAY
+#: Largest message the runner sees whole (the body test, RFC 5173); beyond it only the header.
+MAX_BODY_FOR_SIEVE = 1024 * 1024
+#: RFC 5230 §4.6: senders that are (almost) always automated: no reply.
+_AUTOMATED = re.compile(
+    r"^(mailer-daemon|listserv|majordomo|owner-.*|.*-request|.*-bounces?|postmaster)@", re.I
+)
+_PRECEDENCE_BULK = {b"bulk", b"junk", b"list"}
+_LIST_FIELDS = (b"List-Id", b"List-Help", b"List-Subscribe", b"List-Unsubscribe", b"List-Post", b"List-Owner")
+
+
+# ---------------------------------------------------------------------- actions (the runner's answer)
+@dataclass(frozen=True, slots=True)
+class Keep:
+    flags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class FileInto:
+    mailbox: str
+    flags: frozenset[str] = frozenset()
+    create: bool = False  # RFC 5490 §3.2 :create
+
+
+@dataclass(frozen=True, slots=True)
+class Discard:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Vacation:
+    reason: str  # the reply's body (text/plain, UTF-8)
+    subject: str = ""
+    from_addr: str = ""
+    addresses: tuple[str, ...] = ()  # RFC 5230 §4.5 :addresses: the user's other addresses
+    seconds: float = VACATION_DEFAULT_DAYS * DAY  # :days × 86400 or :seconds (RFC 6131)
+    handle: str = ""
+
+
+Action = Keep | FileInto | Discard | Reject | Redirect | Vacation
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What the scripts decided: ACTIONS (an empty list with no Discard = implicit keep), the
+    header section after editheader (None: unchanged), or ERROR (then: implicit keep)."""
+
+    actions: tuple[Action, ...] = ()
+    head: bytes | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    sender: str  # "" for the null sender
+    recipient: str  # the address the message was accepted for (before alias resolution)
+    account: str  # the account's address
+    auth: str = ""  # the submitter, when there is one
+    spam_score: float | None = None  # RFC 5235 spamtest input (X-Spam-Score or the verdict)
+
+
+@dataclass(frozen=True, slots=True)
+class Scripts:
+    """The script texts to run, in order, with the names their errors are reported under."""
+
+    before: tuple[tuple[str, str], ...] = ()
+    user: tuple[str, str] | None = None
+    after: tuple[tuple[str, str], ...] = ()
+
+
+class ScriptRunner(Protocol):
+    """The Sieve language (the sieve service): run SCRIPTS on MESSAGE for ENVELOPE.
+
+    MAILBOXES are the account's mailbox names (RFC 5490 mailboxexists); SEEN_BEFORE answers the
+    duplicate test (RFC 7352) for the message's default unique id."""
+
+    def run(
+        self,
+        scripts: Scripts,
+        message: bytes,
+        envelope: Envelope,
+        mailboxes: frozenset[str],
+        seen_before: bool,
+    ) -> RunResult: ...
+
+
+class Outbox(Protocol):
+    """The outbound queue (``queue.runner.QueueRunner.enqueue``)."""
+
+    async def enqueue(
+        self,
+        queue_id: str,
+        sender: str,
+        remote: list[tuple[str, dict[str, str | None]]],
+        message: bytes,
+        mail_params: dict[str, str | None],
+    ) -> None: ...
+
+
+# ---------------------------------------------------------------------- the plan per recipient
+@dataclass(slots=True)
+class Plan:
+    """Where one recipient's copy goes and what follows the filing."""
+
+    folders: dict[str, frozenset[str]] = field(default_factory=dict)  # mailbox → flags; {} = none
+    create: set[str] = field(default_factory=set)  # mailboxes fileinto may create (:create)
+    head: bytes | None = None  # the edited header section (editheader), None: as received
+    reject: str = ""
+    redirects: list[str] = field(default_factory=list)
+    vacation: Vacation | None = None
+    error: str = ""
+
+    @property
+    def discarded(self) -> bool:
+        return not self.folders and not self.reject
+
+
+def plan_of(result: RunResult, max_redirects: int) -> Plan:
+    """Turn the runner's actions into a plan (RFC 5228 §2.10.2: keep unless an action cancelled it)."""
+    plan = Plan(head=result.head)
+    if result.error:
+        plan.folders["INBOX"] = frozenset()
+        plan.error = result.error
+        return plan
+    implicit_keep = True
+    keep_flags: frozenset[str] = frozenset()
+    for a in result.actions:
+        if isinstance(a, Keep):
+            plan.folders["INBOX"] = plan.folders.get("INBOX", frozenset()) | a.flags
+            implicit_keep = False
+        elif isinstance(a, FileInto):  # RFC 5228 §4.1: filing twice into one mailbox is one copy
+            plan.folders[a.mailbox] = plan.folders.get(a.mailbox, frozenset()) | a.flags
+            if a.create:
+                plan.create.add(a.mailbox)
+            implicit_keep = False
+        elif isinstance(a, Discard):
+            implicit_keep = False
+        elif isinstance(a, Reject):  # RFC 5429 §2.1: reject cancels the implicit keep
+            plan.reject = a.reason or "Message rejected by the recipient's filter"
+            implicit_keep = False
+        elif isinstance(a, Redirect):
+            if a.address.lower() not in (r.lower() for r in plan.redirects):
+                plan.redirects.append(a.address)
+            implicit_keep = False
+        elif isinstance(a, Vacation):
+            plan.vacation = a
+    if len(plan.redirects) > max_redirects:  # Pigeonhole's sieve_max_redirects: an error, kept
+        return Plan(
+            folders={"INBOX": frozenset()},
+            head=result.head,
+            error=f"too many redirect actions ({len(plan.redirects)} > {max_redirects})",
+        )
+    if implicit_keep:
+        plan.folders["INBOX"] = keep_flags
+    return plan
+
+
+def head_end(message: bytes) -> int:
+    """Where the header section ends (after its empty line; the whole message when it has none)."""
+    i = message.find(b"\r\n\r\n")
+    return len(message) if i < 0 else i + 4
+
+
+def spam_score(message: bytes) -> float | None:
+    """The spam score on the message (X-Spam-Score, written by spam/headers.py), for RFC 5235."""
+    v = get_header(message[: head_end(message)], b"X-Spam-Score")
+    if v is None:
+        return None
+    try:
+        return float(v.strip().split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+# ---------------------------------------------------------------------- RFC 3834 / 5230 rules
+def _addr_list(head: bytes, *names: bytes) -> list[str]:
+    values = [decode_header_value(v) for n in names for v in get_headers(head, n)]
+    return [a.lower() for _n, a in email.utils.getaddresses(values) if a]
+
+
+def vacation_refusal(head: bytes, sender: str, own: Sequence[str]) -> str:
+    """Why no vacation reply may be sent for this message ("" when one may)."""
+    s = sender.lower()
+    if not s:
+        return "null sender"  # RFC 5230 §4.6, RFC 3834 §2
+    if _AUTOMATED.match(s):
+        return "automated sender"  # RFC 5230 §4.6
+    owned = {a.lower() for a in own}
+    if s in owned:
+        return "own address"  # RFC 5230 §4.6: never to oneself
+    auto = get_header(head, b"Auto-Submitted")
+    if auto is not None and auto.strip().split(b";")[0].strip().lower() != b"no":
+        return "auto-submitted"  # RFC 3834 §2, §5
+    prec = get_header(head, b"Precedence")
+    if prec is not None and prec.strip().lower() in _PRECEDENCE_BULK:
+        return "bulk precedence"  # RFC 3834 §2 (the field of RFC 2076 lists still use)
+    if any(get_header(head, n) is not None for n in _LIST_FIELDS):
+        return "mailing list"  # RFC 5230 §4.6 (RFC 2369, RFC 2919 fields)
+    if not owned.intersection(_addr_list(head, b"To", b"Cc", b"Bcc", b"Resent-To", b"Resent-Cc")):
+        return "not addressed to the user"  # RFC 5230 §4.5
+    return ""
+
+
+def vacation_reply(head: bytes, v: Vacation, recipient: str, sender: str, hostname: str, now: float) -> bytes:
+    """The reply message (RFC 5230 §5, RFC 3834 §3)."""
+    subject = v.subject
+    if not subject:  # RFC 5230 §5.4: "Auto:" and the original subject
+        orig = get_header(head, b"Subject")
+        subject = "Auto: " + (decode_header_value(orig).strip() if orig else "")
+    refs = []
+    msgid = get_header(head, b"Message-ID")
+    old_refs = get_header(head, b"References")
+    if old_refs:
+        refs.append(old_refs.decode("ascii", "replace").strip())
+    if msgid:
+        refs.append(msgid.decode("ascii", "replace").strip())
+    domain = recipient.rpartition("@")[2] or hostname
+    lines = [
+        f"From: {v.from_addr or recipient}",  # RFC 5230 §5.3
+        f"To: {sender}",  # RFC 5230 §5.1
+        f"Subject: {email.header.Header(subject, 'utf-8').encode() if not subject.isascii() else subject}",
+        f"Date: {email.utils.formatdate(now)}",
+        f"Message-ID: {email.utils.make_msgid(domain=domain)}",
+        "Auto-Submitted: auto-replied (vacation)",  # RFC 3834 §5, RFC 5230 §5.5
+        "Precedence: bulk",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: 8bit",
+    ]
+    if msgid:
+        lines.append(f"In-Reply-To: {msgid.decode('ascii', 'replace').strip()}")  # RFC 5230 §5.8
+    if refs:
+        lines.append(f"References: {' '.join(refs)}")
+    body = v.reason.replace("\r\n", "\n").replace("\n", "\r\n")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body + ("" if body.endswith("\r\n") else "\r\n")).encode(
+        "utf-8"
+    )
+
+
+def is_loop(head: bytes, recipient: str, target: str) -> bool:
+    """The message was redirected by this recipient before, or already went to TARGET."""
+    marks = {v.strip().lower() for v in get_headers(head, b"X-Loop")}
+    delivered = {v.strip().lower() for v in get_headers(head, b"Delivered-To")}
+    return recipient.lower().encode() in marks or target.lower().encode() in delivered
+
+
+def notice_message(account: str, hostname: str, script: str, error: str, now: float) -> bytes:
+    """The short note a user gets when their filter failed (once per script and error)."""
+    text = (
+        f"Your mail filter ({script}) could not run on a message delivered to you:\r\n\r\n"
+        f"    {error}\r\n\r\n"
+        "The message was put into your INBOX, as every message will be until the filter is fixed.\r\n"
+        "You can check and correct the filter in your mail client's Sieve editor (ManageSieve).\r\n"
+    )
+    return (
+        f"From: Mail Delivery <postmaster@{hostname}>\r\nTo: {account}\r\n"
+        f"Subject: Your mail filter failed\r\nDate: {email.utils.formatdate(now)}\r\n"
+        f"Message-ID: {email.utils.make_msgid(domain=hostname)}\r\nAuto-Submitted: auto-generated\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + text
+    ).encode("utf-8")
+
+
+# ---------------------------------------------------------------------- the service
+class SieveFilter:
+    """Runs the scripts for one recipient (``plan``) and carries out what follows the filing
+    (``after_filing``). Built once per node; the outbox is the node's queue runner (``outbox`` is
+    set once it exists, since the queue runner itself is built on the local delivery)."""
+
+    def __init__(
+        self,
+        store: Store,
+        cfg: SieveConfig,
+        runner: ScriptRunner,
+        hostname: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.runner = runner
+        self.hostname = hostname
+        self.clock = clock
+        self.outbox: Outbox | None = None
+
+    @staticmethod
+    def _read(p: Path | None) -> tuple[tuple[str, str], ...]:
+        if p is None:
+            return ()
+        try:
+            return ((p.name, p.read_text("utf-8")),)
+        except (OSError, UnicodeDecodeError) as e:  # the admin's script: logged, mail goes on
+            log.error("[sieve] cannot read %s: %s", p, e)
+            return ()
+
+    async def scripts(self, account: Account) -> Scripts:
+        active = await self.store.active_sieve_script(account.id)
+        return Scripts(self._read(self.cfg.before), active, self._read(self.cfg.after))
+
+    async def plan(self, account: Account, message: bytes, envelope: Envelope) -> Plan:
+        scripts = await self.scripts(account)
+        if not scripts.before and scripts.user is None and not scripts.after:
+            return Plan(folders={"INBOX": frozenset()})  # nothing to run: the fast path
+        head = message[: head_end(message)]
+        mailboxes = frozenset(mb.name for mb in await self.store.list_mailboxes(account.id))
+        seen = False
+        msgid = get_header(head, b"Message-ID")
+        if msgid:  # RFC 7352 §3: the default unique id is the Message-ID
+            key = f"duplicate:{account.id}:{hashlib.sha256(msgid.strip()).hexdigest()[:32]}"
+            now = self.clock()
+            seen = not await self.store.claim_once(key, now, now + 7 * DAY)
+        try:
+            result = self.runner.run(scripts, message, envelope, mailboxes, seen)
+        except Exception as e:  # a bug in the language must not lose mail either
+            log.exception("[sieve] script run failed for %s", account.address)
+            result = RunResult(error=f"internal error: {type(e).__name__}")
+        plan = plan_of(result, self.cfg.max_redirects)
+        if plan.error:
+            await self._notify_error(account, scripts, plan.error)
+        return plan
+
+    async def _notify_error(self, account: Account, scripts: Scripts, error: str) -> None:
+        name = scripts.user[0] if scripts.user else "global"
+        text = scripts.user[1] if scripts.user else ""
+        now = self.clock()
+        digest = hashlib.sha256((text + "\0" + error).encode()).hexdigest()[:32]
+        key = f"sieve-notice:{account.id}:{digest}"
+        if not await self.store.claim_once(key, now, now + NOTICE_TTL):
+            return
+        log.info("[sieve] %s: script %s failed: %s", account.address, name, error)
+        inbox = await self.store.get_mailbox(account.id, "INBOX") or await self.store.create_mailbox(
+            account.id, "INBOX"
+        )
+        data = notice_message(account.address, self.hostname, name, error, now)
+        await self.store.deliver(data, [NewMessage(inbox.id, "", len(data), internaldate=now)])
+
+    async def after_filing(self, account: Account, plan: Plan, message: bytes, envelope: Envelope) -> None:
+        """Queue the redirects and the vacation reply of PLAN (after the message was filed)."""
+        head = message[: head_end(message)]
+        if plan.redirects:
+            await self._redirect(account, plan, message, envelope)
+        if plan.vacation is not None:
+            await self._vacation(account, plan.vacation, head, envelope)
+
+    async def _redirect(self, account: Account, plan: Plan, message: bytes, env: Envelope) -> None:
+        if self.outbox is None:
+            return
+        head = message[: head_end(message)]
+        now = self.clock()
+        for target in plan.redirects:
+            if is_loop(head, env.recipient, target):
+                log.info("[sieve] %s: redirect to %s is a loop; not sent", account.address, target)
+                continue
+            n = await self.store.count_event(f"sieve-redirect:{account.id}", now, DAY)
+            if n > self.cfg.redirects_per_day:
+                log.warning(
+                    "[sieve] %s: over %d redirects today; not sent",
+                    account.address,
+                    self.cfg.redirects_per_day,
+                )
+                continue
+            # our marker and the hop's Delivered-To on top: the next pass through us sees the loop
+            marked = f"X-Loop: {env.recipient}\r\nDelivered-To: {env.recipient}\r\n".encode() + message
+            qid = new_queue_id()
+            # RFC 5228 §4.2: the envelope sender stays the original one
+            await self.outbox.enqueue(qid, env.sender, [(target, {})], marked, {})
+            log.info("[sieve] %s: redirected to %s as %s", account.address, target, qid)
+
+    async def _vacation(self, account: Account, v: Vacation, head: bytes, env: Envelope) -> None:
+        if self.outbox is None:
+            return
+        own = [env.recipient, account.address, *v.addresses]
+        why = vacation_refusal(head, env.sender, own)
+        if why:
+            log.debug("[sieve] %s: no vacation reply (%s)", account.address, why)
+            return
+        now = self.clock()
+        handle = v.handle or hashlib.sha256((v.subject + "\0" + v.reason).encode()).hexdigest()[:32]
+        who = hashlib.sha256((handle + "\0" + env.sender.lower()).encode()).hexdigest()[:40]
+        key = f"vacation:{account.id}:{who}"
+        # RFC 5230 §4.1: once per sender per :days (never below a day), shared by every node
+        if not await self.store.claim_once(key, now, now + max(v.seconds, VACATION_MIN_SECONDS)):
+            return
+        reply = vacation_reply(head, v, env.recipient, env.sender, self.hostname, now)
+        await self.outbox.enqueue(
+            new_queue_id(), "", [(env.sender, {})], reply, {}
+        )  # RFC 3834 §3.3: null sender
+        log.info("[sieve] %s: vacation reply to %s queued", account.address, env.sender)
