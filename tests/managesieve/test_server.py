@@ -127,3 +127,20 @@ def test_quotas_and_limits(client: Client, account: str) -> None:
     assert client.cmd(b'NOOP "' + b"x" * 9000 + b'"')[1].startswith(b"BYE")
     with pytest.raises((EOFError, ConnectionError)):
         client.line()
+
+
+def test_thunderbird_style_flow_pipelined(client: Client, account: str) -> None:
+    """What the Thunderbird Sieve add-on sends when a filter is saved: CHECKSCRIPT, PUTSCRIPT and
+    SETACTIVE with non-synchronising literals, here in one write (RFC 5804 allows pipelining)."""
+    _tls_login(client, account)
+    client.send(
+        b"CHECKSCRIPT "
+        + script_literal(SCRIPT)
+        + b'\r\nPUTSCRIPT "thunderbird" '
+        + script_literal(SCRIPT)
+        + b'\r\nSETACTIVE "thunderbird"\r\nLISTSCRIPTS\r\n'
+    )
+    assert client.response()[1].startswith(b"OK")
+    assert client.response()[1] == b'OK "Putscript completed"\r\n'
+    assert client.response()[1].startswith(b"OK")
+    assert client.response() == ([b'"thunderbird" ACTIVE\r\n'], b'OK "Listscripts completed"\r\n')
