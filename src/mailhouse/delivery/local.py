@@ -127,6 +127,8 @@ class LocalDelivery:
         now = self.clock()
         resolver = self.resolver
         report_folder = await self._report_folder(data, accounts, queue_id) if mailbox == "INBOX" else ""
+        # quarantine, reports and explicit folders (IMAP-side deliveries) are not filtered
+        filtered = folder is Folder.INBOX and mailbox == "INBOX" and not report_folder
         rejected: list[tuple[Account, str]] = []
         sieved: list[tuple[Account, Plan]] = []
         whole: bytes | None = None
@@ -134,10 +136,11 @@ class LocalDelivery:
             if (await self.quota_state(acc, size)).over:
                 over.append(acc)
                 continue
-            if self.sieve is not None and folder is Folder.INBOX and mailbox == "INBOX" and not report_folder:
+            scripts = await self.sieve.scripts(acc) if self.sieve is not None and filtered else None
+            if self.sieve is not None and scripts:  # RFC 5228: the account's filter, once per recipient
                 if whole is None:
-                    whole = await _for_sieve(data)
-                plan = await self.sieve.plan(acc, whole, _envelope(sender, acc, whole))
+                    whole = await _for_sieve(data)  # read only when a script runs
+                plan = await self.sieve.plan(acc, scripts, whole, _envelope(sender, acc, whole))
                 if plan.reject:
                     rejected.append((acc, plan.reject))
                     continue

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mailhouse.config import SieveConfig
+from mailhouse.delivery.srs import SrsCodec
 from mailhouse.message.headers import decode_header_value, get_header, get_headers
 from mailhouse.queue.ids import new_queue_id
 from mailhouse.store.api import Account, NewMessage, Store
@@ -131,6 +132,9 @@ class Scripts:
     user: tuple[str, str] | None = None
     after: tuple[tuple[str, str], ...] = ()
 
+    def __bool__(self) -> bool:
+        return bool(self.before or self.user or self.after)
+
 
 class ScriptRunner(Protocol):
     """The Sieve language (the sieve service): run SCRIPTS on MESSAGE for ENVELOPE.
@@ -146,6 +150,23 @@ class ScriptRunner(Protocol):
         mailboxes: frozenset[str],
         seen_before: bool,
     ) -> RunResult: ...
+
+
+class UnavailableRunner:
+    """Where the Sieve language goes until the sieve package is merged (issue 17 §1): every script
+    is a runtime error, so the message is kept in INBOX and the user told once — never lost."""
+
+    def run(
+        self,
+        scripts: Scripts,
+        message: bytes,
+        envelope: Envelope,
+        mailboxes: frozenset[str],
+        seen_before: bool,
+    ) -> RunResult:
+        return RunResult(
+            error="Sieve filters cannot run on this server yet (the Sieve language is not installed)"
+        )
 
 
 class Outbox(Protocol):
@@ -337,7 +358,9 @@ class SieveFilter:
         runner: ScriptRunner,
         hostname: str,
         clock: Callable[[], float] = time.time,
+        srs: SrsCodec | None = None,
     ) -> None:
+        self.srs = srs
         self.store = store
         self.cfg = cfg
         self.runner = runner
@@ -359,10 +382,8 @@ class SieveFilter:
         active = await self.store.active_sieve_script(account.id)
         return Scripts(self._read(self.cfg.before), active, self._read(self.cfg.after))
 
-    async def plan(self, account: Account, message: bytes, envelope: Envelope) -> Plan:
-        scripts = await self.scripts(account)
-        if not scripts.before and scripts.user is None and not scripts.after:
-            return Plan(folders={"INBOX": frozenset()})  # nothing to run: the fast path
+    async def plan(self, account: Account, scripts: Scripts, message: bytes, envelope: Envelope) -> Plan:
+        """Run SCRIPTS (``scripts(account)``, not empty) on MESSAGE for one recipient."""
         head = message[: head_end(message)]
         mailboxes = frozenset(mb.name for mb in await self.store.list_mailboxes(account.id))
         seen = False
@@ -424,8 +445,10 @@ class SieveFilter:
             # our marker and the hop's Delivered-To on top: the next pass through us sees the loop
             marked = f"X-Loop: {env.recipient}\r\nDelivered-To: {env.recipient}\r\n".encode() + message
             qid = new_queue_id()
-            # RFC 5228 §4.2: the envelope sender stays the original one
-            await self.outbox.enqueue(qid, env.sender, [(target, {})], marked, {})
+            # RFC 5228 §4.2: the envelope sender stays the original one (SRS-rewritten when enabled,
+            # so SPF passes at the next hop: delivery/srs.py)
+            sender = self.srs.forward(env.sender) if self.srs is not None and env.sender else env.sender
+            await self.outbox.enqueue(qid, sender, [(target, {})], marked, {})
             log.info("[sieve] %s: redirected to %s as %s", account.address, target, qid)
 
     async def _vacation(self, account: Account, v: Vacation, head: bytes, env: Envelope) -> None:
