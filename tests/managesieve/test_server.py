@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,18 @@ def test_thunderbird_style_flow_pipelined(client: Client, account: str) -> None:
     assert client.response()[1] == b'OK "Putscript completed"\r\n'
     assert client.response()[1].startswith(b"OK")
     assert client.response() == ([b'"thunderbird" ACTIVE\r\n'], b'OK "Listscripts completed"\r\n')
+
+
+def test_login_deadline_ends_an_idle_session_with_bye(tmp_path: Path) -> None:
+    mh = MailhouseProcess(tmp_path, services=("managesieve",), extra="[server]\npreauth_timeout = 1\n")
+    mh.start()
+    try:
+        c = Client(mh.addr("managesieve"))
+        c.response()
+        c.sock.settimeout(30)
+        assert c.line() == b'BYE "Disconnected for inactivity"\r\n'  # waits out the 1 s login deadline
+        with pytest.raises(EOFError):
+            c.line()
+        c.close()
+    finally:
+        mh.stop()

@@ -156,21 +156,23 @@ class SieveSession:
         """Wait for more input and feed the core; False on EOF, timeout or drain (then BYE sent)."""
         await self.flush()
         preauth = self.account is None
+        try:
+            # the idle timer (and, before login, the login deadline) from now: RFC 5804 §1.3 BYE
+            deadline = self.conn.loop.time() + self.conn.wait_time(preauth=preauth)
+        except TimeoutError:
+            self.reply(response(Kind.BYE, text="Session time exceeded"))
+            return False
         while True:
             if self.svc.draining:
                 self.reply(response(Kind.BYE, Code.TRYLATER, "Server shutting down"))  # RFC 5804 §1.3
                 return False
-            try:
-                wait = self.conn.wait_time(preauth=preauth)
-            except TimeoutError:
-                self.reply(response(Kind.BYE, text="Session time exceeded"))
+            left = deadline - self.conn.loop.time()
+            if left <= 0:
+                self.reply(response(Kind.BYE, text="Disconnected for inactivity"))
                 return False
             try:
-                data = await self.conn.read(min(wait, DRAIN_POLL))
+                data = await self.conn.read(min(left, DRAIN_POLL))  # short waits: a drain is seen
             except TimeoutError:
-                if wait <= DRAIN_POLL:
-                    self.reply(response(Kind.BYE, text="Disconnected for inactivity"))  # RFC 5804 §1.3 BYE
-                    return False
                 continue
             if not data:
                 return False
