@@ -97,7 +97,7 @@ async def build(cfg: Config, certificate: tls_mod.ServerCertificate | None = Non
     )
     # issue 17: Sieve at local delivery; its redirects and vacation replies go through the queue
     local.sieve = SieveFilter(store, cfg.sieve, UnavailableRunner(), cfg.hostname, srs=srs)
-    local.sieve.outbox = outbound
+    local.sieve.outbox = outbound.enqueue
     envelope = EnvelopeService(
         EnvelopePolicy(store, resolver, local, srs),
         Submission(resolver, cfg.hostname, DkimSigner()),

@@ -83,7 +83,7 @@ async def svc(tmp_path: Path) -> AsyncIterator[services.Services]:
 def runner(svc: services.Services) -> FixedRunner:
     r = FixedRunner()
     f = SieveFilter(svc.store, svc.cfg.sieve, r, svc.cfg.hostname)
-    f.outbox = svc.outbound
+    f.outbox = svc.outbound.enqueue
     svc.delivery.sieve = f
     return r
 

@@ -44,6 +44,7 @@ from mailhouse.config import SieveConfig
 from mailhouse.delivery.srs import SrsCodec
 from mailhouse.message.headers import decode_header_value, get_header, get_headers
 from mailhouse.queue.ids import new_queue_id
+from mailhouse.reports.outbound import Enqueue
 from mailhouse.store.api import Account, NewMessage, Store
 
 log = logging.getLogger(__name__)
@@ -167,19 +168,6 @@ class UnavailableRunner:
         return RunResult(
             error="Sieve filters cannot run on this server yet (the Sieve language is not installed)"
         )
-
-
-class Outbox(Protocol):
-    """The outbound queue (``queue.runner.QueueRunner.enqueue``)."""
-
-    async def enqueue(
-        self,
-        queue_id: str,
-        sender: str,
-        remote: list[tuple[str, dict[str, str | None]]],
-        message: bytes,
-        mail_params: dict[str, str | None],
-    ) -> None: ...
 
 
 # ---------------------------------------------------------------------- the plan per recipient
@@ -366,7 +354,7 @@ class SieveFilter:
         self.runner = runner
         self.hostname = hostname
         self.clock = clock
-        self.outbox: Outbox | None = None
+        self.outbox: Enqueue | None = None  # the queue runner's enqueue
 
     @staticmethod
     def _read(p: Path | None) -> tuple[tuple[str, str], ...]:
@@ -448,7 +436,7 @@ class SieveFilter:
             # RFC 5228 §4.2: the envelope sender stays the original one (SRS-rewritten when enabled,
             # so SPF passes at the next hop: delivery/srs.py)
             sender = self.srs.forward(env.sender) if self.srs is not None and env.sender else env.sender
-            await self.outbox.enqueue(qid, sender, [(target, {})], marked, {})
+            await self.outbox(qid, sender, [(target, {})], marked, {})
             log.info("[sieve] %s: redirected to %s as %s", account.address, target, qid)
 
     async def _vacation(self, account: Account, v: Vacation, head: bytes, env: Envelope) -> None:
@@ -467,7 +455,5 @@ class SieveFilter:
         if not await self.store.claim_once(key, now, now + max(v.seconds, VACATION_MIN_SECONDS)):
             return
         reply = vacation_reply(head, v, env.recipient, env.sender, self.hostname, now)
-        await self.outbox.enqueue(
-            new_queue_id(), "", [(env.sender, {})], reply, {}
-        )  # RFC 3834 §3.3: null sender
+        await self.outbox(new_queue_id(), "", [(env.sender, {})], reply, {})  # RFC 3834 §3.3: null sender
         log.info("[sieve] %s: vacation reply to %s queued", account.address, env.sender)
