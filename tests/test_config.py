@@ -85,7 +85,15 @@ def test_managesieve_listener_and_sieve_keys(tmp_path: Path) -> None:
     assert (cfg.sieve.max_scripts, cfg.sieve.max_script_size, cfg.sieve.before) == (3, 1000, script)
     d = config.default_config().sieve
     assert (d.max_scripts, d.max_script_size, d.before, d.after) == (16, 64 * 1024, None, None)
-    for bad, key in (("max_scripts = 0", "sieve.max_scripts"), ('after = "nope.sieve"', "sieve.after")):
+    (tmp_path / "global").mkdir()
+    p.write_text('[sieve]\nglobal_dir = "global"\n')
+    assert config.load(str(p)).sieve.global_dir == tmp_path / "global"
+    for bad, key in (
+        ("max_scripts = 0", "sieve.max_scripts"),
+        ('after = "nope.sieve"', "sieve.after"),
+        ('global_dir = "nope"', "sieve.global_dir"),
+        ("colour = 1", "sieve.colour"),
+    ):
         p.write_text(f"[sieve]\n{bad}\n")
         with pytest.raises(config.ConfigError) as ei:
             config.load(str(p))

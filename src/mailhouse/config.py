@@ -137,6 +137,7 @@ class SieveConfig:
     max_script_size: int = 64 * 1024  # octets per script (QUOTA/MAXSIZE); Dovecot's default is 1 MiB
     before: Path | None = None  # a Sieve script file run before the user's (an admin's "before" script)
     after: Path | None = None  # run after the user's script when it kept the message (implicit keep)
+    global_dir: Path | None = None  # scripts for `include :global "name"` (RFC 6609 §3.2): NAME.sieve here
     max_redirects: int = 4  # redirects one message may cause per recipient (Pigeonhole's sieve_max_redirects)
     redirects_per_day: int = 100  # redirects per account per day: a forwarding rule is no bulk sender
 
@@ -522,7 +523,15 @@ _TABLE_KEYS = {
     },
     "auth": {"allow_plaintext", "cache_ttl", *AUTH_LIMIT_KEYS},
     "spam": {"bayes", "bayes_min_spam", "bayes_min_ham", *SPAM_KEYS},
-    "sieve": {"max_scripts", "max_script_size", "before", "after", "max_redirects", "redirects_per_day"},
+    "sieve": {
+        "max_scripts",
+        "max_script_size",
+        "before",
+        "after",
+        "global_dir",
+        "max_redirects",
+        "redirects_per_day",
+    },
     "server": {
         "workers",
         "smtp_idle_timeout",
@@ -821,6 +830,13 @@ def _sieve(t: dict[str, Any], path: str, base: Path) -> SieveConfig:
             if not p.is_file():
                 raise ConfigError(path, f"sieve.{key}", f"file {p} does not exist")
             kw[key] = p
+    if "global_dir" in t:
+        if not isinstance(t["global_dir"], str) or not t["global_dir"]:
+            raise ConfigError(path, "sieve.global_dir", "must be the path of a directory of Sieve scripts")
+        d = (base / t["global_dir"]).resolve()
+        if not d.is_dir():
+            raise ConfigError(path, "sieve.global_dir", f"directory {d} does not exist")
+        kw["global_dir"] = d
     return SieveConfig(**kw)
 
 

@@ -7,6 +7,7 @@ actions stands in for it, so these tests pin what delivery does with each action
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ class FixedRunner:
     def __init__(self) -> None:
         self.result = RunResult()
         self.calls: list[Envelope] = []
+        self.scripts: list[Scripts] = []
 
     def set(self, *actions: Action, head: bytes | None = None, error: str = "") -> None:
         self.result = RunResult(tuple(actions), head, error)
@@ -55,6 +57,7 @@ class FixedRunner:
     ) -> RunResult:
         assert scripts.user is not None
         self.calls.append(envelope)
+        self.scripts.append(scripts)
         return self.result
 
 
@@ -257,3 +260,27 @@ async def test_no_active_script_does_not_run(svc: services.Services, runner: Fix
     await svc.store.set_active_sieve_script(bob.id, None)
     await svc.envelope.accept(MESSAGE, "carol@remote.test", [bob], [], queue_id=new_queue_id())
     assert runner.calls == [] and len(await _folder(svc, bob, "INBOX")) == 1
+
+
+async def test_includes_are_loaded_when_a_script_includes(
+    svc: services.Services, runner: FixedRunner, tmp_path: Path
+) -> None:
+    bob = await _acc(svc)
+    gdir = tmp_path / "global"
+    gdir.mkdir()
+    (gdir / "spam.sieve").write_text('if header :contains "x-spam-flag" "yes" { discard; }\n')
+    svc.delivery.sieve = f = SieveFilter(
+        svc.store, replace(svc.cfg.sieve, global_dir=gdir), runner, svc.cfg.hostname
+    )
+    f.outbox = svc.outbound.enqueue
+    await svc.envelope.accept(MESSAGE, "carol@remote.test", [bob], [], queue_id=new_queue_id())
+    assert runner.scripts[-1].personal == {} and runner.scripts[-1].globals == {}  # no include: not read
+    await svc.store.put_sieve_script(bob.id, "lib", "keep;", 16, 65536, 0.0)
+    await svc.store.put_sieve_script(
+        bob.id, "main", 'require "include";\ninclude :global "spam";', 16, 65536, 0.0
+    )
+    await svc.envelope.accept(MESSAGE, "carol@remote.test", [bob], [], queue_id=new_queue_id())
+    got = runner.scripts[-1]
+    assert got.user == ("main", 'require "include";\ninclude :global "spam";')
+    assert set(got.personal) == {"lib", "main"} and got.personal["lib"] == "keep;"
+    assert got.globals == {"spam": 'if header :contains "x-spam-flag" "yes" { discard; }\n'}

@@ -132,6 +132,10 @@ class Scripts:
     before: tuple[tuple[str, str], ...] = ()
     user: tuple[str, str] | None = None
     after: tuple[tuple[str, str], ...] = ()
+    # RFC 6609 include: the user's scripts by name (:personal) and `[sieve] global_dir`'s (:global),
+    # loaded only when a script mentions include
+    personal: dict[str, str] = field(default_factory=dict)
+    globals: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.before or self.user or self.after)
@@ -368,7 +372,26 @@ class SieveFilter:
 
     async def scripts(self, account: Account) -> Scripts:
         active = await self.store.active_sieve_script(account.id)
-        return Scripts(self._read(self.cfg.before), active, self._read(self.cfg.after))
+        before, after = self._read(self.cfg.before), self._read(self.cfg.after)
+        texts = [t for _n, t in (*before, *after)] + ([active[1]] if active else [])
+        if not any("include" in t for t in texts):
+            return Scripts(before, active, after)
+        personal = {
+            sc.name: await self.store.get_sieve_script(account.id, sc.name)
+            for sc in await self.store.sieve_scripts(account.id)
+        }
+        return Scripts(before, active, after, personal, self._globals())
+
+    def _globals(self) -> dict[str, str]:
+        """`[sieve] global_dir`: NAME.sieve → NAME (RFC 6609 §3.2 :global; names are file names only)."""
+        d = self.cfg.global_dir
+        if d is None:
+            return {}
+        out: dict[str, str] = {}
+        for p in sorted(d.glob("*.sieve")):
+            for name, text in self._read(p):
+                out[name.removesuffix(".sieve")] = text
+        return out
 
     async def plan(self, account: Account, scripts: Scripts, message: bytes, envelope: Envelope) -> Plan:
         """Run SCRIPTS (``scripts(account)``, not empty) on MESSAGE for one recipient."""
