@@ -4,7 +4,6 @@ STARTTLS, login, and the script commands through its API."""
 from __future__ import annotations
 
 import managesieve
-
 from tests.mailhouse_proc import PASSWORD, MailhouseProcess
 
 SCRIPT = 'require ["fileinto", "imap4flags"];\r\nif address :is "from" "boss@example.com" {\r\n  addflag "\\\\Flagged";\r\n}\r\n'
