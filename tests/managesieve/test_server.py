@@ -35,7 +35,7 @@ def test_greeting_before_tls_offers_starttls_not_sasl(client: Client) -> None:
     assert d["IMPLEMENTATION"] == "Mailhouse" and d["VERSION"] == "1.0"
     assert "STARTTLS" in d and d["SASL"] == ""  # no login mechanisms in plaintext
     assert "fileinto" in (d["SIEVE"] or "").split()
-    assert d["NOTIFY"] == "mailto" and d["MAXREDIRECTS"] == "4"
+    assert d["NOTIFY"] == "mailto" and d["MAXREDIRECTS"] == "4" and "UNAUTHENTICATE" in d
     # RFC 5804 §1.3 ENCRYPT-NEEDED: no AUTHENTICATE before TLS
     assert client.login("nobody@example.org").startswith(b"NO (ENCRYPT-NEEDED)")
     assert client.cmd(b"LISTSCRIPTS")[1] == b'NO "Authenticate first"\r\n'

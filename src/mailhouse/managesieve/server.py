@@ -249,6 +249,7 @@ class SieveSession:
         caps.append(("NOTIFY", "mailto"))  # RFC 5804 §1.7: enotify methods (RFC 5435/5436)
         if self.account is not None:
             caps.append(("OWNER", self.account.address))  # RFC 5804 §1.7 (as Pigeonhole)
+        caps.append(("UNAUTHENTICATE", None))  # RFC 5804 §2.14: advertised, so clients may use it
         caps.append(("VERSION", "1.0"))  # RFC 5804 §1.7
         return core.capability_lines(caps)
 
