@@ -43,6 +43,7 @@ class FixedRunner:
         self.result = RunResult()
         self.calls: list[Envelope] = []
         self.scripts: list[Scripts] = []
+        self.seen: list[bool] = []
 
     def set(self, *actions: Action, head: bytes | None = None, error: str = "") -> None:
         self.result = RunResult(tuple(actions), head, error)
@@ -58,6 +59,7 @@ class FixedRunner:
         assert scripts.user is not None
         self.calls.append(envelope)
         self.scripts.append(scripts)
+        self.seen.append(seen_before)
         return self.result
 
 
@@ -284,3 +286,19 @@ async def test_includes_are_loaded_when_a_script_includes(
     assert got.user == ("main", 'require "include";\ninclude :global "spam";')
     assert set(got.personal) == {"lib", "main"} and got.personal["lib"] == "keep;"
     assert got.globals == {"spam": 'if header :contains "x-spam-flag" "yes" { discard; }\n'}
+
+
+async def test_duplicate_is_remembered_per_account_when_a_script_asks(
+    svc: services.Services, runner: FixedRunner
+) -> None:
+    bob, alice = await _acc(svc), await _acc(svc, "alice")
+    for _ in range(2):  # the script does not use duplicate: nothing remembered
+        await svc.envelope.accept(MESSAGE, "carol@remote.test", [bob], [], queue_id=new_queue_id())
+    assert runner.seen == [False, False]
+    for acc in (bob, alice):
+        await svc.store.put_sieve_script(
+            acc.id, "main", 'require "duplicate"; if duplicate { discard; }', 16, 65536, 0.0
+        )
+    for acc in (bob, bob, alice):  # RFC 7352 §3: the Message-ID seen before, per account
+        await svc.envelope.accept(MESSAGE, "carol@remote.test", [acc], [], queue_id=new_queue_id())
+    assert runner.seen[2:] == [False, True, False]

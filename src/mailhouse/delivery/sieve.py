@@ -399,7 +399,9 @@ class SieveFilter:
         mailboxes = frozenset(mb.name for mb in await self.store.list_mailboxes(account.id))
         seen = False
         msgid = get_header(head, b"Message-ID")
-        if msgid:  # RFC 7352 §3: the default unique id is the Message-ID
+        texts = [t for _n, t in (*scripts.before, *scripts.after, *scripts.globals.items())]
+        texts += [*scripts.personal.values(), scripts.user[1] if scripts.user else ""]
+        if msgid and any("duplicate" in t for t in texts):  # RFC 7352 §3: the default id is the Message-ID
             key = f"duplicate:{account.id}:{hashlib.sha256(msgid.strip()).hexdigest()[:32]}"
             now = self.clock()
             seen = not await self.store.claim_once(key, now, now + 7 * DAY)
