@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mailhouse import config, services
+from mailhouse.delivery.local import Folder
 from mailhouse.delivery.sieve import (
     Action,
     Discard,
@@ -302,3 +303,30 @@ async def test_duplicate_is_remembered_per_account_when_a_script_asks(
     for acc in (bob, bob, alice):  # RFC 7352 §3: the Message-ID seen before, per account
         await svc.envelope.accept(MESSAGE, "carol@remote.test", [acc], [], queue_id=new_queue_id())
     assert runner.seen[2:] == [False, True, False]
+
+
+async def test_quarantined_message_is_filtered_with_junk_as_its_keep(
+    svc: services.Services, runner: FixedRunner
+) -> None:
+    bob = await _acc(svc)
+    runner.set(Keep(frozenset({"$Junk"})))
+    await svc.envelope.accept(
+        MESSAGE, "carol@remote.test", [bob], [], queue_id=new_queue_id(), folder=Folder.JUNK
+    )
+    assert await _folder(svc, bob, "INBOX") == [] and [f for _, f in await _folder(svc, bob, "Junk")] == [
+        {"$Junk"}
+    ]
+    runner.set(FileInto("Suspicious", create=True))  # the script may still file it elsewhere
+    await svc.envelope.accept(
+        MESSAGE, "carol@remote.test", [bob], [], queue_id=new_queue_id(), folder=Folder.JUNK
+    )
+    assert len(await _folder(svc, bob, "Suspicious")) == 1
+
+
+async def test_a_delivery_run_twice_redirects_once(svc: services.Services, runner: FixedRunner) -> None:
+    bob = await _acc(svc)
+    runner.set(Redirect("dave@elsewhere.test"))
+    qid = new_queue_id()
+    for _ in range(2):  # the queue retrying a local delivery after a crash uses the same queue id
+        await svc.delivery.deliver(MESSAGE, "carol@remote.test", [bob], qid)
+    assert len(await svc.store.list()) == 1

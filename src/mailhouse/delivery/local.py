@@ -127,8 +127,9 @@ class LocalDelivery:
         now = self.clock()
         resolver = self.resolver
         report_folder = await self._report_folder(data, accounts, queue_id) if mailbox == "INBOX" else ""
-        # quarantine, reports and explicit folders (IMAP-side deliveries) are not filtered
-        filtered = folder is Folder.INBOX and mailbox == "INBOX" and not report_folder
+        # reports and explicit folders are not filtered; a quarantined (Junk) message is, with Junk
+        # as its keep (so spamtest rules see spam: RFC 5235)
+        filtered = mailbox == "INBOX" and not report_folder
         rejected: list[tuple[Account, str]] = []
         sieved: list[tuple[Account, Plan]] = []
         whole: bytes | None = None
@@ -179,9 +180,9 @@ class LocalDelivery:
             for acc, r in delivered:
                 log.info("[%s] delivered to %s uid=%d size=%d", queue_id, acc.address, r.uid, r.size)
         for acc, plan in sieved:
-            delivered += await self._file_plan(data, return_path, acc, plan, queue_id, now)
+            delivered += await self._file_plan(data, return_path, acc, plan, queue_id, now, folder)
             assert self.sieve is not None and whole is not None
-            await self.sieve.after_filing(acc, plan, whole, _envelope(sender, acc, whole))
+            await self.sieve.after_filing(acc, plan, whole, _envelope(sender, acc, whole), queue_id)
         for acc in over:
             log.info("[%s] %s is over quota; bouncing", queue_id, acc.address)
         for acc, why in rejected:
@@ -196,6 +197,7 @@ class LocalDelivery:
         plan: Plan,
         queue_id: str,
         now: float,
+        folder: Folder,
     ) -> list[tuple[Account, MessageRecord]]:
         """File one recipient's copy where its Sieve plan says (editheader applied first)."""
         if not plan.folders:
@@ -213,7 +215,10 @@ class LocalDelivery:
             size = len(blob)
         merged: dict[int, set[str]] = {}
         for name, flags in plan.folders.items():
-            mb_id = await self.resolver.mailbox_id(acc.id, name)
+            if name == "INBOX" and folder is Folder.JUNK:  # the keep of a quarantined message
+                mb_id = await self._junk_id(acc)
+            else:
+                mb_id = await self.resolver.mailbox_id(acc.id, name)
             if mb_id is None and name in plan.create:  # RFC 5490 §3.2 :create
                 mb_id = await self._create(acc.id, name)
             if mb_id is None:  # RFC 5228 §4.1: a mailbox that does not exist: keep in INBOX

@@ -108,8 +108,9 @@ Action = Keep | FileInto | Discard | Reject | Redirect | Vacation
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """What the scripts decided: ACTIONS (an empty list with no Discard = implicit keep), the
-    header section after editheader (None: unchanged), or ERROR (then: implicit keep)."""
+    """What the scripts decided: ACTIONS (an empty list with no Discard = implicit keep), HEAD the
+    header section after editheader, CRLF line ends, up to and with its empty line (None:
+    unchanged), or ERROR (then: implicit keep)."""
 
     actions: tuple[Action, ...] = ()
     head: bytes | None = None
@@ -430,15 +431,19 @@ class SieveFilter:
         data = notice_message(account.address, self.hostname, name, error, now)
         await self.store.deliver(data, [NewMessage(inbox.id, "", len(data), internaldate=now)])
 
-    async def after_filing(self, account: Account, plan: Plan, message: bytes, envelope: Envelope) -> None:
+    async def after_filing(
+        self, account: Account, plan: Plan, message: bytes, envelope: Envelope, queue_id: str
+    ) -> None:
         """Queue the redirects and the vacation reply of PLAN (after the message was filed)."""
         head = message[: head_end(message)]
         if plan.redirects:
-            await self._redirect(account, plan, message, envelope)
+            await self._redirect(account, plan, message, envelope, queue_id)
         if plan.vacation is not None:
             await self._vacation(account, plan.vacation, head, envelope)
 
-    async def _redirect(self, account: Account, plan: Plan, message: bytes, env: Envelope) -> None:
+    async def _redirect(
+        self, account: Account, plan: Plan, message: bytes, env: Envelope, queue_id: str
+    ) -> None:
         if self.outbox is None:
             return
         head = message[: head_end(message)]
@@ -447,6 +452,9 @@ class SieveFilter:
             if is_loop(head, env.recipient, target):
                 log.info("[sieve] %s: redirect to %s is a loop; not sent", account.address, target)
                 continue
+            once = hashlib.sha256(f"{queue_id}\0{target.lower()}".encode()).hexdigest()[:40]
+            if not await self.store.claim_once(f"sieve-redirected:{account.id}:{once}", now, now + 7 * DAY):
+                continue  # the same delivery run again (queue retry after a crash): sent already
             n = await self.store.count_event(f"sieve-redirect:{account.id}", now, DAY)
             if n > self.cfg.redirects_per_day:
                 log.warning(
