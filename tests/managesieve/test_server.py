@@ -160,3 +160,19 @@ def test_login_deadline_ends_an_idle_session_with_bye(tmp_path: Path) -> None:
         c.close()
     finally:
         mh.stop()
+
+
+def test_checkscript_and_putscript_report_error_positions(client: Client, account: str) -> None:
+    _tls_login(client, account)
+    bad = b'require "fileinto";\r\nif true {\r\n  fileinot "x";\r\n}\r\n'
+    final = client.cmd(b"CHECKSCRIPT " + script_literal(bad))[1]
+    assert final.startswith(b'NO "line 3, column 3: ') and b"fileinot" in final, final
+    final = client.cmd(b'PUTSCRIPT "bad" ' + script_literal(bad))[1]
+    assert final.startswith(b'NO "line 3, column 3: ')
+    assert client.cmd(b"LISTSCRIPTS")[0] == []  # a script that does not compile is not stored (§2.6)
+    unknown = b'require "frobnicate";\r\nkeep;\r\n'
+    assert client.cmd(b"CHECKSCRIPT " + script_literal(unknown))[1].startswith(b'NO "line 1, column')
+    caps = caps_dict(client.cmd(b"CAPABILITY")[0])
+    assert {"fileinto", "vacation", "include", "editheader", "duplicate"} <= set(
+        (caps["SIEVE"] or "").split()
+    )

@@ -29,11 +29,11 @@ Invariants
 
 from __future__ import annotations
 
+import datetime as dt
 import email.header
 import email.utils
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,77 +42,48 @@ from typing import Protocol
 
 from mailhouse.config import SieveConfig
 from mailhouse.delivery.srs import SrsCodec
+from mailhouse.message import objectid
 from mailhouse.message.headers import decode_header_value, get_header, get_headers
 from mailhouse.queue.ids import new_queue_id
 from mailhouse.reports.outbound import Enqueue
+from mailhouse.sieve import (
+    Action,
+    FileInto,
+    Keep,
+    Location,
+    Notify,
+    Redirect,
+    Reject,
+    Script,
+    SieveContext,
+    SieveError,
+    SieveLimits,
+    SieveResult,
+    Vacation,
+    apply_header_edits,
+    compile_script,
+    evaluate,
+)
 from mailhouse.store.api import Account, NewMessage, Store
 
 log = logging.getLogger(__name__)
 
 DAY = 86400.0
-#: RFC 5230 §4.1: ``:days`` defaults to 7; the minimum the server allows is 1 day.
-VACATION_DEFAULT_DAYS = 7
+#: RFC 5230 §4.1: the shortest period between two replies to one sender the server allows (1 day).
 VACATION_MIN_SECONDS = DAY
 #: How long one script error is remembered (one notice per script text and error per month).
 NOTICE_TTL = 30 * DAY
 #: Largest message the runner sees whole (the body test, RFC 5173); beyond it only the header.
 MAX_BODY_FOR_SIEVE = 1024 * 1024
-#: RFC 5230 §4.6: senders that are (almost) always automated: no reply.
-_AUTOMATED = re.compile(
-    r"^(mailer-daemon|listserv|majordomo|owner-.*|.*-request|.*-bounces?|postmaster)@", re.I
-)
-_PRECEDENCE_BULK = {b"bulk", b"junk", b"list"}
-_LIST_FIELDS = (b"List-Id", b"List-Help", b"List-Subscribe", b"List-Unsubscribe", b"List-Post", b"List-Owner")
-
-
-# ---------------------------------------------------------------------- actions (the runner's answer)
-@dataclass(frozen=True, slots=True)
-class Keep:
-    flags: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class FileInto:
-    mailbox: str
-    flags: frozenset[str] = frozenset()
-    create: bool = False  # RFC 5490 §3.2 :create
-
-
-@dataclass(frozen=True, slots=True)
-class Discard:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Redirect:
-    address: str
-
-
-@dataclass(frozen=True, slots=True)
-class Vacation:
-    reason: str  # the reply's body (text/plain, UTF-8)
-    subject: str = ""
-    from_addr: str = ""
-    addresses: tuple[str, ...] = ()  # RFC 5230 §4.5 :addresses: the user's other addresses
-    seconds: float = VACATION_DEFAULT_DAYS * DAY  # :days × 86400 or :seconds (RFC 6131)
-    handle: str = ""
-
-
-Action = Keep | FileInto | Discard | Reject | Redirect | Vacation
 
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """What the scripts decided: ACTIONS (an empty list with no Discard = implicit keep), HEAD the
-    header section after editheader, CRLF line ends, up to and with its empty line (None:
+    """What the scripts decided (the sieve service's actions, RESULT None when nothing ran), HEAD
+    the header section after editheader, CRLF line ends, up to and with its empty line (None:
     unchanged), or ERROR (then: implicit keep)."""
 
-    actions: tuple[Action, ...] = ()
+    result: SieveResult | None = None
     head: bytes | None = None
     error: str = ""
 
@@ -143,36 +114,107 @@ class Scripts:
 
 
 class ScriptRunner(Protocol):
-    """The Sieve language (the sieve service): run SCRIPTS on MESSAGE for ENVELOPE.
+    """The Sieve language as delivery uses it: run SCRIPTS on MESSAGE in CTX."""
 
-    MAILBOXES are the account's mailbox names (RFC 5490 mailboxexists); SEEN_BEFORE answers the
-    duplicate test (RFC 7352) for the message's default unique id."""
-
-    def run(
-        self,
-        scripts: Scripts,
-        message: bytes,
-        envelope: Envelope,
-        mailboxes: frozenset[str],
-        seen_before: bool,
-    ) -> RunResult: ...
+    async def run(self, scripts: Scripts, message: bytes, ctx: SieveContext) -> RunResult: ...
 
 
-class UnavailableRunner:
-    """Where the Sieve language goes until the sieve package is merged (issue 17 §1): every script
-    is a runtime error, so the message is kept in INBOX and the user told once — never lost."""
+def sieve_limits(cfg: SieveConfig) -> SieveLimits:
+    """The language's limits from `[sieve]` (script size, redirects per message)."""
+    return SieveLimits(max_script_size=cfg.max_script_size, max_redirects=cfg.max_redirects)
 
-    def run(
-        self,
-        scripts: Scripts,
-        message: bytes,
-        envelope: Envelope,
-        mailboxes: frozenset[str],
-        seen_before: bool,
-    ) -> RunResult:
-        return RunResult(
-            error="Sieve filters cannot run on this server yet (the Sieve language is not installed)"
-        )
+
+class SieveRunner:
+    """Runs the scripts with the sieve service: compiled once per text (a bounded cache),
+    ``[sieve] before``, the user's script, then ``after`` while the message is still kept; the
+    implicit keep holds only if no script cancelled it (as Pigeonhole's sieve_before/after)."""
+
+    CACHE = 256  # compiled scripts kept per process (keyed by their text)
+
+    def __init__(self, limits: SieveLimits) -> None:
+        self.limits = limits
+        self._compiled: dict[tuple[str, str], Script] = {}
+
+    def compile(self, name: str, text: str) -> Script:
+        key = (name, text)
+        got = self._compiled.get(key)
+        if got is None:
+            got = compile_script(text, name=name, limits=self.limits)
+            if len(self._compiled) >= self.CACHE:
+                self._compiled.pop(next(iter(self._compiled)))
+            self._compiled[key] = got
+        return got
+
+    def _includes(self, script: Script, scripts: Scripts) -> dict[tuple[Location, str], Script]:
+        """RFC 6609: every script SCRIPT includes, transitively (a missing one is left to :optional)."""
+        out: dict[tuple[Location, str], Script] = {}
+        todo = list(script.includes)
+        while todo and len(out) < 64:
+            loc, name = todo.pop()
+            if (loc, name) in out:
+                continue
+            text = (scripts.personal if loc is Location.PERSONAL else scripts.globals).get(name)
+            if text is not None:
+                out[(loc, name)] = inc = self.compile(name, text)
+                todo.extend(inc.includes)
+        return out
+
+    async def run(self, scripts: Scripts, message: bytes, ctx: SieveContext) -> RunResult:
+        actions: list[Action] = []
+        keep, flags = True, tuple[str, ...]()
+        dups: list[tuple[str, int]] = []
+        order = [*scripts.before, *([scripts.user] if scripts.user else [])]
+        runs = [(n, t, False) for n, t in order] + [(n, t, True) for n, t in scripts.after]
+        for name, text, is_after in runs:
+            if is_after and not keep:
+                break  # the admin's "after" script runs only on mail still kept
+            try:
+                script = self.compile(name, text)
+            except SieveError as e:  # RFC 5228 §2.10.5: a script that does not compile is not run
+                return RunResult(error=f"{name}: {e}")
+            r = await evaluate(script, ctx, includes=self._includes(script, scripts), limits=self.limits)
+            if r.error is not None:
+                return RunResult(error=f"{name}: {r.error}")
+            actions += r.actions
+            keep = keep and r.implicit_keep
+            flags = r.implicit_keep_flags or flags
+            dups += r.duplicate_keys
+        result = SieveResult(tuple(actions), keep, tuple(flags), None, tuple(dups))
+        edits = result.header_edits
+        return RunResult(result, apply_header_edits(message[: head_end(message)], edits) if edits else None)
+
+
+@dataclass(slots=True)
+class DeliveryContext:
+    """`sieve.SieveContext` over one delivery and the store (RFC 5490 mailboxexists, RFC 7352)."""
+
+    message: bytes
+    envelope_from: str
+    envelope_to: str
+    original_recipient: str
+    user_addresses: Sequence[str]
+    spam_percent: int | None
+    environment: dict[str, str]
+    now: dt.datetime
+    store: Store
+    account_id: int
+    virus_level: int | None = None
+
+    async def mailbox_exists(self, name: str) -> bool:
+        return name.upper() == "INBOX" or await self.store.get_mailbox(self.account_id, name) is not None
+
+    async def mailboxid_exists(self, mailboxid: str) -> bool:
+        mbs = await self.store.list_mailboxes(self.account_id)  # RFC 9042 §3: MAILBOXID of message/objectid
+        return any(objectid.mailboxid(mb.id, mb.uidvalidity) == mailboxid for mb in mbs)
+
+    async def duplicate(self, key: str, seconds: int, *, last: bool) -> bool:
+        # RFC 7352 §3: seen within SECONDS; recorded by the caller after a successful run
+        mark = await self.store.get_mark(duplicate_key(self.account_id, key), time.time())
+        return mark is not None
+
+
+def duplicate_key(account_id: int, key: str) -> str:
+    return f"duplicate:{account_id}:{hashlib.sha256(key.encode()).hexdigest()[:40]}"
 
 
 # ---------------------------------------------------------------------- the plan per recipient
@@ -187,49 +229,43 @@ class Plan:
     redirects: list[str] = field(default_factory=list)
     vacation: Vacation | None = None
     error: str = ""
+    duplicates: list[tuple[str, int]] = field(default_factory=list)  # RFC 7352 keys to remember
 
     @property
     def discarded(self) -> bool:
         return not self.folders and not self.reject
 
 
-def plan_of(result: RunResult, max_redirects: int) -> Plan:
-    """Turn the runner's actions into a plan (RFC 5228 §2.10.2: keep unless an action cancelled it)."""
-    plan = Plan(head=result.head)
-    if result.error:
+def plan_of(run: RunResult) -> Plan:
+    """Turn the scripts' actions into a plan (RFC 5228 §2.10.2: keep unless an action cancelled it)."""
+    plan = Plan(head=run.head)
+    r = run.result
+    if run.error or r is None:
         plan.folders["INBOX"] = frozenset()
-        plan.error = result.error
+        plan.error = run.error
         return plan
-    implicit_keep = True
-    keep_flags: frozenset[str] = frozenset()
-    for a in result.actions:
+    for a in r.actions:
         if isinstance(a, Keep):
-            plan.folders["INBOX"] = plan.folders.get("INBOX", frozenset()) | a.flags
-            implicit_keep = False
+            plan.folders["INBOX"] = plan.folders.get("INBOX", frozenset()) | set(a.flags)
         elif isinstance(a, FileInto):  # RFC 5228 §4.1: filing twice into one mailbox is one copy
-            plan.folders[a.mailbox] = plan.folders.get(a.mailbox, frozenset()) | a.flags
+            plan.folders[a.mailbox] = plan.folders.get(a.mailbox, frozenset()) | set(a.flags)
             if a.create:
                 plan.create.add(a.mailbox)
-            implicit_keep = False
-        elif isinstance(a, Discard):
-            implicit_keep = False
-        elif isinstance(a, Reject):  # RFC 5429 §2.1: reject cancels the implicit keep
+        elif isinstance(a, Reject):  # RFC 5429 §2.1
             plan.reject = a.reason or "Message rejected by the recipient's filter"
-            implicit_keep = False
         elif isinstance(a, Redirect):
-            if a.address.lower() not in (r.lower() for r in plan.redirects):
+            if a.address.lower() not in (x.lower() for x in plan.redirects):
                 plan.redirects.append(a.address)
-            implicit_keep = False
         elif isinstance(a, Vacation):
-            plan.vacation = a
-    if len(plan.redirects) > max_redirects:  # Pigeonhole's sieve_max_redirects: an error, kept
-        return Plan(
-            folders={"INBOX": frozenset()},
-            head=result.head,
-            error=f"too many redirect actions ({len(plan.redirects)} > {max_redirects})",
-        )
-    if implicit_keep:
-        plan.folders["INBOX"] = keep_flags
+            if a.skip_reason is None:  # RFC 5230 §4.5, RFC 3834 §2 (decided by the language)
+                plan.vacation = a
+            else:
+                log.debug("[sieve] no vacation reply: %s", a.skip_reason)
+        elif isinstance(a, Notify):
+            log.info("[sieve] notify %s not sent (enotify delivery is not built)", a.method)
+    if r.implicit_keep and not plan.reject:
+        plan.folders["INBOX"] = plan.folders.get("INBOX", frozenset()) | set(r.implicit_keep_flags)
+    plan.duplicates = list(r.duplicate_keys)
     return plan
 
 
@@ -251,34 +287,6 @@ def spam_score(message: bytes) -> float | None:
 
 
 # ---------------------------------------------------------------------- RFC 3834 / 5230 rules
-def _addr_list(head: bytes, *names: bytes) -> list[str]:
-    values = [decode_header_value(v) for n in names for v in get_headers(head, n)]
-    return [a.lower() for _n, a in email.utils.getaddresses(values) if a]
-
-
-def vacation_refusal(head: bytes, sender: str, own: Sequence[str]) -> str:
-    """Why no vacation reply may be sent for this message ("" when one may)."""
-    s = sender.lower()
-    if not s:
-        return "null sender"  # RFC 5230 §4.6, RFC 3834 §2
-    if _AUTOMATED.match(s):
-        return "automated sender"  # RFC 5230 §4.6
-    owned = {a.lower() for a in own}
-    if s in owned:
-        return "own address"  # RFC 5230 §4.6: never to oneself
-    auto = get_header(head, b"Auto-Submitted")
-    if auto is not None and auto.strip().split(b";")[0].strip().lower() != b"no":
-        return "auto-submitted"  # RFC 3834 §2, §5
-    prec = get_header(head, b"Precedence")
-    if prec is not None and prec.strip().lower() in _PRECEDENCE_BULK:
-        return "bulk precedence"  # RFC 3834 §2 (the field of RFC 2076 lists still use)
-    if any(get_header(head, n) is not None for n in _LIST_FIELDS):
-        return "mailing list"  # RFC 5230 §4.6 (RFC 2369, RFC 2919 fields)
-    if not owned.intersection(_addr_list(head, b"To", b"Cc", b"Bcc", b"Resent-To", b"Resent-Cc")):
-        return "not addressed to the user"  # RFC 5230 §4.5
-    return ""
-
-
 def vacation_reply(head: bytes, v: Vacation, recipient: str, sender: str, hostname: str, now: float) -> bytes:
     """The reply message (RFC 5230 §5, RFC 3834 §3)."""
     subject = v.subject
@@ -294,7 +302,7 @@ def vacation_reply(head: bytes, v: Vacation, recipient: str, sender: str, hostna
         refs.append(msgid.decode("ascii", "replace").strip())
     domain = recipient.rpartition("@")[2] or hostname
     lines = [
-        f"From: {v.from_addr or recipient}",  # RFC 5230 §5.3
+        f"From: {v.from_ or recipient}",  # RFC 5230 §5.3
         f"To: {sender}",  # RFC 5230 §5.1
         f"Subject: {email.header.Header(subject, 'utf-8').encode() if not subject.isascii() else subject}",
         f"Date: {email.utils.formatdate(now)}",
@@ -302,17 +310,15 @@ def vacation_reply(head: bytes, v: Vacation, recipient: str, sender: str, hostna
         "Auto-Submitted: auto-replied (vacation)",  # RFC 3834 §5, RFC 5230 §5.5
         "Precedence: bulk",
         "MIME-Version: 1.0",
-        "Content-Type: text/plain; charset=utf-8",
-        "Content-Transfer-Encoding: 8bit",
     ]
     if msgid:
         lines.append(f"In-Reply-To: {msgid.decode('ascii', 'replace').strip()}")  # RFC 5230 §5.8
     if refs:
         lines.append(f"References: {' '.join(refs)}")
+    if not v.mime:  # RFC 5230 §4.7 :mime: the reason is a MIME entity with its own header fields
+        lines += ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit", ""]
     body = v.reason.replace("\r\n", "\n").replace("\n", "\r\n")
-    return ("\r\n".join(lines) + "\r\n\r\n" + body + ("" if body.endswith("\r\n") else "\r\n")).encode(
-        "utf-8"
-    )
+    return ("\r\n".join(lines) + "\r\n" + body + ("" if body.endswith("\r\n") else "\r\n")).encode("utf-8")
 
 
 def is_loop(head: bytes, recipient: str, target: str) -> bool:
@@ -396,24 +402,36 @@ class SieveFilter:
 
     async def plan(self, account: Account, scripts: Scripts, message: bytes, envelope: Envelope) -> Plan:
         """Run SCRIPTS (``scripts(account)``, not empty) on MESSAGE for one recipient."""
-        head = message[: head_end(message)]
-        mailboxes = frozenset(mb.name for mb in await self.store.list_mailboxes(account.id))
-        seen = False
-        msgid = get_header(head, b"Message-ID")
-        texts = [t for _n, t in (*scripts.before, *scripts.after, *scripts.globals.items())]
-        texts += [*scripts.personal.values(), scripts.user[1] if scripts.user else ""]
-        if msgid and any("duplicate" in t for t in texts):  # RFC 7352 §3: the default id is the Message-ID
-            key = f"duplicate:{account.id}:{hashlib.sha256(msgid.strip()).hexdigest()[:32]}"
-            now = self.clock()
-            seen = not await self.store.claim_once(key, now, now + 7 * DAY)
+        now = self.clock()
+        score = envelope.spam_score
+        ctx = DeliveryContext(
+            message=message,
+            envelope_from=envelope.sender,
+            envelope_to=envelope.recipient,
+            original_recipient=envelope.recipient,
+            user_addresses=(envelope.recipient, account.address),
+            # RFC 5235 §3.2 spamtestplus: a SpamAssassin-style score, 5 = the usual threshold → 50 %
+            spam_percent=None if score is None else max(0, min(100, round(score * 10))),
+            environment={
+                "domain": self.hostname.partition(".")[2] or self.hostname,  # RFC 5183 §4
+                "host": self.hostname,
+                "location": "MDA",
+                "phase": "during",
+            },
+            now=dt.datetime.fromtimestamp(now, dt.UTC).astimezone(),
+            store=self.store,
+            account_id=account.id,
+        )
         try:
-            result = self.runner.run(scripts, message, envelope, mailboxes, seen)
+            result = await self.runner.run(scripts, message, ctx)
         except Exception as e:  # a bug in the language must not lose mail either
             log.exception("[sieve] script run failed for %s", account.address)
             result = RunResult(error=f"internal error: {type(e).__name__}")
-        plan = plan_of(result, self.cfg.max_redirects)
+        plan = plan_of(result)
         if plan.error:
             await self._notify_error(account, scripts, plan.error)
+        for key, seconds in plan.duplicates:  # RFC 7352 §3.1: recorded after a successful run
+            await self.store.set_mark(duplicate_key(account.id, key), "1", now + seconds)
         return plan
 
     async def _notify_error(self, account: Account, scripts: Scripts, error: str) -> None:
@@ -475,13 +493,8 @@ class SieveFilter:
     async def _vacation(self, account: Account, v: Vacation, head: bytes, env: Envelope) -> None:
         if self.outbox is None:
             return
-        own = [env.recipient, account.address, *v.addresses]
-        why = vacation_refusal(head, env.sender, own)
-        if why:
-            log.debug("[sieve] %s: no vacation reply (%s)", account.address, why)
-            return
         now = self.clock()
-        handle = v.handle or hashlib.sha256((v.subject + "\0" + v.reason).encode()).hexdigest()[:32]
+        handle = v.handle or hashlib.sha256(((v.subject or "") + "\0" + v.reason).encode()).hexdigest()[:32]
         who = hashlib.sha256((handle + "\0" + env.sender.lower()).encode()).hexdigest()[:40]
         key = f"vacation:{account.id}:{who}"
         # RFC 5230 §4.1: once per sender per :days (never below a day), shared by every node

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from mailhouse.sieve import EXTENSIONS, SieveError, SieveLimits, compile_script
+
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
@@ -29,9 +31,16 @@ class ScriptChecker(Protocol):
 
 
 class SieveChecker:
-    """Interim: accepts every script until the ``sieve`` package lands (then: its compiler)."""
+    """The sieve service's compiler: errors as ``line L, column C: message`` (RFC 5804 §2.12)."""
 
-    extensions: tuple[str, ...] = ("fileinto",)
+    extensions: tuple[str, ...] = EXTENSIONS
+
+    def __init__(self, limits: SieveLimits) -> None:
+        self.limits = limits
 
     def check(self, script: str) -> CheckResult:
+        try:
+            compile_script(script, limits=self.limits)
+        except SieveError as e:
+            return CheckResult(errors=(str(e),))
         return CheckResult()

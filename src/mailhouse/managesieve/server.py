@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Final
 from mailhouse import metrics
 from mailhouse.accounts import sasl_flow
 from mailhouse.config import Listener
+from mailhouse.delivery.sieve import sieve_limits
 from mailhouse.log import ConnLogger
 from mailhouse.managesieve.checker import ScriptChecker, SieveChecker
 from mailhouse.proto import managesieve as core
@@ -448,7 +449,7 @@ class Server:
     def __init__(self, svc: Services, gate: ConnectionGate | None = None) -> None:
         self.svc = svc
         self.gate = gate or ConnectionGate(policy_from_config(svc.cfg))
-        self.checker: ScriptChecker = SieveChecker()
+        self.checker: ScriptChecker = SieveChecker(sieve_limits(svc.cfg.sieve))
 
     def limits(self) -> Limits:
         return limits_for(self.svc)
