@@ -597,8 +597,8 @@ class SieveScripts(Protocol):
     async def claim_once(self, key: str, now: float, expires: float) -> bool: ...
 
     # claim_once: True for the one caller that finds no unexpired mark KEY and sets it (until
-    # EXPIRES); vacation replies (RFC 5230 §4.2 once per sender per :days) and duplicate
-    # (RFC 7352) use it, serialised on KEY across workers and nodes
+    # EXPIRES); vacation replies (RFC 5230 §4.1 once per sender per :days), one redirect per
+    # delivery and one failure notice per script error use it, serialised on KEY across nodes
 
 
 class Subscription(Protocol):

@@ -1,5 +1,5 @@
 """Sieve script rules (RFC 5804 semantics over the store), written once over both backends, and
-the once-only claims of vacation (RFC 5230) and duplicate (RFC 7352).
+the once-only claims of delivery (vacation replies, RFC 5230 §4.1; redirects; failure notices).
 
 Invariants:
 - Script names are unique per account; at most one script per account is active (a partial
