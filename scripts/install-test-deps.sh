@@ -10,7 +10,7 @@
 # those four system services holds it (say a Postfix with inet_interfaces = all), that service is
 # stopped, with a line saying so; anything else holding it is reported and left running.
 set -euo pipefail
-PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base postfix dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-fts-xapian postgresql fetchmail getmail6 isync offlineimap3 msmtp mutt chromium sqlite3 procps systemd unbound ldnsutils rspamd pebble dovecot-sieve)
+PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base postfix dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-fts-xapian postgresql fetchmail getmail6 isync offlineimap3 msmtp mutt chromium sqlite3 procps systemd unbound ldnsutils rspamd pebble dovecot-sieve sieve-connect)
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 missing=()
 for p in "${PKGS[@]}"; do

@@ -71,13 +71,33 @@ def test_errors_name_file_key_and_problem(tmp_path: Path, text: str, key: str, p
     assert problem in str(ei.value)
 
 
-def test_managesieve_is_an_error_naming_the_missing_feature(tmp_path: Path) -> None:
+def test_managesieve_listener_and_sieve_keys(tmp_path: Path) -> None:
+    """Issue 17: `[listen] managesieve` is a listener now (no longer "not available"), `[sieve]` its limits."""
+    script = tmp_path / "before.sieve"
+    script.write_text("keep;\n")
     p = tmp_path / "sieve.toml"
-    p.write_text('[listen]\nmanagesieve = "127.0.0.1:4190"\n')
-    with pytest.raises(config.ConfigError) as ei:
-        config.load(str(p))
-    assert ei.value.path == str(p) and ei.value.key == "listen.managesieve"
-    assert str(ei.value) == f"{p}: listen.managesieve: ManageSieve is not available yet in this version"
+    p.write_text(
+        '[listen]\nmanagesieve = "127.0.0.1:4190"\n[sieve]\nmax_scripts = 3\nmax_script_size = 1000\n'
+        'before = "before.sieve"\n'
+    )
+    cfg = config.load(str(p))
+    assert cfg.listen[config.Listener.MANAGESIEVE] == [("127.0.0.1", 4190)]
+    assert (cfg.sieve.max_scripts, cfg.sieve.max_script_size, cfg.sieve.before) == (3, 1000, script)
+    d = config.default_config().sieve
+    assert (d.max_scripts, d.max_script_size, d.before, d.after) == (16, 64 * 1024, None, None)
+    (tmp_path / "global").mkdir()
+    p.write_text('[sieve]\nglobal_dir = "global"\n')
+    assert config.load(str(p)).sieve.global_dir == tmp_path / "global"
+    for bad, key in (
+        ("max_scripts = 0", "sieve.max_scripts"),
+        ('after = "nope.sieve"', "sieve.after"),
+        ('global_dir = "nope"', "sieve.global_dir"),
+        ("colour = 1", "sieve.colour"),
+    ):
+        p.write_text(f"[sieve]\n{bad}\n")
+        with pytest.raises(config.ConfigError) as ei:
+            config.load(str(p))
+        assert ei.value.key == key
 
 
 def test_listen_is_keyed_by_listener() -> None:
@@ -91,7 +111,7 @@ def test_listen_is_keyed_by_listener() -> None:
 def test_implicit_tls_listeners() -> None:
     assert {ln for ln in config.Listener if ln.implicit_tls} == {"submissions", "imaps", "pop3s", "https"}
     assert [str(ln) for ln in config.Listener] == list(config.SERVICES)
-    assert "managesieve" not in config.SERVICES
+    assert "managesieve" in config.SERVICES and not config.Listener.MANAGESIEVE.implicit_tls
 
 
 def test_deadline_and_stress_keys() -> None:

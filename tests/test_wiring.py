@@ -41,7 +41,7 @@ async def test_one_server_per_module_shared_by_its_listeners(svc: services.Servi
     assert servers[Listener.POP3] is servers[Listener.POP3S]
     assert servers[Listener.SMTP] is servers[Listener.SUBMISSION] is servers[Listener.SUBMISSIONS]
     assert servers[Listener.HTTP] is servers[Listener.HTTPS]
-    assert len({id(s) for s in servers.values()}) == 4  # smtp, imap, pop3, http
+    assert len({id(s) for s in servers.values()}) == 5  # smtp, imap, pop3, http, managesieve
     assert all(getattr(s, "svc") is svc for s in servers.values())
 
 

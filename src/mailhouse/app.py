@@ -81,6 +81,7 @@ SERVERS: dict[Listener, str] = {
     Listener.POP3S: "mailhouse.pop3server.server:Server",
     Listener.HTTP: "mailhouse.web.server:Server",
     Listener.HTTPS: "mailhouse.web.server:Server",
+    Listener.MANAGESIEVE: "mailhouse.managesieve.server:Server",
 }
 
 

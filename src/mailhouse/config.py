@@ -37,6 +37,7 @@ class Listener(enum.StrEnum):
     POP3S = "pop3s"  # RFC 8314 implicit TLS, port 995
     HTTP = "http"  # webmail, admin, autoconfig
     HTTPS = "https"  # the same over TLS (RFC 8314 style implicit TLS, port 443); http then redirects
+    MANAGESIEVE = "managesieve"  # RFC 5804, port 4190 (STARTTLS)
 
     @property
     def implicit_tls(self) -> bool:
@@ -59,7 +60,7 @@ class Dnssec(enum.StrEnum):
     OFF = "off"  # no DNSSEC, so no DANE (Postfix's default smtp_dns_support_level)
 
 
-NOT_YET: dict[str, str] = {"managesieve": "ManageSieve is not available yet in this version"}
+NOT_YET: dict[str, str] = {}
 
 # Unprivileged defaults so `mailhouse serve` runs without root (the standard ports are
 # 25/587/465/143/993/110/995/443; configure them in production).
@@ -72,6 +73,7 @@ DEFAULT_LISTEN: dict[Listener, list[tuple[str, int]]] = {
     Listener.POP3: [("127.0.0.1", 2110)],
     Listener.POP3S: [("127.0.0.1", 2995)],
     Listener.HTTP: [("127.0.0.1", 8080)],
+    Listener.MANAGESIEVE: [("127.0.0.1", 4190)],  # RFC 5804 §1.8: 4190 is already unprivileged
 }
 
 DEFAULT_MAX_MESSAGE_SIZE = (
@@ -119,6 +121,20 @@ class AuthLimits:
     network_delay_after: int = 30  # failures from one /24 (IPv4) or /64 (IPv6) before it is slowed
     ban_after: int = 20  # failures from one IP within the window that ban it (0 = never)
     ban_time: float = 3600.0  # seconds a ban lasts
+
+
+@dataclass(frozen=True, slots=True)
+class SieveConfig:
+    """`[sieve]` (issue 17): script quotas (ManageSieve, RFC 5804 §1.3 QUOTA/*), the admin's global
+    scripts run before and after every user's script, and the redirect limits."""
+
+    max_scripts: int = 16  # scripts per account (QUOTA/MAXSCRIPTS)
+    max_script_size: int = 64 * 1024  # octets per script (QUOTA/MAXSIZE); Dovecot's default is 1 MiB
+    before: Path | None = None  # a Sieve script file run before the user's (an admin's "before" script)
+    after: Path | None = None  # run after the user's script when it kept the message (implicit keep)
+    global_dir: Path | None = None  # scripts for `include :global "name"` (RFC 6609 §3.2): NAME.sieve here
+    max_redirects: int = 4  # redirects one message may cause per recipient (Pigeonhole's sieve_max_redirects)
+    redirects_per_day: int = 100  # redirects per account per day: a forwarding rule is no bulk sender
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +320,7 @@ class Config:
     reports_from: str = ""
     reports_org_name: str = ""
     spam: SpamConfig = field(default_factory=SpamConfig)
+    sieve: SieveConfig = field(default_factory=SieveConfig)
     # [metrics] (issue 16 §6): who may read /metrics on the web listener — these addresses or
     # networks, or a client presenting `token` as "Authorization: Bearer TOKEN"; 403 otherwise
     metrics_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
@@ -477,6 +494,7 @@ _TOP_KEYS = {
     "web",
     "connections",
     "spam",
+    "sieve",
     "reports",
     "metrics",
     "srs",
@@ -504,6 +522,15 @@ _TABLE_KEYS = {
     },
     "auth": {"allow_plaintext", "cache_ttl", *AUTH_LIMIT_KEYS},
     "spam": {"bayes", "bayes_min_spam", "bayes_min_ham", *SPAM_KEYS},
+    "sieve": {
+        "max_scripts",
+        "max_script_size",
+        "before",
+        "after",
+        "global_dir",
+        "max_redirects",
+        "redirects_per_day",
+    },
     "server": {
         "workers",
         "smtp_idle_timeout",
@@ -779,7 +806,35 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         if key in spam:
             setattr(cfg, f"spam_{key}", _count(spam[key], path, f"spam.{key}"))
     cfg.spam = _spam({k: v for k, v in spam.items() if k in SPAM_KEYS}, path)
+    cfg.sieve = _sieve(_table(data, "sieve", path), path, base)
     return cfg
+
+
+def _sieve(t: dict[str, Any], path: str, base: Path) -> SieveConfig:
+    """`[sieve]`: counts ≥ 1 (a zero quota would refuse every script) and existing script files."""
+    kw: dict[str, Any] = {}
+    for key in ("max_scripts", "max_script_size", "max_redirects", "redirects_per_day"):
+        if key in t:
+            v = t[key]
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(path, f"sieve.{key}", "must be an integer ≥ 1")
+            kw[key] = v
+    for key in ("before", "after"):
+        if key in t:
+            if not isinstance(t[key], str) or not t[key]:
+                raise ConfigError(path, f"sieve.{key}", "must be the path of a Sieve script file")
+            p = (base / t[key]).resolve()
+            if not p.is_file():
+                raise ConfigError(path, f"sieve.{key}", f"file {p} does not exist")
+            kw[key] = p
+    if "global_dir" in t:
+        if not isinstance(t["global_dir"], str) or not t["global_dir"]:
+            raise ConfigError(path, "sieve.global_dir", "must be the path of a directory of Sieve scripts")
+        d = (base / t["global_dir"]).resolve()
+        if not d.is_dir():
+            raise ConfigError(path, "sieve.global_dir", f"directory {d} does not exist")
+        kw["global_dir"] = d
+    return SieveConfig(**kw)
 
 
 def _zones(v: Any, path: str, key: str) -> tuple[str, ...]:

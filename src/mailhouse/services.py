@@ -28,6 +28,7 @@ from mailhouse.delivery.forward import ArcSealer
 from mailhouse.delivery.local import LocalDelivery
 from mailhouse.delivery.policy import EnvelopePolicy
 from mailhouse.delivery.sendlimits import SendLimits
+from mailhouse.delivery.sieve import SieveFilter, SieveRunner, sieve_limits
 from mailhouse.delivery.srs import load_codec
 from mailhouse.delivery.submission import Submission
 from mailhouse.mailauth.dkim import DkimSigner
@@ -94,6 +95,9 @@ async def build(cfg: Config, certificate: tls_mod.ServerCertificate | None = Non
         if cfg.srs_enabled
         else None
     )
+    # issue 17: Sieve at local delivery; its redirects and vacation replies go through the queue
+    local.sieve = SieveFilter(store, cfg.sieve, SieveRunner(sieve_limits(cfg.sieve)), cfg.hostname, srs=srs)
+    local.sieve.outbox = outbound.enqueue
     envelope = EnvelopeService(
         EnvelopePolicy(store, resolver, local, srs),
         Submission(resolver, cfg.hostname, DkimSigner()),

@@ -1,6 +1,6 @@
 """`mailhouse store copy` / `store verify` carry the spam learning (Bayes tokens and totals, what
 each message was trained as, the per-user sender lists; migration 10) and the received report
-summaries (migration 11), SQLite → PostgreSQL → SQLite, and verify finds a difference in them."""
+summaries (migration 11) and the Sieve scripts (issue 17), SQLite → PostgreSQL → SQLite, and verify finds a difference in them."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ async def _learning(store: Store, account_id: int) -> tuple[object, ...]:
         await store.sender_lists(account_id),
         await store.list_reports("example.org", ReportKind.DMARC, 0.0),
         await store.user_settings(account_id),
+        await store.sieve_scripts(account_id),  # issue 17: scripts and which one is active
+        await store.active_sieve_script(account_id),
     )
 
 
@@ -51,6 +53,9 @@ async def test_copy_carries_spam_learning_and_reports(postgres_db_url: str, tmp_
         assert await src.add_report(REPORT)
         await src.set_user_setting(acc.id, "name", "Alice")  # webmail settings (issue 19)
         await src.set_user_setting(acc.id, "signature", "-- \nA")
+        await src.put_sieve_script(acc.id, "main", 'require "fileinto";\r\nfileinto "ü";\r\n', 16, 65536, 1.5)
+        await src.put_sieve_script(acc.id, "spare", "keep;", 16, 65536, 2.0)
+        await src.set_active_sieve_script(acc.id, "main")
         want = await _learning(src, acc.id)
         assert want[0] == (1, 1) and want[1] == {1: (1, 0), 2: (1, 1), BIG_TOKEN: (1, 0)}
 
@@ -64,6 +69,7 @@ async def test_copy_carries_spam_learning_and_reports(postgres_db_url: str, tmp_
             "user_settings": 2,
             "contacts": 0,
             "collected_addrs": 0,
+            "sieve_scripts": 2,
         }
         rep = await verify_store(src, pg, blob_map=res.blob_map)
         assert rep.ok, rep.render()
@@ -79,6 +85,8 @@ async def test_copy_carries_spam_learning_and_reports(postgres_db_url: str, tmp_
         await back.set_sender_list(acc.id, "friend@else.test", ListKind.BLOCK)
         rep3 = await verify_store(pg, back)
         assert not rep3.ok and rep3["spam lists"].problems, rep3.render()
+        await back.set_active_sieve_script(acc.id, "spare")
+        assert (await verify_store(pg, back))["sieve scripts"].problems
     finally:
         for s in (back, pg, src):
             await s.close()

@@ -51,7 +51,7 @@ async def test_postgres_rows_from_before_get_their_emailid(postgres_db_url: str,
         await conn.execute("ALTER TABLE messages DROP COLUMN emailid")
         await conn.execute(
             "DROP TABLE acl, seen, fts_docs, spam_tokens, spam_totals, spam_trained, spam_lists, reports,"
-            " report_rows, report_sends, contacts, collected_addrs, web_sessions, user_settings"
+            " report_rows, report_sends, contacts, collected_addrs, web_sessions, user_settings, sieve_scripts"
         )  # a version-6 database: no later tables either
         await conn.execute("UPDATE schema_version SET version=6")
     finally:

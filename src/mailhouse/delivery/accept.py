@@ -110,6 +110,12 @@ class EnvelopeService:
             message = prepared
         if local:
             result = await self.local.deliver(message, sender, local, queue_id, folder=folder)
+            if result.rejected and len(result.rejected) == len(local) and not remote:
+                # RFC 5429 §2.1: every recipient's filter refused it: say so before the 250
+                return Reply(550, "5.7.1", result.rejected[0][1][:200].replace("\r", " ").replace("\n", " "))
+            if result.rejected:  # RFC 5429 §2.1: after acceptance, a bounce (a DSN) instead
+                for acc, why in result.rejected:
+                    await self.outbound.bounce_local(message, sender, [acc.address], f"550 5.7.1 {why}")
             if result.over_quota and not result.delivered and not remote:
                 return Reply(452, "4.2.2", "Error: mailbox full")  # RFC 3463 X.2.2
             if result.over_quota:

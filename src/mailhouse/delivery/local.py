@@ -22,13 +22,16 @@ message (recovery after a crash) a no-op, so nobody ever gets two copies.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailhouse.accounts.resolve import Resolver
+from mailhouse.delivery import sieve as sieve_mod
+from mailhouse.delivery.sieve import Envelope, Plan, SieveFilter
 from mailhouse.reports.intake import ReportIntake
 from mailhouse.store.api import Account, AlreadyExists, MessageRecord, NewMessage, Store
 from mailhouse.store.crlf import to_crlf
@@ -57,6 +60,7 @@ class QuotaState:
 class DeliveryResult:
     delivered: list[tuple[Account, MessageRecord]]
     over_quota: list[Account]
+    rejected: list[tuple[Account, str]] = field(default_factory=list)  # Sieve reject (RFC 5429): why
 
 
 class LocalDelivery:
@@ -68,11 +72,13 @@ class LocalDelivery:
         resolver: Resolver,
         clock: Callable[[], float] = time.time,
         reports: ReportIntake | None = None,
+        sieve: SieveFilter | None = None,
     ) -> None:
         self.store = store
         self.resolver = resolver
         self.clock = clock
         self.reports = reports
+        self.sieve = sieve
 
     async def _report_folder(
         self, data: bytes | SpooledMessage, accounts: list[Account], queue_id: str
@@ -121,10 +127,32 @@ class LocalDelivery:
         now = self.clock()
         resolver = self.resolver
         report_folder = await self._report_folder(data, accounts, queue_id) if mailbox == "INBOX" else ""
+        # reports and explicit folders are not filtered; a quarantined (Junk) message is, with Junk
+        # as its keep (so spamtest rules see spam: RFC 5235)
+        filtered = mailbox == "INBOX" and not report_folder
+        rejected: list[tuple[Account, str]] = []
+        sieved: list[tuple[Account, Plan]] = []
+        whole: bytes | None = None
         for acc in accounts:
             if (await self.quota_state(acc, size)).over:
                 over.append(acc)
                 continue
+            scripts = await self.sieve.scripts(acc) if self.sieve is not None and filtered else None
+            if self.sieve is not None and scripts:  # RFC 5228: the account's filter, once per recipient
+                if whole is None:
+                    whole = await _for_sieve(data)  # read only when a script runs
+                plan = await self.sieve.plan(acc, scripts, whole, _envelope(sender, acc, whole))
+                if plan.reject:
+                    rejected.append((acc, plan.reject))
+                    continue
+                if (
+                    plan.folders != {"INBOX": frozenset()}
+                    or plan.head is not None
+                    or plan.redirects
+                    or plan.vacation
+                ):
+                    sieved.append((acc, plan))
+                    continue
             mb_id = await self._junk_id(acc) if folder is Folder.JUNK else None
             if (
                 not mb_id
@@ -151,9 +179,62 @@ class LocalDelivery:
             delivered = [(t[0], r) for t, r in zip(targets, recs, strict=True)]
             for acc, r in delivered:
                 log.info("[%s] delivered to %s uid=%d size=%d", queue_id, acc.address, r.uid, r.size)
+        for acc, plan in sieved:
+            delivered += await self._file_plan(data, return_path, acc, plan, queue_id, now, folder)
+            assert self.sieve is not None and whole is not None
+            await self.sieve.after_filing(acc, plan, whole, _envelope(sender, acc, whole), queue_id)
         for acc in over:
             log.info("[%s] %s is over quota; bouncing", queue_id, acc.address)
-        return DeliveryResult(delivered, over)
+        for acc, why in rejected:
+            log.info("[%s] %s: rejected by Sieve: %s", queue_id, acc.address, why)
+        return DeliveryResult(delivered, over, rejected)
+
+    async def _file_plan(
+        self,
+        data: bytes | SpooledMessage,
+        return_path: bytes,
+        acc: Account,
+        plan: Plan,
+        queue_id: str,
+        now: float,
+        folder: Folder,
+    ) -> list[tuple[Account, MessageRecord]]:
+        """File one recipient's copy where its Sieve plan says (editheader applied first)."""
+        if not plan.folders:
+            log.info("[%s] %s: discarded by Sieve", queue_id, acc.address)  # RFC 5228 §4.4
+            return []
+        blob: bytes | SpooledMessage
+        if isinstance(data, SpooledMessage):
+            blob = (data if plan.head is None else data.with_head(plan.head)).prepend(return_path)
+            size = blob.size
+        else:
+            crlf = to_crlf(data)
+            if plan.head is not None:  # RFC 5293: the edited header section, the body unchanged
+                crlf = plan.head + crlf[sieve_mod.head_end(crlf) :]
+            blob = return_path + crlf
+            size = len(blob)
+        merged: dict[int, set[str]] = {}
+        for name, flags in plan.folders.items():
+            if name == "INBOX" and folder is Folder.JUNK:  # the keep of a quarantined message
+                mb_id = await self._junk_id(acc)
+            else:
+                mb_id = await self.resolver.mailbox_id(acc.id, name)
+            if mb_id is None and name in plan.create:  # RFC 5490 §3.2 :create
+                mb_id = await self._create(acc.id, name)
+            if mb_id is None:  # RFC 5228 §4.1: a mailbox that does not exist: keep in INBOX
+                log.info("[%s] %s: no mailbox %r; filed into INBOX", queue_id, acc.address, name)
+                mb_id = await self.resolver.mailbox_id(acc.id, "INBOX") or await self._create(acc.id, "INBOX")
+            if mb_id is not None:  # one copy per mailbox, with the union of the flags asked for
+                merged.setdefault(mb_id, set()).update(flags)
+        key = f"{queue_id}:{acc.id}"  # unique per mailbox: a re-run files nothing twice
+        targets = [
+            NewMessage(mb, "", size, flags=frozenset(fl), internaldate=now, delivery_key=key)
+            for mb, fl in merged.items()
+        ]
+        recs = await self.store.deliver(blob, targets)
+        for r in recs:
+            log.info("[%s] delivered to %s uid=%d size=%d (sieve)", queue_id, acc.address, r.uid, r.size)
+        return [(acc, r) for r in recs]
 
     async def _junk_id(self, acc: Account) -> int | None:
         """The id of ACC's \\Junk mailbox (RFC 6154 §2), created as `JUNK_NAME` if it has none."""
@@ -175,3 +256,17 @@ class LocalDelivery:
         except AlreadyExists:  # made meanwhile by another delivery (the resolver may cache its absence)
             mb = await self.store.get_mailbox(account_id, name)
             return mb.id if mb else None
+
+
+async def _for_sieve(data: bytes | SpooledMessage) -> bytes:
+    """The message as the Sieve runner reads it: whole up to MAX_BODY_FOR_SIEVE, else the header."""
+    if isinstance(data, SpooledMessage):
+        if data.size > sieve_mod.MAX_BODY_FOR_SIEVE:
+            return data.head
+        return data.to_bytes() if data.in_memory else await asyncio.to_thread(data.to_bytes)
+    crlf = to_crlf(data)
+    return crlf if len(crlf) <= sieve_mod.MAX_BODY_FOR_SIEVE else crlf[: sieve_mod.head_end(crlf)]
+
+
+def _envelope(sender: str, acc: Account, message: bytes) -> Envelope:
+    return Envelope(sender, acc.address, acc.address, spam_score=sieve_mod.spam_score(message))

@@ -103,10 +103,12 @@ def _dane_usable(dane: dict[str, DanePolicy], mx: str) -> bool:
 
 
 class LocalOutcome(Protocol):
-    """What the queue needs to know of a local delivery: who was over quota."""
+    """What the queue needs to know of a local delivery: who was over quota, whose Sieve rejected it."""
 
     @property
     def over_quota(self) -> Sequence[Account]: ...
+    @property
+    def rejected(self) -> Sequence[tuple[Account, str]]: ...
 
 
 class LocalDeliverer(Protocol):
@@ -523,6 +525,9 @@ class QueueRunner:
                 result = await self.local.deliver(data, entry.sender, res.local, entry.id)
                 if result.over_quota:
                     r.status, r.last_reply = DEFERRED, "452 4.2.2 mailbox full"
+                    continue
+                if result.rejected:  # RFC 5429 §2.1: the recipient's Sieve filter refused it
+                    r.status, r.last_reply = FAILED, f"550 5.7.1 {result.rejected[0][1][:200]}"
                     continue
             r.status, r.last_reply = DELIVERED, "250 2.0.0 delivered locally"
             info[id(r)] = ("", False)

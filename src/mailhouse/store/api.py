@@ -655,6 +655,55 @@ class Reports(Protocol):
     async def drop_report_rows(self, kind: ReportKind, before: str) -> int: ...  # rows of days < BEFORE
 
 
+class SieveProblem(enum.StrEnum):
+    """Why a Sieve script operation was refused (`store/sieve.py`); the values are the RFC 5804
+    §1.3 response codes the ManageSieve server answers with."""
+
+    NONEXISTENT = "NONEXISTENT"  # no script of that name
+    ACTIVE = "ACTIVE"  # the active script cannot be deleted
+    ALREADYEXISTS = "ALREADYEXISTS"  # RENAMESCRIPT onto an existing name
+    MAXSCRIPTS = "QUOTA/MAXSCRIPTS"  # the account has max_scripts scripts already
+    MAXSIZE = "QUOTA/MAXSIZE"  # the script is bigger than max_script_size
+
+
+class SieveScriptError(StoreError):
+    def __init__(self, problem: SieveProblem, name: str) -> None:
+        super().__init__(f"{problem.value}: {name!r}")
+        self.problem, self.name = problem, name
+
+
+@dataclass(frozen=True, slots=True)
+class SieveScript:
+    """One of an account's Sieve scripts (RFC 5804 LISTSCRIPTS): SIZE is octets of UTF-8."""
+
+    name: str
+    active: bool
+    size: int
+
+
+class SieveScripts(Protocol):
+    """Per-account Sieve scripts (`store/sieve.py`): names are unique per account, at most one is
+    active; MAX_SCRIPTS / MAX_SIZE are the caller's quota ([sieve] max_scripts, max_script_size)."""
+
+    async def sieve_scripts(self, account_id: int) -> list[SieveScript]: ...  # by name
+    async def get_sieve_script(self, account_id: int, name: str) -> str: ...  # raises NONEXISTENT
+    async def active_sieve_script(self, account_id: int) -> tuple[str, str] | None: ...  # (name, content)
+    async def sieve_have_space(
+        self, account_id: int, name: str, size: int, max_scripts: int, max_size: int
+    ) -> None: ...  # raises MAXSCRIPTS / MAXSIZE (RFC 5804 §2.3)
+    async def put_sieve_script(
+        self, account_id: int, name: str, content: str, max_scripts: int, max_size: int, now: float
+    ) -> None: ...  # create or replace (an active script stays active)
+    async def set_active_sieve_script(self, account_id: int, name: str | None) -> None: ...  # None: none
+    async def delete_sieve_script(self, account_id: int, name: str) -> None: ...
+    async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None: ...
+    async def claim_once(self, key: str, now: float, expires: float) -> bool: ...
+
+    # claim_once: True for the one caller that finds no unexpired mark KEY and sets it (until
+    # EXPIRES); vacation replies (RFC 5230 §4.1 once per sender per :days), one redirect per
+    # delivery and one failure notice per script error use it, serialised on KEY across nodes
+
+
 class Subscription(Protocol):
     """One subscriber's view of the change feed: registered in this process when `subscribe`
     returns (changes committed after that reach it); ``await sub`` additionally waits until the
@@ -756,6 +805,7 @@ class Store(
     SpamLearning,
     AddressBook,
     Reports,
+    SieveScripts,
     ChangeFeed,
     WordIndex,
     WebSessions,

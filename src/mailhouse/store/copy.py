@@ -77,6 +77,7 @@ TABLES: dict[str, str] = {
     "collected_addrs": "recipients collected from sent mail: copied per account (ROW_TABLES)",
     "web_sessions": "webmail logins: not copied (users log in again on the destination)",
     "user_settings": "webmail settings (display name, signature, reply-to): copied per account (ROW_TABLES)",
+    "sieve_scripts": "per-user Sieve scripts and which is active: copied per account (ROW_TABLES)",
 }
 
 # Tables copied row for row (`Transfer.table_rows` → `Transfer.insert_rows`): nothing in them is
@@ -90,6 +91,7 @@ ROW_TABLES: dict[str, tuple[str, ...]] = {
     "contacts": ("account_id", "uid", "name", "emails", "notes", "categories", "updated"),
     "collected_addrs": ("account_id", "address", "name", "last_used", "count"),
     "user_settings": ("account_id", "key", "value"),
+    "sieve_scripts": ("account_id", "name", "content", "size", "active", "updated"),
     "reports": ("domain", "kind", "org", "report_id", "begin_at", "end_at", "received", "rows"),
 }
 ROW_BATCH = 5000  # rows per destination transaction

@@ -19,7 +19,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mailhouse.store import acl, contacts, directory, fts, limits, mail, queue, reports, spam, websessions
+from mailhouse.store import (
+    acl,
+    contacts,
+    directory,
+    fts,
+    limits,
+    mail,
+    queue,
+    reports,
+    sieve,
+    spam,
+    websessions,
+)
 from mailhouse.store.api import (
     Account,
     AclEntry,
@@ -48,6 +60,7 @@ from mailhouse.store.api import (
     ReportSummary,
     ScramKeys,
     SharedMailbox,
+    SieveScript,
     Suggestion,
     TrainKind,
     Usage,
@@ -517,6 +530,42 @@ class MailStore:
 
     async def group_members(self, account_id: int, group: str) -> list[tuple[str, str]] | None:
         return await self.backend.read(lambda tx: contacts.group_members(tx, account_id, group))
+
+    # ---------------------------------------------------------------- Sieve scripts (store/sieve.py)
+    async def sieve_scripts(self, account_id: int) -> list[SieveScript]:
+        return await self.backend.read(lambda tx: sieve.scripts(tx, account_id))
+
+    async def get_sieve_script(self, account_id: int, name: str) -> str:
+        return await self.backend.read(lambda tx: sieve.get_script(tx, account_id, name))
+
+    async def active_sieve_script(self, account_id: int) -> tuple[str, str] | None:
+        return await self.backend.read(lambda tx: tx.sieve_active_row(account_id), quick=True)
+
+    async def sieve_have_space(
+        self, account_id: int, name: str, size: int, max_scripts: int, max_size: int
+    ) -> None:
+        await self.backend.read(
+            lambda tx: sieve.have_space(tx, account_id, name, size, max_scripts, max_size)
+        )
+
+    async def put_sieve_script(
+        self, account_id: int, name: str, content: str, max_scripts: int, max_size: int, now: float
+    ) -> None:
+        await self.backend.write(
+            lambda tx: sieve.put_script(tx, account_id, name, content, max_scripts, max_size, now)
+        )
+
+    async def set_active_sieve_script(self, account_id: int, name: str | None) -> None:
+        await self.backend.write(lambda tx: sieve.set_active(tx, account_id, name))
+
+    async def delete_sieve_script(self, account_id: int, name: str) -> None:
+        await self.backend.write(lambda tx: sieve.delete_script(tx, account_id, name))
+
+    async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None:
+        await self.backend.write(lambda tx: sieve.rename_script(tx, account_id, old, new))
+
+    async def claim_once(self, key: str, now: float, expires: float) -> bool:
+        return await self.backend.write(lambda tx: sieve.claim_once(tx, key, now, expires))
 
     # ---------------------------------------------------------------- received reports (DMARC, TLS-RPT)
     async def add_report(self, summary: ReportSummary) -> bool:

@@ -50,6 +50,7 @@ from mailhouse.store.postgres.locks import PgLease, PgMaildropLocks
 from mailhouse.store.postgres.mail import MailTx
 from mailhouse.store.postgres.queue import QueueTx
 from mailhouse.store.postgres.reports import ReportsTx
+from mailhouse.store.postgres.sieve import SieveTx
 from mailhouse.store.postgres.spam import SpamTx
 from mailhouse.store.postgres.transfer import PgTransfer
 from mailhouse.store.postgres.websessions import WebSessionsTx
@@ -61,7 +62,17 @@ __all__ = ["PgBlobStore", "PgTx", "PostgresBackend", "PostgresStore", "split_url
 
 
 class PgTx(
-    DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, ContactsTx, ReportsTx, FeedTx, FtsTx, WebSessionsTx
+    DirectoryTx,
+    MailTx,
+    QueueTx,
+    LimitsTx,
+    SpamTx,
+    ContactsTx,
+    SieveTx,
+    ReportsTx,
+    FeedTx,
+    FtsTx,
+    WebSessionsTx,
 ):
     """`store.backend.Tx` on one asyncpg connection."""
 

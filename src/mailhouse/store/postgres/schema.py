@@ -175,4 +175,11 @@ MIGRATIONS: list[str] = [
     CREATE TABLE user_settings(account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
         key TEXT COLLATE "C" NOT NULL, value TEXT NOT NULL, PRIMARY KEY(account_id, key));
     """,
+    # 15: per-account Sieve scripts (store/sieve.py), see the SQLite schema's migration 15
+    """
+    CREATE TABLE IF NOT EXISTS sieve_scripts(account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT COLLATE "C" NOT NULL, content TEXT NOT NULL, size INTEGER NOT NULL, active INTEGER NOT NULL,
+        updated DOUBLE PRECISION NOT NULL, PRIMARY KEY(account_id, name));
+    CREATE UNIQUE INDEX IF NOT EXISTS sieve_scripts_active ON sieve_scripts(account_id) WHERE active = 1;
+    """,
 ]

@@ -36,6 +36,7 @@ from mailhouse.store.sqlite.limits import LimitsTx
 from mailhouse.store.sqlite.mail import MailTx
 from mailhouse.store.sqlite.queue import QueueTx
 from mailhouse.store.sqlite.reports import ReportsTx
+from mailhouse.store.sqlite.sieve import SieveTx
 from mailhouse.store.sqlite.spam import SpamTx
 from mailhouse.store.sqlite.transfer import SqliteTransfer
 from mailhouse.store.sqlite.websessions import WebSessionsTx
@@ -47,7 +48,17 @@ __all__ = ["INLINE_BLOB_MAX", "HybridBlobStore", "SqliteBackend", "SqliteStore",
 
 
 class SqliteTx(
-    DirectoryTx, MailTx, QueueTx, LimitsTx, SpamTx, ContactsTx, ReportsTx, FeedTx, FtsTx, WebSessionsTx
+    DirectoryTx,
+    MailTx,
+    QueueTx,
+    LimitsTx,
+    SpamTx,
+    ContactsTx,
+    SieveTx,
+    ReportsTx,
+    FeedTx,
+    FtsTx,
+    WebSessionsTx,
 ):
     """`store.backend.Tx` on one sqlite3 connection (methods never suspend)."""
 

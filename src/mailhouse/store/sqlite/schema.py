@@ -164,4 +164,12 @@ MIGRATIONS: list[str | list[str]] = [
         "CREATE TABLE IF NOT EXISTS user_settings(account_id INTEGER NOT NULL REFERENCES accounts(id)"
         " ON DELETE CASCADE, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(account_id, key)) WITHOUT ROWID",
     ],
+    # 15: per-account Sieve scripts (store/sieve.py; ManageSieve, RFC 5804): at most one active per
+    # account (the partial unique index); vacation/duplicate memory lives in limit_marks
+    [
+        "CREATE TABLE IF NOT EXISTS sieve_scripts(account_id INTEGER NOT NULL REFERENCES accounts(id)"
+        " ON DELETE CASCADE, name TEXT NOT NULL, content TEXT NOT NULL, size INTEGER NOT NULL,"
+        " active INTEGER NOT NULL, updated REAL NOT NULL, PRIMARY KEY(account_id, name))",
+        "CREATE UNIQUE INDEX IF NOT EXISTS sieve_scripts_active ON sieve_scripts(account_id) WHERE active = 1",
+    ],
 ]
