@@ -11,26 +11,22 @@ message (mbox: the entry separator), and it comes back with the CRLF the store i
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
-from mailhouse import config as config_mod
 from mailhouse.backup.export import Format, export
-from mailhouse.store import open_store
 from mailhouse.store.api import NewMessage
 from mailhouse.store.store import MailStore
 from mailhouse.transfer.importer import Importer
 from mailhouse.transfer.maildir import MaildirSource
 from mailhouse.transfer.mbox import MboxSource
+from tests.cli.test_import_cli import in_store
 from tests.mailhouse_proc import MailhouseProcess
-from tests.transfer.conftest import ALICE
+from tests.transfer.conftest import ALICE, alice_store
 
 MAX = 8 << 20
-T = TypeVar("T")
 KEYWORDS = frozenset({"$Label1", "project-x", "$Forwarded"})
 NO_FINAL_BREAK = b"Subject: no final line break\r\n\r\nlast line"
 BINARY = bytes(b for b in range(256) if b not in (10, 13))  # 8-bit octets, NUL included, no bare CR/LF
@@ -132,14 +128,8 @@ def without_uids(s: Snapshot) -> dict[str, tuple[str | None, list[tuple[frozense
 
 @pytest.fixture
 async def target(tmp_path: Path) -> AsyncIterator[MailStore]:
-    s = open_store(f"sqlite:///{tmp_path / 'target.db'}", tmp_path / "target")
-    await s.open()
-    await s.add_domain("example.org")
-    await s.add_account(ALICE, "x")
-    try:
+    async with alice_store(f"sqlite:///{tmp_path / 'target.db'}", tmp_path / "target") as s:
         yield s
-    finally:
-        await s.close()
 
 
 async def test_maildir_round_trip_is_identical(store: MailStore, target: MailStore, tmp_path: Path) -> None:
@@ -183,16 +173,7 @@ def test_round_trip_through_the_commands(tmp_path: Path) -> None:
         mh.add_user(ALICE)
         dirs[side] = mh
 
-    async def on(mh: MailhouseProcess, fn: Callable[[MailStore], Awaitable[T]]) -> T:
-        cfg = config_mod.load(str(mh.cfgfile))
-        s = open_store(cfg.store, cfg.data_dir)
-        await s.open()
-        try:
-            return await fn(s)
-        finally:
-            await s.close()
-
-    asyncio.run(on(dirs["a"], fill))
+    in_store(dirs["a"], fill)
     dirs["a"].cli("export", "maildir", str(tmp_path / "md"))
     dirs["a"].cli("export", "mbox", str(tmp_path / "mb"))
     dirs["b"].cli("import", "maildir", str(tmp_path / "md/example.org/alice"), ALICE, "--no-index")
@@ -200,8 +181,8 @@ def test_round_trip_through_the_commands(tmp_path: Path) -> None:
     for path in sorted(root.rglob("*.mbox")):
         name = path.relative_to(root).as_posix().removesuffix(".mbox")
         dirs["c"].cli("import", "mbox", str(path), ALICE, "--folder", name, "--no-index")
-    a = asyncio.run(on(dirs["a"], snapshot))
-    b = asyncio.run(on(dirs["b"], snapshot))
-    c = asyncio.run(on(dirs["c"], snapshot))
+    a = in_store(dirs["a"], snapshot)
+    b = in_store(dirs["b"], snapshot)
+    c = in_store(dirs["c"], snapshot)
     assert b == (expected(a[0]), a[1])
     assert without_uids(c[0]) == without_uids(expected(a[0]))
