@@ -224,3 +224,25 @@ async def test_updated_search_maps_equal_a_rebuild(
         assert got.hits == [set(), {2}, {2}] and got.unindexed == set()
     finally:
         await store.close()
+
+
+async def test_sqlite_fts5_buffers_a_batch_in_memory(tmp_path: Path) -> None:
+    """FTS5's ``hashsize`` is raised from its 1 MiB default (store/sqlite/fts.py: a backfill or an
+    import spent 2/3 of its time flushing and merging small segments), also in an existing database."""
+    import sqlite3
+
+    from mailhouse.store.sqlite import fts as sqlite_fts
+
+    def hashsize() -> object:
+        c = sqlite3.connect(tmp_path / "mh.db")
+        try:
+            row = c.execute("SELECT v FROM fts_terms_config WHERE k = 'hashsize'").fetchone()
+            return row[0] if row else None
+        finally:
+            c.close()
+
+    for _ in range(2):  # a new database, then the same one reopened (nothing to change)
+        s = open_store(f"sqlite:///{tmp_path / 'mh.db'}", tmp_path)
+        await s.open()
+        await s.close()
+        assert hashsize() == sqlite_fts.HASHSIZE

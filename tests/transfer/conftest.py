@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,7 +24,14 @@ async def store(
         if store_backend == "sqlite"
         else request.getfixturevalue("postgres_db_url")
     )
-    s = open_store(url, tmp_path / "data")
+    async with alice_store(url, tmp_path / "data") as s:
+        yield s
+
+
+@contextlib.asynccontextmanager
+async def alice_store(url: str, data_dir: Path) -> AsyncIterator[MailStore]:
+    """A new store at URL with the domain example.org and the account ALICE."""
+    s = open_store(url, data_dir)
     await s.open()
     await s.add_domain("example.org")
     await s.add_account(ALICE, "x")

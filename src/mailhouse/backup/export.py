@@ -23,7 +23,8 @@ MAILER-DAEMON), the header section with ``Status:`` (R = \\Seen, O = old), ``X-S
 (A \\Answered, F \\Flagged, T \\Draft, D \\Deleted) and ``X-Keywords:`` added at its end, the
 body with every line matching ``^>*From `` quoted by one more ">" (mboxrd), then an empty line.
 Readers drop that empty line, so the octets come back as stored; a message that does not end
-with a line break (SMTP always adds one) comes back with one: mbox cannot say otherwise.
+with a line break (the store's CRLF invariant, `store/crlf.py`, says none does) gets one, or the
+empty line would not be one: mbox cannot say otherwise (and the import adds the CRLF anyway).
 
 Streaming: messages are read in slices of `CHUNK` octets (`BlobStore.read_range`), so memory
 does not grow with message size; only one folder's message records are in memory at once.
@@ -177,8 +178,8 @@ async def _write_mbox_message(store: Store, out: BinaryIO, m: MessageRecord) -> 
             first = False
         done, carry = _quote(buf)
         out.write(done)
-    if carry:
-        out.write(_quote(carry + b"\n")[0][:-1])  # the last line, without a line break of ours
+    if carry:  # a last line without a line break gets one: else the empty line below would not be
+        out.write(_quote(carry + b"\n")[0])  # one, and the next entry's From_ line would not split
     out.write(b"\n")  # mboxrd: an empty line ends the entry
 
 

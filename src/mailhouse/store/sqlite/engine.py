@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 from mailhouse import metrics
 from mailhouse.store.api import SchemaTooNew, StoreUnavailable
+from mailhouse.store.sqlite import fts
 from mailhouse.store.sqlite.schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -158,6 +159,7 @@ class Engine:
                     if stmt.strip():
                         conn.execute(stmt)
                 conn.execute(f"PRAGMA user_version={i + 1}")
+            fts.tune(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
