@@ -23,8 +23,12 @@ from mailhouse.store.api import ScramKeys
 # RFC 9106 §4 second recommended option (64 MiB, t=3, p=4) — argon2-cffi's defaults.
 _hasher = Argon2Hasher()
 SCRAM_ITERATIONS = 10_000  # RFC 7677 §4 recommends ≥ 4096; 10k is Dovecot's default too
-# A real hash so that logins for unknown users spend the same time (no user enumeration).
-_DUMMY_HASH = _hasher.hash("mailhouse-dummy-password")
+# A real hash so that logins for unknown users spend the same time (no user enumeration). A
+# constant, not hashed at import (that cost ~0.3 s at every `mailhouse` start); its parameters must
+# equal the hasher's, or the timing would differ (tests/accounts/test_passwords.py checks that).
+_DUMMY_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$KOQv95HUCML3/F+FIMcnFA$E25vSHy8up4ZtHQDdEXrWIbARZGV3FbRRAV70QEcwEw"
+)
 
 
 def hash_password(password: str) -> str:
