@@ -332,3 +332,12 @@ def test_srs_section() -> None:
     for bad in ({"max_age": 0}, {"max_age": 2000}, {"secret_generation": 0}, {"domain": 3}, {"secrets": 1}):
         with pytest.raises(config.ConfigError, match="srs"):
             config.from_dict({"hostname": "h.test", "data_dir": "/tmp/x", "srs": bad})
+
+
+def test_log_file(tmp_path: Path) -> None:
+    cfg = config.from_dict({"log": {"file": str(tmp_path / "mailhouse.log")}})
+    assert cfg.log_file == tmp_path / "mailhouse.log"
+    with pytest.raises(config.ConfigError, match=r"log\.file"):
+        config.from_dict({"log": {"file": str(tmp_path / "missing" / "mailhouse.log")}})
+    with pytest.raises(config.ConfigError, match=r"log\.file"):
+        config.from_dict({"log": {"file": 3}})

@@ -295,3 +295,31 @@ def test_acme_renewal_into_a_root_owned_tls_directory_after_the_drop(
     finally:
         code = mh.stop()
         assert code == 0, mh.logtext()[-3000:]
+
+
+def test_log_file_reopened_after_rotation_by_the_dropped_node(root: Path) -> None:
+    """`[log] file`: opened by root at start-up, handed to nobody, and after logrotate's default
+    rotation (the file moved away) the dropped node writes into a new file at the same path."""
+    logdir = root / "log"
+    logdir.mkdir()
+    os.chown(logdir, NOBODY.pw_uid, NOBODY.pw_gid)  # where the dropped node may create the new file
+    logfile = logdir / "mailhouse.log"
+    mh = _serve(root, f'user = "nobody"\n[log]\nfile = "{logfile}"\n', services=("smtp",))
+    mh.add_domain("example.org")
+    mh.add_user("alice@example.org")
+    mh.start()
+    try:
+        mh.log = logfile  # wait_log reads the configured file, not standard error
+        assert mh.wait_log("serving as nobody", timeout=30)
+        assert mh.wait_log("ready", timeout=30)
+        assert logfile.stat().st_uid == NOBODY.pw_uid
+        rotated = logdir / "mailhouse.log.1"
+        logfile.rename(rotated)  # logrotate without copytruncate: move, then a new file
+        with smtplib.SMTP(*mh.addr("smtp"), timeout=30) as c:
+            c.sendmail("bob@example.net", ["alice@example.org"], b"Subject: rotated\r\n\r\nhello\r\n")
+        assert mh.wait_log("queued as", timeout=30), "nothing written to the new file after rotation"
+        assert logfile.stat().st_uid == NOBODY.pw_uid
+        assert "queued as" not in rotated.read_text()
+    finally:
+        code = mh.stop()
+        assert code == 0, mh.logtext()[-3000:]

@@ -361,6 +361,8 @@ def _bind_and_drop(cfg: Config, who: privileges.Identity) -> tls_mod.ServerCerti
         importlib.import_module("mailhouse.certs.acme")
     certificate = load_certificate(cfg)  # the key may be readable by root only
     privileges.prepare_data_dir(cfg.data_dir, who)
+    if cfg.log_file:
+        privileges.prepare_log_file(cfg.log_file, who)
     if cfg.acme_directory:  # the renewals it writes must stay the user's to replace and read
         privileges.prepare_acme_files(certificate.cert, certificate.key, who)
     privileges.drop(who)

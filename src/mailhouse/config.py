@@ -296,6 +296,7 @@ class Config:
     # to domains that ask (with `[reports] send`, which also covers TLS-RPT)
     dmarc_reports: bool = True
     log_format: str = "text"  # [log] format: "text" or "json" (log.py)
+    log_file: Path | None = None  # [log] file: `serve` appends here instead of standard error (log.py)
     dmarc_allow: list[str] = field(default_factory=list)
     trusted_arc_sealers: list[str] = field(default_factory=list)
     # [limits] trusted_networks: clients exempt from connection limits, login throttling, bans,
@@ -551,7 +552,7 @@ _TABLE_KEYS = {
     "queue": {"lifetime", "delay_warning", "retry_base", "retry_max", "outbound_port", "source_address"},
     "mailauth": {"verify_inbound", "dns_budget"},
     "dmarc": {"enforce", "allow", "trusted_arc_sealers", "reports"},
-    "log": {"format"},
+    "log": {"format", "file"},
     "dkim": {"selector"},
     "web": {"forwarded_allow_ips"},
     "reports": {"enabled", "dmarc_address", "tlsrpt_address", "folder", "send", "from", "org_name"},
@@ -759,6 +760,13 @@ def from_dict(data: dict[str, Any], path: str = "<dict>") -> Config:
         if log_table["format"] not in ("text", "json"):
             raise ConfigError(path, "log.format", 'expected "text" or "json"')
         cfg.log_format = log_table["format"]
+    if "file" in log_table:
+        v = log_table["file"]
+        if not isinstance(v, str) or not v:
+            raise ConfigError(path, "log.file", "must be the path of the log file")
+        cfg.log_file = (base / v).resolve()
+        if not cfg.log_file.parent.is_dir():
+            raise ConfigError(path, "log.file", f"directory {cfg.log_file.parent} does not exist")
     dmarc = _table(data, "dmarc", path)
     if "enforce" in dmarc:
         cfg.dmarc_enforce = _bool(dmarc["enforce"], path, "dmarc.enforce")

@@ -13,7 +13,9 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import logging.handlers
 import sys
+from pathlib import Path
 from typing import Any
 
 FORMATS = ("text", "json")
@@ -69,7 +71,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def setup(level: str = "INFO", fmt: str = "text") -> None:
+def setup(level: str = "INFO", fmt: str = "text", file: Path | None = None) -> None:
+    """Log at LEVEL in FMT to standard error, or with FILE (`[log] file`, `serve` only) appended to
+    that file — reopened when it is moved or removed (logrotate's default `create` rotation;
+    WatchedFileHandler checks the path before each line), so no copytruncate and no signal is needed."""
     # Records carry no caller frame, thread or process fields (the format uses none of them):
     # the Logging HOWTO's "Optimization" settings, a third of a record's cost on the
     # per-connection path (one line per connection and per message on port 25).
@@ -77,6 +82,10 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
+    if file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler], force=True)

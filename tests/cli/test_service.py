@@ -77,3 +77,15 @@ def test_unknown_log_level_is_refused(tmp_path: Path) -> None:
         timeout=60,
     )
     assert r.returncode == 2 and "--log-level" in r.stderr
+
+
+def test_log_file_folder_is_writable(tmp_path: Path) -> None:
+    data, logs = tmp_path / "data", tmp_path / "logs"
+    logs.mkdir()
+    cfg = tmp_path / "mailhouse.toml"
+    cfg.write_text(
+        f'hostname = "mail.example.org"\ndata_dir = "{data}"\n[log]\nfile = "{logs}/mailhouse.log"\n'
+    )
+    unit = tmp_path / "mailhouse.service"
+    assert run(cfg, "service", "install", "--output", str(unit), "--user", "mail").returncode == 0
+    assert f"ReadWritePaths={data} {logs}" in unit.read_text()

@@ -419,8 +419,13 @@ def main(argv: list[str] | None = None) -> int:
     except config_mod.ConfigError as e:
         print(f"mailhouse: configuration error: {e}", file=sys.stderr)
         return 2
-    if cfg.log_format != "text":
-        log.setup(args.log_level, cfg.log_format)
+    log_file = cfg.log_file if args.command == "serve" else None  # commands talk to their terminal
+    if cfg.log_format != "text" or log_file:
+        try:
+            log.setup(args.log_level, cfg.log_format, log_file)
+        except OSError as e:
+            print(f"mailhouse: cannot open the log file [log] file: {e}", file=sys.stderr)
+            return 2
     if args.command == "serve" and cfg.workers > 1:
         _multiprocess_metrics(cfg, sys.argv[1:] if argv is None else argv)
     try:

@@ -29,6 +29,8 @@ def unit_text(cfg: config_mod.Config, config_path: str, user: str, python: str =
 
     start = shlex.join([python, "-m", "mailhouse", "--config", config_path, "serve"])
     writable = [str(cfg.data_dir)]
+    if cfg.log_file:  # `[log] file`: its folder, where a rotation makes the new file
+        writable.append(str(cfg.log_file.parent))
     guide = Path(__file__).resolve().parents[3] / "docs" / "deploy.md"  # in a source checkout
     docs = f"Documentation=file://{guide}\n" if guide.exists() else ""
     return f"""# Mailhouse: written by `mailhouse service install`; see docs/deploy.md
@@ -56,7 +58,7 @@ Environment=PYTHONUNBUFFERED=1
 AmbientCapabilities=CAP_NET_BIND_SERVICE
 CapabilityBoundingSet=CAP_NET_BIND_SERVICE
 NoNewPrivileges=yes
-# The file system is read-only but for the data directory.
+# The file system is read-only but for the data directory (and the [log] file's folder).
 ProtectSystem=strict
 ReadWritePaths={" ".join(writable)}
 ProtectHome=yes

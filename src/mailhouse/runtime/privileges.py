@@ -121,6 +121,14 @@ def prepare_data_dir(data_dir: Path, who: Identity) -> None:
         )
 
 
+def prepare_log_file(file: Path, who: Identity) -> None:
+    """`[log] file` (opened by root at start-up) becomes WHO's: after a rotation the dropped node
+    opens the new file by its path (logrotate's `create MODE mailhouse GROUP`, or a directory WHO
+    may write in, lets it exist)."""
+    if file.exists() and (file.stat().st_uid, file.stat().st_gid) != (who.uid, who.gid):
+        os.chown(file, who.uid, who.gid)
+
+
 def prepare_acme_files(cert: Path, key: Path, who: Identity) -> None:
     """With `[acme]`: the directories of CERT and KEY (created if missing) and the files become
     WHO's, so the dropped node can replace them at each renewal and read them back. A directory
