@@ -270,3 +270,81 @@ async def test_quarantined_message_is_filtered_with_junk_as_its_keep(svc: servic
     await _script(svc, bob, 'require ["fileinto", "mailbox"];\nfileinto :create "Suspicious";')
     await _send(svc, bob, folder=Folder.JUNK)
     assert len(await _folder(svc, bob, "Suspicious")) == 1
+
+
+NOTIFY = (
+    'require ["enotify", "variables"];\n'
+    'notify :from "Bob B <bob@example.org>" :importance "1" :message "Mail from carol"\n'
+    '  "mailto:dave@elsewhere.test,erin@elsewhere.test?cc=frank@elsewhere.test&bcc=gil@elsewhere.test'
+    '&keywords=alert&from=evil@x.test&auto-submitted=no&received=forged&body=See%20INBOX.";\n'
+)
+
+
+async def test_notify_sends_a_mailto_notification(svc: services.Services) -> None:
+    bob = await _acc(svc)
+    await _script(svc, bob, NOTIFY)
+    await _send(svc, bob)
+    assert len(await _folder(svc, bob, "INBOX")) == 1  # notify keeps the message
+    [e] = await svc.store.list()
+    assert e.sender == ""  # RFC 5436 §2.7: null envelope sender
+    assert sorted(x.address for x in e.recipients) == [
+        "dave@elsewhere.test",
+        "erin@elsewhere.test",
+        "frank@elsewhere.test",
+        "gil@elsewhere.test",
+    ]
+    note = await svc.store.blobs.get(e.blob_key)
+    for line in (
+        b"From: Bob B <bob@example.org>\r\n",
+        b"To: dave@elsewhere.test, erin@elsewhere.test\r\n",
+        b"Cc: frank@elsewhere.test\r\n",
+        b"Subject: Mail from carol\r\n",
+        b"Auto-Submitted: auto-notified\r\n",
+        b"X-Priority: 1 (Highest)\r\n",
+        b"Keywords: alert\r\n",
+    ):
+        assert line in note
+    head = note.split(b"\r\n\r\n")[0].lower()
+    # RFC 5436 §2.2: unsafe URI header fields are ignored; Bcc is not written
+    assert b"evil@" not in head and b"forged" not in head and b"gil@" not in head
+    assert head.count(b"auto-submitted") == 1
+    assert note.endswith(b"\r\n\r\nSee INBOX.\r\n")
+
+
+async def test_notify_defaults_and_foreign_from(svc: services.Services) -> None:
+    bob = await _acc(svc)
+    await _script(
+        svc, bob, 'require "enotify";\nnotify :from "boss@elsewhere.test" "mailto:dave@elsewhere.test";'
+    )
+    await _send(svc, bob)
+    [e] = await svc.store.list()
+    note = await svc.store.blobs.get(e.blob_key)
+    assert b"From: bob@example.org\r\n" in note  # a :from that is not the user's is not used
+    assert b"Subject: Carol <carol@remote.test> [report 7]\r\n" in note  # RFC 5435 §3.6 default
+    assert b"X-Priority: 3 (Normal)\r\n" in note and b"report 7" in note.split(b"\r\n\r\n", 1)[1]
+
+
+async def test_no_notification_about_auto_submitted_mail(svc: services.Services) -> None:
+    bob = await _acc(svc)
+    await _script(svc, bob, 'require "enotify";\nnotify "mailto:dave@elsewhere.test";')
+    await _send(svc, bob, b"Auto-Submitted: auto-notified\r\n" + MESSAGE)
+    assert await svc.store.list() == []  # RFC 5436 §2.7
+    assert len(await _folder(svc, bob, "INBOX")) == 1
+    await _send(svc, bob, b"Auto-Submitted: no\r\n" + MESSAGE)
+    assert len(await svc.store.list()) == 1
+
+
+async def test_notifications_count_against_the_redirect_limits(svc: services.Services) -> None:
+    bob = await _acc(svc)
+    script = 'require "enotify";\n' + "".join(f'notify "mailto:n{i}@elsewhere.test";\n' for i in range(3))
+    await _script(svc, bob, script)
+    await _send(svc, bob)  # max_redirects = 2 per message
+    assert len(await svc.store.list()) == 2
+    await _send(svc, bob)  # redirects_per_day = 2: none more today
+    assert len(await svc.store.list()) == 2
+    qid = new_queue_id()
+    await _script(svc, await _acc(svc, "alice"), 'require "enotify";\nnotify "mailto:dave@elsewhere.test";')
+    alice = await _acc(svc, "alice")
+    for _ in range(2):  # a delivery run twice notifies once
+        await svc.delivery.deliver(MESSAGE, "carol@remote.test", [alice], qid)
+    assert len(await svc.store.list()) == 3

@@ -1,6 +1,6 @@
 """Sieve at delivery end to end: scripts uploaded over ManageSieve (STARTTLS) and activated, then
 messages over real SMTP to port 25: fileinto, reject before the 250, redirect queued with X-Loop,
-vacation once per sender, and a failing script → INBOX + one notice."""
+vacation once per sender, notify by mailto, and a failing script → INBOX + one notice."""
 
 from __future__ import annotations
 
@@ -93,3 +93,25 @@ def test_failing_script_keeps_mail_in_inbox_and_notifies_once(
     assert sum(b"Subject: hello" in m for m in inbox) == 2  # never lost
     notices = [m for m in inbox if b"Subject: Your mail filter failed" in m]
     assert len(notices) == 1 and b"(main)" in notices[0] and b"not found" in notices[0]
+
+
+def test_notify_over_smtp(sieve_server: MailhouseProcess, account: str) -> None:  # noqa: F811
+    script = (
+        b'require ["enotify", "variables"];\r\n'
+        b'if header :matches "subject" "*" { set "s" "${1}"; }\r\n'
+        b'notify :message "New: ${s}" "mailto:dave@elsewhere.test?from=evil@x.test&body=Look.";\r\n'
+    )
+    _upload(sieve_server, account, script)
+    with smtplib.SMTP(*sieve_server.addr("smtp"), timeout=30) as s:
+        s.sendmail("carol@remote.test", [account], _msg(account, "quarterly numbers"))
+        # RFC 5436 §2.7: no notification about an auto-submitted message
+        s.sendmail(
+            "carol@remote.test", [account], b"Auto-Submitted: auto-replied\r\n" + _msg(account, "auto")
+        )
+    assert len(_folder(sieve_server, account, "INBOX")) == 2
+    notes = [(e, d) for e, d in _queue(sieve_server) if b"Auto-Submitted: auto-notified" in d]
+    assert len(notes) == 1
+    e, d = notes[0]
+    assert e.sender == "" and [r.address for r in e.recipients] == ["dave@elsewhere.test"]
+    assert f"From: {account}\r\n".encode() in d and b"Subject: New: quarterly numbers\r\n" in d
+    assert b"evil@" not in d and d.endswith(b"\r\n\r\nLook.\r\n")

@@ -150,6 +150,7 @@ class LocalDelivery:
                     or plan.head is not None
                     or plan.redirects
                     or plan.vacation
+                    or plan.notifications
                 ):
                     sieved.append((acc, plan))
                     continue

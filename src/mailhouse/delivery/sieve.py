@@ -9,7 +9,8 @@ redirect through the outbound queue, vacation replies through the queue.
 RFCs: 5228 §2.10.2 (implicit keep), §4.2 (redirect keeps the envelope sender), 5490 (fileinto
 :create), 5232 (flags), 5429 (reject: a 550 before the 250 where the session can, else a
 bounce), 5230 + 3834 (vacation: who never gets one, once per sender per :days, the reply's
-fields), 7352 (duplicate, tracked in the store).
+fields), 7352 (duplicate, tracked in the store), 5435 + 5436 (notify by mailto: a notification
+message through the queue).
 
 Invariants
 ----------
@@ -23,6 +24,11 @@ Invariants
   user in To/Cc (RFC 5230 §4.5, RFC 3834 §2); at most once per (handle, sender) per ``:days``
   across every node (``Store.claim_once``); it goes out with a null envelope sender and
   ``Auto-Submitted: auto-replied`` (RFC 3834 §3.1.7, §5).
+* A notification (RFC 5436) is never sent in answer to an auto-submitted message (§2.7); it goes
+  out with a null envelope sender and ``Auto-Submitted: auto-notified`` (§2.7), From the user (or a
+  :from that is one of the user's addresses), To/Cc/Bcc from the URI, and only the URI's safe header
+  fields (§2.2: Subject, Keywords, Comments, In-Reply-To, References, body). Notifications count
+  against the redirect limits: ``[sieve] max_redirects`` per message and ``redirects_per_day``.
 * Filing plans are computed before anything is stored; side effects (queueing redirects and
   replies, notices) happen after the message was filed.
 """
@@ -35,6 +41,7 @@ import email.utils
 import hashlib
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +71,7 @@ from mailhouse.sieve import (
     compile_script,
     evaluate,
 )
+from mailhouse.sieve.script import valid_redirect_address
 from mailhouse.store.api import Account, NewMessage, Store
 
 log = logging.getLogger(__name__)
@@ -228,6 +236,7 @@ class Plan:
     reject: str = ""
     redirects: list[str] = field(default_factory=list)
     vacation: Vacation | None = None
+    notifications: list[Notify] = field(default_factory=list)  # RFC 5435 notify actions
     error: str = ""
     duplicates: list[tuple[str, int]] = field(default_factory=list)  # RFC 7352 keys to remember
 
@@ -262,7 +271,8 @@ def plan_of(run: RunResult) -> Plan:
             else:
                 log.debug("[sieve] no vacation reply: %s", a.skip_reason)
         elif isinstance(a, Notify):
-            log.info("[sieve] notify %s not sent (enotify delivery is not built)", a.method)
+            if a not in plan.notifications:  # the same notification twice is sent once
+                plan.notifications.append(a)
     if r.implicit_keep and not plan.reject:
         plan.folders["INBOX"] = plan.folders.get("INBOX", frozenset()) | set(r.implicit_keep_flags)
     plan.duplicates = list(r.duplicate_keys)
@@ -317,8 +327,108 @@ def vacation_reply(head: bytes, v: Vacation, recipient: str, sender: str, hostna
         lines.append(f"References: {' '.join(refs)}")
     if not v.mime:  # RFC 5230 §4.7 :mime: the reason is a MIME entity with its own header fields
         lines += ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit", ""]
-    body = v.reason.replace("\r\n", "\n").replace("\n", "\r\n")
+    return _with_body(lines, v.reason)
+
+
+def _with_body(lines: list[str], body: str) -> bytes:
+    """The header LINES (ending with the empty one) and BODY as a message with CRLF line ends."""
+    body = body.replace("\r\n", "\n").replace("\n", "\r\n")
     return ("\r\n".join(lines) + "\r\n" + body + ("" if body.endswith("\r\n") else "\r\n")).encode("utf-8")
+
+
+#: RFC 5436 §2.2: the URI header fields a notification takes; every other one (From, Sender,
+#: Auto-Submitted, Received, Date, Message-ID, Reply-To …) is unsafe and ignored.
+SAFE_URI_HEADERS = ("subject", "keywords", "comments", "in-reply-to", "references")
+#: RFC 5436 §2.5: :importance as the de-facto priority fields ("1" high, "2" normal, "3" low).
+IMPORTANCE = {"1": ("1 (Highest)", "high"), "2": ("3 (Normal)", "normal"), "3": ("5 (Lowest)", "low")}
+
+
+@dataclass(frozen=True, slots=True)
+class MailtoUri:
+    """A mailto URI (RFC 6068) as a notification uses it: recipients, the To/Cc fields, the safe
+    header fields and the body."""
+
+    recipients: tuple[str, ...]
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...]
+    body: str | None
+
+
+def _one_line(v: str) -> str:
+    return " ".join(v.split())  # no CR/LF reaches a header field (header injection)
+
+
+def parse_mailto(uri: str) -> MailtoUri:
+    """RFC 6068 §2: ``mailto:to1,to2?hfname=hfvalue&…``, percent-decoded; to/cc/bcc are recipients."""
+    rest = uri[len("mailto:") :]
+    path, _, query = rest.partition("?")
+
+    def addrs(v: str) -> list[str]:
+        return [a.strip() for a in v.split(",") if valid_redirect_address(a.strip())]
+
+    fields: dict[str, list[str]] = {"to": addrs(urllib.parse.unquote(path)), "cc": [], "bcc": []}
+    headers: list[tuple[str, str]] = []
+    body: str | None = None
+    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        key = name.lower()
+        if key in fields:
+            fields[key] += addrs(value)
+        elif key == "body":  # RFC 6068 §2: the first text/plain body part
+            body = value
+        elif key in SAFE_URI_HEADERS:  # RFC 5436 §2.2: safe fields only
+            headers.append((name, _one_line(value)))
+    seen: dict[str, str] = {}
+    for a in (*fields["to"], *fields["cc"], *fields["bcc"]):
+        seen.setdefault(a.lower(), a.removeprefix("<").removesuffix(">"))
+    return MailtoUri(tuple(seen.values()), tuple(fields["to"]), tuple(fields["cc"]), tuple(headers), body)
+
+
+def _encoded(v: str) -> str:
+    return v if v.isascii() else email.header.Header(v, "utf-8").encode()
+
+
+def notification(
+    head: bytes, n: Notify, uri: MailtoUri, user: Sequence[str], hostname: str, now: float
+) -> bytes:
+    """The notification message (RFC 5436 §2.7) about the triggering message with header HEAD."""
+    orig_from = decode_header_value(get_header(head, b"From") or b"").strip()
+    orig_subject = decode_header_value(get_header(head, b"Subject") or b"").strip()
+    uri_subject = next((v for k, v in uri.headers if k.lower() == "subject"), None)
+    # RFC 5436 §2.7: Subject from :message, else the URI's subject, else a summary (RFC 5435 §3.6)
+    subject = _one_line(n.message or uri_subject or f"{orig_from} [{orig_subject}]")
+    sender = user[0]
+    if n.from_:  # RFC 5436 §2.3: :from when it is an address, and (our check) one of the user's
+        _name, addr = email.utils.parseaddr(n.from_)
+        if addr.lower() in (u.lower() for u in user):
+            sender = _one_line(n.from_)
+    prio, importance = IMPORTANCE.get(n.importance, IMPORTANCE["2"])
+    domain = user[0].rpartition("@")[2] or hostname
+    lines = [
+        f"From: {sender}",
+        *([f"To: {', '.join(uri.to)}"] if uri.to else []),
+        *([f"Cc: {', '.join(uri.cc)}"] if uri.cc else []),  # Bcc recipients get it, unnamed
+        f"Subject: {_encoded(subject)}",
+        f"Date: {email.utils.formatdate(now)}",
+        f"Message-ID: {email.utils.make_msgid(domain=domain)}",
+        "Auto-Submitted: auto-notified",  # RFC 5436 §2.7, RFC 3834 §5
+        f"X-Priority: {prio}",  # RFC 5436 §2.5
+        f"Importance: {importance}",
+        *(f"{k.title()}: {_encoded(v)}" for k, v in uri.headers if k.lower() != "subject"),
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: 8bit",
+        "",
+    ]
+    # RFC 5436 §2.7: the URI's body, else a summary of the triggering message
+    body = uri.body if uri.body is not None else f"New mail from {orig_from}\nSubject: {orig_subject}\n"
+    return _with_body(lines, body)
+
+
+def is_auto_submitted(head: bytes) -> bool:
+    """RFC 3834 §5: Auto-Submitted with any value but "no"."""
+    v = get_header(head, b"Auto-Submitted")
+    return v is not None and v.split(b";")[0].strip().lower() != b"no"
 
 
 def is_loop(head: bytes, recipient: str, target: str) -> bool:
@@ -458,6 +568,8 @@ class SieveFilter:
             await self._redirect(account, plan, message, envelope, queue_id)
         if plan.vacation is not None:
             await self._vacation(account, plan.vacation, head, envelope)
+        if plan.notifications:
+            await self._notify(account, plan.notifications, head, envelope, queue_id)
 
     async def _redirect(
         self, account: Account, plan: Plan, message: bytes, env: Envelope, queue_id: str
@@ -503,3 +615,43 @@ class SieveFilter:
         reply = vacation_reply(head, v, env.recipient, env.sender, self.hostname, now)
         await self.outbox(new_queue_id(), "", [(env.sender, {})], reply, {})  # RFC 3834 §3.3: null sender
         log.info("[sieve] %s: vacation reply to %s queued", account.address, env.sender)
+
+    async def _notify(
+        self, account: Account, notes: Sequence[Notify], head: bytes, env: Envelope, queue_id: str
+    ) -> None:
+        if self.outbox is None:
+            return
+        if is_auto_submitted(head):  # RFC 5436 §2.7: never in answer to an auto-submitted message
+            log.info("[sieve] %s: no notification about an auto-submitted message", account.address)
+            return
+        now = self.clock()
+        user = (env.recipient, account.address)
+        for i, n in enumerate(notes):
+            if i >= self.cfg.max_redirects:  # the redirect limit per message holds for notifications too
+                log.warning("[sieve] %s: over %d notifications; not sent", account.address, i)
+                break
+            uri = parse_mailto(n.method)
+            if not uri.recipients:
+                continue
+            once = hashlib.sha256(f"{queue_id}\0{n.method}".encode()).hexdigest()[:40]
+            if not await self.store.claim_once(f"sieve-notified:{account.id}:{once}", now, now + 7 * DAY):
+                continue  # the same delivery run again: sent already
+            # counted with the redirects: a notify rule is no bulk sender either
+            if (
+                await self.store.count_event(f"sieve-redirect:{account.id}", now, DAY)
+                > self.cfg.redirects_per_day
+            ):
+                log.warning(
+                    "[sieve] %s: over %d redirects today; notification not sent",
+                    account.address,
+                    self.cfg.redirects_per_day,
+                )
+                continue
+            data = notification(head, n, uri, user, self.hostname, now)
+            qid = new_queue_id()
+            await self.outbox(
+                qid, "", [(r, {}) for r in uri.recipients], data, {}
+            )  # RFC 5436 §2.7: null sender
+            log.info(
+                "[sieve] %s: notification to %s queued as %s", account.address, ", ".join(uri.recipients), qid
+            )
