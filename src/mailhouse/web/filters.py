@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from urllib.parse import quote
 
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -56,6 +57,16 @@ PROBLEMS = {  # the store's refusals (RFC 5804 §1.3 codes), as the page says th
 }
 
 Field = Callable[[str], str]  # a POSTed text field by name ("" when absent)
+
+
+def _fields(form: FormData) -> Field:
+    """The POSTed text fields by name; a file or an absent field reads as ""."""
+
+    def f(key: str) -> str:
+        v = form.get(key, "")
+        return v if isinstance(v, str) else ""
+
+    return f
 
 
 def _problem(e: SieveScriptError) -> str:
@@ -168,15 +179,10 @@ async def filters_page(request: Request) -> Response:
 async def filters_post(request: Request) -> Response:
     user = await require_user(request)
     request.state.user = user
-    form = await checked_form(request)
+    f = _fields(await checked_form(request))
     st = state(request)
     store = st.svc.store
     cfg = st.svc.cfg.sieve
-
-    def f(key: str) -> str:
-        v = form.get(key, "")
-        return v if isinstance(v, str) else ""
-
     action = f("action")
     name = f("name").strip()
     try:
