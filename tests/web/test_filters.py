@@ -133,6 +133,20 @@ def test_vacation_does_not_silently_replace_another_active_script(web_mh: Mailho
     assert re.search(r"vacation</a> <strong>\(active\)", c.get("/filters").text)
 
 
+def test_vacation_does_not_silently_overwrite_a_handwritten_vacation_script(web_mh: MailhouseProcess) -> None:
+    user = "handmade@example.org"
+    web_mh.add_user(user)
+    c = login(web_mh, user)
+    own = 'require "vacation";\nvacation :days 2 "My own words.";\n'
+    assert _post(c, action="save", name="vacation", content=own).status_code == 303
+    assert 'id="vacation-replace"' in c.get("/filters").text
+    r = _post(c, action="vacation", on="1", text="Away.")
+    assert r.status_code == 409 and "yourself" in r.text and _script(c, "vacation") == own
+    r = _post(c, action="vacation", on="1", text="Away.", replace="1")
+    assert r.status_code == 303 and "Away." in _script(c, "vacation")
+    assert _post(c, action="vacation", on="1", text="Back soon.").status_code == 303  # ours now: no question
+
+
 def test_quoting_cannot_break_out() -> None:
     assert quoted('a"b\\c') == '"a\\"b\\\\c"'
     evil = '";\ndiscard;\nvacation "'

@@ -37,6 +37,7 @@ from mailhouse.store.api import Account, SieveProblem, SieveScriptError
 from mailhouse.web.common import checked_form, folder_tree, redirect, render, require_user, state
 
 VACATION = "vacation"  # the generated script's name, and the user setting holding the form
+HEADER = "# Out-of-office reply, written by the webmail's filters page."  # marks a generated script
 MAX_SUBJECT = 200  # characters of the reply's subject
 MAX_TEXT = 8000  # characters of the reply's text
 
@@ -92,7 +93,7 @@ def quoted(value: str) -> str:
 def vacation_script(v: VacationForm) -> str:
     """The readable Sieve script for V (RFC 5230 vacation; RFC 5260 dates, RFC 5231 "ge"/"le")."""
     dated = bool(v.first or v.last)
-    lines = ["# Out-of-office reply, written by the webmail's filters page.", ""]
+    lines = [HEADER, ""]
     lines.append('require ["vacation", "date", "relational"];' if dated else 'require "vacation";')
     lines.append("")
     action = (
@@ -154,6 +155,9 @@ async def _page(
         content = ""
         if name and any(s.name == name for s in scripts):
             content = await store.get_sieve_script(user.id, name)
+    own_vacation = any(s.name == VACATION for s in scripts) and not (
+        await store.get_sieve_script(user.id, VACATION)
+    ).startswith(HEADER)
     return render(
         request,
         "filters.html",
@@ -164,6 +168,7 @@ async def _page(
         active=active,
         name=name,
         content=content,
+        own_vacation=own_vacation,
         v=vacation or _stored_vacation(await store.user_settings(user.id)),
         error=error,
         notice=MESSAGES.get(request.query_params.get("done", "")),
@@ -246,6 +251,17 @@ async def _vacation(request: Request, user: Account, f: Field) -> Response:
             "Tick “replace it” to do so anyway, or add a vacation rule to that script.",
             status=409,
         )
+    mine = [s.name for s in await store.sieve_scripts(user.id)]
+    if VACATION in mine and f("replace") != "1":  # a "vacation" script the user wrote: not silently
+        if not (await store.get_sieve_script(user.id, VACATION)).startswith(HEADER):
+            return await _page(
+                request,
+                user,
+                vacation=v,
+                error=f"You wrote a script named “{VACATION}” yourself; saving here would replace it. "
+                "Tick “replace it” to do so anyway, or rename that script first.",
+                status=409,
+            )
     script = vacation_script(v)
     compile_script(script, name=VACATION, limits=sieve_limits(cfg))  # ours: always compiles
     await store.put_sieve_script(user.id, VACATION, script, cfg.max_scripts, cfg.max_script_size, time.time())
