@@ -14,7 +14,18 @@ from starlette.staticfiles import StaticFiles
 from mailhouse.accounts.bans import Bans
 from mailhouse.config import Listener
 from mailhouse.store.api import StoreError, StoreUnavailable
-from mailhouse.web import acme, admin, autoconfig, contacts, health, metrics, mtasts, settings, webmail
+from mailhouse.web import (
+    acme,
+    admin,
+    autoconfig,
+    contacts,
+    filters,
+    health,
+    metrics,
+    mtasts,
+    settings,
+    webmail,
+)
 from mailhouse.web.banned import BannedClients
 from mailhouse.web.common import (
     HERE,
@@ -58,6 +69,8 @@ ROUTES = [
     Route("/settings", settings.settings_page, methods=["GET"]),
     Route("/settings", settings.settings_post, methods=["POST"]),
     Route("/settings/mailhouse.mobileconfig", autoconfig.mobileconfig),
+    Route("/filters", filters.filters_page, methods=["GET"]),  # issue 17 §4: Sieve editor, out-of-office
+    Route("/filters", filters.filters_post, methods=["POST"]),
     Route("/admin", admin.admin_home),
     Route("/admin/domains", admin.admin_domains_post, methods=["POST"]),
     Route("/admin/domain/{name}", admin.admin_domain),
