@@ -1,0 +1,144 @@
+"""SMTP ingest with Sieve (issue 17 §6): the recipient's active script is the 30-rule
+``sieve30.sieve`` (filing by header, subject and size, flags, regex and relational tests; the bench
+messages match none of the filing rules, so every test runs, and end in INBOX) against no script,
+in alternating rounds of the same run, then Postfix delivering to local maildirs. Run from the
+repository root:
+
+    .venv/bin/python -m bench.smtp_ingest.run --sieve [--messages 5000] [--mode session] [--rounds 3]
+
+The cost per message is reported two ways: the CPU time of the Mailhouse processes (utime + stime
+from /proc, sampled before and after the messages are sent) per message, and the difference of
+the wall time per message × workers. Both are medians over ROUNDS runs per side.
+
+The Postfix side is Postfix's own local(8) delivery without Sieve: Postfix + Dovecot LMTP with
+Pigeonhole running the same script (the issue's reference) does strictly more work per message,
+so the ratio printed is a lower bound on the ratio against that reference, which is not run yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import mib
+from bench.smtp_ingest.run import bench_dns, dns_config, run_mailhouse, run_postfix
+from tests.mailhouse_proc import MailhouseProcess
+
+__all__ = ["SCRIPT", "install_script", "run_sieve"]
+
+SCRIPT = Path(__file__).with_name("sieve30.sieve")
+USER = "user@example.test"
+
+
+def install_script(mh: MailhouseProcess) -> None:
+    """Store SCRIPT as the bench recipient's active script (the store API ManageSieve uses)."""
+    text = SCRIPT.read_text()
+
+    async def put(admin: object) -> None:
+        from mailhouse.accounts.admin import Admin
+
+        assert isinstance(admin, Admin)
+        store = admin.store
+        account = await store.get_account(USER)
+        assert account is not None
+        await store.put_sieve_script(account.id, "bench", text, 10, 1 << 20, time.time())
+        await store.set_active_sieve_script(account.id, "bench")
+        assert await store.active_sieve_script(account.id) == ("bench", text)
+
+    mh.admin(put)
+
+
+def _flagged(mh_root: Path) -> int:
+    """Messages the script flagged `$Seen-By-Sieve` (proof that it ran for each of them)."""
+    from mailhouse.store import open_store
+
+    async def count() -> int:
+        data = mh_root / "data"
+        st = open_store(f"sqlite:///{data / 'mailhouse.db'}", data)
+        await st.open()
+        try:
+            account = await st.get_account(USER)
+            assert account is not None
+            n = 0
+            for mbox in await st.list_mailboxes(account.id):
+                n += sum("$Seen-By-Sieve" in m.flags for m in await st.list_messages(mbox.id))
+            return n
+        finally:
+            await st.close()
+
+    return asyncio.run(count())
+
+
+def run_sieve(a: argparse.Namespace, mode: str) -> bool:
+    dns = bench_dns()
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    cpus: dict[bool, list[float]] = {False: [], True: []}
+    ok = True
+    peak = 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-sieve-", dir="/var/tmp") as tmp:
+            root = Path(tmp)
+            for r in range(a.rounds):
+                for on in (False, True) if r % 2 == 0 else (True, False):  # alternate who goes first
+                    d = root / f"mh-{r}-{'on' if on else 'off'}"
+                    d.mkdir()
+                    cpu: list[float] = []
+                    t, peak_on, n = run_mailhouse(
+                        d,
+                        a.messages,
+                        a.sessions,
+                        a.size,
+                        a.workers,
+                        mode,
+                        dns_config(dns),
+                        install_script if on else None,
+                        cpu,
+                    )
+                    rates[on].append(a.messages / t)
+                    cpus[on].append(cpu[0] / a.messages)
+                    ok = ok and n == a.messages
+                    if on:
+                        peak = max(peak, peak_on)
+                        flagged = _flagged(d)
+                        if flagged != a.messages:
+                            print(f"script ran for {flagged} of {a.messages} messages")
+                            ok = False
+            pf_acc, pf_t, pf_n = run_postfix(root / "pf", a.messages, a.sessions, a.size, mode)
+    finally:
+        dns.stop()
+    ok = ok and pf_n == a.messages
+    on_rate, off_rate = statistics.median(rates[True]), statistics.median(rates[False])
+    on_cpu, off_cpu = statistics.median(cpus[True]), statistics.median(cpus[False])
+    pf_rate = a.messages / pf_t
+    how = "many messages per session (-d)" if mode == "session" else "one connection per message"
+    print(
+        f"mode {mode}: {a.messages} x {a.size} B over {a.sessions} sessions, {how} (Postfix smtp-source), "
+        f"median of {a.rounds} round(s) per side"
+    )
+    print(
+        f"Mailhouse, 30-rule script ({a.workers} workers): {on_rate:8.0f} msg/s  "
+        f"CPU {on_cpu * 1e3:.3f} ms/msg  peak RSS {mib(peak)}"
+    )
+    print(
+        f"Mailhouse, no script ({a.workers} workers):      {off_rate:8.0f} msg/s  CPU {off_cpu * 1e3:.3f} ms/msg"
+    )
+    print(
+        f"Sieve cost per message: {(on_cpu - off_cpu) * 1e3:.3f} ms CPU (Mailhouse processes, /proc); "
+        f"{(1 / on_rate - 1 / off_rate) * 1e3 * a.workers:.3f} ms end to end (wall time × {a.workers} workers)"
+    )
+    print(
+        f"Postfix (local maildir, no Sieve): {pf_rate:8.0f} msg/s  (until delivered; "
+        f"{a.messages / pf_acc:.0f} msg/s to 250; {pf_n} delivered)"
+    )
+    print(f"ratio Mailhouse with script/Postfix: {on_rate / pf_rate:.2f}x")
+    print(
+        "rounds (msg/s): script "
+        + " ".join(f"{x:.0f}" for x in rates[True])
+        + "; none "
+        + " ".join(f"{x:.0f}" for x in rates[False])
+    )
+    return ok
