@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from bench.common import cpu_seconds, mib, peak_rss
@@ -172,29 +173,34 @@ def run_postfix(
     size: int,
     mode: str = "session",
     main: dict[str, str] | None = None,
+    backend: Callable[[PostfixInstance], AbstractContextManager[object]] | None = None,
 ) -> tuple[float, float, int]:
+    """BACKEND: what Postfix delivers through (e.g. Dovecot LMTP, bench/smtp_ingest/sieve.py), run
+    around the measurement with Postfix's maildirs as its mail store; None: Postfix's virtual(8)."""
     pf = PostfixInstance(
         None,
         host="127.0.0.1",
         mode="local",
         domains=("example.test",),
+        mailboxes=["user@example.test"] if backend else None,
         main={"default_process_limit": "100", "smtpd_client_connection_count_limit": "0", **(main or {})},
     )
     pf.start()
     try:
-        t0 = time.perf_counter()
-        accepted = smtp_source(
-            pf.host,
-            pf.port,
-            messages=messages,
-            sessions=sessions,
-            size=size,
-            to="user@example.test",
-            extra=MODES[mode],
-        )
-        pf.wait_delivered(messages, timeout=900)
-        delivered = time.perf_counter() - t0
-        n = len(pf.delivered())
+        with backend(pf) if backend else nullcontext():
+            t0 = time.perf_counter()
+            accepted = smtp_source(
+                pf.host,
+                pf.port,
+                messages=messages,
+                sessions=sessions,
+                size=size,
+                to="user@example.test",
+                extra=MODES[mode],
+            )
+            pf.wait_delivered(messages, timeout=900)
+            delivered = time.perf_counter() - t0
+            n = len(pf.delivered())
     finally:
         pf.stop()
     return accepted, delivered, n
