@@ -5,28 +5,15 @@ otherwise) and the report's shape; it asserts no speed."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.helpers import run_bench
 
 
 @pytest.mark.slow
 def test_sieve_bench_small() -> None:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
     args = ["--sieve", "--messages", "100", "--sessions", "2", "--mode", "session", "--rounds", "1"]
-    r = subprocess.run(
-        [sys.executable, "-m", "bench.smtp_ingest.run", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    r = run_bench("-m", "bench.smtp_ingest.run", *args)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert "Mailhouse, 30-rule script" in out and "Mailhouse, no script" in out, out
