@@ -48,6 +48,20 @@ def rss(pid: int) -> int:
     return sum(_status(p, "VmRSS") for p in tree_pids(pid))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its live descendants, in seconds (/proc/PID/stat
+    utime and stime; sample before and after a run and take the difference)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while the tree was walked
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
+    return total / tick
+
+
 def mib(n: int) -> str:
     return f"{n / 1048576:.1f} MiB"
 

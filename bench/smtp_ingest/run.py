@@ -8,6 +8,8 @@ shown too). Run from the repository root:
 
     .venv/bin/python -m bench.smtp_ingest.run [--messages 20000] [--workers 2] [--mode both] [--filter]
 
+``--sieve`` (issue 17 §6, `sieve.py`): the recipient's active script is sieve30.sieve vs none.
+
 Every look-up of the run goes to a local dnsmasq (the client's PTR/A, the sender domain's SPF;
 nothing else is answered), the one key added to the default configuration.
 With ``--filter`` the spam pipeline (issue 14) runs with its default rules and DNS lists
@@ -29,9 +31,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
-from bench.common import mib, peak_rss
+from bench.common import cpu_seconds, mib, peak_rss
 from tests.mailhouse_proc import MailhouseProcess
 from tests.peers.dns import DNSServer
 from tests.peers.postfix import PostfixInstance, smtp_source
@@ -120,7 +123,10 @@ def run_mailhouse(
     mode: str = "session",
     extra: str = "",
     before_start: Callable[[MailhouseProcess], None] | None = None,
+    cpu: list[float] | None = None,
 ) -> tuple[float, int, int]:
+    """Elapsed seconds, peak RSS and messages stored; CPU seconds of the server's processes while
+    the messages were sent are appended to CPU when given."""
     mh = MailhouseProcess(root, services=("smtp",), extra=f"[server]\nworkers = {workers}\n{extra}")
     mh.add_domain("example.test")
     mh.add_user("user@example.test")
@@ -129,6 +135,8 @@ def run_mailhouse(
     mh.start()
     try:
         host, port = mh.addr("smtp")
+        assert mh.proc is not None
+        cpu0 = cpu_seconds(mh.proc.pid)
         elapsed = smtp_source(
             host,
             port,
@@ -138,7 +146,8 @@ def run_mailhouse(
             to="user@example.test",
             extra=MODES[mode],
         )
-        assert mh.proc is not None
+        if cpu is not None:
+            cpu.append(cpu_seconds(mh.proc.pid) - cpu0)
         peak = peak_rss(mh.proc.pid)
     finally:
         mh.stop()
@@ -164,29 +173,34 @@ def run_postfix(
     size: int,
     mode: str = "session",
     main: dict[str, str] | None = None,
+    backend: Callable[[PostfixInstance], AbstractContextManager[object]] | None = None,
 ) -> tuple[float, float, int]:
+    """BACKEND: what Postfix delivers through (e.g. Dovecot LMTP, bench/smtp_ingest/sieve.py), run
+    around the measurement with Postfix's maildirs as its mail store; None: Postfix's virtual(8)."""
     pf = PostfixInstance(
         None,
         host="127.0.0.1",
         mode="local",
         domains=("example.test",),
+        mailboxes=["user@example.test"] if backend else None,
         main={"default_process_limit": "100", "smtpd_client_connection_count_limit": "0", **(main or {})},
     )
     pf.start()
     try:
-        t0 = time.perf_counter()
-        accepted = smtp_source(
-            pf.host,
-            pf.port,
-            messages=messages,
-            sessions=sessions,
-            size=size,
-            to="user@example.test",
-            extra=MODES[mode],
-        )
-        pf.wait_delivered(messages, timeout=900)
-        delivered = time.perf_counter() - t0
-        n = len(pf.delivered())
+        with backend(pf) if backend else nullcontext():
+            t0 = time.perf_counter()
+            accepted = smtp_source(
+                pf.host,
+                pf.port,
+                messages=messages,
+                sessions=sessions,
+                size=size,
+                to="user@example.test",
+                extra=MODES[mode],
+            )
+            pf.wait_delivered(messages, timeout=900)
+            delivered = time.perf_counter() - t0
+            n = len(pf.delivered())
     finally:
         pf.stop()
     return accepted, delivered, n
@@ -256,8 +270,17 @@ def main() -> int:
     ap.add_argument(
         "--rspamd", action="store_true", help="filtering on vs Postfix + Rspamd milter (filtering.py)"
     )
-    ap.add_argument("--rounds", type=int, default=1, help="--rspamd: alternating runs per side (median)")
+    ap.add_argument(
+        "--sieve", action="store_true", help="a 30-rule Sieve script active vs none, and Postfix (sieve.py)"
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="--rspamd, --sieve: alternating runs per side (median)"
+    )
     a = ap.parse_args()
+    if a.sieve:
+        from bench.smtp_ingest.sieve import run_sieve
+
+        return 0 if all([run_sieve(a, mode) for mode in (MODES if a.mode == "both" else [a.mode])]) else 1
     if a.rspamd:
         from bench.smtp_ingest.filtering import run_filtering
 

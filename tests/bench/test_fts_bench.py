@@ -5,26 +5,15 @@ found the same messages; it asserts no speed."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.helpers import run_bench
 
 
 def test_fts_bench_small(tmp_path: Path) -> None:
     out = tmp_path / "fts.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
     args = ["--messages", "300", "--queries", "6", "--scan-queries", "3", "--dovecot-messages", "60"]
-    r = subprocess.run(
-        [sys.executable, "-m", "bench.fts.run", *args, "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    r = run_bench("-m", "bench.fts.run", *args, "--json", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Mailhouse, word index" in r.stdout and "Dovecot + fts-xapian" in r.stdout
     got = json.loads(out.read_text())

@@ -3,28 +3,17 @@ importers took every message; it asserts no speed."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.helpers import ROOT, run_bench
+
 pytestmark = pytest.mark.slow
 
 
 def test_import_bench_small() -> None:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "import" / "run.py"), "--messages", "200", "--rounds", "1"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    r = run_bench(str(ROOT / "bench" / "import" / "run.py"), "--messages", "200", "--rounds", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert re.findall(r"imported (\d+) message\(s\)", out) == ["200", "50", "200"], out
