@@ -34,7 +34,7 @@ import queue as _queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -74,6 +74,19 @@ async def _await(job: _Job) -> Any:
         if is_unavailable(e):
             raise StoreUnavailable(f"SQLite unavailable ({e})") from e
         raise
+
+
+def _settle(future: Future[Any], ok: bool, value: Any) -> None:
+    """Hand a result or an exception to FUTURE — unless its caller has cancelled it meanwhile (a
+    write still commits: the caller merely stopped waiting). Setting a cancelled future raises
+    InvalidStateError, which would end the store's reader or writer thread for every later caller."""
+    try:
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+    except InvalidStateError:
+        pass
 
 
 class _Job:
@@ -212,10 +225,12 @@ class Engine:
 
     @staticmethod
     def _run_read(conn: sqlite3.Connection, job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return  # its caller was cancelled (a client gone, a timeout) before it ran: nobody waits
         try:
-            job.future.set_result(job.fn(conn))
+            _settle(job.future, True, job.fn(conn))
         except BaseException as e:  # noqa: BLE001 - handed to the caller
-            job.future.set_exception(e)
+            _settle(job.future, False, e)
 
     def _run_writes(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         # Processes take turns through a flock first: SQLite's own busy handler sleeps in
@@ -233,7 +248,7 @@ class Engine:
             conn.execute("BEGIN IMMEDIATE")
         except BaseException as e:  # noqa: BLE001
             for j in batch:
-                j.future.set_exception(e)
+                _settle(j.future, False, e)
             return
         for j in batch:
             conn.execute("SAVEPOINT job")
@@ -253,13 +268,10 @@ class Engine:
             except sqlite3.Error:
                 pass
             for j in batch:
-                j.future.set_exception(e)
+                _settle(j.future, False, e)
             return
         for j, ok, r in results:
-            if ok:
-                j.future.set_result(r)
-            else:
-                j.future.set_exception(r)
+            _settle(j.future, ok, r)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         job = _Job(fn, write=False)
