@@ -348,3 +348,28 @@ async def test_notifications_count_against_the_redirect_limits(svc: services.Ser
     for _ in range(2):  # a delivery run twice notifies once
         await svc.delivery.deliver(MESSAGE, "carol@remote.test", [alice], qid)
     assert len(await svc.store.list()) == 3
+
+
+async def test_scripts_are_evaluated_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Body tests and regexes may spend the whole CPU budget: never on the node's loop thread; the
+    store questions (mailboxexists, duplicate) are still answered, on the loop."""
+    import threading
+
+    from mailhouse.delivery import sieve as dsieve
+    from mailhouse.sieve import SimpleContext
+    from mailhouse.sieve import evaluate as real_evaluate
+
+    threads: list[threading.Thread] = []
+
+    async def spy(*args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread())
+        return await real_evaluate(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dsieve, "evaluate", spy)
+    script = 'require ["fileinto", "mailbox"];\nif mailboxexists "Lists" { fileinto "Lists"; }\n'
+    ctx = SimpleContext(b"Subject: x\r\n\r\nbody\r\n", mailboxes={"INBOX", "Lists"})
+    run = await SieveRunner(sieve_limits(config.SieveConfig())).run(
+        dsieve.Scripts(user=("main", script)), ctx.message, ctx
+    )
+    assert threads and threads[0] is not threading.main_thread()
+    assert run.result is not None and [type(a).__name__ for a in run.result.actions] == ["FileInto"]

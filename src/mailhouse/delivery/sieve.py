@@ -35,6 +35,7 @@ Invariants
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.header
 import email.utils
@@ -42,10 +43,10 @@ import hashlib
 import logging
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from mailhouse.config import SieveConfig
 from mailhouse.delivery.srs import SrsCodec
@@ -180,7 +181,7 @@ class SieveRunner:
                 script = self.compile(name, text)
             except SieveError as e:  # RFC 5228 §2.10.5: a script that does not compile is not run
                 return RunResult(error=f"{name}: {e}")
-            r = await evaluate(script, ctx, includes=self._includes(script, scripts), limits=self.limits)
+            r = await _off_loop(script, ctx, self._includes(script, scripts), self.limits)
             if r.error is not None:
                 return RunResult(error=f"{name}: {r.error}")
             actions += r.actions
@@ -190,6 +191,45 @@ class SieveRunner:
         result = SieveResult(tuple(actions), keep, tuple(flags), None, tuple(dups))
         edits = result.header_edits
         return RunResult(result, apply_header_edits(message[: head_end(message)], edits) if edits else None)
+
+
+async def _off_loop(
+    script: Script, ctx: SieveContext, includes: dict[tuple[Location, str], Script], limits: SieveLimits
+) -> SieveResult:
+    """Evaluate in a worker thread: body tests decode the message and regexes run up to the CPU
+    budget, which must not hold the node's event loop (DESIGN.md: nothing heavy on the loop). The
+    thread has its own loop; the context's store questions are answered on the node's loop."""
+    bridged = _LoopContext(ctx, asyncio.get_running_loop())
+    return await asyncio.to_thread(
+        lambda: asyncio.run(evaluate(script, bridged, includes=includes, limits=limits))
+    )
+
+
+class _LoopContext:
+    """SieveContext whose async questions run on LOOP (where the store lives), asked from another."""
+
+    def __init__(self, inner: SieveContext, loop: asyncio.AbstractEventLoop) -> None:
+        self._inner, self._loop = inner, loop
+        self.message, self.envelope_from, self.envelope_to = (
+            inner.message,
+            inner.envelope_from,
+            inner.envelope_to,
+        )
+        self.original_recipient, self.user_addresses = inner.original_recipient, inner.user_addresses
+        self.spam_percent, self.virus_level = inner.spam_percent, inner.virus_level
+        self.environment, self.now = inner.environment, inner.now
+
+    async def _ask(self, coro: Coroutine[Any, Any, bool]) -> bool:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    async def mailbox_exists(self, name: str) -> bool:
+        return await self._ask(self._inner.mailbox_exists(name))
+
+    async def mailboxid_exists(self, mailboxid: str) -> bool:
+        return await self._ask(self._inner.mailboxid_exists(mailboxid))
+
+    async def duplicate(self, key: str, seconds: int, *, last: bool) -> bool:
+        return await self._ask(self._inner.duplicate(key, seconds, last=last))
 
 
 @dataclass(slots=True)
